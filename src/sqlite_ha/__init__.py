@@ -1,0 +1,3 @@
+"""sqlite-ha: a highly available, replicated SQLite cluster."""
+
+__version__ = "0.1.0"

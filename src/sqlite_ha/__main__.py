@@ -1,0 +1,3 @@
+from sqlite_ha.cli import main
+
+main()

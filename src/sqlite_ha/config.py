@@ -1,0 +1,338 @@
+"""One typed configuration, resolved from flags, ``HA_*`` environment variables and a config file.
+
+The ``SETTINGS`` table is the single source of truth: the CLI builds its options from it, the environment and
+file readers look names up in it, and ``resolve`` turns raw strings into a frozen ``Config``. Precedence is
+flags > environment > config file > default, as in the ``ha`` command of the seeds. Every bad value becomes a
+``ConfigError`` naming the setting and where the value came from, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlite_ha.errors import ConfigError
+
+ENV_PREFIX = "HA_"
+
+# ------------------------------------------------------------------------------------------------ parsers
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go-style duration (``15s``, ``1m30s``, ``24h``, ``250ms``, ``0``) into seconds.
+
+    Go syntax because ``ha`` users already write their durations that way.
+    """
+    s = text.strip()
+    if s in ("0", ""):
+        if s == "":
+            raise ValueError("empty duration")
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m:
+            raise ValueError(f"{text!r} is not a duration (examples: 500ms, 15s, 1m30s, 24h)")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return total
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte size: ``1048576``, ``512KB``, ``16MiB``, ``1g`` (binary multiples)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a size (examples: 1048576, 512KB, 16MB)")
+    unit = (m.group(2) or "").lower()[:1]
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+_TRUE = {"1", "t", "true", "yes", "y", "on"}
+_FALSE = {"0", "f", "false", "no", "n", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    v = text.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a port number (0-65535)")
+    return port
+
+
+def _parse_int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an integer") from None
+        if not lo <= n <= hi:
+            raise ValueError(f"{n} is out of range ({lo}-{hi})")
+        return n
+
+    return parse
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        v = text.strip().lower()
+        if v not in choices:
+            raise ValueError(f"{text!r} is not one of: {', '.join(choices)}")
+        return v
+
+    return parse
+
+
+def _parse_str(text: str) -> str:
+    return text
+
+
+def _parse_nats_url(text: str) -> str:
+    if text and not re.match(r"^(nats|tls|ws|wss)://[^\s]+$", text):
+        raise ValueError(f"{text!r} is not a NATS URL (example: nats://127.0.0.1:4222)")
+    return text
+
+
+def _parse_stream_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ValueError(f"{text!r} is not a valid stream name (letters, digits, _ and -)")
+    return text
+
+
+# ------------------------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its flag, its parser and its help text."""
+
+    name: str  # long flag without dashes, e.g. "replication-timeout"
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    short: str | None = None
+    is_flag: bool = False  # boolean switch: ``--memory`` alone means true
+    secret: bool = False  # never printed or logged
+    metavar: str | None = None
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.attr.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("name", _parse_str, None, "Node name, used in change sets and consumer names [default: hostname]",
+            short="n"),
+    Setting("host", _parse_str, "127.0.0.1",
+            "Address the HTTP API listens on; use 0.0.0.0 to serve other machines (and set --token)"),
+    Setting("port", parse_port, 8080, "HTTP API port", short="p"),
+    Setting("token", _parse_str, "", "Value required in the Authorization header of every request except "
+            "health and docs ('Bearer <token>' or the bare token)", secret=True),
+    Setting("memory", parse_bool, False, "Keep databases in memory; files given are loaded into memory",
+            short="m", is_flag=True),
+    Setting("log-level", _parse_choice("debug", "info", "warn", "warning", "error"), "info",
+            "Log level: debug, info, warn, error"),
+    Setting("create-db-dir", _parse_str, "",
+            "Directory where databases created over the API (POST /databases) are stored; empty disables it"),
+    Setting("max-body-size", parse_size, 16 * 1024 * 1024, "Largest accepted request body (e.g. 16MB)"),
+    Setting("synchronous", _parse_choice("normal", "full"), "full",
+            "SQLite synchronous mode for database files: full survives power loss, normal only a crash"),
+    Setting("busy-timeout", parse_duration, 5.0, "How long a write waits for a lock held by another process"),
+    Setting("nats-host", _parse_str, "127.0.0.1", "Address the embedded NATS server listens on"),
+    Setting("nats-port", parse_port, 4222, "Embedded NATS port; 0 starts no embedded server"),
+    Setting("nats-store-dir", _parse_str, "",
+            "JetStream store of the embedded NATS server [default: $XDG_DATA_HOME/sqlite-ha/<name>/nats]"),
+    Setting("nats-user", _parse_str, "", "User required by the embedded NATS server (and used to connect)"),
+    Setting("nats-pass", _parse_str, "", "Password of --nats-user", secret=True),
+    Setting("nats-config", _parse_str, "", "nats-server config file; replaces the generated configuration"),
+    Setting("nats-logs", parse_bool, False, "Show the embedded NATS server's log", is_flag=True),
+    Setting("replication-url", _parse_nats_url, "",
+            "External NATS URL to replicate through (wins over the embedded server)"),
+    Setting("replication-stream", _parse_stream_name, "ha_replication", "JetStream stream name"),
+    Setting("replicas", _parse_int_range(1, 5), 1, "Stream and object store replicas (1-5)"),
+    Setting("replication-timeout", parse_duration, 15.0, "How long a write waits for the stream to ack"),
+    Setting("replication-max-age", parse_duration, 24 * 3600.0, "How long the stream keeps change sets"),
+)
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything a node needs to start; built only by ``resolve``."""
+
+    databases: tuple[str, ...] = ()
+    name: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = field(default="", repr=False)
+    memory: bool = False
+    log_level: str = "info"
+    create_db_dir: str = ""
+    max_body_size: int = 16 * 1024 * 1024
+    synchronous: str = "full"
+    busy_timeout: float = 5.0
+    nats_host: str = "127.0.0.1"
+    nats_port: int = 4222
+    nats_store_dir: str = ""
+    nats_user: str = ""
+    nats_pass: str = field(default="", repr=False)
+    nats_config: str = ""
+    nats_logs: bool = False
+    replication_url: str = ""
+    replication_stream: str = "ha_replication"
+    replicas: int = 1
+    replication_timeout: float = 15.0
+    replication_max_age: float = 24 * 3600.0
+
+    @property
+    def embedded_nats(self) -> bool:
+        """An embedded server runs unless an external URL is given or the port is 0."""
+        return not self.replication_url and self.nats_port != 0
+
+    @property
+    def nats_url(self) -> str:
+        """The URL the node's NATS client connects to; empty when the node runs without NATS."""
+        if self.replication_url:
+            return self.replication_url
+        if self.nats_port:
+            host = "127.0.0.1" if self.nats_host in ("0.0.0.0", "") else self.nats_host
+            return f"nats://{host}:{self.nats_port}"
+        return ""
+
+    def store_dir(self) -> Path:
+        if self.nats_store_dir:
+            return Path(self.nats_store_dir)
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        return base / "sqlite-ha" / self.name / "nats"
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as a dict with secrets masked: safe to log or show in status."""
+        out = dataclasses.asdict(self)
+        for s in SETTINGS:
+            if s.secret and out.get(s.attr):
+                out[s.attr] = "***"
+        return out
+
+
+def _check_names_known(values: Mapping[str, Any], source: str) -> None:
+    for key in values:
+        if key not in SETTINGS_BY_NAME:
+            raise ConfigError(f"--{key}", "unknown setting", source=source)
+
+
+def read_config_file(path: str) -> dict[str, str]:
+    """Read ``flag value`` lines (``#`` comments, optional leading dashes, ``flag=value`` too).
+
+    A bare flag name means true for switches, as in the plain format the ``ha`` command reads.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("--config", f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError("--config", f"{path} is not UTF-8 text") from e
+    out: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=") if "=" in line.split(None, 1)[0] else line.partition(" ")
+        key = key.strip().lstrip("-")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        source = f"{path}:{lineno}"
+        if key not in SETTINGS_BY_NAME:
+            raise ConfigError(f"--{key}", "unknown setting", source=source)
+        if not sep or value == "":
+            if not SETTINGS_BY_NAME[key].is_flag:
+                raise ConfigError(f"--{key}", "missing value", source=source)
+            value = "true"
+        out[key] = value
+    return out
+
+
+def read_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Pick the ``HA_*`` variables that name a setting; others are left alone (HA_ARGS is positional)."""
+    out: dict[str, str] = {}
+    for s in SETTINGS:
+        if s.env in env:
+            out[s.name] = env[s.env]
+    return out
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    *,
+    databases: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Config:
+    """Merge flags > env > config file > defaults and parse every value into a ``Config``.
+
+    ``flags`` holds only the values the user gave on the command line (already typed for switches,
+    strings otherwise). Databases come from the command line, else from ``HA_ARGS``.
+    """
+    env = os.environ if env is None else env
+    _check_names_known(flags, "command line")
+    file_values = read_config_file(config_file) if config_file else {}
+    env_values = read_env(env)
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw: Any
+        if s.name in flags and flags[s.name] is not None:
+            raw, source = flags[s.name], None
+        elif s.name in env_values:
+            raw, source = env_values[s.name], s.env
+        elif s.name in file_values:
+            raw, source = file_values[s.name], config_file
+        else:
+            values[s.attr] = s.default
+            continue
+        if isinstance(raw, bool) and s.is_flag:
+            values[s.attr] = raw
+            continue
+        try:
+            values[s.attr] = s.parse(str(raw))
+        except ValueError as e:
+            raise ConfigError(s.flag, str(e), source=source) from None
+    if not values["name"]:
+        values["name"] = socket.gethostname() or "node"
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", values["name"]):
+        raise ConfigError("--name", f"{values['name']!r} may only hold letters, digits, _ and -")
+    dbs = tuple(databases)
+    if not dbs and env.get("HA_ARGS"):
+        dbs = tuple(shlex.split(env["HA_ARGS"]))
+    if values["nats_pass"] and not values["nats_user"]:
+        raise ConfigError("--nats-pass", "needs --nats-user")
+    return Config(databases=dbs, **values)

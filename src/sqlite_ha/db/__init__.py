@@ -1,0 +1,1 @@
+"""Everything that talks to SQLite. Nothing outside this package imports apsw."""

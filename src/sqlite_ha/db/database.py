@@ -1,0 +1,263 @@
+"""One SQLite database served by a node: its connections, how requests run on them, and backups.
+
+A file database has one writer connection and one reader connection (WAL lets the reader see committed data
+while a write is in progress); an in-memory database has a single connection. Requests run inline on the
+caller's thread, which is the node's event loop: a point query costs a few microseconds, far less than a hop
+to a thread. A progress handler bounds how long any request may keep SQLite busy. Backups use their own
+connection on a worker thread and never hold the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from sqlite_ha.db.authorizer import Authorizer
+from sqlite_ha.db.dsn import DatabaseSpec
+from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, run_statement
+from sqlite_ha.db.sqlerrors import translate
+from sqlite_ha.db.statement import Result, Statement
+from sqlite_ha.errors import BadRequest, ConfigError, HAError, StatementNotAllowed
+
+log = logging.getLogger(__name__)
+
+_CLASSIFY_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseOptions:
+    synchronous: str = "full"
+    busy_timeout: float = 5.0
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(slots=True)
+class _Conn:
+    """A connection with the per-connection guards installed on it."""
+
+    conn: apsw.Connection
+    authorizer: Authorizer
+    deadline: Deadline
+
+    def control(self, sql: str) -> None:
+        """Run one of the node's own statements, which the client authorizer would refuse."""
+        self.authorizer.internal = True
+        try:
+            self.conn.execute(sql)
+        finally:
+            self.authorizer.internal = False
+
+
+@dataclass(slots=True)
+class DatabaseStats:
+    reads: int = 0
+    writes: int = 0
+    errors: int = 0
+
+
+class Database:
+    def __init__(self, spec: DatabaseSpec, options: DatabaseOptions | None = None) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.options = options or DatabaseOptions()
+        self.stats = DatabaseStats()
+        self._readonly_cache: dict[str, bool] = {}
+        busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
+        self._busy_ms = int(busy * 1000)
+        try:
+            if spec.memory:
+                self._writer = self._open_memory()
+                self._reader = self._writer
+            else:
+                self._writer = self._open_file_writer()
+                self._reader = self._open_file_reader()
+        except apsw.Error as e:
+            raise ConfigError(f"database {spec.path!r}", f"cannot open: {e}") from e
+
+    # ------------------------------------------------------------------------------------ opening
+    def _guard(self, conn: apsw.Connection) -> _Conn:
+        conn.set_busy_timeout(self._busy_ms)
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
+        conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
+        authorizer = Authorizer()
+        conn.authorizer = authorizer
+        deadline = Deadline()
+        deadline.install(conn)
+        if self.spec.foreign_keys:
+            conn.execute("PRAGMA foreign_keys=ON")
+        return _Conn(conn, authorizer, deadline)
+
+    def _open_file_writer(self) -> _Conn:
+        flags = apsw.SQLITE_OPEN_READONLY if self.spec.read_only else (
+            apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+        conn = apsw.Connection(self.spec.path, flags=flags, statementcachesize=256)
+        if not self.spec.read_only:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+            if str(mode).lower() != "wal":
+                raise ConfigError(f"database {self.spec.path!r}", f"cannot switch to WAL (got {mode})")
+            sync = self.spec.synchronous or self.options.synchronous
+            conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        return self._guard(conn)
+
+    def _open_file_reader(self) -> _Conn:
+        conn = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READWRITE, statementcachesize=256)
+        conn.execute("PRAGMA query_only=ON")
+        return self._guard(conn)
+
+    def _open_memory(self) -> _Conn:
+        name = f"file:/sqlite-ha-{self.id}-{uuid.uuid4().hex}?vfs=memdb"
+        conn = apsw.Connection(name, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+                               | apsw.SQLITE_OPEN_URI, statementcachesize=256)
+        if os.path.exists(self.spec.path):
+            # Through the backup API rather than reading bytes, so a file with a live WAL loads whole.
+            src = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READONLY)
+            try:
+                with conn.backup("main", src, "main") as backup:
+                    backup.step(-1)
+            finally:
+                src.close()
+            conn.execute("PRAGMA journal_mode=MEMORY")
+            log.info("loaded %s into memory", self.spec.path)
+        return self._guard(conn)
+
+    # ------------------------------------------------------------------------------------ requests
+    def execute(self, statements: Sequence[Statement]) -> list[Result]:
+        """Run the statements as one transaction and return one result per statement.
+
+        Read-only requests run on the reader; anything else runs on the writer inside ``BEGIN IMMEDIATE``,
+        and the first error rolls the whole request back.
+        """
+        if not statements:
+            raise BadRequest("no statements to run")
+        for i, stmt in enumerate(statements):
+            if not stmt.sql.strip():
+                raise BadRequest(f"statement {i + 1} is empty")
+        try:
+            if self._all_read_only(statements):
+                self.stats.reads += 1
+                return self._run(self._reader, statements, "BEGIN" if len(statements) > 1 else None)
+            self.stats.writes += 1
+            return self._run(self._writer, statements, "BEGIN IMMEDIATE")
+        except HAError:
+            self.stats.errors += 1
+            raise
+
+    def _run(self, c: _Conn, statements: Sequence[Statement], begin: str | None) -> list[Result]:
+        results: list[Result] = []
+        budget = self.options.limits.max_rows
+        c.deadline.arm(self.options.limits.timeout)
+        try:
+            if begin:
+                c.control(begin)
+            for i, stmt in enumerate(statements):
+                try:
+                    result, budget = run_statement(c.conn, stmt, budget)
+                except apsw.AuthError as e:
+                    raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e
+                except apsw.InterruptError as e:
+                    if c.deadline.fired:
+                        raise QueryTimeout(
+                            f"statement {i + 1} ran longer than {self.options.limits.timeout:g}s",
+                            hint="add an index, a LIMIT, or raise --query-timeout") from e
+                    raise translate(e, i) from e
+                except HAError:
+                    raise
+                except Exception as e:
+                    raise translate(e, i) from e
+                results.append(result)
+            if begin:
+                try:
+                    c.control("COMMIT")
+                except apsw.Error as e:
+                    raise translate(e) from e
+        finally:
+            c.deadline.disarm()
+            if c.conn.in_transaction:
+                c.control("ROLLBACK")
+        return results
+
+    def _all_read_only(self, statements: Sequence[Statement]) -> bool:
+        for stmt in statements:
+            ro = self._readonly_cache.get(stmt.sql)
+            if ro is None:
+                ro = self._classify(stmt)
+                if ro is None:
+                    return False
+                if len(self._readonly_cache) >= _CLASSIFY_CACHE_MAX:
+                    self._readonly_cache.clear()
+                self._readonly_cache[stmt.sql] = ro
+            if not ro:
+                return False
+        return True
+
+    def _classify(self, stmt: Statement) -> bool | None:
+        """Prepare without running: True when SQLite says the text is one read-only statement.
+
+        None means "could not tell" (a table made earlier in the same request, bad parameters, several
+        statements in one text): such requests go to the writer, which reports any real error.
+        """
+        seen: dict[str, Any] = {}
+
+        def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+            seen["ro"] = cursor.is_readonly
+            seen["sql"] = sql
+            return False
+
+        cur = self._reader.conn.cursor()
+        cur.exec_trace = trace
+        try:
+            cur.execute(stmt.sql, stmt.bindings)
+        except apsw.ExecTraceAbort:
+            pass
+        except Exception:
+            return None
+        if "ro" not in seen:
+            return None
+        rest = stmt.sql.strip()
+        first = str(seen["sql"]).strip()
+        if rest.startswith(first) and rest[len(first):].strip(" \t\r\n;"):
+            return None  # more statements follow in the same text
+        return bool(seen["ro"])
+
+    # ------------------------------------------------------------------------------------ backups
+    def backup_to(self, dest_path: str) -> None:
+        """Write a consistent copy to ``dest_path``. Safe to call from a worker thread.
+
+        A file database is copied from its own connection holding one read transaction, so the copy is a
+        single snapshot while writers go on (WAL). An in-memory database is serialized, which is a memory
+        copy; call it from the thread that owns the database.
+        """
+        if self.spec.memory:
+            data = self._writer.conn.serialize("main") or b""
+            with open(dest_path, "wb") as f:
+                f.write(data)
+            return
+        src = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            src.set_busy_timeout(self._busy_ms)
+            src.execute("BEGIN")
+            src.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # pins the read snapshot
+            dest = apsw.Connection(dest_path)
+            try:
+                with dest.backup("main", src, "main") as backup:
+                    while not backup.done:
+                        backup.step(4096)
+                dest.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                dest.close()
+            src.execute("COMMIT")
+        finally:
+            src.close()
+
+    def close(self) -> None:
+        for c in {id(self._reader): self._reader, id(self._writer): self._writer}.values():
+            try:
+                c.conn.close()
+            except apsw.Error as e:  # closing must not stop the shutdown of the other databases
+                log.warning("closing %s: %s", self.id, e)

@@ -1,0 +1,102 @@
+"""Run one client statement on a connection and collect its result.
+
+Whether a statement returns rows is read from the prepared statement (apsw's exec trace fires after prepare
+and before the first step), never guessed from the SQL text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from sqlite_ha.db.statement import Result, Statement
+from sqlite_ha.errors import BadRequest, HAError
+
+
+class ResultTooLarge(HAError):
+    code = "result_too_large"
+
+
+class QueryTimeout(HAError):
+    code = "query_timeout"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    max_rows: int = 500_000
+    timeout: float = 30.0  # seconds a single request may keep SQLite busy
+
+
+class Deadline:
+    """Progress handler that interrupts a statement running past its deadline.
+
+    Installed once per connection; ``arm`` before each request. The check runs every ``STEPS`` virtual machine
+    instructions, so its cost does not show on point queries.
+    """
+
+    STEPS = 4000
+
+    def __init__(self) -> None:
+        self.at = float("inf")
+        self.fired = False
+
+    def install(self, conn: apsw.Connection) -> None:
+        conn.set_progress_handler(self, self.STEPS)
+
+    def arm(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds if seconds > 0 else float("inf")
+        self.fired = False
+
+    def disarm(self) -> None:
+        self.at = float("inf")
+
+    def __call__(self) -> bool:
+        if time.monotonic() > self.at:
+            self.fired = True
+            return True
+        return False
+
+
+def run_statement(conn: apsw.Connection, stmt: Statement, rows_budget: int) -> tuple[Result, int]:
+    """Execute ``stmt`` (which may hold several SQL statements: the last one's result is returned).
+
+    Returns the result and the rows budget left. Raises apsw errors untranslated: the caller knows the
+    statement's index and translates.
+    """
+    results: list[Result] = []
+
+    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if results and not results[-1].columns:
+            _finish_exec(conn, results[-1])
+        desc = cursor.description
+        results.append(Result(columns=[d[0] for d in desc], types=[d[1] for d in desc]))
+        return True
+
+    cur = conn.cursor()
+    cur.exec_trace = trace
+    try:
+        cur.execute(stmt.sql, stmt.bindings)
+        for row in cur:
+            rows_budget -= 1
+            if rows_budget < 0:
+                raise ResultTooLarge(
+                    "the result has more rows than --max-result-rows allows",
+                    hint="add LIMIT, or page through the rows with WHERE on a key",
+                )
+            results[-1].rows.append(row)
+    except BaseException:
+        cur.close(True)  # finalize now, so the transaction can roll back with no statement pending
+        raise
+    if not results:
+        raise BadRequest("the statement is empty")
+    if not results[-1].columns:
+        _finish_exec(conn, results[-1])
+    return results[-1], rows_budget
+
+
+def _finish_exec(conn: apsw.Connection, result: Result) -> None:
+    result.rows_affected = conn.changes()
+    result.last_insert_id = conn.last_insert_rowid()

@@ -1,0 +1,44 @@
+"""The one place that turns apsw exceptions into sqlite-ha errors."""
+
+from __future__ import annotations
+
+import apsw
+
+from sqlite_ha.errors import Busy, HAError, InvalidParams, SQLError, StatementNotAllowed
+
+
+def sqlite_code_name(exc: apsw.Error) -> str:
+    """SQLite's extended result code name (``SQLITE_CONSTRAINT_UNIQUE``), or the primary one."""
+    ext = getattr(exc, "extendedresult", None)
+    name = apsw.mapping_extended_result_codes.get(ext) if ext is not None else None
+    if not name:
+        res = getattr(exc, "result", None)
+        name = apsw.mapping_result_codes.get(res) if res is not None else None
+    return str(name or "SQLITE_ERROR")
+
+
+def translate(exc: BaseException, statement: int | None = None) -> HAError:
+    """Map an exception raised while preparing, binding or stepping a statement."""
+    if isinstance(exc, HAError):
+        return exc
+    where = f"statement {statement + 1}: " if statement is not None else ""
+    if isinstance(exc, apsw.BindingsError):
+        return InvalidParams(f"{where}{exc}")
+    if isinstance(exc, KeyError):
+        return InvalidParams(f"{where}missing parameter {exc.args[0]!r}")
+    if isinstance(exc, OverflowError):
+        return InvalidParams(f"{where}{exc}")
+    if isinstance(exc, apsw.AuthError):
+        return StatementNotAllowed(f"{where}{exc}")
+    if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        return Busy(f"{where}database is locked: {exc}", hint="retry the request")
+    if isinstance(exc, apsw.Error):
+        message = str(exc)
+        # apsw prefixes messages with the exception class ("ConstraintError: ..."); keep SQLite's words.
+        prefix, sep, rest = message.partition(": ")
+        if sep and prefix.endswith("Error"):
+            message = rest
+        return SQLError(f"{where}{message}", sqlite_code=sqlite_code_name(exc), index=statement)
+    if isinstance(exc, UnicodeError | ValueError | TypeError):
+        return InvalidParams(f"{where}{exc}")
+    raise exc

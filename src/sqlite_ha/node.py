@@ -1,0 +1,151 @@
+"""A running node: databases, the embedded NATS server, the NATS connection and the HTTP API.
+
+Start order is databases → NATS server → NATS connection → HTTP, so a node never answers requests for
+databases it has not opened; stop order is the reverse, so no request is cut half-way and the NATS child is
+stopped last-but-one, after everything that talks to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sqlite_ha import __version__
+from sqlite_ha.config import Config
+from sqlite_ha.db.database import DatabaseOptions
+from sqlite_ha.db.dsn import parse_databases
+from sqlite_ha.db.registry import Databases
+from sqlite_ha.db.runner import Limits
+from sqlite_ha.errors import ConfigError
+from sqlite_ha.natsd import NatsServer, NatsServerOptions
+from sqlite_ha.replication.jetstream.connection import NatsConnection
+from sqlite_ha.server.http.app import HTTPApi
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.name = config.name
+        self.databases = Databases(
+            DatabaseOptions(synchronous=config.synchronous, busy_timeout=config.busy_timeout, limits=Limits()),
+            create_dir=config.create_db_dir,
+            memory=config.memory,
+        )
+        self.nats_server: NatsServer | None = None
+        self.nats: NatsConnection | None = None
+        self._runner: web.AppRunner | None = None
+        self._started_at = time.time()
+        self.http_port: int | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        try:
+            self.databases.open_all(parse_databases(cfg.databases, memory=cfg.memory))
+            if cfg.embedded_nats:
+                self.nats_server = NatsServer(NatsServerOptions(
+                    name=cfg.name, host=cfg.nats_host, port=cfg.nats_port, store_dir=cfg.store_dir(),
+                    user=cfg.nats_user or None, password=cfg.nats_pass or None,
+                    config_file=Path(cfg.nats_config) if cfg.nats_config else None, logs=cfg.nats_logs,
+                ))
+                await self.nats_server.start()
+            if cfg.nats_url:
+                self.nats = NatsConnection(cfg.nats_url, name=cfg.name, user=cfg.nats_user,
+                                           password=cfg.nats_pass)
+                self.nats.start()
+                if self.nats_server is not None:
+                    await self.nats.wait_connected(5.0)
+            await self._start_http()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("node %s ready: http://%s:%d (%d database%s)", self.name, cfg.host, self.http_port,
+                 len(self.databases), "" if len(self.databases) == 1 else "s")
+
+    async def _start_http(self) -> None:
+        cfg = self.config
+        api = HTTPApi(self, token=cfg.token, max_body_size=cfg.max_body_size)
+        self._runner = web.AppRunner(api.app, access_log=log if cfg.log_level == "debug" else None,
+                                     handle_signals=False, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await self._runner.cleanup()
+            why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise ConfigError("--port", f"cannot listen on {cfg.host}:{cfg.port}: {why}") from e
+        addresses = self._runner.addresses
+        self.http_port = addresses[0][1] if addresses else cfg.port
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token:
+            log.warning("the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.nats is not None:
+            await self.nats.close()
+            self.nats = None
+        if self.nats_server is not None:
+            await self.nats_server.stop()
+            self.nats_server = None
+        self.databases.close()
+
+    # ------------------------------------------------------------------------------------ health
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every database is open and, if the node replicates, NATS and JetStream answer."""
+        checks: dict[str, Any] = {"databases": len(self.databases) > 0}
+        if self.nats is not None:
+            state = self.nats.state()
+            checks["nats"] = state.connected
+            checks["jetstream"] = state.jetstream
+        return all(checks.values()), checks
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "node": self.name,
+            "version": __version__,
+            "uptime_s": round(time.time() - self._started_at, 3),
+            "databases": [
+                {"id": db.id, "memory": db.spec.memory, "reads": db.stats.reads, "writes": db.stats.writes,
+                 "errors": db.stats.errors}
+                for db in self.databases
+            ],
+            "nats": None,
+        }
+        if self.nats is not None:
+            s = self.nats.state()
+            out["nats"] = {"url": s.url, "connected": s.connected, "jetstream": s.jetstream,
+                           "last_error": s.last_error,
+                           "embedded": self.nats_server is not None}
+        return out
+
+    async def refresh_health(self) -> None:
+        """Re-check JetStream so readiness follows the server (called periodically by ``run``)."""
+        if self.nats is not None:
+            await self.nats.check_jetstream()
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    """Start a node, serve until ``stop`` is set, then stop it cleanly."""
+    node = Node(config)
+    await node.start()
+    try:
+        while not stop.is_set():
+            await node.refresh_health()
+            try:
+                await asyncio.wait_for(stop.wait(), 2.0)
+            except TimeoutError:
+                pass
+    finally:
+        log.info("stopping node %s", node.name)
+        await node.stop()
+        log.info("node %s stopped", node.name)

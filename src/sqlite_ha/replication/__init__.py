@@ -1,0 +1,1 @@
+"""Replication: change-set format, the Replicator boundary and its drivers. Only ``jetstream`` imports nats."""

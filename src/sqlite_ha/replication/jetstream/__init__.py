@@ -1,0 +1,1 @@
+"""The NATS JetStream driver: the only code that imports nats-py."""

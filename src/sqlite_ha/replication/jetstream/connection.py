@@ -1,0 +1,151 @@
+"""The node's connection to NATS, kept alive in the background.
+
+The node must start and serve local reads even when NATS is not reachable yet (an external server still
+booting, a cluster peer restarting), so connecting is a background loop and readiness reports the state
+rather than start-up failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATSClient
+from nats.js import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+
+def redact_url(url: str) -> str:
+    """Hide credentials in a NATS URL before it is logged or shown."""
+    return re.sub(r"://[^@/]*@", "://***@", url)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsState:
+    url: str
+    connected: bool
+    jetstream: bool
+    last_error: str | None
+    since: float | None  # monotonic time of the last state change
+
+
+class NatsConnection:
+    def __init__(self, url: str, *, name: str, user: str = "", password: str = "") -> None:
+        self.url = url
+        self._name = name
+        self._user = user
+        self._password = password
+        self._nc: NATSClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._jetstream_ok = False
+        self._last_error: str | None = None
+        self._since: float | None = None
+
+    @property
+    def client(self) -> NATSClient | None:
+        return self._nc
+
+    def jetstream(self) -> JetStreamContext:
+        if self._nc is None:
+            raise RuntimeError("not connected to NATS")
+        return self._nc.jetstream()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect_loop(), name="nats-connect")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _connect_loop(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                kwargs: dict[str, Any] = {}
+                if self._user:
+                    kwargs.update(user=self._user, password=self._password)
+                self._nc = await nats.connect(
+                    servers=[self.url], name=f"sqlite-ha {self._name}", connect_timeout=2,
+                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                    error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected, closed_cb=self._on_closed, **kwargs,
+                )
+            except Exception as e:  # any failure to connect is retried; the state says why
+                self._last_error = _describe(e)
+                log.warning("cannot connect to NATS at %s: %s (retrying)", redact_url(self.url), self._last_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._mark(True)
+            log.info("connected to NATS at %s", redact_url(self.url))
+            await self.check_jetstream()
+            return
+
+    async def check_jetstream(self) -> bool:
+        """Ask the server for the JetStream account: the only proof JetStream is usable right now."""
+        if self._nc is None or not self._nc.is_connected:
+            self._jetstream_ok = False
+            return False
+        try:
+            await self._nc.jetstream().account_info()
+            self._jetstream_ok = True
+        except Exception as e:  # not enabled, no quorum yet, timeout: all mean "not usable now"
+            self._jetstream_ok = False
+            self._last_error = f"JetStream: {_describe(e)}"
+        return self._jetstream_ok
+
+    def _mark(self, connected: bool) -> None:
+        self._since = time.monotonic()
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+
+    async def _on_error(self, e: Exception) -> None:
+        self._last_error = _describe(e)
+        log.debug("NATS: %s", self._last_error)
+
+    async def _on_disconnected(self) -> None:
+        self._mark(False)
+        self._jetstream_ok = False
+        log.warning("disconnected from NATS")
+
+    async def _on_reconnected(self) -> None:
+        self._mark(True)
+        log.info("reconnected to NATS")
+
+    async def _on_closed(self) -> None:
+        self._mark(False)
+
+    def state(self) -> NatsState:
+        connected = self._nc is not None and self._nc.is_connected
+        return NatsState(url=redact_url(self.url), connected=connected,
+                         jetstream=connected and self._jetstream_ok, last_error=self._last_error,
+                         since=self._since)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.drain(), 5)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return redact_url(text)

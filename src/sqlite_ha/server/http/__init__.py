@@ -1,0 +1,1 @@
+"""The HTTP API, compatible with the ``ha`` command of the seeds."""

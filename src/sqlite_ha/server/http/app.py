@@ -1,0 +1,165 @@
+"""The aiohttp application: routes, authentication, and the handlers behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from sqlite_ha.db.database import Database
+from sqlite_ha.db.registry import Databases
+from sqlite_ha.errors import BadRequest, InvalidJSON, Unauthorized
+from sqlite_ha.server.http.docs import render_docs
+from sqlite_ha.server.http.errors import error_middleware
+from sqlite_ha.server.http.query import encode_results, parse_body
+
+# Health, readiness and documentation stay open so orchestrators and people can reach them without the token,
+# as in the ``ha`` command.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.yaml", "/docs"})
+_CHUNK = 256 * 1024
+
+
+class NodeView(Protocol):
+    """What the HTTP API needs of a node."""
+
+    name: str
+    databases: Databases
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    expected = token.encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                    ) -> web.StreamResponse:
+        if request.path not in PUBLIC_PATHS:
+            given = request.headers.get("Authorization", "")
+            if given[:7].lower() == "bearer ":
+                given = given[7:]
+            if not hmac.compare_digest(given.strip().encode(), expected):
+                raise Unauthorized("missing or wrong token in the Authorization header")
+        return await handler(request)
+
+    return check
+
+
+class HTTPApi:
+    def __init__(self, node: NodeView, *, token: str = "", max_body_size: int = 16 * 1024 * 1024) -> None:
+        self.node = node
+        middlewares = [error_middleware]
+        if token:
+            middlewares.append(auth_middleware(token))
+        self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
+        r = self.app.router
+        r.add_post("/", self.query)
+        r.add_post("/query", self.query)
+        r.add_get("/", self.download)
+        r.add_get("/download", self.download)
+        r.add_get("/databases", self.list_databases)
+        r.add_post("/databases", self.create_database)
+        r.add_post("/databases/{id}", self.query)
+        r.add_get("/databases/{id}", self.download)
+        r.add_delete("/databases/{id}", self.delete_database)
+        r.add_get("/healthz", self.healthz)
+        r.add_get("/readyz", self.readyz)
+        r.add_get("/status", self.status)
+        r.add_get("/openapi.yaml", self.openapi)
+        r.add_get("/docs", self.docs)
+
+    def _database(self, request: web.Request) -> Database:
+        return self.node.databases.get(request.match_info.get("id"))
+
+    # -------------------------------------------------------------------------------- queries
+    async def query(self, request: web.Request) -> web.Response:
+        db = self._database(request)
+        statements, as_list = parse_body(await request.read())
+        results = db.execute(statements)
+        return web.Response(body=encode_results(results, as_list), content_type="application/json")
+
+    # -------------------------------------------------------------------------------- backups
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        """Stream a consistent copy of the database, made with the backup API on a worker thread."""
+        db = self._database(request)
+        fd, tmp = tempfile.mkstemp(prefix=f"sqlite-ha-{db.id}-", suffix=".backup")
+        os.close(fd)
+        try:
+            if db.spec.memory:
+                db.backup_to(tmp)  # serialize must run on the thread that owns the connection
+            else:
+                await asyncio.to_thread(db.backup_to, tmp)
+            f = open(tmp, "rb")  # noqa: SIM115 - closed below, after streaming
+        finally:
+            os.unlink(tmp)  # the open handle keeps the data until it is closed
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+            resp = web.StreamResponse(headers={
+                "Content-Type": "application/vnd.sqlite3",
+                "Content-Disposition": f'attachment; filename="{stamp}_{db.id}"',
+                "Content-Length": str(size),
+            })
+            await resp.prepare(request)
+            while chunk := f.read(_CHUNK):
+                await resp.write(chunk)
+            await resp.write_eof()
+        return resp
+
+    # -------------------------------------------------------------------------------- databases
+    async def list_databases(self, request: web.Request) -> web.Response:
+        return json_response({"databases": [self._describe(db) for db in self.node.databases]})
+
+    def _describe(self, db: Database) -> dict[str, Any]:
+        return {"id": db.id, "path": None if db.spec.memory else db.spec.path, "memory": db.spec.memory,
+                "created_over_api": self.node.databases.created_over_api(db.id)}
+
+    async def create_database(self, request: web.Request) -> web.Response:
+        try:
+            doc = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as e:
+            raise InvalidJSON(f"the request body is not valid JSON: {e}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("dsn"), str) or not doc["dsn"]:
+            raise BadRequest('expected {"dsn": "<file name>"}')
+        db = self.node.databases.create(doc["dsn"])
+        return json_response(self._describe(db), status=201)
+
+    async def delete_database(self, request: web.Request) -> web.Response:
+        self.node.databases.delete(request.match_info["id"])
+        return web.Response(status=204)
+
+    # -------------------------------------------------------------------------------- health
+    async def healthz(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok", "node": self.node.name})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready, checks = self.node.readiness()
+        return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(self.node.status())
+
+    # -------------------------------------------------------------------------------- docs
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(text=openapi_text(), content_type="application/yaml")
+
+    async def docs(self, request: web.Request) -> web.Response:
+        return web.Response(text=render_docs(openapi_text()), content_type="text/html")
+
+
+def openapi_text() -> str:
+    return resources.files("sqlite_ha.server.http").joinpath("openapi.yaml").read_text(encoding="utf-8")

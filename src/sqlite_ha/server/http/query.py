@@ -1,0 +1,74 @@
+"""Request bodies of ``POST /query`` into statements, and results into response bodies.
+
+Shapes follow the ``ha`` command: one object ``{"sql", "params"}`` answers ``{"columns", "rows"}``; a list
+answers ``{"results": [...]}`` and runs as one transaction. Statements that do not return rows answer the
+columns ``rows_affected`` and ``last_insert_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sqlite_ha.db.params import bindings_from_json
+from sqlite_ha.db.statement import Result, Statement
+from sqlite_ha.db.values import row_to_json
+from sqlite_ha.errors import BadRequest, InvalidJSON, InvalidParams
+
+MAX_STATEMENTS = 10_000
+_ALLOWED_KEYS = frozenset({"sql", "params"})
+_EXEC_COLUMNS = ["rows_affected", "last_insert_id"]
+_EXEC_TYPES = ["INTEGER", "INTEGER"]
+
+
+def parse_body(body: bytes) -> tuple[list[Statement], bool]:
+    """Return the statements and whether the client sent a list (which decides the response shape)."""
+    if not body.strip():
+        raise InvalidJSON('the request body is empty; send {"sql": "..."} or a list of them')
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidJSON(f"the request body is not valid JSON: {e}") from None
+    if isinstance(doc, dict):
+        return [_statement(doc, None)], False
+    if isinstance(doc, list):
+        if not doc:
+            raise BadRequest("the list of statements is empty")
+        if len(doc) > MAX_STATEMENTS:
+            raise BadRequest(f"too many statements in one request ({len(doc)} > {MAX_STATEMENTS})")
+        return [_statement(item, i) for i, item in enumerate(doc)], True
+    raise BadRequest('the request body must be an object {"sql": …, "params": …} or a list of them')
+
+
+def _statement(item: Any, index: int | None) -> Statement:
+    where = f"statement {index + 1}: " if index is not None else ""
+    if isinstance(item, str):  # a bare SQL string in a list is convenient and unambiguous
+        return Statement(sql=item)
+    if not isinstance(item, dict):
+        raise BadRequest(f'{where}expected an object {{"sql": …}}, got {type(item).__name__}')
+    unknown = item.keys() - _ALLOWED_KEYS
+    if unknown:
+        raise BadRequest(f"{where}unknown field {sorted(unknown)[0]!r} (expected sql and params)")
+    sql = item.get("sql")
+    if not isinstance(sql, str):
+        raise BadRequest(f'{where}"sql" must be a string')
+    try:
+        bindings = bindings_from_json(item.get("params"))
+    except InvalidParams as e:
+        raise InvalidParams(f"{where}{e.message}", hint=e.hint) from None
+    return Statement(sql=sql, bindings=bindings)
+
+
+def result_to_json(result: Result) -> dict[str, Any]:
+    if result.columns:
+        return {"columns": result.columns, "types": result.types,
+                "rows": [row_to_json(r) for r in result.rows]}
+    return {"columns": _EXEC_COLUMNS, "types": _EXEC_TYPES,
+            "rows": [[result.rows_affected, result.last_insert_id]]}
+
+
+def encode_results(results: list[Result], as_list: bool) -> bytes:
+    if as_list:
+        return orjson.dumps({"results": [result_to_json(r) for r in results]})
+    return orjson.dumps(result_to_json(results[0]))

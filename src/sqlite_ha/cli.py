@@ -27,9 +27,10 @@ def _option(s: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     help_text = s.help + ("" if s.default in (None, "", False) or s.secret else f" [default: {_show(s)}]")
     help_text += f"  (env {s.env})"
     if s.is_flag:
-        # "--memory" alone means true, "--memory=false" is accepted too, as Go's flag package does.
-        return click.option(*decls, s.attr, is_flag=False, flag_value="true", default=None, help=help_text,
-                            metavar="[BOOL]")
+        # A switch never takes the next argument ("-m app.db" means memory + a database); "--memory=false"
+        # is rewritten to "--no-memory" by ``_go_style_switches``, as Go's flag package accepts it.
+        decls[0] = f"{s.flag}/--no-{s.name}"
+        return click.option(*decls, s.attr, default=None, help=help_text)
     return click.option(*decls, s.attr, default=None, help=help_text, metavar=s.metavar or "TEXT")
 
 
@@ -90,8 +91,28 @@ def _serve(config: Config) -> None:
     asyncio.run(main())
 
 
+def _go_style_switches(argv: list[str]) -> list[str]:
+    """Rewrite ``--memory=true|false`` (Go flag syntax, used by ``ha`` users) into click's switch pair."""
+    from sqlite_ha.config import parse_bool
+
+    switches = {s.flag for s in SETTINGS if s.is_flag} | {f"-{s.short}" for s in SETTINGS if s.is_flag and s.short}
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if sep and flag in switches:
+            long = next(s.flag for s in SETTINGS if flag in (s.flag, f"-{s.short}"))
+            try:
+                out.append(long if parse_bool(value) else "--no-" + long[2:])
+            except ValueError as e:
+                raise ConfigError(long, str(e)) from None
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
+        argv = _go_style_switches(sys.argv[1:] if argv is None else argv)
         cli.main(args=argv, prog_name="sqlite-ha", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,18 +110,15 @@ class Database:
         return self._guard(conn)
 
     def _open_memory(self) -> _Conn:
-        name = f"file:/sqlite-ha-{self.id}-{uuid.uuid4().hex}?vfs=memdb"
-        conn = apsw.Connection(name, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-                               | apsw.SQLITE_OPEN_URI, statementcachesize=256)
+        conn = apsw.Connection(":memory:", statementcachesize=256)
         if os.path.exists(self.spec.path):
             # Through the backup API rather than reading bytes, so a file with a live WAL loads whole.
-            src = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READONLY)
+            src = _open_query_only(self.spec.path)
             try:
                 with conn.backup("main", src, "main") as backup:
                     backup.step(-1)
             finally:
                 src.close()
-            conn.execute("PRAGMA journal_mode=MEMORY")
             log.info("loaded %s into memory", self.spec.path)
         return self._guard(conn)
 
@@ -234,11 +230,13 @@ class Database:
         copy; call it from the thread that owns the database.
         """
         if self.spec.memory:
-            data = self._writer.conn.serialize("main") or b""
+            data = bytearray(self._writer.conn.serialize("main") or b"")
+            if len(data) >= 20 and data[18:20] == b"\x02\x02":
+                data[18:20] = b"\x01\x01"  # loaded from a WAL file: the copy has no WAL, so say so
             with open(dest_path, "wb") as f:
                 f.write(data)
             return
-        src = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READONLY)
+        src = _open_query_only(self.spec.path)
         try:
             src.set_busy_timeout(self._busy_ms)
             src.execute("BEGIN")
@@ -261,3 +259,11 @@ class Database:
                 c.conn.close()
             except apsw.Error as e:  # closing must not stop the shutdown of the other databases
                 log.warning("closing %s: %s", self.id, e)
+
+
+def _open_query_only(path: str) -> apsw.Connection:
+    """A connection that reads without writing. Not SQLITE_OPEN_READONLY: a read-only connection cannot
+    recover a WAL left by a crashed process, and then fails to open at all."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    conn.execute("PRAGMA query_only=ON")
+    return conn

@@ -16,10 +16,10 @@ from aiohttp import web
 
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.registry import Databases
-from sqlite_ha.errors import BadRequest, InvalidJSON, Unauthorized
+from sqlite_ha.errors import BadRequest, Unauthorized
 from sqlite_ha.server.http.docs import render_docs
-from sqlite_ha.server.http.errors import error_middleware
-from sqlite_ha.server.http.query import encode_results, parse_body
+from sqlite_ha.server.http.errors import MAX_BODY_SIZE, error_middleware
+from sqlite_ha.server.http.query import encode_results, load_json, parse_body
 
 # Health, readiness and documentation stay open so orchestrators and people can reach them without the token,
 # as in the ``ha`` command.
@@ -66,6 +66,7 @@ class HTTPApi:
         if token:
             middlewares.append(auth_middleware(token))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
+        self.app[MAX_BODY_SIZE] = max_body_size
         r = self.app.router
         r.add_post("/", self.query)
         r.add_post("/query", self.query)
@@ -129,10 +130,7 @@ class HTTPApi:
                 "created_over_api": self.node.databases.created_over_api(db.id)}
 
     async def create_database(self, request: web.Request) -> web.Response:
-        try:
-            doc = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as e:
-            raise InvalidJSON(f"the request body is not valid JSON: {e}") from None
+        doc = load_json(await request.read())
         if not isinstance(doc, dict) or not isinstance(doc.get("dsn"), str) or not doc["dsn"]:
             raise BadRequest('expected {"dsn": "<file name>"}')
         db = self.node.databases.create(doc["dsn"])

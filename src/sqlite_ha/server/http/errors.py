@@ -41,6 +41,8 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
                         headers=headers)
 
 
+MAX_BODY_SIZE = web.AppKey("max_body_size", int)
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,9 +59,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning("%s %s: %s", request.method, request.path, err.message)
         return error_response(status, err.code, err.message, **{k: v for k, v in err.to_dict().items()
                                                                if k not in ("code", "message")})
-    except web.HTTPRequestEntityTooLarge as err:
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app.get(MAX_BODY_SIZE)
         return error_response(413, "payload_too_large",
-                              f"request body is larger than {err.max_size} bytes (--max-body-size)")
+                              f"the request body is larger than {limit} bytes (--max-body-size)")
     except web.HTTPException as err:
         if err.status < 400:
             raise

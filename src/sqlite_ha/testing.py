@@ -1,0 +1,162 @@
+"""Run real ``sqlite-ha serve`` processes for tests and benchmarks.
+
+Production-quality helpers on purpose: every wait honours its timeout and fails with the process's log, ports
+are free ones picked at start, and stopping never leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll ``condition`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass(kw_only=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(kw_only=True)
+class NodeProcess:
+    """One node process. ``args`` are extra command-line arguments (databases, flags)."""
+
+    workdir: Path
+    args: list[str] = field(default_factory=list)
+    name: str = "node1"
+    port: int = 0
+    nats_port: int | None = 0  # 0 = no embedded NATS; None = pick a free port and run one
+    token: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    bare: bool = False  # pass only ``args``: settings come from a config file or the environment
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        if self.nats_port is None:
+            self.nats_port = free_port()
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    @property
+    def command(self) -> list[str]:
+        if self.bare:
+            return [sys.executable, "-m", "sqlite_ha", "serve", *self.args]
+        cmd = [sys.executable, "-m", "sqlite_ha", "serve", "--name", self.name, "--port", str(self.port),
+               "--nats-port", str(self.nats_port), "--nats-store-dir", str(self.workdir / "nats")]
+        if self.token:
+            cmd += ["--token", self.token]
+        return cmd + self.args
+
+    def start(self, timeout: float = 30.0, wait_ready: bool = True) -> NodeProcess:
+        env = {**os.environ, **self.env}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                return self.request("GET", "/readyz", timeout=1).status == 200
+            except OSError:
+                return False
+
+        try:
+            wait_for(ready, timeout, f"node {self.name} to be ready")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.logs()}") from None
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int:
+        """Stop with ``sig`` and return the exit code; SIGKILL if it does not stop in time."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise TimeoutError(f"node {self.name} did not stop in {timeout:g}s:\n{self.logs()}") from None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # ------------------------------------------------------------------------------------ HTTP
+    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+                raw: bytes | None = None, timeout: float = 30.0, auth: bool = True) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            if self.token and auth and "Authorization" not in hdrs:
+                hdrs["Authorization"] = f"Bearer {self.token}"
+            data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+            if data is not None:
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            return Response(status=resp.status, headers=dict(resp.getheaders()), body=resp.read())
+        finally:
+            conn.close()
+
+    def query(self, body: Any, db: str | None = None, expect: int = 200) -> Any:
+        """POST a query and return the decoded JSON; fail loudly on an unexpected status."""
+        resp = self.request("POST", f"/databases/{db}" if db else "/query", body)
+        if resp.status != expect:
+            raise AssertionError(f"expected {expect}, got {resp.status}: {resp.body[:2000]!r}")
+        return resp.json()
+
+
+@contextlib.contextmanager
+def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
+    node = NodeProcess(workdir=workdir, **kwargs).start()
+    try:
+        yield node
+    finally:
+        node.stop()

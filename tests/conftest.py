@@ -1,0 +1,48 @@
+"""Shared fixtures: real node processes on free ports, stopped after each test, logs shown on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sqlite_ha.testing import NodeProcess
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+NodeFactory = Callable[..., NodeProcess]
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NodeFactory]:
+    """Start nodes with ``node_factory(args=[...], ...)``; all are stopped at the end of the test."""
+    nodes: list[NodeProcess] = []
+
+    def make(*, start: bool = True, **kwargs: Any) -> NodeProcess:
+        name = kwargs.pop("name", f"node{len(nodes) + 1}")
+        node = NodeProcess(workdir=kwargs.pop("workdir", tmp_path / name), name=name, **kwargs)
+        nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for node in nodes:
+        node.kill() if failed else node.stop()
+        if failed:
+            print(f"\n----- log of {node.name} -----\n{node.logs()}")
+
+
+@pytest.fixture
+def node(node_factory: NodeFactory) -> NodeProcess:
+    """One node serving app.db, without NATS."""
+    return node_factory(args=["app.db"])

@@ -43,8 +43,14 @@ def _show(s: Setting) -> str:
 def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for s in reversed(SETTINGS):
         func = _option(s)(func)
-    return click.option("-c", "--config", "config_file", default=None, metavar="FILE",
-                        help="Config file of 'flag value' lines  (env HA_CONFIG)")(func)
+    return click.option(
+        "-c",
+        "--config",
+        "config_file",
+        default=None,
+        metavar="FILE",
+        help="Config file of 'flag value' lines  (env HA_CONFIG)",
+    )(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -95,7 +101,9 @@ def _go_style_switches(argv: list[str]) -> list[str]:
     """Rewrite ``--memory=true|false`` (Go flag syntax, used by ``ha`` users) into click's switch pair."""
     from sqlite_ha.config import parse_bool
 
-    switches = {s.flag for s in SETTINGS if s.is_flag} | {f"-{s.short}" for s in SETTINGS if s.is_flag and s.short}
+    switches = {s.flag for s in SETTINGS if s.is_flag} | {
+        f"-{s.short}" for s in SETTINGS if s.is_flag and s.short
+    }
     out = []
     for arg in argv:
         flag, sep, value = arg.partition("=")

@@ -8,6 +8,7 @@ stopped last-but-one, after everything that talks to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
@@ -35,7 +36,9 @@ class Node:
         self.config = config
         self.name = config.name
         self.databases = Databases(
-            DatabaseOptions(synchronous=config.synchronous, busy_timeout=config.busy_timeout, limits=Limits()),
+            DatabaseOptions(
+                synchronous=config.synchronous, busy_timeout=config.busy_timeout, limits=Limits()
+            ),
             create_dir=config.create_db_dir,
             memory=config.memory,
         )
@@ -50,15 +53,23 @@ class Node:
         try:
             self.databases.open_all(parse_databases(cfg.databases, memory=cfg.memory))
             if cfg.embedded_nats:
-                self.nats_server = NatsServer(NatsServerOptions(
-                    name=cfg.name, host=cfg.nats_host, port=cfg.nats_port, store_dir=cfg.store_dir(),
-                    user=cfg.nats_user or None, password=cfg.nats_pass or None,
-                    config_file=Path(cfg.nats_config) if cfg.nats_config else None, logs=cfg.nats_logs,
-                ))
+                self.nats_server = NatsServer(
+                    NatsServerOptions(
+                        name=cfg.name,
+                        host=cfg.nats_host,
+                        port=cfg.nats_port,
+                        store_dir=cfg.store_dir(),
+                        user=cfg.nats_user or None,
+                        password=cfg.nats_pass or None,
+                        config_file=Path(cfg.nats_config) if cfg.nats_config else None,
+                        logs=cfg.nats_logs,
+                    )
+                )
                 await self.nats_server.start()
             if cfg.nats_url:
-                self.nats = NatsConnection(cfg.nats_url, name=cfg.name, user=cfg.nats_user,
-                                           password=cfg.nats_pass)
+                self.nats = NatsConnection(
+                    cfg.nats_url, name=cfg.name, user=cfg.nats_user, password=cfg.nats_pass
+                )
                 self.nats.start()
                 if self.nats_server is not None:
                     await self.nats.wait_connected(5.0)
@@ -66,14 +77,24 @@ class Node:
         except BaseException:
             await self.stop()
             raise
-        log.info("node %s ready: http://%s:%d (%d database%s)", self.name, cfg.host, self.http_port,
-                 len(self.databases), "" if len(self.databases) == 1 else "s")
+        log.info(
+            "node %s ready: http://%s:%d (%d database%s)",
+            self.name,
+            cfg.host,
+            self.http_port,
+            len(self.databases),
+            "" if len(self.databases) == 1 else "s",
+        )
 
     async def _start_http(self) -> None:
         cfg = self.config
         api = HTTPApi(self, token=cfg.token, max_body_size=cfg.max_body_size)
-        self._runner = web.AppRunner(api.app, access_log=log if cfg.log_level == "debug" else None,
-                                     handle_signals=False, shutdown_timeout=5.0)
+        self._runner = web.AppRunner(
+            api.app,
+            access_log=log if cfg.log_level == "debug" else None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
         try:
@@ -85,7 +106,9 @@ class Node:
         addresses = self._runner.addresses
         self.http_port = addresses[0][1] if addresses else cfg.port
         if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token:
-            log.warning("the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host)
+            log.warning(
+                "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
+            )
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -115,17 +138,26 @@ class Node:
             "version": __version__,
             "uptime_s": round(time.time() - self._started_at, 3),
             "databases": [
-                {"id": db.id, "memory": db.spec.memory, "reads": db.stats.reads, "writes": db.stats.writes,
-                 "errors": db.stats.errors}
+                {
+                    "id": db.id,
+                    "memory": db.spec.memory,
+                    "reads": db.stats.reads,
+                    "writes": db.stats.writes,
+                    "errors": db.stats.errors,
+                }
                 for db in self.databases
             ],
             "nats": None,
         }
         if self.nats is not None:
             s = self.nats.state()
-            out["nats"] = {"url": s.url, "connected": s.connected, "jetstream": s.jetstream,
-                           "last_error": s.last_error,
-                           "embedded": self.nats_server is not None}
+            out["nats"] = {
+                "url": s.url,
+                "connected": s.connected,
+                "jetstream": s.jetstream,
+                "last_error": s.last_error,
+                "embedded": self.nats_server is not None,
+            }
         return out
 
     async def refresh_health(self) -> None:
@@ -141,10 +173,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             await node.refresh_health()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
-            except TimeoutError:
-                pass
     finally:
         log.info("stopping node %s", node.name)
         await node.stop()

@@ -74,8 +74,20 @@ class NodeProcess:
     def command(self) -> list[str]:
         if self.bare:
             return [sys.executable, "-m", "sqlite_ha", "serve", *self.args]
-        cmd = [sys.executable, "-m", "sqlite_ha", "serve", "--name", self.name, "--port", str(self.port),
-               "--nats-port", str(self.nats_port), "--nats-store-dir", str(self.workdir / "nats")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sqlite_ha",
+            "serve",
+            "--name",
+            self.name,
+            "--port",
+            str(self.port),
+            "--nats-port",
+            str(self.nats_port),
+            "--nats-store-dir",
+            str(self.workdir / "nats"),
+        ]
         if self.token:
             cmd += ["--token", self.token]
         return cmd + self.args
@@ -83,8 +95,14 @@ class NodeProcess:
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> NodeProcess:
         env = {**os.environ, **self.env}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)
+            self.proc = subprocess.Popen(
+                self.command,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -129,8 +147,17 @@ class NodeProcess:
             return ""
 
     # ------------------------------------------------------------------------------------ HTTP
-    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                raw: bytes | None = None, timeout: float = 30.0, auth: bool = True) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        timeout: float = 30.0,
+        auth: bool = True,
+    ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             hdrs = dict(headers or {})

@@ -21,12 +21,15 @@ def sql(node: NodeProcess, text: str, params: object = None, db: str | None = No
     return node.query(body, db=db)  # type: ignore[no-any-return]
 
 
-def error(node: NodeProcess, body: object, status: int, path: str = "/query", raw: bytes | None = None) -> dict:
+def error(
+    node: NodeProcess, body: object, status: int, path: str = "/query", raw: bytes | None = None
+) -> dict:
     resp = node.request("POST", path, body, raw=raw)
     assert resp.status == status, resp.body
     assert resp.headers["Content-Type"].startswith("application/json")
     err = resp.json()["error"]
-    assert err["code"] and err["message"]
+    assert err["code"]
+    assert err["message"]
     return err  # type: ignore[no-any-return]
 
 
@@ -103,12 +106,14 @@ def test_create_database_disabled_without_dir(node: NodeProcess) -> None:
 def test_single_and_list_shapes(node: NodeProcess) -> None:
     out = sql(node, "CREATE TABLE users(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)")
     assert out["columns"] == ["rows_affected", "last_insert_id"]
-    out = node.query([
-        {"sql": "INSERT INTO users(name) VALUES(:name)", "params": {"name": "new HA user"}},
-        {"sql": "INSERT INTO users(name) VALUES(:name)", "params": {"name": "other"}},
-        {"sql": "DELETE FROM users WHERE name = :name", "params": {"name": "new HA user"}},
-        {"sql": "SELECT * FROM users"},
-    ])
+    out = node.query(
+        [
+            {"sql": "INSERT INTO users(name) VALUES(:name)", "params": {"name": "new HA user"}},
+            {"sql": "INSERT INTO users(name) VALUES(:name)", "params": {"name": "other"}},
+            {"sql": "DELETE FROM users WHERE name = :name", "params": {"name": "new HA user"}},
+            {"sql": "SELECT * FROM users"},
+        ]
+    )
     results = out["results"]
     assert results[0]["rows"] == [[1, 1]]
     assert results[1]["rows"] == [[1, 2]]
@@ -119,12 +124,16 @@ def test_single_and_list_shapes(node: NodeProcess) -> None:
 
 def test_list_is_one_transaction(node: NodeProcess) -> None:
     sql(node, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-    err = error(node, [
-        {"sql": "INSERT INTO t(v) VALUES ('a')"},
-        {"sql": "INSERT INTO t(v) VALUES ('b')"},
-        {"sql": "INSERT INTO t(v) VALUES (NULL)"},
-        {"sql": "INSERT INTO t(v) VALUES ('d')"},
-    ], 400)
+    err = error(
+        node,
+        [
+            {"sql": "INSERT INTO t(v) VALUES ('a')"},
+            {"sql": "INSERT INTO t(v) VALUES ('b')"},
+            {"sql": "INSERT INTO t(v) VALUES (NULL)"},
+            {"sql": "INSERT INTO t(v) VALUES ('d')"},
+        ],
+        400,
+    )
     assert err["sqlite_code"] == "SQLITE_CONSTRAINT_NOTNULL"
     assert err["index"] == 2
     assert sql(node, "SELECT count(*) FROM t")["rows"] == [[0]]
@@ -163,8 +172,14 @@ def test_lossless_values(node: NodeProcess) -> None:
     sql(node, "INSERT INTO v(i, f, t, b, n) VALUES (?, ?, ?, ?, ?)", values)
     sql(node, "INSERT INTO v(i, f) VALUES (?, ?)", [-(2**63), {"$float": "-Infinity"}])
     rows = sql(node, "SELECT i, f, t, b, n, typeof(b) FROM v ORDER BY id")["rows"]
-    assert rows[0] == [2**63 - 1, 0.30000000000000004, "ü \u0000 end",
-                       {"$blob": base64.b64encode(blob).decode()}, None, "blob"]
+    assert rows[0] == [
+        2**63 - 1,
+        0.30000000000000004,
+        "ü \u0000 end",
+        {"$blob": base64.b64encode(blob).decode()},
+        None,
+        "blob",
+    ]
     assert rows[1][:2] == [-(2**63), {"$float": "-Infinity"}]
     # the bytes on disk are the bytes sent
     conn = apsw.Connection(str(node.workdir / "app.db"))
@@ -181,8 +196,13 @@ def test_positional_and_named_params(node: NodeProcess) -> None:
     err = error(node, {"sql": "SELECT ?", "params": {"$1": 1, "b": 2}}, 400)
     assert err["code"] == "invalid_params"
     assert "mixes" in err["message"]
-    assert "missing parameter 'b'" in error(node, {"sql": "SELECT :a, :b", "params": {"a": 1}}, 400)["message"]
-    assert error(node, {"sql": "SELECT ?", "params": [2**64]}, 400)["code"] in ("invalid_params", "invalid_json")
+    assert (
+        "missing parameter 'b'" in error(node, {"sql": "SELECT :a, :b", "params": {"a": 1}}, 400)["message"]
+    )
+    assert error(node, {"sql": "SELECT ?", "params": [2**64]}, 400)["code"] in (
+        "invalid_params",
+        "invalid_json",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -216,8 +236,9 @@ def test_constraint_errors_carry_sqlite_names(node: NodeProcess) -> None:
 
 
 def test_runaway_query_is_bounded(node: NodeProcess) -> None:
-    err = error(node, {"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"},
-                400)
+    err = error(
+        node, {"sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"}, 400
+    )
     assert err["code"] in ("result_too_large", "query_timeout")
     assert sql(node, "SELECT 2")["rows"] == [[2]]
 
@@ -232,8 +253,15 @@ def test_oversized_body(node_factory: NodeFactory) -> None:
 # ------------------------------------------------------------------------------------------------ auth
 def test_token_protects_all_but_health_and_docs(node_factory: NodeFactory) -> None:
     node = node_factory(args=["app.db"], token="s3cret")
-    for method, path in [("POST", "/query"), ("POST", "/"), ("GET", "/download"), ("GET", "/databases"),
-                         ("GET", "/status"), ("POST", "/databases/app.db"), ("DELETE", "/databases/app.db")]:
+    for method, path in [
+        ("POST", "/query"),
+        ("POST", "/"),
+        ("GET", "/download"),
+        ("GET", "/databases"),
+        ("GET", "/status"),
+        ("POST", "/databases/app.db"),
+        ("DELETE", "/databases/app.db"),
+    ]:
         resp = node.request(method, path, {"sql": "SELECT 1"}, auth=False)
         assert resp.status == 401, (method, path)
         assert resp.json()["error"]["code"] == "unauthorized"
@@ -241,7 +269,9 @@ def test_token_protects_all_but_health_and_docs(node_factory: NodeFactory) -> No
         assert wrong.status == 401, (method, path)
     for path in ["/healthz", "/readyz", "/openapi.yaml", "/docs"]:
         assert node.request("GET", path, auth=False).status == 200, path
-    assert node.request("POST", "/query", {"sql": "SELECT 1"}, headers={"Authorization": "s3cret"}).status == 200
+    assert (
+        node.request("POST", "/query", {"sql": "SELECT 1"}, headers={"Authorization": "s3cret"}).status == 200
+    )
     assert node.query({"sql": "SELECT 1"})["rows"] == [[1]]
     assert "s3cret" not in node.logs()
 

@@ -96,8 +96,9 @@ def test_sizes() -> None:
         ({"bogus": "1"}, {}, "--bogus", "command line"),
     ],
 )
-def test_errors_name_the_setting(flags: dict[str, str], env: dict[str, str], setting: str,
-                                 source: str | None) -> None:
+def test_errors_name_the_setting(
+    flags: dict[str, str], env: dict[str, str], setting: str, source: str | None
+) -> None:
     with pytest.raises(ConfigError) as info:
         resolve(flags, env=env)
     assert info.value.setting == setting

@@ -13,21 +13,49 @@ import apsw
 # Pragmas whose argument names an object or bounds a check, rather than setting something.
 _PRAGMAS_WITH_SAFE_ARGUMENT = frozenset(
     {
-        "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-        "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check", "optimize",
-        "function_list", "pragma_list", "module_list", "collation_list", "database_list",
-        "compile_options", "user_version", "application_id",
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+        "optimize",
+        "function_list",
+        "pragma_list",
+        "module_list",
+        "collation_list",
+        "database_list",
+        "compile_options",
+        "user_version",
+        "application_id",
     }
 )
 _WRITE_ACTIONS = frozenset(
-    {apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE, apsw.SQLITE_DROP_TABLE,
-     apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_DROP_INDEX, apsw.SQLITE_CREATE_TRIGGER,
-     apsw.SQLITE_DROP_TRIGGER}
+    {
+        apsw.SQLITE_INSERT,
+        apsw.SQLITE_UPDATE,
+        apsw.SQLITE_DELETE,
+        apsw.SQLITE_DROP_TABLE,
+        apsw.SQLITE_ALTER_TABLE,
+        apsw.SQLITE_CREATE_INDEX,
+        apsw.SQLITE_DROP_INDEX,
+        apsw.SQLITE_CREATE_TRIGGER,
+        apsw.SQLITE_DROP_TRIGGER,
+    }
 )
 # For these actions SQLite passes the table as the second argument (the first is an index, trigger or db).
 _TABLE_IN_SECOND_ARG = frozenset(
-    {apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_DROP_INDEX, apsw.SQLITE_CREATE_TRIGGER, apsw.SQLITE_DROP_TRIGGER,
-     apsw.SQLITE_ALTER_TABLE}
+    {
+        apsw.SQLITE_CREATE_INDEX,
+        apsw.SQLITE_DROP_INDEX,
+        apsw.SQLITE_CREATE_TRIGGER,
+        apsw.SQLITE_DROP_TRIGGER,
+        apsw.SQLITE_ALTER_TABLE,
+    }
 )
 INTERNAL_PREFIX = "_ha_"
 

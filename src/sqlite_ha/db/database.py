@@ -93,8 +93,11 @@ class Database:
         return _Conn(conn, authorizer, deadline)
 
     def _open_file_writer(self) -> _Conn:
-        flags = apsw.SQLITE_OPEN_READONLY if self.spec.read_only else (
-            apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+        flags = (
+            apsw.SQLITE_OPEN_READONLY
+            if self.spec.read_only
+            else (apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+        )
         conn = apsw.Connection(self.spec.path, flags=flags, statementcachesize=256)
         if not self.spec.read_only:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
@@ -160,7 +163,8 @@ class Database:
                     if c.deadline.fired:
                         raise QueryTimeout(
                             f"statement {i + 1} ran longer than {self.options.limits.timeout:g}s",
-                            hint="add an index, a LIMIT, or raise --query-timeout") from e
+                            hint="add an index, a LIMIT, or raise --query-timeout",
+                        ) from e
                     raise translate(e, i) from e
                 except HAError:
                     raise
@@ -217,7 +221,7 @@ class Database:
             return None
         rest = stmt.sql.strip()
         first = str(seen["sql"]).strip()
-        if rest.startswith(first) and rest[len(first):].strip(" \t\r\n;"):
+        if rest.startswith(first) and rest[len(first) :].strip(" \t\r\n;"):
             return None  # more statements follow in the same text
         return bool(seen["ro"])
 

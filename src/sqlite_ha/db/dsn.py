@@ -61,7 +61,9 @@ def parse_dsn(arg: str, *, memory: bool) -> DatabaseSpec:
                 raise ConfigError(setting, f"{key}={value!r} is not a number of milliseconds")
             kwargs["busy_timeout"] = int(value) / 1000
         elif k in ("_synchronous", "_sync"):
-            mode = {"1": "normal", "2": "full", "3": "full", "extra": "full"}.get(value.lower(), value.lower())
+            mode = {"1": "normal", "2": "full", "3": "full", "extra": "full"}.get(
+                value.lower(), value.lower()
+            )
             if mode not in ("normal", "full"):
                 raise ConfigError(setting, f"{key}={value!r}: use NORMAL or FULL")
             kwargs["synchronous"] = mode
@@ -86,7 +88,9 @@ def parse_databases(args: tuple[str, ...], *, memory: bool) -> list[DatabaseSpec
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.id in seen:
-            raise ConfigError(f"database {spec.path!r}",
-                              f"has the same name as {seen[spec.id]!r}; database names must be unique")
+            raise ConfigError(
+                f"database {spec.path!r}",
+                f"has the same name as {seen[spec.id]!r}; database names must be unique",
+            )
         seen[spec.id] = spec.path
     return specs

@@ -46,8 +46,7 @@ def _bindings_from_object(params: Mapping[str, Any]) -> Bindings:
             named[name] = from_json(value, f"parameter {key}")
     if named and positional:
         raise InvalidParams(
-            "params mixes positional and named keys "
-            f"({sorted(positional)[0]} and {next(iter(named))!r})",
+            f"params mixes positional and named keys ({sorted(positional)[0]} and {next(iter(named))!r})",
             hint="use only names, or only numbers ($1, $2, …), in one statement",
         )
     if positional:

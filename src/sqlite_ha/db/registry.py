@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -37,8 +38,6 @@ class Databases:
                 self._created.add(path.name)
 
     def _add(self, spec: DatabaseSpec) -> Database:
-        if not spec.memory:
-            Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
         db = Database(spec, self._options)
         self._dbs[spec.id] = db
         log.info("serving database %s (%s)", spec.id, "memory" if spec.memory else spec.path)
@@ -68,7 +67,9 @@ class Databases:
     def create(self, dsn: str) -> Database:
         """Create a database over the API, in ``--create-db-dir``."""
         if self._create_dir is None:
-            raise StatementNotAllowed("creating databases is disabled", hint="start the node with --create-db-dir")
+            raise StatementNotAllowed(
+                "creating databases is disabled", hint="start the node with --create-db-dir"
+            )
         name = dsn[5:] if dsn.startswith("file:") else dsn
         name = name.split("?", 1)[0]
         if "/" in name or "\\" in name or name.startswith("."):
@@ -94,10 +95,8 @@ class Databases:
         db.close()
         if not db.spec.memory:
             for suffix in ("", *_SIDE_FILES):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.remove(db.spec.path + suffix)
-                except FileNotFoundError:
-                    pass
         log.info("deleted database %s", ident)
 
     def close(self) -> None:

@@ -26,8 +26,15 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 _NONFINITE_OUT = {math.inf: "Infinity", -math.inf: "-Infinity"}
-_NONFINITE_IN = {"nan": math.nan, "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf,
-                 "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+_NONFINITE_IN = {
+    "nan": math.nan,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-infinity": -math.inf,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "-inf": -math.inf,
+}
 
 
 def to_json(value: SQLiteValue) -> Any:

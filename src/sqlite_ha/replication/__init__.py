@@ -1,1 +1,4 @@
-"""Replication: change-set format, the Replicator boundary and its drivers. Only ``jetstream`` imports nats."""
+"""Replication: the change-set format, the Replicator boundary and its drivers.
+
+Only ``jetstream`` imports nats.
+"""

@@ -61,9 +61,9 @@ class NatsConnection:
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop(), name="nats-connect")
 
-    async def wait_connected(self, timeout: float) -> bool:
+    async def wait_connected(self, within: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await asyncio.wait_for(self._connected.wait(), within)
         except TimeoutError:
             return False
         return True
@@ -76,14 +76,23 @@ class NatsConnection:
                 if self._user:
                     kwargs.update(user=self._user, password=self._password)
                 self._nc = await nats.connect(
-                    servers=[self.url], name=f"sqlite-ha {self._name}", connect_timeout=2,
-                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                    error_cb=self._on_error, disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected, closed_cb=self._on_closed, **kwargs,
+                    servers=[self.url],
+                    name=f"sqlite-ha {self._name}",
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                    closed_cb=self._on_closed,
+                    **kwargs,
                 )
             except Exception as e:  # any failure to connect is retried; the state says why
                 self._last_error = _describe(e)
-                log.warning("cannot connect to NATS at %s: %s (retrying)", redact_url(self.url), self._last_error)
+                log.warning(
+                    "cannot connect to NATS at %s: %s (retrying)", redact_url(self.url), self._last_error
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -130,9 +139,13 @@ class NatsConnection:
 
     def state(self) -> NatsState:
         connected = self._nc is not None and self._nc.is_connected
-        return NatsState(url=redact_url(self.url), connected=connected,
-                         jetstream=connected and self._jetstream_ok, last_error=self._last_error,
-                         since=self._since)
+        return NatsState(
+            url=redact_url(self.url),
+            connected=connected,
+            jetstream=connected and self._jetstream_ok,
+            last_error=self._last_error,
+            since=self._since,
+        )
 
     async def close(self) -> None:
         if self._task is not None:

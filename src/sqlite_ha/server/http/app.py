@@ -46,8 +46,10 @@ def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
     expected = token.encode()
 
     @web.middleware
-    async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                    ) -> web.StreamResponse:
+    async def check(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         if request.path not in PUBLIC_PATHS:
             given = request.headers.get("Authorization", "")
             if given[:7].lower() == "bearer ":
@@ -62,7 +64,7 @@ def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
 class HTTPApi:
     def __init__(self, node: NodeView, *, token: str = "", max_body_size: int = 16 * 1024 * 1024) -> None:
         self.node = node
-        middlewares = [error_middleware]
+        middlewares: list[Any] = [error_middleware]
         if token:
             middlewares.append(auth_middleware(token))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
@@ -104,17 +106,19 @@ class HTTPApi:
                 db.backup_to(tmp)  # serialize must run on the thread that owns the connection
             else:
                 await asyncio.to_thread(db.backup_to, tmp)
-            f = open(tmp, "rb")  # noqa: SIM115 - closed below, after streaming
+            f = await asyncio.to_thread(open, tmp, "rb")
         finally:
             os.unlink(tmp)  # the open handle keeps the data until it is closed
         with f:
             size = os.fstat(f.fileno()).st_size
             stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-            resp = web.StreamResponse(headers={
-                "Content-Type": "application/vnd.sqlite3",
-                "Content-Disposition": f'attachment; filename="{stamp}_{db.id}"',
-                "Content-Length": str(size),
-            })
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/vnd.sqlite3",
+                    "Content-Disposition": f'attachment; filename="{stamp}_{db.id}"',
+                    "Content-Length": str(size),
+                }
+            )
             await resp.prepare(request)
             while chunk := f.read(_CHUNK):
                 await resp.write(chunk)
@@ -126,8 +130,12 @@ class HTTPApi:
         return json_response({"databases": [self._describe(db) for db in self.node.databases]})
 
     def _describe(self, db: Database) -> dict[str, Any]:
-        return {"id": db.id, "path": None if db.spec.memory else db.spec.path, "memory": db.spec.memory,
-                "created_over_api": self.node.databases.created_over_api(db.id)}
+        return {
+            "id": db.id,
+            "path": None if db.spec.memory else db.spec.path,
+            "memory": db.spec.memory,
+            "created_over_api": self.node.databases.created_over_api(db.id),
+        }
 
     async def create_database(self, request: web.Request) -> web.Response:
         doc = load_json(await request.read())

@@ -37,8 +37,9 @@ def status_for(err: e.HAError) -> int:
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
     body = {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
     headers = {"WWW-Authenticate": 'Bearer realm="sqlite-ha"'} if status == 401 else None
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 MAX_BODY_SIZE = web.AppKey("max_body_size", int)
@@ -57,12 +58,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = status_for(err)
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.path, err.message)
-        return error_response(status, err.code, err.message, **{k: v for k, v in err.to_dict().items()
-                                                               if k not in ("code", "message")})
+        return error_response(
+            status,
+            err.code,
+            err.message,
+            **{k: v for k, v in err.to_dict().items() if k not in ("code", "message")},
+        )
     except web.HTTPRequestEntityTooLarge:
         limit = request.app.get(MAX_BODY_SIZE)
-        return error_response(413, "payload_too_large",
-                              f"the request body is larger than {limit} bytes (--max-body-size)")
+        return error_response(
+            413, "payload_too_large", f"the request body is larger than {limit} bytes (--max-body-size)"
+        )
     except web.HTTPException as err:
         if err.status < 400:
             raise

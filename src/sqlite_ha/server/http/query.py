@@ -40,7 +40,7 @@ def parse_body(body: bytes) -> tuple[list[Statement], bool]:
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON; send {{\"$float\": \"{name}\"}}")
+    raise ValueError(f'{name} is not JSON; send {{"$float": "{name}"}}')
 
 
 def load_json(body: bytes) -> Any:
@@ -73,10 +73,16 @@ def _statement(item: Any, index: int | None) -> Statement:
 
 def result_to_json(result: Result) -> dict[str, Any]:
     if result.columns:
-        return {"columns": result.columns, "types": result.types,
-                "rows": [row_to_json(r) for r in result.rows]}
-    return {"columns": _EXEC_COLUMNS, "types": _EXEC_TYPES,
-            "rows": [[result.rows_affected, result.last_insert_id]]}
+        return {
+            "columns": result.columns,
+            "types": result.types,
+            "rows": [row_to_json(r) for r in result.rows],
+        }
+    return {
+        "columns": _EXEC_COLUMNS,
+        "types": _EXEC_TYPES,
+        "rows": [[result.rows_affected, result.last_insert_id]],
+    }
 
 
 def encode_results(results: list[Result], as_list: bool) -> bytes:

@@ -200,6 +200,18 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite synchronous mode for database files: full survives power loss, normal only a crash",
     ),
     Setting("busy-timeout", parse_duration, 5.0, "How long a write waits for a lock held by another process"),
+    Setting(
+        "query-timeout",
+        parse_duration,
+        30.0,
+        "How long one request may run; past it the request is rolled back with query_timeout",
+    ),
+    Setting(
+        "max-result-rows",
+        _parse_int_range(1, 2**31),
+        500_000,
+        "Most rows one response may hold; more is an error asking for LIMIT",
+    ),
     Setting("nats-host", _parse_str, "127.0.0.1", "Address the embedded NATS server listens on"),
     Setting("nats-port", parse_port, 4222, "Embedded NATS port; 0 starts no embedded server"),
     Setting(
@@ -242,6 +254,8 @@ class Config:
     max_body_size: int = 16 * 1024 * 1024
     synchronous: str = "full"
     busy_timeout: float = 5.0
+    query_timeout: float = 30.0
+    max_result_rows: int = 500_000
     nats_host: str = "127.0.0.1"
     nats_port: int = 4222
     nats_store_dir: str = ""

@@ -37,7 +37,9 @@ class Node:
         self.name = config.name
         self.databases = Databases(
             DatabaseOptions(
-                synchronous=config.synchronous, busy_timeout=config.busy_timeout, limits=Limits()
+                synchronous=config.synchronous,
+                busy_timeout=config.busy_timeout,
+                limits=Limits(max_rows=config.max_result_rows, timeout=config.query_timeout),
             ),
             create_dir=config.create_db_dir,
             memory=config.memory,
@@ -144,6 +146,7 @@ class Node:
                     "reads": db.stats.reads,
                     "writes": db.stats.writes,
                     "errors": db.stats.errors,
+                    "slow": db.stats.slow,
                 }
                 for db in self.databases
             ],

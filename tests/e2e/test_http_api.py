@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import apsw
 import pytest
 
-from sqlite_ha.testing import NodeProcess
+from sqlite_ha.testing import NodeProcess, wait_for
 from tests.conftest import NodeFactory
 
 
@@ -332,3 +333,51 @@ def test_health_readiness_status(node: NodeProcess) -> None:
     status = node.request("GET", "/status").json()
     assert status["node"] == "node1"
     assert status["databases"][0]["id"] == "app.db"
+
+
+# --------------------------------------------------------------------------------------------- slow requests
+COUNT_TO = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {n}) SELECT count(*) FROM c"
+)
+
+
+def test_slow_query_does_not_stall_other_clients(node: NodeProcess) -> None:
+    sql(node, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)")
+    sql(node, "INSERT INTO t(v) VALUES ('fast')")
+    slow_result: list[dict] = []
+    slow = threading.Thread(target=lambda: slow_result.append(sql(node, COUNT_TO.format(n=20_000_000))))
+    slow.start()
+    try:
+        # wait until the node reports the request as moved to a worker thread
+        wait_for(
+            lambda: node.request("GET", "/status").json()["databases"][0]["slow"] == 1,
+            20,
+            "the slow query to move to a worker thread",
+        )
+        started = time.monotonic()
+        for _ in range(20):
+            assert sql(node, "SELECT v FROM t WHERE id = 1")["rows"] == [["fast"]]
+            sql(node, "INSERT INTO t(v) VALUES ('w')")
+        assert time.monotonic() - started < 5  # served while the slow query runs
+        assert slow.is_alive(), "the slow query finished too early to prove anything"
+    finally:
+        slow.join()
+    assert slow_result[0]["rows"] == [[20_000_000]]
+
+
+def test_slow_write_moves_to_a_thread_and_commits(node: NodeProcess) -> None:
+    sql(node, "CREATE TABLE big(id INTEGER PRIMARY KEY, v)")
+    out = sql(node, "INSERT INTO big(v) " + COUNT_TO.format(n=300_000).replace("count(*)", "x"))
+    assert out["rows"] == [[300_000, 300_000]]
+    assert sql(node, "SELECT count(*) FROM big")["rows"] == [[300_000]]
+    assert node.request("GET", "/status").json()["databases"][0]["slow"] >= 1
+
+
+def test_query_timeout_rolls_back(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db", "--query-timeout", "500ms"])
+    sql(node, "CREATE TABLE t(x)")
+    started = time.monotonic()
+    err = error(node, [{"sql": "INSERT INTO t VALUES (1)"}, {"sql": COUNT_TO.format(n=10**12)}], 400)
+    assert err["code"] == "query_timeout"
+    assert time.monotonic() - started < 5
+    assert sql(node, "SELECT count(*) FROM t")["rows"] == [[0]]

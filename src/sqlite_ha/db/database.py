@@ -9,9 +9,12 @@ connection on a worker thread and never hold the writer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +61,11 @@ class DatabaseStats:
     reads: int = 0
     writes: int = 0
     errors: int = 0
+    slow: int = 0  # requests that outran the inline budget and finished on a worker thread
+
+
+class _Escalate(Exception):
+    """The inline budget ran out: run the request again on a worker thread."""
 
 
 class Database:
@@ -67,6 +75,9 @@ class Database:
         self.options = options or DatabaseOptions()
         self.stats = DatabaseStats()
         self._readonly_cache: dict[str, bool] = {}
+        self._write_lock = asyncio.Lock()
+        self._slow = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"sqlite-{spec.id}")
+        self._slow_readers: list[_Conn] = []
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
         try:
@@ -126,7 +137,7 @@ class Database:
         return self._guard(conn)
 
     # ------------------------------------------------------------------------------------ requests
-    def execute(self, statements: Sequence[Statement]) -> list[Result]:
+    async def execute(self, statements: Sequence[Statement]) -> list[Result]:
         """Run the statements as one transaction and return one result per statement.
 
         Read-only requests run on the reader; anything else runs on the writer inside ``BEGIN IMMEDIATE``,
@@ -140,17 +151,56 @@ class Database:
         try:
             if self._all_read_only(statements):
                 self.stats.reads += 1
-                return self._run(self._reader, statements, "BEGIN" if len(statements) > 1 else None)
+                begin = "BEGIN" if len(statements) > 1 else None
+                return await self._execute(self._reader, statements, begin, write=False)
             self.stats.writes += 1
-            return self._run(self._writer, statements, "BEGIN IMMEDIATE")
+            async with self._write_lock:
+                return await self._execute(self._writer, statements, "BEGIN IMMEDIATE", write=True)
         except HAError:
             self.stats.errors += 1
             raise
 
-    def _run(self, c: _Conn, statements: Sequence[Statement], begin: str | None) -> list[Result]:
+    async def _execute(
+        self, c: _Conn, statements: Sequence[Statement], begin: str | None, *, write: bool
+    ) -> list[Result]:
+        """Run inline first; a request still running after the inline budget moves to a worker thread.
+
+        Most requests finish in microseconds and a thread hop would cost more than the work. A slow one is
+        interrupted, rolled back and run again on a thread, so the event loop keeps serving everyone else.
+        Re-running is safe: the interrupted attempt was rolled back and left no trace.
+        """
+        limits = self.options.limits
+        started = time.monotonic()
+        if self.spec.memory or limits.inline_budget >= limits.timeout:
+            return self._run(c, statements, begin, limits.timeout)
+        try:
+            return self._run(c, statements, begin, limits.inline_budget, escalate=True)
+        except _Escalate:
+            pass
+        self.stats.slow += 1
+        remaining = max(limits.timeout - (time.monotonic() - started), 0.001)
+        loop = asyncio.get_running_loop()
+        worker = c if write else self._take_slow_reader()
+        try:
+            return await loop.run_in_executor(self._slow, self._run, worker, statements, begin, remaining)
+        finally:
+            if not write:
+                self._slow_readers.append(worker)
+
+    def _take_slow_reader(self) -> _Conn:
+        return self._slow_readers.pop() if self._slow_readers else self._open_file_reader()
+
+    def _run(
+        self,
+        c: _Conn,
+        statements: Sequence[Statement],
+        begin: str | None,
+        seconds: float,
+        escalate: bool = False,
+    ) -> list[Result]:
         results: list[Result] = []
         budget = self.options.limits.max_rows
-        c.deadline.arm(self.options.limits.timeout)
+        c.deadline.arm(seconds)
         try:
             if begin:
                 c.control(begin)
@@ -160,6 +210,8 @@ class Database:
                 except apsw.AuthError as e:
                     raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e
                 except apsw.InterruptError as e:
+                    if c.deadline.fired and escalate:
+                        raise _Escalate from e
                     if c.deadline.fired:
                         raise QueryTimeout(
                             f"statement {i + 1} ran longer than {self.options.limits.timeout:g}s",
@@ -258,7 +310,10 @@ class Database:
             src.close()
 
     def close(self) -> None:
-        for c in {id(self._reader): self._reader, id(self._writer): self._writer}.values():
+        for c in (self._reader, self._writer, *self._slow_readers):
+            c.conn.interrupt()  # a request still running on a worker thread stops now
+        self._slow.shutdown(wait=True, cancel_futures=True)
+        for c in {id(c): c for c in (self._reader, self._writer, *self._slow_readers)}.values():
             try:
                 c.conn.close()
             except apsw.Error as e:  # closing must not stop the shutdown of the other databases

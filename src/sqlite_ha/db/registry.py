@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlite_ha.db.database import Database, DatabaseOptions
 from sqlite_ha.db.dsn import DatabaseSpec, parse_dsn
-from sqlite_ha.errors import BadRequest, Conflict, DatabaseNotFound, StatementNotAllowed
+from sqlite_ha.errors import BadRequest, ConfigError, Conflict, DatabaseNotFound, StatementNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,10 @@ class Databases:
             raise BadRequest(f"{dsn!r}: give a plain file name; databases are created in --create-db-dir")
         if name in self._dbs:
             raise Conflict(f"database {name!r} already exists", database=name)
-        spec = parse_dsn(dsn.replace(name, str(self._create_dir / name), 1), memory=self._memory)
+        try:
+            spec = parse_dsn(dsn.replace(name, str(self._create_dir / name), 1), memory=self._memory)
+        except ConfigError as e:
+            raise BadRequest(f"{dsn!r}: {e.message.split(': ', 1)[-1]}") from None
         self._create_dir.mkdir(parents=True, exist_ok=True)
         db = self._add(spec)
         self._created.add(spec.id)

@@ -28,6 +28,7 @@ class QueryTimeout(HAError):
 class Limits:
     max_rows: int = 500_000
     timeout: float = 30.0  # seconds a single request may keep SQLite busy
+    inline_budget: float = 0.05  # seconds a request may run on the event loop before moving to a thread
 
 
 class Deadline:

@@ -43,11 +43,14 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f'{name} is not JSON; send {{"$float": "{name}"}}')
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def load_json(body: bytes) -> Any:
     """Parse a request body with the standard library, not orjson: orjson silently turns integers beyond
     64 bits into floats, and a client must hear that its integer does not fit rather than lose digits."""
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return _DECODER.decode(body.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidJSON(f"the request body is not valid JSON: {e}") from None
 

@@ -31,7 +31,7 @@ def _option(s: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         # is rewritten to "--no-memory" by ``_go_style_switches``, as Go's flag package accepts it.
         decls[0] = f"{s.flag}/--no-{s.name}"
         return click.option(*decls, s.attr, default=None, help=help_text)
-    return click.option(*decls, s.attr, default=None, help=help_text, metavar=s.metavar or "TEXT")
+    return click.option(*decls, s.attr, default=None, help=help_text, metavar=s.placeholder)
 
 
 def _show(s: Setting) -> str:

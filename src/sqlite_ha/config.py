@@ -111,9 +111,11 @@ def _parse_str(text: str) -> str:
 
 
 def _parse_nats_url(text: str) -> str:
-    if text and not re.match(r"^(nats|tls|ws|wss)://[^\s]+$", text):
-        raise ValueError(f"{text!r} is not a NATS URL (example: nats://127.0.0.1:4222)")
-    return text
+    """One NATS URL, or several separated by commas (the servers of one cluster)."""
+    for url in text.split(","):
+        if text and not re.match(r"^(nats|tls|ws|wss)://[^\s,]+$", url.strip()):
+            raise ValueError(f"{url!r} is not a NATS URL (example: nats://127.0.0.1:4222)")
+    return ",".join(u.strip() for u in text.split(",")) if text else text
 
 
 def _parse_stream_name(text: str) -> str:
@@ -137,6 +139,13 @@ class Setting:
     metavar: str | None = None
 
     @property
+    def placeholder(self) -> str:
+        """What the value looks like, for help texts."""
+        if self.metavar:
+            return self.metavar
+        return _PLACEHOLDERS.get(self.parse, "TEXT")
+
+    @property
     def attr(self) -> str:
         return self.name.replace("-", "_")
 
@@ -149,6 +158,14 @@ class Setting:
         return "--" + self.name
 
 
+_PLACEHOLDERS: dict[Callable[[str], Any], str] = {
+    parse_duration: "DURATION",
+    parse_size: "SIZE",
+    parse_port: "PORT",
+    _parse_nats_url: "URL",
+    _parse_stream_name: "NAME",
+}
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "name",
@@ -156,12 +173,14 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Node name, used in change sets and consumer names [default: hostname]",
         short="n",
+        metavar="NAME",
     ),
     Setting(
         "host",
         _parse_str,
         "127.0.0.1",
         "Address the HTTP API listens on; use 0.0.0.0 to serve other machines (and set --token)",
+        metavar="ADDR",
     ),
     Setting("port", parse_port, 8080, "HTTP API port", short="p"),
     Setting(
@@ -171,6 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Value required in the Authorization header of every request except "
         "health and docs ('Bearer <token>' or the bare token)",
         secret=True,
+        metavar="TOKEN",
     ),
     Setting(
         "memory",
@@ -185,12 +205,14 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_choice("debug", "info", "warn", "warning", "error"),
         "info",
         "Log level: debug, info, warn, error",
+        metavar="LEVEL",
     ),
     Setting(
         "create-db-dir",
         _parse_str,
         "",
         "Directory where databases created over the API (POST /databases) are stored; empty disables it",
+        metavar="DIR",
     ),
     Setting("max-body-size", parse_size, 16 * 1024 * 1024, "Largest accepted request body (e.g. 16MB)"),
     Setting(
@@ -198,6 +220,7 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_choice("normal", "full"),
         "full",
         "SQLite synchronous mode for database files: full survives power loss, normal only a crash",
+        metavar="MODE",
     ),
     Setting("busy-timeout", parse_duration, 5.0, "How long a write waits for a lock held by another process"),
     Setting(
@@ -211,18 +234,34 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_int_range(1, 2**31),
         500_000,
         "Most rows one response may hold; more is an error asking for LIMIT",
+        metavar="N",
     ),
-    Setting("nats-host", _parse_str, "127.0.0.1", "Address the embedded NATS server listens on"),
+    Setting(
+        "nats-host", _parse_str, "127.0.0.1", "Address the embedded NATS server listens on", metavar="ADDR"
+    ),
     Setting("nats-port", parse_port, 4222, "Embedded NATS port; 0 starts no embedded server"),
     Setting(
         "nats-store-dir",
         _parse_str,
         "",
         "JetStream store of the embedded NATS server [default: $XDG_DATA_HOME/sqlite-ha/<name>/nats]",
+        metavar="DIR",
     ),
-    Setting("nats-user", _parse_str, "", "User required by the embedded NATS server (and used to connect)"),
-    Setting("nats-pass", _parse_str, "", "Password of --nats-user", secret=True),
-    Setting("nats-config", _parse_str, "", "nats-server config file; replaces the generated configuration"),
+    Setting(
+        "nats-user",
+        _parse_str,
+        "",
+        "User required by the embedded NATS server (and used to connect)",
+        metavar="USER",
+    ),
+    Setting("nats-pass", _parse_str, "", "Password of --nats-user", secret=True, metavar="PASS"),
+    Setting(
+        "nats-config",
+        _parse_str,
+        "",
+        "nats-server config file; replaces the generated configuration",
+        metavar="FILE",
+    ),
     Setting("nats-logs", parse_bool, False, "Show the embedded NATS server's log", is_flag=True),
     Setting(
         "replication-url",
@@ -231,7 +270,7 @@ SETTINGS: tuple[Setting, ...] = (
         "External NATS URL to replicate through (wins over the embedded server)",
     ),
     Setting("replication-stream", _parse_stream_name, "ha_replication", "JetStream stream name"),
-    Setting("replicas", _parse_int_range(1, 5), 1, "Stream and object store replicas (1-5)"),
+    Setting("replicas", _parse_int_range(1, 5), 1, "Stream and object store replicas (1-5)", metavar="N"),
     Setting("replication-timeout", parse_duration, 15.0, "How long a write waits for the stream to ack"),
     Setting("replication-max-age", parse_duration, 24 * 3600.0, "How long the stream keeps change sets"),
 )

@@ -138,3 +138,10 @@ def test_nats_url_selection() -> None:
     ext = resolve({"replication-url": "nats://10.0.0.1:4222"}, env={})
     assert ext.nats_url == "nats://10.0.0.1:4222"
     assert ext.embedded_nats is False
+
+
+def test_replication_url_may_list_cluster_servers() -> None:
+    cfg = resolve({"replication-url": "nats://a:4222, nats://b:4222"}, env={})
+    assert cfg.nats_url == "nats://a:4222,nats://b:4222"
+    with pytest.raises(ConfigError, match="--replication-url"):
+        resolve({"replication-url": "nats://a:4222,http://b"}, env={})

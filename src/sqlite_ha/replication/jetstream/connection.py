@@ -76,7 +76,7 @@ class NatsConnection:
                 if self._user:
                     kwargs.update(user=self._user, password=self._password)
                 self._nc = await nats.connect(
-                    servers=[self.url],
+                    servers=self.url.split(","),
                     name=f"sqlite-ha {self._name}",
                     connect_timeout=2,
                     allow_reconnect=True,

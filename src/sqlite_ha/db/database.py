@@ -203,7 +203,10 @@ class Database:
         c.deadline.arm(seconds)
         try:
             if begin:
-                c.control(begin)
+                try:
+                    c.control(begin)
+                except apsw.Error as e:
+                    raise translate(e) from e
             for i, stmt in enumerate(statements):
                 try:
                     result, budget = run_statement(c.conn, stmt, budget)

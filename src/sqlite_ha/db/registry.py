@@ -70,14 +70,14 @@ class Databases:
             raise StatementNotAllowed(
                 "creating databases is disabled", hint="start the node with --create-db-dir"
             )
-        name = dsn[5:] if dsn.startswith("file:") else dsn
-        name = name.split("?", 1)[0]
+        name, _, query = (dsn[5:] if dsn.startswith("file:") else dsn).partition("?")
         if "/" in name or "\\" in name or name.startswith("."):
             raise BadRequest(f"{dsn!r}: give a plain file name; databases are created in --create-db-dir")
         if name in self._dbs:
             raise Conflict(f"database {name!r} already exists", database=name)
         try:
-            spec = parse_dsn(dsn.replace(name, str(self._create_dir / name), 1), memory=self._memory)
+            target = f"file:{self._create_dir / name}" + (f"?{query}" if query else "")
+            spec = parse_dsn(target, memory=self._memory)
         except ConfigError as e:
             raise BadRequest(f"{dsn!r}: {e.message.split(': ', 1)[-1]}") from None
         self._create_dir.mkdir(parents=True, exist_ok=True)

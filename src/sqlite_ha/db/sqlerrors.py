@@ -31,14 +31,16 @@ def translate(exc: BaseException, statement: int | None = None) -> HAError:
     if isinstance(exc, apsw.AuthError):
         return StatementNotAllowed(f"{where}{exc}")
     if isinstance(exc, apsw.BusyError | apsw.LockedError):
-        return Busy(f"{where}database is locked: {exc}", hint="retry the request")
+        return Busy(f"{where}{_sqlite_words(exc)}", hint="retry the request")
     if isinstance(exc, apsw.Error):
-        message = str(exc)
-        # apsw prefixes messages with the exception class ("ConstraintError: ..."); keep SQLite's words.
-        prefix, sep, rest = message.partition(": ")
-        if sep and prefix.endswith("Error"):
-            message = rest
-        return SQLError(f"{where}{message}", sqlite_code=sqlite_code_name(exc), index=statement)
+        return SQLError(f"{where}{_sqlite_words(exc)}", sqlite_code=sqlite_code_name(exc), index=statement)
     if isinstance(exc, UnicodeError | ValueError | TypeError):
         return InvalidParams(f"{where}{exc}")
     raise exc
+
+
+def _sqlite_words(exc: apsw.Error) -> str:
+    """SQLite's message without the exception class apsw puts in front ("ConstraintError: ...")."""
+    message = str(exc)
+    prefix, sep, rest = message.partition(": ")
+    return rest if sep and prefix.endswith("Error") else message

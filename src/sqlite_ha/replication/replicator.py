@@ -1,0 +1,98 @@
+"""The replication boundary: what the node needs of a log that carries change sets between nodes.
+
+In the spirit of seed 003: a driver publishes (proposes) a change set and later delivers every accepted
+change set, its own included, to the subscribers of every node. Three drivers implement it: JetStream (the
+real one), ``LocalReplicator`` (a single node without NATS) and ``MemoryHub`` (many in-process nodes whose
+delivery order, duplication and delays a test controls). One conformance suite runs against all of them.
+
+A log holds one ordered sequence per *database* (in JetStream: one subject per database in one stream). The
+sequence numbers a driver hands out are positive, strictly increasing in publish order, and the same on every
+node; they are the read-your-writes tokens clients get back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlite_ha.errors import HAError
+
+
+class ReplicationError(HAError):
+    """The log refused or could not take a change set; ``retryable`` says whether trying again may work."""
+
+    code = "replication_error"
+
+    def __init__(self, message: str, *, retryable: bool = True, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retryable = retryable
+
+
+class PublishTimeout(ReplicationError):
+    """No acknowledgement in time: the change set may or may not be in the log."""
+
+    code = "replication_timeout"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One change set as the log delivers it."""
+
+    seq: int  # position in the database's sequence
+    payload: bytes
+    msg_id: str | None = None
+    published_at: float | None = None  # wall-clock seconds when the log stored it, for lag in seconds
+
+
+# A subscriber's handler gets deliveries in batches. The driver acknowledges a batch only after the handler
+# returned; if it raises, the driver delivers the batch again later. Handlers must therefore be idempotent,
+# which the applier is (every node applies every change set, its own included, with last-writer-wins).
+Handler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscription:
+    database: str
+    consumer: str  # the durable consumer's name (in JetStream), shown by GET /replications
+    after_seq: int  # deliver change sets with seq > after_seq
+    policy: str = "all"  # --replication-policy, used only when the consumer is created
+
+
+class Replicator(Protocol):
+    """A log of change sets shared by the nodes of a cluster."""
+
+    name: str  # the driver: "jetstream", "local", "memory"
+
+    async def start(self) -> None:
+        """Create or update what the driver needs (the stream, with its replicas and max age)."""
+
+    async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
+        """Store one change set and return its sequence once the log acknowledged it.
+
+        Publishing the same ``msg_id`` again returns the first sequence and stores nothing new (dedup).
+        Raises ``PublishTimeout`` when no acknowledgement came in ``timeout`` seconds, ``ReplicationError``
+        when the log refused it.
+        """
+
+    async def subscribe(self, subscription: Subscription, handler: Handler) -> None:
+        """Deliver the database's change sets after ``subscription.after_seq`` to ``handler``, in order, in
+        batches, until ``close``; returns once delivery has started."""
+
+    async def last_seq(self, database: str) -> int:
+        """The sequence of the newest change set of this database in the log (0 when there is none)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /status: published, delivered, errors, and driver-specific state."""
+
+    async def close(self) -> None:
+        """Stop delivering and release resources; idempotent."""
+
+
+def subject_token(database: str) -> str:
+    """The database's token in subject and consumer names, as the ``ha`` command builds it."""
+    return database.replace(".", "_")
+
+
+async def noop_handler(_: Sequence[Delivery]) -> None:
+    return None

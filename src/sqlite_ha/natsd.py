@@ -187,7 +187,7 @@ class NatsServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109 - see docstring
+    async def start(self, timeout: float = 15.0) -> None:
         """Start the server; return once a client can connect and JetStream is enabled.
 
         Raises ``NatsServerError`` (with the server's own last useful log line) if it exits or is not ready
@@ -211,7 +211,7 @@ class NatsServer:
             "nats-server ready at %s (pid %s) in %.2fs", self.url, self.pid, time.monotonic() - started
         )
 
-    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - a grace period, not a deadline
+    async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the server (it shuts JetStream down cleanly), SIGKILL it after ``timeout``; idempotent."""
         proc, self._proc = self._proc, None
         try:

@@ -10,10 +10,11 @@ connection on a worker thread and never hold the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import apsw
 
 from sqlite_ha.db.authorizer import Authorizer
+from sqlite_ha.db.capture import Capture
+from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, run_statement
 from sqlite_ha.db.sqlerrors import translate
@@ -64,6 +67,14 @@ class DatabaseStats:
     slow: int = 0  # requests that outran the inline budget and finished on a worker thread
 
 
+@dataclass(slots=True)
+class Execution:
+    """What a request produced: one result per statement, and the change set if it changed anything."""
+
+    results: list[Result]
+    changeset: ChangeSet | None = None
+
+
 class _Escalate(Exception):
     """The inline budget ran out: run the request again on a worker thread."""
 
@@ -78,6 +89,7 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._slow = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"sqlite-{spec.id}")
         self._slow_readers: list[_Conn] = []
+        self.capture: Capture | None = None  # set when the database is replicated
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
         try:
@@ -137,7 +149,22 @@ class Database:
         return self._guard(conn)
 
     # ------------------------------------------------------------------------------------ requests
-    async def execute(self, statements: Sequence[Statement]) -> list[Result]:
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[apsw.Connection]:
+        """The writer connection for the node's own work (applying change sets): the write lock is held and
+        the client authorizer is off. Use it only inline on the event loop."""
+        async with self._write_lock:
+            self._writer.authorizer.internal = True
+            try:
+                yield self._writer.conn
+            finally:
+                self._writer.authorizer.internal = False
+
+    @property
+    def writer_connection(self) -> apsw.Connection:
+        return self._writer.conn
+
+    async def execute(self, statements: Sequence[Statement]) -> Execution:
         """Run the statements as one transaction and return one result per statement.
 
         Read-only requests run on the reader; anything else runs on the writer inside ``BEGIN IMMEDIATE``,
@@ -162,7 +189,7 @@ class Database:
 
     async def _execute(
         self, c: _Conn, statements: Sequence[Statement], begin: str | None, *, write: bool
-    ) -> list[Result]:
+    ) -> Execution:
         """Run inline first; a request still running after the inline budget moves to a worker thread.
 
         Most requests finish in microseconds and a thread hop would cost more than the work. A slow one is
@@ -197,9 +224,11 @@ class Database:
         begin: str | None,
         seconds: float,
         escalate: bool = False,
-    ) -> list[Result]:
+    ) -> Execution:
         results: list[Result] = []
         budget = self.options.limits.max_rows
+        capture = self.capture if c is self._writer else None
+        changeset: ChangeSet | None = None
         c.deadline.arm(seconds)
         try:
             if begin:
@@ -207,9 +236,12 @@ class Database:
                     c.control(begin)
                 except apsw.Error as e:
                     raise translate(e) from e
+            if capture is not None:
+                capture.begin(c.conn)
+            on_statement = capture.record_statement if capture is not None else None
             for i, stmt in enumerate(statements):
                 try:
-                    result, budget = run_statement(c.conn, stmt, budget)
+                    result, budget = run_statement(c.conn, stmt, budget, on_statement)
                 except apsw.AuthError as e:
                     raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e
                 except apsw.InterruptError as e:
@@ -226,6 +258,12 @@ class Database:
                 except Exception as e:
                     raise translate(e, i) from e
                 results.append(result)
+            if capture is not None:
+                c.authorizer.internal = True
+                try:
+                    changeset = capture.finish(c.conn)
+                finally:
+                    c.authorizer.internal = False
             if begin:
                 try:
                     c.control("COMMIT")
@@ -233,9 +271,11 @@ class Database:
                     raise translate(e) from e
         finally:
             c.deadline.disarm()
+            if capture is not None:
+                capture.abort()
             if c.conn.in_transaction:
                 c.control("ROLLBACK")
-        return results
+        return Execution(results, changeset)
 
     def _all_read_only(self, statements: Sequence[Statement]) -> bool:
         for stmt in statements:

@@ -7,6 +7,7 @@ and before the first step), never guessed from the SQL text.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,12 @@ class Deadline:
         return False
 
 
-def run_statement(conn: apsw.Connection, stmt: Statement, rows_budget: int) -> tuple[Result, int]:
+def run_statement(
+    conn: apsw.Connection,
+    stmt: Statement,
+    rows_budget: int,
+    on_statement: Callable[[apsw.Cursor, str], None] | None = None,
+) -> tuple[Result, int]:
     """Execute ``stmt`` (which may hold several SQL statements: the last one's result is returned).
 
     Returns the result and the rows budget left. Raises apsw errors untranslated: the caller knows the
@@ -72,6 +78,8 @@ def run_statement(conn: apsw.Connection, stmt: Statement, rows_budget: int) -> t
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         if results and not results[-1].columns:
             _finish_exec(conn, results[-1])
+        if on_statement is not None:
+            on_statement(cursor, sql)
         desc = cursor.description
         results.append(Result(columns=[d[0] for d in desc], types=[d[1] for d in desc]))
         return True

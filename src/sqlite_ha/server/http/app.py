@@ -92,7 +92,7 @@ class HTTPApi:
     async def query(self, request: web.Request) -> web.Response:
         db = self._database(request)
         statements, as_list = parse_body(await request.read())
-        results = await db.execute(statements)
+        results = (await db.execute(statements)).results
         return web.Response(body=encode_results(results, as_list), content_type="application/json")
 
     # -------------------------------------------------------------------------------- backups

@@ -1,0 +1,158 @@
+"""Apply a change set from the log with last-writer-wins per row.
+
+Every row carries its version ``(hlc, node)`` in ``_ha_rows``. A change is applied only if its version is
+newer than the row's; then the row is made *equal to the change's full image* (or deleted, leaving a
+tombstone). Applying is therefore idempotent (a duplicate finds its own version) and commutative (the
+newest version wins whatever the order), which is what makes every node end with the same database.
+
+The caller holds the transaction; triggers are off while applying, so changes made by triggers at the origin
+arrive as rows and are not made a second time here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import apsw
+
+from sqlite_ha.db.changes import ChangeSet, Row, RowChange, encode_key
+from sqlite_ha.db.hlc import HLC
+from sqlite_ha.db.schema import SchemaCache, TableInfo, quote
+from sqlite_ha.errors import HAError
+
+# Schema statements replayed on a database that already has their effect fail with these; that is success.
+_ALREADY = re.compile(
+    r"already exists|duplicate column name|no such (column|table|index|view|trigger)", re.IGNORECASE
+)
+
+
+class ApplyError(HAError):
+    code = "apply_error"
+
+
+class SchemaMissing(ApplyError):
+    """The change needs a table or column this database does not have (yet)."""
+
+    code = "schema_missing"
+
+
+class UniqueConflict(ApplyError):
+    """The row clashes with another row on a UNIQUE constraint other than its primary key."""
+
+    code = "unique_conflict"
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    applied: int = 0  # rows changed
+    skipped: int = 0  # rows whose local version was newer or equal
+    ddl: int = 0
+
+
+class Applier:
+    def __init__(self, *, schema: SchemaCache, hlc: HLC) -> None:
+        self.schema = schema
+        self.hlc = hlc
+
+    def apply(self, conn: apsw.Connection, cs: ChangeSet) -> ApplyResult:
+        result = ApplyResult()
+        self.hlc.observe(cs.hlc)
+        for sql in cs.ddl:
+            try:
+                conn.execute(sql)
+            except apsw.SQLError as e:
+                if not _ALREADY.search(str(e)):
+                    raise ApplyError(f"schema change failed: {e}: {sql}") from e
+            result.ddl += 1
+        self.schema.refresh(conn)
+        version = cs.version
+        for change in cs.changes:
+            info = self._table(conn, change)
+            key = encode_key(change.key)
+            current = conn.execute(
+                "SELECT hlc, node FROM _ha_rows WHERE tbl = ? AND key = ?", (info.name, key)
+            ).fetchall()
+            if current and (current[0][0], current[0][1]) >= version:
+                result.skipped += 1
+                continue
+            self._write_row(conn, info, change)
+            conn.execute(
+                "INSERT INTO _ha_rows(tbl, key, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(tbl, key) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, "
+                "deleted = excluded.deleted",
+                (info.name, key, cs.hlc, cs.node, int(change.op == "DELETE")),
+            )
+            result.applied += 1
+        return result
+
+    def _table(self, conn: apsw.Connection, change: RowChange) -> TableInfo:
+        info = self.schema.table(conn, change.table)
+        if info is None:
+            raise SchemaMissing(f"no table {change.table!r}", table=change.table)
+        missing = [c for c in change.columns if c not in info.columns]
+        if missing:
+            raise SchemaMissing(f"table {change.table!r} has no column {missing[0]!r}", table=change.table)
+        if tuple(change.pk_columns) != info.pk_columns:
+            raise ApplyError(
+                f"table {change.table!r}: primary key {list(change.pk_columns)} in the change set, "
+                f"{list(info.pk_columns)} here",
+                table=change.table,
+            )
+        return info
+
+    def _write_row(self, conn: apsw.Connection, info: TableInfo, change: RowChange) -> None:
+        table = quote(info.name)
+        local_rowid = self._local_rowid(conn, info, change.key) if info.by_rowid else None
+        if info.by_rowid:
+            if local_rowid is not None:
+                conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (local_rowid,))
+        else:
+            conn.execute(f"DELETE FROM {table} WHERE {info.pk_where()}", change.key)
+        if change.op == "DELETE" or change.new is None:
+            if info.by_rowid and local_rowid is not None:
+                conn.execute(
+                    "DELETE FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?", (info.name, local_rowid)
+                )
+            return
+        cols = ", ".join(quote(c) for c in change.columns)
+        marks = ", ".join("?" * len(change.columns))
+        try:
+            if info.by_rowid:
+                conn.execute(
+                    f"INSERT INTO {table}(rowid, {cols}) VALUES (?, {marks})", (local_rowid, *change.new)
+                )
+                if local_rowid is None:
+                    origin, origin_rowid = change.key
+                    conn.execute(
+                        "INSERT OR REPLACE INTO _ha_rowids(tbl, local_rowid, origin, origin_rowid) "
+                        "VALUES (?, ?, ?, ?)",
+                        (info.name, conn.last_insert_rowid(), origin, origin_rowid),
+                    )
+            else:
+                conn.execute(f"INSERT INTO {table}({cols}) VALUES ({marks})", change.new)
+        except apsw.ConstraintError as e:
+            if "UNIQUE" in str(e):
+                raise UniqueConflict(f"table {info.name!r}: {e}", table=info.name) from e
+            raise
+
+    @staticmethod
+    def _local_rowid(conn: apsw.Connection, info: TableInfo, key: Row) -> int | None:
+        """Where the row with this cross-node identity lives here, if it does."""
+        origin, origin_rowid = key
+        found = conn.execute(
+            "SELECT local_rowid FROM _ha_rowids WHERE tbl = ? AND origin = ? AND origin_rowid = ?",
+            (info.name, origin, origin_rowid),
+        ).fetchall()
+        if found:
+            return int(found[0][0])  # type: ignore[arg-type]
+        if origin == "":  # a row that predates replication keeps its rowid, unless that rowid is now mapped
+            mapped = conn.execute(
+                "SELECT 1 FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?", (info.name, origin_rowid)
+            ).fetchall()
+            exists = conn.execute(
+                f"SELECT 1 FROM {quote(info.name)} WHERE rowid = ?", (origin_rowid,)
+            ).fetchall()
+            if exists and not mapped:
+                return int(origin_rowid)  # type: ignore[arg-type]
+        return None

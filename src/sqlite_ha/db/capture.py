@@ -1,0 +1,203 @@
+"""Capture one write transaction as a ``ChangeSet``, inside the transaction, just before COMMIT.
+
+The session extension tells which rows the transaction changed, net of statement rollbacks, ``ROLLBACK TO``,
+``INSERT OR REPLACE`` deletes and ``DELETE`` without ``WHERE`` (a session turns off SQLite's truncate
+optimization), including changes made by triggers. For each changed row we then read its full image from the
+table, stamp it with the transaction's clock in ``_ha_rows``, and put the encoded change set in the outbox,
+all in the same transaction as the change itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+
+from sqlite_ha.db import meta
+from sqlite_ha.db.changes import ChangeSet, Operation, Row, RowChange, encode_key
+from sqlite_ha.db.hlc import HLC
+from sqlite_ha.db.schema import SchemaCache, TableInfo, is_user_table, quote
+
+_OPS: dict[str, Operation] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
+_DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.DOTALL)
+_IDEMPOTENT = (
+    (
+        re.compile(
+            r"^(\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|VIEW|TRIGGER|VIRTUAL\s+TABLE))\s+(?!IF\s)",
+            re.IGNORECASE,
+        ),
+        r"\1 IF NOT EXISTS ",
+    ),
+    (re.compile(r"^(\s*DROP\s+(?:TABLE|INDEX|VIEW|TRIGGER))\s+(?!IF\s)", re.IGNORECASE), r"\1 IF EXISTS "),
+)
+
+Encoder = Callable[[ChangeSet], bytes]
+
+
+def is_ddl(sql: str) -> bool:
+    return bool(_DDL.match(sql))
+
+
+def idempotent(sql: str) -> str:
+    """``CREATE … IF NOT EXISTS`` / ``DROP … IF EXISTS``, so that replaying a schema change is harmless."""
+    sql = re.sub(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*", "", sql, flags=re.DOTALL)
+    for pattern, repl in _IDEMPOTENT:
+        sql = pattern.sub(repl, sql, count=1)
+    return sql.strip()
+
+
+class Capture:
+    """Records the write transactions of one database. Not thread-safe: one transaction at a time."""
+
+    def __init__(
+        self,
+        *,
+        database: str,
+        node: str,
+        hlc: HLC,
+        schema: SchemaCache,
+        encode: Encoder,
+        ddl_sync: bool = True,
+    ) -> None:
+        self.database = database
+        self.node = node
+        self.hlc = hlc
+        self.schema = schema
+        self.encode = encode
+        self.ddl_sync = ddl_sync
+        self._session: apsw.Session | None = None
+        self._ddl: list[str] = []
+
+    def begin(self, conn: apsw.Connection) -> None:
+        session = apsw.Session(conn, "main")
+        session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)  # tables without a primary key too
+        session.table_filter(is_user_table)
+        session.attach()
+        self._session = session
+        self._ddl = []
+
+    def record_statement(self, cursor: apsw.Cursor, sql: str) -> None:
+        """Called as each statement starts; keeps the schema changes, with their bindings expanded."""
+        if self.ddl_sync and is_ddl(sql):
+            self._ddl.append(idempotent(cursor.expanded_sql or sql))
+
+    def abort(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self._ddl = []
+
+    def finish(self, conn: apsw.Connection) -> ChangeSet | None:
+        """Build the change set and store versions and outbox entry; None when nothing changed."""
+        session, self._session = self._session, None
+        if session is None:
+            return None
+        try:
+            raw = session.changeset()
+        finally:
+            session.close()
+        ddl, self._ddl = tuple(self._ddl), []
+        if not raw and not ddl:
+            return None
+        self.schema.refresh(conn)
+        hlc = self.hlc.now()
+        changes = tuple(self._row_changes(conn, raw, hlc)) if raw else ()
+        if not changes and not ddl:
+            return None
+        cs = ChangeSet(
+            database=self.database,
+            node=self.node,
+            hlc=hlc,
+            ddl=ddl,
+            changes=changes,
+            timestamp_ns=time.time_ns(),
+            process_id=os.getpid(),
+        )
+        conn.execute(
+            "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, self.encode(cs))
+        )
+        meta.put(conn, meta.CLOCK, hlc)
+        return cs
+
+    def _row_changes(self, conn: apsw.Connection, raw: bytes, hlc: int) -> list[RowChange]:
+        out: list[RowChange] = []
+        for tc in apsw.Changeset.iter(raw):
+            info = self.schema.table(conn, tc.name)
+            if info is None:  # dropped later in the same transaction: the DROP travels as DDL
+                continue
+            change = self._row_change(conn, info, tc)
+            if change is None:
+                continue
+            out.append(change)
+            conn.execute(
+                "INSERT INTO _ha_rows(tbl, key, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(tbl, key) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, "
+                "deleted = excluded.deleted",
+                (info.name, encode_key(change.key), hlc, self.node, int(change.op == "DELETE")),
+            )
+        return out
+
+    def _row_change(self, conn: apsw.Connection, info: TableInfo, tc: Any) -> RowChange | None:
+        op = _OPS[tc.op]
+        old: Row | None = tuple(tc.old) if tc.old is not None else None
+        new_sparse: Row | None = tuple(tc.new) if tc.new is not None else None
+        rowid: int | None = None
+        if info.by_rowid:
+            rowid = int((old or new_sparse or (0,))[0])  # type: ignore[arg-type]
+            old = old[1:] if old is not None else None
+            new_sparse = new_sparse[1:] if new_sparse is not None else None
+        new: Row | None = None
+        if op != "DELETE":
+            lookup = (rowid,) if info.by_rowid else _pk_of(info, new_sparse if op == "INSERT" else old)
+            found = conn.execute(info.select_sql(), lookup).fetchall()
+            if not found:
+                return None
+            new = tuple(found[0])
+        if op == "UPDATE" and old is not None and new is not None and len(old) == len(new):
+            unchanged: Any = apsw.no_change
+            old = tuple(n if o is unchanged else o for o, n in zip(old, new, strict=True))
+        if old is not None and len(old) != len(info.columns):
+            old = None  # the table's columns changed inside the transaction: no reliable old image
+        if info.by_rowid:
+            assert rowid is not None
+            key = self._rowid_identity(conn, info, op, rowid)
+        else:
+            key = _pk_of(info, new if new is not None else old)
+        return RowChange(
+            table=info.name,
+            op=op,
+            columns=info.columns,
+            pk_columns=info.pk_columns,
+            key=key,
+            new=new,
+            old=old,
+            old_rowid=rowid if op != "INSERT" else None,
+            new_rowid=rowid if op != "DELETE" else None,
+            indirect=bool(tc.indirect),
+        )
+
+    def _rowid_identity(self, conn: apsw.Connection, info: TableInfo, op: Operation, rowid: int) -> Row:
+        if op == "INSERT":
+            conn.execute(
+                "INSERT OR REPLACE INTO _ha_rowids(tbl, local_rowid, origin, origin_rowid) "
+                "VALUES (?, ?, ?, ?)",
+                (info.name, rowid, self.node, rowid),
+            )
+            return (self.node, rowid)
+        found = conn.execute(
+            "SELECT origin, origin_rowid FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?",
+            (info.name, rowid),
+        ).fetchall()
+        if op == "DELETE" and found:
+            conn.execute("DELETE FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?", (info.name, rowid))
+        return tuple(found[0]) if found else ("", rowid)
+
+
+def _pk_of(info: TableInfo, row: Row | None) -> Row:
+    if row is None:
+        raise ValueError(f"no values for the primary key of {quote(info.name)}")
+    return tuple(row[i] for i in info.pk_positions())

@@ -91,8 +91,9 @@ class Capture:
             self._session = None
         self._ddl = []
 
-    def finish(self, conn: apsw.Connection) -> ChangeSet | None:
-        """Build the change set and store versions and outbox entry; None when nothing changed."""
+    def finish(self, conn: apsw.Connection) -> tuple[ChangeSet, bytes] | None:
+        """Build the change set, store versions and the outbox entry; returns the change set and its
+        encoding, or None when the transaction changed nothing."""
         session, self._session = self._session, None
         if session is None:
             return None
@@ -117,11 +118,12 @@ class Capture:
             timestamp_ns=time.time_ns(),
             process_id=os.getpid(),
         )
+        payload = self.encode(cs)
         conn.execute(
-            "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, self.encode(cs))
+            "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)
         )
         meta.put(conn, meta.CLOCK, hlc)
-        return cs
+        return cs, payload
 
     def _row_changes(self, conn: apsw.Connection, raw: bytes, hlc: int) -> list[RowChange]:
         out: list[RowChange] = []

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +73,7 @@ class Execution:
 
     results: list[Result]
     changeset: ChangeSet | None = None
+    payload: bytes | None = None  # the change set as encoded into the outbox
 
 
 class _Escalate(Exception):
@@ -160,6 +161,15 @@ class Database:
             finally:
                 self._writer.authorizer.internal = False
 
+    @contextlib.contextmanager
+    def internal(self) -> Iterator[apsw.Connection]:
+        """The writer connection with the client authorizer off, for set-up before requests are served."""
+        self._writer.authorizer.internal = True
+        try:
+            yield self._writer.conn
+        finally:
+            self._writer.authorizer.internal = False
+
     @property
     def writer_connection(self) -> apsw.Connection:
         return self._writer.conn
@@ -228,7 +238,7 @@ class Database:
         results: list[Result] = []
         budget = self.options.limits.max_rows
         capture = self.capture if c is self._writer else None
-        changeset: ChangeSet | None = None
+        captured: tuple[ChangeSet, bytes] | None = None
         c.deadline.arm(seconds)
         try:
             if begin:
@@ -261,7 +271,7 @@ class Database:
             if capture is not None:
                 c.authorizer.internal = True
                 try:
-                    changeset = capture.finish(c.conn)
+                    captured = capture.finish(c.conn)
                 finally:
                     c.authorizer.internal = False
             if begin:
@@ -275,7 +285,13 @@ class Database:
                 capture.abort()
             if c.conn.in_transaction:
                 c.control("ROLLBACK")
-        return Execution(results, changeset)
+        if captured is None:
+            return Execution(results)
+        return Execution(results, captured[0], captured[1])
+
+    def is_read_only(self, statements: Sequence[Statement]) -> bool:
+        """Whether the request would run as a read (on the reader, changing nothing)."""
+        return self._all_read_only(statements)
 
     def _all_read_only(self, statements: Sequence[Statement]) -> bool:
         for stmt in statements:

@@ -155,6 +155,9 @@ class MemoryReplicator:
     async def start(self) -> None:
         return None
 
+    def available(self) -> bool:
+        return self.connected
+
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         if not self.connected:
             raise ReplicationError(f"node {self.node} is cut off from the hub")

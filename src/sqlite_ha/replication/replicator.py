@@ -67,6 +67,9 @@ class Replicator(Protocol):
     async def start(self) -> None:
         """Create or update what the driver needs (the stream, with its replicas and max age)."""
 
+    def available(self) -> bool:
+        """Whether a publish can be attempted now (connected); False means it would surely fail."""
+
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         """Store one change set and return its sequence once the log acknowledged it.
 

@@ -1,0 +1,222 @@
+"""A database's replication state: capture of local writes, applying change sets, parking what cannot apply.
+
+Everything here runs on the database's single writer connection, under its write lock, inline on the event
+loop, so local writes and applied change sets never interleave inside a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import apsw
+
+from sqlite_ha.db import meta
+from sqlite_ha.db.apply import Applier, SchemaMissing
+from sqlite_ha.db.capture import Capture, Encoder
+from sqlite_ha.db.changes import ChangeSet
+from sqlite_ha.db.database import Database
+from sqlite_ha.db.hlc import HLC
+from sqlite_ha.db.schema import SchemaCache
+from sqlite_ha.errors import HAError
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], ChangeSet]
+
+MAX_ATTEMPTS = 5  # a change set that failed this often for a reason other than missing schema is dead
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Incoming:
+    """A change set as delivered: decoded, or the reason it could not be."""
+
+    seq: int
+    payload: bytes
+    msg_id: str | None = None
+    changeset: ChangeSet | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ReplicaStats:
+    applied: int = 0  # change sets applied
+    rows_applied: int = 0
+    rows_skipped: int = 0  # older than the local version (including a node's own change sets)
+    parked: int = 0  # change sets parked so far
+    unparked: int = 0  # parked change sets applied later
+    batches: int = 0
+    last_error: str | None = None
+    last_applied_at: float | None = None  # wall clock of the last apply
+    last_published_at: float | None = None  # the log's time of the last change set applied
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    applied_seq: int
+    parked: list[tuple[int, str]] = field(default_factory=list)  # (seq, reason)
+    own: list[int] = field(default_factory=list)  # clocks of this node's change sets seen in the log
+
+
+class Replica:
+    """Replication state of one database."""
+
+    def __init__(
+        self, db: Database, *, node: str, encode: Encoder, decode: Decoder, ddl_sync: bool = True
+    ) -> None:
+        self.db = db
+        self.node = node
+        self.decode = decode
+        self.stats = ReplicaStats()
+        with db.internal() as conn:
+            meta.create(conn)
+            self.hlc = HLC(int(meta.get(conn, meta.CLOCK, 0) or 0))
+            self.applied_seq = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0)
+        self.schema = SchemaCache()
+        self.applier = Applier(schema=self.schema, hlc=self.hlc)
+        db.capture = Capture(
+            database=db.id, node=node, hlc=self.hlc, schema=self.schema, encode=encode, ddl_sync=ddl_sync
+        )
+
+    # ------------------------------------------------------------------------------------ outbox
+    def outbox(self, limit: int = 256, after_hlc: int = 0) -> list[tuple[int, str, bytes]]:
+        """Change sets committed here and not seen in the log yet, oldest first: (hlc, msg_id, payload)."""
+        rows = self.db.writer_connection.execute(
+            "SELECT hlc, msg_id, payload FROM _ha_outbox WHERE hlc > ? ORDER BY hlc LIMIT ?",
+            (after_hlc, limit),
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[arg-type]
+
+    def outbox_size(self) -> int:
+        return int(self.db.writer_connection.execute("SELECT count(*) FROM _ha_outbox").fetchall()[0][0] or 0)
+
+    # ------------------------------------------------------------------------------------ applying
+    async def apply(self, batch: Sequence[Incoming]) -> BatchOutcome:
+        """Apply a batch in one transaction, with the applied position stored in the same transaction.
+
+        A change set that fails is rolled back to its savepoint and parked; the rest of the batch goes on.
+        """
+        async with self.db.exclusive() as conn:
+            return self._apply_locked(conn, batch)
+
+    def _apply_locked(self, conn: apsw.Connection, batch: Sequence[Incoming]) -> BatchOutcome:
+        outcome = BatchOutcome(applied_seq=self.applied_seq)
+        foreign_keys = bool(self.db.spec.foreign_keys)
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys=OFF")  # rows arrive in commit order, not dependency order
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)  # triggers fired at the origin already
+        ddl_applied = False
+        try:
+            with conn:
+                for item in batch:
+                    ddl_applied |= self._apply_one(conn, item, outcome)
+                    outcome.applied_seq = max(outcome.applied_seq, item.seq)
+                if ddl_applied:
+                    self._retry_parked(conn, only_waiting=True)
+                if outcome.own:
+                    conn.executemany("DELETE FROM _ha_outbox WHERE hlc = ?", [(h,) for h in outcome.own])
+                meta.put(conn, meta.APPLIED_SEQ, outcome.applied_seq)
+                meta.put(conn, meta.CLOCK, self.hlc.last)
+        finally:
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 1)
+            if foreign_keys:
+                conn.execute("PRAGMA foreign_keys=ON")
+        self.applied_seq = outcome.applied_seq
+        self.stats.batches += 1
+        self.stats.last_applied_at = time.time()
+        for seq, reason in outcome.parked:
+            log.warning("database %s: change set %d parked: %s", self.db.id, seq, reason)
+        return outcome
+
+    def _apply_one(self, conn: apsw.Connection, item: Incoming, outcome: BatchOutcome) -> bool:
+        """Apply one change set inside the batch transaction; True if it changed the schema."""
+        cs = item.changeset
+        if cs is None:
+            self._park(conn, item, "dead", item.error or "unreadable change set", node=None)
+            outcome.parked.append((item.seq, item.error or "unreadable"))
+            return False
+        if cs.node == self.node:
+            outcome.own.append(cs.hlc)
+        conn.execute("SAVEPOINT apply_one")
+        try:
+            result = self.applier.apply(conn, cs)
+        except (HAError, apsw.Error) as e:
+            conn.execute("ROLLBACK TO apply_one")
+            conn.execute("RELEASE apply_one")
+            state = "waiting" if isinstance(e, SchemaMissing) else "retrying"
+            reason = e.message if isinstance(e, HAError) else f"{type(e).__name__}: {e}"
+            self._park(conn, item, state, reason, node=cs.node)
+            outcome.parked.append((item.seq, reason))
+            return False
+        conn.execute("RELEASE apply_one")
+        self.stats.applied += 1
+        self.stats.rows_applied += result.applied
+        self.stats.rows_skipped += result.skipped
+        return result.ddl > 0
+
+    def _park(self, conn: apsw.Connection, item: Incoming, state: str, reason: str, node: str | None) -> None:
+        self.stats.parked += 1
+        self.stats.last_error = reason
+        conn.execute(
+            "INSERT INTO _ha_parked(seq, msg_id, node, state, error, attempts, payload, parked_at) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT(seq) DO UPDATE SET state = excluded.state, "
+            "error = excluded.error, attempts = attempts + 1",
+            (item.seq, item.msg_id, node, state, reason, item.payload, time.time()),
+        )
+
+    def _retry_parked(self, conn: apsw.Connection, *, only_waiting: bool) -> int:
+        """Try parked change sets again, oldest first; returns how many applied."""
+        states = ("waiting",) if only_waiting else ("waiting", "retrying")
+        marks = ", ".join("?" * len(states))
+        rows = conn.execute(
+            f"SELECT seq, msg_id, payload, attempts FROM _ha_parked WHERE state IN ({marks}) ORDER BY seq",
+            states,
+        ).fetchall()
+        done = 0
+        for seq, msg_id, payload, attempts in rows:
+            try:
+                cs = self.decode(bytes(payload))  # type: ignore[arg-type]
+            except HAError:
+                continue
+            conn.execute("SAVEPOINT retry_one")
+            try:
+                self.applier.apply(conn, cs)
+            except (HAError, apsw.Error) as e:
+                conn.execute("ROLLBACK TO retry_one")
+                conn.execute("RELEASE retry_one")
+                waiting = isinstance(e, SchemaMissing)
+                dead = not waiting and int(attempts) + 1 >= MAX_ATTEMPTS  # type: ignore[arg-type]
+                conn.execute(
+                    "UPDATE _ha_parked SET attempts = attempts + 1, error = ?, state = ? WHERE seq = ?",
+                    (
+                        e.message if isinstance(e, HAError) else str(e),
+                        "dead" if dead else ("waiting" if waiting else "retrying"),
+                        seq,
+                    ),
+                )
+                continue
+            conn.execute("RELEASE retry_one")
+            conn.execute("DELETE FROM _ha_parked WHERE seq = ?", (seq,))
+            done += 1
+            self.stats.unparked += 1
+            log.info("database %s: parked change set %s applied (%s)", self.db.id, seq, msg_id)
+        return done
+
+    async def retry_parked(self) -> int:
+        """Periodic retry of every parked change set that is not dead."""
+        async with self.db.exclusive() as conn:
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
+            try:
+                with conn:
+                    done = self._retry_parked(conn, only_waiting=False)
+            finally:
+                conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 1)
+        return done
+
+    def parked(self) -> dict[str, int]:
+        rows = self.db.writer_connection.execute(
+            "SELECT state, count(*) FROM _ha_parked GROUP BY state"
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[arg-type]

@@ -1,0 +1,347 @@
+"""The JetStream driver of the ``Replicator`` boundary.
+
+One stream (``--replication-stream``, subjects ``<stream>.>``) holds every database's change sets, one
+subject per database (``<stream>.<subject_token(database)>``). Each node reads each database through its own
+durable pull consumer (see ``pull``). The driver never owns the NATS connection: the node does, and keeps
+it alive; the driver waits for it, uses it and survives its reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from typing import Any
+
+from nats.aio.client import Client as NATSClient
+from nats.errors import MaxPayloadError, NoRespondersError
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
+
+from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url
+from sqlite_ha.replication.jetstream.pull import PullConsumer, describe, parse_policy, valid_name
+from sqlite_ha.replication.replicator import (
+    Handler,
+    PublishTimeout,
+    ReplicationError,
+    Subscription,
+    subject_token,
+)
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW = 120.0
+_NO_MESSAGE = 10037  # JetStream: "no message found"
+_NOT_CLUSTERED = 10074  # "replicas > 1 not supported in non-clustered mode"
+
+
+class JetStreamReplicator:
+    """Change sets in a JetStream stream; ``name`` is "jetstream".
+
+    Sequences are the *stream* sequences: one counter shared by every database of the stream, so a
+    database's sequences are strictly increasing but not contiguous (other databases' change sets take the
+    numbers in between). They are the same on every node and are what ``min_seq`` reads wait for.
+    """
+
+    name = "jetstream"
+
+    def __init__(
+        self,
+        conn: NatsConnection,
+        *,
+        node: str,
+        stream: str = "ha_replication",
+        replicas: int = 1,
+        max_age: float = 86400.0,
+        fetch_batch: int = 256,
+        start_timeout: float = 30.0,
+    ) -> None:
+        if not valid_name(stream):
+            raise ReplicationError(f"invalid stream name {stream!r}", retryable=False)
+        self._conn = conn
+        self.node = node
+        self.stream = stream
+        self.replicas = replicas
+        self.max_age = max_age
+        self.fetch_batch = max(1, fetch_batch)
+        self.start_timeout = start_timeout
+        self._consumers: dict[str, PullConsumer] = {}
+        self._closed = False
+        self._js: JetStreamContext | None = None
+        self._js_nc: NATSClient | None = None
+        self.published = 0
+        self.duplicates = 0
+        self.publish_errors = 0
+        self.publish_timeouts = 0
+
+    def subject(self, database: str) -> str:
+        return f"{self.stream}.{subject_token(database)}"
+
+    def _jetstream(self) -> JetStreamContext:
+        nc = self._conn.client
+        if nc is None or nc.is_closed:
+            raise ReplicationError(f"not connected to NATS at {redact_url(self._conn.url)}")
+        if self._js is None or self._js_nc is not nc:
+            self._js, self._js_nc = nc.jetstream(), nc
+        return self._js
+
+    # ------------------------------------------------------------------------------------ stream
+    async def start(self) -> None:
+        """Create the stream, or bring replicas, max age and duplicate window of an existing one in line.
+
+        A fresh clustered JetStream needs a few seconds before it takes streams: retry until
+        ``start_timeout``, then raise ``ReplicationError`` saying what the server answered last.
+        """
+        deadline = time.monotonic() + self.start_timeout
+        if not await self._conn.wait_connected(self.start_timeout):
+            state = self._conn.state()
+            raise ReplicationError(
+                f"not connected to NATS at {state.url} after {self.start_timeout:g}s"
+                + (f": {state.last_error}" if state.last_error else "")
+            )
+        delay = 0.1
+        while True:
+            try:
+                await self._ensure_stream()
+                return
+            except APIError as e:
+                if isinstance(e, BadRequestError) or e.err_code == _NOT_CLUSTERED:
+                    raise ReplicationError(
+                        f"JetStream refused stream {self.stream}: {describe(e)}",
+                        retryable=False,
+                        hint="--replicas must not exceed the number of NATS servers"
+                        if e.err_code == _NOT_CLUSTERED
+                        else None,
+                    ) from e
+                error: Exception = e
+            except ReplicationError:
+                raise
+            except Exception as e:  # no responders, timeouts, reconnects: JetStream is not there yet
+                error = e
+            if time.monotonic() + delay > deadline:
+                raise ReplicationError(
+                    f"JetStream stream {self.stream} not available after {self.start_timeout:g}s: "
+                    f"{describe(error)}",
+                    hint="is JetStream enabled, and are there enough NATS servers for --replicas?",
+                ) from error
+            log.info("JetStream not ready for stream %s (%s); retrying", self.stream, describe(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _ensure_stream(self) -> None:
+        js = self._jetstream()
+        window = min(DUPLICATE_WINDOW, self.max_age) if self.max_age > 0 else DUPLICATE_WINDOW
+        try:
+            info = await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(
+                StreamConfig(
+                    name=self.stream,
+                    subjects=[f"{self.stream}.>"],
+                    retention=RetentionPolicy.LIMITS,
+                    storage=StorageType.FILE,
+                    num_replicas=self.replicas,
+                    max_age=self.max_age,
+                    duplicate_window=window,
+                )
+            )
+            log.info("created stream %s (replicas %d, max age %gs)", self.stream, self.replicas, self.max_age)
+            return
+        config = info.config
+        if f"{self.stream}.>" not in (config.subjects or []):
+            raise ReplicationError(
+                f"stream {self.stream} exists with subjects {config.subjects}, not {self.stream}.>",
+                retryable=False,
+            )
+        if (config.num_replicas, config.max_age, config.duplicate_window) != (
+            self.replicas,
+            self.max_age,
+            window,
+        ):
+            await js.update_stream(
+                config.evolve(num_replicas=self.replicas, max_age=self.max_age, duplicate_window=window)
+            )
+            log.info("updated stream %s (replicas %d, max age %gs)", self.stream, self.replicas, self.max_age)
+
+    # ------------------------------------------------------------------------------------ publish
+    async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
+        """Store one change set and return its stream sequence once JetStream acknowledged it.
+
+        ``Nats-Msg-Id`` makes a re-publish within the stream's duplicate window (2 minutes) return the first
+        sequence. JetStream dedups per stream, not per subject: a ``msg_id`` already used for another database
+        raises ``ReplicationError`` rather than return that database's sequence.
+        """
+        subject = self.subject(database)
+        try:
+            async with asyncio.timeout(timeout):
+                js = self._jetstream()
+                ack = await js.publish(
+                    subject, payload, timeout=timeout, stream=self.stream, headers={"Nats-Msg-Id": msg_id}
+                )
+                if ack.duplicate:
+                    self.duplicates += 1
+                    original = await js.get_msg(self.stream, seq=ack.seq)
+                    if original.subject != subject:
+                        raise ReplicationError(
+                            f"msg_id {msg_id!r} was already used for {original.subject}, seq {ack.seq}",
+                            retryable=False,
+                        )
+        except TimeoutError as e:
+            self.publish_timeouts += 1
+            raise PublishTimeout(
+                f"no acknowledgement from JetStream stream {self.stream} for {database} within {timeout:g}s"
+            ) from e
+        except ReplicationError:
+            self.publish_errors += 1
+            raise
+        except Exception as e:
+            self.publish_errors += 1
+            raise self._publish_error(e, database) from e
+        self.published += 1
+        return int(ack.seq)
+
+    def _publish_error(self, e: Exception, database: str) -> ReplicationError:
+        where = f"publishing to {self.subject(database)}"
+        if isinstance(e, NoStreamResponseError | NoRespondersError):
+            return ReplicationError(
+                f"{where}: no JetStream stream answers (stream {self.stream} missing or JetStream down)"
+            )
+        if isinstance(e, MaxPayloadError):
+            return ReplicationError(f"{where}: the change set exceeds max_payload", retryable=False)
+        if isinstance(e, APIError):
+            return ReplicationError(f"{where}: JetStream refused it: {describe(e)}", retryable=e.code == 503)
+        state = self._conn.state()
+        if not state.connected:
+            return ReplicationError(f"{where}: not connected to NATS at {state.url}: {describe(e)}")
+        return ReplicationError(f"{where}: {describe(e)}")
+
+    async def last_seq(self, database: str) -> int:
+        """The stream sequence of the database's newest change set, asked of the stream leader; 0 if none."""
+        try:
+            msg = await self._jetstream().get_last_msg(self.stream, self.subject(database))
+        except NotFoundError as e:
+            if e.err_code == _NO_MESSAGE:
+                return 0
+            raise ReplicationError(f"stream {self.stream}: {describe(e)}") from e
+        except ReplicationError:
+            raise
+        except Exception as e:
+            raise ReplicationError(f"last sequence of {database}: {describe(e)}") from e
+        return int(msg.seq or 0)
+
+    # ------------------------------------------------------------------------------------ subscribe
+    async def subscribe(self, subscription: Subscription, handler: Handler) -> None:
+        """Deliver the database's change sets after ``subscription.after_seq`` through the node's durable
+        pull consumer ``subscription.consumer``, created with ``subscription.policy`` if missing."""
+        if self._closed:
+            raise ReplicationError("the replicator is closed", retryable=False)
+        parse_policy(subscription.policy)
+        if not valid_name(subscription.consumer):
+            raise ReplicationError(f"invalid consumer name {subscription.consumer!r}", retryable=False)
+        if subscription.consumer in self._consumers:
+            raise ReplicationError(f"consumer {subscription.consumer} is already subscribed", retryable=False)
+        consumer = PullConsumer(
+            self._conn,
+            stream=self.stream,
+            subject=self.subject(subscription.database),
+            subscription=subscription,
+            handler=handler,
+            node=self.node,
+            batch=self.fetch_batch,
+        )
+        await consumer.start()
+        self._consumers[subscription.consumer] = consumer
+
+    # ------------------------------------------------------------------------------------ status
+    def stats(self) -> dict[str, Any]:
+        state = self._conn.state()
+        subs = [c.stats() for c in self._consumers.values()]
+        return {
+            "driver": self.name,
+            "stream": self.stream,
+            "published": self.published,
+            "duplicates": self.duplicates,
+            "publish_errors": self.publish_errors,
+            "publish_timeouts": self.publish_timeouts,
+            "delivered": sum(s["delivered"] for s in subs),
+            "handler_errors": sum(s["handler_errors"] for s in subs),
+            "subscriptions": subs,
+            "connected": state.connected,
+            "jetstream": state.jetstream,
+            "last_error": state.last_error,
+        }
+
+    async def consumers(self) -> list[dict[str, Any]]:
+        """Every consumer of the stream (all nodes), for ``GET /replications``."""
+        js = self._jetstream()
+        out: list[dict[str, Any]] = []
+        try:
+            while True:
+                page: list[ConsumerInfo] = await js.consumers_info(self.stream, offset=len(out))
+                out.extend(_consumer_dict(info) for info in page)
+                if not page:
+                    return out
+        except Exception as e:
+            raise ReplicationError(f"consumers of stream {self.stream}: {describe(e)}") from e
+
+    async def consumer(self, name: str) -> dict[str, Any] | None:
+        if not valid_name(name):
+            return None
+        try:
+            return _consumer_dict(await self._jetstream().consumer_info(self.stream, name))
+        except NotFoundError:
+            return None
+        except ReplicationError:
+            raise
+        except Exception as e:
+            raise ReplicationError(f"consumer {name}: {describe(e)}") from e
+
+    async def delete_consumer(self, name: str) -> bool:
+        """Delete a consumer (typically a departed node's). One this replicator reads through is recreated
+        by its fetch loop right after the last change set it delivered."""
+        if not valid_name(name):
+            return False
+        try:
+            return bool(await self._jetstream().delete_consumer(self.stream, name))
+        except NotFoundError:
+            return False
+        except ReplicationError:
+            raise
+        except Exception as e:
+            raise ReplicationError(f"deleting consumer {name}: {describe(e)}") from e
+
+    async def close(self) -> None:
+        """Stop the fetch loops (a running handler call may finish first); the NATS connection stays open."""
+        self._closed = True
+        consumers, self._consumers = list(self._consumers.values()), {}
+        await asyncio.gather(*(c.stop() for c in consumers))
+
+
+def _consumer_dict(info: ConsumerInfo) -> dict[str, Any]:
+    config = info.config
+    delivered, floor = info.delivered, info.ack_floor
+    active = [s.last_active for s in (delivered, floor) if s is not None and s.last_active is not None]
+    metadata = config.metadata or {}
+    return {
+        "name": info.name,
+        "stream": info.stream_name,
+        "filter_subject": config.filter_subject,
+        "node": metadata.get("sqlite_ha_node"),
+        "database": metadata.get("sqlite_ha_database"),
+        "deliver_policy": str(getattr(config.deliver_policy, "value", config.deliver_policy)),
+        "ack_policy": str(getattr(config.ack_policy, "value", config.ack_policy)),
+        "delivered_stream_seq": delivered.stream_seq if delivered else 0,
+        "ack_floor_stream_seq": floor.stream_seq if floor else 0,
+        "num_pending": info.num_pending or 0,
+        "num_ack_pending": info.num_ack_pending or 0,
+        "num_redelivered": info.num_redelivered or 0,
+        "num_waiting": info.num_waiting or 0,
+        "created": _iso(info.created),
+        "last_active": _iso(max(active)) if active else None,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime.datetime) else None

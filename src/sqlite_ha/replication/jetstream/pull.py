@@ -1,0 +1,467 @@
+"""Delivery of one database's change sets to one node: a durable pull consumer, pulled by hand.
+
+nats-py's ``fetch(n)`` waits until ``n`` messages came or its timeout ran out, so a lone change set would
+wait a whole timeout. This loop speaks the pull protocol itself: it keeps one pull request (``batch``
+messages, ``expires``, idle heartbeats) open and hands over whatever has arrived as soon as it arrives; the
+rest of the request streams in while the handler works.
+
+Order and completeness are checked, not assumed. Every delivery a consumer makes (redeliveries included)
+takes the next *consumer* sequence, so a jump in it means a delivery was lost on the way (a reconnect
+dropped it); the server would redeliver it only after ``ack_wait``, behind newer change sets. Then, and when
+the consumer is gone or has delivered beyond what the node applied, the consumer is recreated to start right
+after the last change set the handler accepted (``cursor``). Change sets at or below the cursor are
+acknowledged and skipped, so the handler sees each sequence once, in increasing order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATSClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+
+from sqlite_ha.replication.jetstream.connection import NatsConnection
+from sqlite_ha.replication.replicator import Delivery, Handler, ReplicationError, Subscription
+
+log = logging.getLogger(__name__)
+
+EXPIRES = 5.0  # lifetime of one pull request
+HEARTBEAT = 1.0  # the server's idle heartbeat on an open pull request
+SILENCE = 3.0  # nothing at all for this long: the request is lost; send another
+ACK_WAIT = 30.0
+HANDLER_BACKOFF = (0.05, 5.0)
+STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class StartPolicy:
+    """Where a new consumer starts (``--replication-policy``)."""
+
+    deliver: DeliverPolicy
+    start_seq: int | None = None
+    start_time: datetime.datetime | None = None
+
+
+def parse_policy(policy: str) -> StartPolicy:
+    """``all``, ``last``, ``new``, ``by_start_sequence=N`` (N >= 1) or ``by_start_time=YYYY-MM-DD HH:MM:SS``
+    (UTC)."""
+    text = policy.strip()
+    simple = {"all": DeliverPolicy.ALL, "last": DeliverPolicy.LAST, "new": DeliverPolicy.NEW}
+    if text in simple:
+        return StartPolicy(simple[text])
+    key, sep, value = text.partition("=")
+    if sep and key.strip() == "by_start_sequence":
+        try:
+            seq = int(value.strip())
+        except ValueError:
+            seq = 0
+        if seq < 1:
+            raise ReplicationError(
+                f"invalid replication policy {policy!r}: the start sequence must be an integer >= 1",
+                retryable=False,
+            )
+        return StartPolicy(DeliverPolicy.BY_START_SEQUENCE, start_seq=seq)
+    if sep and key.strip() == "by_start_time":
+        try:
+            start = datetime.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise ReplicationError(
+                f"invalid replication policy {policy!r}: the start time must be YYYY-MM-DD HH:MM:SS (UTC)",
+                retryable=False,
+            ) from None
+        return StartPolicy(DeliverPolicy.BY_START_TIME, start_time=start.replace(tzinfo=datetime.UTC))
+    raise ReplicationError(
+        f"invalid replication policy {policy!r}",
+        retryable=False,
+        hint="use all, last, new, by_start_sequence=N or by_start_time=YYYY-MM-DD HH:MM:SS",
+    )
+
+
+def valid_name(name: str) -> bool:
+    """A name JetStream accepts for a consumer (it becomes a subject token)."""
+    return bool(name) and not any(c in name for c in ".*>/\\") and not any(c.isspace() for c in name)
+
+
+def describe(e: BaseException) -> str:
+    """A short text for a NATS error (nats-py's own texts are often empty or generic)."""
+    if isinstance(e, APIError):
+        if e.description:
+            return f"{e.description.strip()} (JetStream error {e.err_code or e.code})"
+        if isinstance(e, ServiceUnavailableError):
+            return "JetStream is not available (no responders)"
+        return type(e).__name__
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return str(e).strip() or type(e).__name__
+
+
+def _ack_fields(reply: str) -> tuple[int, int, int]:
+    """(stream seq, consumer seq, timestamp ns) from a JetStream ack subject (v1 and v2 forms)."""
+    tokens = reply.split(".")
+    off = 2 if len(tokens) == 9 else 4  # $JS.ACK[.<domain>.<account hash>].<stream>.<consumer>.<delivered>...
+    return int(tokens[off + 3]), int(tokens[off + 4]), int(tokens[off + 5])
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a handler call's outcome as seen (it is logged where it is awaited, or moot after close)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _Resync(Exception):
+    """The consumer must be recreated right after the cursor; the text says why."""
+
+
+class PullConsumer:
+    """The durable consumer ``subscription.consumer`` on one database's subject, and its fetch loop."""
+
+    def __init__(
+        self,
+        conn: NatsConnection,
+        *,
+        stream: str,
+        subject: str,
+        subscription: Subscription,
+        handler: Handler,
+        node: str,
+        batch: int,
+    ) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._subject = subject
+        self.subscription = subscription
+        self._handler = handler
+        self._node = node
+        self._batch = batch
+        self._start = parse_policy(subscription.policy)
+        self.cursor = subscription.after_seq  # highest seq the handler accepted (or the node already had)
+        self.delivered = 0
+        self.handler_errors = 0
+        self.resyncs = 0
+        self.last_error: str | None = None
+        self._ack_policy = AckPolicy.ALL
+        self._next_cseq = 1
+        self._attached = False
+        self._resync: str | None = None
+        self._queue: collections.deque[Msg] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._inbox = ""
+        self._sub: NatsSubscription | None = None
+        self._sub_nc: NATSClient | None = None
+        self._requests = 0
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.subscription.consumer
+
+    # ------------------------------------------------------------------------------------ life
+    async def start(self) -> None:
+        """Attach to (or create) the consumer now if NATS is there, then run the fetch loop."""
+        nc = self._conn.client
+        if nc is not None and nc.is_connected:
+            try:
+                await self._attach(nc)
+            except ReplicationError as e:
+                if not e.retryable:
+                    raise
+                self._note(e)
+            except Exception as e:  # transient (timeout, leader election): the loop tries again
+                self._note(e)
+        self._task = asyncio.create_task(self._run(), name=f"jetstream-pull-{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():  # let a handler call finish rather than cut it
+            await asyncio.wait({inflight}, timeout=STOP_GRACE)
+            if not inflight.done():
+                inflight.cancel()
+                await asyncio.wait({inflight})
+        await self._unsubscribe()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "database": self.subscription.database,
+            "consumer": self.name,
+            "delivered_seq": self.cursor,
+            "delivered": self.delivered,
+            "handler_errors": self.handler_errors,
+            "resyncs": self.resyncs,
+            "running": self._task is not None and not self._task.done(),
+            "last_error": self.last_error,
+        }
+
+    def _note(self, e: BaseException, level: int = logging.WARNING) -> None:
+        self.last_error = describe(e)
+        log.log(level, "replication of %s (consumer %s): %s", self._subject, self.name, self.last_error)
+
+    # ------------------------------------------------------------------------------------ consumer
+    async def _attach(self, nc: NATSClient) -> None:
+        js = nc.jetstream()
+        try:
+            info: ConsumerInfo | None = await js.consumer_info(self._stream, self.name)
+        except NotFoundError:
+            info = None
+        if info is None:
+            await self._create(js, self._new_config(self.cursor))
+        else:
+            self._check(info)
+            if await self._ahead(js, info):
+                log.warning(
+                    "consumer %s delivered beyond seq %d, the last this node applied; recreating it there",
+                    self.name,
+                    self.cursor,
+                )
+                await self._recreate(js)
+            else:
+                self._use(info)
+        self._attached = True
+
+    def _check(self, info: ConsumerInfo) -> None:
+        config = info.config
+        if config.deliver_subject or config.filter_subject != self._subject:
+            raise ReplicationError(
+                f"consumer {self.name} of stream {self._stream} exists but is not a pull consumer on "
+                f"{self._subject} (filter {config.filter_subject!r})",
+                retryable=False,
+                hint="delete it (DELETE /replications/{name}) or give the node another name",
+            )
+
+    async def _ahead(self, js: JetStreamContext, info: ConsumerInfo) -> bool:
+        """Has the consumer delivered a change set the node did not apply? Then it would never come again."""
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        if delivered <= self.cursor:
+            return False
+        try:
+            following = await js.get_msg(self._stream, seq=self.cursor + 1, subject=self._subject, next=True)
+        except NotFoundError:
+            return False
+        return following.seq is not None and following.seq <= delivered
+
+    def _new_config(self, after: int) -> ConsumerConfig:
+        start = self._start
+        if after > 0 and start.deliver in (DeliverPolicy.ALL, DeliverPolicy.BY_START_SEQUENCE):
+            # The node has everything up to ``after``: no need to stream it all again just to skip it.
+            first = max(after + 1, start.start_seq or 0)
+            start = StartPolicy(DeliverPolicy.BY_START_SEQUENCE, start_seq=first)
+        return ConsumerConfig(
+            name=self.name,
+            durable_name=self.name,
+            description=f"sqlite-ha node {self._node}, database {self.subscription.database}",
+            deliver_policy=start.deliver,
+            opt_start_seq=start.start_seq,
+            opt_start_time=start.start_time,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=ACK_WAIT,
+            filter_subject=self._subject,
+            max_ack_pending=max(1000, 2 * self._batch),
+            metadata={"sqlite_ha_node": self._node, "sqlite_ha_database": self.subscription.database},
+        )
+
+    async def _create(self, js: JetStreamContext, config: ConsumerConfig) -> None:
+        info = await js.add_consumer(self._stream, config)
+        self._use(info)
+        log.info("created consumer %s on %s (%s)", self.name, self._subject, config.deliver_policy)
+
+    async def _recreate(self, js: JetStreamContext) -> None:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(self._stream, self.name)
+        # Right after the cursor; a node that has nothing yet starts where its policy says.
+        await self._create(js, self._new_config(self.cursor))
+        await self._unsubscribe()  # leftovers of the old consumer must not mix with the new one's
+
+    def _use(self, info: ConsumerInfo) -> None:
+        self._ack_policy = AckPolicy(info.config.ack_policy or AckPolicy.EXPLICIT)
+        delivered = info.delivered
+        self._next_cseq = (delivered.consumer_seq if delivered else 0) + 1
+        # A consumer starting at N reports N-1 delivered: nothing at or below that is for this node.
+        self.cursor = max(self.cursor, delivered.stream_seq if delivered else 0)
+
+    # ------------------------------------------------------------------------------------ fetch loop
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                nc = self._conn.client
+                if nc is None or not nc.is_connected:
+                    await self._conn.wait_connected(EXPIRES)
+                    continue
+                if self._resync is not None:
+                    await self._recreate(nc.jetstream())
+                    self._resync = None
+                elif not self._attached:
+                    await self._attach(nc)
+                await self._pull(nc)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except _Resync as e:
+                self._resync = str(e)
+                self.resyncs += 1
+                self._note(e)
+                await asyncio.sleep(0.1)  # two pullers on one consumer would otherwise spin
+            except Exception as e:  # disconnects, timeouts, leader elections: log, back off, keep going
+                self._note(e, logging.DEBUG if not self._conn.state().connected else logging.WARNING)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _subscribe(self, nc: NATSClient) -> None:
+        if self._sub is not None and self._sub_nc is nc:
+            return
+        await self._unsubscribe()
+        self._inbox = nc.new_inbox()
+        self._queue.clear()
+        self._sub = await nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
+        self._sub_nc = nc
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub, self._sub_nc = self._sub, None, None
+        self._queue.clear()
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._queue.append(msg)
+        self._arrived.set()
+
+    async def _pull(self, nc: NATSClient) -> None:
+        """One pull request: hand over its change sets as they arrive, until it is complete or ends."""
+        await self._subscribe(nc)
+        self._requests += 1
+        reply = f"{self._inbox}.{self._requests}"
+        request = {
+            "batch": self._batch,
+            "expires": int(EXPIRES * _NS),
+            "idle_heartbeat": int(HEARTBEAT * _NS),
+        }
+        reconnects = nc.stats["reconnects"]
+        await nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self.name}", json.dumps(request).encode(), reply=reply
+        )
+        remaining = self._batch
+        heard = time.monotonic()
+        while remaining > 0:
+            if not self._queue:
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), HEARTBEAT)
+            if nc.stats["reconnects"] != reconnects:
+                return  # the request may have gone with the old connection
+            if not self._queue:
+                if time.monotonic() - heard > SILENCE:
+                    log.debug("pull request %s of %s got no answer; sending another", reply, self.name)
+                    return
+                continue
+            heard = time.monotonic()
+            messages = list(self._queue)
+            self._queue.clear()
+            data = [m for m in messages if m.reply]
+            remaining -= len(data)
+            if data:
+                await self._deliver(nc, data)
+            if self._statuses([m for m in messages if not m.reply], reply):
+                return
+
+    def _statuses(self, messages: list[Msg], reply: str) -> bool:
+        """React to the status messages of pull requests; True when the current request is over."""
+        ended = False
+        for m in messages:
+            status = (m.headers or {}).get("Status", "")
+            if status == "100":
+                continue  # idle heartbeat
+            text = (m.headers or {}).get("Description", "")
+            if status == "409" and "Deleted" in text:
+                raise _Resync("the consumer was deleted")
+            if m.subject != reply:
+                continue  # the end of an earlier request
+            if status == "503":  # no responders: the consumer (or the stream) is not there
+                raise _Resync("the consumer does not answer (deleted?)")
+            if status != "404" and status != "408":
+                log.debug("pull request of %s ended: %s %s", self.name, status, text)
+            ended = True
+        return ended
+
+    async def _deliver(self, nc: NATSClient, messages: list[Msg]) -> None:
+        batch: list[Delivery] = []
+        gap: str | None = None
+        acked = 0
+        top = (0, messages[0])  # the highest stream seq seen, whose ack covers the others (AckAll)
+        for m in messages:
+            seq, cseq, ts = _ack_fields(m.reply)
+            if cseq < self._next_cseq:
+                continue  # a delivery seen before (cannot happen with one puller; harmless)
+            if cseq > self._next_cseq:
+                gap = f"delivery {self._next_cseq} of the consumer never arrived (got {cseq})"
+                break
+            self._next_cseq += 1
+            acked += 1
+            if seq > top[0]:
+                top = (seq, m)
+            if seq <= self.cursor:
+                continue  # the node has it already
+            if batch and seq <= batch[-1].seq:
+                gap = f"seq {seq} came after seq {batch[-1].seq}"
+                break
+            msg_id = m.headers.get("Nats-Msg-Id") if m.headers else None
+            batch.append(Delivery(seq=seq, payload=m.data, msg_id=msg_id, published_at=ts / _NS))
+        if batch:
+            await self._handle(batch)
+            self.cursor = batch[-1].seq
+            self.delivered += len(batch)
+        if acked:
+            await self._ack(nc, messages[:acked], top[1])
+        if gap is not None:
+            raise _Resync(gap)
+
+    async def _handle(self, batch: list[Delivery]) -> None:
+        """Call the handler until it accepts the batch; it runs shielded so that close() never cuts it."""
+        delay = HANDLER_BACKOFF[0]
+        while True:
+            self._inflight = asyncio.ensure_future(self._handler(batch))
+            self._inflight.add_done_callback(_retrieve)
+            try:
+                await asyncio.shield(self._inflight)
+                self._inflight = None
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.handler_errors += 1
+                self.last_error = f"handler failed on seq {batch[0].seq}..{batch[-1].seq}"
+                log.warning(
+                    "replication of %s: the handler failed on seq %d..%d; retrying in %.2fs",
+                    self._subject,
+                    batch[0].seq,
+                    batch[-1].seq,
+                    delay,
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, HANDLER_BACKOFF[1])
+
+    async def _ack(self, nc: NATSClient, messages: list[Msg], top: Msg) -> None:
+        if self._ack_policy == AckPolicy.ALL:
+            await nc.publish(top.reply, b"+ACK")  # acknowledges every lower stream seq too
+        elif self._ack_policy == AckPolicy.EXPLICIT:
+            for m in messages:
+                await nc.publish(m.reply, b"+ACK")

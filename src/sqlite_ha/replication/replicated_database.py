@@ -1,0 +1,249 @@
+"""One database joined to the replication log: the write path, the relay, the applier, read-your-writes.
+
+Write path. A write commits locally together with its change set in the outbox (one SQLite transaction), then
+the change set is published with ``Nats-Msg-Id`` = its id. What a client can conclude:
+
+- success, with ``seq``: the write is committed here and durable in the log; every node will apply it.
+- ``not_replicating`` (503) before anything ran: the log was known to be unreachable; nothing was written.
+- ``replication_pending`` (503) after the commit: the write is committed here and kept in the outbox; the
+  relay publishes it as soon as the log answers (deduplicated if the first attempt did land). It is not lost,
+  but not yet on other nodes; do not retry a non-idempotent write.
+- any 4xx: nothing was written.
+
+With ``--async-replication`` the client is answered after the local commit and the relay publishes.
+Every node, the origin included, applies every change set from the log; last-writer-wins makes that safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.replica import Incoming, Replica
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.errors import HAError
+from sqlite_ha.replication import changeset
+from sqlite_ha.replication.replicator import (
+    Delivery,
+    ReplicationError,
+    Replicator,
+    Subscription,
+    subject_token,
+)
+
+log = logging.getLogger(__name__)
+
+RELAY_BATCH = 256
+RETRY_PARKED_EVERY = 30.0
+
+
+class NotReplicating(HAError):
+    code = "not_replicating"
+
+
+class ReplicationPending(HAError):
+    code = "replication_pending"
+
+
+class StaleRead(HAError):
+    code = "stale_read"
+
+
+class ReplicatedDatabase:
+    def __init__(
+        self,
+        db: Database,
+        replicator: Replicator,
+        *,
+        node: str,
+        timeout: float = 15.0,
+        async_mode: bool = False,
+        policy: str = "all",
+        ddl_sync: bool = True,
+    ) -> None:
+        self.db = db
+        self.replicator = replicator
+        self.node = node
+        self.timeout = timeout
+        self.async_mode = async_mode
+        self.policy = policy
+        self.replica = Replica(
+            db, node=node, encode=changeset.encode, decode=changeset.decode, ddl_sync=ddl_sync
+        )
+        self.consumer = f"{node}_{subject_token(db.id)}"
+        self._applied = asyncio.Condition()
+        self._kick = asyncio.Event()
+        self._inflight: set[int] = set()  # clocks being published by the write path
+        self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.published = 0
+        self.publish_failures = 0
+
+    async def start(self) -> None:
+        sub = Subscription(
+            database=self.db.id,
+            consumer=self.consumer,
+            after_seq=self.replica.applied_seq,
+            policy=self.policy,
+        )
+        await self.replicator.subscribe(sub, self._on_deliveries)
+        self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
+        self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
+        if self.replica.outbox_size():
+            self._kick.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    # ------------------------------------------------------------------------------------ writes
+    async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
+        """Run a request; for a write, also publish its change set. Returns the execution and the seq."""
+        if not self.async_mode and not self.replicator.available() and not self.db.is_read_only(statements):
+            raise NotReplicating(
+                "the replication log is unreachable, so writes are refused; nothing was written",
+                hint="retry later; reads still work",
+            )
+        execution = await self.db.execute(statements)
+        cs, payload = execution.changeset, execution.payload
+        if cs is None or payload is None:
+            return execution, None
+        if self.async_mode:
+            self._kick.set()
+            return execution, None
+        self._inflight.add(cs.hlc)
+        try:
+            seq = await self.replicator.publish(self.db.id, payload, msg_id=cs.msg_id, timeout=self.timeout)
+        except ReplicationError as e:
+            self.publish_failures += 1
+            self._kick.set()
+            raise ReplicationPending(
+                f"committed on this node but not yet in the replication log ({e.message}); it stays in the "
+                "outbox and is published as soon as the log answers",
+                hint="do not retry a non-idempotent write: it is not lost",
+            ) from e
+        finally:
+            self._inflight.discard(cs.hlc)
+        self.published += 1
+        self._acked[cs.hlc] = seq
+        return execution, seq
+
+    async def _relay(self) -> None:
+        """Publish what the outbox holds: async-mode writes, and sync-mode writes whose publish failed."""
+        delay = 0.05
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), 1.0)
+            self._kick.clear()
+            try:
+                sent = await self._relay_once()
+            except ReplicationError as e:
+                log.warning("database %s: relay cannot publish: %s (retrying)", self.db.id, e.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._kick.set()
+                continue
+            delay = 0.05
+            if sent == RELAY_BATCH:
+                self._kick.set()
+
+    async def _relay_once(self) -> int:
+        sent = 0
+        for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
+            if hlc in self._inflight or hlc in self._acked:
+                continue
+            seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
+            self._acked[hlc] = seq
+            self.published += 1
+            sent += 1
+        return sent
+
+    # ------------------------------------------------------------------------------------ applying
+    async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        items = [_incoming(d) for d in deliveries]
+        outcome = await self.replica.apply(items)
+        for hlc in outcome.own:
+            self._acked.pop(hlc, None)
+        published = [d.published_at for d in deliveries if d.published_at is not None]
+        if published:
+            self.replica.stats.last_published_at = max(published)
+        async with self._applied:
+            self._applied.notify_all()
+
+    async def _retry_parked(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(RETRY_PARKED_EVERY)
+            try:
+                await self.replica.retry_parked()
+            except Exception:  # a failing retry must not stop the next ones; it is logged with its cause
+                log.exception("database %s: retrying parked change sets failed", self.db.id)
+
+    # ------------------------------------------------------------------------------------ reads
+    async def wait_applied(self, min_seq: int, timeout: float) -> None:
+        """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``."""
+        if self.replica.applied_seq >= min_seq:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._applied:
+                    await self._applied.wait_for(lambda: self.replica.applied_seq >= min_seq)
+        except TimeoutError:
+            raise StaleRead(
+                f"this node has applied the log up to {self.replica.applied_seq}, not yet {min_seq}",
+                hint="retry, or read from the node that took the write",
+                applied_seq=self.replica.applied_seq,
+                min_seq=min_seq,
+            ) from None
+
+    @property
+    def applied_seq(self) -> int:
+        return self.replica.applied_seq
+
+    async def status(self) -> dict[str, Any]:
+        stats = self.replica.stats
+        try:
+            last = await asyncio.wait_for(self.replicator.last_seq(self.db.id), 2.0)
+        except (TimeoutError, ReplicationError):
+            last = None
+        behind = max(0, last - self.applied_seq) if last is not None else None
+        lag_s = None
+        if behind == 0:
+            lag_s = 0.0
+        elif stats.last_published_at is not None:
+            lag_s = round(max(0.0, time.time() - stats.last_published_at), 3)
+        return {
+            "database": self.db.id,
+            "consumer": self.consumer,
+            "applied_seq": self.applied_seq,
+            "last_seq": last,
+            "lag_messages": behind,
+            "lag_seconds": lag_s,
+            "outbox": self.replica.outbox_size(),
+            "published": self.published,
+            "publish_failures": self.publish_failures,
+            "applied": stats.applied,
+            "rows_applied": stats.rows_applied,
+            "rows_skipped": stats.rows_skipped,
+            "parked": self.replica.parked(),
+            "last_error": stats.last_error,
+            "async": self.async_mode,
+        }
+
+
+def _incoming(d: Delivery) -> Incoming:
+    try:
+        cs = changeset.decode(d.payload)
+    except changeset.DecodeError as e:
+        return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, error=e.message)
+    return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, changeset=cs)

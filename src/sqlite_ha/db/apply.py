@@ -22,9 +22,9 @@ from sqlite_ha.db.schema import SchemaCache, TableInfo, quote
 from sqlite_ha.errors import HAError
 
 # Schema statements replayed on a database that already has their effect fail with these; that is success.
-_ALREADY = re.compile(
-    r"already exists|duplicate column name|no such (column|table|index|view|trigger)", re.IGNORECASE
-)
+_ALREADY = re.compile(r"already exists|duplicate column name", re.IGNORECASE)
+_COLUMN_GONE = re.compile(r"^\s*ALTER\s+TABLE\s+.*\b(DROP|RENAME)\s+(COLUMN\s+)?", re.IGNORECASE | re.DOTALL)
+_NO_SUCH = re.compile(r"no such (table|column)", re.IGNORECASE)
 
 
 class ApplyError(HAError):
@@ -62,8 +62,15 @@ class Applier:
             try:
                 conn.execute(sql)
             except apsw.SQLError as e:
-                if not _ALREADY.search(str(e)):
-                    raise ApplyError(f"schema change failed: {e}: {sql}") from e
+                message = str(e)
+                if _ALREADY.search(message):
+                    pass  # replayed: its effect is there already
+                elif "no such column" in message and _COLUMN_GONE.match(sql):
+                    pass  # a column dropped or renamed by an earlier replay
+                elif _NO_SUCH.search(message):
+                    raise SchemaMissing(f"schema change needs what is not here yet: {message}: {sql}") from e
+                else:
+                    raise ApplyError(f"schema change failed: {message}: {sql}") from e
             result.ddl += 1
         self.schema.refresh(conn)
         version = cs.version

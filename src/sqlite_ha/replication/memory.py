@@ -58,6 +58,9 @@ class MemoryHub:
         self.batch = batch
         self._logs: dict[str, _Log] = {}
         self._subs: list[_Sub] = []
+        # How far each (node, database) got in order, as a log's durable consumer remembers it: a node that
+        # comes back gets everything after that again, even what it had been handed out of order.
+        self._positions: dict[tuple[str, str], int] = {}
 
     def connect(self, node: str) -> MemoryReplicator:
         return MemoryReplicator(self, node)
@@ -79,6 +82,8 @@ class MemoryHub:
         return seq
 
     def _add_sub(self, sub: _Sub) -> None:
+        where = (sub.node, sub.subscription.database)
+        sub.cursor = min(sub.cursor, self._positions.get(where, sub.cursor))
         self._subs.append(sub)
         if self.auto:
             sub.task = asyncio.create_task(
@@ -107,6 +112,7 @@ class MemoryHub:
                 continue
             sub.cursor = batch[-1].seq
             sub.delivered += len(batch)
+            self._positions[(sub.node, sub.subscription.database)] = sub.cursor
 
     # ------------------------------------------------------------------------------------ test control
     def pending(self) -> list[tuple[str, str, int]]:
@@ -132,6 +138,7 @@ class MemoryHub:
                 while sub.cursor + 1 in sub.seen:
                     sub.cursor += 1
                     sub.seen.discard(sub.cursor)
+                self._positions[(node, database)] = sub.cursor
 
     async def deliver_all(self) -> None:
         """Deliver everything pending, in order, to everyone (quiescence)."""

@@ -174,20 +174,21 @@ class JetStreamReplicator:
         raises ``ReplicationError`` rather than return that database's sequence.
         """
         subject = self.subject(database)
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
-                js = self._jetstream()
-                ack = await js.publish(
-                    subject, payload, timeout=timeout, stream=self.stream, headers={"Nats-Msg-Id": msg_id}
-                )
-                if ack.duplicate:
-                    self.duplicates += 1
-                    original = await js.get_msg(self.stream, seq=ack.seq)
-                    if original.subject != subject:
-                        raise ReplicationError(
-                            f"msg_id {msg_id!r} was already used for {original.subject}, seq {ack.seq}",
-                            retryable=False,
-                        )
+            js = self._jetstream()
+            ack = await js.publish(
+                subject, payload, timeout=timeout, stream=self.stream, headers={"Nats-Msg-Id": msg_id}
+            )
+            if ack.duplicate:
+                self.duplicates += 1
+                left = max(timeout - (time.monotonic() - started), 0.001)
+                original = await asyncio.wait_for(js.get_msg(self.stream, seq=ack.seq), left)
+                if original.subject != subject:
+                    raise ReplicationError(
+                        f"msg_id {msg_id!r} was already used for {original.subject}, seq {ack.seq}",
+                        retryable=False,
+                    )
         except TimeoutError as e:
             self.publish_timeouts += 1
             raise PublishTimeout(

@@ -118,6 +118,39 @@ def _parse_nats_url(text: str) -> str:
     return ",".join(u.strip() for u in text.split(",")) if text else text
 
 
+_POLICY = re.compile(
+    r"^(all|last|new|by_start_sequence=[1-9][0-9]*|by_start_time=\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})$"
+)
+
+
+def _parse_policy(text: str) -> str:
+    value = text.strip()
+    if not _POLICY.match(value):
+        raise ValueError(
+            f"{text!r} is not a delivery policy (all, last, new, by_start_sequence=N, "
+            "by_start_time=YYYY-MM-DD HH:MM:SS)"
+        )
+    return value
+
+
+def _parse_row_identify(text: str) -> str:
+    value = text.strip().lower()
+    if value in ("pk", "rowid"):
+        return value
+    if value == "full":
+        raise ValueError(
+            "'full' is not supported: rows identified by their content cannot carry a version, so concurrent "
+            "writes could not converge; tables without a primary key are identified by origin node and rowid"
+        )
+    raise ValueError(f"{text!r} is not one of: pk, rowid")
+
+
+def _parse_interceptor(text: str) -> str:
+    if text and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", text):
+        raise ValueError(f"{text!r} is not module:object (example: myapp.hooks:interceptor)")
+    return text
+
+
 def _parse_stream_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
         raise ValueError(f"{text!r} is not a valid stream name (letters, digits, _ and -)")
@@ -273,6 +306,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("replicas", _parse_int_range(1, 5), 1, "Stream and object store replicas (1-5)", metavar="N"),
     Setting("replication-timeout", parse_duration, 15.0, "How long a write waits for the stream to ack"),
     Setting("replication-max-age", parse_duration, 24 * 3600.0, "How long the stream keeps change sets"),
+    Setting(
+        "replication-policy",
+        _parse_policy,
+        "all",
+        "Where a new consumer starts: all, last, new, by_start_sequence=N, by_start_time=YYYY-MM-DD HH:MM:SS",
+        metavar="POLICY",
+    ),
+    Setting(
+        "async-replication",
+        parse_bool,
+        False,
+        "Answer writes after the local commit; an outbox relay publishes them",
+        is_flag=True,
+    ),
+    Setting("disable-ddl-sync", parse_bool, False, "Do not replicate schema changes", is_flag=True),
+    Setting(
+        "row-identify",
+        _parse_row_identify,
+        "pk",
+        "How rows are identified across nodes: pk (rowid is accepted and means the same)",
+        metavar="MODE",
+    ),
+    Setting(
+        "interceptor",
+        _parse_interceptor,
+        "",
+        "Python hooks around applying change sets, as module:object (see docs/replication.md)",
+        short="i",
+        metavar="MODULE:OBJ",
+    ),
 )
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -307,6 +370,11 @@ class Config:
     replicas: int = 1
     replication_timeout: float = 15.0
     replication_max_age: float = 24 * 3600.0
+    replication_policy: str = "all"
+    async_replication: bool = False
+    disable_ddl_sync: bool = False
+    row_identify: str = "pk"
+    interceptor: str = ""
 
     @property
     def embedded_nats(self) -> bool:

@@ -19,13 +19,19 @@ from aiohttp import web
 
 from sqlite_ha import __version__
 from sqlite_ha.config import Config
-from sqlite_ha.db.database import DatabaseOptions
+from sqlite_ha.db.database import Database, DatabaseOptions, Execution
 from sqlite_ha.db.dsn import parse_databases
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
+from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import ConfigError
+from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.jetstream.connection import NatsConnection
+from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
+from sqlite_ha.replication.manager import ReplicationManager
+from sqlite_ha.replication.memory import LocalReplicator
+from sqlite_ha.replication.replicator import Replicator
 from sqlite_ha.server.http.app import HTTPApi
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,7 @@ class Node:
         )
         self.nats_server: NatsServer | None = None
         self.nats: NatsConnection | None = None
+        self.replication: ReplicationManager | None = None
         self._runner: web.AppRunner | None = None
         self._started_at = time.time()
         self.http_port: int | None = None
@@ -75,6 +82,10 @@ class Node:
                 self.nats.start()
                 if self.nats_server is not None:
                     await self.nats.wait_connected(5.0)
+            self._start_replication()
+            if self.nats_server is not None or self.nats is None:
+                assert self.replication is not None
+                await self.replication.wait_started(15.0)  # a log of our own answers at once
             await self._start_http()
         except BaseException:
             await self.stop()
@@ -90,7 +101,9 @@ class Node:
 
     async def _start_http(self) -> None:
         cfg = self.config
-        api = HTTPApi(self, token=cfg.token, max_body_size=cfg.max_body_size)
+        api = HTTPApi(
+            self, token=cfg.token, max_body_size=cfg.max_body_size, read_wait=cfg.replication_timeout
+        )
         self._runner = web.AppRunner(
             api.app,
             access_log=log if cfg.log_level == "debug" else None,
@@ -112,10 +125,59 @@ class Node:
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
             )
 
+    def _start_replication(self) -> None:
+        cfg = self.config
+        replicator: Replicator
+        if self.nats is not None:
+            replicator = JetStreamReplicator(
+                self.nats,
+                node=cfg.name,
+                stream=cfg.replication_stream,
+                replicas=cfg.replicas,
+                max_age=cfg.replication_max_age,
+            )
+        else:
+            replicator = LocalReplicator(cfg.name)
+        self.replication = ReplicationManager(
+            replicator,
+            node=cfg.name,
+            timeout=cfg.replication_timeout,
+            async_mode=cfg.async_replication,
+            policy=cfg.replication_policy,
+            ddl_sync=not cfg.disable_ddl_sync,
+            interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
+        )
+        self.replication.start(list(self.databases))
+
+    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
+        """Run a request on a database, replicating what it writes; returns the execution and its seq."""
+        if self.replication is None:
+            return await db.execute(statements), None
+        return await self.replication.execute(db, statements)
+
+    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None:
+        if self.replication is not None:
+            await self.replication.get(db.id).wait_applied(min_seq, timeout)
+
+    async def create_database(self, dsn: str) -> Database:
+        db = self.databases.create(dsn)
+        if self.replication is not None:
+            await self.replication.attach(db)
+        return db
+
+    async def delete_database(self, ident: str) -> None:
+        self.databases.get(ident)
+        if self.replication is not None and self.databases.created_over_api(ident):
+            await self.replication.detach(ident)
+        self.databases.delete(ident)
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.replication is not None:
+            await self.replication.close()
+            self.replication = None
         if self.nats is not None:
             await self.nats.close()
             self.nats = None
@@ -126,15 +188,17 @@ class Node:
 
     # ------------------------------------------------------------------------------------ health
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when every database is open and, if the node replicates, NATS and JetStream answer."""
+        """Ready when every database is open, the node has joined the replication log and, if that log is
+        JetStream, NATS and JetStream answer."""
         checks: dict[str, Any] = {"databases": len(self.databases) > 0}
         if self.nats is not None:
             state = self.nats.state()
             checks["nats"] = state.connected
             checks["jetstream"] = state.jetstream
+        checks["replication"] = self.replication is not None and self.replication.started
         return all(checks.values()), checks
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "node": self.name,
             "version": __version__,
@@ -152,6 +216,7 @@ class Node:
             ],
             "nats": None,
         }
+        out["replication"] = await self.replication.status() if self.replication is not None else None
         if self.nats is not None:
             s = self.nats.state()
             out["nats"] = {

@@ -113,7 +113,7 @@ def nats_children(node: NodeProcess) -> list[psutil.Process]:
 def test_embedded_nats_and_clean_shutdown(node_factory: NodeFactory, sig: int) -> None:
     node = node_factory(args=["app.db"], nats_port=None)
     ready = node.request("GET", "/readyz").json()
-    assert ready["checks"] == {"databases": True, "nats": True, "jetstream": True}
+    assert ready["checks"] == {"databases": True, "nats": True, "jetstream": True, "replication": True}
     children = nats_children(node)
     assert len(children) == 1
     nats_pid = children[0].pid
@@ -159,14 +159,19 @@ def test_external_nats_and_readiness_follows_it(node_factory: NodeFactory, tmp_p
     assert status["nats"]["embedded"] is False
     nats.stop()
     wait_for(lambda: client.request("GET", "/readyz").status == 503, 20, "readiness to drop with NATS")
-    # local reads and writes still work while NATS is away
-    client.query({"sql": "CREATE TABLE t(x)"})
+    # reads still work while NATS is away; writes are refused before anything is written
+    assert client.query({"sql": "SELECT 1"})["rows"] == [[1]]
+    refused = client.request("POST", "/query", {"sql": "CREATE TABLE t(x)"})
+    assert refused.status == 503
+    assert refused.json()["error"]["code"] == "not_replicating"
+    assert client.query({"sql": "SELECT count(*) FROM sqlite_schema WHERE name = 't'"})["rows"] == [[0]]
     nats.start()
     wait_for(lambda: client.request("GET", "/readyz").status == 200, 30, "readiness to come back")
+    assert "seq" in client.query({"sql": "CREATE TABLE t(x)"})
 
 
 def test_no_nats_means_ready_without_it(node: NodeProcess) -> None:
-    assert node.request("GET", "/readyz").json()["checks"] == {"databases": True}
+    assert node.request("GET", "/readyz").json()["checks"] == {"databases": True, "replication": True}
     assert node.request("GET", "/status").json()["nats"] is None
 
 

@@ -329,7 +329,7 @@ def test_download_memory_database(node_factory: NodeFactory, tmp_path: Path) -> 
 def test_health_readiness_status(node: NodeProcess) -> None:
     assert node.request("GET", "/healthz").json()["status"] == "ok"
     ready = node.request("GET", "/readyz").json()
-    assert ready == {"ready": True, "checks": {"databases": True}}
+    assert ready == {"ready": True, "checks": {"databases": True, "replication": True}}
     status = node.request("GET", "/status").json()
     assert status["node"] == "node1"
     assert status["databases"][0]["id"] == "app.db"

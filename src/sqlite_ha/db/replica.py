@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import apsw
 
 from sqlite_ha.db import meta
-from sqlite_ha.db.apply import Applier, SchemaMissing
+from sqlite_ha.db.apply import Applier, ApplyResult, SchemaMissing
 from sqlite_ha.db.capture import Capture, Encoder
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.database import Database
@@ -25,6 +26,20 @@ from sqlite_ha.errors import HAError
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], ChangeSet]
+
+
+class ChangeSetInterceptor(Protocol):
+    """User hooks around applying a change set from another node (the seeds' ChangeSetInterceptor).
+
+    ``before_apply`` returns True to skip the change set (it still counts as applied). ``after_apply`` sees
+    the error applying raised, or None. Both run inside the apply transaction on the writer connection; an
+    exception from either parks the change set with that error.
+    """
+
+    def before_apply(self, cs: ChangeSet, conn: apsw.Connection) -> bool: ...
+
+    def after_apply(self, cs: ChangeSet, conn: apsw.Connection, error: BaseException | None) -> None: ...
+
 
 MAX_ATTEMPTS = 5  # a change set that failed this often for a reason other than missing schema is dead
 
@@ -64,9 +79,17 @@ class Replica:
     """Replication state of one database."""
 
     def __init__(
-        self, db: Database, *, node: str, encode: Encoder, decode: Decoder, ddl_sync: bool = True
+        self,
+        db: Database,
+        *,
+        node: str,
+        encode: Encoder,
+        decode: Decoder,
+        ddl_sync: bool = True,
+        interceptor: ChangeSetInterceptor | None = None,
     ) -> None:
         self.db = db
+        self.interceptor = interceptor
         self.node = node
         self.decode = decode
         self.stats = ReplicaStats()
@@ -141,8 +164,8 @@ class Replica:
             outcome.own.append(cs.hlc)
         conn.execute("SAVEPOINT apply_one")
         try:
-            result = self.applier.apply(conn, cs)
-        except (HAError, apsw.Error) as e:
+            result = self._apply_intercepted(conn, cs)
+        except Exception as e:  # any failure, the user's hooks' included, parks this change set only
             conn.execute("ROLLBACK TO apply_one")
             conn.execute("RELEASE apply_one")
             state = "waiting" if isinstance(e, SchemaMissing) else "retrying"
@@ -155,6 +178,20 @@ class Replica:
         self.stats.rows_applied += result.applied
         self.stats.rows_skipped += result.skipped
         return result.ddl > 0
+
+    def _apply_intercepted(self, conn: apsw.Connection, cs: ChangeSet) -> ApplyResult:
+        hooks = self.interceptor if cs.node != self.node else None
+        if hooks is not None and hooks.before_apply(cs, conn):
+            return ApplyResult()
+        try:
+            result = self.applier.apply(conn, cs)
+        except Exception as e:
+            if hooks is not None:
+                hooks.after_apply(cs, conn, e)
+            raise
+        if hooks is not None:
+            hooks.after_apply(cs, conn, None)
+        return result
 
     def _park(self, conn: apsw.Connection, item: Incoming, state: str, reason: str, node: str | None) -> None:
         self.stats.parked += 1

@@ -5,9 +5,10 @@ the change set is published with ``Nats-Msg-Id`` = its id. What a client can con
 
 - success, with ``seq``: the write is committed here and durable in the log; every node will apply it.
 - ``not_replicating`` (503) before anything ran: the log was known to be unreachable; nothing was written.
-- ``replication_pending`` (503) after the commit: the write is committed here and kept in the outbox; the
-  relay publishes it as soon as the log answers (deduplicated if the first attempt did land). It is not lost,
-  but not yet on other nodes; do not retry a non-idempotent write.
+- ``202 Accepted`` with ``replication.status = "pending"``: the write is committed here and kept in the
+  outbox; the relay publishes it as soon as the log answers (deduplicated if the first attempt did land). It
+  is not lost, but not yet on other nodes; do not retry it. (A 2xx on purpose: a 5xx would invite an
+  automatic retry, and a retried non-idempotent write would happen twice.)
 - any 4xx: nothing was written.
 
 With ``--async-replication`` the client is answered after the local commit and the relay publishes.
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlite_ha.db.database import Database, Execution
-from sqlite_ha.db.replica import Incoming, Replica
+from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
@@ -47,7 +48,13 @@ class NotReplicating(HAError):
 
 
 class ReplicationPending(HAError):
+    """The write committed here but its change set is not in the log yet; ``execution`` holds its results."""
+
     code = "replication_pending"
+
+    def __init__(self, message: str, *, execution: Execution, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.execution = execution
 
 
 class StaleRead(HAError):
@@ -65,6 +72,7 @@ class ReplicatedDatabase:
         async_mode: bool = False,
         policy: str = "all",
         ddl_sync: bool = True,
+        interceptor: ChangeSetInterceptor | None = None,
     ) -> None:
         self.db = db
         self.replicator = replicator
@@ -73,7 +81,12 @@ class ReplicatedDatabase:
         self.async_mode = async_mode
         self.policy = policy
         self.replica = Replica(
-            db, node=node, encode=changeset.encode, decode=changeset.decode, ddl_sync=ddl_sync
+            db,
+            node=node,
+            encode=changeset.encode,
+            decode=changeset.decode,
+            ddl_sync=ddl_sync,
+            interceptor=interceptor,
         )
         self.consumer = f"{node}_{subject_token(db.id)}"
         self._applied = asyncio.Condition()
@@ -132,6 +145,7 @@ class ReplicatedDatabase:
                 f"committed on this node but not yet in the replication log ({e.message}); it stays in the "
                 "outbox and is published as soon as the log answers",
                 hint="do not retry a non-idempotent write: it is not lost",
+                execution=execution,
             ) from e
         finally:
             self._inflight.discard(cs.hlc)

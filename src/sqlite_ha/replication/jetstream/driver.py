@@ -20,12 +20,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
 
+from sqlite_ha.replication.jetstream.common import describe, parse_policy, valid_name
 from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url
-from sqlite_ha.replication.jetstream.pull import PullConsumer, describe, parse_policy, valid_name
+from sqlite_ha.replication.jetstream.pull import PullConsumer
 from sqlite_ha.replication.replicator import (
     Handler,
     PublishTimeout,
     ReplicationError,
+    Replicator,
     Subscription,
     subject_token,
 )
@@ -166,6 +168,11 @@ class JetStreamReplicator:
             log.info("updated stream %s (replicas %d, max age %gs)", self.stream, self.replicas, self.max_age)
 
     # ------------------------------------------------------------------------------------ publish
+    def available(self) -> bool:
+        """Connected to NATS right now (a publish may still fail: stream missing, no JetStream quorum)."""
+        nc = self._conn.client
+        return nc is not None and nc.is_connected
+
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         """Store one change set and return its stream sequence once JetStream acknowledged it.
 
@@ -346,3 +353,7 @@ def _consumer_dict(info: ConsumerInfo) -> dict[str, Any]:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime.datetime) else None
+
+
+def _conforms(driver: JetStreamReplicator) -> Replicator:
+    return driver  # mypy checks here that the driver implements the protocol

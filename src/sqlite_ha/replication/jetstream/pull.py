@@ -18,11 +18,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATSClient
@@ -30,82 +28,21 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import NotFoundError
 
+from sqlite_ha.replication.jetstream.common import StartPolicy, describe, parse_policy
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.replicator import Delivery, Handler, ReplicationError, Subscription
 
 log = logging.getLogger(__name__)
 
-EXPIRES = 5.0  # lifetime of one pull request
-HEARTBEAT = 1.0  # the server's idle heartbeat on an open pull request
-SILENCE = 3.0  # nothing at all for this long: the request is lost; send another
+EXPIRES = 10.0  # lifetime of one pull request
+HEARTBEAT = 2.0  # the server's idle heartbeat on an open pull request
+SILENCE = 5.0  # nothing at all for this long: the request is lost; send another
 ACK_WAIT = 30.0
 HANDLER_BACKOFF = (0.05, 5.0)
 STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
 _NS = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class StartPolicy:
-    """Where a new consumer starts (``--replication-policy``)."""
-
-    deliver: DeliverPolicy
-    start_seq: int | None = None
-    start_time: datetime.datetime | None = None
-
-
-def parse_policy(policy: str) -> StartPolicy:
-    """``all``, ``last``, ``new``, ``by_start_sequence=N`` (N >= 1) or ``by_start_time=YYYY-MM-DD HH:MM:SS``
-    (UTC)."""
-    text = policy.strip()
-    simple = {"all": DeliverPolicy.ALL, "last": DeliverPolicy.LAST, "new": DeliverPolicy.NEW}
-    if text in simple:
-        return StartPolicy(simple[text])
-    key, sep, value = text.partition("=")
-    if sep and key.strip() == "by_start_sequence":
-        try:
-            seq = int(value.strip())
-        except ValueError:
-            seq = 0
-        if seq < 1:
-            raise ReplicationError(
-                f"invalid replication policy {policy!r}: the start sequence must be an integer >= 1",
-                retryable=False,
-            )
-        return StartPolicy(DeliverPolicy.BY_START_SEQUENCE, start_seq=seq)
-    if sep and key.strip() == "by_start_time":
-        try:
-            start = datetime.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            raise ReplicationError(
-                f"invalid replication policy {policy!r}: the start time must be YYYY-MM-DD HH:MM:SS (UTC)",
-                retryable=False,
-            ) from None
-        return StartPolicy(DeliverPolicy.BY_START_TIME, start_time=start.replace(tzinfo=datetime.UTC))
-    raise ReplicationError(
-        f"invalid replication policy {policy!r}",
-        retryable=False,
-        hint="use all, last, new, by_start_sequence=N or by_start_time=YYYY-MM-DD HH:MM:SS",
-    )
-
-
-def valid_name(name: str) -> bool:
-    """A name JetStream accepts for a consumer (it becomes a subject token)."""
-    return bool(name) and not any(c in name for c in ".*>/\\") and not any(c.isspace() for c in name)
-
-
-def describe(e: BaseException) -> str:
-    """A short text for a NATS error (nats-py's own texts are often empty or generic)."""
-    if isinstance(e, APIError):
-        if e.description:
-            return f"{e.description.strip()} (JetStream error {e.err_code or e.code})"
-        if isinstance(e, ServiceUnavailableError):
-            return "JetStream is not available (no responders)"
-        return type(e).__name__
-    if isinstance(e, TimeoutError):
-        return "timed out"
-    return str(e).strip() or type(e).__name__
 
 
 def _ack_fields(reply: str) -> tuple[int, int, int]:
@@ -231,7 +168,7 @@ class PullConsumer:
                     self.name,
                     self.cursor,
                 )
-                await self._recreate(js)
+                await self._recreate(js, resume=self.cursor > 0)
             else:
                 self._use(info)
         self._attached = True
@@ -257,10 +194,14 @@ class PullConsumer:
             return False
         return following.seq is not None and following.seq <= delivered
 
-    def _new_config(self, after: int) -> ConsumerConfig:
+    def _new_config(self, after: int, *, resume: bool = False) -> ConsumerConfig:
+        """A consumer starting where the policy says, or right after ``after`` when resuming.
+
+        With ``all`` (or a start sequence below it) a node that has everything up to ``after`` starts right
+        after it too: streaming it all again just to skip it would be pointless.
+        """
         start = self._start
-        if after > 0 and start.deliver in (DeliverPolicy.ALL, DeliverPolicy.BY_START_SEQUENCE):
-            # The node has everything up to ``after``: no need to stream it all again just to skip it.
+        if resume or (after > 0 and start.deliver in (DeliverPolicy.ALL, DeliverPolicy.BY_START_SEQUENCE)):
             first = max(after + 1, start.start_seq or 0)
             start = StartPolicy(DeliverPolicy.BY_START_SEQUENCE, start_seq=first)
         return ConsumerConfig(
@@ -282,11 +223,10 @@ class PullConsumer:
         self._use(info)
         log.info("created consumer %s on %s (%s)", self.name, self._subject, config.deliver_policy)
 
-    async def _recreate(self, js: JetStreamContext) -> None:
+    async def _recreate(self, js: JetStreamContext, *, resume: bool) -> None:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self._stream, self.name)
-        # Right after the cursor; a node that has nothing yet starts where its policy says.
-        await self._create(js, self._new_config(self.cursor))
+        await self._create(js, self._new_config(self.cursor, resume=resume))
         await self._unsubscribe()  # leftovers of the old consumer must not mix with the new one's
 
     def _use(self, info: ConsumerInfo) -> None:
@@ -306,7 +246,8 @@ class PullConsumer:
                     await self._conn.wait_connected(EXPIRES)
                     continue
                 if self._resync is not None:
-                    await self._recreate(nc.jetstream())
+                    # Right after the last change set delivered, whatever the policy said at the start.
+                    await self._recreate(nc.jetstream(), resume=True)
                     self._resync = None
                 elif not self._attached:
                     await self._attach(nc)
@@ -396,25 +337,25 @@ class PullConsumer:
                 continue  # the end of an earlier request
             if status == "503":  # no responders: the consumer (or the stream) is not there
                 raise _Resync("the consumer does not answer (deleted?)")
-            if status != "404" and status != "408":
+            if status == "409":  # leadership change, server shutdown, ...: just ask again
                 log.debug("pull request of %s ended: %s %s", self.name, status, text)
+            elif status not in ("404", "408"):
+                raise ReplicationError(f"JetStream refused the pull request: {status} {text}".strip())
             ended = True
         return ended
 
     async def _deliver(self, nc: NATSClient, messages: list[Msg]) -> None:
         batch: list[Delivery] = []
         gap: str | None = None
-        acked = 0
+        ackable: list[Msg] = []
         top = (0, messages[0])  # the highest stream seq seen, whose ack covers the others (AckAll)
         for m in messages:
             seq, cseq, ts = _ack_fields(m.reply)
-            if cseq < self._next_cseq:
-                continue  # a delivery seen before (cannot happen with one puller; harmless)
-            if cseq > self._next_cseq:
-                gap = f"delivery {self._next_cseq} of the consumer never arrived (got {cseq})"
+            if cseq != self._next_cseq:  # lost on the way, or the server's state went back: start over
+                gap = f"expected delivery {self._next_cseq} of the consumer, got {cseq}"
                 break
             self._next_cseq += 1
-            acked += 1
+            ackable.append(m)
             if seq > top[0]:
                 top = (seq, m)
             if seq <= self.cursor:
@@ -428,8 +369,8 @@ class PullConsumer:
             await self._handle(batch)
             self.cursor = batch[-1].seq
             self.delivered += len(batch)
-        if acked:
-            await self._ack(nc, messages[:acked], top[1])
+        if ackable:
+            await self._ack(nc, ackable, top[1])
         if gap is not None:
             raise _Resync(gap)
 

@@ -14,9 +14,12 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from sqlite_ha.db.database import Database
+from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.registry import Databases
-from sqlite_ha.errors import BadRequest, Unauthorized
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.errors import BadRequest, NotFound, NotReady, Unauthorized
+from sqlite_ha.replication.manager import ReplicationManager
+from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, error_middleware
 from sqlite_ha.server.http.query import encode_results, load_json, parse_body
@@ -25,6 +28,8 @@ from sqlite_ha.server.http.query import encode_results, load_json, parse_body
 # as in the ``ha`` command.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.yaml", "/docs"})
 _CHUNK = 256 * 1024
+SEQ_HEADER = "X-Sequence"  # the log position of a write's change set: a read-your-writes token on any node
+MIN_SEQ_HEADER = "X-Min-Sequence"
 
 
 class NodeView(Protocol):
@@ -32,10 +37,19 @@ class NodeView(Protocol):
 
     name: str
     databases: Databases
+    replication: ReplicationManager | None
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    async def status(self) -> dict[str, Any]: ...
+
+    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
+
+    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
+
+    async def create_database(self, dsn: str) -> Database: ...
+
+    async def delete_database(self, ident: str) -> None: ...
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -62,8 +76,16 @@ def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
 
 
 class HTTPApi:
-    def __init__(self, node: NodeView, *, token: str = "", max_body_size: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        node: NodeView,
+        *,
+        token: str = "",
+        max_body_size: int = 16 * 1024 * 1024,
+        read_wait: float = 5.0,
+    ) -> None:
         self.node = node
+        self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
         middlewares: list[Any] = [error_middleware]
         if token:
             middlewares.append(auth_middleware(token))
@@ -79,6 +101,9 @@ class HTTPApi:
         r.add_post("/databases/{id}", self.query)
         r.add_get("/databases/{id}", self.download)
         r.add_delete("/databases/{id}", self.delete_database)
+        r.add_get("/replications", self.list_replications)
+        r.add_get("/replications/{name}", self.get_replication)
+        r.add_delete("/replications/{name}", self.delete_replication)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         r.add_get("/status", self.status)
@@ -90,10 +115,25 @@ class HTTPApi:
 
     # -------------------------------------------------------------------------------- queries
     async def query(self, request: web.Request) -> web.Response:
+        """Run statements; ``?min_seq=N`` first waits until this node has applied the log up to N."""
         db = self._database(request)
         statements, as_list = parse_body(await request.read())
-        results = (await db.execute(statements)).results
-        return web.Response(body=encode_results(results, as_list), content_type="application/json")
+        min_seq = _min_seq(request)
+        if min_seq:
+            await self.node.wait_applied(db, min_seq, self.read_wait)
+        try:
+            execution, seq = await self.node.execute(db, statements)
+        except ReplicationPending as pending:
+            body = encode_results(
+                pending.execution.results,
+                as_list,
+                None,
+                replication={"status": "pending", **pending.to_dict()},
+            )
+            return web.Response(status=202, body=body, content_type="application/json")
+        headers = {SEQ_HEADER: str(seq)} if seq is not None else None
+        body = encode_results(execution.results, as_list, seq)
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     # -------------------------------------------------------------------------------- backups
     async def download(self, request: web.Request) -> web.StreamResponse:
@@ -141,11 +181,34 @@ class HTTPApi:
         doc = load_json(await request.read())
         if not isinstance(doc, dict) or not isinstance(doc.get("dsn"), str) or not doc["dsn"]:
             raise BadRequest('expected {"dsn": "<file name>"}')
-        db = self.node.databases.create(doc["dsn"])
+        db = await self.node.create_database(doc["dsn"])
         return json_response(self._describe(db), status=201)
 
     async def delete_database(self, request: web.Request) -> web.Response:
-        self.node.databases.delete(request.match_info["id"])
+        await self.node.delete_database(request.match_info["id"])
+        return web.Response(status=204)
+
+    # -------------------------------------------------------------------------------- replication
+    def _replication(self) -> ReplicationManager:
+        manager = self.node.replication
+        if manager is None:
+            raise NotReady("replication has not started on this node")
+        return manager
+
+    async def list_replications(self, request: web.Request) -> web.Response:
+        return json_response({"replications": await self._replication().consumers()})
+
+    async def get_replication(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        found = await self._replication().consumer(name)
+        if found is None:
+            raise NotFound(f"no replication consumer {name!r}", consumer=name)
+        return json_response(found)
+
+    async def delete_replication(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if not await self._replication().delete_consumer(name):
+            raise NotFound(f"no replication consumer {name!r}", consumer=name)
         return web.Response(status=204)
 
     # -------------------------------------------------------------------------------- health
@@ -157,7 +220,7 @@ class HTTPApi:
         return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
-        return json_response(self.node.status())
+        return json_response(await self.node.status())
 
     # -------------------------------------------------------------------------------- docs
     async def openapi(self, request: web.Request) -> web.Response:
@@ -165,6 +228,19 @@ class HTTPApi:
 
     async def docs(self, request: web.Request) -> web.Response:
         return web.Response(text=render_docs(openapi_text()), content_type="text/html")
+
+
+def _min_seq(request: web.Request) -> int:
+    raw = request.query.get("min_seq") or request.headers.get(MIN_SEQ_HEADER)
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"min_seq must be a sequence number, not {raw!r}") from None
+    if value < 0:
+        raise BadRequest("min_seq must not be negative")
+    return value
 
 
 def openapi_text() -> str:

@@ -24,7 +24,12 @@ _STATUS: tuple[tuple[type[e.HAError], int], ...] = (
     (e.Busy, 503),
     (e.NotReady, 503),
 )
-_EXTRA_STATUS = {"query_timeout": 400, "result_too_large": 400}
+_EXTRA_STATUS = {
+    "query_timeout": 400,
+    "result_too_large": 400,
+    "not_replicating": 503,
+    "stale_read": 504,
+}
 
 
 def status_for(err: e.HAError) -> int:

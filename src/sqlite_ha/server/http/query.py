@@ -88,7 +88,15 @@ def result_to_json(result: Result) -> dict[str, Any]:
     }
 
 
-def encode_results(results: list[Result], as_list: bool) -> bytes:
-    if as_list:
-        return orjson.dumps({"results": [result_to_json(r) for r in results]})
-    return orjson.dumps(result_to_json(results[0]))
+def encode_results(
+    results: list[Result], as_list: bool, seq: int | None = None, replication: dict[str, Any] | None = None
+) -> bytes:
+    """The response body; a write that was replicated also carries ``seq``, its position in the log."""
+    body: dict[str, Any] = (
+        {"results": [result_to_json(r) for r in results]} if as_list else result_to_json(results[0])
+    )
+    if seq is not None:
+        body["seq"] = seq
+    if replication is not None:
+        body["replication"] = replication
+    return orjson.dumps(body)

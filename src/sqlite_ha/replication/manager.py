@@ -1,0 +1,162 @@
+"""The node's replication: one log (``Replicator``) and every database joined to it.
+
+Joining happens in the background: a node whose log is not reachable yet (an external NATS still booting, a
+cluster without quorum) starts anyway, serves reads, and joins as soon as the log answers; readiness says
+when that happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.replica import ChangeSetInterceptor
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.errors import HAError, NotReady
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase
+from sqlite_ha.replication.replicator import ReplicationError, Replicator
+
+log = logging.getLogger(__name__)
+
+
+class ReplicationManager:
+    def __init__(
+        self,
+        replicator: Replicator,
+        *,
+        node: str,
+        timeout: float,
+        async_mode: bool,
+        policy: str,
+        ddl_sync: bool,
+        interceptor: ChangeSetInterceptor | None,
+    ) -> None:
+        self.replicator = replicator
+        self.node = node
+        self._options: dict[str, Any] = {
+            "timeout": timeout,
+            "async_mode": async_mode,
+            "policy": policy,
+            "ddl_sync": ddl_sync,
+        }
+        self.interceptor = interceptor
+        self.databases: dict[str, ReplicatedDatabase] = {}
+        self._pending: list[Database] = []
+        self._started = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._started.is_set()
+
+    def start(self, databases: list[Database]) -> None:
+        """Prepare every database now (so local writes are captured from the first one) and join the log in
+        the background."""
+        for db in databases:
+            self._prepare(db)
+        self._task = asyncio.create_task(self._join(), name="replication-join")
+
+    def _prepare(self, db: Database) -> ReplicatedDatabase:
+        rdb = ReplicatedDatabase(
+            db, self.replicator, node=self.node, interceptor=self.interceptor, **self._options
+        )
+        self.databases[db.id] = rdb
+        return rdb
+
+    async def _join(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.replicator.start()
+                for rdb in list(self.databases.values()):
+                    await rdb.start()
+            except ReplicationError as e:
+                self.last_error = e.message
+                log.warning("cannot join the replication log yet: %s (retrying)", e.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.last_error = None
+            self._started.set()
+            log.info("replicating %d database(s) through %s", len(self.databases), self.replicator.name)
+            return
+
+    async def wait_started(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._started.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def attach(self, db: Database) -> None:
+        """A database created while the node runs."""
+        rdb = self._prepare(db)
+        if self.started:
+            await rdb.start()
+
+    async def detach(self, ident: str) -> None:
+        rdb = self.databases.pop(ident, None)
+        if rdb is not None:
+            await rdb.close()
+
+    def get(self, ident: str) -> ReplicatedDatabase:
+        return self.databases[ident]
+
+    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
+        rdb = self.databases[db.id]
+        if not self.started and not db.is_read_only(statements) and not rdb.async_mode:
+            raise NotReady(
+                "this node has not joined the replication log yet; nothing was written", hint=self.last_error
+            )
+        return await rdb.execute(statements)
+
+    async def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "driver": self.replicator.name,
+            "joined": self.started,
+            "last_error": self.last_error,
+            "log": self.replicator.stats(),
+            "databases": {},
+        }
+        for ident, rdb in self.databases.items():
+            try:
+                out["databases"][ident] = await rdb.status()
+            except HAError as e:
+                out["databases"][ident] = {"error": e.message}
+        return out
+
+    # ------------------------------------------------------------------------------------ consumers
+    async def consumers(self) -> list[dict[str, Any]]:
+        """The log's consumers (every node's, in JetStream); the local driver has only this node's."""
+        listing = getattr(self.replicator, "consumers", None)
+        if listing is not None:
+            return await listing()  # type: ignore[no-any-return]
+        return [
+            {"name": rdb.consumer, "database": ident, "delivered_seq": rdb.applied_seq, "num_pending": 0}
+            for ident, rdb in self.databases.items()
+        ]
+
+    async def consumer(self, name: str) -> dict[str, Any] | None:
+        one = getattr(self.replicator, "consumer", None)
+        if one is not None:
+            return await one(name)  # type: ignore[no-any-return]
+        return next((c for c in await self.consumers() if c["name"] == name), None)
+
+    async def delete_consumer(self, name: str) -> bool:
+        delete = getattr(self.replicator, "delete_consumer", None)
+        if delete is None:
+            return False
+        return bool(await delete(name))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for rdb in self.databases.values():
+            await rdb.close()
+        await self.replicator.close()

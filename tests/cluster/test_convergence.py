@@ -26,6 +26,7 @@ from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 
 KEYS = st.integers(min_value=1, max_value=4)
+UNIQUE_VALUES = ["p", "P", "q", None]  # "p" and "P" clash: the column is COLLATE NOCASE
 VALUES = st.one_of(st.none(), st.integers(-3, 3), st.text("ab", max_size=2), st.binary(max_size=2))
 
 USER_TABLES = (
@@ -33,8 +34,8 @@ USER_TABLES = (
     "AND substr(name, 1, 4) != '_ha_' ORDER BY name"
 )
 SCHEMA = [
-    "CREATE TABLE t(id INTEGER PRIMARY KEY, v, w)",
-    "CREATE TABLE k(a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID",
+    "CREATE TABLE t(id INTEGER PRIMARY KEY, v, w, u TEXT UNIQUE COLLATE NOCASE)",
+    "CREATE TABLE k(a TEXT, b INTEGER, v UNIQUE, PRIMARY KEY (a, b)) WITHOUT ROWID",
     "CREATE TABLE n(x, y)",
 ]
 
@@ -87,7 +88,20 @@ WRITE = st.tuples(
     st.just("write"),
     st.integers(0, 4),
     st.sampled_from(
-        ["upsert", "update", "delete", "upsert_k", "delete_k", "insert_n", "update_n", "delete_n", "reinsert"]
+        [
+            "upsert",
+            "update",
+            "delete",
+            "upsert_k",
+            "delete_k",
+            "insert_n",
+            "update_n",
+            "delete_n",
+            "reinsert",
+            "set_u",
+            "insert_u",
+            "set_u",
+        ]
     ),
     KEYS,
     VALUES,
@@ -139,6 +153,11 @@ async def do_write(cluster: Cluster, node: str, op: str, key: int, value: Any) -
     elif op == "reinsert":
         await w(node, "DELETE FROM t WHERE id = ?", (key,))
         await w(node, "INSERT OR REPLACE INTO t(id, v, w) VALUES (?, ?, ?)", (key, value, value))
+    elif op == "set_u":
+        await w(node, "UPDATE t SET u = ? WHERE id = ?", (UNIQUE_VALUES[key % len(UNIQUE_VALUES)], key))
+    elif op == "insert_u":
+        u = UNIQUE_VALUES[(key + len(str(value))) % len(UNIQUE_VALUES)]
+        await w(node, "INSERT OR IGNORE INTO t(id, v, u) VALUES (?, ?, ?)", (key + 4, value, u))
     elif op == "upsert_k":
         await w(
             node, "INSERT OR REPLACE INTO k(a, b, v) VALUES (?, ?, ?)", ("a" if key % 2 else "b", key, value)

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 
 import apsw
 
+from sqlite_ha.db import meta
 from sqlite_ha.db.changes import ChangeSet, Row, RowChange, encode_key
 from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache, TableInfo, quote
+from sqlite_ha.db.unique import Candidate, UniqueResolver, Version
+from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 
 # Schema statements replayed on a database that already has their effect fail with these; that is success.
@@ -54,6 +57,7 @@ class Applier:
     def __init__(self, *, schema: SchemaCache, hlc: HLC) -> None:
         self.schema = schema
         self.hlc = hlc
+        self.resolver = UniqueResolver(schema)
 
     def apply(self, conn: apsw.Connection, cs: ChangeSet) -> ApplyResult:
         result = ApplyResult()
@@ -83,13 +87,8 @@ class Applier:
             if current and (current[0][0], current[0][1]) >= version:
                 result.skipped += 1
                 continue
-            self._write_row(conn, info, change)
-            conn.execute(
-                "INSERT INTO _ha_rows(tbl, key, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(tbl, key) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, "
-                "deleted = excluded.deleted",
-                (info.name, key, cs.hlc, cs.node, int(change.op == "DELETE")),
-            )
+            self._write_row(conn, info, change, version)
+            meta.set_version(conn, info.name, key, cs.hlc, cs.node, change.op == "DELETE")
             result.applied += 1
         return result
 
@@ -108,40 +107,61 @@ class Applier:
             )
         return info
 
-    def _write_row(self, conn: apsw.Connection, info: TableInfo, change: RowChange) -> None:
+    def _write_row(self, conn: apsw.Connection, info: TableInfo, change: RowChange, version: Version) -> None:
+        """Make the row equal to the change: remove what is there, then insert the full image."""
         table = quote(info.name)
+        key_bytes = encode_key(change.key)
         local_rowid = self._local_rowid(conn, info, change.key) if info.by_rowid else None
-        if info.by_rowid:
-            if local_rowid is not None:
-                conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (local_rowid,))
-        else:
-            conn.execute(f"DELETE FROM {table} WHERE {info.pk_where()}", change.key)
+        where, args = ("rowid = ?", (local_rowid,)) if info.by_rowid else (info.pk_where(), change.key)
+        freed: list[dict[str, SQLiteValue]] = []
+        shadows = bool(info.unique) and self.schema.has_shadows(conn, info.name)
+        if info.unique and (local_rowid is not None or not info.by_rowid):
+            cols = ", ".join(quote(c) for c in info.columns)
+            old = conn.execute(f"SELECT {cols} FROM {table} WHERE {where}", args).fetchall()
+            if old:  # the values it held may now go to a hidden row
+                freed.append(dict(zip(info.columns, old[0], strict=True)))
+        if shadows:
+            conn.execute("DELETE FROM _ha_shadow WHERE tbl = ? AND key = ?", (info.name, key_bytes))
+        if local_rowid is not None or not info.by_rowid:
+            conn.execute(f"DELETE FROM {table} WHERE {where}", args)
         if change.op == "DELETE" or change.new is None:
-            if info.by_rowid and local_rowid is not None:
+            if local_rowid is not None:
                 conn.execute(
                     "DELETE FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?", (info.name, local_rowid)
                 )
+            if shadows and freed:
+                self.resolver.settle(conn, info, seeds=[], freed=freed)
             return
+        if not shadows:
+            try:
+                self._insert(conn, info, change, local_rowid)
+                return
+            except apsw.ConstraintError as e:
+                if "UNIQUE" not in str(e):
+                    raise
+                if not info.unique or info.opaque_unique:
+                    raise UniqueConflict(
+                        f"table {info.name!r}: {e} (on a UNIQUE index sqlite-ha cannot compare: "
+                        f"{', '.join(info.opaque_unique) or 'unknown'})",
+                        table=info.name,
+                    ) from e
+        values = dict(zip(change.columns, change.new, strict=True))
+        seed = Candidate(key=change.key, key_bytes=key_bytes, version=version, values=values, visible=False)
+        self.resolver.settle(conn, info, seeds=[seed], freed=freed)
+
+    @staticmethod
+    def _insert(conn: apsw.Connection, info: TableInfo, change: RowChange, local_rowid: int | None) -> None:
+        assert change.new is not None
+        table = quote(info.name)
         cols = ", ".join(quote(c) for c in change.columns)
         marks = ", ".join("?" * len(change.columns))
-        try:
-            if info.by_rowid:
-                conn.execute(
-                    f"INSERT INTO {table}(rowid, {cols}) VALUES (?, {marks})", (local_rowid, *change.new)
-                )
-                if local_rowid is None:
-                    origin, origin_rowid = change.key
-                    conn.execute(
-                        "INSERT OR REPLACE INTO _ha_rowids(tbl, local_rowid, origin, origin_rowid) "
-                        "VALUES (?, ?, ?, ?)",
-                        (info.name, conn.last_insert_rowid(), origin, origin_rowid),
-                    )
-            else:
-                conn.execute(f"INSERT INTO {table}({cols}) VALUES ({marks})", change.new)
-        except apsw.ConstraintError as e:
-            if "UNIQUE" in str(e):
-                raise UniqueConflict(f"table {info.name!r}: {e}", table=info.name) from e
-            raise
+        if not info.by_rowid:
+            conn.execute(f"INSERT INTO {table}({cols}) VALUES ({marks})", change.new)
+            return
+        conn.execute(f"INSERT INTO {table}(rowid, {cols}) VALUES (?, {marks})", (local_rowid, *change.new))
+        if local_rowid is None:
+            origin, origin_rowid = change.key
+            meta.map_rowid(conn, info.name, conn.last_insert_rowid(), origin, origin_rowid)
 
     @staticmethod
     def _local_rowid(conn: apsw.Connection, info: TableInfo, key: Row) -> int | None:

@@ -21,6 +21,8 @@ from sqlite_ha.db import meta
 from sqlite_ha.db.changes import ChangeSet, Operation, Row, RowChange, encode_key
 from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache, TableInfo, is_user_table, quote
+from sqlite_ha.db.unique import UniqueResolver
+from sqlite_ha.db.values import SQLiteValue
 
 _OPS: dict[str, Operation] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
 _DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.DOTALL)
@@ -69,6 +71,7 @@ class Capture:
         self.schema = schema
         self.encode = encode
         self.ddl_sync = ddl_sync
+        self.resolver = UniqueResolver(schema)
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
 
@@ -127,6 +130,7 @@ class Capture:
 
     def _row_changes(self, conn: apsw.Connection, raw: bytes, hlc: int) -> list[RowChange]:
         out: list[RowChange] = []
+        freed: list[tuple[TableInfo, dict[str, SQLiteValue]]] = []
         for tc in apsw.Changeset.iter(raw):
             info = self.schema.table(conn, tc.name)
             if info is None:  # dropped later in the same transaction: the DROP travels as DDL
@@ -135,12 +139,13 @@ class Capture:
             if change is None:
                 continue
             out.append(change)
-            conn.execute(
-                "INSERT INTO _ha_rows(tbl, key, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(tbl, key) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, "
-                "deleted = excluded.deleted",
-                (info.name, encode_key(change.key), hlc, self.node, int(change.op == "DELETE")),
-            )
+            meta.set_version(conn, info.name, encode_key(change.key), hlc, self.node, change.op == "DELETE")
+            if change.old is not None and info.unique and self.schema.has_shadows(conn, info.name):
+                freed.append((info, dict(zip(info.columns, change.old, strict=True))))
+        # Values this transaction released may belong to rows hidden by an earlier clash: show them again,
+        # as every other node will when it applies this change set.
+        for info, values in freed:
+            self.resolver.settle(conn, info, seeds=[], freed=[values])
         return out
 
     def _row_change(self, conn: apsw.Connection, info: TableInfo, tc: Any) -> RowChange | None:
@@ -184,11 +189,7 @@ class Capture:
 
     def _rowid_identity(self, conn: apsw.Connection, info: TableInfo, op: Operation, rowid: int) -> Row:
         if op == "INSERT":
-            conn.execute(
-                "INSERT OR REPLACE INTO _ha_rowids(tbl, local_rowid, origin, origin_rowid) "
-                "VALUES (?, ?, ?, ?)",
-                (info.name, rowid, self.node, rowid),
-            )
+            meta.map_rowid(conn, info.name, rowid, self.node, rowid)
             return (self.node, rowid)
         found = conn.execute(
             "SELECT origin, origin_rowid FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?",

@@ -21,6 +21,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _ha_rowids(tbl TEXT NOT NULL, local_rowid INTEGER NOT NULL,"
     " origin TEXT NOT NULL, origin_rowid INTEGER NOT NULL, PRIMARY KEY (tbl, local_rowid)) WITHOUT ROWID",
     "CREATE UNIQUE INDEX IF NOT EXISTS _ha_rowids_origin ON _ha_rowids(tbl, origin, origin_rowid)",
+    # Rows that lost a UNIQUE clash to a newer row: live, but hidden until the value they need is free.
+    "CREATE TABLE IF NOT EXISTS _ha_shadow(tbl TEXT NOT NULL, key BLOB NOT NULL, columns TEXT NOT NULL,"
+    " vals BLOB NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID",
     # Change sets committed here and not yet acknowledged by the log; the relay publishes them.
     "CREATE TABLE IF NOT EXISTS _ha_outbox(hlc INTEGER PRIMARY KEY, msg_id TEXT NOT NULL,"
     " payload BLOB NOT NULL)",
@@ -50,4 +53,24 @@ def put(conn: apsw.Connection, key: str, value: Any) -> None:
         "INSERT INTO _ha_state(key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (key, value),
+    )
+
+
+def map_rowid(
+    conn: apsw.Connection, table: str, local_rowid: int, origin: object, origin_rowid: object
+) -> None:
+    """Record that the row at ``local_rowid`` of a table without primary key is (origin, origin_rowid)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO _ha_rowids(tbl, local_rowid, origin, origin_rowid) VALUES (?, ?, ?, ?)",
+        (table, local_rowid, origin, origin_rowid),
+    )
+
+
+def set_version(conn: apsw.Connection, table: str, key: bytes, hlc: int, node: str, deleted: bool) -> None:
+    """Record the version of a row (a tombstone when ``deleted``)."""
+    conn.execute(
+        "INSERT INTO _ha_rows(tbl, key, hlc, node, deleted) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(tbl, key) DO UPDATE SET hlc = excluded.hlc, node = excluded.node, "
+        "deleted = excluded.deleted",
+        (table, key, hlc, node, int(deleted)),
     )

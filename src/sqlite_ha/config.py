@@ -151,6 +151,17 @@ def _parse_interceptor(text: str) -> str:
     return text
 
 
+def _parse_routes(text: str) -> tuple[str, ...]:
+    """Comma-separated ``host:port`` (or ``nats-route://host:port``) of the other servers' cluster ports."""
+    routes = tuple(r.strip() for r in text.split(",") if r.strip())
+    for route in routes:
+        hostport = route.split("://", 1)[-1].rsplit("@", 1)[-1]
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{route!r} is not host:port (example: 10.0.0.2:6222)")
+    return routes
+
+
 def _parse_stream_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
         raise ValueError(f"{text!r} is not a valid stream name (letters, digits, _ and -)")
@@ -295,6 +306,20 @@ SETTINGS: tuple[Setting, ...] = (
         "nats-server config file; replaces the generated configuration",
         metavar="FILE",
     ),
+    Setting(
+        "nats-cluster-port",
+        parse_port,
+        0,
+        "Port for routes from the other embedded NATS servers of a cluster; 0 runs no cluster",
+    ),
+    Setting("nats-cluster-name", _parse_stream_name, "sqlite-ha", "NATS cluster name", metavar="NAME"),
+    Setting(
+        "nats-routes",
+        _parse_routes,
+        (),
+        "Cluster ports of the other nodes' embedded NATS servers, comma-separated host:port",
+        metavar="HOST:PORT,...",
+    ),
     Setting("nats-logs", parse_bool, False, "Show the embedded NATS server's log", is_flag=True),
     Setting(
         "replication-url",
@@ -364,6 +389,9 @@ class Config:
     nats_user: str = ""
     nats_pass: str = field(default="", repr=False)
     nats_config: str = ""
+    nats_cluster_port: int = 0
+    nats_cluster_name: str = "sqlite-ha"
+    nats_routes: tuple[str, ...] = ()
     nats_logs: bool = False
     replication_url: str = ""
     replication_stream: str = "ha_replication"

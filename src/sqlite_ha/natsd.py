@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote as quote_url
 
 from sqlite_ha.errors import NatsServerError
 
@@ -74,6 +75,12 @@ class NatsServerOptions:
     """The user's own nats config (``--nats-config``), used *instead of* the generated one. Then name,
     store_dir and sync_always are the config's business; host/port must match its ``listen`` (they are how
     the node finds the server) and user/password are the credentials the node connects with."""
+    cluster_port: int = 0
+    """Port for routes from the other servers of a NATS cluster; 0 runs no cluster listener."""
+    cluster_name: str = "sqlite-ha"
+    routes: tuple[str, ...] = ()
+    """``host:port`` of the other servers' cluster listeners. With a user and password, routes authenticate
+    with them too, so only servers that know the credentials can join."""
     logs: bool = False
     """Forward server log lines to the ``sqlite_ha.natsd`` logger at INFO (else at DEBUG)."""
     sync_always: bool = True
@@ -290,6 +297,8 @@ class NatsServer:
                 f"  password: {_quote(o.password or '')}",
                 "}",
             ]
+        if o.cluster_port:
+            lines += _cluster_block(o)
         path = self._runtime_dir / "nats-server.conf"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -469,3 +478,30 @@ class NatsServer:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def _cluster_block(o: NatsServerOptions) -> list[str]:
+    creds = ""
+    if o.user is not None or o.password is not None:
+        creds = f"{quote_url(o.user or '')}:{quote_url(o.password or '')}@"
+    routes = ", ".join(_quote(f"nats-route://{creds}{_route_host(r)}") for r in o.routes)
+    lines = [
+        "cluster {",
+        f"  name: {_quote(o.cluster_name)}",
+        f"  listen: {_quote(f'{_url_host(o.host)}:{o.cluster_port}')}",
+        f"  routes: [{routes}]",
+    ]
+    if creds:
+        lines += [
+            "  authorization {",
+            f"    user: {_quote(o.user or '')}",
+            f"    password: {_quote(o.password or '')}",
+            "  }",
+        ]
+    return [*lines, "}"]
+
+
+def _route_host(route: str) -> str:
+    """``host:port`` of a route, given as ``host:port`` or a ``nats-route://`` URL (credentials dropped)."""
+    hostport = route.split("://", 1)[-1]
+    return hostport.rsplit("@", 1)[-1]

@@ -71,6 +71,9 @@ class Node:
                         user=cfg.nats_user or None,
                         password=cfg.nats_pass or None,
                         config_file=Path(cfg.nats_config) if cfg.nats_config else None,
+                        cluster_port=cfg.nats_cluster_port,
+                        cluster_name=cfg.nats_cluster_name,
+                        routes=cfg.nats_routes,
                         logs=cfg.nats_logs,
                     )
                 )
@@ -83,7 +86,7 @@ class Node:
                 if self.nats_server is not None:
                     await self.nats.wait_connected(5.0)
             self._start_replication()
-            if self.nats_server is not None or self.nats is None:
+            if (self.nats_server is not None and not cfg.nats_cluster_port) or self.nats is None:
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)  # a log of our own answers at once
             await self._start_http()

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_ha.replication.replicator import Delivery, Handler, ReplicationError, Subscription
+from sqlite_ha.replication.replicator import (
+    Delivery,
+    Handler,
+    PublishTimeout,
+    ReplicationError,
+    Subscription,
+)
 
 
 @dataclass
@@ -157,6 +163,8 @@ class MemoryReplicator:
         self.hub = hub
         self.node = node
         self.connected = True  # a test may cut a node off: publishes then fail
+        self.publish_error: ReplicationError | None = None  # raised by publishes while set
+        self.publish_delay = 0.0  # seconds each publish takes before it is acknowledged
         self.published = 0
 
     async def start(self) -> None:
@@ -168,6 +176,13 @@ class MemoryReplicator:
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         if not self.connected:
             raise ReplicationError(f"node {self.node} is cut off from the hub")
+        if self.publish_delay:
+            if self.publish_delay >= timeout:
+                await asyncio.sleep(timeout)
+                raise PublishTimeout(f"no acknowledgement in {timeout:g}s")
+            await asyncio.sleep(self.publish_delay)
+        if self.publish_error is not None:
+            raise self.publish_error
         self.published += 1
         return self.hub._append(database, payload, msg_id)
 

@@ -1,0 +1,186 @@
+"""The write path's outcomes, in process on the in-memory hub: what a client may conclude from each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from sqlite_ha.db.changes import ChangeSet
+from sqlite_ha.db.database import Database
+from sqlite_ha.db.dsn import parse_dsn
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.errors import HAError
+from sqlite_ha.replication.memory import MemoryHub, MemoryReplicator
+from sqlite_ha.replication.replicated_database import NotReplicating, ReplicatedDatabase, ReplicationPending
+from sqlite_ha.replication.replicator import ReplicationError
+
+
+def stmt(sql: str, *params: Any) -> list[Statement]:
+    return [Statement(sql=sql, bindings=params or None)]
+
+
+async def open_node(tmp: Path, hub: MemoryHub, name: str, **kwargs: Any) -> ReplicatedDatabase:
+    (tmp / name).mkdir(exist_ok=True)
+    rdb = ReplicatedDatabase(
+        Database(parse_dsn(str(tmp / name / "app.db"), memory=False)), hub.connect(name), node=name, **kwargs
+    )
+    await rdb.start()
+    return rdb
+
+
+async def close(rdb: ReplicatedDatabase) -> None:
+    await rdb.close()
+    await rdb.replicator.close()
+    rdb.db.close()
+
+
+async def rows(rdb: ReplicatedDatabase, sql: str) -> list[tuple[Any, ...]]:
+    return (await rdb.db.execute(stmt(sql))).results[0].rows
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - polls database state, which has no event
+            await asyncio.sleep(0.01)
+
+
+def run(coro: Callable[[Path], Awaitable[None]], tmp_path: Path) -> None:
+    asyncio.run(coro(tmp_path))
+
+
+def test_success_returns_the_seq_and_reaches_others(tmp_path: Path) -> None:
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        _, seq1 = await a.execute(stmt("CREATE TABLE t(x)"))
+        _, seq2 = await a.execute(stmt("INSERT INTO t VALUES (1)"))
+        assert seq1 is not None
+        assert seq2 is not None
+        assert seq2 > seq1
+        await b.wait_applied(seq2, 2)
+        assert await rows(b, "SELECT x FROM t") == [(1,)]
+        _, none = await a.execute(stmt("SELECT * FROM t"))
+        assert none is None  # reads have no seq
+        await eventually(lambda: _true(a.replica.outbox_size() == 0))  # seen back in the log: outbox empty
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_unreachable_log_refuses_writes_before_writing(tmp_path: Path) -> None:
+    async def scenario(tmp: Path) -> None:
+        a = await open_node(tmp, MemoryHub(), "a")
+        await a.execute(stmt("CREATE TABLE t(x)"))
+        assert isinstance(a.replicator, MemoryReplicator)
+        a.replicator.connected = False
+        with pytest.raises(NotReplicating):
+            await a.execute(stmt("INSERT INTO t VALUES (1)"))
+        assert await rows(a, "SELECT count(*) FROM t") == [(0,)]  # nothing was written
+        assert await rows(a, "SELECT 1") == [(1,)]  # reads still work
+        await close(a)
+
+    run(scenario, tmp_path)
+
+
+@pytest.mark.parametrize("failure", ["timeout", "error"])
+def test_failed_publish_is_pending_then_delivered(tmp_path: Path, failure: str) -> None:
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        a = await open_node(tmp, hub, "a", timeout=0.05)
+        b = await open_node(tmp, hub, "b")
+        await a.execute(stmt("CREATE TABLE t(x)"))
+        assert isinstance(a.replicator, MemoryReplicator)
+        if failure == "timeout":
+            a.replicator.publish_delay = 1.0
+        else:
+            a.replicator.publish_error = ReplicationError("stream unavailable")
+        with pytest.raises(ReplicationPending) as info:
+            await a.execute(stmt("INSERT INTO t VALUES (42)"))
+        # the write is committed here, with its results, and waits in the outbox
+        pending = info.value.execution
+        assert pending.results[0].rows_affected == 1
+        assert pending.changeset is not None
+        assert await rows(a, "SELECT x FROM t") == [(42,)]
+        assert pending.changeset.hlc in [hlc for hlc, _, _ in a.replica.outbox()]
+        # the log comes back: the relay publishes it and the other node gets it
+        a.replicator.publish_delay = 0.0
+        a.replicator.publish_error = None
+        await eventually(lambda: rows_equal(b, "SELECT x FROM t", [(42,)]))
+        await eventually(lambda: _true(a.replica.outbox_size() == 0))
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
+async def rows_equal(rdb: ReplicatedDatabase, sql: str, expected: list[tuple[Any, ...]]) -> bool:
+    try:
+        return await rows(rdb, sql) == expected
+    except HAError:  # e.g. the table has not arrived yet
+        return False
+
+
+def test_async_mode_outbox_survives_a_restart(tmp_path: Path) -> None:
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        a = await open_node(tmp, hub, "a", async_mode=True)
+        b = await open_node(tmp, hub, "b")
+        assert isinstance(a.replicator, MemoryReplicator)
+        a.replicator.connected = False  # the log is away: async writes still commit
+        _, seq = await a.execute(stmt("CREATE TABLE t(x)"))
+        assert seq is None
+        await a.execute(stmt("INSERT INTO t VALUES (1)"))
+        assert a.replica.outbox_size() == 2
+        await close(a)  # the node stops with its outbox full
+        a = await open_node(tmp, hub, "a", async_mode=True)  # and comes back with the log reachable
+        await eventually(lambda: rows_equal(b, "SELECT x FROM t", [(1,)]))
+        await eventually(lambda: _true(a.replica.outbox_size() == 0))
+        assert hub.log("app.db").last_seq == 2  # published once each, no duplicate
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
+class Recorder:
+    """An interceptor that skips change sets touching table ``skipped`` and records every outcome."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    def before_apply(self, cs: ChangeSet, conn: apsw.Connection) -> bool:
+        return any(ch.table == "skipped" for ch in cs.changes)
+
+    def after_apply(self, cs: ChangeSet, conn: apsw.Connection, error: BaseException | None) -> None:
+        self.seen.append((cs.node, None if error is None else type(error).__name__))
+
+
+def test_interceptor_can_skip_and_sees_outcomes(tmp_path: Path) -> None:
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        hooks = Recorder()
+        a = await open_node(tmp, hub, "a")
+        b = await open_node(tmp, hub, "b", interceptor=hooks)
+        await a.execute(stmt("CREATE TABLE kept(x)"))
+        await a.execute(stmt("CREATE TABLE skipped(x)"))
+        await a.execute(stmt("INSERT INTO kept VALUES (1)"))
+        _, seq = await a.execute(stmt("INSERT INTO skipped VALUES (2)"))
+        assert seq is not None
+        await b.wait_applied(seq, 2)
+        assert await rows(b, "SELECT x FROM kept") == [(1,)]
+        assert await rows(b, "SELECT x FROM skipped") == []  # skipped by the hook
+        assert hooks.seen == [("a", None)] * 3  # after_apply for the three it did not skip
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)

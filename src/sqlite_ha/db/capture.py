@@ -72,6 +72,7 @@ class Capture:
         self.encode = encode
         self.ddl_sync = ddl_sync
         self.resolver = UniqueResolver(schema)
+        self.before_commit: Callable[[apsw.Connection], None] | None = None  # rides along in every write
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
 
@@ -121,6 +122,8 @@ class Capture:
             timestamp_ns=time.time_ns(),
             process_id=os.getpid(),
         )
+        if self.before_commit is not None:
+            self.before_commit(conn)
         payload = self.encode(cs)
         conn.execute(
             "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)

@@ -97,11 +97,16 @@ class Replica:
             meta.create(conn)
             self.hlc = HLC(int(meta.get(conn, meta.CLOCK, 0) or 0))
             self.applied_seq = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0)
+        # This node's own change sets seen back in the log, not yet recorded in the database (``skip_own``).
+        self._own_seen: list[int] = []
+        self._position_dirty = False
         self.schema = SchemaCache()
         self.applier = Applier(schema=self.schema, hlc=self.hlc)
-        db.capture = Capture(
+        capture = Capture(
             database=db.id, node=node, hlc=self.hlc, schema=self.schema, encode=encode, ddl_sync=ddl_sync
         )
+        capture.before_commit = self._record_position
+        db.capture = capture
 
     # ------------------------------------------------------------------------------------ outbox
     def outbox(self, limit: int = 256, after_hlc: int = 0) -> list[tuple[int, str, bytes]]:
@@ -131,6 +136,7 @@ class Replica:
             conn.execute("PRAGMA foreign_keys=OFF")  # rows arrive in commit order, not dependency order
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)  # triggers fired at the origin already
         ddl_applied = False
+        before = self.applied_seq
         try:
             with conn:
                 for item in batch:
@@ -138,10 +144,13 @@ class Replica:
                     outcome.applied_seq = max(outcome.applied_seq, item.seq)
                 if ddl_applied:
                     self._retry_parked(conn, only_waiting=True)
-                if outcome.own:
-                    conn.executemany("DELETE FROM _ha_outbox WHERE hlc = ?", [(h,) for h in outcome.own])
-                meta.put(conn, meta.APPLIED_SEQ, outcome.applied_seq)
+                self._own_seen.extend(outcome.own)
+                self.applied_seq = outcome.applied_seq
+                self._record_position(conn)
                 meta.put(conn, meta.CLOCK, self.hlc.last)
+        except BaseException:
+            self.applied_seq = before  # the transaction rolled back: so did the position
+            raise
         finally:
             conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 1)
             if foreign_keys:
@@ -152,6 +161,30 @@ class Replica:
         for seq, reason in outcome.parked:
             log.warning("database %s: change set %d parked: %s", self.db.id, seq, reason)
         return outcome
+
+    def skip_own(self, seqs: Sequence[int], clocks: Sequence[int]) -> None:
+        """This node's own change sets, committed by this process, came back from the log: nothing to apply
+        (their rows carry their versions since the commit), only the position to move. It is written with
+        the next transaction; a crash before that replays them, which is harmless."""
+        self.applied_seq = max(self.applied_seq, *seqs)
+        self._own_seen.extend(clocks)
+        self._position_dirty = True
+
+    def _record_position(self, conn: apsw.Connection) -> None:
+        """Inside a transaction: store the applied position and drop outbox entries seen in the log."""
+        if self._own_seen:
+            conn.executemany("DELETE FROM _ha_outbox WHERE hlc = ?", [(h,) for h in self._own_seen])
+            self._own_seen.clear()
+        meta.put(conn, meta.APPLIED_SEQ, self.applied_seq)
+        self._position_dirty = False
+
+    async def flush_position(self) -> None:
+        """Write a position moved by ``skip_own`` when no other transaction came to carry it."""
+        if not self._position_dirty:
+            return
+        async with self.db.exclusive() as conn:
+            with conn:
+                self._record_position(conn)
 
     def _apply_one(self, conn: apsw.Connection, item: Incoming, outcome: BatchOutcome) -> bool:
         """Apply one change set inside the batch transaction; True if it changed the schema."""

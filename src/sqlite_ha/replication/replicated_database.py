@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 RELAY_BATCH = 256
 RETRY_PARKED_EVERY = 30.0
+POSITION_FLUSH_EVERY = 1.0
 
 
 class NotReplicating(HAError):
@@ -93,6 +94,8 @@ class ReplicatedDatabase:
         self._kick = asyncio.Event()
         self._inflight: set[int] = set()  # clocks being published by the write path
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
+        self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
+        self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.published = 0
@@ -108,6 +111,7 @@ class ReplicatedDatabase:
         await self.replicator.subscribe(sub, self._on_deliveries)
         self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
         self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
+        self._tasks.append(asyncio.create_task(self._flush_position(), name=f"position-{self.db.id}"))
         if self.replica.outbox_size():
             self._kick.set()
 
@@ -119,6 +123,7 @@ class ReplicatedDatabase:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.replica.flush_position()
 
     # ------------------------------------------------------------------------------------ writes
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
@@ -132,6 +137,7 @@ class ReplicatedDatabase:
         cs, payload = execution.changeset, execution.payload
         if cs is None or payload is None:
             return execution, None
+        self._committed.add(cs.hlc)
         if self.async_mode:
             self._kick.set()
             return execution, None
@@ -185,15 +191,40 @@ class ReplicatedDatabase:
 
     # ------------------------------------------------------------------------------------ applying
     async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        items = [_incoming(d) for d in deliveries]
-        outcome = await self.replica.apply(items)
-        for hlc in outcome.own:
+        own = self._own_clocks(deliveries)
+        if own is not None:
+            # Only change sets this process committed: their rows are here already, only the position moves.
+            self.replica.skip_own([d.seq for d in deliveries], own)
+            seen = own
+        else:
+            outcome = await self.replica.apply([_incoming(d) for d in deliveries])
+            seen = outcome.own
+        for hlc in seen:
             self._acked.pop(hlc, None)
+            self._committed.discard(hlc)
         published = [d.published_at for d in deliveries if d.published_at is not None]
         if published:
             self.replica.stats.last_published_at = max(published)
         async with self._applied:
             self._applied.notify_all()
+
+    def _own_clocks(self, deliveries: Sequence[Delivery]) -> list[int] | None:
+        """The clocks of the batch if every change set in it was committed by this process, else None."""
+        clocks: list[int] = []
+        for d in deliveries:
+            msg_id = d.msg_id or ""
+            if not msg_id.startswith(self._own_prefix):
+                return None
+            tail = msg_id[len(self._own_prefix) :]
+            if not tail.isdigit() or int(tail) not in self._committed:
+                return None
+            clocks.append(int(tail))
+        return clocks
+
+    async def _flush_position(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(POSITION_FLUSH_EVERY)
+            await self.replica.flush_position()
 
     async def _retry_parked(self) -> None:
         while not self._closed:

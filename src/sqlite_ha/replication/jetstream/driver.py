@@ -198,8 +198,10 @@ class JetStreamReplicator:
                     )
         except TimeoutError as e:
             self.publish_timeouts += 1
+            state = self._conn.state()
+            why = "" if state.connected else f" (not connected to NATS at {state.url})"
             raise PublishTimeout(
-                f"no acknowledgement from JetStream stream {self.stream} for {database} within {timeout:g}s"
+                f"no acknowledgement from stream {self.stream} for {database} within {timeout:g}s{why}"
             ) from e
         except ReplicationError:
             self.publish_errors += 1

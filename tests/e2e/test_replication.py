@@ -327,3 +327,47 @@ def test_three_server_nats_cluster_survives_losing_one(node_factory: NodeFactory
         present = {r[0] for r in c.rows(node, "SELECT id FROM t", min_seq=final)}
         assert {row_id for _, row_id in acked} <= present
     assert "s3cret pass" not in nodes[0].logs()
+
+
+INTERCEPTOR = """
+class SkipSecrets:
+    def before_apply(self, cs, conn):
+        return any(ch.table == "secrets" for ch in cs.changes)
+
+    def after_apply(self, cs, conn, error):
+        conn.execute("INSERT INTO seen(node) VALUES (?)", (cs.node,))
+"""
+
+
+def test_cli_options_interceptor_ddl_sync_and_async(node_factory: NodeFactory, tmp_path: Any) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "myhooks.py").write_text(INTERCEPTOR)
+    first = node_factory(args=["app.db"], nats_port=None, name="node1")
+    url = f"nats://127.0.0.1:{first.nats_port}"
+    second = node_factory(
+        args=["app.db", "--replication-url", url, "-i", "myhooks:SkipSecrets", "--async-replication"],
+        name="node2",
+        env={"PYTHONPATH": str(hooks)},
+    )
+    c = Cluster([first, second])
+    for sql in ("CREATE TABLE seen(node TEXT)", "CREATE TABLE secrets(x)", "CREATE TABLE public(x)"):
+        seq = c.write(first, sql)
+    c.rows(second, "SELECT 1", min_seq=seq)
+    c.write(first, "INSERT INTO secrets VALUES ('hidden')")
+    seq = c.write(first, "INSERT INTO public VALUES ('shown')")
+    assert c.rows(second, "SELECT x FROM public", min_seq=seq) == [["shown"]]
+    assert c.rows(second, "SELECT x FROM secrets") == []  # skipped by the interceptor
+    assert c.rows(second, "SELECT count(*) FROM seen") == [[4]]  # after_apply ran for the others
+    # node2 answers writes after the local commit (no seq), and they still reach node1
+    resp = second.request("POST", "/query", {"sql": "INSERT INTO public VALUES ('async')"})
+    assert resp.status == 200
+    assert "seq" not in resp.json()
+    c.wait_converged("SELECT x FROM public ORDER BY x")
+    # a node with --disable-ddl-sync keeps its schema changes to itself
+    third = node_factory(args=["app.db", "--replication-url", url, "--disable-ddl-sync"], name="node3")
+    c.rows(third, "SELECT 1", min_seq=seq)
+    assert "seq" not in third.query({"sql": "CREATE TABLE local_only(x)"})  # nothing to replicate
+    seq = c.write(third, "INSERT INTO public VALUES ('from node3')")
+    assert c.rows(first, "SELECT count(*) FROM sqlite_schema WHERE name = 'local_only'", min_seq=seq) == [[0]]
+    assert ["from node3"] in c.rows(first, "SELECT x FROM public")

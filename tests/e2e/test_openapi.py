@@ -7,6 +7,7 @@ schema (OpenAPI 3.0 schemas converted to JSON Schema 2020-12, ``nullable`` and `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import html
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import jsonschema
+import nats
 import openapi_spec_validator
 import pytest
 import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from sqlite_ha.server.http.app import PUBLIC_PATHS, HTTPApi, openapi_text
+from sqlite_ha.server.http.app import MIN_SEQ_HEADER, PUBLIC_PATHS, SEQ_HEADER, HTTPApi, openapi_text
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.testing import NodeProcess, Response, free_port, wait_for
 
@@ -35,6 +37,22 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "tra
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 TOKEN = "secret"
+QUERY_ROUTES = ("/", "/query", "/databases/{id}")
+# The fields of a database's replication status a test can know exactly; the others (applied, rows_applied,
+# rows_skipped, outbox) follow how the node applies its own change sets and when it records that.
+STATUS_CONTRACT = (
+    "database",
+    "consumer",
+    "applied_seq",
+    "last_seq",
+    "lag_messages",
+    "lag_seconds",
+    "published",
+    "publish_failures",
+    "parked",
+    "last_error",
+    "async",
+)
 
 # ------------------------------------------------------------------------------------------------ the spec
 
@@ -151,11 +169,17 @@ class Conformance:
         declared = self.resolve(declared)
         headers = {k.lower(): v for k, v in resp.headers.items()}
         for name, header in (declared.get("headers") or {}).items():
-            assert name.lower() in headers, f"{where}: header {name} is declared but missing"
+            header = self.resolve(header)
+            if name.lower() not in headers:
+                assert not header.get("required"), f"{where}: header {name} is required but missing"
+                continue
             value: Any = headers[name.lower()]
-            if self.resolve(header).get("schema", {}).get("type") == "integer":
+            if header.get("schema", {}).get("type") == "integer":
+                assert re.fullmatch(r"-?[0-9]+", value), (
+                    f"{where}: header {name} is not an integer: {value!r}"
+                )
                 value = int(value)
-            self.validate(self.resolve(header)["schema"], value, f"{where} header {name}")
+            self.validate(header["schema"], value, f"{where} header {name}")
         content = declared.get("content")
         if not content:
             assert resp.body == b"", f"{where}: the spec declares no body, got {resp.body[:200]!r}"
@@ -201,7 +225,25 @@ class Client:
                 f"{method} {path}: expected {expect}, got {resp.status}: {resp.body!r}"
             )
         self.conf.check(method, route, resp)
+        if method == "POST" and route in QUERY_ROUTES and resp.status in (200, 202):
+            # What the schema cannot say: the header and the body carry the same seq, or neither has one.
+            header = {k.lower(): v for k, v in resp.headers.items()}.get(SEQ_HEADER.lower())
+            assert resp.json().get("seq") == (None if header is None else int(header)), (
+                f"{method} {path}: {SEQ_HEADER} {header!r} disagrees with the body {resp.body[:300]!r}"
+            )
         return resp
+
+    def with_seq(self, route: str, body: Any, **kwargs: Any) -> int:
+        """A write that must be replicated: 200 with a seq; returns it."""
+        seq = self("POST", route, body, expect=200, **kwargs).json().get("seq")
+        assert isinstance(seq, int), f"POST {route} {body!r}: a replicated write answers a seq"
+        return seq
+
+    def without_seq(self, route: str, body: Any, **kwargs: Any) -> dict[str, Any]:
+        """A read, a write that changed nothing, or an async-mode write: 200 without seq; returns the body."""
+        doc = cast(dict[str, Any], self("POST", route, body, expect=200, **kwargs).json())
+        assert "seq" not in doc, f"POST {route} {body!r} answered a seq: {doc}"
+        return doc
 
     def error(
         self, method: str, route: str, body: Any = None, *, expect: int, code: str, **kwargs: Any
@@ -360,6 +402,35 @@ def test_a_response_the_spec_does_not_declare_fails_the_check(spec: dict[str, An
                 body=b'{"error":{"code":"config_error","message":"m","setting":"s"}}',
             ),
         )
+    json_type = {"Content-Type": "application/json"}
+    write = b'{"columns":["rows_affected","last_insert_id"],"types":["INTEGER","INTEGER"],"rows":[[1,1]]'
+    conf.check(
+        "POST",
+        "/query",
+        Response(status=200, headers={**json_type, "X-Sequence": "7"}, body=write + b',"seq":7}'),
+    )
+    with pytest.raises(AssertionError, match="not an integer"):
+        conf.check(
+            "POST",
+            "/query",
+            Response(status=200, headers={**json_type, "X-Sequence": "x"}, body=write + b"}"),
+        )
+    with pytest.raises(AssertionError, match="does not match"):  # seq starts at 1
+        conf.check("POST", "/query", Response(status=200, headers=json_type, body=write + b',"seq":0}'))
+    with pytest.raises(AssertionError, match="does not match"):  # seq belongs to the answer, not to a result
+        conf.check(
+            "POST",
+            "/query",
+            Response(status=200, headers=json_type, body=b'{"results":[' + write + b',"seq":1}]}'),
+        )
+    with pytest.raises(AssertionError, match="does not match"):  # a 202 says why it is pending
+        conf.check("POST", "/query", Response(status=202, headers=json_type, body=write + b"}"))
+    with pytest.raises(AssertionError, match="required but missing"):
+        conf.check(
+            "GET",
+            "/status",
+            Response(status=401, headers=json_type, body=b'{"error":{"code":"unauthorized","message":"m"}}'),
+        )
 
 
 # ------------------------------------------------------------------------------------------------ one node
@@ -378,7 +449,10 @@ def test_served_spec_is_valid_openapi(node_factory: NodeFactory) -> None:
 
 
 def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp_path: Path) -> None:
-    node = node_factory(args=["app.db", "--create-db-dir", "created"], token=TOKEN)
+    """One node without NATS: it replicates through the local log, so its writes answer a seq too."""
+    node = node_factory(
+        args=["app.db", "--create-db-dir", "created", "--replication-timeout", "300ms"], token=TOKEN
+    )
     conf = Conformance(load_spec(node.request("GET", "/openapi.yaml", auth=False).body.decode()))
     call = Client(node, conf)
 
@@ -395,13 +469,15 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
             auth=False,
             expect=401,
             id="app.db",
+            name=f"{node.name}_app_db",
         )
         assert resp.headers["WWW-Authenticate"] == 'Bearer realm="sqlite-ha"'
         assert resp.json()["error"]["code"] == "unauthorized"
     call.error("GET", "/status", headers={"Authorization": "Bearer wrong"}, expect=401, code="unauthorized")
     call("GET", "/status", headers={"Authorization": TOKEN}, expect=200)  # the bare token works too
 
-    # Queries: one object in, one result out; writes answer rows_affected and last_insert_id.
+    # Queries: one object in, one result out; writes answer rows_affected and last_insert_id, and the seq of
+    # their change set (the local log numbers each database's change sets 1, 2, 3, ...).
     created = call(
         "POST",
         "/query",
@@ -412,6 +488,7 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
         "columns": ["rows_affected", "last_insert_id"],
         "types": ["INTEGER", "INTEGER"],
         "rows": [[0, 0]],
+        "seq": 1,
     }
     wrote = call(
         "POST",
@@ -422,7 +499,7 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
         },
         expect=200,
     ).json()
-    assert wrote["rows"] == [[1, 1]]
+    assert (wrote["rows"], wrote["seq"]) == ([[1, 1]], 2)
     listed = call(
         "POST",
         "/databases/{id}",
@@ -452,6 +529,7 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
         [[INT64_MAX, INT64_MIN, 1]],
     ]
     assert listed["results"][2]["types"] == ["INTEGER", "TEXT", "BLOB", "REAL"]
+    assert listed["seq"] == 3, "a list that wrote answers one seq, at the top level"
     one = call(
         "POST",
         "/query",
@@ -471,8 +549,67 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
     returning = call(
         "POST", "/query", {"sql": "INSERT INTO t(name) VALUES ('dan') RETURNING id, name"}, expect=200
     ).json()
-    assert returning["rows"] == [[4, "dan"]]
-    assert call("POST", "/query", {"sql": "SELECT * FROM t WHERE 0"}, expect=200).json()["rows"] == []
+    assert (returning["rows"], returning["seq"]) == ([[4, "dan"]], 4)
+    assert call.without_seq("/query", {"sql": "SELECT * FROM t WHERE 0"})["rows"] == []
+
+    # Read-your-writes: min_seq (or X-Min-Sequence) waits until the node has applied the log up to there; the
+    # local log is applied at once. Beyond what the log holds, the node gives up after --replication-timeout
+    # (300ms here) and the request does not run, not even a write.
+    assert call.without_seq("/query", {"sql": "SELECT count(*) FROM t"}, query="?min_seq=4")["rows"] == [[4]]
+    call.without_seq("/", {"sql": "SELECT 1"}, headers={MIN_SEQ_HEADER: "4"})
+    call.without_seq("/databases/{id}", {"sql": "SELECT 1"}, id="app.db", query="?min_seq=0")
+    err = call.error(
+        "POST", "/query", {"sql": "SELECT 1"}, query="?min_seq=1000", expect=504, code="stale_read"
+    )
+    assert (err["applied_seq"], err["min_seq"]) == (4, 1000)
+    assert "hint" in err
+    call.error(
+        "POST",
+        "/databases/{id}",
+        {"sql": "INSERT INTO t(name) VALUES ('ghost')"},
+        id="app.db",
+        headers={MIN_SEQ_HEADER: "1000"},
+        expect=504,
+        code="stale_read",
+    )
+    for bad in ("abc", "-1", "1.5"):
+        err = call.error(
+            "POST", "/", {"sql": "SELECT 1"}, query=f"?min_seq={bad}", expect=400, code="bad_request"
+        )
+        assert "min_seq" in err["message"]
+    call.error(
+        "POST", "/query", {"sql": "SELECT 1"}, headers={MIN_SEQ_HEADER: "x"}, expect=400, code="bad_request"
+    )
+    assert call.without_seq("/query", {"sql": "SELECT count(*) FROM t WHERE name = 'ghost'"})["rows"] == [[0]]
+
+    # The local log: this node's one consumer per database, which cannot be deleted.
+    consumer = f"{node.name}_app_db"
+    local = {"name": consumer, "database": "app.db", "delivered_seq": 4, "num_pending": 0}
+    assert call("GET", "/replications", expect=200).json() == {"replications": [local]}
+    assert call("GET", "/replications/{name}", name=consumer, expect=200).json() == local
+    err = call.error("GET", "/replications/{name}", name="nope", expect=404, code="not_found")
+    assert err["consumer"] == "nope"
+    err = call.error("DELETE", "/replications/{name}", name=consumer, expect=404, code="not_found")
+    assert err["consumer"] == consumer
+    replication = call("GET", "/status", expect=200).json()["replication"]
+    assert (replication["driver"], replication["joined"], replication["last_error"]) == ("local", True, None)
+    assert (replication["log"]["driver"], replication["log"]["published"]) == ("local", 4)
+    assert list(replication["databases"]) == ["app.db"]
+    app = replication["databases"]["app.db"]
+    assert {k: app[k] for k in STATUS_CONTRACT} == {
+        "database": "app.db",
+        "consumer": consumer,
+        "applied_seq": 4,
+        "last_seq": 4,
+        "lag_messages": 0,
+        "lag_seconds": 0.0,
+        "published": 4,
+        "publish_failures": 0,
+        "parked": {},
+        "last_error": None,
+        "async": False,
+    }
+    _wait_for_empty_outbox(call)
 
     # Refusals: all 400 with the envelope, and nothing of a failed request is kept.
     call.error("POST", "/query", raw=b'{"sql":', expect=400, code="invalid_json")
@@ -559,7 +696,8 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
 
     # Health and status.
     assert call("GET", "/healthz", expect=200).json() == {"status": "ok", "node": node.name}
-    assert call("GET", "/readyz", expect=200).json() == {"ready": True, "checks": {"databases": True}}
+    ready = call("GET", "/readyz", expect=200).json()
+    assert ready == {"ready": True, "checks": {"databases": True, "replication": True}}
     status = call("GET", "/status", expect=200).json()
     assert status["nats"] is None
     assert [d["id"] for d in status["databases"]] == ["app.db"]
@@ -600,25 +738,271 @@ def test_node_without_token_or_create_dir(node_factory: NodeFactory) -> None:
 
 
 def test_not_ready_node_answers_503_with_its_checks(node_factory: NodeFactory) -> None:
-    """A node whose NATS server is unreachable serves HTTP but is not ready."""
+    """A node whose NATS server is unreachable serves HTTP and reads, but is not ready and refuses writes."""
     node = node_factory(args=["app.db", "--replication-url", f"nats://127.0.0.1:{free_port()}"], start=False)
     node.start(wait_ready=False)
     wait_for(lambda: _answers(node, "/healthz"), 30, "the node to serve HTTP")
     call = Client(node, Conformance(load_spec()))
     ready = call("GET", "/readyz", expect=503).json()
-    assert ready == {"ready": False, "checks": {"databases": True, "nats": False, "jetstream": False}}
-    nats = call("GET", "/status", expect=200).json()["nats"]
-    assert (nats["connected"], nats["embedded"]) == (False, False)
+    assert ready == {
+        "ready": False,
+        "checks": {"databases": True, "nats": False, "jetstream": False, "replication": False},
+    }
+    err = call.error("POST", "/query", {"sql": "CREATE TABLE t(x)"}, expect=503, code="not_ready")
+    assert "nothing was written" in err["message"]
+    tables = call.without_seq("/query", {"sql": "SELECT count(*) FROM sqlite_master WHERE name = 't'"})
+    assert tables["rows"] == [[0]]
+    status = call("GET", "/status", expect=200).json()
+    assert (status["nats"]["connected"], status["nats"]["embedded"]) == (False, False)
+    replication = status["replication"]
+    assert (replication["driver"], replication["joined"]) == ("jetstream", False)
+    assert replication["log"]["subscriptions"] == []
+    app = replication["databases"]["app.db"]
+    assert (app["applied_seq"], app["last_seq"], app["lag_messages"], app["lag_seconds"]) == (
+        0,
+        None,
+        None,
+        None,
+    )
 
 
-def test_replicating_node_reports_nats_in_readiness_and_status(node_factory: NodeFactory) -> None:
-    node = node_factory(args=["app.db"], nats_port=None)
+def test_replicating_node_answers_as_the_spec_declares(node_factory: NodeFactory) -> None:
+    """A node with its embedded NATS: writes answer their stream sequence, reads wait for it, and the
+    consumers are JetStream's."""
+    node = node_factory(args=["app.db", "--create-db-dir", "created"], nats_port=None, token=TOKEN)
+    conf = Conformance(load_spec())
+    call = Client(node, conf)
+    ready = call("GET", "/readyz", auth=False, expect=200).json()
+    assert ready == {
+        "ready": True,
+        "checks": {"databases": True, "nats": True, "jetstream": True, "replication": True},
+    }
+
+    # Writes answer seq (and X-Sequence, which Client checks against it), increasing; other answers have none.
+    seqs = [
+        call.with_seq("/query", {"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"}),
+        call.with_seq("/", {"sql": "INSERT INTO t(v) VALUES (?)", "params": ["a"]}),
+        call.with_seq(
+            "/databases/{id}",
+            [{"sql": "INSERT INTO t(v) VALUES ('b')"}, "SELECT count(*) FROM t"],
+            id="app.db",
+        ),
+    ]
+    assert seqs == sorted(set(seqs)), f"seqs must increase: {seqs}"
+    last = seqs[-1]
+    call.without_seq("/query", [{"sql": "SELECT 1"}])
+    call.without_seq(
+        "/query", {"sql": "UPDATE t SET v = 'x' WHERE 0"}
+    )  # changed no row: nothing to replicate
+
+    # Read-your-writes: min_seq as a query parameter or as a header; a bad one is refused before anything ran.
+    count = call.without_seq("/query", {"sql": "SELECT count(*) FROM t"}, query=f"?min_seq={last}")
+    assert count["rows"] == [[2]]
+    rows = call.without_seq("/", {"sql": "SELECT v FROM t ORDER BY id"}, headers={MIN_SEQ_HEADER: str(last)})
+    assert rows["rows"] == [["a"], ["b"]]
+    call.error("POST", "/query", {"sql": "SELECT 1"}, query="?min_seq=soon", expect=400, code="bad_request")
+    call.error(
+        "POST",
+        "/databases/{id}",
+        {"sql": "INSERT INTO t(v) VALUES ('no')"},
+        id="app.db",
+        headers={MIN_SEQ_HEADER: "-5"},
+        expect=400,
+        code="bad_request",
+    )
+
+    # A node's databases share the stream's sequence: a new database's first write comes after the others.
+    call("POST", "/databases", {"dsn": "new.db"}, expect=201)
+    new_seq = call.with_seq("/databases/{id}", {"sql": "CREATE TABLE n(x)"}, id="new.db")
+    assert new_seq > last
+    call.without_seq("/databases/{id}", {"sql": "SELECT * FROM n"}, id="new.db", query=f"?min_seq={new_seq}")
+
+    status = call("GET", "/status", expect=200).json()
+    nats = status["nats"]
+    assert (nats["connected"], nats["jetstream"], nats["embedded"], nats["last_error"]) == (
+        True,
+        True,
+        True,
+        None,
+    )
+    replication = status["replication"]
+    assert (replication["driver"], replication["joined"], replication["last_error"]) == (
+        "jetstream",
+        True,
+        None,
+    )
+    log = replication["log"]
+    assert (log["driver"], log["stream"], log["published"], log["publish_errors"]) == (
+        "jetstream",
+        "ha_replication",
+        4,
+        0,
+    )
+    assert sorted(s["consumer"] for s in log["subscriptions"]) == [
+        f"{node.name}_app_db",
+        f"{node.name}_new_db",
+    ]
+    app = replication["databases"]["app.db"]
+    assert (
+        app["consumer"],
+        app["applied_seq"],
+        app["last_seq"],
+        app["lag_messages"],
+        app["lag_seconds"],
+    ) == (
+        f"{node.name}_app_db",
+        last,
+        last,
+        0,
+        0.0,
+    )
+    assert (app["published"], app["publish_failures"], app["parked"], app["async"]) == (3, 0, {}, False)
+    _wait_for_empty_outbox(call)
+
+    # Consumers: JetStream's view of every consumer of the stream.
+    consumer = f"{node.name}_app_db"
+    listed = {c["name"]: c for c in call("GET", "/replications", expect=200).json()["replications"]}
+    assert sorted(listed) == [consumer, f"{node.name}_new_db"]
+    mine = call("GET", "/replications/{name}", name=consumer, expect=200).json()
+    assert (mine["stream"], mine["filter_subject"], mine["node"], mine["database"]) == (
+        "ha_replication",
+        "ha_replication.app_db",
+        node.name,
+        "app.db",
+    )
+    assert (mine["delivered_stream_seq"], mine["num_pending"], mine["deliver_policy"]) == (last, 0, "all")
+    assert mine["created"] == listed[consumer]["created"]
+    err = call.error("GET", "/replications/{name}", name="nope", expect=404, code="not_found")
+    assert err["consumer"] == "nope"
+    call.error("DELETE", "/replications/{name}", name="nope", expect=404, code="not_found")
+    call.error("GET", "/replications/{name}", name="not.valid", expect=404, code="not_found")
+
+    # Deleting the consumer of a running node: the node recreates it right after what it applied.
+    assert call("DELETE", "/replications/{name}", name=consumer, expect=204).body == b""
+    wait_for(
+        lambda: call("GET", "/replications/{name}", name=consumer).status == 200,
+        30,
+        "the node to recreate its consumer",
+    )
+    again = call.with_seq("/query", {"sql": "INSERT INTO t(v) VALUES ('c')"})
+    assert again > new_seq
+    count = call.without_seq("/query", {"sql": "SELECT count(*) FROM t"}, query=f"?min_seq={again}")
+    assert count["rows"] == [[3]]
+    recreated = call("GET", "/replications/{name}", name=consumer, expect=200).json()
+    assert (recreated["deliver_policy"], recreated["delivered_stream_seq"]) == ("by_start_sequence", again)
+
+    seen = {(m, r) for m, r, _ in conf.seen}
+    assert {(m, r) for m, r in conf.operations() if r.startswith("/replications")} <= seen
+
+
+def test_write_the_log_does_not_take_answers_202_pending(node_factory: NodeFactory) -> None:
+    """The 202 outcome, provoked deterministically: the stream is deleted behind the node's back, so while
+    NATS stays connected every publish finds no stream (a log refusing a change set, or not acknowledging it
+    within --replication-timeout, takes the same path)."""
+    node = node_factory(args=["app.db"], nats_port=None, token=TOKEN)
     call = Client(node, Conformance(load_spec()))
-    ready = call("GET", "/readyz", expect=200).json()
-    assert ready == {"ready": True, "checks": {"databases": True, "nats": True, "jetstream": True}}
-    nats = call("GET", "/status", expect=200).json()["nats"]
-    assert nats["connected"] is nats["jetstream"] is nats["embedded"] is True
-    assert nats["last_error"] is None
+    created = call.with_seq("/query", {"sql": "CREATE TABLE t(v)"})
+    call.without_seq("/query", {"sql": "SELECT 1"}, query=f"?min_seq={created}")  # its outbox entry is gone
+    assert node.nats_port
+    asyncio.run(_delete_stream(node.nats_port))
+
+    one = call("POST", "/query", {"sql": "INSERT INTO t VALUES (1)"}, expect=202).json()
+    assert one["rows"] == [[1, 1]]
+    many = call(
+        "POST",
+        "/databases/{id}",
+        [{"sql": "INSERT INTO t VALUES (2)"}, "SELECT count(*) FROM t"],
+        id="app.db",
+        expect=202,
+    ).json()
+    assert many["results"][1]["rows"] == [[2]]
+    for pending in (one["replication"], many["replication"]):
+        assert (pending["status"], pending["code"]) == ("pending", "replication_pending")
+        assert "do not retry" in pending["hint"]
+    # Committed here, kept in the outbox for the relay: not lost, and not to be retried.
+    assert call.without_seq("/query", {"sql": "SELECT count(*) FROM t"})["rows"] == [[2]]
+    app = call("GET", "/status", expect=200).json()["replication"]["databases"]["app.db"]
+    assert (app["outbox"], app["publish_failures"]) == (2, 2)
+
+
+def test_node_that_loses_its_log_refuses_writes_with_503_not_replicating(node_factory: NodeFactory) -> None:
+    """node2 runs no NATS server of its own (--nats-port 0, the default of NodeProcess) and replicates through
+    node1's; once node1 is gone, node2 is not ready, refuses writes and still serves reads."""
+    hub = node_factory(args=["app.db"], nats_port=None, token=TOKEN)
+    node = node_factory(
+        args=["app.db", "--replication-url", f"nats://127.0.0.1:{hub.nats_port}"], token=TOKEN
+    )
+    assert node.command[node.command.index("--nats-port") + 1] == "0"
+    conf = Conformance(load_spec())
+    call, hub_call = Client(node, conf), Client(hub, conf)
+    call.with_seq("/query", {"sql": "CREATE TABLE t(v)"})
+    seq = call.with_seq("/query", {"sql": "INSERT INTO t VALUES ('from node2')"})
+    # The seq is a read-your-writes token on any node.
+    on_hub = hub_call.without_seq("/query", {"sql": "SELECT v FROM t"}, query=f"?min_seq={seq}")
+    assert on_hub["rows"] == [["from node2"]]
+    call.without_seq("/query", {"sql": "SELECT 1"}, query=f"?min_seq={seq}")
+    _wait_for_empty_outbox(call)
+    names = {c["name"] for c in call("GET", "/replications", expect=200).json()["replications"]}
+    assert names == {f"{hub.name}_app_db", f"{node.name}_app_db"}, "every node's consumers"
+
+    hub.stop()
+
+    def lost() -> bool:
+        resp = call("GET", "/readyz", auth=False)
+        return resp.status == 503 and resp.json()["checks"]["nats"] is False
+
+    wait_for(lost, 30, "node2 to lose its log")
+    ready = call("GET", "/readyz", auth=False, expect=503).json()
+    assert ready == {
+        "ready": False,
+        "checks": {"databases": True, "nats": False, "jetstream": False, "replication": True},
+    }
+    err = call.error(
+        "POST", "/query", {"sql": "INSERT INTO t VALUES ('lost')"}, expect=503, code="not_replicating"
+    )
+    assert "nothing was written" in err["message"]
+    assert "hint" in err
+    call.error(
+        "POST",
+        "/databases/{id}",
+        [{"sql": "INSERT INTO t VALUES ('lost')"}, "SELECT 1"],
+        id="app.db",
+        expect=503,
+        code="not_replicating",
+    )
+    assert call.without_seq("/", {"sql": "SELECT v FROM t"})["rows"] == [["from node2"]]
+    status = call("GET", "/status", expect=200).json()
+    assert (status["nats"]["connected"], status["nats"]["embedded"]) == (False, False)
+    replication = status["replication"]
+    assert (replication["joined"], replication["log"]["connected"]) == (True, False)
+    app = replication["databases"]["app.db"]
+    assert (app["applied_seq"], app["last_seq"], app["lag_messages"], app["outbox"]) == (seq, None, None, 0)
+
+
+def test_async_replication_answers_writes_without_seq(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db", "--async-replication"], token=TOKEN)
+    call = Client(node, Conformance(load_spec()))
+    call.without_seq("/query", {"sql": "CREATE TABLE t(v)"})
+    call.without_seq("/databases/{id}", [{"sql": "INSERT INTO t VALUES (1)"}], id="app.db")
+    assert call("GET", "/status", expect=200).json()["replication"]["databases"]["app.db"]["async"] is True
+
+
+def _wait_for_empty_outbox(call: Client, database: str = "app.db") -> None:
+    """Every change set committed on the node is known to be in the log (and recorded as such)."""
+
+    def empty() -> bool:
+        status = call("GET", "/status", expect=200).json()
+        return cast(bool, status["replication"]["databases"][database]["outbox"] == 0)
+
+    wait_for(empty, 10, f"the outbox of {database} to empty", interval=0.1)
+
+
+async def _delete_stream(nats_port: int) -> None:
+    nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+    try:
+        assert await nc.jetstream().delete_stream("ha_replication")
+    finally:
+        await nc.close()
 
 
 def test_limits_answer_as_declared(node_factory: NodeFactory) -> None:
@@ -697,6 +1081,38 @@ def test_database_named_like_part_of_the_file_prefix_can_be_created(node_factory
     call = Client(node, Conformance(load_spec()))
     made = call("POST", "/databases", {"dsn": "file:e"}, expect=201).json()
     assert (made["id"], made["path"]) == ("e", "created/e")
+
+
+# ------------------------------------------------------------------------------------------------ open bugs
+# Answers the spec does not declare, found by this suite and not fixed yet. Strict: once the server is fixed
+# the test passes, fails as XPASS, and its xfail mark must go.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: with the log unreachable, /replications answers 500 with code replication_error "
+    "(errors.py maps no status to it) instead of a 503 like not_replicating",
+)
+def test_replications_while_the_log_is_unreachable_answer_503(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db", "--replication-url", f"nats://127.0.0.1:{free_port()}"], start=False)
+    node.start(wait_ready=False)
+    wait_for(lambda: _answers(node, "/healthz"), 30, "the node to serve HTTP")
+    for method, path in (("GET", "/replications"), ("GET", "/replications/x"), ("DELETE", "/replications/x")):
+        resp = node.request(method, path)
+        assert resp.status == 503, f"{method} {path} -> {resp.status}: {resp.body!r}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: a min_seq beyond 64 bits waits --replication-timeout, then the stale_read error "
+    "cannot be encoded (orjson) and aiohttp answers a plain-text 500",
+)
+def test_min_seq_beyond_64_bits_is_refused_with_400(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db", "--replication-timeout", "100ms"], token=TOKEN)
+    call = Client(node, Conformance(load_spec()))
+    call.error(
+        "POST", "/query", {"sql": "SELECT 1"}, query=f"?min_seq={2**64}", expect=400, code="bad_request"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ /docs

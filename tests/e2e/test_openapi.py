@@ -589,8 +589,9 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
     assert call("GET", "/replications/{name}", name=consumer, expect=200).json() == local
     err = call.error("GET", "/replications/{name}", name="nope", expect=404, code="not_found")
     assert err["consumer"] == "nope"
-    err = call.error("DELETE", "/replications/{name}", name=consumer, expect=404, code="not_found")
+    err = call.error("DELETE", "/replications/{name}", name=consumer, expect=409, code="conflict")
     assert err["consumer"] == consumer
+    call.error("DELETE", "/replications/{name}", name="nope", expect=404, code="not_found")
     replication = call("GET", "/status", expect=200).json()["replication"]
     assert (replication["driver"], replication["joined"], replication["last_error"]) == ("local", True, None)
     assert (replication["log"]["driver"], replication["log"]["published"]) == ("local", 4)
@@ -1083,16 +1084,10 @@ def test_database_named_like_part_of_the_file_prefix_can_be_created(node_factory
     assert (made["id"], made["path"]) == ("e", "created/e")
 
 
-# ------------------------------------------------------------------------------------------------ open bugs
-# Answers the spec does not declare, found by this suite and not fixed yet. Strict: once the server is fixed
-# the test passes, fails as XPASS, and its xfail mark must go.
+# ------------------------------------------------------------------------------------------------ regressions
+# Answers this suite once found wrong; each must stay as the spec declares it.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: with the log unreachable, /replications answers 500 with code replication_error "
-    "(errors.py maps no status to it) instead of a 503 like not_replicating",
-)
 def test_replications_while_the_log_is_unreachable_answer_503(node_factory: NodeFactory) -> None:
     node = node_factory(args=["app.db", "--replication-url", f"nats://127.0.0.1:{free_port()}"], start=False)
     node.start(wait_ready=False)
@@ -1102,11 +1097,6 @@ def test_replications_while_the_log_is_unreachable_answer_503(node_factory: Node
         assert resp.status == 503, f"{method} {path} -> {resp.status}: {resp.body!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a min_seq beyond 64 bits waits --replication-timeout, then the stale_read error "
-    "cannot be encoded (orjson) and aiohttp answers a plain-text 500",
-)
 def test_min_seq_beyond_64_bits_is_refused_with_400(node_factory: NodeFactory) -> None:
     node = node_factory(args=["app.db", "--replication-timeout", "100ms"], token=TOKEN)
     call = Client(node, Conformance(load_spec()))

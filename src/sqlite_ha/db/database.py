@@ -156,10 +156,12 @@ class Database:
         the client authorizer is off. Use it only inline on the event loop."""
         async with self._write_lock:
             self._writer.authorizer.internal = True
+            last_rowid = self._writer.conn.last_insert_rowid()
             try:
                 yield self._writer.conn
             finally:
                 self._writer.authorizer.internal = False
+                self._writer.conn.set_last_insert_rowid(last_rowid)  # clients see only their own inserts
 
     @contextlib.contextmanager
     def internal(self) -> Iterator[apsw.Connection]:
@@ -270,10 +272,12 @@ class Database:
                 results.append(result)
             if capture is not None:
                 c.authorizer.internal = True
+                last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
                 try:
                     captured = capture.finish(c.conn)
                 finally:
                     c.authorizer.internal = False
+                    c.conn.set_last_insert_rowid(last_rowid)
             if begin:
                 try:
                     c.control("COMMIT")

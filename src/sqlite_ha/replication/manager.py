@@ -15,7 +15,7 @@ from typing import Any
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import HAError, NotReady
+from sqlite_ha.errors import Conflict, HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 
@@ -149,6 +149,12 @@ class ReplicationManager:
     async def delete_consumer(self, name: str) -> bool:
         delete = getattr(self.replicator, "delete_consumer", None)
         if delete is None:
+            if await self.consumer(name) is not None:
+                raise Conflict(
+                    f"the {self.replicator.name} log keeps no consumers to delete; {name!r} is "
+                    "this node's own reader",
+                    consumer=name,
+                )
             return False
         return bool(await delete(name))
 

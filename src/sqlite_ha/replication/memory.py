@@ -88,17 +88,21 @@ class MemoryHub:
         return seq
 
     def _add_sub(self, sub: _Sub) -> None:
-        where = (sub.node, sub.subscription.database)
-        sub.cursor = min(sub.cursor, self._positions.get(where, sub.cursor))
+        if not self.auto:  # see Replicator.subscribe: manual delivery may have left holes below after_seq
+            where = (sub.node, sub.subscription.database)
+            sub.cursor = min(sub.cursor, self._positions.get(where, sub.cursor))
         self._subs.append(sub)
         if self.auto:
             sub.task = asyncio.create_task(
                 self._pump(sub), name=f"hub-{sub.node}-{sub.subscription.database}"
             )
 
-    def _remove_subs(self, node: str) -> list[_Sub]:
-        gone = [s for s in self._subs if s.node == node]
-        self._subs = [s for s in self._subs if s.node != node]
+    def _remove_subs(self, node: str, consumer: str | None = None) -> list[_Sub]:
+        def matches(s: _Sub) -> bool:
+            return s.node == node and consumer in (None, s.subscription.consumer)
+
+        gone = [s for s in self._subs if matches(s)]
+        self._subs = [s for s in self._subs if not matches(s)]
         return gone
 
     async def _pump(self, sub: _Sub) -> None:
@@ -201,12 +205,11 @@ class MemoryReplicator:
             "connected": self.connected,
         }
 
+    async def unsubscribe(self, consumer: str) -> None:
+        await _stop(self.hub._remove_subs(self.node, consumer))
+
     async def close(self) -> None:
-        for sub in self.hub._remove_subs(self.node):
-            if sub.task is not None:
-                sub.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sub.task
+        await _stop(self.hub._remove_subs(self.node))
 
 
 class LocalReplicator(MemoryReplicator):
@@ -226,3 +229,11 @@ class LocalReplicator(MemoryReplicator):
         if log.last_seq < subscription.after_seq:
             log.base = subscription.after_seq  # continue where this database left off
         await super().subscribe(subscription, handler)
+
+
+async def _stop(subs: list[_Sub]) -> None:
+    for sub in subs:
+        if sub.task is not None:
+            sub.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sub.task

@@ -123,6 +123,7 @@ class ReplicatedDatabase:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.replicator.unsubscribe(self.consumer)
         await self.replica.flush_position()
 
     # ------------------------------------------------------------------------------------ writes
@@ -255,6 +256,16 @@ class ReplicatedDatabase:
     def applied_seq(self) -> int:
         return self.replica.applied_seq
 
+    async def _pending_messages(self) -> int | None:
+        """How many of this database's change sets the log still has for this node, where it can say."""
+        consumer = getattr(self.replicator, "consumer", None)
+        if consumer is None:
+            return None
+        try:
+            return _num_pending(await asyncio.wait_for(consumer(self.consumer), 2.0))
+        except (TimeoutError, ReplicationError):
+            return None
+
     async def status(self) -> dict[str, Any]:
         stats = self.replica.stats
         try:
@@ -262,6 +273,9 @@ class ReplicatedDatabase:
         except (TimeoutError, ReplicationError):
             last = None
         behind = max(0, last - self.applied_seq) if last is not None else None
+        pending = await self._pending_messages()
+        if pending is not None:
+            behind = pending  # exact: stream positions between ours also belong to other databases
         lag_s = None
         if behind == 0:
             lag_s = 0.0
@@ -284,6 +298,13 @@ class ReplicatedDatabase:
             "last_error": stats.last_error,
             "async": self.async_mode,
         }
+
+
+def _num_pending(info: dict[str, Any] | None) -> int | None:
+    if not info:
+        return None
+    value = info.get("num_pending")
+    return int(value) if isinstance(value, int) else None
 
 
 def _incoming(d: Delivery) -> Incoming:

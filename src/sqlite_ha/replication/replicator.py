@@ -80,7 +80,12 @@ class Replicator(Protocol):
 
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:
         """Deliver the database's change sets after ``subscription.after_seq`` to ``handler``, in order, in
-        batches, until ``close``; returns once delivery has started."""
+        batches, until ``close``; returns once delivery has started. (The in-memory hub in manual mode is the
+        exception: a test hands out change sets in any order, and a node that comes back gets again what it
+        was handed out of order, even at or below ``after_seq``.)"""
+
+    async def unsubscribe(self, consumer: str) -> None:
+        """Stop delivering to the subscription named ``consumer`` (its durable state stays in the log)."""
 
     async def last_seq(self, database: str) -> int:
         """The sequence of the newest change set of this database in the log (0 when there is none)."""

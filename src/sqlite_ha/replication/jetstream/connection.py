@@ -148,10 +148,12 @@ class NatsConnection:
         )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is not None:
+            # nats-py's first connect retries forever and may swallow one cancellation: insist until done.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nc.drain(), 5)

@@ -264,6 +264,11 @@ class JetStreamReplicator:
         await consumer.start()
         self._consumers[subscription.consumer] = consumer
 
+    async def unsubscribe(self, consumer: str) -> None:
+        pull = self._consumers.pop(consumer, None)
+        if pull is not None:
+            await pull.stop()
+
     # ------------------------------------------------------------------------------------ status
     def stats(self) -> dict[str, Any]:
         state = self._conn.state()

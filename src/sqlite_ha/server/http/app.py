@@ -238,8 +238,8 @@ def _min_seq(request: web.Request) -> int:
         value = int(raw)
     except ValueError:
         raise BadRequest(f"min_seq must be a sequence number, not {raw!r}") from None
-    if value < 0:
-        raise BadRequest("min_seq must not be negative")
+    if not 0 <= value < 2**63:
+        raise BadRequest(f"min_seq must be between 0 and 2^63-1, not {value}")
     return value
 
 

@@ -28,6 +28,8 @@ _EXTRA_STATUS = {
     "query_timeout": 400,
     "result_too_large": 400,
     "not_replicating": 503,
+    "replication_error": 503,
+    "replication_timeout": 503,
     "stale_read": 504,
 }
 

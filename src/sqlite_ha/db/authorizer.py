@@ -57,6 +57,14 @@ _TABLE_IN_SECOND_ARG = frozenset(
         apsw.SQLITE_ALTER_TABLE,
     }
 )
+_TEMP_SCHEMA = frozenset(
+    {
+        apsw.SQLITE_CREATE_TEMP_TABLE,
+        apsw.SQLITE_CREATE_TEMP_INDEX,
+        apsw.SQLITE_CREATE_TEMP_TRIGGER,
+        apsw.SQLITE_CREATE_TEMP_VIEW,
+    }
+)
 INTERNAL_PREFIX = "_ha_"
 
 
@@ -80,6 +88,8 @@ class Authorizer:
     def _deny_reason(action: int, a1: str | None, a2: str | None) -> str | None:
         if action == apsw.SQLITE_TRANSACTION:
             return f"{a1} is not allowed: each request already runs as one transaction"
+        if action in _TEMP_SCHEMA:
+            return "TEMP tables, views, indexes and triggers are not allowed: clients share connections"
         if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return "ATTACH, DETACH and VACUUM INTO are not allowed"
         if action == apsw.SQLITE_PRAGMA and a2 is not None:

@@ -23,6 +23,7 @@ from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache, TableInfo, is_user_table, quote
 from sqlite_ha.db.unique import UniqueResolver
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.errors import StatementNotAllowed
 
 _OPS: dict[str, Operation] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
 _DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.DOTALL)
@@ -103,6 +104,12 @@ class Capture:
             return None
         try:
             raw = session.changeset()
+        except apsw.SchemaChangeError as e:
+            raise StatementNotAllowed(
+                "this transaction changed rows of a table and then dropped or renamed it or one of its "
+                "columns; such a transaction cannot be replicated as one change set, so it was rolled back",
+                hint="send the schema change as a request of its own",
+            ) from e
         finally:
             session.close()
         ddl, self._ddl = tuple(self._ddl), []

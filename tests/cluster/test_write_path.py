@@ -184,3 +184,22 @@ def test_interceptor_can_skip_and_sees_outcomes(tmp_path: Path) -> None:
             await close(n)
 
     run(scenario, tmp_path)
+
+
+def test_own_change_set_applies_after_a_later_schema_change(tmp_path: Path) -> None:
+    """A node's change set that comes back after the table changed again is superseded, not parked."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        a = await open_node(tmp, hub, "a")
+        await a.execute(stmt("CREATE TABLE t(id INTEGER PRIMARY KEY, v)"))
+        await a.execute(stmt("INSERT INTO t VALUES (1, 'x')"))
+        await a.execute(stmt("ALTER TABLE t RENAME COLUMN v TO w"))
+        await close(a)
+        a = await open_node(tmp, hub, "a")  # a new process: its own change sets are applied like any other
+        await hub.deliver_all()
+        assert a.replica.parked() == {}
+        assert await rows(a, "SELECT id, w FROM t") == [(1, "x")]
+        await close(a)
+
+    run(scenario, tmp_path)

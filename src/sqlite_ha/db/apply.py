@@ -79,14 +79,16 @@ class Applier:
         self.schema.refresh(conn)
         version = cs.version
         for change in cs.changes:
-            info = self._table(conn, change)
+            # The version first: a change already superseded here (a node's own, say) needs no schema, even
+            # if the table has changed or gone since.
             key = encode_key(change.key)
             current = conn.execute(
-                "SELECT hlc, node FROM _ha_rows WHERE tbl = ? AND key = ?", (info.name, key)
+                "SELECT hlc, node FROM _ha_rows WHERE tbl = ? AND key = ?", (change.table, key)
             ).fetchall()
             if current and (current[0][0], current[0][1]) >= version:
                 result.skipped += 1
                 continue
+            info = self._table(conn, change)
             self._write_row(conn, info, change, version)
             meta.set_version(conn, info.name, key, cs.hlc, cs.node, change.op == "DELETE")
             result.applied += 1

@@ -77,7 +77,7 @@ def decode(payload: bytes) -> ChangeSet:
     if not isinstance(doc, dict):
         raise DecodeError("not a JSON object")
     version = doc.get("v")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise DecodeError(f"format version {version!r} is not supported (this node reads {FORMAT_VERSION})")
     node = _str(doc, "node")
     database = _str(doc, "database")
@@ -93,6 +93,10 @@ def decode(payload: bytes) -> ChangeSet:
         if not isinstance(item, dict):
             raise DecodeError(f"change {i} is not an object")
         if item.get("operation") == "SQL":
+            if changes:
+                raise DecodeError(f"change {i}: SQL changes must come before row changes")
+            if item.get("args"):
+                raise DecodeError(f"change {i}: SQL changes with args are not supported")
             ddl.append(_str(item, "command", f"change {i}"))
         else:
             changes.append(_row_change(item, f"change {i}"))
@@ -125,8 +129,16 @@ def _row_change(item: dict[str, Any], where: str) -> RowChange:
             raise DecodeError(f"{where}: {name} has {len(row)} values for {len(columns)} columns")
     if op != "DELETE" and new is None:
         raise DecodeError(f"{where}: {op} without new_values")
+    image = new if new is not None else old
+    if pk_columns and image is not None and tuple(image[columns.index(c)] for c in pk_columns) != key:
+        raise DecodeError(f"{where}: key does not match the primary key in the row")
+    if not pk_columns and (not isinstance(key[0], str) or not isinstance(key[1], int)):
+        raise DecodeError(f"{where}: key of a table without primary key must be [origin node, rowid]")
+    table = item.get("table")
+    if not isinstance(table, str):  # "" is a valid SQLite name
+        raise DecodeError(f"{where}: table must be a string")
     return RowChange(
-        table=_str(item, "table", where),
+        table=table,
         op=op,
         columns=columns,
         pk_columns=pk_columns,
@@ -162,8 +174,10 @@ def _opt_int(doc: dict[str, Any], name: str, where: str) -> int | None:
 
 def _names(doc: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
     value = doc.get(name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):  # "" is a valid name
         raise DecodeError(f"{where}: {name} must be a list of names")
+    if len(set(value)) != len(value):
+        raise DecodeError(f"{where}: {name} has a name twice")
     return tuple(value)
 
 
@@ -172,6 +186,8 @@ def _row(value: Any, where: str, name: str) -> Row | None:
         return None
     if not isinstance(value, list):
         raise DecodeError(f"{where}: {name} must be a list")
+    if any(isinstance(v, bool) for v in value):
+        raise DecodeError(f"{where}: {name} holds a boolean, which no SQLite value encodes to")
     try:
         return tuple(from_json(v, f"{where}: {name}") for v in value)
     except HAError as e:

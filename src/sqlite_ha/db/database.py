@@ -91,6 +91,7 @@ class Database:
         self._slow = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"sqlite-{spec.id}")
         self._slow_readers: list[_Conn] = []
         self.capture: Capture | None = None  # set when the database is replicated
+        self.synchronous = "off"  # of client commits: "full", "normal"; "off" for memory and read-only
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
         try:
@@ -127,8 +128,8 @@ class Database:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
             if str(mode).lower() != "wal":
                 raise ConfigError(f"database {self.spec.path!r}", f"cannot switch to WAL (got {mode})")
-            sync = self.spec.synchronous or self.options.synchronous
-            conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self.synchronous = self.spec.synchronous or self.options.synchronous
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         return self._guard(conn)
 
     def _open_file_reader(self) -> _Conn:
@@ -171,6 +172,19 @@ class Database:
             yield self._writer.conn
         finally:
             self._writer.authorizer.internal = False
+
+    def set_synchronous(self, mode: str) -> None:
+        """Change how client commits reach the disk (between transactions only)."""
+        if self.synchronous != "off" and mode != self.synchronous:
+            self._writer.control(f"PRAGMA synchronous={mode.upper()}")
+            self.synchronous = mode
+
+    def sync_to_disk(self) -> None:
+        """fsync the WAL: all committed transactions survive a power cut. Blocking: run it on a thread."""
+        if self.synchronous == "off":
+            return
+        with contextlib.suppress(FileNotFoundError), open(self.spec.path + "-wal", "rb") as wal:
+            os.fsync(wal.fileno())
 
     @property
     def writer_connection(self) -> apsw.Connection:

@@ -162,6 +162,7 @@ class MemoryReplicator:
     """One node's connection to a ``MemoryHub``."""
 
     name = "memory"
+    durable = False
 
     def __init__(self, hub: MemoryHub, node: str) -> None:
         self.hub = hub

@@ -90,6 +90,10 @@ class ReplicatedDatabase:
             interceptor=interceptor,
         )
         self.consumer = f"{node}_{subject_token(db.id)}"
+        if replicator.durable and not async_mode:
+            # A write is answered only once the log stored it durably: the local fsync adds nothing but
+            # latency. (Async writes and writes the log did not take keep it; see _pending.)
+            db.set_synchronous("normal")
         self._applied = asyncio.Condition()
         self._kick = asyncio.Event()
         self._inflight: set[int] = set()  # clocks being published by the write path
@@ -148,6 +152,7 @@ class ReplicatedDatabase:
         except ReplicationError as e:
             self.publish_failures += 1
             self._kick.set()
+            await asyncio.to_thread(self.db.sync_to_disk)  # "not lost" must hold through a power cut too
             raise ReplicationPending(
                 f"committed on this node but not yet in the replication log ({e.message}); it stays in the "
                 "outbox and is published as soon as the log answers",

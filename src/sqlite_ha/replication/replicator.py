@@ -63,6 +63,10 @@ class Replicator(Protocol):
     """A log of change sets shared by the nodes of a cluster."""
 
     name: str  # the driver: "jetstream", "local", "memory"
+    # Whether an acknowledged publish survives this process and a power cut (JetStream stores and fsyncs it;
+    # the in-process drivers keep it in memory). When it does, a node need not fsync its own commits: the
+    # log holds the write, and a node that lost its last commits applies them again from the log.
+    durable: bool
 
     async def start(self) -> None:
         """Create or update what the driver needs (the stream, with its replicas and max age)."""

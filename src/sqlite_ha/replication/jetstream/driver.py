@@ -48,6 +48,7 @@ class JetStreamReplicator:
     """
 
     name = "jetstream"
+    durable = True
 
     def __init__(
         self,

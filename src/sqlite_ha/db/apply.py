@@ -76,7 +76,8 @@ class Applier:
                 else:
                     raise ApplyError(f"schema change failed: {message}: {sql}") from e
             result.ddl += 1
-        self.schema.refresh(conn)
+        if cs.ddl:
+            self.schema.refresh(conn)
         version = cs.version
         for change in cs.changes:
             # The version first: a change already superseded here (a node's own, say) needs no schema, even

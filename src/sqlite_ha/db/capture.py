@@ -76,6 +76,7 @@ class Capture:
         self.before_commit: Callable[[apsw.Connection], None] | None = None  # rides along in every write
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
+        self._schema_changed = False
 
     def begin(self, conn: apsw.Connection) -> None:
         session = apsw.Session(conn, "main")
@@ -84,11 +85,14 @@ class Capture:
         session.attach()
         self._session = session
         self._ddl = []
+        self._schema_changed = False
 
     def record_statement(self, cursor: apsw.Cursor, sql: str) -> None:
         """Called as each statement starts; keeps the schema changes, with their bindings expanded."""
-        if self.ddl_sync and is_ddl(sql):
-            self._ddl.append(idempotent(cursor.expanded_sql or sql))
+        if is_ddl(sql):
+            self._schema_changed = True
+            if self.ddl_sync:
+                self._ddl.append(idempotent(cursor.expanded_sql or sql))
 
     def abort(self) -> None:
         if self._session is not None:
@@ -113,9 +117,10 @@ class Capture:
         finally:
             session.close()
         ddl, self._ddl = tuple(self._ddl), []
+        if self._schema_changed:
+            self.schema.refresh(conn)  # kept current for the applier too, even when DDL does not travel
         if not raw and not ddl:
             return None
-        self.schema.refresh(conn)
         hlc = self.hlc.now()
         changes = tuple(self._row_changes(conn, raw, hlc)) if raw else ()
         if not changes and not ddl:

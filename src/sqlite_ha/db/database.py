@@ -187,8 +187,9 @@ class Database:
             os.fsync(wal.fileno())
 
     @property
-    def writer_connection(self) -> apsw.Connection:
-        return self._writer.conn
+    def reader_connection(self) -> apsw.Connection:
+        """For the node's own reads outside the write lock: never sees a transaction in progress."""
+        return self._reader.conn
 
     async def execute(self, statements: Sequence[Statement]) -> Execution:
         """Run the statements as one transaction and return one result per statement.

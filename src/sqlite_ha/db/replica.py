@@ -111,14 +111,14 @@ class Replica:
     # ------------------------------------------------------------------------------------ outbox
     def outbox(self, limit: int = 256, after_hlc: int = 0) -> list[tuple[int, str, bytes]]:
         """Change sets committed here and not seen in the log yet, oldest first: (hlc, msg_id, payload)."""
-        rows = self.db.writer_connection.execute(
+        rows = self.db.reader_connection.execute(
             "SELECT hlc, msg_id, payload FROM _ha_outbox WHERE hlc > ? ORDER BY hlc LIMIT ?",
             (after_hlc, limit),
         ).fetchall()
         return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[arg-type]
 
     def outbox_size(self) -> int:
-        return int(self.db.writer_connection.execute("SELECT count(*) FROM _ha_outbox").fetchall()[0][0] or 0)
+        return int(self.db.reader_connection.execute("SELECT count(*) FROM _ha_outbox").fetchall()[0][0] or 0)
 
     # ------------------------------------------------------------------------------------ applying
     async def apply(self, batch: Sequence[Incoming]) -> BatchOutcome:
@@ -296,7 +296,7 @@ class Replica:
         return done
 
     def parked(self) -> dict[str, int]:
-        rows = self.db.writer_connection.execute(
+        rows = self.db.reader_connection.execute(
             "SELECT state, count(*) FROM _ha_parked GROUP BY state"
         ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[arg-type]

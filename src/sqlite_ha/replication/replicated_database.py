@@ -92,7 +92,7 @@ class ReplicatedDatabase:
         self.consumer = f"{node}_{subject_token(db.id)}"
         if replicator.durable and not async_mode:
             # A write is answered only once the log stored it durably: the local fsync adds nothing but
-            # latency. (Async writes and writes the log did not take keep it; see _pending.)
+            # latency. (Async writes keep it, and a write the log did not take is fsynced in ``execute``.)
             db.set_synchronous("normal")
         self._applied = asyncio.Condition()
         self._kick = asyncio.Event()

@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import itertools
 import logging
 import math
 import multiprocessing
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +46,7 @@ import aiohttp
 import apsw
 import orjson
 
+from machine import machine_info, proc_cpu_seconds
 from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
@@ -88,14 +87,6 @@ def value_for(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ machine
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc; NaN once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_pid(parent: int, comm: str) -> int | None:
@@ -151,42 +142,8 @@ class CpuWatch:
         return {name: (now[name] - self._cpu[name]) / wall if wall > 0 else float("nan") for name in now}
 
 
-def filesystem_of(path: Path) -> str:
-    """The mount point and filesystem type holding ``path`` (fsync costs depend on it)."""
-    best, fstype = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mount = parts[1]
-                inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
-                if inside and len(mount) > len(best):
-                    best, fstype = mount, parts[2]
-    except OSError:
-        pass
-    return f"{fstype} on {best or '?'}"
 
 
-def machine_info(workdir: Path) -> dict[str, Any]:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu": model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "apsw": apsw.apsw_version(),
-        "sqlite": apsw.sqlite_lib_version(),
-        "aiohttp": aiohttp.__version__,
-        "nats_py": importlib.metadata.version("nats-py"),
-        "filesystem": filesystem_of(workdir.resolve()),
-        "loadavg_at_start": os.getloadavg(),
-    }
 
 
 # ------------------------------------------------------------------------------------------------ stats

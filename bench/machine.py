@@ -1,0 +1,60 @@
+"""What the benchmarks say about the machine they ran on, and the CPU a process used."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import apsw
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc; NaN once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def filesystem_of(path: Path) -> str:
+    """The mount point and filesystem type holding ``path`` (fsync costs depend on it)."""
+    best, fstype = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mount = parts[1]
+                inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
+                if inside and len(mount) > len(best):
+                    best, fstype = mount, parts[2]
+    except OSError:
+        pass
+    return f"{fstype} on {best or '?'}"
+
+
+def machine_info(workdir: Path) -> dict[str, Any]:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "apsw": apsw.apsw_version(),
+        "sqlite": apsw.sqlite_lib_version(),
+        "aiohttp": aiohttp.__version__,
+        "nats_py": importlib.metadata.version("nats-py"),
+        "filesystem": filesystem_of(workdir.resolve()),
+        "loadavg_at_start": os.getloadavg(),
+    }

@@ -140,24 +140,28 @@ def _probe_host(host: str) -> str:
     return host.strip("[]")
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when the node dies (Linux only).
+def _child_preexec() -> Callable[[], None]:
+    """The child's set-up between fork and exec: its own process group (a terminal's Ctrl-C reaches only
+    the node, which stops the server itself), and on Linux a SIGTERM from the kernel when the node dies.
 
-    libc is resolved here, in the parent, so the child only makes the system calls. The signal is tied to
-    the *thread* that forked, which is the event loop's thread — it must outlive the server, as it does.
+    Done in a ``preexec_fn`` rather than with ``process_group=``, which other event loops (uvloop) reject.
+    libc is resolved here, in the parent, so the child only makes the system calls. The death signal is
+    tied to the *thread* that forked, which is the event loop's thread: it outlives the server.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the node died before prctl took effect
-            os._exit(1)
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:  # the node died before prctl took effect
+                os._exit(1)
 
     return preexec
 
@@ -325,8 +329,7 @@ class NatsServer:
                 stderr=asyncio.subprocess.STDOUT,
                 # Inherited so the store stays locked until the server itself is gone.
                 pass_fds=(self._lock_fd,),
-                process_group=0,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=_child_preexec(),
             )
         except OSError as e:
             raise NatsServerError(f"cannot run {binary}: {e.strerror}", hint=_INSTALL_HINT) from e

@@ -203,3 +203,34 @@ def test_own_change_set_applies_after_a_later_schema_change(tmp_path: Path) -> N
         await close(a)
 
     run(scenario, tmp_path)
+
+
+def test_concurrent_writes_commit_together_and_fail_alone(tmp_path: Path) -> None:
+    """Writes that arrive while the writer is busy share one transaction and one change set (group commit),
+    and a request that fails rolls back alone."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        await a.execute(stmt("CREATE TABLE t(x UNIQUE)"))
+        await a.execute(stmt("CREATE TABLE ddl_probe(x)"))
+        requests = [stmt("INSERT INTO t VALUES (?)", i % 10) for i in range(20)]
+        # a failing request's schema change must not travel either
+        requests.append([Statement(sql="CREATE TABLE never(x)"), Statement(sql="INSERT INTO t VALUES (0)")])
+        outcomes = await asyncio.gather(*(a.execute(r) for r in requests), return_exceptions=True)
+        ok = [o for o in outcomes if not isinstance(o, BaseException)]
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(ok) == 10
+        assert len(failed) == 11
+        assert all(isinstance(f, HAError) and "UNIQUE" in f.message for f in failed)
+        seqs = {seq for _, seq in ok}
+        assert len(seqs) < len(ok)  # fewer change sets than writes: they were committed together
+        assert None not in seqs
+        await b.wait_applied(max(s for s in seqs if s is not None), 2)
+        assert await rows(b, "SELECT x FROM t ORDER BY x") == [(i,) for i in range(10)]
+        assert await rows(b, "SELECT count(*) FROM sqlite_schema WHERE name = 'never'") == [(0,)]
+        assert await rows(a, "SELECT count(*) FROM sqlite_schema WHERE name = 'never'") == [(0,)]
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)

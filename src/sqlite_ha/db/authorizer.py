@@ -86,6 +86,8 @@ class Authorizer:
 
     @staticmethod
     def _deny_reason(action: int, a1: str | None, a2: str | None) -> str | None:
+        if action == apsw.SQLITE_SAVEPOINT and (a2 or "").lower().startswith(INTERNAL_PREFIX):
+            return f"savepoint names starting with {INTERNAL_PREFIX} are reserved for sqlite-ha"
         if action == apsw.SQLITE_TRANSACTION:
             return f"{a1} is not allowed: each request already runs as one transaction"
         if action in _TEMP_SCHEMA:

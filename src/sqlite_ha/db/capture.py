@@ -94,6 +94,13 @@ class Capture:
             if self.ddl_sync:
                 self._ddl.append(idempotent(cursor.expanded_sql or sql))
 
+    def mark(self) -> int:
+        """Where the schema changes recorded so far end: ``rewind`` to it when a savepoint rolls back."""
+        return len(self._ddl)
+
+    def rewind(self, mark: int) -> None:
+        del self._ddl[mark:]
+
     def abort(self) -> None:
         if self._session is not None:
             self._session.close()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +76,13 @@ class Execution:
     payload: bytes | None = None  # the change set as encoded into the outbox
 
 
+def _one(outcomes: list[Execution | HAError]) -> Execution:
+    outcome = outcomes[0]
+    if isinstance(outcome, HAError):
+        raise outcome
+    return outcome
+
+
 class _Escalate(Exception):
     """The inline budget ran out: run the request again on a worker thread."""
 
@@ -91,6 +98,8 @@ class Database:
         self._slow = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"sqlite-{spec.id}")
         self._slow_readers: list[_Conn] = []
         self.capture: Capture | None = None  # set when the database is replicated
+        self._queue: list[tuple[Sequence[Statement], asyncio.Future[Execution]]] = []  # writes to commit
+        self._committers: set[asyncio.Task[None]] = set()
         self.synchronous = "off"  # of client commits: "full", "normal"; "off" for memory and read-only
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
@@ -206,17 +215,66 @@ class Database:
             if self._all_read_only(statements):
                 self.stats.reads += 1
                 begin = "BEGIN" if len(statements) > 1 else None
-                return await self._execute(self._reader, statements, begin, write=False)
+                return _one(await self._execute(self._reader, [statements], begin, write=False))
             self.stats.writes += 1
-            async with self._write_lock:
-                return await self._execute(self._writer, statements, "BEGIN IMMEDIATE", write=True)
+            return await self._write(statements)
         except HAError:
             self.stats.errors += 1
             raise
 
+    async def _write(self, statements: Sequence[Statement]) -> Execution:
+        """Queue a write; the writes queued while the writer is busy commit together (group commit).
+
+        Each request keeps its own atomicity (a savepoint each: a failing request rolls back alone), and
+        the group is one SQLite transaction and one change set: one commit, one publish, one apply on every
+        other node, however many clients wrote at once.
+        """
+        future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
+        self._queue.append((statements, future))
+        if len(self._queue) == 1:
+            task = asyncio.create_task(self._commit_queued(), name=f"commit-{self.id}")
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
+        return await future
+
+    async def _commit_queued(self) -> None:
+        async with self._write_lock:
+            queued, self._queue = self._queue, []
+            if not queued:
+                return
+            requests = [statements for statements, _ in queued]
+            outcomes: list[Execution | BaseException]
+            try:
+                outcomes = list(await self._execute(self._writer, requests, "BEGIN IMMEDIATE", write=True))
+            except BaseException as e:
+                if len(queued) == 1 or not isinstance(e, HAError):
+                    outcomes = [e] * len(queued)
+                else:  # the group failed as a whole (SQLite rolled it all back): each request on its own
+                    outcomes = []
+                    for statements in requests:
+                        try:
+                            outcomes.append(
+                                _one(
+                                    await self._execute(
+                                        self._writer, [statements], "BEGIN IMMEDIATE", write=True
+                                    )
+                                )
+                            )
+                        except HAError as alone:
+                            outcomes.append(alone)
+            for (_, future), outcome in zip(queued, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, asyncio.CancelledError):
+                    future.cancel()
+                elif isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
     async def _execute(
-        self, c: _Conn, statements: Sequence[Statement], begin: str | None, *, write: bool
-    ) -> Execution:
+        self, c: _Conn, requests: Sequence[Sequence[Statement]], begin: str | None, *, write: bool
+    ) -> list[Execution | HAError]:
         """Run inline first; a request still running after the inline budget moves to a worker thread.
 
         Most requests finish in microseconds and a thread hop would cost more than the work. A slow one is
@@ -226,9 +284,9 @@ class Database:
         limits = self.options.limits
         started = time.monotonic()
         if self.spec.memory or limits.inline_budget >= limits.timeout:
-            return self._run(c, statements, begin, limits.timeout)
+            return self._run(c, requests, begin, limits.timeout)
         try:
-            return self._run(c, statements, begin, limits.inline_budget, escalate=True)
+            return self._run(c, requests, begin, limits.inline_budget, escalate=True)
         except _Escalate:
             pass
         self.stats.slow += 1
@@ -236,7 +294,7 @@ class Database:
         loop = asyncio.get_running_loop()
         worker = c if write else self._take_slow_reader()
         try:
-            return await loop.run_in_executor(self._slow, self._run, worker, statements, begin, remaining)
+            return await loop.run_in_executor(self._slow, self._run, worker, requests, begin, remaining)
         finally:
             if not write:
                 self._slow_readers.append(worker)
@@ -247,15 +305,17 @@ class Database:
     def _run(
         self,
         c: _Conn,
-        statements: Sequence[Statement],
+        requests: Sequence[Sequence[Statement]],
         begin: str | None,
         seconds: float,
         escalate: bool = False,
-    ) -> Execution:
-        results: list[Result] = []
-        budget = self.options.limits.max_rows
+    ) -> list[Execution | HAError]:
+        """Run requests in one transaction; with several, each in a savepoint so that one failing rolls
+        back alone (its error takes its place in the outcomes). A single request's error is raised."""
+        outcomes: list[list[Result] | HAError] = []
         capture = self.capture if c is self._writer else None
         captured: tuple[ChangeSet, bytes] | None = None
+        grouped = len(requests) > 1
         c.deadline.arm(seconds)
         try:
             if begin:
@@ -266,25 +326,22 @@ class Database:
             if capture is not None:
                 capture.begin(c.conn)
             on_statement = capture.record_statement if capture is not None else None
-            for i, stmt in enumerate(statements):
+            for statements in requests:
+                if not grouped:
+                    outcomes.append(self._run_request(c, statements, on_statement, escalate))
+                    continue
+                c.control("SAVEPOINT _ha_request")
+                mark = capture.mark() if capture is not None else 0
                 try:
-                    result, budget = run_statement(c.conn, stmt, budget, on_statement)
-                except apsw.AuthError as e:
-                    raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e
-                except apsw.InterruptError as e:
-                    if c.deadline.fired and escalate:
-                        raise _Escalate from e
-                    if c.deadline.fired:
-                        raise QueryTimeout(
-                            f"statement {i + 1} ran longer than {self.options.limits.timeout:g}s",
-                            hint="add an index, a LIMIT, or raise --query-timeout",
-                        ) from e
-                    raise translate(e, i) from e
-                except HAError:
-                    raise
-                except Exception as e:
-                    raise translate(e, i) from e
-                results.append(result)
+                    outcomes.append(self._run_request(c, statements, on_statement, escalate))
+                except HAError as e:
+                    if not c.conn.in_transaction:
+                        raise  # SQLite rolled the whole transaction back: the group failed as a whole
+                    c.control("ROLLBACK TO _ha_request")
+                    if capture is not None:
+                        capture.rewind(mark)
+                    outcomes.append(e)
+                c.control("RELEASE _ha_request")
             if capture is not None:
                 c.authorizer.internal = True
                 last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
@@ -304,9 +361,38 @@ class Database:
                 capture.abort()
             if c.conn.in_transaction:
                 c.control("ROLLBACK")
-        if captured is None:
-            return Execution(results)
-        return Execution(results, captured[0], captured[1])
+        cs, payload = captured if captured is not None else (None, None)
+        return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
+
+    def _run_request(
+        self,
+        c: _Conn,
+        statements: Sequence[Statement],
+        on_statement: Callable[[apsw.Cursor, str], None] | None,
+        escalate: bool,
+    ) -> list[Result]:
+        results: list[Result] = []
+        budget = self.options.limits.max_rows
+        for i, stmt in enumerate(statements):
+            try:
+                result, budget = run_statement(c.conn, stmt, budget, on_statement)
+            except apsw.AuthError as e:
+                raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e
+            except apsw.InterruptError as e:
+                if c.deadline.fired and escalate:
+                    raise _Escalate from e
+                if c.deadline.fired:
+                    raise QueryTimeout(
+                        f"statement {i + 1} ran longer than {self.options.limits.timeout:g}s",
+                        hint="add an index, a LIMIT, or raise --query-timeout",
+                    ) from e
+                raise translate(e, i) from e
+            except HAError:
+                raise
+            except Exception as e:
+                raise translate(e, i) from e
+            results.append(result)
+        return results
 
     def is_read_only(self, statements: Sequence[Statement]) -> bool:
         """Whether the request would run as a read (on the reader, changing nothing)."""

@@ -97,6 +97,7 @@ class ReplicatedDatabase:
         self._applied = asyncio.Condition()
         self._kick = asyncio.Event()
         self._inflight: set[int] = set()  # clocks being published by the write path
+        self._publishing: dict[int, asyncio.Future[int]] = {}  # clock -> the one publish of that change set
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
         self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
         self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
@@ -146,9 +147,9 @@ class ReplicatedDatabase:
         if self.async_mode:
             self._kick.set()
             return execution, None
-        self._inflight.add(cs.hlc)
         try:
-            seq = await self.replicator.publish(self.db.id, payload, msg_id=cs.msg_id, timeout=self.timeout)
+            # shielded: a request that goes away must not cancel the publish the others wait for
+            seq = await asyncio.shield(self._publish_once(cs.hlc, cs.msg_id, payload))
         except ReplicationError as e:
             self.publish_failures += 1
             self._kick.set()
@@ -159,11 +160,27 @@ class ReplicatedDatabase:
                 hint="do not retry a non-idempotent write: it is not lost",
                 execution=execution,
             ) from e
-        finally:
-            self._inflight.discard(cs.hlc)
-        self.published += 1
-        self._acked[cs.hlc] = seq
         return execution, seq
+
+    def _publish_once(self, hlc: int, msg_id: str, payload: bytes) -> asyncio.Future[int]:
+        """Publish a change set once, however many requests it carries (group commit): they share the
+        answer, and with it the outcome."""
+        publishing = self._publishing.get(hlc)
+        if publishing is None:
+            publishing = asyncio.ensure_future(self._publish(hlc, msg_id, payload))
+            self._publishing[hlc] = publishing
+            publishing.add_done_callback(lambda _: self._publishing.pop(hlc, None))
+        return publishing
+
+    async def _publish(self, hlc: int, msg_id: str, payload: bytes) -> int:
+        self._inflight.add(hlc)
+        try:
+            seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
+        finally:
+            self._inflight.discard(hlc)
+        self.published += 1
+        self._acked[hlc] = seq
+        return seq
 
     async def _relay(self) -> None:
         """Publish what the outbox holds: async-mode writes, and sync-mode writes whose publish failed."""

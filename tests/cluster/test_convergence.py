@@ -37,6 +37,7 @@ SCHEMA = [
     "CREATE TABLE t(id INTEGER PRIMARY KEY, v, w, u TEXT UNIQUE COLLATE NOCASE)",
     "CREATE TABLE k(a TEXT, b INTEGER, v UNIQUE, PRIMARY KEY (a, b)) WITHOUT ROWID",
     "CREATE TABLE n(x, y)",
+    "CREATE TABLE p(id TEXT PRIMARY KEY, v, w)",  # no other UNIQUE: applied by REPLACE
 ]
 
 
@@ -101,6 +102,9 @@ WRITE = st.tuples(
             "set_u",
             "insert_u",
             "set_u",
+            "upsert_p",
+            "update_p",
+            "delete_p",
         ]
     ),
     KEYS,
@@ -153,6 +157,12 @@ async def do_write(cluster: Cluster, node: str, op: str, key: int, value: Any) -
     elif op == "reinsert":
         await w(node, "DELETE FROM t WHERE id = ?", (key,))
         await w(node, "INSERT OR REPLACE INTO t(id, v, w) VALUES (?, ?, ?)", (key, value, value))
+    elif op == "upsert_p":
+        await w(node, "INSERT OR REPLACE INTO p(id, v) VALUES (?, ?)", (str(key), value))
+    elif op == "update_p":
+        await w(node, "UPDATE p SET w = ? WHERE id = ?", (value, str(key)))
+    elif op == "delete_p":
+        await w(node, "DELETE FROM p WHERE id = ?", (str(key),))
     elif op == "set_u":
         await w(node, "UPDATE t SET u = ? WHERE id = ?", (UNIQUE_VALUES[key % len(UNIQUE_VALUES)], key))
     elif op == "insert_u":

@@ -11,6 +11,7 @@ arrive as rows and are not made a second time here.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -112,6 +113,11 @@ class Applier:
 
     def _write_row(self, conn: apsw.Connection, info: TableInfo, change: RowChange, version: Version) -> None:
         """Make the row equal to the change: remove what is there, then insert the full image."""
+        if not info.by_rowid and not info.unique and not info.opaque_unique and change.new is not None:
+            # No other UNIQUE constraint for REPLACE to delete by: replacing by primary key is exactly
+            # "delete what is there, insert the image" in one statement.
+            conn.execute(_insert_sql(info.name, change.columns, "INSERT OR REPLACE"), change.new)
+            return
         table = quote(info.name)
         key_bytes = encode_key(change.key)
         local_rowid = self._local_rowid(conn, info, change.key) if info.by_rowid else None
@@ -155,13 +161,10 @@ class Applier:
     @staticmethod
     def _insert(conn: apsw.Connection, info: TableInfo, change: RowChange, local_rowid: int | None) -> None:
         assert change.new is not None
-        table = quote(info.name)
-        cols = ", ".join(quote(c) for c in change.columns)
-        marks = ", ".join("?" * len(change.columns))
         if not info.by_rowid:
-            conn.execute(f"INSERT INTO {table}({cols}) VALUES ({marks})", change.new)
+            conn.execute(_insert_sql(info.name, change.columns, "INSERT"), change.new)
             return
-        conn.execute(f"INSERT INTO {table}(rowid, {cols}) VALUES (?, {marks})", (local_rowid, *change.new))
+        conn.execute(_insert_sql(info.name, ("rowid", *change.columns), "INSERT"), (local_rowid, *change.new))
         if local_rowid is None:
             origin, origin_rowid = change.key
             meta.map_rowid(conn, info.name, conn.last_insert_rowid(), origin, origin_rowid)
@@ -186,3 +189,9 @@ class Applier:
             if exists and not mapped:
                 return int(origin_rowid)  # type: ignore[arg-type]
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _insert_sql(table: str, columns: tuple[str, ...], verb: str) -> str:
+    cols = ", ".join(quote(c) if c != "rowid" else c for c in columns)
+    return f"{verb} INTO {quote(table)}({cols}) VALUES ({', '.join('?' * len(columns))})"

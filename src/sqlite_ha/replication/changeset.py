@@ -19,6 +19,8 @@ from sqlite_ha.db.values import from_json, row_to_json
 from sqlite_ha.errors import HAError
 
 FORMAT_VERSION = 1
+_PLAIN = frozenset({int, float, str, type(None)})  # JSON values that are SQLite values as they are
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -186,6 +188,8 @@ def _row(value: Any, where: str, name: str) -> Row | None:
         return None
     if not isinstance(value, list):
         raise DecodeError(f"{where}: {name} must be a list")
+    if all(type(v) in _PLAIN and (type(v) is not int or _INT64_MIN <= v <= _INT64_MAX) for v in value):
+        return tuple(value)  # the common case: no typed values, no booleans, integers in range
     if any(isinstance(v, bool) for v in value):
         raise DecodeError(f"{where}: {name} holds a boolean, which no SQLite value encodes to")
     try:

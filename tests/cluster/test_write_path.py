@@ -234,3 +234,30 @@ def test_concurrent_writes_commit_together_and_fail_alone(tmp_path: Path) -> Non
             await close(n)
 
     run(scenario, tmp_path)
+
+
+def test_a_group_that_fails_as_a_whole_is_retried_request_by_request(tmp_path: Path) -> None:
+    """An interrupted INSERT makes SQLite roll back the whole transaction; the other requests of its group
+    must not pay for it: they run again, each on its own."""
+    from sqlite_ha.db.database import DatabaseOptions
+    from sqlite_ha.db.runner import Limits, QueryTimeout
+
+    async def scenario(tmp: Path) -> None:
+        db = Database(
+            parse_dsn(str(tmp / "app.db"), memory=False), DatabaseOptions(limits=Limits(timeout=0.5))
+        )
+        await db.execute(stmt("CREATE TABLE t(x)"))
+        endless = (
+            "INSERT INTO t WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n FROM c"
+        )
+        outcomes = await asyncio.gather(
+            db.execute(stmt("INSERT INTO t VALUES ('fast')")),
+            db.execute(stmt(endless)),
+            return_exceptions=True,
+        )
+        assert not isinstance(outcomes[0], BaseException), outcomes[0]
+        assert isinstance(outcomes[1], QueryTimeout)
+        assert (await db.execute(stmt("SELECT x FROM t"))).results[0].rows == [("fast",)]
+        db.close()
+
+    run(scenario, tmp_path)

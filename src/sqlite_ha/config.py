@@ -332,6 +332,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("replication-timeout", parse_duration, 15.0, "How long a write waits for the stream to ack"),
     Setting("replication-max-age", parse_duration, 24 * 3600.0, "How long the stream keeps change sets"),
     Setting(
+        "snapshot-interval",
+        parse_duration,
+        0.0,
+        "Take a snapshot of each database this often when it changed (0 = only on demand)",
+    ),
+    Setting(
         "replication-policy",
         _parse_policy,
         "all",
@@ -399,6 +405,7 @@ class Config:
     replication_timeout: float = 15.0
     replication_max_age: float = 24 * 3600.0
     replication_policy: str = "all"
+    snapshot_interval: float = 0.0
     async_replication: bool = False
     disable_ddl_sync: bool = False
     row_identify: str = "pk"

@@ -29,9 +29,11 @@ from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
+from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
 from sqlite_ha.replication.replicator import Replicator
+from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Node:
         self.nats_server: NatsServer | None = None
         self.nats: NatsConnection | None = None
         self.replication: ReplicationManager | None = None
+        self.snapshots: Snapshotter | None = None
         self._runner: web.AppRunner | None = None
         self._started_at = time.time()
         self.http_port: int | None = None
@@ -151,6 +154,11 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
         )
         self.replication.start(list(self.databases))
+        if self.nats is not None:
+            store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
+            self.snapshots = Snapshotter(store, node=cfg.name, interval=cfg.snapshot_interval)
+            manager = self.replication
+            self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
 
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
         """Run a request on a database, replicating what it writes; returns the execution and its seq."""
@@ -178,6 +186,9 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.snapshots is not None:
+            await self.snapshots.close()
+            self.snapshots = None
         if self.replication is not None:
             await self.replication.close()
             self.replication = None

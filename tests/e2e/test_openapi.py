@@ -892,8 +892,24 @@ def test_replicating_node_answers_as_the_spec_declares(node_factory: NodeFactory
     recreated = call("GET", "/replications/{name}", name=consumer, expect=200).json()
     assert (recreated["deliver_policy"], recreated["delivered_stream_seq"]) == ("by_start_sequence", again)
 
+    # Snapshots: none yet, then taken, then skipped (nothing changed), and downloadable.
+    call("GET", "/snapshot", expect=404)
+    wait_for(
+        lambda: call("POST", "/snapshot").json().get("snapshot", {}).get("seq") == again,
+        10,
+        "a snapshot including the last write",
+    )
+    skipped = call("POST", "/databases/{id}/snapshot", id="app.db", expect=200).json()
+    assert (skipped["taken"], skipped["snapshot"]["seq"]) == (False, again)
+    assert call("GET", "/databases/{id}/snapshot", id="app.db", expect=200).headers["X-Sequence"] == str(
+        again
+    )
+    assert call("GET", "/snapshot", expect=200).body.startswith(b"SQLite format 3\x00")
+    call("GET", "/databases/{id}/snapshot", id="nope.db", expect=404)
+    call("POST", "/databases/{id}/snapshot", id="nope.db", expect=404)
+
     seen = {(m, r) for m, r, _ in conf.seen}
-    assert {(m, r) for m, r in conf.operations() if r.startswith("/replications")} <= seen
+    assert {(m, r) for m, r in conf.operations() if r.startswith(("/replications", "/snapshot"))} <= seen
 
 
 def test_write_the_log_does_not_take_answers_202_pending(node_factory: NodeFactory) -> None:

@@ -9,7 +9,8 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 from aiohttp import web
@@ -20,6 +21,8 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import BadRequest, NotFound, NotReady, Unauthorized
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
+from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, error_middleware
 from sqlite_ha.server.http.query import encode_results, load_json, parse_body
@@ -38,6 +41,7 @@ class NodeView(Protocol):
     name: str
     databases: Databases
     replication: ReplicationManager | None
+    snapshots: Snapshotter | None
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
@@ -101,6 +105,10 @@ class HTTPApi:
         r.add_post("/databases/{id}", self.query)
         r.add_get("/databases/{id}", self.download)
         r.add_delete("/databases/{id}", self.delete_database)
+        r.add_post("/snapshot", self.take_snapshot)
+        r.add_get("/snapshot", self.get_snapshot)
+        r.add_post("/databases/{id}/snapshot", self.take_snapshot)
+        r.add_get("/databases/{id}/snapshot", self.get_snapshot)
         r.add_get("/replications", self.list_replications)
         r.add_get("/replications/{name}", self.get_replication)
         r.add_delete("/replications/{name}", self.delete_replication)
@@ -149,21 +157,45 @@ class HTTPApi:
             f = await asyncio.to_thread(open, tmp, "rb")
         finally:
             os.unlink(tmp)  # the open handle keeps the data until it is closed
-        with f:
-            size = os.fstat(f.fileno()).st_size
-            stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-            resp = web.StreamResponse(
-                headers={
-                    "Content-Type": "application/vnd.sqlite3",
-                    "Content-Disposition": f'attachment; filename="{stamp}_{db.id}"',
-                    "Content-Length": str(size),
-                }
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        return await _stream_file(request, f, f"{stamp}_{db.id}")
+
+    # -------------------------------------------------------------------------------- snapshots
+    def _snapshots(self) -> tuple[Snapshotter, ReplicationManager]:
+        if self.node.snapshots is None or self.node.replication is None:
+            raise SnapshotsUnavailable(
+                "snapshots are stored in the JetStream object store, and this node runs without NATS",
+                hint="use GET /download for a backup of this node",
             )
-            await resp.prepare(request)
-            while chunk := f.read(_CHUNK):
-                await resp.write(chunk)
-            await resp.write_eof()
-        return resp
+        return self.node.snapshots, self.node.replication
+
+    async def take_snapshot(self, request: web.Request) -> web.Response:
+        """Snapshot the database now, unless the stored snapshot already includes everything applied here."""
+        db = self._database(request)
+        snapshots, replication = self._snapshots()
+        meta, taken = await snapshots.take(replication.get(db.id))
+        if meta is None:
+            raise NoSnapshot(f"nothing to snapshot in {db.id!r} yet")
+        return web.Response(
+            body=orjson.dumps({"snapshot": meta.to_dict(), "taken": taken}),
+            content_type="application/json",
+            headers={SEQ_HEADER: str(meta.seq)},
+        )
+
+    async def get_snapshot(self, request: web.Request) -> web.StreamResponse:
+        """Stream the database's latest snapshot, with the log position it includes in ``X-Sequence``."""
+        db = self._database(request)
+        snapshots, _ = self._snapshots()
+        fd, tmp = tempfile.mkstemp(prefix=f"sqlite-ha-snapshot-{db.id}-", suffix=".db")
+        os.close(fd)
+        try:
+            meta = await snapshots.store.fetch(db.id, Path(tmp))
+            f = await asyncio.to_thread(open, tmp, "rb")
+        finally:
+            os.unlink(tmp)
+        return await _stream_file(
+            request, f, f"{meta.seq}_{db.id}", {SEQ_HEADER: str(meta.seq), "X-Snapshot-Sha256": meta.sha256}
+        )
 
     # -------------------------------------------------------------------------------- databases
     async def list_databases(self, request: web.Request) -> web.Response:
@@ -228,6 +260,27 @@ class HTTPApi:
 
     async def docs(self, request: web.Request) -> web.Response:
         return web.Response(text=render_docs(openapi_text()), content_type="text/html")
+
+
+async def _stream_file(
+    request: web.Request, f: BinaryIO, filename: str, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """Stream an open (already unlinked) SQLite file as an attachment, then close it."""
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "application/vnd.sqlite3",
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Content-Length": str(size),
+                **(headers or {}),
+            }
+        )
+        await resp.prepare(request)
+        while chunk := f.read(_CHUNK):
+            await resp.write(chunk)
+        await resp.write_eof()
+    return resp
 
 
 def _min_seq(request: web.Request) -> int:

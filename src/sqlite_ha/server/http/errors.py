@@ -30,6 +30,9 @@ _EXTRA_STATUS = {
     "not_replicating": 503,
     "replication_error": 503,
     "replication_timeout": 503,
+    "snapshot_error": 503,
+    "no_snapshot": 404,
+    "snapshots_unavailable": 409,
     "stale_read": 504,
 }
 

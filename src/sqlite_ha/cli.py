@@ -18,6 +18,7 @@ import click
 from sqlite_ha import __version__
 from sqlite_ha.config import SETTINGS, Config, Setting, resolve
 from sqlite_ha.errors import ConfigError, NatsServerError
+from sqlite_ha.replication.bootstrap import BootstrapError
 
 EXIT_USAGE = 2
 
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e.message, EXIT_USAGE)
     except NatsServerError as e:
         _fail(e.message, EXIT_USAGE if "already in use" in e.message else 1)
+    except BootstrapError as e:
+        _fail(e.message + (f" ({e.hint})" if e.hint else ""), 1)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -332,6 +332,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("replication-timeout", parse_duration, 15.0, "How long a write waits for the stream to ack"),
     Setting("replication-max-age", parse_duration, 24 * 3600.0, "How long the stream keeps change sets"),
     Setting(
+        "from-latest-snapshot",
+        parse_bool,
+        False,
+        "Start every database from the latest snapshot (a node also does so by itself when the log no "
+        "longer holds what it missed)",
+        is_flag=True,
+    ),
+    Setting(
         "snapshot-interval",
         parse_duration,
         0.0,
@@ -406,6 +414,7 @@ class Config:
     replication_max_age: float = 24 * 3600.0
     replication_policy: str = "all"
     snapshot_interval: float = 0.0
+    from_latest_snapshot: bool = False
     async_replication: bool = False
     disable_ddl_sync: bool = False
     row_identify: str = "pk"

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,20 @@ from aiohttp import web
 from sqlite_ha import __version__
 from sqlite_ha.config import Config
 from sqlite_ha.db.database import Database, DatabaseOptions, Execution
-from sqlite_ha.db.dsn import parse_databases
+from sqlite_ha.db.dsn import DatabaseSpec, parse_databases
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import ConfigError
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
+from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
-from sqlite_ha.replication.replicator import Replicator
+from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
 
@@ -63,7 +65,7 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         try:
-            self.databases.open_all(parse_databases(cfg.databases, memory=cfg.memory))
+            specs = parse_databases(cfg.databases, memory=cfg.memory)
             if cfg.embedded_nats:
                 self.nats_server = NatsServer(
                     NatsServerOptions(
@@ -86,9 +88,18 @@ class Node:
                     cfg.nats_url, name=cfg.name, user=cfg.nats_user, password=cfg.nats_pass
                 )
                 self.nats.start()
-                if self.nats_server is not None:
-                    await self.nats.wait_connected(5.0)
-            self._start_replication()
+                wait = (
+                    5.0
+                    if self.nats_server is not None
+                    else (cfg.replication_timeout if cfg.from_latest_snapshot else 2.0)
+                )
+                await self.nats.wait_connected(wait)
+            replicator, store = self._log()
+            specs, loaded = await self._bootstrap(specs, replicator, store)
+            self.databases.open_all(specs)
+            for path in loaded:  # snapshots loaded into memory were temporary files
+                await asyncio.to_thread(os.remove, path)
+            self._start_replication(replicator, store)
             if (self.nats_server is not None and not cfg.nats_cluster_port) or self.nats is None:
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)  # a log of our own answers at once
@@ -131,19 +142,64 @@ class Node:
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
             )
 
-    def _start_replication(self) -> None:
+    def _log(self) -> tuple[Replicator, JetStreamSnapshotStore | None]:
+        """The replication log and, with NATS, the snapshot store."""
         cfg = self.config
-        replicator: Replicator
-        if self.nats is not None:
-            replicator = JetStreamReplicator(
-                self.nats,
-                node=cfg.name,
-                stream=cfg.replication_stream,
-                replicas=cfg.replicas,
-                max_age=cfg.replication_max_age,
+        if self.nats is None:
+            return LocalReplicator(cfg.name), None
+        replicator = JetStreamReplicator(
+            self.nats,
+            node=cfg.name,
+            stream=cfg.replication_stream,
+            replicas=cfg.replicas,
+            max_age=cfg.replication_max_age,
+        )
+        return replicator, JetStreamSnapshotStore(
+            self.nats, stream=cfg.replication_stream, replicas=cfg.replicas
+        )
+
+    async def _bootstrap(
+        self, specs: list[DatabaseSpec], replicator: Replicator, store: JetStreamSnapshotStore | None
+    ) -> tuple[list[DatabaseSpec], list[str]]:
+        """Start each database from a snapshot where the log alone cannot bring it up to date. Returns the
+        specs to open and the temporary snapshot files that in-memory databases load."""
+        cfg = self.config
+        if store is None or self.nats is None:
+            if cfg.from_latest_snapshot:
+                raise ConfigError(
+                    "--from-latest-snapshot", "snapshots need NATS (--nats-port or --replication-url)"
+                )
+            return specs, []
+        if not self.nats.state().connected:
+            if cfg.from_latest_snapshot:
+                raise BootstrapError(
+                    "--from-latest-snapshot: NATS is not reachable, so no snapshot can be read"
+                )
+            log.warning(
+                "NATS is not reachable yet: cannot check whether the log still has what this node missed"
             )
-        else:
-            replicator = LocalReplicator(cfg.name)
+            return specs, []
+        out, loaded = [], []
+        for spec in specs:
+            try:
+                started = await bootstrap(spec, replicator, store, force=cfg.from_latest_snapshot)
+            except ReplicationError as e:  # JetStream not answering yet (a cluster still forming)
+                if cfg.from_latest_snapshot:
+                    raise BootstrapError(f"database {spec.id}: cannot read the log: {e.message}") from e
+                log.warning(
+                    "database %s: cannot compare with the log yet (%s); starting from the file",
+                    spec.id,
+                    e.message,
+                )
+                out.append(spec)
+                continue
+            out.append(started.spec)
+            if started.spec.memory and started.installed is not None:
+                loaded.append(started.spec.path)
+        return out, loaded
+
+    def _start_replication(self, replicator: Replicator, store: JetStreamSnapshotStore | None) -> None:
+        cfg = self.config
         self.replication = ReplicationManager(
             replicator,
             node=cfg.name,
@@ -154,8 +210,7 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
         )
         self.replication.start(list(self.databases))
-        if self.nats is not None:
-            store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
+        if store is not None:
             self.snapshots = Snapshotter(store, node=cfg.name, interval=cfg.snapshot_interval)
             manager = self.replication
             self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])

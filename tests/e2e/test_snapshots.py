@@ -79,3 +79,58 @@ def test_no_snapshots_without_nats(node: NodeProcess) -> None:
     resp = node.request("POST", "/snapshot")
     assert resp.status == 409
     assert resp.json()["error"]["code"] == "snapshots_unavailable"
+
+
+def stream_state(nats_port: int) -> tuple[int, int]:
+    """(messages, first sequence) of the replication stream, read with a plain NATS client."""
+    import asyncio
+
+    import nats
+
+    async def read() -> tuple[int, int]:
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        try:
+            info = await nc.jetstream().stream_info("ha_replication")
+            return int(info.state.messages), int(info.state.first_seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def test_a_node_joining_after_the_log_aged_out_starts_from_the_snapshot(node_factory: NodeFactory) -> None:
+    first = node_factory(
+        args=["app.db", "other.db", "--replication-max-age", "2s"], nats_port=None, name="node1"
+    )
+    assert first.nats_port
+    first.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    seq = first.query([{"sql": "INSERT INTO t(v) VALUES (?)", "params": [f"r{i}"]} for i in range(20)])["seq"]
+    wait_for(lambda: first.request("POST", "/snapshot").json()["snapshot"]["seq"] == seq, 10, "the snapshot")
+    other = first.query({"sql": "CREATE TABLE o(x)"}, db="other.db")["seq"]  # never snapshotted
+    # app.db did not change since its snapshot: a caught-up node records that it covers the log further
+    wait_for(
+        lambda: first.request("POST", "/snapshot").json()["snapshot"]["covers_through"] >= other,
+        10,
+        "the snapshot to cover the other database's change set too",
+    )
+    wait_for(lambda: stream_state(first.nats_port or 0)[0] == 0, 30, "the stream to age out")
+    url = f"nats://127.0.0.1:{first.nats_port}"
+    joiner = node_factory(
+        args=["app.db", "--replication-url", url, "--replication-max-age", "2s"], name="node2"
+    )
+    rows = joiner.query({"sql": "SELECT v FROM t ORDER BY id"})["rows"]
+    assert rows == [[f"r{i}"] for i in range(20)]
+    assert "installed the snapshot" in joiner.logs()
+    # and the log follows from there
+    later = first.query({"sql": "INSERT INTO t(v) VALUES ('after')"})["seq"]
+    assert joiner.request("POST", f"/query?min_seq={later}", {"sql": "SELECT count(*) FROM t"}).json()[
+        "rows"
+    ] == [[21]]
+    # a database the log lost and no snapshot covers: the node refuses to start rather than serve it stale
+    stale = node_factory(
+        args=["other.db", "--replication-url", url, "--replication-max-age", "2s"], name="node3", start=False
+    )
+    stale.start(wait_ready=False)
+    assert stale.proc is not None
+    assert stale.proc.wait(30) == 1
+    assert "no snapshot to start from" in stale.logs()

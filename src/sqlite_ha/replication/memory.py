@@ -197,6 +197,9 @@ class MemoryReplicator:
     async def last_seq(self, database: str) -> int:
         return self.hub.log(database).last_seq
 
+    async def first_seq(self, database: str) -> int:
+        return self.hub.log(database).base + 1
+
     def stats(self) -> dict[str, Any]:
         subs = [s for s in self.hub._subs if s.node == self.node]
         return {

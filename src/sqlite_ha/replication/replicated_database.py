@@ -278,6 +278,19 @@ class ReplicatedDatabase:
     def applied_seq(self) -> int:
         return self.replica.applied_seq
 
+    async def caught_up_through(self) -> int | None:
+        """A log position up to which this node has applied every change set of this database, if it can
+        tell (the log's end when its consumer has nothing pending), else None."""
+        end = getattr(self.replicator, "stream_last_seq", None)
+        if end is None:
+            return None
+        try:
+            last = int(await asyncio.wait_for(end(), 2.0))
+            pending = await self._pending_messages()
+        except (TimeoutError, ReplicationError):
+            return None
+        return last if pending == 0 else None
+
     async def _pending_messages(self) -> int | None:
         """How many of this database's change sets the log still has for this node, where it can say."""
         consumer = getattr(self.replicator, "consumer", None)
@@ -325,8 +338,10 @@ class ReplicatedDatabase:
 def _num_pending(info: dict[str, Any] | None) -> int | None:
     if not info:
         return None
-    value = info.get("num_pending")
-    return int(value) if isinstance(value, int) else None
+    pending, unacked = info.get("num_pending"), info.get("num_ack_pending", 0)
+    if not isinstance(pending, int):
+        return None
+    return pending + (unacked if isinstance(unacked, int) else 0)  # delivered but not applied yet count too
 
 
 def _incoming(d: Delivery) -> Incoming:

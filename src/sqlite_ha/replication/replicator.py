@@ -94,6 +94,11 @@ class Replicator(Protocol):
     async def last_seq(self, database: str) -> int:
         """The sequence of the newest change set of this database in the log (0 when there is none)."""
 
+    async def first_seq(self, database: str) -> int:
+        """The lowest sequence the log still holds that may belong to this database (1 for a log that has
+        lost nothing; 0 when it cannot tell). A node whose applied position is below ``first_seq - 1``
+        missed change sets the log no longer has: it must start over from a snapshot."""
+
     def stats(self) -> dict[str, Any]:
         """Counters for /status: published, delivered, errors, and driver-specific state."""
 

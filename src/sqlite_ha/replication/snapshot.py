@@ -37,6 +37,13 @@ class SnapshotMeta:
     schema_version: int
     node: str
     taken_at: float  # unix time
+    # A caught-up node checked that the database had no change set between ``seq`` and this position, so
+    # the snapshot covers the log up to here (other databases' change sets may take the numbers between).
+    covers_through: int = 0
+
+    @property
+    def covers(self) -> int:
+        return max(self.seq, self.covers_through)
 
     def headers(self) -> dict[str, str]:
         return {f"Ha-{k.replace('_', '-').title()}": str(v) for k, v in asdict(self).items()}
@@ -54,6 +61,7 @@ class SnapshotMeta:
                 schema_version=int(norm["ha-schema-version"]),
                 node=str(norm["ha-node"]),
                 taken_at=float(norm["ha-taken-at"]),
+                covers_through=int(norm.get("ha-covers-through", 0) or 0),
             )
         except (KeyError, ValueError) as e:
             raise SnapshotError(f"the stored snapshot has no usable metadata ({e})") from None
@@ -74,6 +82,9 @@ class SnapshotStore(Protocol):
     async def fetch(self, database: str, dest: Path) -> SnapshotMeta:
         """Write the snapshot's bytes to ``dest``; ``NoSnapshot`` when there is none."""
 
+    async def certify(self, meta: SnapshotMeta) -> None:
+        """Store updated metadata (``covers_through``) of the database's current snapshot."""
+
 
 class MemorySnapshotStore:
     """Snapshots kept in memory, for in-process nodes (tests and the memory hub)."""
@@ -87,6 +98,10 @@ class MemorySnapshotStore:
     async def latest(self, database: str) -> SnapshotMeta | None:
         found = self._objects.get(database)
         return found[0] if found else None
+
+    async def certify(self, meta: SnapshotMeta) -> None:
+        if meta.database in self._objects:
+            self._objects[meta.database] = (meta, self._objects[meta.database][1])
 
     async def fetch(self, database: str, dest: Path) -> SnapshotMeta:
         if database not in self._objects:

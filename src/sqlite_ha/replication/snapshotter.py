@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sqlite_ha.db.snapshot_file import make_snapshot_file
@@ -39,7 +40,7 @@ class Snapshotter:
         async with lock:
             latest = await self.store.latest(db.id)
             if latest is not None and latest.seq >= rdb.applied_seq:
-                return latest, False
+                return await self._certify(rdb, latest), False
             # The position moved by this node's own change sets is written lazily: write it now, so that the
             # copy records everything it holds.
             await rdb.replica.flush_position()
@@ -69,6 +70,16 @@ class Snapshotter:
             self.taken += 1
             log.info("snapshot of %s at seq %d stored (%d bytes)", db.id, meta.seq, meta.size)
             return meta, True
+
+    async def _certify(self, rdb: ReplicatedDatabase, latest: SnapshotMeta) -> SnapshotMeta:
+        """Nothing changed since the snapshot: if this node is caught up, record that the snapshot covers the
+        log up to its end, so that change sets of *other* databases aging out do not look like a gap."""
+        through = await rdb.caught_up_through()
+        if through is None or through <= latest.covers or rdb.applied_seq != latest.seq:
+            return latest
+        certified = replace(latest, covers_through=through)
+        await self.store.certify(certified)
+        return certified
 
     def start(self, databases: Callable[[], list[ReplicatedDatabase]]) -> None:
         if self.interval > 0:

@@ -242,6 +242,25 @@ class JetStreamReplicator:
             raise ReplicationError(f"last sequence of {database}: {describe(e)}") from e
         return int(msg.seq or 0)
 
+    async def stream_last_seq(self) -> int:
+        """The stream's last sequence, whatever the database."""
+        try:
+            info = await self._jetstream().stream_info(self.stream)
+        except Exception as e:
+            raise ReplicationError(f"stream {self.stream}: {describe(e)}") from e
+        return int(info.state.last_seq or 0)
+
+    async def first_seq(self, database: str) -> int:
+        """The stream's first sequence (the stream's, not the subject's: an aged-out message of another
+        database looks the same, so this errs on the side of a snapshot); 0 when there is no stream yet."""
+        try:
+            info = await self._jetstream().stream_info(self.stream)
+        except NotFoundError:
+            return 0
+        except Exception as e:
+            raise ReplicationError(f"first sequence of stream {self.stream}: {describe(e)}") from e
+        return int(info.state.first_seq or 0)
+
     # ------------------------------------------------------------------------------------ subscribe
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:
         """Deliver the database's change sets after ``subscription.after_seq`` through the node's durable

@@ -79,6 +79,22 @@ class JetStreamSnapshotStore:
             return None
         return SnapshotMeta.from_headers(dict(info.headers or {}))
 
+    async def certify(self, meta: SnapshotMeta) -> None:
+        try:
+            store = await self._bucket(create=False)
+            if store is None:
+                return
+            await store.update_meta(
+                object_name(meta.database),
+                ObjectMeta(
+                    name=object_name(meta.database),
+                    description=f"snapshot of {meta.database} at seq {meta.seq}",
+                    headers=meta.headers(),
+                ),
+            )
+        except Exception as e:  # the old metadata stays valid, only less useful
+            raise SnapshotError(f"updating the snapshot metadata of {meta.database}: {describe(e)}") from e
+
     async def fetch(self, database: str, dest: Path) -> SnapshotMeta:
         meta = await self.latest(database)
         if meta is None:

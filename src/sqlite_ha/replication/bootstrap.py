@@ -1,0 +1,154 @@
+"""Start a database from a snapshot when the log alone cannot bring it up to date.
+
+Before a node opens a database it compares the position the file has applied with the first sequence the
+log still holds. If change sets the node never saw are gone (a new node joining a cluster older than
+``--replication-max-age``, or a node that was down longer than that), it installs the latest snapshot, which
+must cover the gap, and consumes the log from the snapshot's position. ``--from-latest-snapshot`` asks for it
+in any case. A snapshot is verified (checksum, SQLite integrity check, the position recorded inside it)
+before it replaces anything, and it replaces the file atomically (a rename), so a failure leaves the old
+file as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import apsw
+
+from sqlite_ha.db import meta
+from sqlite_ha.db.dsn import DatabaseSpec
+from sqlite_ha.errors import HAError
+from sqlite_ha.replication.replicator import Replicator
+from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+class BootstrapError(HAError):
+    """The database cannot be brought up to date: serving it would serve stale data silently."""
+
+    code = "bootstrap_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    spec: DatabaseSpec  # what to open: the same, or for an in-memory database the snapshot to load
+    installed: SnapshotMeta | None  # the snapshot installed, if one was
+
+
+def applied_position(path: str) -> tuple[int, int]:
+    """The log position a database file has applied and how many of its own change sets still wait in
+    its outbox ((0, 0) for a missing or never replicated file)."""
+    if not os.path.exists(path):
+        return 0, 0
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_ha_state'").fetchall():
+            return 0, 0
+        outbox = int(conn.execute("SELECT count(*) FROM _ha_outbox").fetchall()[0][0] or 0)
+        return int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0), outbox
+    finally:
+        conn.close()
+
+
+async def bootstrap(
+    spec: DatabaseSpec, replicator: Replicator, store: SnapshotStore, *, force: bool = False
+) -> Bootstrap:
+    applied, outbox = (0, 0) if spec.memory else await asyncio.to_thread(applied_position, spec.path)
+    first = await replicator.first_seq(spec.id)
+    gap = first > applied + 1
+    if not gap and not force:
+        return Bootstrap(spec, None)
+    latest = await store.latest(spec.id)
+    why = (
+        f"the log starts at {first} and this database has applied up to {applied}"
+        if gap
+        else "--from-latest-snapshot"
+    )
+    if latest is None:
+        if not gap:
+            log.info("database %s: no snapshot to start from; the log has everything", spec.id)
+            return Bootstrap(spec, None)
+        raise BootstrapError(
+            f"database {spec.id}: {why}, and there is no snapshot to start from",
+            hint="take a snapshot on a node that has the data (POST /snapshot)",
+        )
+    if latest.covers + 1 < first:
+        raise BootstrapError(
+            f"database {spec.id}: {why}, and the latest snapshot (seq {latest.seq}) is older than that too",
+            hint="take a new snapshot on a node that is up to date",
+        )
+    if not gap and latest.seq <= applied:
+        return Bootstrap(spec, None)  # the file is already as new as the snapshot
+    if outbox:
+        raise BootstrapError(
+            f"database {spec.id}: {why}, but it holds {outbox} change set(s) of its own not yet in the log; "
+            "installing the snapshot would lose them",
+            hint="start the node without --from-latest-snapshot first, so that they are published",
+        )
+    directory = Path(spec.path).parent if not spec.memory else Path(tempfile.gettempdir())
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.id}-snapshot-", suffix=".db", dir=directory)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        got = await store.fetch(spec.id, tmp)
+        await asyncio.to_thread(verify, tmp, got)
+        if spec.memory:
+            installed = replace(spec, path=str(tmp))  # loaded into memory by Database; deleted by the node
+        else:
+            await asyncio.to_thread(_install, tmp, spec.path)
+            installed = spec
+    except BaseException:
+        await asyncio.to_thread(_remove, tmp)
+        raise
+    log.info(
+        "database %s: installed the snapshot at seq %d (%s); the log follows from there",
+        spec.id,
+        got.seq,
+        why,
+    )
+    return Bootstrap(installed, got)
+
+
+def verify(path: Path, expected: SnapshotMeta) -> None:
+    """Refuse a snapshot whose bytes, structure or recorded position are not what its metadata says."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    if digest.hexdigest() != expected.sha256:
+        raise BootstrapError(f"snapshot of {expected.database} is corrupt: checksum mismatch")
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            check = conn.execute("PRAGMA integrity_check").fetchall()
+            position = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0)
+        finally:
+            conn.close()
+    except apsw.Error as e:
+        raise BootstrapError(f"snapshot of {expected.database} is not a usable database: {e}") from e
+    if check != [("ok",)]:
+        raise BootstrapError(f"snapshot of {expected.database} fails SQLite's integrity check: {check[0][0]}")
+    if position != expected.seq:
+        raise BootstrapError(
+            f"snapshot of {expected.database} records seq {position}, its metadata {expected.seq}"
+        )
+
+
+def _install(tmp: Path, path: str) -> None:
+    for side in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + side)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

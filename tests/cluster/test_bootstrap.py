@@ -1,0 +1,110 @@
+"""Starting a database from a snapshot, in process: gaps, verification, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from sqlite_ha.db.database import Database
+from sqlite_ha.db.dsn import parse_dsn
+from sqlite_ha.db.snapshot_file import make_snapshot_file
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
+from sqlite_ha.replication.memory import MemoryHub
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase
+from sqlite_ha.replication.snapshot import MemorySnapshotStore, SnapshotMeta
+
+
+async def source_snapshot(tmp: Path, store: MemorySnapshotStore, hub: MemoryHub, rows: int) -> SnapshotMeta:
+    """A node that writes ``rows`` rows and stores a snapshot of them."""
+    (tmp / "src").mkdir()
+    rdb = ReplicatedDatabase(
+        Database(parse_dsn(str(tmp / "src" / "app.db"), memory=False)), hub.connect("src"), node="src"
+    )
+    await rdb.start()
+    await rdb.execute([Statement(sql="CREATE TABLE t(x)")])
+    for i in range(rows):
+        _, seq = await rdb.execute([Statement(sql="INSERT INTO t VALUES (?)", bindings=(i,))])
+    assert seq is not None
+    await rdb.wait_applied(seq, 2)
+    await rdb.replica.flush_position()
+    made = make_snapshot_file(rdb.db, str(tmp / "snap.db"))
+    meta = SnapshotMeta(
+        database="app.db",
+        seq=made.seq,
+        hlc=made.hlc,
+        sha256=made.sha256,
+        size=made.size,
+        schema_version=made.schema_version,
+        node="src",
+        taken_at=time.time(),
+    )
+    await store.put(meta, tmp / "snap.db")
+    await rdb.close()
+    await rdb.replicator.close()
+    rdb.db.close()
+    return meta
+
+
+def count_rows(path: Path) -> int:
+    db = Database(parse_dsn(str(path), memory=False))
+    try:
+        return int(asyncio.run(db.execute([Statement(sql="SELECT count(*) FROM t")])).results[0].rows[0][0])
+    finally:
+        db.close()
+
+
+def test_a_gap_installs_the_snapshot_and_a_covered_log_does_not(tmp_path: Path) -> None:
+    async def scenario() -> tuple[SnapshotMeta | None, SnapshotMeta | None]:
+        hub, store = MemoryHub(), MemorySnapshotStore()
+        meta = await source_snapshot(tmp_path, store, hub, rows=5)
+        (tmp_path / "new").mkdir()
+        spec = parse_dsn(str(tmp_path / "new" / "app.db"), memory=False)
+        no_gap = await bootstrap(spec, hub.connect("new"), store)  # the log still has everything
+        hub.log("app.db").base = meta.seq  # everything up to the snapshot aged out of the log
+        hub.log("app.db").entries.clear()
+        gap = await bootstrap(spec, hub.connect("new"), store)
+        return no_gap.installed, gap.installed
+
+    no_gap, gap = asyncio.run(scenario())
+    assert no_gap is None
+    assert gap is not None
+    assert count_rows(tmp_path / "new" / "app.db") == 5
+
+
+def test_a_corrupt_snapshot_is_refused_and_the_file_kept(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        hub, store = MemoryHub(), MemorySnapshotStore()
+        meta = await source_snapshot(tmp_path, store, hub, rows=3)
+        data = bytearray((tmp_path / "snap.db").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (tmp_path / "snap.db").write_bytes(bytes(data))
+        await store.put(meta, tmp_path / "snap.db")  # the bytes no longer match the checksum
+        (tmp_path / "new").mkdir()
+        target = tmp_path / "new" / "app.db"
+        target.write_bytes(b"")  # an existing (empty) file that must survive the refusal
+        with pytest.raises(BootstrapError, match="corrupt"):
+            await bootstrap(parse_dsn(str(target), memory=False), hub.connect("new"), store, force=True)
+        assert target.read_bytes() == b""
+        assert not [p for p in (tmp_path / "new").iterdir() if p.name != "app.db"]  # no temporary left
+
+    asyncio.run(scenario())
+
+
+def test_a_gap_without_a_covering_snapshot_refuses(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        hub, store = MemoryHub(), MemorySnapshotStore()
+        hub.log("app.db").base = 10  # the log lost change sets 1..10
+        (tmp_path / "new").mkdir()
+        spec = parse_dsn(str(tmp_path / "new" / "app.db"), memory=False)
+        with pytest.raises(BootstrapError, match="no snapshot"):
+            await bootstrap(spec, hub.connect("new"), store)
+        meta = await source_snapshot(tmp_path, store, MemoryHub(), rows=1)
+        hub.log("app.db").base = meta.seq + 5  # older than the snapshot covers
+        with pytest.raises(BootstrapError, match="older"):
+            await bootstrap(spec, hub.connect("new"), store)
+
+    asyncio.run(scenario())

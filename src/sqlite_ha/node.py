@@ -58,6 +58,7 @@ class Node:
         self.nats: NatsConnection | None = None
         self.replication: ReplicationManager | None = None
         self.snapshots: Snapshotter | None = None
+        self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
         self._runner: web.AppRunner | None = None
         self._started_at = time.time()
         self.http_port: int | None = None
@@ -193,6 +194,8 @@ class Node:
                 )
                 out.append(spec)
                 continue
+            if started.installed is not None:
+                self._covered[spec.id] = started.installed.covers
             out.append(started.spec)
             if started.spec.memory and started.installed is not None:
                 loaded.append(started.spec.path)
@@ -209,7 +212,7 @@ class Node:
             ddl_sync=not cfg.disable_ddl_sync,
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
         )
-        self.replication.start(list(self.databases))
+        self.replication.start(list(self.databases), verified=self._covered)
         if store is not None:
             self.snapshots = Snapshotter(store, node=cfg.name, interval=cfg.snapshot_interval)
             manager = self.replication
@@ -265,6 +268,8 @@ class Node:
             checks["nats"] = state.connected
             checks["jetstream"] = state.jetstream
         checks["replication"] = self.replication is not None and self.replication.started
+        if self.replication is not None and any(r.gap for r in self.replication.databases.values()):
+            checks["no_gap"] = False  # a database may be stale: see /status
         return all(checks.values()), checks
 
     async def status(self) -> dict[str, Any]:

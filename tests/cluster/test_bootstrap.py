@@ -108,3 +108,32 @@ def test_a_gap_without_a_covering_snapshot_refuses(tmp_path: Path) -> None:
             await bootstrap(spec, hub.connect("new"), store)
 
     asyncio.run(scenario())
+
+
+def test_a_running_node_that_missed_what_the_log_dropped_refuses_requests(tmp_path: Path) -> None:
+    from sqlite_ha.replication.replicated_database import Gap
+
+    async def scenario() -> None:
+        hub = MemoryHub(auto=False)  # nothing is delivered to the node until the test says so
+        (tmp_path / "n").mkdir()
+        rdb = ReplicatedDatabase(
+            Database(parse_dsn(str(tmp_path / "n" / "app.db"), memory=False)), hub.connect("n"), node="n"
+        )
+        await rdb.start()
+        await rdb.check_gap()
+        assert rdb.gap is None
+        hub.log("app.db").base = 7  # change sets 1..7 dropped before this node saw them
+        await rdb.check_gap()
+        assert rdb.gap == (0, 8)
+        with pytest.raises(Gap, match="refuses to serve"):
+            await rdb.execute([Statement(sql="SELECT 1")])
+        status = await rdb.status()
+        assert status["gap"] == {"known_through": 0, "log_starts_at": 8}
+        rdb.verified_through(7)  # e.g. started from a snapshot that covers them
+        await rdb.check_gap()
+        assert rdb.gap is None
+        await rdb.close()
+        await rdb.replicator.close()
+        rdb.db.close()
+
+    asyncio.run(scenario())

@@ -53,11 +53,13 @@ class ReplicationManager:
     def started(self) -> bool:
         return self._started.is_set()
 
-    def start(self, databases: list[Database]) -> None:
+    def start(self, databases: list[Database], verified: dict[str, int] | None = None) -> None:
         """Prepare every database now (so local writes are captured from the first one) and join the log in
-        the background."""
+        the background. ``verified`` holds, for databases started from a snapshot, how far the snapshot is
+        known to cover the log."""
         for db in databases:
-            self._prepare(db)
+            rdb = self._prepare(db)
+            rdb.verified_through((verified or {}).get(db.id, 0))
         self._task = asyncio.create_task(self._join(), name="replication-join")
 
     def _prepare(self, db: Database) -> ReplicatedDatabase:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 RELAY_BATCH = 256
 RETRY_PARKED_EVERY = 30.0
 POSITION_FLUSH_EVERY = 1.0
+GAP_CHECK_EVERY = 5.0
 
 
 class NotReplicating(HAError):
@@ -60,6 +61,12 @@ class ReplicationPending(HAError):
 
 class StaleRead(HAError):
     code = "stale_read"
+
+
+class Gap(HAError):
+    """The log no longer holds change sets this node may have missed: its data may be stale."""
+
+    code = "replication_gap"
 
 
 class ReplicatedDatabase:
@@ -103,6 +110,10 @@ class ReplicatedDatabase:
         self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        # Up to where this node is known to have every change set of this database (a caught-up check), and
+        # the gap found when the log's first sequence is past that: (known, first).
+        self._verified_through = 0
+        self.gap: tuple[int, int] | None = None
         self.published = 0
         self.publish_failures = 0
 
@@ -134,6 +145,15 @@ class ReplicatedDatabase:
     # ------------------------------------------------------------------------------------ writes
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
         """Run a request; for a write, also publish its change set. Returns the execution and the seq."""
+        if self.gap is not None:
+            known, first = self.gap
+            raise Gap(
+                f"this node has every change set of {self.db.id} up to {known}, but the log now starts at "
+                f"{first}: what it missed in between is gone, so it refuses to serve possibly stale data",
+                hint="restart the node: it starts from the latest snapshot",
+                known=known,
+                first=first,
+            )
         if not self.async_mode and not self.replicator.available() and not self.db.is_read_only(statements):
             raise NotReplicating(
                 "the replication log is unreachable, so writes are refused; nothing was written",
@@ -245,9 +265,37 @@ class ReplicatedDatabase:
         return clocks
 
     async def _flush_position(self) -> None:
+        checked = 0.0
         while not self._closed:
             await asyncio.sleep(POSITION_FLUSH_EVERY)
             await self.replica.flush_position()
+            if time.monotonic() - checked >= GAP_CHECK_EVERY:
+                checked = time.monotonic()
+                with contextlib.suppress(ReplicationError, TimeoutError):
+                    await self.check_gap()
+
+    def verified_through(self, seq: int) -> None:
+        """This node is known to have every change set of this database up to ``seq`` (a snapshot's cover)."""
+        self._verified_through = max(self._verified_through, seq)
+
+    async def check_gap(self) -> None:
+        """Compare what this node knows it has with where the log starts now; a change set the log dropped
+        before this node applied it would make its data silently stale."""
+        through = await self.caught_up_through()
+        if through is not None:
+            self._verified_through = max(self._verified_through, through)
+        known = max(self.applied_seq, self._verified_through)
+        first = await asyncio.wait_for(self.replicator.first_seq(self.db.id), 2.0)
+        gap = (known, first) if first > known + 1 else None
+        if gap is not None and self.gap is None:
+            log.error(
+                "database %s: the log starts at %d but this node only knows it has everything up to %d; "
+                "refusing requests (restart the node to start from the latest snapshot)",
+                self.db.id,
+                first,
+                known,
+            )
+        self.gap = gap
 
     async def _retry_parked(self) -> None:
         while not self._closed:
@@ -332,6 +380,7 @@ class ReplicatedDatabase:
             "parked": self.replica.parked(),
             "last_error": stats.last_error,
             "async": self.async_mode,
+            "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }
 
 

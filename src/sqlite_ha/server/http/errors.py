@@ -31,6 +31,7 @@ _EXTRA_STATUS = {
     "replication_error": 503,
     "replication_timeout": 503,
     "snapshot_error": 503,
+    "replication_gap": 503,
     "no_snapshot": 404,
     "snapshots_unavailable": 409,
     "stale_read": 504,

@@ -61,10 +61,6 @@ def value_for(n: int) -> str:
 # ------------------------------------------------------------------------------------------------ machine
 
 
-
-
-
-
 # -------------------------------------------------------------------------------------------- load generator
 @dataclass(frozen=True, kw_only=True)
 class LoadSpec:
@@ -161,8 +157,9 @@ async def _load(spec: LoadSpec) -> LoadResult:
 
     connector = aiohttp.TCPConnector(limit=spec.clients, limit_per_host=spec.clients)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     headers={"Content-Type": "application/json"}) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers={"Content-Type": "application/json"}
+    ) as session:
         marker = asyncio.create_task(mark_window_start())
         await asyncio.gather(*(client(session) for _ in range(spec.clients)))
         await marker
@@ -170,11 +167,19 @@ async def _load(spec: LoadSpec) -> LoadResult:
     node_cpu = proc_cpu_seconds(spec.node_pid) - cpu["node"]
     seconds = max(last_done, time.perf_counter_ns()) / 1e9 - window_start / 1e9
     latencies.sort()
-    return LoadResult(op=spec.op, clients=spec.clients, requests=len(latencies), seconds=seconds,
-                      rps=len(latencies) / seconds if seconds > 0 else 0.0,
-                      p50_ms=percentile(latencies, 0.50), p99_ms=percentile(latencies, 0.99),
-                      client_cpu=client_cpu / seconds, node_cpu=node_cpu / seconds,
-                      errors=dict(errors), error_samples=samples)
+    return LoadResult(
+        op=spec.op,
+        clients=spec.clients,
+        requests=len(latencies),
+        seconds=seconds,
+        rps=len(latencies) / seconds if seconds > 0 else 0.0,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        client_cpu=client_cpu / seconds,
+        node_cpu=node_cpu / seconds,
+        errors=dict(errors),
+        error_samples=samples,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ baseline
@@ -189,8 +194,9 @@ def open_raw(path: Path, synchronous: str, rows: int) -> apsw.Connection:
     return conn
 
 
-def raw_ops_per_second(conn: apsw.Connection, op: str, duration: float, warmup: float, max_id: int,
-                       seed: int) -> float:
+def raw_ops_per_second(
+    conn: apsw.Connection, op: str, duration: float, warmup: float, max_id: int, seed: int
+) -> float:
     """Single-threaded ops/s of ``op`` on raw apsw: each insert its own transaction, as the node runs it."""
     rnd = random.Random(seed)
     n = 0
@@ -232,16 +238,18 @@ def preload(node: NodeProcess, rows: int) -> None:
 
 def check_alive(node: NodeProcess) -> None:
     if node.proc is not None and node.proc.poll() is not None:
-        raise RuntimeError(f"the node exited with {node.proc.returncode} during the benchmark:\n"
-                           f"{node.logs()}")
+        raise RuntimeError(
+            f"the node exited with {node.proc.returncode} during the benchmark:\n{node.logs()}"
+        )
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def summarize(node_runs: dict[tuple[str, int], list[LoadResult]],
-              raw_runs: dict[str, list[float]]) -> list[dict[str, Any]]:
+def summarize(
+    node_runs: dict[tuple[str, int], list[LoadResult]], raw_runs: dict[str, list[float]]
+) -> list[dict[str, Any]]:
     rows = []
     for op in OPERATIONS:
         raw = median(raw_runs[op])
@@ -249,31 +257,67 @@ def summarize(node_runs: dict[tuple[str, int], list[LoadResult]],
             runs = node_runs[(op, clients)]
             rps = [r.rps for r in runs]
             med = median(rps)
-            rows.append({
-                "operation": op, "clients": clients,
-                "node_rps": med, "p50_ms": median([r.p50_ms for r in runs]),
-                "p99_ms": median([r.p99_ms for r in runs]),
-                "spread": (max(rps) - min(rps)) / med if med else float("nan"),
-                "raw_ops": raw, "ratio": med / raw if raw else float("nan"),
-                "client_cpu": median([r.client_cpu for r in runs]),
-                "node_cpu": median([r.node_cpu for r in runs]),
-                "errors": sum(r.error_count for r in runs),
-                "runs": [asdict(r) for r in runs], "raw_runs": raw_runs[op],
-            })
+            rows.append(
+                {
+                    "operation": op,
+                    "clients": clients,
+                    "node_rps": med,
+                    "p50_ms": median([r.p50_ms for r in runs]),
+                    "p99_ms": median([r.p99_ms for r in runs]),
+                    "spread": (max(rps) - min(rps)) / med if med else float("nan"),
+                    "raw_ops": raw,
+                    "ratio": med / raw if raw else float("nan"),
+                    "client_cpu": median([r.client_cpu for r in runs]),
+                    "node_cpu": median([r.node_cpu for r in runs]),
+                    "errors": sum(r.error_count for r in runs),
+                    "runs": [asdict(r) for r in runs],
+                    "raw_runs": raw_runs[op],
+                }
+            )
     return rows
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    headers = ["operation", "clients", "node req/s", "p50 ms", "p99 ms", "raw apsw ops/s", "ratio (node/raw)",
-               "spread", "client CPU", "node CPU", "errors"]
-    table = [[r["operation"], str(r["clients"]), f"{r['node_rps']:,.0f}", f"{r['p50_ms']:.3f}",
-              f"{r['p99_ms']:.3f}", f"{r['raw_ops']:,.0f}", f"{r['ratio']:.3f}", f"{r['spread']:.0%}",
-              f"{r['client_cpu']:.0%}", f"{r['node_cpu']:.0%}", str(r["errors"])] for r in rows]
+    headers = [
+        "operation",
+        "clients",
+        "node req/s",
+        "p50 ms",
+        "p99 ms",
+        "raw apsw ops/s",
+        "ratio (node/raw)",
+        "spread",
+        "client CPU",
+        "node CPU",
+        "errors",
+    ]
+    table = [
+        [
+            r["operation"],
+            str(r["clients"]),
+            f"{r['node_rps']:,.0f}",
+            f"{r['p50_ms']:.3f}",
+            f"{r['p99_ms']:.3f}",
+            f"{r['raw_ops']:,.0f}",
+            f"{r['ratio']:.3f}",
+            f"{r['spread']:.0%}",
+            f"{r['client_cpu']:.0%}",
+            f"{r['node_cpu']:.0%}",
+            str(r["errors"]),
+        ]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i < 1 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i < 1 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
     print(line(headers))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -282,7 +326,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def report_errors(rows: list[dict[str, Any]], node_log: str) -> int:
-    total = sum(r["errors"] for r in rows)
+    total = int(sum(r["errors"] for r in rows))
     if not total:
         return 0
     bar = "!" * 100
@@ -300,16 +344,23 @@ def report_errors(rows: list[dict[str, Any]], node_log: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per measurement [5]")
-    p.add_argument("--warmup", type=float, default=0.5,
-                   help="unmeasured seconds before each measurement [0.5]")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="repeats of each measurement; the median is shown [3]")
+    p.add_argument(
+        "--warmup", type=float, default=0.5, help="unmeasured seconds before each measurement [0.5]"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="repeats of each measurement; the median is shown [3]"
+    )
     p.add_argument("--rows", type=int, default=10_000, help="rows preloaded into kv [10000]")
-    p.add_argument("--synchronous", choices=("full", "normal"), default=DEFAULT_SYNCHRONOUS,
-                   help=f"SQLite synchronous mode of the node and the baseline [{DEFAULT_SYNCHRONOUS}, "
-                        "the node's default]")
-    p.add_argument("--dir", type=Path, default=None,
-                   help="where to make the temporary directory [system temp]")
+    p.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default=DEFAULT_SYNCHRONOUS,
+        help=f"SQLite synchronous mode of the node and the baseline [{DEFAULT_SYNCHRONOUS}, "
+        "the node's default]",
+    )
+    p.add_argument(
+        "--dir", type=Path, default=None, help="where to make the temporary directory [system temp]"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results (every repeat) as JSON")
     p.add_argument("--seed", type=int, default=1, help="random seed of the point-read ids [1]")
     return p.parse_args(argv)
@@ -320,14 +371,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sqlite-ha-bench-", dir=args.dir) as tmp:
         workdir = Path(tmp)
         machine = machine_info(workdir)
-        print(f"machine: {machine['nproc']} CPUs ({machine['usable_cpus']} usable), {machine['cpu']}, "
-              f"{machine['platform']}")
-        print(f"python {machine['python']}, apsw {machine['apsw']}, SQLite {machine['sqlite']}, "
-              f"aiohttp {machine['aiohttp']}; database files on {machine['filesystem']}; "
-              f"load average at start {', '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}")
-        print(f"settings: {args.duration:g}s measured after {args.warmup:g}s warm-up, {args.repeats} repeats "
-              f"(median shown), {args.rows} preloaded rows, synchronous={args.synchronous}, WAL; "
-              f"load generator: aiohttp in its own process\n")
+        print(
+            f"machine: {machine['nproc']} CPUs ({machine['usable_cpus']} usable), {machine['cpu']}, "
+            f"{machine['platform']}"
+        )
+        print(
+            f"python {machine['python']}, apsw {machine['apsw']}, SQLite {machine['sqlite']}, "
+            f"aiohttp {machine['aiohttp']}; database files on {machine['filesystem']}; "
+            f"load average at start {', '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}"
+        )
+        print(
+            f"settings: {args.duration:g}s measured after {args.warmup:g}s warm-up, {args.repeats} repeats "
+            f"(median shown), {args.rows} preloaded rows, synchronous={args.synchronous}, WAL; "
+            f"load generator: aiohttp in its own process\n"
+        )
 
         node_args = ["bench.db", "--log-level", "warn"]
         if args.synchronous != DEFAULT_SYNCHRONOUS:
@@ -335,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         node = NodeProcess(workdir=workdir / "node", name="bench", nats_port=0, args=node_args)
         raw = open_raw(workdir / "raw.db", args.synchronous, args.rows)
         node_runs: dict[tuple[str, int], list[LoadResult]] = {
-            (op, c): [] for op in OPERATIONS for c in CLIENTS}
+            (op, c): [] for op in OPERATIONS for c in CLIENTS
+        }
         raw_runs: dict[str, list[float]] = {op: [] for op in OPERATIONS}
         spawn = multiprocessing.get_context("spawn")  # no fork of a process holding SQLite connections
         try:
@@ -352,17 +410,28 @@ def main(argv: list[str] | None = None) -> int:
                         raw_runs[op].append(ops)
                         print(f"repeat {rep + 1}/{args.repeats} {op:<10} raw apsw        {ops:>10,.0f} ops/s")
                         for clients in CLIENTS:
-                            spec = LoadSpec(url=url, op=op, clients=clients, duration=args.duration,
-                                            warmup=args.warmup, max_id=args.rows, node_pid=node.proc.pid,
-                                            seed=seed)
+                            spec = LoadSpec(
+                                url=url,
+                                op=op,
+                                clients=clients,
+                                duration=args.duration,
+                                warmup=args.warmup,
+                                max_id=args.rows,
+                                node_pid=node.proc.pid,
+                                seed=seed,
+                            )
                             result = pool.submit(run_load, spec).result(
-                                timeout=args.warmup + args.duration + REQUEST_TIMEOUT + 60)
+                                timeout=args.warmup + args.duration + REQUEST_TIMEOUT + 60
+                            )
                             check_alive(node)
                             node_runs[(op, clients)].append(result)
                             flag = f"  {result.error_count} ERRORS" if result.error_count else ""
-                            print(f"repeat {rep + 1}/{args.repeats} {op:<10} node, {clients:>2} clients "
-                                  f"{result.rps:>10,.0f} req/s  p50 {result.p50_ms:.3f} ms  "
-                                  f"p99 {result.p99_ms:.3f} ms{flag}", flush=True)
+                            print(
+                                f"repeat {rep + 1}/{args.repeats} {op:<10} node, {clients:>2} clients "
+                                f"{result.rps:>10,.0f} req/s  p50 {result.p50_ms:.3f} ms  "
+                                f"p99 {result.p99_ms:.3f} ms{flag}",
+                                flush=True,
+                            )
         finally:
             raw.close()
             try:
@@ -377,23 +446,33 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(node_runs, raw_runs)
     print()
     print_table(rows)
-    print("\nratio = node req/s / raw apsw ops/s (single-threaded, in-process); "
-          "spread = (max - min) / median of node req/s over the repeats;\n"
-          "CPU = CPU seconds per wall second in the measured window (100% = one core busy)")
+    print(
+        "\nratio = node req/s / raw apsw ops/s (single-threaded, in-process); "
+        "spread = (max - min) / median of node req/s over the repeats;\n"
+        "CPU = CPU seconds per wall second in the measured window (100% = one core busy)"
+    )
     busy = max(machine["loadavg_at_start"][0], machine["loadavg_at_end"][0])
-    print(f"load average (1 min) at start {machine['loadavg_at_start'][0]:.2f}, at end "
-          f"{machine['loadavg_at_end'][0]:.2f}")
+    print(
+        f"load average (1 min) at start {machine['loadavg_at_start'][0]:.2f}, at end "
+        f"{machine['loadavg_at_end'][0]:.2f}"
+    )
     if busy > 0.5 * (machine["usable_cpus"] or 1):
-        print("note: other processes were using the CPUs during the run: numbers are lower and noisier "
-              "than on an idle machine")
+        print(
+            "note: other processes were using the CPUs during the run: numbers are lower and noisier "
+            "than on an idle machine"
+        )
     if node_log.strip():
-        print(f"\n----- node log (warnings and errors) -----\n{node_log.rstrip()}\n"
-              "----- end of node log -----")
+        print(
+            f"\n----- node log (warnings and errors) -----\n{node_log.rstrip()}\n----- end of node log -----"
+        )
     failed = report_errors(rows, node_log)
     if args.json:
-        doc = {"machine": machine, "settings": {k: str(v) if isinstance(v, Path) else v
-                                                for k, v in vars(args).items()},
-               "results": rows, "failed_requests": failed}
+        doc = {
+            "machine": machine,
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "results": rows,
+            "failed_requests": failed,
+        }
         args.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         print(f"\nwrote {args.json}")
     return 1 if failed else 0

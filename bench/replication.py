@@ -46,6 +46,7 @@ import aiohttp
 import apsw
 import orjson
 
+from lean_http import Connection, HTTPError
 from machine import machine_info, proc_cpu_seconds
 from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.db.database import Database
@@ -140,10 +141,6 @@ class CpuWatch:
         wall = time.monotonic() - self._t0
         now = self._now()
         return {name: (now[name] - self._cpu[name]) / wall if wall > 0 else float("nan") for name in now}
-
-
-
-
 
 
 # ------------------------------------------------------------------------------------------------ stats
@@ -250,41 +247,40 @@ async def _load(spec: LoadSpec) -> LoadResult:
         await asyncio.sleep(max(0.0, window_start - time.monotonic()))
         watch.start()
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client() -> None:
+        # Each client keeps one connection to every node and writes to them in turn, as ``turn`` says.
         nonlocal last_done
-        while (t0 := time.monotonic()) < window_end:
-            node = next(turn) % n_nodes
-            n = next(ids)
-            data = orjson.dumps({"sql": INSERT, "params": [n, value_for(n)]})
-            try:
-                async with session.post(spec.urls[node], data=data) as resp:
-                    payload = await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, TimeoutError) as e:
-                errors.add(type(e).__name__, f"node{node + 1}: {e or repr(e)}")
-                continue
-            t1 = time.monotonic()
-            seq, problem = check_write(status, payload)
-            if problem is not None:
-                errors.add(problem, f"node{node + 1}: {payload.decode(errors='replace')}")
-                continue
-            assert seq is not None
-            seqs.add(seq)  # writes committed together (group commit) share their change set's seq
-            acked[0] += 1
-            if t0 >= window_start:
-                latencies.append((t1 - t0) * 1000)
-                per_node[node] += 1
-                last_done = max(last_done, t1)
+        conns = [Connection(url) for url in spec.urls]
+        try:
+            while (t0 := time.monotonic()) < window_end:
+                node = next(turn) % n_nodes
+                n = next(ids)
+                data = orjson.dumps({"sql": INSERT, "params": [n, value_for(n)]})
+                try:
+                    status, payload = await conns[node].post(data, REQUEST_TIMEOUT)
+                except (OSError, HTTPError, TimeoutError) as e:
+                    errors.add(type(e).__name__, f"node{node + 1}: {e or repr(e)}")
+                    continue
+                t1 = time.monotonic()
+                seq, problem = check_write(status, payload)
+                if problem is not None:
+                    errors.add(problem, f"node{node + 1}: {payload.decode(errors='replace')}")
+                    continue
+                assert seq is not None
+                seqs.add(seq)  # writes committed together (group commit) share their change set's seq
+                acked[0] += 1
+                if t0 >= window_start:
+                    latencies.append((t1 - t0) * 1000)
+                    per_node[node] += 1
+                    last_done = max(last_done, t1)
+        finally:
+            for conn in conns:
+                conn.close()
 
     await asyncio.sleep(max(0.0, spec.begin - time.monotonic()))
-    connector = aiohttp.TCPConnector(limit=spec.clients)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers={"Content-Type": "application/json"}
-    ) as session:
-        marker = asyncio.create_task(mark_window())
-        await asyncio.gather(*(client(session) for _ in range(spec.clients)))
-        await marker
+    marker = asyncio.create_task(mark_window())
+    await asyncio.gather(*(client() for _ in range(spec.clients)))
+    await marker
     cpu = watch.stop()
     seconds = max(last_done, time.monotonic()) - window_start
     return LoadResult(
@@ -1380,7 +1376,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"settings: {args.duration:g}s measured after {args.warmup:g}s warm-up, {args.repeats} repeats "
             f"(median shown), synchronous={args.synchronous}, WAL; 3 nodes on loopback sharing node1's "
-            f"nats-server (stream R1, sync_interval always); load generator: aiohttp in its own process\n"
+            "nats-server (stream R1, sync_interval always); load generator: a lean keep-alive HTTP client "
+            "(bench/lean_http.py) in its own process\n"
         )
         nodes = start_cluster(workdir / "cluster", args.synchronous)
         raw = open_raw(workdir / "raw.db", args.synchronous)

@@ -111,12 +111,14 @@ def main() -> int:
             rows: dict[int, list[dict[str, float]]] = {c: [] for c in args.clients}
             for repeat in range(args.repeats):
                 for clients in args.clients:
-                    assert all(n.proc is not None for n in nodes)
-                    before = {n.name: proc_cpu_seconds(n.proc.pid) for n in nodes}  # type: ignore[union-attr]
+                    pids = {n.name: n.proc.pid for n in nodes if n.proc is not None}
+                    before = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
                     started = time.monotonic()
                     result = run_wrk(urls, clients, args.duration, (repeat * 10 + clients) * 10**10, workdir)
                     wall = time.monotonic() - started
-                    cpu = sum(proc_cpu_seconds(n.proc.pid) - before[n.name] for n in nodes)  # type: ignore[union-attr]
+                    cpu = 0.0
+                    for name, pid in pids.items():
+                        cpu += proc_cpu_seconds(pid) - before[name]
                     result["node_cpu_ms_per_tx"] = cpu / max(result["tps"] * wall, 1) * 1000
                     acked += int(result["acked"])
                     rows[clients].append(result)

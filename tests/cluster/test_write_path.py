@@ -236,6 +236,38 @@ def test_concurrent_writes_commit_together_and_fail_alone(tmp_path: Path) -> Non
     run(scenario, tmp_path)
 
 
+def test_writes_arriving_during_a_publish_commit_as_one_group(tmp_path: Path) -> None:
+    """While a change set waits for the log's ack, later writes queue and then commit and publish together:
+    under load one change set carries many writes. A lone write waits for nothing."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        await a.execute(stmt("CREATE TABLE t(x)"))
+        assert isinstance(a.replicator, MemoryReplicator)
+        a.replicator.publish_delay = 0.2
+        before = a.replicator.published
+        first = asyncio.ensure_future(a.execute(stmt("INSERT INTO t VALUES (0)")))
+        await eventually(lambda: _true(bool(a._inflight)))  # the first change set is being published
+        later = [asyncio.ensure_future(a.execute(stmt("INSERT INTO t VALUES (?)", i))) for i in range(1, 9)]
+        await asyncio.sleep(0.05)
+        assert await rows(a, "SELECT count(*) FROM t") == [(1,)]  # the later ones wait for the publish
+        outcomes = await asyncio.gather(first, *later)
+        seqs = [seq for _, seq in outcomes]
+        assert len(set(seqs[1:])) == 1  # one change set for the eight that waited
+        assert seqs[1] > seqs[0]
+        assert a.replicator.published - before == 2
+        await b.wait_applied(seqs[-1], 2)
+        assert await rows(b, "SELECT x FROM t ORDER BY x") == [(i,) for i in range(9)]
+        a.replicator.publish_delay = 0.0
+        async with asyncio.timeout(1):  # alone, nothing in flight: no waiting
+            await a.execute(stmt("INSERT INTO t VALUES (9)"))
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
 def test_a_group_that_fails_as_a_whole_is_retried_request_by_request(tmp_path: Path) -> None:
     """An interrupted INSERT makes SQLite roll back the whole transaction; the other requests of its group
     must not pay for it: they run again, each on its own."""

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +100,9 @@ class Database:
         self.capture: Capture | None = None  # set when the database is replicated
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[Execution]]] = []  # writes to commit
         self._committers: set[asyncio.Task[None]] = set()
+        # Awaited before each group commit takes the queue; the replicated layer holds it while the log is
+        # busy with earlier change sets, so that the writes arriving meanwhile commit together.
+        self.commit_gate: Callable[[], Awaitable[None]] | None = None
         self.synchronous = "off"  # of client commits: "full", "normal"; "off" for memory and read-only
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
@@ -238,6 +241,8 @@ class Database:
         return await future
 
     async def _commit_queued(self) -> None:
+        if self.commit_gate is not None:
+            await self.commit_gate()
         async with self._write_lock:
             queued, self._queue = self._queue, []
             if not queued:

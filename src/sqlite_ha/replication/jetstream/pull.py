@@ -40,6 +40,10 @@ EXPIRES = 10.0  # lifetime of one pull request
 HEARTBEAT = 2.0  # the server's idle heartbeat on an open pull request
 SILENCE = 5.0  # nothing at all for this long: the request is lost; send another
 ACK_WAIT = 30.0
+# Acknowledgements are sent (AckAll: one covers every lower seq) once this many deliveries await one, or when
+# nothing more arrived for ACK_DELAY: one ack per delivery cost a message and a send() each, on every node.
+ACK_EVERY = 64
+ACK_DELAY = 0.02
 HANDLER_BACKOFF = (0.05, 5.0)
 STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
 _NS = 1_000_000_000
@@ -56,6 +60,11 @@ def _retrieve(future: asyncio.Future[None]) -> None:
     """Mark a handler call's outcome as seen (it is logged where it is awaited, or moot after close)."""
     if not future.cancelled():
         future.exception()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _Resync(Exception):
@@ -94,7 +103,9 @@ class PullConsumer:
         self._attached = False
         self._resync: str | None = None
         self._queue: collections.deque[Msg] = collections.deque()
-        self._arrived = asyncio.Event()
+        self._arrival: asyncio.Future[None] | None = None
+        self._unacked: tuple[int, Msg] | None = None  # (stream seq, message) of the highest unacked delivery
+        self._unacked_count = 0
         self._inbox = ""
         self._sub: NatsSubscription | None = None
         self._sub_nc: NATSClient | None = None
@@ -283,7 +294,20 @@ class PullConsumer:
 
     async def _on_msg(self, msg: Msg) -> None:
         self._queue.append(msg)
-        self._arrived.set()
+        arrival = self._arrival
+        if arrival is not None and not arrival.done():
+            arrival.set_result(None)
+
+    async def _wait_arrival(self, timeout: float) -> None:
+        """Until a message is queued or ``timeout`` passed (a bare future: cheaper than wait_for)."""
+        loop = asyncio.get_running_loop()
+        arrival = self._arrival = loop.create_future()
+        timer = loop.call_later(timeout, _settle, arrival)
+        try:
+            await arrival
+        finally:
+            timer.cancel()
+            self._arrival = None
 
     async def _pull(self, nc: NATSClient) -> None:
         """One pull request: hand over its change sets as they arrive, until it is complete or ends."""
@@ -299,13 +323,23 @@ class PullConsumer:
         await nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self.name}", json.dumps(request).encode(), reply=reply
         )
+        try:
+            await self._serve_request(nc, reply, reconnects)
+        finally:
+            await self._flush_ack(nc)
+
+    async def _serve_request(self, nc: NATSClient, reply: str, reconnects: int) -> None:
         remaining = self._batch
         heard = time.monotonic()
         while remaining > 0:
             if not self._queue:
-                self._arrived.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), HEARTBEAT)
+                if self._unacked is not None:
+                    await self._wait_arrival(ACK_DELAY)
+                    if not self._queue:
+                        await self._flush_ack(nc)
+                        continue
+                else:
+                    await self._wait_arrival(HEARTBEAT)
             if nc.stats["reconnects"] != reconnects:
                 return  # the request may have gone with the old connection
             if not self._queue:
@@ -370,7 +404,7 @@ class PullConsumer:
             self.cursor = batch[-1].seq
             self.delivered += len(batch)
         if ackable:
-            await self._ack(nc, ackable, top[1])
+            await self._ack(nc, ackable, top)
         if gap is not None:
             raise _Resync(gap)
 
@@ -400,9 +434,19 @@ class PullConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, HANDLER_BACKOFF[1])
 
-    async def _ack(self, nc: NATSClient, messages: list[Msg], top: Msg) -> None:
-        if self._ack_policy == AckPolicy.ALL:
-            await nc.publish(top.reply, b"+ACK")  # acknowledges every lower stream seq too
+    async def _ack(self, nc: NATSClient, messages: list[Msg], top: tuple[int, Msg]) -> None:
+        if self._ack_policy == AckPolicy.ALL:  # one ack, later, covers every lower stream seq too
+            if self._unacked is None or top[0] > self._unacked[0]:
+                self._unacked = top
+            self._unacked_count += len(messages)
+            if self._unacked_count >= ACK_EVERY:
+                await self._flush_ack(nc)
         elif self._ack_policy == AckPolicy.EXPLICIT:
             for m in messages:
                 await nc.publish(m.reply, b"+ACK")
+
+    async def _flush_ack(self, nc: NATSClient) -> None:
+        top, self._unacked, self._unacked_count = self._unacked, None, 0
+        if top is not None and nc.is_connected:
+            with contextlib.suppress(Exception):  # a lost ack is redelivered, and skipped as already had
+                await nc.publish(top[1].reply, b"+ACK")

@@ -260,6 +260,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max-body-size", parse_size, 16 * 1024 * 1024, "Largest accepted request body (e.g. 16MB)"),
     Setting(
+        "max-load-size",
+        parse_size,
+        64 * 1024**3,
+        "Largest SQLite file accepted by POST /load (e.g. 2GB); it is stored on disk while it loads",
+    ),
+    Setting(
         "synchronous",
         _parse_choice("normal", "full"),
         "full",
@@ -393,6 +399,7 @@ class Config:
     log_level: str = "info"
     create_db_dir: str = ""
     max_body_size: int = 16 * 1024 * 1024
+    max_load_size: int = 64 * 1024**3
     synchronous: str = "full"
     busy_timeout: float = 5.0
     query_timeout: float = 30.0

@@ -22,10 +22,12 @@ from sqlite_ha import __version__
 from sqlite_ha.config import Config
 from sqlite_ha.db.database import Database, DatabaseOptions, Execution
 from sqlite_ha.db.dsn import DatabaseSpec, parse_databases
+from sqlite_ha.db.load import open_source, read_chunk
+from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import ConfigError
+from sqlite_ha.errors import ConfigError, Conflict
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
@@ -34,7 +36,9 @@ from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
+from sqlite_ha.replication.snapshot import SnapshotError
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
 
@@ -59,6 +63,10 @@ class Node:
         self.replication: ReplicationManager | None = None
         self.snapshots: Snapshotter | None = None
         self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
+        self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
+        self._recovering: dict[str, asyncio.Task[None]] = {}  # databases re-bootstrapping after a gap
+        self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
+        self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
         self._runner: web.AppRunner | None = None
         self._started_at = time.time()
         self.http_port: int | None = None
@@ -67,6 +75,7 @@ class Node:
         cfg = self.config
         try:
             specs = parse_databases(cfg.databases, memory=cfg.memory)
+            self._specs = {spec.id: spec for spec in specs}
             if cfg.embedded_nats:
                 self.nats_server = NatsServer(
                     NatsServerOptions(
@@ -120,7 +129,11 @@ class Node:
     async def _start_http(self) -> None:
         cfg = self.config
         api = HTTPApi(
-            self, token=cfg.token, max_body_size=cfg.max_body_size, read_wait=cfg.replication_timeout
+            self,
+            token=cfg.token,
+            max_body_size=cfg.max_body_size,
+            max_load_size=cfg.max_load_size,
+            read_wait=cfg.replication_timeout,
         )
         self._runner = web.AppRunner(
             api.app,
@@ -213,10 +226,147 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
         )
         self.replication.start(list(self.databases), verified=self._covered)
+        self.replication.on_gap = self._on_gap
         if store is not None:
             self.snapshots = Snapshotter(store, node=cfg.name, interval=cfg.snapshot_interval)
             manager = self.replication
             self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
+
+    # ------------------------------------------------------------------------------------ recovery
+    def database(self, ident: str | None = None) -> Database:
+        """The database to serve a request on; refused (503) while it may be stale (a gap in the log)."""
+        db = self.databases.get(ident)
+        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
+            rdb.refuse_if_stale()
+        return db
+
+    def _on_gap(self, rdb: ReplicatedDatabase) -> None:
+        ident = rdb.db.id
+        task = self._recovering.get(ident)
+        if self.snapshots is None or (task is not None and not task.done()):
+            return
+        self._recovering[ident] = asyncio.create_task(self._recover(rdb), name=f"recover-{ident}")
+
+    async def _recover(self, stale: ReplicatedDatabase) -> None:
+        """Re-bootstrap a running database that missed change sets the log dropped: install the latest
+        snapshot if it covers the gap, then follow the log from there. Until then requests are refused; if
+        no snapshot covers the gap yet, the next gap check (every few seconds) tries again."""
+        assert self.replication is not None
+        assert self.snapshots is not None
+        manager, store = self.replication, self.snapshots.store
+        ident = stale.db.id
+        try:
+            first = await manager.replicator.first_seq(ident)
+            latest = await store.latest(ident)
+            if latest is None or latest.covers + 1 < first:
+                if self._no_cover.get(ident) != first:
+                    self._no_cover[ident] = first
+                    log.error(
+                        "database %s: no snapshot covers the gap (the log starts at %d; latest snapshot %s); "
+                        "waiting for one",
+                        ident,
+                        first,
+                        "none" if latest is None else f"covers up to {latest.covers}",
+                    )
+                return
+            if stale.replica.outbox_size():
+                log.error(
+                    "database %s: it holds change sets of its own not yet in the log; installing the "
+                    "snapshot would lose them, so it keeps refusing requests until they are published",
+                    ident,
+                )
+                return
+            self._no_cover.pop(ident, None)
+            log.warning("database %s: installing the snapshot at seq %d to close the gap", ident, latest.seq)
+            await stale.close()  # its consumer stops; requests keep being refused: it still has the gap
+            stale.db.close()
+            spec = self._specs.get(ident, stale.db.spec)
+            try:
+                started = await bootstrap(spec, manager.replicator, store)
+            except BaseException:
+                reopened = self.databases.reopen(spec if not spec.memory else stale.db.spec)
+                await manager.attach(reopened)  # the gap check finds the gap again and retries
+                raise
+            db = self.databases.reopen(started.spec)
+            if started.spec.memory and started.installed is not None:
+                await asyncio.to_thread(os.remove, started.spec.path)
+            await manager.attach(db, verified=started.installed.covers if started.installed else 0)
+            log.warning("database %s: recovered from the snapshot at seq %d", ident, latest.seq)
+        except asyncio.CancelledError:
+            raise
+        except (BootstrapError, ReplicationError, SnapshotError) as e:
+            log.error("database %s: recovery from a snapshot failed: %s (retrying)", ident, e.message)
+        except Exception:
+            log.exception("database %s: recovery from a snapshot failed (retrying)", ident)
+
+    # ------------------------------------------------------------------------------------ load
+    async def load(self, ident: str, path: str, size: int) -> dict[str, Any]:
+        """Load a SQLite file into the empty database ``ident`` through the write path, chunk by chunk, so
+        every node ends with its content. Returns what was loaded and the seq of the last change set."""
+        db = self.database(ident)
+        lock = self._loading.setdefault(db.id, asyncio.Lock())
+        if lock.locked():
+            raise Conflict(f"a load into {db.id!r} is already running", database=db.id)
+        async with lock:
+            started = time.monotonic()
+            source = await asyncio.to_thread(open_source, path)
+            try:
+                plan = await asyncio.to_thread(make_plan, source, size)
+                existing = await self._user_tables(db)
+                if existing:
+                    raise Conflict(
+                        f"database {db.id!r} already has tables ({', '.join(existing[:5])}"
+                        f"{', …' if len(existing) > 5 else ''}); load only fills an empty database",
+                        hint="load into a new database (POST /databases, with --create-db-dir), or drop them",
+                        database=db.id,
+                    )
+                seq, rows, changesets = None, 0, 0
+
+                async def write(statements: list[Statement]) -> None:
+                    nonlocal seq, changesets
+                    _, got = await self.execute(db, statements)
+                    seq = got if got is not None else seq
+                    changesets += 1
+
+                if plan.tables:
+                    await write([Statement(sql=t.sql) for t in plan.tables])
+                for table in plan.tables:
+                    after = None
+                    while True:
+                        statements, after, _ = await asyncio.to_thread(read_chunk, source, table, after)
+                        if not statements:
+                            break
+                        await write(statements)
+                        rows += len(statements)
+                if plan.after_rows:
+                    await write([Statement(sql=sql) for sql in plan.after_rows])
+            finally:
+                source.close()
+        seconds = time.monotonic() - started
+        log.info(
+            "loaded %d bytes into %s: %d tables, %d rows, %d change sets in %.1fs",
+            size, db.id, len(plan.tables), rows, changesets, seconds,
+        )
+        return {
+            "database": db.id,
+            "bytes": size,
+            "tables": len(plan.tables),
+            "rows": rows,
+            "changesets": changesets,
+            "seconds": round(seconds, 3),
+            "seq": seq,
+        }
+
+    async def _user_tables(self, db: Database) -> list[str]:
+        execution = await db.execute(
+            [
+                Statement(
+                    sql="SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                    "ESCAPE '\\' AND name NOT LIKE '\\_ha\\_%' ESCAPE '\\' ORDER BY name"
+                )
+            ]
+        )
+        return [str(r[0]) for r in execution.results[0].rows]
 
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
         """Run a request on a database, replicating what it writes; returns the execution and its seq."""
@@ -241,6 +391,12 @@ class Node:
         self.databases.delete(ident)
 
     async def stop(self) -> None:
+        for task in self._recovering.values():
+            task.cancel()
+        for task in self._recovering.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._recovering.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -137,3 +137,52 @@ def test_a_running_node_that_missed_what_the_log_dropped_refuses_requests(tmp_pa
         rdb.db.close()
 
     asyncio.run(scenario())
+
+
+def test_a_node_never_applies_past_change_sets_the_log_dropped(tmp_path: Path) -> None:
+    """A consumer steps silently over change sets the log dropped; the node must notice the hole before it
+    applies what follows (applying it would move its position past the gap and hide it for good)."""
+    from sqlite_ha.replication.replicated_database import Gap
+    from sqlite_ha.replication.replicator import ReplicationError
+
+    async def scenario() -> None:
+        hub = MemoryHub(auto=False)
+        nodes = []
+        for name in ("w", "n"):
+            (tmp_path / name).mkdir()
+            rdb = ReplicatedDatabase(
+                Database(parse_dsn(str(tmp_path / name / "app.db"), memory=False)), hub.connect(name), node=name
+            )
+            await rdb.start()
+            nodes.append(rdb)
+        w, n = nodes
+        gaps: list[tuple[int, int] | None] = []
+        n.on_gap = lambda rdb: gaps.append(rdb.gap)
+        await w.execute([Statement(sql="CREATE TABLE t(x)")])
+        for i in range(4):
+            await w.execute([Statement(sql="INSERT INTO t VALUES (?)", bindings=(i,))])
+        await hub.deliver("n", "app.db", [1, 2, 3])  # seq 4 and 5 are new to n
+        assert n.applied_seq == 3
+        await hub.deliver("n", "app.db", [5, 3])  # out of order and duplicated, but nothing is lost: fine
+        log = hub.log("app.db")
+        log.entries, log.base = log.entries[3:], 3  # the log drops seq 1..3; seq 4 is still there
+        await hub.deliver("n", "app.db", [4])
+        assert n.gap is None
+        assert await n.execute([Statement(sql="SELECT count(*) FROM t")]) is not None
+        _, seq6 = await w.execute([Statement(sql="INSERT INTO t VALUES (9)")])
+        _, seq7 = await w.execute([Statement(sql="INSERT INTO t VALUES (10)")])
+        assert (seq6, seq7) == (6, 7)
+        log.entries, log.base = log.entries[3:], 6  # now seq 6 goes before n had it
+        with pytest.raises(ReplicationError, match="gap"):
+            await hub.deliver("n", "app.db", [7])
+        assert n.applied_seq == 5  # 7 was not applied
+        assert n.gap == (5, 7)
+        assert gaps == [(5, 7)]
+        with pytest.raises(Gap):
+            await n.execute([Statement(sql="SELECT count(*) FROM t")])
+        for rdb in nodes:
+            await rdb.close()
+            await rdb.replicator.close()
+            rdb.db.close()
+
+    asyncio.run(scenario())

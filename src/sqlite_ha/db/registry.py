@@ -43,6 +43,15 @@ class Databases:
         log.info("serving database %s (%s)", spec.id, "memory" if spec.memory else spec.path)
         return db
 
+    def reopen(self, spec: DatabaseSpec) -> Database:
+        """Open a database again in its place, after its file was replaced (the old one must be closed)."""
+        if spec.id not in self._dbs:
+            raise DatabaseNotFound(f"no database {spec.id!r} on this node", database=spec.id)
+        db = Database(spec, self._options)
+        self._dbs[spec.id] = db
+        log.info("reopened database %s", spec.id)
+        return db
+
     def get(self, ident: str | None = None) -> Database:
         """The database named ``ident``, or the default one."""
         if ident is None:

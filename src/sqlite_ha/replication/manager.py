@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlite_ha.db.database import Database, Execution
@@ -48,6 +49,7 @@ class ReplicationManager:
         self._started = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # see ReplicatedDatabase.on_gap
 
     @property
     def started(self) -> bool:
@@ -66,8 +68,13 @@ class ReplicationManager:
         rdb = ReplicatedDatabase(
             db, self.replicator, node=self.node, interceptor=self.interceptor, **self._options
         )
+        rdb.on_gap = self._gap
         self.databases[db.id] = rdb
         return rdb
+
+    def _gap(self, rdb: ReplicatedDatabase) -> None:
+        if self.on_gap is not None and self.databases.get(rdb.db.id) is rdb:
+            self.on_gap(rdb)
 
     async def _join(self) -> None:
         delay = 0.2
@@ -94,9 +101,11 @@ class ReplicationManager:
             return False
         return True
 
-    async def attach(self, db: Database) -> None:
-        """A database created while the node runs."""
+    async def attach(self, db: Database, verified: int = 0) -> None:
+        """A database created (or reopened from a snapshot) while the node runs; it takes the place of an
+        earlier one of the same id. ``verified`` as in ``start``."""
         rdb = self._prepare(db)
+        rdb.verified_through(verified)
         if self.started:
             await rdb.start()
 

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlite_ha.db.database import Database, Execution
@@ -114,12 +114,15 @@ class ReplicatedDatabase:
         self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
-        # Up to where this node is known to have every change set of this database (a caught-up check), and
-        # the gap found when the log's first sequence is past that: (known, first).
+        # Up to where this node is known to have every change set of this database (a caught-up check), when
+        # that was established (wall clock), and the gap found when the log's first sequence is past that:
+        # (known, first).
         self._verified_through = 0
+        self._verified_at = 0.0
         self.gap: tuple[int, int] | None = None
         self.published = 0
         self.publish_failures = 0
+        self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
 
     async def start(self) -> None:
         sub = Subscription(
@@ -149,15 +152,7 @@ class ReplicatedDatabase:
     # ------------------------------------------------------------------------------------ writes
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
         """Run a request; for a write, also publish its change set. Returns the execution and the seq."""
-        if self.gap is not None:
-            known, first = self.gap
-            raise Gap(
-                f"this node has every change set of {self.db.id} up to {known}, but the log now starts at "
-                f"{first}: what it missed in between is gone, so it refuses to serve possibly stale data",
-                hint="restart the node: it starts from the latest snapshot",
-                known=known,
-                first=first,
-            )
+        self.refuse_if_stale()
         if not self.async_mode and not self.replicator.available() and not self.db.is_read_only(statements):
             raise NotReplicating(
                 "the replication log is unreachable, so writes are refused; nothing was written",
@@ -185,6 +180,20 @@ class ReplicatedDatabase:
                 execution=execution,
             ) from e
         return execution, seq
+
+    def refuse_if_stale(self) -> None:
+        """Raise ``Gap`` while this node may lack change sets the log dropped (until it recovers)."""
+        if self.gap is not None:
+            known, first = self.gap
+            raise Gap(
+                f"this node has every change set of {self.db.id} up to {known}, but the log now starts at "
+                f"{first}: what it missed in between is gone, so it refuses to serve possibly stale data "
+                "until it has installed a snapshot that covers the gap",
+                hint="the node recovers by itself once a snapshot covers the gap: take one on an "
+                "up-to-date node (POST /snapshot); GET /status shows the state",
+                known=known,
+                first=first,
+            )
 
     def _publish_once(self, hlc: int, msg_id: str, payload: bytes) -> asyncio.Future[int]:
         """Publish a change set once, however many requests it carries (group commit): they share the
@@ -251,6 +260,8 @@ class ReplicatedDatabase:
 
     # ------------------------------------------------------------------------------------ applying
     async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries[0].seq > self.applied_seq + 1 and self._log_may_have_dropped():
+            await self._check_hole(deliveries[0].seq)
         own = self._own_clocks(deliveries)
         if own is not None:
             # Only change sets this process committed: their rows are here already, only the position moves.
@@ -268,6 +279,42 @@ class ReplicatedDatabase:
         async with self._applied:
             self._applied.notify_all()
 
+    def _log_may_have_dropped(self) -> bool:
+        """Could change sets after what this node knows it has have aged out of the log already?
+
+        Change sets age out ``max_age`` after the log stored them. Everything after the known position was
+        stored after a moment this node remembers (when it applied the change set at that position, or
+        verified it was caught up); while that moment is younger than half the max age, nothing after it can
+        be gone, and neither a jump in the delivered sequences (normal: the other databases' change sets lie
+        in between) nor an empty consumer needs a look at the log's start.
+        """
+        max_age = getattr(self.replicator, "max_age", None)
+        if not isinstance(max_age, int | float):
+            return True  # a log that cannot say: ask it (the in-memory ones answer at once)
+        if max_age <= 0:
+            return False  # kept forever
+        anchor = max(self.replica.stats.last_published_at or 0.0, self._verified_at)
+        return time.time() - anchor > max_age / 2
+
+    async def _check_hole(self, next_seq: int) -> None:
+        """Refuse to apply past change sets the log dropped before this node applied them."""
+        first = await self.replicator.first_seq(self.db.id)
+        known = max(self.applied_seq, self._verified_through)
+        if first <= known + 1:
+            return
+        if self.gap is None:
+            log.error(
+                "database %s: the log jumps from %d to %d and dropped what lies between before this node "
+                "applied it; refusing requests until it has installed a snapshot that covers the gap",
+                self.db.id,
+                known,
+                next_seq,
+            )
+        self.gap = (known, first)
+        if self.on_gap is not None:
+            self.on_gap(self)
+        raise ReplicationError(f"gap in the log after seq {known}: waiting for a snapshot", retryable=True)
+
     def _own_clocks(self, deliveries: Sequence[Delivery]) -> list[int] | None:
         """The clocks of the batch if every change set in it was committed by this process, else None."""
         clocks: list[int] = []
@@ -282,14 +329,27 @@ class ReplicatedDatabase:
         return clocks
 
     async def _flush_position(self) -> None:
-        checked = 0.0
+        """Write a lazily moved position now and then, and check for a gap in the log."""
+        flushed = checked = time.monotonic()
+        gap_every = self._gap_check_every()
         while not self._closed:
-            await asyncio.sleep(POSITION_FLUSH_EVERY)
-            await self.replica.flush_position()
-            if time.monotonic() - checked >= GAP_CHECK_EVERY:
-                checked = time.monotonic()
+            await asyncio.sleep(min(POSITION_FLUSH_EVERY, gap_every))
+            now = time.monotonic()
+            if now - flushed >= POSITION_FLUSH_EVERY:
+                flushed = now
+                await self.replica.flush_position()
+            if now - checked >= gap_every:
+                checked = now
                 with contextlib.suppress(ReplicationError, TimeoutError):
                     await self.check_gap()
+
+    def _gap_check_every(self) -> float:
+        """Often enough that the caught-up position keeps up with a short max age (see
+        ``_log_may_have_dropped``)."""
+        max_age = getattr(self.replicator, "max_age", None)
+        if isinstance(max_age, int | float) and max_age > 0:
+            return max(0.05, min(GAP_CHECK_EVERY, max_age / 8))
+        return GAP_CHECK_EVERY
 
     def verified_through(self, seq: int) -> None:
         """This node is known to have every change set of this database up to ``seq`` (a snapshot's cover)."""
@@ -298,21 +358,21 @@ class ReplicatedDatabase:
     async def check_gap(self) -> None:
         """Compare what this node knows it has with where the log starts now; a change set the log dropped
         before this node applied it would make its data silently stale."""
-        through = await self.caught_up_through()
-        if through is not None:
-            self._verified_through = max(self._verified_through, through)
+        await self.caught_up_through()
         known = max(self.applied_seq, self._verified_through)
         first = await asyncio.wait_for(self.replicator.first_seq(self.db.id), 2.0)
         gap = (known, first) if first > known + 1 else None
         if gap is not None and self.gap is None:
             log.error(
                 "database %s: the log starts at %d but this node only knows it has everything up to %d; "
-                "refusing requests (restart the node to start from the latest snapshot)",
+                "refusing requests until it has installed a snapshot that covers the gap",
                 self.db.id,
                 first,
                 known,
             )
         self.gap = gap
+        if gap is not None and self.on_gap is not None:
+            self.on_gap(self)
 
     async def _retry_parked(self) -> None:
         while not self._closed:
@@ -345,16 +405,27 @@ class ReplicatedDatabase:
 
     async def caught_up_through(self) -> int | None:
         """A log position up to which this node has applied every change set of this database, if it can
-        tell (the log's end when its consumer has nothing pending), else None."""
+        tell (the log's end when its consumer has nothing pending, and nothing it lacked was dropped), else
+        None. What it finds is remembered (``verified_through``)."""
         end = getattr(self.replicator, "stream_last_seq", None)
         if end is None:
             return None
+        asked_at = time.time()
         try:
             last = int(await asyncio.wait_for(end(), 2.0))
             pending = await self._pending_messages()
+            if pending != 0:
+                return None
+            # An empty consumer proves nothing if the log dropped what it would have delivered.
+            if self._log_may_have_dropped():
+                first = await asyncio.wait_for(self.replicator.first_seq(self.db.id), 2.0)
+                if first > max(self.applied_seq, self._verified_through) + 1:
+                    return None
         except (TimeoutError, ReplicationError):
             return None
-        return last if pending == 0 else None
+        if last >= self._verified_through:
+            self._verified_through, self._verified_at = last, asked_at
+        return last
 
     async def _pending_messages(self) -> int | None:
         """How many of this database's change sets the log still has for this node, where it can say."""

@@ -89,6 +89,8 @@ class Snapshotter:
         while True:
             await asyncio.sleep(self.interval)
             for rdb in databases():
+                if rdb.gap is not None:
+                    continue  # it may lack change sets: it is about to start from a snapshot itself
                 try:
                     await self.take(rdb)
                 except SnapshotError as e:

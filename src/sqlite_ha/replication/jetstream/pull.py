@@ -67,6 +67,10 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _Reattach(Exception):
+    """Look the consumer up again (and create it if it is gone) before the next pull request."""
+
+
 class _Resync(Exception):
     """The consumer must be recreated right after the cursor; the text says why."""
 
@@ -101,6 +105,7 @@ class PullConsumer:
         self._ack_policy = AckPolicy.ALL
         self._next_cseq = 1
         self._attached = False
+        self._ever_attached = False
         self._resync: str | None = None
         self._queue: collections.deque[Msg] = collections.deque()
         self._arrival: asyncio.Future[None] | None = None
@@ -169,8 +174,8 @@ class PullConsumer:
             info: ConsumerInfo | None = await js.consumer_info(self._stream, self.name)
         except NotFoundError:
             info = None
-        if info is None:
-            await self._create(js, self._new_config(self.cursor))
+        if info is None:  # new, or deleted while this node read it: then right after what it had
+            await self._create(js, self._new_config(self.cursor, resume=self._ever_attached))
         else:
             self._check(info)
             if await self._ahead(js, info):
@@ -182,7 +187,7 @@ class PullConsumer:
                 await self._recreate(js, resume=self.cursor > 0)
             else:
                 self._use(info)
-        self._attached = True
+        self._attached = self._ever_attached = True
 
     def _check(self, info: ConsumerInfo) -> None:
         config = info.config
@@ -266,6 +271,11 @@ class PullConsumer:
                 delay = 0.1
             except asyncio.CancelledError:
                 raise
+            except _Reattach as e:
+                self._attached = False
+                self._note(e, logging.INFO)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except _Resync as e:
                 self._resync = str(e)
                 self.resyncs += 1
@@ -369,8 +379,8 @@ class PullConsumer:
                 raise _Resync("the consumer was deleted")
             if m.subject != reply:
                 continue  # the end of an earlier request
-            if status == "503":  # no responders: the consumer (or the stream) is not there
-                raise _Resync("the consumer does not answer (deleted?)")
+            if status == "503":  # no responders: the consumer is gone, or its leader is being elected
+                raise _Reattach("the consumer does not answer (deleted, or a new leader is being elected)")
             if status == "409":  # leadership change, server shutdown, ...: just ask again
                 log.debug("pull request of %s ended: %s %s", self.name, status, text)
             elif status not in ("404", "408"):
@@ -420,16 +430,19 @@ class PullConsumer:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
                 self.handler_errors += 1
                 self.last_error = f"handler failed on seq {batch[0].seq}..{batch[-1].seq}"
-                log.warning(
-                    "replication of %s: the handler failed on seq %d..%d; retrying in %.2fs",
+                expected = isinstance(e, ReplicationError)  # said why: no traceback needed
+                log.log(
+                    logging.INFO if expected else logging.WARNING,
+                    "replication of %s: the handler failed on seq %d..%d%s; retrying in %.2fs",
                     self._subject,
                     batch[0].seq,
                     batch[-1].seq,
+                    f" ({e})" if expected else "",
                     delay,
-                    exc_info=True,
+                    exc_info=not expected,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, HANDLER_BACKOFF[1])

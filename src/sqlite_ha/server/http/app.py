@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import os
 import tempfile
@@ -18,7 +19,7 @@ from aiohttp import web
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import BadRequest, NotFound, NotReady, Unauthorized
+from sqlite_ha.errors import BadRequest, NotFound, NotReady, PayloadTooLarge, Unauthorized
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
@@ -45,6 +46,8 @@ class NodeView(Protocol):
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
+    def database(self, ident: str | None = None) -> Database: ...
+
     async def status(self) -> dict[str, Any]: ...
 
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
@@ -55,9 +58,13 @@ class NodeView(Protocol):
 
     async def delete_database(self, ident: str) -> None: ...
 
+    async def load(self, ident: str, path: str, size: int) -> dict[str, Any]: ...
 
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
 
 
 def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -86,9 +93,11 @@ class HTTPApi:
         *,
         token: str = "",
         max_body_size: int = 16 * 1024 * 1024,
+        max_load_size: int = 64 * 1024**3,
         read_wait: float = 5.0,
     ) -> None:
         self.node = node
+        self.max_load_size = max_load_size
         self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
         middlewares: list[Any] = [error_middleware]
         if token:
@@ -105,6 +114,9 @@ class HTTPApi:
         r.add_post("/databases/{id}", self.query)
         r.add_get("/databases/{id}", self.download)
         r.add_delete("/databases/{id}", self.delete_database)
+        r.add_post("/load", self.load)
+        r.add_post("/databases/{id}/load", self.load)
+        r.add_get("/snapshots", self.list_snapshots)
         r.add_post("/snapshot", self.take_snapshot)
         r.add_get("/snapshot", self.get_snapshot)
         r.add_post("/databases/{id}/snapshot", self.take_snapshot)
@@ -119,7 +131,7 @@ class HTTPApi:
         r.add_get("/docs", self.docs)
 
     def _database(self, request: web.Request) -> Database:
-        return self.node.databases.get(request.match_info.get("id"))
+        return self.node.database(request.match_info.get("id"))
 
     # -------------------------------------------------------------------------------- queries
     async def query(self, request: web.Request) -> web.Response:
@@ -160,6 +172,31 @@ class HTTPApi:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         return await _stream_file(request, f, f"{stamp}_{db.id}")
 
+    async def load(self, request: web.Request) -> web.Response:
+        """Load an uploaded SQLite file into an empty database through the write path (every node gets it)."""
+        db = self._database(request)
+        limit = self.max_load_size
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"the file is larger than --max-load-size ({limit} bytes)", limit=limit)
+        directory = None if db.spec.memory else (os.path.dirname(db.spec.path) or None)
+        fd, tmp = tempfile.mkstemp(prefix=f".{db.id}-load-", suffix=".db", dir=directory)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in request.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(
+                            f"the file is larger than --max-load-size ({limit} bytes)", limit=limit
+                        )
+                    await asyncio.to_thread(f.write, chunk)
+            summary = await self.node.load(db.id, tmp, size)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        seq = summary.get("seq")
+        return json_response(summary, headers={SEQ_HEADER: str(seq)} if seq else None)
+
     # -------------------------------------------------------------------------------- snapshots
     def _snapshots(self) -> tuple[Snapshotter, ReplicationManager]:
         if self.node.snapshots is None or self.node.replication is None:
@@ -168,6 +205,15 @@ class HTTPApi:
                 hint="use GET /download for a backup of this node",
             )
         return self.node.snapshots, self.node.replication
+
+    async def list_snapshots(self, request: web.Request) -> web.Response:
+        """The latest snapshot of each database this node serves (null where there is none)."""
+        snapshots, _ = self._snapshots()
+        out = {}
+        for db in self.node.databases:
+            latest = await snapshots.store.latest(db.id)
+            out[db.id] = latest.to_dict() if latest is not None else None
+        return json_response({"snapshots": out})
 
     async def take_snapshot(self, request: web.Request) -> web.Response:
         """Snapshot the database now, unless the stored snapshot already includes everything applied here."""
@@ -184,7 +230,7 @@ class HTTPApi:
 
     async def get_snapshot(self, request: web.Request) -> web.StreamResponse:
         """Stream the database's latest snapshot, with the log position it includes in ``X-Sequence``."""
-        db = self._database(request)
+        db = self.node.databases.get(request.match_info.get("id"))  # served from the store: even when stale
         snapshots, _ = self._snapshots()
         fd, tmp = tempfile.mkstemp(prefix=f"sqlite-ha-snapshot-{db.id}-", suffix=".db")
         os.close(fd)

@@ -345,7 +345,12 @@ class Node:
         seconds = time.monotonic() - started
         log.info(
             "loaded %d bytes into %s: %d tables, %d rows, %d change sets in %.1fs",
-            size, db.id, len(plan.tables), rows, changesets, seconds,
+            size,
+            db.id,
+            len(plan.tables),
+            rows,
+            changesets,
+            seconds,
         )
         return {
             "database": db.id,

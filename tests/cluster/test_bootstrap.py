@@ -151,7 +151,9 @@ def test_a_node_never_applies_past_change_sets_the_log_dropped(tmp_path: Path) -
         for name in ("w", "n"):
             (tmp_path / name).mkdir()
             rdb = ReplicatedDatabase(
-                Database(parse_dsn(str(tmp_path / name / "app.db"), memory=False)), hub.connect(name), node=name
+                Database(parse_dsn(str(tmp_path / name / "app.db"), memory=False)),
+                hub.connect(name),
+                node=name,
             )
             await rdb.start()
             nodes.append(rdb)

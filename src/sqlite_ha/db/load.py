@@ -118,9 +118,7 @@ def _table(conn: apsw.Connection, name: str, sql: str) -> SourceTable:
     )
     if without_rowid:
         return SourceTable(name, sql, columns, tuple(c for _, c in pk), with_rowid=False)
-    integer_pk = len(pk) == 1 and any(
-        str(r[1]) == pk[0][1] and str(r[2]).upper() == "INTEGER" for r in info
-    )
+    integer_pk = len(pk) == 1 and any(str(r[1]) == pk[0][1] and str(r[2]).upper() == "INTEGER" for r in info)
     return SourceTable(name, sql, columns, ("rowid",), with_rowid=not integer_pk)
 
 

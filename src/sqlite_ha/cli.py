@@ -98,6 +98,16 @@ def _serve(config: Config) -> None:
     asyncio.run(main())
 
 
+def _admin_commands() -> None:
+    from sqlite_ha.admin import load_command, snapshot_group
+
+    cli.add_command(load_command)
+    cli.add_command(snapshot_group)
+
+
+_admin_commands()
+
+
 def _go_style_switches(argv: list[str]) -> list[str]:
     """Rewrite ``--memory=true|false`` (Go flag syntax, used by ``ha`` users) into click's switch pair."""
     from sqlite_ha.config import parse_bool

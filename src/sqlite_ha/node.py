@@ -27,7 +27,7 @@ from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import ConfigError, Conflict
+from sqlite_ha.errors import ConfigError, Conflict, HAError
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
@@ -36,13 +36,19 @@ from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
-from sqlite_ha.replication.replicated_database import ReplicatedDatabase
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase, ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.snapshot import SnapshotError
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
 
 log = logging.getLogger(__name__)
+
+
+class LoadInterrupted(HAError):
+    """A load failed part-way: what was loaded stays (each chunk is its own committed transaction)."""
+
+    code = "load_interrupted"
 
 
 class Node:
@@ -324,7 +330,25 @@ class Node:
 
                 async def write(statements: list[Statement]) -> None:
                     nonlocal seq, changesets
-                    _, got = await self.execute(db, statements)
+                    try:
+                        _, got = await self.execute(db, statements)
+                    except HAError as e:
+                        if not changesets:
+                            raise  # nothing written yet: the plain error says it all
+                        pending = isinstance(e, ReplicationPending)
+                        raise LoadInterrupted(
+                            f"the load into {db.id!r} stopped after {rows:,} rows: {e.message}"
+                            + (
+                                "; that last chunk is committed here and reaches the other nodes when the "
+                                "log answers"
+                                if pending
+                                else ""
+                            ),
+                            hint="what was loaded stays; drop the tables and load the file again",
+                            database=db.id,
+                            rows=rows,
+                            seq=seq,
+                        ) from e
                     seq = got if got is not None else seq
                     changesets += 1
 
@@ -380,12 +404,12 @@ class Node:
         return await self.replication.execute(db, statements)
 
     async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None:
-        if self.replication is not None:
-            await self.replication.get(db.id).wait_applied(min_seq, timeout)
+        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
+            await rdb.wait_applied(min_seq, timeout)
 
     async def create_database(self, dsn: str) -> Database:
         db = self.databases.create(dsn)
-        if self.replication is not None:
+        if self.replication is not None and not db.spec.read_only:
             await self.replication.attach(db)
         return db
 

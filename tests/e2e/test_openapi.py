@@ -767,7 +767,7 @@ def test_not_ready_node_answers_503_with_its_checks(node_factory: NodeFactory) -
     )
 
 
-def test_replicating_node_answers_as_the_spec_declares(node_factory: NodeFactory) -> None:
+def test_replicating_node_answers_as_the_spec_declares(node_factory: NodeFactory, tmp_path: Path) -> None:
     """A node with its embedded NATS: writes answer their stream sequence, reads wait for it, and the
     consumers are JetStream's."""
     node = node_factory(args=["app.db", "--create-db-dir", "created"], nats_port=None, token=TOKEN)
@@ -907,9 +907,29 @@ def test_replicating_node_answers_as_the_spec_declares(node_factory: NodeFactory
     assert call("GET", "/snapshot", expect=200).body.startswith(b"SQLite format 3\x00")
     call("GET", "/databases/{id}/snapshot", id="nope.db", expect=404)
     call("POST", "/databases/{id}/snapshot", id="nope.db", expect=404)
+    listing = call("GET", "/snapshots", expect=200).json()["snapshots"]
+    assert listing["app.db"]["seq"] == again
+    assert listing["new.db"] is None
+
+    # Loading a file: into an empty database it works; anything else is refused before writing.
+    source = tmp_path / "source.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE s(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO s(v) VALUES (?)", [(f"v{i}",) for i in range(10)])
+    conn.commit()
+    conn.close()
+    call("POST", "/databases", {"dsn": "loaded.db"}, expect=201)
+    done = call("POST", "/databases/{id}/load", id="loaded.db", raw=source.read_bytes(), expect=200).json()
+    assert (done["tables"], done["rows"]) == (1, 10)
+    call.error("POST", "/load", raw=source.read_bytes(), expect=409, code="conflict")
+    call.error("POST", "/databases/{id}/load", id="loaded.db", raw=b"junk", expect=400, code="bad_request")
+    call.error(
+        "POST", "/databases/{id}/load", id="nope.db", raw=b"junk", expect=404, code="database_not_found"
+    )
 
     seen = {(m, r) for m, r, _ in conf.seen}
-    assert {(m, r) for m, r in conf.operations() if r.startswith(("/replications", "/snapshot"))} <= seen
+    covered = ("/replications", "/snapshot", "/load", "/databases/{id}/load")
+    assert {(m, r) for m, r in conf.operations() if r.startswith(covered)} <= seen
 
 
 def test_write_the_log_does_not_take_answers_202_pending(node_factory: NodeFactory) -> None:

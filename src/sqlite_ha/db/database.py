@@ -348,6 +348,7 @@ class Database:
                     outcomes.append(e)
                 c.control("RELEASE _ha_request")
             if capture is not None:
+                c.deadline.disarm()  # the statements are done: building the change set is not theirs to time
                 c.authorizer.internal = True
                 last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
                 try:

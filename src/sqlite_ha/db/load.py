@@ -19,8 +19,8 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import BadRequest
 
-CHUNK_BYTES = 1 << 20  # values per change set, roughly; a change set must stay well under NATS max_payload
-CHUNK_ROWS = 5000
+CHUNK_BYTES = 512 << 10  # values per change set, roughly; a change set must stay well under NATS max_payload
+CHUNK_ROWS = 1000
 _MAGIC = b"SQLite format 3\x00"
 
 

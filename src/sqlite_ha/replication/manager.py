@@ -60,6 +60,8 @@ class ReplicationManager:
         the background. ``verified`` holds, for databases started from a snapshot, how far the snapshot is
         known to cover the log."""
         for db in databases:
+            if db.spec.read_only:
+                continue  # nothing to capture, and nothing may be applied: served as it is
             rdb = self._prepare(db)
             rdb.verified_through((verified or {}).get(db.id, 0))
         self._task = asyncio.create_task(self._join(), name="replication-join")
@@ -118,7 +120,9 @@ class ReplicationManager:
         return self.databases[ident]
 
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
-        rdb = self.databases[db.id]
+        rdb = self.databases.get(db.id)
+        if rdb is None:  # a read-only database
+            return await db.execute(statements), None
         if not self.started and not db.is_read_only(statements) and not rdb.async_mode:
             raise NotReady(
                 "this node has not joined the replication log yet; nothing was written", hint=self.last_error

@@ -219,7 +219,10 @@ class HTTPApi:
         """Snapshot the database now, unless the stored snapshot already includes everything applied here."""
         db = self._database(request)
         snapshots, replication = self._snapshots()
-        meta, taken = await snapshots.take(replication.get(db.id))
+        rdb = replication.databases.get(db.id)
+        if rdb is None:
+            raise NoSnapshot(f"{db.id!r} is read-only: it is not replicated, so it has no snapshots")
+        meta, taken = await snapshots.take(rdb)
         if meta is None:
             raise NoSnapshot(f"nothing to snapshot in {db.id!r} yet")
         return web.Response(

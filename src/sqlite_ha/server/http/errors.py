@@ -32,6 +32,7 @@ _EXTRA_STATUS = {
     "replication_timeout": 503,
     "snapshot_error": 503,
     "replication_gap": 503,
+    "load_interrupted": 503,
     "no_snapshot": 404,
     "snapshots_unavailable": 409,
     "stale_read": 504,

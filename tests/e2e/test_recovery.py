@@ -140,3 +140,19 @@ def test_a_snapshot_taken_during_writes_restores_without_losing_or_repeating_row
     assert sorted(row[0] for row in expected) == sorted([-1, *acked])  # every acknowledged write, once
     for node in (n2, n3, n4):
         assert content(node, last) == expected
+
+
+def test_without_any_snapshot_a_late_node_replays_the_whole_log(node_factory: NodeFactory) -> None:
+    n1 = node_factory(args=["app.db"], nats_port=None, name="node1")
+    url = f"nats://127.0.0.1:{n1.nats_port}"
+    n1.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, origin TEXT)"})
+    for i in range(50):
+        n1.query({"sql": "INSERT INTO t(id, v, origin) VALUES (?, 'early', 'node1')", "params": [i]})
+    seq = n1.query({"sql": "UPDATE t SET v = 'late' WHERE id < 10"})["seq"]
+    assert n1.request("GET", "/snapshot").status == 404  # there is none
+    late = node_factory(args=["app.db", "--replication-url", url], name="node2")
+    asked = node_factory(args=["app.db", "--replication-url", url, "--from-latest-snapshot"], name="node3")
+    assert "no snapshot to start from; the log has everything" in asked.logs()
+    for node in (late, asked):
+        assert content(node, seq) == content(n1)
+        assert "installed the snapshot" not in node.logs()

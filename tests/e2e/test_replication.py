@@ -371,3 +371,24 @@ def test_cli_options_interceptor_ddl_sync_and_async(node_factory: NodeFactory, t
     seq = c.write(third, "INSERT INTO public VALUES ('from node3')")
     assert c.rows(first, "SELECT count(*) FROM sqlite_schema WHERE name = 'local_only'", min_seq=seq) == [[0]]
     assert ["from node3"] in c.rows(first, "SELECT x FROM public")
+
+
+def test_a_change_set_too_large_for_the_log_is_refused_before_commit(node_factory: NodeFactory) -> None:
+    """Committed, it could never reach the other nodes (NATS refuses messages over max_payload, 8 MB for
+    the embedded server): such a transaction is rolled back and the client told why."""
+    node = node_factory(args=["app.db"], nats_port=None)
+    node.query({"sql": "CREATE TABLE t(b BLOB)"})
+    resp = node.request("POST", "/query", {"sql": "INSERT INTO t VALUES (zeroblob(9000000))"})
+    assert resp.status == 413, resp.body
+    error = resp.json()["error"]
+    assert error["code"] == "payload_too_large"
+    assert "rolled back" in error["message"]
+    assert node.query({"sql": "SELECT count(*) FROM t"})["rows"] == [[0]]
+    fits = node.query({"sql": "INSERT INTO t VALUES (zeroblob(1000000))"})
+    assert fits["seq"] > 0
+
+    def app_status() -> dict[str, Any]:
+        return dict(node.request("GET", "/status").json()["replication"]["databases"]["app.db"])
+
+    wait_for(lambda: app_status()["outbox"] == 0, 10, "the outbox to empty")  # nothing stuck in it
+    assert app_status()["publish_failures"] == 0

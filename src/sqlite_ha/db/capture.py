@@ -23,7 +23,7 @@ from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache, TableInfo, is_user_table, quote
 from sqlite_ha.db.unique import UniqueResolver
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.errors import StatementNotAllowed
+from sqlite_ha.errors import PayloadTooLarge, StatementNotAllowed
 
 _OPS: dict[str, Operation] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
 _DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.DOTALL)
@@ -74,6 +74,12 @@ class Capture:
         self.ddl_sync = ddl_sync
         self.resolver = UniqueResolver(schema)
         self.before_commit: Callable[[apsw.Connection], None] | None = None  # rides along in every write
+        # Told whether the transaction in which ``before_commit`` ran committed (True) or rolled back.
+        self.after_end: Callable[[bool], None] | None = None
+        self._before_commit_ran = False
+        # The largest change set the log takes (NATS max_payload, less room for headers), if it says: a
+        # larger one is refused before COMMIT, since once committed it could never reach the other nodes.
+        self.max_payload: Callable[[], int | None] = lambda: None
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
         self._schema_changed = False
@@ -100,6 +106,12 @@ class Capture:
 
     def rewind(self, mark: int) -> None:
         del self._ddl[mark:]
+
+    def end(self, committed: bool) -> None:
+        """The transaction is over: tell ``after_end`` if ``before_commit`` ran in it."""
+        ran, self._before_commit_ran = self._before_commit_ran, False
+        if ran and self.after_end is not None:
+            self.after_end(committed)
 
     def abort(self) -> None:
         if self._session is not None:
@@ -142,8 +154,18 @@ class Capture:
             process_id=os.getpid(),
         )
         if self.before_commit is not None:
+            self._before_commit_ran = True
             self.before_commit(conn)
         payload = self.encode(cs)
+        limit = self.max_payload()
+        if limit is not None and len(payload) > limit:
+            raise PayloadTooLarge(
+                f"this transaction's change set is {len(payload):,} bytes and the replication log takes at "
+                f"most {limit:,}; it was rolled back",
+                hint="split it into smaller transactions (or raise max_payload of the NATS server)",
+                size=len(payload),
+                limit=limit,
+            )
         conn.execute(
             "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)
         )

@@ -321,6 +321,7 @@ class Database:
         capture = self.capture if c is self._writer else None
         captured: tuple[ChangeSet, bytes] | None = None
         grouped = len(requests) > 1
+        committed = False
         c.deadline.arm(seconds)
         try:
             if begin:
@@ -361,12 +362,15 @@ class Database:
                     c.control("COMMIT")
                 except apsw.Error as e:
                     raise translate(e) from e
+            committed = True
         finally:
             c.deadline.disarm()
             if capture is not None:
                 capture.abort()
             if c.conn.in_transaction:
                 c.control("ROLLBACK")
+            if capture is not None:
+                capture.end(committed)
         cs, payload = captured if captured is not None else (None, None)
         return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
 

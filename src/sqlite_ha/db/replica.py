@@ -99,6 +99,7 @@ class Replica:
             self.applied_seq = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0)
         # This node's own change sets seen back in the log, not yet recorded in the database (``skip_own``).
         self._own_seen: list[int] = []
+        self._deleting: list[int] = []  # their outbox entries, deleted by a transaction not yet over
         self._position_dirty = False
         self.schema = SchemaCache()
         self.applier = Applier(schema=self.schema, hlc=self.hlc)
@@ -106,6 +107,7 @@ class Replica:
             database=db.id, node=node, hlc=self.hlc, schema=self.schema, encode=encode, ddl_sync=ddl_sync
         )
         capture.before_commit = self._record_position
+        capture.after_end = self._position_written
         db.capture = capture
 
     # ------------------------------------------------------------------------------------ outbox
@@ -155,6 +157,7 @@ class Replica:
                 meta.put(conn, meta.CLOCK, self.hlc.last)
         except BaseException:
             self.applied_seq = before  # the transaction rolled back: so did the position
+            self._position_written(False)
             raise
         finally:
             conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 1)
@@ -162,6 +165,7 @@ class Replica:
                 conn.execute("PRAGMA foreign_keys=ON")
             if full:
                 conn.execute("PRAGMA synchronous=FULL")
+        self._position_written(True)
         self.applied_seq = outcome.applied_seq
         self.stats.batches += 1
         self.stats.last_applied_at = time.time()
@@ -184,17 +188,31 @@ class Replica:
         """Inside a transaction: store the applied position and drop outbox entries seen in the log."""
         if self._own_seen:
             conn.executemany("DELETE FROM _ha_outbox WHERE hlc = ?", [(h,) for h in self._own_seen])
+            self._deleting.extend(self._own_seen)
             self._own_seen.clear()
         meta.put(conn, meta.APPLIED_SEQ, self.applied_seq)
         self._position_dirty = False
+
+    def _position_written(self, committed: bool) -> None:
+        """After a transaction that recorded the position: if it rolled back, so did the outbox deletions,
+        which the next transaction must do again."""
+        if not committed:
+            self._own_seen.extend(self._deleting)
+            self._position_dirty = True
+        self._deleting.clear()
 
     async def flush_position(self) -> None:
         """Write a position moved by ``skip_own`` when no other transaction came to carry it."""
         if not self._position_dirty:
             return
         async with self.db.exclusive() as conn:
-            with conn:
-                self._record_position(conn)
+            try:
+                with conn:
+                    self._record_position(conn)
+            except BaseException:
+                self._position_written(False)
+                raise
+            self._position_written(True)
 
     def _apply_one(self, conn: apsw.Connection, item: Incoming, outcome: BatchOutcome) -> bool:
         """Apply one change set inside the batch transaction; True if it changed the schema."""

@@ -107,6 +107,9 @@ class ReplicatedDatabase:
         self._inflight: set[int] = set()  # clocks being published by the write path
         self._publishing: dict[int, asyncio.Future[int]] = {}  # clock -> the one publish of that change set
         self._publish_done = asyncio.Event()
+        limit = getattr(replicator, "max_payload", None)
+        if callable(limit) and db.capture is not None:
+            db.capture.max_payload = limit
         if not async_mode:
             db.commit_gate = self._publish_slot
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet

@@ -34,6 +34,8 @@ from sqlite_ha.replication.replicator import (
 
 log = logging.getLogger(__name__)
 
+HEADER_ROOM = 1024  # Nats-Msg-Id and the protocol line travel with the payload
+
 DUPLICATE_WINDOW = 120.0
 _NO_MESSAGE = 10037  # JetStream: "no message found"
 _NOT_CLUSTERED = 10074  # "replicas > 1 not supported in non-clustered mode"
@@ -169,6 +171,13 @@ class JetStreamReplicator:
             log.info("updated stream %s (replicas %d, max age %gs)", self.stream, self.replicas, self.max_age)
 
     # ------------------------------------------------------------------------------------ publish
+    def max_payload(self) -> int | None:
+        """The largest change set a publish can carry: the server's max_payload less room for headers."""
+        nc = self._conn.client
+        if nc is None or not nc.is_connected or not nc.max_payload:
+            return None
+        return int(nc.max_payload) - HEADER_ROOM
+
     def available(self) -> bool:
         """Connected to NATS right now (a publish may still fail: stream missing, no JetStream quorum)."""
         nc = self._conn.client

@@ -28,6 +28,7 @@ from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, run_statement
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
+from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import BadRequest, ConfigError, HAError, StatementNotAllowed
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,25 @@ class Database:
             finally:
                 self._writer.authorizer.internal = False
                 self._writer.conn.set_last_insert_rowid(last_rowid)  # clients see only their own inserts
+
+    async def begin_transaction(self) -> WriteTransaction:
+        """Take the writer for an interactive transaction (see ``transaction.py``): BEGIN IMMEDIATE with
+        the change-set capture attached. The write lock is held until it commits or rolls back."""
+        await self._write_lock.acquire()
+        c = self._writer
+        try:
+            try:
+                c.control("BEGIN IMMEDIATE")
+            except apsw.Error as e:
+                raise translate(e) from e
+            if self.capture is not None:
+                self.capture.begin(c.conn)
+        except BaseException:
+            if c.conn.in_transaction:
+                c.control("ROLLBACK")
+            self._write_lock.release()
+            raise
+        return WriteTransaction(self, c)
 
     @contextlib.contextmanager
     def internal(self) -> Iterator[apsw.Connection]:

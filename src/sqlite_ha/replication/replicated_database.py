@@ -27,6 +27,7 @@ from typing import Any
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
+from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
 from sqlite_ha.replication.replicator import (
@@ -162,16 +163,37 @@ class ReplicatedDatabase:
                 hint="retry later; reads still work",
             )
         execution = await self.db.execute(statements)
+        return execution, await self._replicate(execution)
+
+    async def begin(self) -> WriteTransaction:
+        """Start an interactive write transaction (PostgreSQL wire); ``commit`` replicates it."""
+        self.refuse_if_stale()
+        if not self.async_mode and not self.replicator.available():
+            raise NotReplicating(
+                "the replication log is unreachable, so writes are refused; nothing was written",
+                hint="retry later; reads still work",
+            )
+        return await self.db.begin_transaction()
+
+    async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
+        """COMMIT an interactive transaction and publish its change set, as ``execute`` does for a write."""
+        execution = tx.commit()
+        return execution, await self._replicate(execution)
+
+    async def _replicate(self, execution: Execution) -> int | None:
+        """Publish a committed write's change set; returns its seq (None when it changed nothing or the
+        write is asynchronous). ``ReplicationPending`` when the log did not take it (it stays in the
+        outbox)."""
         cs, payload = execution.changeset, execution.payload
         if cs is None or payload is None:
-            return execution, None
+            return None
         self._committed.add(cs.hlc)
         if self.async_mode:
             self._kick.set()
-            return execution, None
+            return None
         try:
             # shielded: a request that goes away must not cancel the publish the others wait for
-            seq = await asyncio.shield(self._publish_once(cs.hlc, cs.msg_id, payload))
+            return await asyncio.shield(self._publish_once(cs.hlc, cs.msg_id, payload))
         except ReplicationError as e:
             self.publish_failures += 1
             self._kick.set()
@@ -182,7 +204,6 @@ class ReplicatedDatabase:
                 hint="do not retry a non-idempotent write: it is not lost",
                 execution=execution,
             ) from e
-        return execution, seq
 
     def refuse_if_stale(self) -> None:
         """Raise ``Gap`` while this node may lack change sets the log dropped (until it recovers)."""

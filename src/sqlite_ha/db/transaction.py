@@ -1,0 +1,163 @@
+"""Interactive write transactions: a client's BEGIN … COMMIT that spans several messages (PostgreSQL wire).
+
+An HTTP request is one transaction run in one go; a PostgreSQL session instead sends statements one at a
+time between BEGIN and COMMIT and must see its own writes. Such a transaction holds the database's write lock
+from its first write to its end (SQLite has one writer anyway), runs every statement on the writer connection
+with the change-set capture attached, and produces one change set at COMMIT, exactly like a request.
+
+Statements run on the worker thread, not inline: a slow one must not stall the event loop, and unlike a
+request it cannot be interrupted and re-run (interrupting a statement inside an explicit transaction makes
+SQLite roll the whole transaction back). The query timeout still applies; when it fires, the transaction is
+gone and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import apsw
+
+from sqlite_ha.db.runner import QueryTimeout
+from sqlite_ha.db.sqlerrors import translate
+from sqlite_ha.db.statement import Result, Statement
+from sqlite_ha.errors import HAError
+
+if TYPE_CHECKING:
+    from sqlite_ha.db.database import Database, Execution, _Conn
+
+
+class TransactionAborted(HAError):
+    """SQLite ended the transaction by itself (timeout, disk full, …): only ROLLBACK is left."""
+
+    code = "transaction_aborted"
+
+
+class WriteTransaction:
+    def __init__(self, db: Database, c: _Conn) -> None:
+        self._db = db
+        self._c = c
+        self._savepoints: list[tuple[str, int]] = []  # (name, capture mark)
+        self.open = True
+
+    async def run(self, statements: Sequence[Statement]) -> list[Result]:
+        """Run statements inside the transaction; an error leaves it open (the caller decides)."""
+        self._check_open()
+        if self._db.spec.memory:
+            return self._run(statements)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db._slow, self._run, statements)
+
+    def _run(self, statements: Sequence[Statement]) -> list[Result]:
+        c = self._c
+        capture = self._db.capture
+        c.deadline.arm(self._db.options.limits.timeout)
+        try:
+            return self._db._run_request(
+                c, statements, capture.record_statement if capture is not None else None, escalate=False
+            )
+        except QueryTimeout as e:
+            self._lost()
+            raise TransactionAborted(f"{e.message}; the transaction was rolled back", hint=e.hint) from e
+        finally:
+            c.deadline.disarm()
+            if not c.conn.in_transaction and self.open:
+                self._lost()
+
+    def savepoint(self, name: str) -> None:
+        self._check_open()
+        self._control(f"SAVEPOINT {_quote(name)}")
+        capture = self._db.capture
+        self._savepoints.append((name, capture.mark() if capture is not None else 0))
+
+    def release(self, name: str) -> None:
+        index = self._find(name)
+        self._control(f"RELEASE {_quote(name)}")
+        del self._savepoints[index:]
+
+    def rollback_to(self, name: str) -> None:
+        index = self._find(name)
+        self._control(f"ROLLBACK TO {_quote(name)}")
+        capture = self._db.capture
+        if capture is not None:
+            capture.rewind(self._savepoints[index][1])
+        del self._savepoints[index + 1 :]
+
+    def commit(self) -> Execution:
+        """Build the change set, COMMIT, release the writer. An error rolls back and releases too."""
+        from sqlite_ha.db.database import Execution
+
+        self._check_open()
+        c = self._c
+        capture = self._db.capture
+        committed = False
+        captured = None
+        try:
+            if capture is not None:
+                c.authorizer.internal = True
+                last_rowid = c.conn.last_insert_rowid()
+                try:
+                    captured = capture.finish(c.conn)
+                finally:
+                    c.authorizer.internal = False
+                    c.conn.set_last_insert_rowid(last_rowid)
+            try:
+                c.control("COMMIT")
+            except apsw.Error as e:
+                raise translate(e) from e
+            committed = True
+        finally:
+            self._end(committed)
+        cs, payload = captured if captured is not None else (None, None)
+        self._db.stats.writes += 1
+        return Execution([], cs, payload)
+
+    def rollback(self) -> None:
+        if not self.open:
+            return
+        self._end(False)
+
+    # ------------------------------------------------------------------------------------------------
+    def _end(self, committed: bool) -> None:
+        c = self._c
+        capture = self._db.capture
+        try:
+            if capture is not None:
+                capture.abort()
+            if c.conn.in_transaction:
+                c.control("ROLLBACK")
+            if capture is not None:
+                capture.end(committed)
+        finally:
+            self.open = False
+            self._savepoints.clear()
+            self._db._write_lock.release()
+
+    def _lost(self) -> None:
+        """SQLite rolled the transaction back on its own: give the writer back now."""
+        if self.open:
+            self._end(False)
+
+    def _check_open(self) -> None:
+        if not self.open:
+            raise TransactionAborted(
+                "the transaction was rolled back (a statement ran out of time or failed)"
+            )
+
+    def _find(self, name: str) -> int:
+        self._check_open()
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            if self._savepoints[i][0] == name:
+                return i
+        raise HAError(f'savepoint "{name}" does not exist')
+
+    def _control(self, sql: str) -> None:
+        try:
+            self._c.control(sql)
+        except apsw.Error as e:
+            raise translate(e) from e
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -31,6 +31,8 @@ def object_name(database: str) -> str:
 
 
 class JetStreamSnapshotStore:
+    verifies_checksum = True  # fetch checks the content against the metadata's SHA-256 as it downloads
+
     def __init__(self, conn: NatsConnection, *, stream: str = "ha_replication", replicas: int = 1) -> None:
         self._conn = conn
         self.bucket = f"{stream}_SNAPSHOTS"
@@ -111,14 +113,14 @@ class JetStreamSnapshotStore:
         try:
             info = await store.get_info(object_name(database))
             with dest.open("wb") as f:
-                await self._download(info, f)
+                await self._download(info, f, meta.sha256)
         except SnapshotError:
             raise
         except Exception as e:  # a broken download must not look like a snapshot
             raise SnapshotError(f"downloading the snapshot of {database}: {describe(e)}") from e
         return meta
 
-    async def _download(self, info: ObjectInfo, f: BinaryIO) -> None:
+    async def _download(self, info: ObjectInfo, f: BinaryIO, sha256: str) -> None:
         """Pull the object's chunks in large batches and write them in order, checking the digest.
 
         nats-py's ``ObjectStore.get`` reads through a push consumer whose flow-control replies wait for a
@@ -159,6 +161,8 @@ class JetStreamSnapshotStore:
             raise SnapshotError(
                 f"the snapshot object {info.name} came back with {size} bytes that do not match its digest"
             )
+        if digest.hexdigest() != sha256:
+            raise SnapshotError(f"snapshot of {info.name} is corrupt: checksum mismatch with its metadata")
 
 
 def _pad(b64: str) -> str:

@@ -1,0 +1,1 @@
+"""PostgreSQL wire protocol front end: the sans-IO codec, authentication and the asyncio adapter."""

@@ -236,6 +236,18 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
         metavar="TOKEN",
     ),
+    Setting("pg-port", parse_port, 0, "PostgreSQL wire protocol port (0 = off)", metavar="PORT"),
+    Setting("pg-user", _parse_str, "ha", "User PostgreSQL clients log in as", metavar="USER"),
+    Setting("pg-pass", _parse_str, "ha", "Password of --pg-user", secret=True, metavar="PASS"),
+    Setting(
+        "pg-auth",
+        _parse_choice("scram-sha-256", "md5", "password"),
+        "scram-sha-256",
+        "How PostgreSQL clients prove the password: scram-sha-256, md5 or password (cleartext)",
+        metavar="METHOD",
+    ),
+    Setting("pg-cert", _parse_str, "", "TLS certificate (PEM) for PostgreSQL clients", metavar="FILE"),
+    Setting("pg-key", _parse_str, "", "TLS private key (PEM) of --pg-cert", metavar="FILE"),
     Setting(
         "memory",
         parse_bool,
@@ -395,6 +407,12 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str = field(default="", repr=False)
+    pg_port: int = 0
+    pg_user: str = "ha"
+    pg_pass: str = field(default="ha", repr=False)
+    pg_auth: str = "scram-sha-256"
+    pg_cert: str = ""
+    pg_key: str = ""
     memory: bool = False
     log_level: str = "info"
     create_db_dir: str = ""
@@ -548,4 +566,8 @@ def resolve(
         dbs = tuple(shlex.split(env["HA_ARGS"]))
     if values["nats_pass"] and not values["nats_user"]:
         raise ConfigError("--nats-pass", "needs --nats-user")
+    if bool(values["pg_cert"]) != bool(values["pg_key"]):
+        raise ConfigError(
+            "--pg-cert" if values["pg_key"] else "--pg-key", "--pg-cert and --pg-key go together"
+        )
     return Config(databases=dbs, **values)

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,7 +27,8 @@ from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import ConfigError, Conflict, HAError
+from sqlite_ha.db.transaction import WriteTransaction
+from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
@@ -41,6 +42,9 @@ from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.snapshot import SnapshotError
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
+
+if TYPE_CHECKING:
+    from sqlite_ha.server.pgwire.server import PgServer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ class Node:
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
         self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
         self._runner: web.AppRunner | None = None
+        self.pg: PgServer | None = None
         self._started_at = time.time()
         self.http_port: int | None = None
 
@@ -119,6 +124,8 @@ class Node:
             if (self.nats_server is not None and not cfg.nats_cluster_port) or self.nats is None:
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)  # a log of our own answers at once
+            if cfg.pg_port:
+                await self._start_pg()  # before HTTP: once /readyz answers, every port does
             await self._start_http()
         except BaseException:
             await self.stop()
@@ -160,6 +167,22 @@ class Node:
         if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token:
             log.warning(
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
+            )
+
+    async def _start_pg(self) -> None:
+        from sqlite_ha.server.pgwire.server import PgServer, tls_context
+        from sqlite_ha.server.pgwire.session import PgSettings
+
+        cfg = self.config
+        tls = tls_context(cfg.pg_cert, cfg.pg_key) if cfg.pg_cert else None
+        settings = PgSettings(
+            user=cfg.pg_user, password=cfg.pg_pass, auth=cfg.pg_auth, read_wait=cfg.replication_timeout
+        )
+        self.pg = PgServer(self, settings, tls=tls)
+        await self.pg.start(cfg.host, cfg.pg_port)
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and cfg.pg_pass == "ha":
+            log.warning(
+                "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
             )
 
     def _log(self) -> tuple[Replicator, JetStreamSnapshotStore | None]:
@@ -397,6 +420,25 @@ class Node:
         )
         return [str(r[0]) for r in execution.results[0].rows]
 
+    def database_ids(self) -> list[str]:
+        return [db.id for db in self.databases]
+
+    async def begin(self, db: Database) -> WriteTransaction:
+        """An interactive write transaction (PostgreSQL sessions); ``commit`` replicates it."""
+        if self.replication is None or (rdb := self.replication.databases.get(db.id)) is None:
+            return await db.begin_transaction()
+        if not self.replication.started and not rdb.async_mode:
+            raise NotReady(
+                "this node has not joined the replication log yet; nothing was written",
+                hint=self.replication.last_error,
+            )
+        return await rdb.begin()
+
+    async def commit(self, db: Database, tx: WriteTransaction) -> tuple[Execution, int | None]:
+        if self.replication is None or (rdb := self.replication.databases.get(db.id)) is None:
+            return tx.commit(), None
+        return await rdb.commit(tx)
+
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
         """Run a request on a database, replicating what it writes; returns the execution and its seq."""
         if self.replication is None:
@@ -426,6 +468,9 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._recovering.clear()
+        if self.pg is not None:
+            await self.pg.stop()
+            self.pg = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

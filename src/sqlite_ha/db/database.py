@@ -77,6 +77,11 @@ class Execution:
     payload: bytes | None = None  # the change set as encoded into the outbox
 
 
+@dataclass(frozen=True, slots=True)
+class Described:
+    columns: list[tuple[str, str | None]]
+
+
 def _one(outcomes: list[Execution | HAError]) -> Execution:
     outcome = outcomes[0]
     if isinstance(outcome, HAError):
@@ -176,6 +181,34 @@ class Database:
             finally:
                 self._writer.authorizer.internal = False
                 self._writer.conn.set_last_insert_rowid(last_rowid)  # clients see only their own inserts
+
+    def describe(self, sql: str, params: int, *, on_writer: bool = False) -> Described:
+        """The result columns (name, declared type) of ``sql`` without running it: SQLite prepares it and
+        the execution trace stops it before the first step. ``on_writer`` inside an interactive
+        transaction, which may have created the tables it names."""
+        c = self._writer if on_writer else self._reader
+        seen: list[list[tuple[str, str | None]]] = []
+
+        def trace(cursor: apsw.Cursor, text: str, bindings: Any) -> bool:
+            seen.append([(str(d[0]), d[1]) for d in cursor.description])
+            return False
+
+        cur = c.conn.cursor()
+        cur.exec_trace = trace
+        try:
+            cur.execute(sql, (None,) * params if params else None)
+        except apsw.ExecTraceAbort:
+            pass
+        except apsw.Error as e:
+            raise translate(e) from e
+        finally:
+            cur.close(True)
+        return Described(columns=seen[0] if seen else [])
+
+    def table_types(self, table: str) -> dict[str, str]:
+        """Declared type of each column of ``table`` (lower-case names), for parameter type inference."""
+        rows = self._reader.conn.execute("SELECT name, type FROM pragma_table_info(?)", (table,)).fetchall()
+        return {str(name).lower(): str(decl or "") for name, decl in rows}
 
     async def begin_transaction(self) -> WriteTransaction:
         """Take the writer for an interactive transaction (see ``transaction.py``): BEGIN IMMEDIATE with

@@ -8,13 +8,19 @@ type comes from the tables the statement names; a parameter found nowhere is ann
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.annotate_types import annotate_types
 
 _NAME = r'(?:"(?:[^"]|"")+"|\[[^\]]+\]|`[^`]+`|[A-Za-z_][\w$]*)'
 _TABLES = re.compile(rf"\b(?:from|join|into|update)\s+(?:{_NAME}\s*\.\s*)?({_NAME})", re.I)
 _INSERT = re.compile(
-    rf"\binsert\s+(?:or\s+\w+\s+)?into\s+(?:{_NAME}\s*\.\s*)?({_NAME})\s*\(([^)]*)\)\s*values\s*\(", re.I
+    rf"\binsert\s+(?:or\s+\w+\s+)?into\s+(?:{_NAME}\s*\.\s*)?({_NAME})\s*(?:\(([^)]*)\))?\s*values\s*\(",
+    re.I,
 )
 _COMPARE_LEFT = re.compile(
     rf"(?:{_NAME}\s*\.\s*)?({_NAME})\s*(?:=|==|<>|!=|<=|>=|<|>|\blike\b|\bis\b)\s*\?(\d+)", re.I
@@ -47,7 +53,10 @@ def infer(sql: str, count: int, table_types: Callable[[str], dict[str, str]]) ->
             out[i] = decl
 
     for m in _INSERT.finditer(sql):
-        names = [c.strip() for c in m.group(2).split(",")]
+        if m.group(2) is None:  # no column list: the table's columns, in order
+            names = list(table_types(_unquote(m.group(1))))
+        else:
+            names = [c.strip() for c in m.group(2).split(",")]
         rest = sql[m.end() :]
         values = rest.split(")", 1)[0].split(",")
         for name, value in zip(names, values, strict=False):
@@ -66,3 +75,54 @@ def infer(sql: str, count: int, table_types: Callable[[str], dict[str, str]]) ->
         if 0 <= i < count and out[i] is None:
             out[i] = "BIGINT"
     return out
+
+
+def result_types(sql: str, table_types: Callable[[str], dict[str, str]]) -> list[str | None]:
+    """Declared-type names for a query's result columns, expressions included (``count(*)`` is a bigint):
+    SQLite gives no type to expressions, but asyncpg decodes by the type announced before any row exists.
+    None where the type cannot be told."""
+    tables = tuple(dict.fromkeys(_unquote(m.group(1)) for m in _TABLES.finditer(sql)))
+    schema = tuple((table, tuple(table_types(table).items())) for table in tables)
+    return list(_result_types(sql, schema))
+
+
+@functools.lru_cache(maxsize=2048)
+def _result_types(
+    sql: str, schema: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+) -> tuple[str | None, ...]:
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+        typed = annotate_types(
+            tree,
+            schema={table: {c: d or "TEXT" for c, d in cols} for table, cols in schema if cols},
+            dialect="sqlite",
+        )
+    except Exception:
+        return ()
+    if not isinstance(typed, exp.Query):
+        return ()
+    out: list[str | None] = []
+    for select in typed.selects:
+        kind = select.type.this if select.type is not None else None
+        out.append(_DTYPES.get(kind.name) if kind is not None else None)
+    return tuple(out)
+
+
+_DTYPES = {
+    "BIGINT": "BIGINT",
+    "INT": "BIGINT",
+    "SMALLINT": "BIGINT",
+    "TINYINT": "BIGINT",
+    "DOUBLE": "DOUBLE PRECISION",
+    "FLOAT": "DOUBLE PRECISION",
+    "DECIMAL": "NUMERIC",
+    "VARCHAR": "TEXT",
+    "TEXT": "TEXT",
+    "CHAR": "TEXT",
+    "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE",
+    "DATETIME": "TIMESTAMP",
+    "TIMESTAMP": "TIMESTAMP",
+    "BLOB": "BYTEA",
+    "VARBINARY": "BYTEA",
+}

@@ -1,0 +1,72 @@
+"""The PostgreSQL wire protocol listener: an asyncio server in the node's event loop, one ``Session`` per
+connection. A connection that misbehaves ends alone; the server keeps serving everybody else."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import os
+import ssl
+
+from sqlite_ha.errors import ConfigError
+from sqlite_ha.server.pgwire.session import PgNode, PgSettings, Session
+
+log = logging.getLogger(__name__)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The server-side TLS context of ``--pg-cert``/``--pg-key``; a bad file is a configuration error."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("--pg-cert", f"cannot load {cert} / {key}: {e}") from e
+    return context
+
+
+class PgServer:
+    def __init__(self, node: PgNode, settings: PgSettings, *, tls: ssl.SSLContext | None = None) -> None:
+        self.node = node
+        self.settings = settings
+        self.tls = tls
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[tuple[int, int], Session] = {}  # (pid, secret) → session, for CancelRequest
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pids = itertools.count((os.getpid() % 10_000) * 100_000 + 1)
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        try:
+            self._server = await asyncio.start_server(self._connected, host, port, reuse_address=True)
+        except OSError as e:
+            why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise ConfigError("--pg-port", f"cannot listen on {host}:{port}: {why}") from e
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("PostgreSQL wire protocol on %s:%d (auth %s)", host, self.port, self.settings.auth)
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        session = Session(self.node, self.settings, reader, writer, pid=next(self._pids), tls=self.tls)
+        try:
+            await session.serve(self._sessions)
+        except Exception:  # a fault in one session must not reach the server
+            log.exception("PostgreSQL session %d failed", session.pid)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()  # a session rolls back an open transaction as it ends
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        if server is not None:
+            await server.wait_closed()

@@ -1,0 +1,862 @@
+"""One PostgreSQL client connection over a node: authentication, simple and extended query, transactions.
+
+The session is a loop over the sans-IO codec: it reads frontend messages, runs them on the node (through the
+same write path as HTTP, so a COMMIT is acknowledged only once the change set is in the log), and writes the
+answers in batches (one socket write per Sync, Flush or simple query, not per message).
+
+Transactions follow PostgreSQL's model over SQLite's single writer: ``BEGIN`` opens nothing yet; reads before
+the first write run on the reader (each sees the latest commit, as READ COMMITTED does); the first write takes
+the writer (``WriteTransaction``) until COMMIT or ROLLBACK. Savepoints made before that are replayed when it
+starts. A failed statement puts the transaction in the failed state: everything but ROLLBACK gets 25P02.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlite_ha import __version__
+from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.statement import Result, Statement
+from sqlite_ha.db.transaction import WriteTransaction
+from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.errors import HAError
+from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
+from sqlite_ha.server.pgwire.dialect import TranslationError, classify, split_statements, translate
+from sqlite_ha.server.pgwire.infer import infer, result_types
+from sqlite_ha.server.pgwire.sqlstate import sqlstate
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+SERVER_VERSION = "15.0"
+
+
+class PgNode(Protocol):
+    """What a session needs of the node."""
+
+    def database(self, ident: str | None = None) -> Database: ...
+
+    def database_ids(self) -> list[str]: ...
+
+    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
+
+    async def begin(self, db: Database) -> WriteTransaction: ...
+
+    async def commit(self, db: Database, tx: WriteTransaction) -> tuple[Execution, int | None]: ...
+
+    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PgSettings:
+    user: str = "ha"
+    password: str = "ha"
+    auth: str = "scram-sha-256"  # or "md5", "password"
+    idle_in_transaction_timeout: float = 60.0
+    read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
+    max_message_size: int = 64 * 1024 * 1024
+
+
+class PgError(Exception):
+    """An error answered with ErrorResponse; ``fatal`` closes the connection afterwards."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        hint: str | None = None,
+        detail: str | None = None,
+        fatal: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+        self.fatal = fatal
+
+    @classmethod
+    def of(cls, e: HAError) -> PgError:
+        return cls(sqlstate(e), e.message, hint=e.hint)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A parsed statement: the client's SQL, what runs on SQLite, and the types it announces."""
+
+    sql: str  # as the client sent it
+    kind: str  # dialect.classify
+    run_sql: str  # translated (empty for session commands)
+    param_oids: list[int]
+    columns: list[t.Column] | None = None  # None: not known before execution (session commands)
+
+
+@dataclass(slots=True)
+class Portal:
+    prepared: Prepared
+    params: tuple[SQLiteValue, ...]
+    result_binary: Sequence[int]
+    rows: list[tuple[SQLiteValue, ...]] | None = None  # after the first Execute
+    columns: list[t.Column] | None = None
+    tag: str = ""
+    sent: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one statement produced, ready to be encoded."""
+
+    tag: str
+    columns: list[t.Column] | None = None  # None: no rows (CommandComplete only)
+    rows: list[tuple[SQLiteValue, ...]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+_SET = re.compile(r"^\s*set\s+(?:(session|local)\s+)?(.+?)\s*(?:=|\bto\b)\s*(.+?)\s*;?\s*$", re.I | re.S)
+_SET_NAMES = re.compile(r"^\s*set\s+(?:session\s+)?(names|time\s+zone)\s+(.+?)\s*;?\s*$", re.I | re.S)
+_SHOW = re.compile(r"^\s*show\s+(.+?)\s*;?\s*$", re.I | re.S)
+_RESET = re.compile(r"^\s*reset\s+(.+?)\s*;?\s*$", re.I | re.S)
+_SAVEPOINT = re.compile(
+    r"^\s*(?:savepoint|release(?:\s+savepoint)?|rollback\s+(?:work\s+|transaction\s+)?to(?:\s+savepoint)?)\s+(\"?)(.+?)\1\s*;?\s*$",
+    re.I | re.S,
+)
+_DEALLOCATE = re.compile(r"^\s*deallocate\s+(?:prepare\s+)?(.+?)\s*;?\s*$", re.I | re.S)
+_FIRST_WORDS = re.compile(
+    r"^\s*(\w+)(?:\s+(?:or\s+replace\s+|temp(?:orary)?\s+|unique\s+|if\s+not\s+exists\s+)*(\w+))?", re.I
+)
+
+
+class Session:
+    def __init__(
+        self,
+        node: PgNode,
+        settings: PgSettings,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        pid: int,
+        tls: Any = None,
+    ) -> None:
+        self.node = node
+        self.settings = settings
+        self.reader = reader
+        self.writer = writer
+        self.pid = pid
+        self.secret = secrets.randbits(31)
+        self.tls = tls
+        self.parser = codec.FrontendParser(max_message_size=settings.max_message_size)
+        self.out: list[bytes] = []
+        self.user = ""
+        self.db: Database | None = None
+        self.params: dict[str, str] = {}
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.in_block = False  # between BEGIN and COMMIT/ROLLBACK
+        self.failed = False  # a statement failed inside the block: only ROLLBACK now
+        self.tx: WriteTransaction | None = None
+        self.pending_savepoints: list[str] = []  # made before the writer was taken
+        self.last_seq: int | None = None
+        self.min_seq = 0
+        self.skip_to_sync = False  # after an error in the extended protocol
+        self.extended = False  # inside an extended-protocol exchange (until Sync)
+        self.running: asyncio.Future[Outcome] | None = None  # a read that CancelRequest may stop
+        self.cancelled = False
+
+    # ------------------------------------------------------------------------------------ I/O
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+
+    async def flush(self) -> None:
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def next_message(self, timeout: float | None = None) -> codec.FrontendMessage | None:
+        """The next frontend message; None when the client closed the connection."""
+        while True:
+            msg = self.parser.next_message()
+            if msg is not None:
+                return msg
+            await self.flush()
+            if timeout is not None:
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            else:
+                data = await self.reader.read(READ_SIZE)
+            if not data:
+                return None
+            self.parser.feed(data)
+
+    def error(self, e: PgError) -> None:
+        self.send(
+            codec.error_response(
+                "FATAL" if e.fatal else "ERROR", e.code, e.message, detail=e.detail, hint=e.hint
+            )
+        )
+
+    def notice(self, message: str, code: str = "01000") -> None:
+        self.send(codec.notice_response("WARNING", code, message))
+
+    # ------------------------------------------------------------------------------------ life
+    async def serve(self, cancel_registry: dict[tuple[int, int], Session]) -> None:
+        try:
+            if not await self.startup(cancel_registry):
+                return
+            cancel_registry[(self.pid, self.secret)] = self
+            await self.loop()
+        except codec.ProtocolError as e:
+            self.error(PgError(e.code, e.message, fatal=True))
+        except PgError as e:
+            self.error(e)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            cancel_registry.pop((self.pid, self.secret), None)
+            self._abandon()
+            with contextlib.suppress(Exception):
+                await self.flush()
+            with contextlib.suppress(Exception):
+                self.writer.close()
+                await self.writer.wait_closed()
+
+    def _abandon(self) -> None:
+        if self.tx is not None:
+            self.tx.rollback()
+            self.tx = None
+
+    async def startup(self, cancel_registry: dict[tuple[int, int], Session]) -> bool:
+        while True:
+            msg = await self.next_message(timeout=30.0)
+            if msg is None:
+                return False
+            if isinstance(msg, codec.SSLRequest):
+                if self.tls is None:
+                    self.send(codec.ssl_refused())
+                    await self.flush()
+                    continue
+                if self.parser.buffered:  # bytes sent before the handshake must not pass as encrypted
+                    raise PgError("08P01", "unencrypted data after the SSL request", fatal=True)
+                self.send(codec.ssl_accepted())
+                await self.flush()
+                await self.writer.start_tls(self.tls)
+                continue
+            if isinstance(msg, codec.GSSENCRequest):
+                self.send(codec.ssl_refused())
+                await self.flush()
+                continue
+            if isinstance(msg, codec.CancelRequest):
+                target = cancel_registry.get((msg.pid, msg.secret))
+                if target is not None:
+                    target.cancel()
+                return False
+            if isinstance(msg, codec.StartupMessage):
+                await self.authenticate(msg.params)
+                return True
+            raise PgError("08P01", f"unexpected {type(msg).__name__} before the startup message", fatal=True)
+
+    async def authenticate(self, params: dict[str, str]) -> None:
+        user = params.get("user", "")
+        self.user = user
+        self.params = {"application_name": params.get("application_name", "")}
+        method = self.settings.auth
+        if method == "scram-sha-256":
+            scram = ScramServer(self.settings.password)
+            self.send(codec.authentication_sasl(scram.mechanisms()))
+            first = await self._password_message()
+            try:
+                self.send(codec.authentication_sasl_continue(scram.initial(first)))
+                final = await self._password_message()
+                server_final = scram.final(final)
+            except AuthFailed:
+                self._auth_failed(user)
+            self._check_user(user)
+            self.send(codec.authentication_sasl_final(server_final))
+        elif method == "md5":
+            salt = md5_salt()
+            self.send(codec.authentication_md5(salt))
+            data = await self._password_message()
+            try:
+                check_md5(self.settings.user, self.settings.password, salt, data)
+            except AuthFailed:
+                self._auth_failed(user)
+            self._check_user(user)
+        else:
+            self.send(codec.authentication_cleartext())
+            data = await self._password_message()
+            try:
+                check_cleartext(self.settings.password, data)
+            except AuthFailed:
+                self._auth_failed(user)
+            self._check_user(user)
+        self.db = self._startup_database(params.get("database") or user)
+        self.send(codec.authentication_ok())
+        for name, value in (
+            ("server_version", SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("IntervalStyle", "postgres"),
+            ("TimeZone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "off"),
+            ("session_authorization", user),
+            ("application_name", self.params["application_name"]),
+            ("ha.node_version", __version__),
+        ):
+            self.send(codec.parameter_status(name, value))
+        self.send(codec.backend_key_data(self.pid, self.secret))
+        self.send(codec.ready_for_query("I"))
+
+    async def _password_message(self) -> bytes:
+        msg = await self.next_message(timeout=30.0)
+        if msg is None:
+            raise ConnectionError("the client left during authentication")
+        if not isinstance(msg, codec.PasswordMessage):
+            raise PgError("08P01", f"expected a password message, got {type(msg).__name__}", fatal=True)
+        return msg.data
+
+    def _check_user(self, user: str) -> None:
+        if user != self.settings.user:
+            self._auth_failed(user)
+
+    def _auth_failed(self, user: str) -> None:
+        log.warning("PostgreSQL client: password authentication failed for user %r", user)
+        raise PgError("28P01", f'password authentication failed for user "{user}"', fatal=True)
+
+    def _startup_database(self, name: str) -> Database:
+        """The database named at startup; clients default to the user's name, which means the default."""
+        found = self._find_database(name)
+        if found is not None:
+            return found
+        if name in (self.user, "postgres", "template1", ""):
+            return self.node.database(None)
+        raise PgError("3D000", f'database "{name}" does not exist', hint=self._databases_hint(), fatal=True)
+
+    def _find_database(self, name: str) -> Database | None:
+        for ident in self.node.database_ids():
+            if name in (ident, ident.rsplit(".", 1)[0]):
+                return self.node.database(ident)
+        return None
+
+    def _databases_hint(self) -> str:
+        return "this node serves: " + ", ".join(self.node.database_ids())
+
+    def cancel(self) -> None:
+        """A CancelRequest from another connection: stop waiting for the read this session runs now (a
+        write is never abandoned half-way: it completes, as PostgreSQL's cancel is best effort)."""
+        if self.running is not None and not self.running.done():
+            self.cancelled = True
+            self.running.cancel()
+
+    # ------------------------------------------------------------------------------------ messages
+    def status(self) -> str:
+        if not self.in_block:
+            return "I"
+        return "E" if self.failed else "T"
+
+    async def loop(self) -> None:
+        while True:
+            timeout = self.settings.idle_in_transaction_timeout if self.tx is not None else None
+            try:
+                msg = await self.next_message(timeout)
+            except codec.ProtocolError as e:
+                if e.fatal:
+                    raise
+                self.error(PgError(e.code, e.message))  # the message was consumed: the stream goes on
+                self._after_error()
+                if self.extended:
+                    self.skip_to_sync = True
+                else:
+                    self.send(codec.ready_for_query(self.status()))
+                continue
+            except TimeoutError:
+                raise PgError(
+                    "25P03",
+                    "terminating connection due to idle-in-transaction timeout: the transaction held the "
+                    "database's writer",
+                    fatal=True,
+                ) from None
+            if msg is None or isinstance(msg, codec.Terminate):
+                return
+            if self.skip_to_sync and not isinstance(msg, codec.Sync):
+                continue
+            try:
+                await self.dispatch(msg)
+            except PgError as e:
+                self.error(e)
+                if e.fatal:
+                    return
+                self._after_error()
+                if not isinstance(msg, codec.Query):
+                    self.skip_to_sync = True
+                else:
+                    self.send(codec.ready_for_query(self.status()))
+
+    def _after_error(self) -> None:
+        if self.in_block:
+            self.failed = True
+
+    async def dispatch(self, msg: codec.FrontendMessage) -> None:
+        self.extended = not isinstance(msg, codec.Query | codec.Sync)
+        if isinstance(msg, codec.Query):
+            await self.simple_query(msg.sql)
+        elif isinstance(msg, codec.Parse):
+            self.parse(msg)
+        elif isinstance(msg, codec.Bind):
+            self.bind(msg)
+        elif isinstance(msg, codec.Describe):
+            self.describe(msg)
+        elif isinstance(msg, codec.Execute):
+            await self.execute_portal(msg)
+        elif isinstance(msg, codec.Sync):
+            self.skip_to_sync = False
+            self.portals.pop("", None)
+            self.send(codec.ready_for_query(self.status()))
+        elif isinstance(msg, codec.Flush):
+            await self.flush()
+        elif isinstance(msg, codec.Close):
+            (self.statements if msg.kind == "S" else self.portals).pop(msg.name, None)
+            self.send(codec.close_complete())
+        elif isinstance(msg, codec.CopyData | codec.CopyDone | codec.CopyFail):
+            pass  # outside COPY: ignored, as PostgreSQL does
+        else:
+            raise PgError("0A000", f"{type(msg).__name__} is not supported")
+
+    # ------------------------------------------------------------------------------------ simple query
+    async def simple_query(self, sql: str) -> None:
+        pieces = split_statements(sql)
+        if not pieces:
+            self.send(codec.empty_query_response())
+            self.send(codec.ready_for_query(self.status()))
+            return
+        for piece in pieces:
+            prepared = self._prepare(piece, [], describe=False)
+            outcome = await self.run(prepared, ())
+            for text in outcome.notices:
+                self.notice(text)
+            columns = outcome.columns
+            if columns is not None:
+                self.send(codec.row_description([_field(c) for c in columns]))
+                encoders = [c.encode for c in columns]
+                for row in outcome.rows:
+                    self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+            self.send(codec.command_complete(outcome.tag))
+        self.send(codec.ready_for_query(self.status()))
+
+    # ------------------------------------------------------------------------------------ extended query
+    def parse(self, msg: codec.Parse) -> None:
+        prepared = self._prepare(msg.sql, list(msg.param_oids))
+        if msg.name and msg.name in self.statements:
+            raise PgError("42P05", f'prepared statement "{msg.name}" already exists')
+        self.statements[msg.name] = prepared
+        self.send(codec.parse_complete())
+
+    def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
+        kind = classify(sql)
+        if kind != "query":
+            return Prepared(sql=sql, kind=kind, run_sql="", param_oids=param_oids)
+        try:
+            translation = translate(sql)
+        except TranslationError as e:
+            raise PgError("42601", str(e)) from e
+        oids = list(param_oids) + [0] * max(0, translation.param_count - len(param_oids))
+        for i, cast in enumerate(translation.param_types[: len(oids)]):
+            if not oids[i] and cast:
+                oids[i] = t.oid_for_declared(cast) or 0  # "$1::int": the cast says the type
+        prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids)
+        if describe:
+            self._describe_statement(prepared)
+        return prepared
+
+    def _describe_statement(self, prepared: Prepared) -> None:
+        """Columns and parameter types without running anything (SQLite prepares, the trace stops it)."""
+        db = self._db()
+        try:
+            described = db.describe(prepared.run_sql, len(prepared.param_oids), on_writer=self.tx is not None)
+        except HAError as e:
+            raise PgError.of(e) from e
+        declared = [decl for _, decl in described.columns]
+        if not all(declared):  # expressions: ask the statement what they compute
+            inferred = result_types(prepared.run_sql, db.table_types)
+            declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
+        prepared.columns = [
+            t.Column(name, t.oid_for_declared(decl) or _guess_oid(name), False)
+            for (name, _), decl in zip(described.columns, declared, strict=True)
+        ]
+        if not all(prepared.param_oids):
+            declared = infer(prepared.run_sql, len(prepared.param_oids), db.table_types)
+            for i, decl in enumerate(declared):
+                if not prepared.param_oids[i]:
+                    prepared.param_oids[i] = t.oid_for_declared(decl) or t.TEXT
+
+    def bind(self, msg: codec.Bind) -> None:
+        prepared = self.statements.get(msg.statement)
+        if prepared is None:
+            raise PgError("26000", f'prepared statement "{msg.statement}" does not exist')
+        n = len(prepared.param_oids)
+        if len(msg.params) != n:
+            raise PgError(
+                "08P01", f"bind message supplies {len(msg.params)} parameters, but the statement needs {n}"
+            )
+        formats = _formats(msg.param_formats, n)
+        try:
+            params = tuple(
+                t.decode_param(data, oid, fmt == 1)
+                for data, oid, fmt in zip(msg.params, prepared.param_oids, formats, strict=True)
+            )
+        except t.BadParameter as e:
+            raise PgError("22P02", str(e)) from e
+        self.portals[msg.portal] = Portal(prepared=prepared, params=params, result_binary=msg.result_formats)
+        self.send(codec.bind_complete())
+
+    def describe(self, msg: codec.Describe) -> None:
+        if msg.kind == "S":
+            prepared = self.statements.get(msg.name)
+            if prepared is None:
+                raise PgError("26000", f'prepared statement "{msg.name}" does not exist')
+            self.send(codec.parameter_description(prepared.param_oids))
+            self._send_description(prepared.columns, None)
+        else:
+            portal = self.portals.get(msg.name)
+            if portal is None:
+                raise PgError("34000", f'portal "{msg.name}" does not exist')
+            self._send_description(portal.prepared.columns, portal.result_binary)
+
+    def _send_description(self, columns: list[t.Column] | None, formats: Sequence[int] | None) -> None:
+        if not columns:
+            self.send(codec.no_data())
+            return
+        codes = _formats(formats or (), len(columns))
+        self.send(codec.row_description([_field(c, fmt) for c, fmt in zip(columns, codes, strict=True)]))
+
+    async def execute_portal(self, msg: codec.Execute) -> None:
+        portal = self.portals.get(msg.portal)
+        if portal is None:
+            raise PgError("34000", f'portal "{msg.portal}" does not exist')
+        if portal.rows is None:
+            outcome = await self.run(portal.prepared, portal.params)
+            for text in outcome.notices:
+                self.notice(text)
+            portal.tag = outcome.tag
+            portal.rows = outcome.rows
+            if outcome.columns is not None:
+                described = portal.prepared.columns or outcome.columns
+                codes = _formats(portal.result_binary, len(described))
+                portal.columns = [
+                    t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)
+                ]
+        rows, columns = portal.rows, portal.columns
+        if columns is not None:
+            end = len(rows) if msg.max_rows <= 0 else min(len(rows), portal.sent + msg.max_rows)
+            encoders = [c.encode for c in columns]
+            try:
+                for row in rows[portal.sent : end]:
+                    self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+            except t.NotEncodable as e:
+                raise PgError("22P02", str(e)) from e
+            portal.sent = end
+            if end < len(rows):
+                self.send(codec.portal_suspended())
+                return
+        self.send(codec.command_complete(portal.tag))
+
+    # ------------------------------------------------------------------------------------ running
+    def _db(self) -> Database:
+        if self.db is None:
+            raise PgError("3D000", "no database selected")
+        return self.db
+
+    async def run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
+        if self.failed and prepared.kind not in ("rollback", "commit", "rollback_to"):
+            raise PgError(
+                "25P02", "current transaction is aborted, commands ignored until end of transaction block"
+            )
+        if prepared.kind != "query":
+            return await self.command(prepared)
+        try:
+            db = self._db()
+            if self.tx is not None or not db.is_read_only([Statement(sql=prepared.run_sql)]):
+                return await self._run_query(prepared, params)
+            self.cancelled = False
+            self.running = asyncio.ensure_future(self._run_query(prepared, params))
+            try:
+                return await self.running
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.cancelled and not (task is not None and task.cancelling()):
+                    raise PgError("57014", "canceling statement due to user request") from None
+                raise
+            finally:
+                self.running = None
+        except HAError as e:
+            raise PgError.of(e) from e
+
+    async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
+        db = self._db()
+        stmt = Statement(sql=prepared.run_sql, bindings=params or None)
+        notices: list[str] = []
+        if self.min_seq:
+            await self.node.wait_applied(db, self.min_seq, self.settings.read_wait)
+        if self.tx is not None:
+            result = (await self.tx.run([stmt]))[-1]
+        elif self.in_block and not db.is_read_only([stmt]):
+            self.tx = await self.node.begin(db)
+            for name in self.pending_savepoints:
+                self.tx.savepoint(name)
+            self.pending_savepoints.clear()
+            result = (await self.tx.run([stmt]))[-1]
+        else:
+            try:
+                execution, seq = await self.node.execute(db, [stmt])
+            except ReplicationPending as e:
+                execution, seq = e.execution, None
+                notices.append(e.message)  # committed here, published later: not an error
+            if seq is not None:
+                self.last_seq = seq
+            result = execution.results[-1]
+        return self._outcome(prepared, result, notices)
+
+    def _outcome(self, prepared: Prepared, result: Result, notices: list[str]) -> Outcome:
+        verb = _verb(prepared.sql)
+        if result.columns:
+            columns = [
+                t.Column(name, t.column_oid(decl, result.rows, i), False)
+                for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
+            ]
+            if prepared.columns and len(prepared.columns) == len(columns):
+                columns = prepared.columns  # what Describe announced
+            count = len(result.rows)
+            tag = (
+                f"INSERT 0 {count}"
+                if verb == "INSERT"
+                else (f"{verb} {count}" if verb in _COUNTED else f"SELECT {count}")
+            )
+            return Outcome(tag=tag, columns=columns, rows=result.rows, notices=notices)
+        return Outcome(tag=_tag(prepared.sql, verb, result.rows_affected), notices=notices)
+
+    # ------------------------------------------------------------------------------------ session commands
+    async def command(self, prepared: Prepared) -> Outcome:
+        kind, sql = prepared.kind, prepared.sql
+        if kind == "begin":
+            if self.in_block:
+                self.notice("there is already a transaction in progress", "25001")
+            self.in_block = True
+            return Outcome("BEGIN")
+        if kind in ("commit", "rollback"):
+            return await self._end_block(commit=kind == "commit" and not self.failed)
+        if kind in ("savepoint", "release", "rollback_to"):
+            return self._savepoint(kind, sql)
+        if kind == "set":
+            return self._set(sql)
+        if kind == "show":
+            return self._show(sql)
+        if kind == "reset":
+            return Outcome("RESET")
+        if kind == "discard":
+            self.statements = {k: v for k, v in self.statements.items() if k == ""}
+            self.portals.clear()
+            self.min_seq = 0
+            return Outcome("DISCARD ALL")
+        if kind == "listen":
+            return Outcome("LISTEN")
+        if kind == "unlisten":
+            return Outcome("UNLISTEN")
+        if kind == "close":
+            return Outcome("CLOSE CURSOR ALL")
+        if kind == "deallocate":
+            found = _DEALLOCATE.match(sql)
+            name = found.group(1).strip('"') if found else ""
+            if name.lower() == "all":
+                self.statements = {k: v for k, v in self.statements.items() if k == ""}
+                return Outcome("DEALLOCATE ALL")
+            self.statements.pop(name, None)
+            return Outcome("DEALLOCATE")
+        raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
+
+    async def _end_block(self, *, commit: bool) -> Outcome:
+        tag = "COMMIT" if commit else "ROLLBACK"
+        if not self.in_block:
+            self.notice("there is no transaction in progress", "25P01")
+            return Outcome(tag)
+        tx, self.tx = self.tx, None
+        self.in_block = self.failed = False
+        self.pending_savepoints.clear()
+        if tx is None:
+            return Outcome(tag)
+        if not commit:
+            tx.rollback()
+            return Outcome("ROLLBACK")
+        db = self._db()
+        notices = []
+        try:
+            _, seq = await self.node.commit(db, tx)
+        except ReplicationPending as e:
+            notices.append(e.message)  # committed here, published later: not an error
+            seq = None
+        except HAError as e:
+            raise PgError.of(e) from e
+        if seq is not None:
+            self.last_seq = seq
+            self.send(codec.parameter_status("ha.seq", str(seq)))
+        for text in notices:
+            self.notice(text)
+        return Outcome("COMMIT")
+
+    def _savepoint(self, kind: str, sql: str) -> Outcome:
+        found = _SAVEPOINT.match(sql)
+        if found is None:
+            raise PgError("42601", f"cannot read the savepoint name in {sql!r}")
+        name = found.group(2)
+        if not self.in_block:
+            raise PgError("25P01", f"{kind.upper().replace('_', ' ')} can only be used in transaction blocks")
+        if self.tx is None:
+            if kind == "savepoint":
+                self.pending_savepoints.append(name)
+                return Outcome("SAVEPOINT")
+            if name not in self.pending_savepoints:
+                raise PgError("3B001", f'savepoint "{name}" does not exist')
+            index = len(self.pending_savepoints) - 1 - self.pending_savepoints[::-1].index(name)
+            if kind == "release":
+                del self.pending_savepoints[index:]
+                return Outcome("RELEASE")
+            del self.pending_savepoints[index + 1 :]
+            self.failed = False
+            return Outcome("ROLLBACK")
+        try:
+            if kind == "savepoint":
+                self.tx.savepoint(name)
+                return Outcome("SAVEPOINT")
+            if kind == "release":
+                self.tx.release(name)
+                return Outcome("RELEASE")
+            self.tx.rollback_to(name)
+            self.failed = False
+            return Outcome("ROLLBACK")
+        except HAError as e:
+            raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
+
+    def _set(self, sql: str) -> Outcome:
+        found = _SET.match(sql) or _SET_NAMES.match(sql)
+        if found is None:
+            raise PgError("42601", f"cannot read {sql!r}")
+        groups = found.groups()
+        name, value = (groups[-2], groups[-1])
+        name = " ".join(name.lower().split())
+        value = value.strip().strip("'\"")
+        if name == "database":
+            db = self._find_database(value)
+            if db is None:
+                raise PgError("3D000", f'database "{value}" does not exist', hint=self._databases_hint())
+            if self.in_block:
+                raise PgError("25001", "SET DATABASE cannot run inside a transaction block")
+            self.db = db
+            return Outcome("SET")
+        if name == "ha.min_seq":
+            try:
+                self.min_seq = max(0, int(value))
+            except ValueError:
+                raise PgError("22023", f"ha.min_seq must be a sequence number, not {value!r}") from None
+            return Outcome("SET")
+        self.params[name] = value
+        return Outcome("SET")
+
+    def _show(self, sql: str) -> Outcome:
+        found = _SHOW.match(sql)
+        name = " ".join(found.group(1).lower().split()) if found else ""
+        if name == "databases":
+            column = t.Column("database", t.TEXT, False)
+            return Outcome("SHOW", [column], [(ident,) for ident in self.node.database_ids()])
+        value = self._setting(name)
+        label = name.split()[-1] if name.startswith("transaction") else name
+        return Outcome("SHOW", [t.Column(label, t.TEXT, False)], [(value,)])
+
+    def _setting(self, name: str) -> str:
+        fixed = {
+            "server_version": SERVER_VERSION,
+            "server_version_num": "150000",
+            "server_encoding": "UTF8",
+            "client_encoding": "UTF8",
+            "standard_conforming_strings": "on",
+            "transaction isolation level": "read committed",
+            "default_transaction_isolation": "read committed",
+            "transaction_isolation": "read committed",
+            "datestyle": "ISO, MDY",
+            "timezone": "UTC",
+            "integer_datetimes": "on",
+            "max_identifier_length": "63",
+            "search_path": '"$user", public',
+            "ha.seq": str(self.last_seq or 0),
+            "ha.min_seq": str(self.min_seq),
+            "ha.database": self.db.id if self.db is not None else "",
+        }
+        if name in fixed:
+            return fixed[name]
+        if name in self.params:
+            return self.params[name]
+        raise PgError("42704", f'unrecognized configuration parameter "{name}"')
+
+
+_COUNTED = {"UPDATE", "DELETE", "MERGE"}
+
+
+def _verb(sql: str) -> str:
+    found = _FIRST_WORDS.match(sql)
+    return found.group(1).upper() if found else ""
+
+
+def _tag(sql: str, verb: str, affected: int) -> str:
+    if verb == "INSERT":
+        return f"INSERT 0 {affected}"
+    if verb in ("UPDATE", "DELETE"):
+        return f"{verb} {affected}"
+    if verb in ("CREATE", "DROP", "ALTER"):
+        found = _FIRST_WORDS.match(sql)
+        obj = (found.group(2) or "").upper() if found else ""
+        return f"{verb} {obj}".strip()
+    if verb == "TRUNCATE":
+        return "TRUNCATE TABLE"
+    if verb in ("SELECT", "WITH", "VALUES"):
+        return "SELECT 0"
+    return verb or "OK"
+
+
+def _guess_oid(name: str) -> int:
+    """Expression columns have no declared type; a few names say what they hold."""
+    low = name.lower()
+    if low.startswith(("count(", "length(", "changes(", "total_changes(", "last_insert_rowid(")):
+        return t.INT8
+    if low.startswith(("avg(", "total(")):
+        return t.FLOAT8
+    return t.TEXT
+
+
+def _formats(codes: Sequence[int], n: int) -> list[int]:
+    if not codes:
+        return [0] * n
+    if len(codes) == 1:
+        return [codes[0]] * n
+    if len(codes) != n:
+        raise PgError("08P01", f"{len(codes)} format codes for {n} values")
+    return list(codes)
+
+
+def _field(column: t.Column, fmt: int | None = None) -> codec.Field:
+    return codec.Field(
+        name=column.name,
+        type_oid=column.oid,
+        type_size=t.type_size(column.oid),
+        format=(1 if column.binary else 0) if fmt is None else fmt,
+    )

@@ -1,0 +1,272 @@
+"""Real PostgreSQL clients against a real node: psql, psycopg 3, asyncpg. Writes go through replication."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import os
+import socket
+import subprocess
+import uuid
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from sqlite_ha.testing import NodeProcess, free_port
+from tests.conftest import NodeFactory
+
+PASSWORD = "s3cret pg"
+
+
+@pytest.fixture
+def pg(node_factory: NodeFactory) -> NodeProcess:
+    port = free_port()
+    node = node_factory(
+        args=["app.db", "other.db", "--pg-port", str(port), "--pg-pass", PASSWORD], nats_port=None
+    )
+    node.pg_port = port  # type: ignore[attr-defined]
+    return node
+
+
+def dsn(node: NodeProcess, **extra: str) -> str:
+    parts = {
+        "host": "127.0.0.1",
+        "port": str(node.pg_port),
+        "user": "ha",
+        "password": PASSWORD,
+        "dbname": "app",
+    }  # type: ignore[attr-defined]
+    parts.update(extra)
+    return " ".join(f"{k}='{v}'" for k, v in parts.items())
+
+
+def psql(node: NodeProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PGPASSWORD": PASSWORD, "PGCONNECT_TIMEOUT": "10"}
+    return subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(node.pg_port),
+            "-U",
+            "ha",
+            "-d",
+            "app",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            *args,
+        ],  # type: ignore[attr-defined]
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        input=stdin,
+    )
+
+
+def test_psql_queries_and_errors(pg: NodeProcess) -> None:
+    made = psql(pg, "-c", "CREATE TABLE t(id SERIAL PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION)")
+    assert made.returncode == 0, made.stderr
+    assert "CREATE TABLE" in made.stdout
+    ins = psql(pg, "-c", "INSERT INTO t(name, score) VALUES ('a', 1.5), ('b', NULL) RETURNING id")
+    assert ins.returncode == 0, ins.stderr
+    assert "INSERT 0 2" in ins.stdout
+    out = psql(pg, "-A", "-t", "-c", "SELECT id, name, score FROM t ORDER BY id")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["1|a|1.5", "2|b|"]
+    # several statements in one message, as psql -c sends them
+    multi = psql(
+        pg,
+        "-A",
+        "-t",
+        "-c",
+        "UPDATE t SET score = 2 WHERE id = 2; SELECT count(*) FROM t WHERE score IS NOT NULL",
+    )
+    assert multi.returncode == 0, multi.stderr
+    assert multi.stdout.splitlines()[-1] == "2"
+    # errors carry PostgreSQL's codes; the connection and the node go on
+    dup = psql(pg, "-c", "INSERT INTO t(id, name) VALUES (1, 'again')")
+    assert dup.returncode != 0
+    assert "UNIQUE constraint failed" in dup.stderr
+    missing = psql(pg, "-c", "SELECT * FROM nope")
+    assert "no such table" in missing.stderr
+    script = psql(
+        pg,
+        "-A",
+        "-t",
+        stdin="BEGIN;\nINSERT INTO t(name) VALUES ('in tx');\nSELECT count(*) FROM t;\n"
+        "ROLLBACK;\nSELECT count(*) FROM t;\n",
+    )
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.split() == ["BEGIN", "INSERT", "0", "1", "3", "ROLLBACK", "2"]
+
+
+def test_psycopg_sync_and_transactions(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE items(id BIGSERIAL PRIMARY KEY, name VARCHAR(50), price NUMERIC, ok BOOLEAN, "
+            "data BYTEA, at TIMESTAMPTZ)"
+        )
+        at = dt.datetime(2026, 11, 22, 12, 30, 0, tzinfo=dt.UTC)
+        cur = conn.execute(
+            "INSERT INTO items(name, price, ok, data, at) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            ("widget", decimal.Decimal("9.50"), True, b"\x00\xff", at),
+        )
+        assert cur.fetchone() == (1,)
+        row = conn.execute("SELECT name, ok, data, at FROM items WHERE id = %s", (1,)).fetchone()
+        assert row == ("widget", True, b"\x00\xff", at)
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)
+        # prepared and binary
+        for i in range(3):
+            got = conn.execute(
+                "SELECT name FROM items WHERE id = %s", (1,), prepare=True, binary=True
+            ).fetchone()
+            assert got == ("widget",), i
+    # a transaction (psycopg's default): visible to itself, then committed for everyone
+    with psycopg.connect(dsn(pg)) as conn:
+        conn.execute("INSERT INTO items(name) VALUES ('second')")
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (2,)
+        with psycopg.connect(dsn(pg), autocommit=True) as other:
+            assert other.execute("SELECT count(*) FROM items").fetchone() == (1,)  # not yet committed
+        conn.commit()
+        seq = conn.execute("SHOW ha.seq").fetchone()
+        assert seq is not None
+        assert int(seq[0]) > 0
+        # a failed statement aborts the transaction until ROLLBACK
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO items(id, name) VALUES (1, 'dup')")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (2,)
+        # savepoints (SQLAlchemy's nested transactions)
+        conn.execute("INSERT INTO items(name) VALUES ('kept')")
+        with conn.transaction():
+            conn.execute("INSERT INTO items(name) VALUES ('dropped')")
+            conn.execute("SAVEPOINT s1")
+            conn.execute("INSERT INTO items(name) VALUES ('dropped too')")
+            conn.execute("ROLLBACK TO SAVEPOINT s1")
+        conn.commit()
+        names = [r[0] for r in conn.execute("SELECT name FROM items ORDER BY id").fetchall()]
+        assert names == ["widget", "second", "kept", "dropped"]
+
+
+def test_psycopg_async(pg: NodeProcess) -> None:
+    async def body() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn(pg), autocommit=True) as conn:
+            await conn.execute("CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT)")
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO a(id, v) VALUES (%s, %s)", [(i, f"v{i}") for i in range(10)]
+                )
+                await cur.execute("SELECT v FROM a WHERE id >= %s ORDER BY id", (7,))
+                assert await cur.fetchall() == [("v7",), ("v8",), ("v9",)]
+
+    asyncio.run(body())
+
+
+def test_asyncpg_types_both_ways(pg: NodeProcess) -> None:
+    async def body() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
+        )  # type: ignore[attr-defined]
+        try:
+            await conn.execute(
+                "CREATE TABLE v(id BIGINT PRIMARY KEY, small SMALLINT, i INT, f DOUBLE PRECISION, r REAL, "
+                "b BOOLEAN, t TEXT, vc VARCHAR(20), blob BYTEA, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, "
+                "n NUMERIC, j JSONB, u UUID)"
+            )
+            values: tuple[Any, ...] = (
+                2**62,
+                -7,
+                123456,
+                1.25,
+                0.5,
+                True,
+                "héllo",
+                "short",
+                b"\x00\x01\xfe",
+                dt.date(2026, 11, 22),
+                dt.datetime(2026, 11, 22, 1, 2, 3, 456789),
+                dt.datetime(2026, 11, 22, 1, 2, 3, tzinfo=dt.UTC),
+                decimal.Decimal("12.34"),
+                '{"a": [1, 2]}',
+                uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            )
+            await conn.execute(
+                "INSERT INTO v VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                *values,
+            )
+            row = await conn.fetchrow("SELECT * FROM v WHERE id = $1", 2**62)
+            assert row is not None
+            got = tuple(row)
+            assert got[:9] == values[:9]
+            assert got[9:12] == values[9:12]
+            assert got[12] == decimal.Decimal("12.34")
+            assert got[14] == values[14]
+            nulls = await conn.fetchrow("SELECT NULL AS x, count(*) AS n FROM v")
+            assert nulls is not None
+            assert (nulls["x"], nulls["n"]) == (None, 1)
+            await conn.executemany("INSERT INTO v(id, t) VALUES ($1, $2)", [(i, str(i)) for i in range(5)])
+            assert await conn.fetchval("SELECT count(*) FROM v") == 6
+            async with conn.transaction():
+                await conn.execute("DELETE FROM v WHERE id < $1", 3)
+                assert await conn.fetchval("SELECT count(*) FROM v") == 3
+            assert await conn.fetchval("SELECT count(*) FROM v") == 3
+        finally:
+            await conn.close()
+
+        pool = await asyncpg.create_pool(
+            host="127.0.0.1",
+            port=pg.pg_port,
+            user="ha",
+            password=PASSWORD,
+            database="app",
+            min_size=2,
+            max_size=4,
+        )  # type: ignore[attr-defined]
+        try:
+            results = await asyncio.gather(
+                *(pool.fetchval("SELECT t FROM v WHERE id = $1", i) for i in (3, 4))
+            )
+            assert results == ["3", "4"]
+        finally:
+            await pool.close()
+
+    asyncio.run(body())
+
+
+def test_wrong_password_and_garbage(pg: NodeProcess) -> None:
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(dsn(pg, password="nope"))
+    # protocol garbage closes that connection only
+    with socket.create_connection(("127.0.0.1", pg.pg_port), timeout=10) as s:  # type: ignore[attr-defined]
+        s.sendall(b"\x00\x00\x00\x08\xde\xad\xbe\xef" + b"garbage" * 100)
+        answer = s.recv(4096)
+        assert answer[:1] == b"E"
+        assert b"08P01" in answer or b"0A000" in answer
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_databases_and_read_your_writes(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SHOW DATABASES").fetchall()]
+        assert names == ["app.db", "other.db"]
+        conn.execute("SET DATABASE TO other")
+        conn.execute("CREATE TABLE o(x)")
+        conn.execute("INSERT INTO o VALUES (1)")
+        seq = int(conn.execute("SHOW ha.seq").fetchone()[0])  # type: ignore[index]
+        conn.execute(f"SET ha.min_seq = {seq}")
+        assert conn.execute("SELECT count(*) FROM o").fetchone() == (1,)
+    with psycopg.connect(dsn(pg, dbname="other"), autocommit=True) as conn:
+        assert conn.execute("SELECT x FROM o").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match='database "nope" does not exist'):
+        psycopg.connect(dsn(pg, dbname="nope"))
+    resp = pg.request("POST", "/databases/other.db", {"sql": "SELECT count(*) FROM o"})
+    assert resp.json()["rows"] == [[1]]

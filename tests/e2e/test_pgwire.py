@@ -14,6 +14,10 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
+from sqlalchemy import ForeignKey, String, create_engine, inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from sqlite_ha.testing import NodeProcess, free_port
 from tests.conftest import NodeFactory
@@ -270,3 +274,80 @@ def test_databases_and_read_your_writes(pg: NodeProcess) -> None:
         psycopg.connect(dsn(pg, dbname="nope"))
     resp = pg.request("POST", "/databases/other.db", {"sql": "SELECT count(*) FROM o"})
     assert resp.json()["rows"] == [[1]]
+
+
+def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
+    assert psql(pg, "-c", "CREATE TABLE users(id SERIAL PRIMARY KEY, name TEXT)").returncode == 0
+    tables = psql(pg, "-c", "\\dt")
+    assert tables.returncode == 0, tables.stderr
+    assert "public | users | table | ha" in tables.stdout
+    dbs = psql(pg, "-c", "\\l")
+    assert dbs.returncode == 0, dbs.stderr
+    assert "app.db" in dbs.stdout
+    schemas = psql(pg, "-c", "\\dn")
+    assert schemas.returncode == 0, schemas.stderr
+    assert "public | ha" in schemas.stdout
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    books: Mapped[list[Book]] = relationship(back_populates="author", order_by="Book.id")
+
+
+class Book(Base):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
+    title: Mapped[str] = mapped_column(String(100))
+    author: Mapped[Author] = relationship(back_populates="books")
+
+
+def test_sqlalchemy_orm_on_psycopg(pg: NodeProcess) -> None:
+
+    base, author_cls, book_cls = Base, Author, Book
+    engine = create_engine(f"postgresql+psycopg://ha:{PASSWORD}@127.0.0.1:{pg.pg_port}/app")  # type: ignore[attr-defined]
+    try:
+        base.metadata.create_all(engine)
+        base.metadata.create_all(engine)  # again: it asks the catalog and finds the tables
+        with Session(engine) as s:
+            s.add(author_cls(name="ann", books=[book_cls(title="one"), book_cls(title="two")]))
+            s.commit()
+            ann = s.scalars(select(author_cls).where(author_cls.name == "ann")).one()
+            assert [b.title for b in ann.books] == ["one", "two"]
+            ann.books[0].title = "uno"
+            s.delete(ann.books[1])
+            s.commit()
+            assert [b.title for b in s.scalars(select(book_cls)).all()] == ["uno"]
+            s.add(author_cls(name="ann"))
+            with pytest.raises(IntegrityError):
+                s.commit()
+        assert set(inspect(engine).get_table_names()) >= {"authors", "books"}
+    finally:
+        engine.dispose()
+
+
+def test_sqlalchemy_orm_on_asyncpg(pg: NodeProcess) -> None:
+
+    base, author_cls, book_cls = Base, Author, Book
+
+    async def body() -> None:
+        engine = create_async_engine(f"postgresql+asyncpg://ha:{PASSWORD}@127.0.0.1:{pg.pg_port}/app")  # type: ignore[attr-defined]
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(base.metadata.create_all)
+            async with AsyncSession(engine) as s:
+                s.add(author_cls(name="bo", books=[book_cls(title="x"), book_cls(title="y")]))
+                await s.commit()
+                query = select(author_cls).options(selectinload(author_cls.books))
+                got = (await s.scalars(query)).all()
+                assert [(a.name, [b.title for b in a.books]) for a in got] == [("bo", ["x", "y"])]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(body())

@@ -368,6 +368,7 @@ def _translate_with_sqlglot(sql: str) -> Translation:
         if tree is None:
             continue
         for statement in _split_statement(tree):
+            _values_aliases_to_ctes(statement)
             _rewrite_tree(statement, ctx)
             try:
                 out.append(statement.sql(dialect="sqlite", unsupported_level=ErrorLevel.RAISE))
@@ -375,6 +376,31 @@ def _translate_with_sqlglot(sql: str) -> Translation:
                 raise TranslationError(f"SQLite has no equivalent: {_describe(e)}") from e
     types = tuple(ctx.param_types.get(n) for n in range(1, ctx.highest + 1))
     return Translation("; ".join(out), ctx.highest, True, types)
+
+
+def _values_aliases_to_ctes(statement: exp.Expr) -> None:
+    """``FROM (VALUES …) AS v(a, b)`` (SQLAlchemy's bulk INSERT … SELECT sends it) as a CTE: SQLite cannot
+    name a VALUES list's columns in a table alias, but it can in ``WITH v(a, b) AS (VALUES …)``."""
+    ctes = []
+    for values in list(statement.find_all(exp.Values)):
+        alias = values.args.get("alias")
+        if not isinstance(values.parent, exp.From | exp.Join) or alias is None or not alias.columns:
+            continue
+        ctes.append(
+            exp.CTE(
+                this=exp.Values(expressions=values.expressions),
+                alias=exp.TableAlias(this=exp.to_identifier(alias.name), columns=alias.columns),
+            )
+        )
+        values.replace(exp.Table(this=exp.to_identifier(alias.name)))
+    if not ctes:
+        return
+    key = "with_" if "with_" in statement.arg_types else "with"
+    existing = statement.args.get(key)
+    if isinstance(existing, exp.With):
+        existing.set("expressions", [*existing.expressions, *ctes])
+    else:
+        statement.set(key, exp.With(expressions=ctes))
 
 
 def _describe(error: SqlglotError) -> str:

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import apsw
+
 from sqlite_ha import __version__
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Result, Statement
@@ -28,7 +30,7 @@ from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire import catalog, codec
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
 from sqlite_ha.server.pgwire.dialect import TranslationError, classify, split_statements, translate
@@ -100,6 +102,7 @@ class Prepared:
     run_sql: str  # translated (empty for session commands)
     param_oids: list[int]
     columns: list[t.Column] | None = None  # None: not known before execution (session commands)
+    catalog: bool = False  # answered from the catalog database (pg_catalog, information_schema)
 
 
 @dataclass(slots=True)
@@ -467,16 +470,19 @@ class Session:
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
         kind = classify(sql)
         if kind != "query":
-            return Prepared(sql=sql, kind=kind, run_sql="", param_oids=param_oids)
+            # SHOW answers one text column; every other session command answers no rows
+            columns = [t.Column(_show_label(sql), t.TEXT, False)] if kind == "show" else None
+            return Prepared(sql=sql, kind=kind, run_sql="", param_oids=param_oids, columns=columns)
+        is_catalog = catalog.is_catalog_query(sql)
         try:
-            translation = translate(sql)
+            translation = translate(catalog.prepare(sql) if is_catalog else sql)
         except TranslationError as e:
             raise PgError("42601", str(e)) from e
         oids = list(param_oids) + [0] * max(0, translation.param_count - len(param_oids))
         for i, cast in enumerate(translation.param_types[: len(oids)]):
             if not oids[i] and cast:
                 oids[i] = t.oid_for_declared(cast) or 0  # "$1::int": the cast says the type
-        prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids)
+        prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
         if describe:
             self._describe_statement(prepared)
         return prepared
@@ -484,6 +490,16 @@ class Session:
     def _describe_statement(self, prepared: Prepared) -> None:
         """Columns and parameter types without running anything (SQLite prepares, the trace stops it)."""
         db = self._db()
+        if prepared.catalog:
+            try:
+                columns = self._catalog().describe(prepared.run_sql, len(prepared.param_oids))
+            except apsw.Error as e:
+                raise PgError("42000", f"catalog query: {e}") from e
+            prepared.columns = [
+                t.Column(name, t.oid_for_declared(decl) or t.TEXT, False) for name, decl in columns
+            ]
+            prepared.param_oids = [oid or t.TEXT for oid in prepared.param_oids]
+            return
         try:
             described = db.describe(prepared.run_sql, len(prepared.param_oids), on_writer=self.tx is not None)
         except HAError as e:
@@ -604,8 +620,38 @@ class Session:
         except HAError as e:
             raise PgError.of(e) from e
 
+    def _catalog(self) -> catalog.Catalog:
+        """The catalog database of the session's database, current with its schema."""
+        db = self._db()
+        cat = _CATALOGS.get(db.id)
+        if cat is None:
+            cat = _CATALOGS[db.id] = catalog.Catalog(db.id)
+        reader = db.reader_connection
+        version = int(reader.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
+        if version != cat.version:
+            tables = []
+            for kind, name in reader.execute(
+                "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view', 'index') "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT LIKE '\\_ha\\_%' ESCAPE '\\'"
+            ).fetchall():
+                columns = []
+                if kind != "index":
+                    for _, col, decl, notnull, default, _pk in reader.execute(
+                        "SELECT * FROM pragma_table_info(?)", (name,)
+                    ).fetchall():
+                        columns.append((str(col), str(decl or ""), bool(notnull), default is not None))
+                tables.append((str(name), {"table": "r", "view": "v", "index": "i"}[str(kind)], columns))
+            cat.refresh(version, tables)
+        return cat
+
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         db = self._db()
+        if prepared.catalog:
+            try:
+                result = self._catalog().run(prepared.run_sql, params)
+            except apsw.Error as e:
+                raise PgError("42000", f"catalog query: {e}") from e
+            return self._outcome(prepared, result, [])
         stmt = Statement(sql=prepared.run_sql, bindings=params or None)
         notices: list[str] = []
         if self.min_seq:
@@ -780,8 +826,7 @@ class Session:
             column = t.Column("database", t.TEXT, False)
             return Outcome("SHOW", [column], [(ident,) for ident in self.node.database_ids()])
         value = self._setting(name)
-        label = name.split()[-1] if name.startswith("transaction") else name
-        return Outcome("SHOW", [t.Column(label, t.TEXT, False)], [(value,)])
+        return Outcome("SHOW", [t.Column(_show_label(sql), t.TEXT, False)], [(value,)])
 
     def _setting(self, name: str) -> str:
         fixed = {
@@ -810,6 +855,17 @@ class Session:
 
 
 _COUNTED = {"UPDATE", "DELETE", "MERGE"}
+_CATALOGS: dict[str, catalog.Catalog] = {}  # by database id, shared by the node's sessions
+
+
+def _show_label(sql: str) -> str:
+    """The column name PostgreSQL gives a SHOW's answer (``SHOW transaction isolation level``: the last
+    word; ``SHOW DATABASES``: database)."""
+    found = _SHOW.match(sql)
+    name = " ".join(found.group(1).lower().split()) if found else ""
+    if name == "databases":
+        return "database"
+    return name.split()[-1] if name.startswith("transaction") else name
 
 
 def _verb(sql: str) -> str:

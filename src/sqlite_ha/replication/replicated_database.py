@@ -227,8 +227,14 @@ class ReplicatedDatabase:
             self._inflight.add(hlc)  # now, not when the task starts: the commit gate counts it at once
             publishing = asyncio.ensure_future(self._publish(hlc, msg_id, payload))
             self._publishing[hlc] = publishing
-            publishing.add_done_callback(lambda _: self._publishing.pop(hlc, None))
+            publishing.add_done_callback(lambda _: self._published_or_not(hlc))
         return publishing
+
+    def _published_or_not(self, hlc: int) -> None:
+        """However the publish ended (even cancelled before it started), its slot is free again."""
+        self._publishing.pop(hlc, None)
+        self._inflight.discard(hlc)
+        self._publish_done.set()
 
     async def _publish_slot(self) -> None:
         """Hold the next group commit while MAX_PUBLISHING change sets wait for the log's ack.

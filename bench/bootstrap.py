@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from typing import Any
 import apsw
 import orjson
 
-from machine import machine_info, proc_cpu_seconds
+from machine import code_state, machine_info, proc_cpu_seconds
 from sqlite_ha.replication.bootstrap import verify
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
@@ -160,30 +159,6 @@ def cpu_of(pid: int | None) -> float:
 def settle() -> None:
     """Write back dirty pages before a timed step, so that it does not pay for the previous one's."""
     os.sync()
-
-
-def code_state() -> str:
-    """The commit the nodes ran, and which source files had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    changed = [line[3:] for line in dirty if line.strip()]
-    return f"commit {head}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
 
 
 def log_events(text: str) -> list[tuple[float, str, str]]:

@@ -31,7 +31,6 @@ import math
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ import apsw
 import orjson
 
 from lean_http import Connection, HTTPError
-from machine import machine_info, proc_cpu_seconds
+from machine import code_state, machine_info, proc_cpu_seconds
 from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
@@ -785,30 +784,6 @@ def node_pids(nodes: list[NodeProcess]) -> dict[str, int]:
     if nats_pid is not None:
         pids["nats-server"] = nats_pid
     return pids
-
-
-def code_state() -> str:
-    """The commit the nodes ran, and which source files had uncommitted changes at the start."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    changed = [line[3:] for line in dirty if line.strip()]
-    return f"commit {head}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
 
 
 # ------------------------------------------------------------------------------------------------ tables

@@ -403,13 +403,7 @@ class Database:
                 c.control("RELEASE _ha_request")
             if capture is not None:
                 c.deadline.disarm()  # the statements are done: building the change set is not theirs to time
-                c.authorizer.internal = True
-                last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
-                try:
-                    captured = capture.finish(c.conn)
-                finally:
-                    c.authorizer.internal = False
-                    c.conn.set_last_insert_rowid(last_rowid)
+                captured = self._capture_changeset(c)
             if begin:
                 try:
                     c.control("COMMIT")
@@ -426,6 +420,18 @@ class Database:
                 capture.end(committed)
         cs, payload = captured if captured is not None else (None, None)
         return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
+
+    def _capture_changeset(self, c: _Conn) -> tuple[ChangeSet, bytes] | None:
+        """The open transaction's change set (and its outbox entry), built with the authorizer off."""
+        if self.capture is None:
+            return None
+        c.authorizer.internal = True
+        last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
+        try:
+            return self.capture.finish(c.conn)
+        finally:
+            c.authorizer.internal = False
+            c.conn.set_last_insert_rowid(last_rowid)
 
     def _run_request(
         self,

@@ -90,18 +90,9 @@ class WriteTransaction:
 
         self._check_open()
         c = self._c
-        capture = self._db.capture
         committed = False
-        captured = None
         try:
-            if capture is not None:
-                c.authorizer.internal = True
-                last_rowid = c.conn.last_insert_rowid()
-                try:
-                    captured = capture.finish(c.conn)
-                finally:
-                    c.authorizer.internal = False
-                    c.conn.set_last_insert_rowid(last_rowid)
+            captured = self._db._capture_changeset(c)
             try:
                 c.control("COMMIT")
             except apsw.Error as e:

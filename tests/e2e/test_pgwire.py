@@ -287,6 +287,25 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
     schemas = psql(pg, "-c", "\\dn")
     assert schemas.returncode == 0, schemas.stderr
     assert "public | ha" in schemas.stdout
+    made = psql(
+        pg,
+        "-c",
+        "CREATE TABLE people(id SERIAL PRIMARY KEY, name TEXT NOT NULL DEFAULT 'x', "
+        "email VARCHAR(100) UNIQUE)",
+        "-c",
+        "CREATE INDEX people_name ON people(name)",
+    )
+    assert made.returncode == 0, made.stderr
+    described = psql(pg, "-c", "\\d people")
+    assert described.returncode == 0, described.stderr
+    lines = [" ".join(line.split()) for line in described.stdout.splitlines()]
+    assert 'Table "public.people"' in lines[0]
+    assert "id | bigint | | not null |" in lines
+    assert "name | text | | not null | 'x'" in lines
+    assert "email | character varying | | |" in lines
+    assert '"people_pkey" PRIMARY KEY, btree (id)' in lines
+    assert '"people_email_key" UNIQUE CONSTRAINT, btree (email)' in lines
+    assert '"people_name" btree (name)' in lines
 
 
 class Base(DeclarativeBase):

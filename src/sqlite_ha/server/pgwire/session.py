@@ -477,7 +477,11 @@ class Session:
         try:
             translation = translate(catalog.prepare(sql) if is_catalog else sql)
         except TranslationError as e:
-            raise PgError("42601", str(e)) from e
+            width = catalog.empty_answer(sql) if is_catalog else None
+            if width is None:
+                raise PgError("42601", str(e)) from e
+            columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
+            return Prepared(sql=sql, kind="empty", run_sql="", param_oids=param_oids, columns=columns)
         oids = list(param_oids) + [0] * max(0, translation.param_count - len(param_oids))
         for i, cast in enumerate(translation.param_types[: len(oids)]):
             if not oids[i] and cast:
@@ -494,7 +498,10 @@ class Session:
             try:
                 columns = self._catalog().describe(prepared.run_sql, len(prepared.param_oids))
             except apsw.Error as e:
-                raise PgError("42000", f"catalog query: {e}") from e
+                width = catalog.empty_answer(prepared.sql)
+                if width is None:
+                    raise PgError("42000", f"catalog query: {e}") from e
+                columns = [("?column?", None)] * width
             prepared.columns = [
                 t.Column(name, t.oid_for_declared(decl) or t.TEXT, False) for name, decl in columns
             ]
@@ -600,6 +607,8 @@ class Session:
             raise PgError(
                 "25P02", "current transaction is aborted, commands ignored until end of transaction block"
             )
+        if prepared.kind == "empty":
+            return Outcome("SELECT 0", prepared.columns, [])
         if prepared.kind != "query":
             return await self.command(prepared)
         try:
@@ -626,22 +635,7 @@ class Session:
         cat = _CATALOGS.get(db.id)
         if cat is None:
             cat = _CATALOGS[db.id] = catalog.Catalog(db.id)
-        reader = db.reader_connection
-        version = int(reader.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
-        if version != cat.version:
-            tables = []
-            for kind, name in reader.execute(
-                "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view', 'index') "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT LIKE '\\_ha\\_%' ESCAPE '\\'"
-            ).fetchall():
-                columns = []
-                if kind != "index":
-                    for _, col, decl, notnull, default, _pk in reader.execute(
-                        "SELECT * FROM pragma_table_info(?)", (name,)
-                    ).fetchall():
-                        columns.append((str(col), str(decl or ""), bool(notnull), default is not None))
-                tables.append((str(name), {"table": "r", "view": "v", "index": "i"}[str(kind)], columns))
-            cat.refresh(version, tables)
+        cat.sync(db.reader_connection)
         return cat
 
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
@@ -650,7 +644,11 @@ class Session:
             try:
                 result = self._catalog().run(prepared.run_sql, params)
             except apsw.Error as e:
-                raise PgError("42000", f"catalog query: {e}") from e
+                width = catalog.empty_answer(prepared.sql)
+                if width is None:
+                    raise PgError("42000", f"catalog query: {e}") from e
+                columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
+                return Outcome("SELECT 0", prepared.columns or columns, [])
             return self._outcome(prepared, result, [])
         stmt = Statement(sql=prepared.run_sql, bindings=params or None)
         notices: list[str] = []

@@ -8,7 +8,10 @@ import decimal
 import os
 import socket
 import subprocess
+import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -370,3 +373,128 @@ def test_sqlalchemy_orm_on_asyncpg(pg: NodeProcess) -> None:
             await engine.dispose()
 
     asyncio.run(body())
+
+
+@pytest.mark.parametrize("method", ["md5", "password"])
+def test_md5_and_cleartext_authentication(node_factory: NodeFactory, method: str) -> None:
+    port = free_port()
+    node = node_factory(
+        args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD, "--pg-auth", method], nats_port=None
+    )
+    node.pg_port = port  # type: ignore[attr-defined]
+    with psycopg.connect(dsn(node), autocommit=True) as conn:
+        assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(dsn(node, password="wrong"))
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(dsn(node, user="someone"))
+
+
+def test_tls(node_factory: NodeFactory, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    port = free_port()
+    node = node_factory(
+        args=[
+            "app.db",
+            "--pg-port",
+            str(port),
+            "--pg-pass",
+            PASSWORD,
+            "--pg-cert",
+            str(cert),
+            "--pg-key",
+            str(key),
+        ],
+        nats_port=None,
+    )
+    node.pg_port = port  # type: ignore[attr-defined]
+    with psycopg.connect(dsn(node, sslmode="require"), autocommit=True) as conn:
+        assert conn.info.pgconn.ssl_in_use
+        assert conn.execute("SELECT 'over tls'").fetchone() == ("over tls",)
+    # a node without a certificate answers the SSL request with N: "require" fails, "prefer" falls back
+    plain_port = free_port()
+    plain = node_factory(args=["app.db", "--pg-port", str(plain_port), "--pg-pass", PASSWORD], nats_port=None)
+    plain.pg_port = plain_port  # type: ignore[attr-defined]
+    with pytest.raises(psycopg.OperationalError, match="SSL"):
+        psycopg.connect(dsn(plain, sslmode="require"))
+    with psycopg.connect(dsn(plain, sslmode="prefer"), autocommit=True) as conn:
+        assert not conn.info.pgconn.ssl_in_use
+
+
+def test_row_limits_suspend_the_portal(pg: NodeProcess) -> None:
+    async def body() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
+        )  # type: ignore[attr-defined]
+        try:
+            await conn.execute("CREATE TABLE n(i BIGINT PRIMARY KEY)")
+            await conn.executemany("INSERT INTO n VALUES ($1)", [(i,) for i in range(95)])
+            async with conn.transaction():
+                seen = [r["i"] async for r in conn.cursor("SELECT i FROM n ORDER BY i", prefetch=10)]
+                assert seen == list(range(95))
+                cur = await conn.cursor("SELECT i FROM n WHERE i >= $1 ORDER BY i", 90)
+                assert [r["i"] for r in await cur.fetch(3)] == [90, 91, 92]
+                assert [r["i"] for r in await cur.fetch(5)] == [93, 94]
+        finally:
+            await conn.close()
+
+    asyncio.run(body())
+
+
+def test_cancel_a_running_read(pg: NodeProcess) -> None:
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000000) "
+        "SELECT count(*) FROM c"
+    )
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute(slow)
+        assert time.monotonic() - started < 10
+        timer.join()
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+
+
+def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
+    assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
+    script = tmp_path / "bench.sql"
+    script.write_text(
+        "\\set id random(1, 1000000000)\n"
+        "INSERT INTO kv(id, v) VALUES (:id, 'x') ON CONFLICT (id) DO NOTHING;\n"
+        "SELECT v FROM kv WHERE id = :id;\n"
+    )
+    env = {**os.environ, "PGPASSWORD": PASSWORD}
+    target = ("-h", "127.0.0.1", "-p", str(pg.pg_port), "-U", "ha", "app")  # type: ignore[attr-defined]
+    for mode in ("simple", "extended", "prepared"):
+        run = subprocess.run(
+            [*("pgbench", "-n", "-f", str(script), "-t", "30", "-c", "2", "-M", mode), *target],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert run.returncode == 0, run.stderr + run.stdout
+        assert "number of transactions actually processed: 60/60" in run.stdout, run.stdout
+        assert "number of failed transactions: 0" in run.stdout, run.stdout

@@ -498,3 +498,64 @@ def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
         assert run.returncode == 0, run.stderr + run.stdout
         assert "number of transactions actually processed: 60/60" in run.stdout, run.stdout
         assert "number of failed transactions: 0" in run.stdout, run.stdout
+
+
+def test_sqlstates_session_commands_and_describe(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE s(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+        conn.execute("INSERT INTO s VALUES (1, 'a')")
+        for sql, error in [
+            ("INSERT INTO s VALUES (1, 'b')", psycopg.errors.UniqueViolation),
+            ("INSERT INTO s VALUES (2, 'a')", psycopg.errors.UniqueViolation),
+            ("INSERT INTO s(id) VALUES (3)", psycopg.errors.NotNullViolation),
+            ("SELECT * FROM missing", psycopg.errors.UndefinedTable),
+            ("SELECT nope FROM s", psycopg.errors.UndefinedColumn),
+            ("SELEKT 1", psycopg.errors.SyntaxError),
+            ("SHOW no_such_setting", psycopg.errors.UndefinedObject),
+        ]:
+            with pytest.raises(error):
+                conn.execute(sql)
+        version = conn.execute("SELECT version()").fetchone()
+        assert version is not None
+        assert str(version[0]).startswith("PostgreSQL 15.0 (sqlite-ha")
+        assert conn.execute("SELECT current_schema()").fetchone() == ("public",)
+        assert conn.execute("SHOW server_version").fetchone() == ("15.0",)
+        conn.execute("SET application_name = 'tests'")
+        assert conn.execute("SHOW application_name").fetchone() == ("tests",)
+        # the reset a pool sends, in one simple query
+        conn.execute("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; DISCARD ALL")
+
+    async def describe_only() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
+        )  # type: ignore[attr-defined]
+        try:
+            stmt = await conn.prepare("INSERT INTO s VALUES ($1, $2) RETURNING id")  # Parse + Describe only
+            assert [a.name for a in stmt.get_parameters()] == ["int8", "text"]
+            assert [a.name for a in stmt.get_attributes()] == ["id"]
+            assert await conn.fetchval("SELECT count(*) FROM s") == 1  # nothing ran
+            assert await stmt.fetchval(5, "five") == 5
+        finally:
+            await conn.close()
+
+    asyncio.run(describe_only())
+
+
+def test_read_your_writes_on_another_node(node_factory: NodeFactory) -> None:
+    ports = free_port(), free_port()
+    n1 = node_factory(args=["app.db", "--pg-port", str(ports[0]), "--pg-pass", PASSWORD], nats_port=None)
+    n2 = node_factory(
+        args=[
+            *("app.db", "--replication-url", f"nats://127.0.0.1:{n1.nats_port}"),
+            *("--pg-port", str(ports[1]), "--pg-pass", PASSWORD),
+        ]
+    )
+    n1.pg_port, n2.pg_port = ports  # type: ignore[attr-defined]
+    with psycopg.connect(dsn(n1)) as conn:
+        conn.execute("CREATE TABLE r(id INTEGER PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO r VALUES (1, 'written on node1')")
+        conn.commit()
+        seq = int(conn.execute("SHOW ha.seq").fetchone()[0])  # type: ignore[index]
+    with psycopg.connect(dsn(n2), autocommit=True) as other:
+        other.execute(f"SET ha.min_seq = {seq}")
+        assert other.execute("SELECT v FROM r WHERE id = 1").fetchone() == ("written on node1",)

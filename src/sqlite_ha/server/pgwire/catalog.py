@@ -186,6 +186,11 @@ CREATE TABLE pg_catalog.pg_statistic_ext(
   oid INTEGER PRIMARY KEY, stxrelid INTEGER, stxname TEXT, stxnamespace INTEGER, stxkind TEXT,
   stxstattarget INTEGER);
 CREATE TABLE pg_catalog.pg_publication(oid INTEGER PRIMARY KEY, pubname TEXT, puballtables BOOLEAN);
+CREATE TABLE pg_catalog.pg_sequence(
+  seqrelid INTEGER PRIMARY KEY, seqtypid INTEGER, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER,
+  seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN);
+CREATE TABLE pg_catalog.pg_opclass(
+  oid INTEGER PRIMARY KEY, opcname TEXT, opcmethod INTEGER, opcdefault BOOLEAN);
 CREATE TABLE pg_catalog.pg_publication_namespace(oid INTEGER PRIMARY KEY, pnpubid INTEGER, pnnspid INTEGER);
 CREATE TABLE pg_catalog.pg_publication_rel(
   oid INTEGER PRIMARY KEY, prpubid INTEGER, prrelid INTEGER, prqual TEXT, prattrs TEXT);
@@ -291,7 +296,25 @@ class Catalog:
         c_fn("pg_get_indexdef", lambda oid, *a: self._definitions.get(oid), -1)
         c_fn("pg_get_constraintdef", lambda oid, *a: self._definitions.get(oid), -1)
         c_fn("pg_relation_is_publishable", lambda oid: 0, 1)
+        c_fn("to_regclass", self._regclass, 1)
+        c_fn("to_regnamespace", self._regnamespace, 1)
+        c_fn("json_build_object", _json_object, -1)
+        c_fn("pg_get_serial_sequence", lambda *a: None, -1)
+        c_fn("pg_collation_is_visible", lambda oid: 1, 1)
         c_fn("pg_get_statisticsobjdef_columns", lambda oid: None, 1)
+
+    def _regclass(self, value: SQLiteValue) -> int | None:
+        if isinstance(value, int) or value is None:
+            return value
+        name = str(value).strip().removeprefix("public.").strip('"')
+        found = self.conn.execute("SELECT oid FROM pg_class WHERE relname = ?", (name,)).fetchall()
+        return int(found[0][0]) if found else None  # type: ignore[arg-type]
+
+    def _regnamespace(self, value: SQLiteValue) -> int | None:
+        if isinstance(value, int) or value is None:
+            return value
+        found = self.conn.execute("SELECT oid FROM pg_namespace WHERE nspname = ?", (str(value),)).fetchall()
+        return int(found[0][0]) if found else None  # type: ignore[arg-type]
 
     def _fill_fixed(self) -> None:
         c = self.conn
@@ -450,6 +473,12 @@ class Catalog:
         finally:
             cursor.close(True)
         return seen
+
+
+def _json_object(*args: SQLiteValue) -> str:
+    import json
+
+    return json.dumps({str(args[i]): args[i + 1] for i in range(0, len(args) - 1, 2)})
 
 
 def _to_regtype(name: SQLiteValue) -> int | None:

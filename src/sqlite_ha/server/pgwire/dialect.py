@@ -332,6 +332,13 @@ def translate(sql: str) -> Translation:
     return fast if fast is not None else _translate_with_sqlglot(sql)
 
 
+@functools.lru_cache(maxsize=1024)
+def translate_catalog(sql: str) -> Translation:
+    """As ``translate``, for a query over the PostgreSQL catalog: casts to ``regclass``, ``regtype`` and
+    ``regnamespace`` become calls of the catalog's lookup functions instead of errors."""
+    return _translate_with_sqlglot(sql, catalog=True)
+
+
 # --- the sqlglot path --------------------------------------------------------------------------------------
 
 _CATALOG_PREFIX = re.compile(r"(?<![\w$.])pg_catalog\s*\.\s*", re.I)
@@ -344,9 +351,12 @@ class _Context:
 
     highest: int = 0
     param_types: dict[int, str] = field(default_factory=dict)
+    catalog: bool = (
+        False  # a catalog query: casts to the reg* types become lookups by the catalog's functions
+    )
 
 
-def _translate_with_sqlglot(sql: str) -> Translation:
+def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
     parts: list[str] = []
     pos = 0
     for span in _spans(sql):  # textual fixes outside strings and comments, before sqlglot reads the SQL
@@ -362,7 +372,7 @@ def _translate_with_sqlglot(sql: str) -> Translation:
         trees = sqlglot.parse(text, read="postgres")
     except SqlglotError as e:
         raise TranslationError(f"it does not parse as PostgreSQL: {_describe(e)}") from e
-    ctx = _Context()
+    ctx = _Context(catalog=catalog)
     out: list[str] = []
     for tree in trees:
         if tree is None:
@@ -589,9 +599,19 @@ _BOOLEAN_CAST = (
 )
 
 
+_OBJECT_CASTS = {"regclass": "to_regclass", "regtype": "to_regtype", "regnamespace": "to_regnamespace"}
+_OID_TYPES = {"oid", "regproc", "regprocedure", "regrole", "regoper", "regconfig"}
+
+
 def _rewrite_cast(node: exp.Cast, ctx: _Context) -> exp.Expr:
     to: exp.DataType = node.to
     value: exp.Expr = node.this
+    if ctx.catalog and isinstance(to.this, str):
+        name = to.this.lower()
+        if name in _OBJECT_CASTS:
+            return _call(_OBJECT_CASTS[name], value)  # an object's name or OID → its OID
+        if name in _OID_TYPES:
+            return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
     is_array = to.this == DType.ARRAY
     element = to.expressions[0] if is_array and to.expressions else to
     pg_name, strategy = _CASTS.get(element.this, (None, None))

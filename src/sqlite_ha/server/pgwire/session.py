@@ -33,7 +33,13 @@ from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.server.pgwire import catalog, codec
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
-from sqlite_ha.server.pgwire.dialect import TranslationError, classify, split_statements, translate
+from sqlite_ha.server.pgwire.dialect import (
+    TranslationError,
+    classify,
+    split_statements,
+    translate,
+    translate_catalog,
+)
 from sqlite_ha.server.pgwire.infer import infer, result_types
 from sqlite_ha.server.pgwire.sqlstate import sqlstate
 
@@ -475,7 +481,7 @@ class Session:
             return Prepared(sql=sql, kind=kind, run_sql="", param_oids=param_oids, columns=columns)
         is_catalog = catalog.is_catalog_query(sql)
         try:
-            translation = translate(catalog.prepare(sql) if is_catalog else sql)
+            translation = translate_catalog(catalog.prepare(sql)) if is_catalog else translate(sql)
         except TranslationError as e:
             width = catalog.empty_answer(sql) if is_catalog else None
             if width is None:

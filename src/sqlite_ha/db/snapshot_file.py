@@ -15,8 +15,15 @@ import apsw
 
 from sqlite_ha.db import meta
 from sqlite_ha.db.database import Database
+from sqlite_ha.errors import HAError
 
 _CHUNK = 1024 * 1024
+
+
+class SnapshotError(HAError):
+    """The copy cannot serve as a snapshot (the database it was made from is damaged)."""
+
+    code = "snapshot_error"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +48,11 @@ def make_snapshot_file(db: Database, dest: str) -> SnapshotFile:
             conn.execute("DELETE FROM _ha_parked")
         schema_version = int(conn.execute("PRAGMA schema_version").fetchall()[0][0] or 0)
         conn.execute("PRAGMA journal_mode=DELETE")
+        # The full check runs here, once, on the copy that is uploaded: a node installing it checks the
+        # checksum (the same bytes) and runs the quicker structural check.
+        check = conn.execute("PRAGMA integrity_check").fetchall()
+        if check != [("ok",)]:
+            raise SnapshotError(f"the copy of {db.id} fails SQLite's integrity check: {check[0][0]}")
     finally:
         conn.close()
     digest = hashlib.sha256()

@@ -13,8 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlite_ha.db.snapshot_file import make_snapshot_file
+from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
-from sqlite_ha.replication.snapshot import SnapshotError, SnapshotMeta, SnapshotStore
+from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Snapshotter:
                     continue  # it may lack change sets: it is about to start from a snapshot itself
                 try:
                     await self.take(rdb)
-                except SnapshotError as e:
+                except HAError as e:  # the store failed, or the copy was damaged: logged, tried again later
                     self.failures += 1
                     self.last_error = e.message
                     log.warning("snapshot of %s failed: %s", rdb.db.id, e.message)

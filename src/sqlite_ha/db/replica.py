@@ -193,6 +193,11 @@ class Replica:
         meta.put(conn, meta.APPLIED_SEQ, self.applied_seq)
         self._position_dirty = False
 
+    def seen_in_log(self) -> set[int]:
+        """Clocks of own change sets seen back in the log whose outbox rows are not deleted yet: the relay
+        must not publish them again."""
+        return {*self._own_seen, *self._deleting}
+
     def _position_written(self, committed: bool) -> None:
         """After a transaction that recorded the position: if it rolled back, so did the outbox deletions,
         which the next transaction must do again."""

@@ -279,8 +279,9 @@ class ReplicatedDatabase:
 
     async def _relay_once(self) -> int:
         sent = 0
+        seen = self.replica.seen_in_log()  # back from the log, their outbox rows not deleted yet
         for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
-            if hlc in self._inflight or hlc in self._acked:
+            if hlc in self._inflight or hlc in self._acked or hlc in seen:
                 continue
             seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
             self._acked[hlc] = seq

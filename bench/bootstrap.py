@@ -37,7 +37,6 @@ import math
 import os
 import re
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from typing import Any
 import apsw
 import orjson
 
-from machine import code_state, machine_info, proc_cpu_seconds
+from machine import child_pid, code_state, machine_info, median, proc_cpu_seconds, spread
 from sqlite_ha.replication.bootstrap import verify
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
@@ -125,33 +124,6 @@ class Run:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def median(values: list[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.median(values) if values else float("nan")
-
-
-def spread(values: list[float]) -> float:
-    med = median(values)
-    return (max(values) - min(values)) / med if values and med else float("nan")
-
-
-def child_pid(parent: int, comm: str) -> int | None:
-    """The pid of ``parent``'s child whose command name is ``comm`` (node1's nats-server)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
-        if ppid == parent and name == comm:
-            return int(entry)
-    return None
-
-
 def cpu_of(pid: int | None) -> float:
     return proc_cpu_seconds(pid) if pid is not None else float("nan")
 

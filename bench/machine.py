@@ -1,10 +1,13 @@
-"""What the benchmarks say about the machine they ran on, and the CPU a process used."""
+"""What the benchmarks say about the machine they ran on and the CPU a process used, and the small
+statistics they all use (median, spread)."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -83,3 +86,31 @@ def code_state() -> str:
         return "unknown (no git)"
     changed = [line[3:] for line in dirty if line.strip()]
     return f"commit {head}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
+# ---------------------------------------------------------------------------------- shared by the benchmarks
+def median(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float]) -> float:
+    med = median(values)
+    return (max(values) - min(values)) / med if values and med else float("nan")
+
+
+def child_pid(parent: int, comm: str) -> int | None:
+    """The pid of ``parent``'s child whose command name is ``comm`` (node1's nats-server)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+        if ppid == parent and name == comm:
+            return int(entry)
+    return None

@@ -74,7 +74,7 @@ import orjson
 import psutil
 import psycopg
 
-from machine import code_state, machine_info
+from machine import code_state, machine_info, median, spread
 from sqlite_ha.testing import NodeProcess, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -708,16 +708,6 @@ def count_rows(port: int, dbname: str) -> int:
     with connect(port, dbname) as conn:
         row = conn.execute("SELECT count(*) FROM kv").fetchone()
     return int(row[0]) if row else -1
-
-
-def median(values: list[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.median(values) if values else float("nan")
-
-
-def spread(values: list[float]) -> float:
-    med = median(values)
-    return (max(values) - min(values)) / med if values and med else float("nan")
 
 
 def summarize(runs: dict[tuple[str, str, str, int], list[LoadResult]]) -> list[dict[str, Any]]:

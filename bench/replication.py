@@ -30,7 +30,6 @@ import logging
 import math
 import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ import apsw
 import orjson
 
 from lean_http import Connection, HTTPError
-from machine import code_state, machine_info, proc_cpu_seconds
+from machine import child_pid, code_state, machine_info, median, proc_cpu_seconds, spread
 from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
@@ -87,23 +86,6 @@ def value_for(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ machine
-
-
-def child_pid(parent: int, comm: str) -> int | None:
-    """The pid of ``parent``'s child whose command name is ``comm`` (the node's nats-server)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
-        if ppid == parent and name == comm:
-            return int(entry)
-    return None
 
 
 def machine_seconds() -> tuple[float, float]:
@@ -149,16 +131,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-def median(values: list[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.median(values) if values else float("nan")
-
-
-def spread(values: list[float]) -> float:
-    med = median(values)
-    return (max(values) - min(values)) / med if values and med else float("nan")
 
 
 class Errors:

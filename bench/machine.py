@@ -114,3 +114,19 @@ def child_pid(parent: int, comm: str) -> int | None:
         if ppid == parent and name == comm:
             return int(entry)
     return None
+
+
+def print_table(headers: list[str], table: list[list[str]], left: int) -> None:
+    """A Markdown table: the first ``left`` columns aligned left, the others right."""
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for t in table:
+        print(line(t))

@@ -74,7 +74,7 @@ import orjson
 import psutil
 import psycopg
 
-from machine import code_state, machine_info, median, spread
+from machine import code_state, machine_info, median, print_table, spread
 from sqlite_ha.testing import NodeProcess, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -740,21 +740,6 @@ def fmt(v: float, spec: str) -> str:
     return "-" if math.isnan(v) else format(v, spec)
 
 
-def print_table(headers: list[str], table: list[list[str]], left: int = 2) -> None:
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        cells = [
-            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(cells) + " |"
-
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for t in table:
-        print(line(t))
-
-
 def print_tables(rows: list[dict[str, Any]]) -> None:
     def lat(s: dict[str, Any]) -> str:
         return f"{fmt(s['p50_ms'], '.3f')} / {fmt(s['p99_ms'], '.3f')}"
@@ -787,6 +772,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             ]
             for r in rows
         ],
+        left=2,
     )
     print()
     print_table(
@@ -817,6 +803,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             ]
             for r in rows
         ],
+        left=2,
     )
 
 

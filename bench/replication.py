@@ -45,7 +45,7 @@ import apsw
 import orjson
 
 from lean_http import Connection, HTTPError
-from machine import child_pid, code_state, machine_info, median, proc_cpu_seconds, spread
+from machine import child_pid, code_state, machine_info, median, print_table, proc_cpu_seconds, spread
 from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
@@ -767,21 +767,6 @@ def fmt_cpu(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.0%}"
 
 
-def print_table(headers: list[str], table: list[list[str]], left: int = 1) -> None:
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        cells = [
-            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(cells) + " |"
-
-    print(line(headers))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for t in table:
-        print(line(t))
-
-
 OURS = ("self", "node1", "node2", "node3", "nats-server")
 
 
@@ -1040,7 +1025,7 @@ def print_inproc(rows: list[dict[str, Any]]) -> None:
         ]
         for r in rows
     ]
-    print_table(headers, table)
+    print_table(headers, table, left=1)
     print("""raw apsw: BEGIN IMMEDIATE; INSERT; COMMIT on one connection (WAL, the nodes' synchronous).
 LocalReplicator: one node on the single-node driver (its change sets come back to it through the log).
 MemoryHub: three nodes in this process and event loop, writes round-robin; every node applies the others'

@@ -26,6 +26,7 @@ from sqlite_ha.db.load import open_source, read_chunk
 from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
+from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
@@ -413,8 +414,8 @@ class Node:
         execution = await db.execute(
             [
                 Statement(
-                    sql="SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
-                    "ESCAPE '\\' AND name NOT LIKE '\\_ha\\_%' ESCAPE '\\' ORDER BY name"
+                    sql="SELECT name FROM sqlite_schema "
+                    f"WHERE type = 'table' AND {USER_OBJECTS} ORDER BY name"
                 )
             ]
         )

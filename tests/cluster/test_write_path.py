@@ -248,9 +248,10 @@ def test_writes_arriving_during_a_publish_commit_as_one_group(tmp_path: Path) ->
         a.replicator.publish_delay = 0.2
         before = a.replicator.published
         first = asyncio.ensure_future(a.execute(stmt("INSERT INTO t VALUES (0)")))
-        await eventually(lambda: _true(bool(a._inflight)))  # the first change set is being published
+        await eventually(lambda: _true(bool(a._publishing)))  # the first change set is being published
         later = [asyncio.ensure_future(a.execute(stmt("INSERT INTO t VALUES (?)", i))) for i in range(1, 9)]
-        await asyncio.sleep(0.05)
+        for _ in range(50):  # many turns of the loop: without the gate they would have committed by now
+            await asyncio.sleep(0)
         assert await rows(a, "SELECT count(*) FROM t") == [(1,)]  # the later ones wait for the publish
         outcomes = await asyncio.gather(first, *later)
         seqs = [seq for _, seq in outcomes]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import apsw
 
+from sqlite_ha.db.schema import USER_OBJECTS, quote
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import BadRequest
@@ -22,10 +23,6 @@ from sqlite_ha.errors import BadRequest
 CHUNK_BYTES = 512 << 10  # values per change set, roughly; a change set must stay well under NATS max_payload
 CHUNK_ROWS = 1000
 _MAGIC = b"SQLite format 3\x00"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +83,7 @@ def plan(conn: apsw.Connection, size: int) -> SourcePlan:
         raise BadRequest(f"the uploaded database is corrupt: {check[0][0]}")
     entries = conn.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL "
-        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-        "AND tbl_name NOT LIKE '\\_ha\\_%' ESCAPE '\\' ORDER BY rowid"
+        f"AND {USER_OBJECTS} ORDER BY rowid"
     ).fetchall()
     tables: dict[str, SourceTable] = {}
     after: list[str] = []

@@ -13,6 +13,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# A WHERE condition on sqlite_schema for the user's own objects: not SQLite's, not the node's (_ha_*), and
+# nothing that belongs to a node's table (indexes and triggers go by tbl_name).
+USER_OBJECTS = "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT LIKE '\\_ha\\_%' ESCAPE '\\'"
+
+
 def is_user_table(name: str) -> bool:
     lowered = name.lower()
     return not lowered.startswith((INTERNAL_PREFIX, "sqlite_"))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import apsw
 
 from sqlite_ha.db.runner import QueryTimeout
+from sqlite_ha.db.schema import quote
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.errors import HAError
@@ -67,18 +68,18 @@ class WriteTransaction:
 
     def savepoint(self, name: str) -> None:
         self._check_open()
-        self._control(f"SAVEPOINT {_quote(name)}")
+        self._control(f"SAVEPOINT {quote(name)}")
         capture = self._db.capture
         self._savepoints.append((name, capture.mark() if capture is not None else 0))
 
     def release(self, name: str) -> None:
         index = self._find(name)
-        self._control(f"RELEASE {_quote(name)}")
+        self._control(f"RELEASE {quote(name)}")
         del self._savepoints[index:]
 
     def rollback_to(self, name: str) -> None:
         index = self._find(name)
-        self._control(f"ROLLBACK TO {_quote(name)}")
+        self._control(f"ROLLBACK TO {quote(name)}")
         capture = self._db.capture
         if capture is not None:
             capture.rewind(self._savepoints[index][1])
@@ -148,7 +149,3 @@ class WriteTransaction:
             self._c.control(sql)
         except apsw.Error as e:
             raise translate(e) from e
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -105,7 +105,6 @@ class ReplicatedDatabase:
             db.set_synchronous("normal")
         self._applied = asyncio.Condition()
         self._kick = asyncio.Event()
-        self._inflight: set[int] = set()  # clocks being published by the write path
         self._publishing: dict[int, asyncio.Future[int]] = {}  # clock -> the one publish of that change set
         self._publish_done = asyncio.Event()
         limit = getattr(replicator, "max_payload", None)
@@ -224,7 +223,6 @@ class ReplicatedDatabase:
         answer, and with it the outcome."""
         publishing = self._publishing.get(hlc)
         if publishing is None:
-            self._inflight.add(hlc)  # now, not when the task starts: the commit gate counts it at once
             publishing = asyncio.ensure_future(self._publish(hlc, msg_id, payload))
             self._publishing[hlc] = publishing
             publishing.add_done_callback(lambda _: self._published_or_not(hlc))
@@ -233,7 +231,6 @@ class ReplicatedDatabase:
     def _published_or_not(self, hlc: int) -> None:
         """However the publish ended (even cancelled before it started), its slot is free again."""
         self._publishing.pop(hlc, None)
-        self._inflight.discard(hlc)
         self._publish_done.set()
 
     async def _publish_slot(self) -> None:
@@ -243,17 +240,13 @@ class ReplicatedDatabase:
         which costs one commit, one publish and one apply on every node instead of one each per write. A
         lone writer never waits (nothing is in flight), and the wait is bounded by the publish timeout.
         """
-        while len(self._inflight) >= MAX_PUBLISHING:
+        while len(self._publishing) >= MAX_PUBLISHING:
             self._publish_done.clear()
             await self._publish_done.wait()
 
     async def _publish(self, hlc: int, msg_id: str, payload: bytes) -> int:
-        self._inflight.add(hlc)
-        try:
-            seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
-        finally:
-            self._inflight.discard(hlc)
-            self._publish_done.set()
+        """(``_publish_once`` marks it in flight and, however it ends, frees its slot.)"""
+        seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
         self.published += 1
         self._acked[hlc] = seq
         return seq
@@ -281,7 +274,7 @@ class ReplicatedDatabase:
         sent = 0
         seen = self.replica.seen_in_log()  # back from the log, their outbox rows not deleted yet
         for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
-            if hlc in self._inflight or hlc in self._acked or hlc in seen:
+            if hlc in self._publishing or hlc in self._acked or hlc in seen:
                 continue
             seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
             self._acked[hlc] = seq

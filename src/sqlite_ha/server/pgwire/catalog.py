@@ -17,6 +17,7 @@ from typing import Any
 import apsw
 
 from sqlite_ha import __version__
+from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire import types as t
@@ -40,8 +41,7 @@ _COLLATE = re.compile(r"\bCOLLATE\s+pg_catalog\.\"?default\"?", re.I)
 _VERSION_CALL = re.compile(r"\b(?:pg_catalog\.)?version\s*\(\s*\)", re.I)
 
 _USER_OBJECTS = (
-    "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') "
-    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_ha\\_%' ESCAPE '\\' ORDER BY rowid"
+    f"SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND {USER_OBJECTS} ORDER BY rowid"
 )
 _PER_DATABASE = (
     "pg_class",

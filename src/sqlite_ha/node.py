@@ -314,8 +314,9 @@ class Node:
             try:
                 started = await bootstrap(spec, manager.replicator, store)
             except BaseException:
-                reopened = self.databases.reopen(spec if not spec.memory else stale.db.spec)
-                await manager.attach(reopened)  # the gap check finds the gap again and retries
+                # The file is as it was (an install is a rename); a memory database starts empty and is
+                # refused the same way. Either way the next gap check finds the gap and tries again.
+                await manager.attach(self.databases.reopen(spec))
                 raise
             db = self.databases.reopen(started.spec)
             if started.spec.memory and started.installed is not None:

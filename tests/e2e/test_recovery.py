@@ -65,7 +65,8 @@ def test_late_stopped_and_frozen_nodes_catch_up_from_the_snapshot(node_factory: 
     # the frozen node finds the gap itself, refuses requests meanwhile, and recovers while running
     wait_for(lambda: "refusing requests" in n2.logs(), 30, "node2 to notice the gap")
     wait_for(lambda: serves(n2), 60, "node2 to recover from the snapshot")
-    assert "recovered from the snapshot" in n2.logs()
+    # it serves as soon as the reopened database is attached; the log line follows right after
+    wait_for(lambda: "recovered from the snapshot" in n2.logs(), 10, "node2 to log its recovery")
     assert content(n2) == expected
     assert n2.request("GET", "/readyz").status == 200
 

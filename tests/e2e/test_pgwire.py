@@ -17,7 +17,23 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
-from sqlalchemy import ForeignKey, String, create_engine, inspect, select
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
@@ -309,6 +325,39 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
     assert '"people_pkey" PRIMARY KEY, btree (id)' in lines
     assert '"people_email_key" UNIQUE CONSTRAINT, btree (email)' in lines
     assert '"people_name" btree (name)' in lines
+    # constraints and indexes of another kind, and the foreign key seen from both of its tables
+    made = psql(
+        pg,
+        "-c",
+        "CREATE TABLE notes(id SERIAL PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) "
+        "ON DELETE CASCADE, body TEXT CHECK (length(body) > 0), UNIQUE (person_id, body))",
+        "-c",
+        "CREATE UNIQUE INDEX notes_recent ON notes(id DESC) WHERE id > 10",
+    )
+    assert made.returncode == 0, made.stderr
+    described = psql(pg, "-c", "\\d notes")
+    assert described.returncode == 0, described.stderr
+    lines = [" ".join(line.split()) for line in described.stdout.splitlines()]
+    assert lines[lines.index("Indexes:") :] == [
+        "Indexes:",
+        '"notes_pkey" PRIMARY KEY, btree (id)',
+        '"notes_person_id_body_key" UNIQUE CONSTRAINT, btree (person_id, body)',
+        '"notes_recent" UNIQUE, btree (id DESC) WHERE id > 10',
+        "Check constraints:",
+        '"notes_body_check" CHECK (length(body) > 0)',
+        "Foreign-key constraints:",
+        '"notes_person_id_fkey" FOREIGN KEY (person_id) REFERENCES people(id) ON DELETE CASCADE',
+        "",
+    ]
+    described = psql(pg, "-c", "\\d people")
+    assert described.returncode == 0, described.stderr
+    lines = [" ".join(line.split()) for line in described.stdout.splitlines()]
+    assert lines[lines.index("Referenced by:") :] == [
+        "Referenced by:",
+        'TABLE "notes" CONSTRAINT "notes_person_id_fkey" FOREIGN KEY (person_id) REFERENCES people(id) '
+        "ON DELETE CASCADE",
+        "",
+    ]
 
 
 class Base(DeclarativeBase):
@@ -328,6 +377,101 @@ class Book(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
     title: Mapped[str] = mapped_column(String(100))
     author: Mapped[Author] = relationship(back_populates="books")
+
+
+# Tables for reflection, next to the ORM's: named and unnamed keys, multi-column and unique indexes, a
+# composite primary key, a foreign key with an action, CHECK constraints
+Table(
+    "shelves",
+    Base.metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(10), nullable=False),
+    Column("room", String(20)),
+    Column("tier", Integer),
+    UniqueConstraint("room", "tier", name="uq_shelves_room_tier"),
+    UniqueConstraint("code", "room"),
+    CheckConstraint("tier >= 0", name="ck_shelves_tier"),
+    Index("ix_shelves_room_code", "room", "code"),
+    Index("ux_shelves_code_tier", "code", "tier", unique=True),
+)
+Table(
+    "placements",
+    Base.metadata,
+    Column("shelf_id", Integer, nullable=False),
+    Column("book_id", Integer, ForeignKey("books.id"), nullable=False),
+    Column("slot", Integer, CheckConstraint("slot > 0")),
+    PrimaryKeyConstraint("shelf_id", "book_id", name="placements_pk"),
+    ForeignKeyConstraint(["shelf_id"], ["shelves.id"], ondelete="CASCADE"),
+)
+
+
+def check_reflection(conn: Connection) -> None:
+    """What SQLAlchemy reflects is what was created, as PostgreSQL would name it."""
+    inspector = inspect(conn)
+    assert inspector.get_pk_constraint("authors") == {
+        "constrained_columns": ["id"],
+        "name": "authors_pkey",
+        "comment": None,
+        "dialect_options": {"postgresql_include": []},
+    }
+    assert inspector.get_pk_constraint("placements")["constrained_columns"] == ["shelf_id", "book_id"]
+    assert inspector.get_pk_constraint("placements")["name"] == "placements_pk"
+    assert [(u["name"], u["column_names"]) for u in inspector.get_unique_constraints("authors")] == [
+        ("authors_name_key", ["name"])
+    ]
+    assert [(u["name"], u["column_names"]) for u in inspector.get_unique_constraints("shelves")] == [
+        ("shelves_code_room_key", ["code", "room"]),
+        ("uq_shelves_room_tier", ["room", "tier"]),
+    ]
+    indexes = {i["name"]: i for i in inspector.get_indexes("shelves")}
+    assert {name: (i["column_names"], i["unique"]) for name, i in indexes.items()} == {
+        "ix_shelves_room_code": (["room", "code"], False),
+        "ux_shelves_code_tier": (["code", "tier"], True),
+        "shelves_code_room_key": (["code", "room"], True),
+        "uq_shelves_room_tier": (["room", "tier"], True),
+    }
+    assert indexes["uq_shelves_room_tier"]["duplicates_constraint"] == "uq_shelves_room_tier"
+    assert "duplicates_constraint" not in indexes["ux_shelves_code_tier"]
+    assert inspector.get_indexes("placements") == []  # the primary key is not an index to SQLAlchemy
+    assert sorted(
+        (fk["name"], fk["constrained_columns"], fk["referred_table"], fk["referred_columns"], fk["options"])
+        for fk in inspector.get_foreign_keys("placements")
+    ) == [
+        ("placements_book_id_fkey", ["book_id"], "books", ["id"], {}),
+        ("placements_shelf_id_fkey", ["shelf_id"], "shelves", ["id"], {"ondelete": "CASCADE"}),
+    ]
+    assert [(c["name"], c["sqltext"]) for c in inspector.get_check_constraints("shelves")] == [
+        ("ck_shelves_tier", "tier >= 0")
+    ]
+    assert [(c["name"], c["sqltext"]) for c in inspector.get_check_constraints("placements")] == [
+        ("placements_slot_check", "slot > 0")
+    ]
+    columns = {c["name"]: c for c in inspector.get_columns("shelves")}
+    assert list(columns) == ["id", "code", "room", "tier"]
+    assert [columns[name]["nullable"] for name in columns] == [False, False, True, True]
+    # a whole MetaData reflected compares equal to the one that made the tables
+    reflected = MetaData()
+    reflected.reflect(conn)
+    for made in Base.metadata.sorted_tables:
+        got = reflected.tables[made.name]
+        assert [c.name for c in got.primary_key] == [c.name for c in made.primary_key], made.name
+        assert {(i.name, tuple(c.name for c in i.columns), i.unique) for i in got.indexes} == {
+            (i.name, tuple(c.name for c in i.columns), i.unique) for i in made.indexes
+        }, made.name
+        assert _uniques(got) == {
+            (u.name or f"{made.name}_{'_'.join(u.columns.keys())}_key", tuple(u.columns.keys()))
+            for u in made.constraints
+            if isinstance(u, UniqueConstraint)
+        } | {(f"{made.name}_{c.name}_key", (c.name,)) for c in made.columns if c.unique}, made.name
+        assert {(fk.parent.name, fk.column.table.name, fk.column.name) for fk in got.foreign_keys} == {
+            (fk.parent.name, fk.column.table.name, fk.column.name) for fk in made.foreign_keys
+        }, made.name
+
+
+def _uniques(table: Table) -> set[tuple[str | None, tuple[str, ...]]]:
+    return {
+        (str(u.name), tuple(u.columns.keys())) for u in table.constraints if isinstance(u, UniqueConstraint)
+    }
 
 
 def test_sqlalchemy_orm_on_psycopg(pg: NodeProcess) -> None:
@@ -360,6 +504,8 @@ def test_sqlalchemy_orm_on_psycopg(pg: NodeProcess) -> None:
             "authors",
             ["id"],
         )
+        with engine.connect() as conn:
+            check_reflection(conn)
     finally:
         engine.dispose()
 
@@ -379,6 +525,8 @@ def test_sqlalchemy_orm_on_asyncpg(pg: NodeProcess) -> None:
                 query = select(author_cls).options(selectinload(author_cls.books))
                 got = (await s.scalars(query)).all()
                 assert [(a.name, [b.title for b in a.books]) for a in got] == [("bo", ["x", "y"])]
+            async with engine.connect() as conn:
+                await conn.run_sync(check_reflection)
         finally:
             await engine.dispose()
 

@@ -3,15 +3,20 @@
 Drivers and tools ask ``pg_catalog`` (``pg_class``, ``pg_type``, ``pg_namespace``, …) whether a table exists,
 which types there are, what the server is. These are answered from an in-memory SQLite database holding
 those tables (in attached schemas named ``pg_catalog`` and ``information_schema``, so qualified and
-unqualified names both resolve), filled from the served database's schema and rebuilt when that schema
-changes. The query itself is translated like any other statement and runs there, with the catalog functions
-(``pg_table_is_visible``, ``format_type``, ``to_regtype``, …) registered as SQLite functions.
+unqualified names both resolve), filled from the served database's schema (``catalog_tables``) and rebuilt
+when that schema changes. The query itself is rewritten (``catalog_query``), translated like any other
+statement and runs there, with the catalog functions (``catalog_functions``) registered as SQLite functions.
+
+Array columns (``indkey``, ``conkey``, ``reloptions``) hold PostgreSQL's text form and are declared with the
+array type's name (``int2vector``, ``_int2``, ``_text``), which the front end maps to the array's OID; arrays
+a query computes are JSON and are printed in PostgreSQL's form on the way out.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import apsw
@@ -20,7 +25,9 @@ from sqlite_ha import __version__
 from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire import arrays, catalog_functions
 from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.catalog_tables import ForeignKey, Index, Table
 
 VERSION = f"PostgreSQL 15.0 (sqlite-ha {__version__}, SQLite {apsw.sqlite_lib_version()})"
 PUBLIC, PG_CATALOG, INFORMATION_SCHEMA = 2200, 11, 13000
@@ -29,16 +36,15 @@ FIRST_OID = 16384
 _CATALOG = re.compile(
     r"\b(?:pg_catalog|information_schema|pg_class|pg_namespace|pg_type|pg_attribute|pg_index|pg_database|"
     r"pg_roles|pg_am|pg_tables|pg_settings|to_regtype|pg_table_is_visible|current_database|"
-    r"pg_get_userbyid|has_table_privilege)\b|\bversion\s*\(\s*\)",
+    r"pg_get_userbyid|has_table_privilege|current_setting|set_config)\b|\bversion\s*\(\s*\)",
     re.I,
 )
-# casts to the reg* types name objects by OID; here an OID is used as it is, and typed text comes from
-# format_type
-_REG_TEXT = re.compile(r"::\s*(?:pg_catalog\.)?regtype\s*::\s*(?:pg_catalog\.)?text", re.I)
-_REG_CAST = re.compile(r"::\s*(?:pg_catalog\.)?reg(?:class|type|namespace|proc|role)\b", re.I)
 _REG_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(~|~\*|!~|!~\*)\s*\)", re.I)
 _COLLATE = re.compile(r"\bCOLLATE\s+pg_catalog\.\"?default\"?", re.I)
+_OID_ARRAY = re.compile(r"::\s*(?:pg_catalog\.)?oid\s*\[\s*\]", re.I)  # sqlglot reads no oid[]; _oid it does
 _VERSION_CALL = re.compile(r"\b(?:pg_catalog\.)?version\s*\(\s*\)", re.I)
+# what catalog_query.rewrite puts before a translated query: the PostgreSQL types of the output columns
+_TYPES_HEADER = re.compile(r"^/\* pg_types: ([^*]*) \*/ ")
 
 _USER_OBJECTS = (
     f"SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND {USER_OBJECTS} ORDER BY rowid"
@@ -53,85 +59,12 @@ _PER_DATABASE = (
     "information_schema.tables",
     "information_schema.columns",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    declared: str
-    notnull: bool
-    default: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Index:
-    name: str
-    columns: tuple[str, ...]
-    unique: bool
-    primary: bool
-    constraint: bool  # made by a UNIQUE constraint (or the primary key), not CREATE INDEX
-
-
-@dataclass(frozen=True, slots=True)
-class ForeignKey:
-    columns: tuple[str, ...]
-    parent: str
-    parent_columns: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    name: str
-    kind: str  # 'r' table, 'v' view
-    columns: tuple[Column, ...]
-    indexes: tuple[Index, ...]
-    foreign_keys: tuple[ForeignKey, ...]
-
-    @classmethod
-    def read(cls, conn: apsw.Connection, kind: str, name: str) -> Table:
-        info = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (name,))
-        rows = info.fetchall()
-        columns = tuple(
-            Column(str(r[0]), str(r[1] or ""), bool(r[2]) or bool(r[4]), _opt(r[3])) for r in rows
-        )
-        if kind != "table":
-            return cls(name, "v", columns, (), ())
-        indexes: list[Index] = []
-        has_pk_index = False
-        for _, index, unique, origin, _partial in conn.execute(
-            'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)', (name,)
-        ).fetchall():
-            cols = tuple(
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)
-                ).fetchall()
-            )
-            primary = origin == "pk"
-            has_pk_index |= primary
-            shown = (
-                f"{name}_pkey"
-                if primary
-                else (f"{name}_{'_'.join(cols)}_key" if origin == "u" else str(index))
-            )
-            indexes.append(Index(shown, cols, bool(unique), primary, origin in ("pk", "u")))
-        pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
-        if pk and not has_pk_index:  # an INTEGER PRIMARY KEY is the rowid: SQLite lists no index for it
-            indexes.insert(0, Index(f"{name}_pkey", pk, True, True, True))
-        fks: dict[int, list[tuple[str, str, str]]] = {}
-        for fk_id, _seq, parent, child_col, parent_col in conn.execute(
-            'SELECT id, seq, "table", "from", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
-        ).fetchall():
-            fks.setdefault(int(fk_id), []).append((str(parent), str(child_col), str(parent_col or "")))  # type: ignore[arg-type]
-        foreign_keys = tuple(
-            ForeignKey(tuple(c for _, c, _ in parts), parts[0][0], tuple(pc for _, _, pc in parts))
-            for parts in fks.values()
-        )
-        return cls(name, "r", columns, tuple(indexes), foreign_keys)
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
+_SETTINGS = {
+    "jit": "off",
+    "default_table_access_method": "heap",
+    "server_version": "15.0",
+    "search_path": '"$user", public',
+}
 
 
 def _quote(name: str) -> str:
@@ -139,61 +72,66 @@ def _quote(name: str) -> str:
 
 
 _SCHEMA = """
-CREATE TABLE pg_catalog.pg_namespace(oid INTEGER PRIMARY KEY, nspname TEXT, nspowner INTEGER, nspacl TEXT);
+CREATE TABLE pg_catalog.pg_namespace(oid oid PRIMARY KEY, nspname TEXT, nspowner oid, nspacl TEXT);
 CREATE TABLE pg_catalog.pg_class(
-  oid INTEGER PRIMARY KEY, relname TEXT, relnamespace INTEGER, reltype INTEGER, relowner INTEGER,
-  relam INTEGER, relkind TEXT, relpersistence TEXT, relhasindex BOOLEAN, relispartition BOOLEAN,
+  oid oid PRIMARY KEY, relname TEXT, relnamespace oid, reltype oid, relowner oid,
+  relam oid, relkind TEXT, relpersistence TEXT, relhasindex BOOLEAN, relispartition BOOLEAN,
   reltuples REAL, relchecks INTEGER, relhasrules BOOLEAN, relhastriggers BOOLEAN, relrowsecurity BOOLEAN,
-  relforcerowsecurity BOOLEAN, reltablespace INTEGER, reloftype INTEGER, relreplident TEXT,
-  relpartbound TEXT, relacl TEXT, reloptions TEXT, relnatts INTEGER, reltoastrelid INTEGER DEFAULT 0,
-  relfilenode INTEGER DEFAULT 0, relpages INTEGER DEFAULT 0, relisshared BOOLEAN DEFAULT 0,
+  relforcerowsecurity BOOLEAN, reltablespace oid, reloftype oid, relreplident TEXT,
+  relpartbound TEXT, relacl TEXT, reloptions "_text", relnatts INTEGER, reltoastrelid oid DEFAULT 0,
+  relfilenode oid DEFAULT 0, relpages INTEGER DEFAULT 0, relisshared BOOLEAN DEFAULT 0,
   relhassubclass BOOLEAN DEFAULT 0, relrewrite INTEGER DEFAULT 0, relfrozenxid INTEGER DEFAULT 0);
 CREATE TABLE pg_catalog.pg_type(
-  oid INTEGER PRIMARY KEY, typname TEXT, typnamespace INTEGER, typlen INTEGER, typtype TEXT,
-  typarray INTEGER, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typbasetype INTEGER,
-  typnotnull BOOLEAN, typtypmod INTEGER, typcollation INTEGER, typinput TEXT, typowner INTEGER);
+  oid oid PRIMARY KEY, typname TEXT, typnamespace oid, typlen INTEGER, typtype TEXT,
+  typarray oid, typdelim TEXT, typrelid oid, typelem oid, typbasetype oid,
+  typnotnull BOOLEAN, typtypmod INTEGER, typcollation oid, typinput TEXT, typowner oid);
 CREATE TABLE pg_catalog.pg_attribute(
-  attrelid INTEGER, attname TEXT, atttypid INTEGER, attnum INTEGER, attnotnull BOOLEAN, atthasdef BOOLEAN,
+  attrelid oid, attname TEXT, atttypid oid, attnum INTEGER, attnotnull BOOLEAN, atthasdef BOOLEAN,
   attisdropped BOOLEAN, atttypmod INTEGER, attlen INTEGER, attidentity TEXT, attgenerated TEXT,
-  attcollation INTEGER, attndims INTEGER);
+  attcollation oid, attndims INTEGER);
 CREATE TABLE pg_catalog.pg_database(
-  oid INTEGER PRIMARY KEY, datname TEXT, datdba INTEGER, encoding INTEGER, datcollate TEXT, datctype TEXT,
+  oid oid PRIMARY KEY, datname TEXT, datdba oid, encoding INTEGER, datcollate TEXT, datctype TEXT,
   datistemplate BOOLEAN, datallowconn BOOLEAN, datacl TEXT, daticulocale TEXT, datlocprovider TEXT);
-CREATE TABLE pg_catalog.pg_roles(oid INTEGER PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN);
-CREATE TABLE pg_catalog.pg_am(oid INTEGER PRIMARY KEY, amname TEXT);
-CREATE TABLE pg_catalog.pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT);
+CREATE TABLE pg_catalog.pg_roles(oid oid PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN);
+CREATE TABLE pg_catalog.pg_am(oid oid PRIMARY KEY, amname TEXT);
+CREATE TABLE pg_catalog.pg_tablespace(oid oid PRIMARY KEY, spcname TEXT, spcowner oid);
+CREATE TABLE pg_catalog.pg_description(objoid oid, classoid oid, objsubid INTEGER, description TEXT);
 CREATE TABLE pg_catalog.pg_inherits(
-  inhrelid INTEGER, inhparent INTEGER, inhseqno INTEGER, inhdetachpending BOOLEAN);
-CREATE TABLE pg_catalog.pg_attrdef(oid INTEGER PRIMARY KEY, adrelid INTEGER, adnum INTEGER, adbin TEXT);
-CREATE TABLE pg_catalog.pg_collation(oid INTEGER PRIMARY KEY, collname TEXT, collnamespace INTEGER);
+  inhrelid oid, inhparent oid, inhseqno INTEGER, inhdetachpending BOOLEAN);
+CREATE TABLE pg_catalog.pg_attrdef(oid oid PRIMARY KEY, adrelid oid, adnum INTEGER, adbin TEXT);
+CREATE TABLE pg_catalog.pg_collation(oid oid PRIMARY KEY, collname TEXT, collnamespace oid);
+CREATE TABLE pg_catalog.pg_range(
+  rngtypid oid PRIMARY KEY, rngsubtype oid, rngmultitypid oid, rngcollation oid);
 CREATE TABLE pg_catalog.pg_index(
-  indexrelid INTEGER PRIMARY KEY, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER,
+  indexrelid oid PRIMARY KEY, indrelid oid, indnatts INTEGER, indnkeyatts INTEGER,
   indisunique BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN,
   indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN,
-  indisreplident BOOLEAN, indkey TEXT, indcollation TEXT, indclass TEXT, indoption TEXT, indexprs TEXT,
-  indpred TEXT, indnullsnotdistinct BOOLEAN);
+  indisreplident BOOLEAN, indkey int2vector, indcollation oidvector, indclass oidvector,
+  indoption int2vector, indexprs TEXT, indpred TEXT, indnullsnotdistinct BOOLEAN);
 CREATE TABLE pg_catalog.pg_constraint(
-  oid INTEGER PRIMARY KEY, conname TEXT, connamespace INTEGER, contype TEXT, condeferrable BOOLEAN,
-  condeferred BOOLEAN, convalidated BOOLEAN, conrelid INTEGER, contypid INTEGER, conindid INTEGER,
-  conparentid INTEGER, confrelid INTEGER, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT,
-  conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT);
+  oid oid PRIMARY KEY, conname TEXT, connamespace oid, contype TEXT, condeferrable BOOLEAN,
+  condeferred BOOLEAN, convalidated BOOLEAN, conrelid oid, contypid oid, conindid oid,
+  conparentid oid, confrelid oid, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT,
+  conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey "_int2", confkey "_int2",
+  conbin TEXT);
 CREATE TABLE pg_catalog.pg_trigger(
-  oid INTEGER PRIMARY KEY, tgrelid INTEGER, tgname TEXT, tgisinternal BOOLEAN);
+  oid oid PRIMARY KEY, tgrelid oid, tgparentid oid, tgname TEXT, tgenabled TEXT,
+  tgisinternal BOOLEAN);
 CREATE TABLE pg_catalog.pg_policy(
-  oid INTEGER PRIMARY KEY, polname TEXT, polrelid INTEGER, polcmd TEXT, polpermissive BOOLEAN,
-  polroles TEXT, polqual TEXT, polwithcheck TEXT);
+  oid oid PRIMARY KEY, polname TEXT, polrelid oid, polcmd TEXT, polpermissive BOOLEAN,
+  polroles "_oid", polqual TEXT, polwithcheck TEXT);
 CREATE TABLE pg_catalog.pg_statistic_ext(
-  oid INTEGER PRIMARY KEY, stxrelid INTEGER, stxname TEXT, stxnamespace INTEGER, stxkind TEXT,
+  oid oid PRIMARY KEY, stxrelid oid, stxname TEXT, stxnamespace oid, stxkind "_char",
   stxstattarget INTEGER);
-CREATE TABLE pg_catalog.pg_publication(oid INTEGER PRIMARY KEY, pubname TEXT, puballtables BOOLEAN);
+CREATE TABLE pg_catalog.pg_publication(oid oid PRIMARY KEY, pubname TEXT, puballtables BOOLEAN);
 CREATE TABLE pg_catalog.pg_sequence(
-  seqrelid INTEGER PRIMARY KEY, seqtypid INTEGER, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER,
+  seqrelid oid PRIMARY KEY, seqtypid oid, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER,
   seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN);
 CREATE TABLE pg_catalog.pg_opclass(
-  oid INTEGER PRIMARY KEY, opcname TEXT, opcmethod INTEGER, opcdefault BOOLEAN);
-CREATE TABLE pg_catalog.pg_publication_namespace(oid INTEGER PRIMARY KEY, pnpubid INTEGER, pnnspid INTEGER);
+  oid oid PRIMARY KEY, opcname TEXT, opcmethod oid, opcdefault BOOLEAN);
+CREATE TABLE pg_catalog.pg_publication_namespace(oid oid PRIMARY KEY, pnpubid oid, pnnspid oid);
 CREATE TABLE pg_catalog.pg_publication_rel(
-  oid INTEGER PRIMARY KEY, prpubid INTEGER, prrelid INTEGER, prqual TEXT, prattrs TEXT);
+  oid oid PRIMARY KEY, prpubid oid, prrelid oid, prqual TEXT, prattrs int2vector);
 CREATE VIEW pg_catalog.pg_tables AS
   SELECT n.nspname AS schemaname, c.relname AS tablename, 'ha' AS tableowner, NULL AS tablespace,
          c.relhasindex AS hasindexes, 0 AS hasrules, c.relhastriggers AS hastriggers, 0 AS rowsecurity
@@ -206,12 +144,29 @@ CREATE TABLE information_schema.columns(
 """
 
 
+@functools.cache
+def column_types() -> dict[tuple[str, str], str]:
+    """(table, column) → the declared type of every column of the catalog database, lower-case names."""
+    conn = apsw.Connection(":memory:")
+    conn.execute("ATTACH ':memory:' AS pg_catalog; ATTACH ':memory:' AS information_schema")
+    conn.execute(_SCHEMA)
+    found: dict[tuple[str, str], str] = {}
+    for schema in ("pg_catalog", "information_schema"):
+        for (table,) in conn.execute(f"SELECT name FROM {schema}.sqlite_schema").fetchall():
+            for name, declared in conn.execute(
+                "SELECT name, type FROM pragma_table_info(?, ?)", (table, schema)
+            ).fetchall():
+                found[(str(table).lower(), str(name).lower())] = str(declared)
+    conn.close()
+    return found
+
+
 _AM = {"r": 2, "i": 403}  # heap, btree
 
 
 # Catalogs of features SQLite has not (row security, extended statistics, publications, inheritance): always
-# empty here. A query joining one of them cannot return rows; when its syntax is beyond the translator
-# (psql's \\d uses arrays), it is answered with no rows rather than an error.
+# empty here. A query joining one of them cannot return rows; when its syntax is beyond the translator,
+# it is answered with no rows rather than an error.
 _EMPTY = re.compile(
     r"\b(?:pg_catalog\.)?(?:pg_policy|pg_statistic_ext|pg_publication|pg_publication_namespace|"
     r"pg_publication_rel|pg_inherits|pg_trigger|pg_rewrite)\b",
@@ -251,10 +206,9 @@ def is_catalog_query(sql: str) -> bool:
 
 
 def prepare(sql: str) -> str:
-    """The PostgreSQL catalog query with what the translator cannot take rewritten away."""
+    """The PostgreSQL catalog query with what sqlglot cannot read rewritten away."""
     sql = _VERSION_CALL.sub("pg_version()", sql)
-    sql = _REG_TEXT.sub("", sql)  # oid::regtype::text → the type name, via typname columns clients select too
-    sql = _REG_CAST.sub("", sql)
+    sql = _OID_ARRAY.sub("::_oid", sql)
     sql = _REG_OPERATOR.sub(lambda m: "REGEXP" if m.group(1) == "~" else "NOT REGEXP", sql)
     return _COLLATE.sub("", sql)
 
@@ -271,50 +225,77 @@ class Catalog:
         self._fill_fixed()
         self.version: int | None = None
         self._definitions: dict[int, str] = {}  # index and constraint oid → its SQL, for pg_get_*def
+        self._index_keys: dict[int, list[str]] = {}  # index oid → its key columns and expressions
 
     def _register(self) -> None:
-        def c_fn(name: str, fn: Any, nargs: int, *, deterministic: bool = True) -> None:
-            self.conn.create_scalar_function(name, fn, nargs, deterministic=deterministic)
+        catalog_functions.register(self.conn)
+        functions: dict[str, tuple[Any, int]] = {
+            "pg_version": (lambda: VERSION, 0),
+            "current_database": (lambda: self.database, 0),
+            "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
+            "set_config": (lambda name, value, local: value, 3),  # session settings are the session's
+            "pg_get_indexdef": (self._indexdef, -1),
+            "pg_get_constraintdef": (lambda oid, *a: self._definitions.get(oid), -1),
+            "pg_get_triggerdef": (lambda *a: None, -1),
+            "to_regclass": (lambda value: self._regoid("regclass", value), 1),
+            "to_regnamespace": (lambda value: self._regoid("regnamespace", value), 1),
+            "pg_regoid": (self._regoid, 2),
+            "pg_regname": (self._regname, 2),
+        }
+        for name, (fn, nargs) in functions.items():
+            self.conn.create_scalar_function(name, fn, nargs)
 
-        c_fn("pg_version", lambda: VERSION, 0, deterministic=True)
-        c_fn("pg_table_is_visible", lambda oid: 1, 1, deterministic=True)
-        c_fn("pg_type_is_visible", lambda oid: 1, 1, deterministic=True)
-        c_fn("pg_get_userbyid", lambda oid: "ha", 1, deterministic=True)
-        c_fn("current_database", lambda: self.database, 0, deterministic=True)
-        c_fn("current_schema", lambda: "public", 0, deterministic=True)
-        c_fn("to_regtype", _to_regtype, 1, deterministic=True)
-        c_fn("format_type", _format_type, 2, deterministic=True)
-        c_fn("pg_encoding_to_char", lambda n: "UTF8", 1, deterministic=True)
-        c_fn("obj_description", lambda *a: None, -1, deterministic=True)
-        c_fn("col_description", lambda *a: None, 2, deterministic=True)
-        c_fn("shobj_description", lambda *a: None, 2, deterministic=True)
-        c_fn("has_table_privilege", lambda *a: 1, -1, deterministic=True)
-        c_fn("has_schema_privilege", lambda *a: 1, -1, deterministic=True)
-        c_fn("pg_get_expr", lambda expr, *a: expr, -1, deterministic=True)
-        c_fn("array_to_string", lambda a, sep, *r: a, -1, deterministic=True)
-        c_fn("regexp", _regexp, 2, deterministic=True)
-        c_fn("pg_get_indexdef", lambda oid, *a: self._definitions.get(oid), -1)
-        c_fn("pg_get_constraintdef", lambda oid, *a: self._definitions.get(oid), -1)
-        c_fn("pg_relation_is_publishable", lambda oid: 0, 1)
-        c_fn("to_regclass", self._regclass, 1)
-        c_fn("to_regnamespace", self._regnamespace, 1)
-        c_fn("json_build_object", _json_object, -1)
-        c_fn("pg_get_serial_sequence", lambda *a: None, -1)
-        c_fn("pg_collation_is_visible", lambda oid: 1, 1)
-        c_fn("pg_get_statisticsobjdef_columns", lambda oid: None, 1)
+    def _indexdef(self, oid: SQLiteValue, column: SQLiteValue = 0, *pretty: SQLiteValue) -> str | None:
+        """``pg_get_indexdef(index)``: CREATE INDEX …; with a column number, that key column only."""
+        if not isinstance(oid, int):
+            return None
+        if isinstance(column, int) and column > 0:
+            keys = self._index_keys.get(oid, [])
+            return keys[column - 1] if column <= len(keys) else None
+        return self._definitions.get(oid)
 
-    def _regclass(self, value: SQLiteValue) -> int | None:
-        if isinstance(value, int) or value is None:
+    def _lookup(self, sql: str, value: SQLiteValue) -> SQLiteValue:
+        found = self.conn.execute(sql, (value,)).fetchall()
+        return found[0][0] if found else None
+
+    def _regoid(self, kind: SQLiteValue, value: SQLiteValue) -> int | None:
+        """``value::regclass`` (and the other reg* types) compared or joined: the object's OID."""
+        if value is None or isinstance(value, int):
             return value
-        name = str(value).strip().removeprefix("public.").strip('"')
-        found = self.conn.execute("SELECT oid FROM pg_class WHERE relname = ?", (name,)).fetchall()
-        return int(found[0][0]) if found else None  # type: ignore[arg-type]
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        name = text.removeprefix("public.").removeprefix("pg_catalog.").strip('"')
+        if kind == "regclass":
+            found = self._lookup("SELECT oid FROM pg_class WHERE relname = ?", name)
+        elif kind == "regnamespace":
+            found = self._lookup("SELECT oid FROM pg_namespace WHERE nspname = ?", name)
+        elif kind == "regrole":
+            found = self._lookup("SELECT oid FROM pg_roles WHERE rolname = ?", name)
+        elif kind == "regtype":
+            found = catalog_functions.to_regtype(text)
+        else:
+            found = None
+        return found if isinstance(found, int) else None
 
-    def _regnamespace(self, value: SQLiteValue) -> int | None:
-        if isinstance(value, int) or value is None:
-            return value
-        found = self.conn.execute("SELECT oid FROM pg_namespace WHERE nspname = ?", (str(value),)).fetchall()
-        return int(found[0][0]) if found else None  # type: ignore[arg-type]
+    def _regname(self, kind: SQLiteValue, value: SQLiteValue) -> str | None:
+        """``value::regclass`` printed or cast to text: the object's name."""
+        if value is None:
+            return None
+        if not isinstance(value, int) and not str(value).strip().isdigit():
+            return str(value)  # a name already
+        oid = int(str(value))
+        if kind == "regclass":
+            name = self._lookup("SELECT relname FROM pg_class WHERE oid = ?", oid)
+            return _quote(str(name)) if name is not None else str(oid)
+        if kind == "regtype":
+            return catalog_functions.format_type(oid)
+        queries = {
+            "regnamespace": "SELECT nspname FROM pg_namespace WHERE oid = ?",
+            "regrole": "SELECT rolname FROM pg_roles WHERE oid = ?",
+        }
+        name = self._lookup(queries[str(kind)], oid) if kind in queries else None
+        return str(oid) if name is None else str(name)
 
     def _fill_fixed(self) -> None:
         c = self.conn
@@ -324,12 +305,23 @@ class Catalog:
         )
         c.execute("INSERT INTO pg_roles VALUES (10, 'ha', 1)")
         c.execute("INSERT INTO pg_am VALUES (2, 'heap'), (403, 'btree')")
-        arrays = {t.TEXT: t.TEXT_ARRAY, t.INT8: t.INT8_ARRAY, t.INT4: t.INT4_ARRAY}
+        c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
+        array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}
         c.executemany(
             "INSERT INTO pg_type(oid, typname, typnamespace, typlen, typtype, typarray, typdelim, typrelid, "
             "typelem, typbasetype, typnotnull, typtypmod, typcollation, typowner) "
-            "VALUES (?, ?, ?, ?, 'b', ?, ',', 0, 0, 0, 0, -1, 0, 10)",
-            [(oid, name, PG_CATALOG, size, arrays.get(oid, 0)) for oid, (name, size) in t.TYPE_INFO.items()],
+            "VALUES (?, ?, ?, ?, 'b', ?, ',', 0, ?, 0, 0, -1, 0, 10)",
+            [
+                (
+                    oid,
+                    name,
+                    PG_CATALOG,
+                    size,
+                    array_of.get(oid, 0),
+                    getattr(arrays.ARRAY_TYPES.get(oid), "element", 0),
+                )
+                for oid, (name, size) in t.TYPE_INFO.items()
+            ],
         )
 
     def sync(self, conn: apsw.Connection) -> None:
@@ -349,6 +341,7 @@ class Catalog:
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
         self._definitions.clear()
+        self._index_keys.clear()
         c.execute(
             "INSERT INTO pg_database(oid, datname, datdba, encoding, datcollate, datctype, "
             "datistemplate, datallowconn, datlocprovider) VALUES (16384, ?, 10, 6, 'C', 'C', 0, 1, 'c')",
@@ -356,91 +349,176 @@ class Catalog:
         )
         oids = iter(range(FIRST_OID + 1, 2**31))
         table_oids = {table.name.lower(): next(oids) for table in tables}
+        by_name = {table.name.lower(): table for table in tables}
+        referenced = {fk.parent.lower() for table in tables for fk in table.foreign_keys}
         for table in tables:
             oid = table_oids[table.name.lower()]
-            self._relation(oid, table.name, table.kind, len(table.columns), bool(table.indexes))
+            self._relation(
+                oid,
+                table.name,
+                table.kind,
+                len(table.columns),
+                has_index=bool(table.indexes),
+                has_triggers=bool(table.foreign_keys) or table.name.lower() in referenced,  # FKs are triggers
+                checks=len(table.checks),
+            )
             c.execute(
                 "INSERT INTO information_schema.tables VALUES (?, 'public', ?, ?)",
                 (self.database, table.name, "BASE TABLE" if table.kind == "r" else "VIEW"),
             )
+            self._columns(oid, table, oids)
             positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
-            for n, col in enumerate(table.columns, start=1):
-                type_oid = t.oid_for_declared(col.declared) or t.TEXT
-                c.execute(
-                    "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, -1, ?, '', '', 0, 0)",
-                    (oid, col.name, type_oid, n, col.notnull, col.default is not None, t.type_size(type_oid)),
-                )
-                if col.default is not None:
-                    c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, col.default))
-                c.execute(
-                    "INSERT INTO information_schema.columns VALUES (?, 'public', ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        self.database,
-                        table.name,
-                        col.name,
-                        n,
-                        col.default,
-                        "NO" if col.notnull else "YES",
-                        t.SQL_NAMES.get(type_oid, "text"),
-                        t.TYPE_INFO.get(type_oid, ("text", -1))[0],
-                    ),
-                )
             for index in table.indexes:
-                index_oid = next(oids)
-                keys = " ".join(str(positions.get(col.lower(), 0)) for col in index.columns)
-                self._relation(index_oid, index.name, "i", len(index.columns), False)
-                c.execute(
-                    "INSERT INTO pg_index VALUES "
-                    "(?, ?, ?, ?, ?, ?, 0, 1, 0, 1, 0, 1, 1, 0, ?, '', '', '', NULL, NULL, 0)",
-                    (
-                        index_oid,
-                        oid,
-                        len(index.columns),
-                        len(index.columns),
-                        index.unique,
-                        index.primary,
-                        keys,
-                    ),
-                )
-                cols = ", ".join(_quote(col) for col in index.columns)
-                unique = "UNIQUE " if index.unique else ""
-                self._definitions[index_oid] = (
-                    f"CREATE {unique}INDEX {_quote(index.name)} ON public.{_quote(table.name)} "
-                    f"USING btree ({cols})"
-                )
-                if index.primary or index.constraint:
-                    con_oid = next(oids)
-                    kind = "p" if index.primary else "u"
-                    self._constraint(con_oid, index.name, kind, oid, index_oid, 0, keys, "")
-                    self._definitions[con_oid] = f"{'PRIMARY KEY' if index.primary else 'UNIQUE'} ({cols})"
+                self._index(oid, table, index, positions, oids)
             for fk in table.foreign_keys:
+                parent = by_name.get(fk.parent.lower())
+                parent_positions = {
+                    col.name.lower(): n for n, col in enumerate(parent.columns if parent else (), start=1)
+                }
                 con_oid = next(oids)
-                keys = " ".join(str(positions.get(col.lower(), 0)) for col in fk.columns)
-                parent = table_oids.get(fk.parent.lower(), 0)
-                name = f"{table.name}_{'_'.join(fk.columns)}_fkey"
-                self._constraint(con_oid, name, "f", oid, 0, parent, keys, "")
-                refs = ", ".join(_quote(col) for col in fk.parent_columns)
-                self._definitions[con_oid] = (
-                    f"FOREIGN KEY ({', '.join(_quote(col) for col in fk.columns)}) "
-                    f"REFERENCES {_quote(fk.parent)}({refs})"
+                self._constraint(
+                    con_oid,
+                    fk.name,
+                    "f",
+                    oid,
+                    keys=[positions.get(col.lower(), 0) for col in fk.columns],
+                    parent=table_oids.get(fk.parent.lower(), 0),
+                    parent_keys=[parent_positions.get(col.lower(), 0) for col in fk.parent_columns],
+                    actions=(fk.on_update, fk.on_delete),
                 )
+                self._definitions[con_oid] = _foreign_key_definition(fk)
+            for check in table.checks:
+                con_oid = next(oids)
+                used = [
+                    n
+                    for name, n in positions.items()
+                    if re.search(rf"\b{re.escape(name)}\b", check.expression, re.I)
+                ]
+                self._constraint(con_oid, check.name, "c", oid, keys=used, check=check.expression)
+                self._definitions[con_oid] = f"CHECK ({check.expression})"
 
-    def _relation(self, oid: int, name: str, kind: str, natts: int, has_index: bool) -> None:
+    def _columns(self, oid: int, table: Table, oids: Iterator[int]) -> None:
+        c = self.conn
+        for n, col in enumerate(table.columns, start=1):
+            type_oid = t.oid_for_declared(col.declared) or t.TEXT
+            c.execute(
+                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, -1, ?, '', '', 0, 0)",
+                (oid, col.name, type_oid, n, col.notnull, col.default is not None, t.type_size(type_oid)),
+            )
+            if col.default is not None:
+                c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, col.default))
+            c.execute(
+                "INSERT INTO information_schema.columns VALUES (?, 'public', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.database,
+                    table.name,
+                    col.name,
+                    n,
+                    col.default,
+                    "NO" if col.notnull else "YES",
+                    t.SQL_NAMES.get(type_oid, "text"),
+                    t.TYPE_INFO.get(type_oid, ("text", -1))[0],
+                ),
+            )
+
+    def _index(
+        self, oid: int, table: Table, index: Index, positions: dict[str, int], oids: Iterator[int]
+    ) -> None:
+        index_oid = next(oids)
+        count = len(index.columns)
+        keys = [positions.get(col.lower(), 0) if col is not None else 0 for col in index.columns]
+        spelt = index.expressions or (None,) * count
+        # each key as pg_get_indexdef(index, n) prints it: a column's name, or the expression
+        texts = [_quote(col) if col is not None else (spelt[i] or "?") for i, col in enumerate(index.columns)]
+        expressions = [text for text, col in zip(texts, index.columns, strict=True) if col is None]
+        descending = index.descending or (False,) * count
+        self._relation(index_oid, index.name, "i", count)
+        self.conn.execute(
+            "INSERT INTO pg_index VALUES (?, ?, ?, ?, ?, ?, 0, 1, 0, 1, 0, 1, 1, 0, ?, ?, ?, ?, ?, ?, 0)",
+            (
+                index_oid,
+                oid,
+                count,
+                count,
+                index.unique,
+                index.primary,
+                " ".join(map(str, keys)),
+                " ".join("0" * count),
+                " ".join("0" * count),
+                " ".join("3" if desc else "0" for desc in descending),  # 3: DESC, NULLS FIRST (its default)
+                ", ".join(expressions) or None,
+                f"({index.predicate})" if index.predicate else None,  # as pg_get_expr prints it
+            ),
+        )
+        self._index_keys[index_oid] = texts
+        shown = ", ".join(
+            text + (" DESC" if desc else "") for text, desc in zip(texts, descending, strict=False)
+        )
+        where = f" WHERE {index.predicate}" if index.predicate else ""  # as pretty-printed: psql shows it
+        unique = "UNIQUE " if index.unique else ""
+        self._definitions[index_oid] = (
+            f"CREATE {unique}INDEX {_quote(index.name)} ON public.{_quote(table.name)} "
+            f"USING btree ({shown}){where}"
+        )
+        if index.primary or index.constraint:
+            con_oid = next(oids)
+            self._constraint(
+                con_oid, index.name, "p" if index.primary else "u", oid, keys=keys, index=index_oid
+            )
+            self._definitions[con_oid] = (
+                f"{'PRIMARY KEY' if index.primary else 'UNIQUE'} ({', '.join(texts)})"
+            )
+
+    def _relation(
+        self,
+        oid: int,
+        name: str,
+        kind: str,
+        natts: int,
+        *,
+        has_index: bool = False,
+        has_triggers: bool = False,
+        checks: int = 0,
+    ) -> None:
         self.conn.execute(
             "INSERT INTO pg_class(oid, relname, relnamespace, reltype, relowner, relam, relkind, "
             "relpersistence, relhasindex, relispartition, reltuples, relchecks, relhasrules, relhastriggers, "
             "relrowsecurity, relforcerowsecurity, reltablespace, reloftype, relreplident, relnatts) "
-            "VALUES (?, ?, ?, 0, 10, ?, ?, 'p', ?, 0, -1, 0, 0, 0, 0, 0, 0, 0, 'd', ?)",
-            (oid, name, PUBLIC, _AM.get(kind, 0), kind, has_index, natts),
+            "VALUES (?, ?, ?, 0, 10, ?, ?, 'p', ?, 0, -1, ?, 0, ?, 0, 0, 0, 0, 'd', ?)",
+            (oid, name, PUBLIC, _AM.get(kind, 0), kind, has_index, checks, has_triggers, natts),
         )
 
     def _constraint(
-        self, oid: int, name: str, kind: str, table: int, index: int, parent: int, keys: str, parent_keys: str
+        self,
+        oid: int,
+        name: str,
+        kind: str,
+        table: int,
+        *,
+        keys: list[int],
+        index: int = 0,
+        parent: int = 0,
+        parent_keys: list[int] | None = None,
+        actions: tuple[str, str] = ("a", "a"),
+        check: str | None = None,
     ) -> None:
         self.conn.execute(
             "INSERT INTO pg_constraint VALUES "
-            "(?, ?, ?, ?, 0, 0, 1, ?, 0, ?, 0, ?, 'a', 'a', 's', 1, 0, 1, ?, ?, NULL)",
-            (oid, name, PUBLIC, kind, table, index, parent, "{" + keys.replace(" ", ",") + "}", parent_keys),
+            "(?, ?, ?, ?, 0, 0, 1, ?, 0, ?, 0, ?, ?, ?, 's', 1, 0, 0, ?, ?, ?)",
+            (
+                oid,
+                name,
+                PUBLIC,
+                kind,
+                table,
+                index,
+                parent,
+                actions[0] if kind == "f" else " ",
+                actions[1] if kind == "f" else " ",
+                "{" + ",".join(map(str, keys)) + "}",
+                None if parent_keys is None else "{" + ",".join(map(str, parent_keys)) + "}",
+                check,
+            ),
         )
 
     def run(self, sql: str, params: tuple[SQLiteValue, ...]) -> Result:
@@ -449,19 +527,28 @@ class Catalog:
         description: list[tuple[str, str | None]] = []
 
         def trace(cur: apsw.Cursor, text: str, bindings: Any) -> bool:
-            description[:] = [(str(d[0]), d[1]) for d in cur.description]
+            description[:] = _typed(sql, cur.description)
             return True
 
         cursor.exec_trace = trace
         for row in cursor.execute(sql, params or None):
             rows.append(tuple(row))
+        shown = [arrays.BY_NAME.get(decl or "") for _, decl in description]
+        if any(shown):  # arrays in PostgreSQL's text form, whatever form the query made them in
+            rows = [
+                tuple(
+                    arrays.literal(arrays.items(v), a) if a is not None and v is not None else v
+                    for v, a in zip(row, shown, strict=True)
+                )
+                for row in rows
+            ]
         return Result(columns=[d[0] for d in description], types=[d[1] for d in description], rows=rows)
 
     def describe(self, sql: str, params: int) -> list[tuple[str, str | None]]:
         seen: list[tuple[str, str | None]] = []
 
         def trace(cur: apsw.Cursor, text: str, bindings: Any) -> bool:
-            seen[:] = [(str(d[0]), d[1]) for d in cur.description]
+            seen[:] = _typed(sql, cur.description)
             return False
 
         cursor = self.conn.cursor()
@@ -475,29 +562,26 @@ class Catalog:
         return seen
 
 
-def _json_object(*args: SQLiteValue) -> str:
-    import json
-
-    return json.dumps({str(args[i]): args[i + 1] for i in range(0, len(args) - 1, 2)})
+_ACTION_NAMES = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
-def _to_regtype(name: SQLiteValue) -> int | None:
-    if not isinstance(name, str):
-        return None
-    wanted = name.strip().lower().removeprefix("pg_catalog.")
-    for oid, (typname, _) in t.TYPE_INFO.items():
-        if wanted == typname or wanted == t.SQL_NAMES.get(oid):
-            return oid
-    return None
+def _foreign_key_definition(fk: ForeignKey) -> str:
+    """pg_get_constraintdef of a foreign key: ``FOREIGN KEY (a) REFERENCES t(id) ON DELETE CASCADE``."""
+    actions = "".join(
+        f" ON {event} {_ACTION_NAMES[code]}"
+        for event, code in (("UPDATE", fk.on_update), ("DELETE", fk.on_delete))
+        if code != "a"
+    )
+    columns = ", ".join(_quote(col) for col in fk.columns)
+    referenced = ", ".join(_quote(col) for col in fk.parent_columns)
+    return f"FOREIGN KEY ({columns}) REFERENCES {_quote(fk.parent)}({referenced}){actions}"
 
 
-def _format_type(oid: SQLiteValue, typmod: SQLiteValue) -> str | None:
-    if not isinstance(oid, int):
-        return None
-    return t.SQL_NAMES.get(oid, t.TYPE_INFO.get(oid, ("???",))[0])
-
-
-def _regexp(pattern: SQLiteValue, value: SQLiteValue) -> int | None:
-    if pattern is None or value is None:
-        return None
-    return 1 if re.search(str(pattern), str(value)) else 0
+def _typed(sql: str, description: Any) -> list[tuple[str, str | None]]:
+    """Result columns with their declared types: SQLite's, else the one the query rewrite inferred."""
+    header = _TYPES_HEADER.match(sql)
+    inferred = header.group(1).split(",") if header else []
+    return [
+        (str(d[0]), d[1] or (inferred[i] if i < len(inferred) and inferred[i] else None))
+        for i, d in enumerate(description)
+    ]

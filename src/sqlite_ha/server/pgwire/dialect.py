@@ -47,6 +47,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.errors import HAError
+from sqlite_ha.server.pgwire import arrays, catalog_query
 
 MAX_PARAM = 32766  # SQLITE_MAX_VARIABLE_NUMBER of current builds
 CACHE_SIZE = 4096
@@ -334,8 +335,8 @@ def translate(sql: str) -> Translation:
 
 @functools.lru_cache(maxsize=1024)
 def translate_catalog(sql: str) -> Translation:
-    """As ``translate``, for a query over the PostgreSQL catalog: casts to ``regclass``, ``regtype`` and
-    ``regnamespace`` become calls of the catalog's lookup functions instead of errors."""
+    """As ``translate``, for a query over the PostgreSQL catalog: ``catalog_query`` rewrites its arrays and
+    reg* casts first, and the SQL starts with a comment naming the types of the output columns."""
     return _translate_with_sqlglot(sql, catalog=True)
 
 
@@ -379,9 +380,10 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
             continue
         for statement in _split_statement(tree):
             _values_aliases_to_ctes(statement)
+            header = catalog_query.rewrite(statement) if catalog else ""
             _rewrite_tree(statement, ctx)
             try:
-                out.append(statement.sql(dialect="sqlite", unsupported_level=ErrorLevel.RAISE))
+                out.append(header + statement.sql(dialect="sqlite", unsupported_level=ErrorLevel.RAISE))
             except SqlglotError as e:
                 raise TranslationError(f"SQLite has no equivalent: {_describe(e)}") from e
     types = tuple(ctx.param_types.get(n) for n in range(1, ctx.highest + 1))
@@ -599,18 +601,21 @@ _BOOLEAN_CAST = (
 )
 
 
-_OBJECT_CASTS = {"regclass": "to_regclass", "regtype": "to_regtype", "regnamespace": "to_regnamespace"}
-_OID_TYPES = {"oid", "regproc", "regprocedure", "regrole", "regoper", "regconfig"}
+_OID_TYPES = {"oid", "regconfig"}  # the reg* casts that name objects are catalog_query's
 
 
 def _rewrite_cast(node: exp.Cast, ctx: _Context) -> exp.Expr:
     to: exp.DataType = node.to
     value: exp.Expr = node.this
+    if ctx.catalog and to.this == DType.USERDEFINED and to.text("kind").lower() in arrays.BY_NAME:
+        if (n := _param_number(value)) is not None:  # $1::_oid: an array parameter of that type
+            ctx.param_types[n] = to.text("kind").lower()
+        return value  # arrays are JSON text already
     if ctx.catalog and isinstance(to.this, str):
         name = to.this.lower()
-        if name in _OBJECT_CASTS:
-            return _call(_OBJECT_CASTS[name], value)  # an object's name or OID → its OID
         if name in _OID_TYPES:
+            if (n := _param_number(value)) is not None and name == "oid":
+                ctx.param_types[n] = "oid"
             return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
     is_array = to.this == DType.ARRAY
     element = to.expressions[0] if is_array and to.expressions else to

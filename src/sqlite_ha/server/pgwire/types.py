@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import math
 import struct
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire import arrays
 
 # OIDs of pg_type (PostgreSQL 15)
 BOOL = 16
@@ -81,9 +83,7 @@ TYPE_INFO: dict[int, tuple[str, int]] = {
     NUMERIC: ("numeric", -1),
     UUID: ("uuid", 16),
     JSONB: ("jsonb", -1),
-    TEXT_ARRAY: ("_text", -1),
-    INT8_ARRAY: ("_int8", -1),
-    INT4_ARRAY: ("_int4", -1),
+    **{a.oid: (a.name, -1) for a in arrays.ARRAY_TYPES.values()},
 }
 
 # SQL type names (as written in CREATE TABLE or casts) for each OID, for format_type and DDL answers
@@ -191,6 +191,8 @@ _EXACT: dict[str, int] = {
     "uuid": UUID,
     "name": NAME,
     "oid": OID,
+    # the catalog's array columns ("_text", "int2vector"); a user's INTEGER[] stays JSON text
+    **{name: a.oid for name, a in arrays.BY_NAME.items()},
 }
 
 
@@ -422,6 +424,15 @@ _BINARY: dict[int, Callable[[SQLiteValue], bytes]] = {
 }
 
 
+def _array_binary(value: SQLiteValue, array: arrays.ArrayType) -> bytes:
+    return arrays.pack(
+        [None if v is None else to_binary(v, array.element) for v in arrays.items(value)], array
+    )
+
+
+_BINARY.update({oid: functools.partial(_array_binary, array=a) for oid, a in arrays.ARRAY_TYPES.items()})
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     """How one result column is announced and encoded."""
@@ -521,6 +532,10 @@ def _decode_binary(data: bytes, oid: int) -> SQLiteValue:
         return data[1:].decode()
     if oid in (JSON, TEXT, VARCHAR, BPCHAR, NAME, UNKNOWN, 0):
         return data.decode()
+    if oid in arrays.ARRAY_TYPES:  # arrays are JSON text in SQLite
+        element, raw = arrays.unpack(data)
+        values = [None if b is None else _decode_binary(b, element) for b in raw]
+        return json_text([_bytes_text(v) if isinstance(v, bytes) else v for v in values])
     raise BadParameter(f"binary parameters of type {TYPE_INFO.get(oid, (str(oid),))[0]} are not supported")
 
 

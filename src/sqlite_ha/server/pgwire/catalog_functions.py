@@ -1,0 +1,154 @@
+"""PostgreSQL's functions for catalog queries, as SQLite functions of the catalog database.
+
+The ones that need the catalog's contents (``pg_get_indexdef``, ``to_regclass``, …) are methods of
+``Catalog``; these need only their arguments. Arrays come in any form ``arrays.items`` reads (the catalog
+stores PostgreSQL literals and vectors, queries build JSON); the ``pg_*`` helpers below are what
+``catalog_query`` rewrites array syntax into.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+
+from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire import arrays
+from sqlite_ha.server.pgwire import types as t
+
+
+def register(conn: apsw.Connection) -> None:
+    functions: dict[str, tuple[Callable[..., Any], int]] = {
+        "pg_table_is_visible": (lambda oid: 1, 1),
+        "pg_type_is_visible": (lambda oid: 1, 1),
+        "pg_collation_is_visible": (lambda oid: 1, 1),
+        "pg_get_userbyid": (lambda oid: "ha", 1),
+        "current_schema": (lambda: "public", 0),
+        "to_regtype": (to_regtype, 1),
+        "format_type": (format_type, 2),
+        "pg_encoding_to_char": (lambda n: "UTF8", 1),
+        "obj_description": (lambda *a: None, -1),
+        "col_description": (lambda *a: None, 2),
+        "shobj_description": (lambda *a: None, 2),
+        "has_table_privilege": (lambda *a: 1, -1),
+        "has_schema_privilege": (lambda *a: 1, -1),
+        "pg_get_expr": (lambda expr, *a: expr, -1),
+        "pg_relation_is_publishable": (lambda oid: 0, 1),
+        "pg_get_serial_sequence": (lambda *a: None, -1),
+        "pg_get_statisticsobjdef_columns": (lambda oid: None, 1),
+        "pg_partition_ancestors": (lambda oid: oid, 1),  # no partitions: a relation is its only ancestor
+        "regexp": (regexp, 2),
+        "json_build_object": (json_build_object, -1),
+        # arrays
+        "array_to_string": (array_to_string, -1),
+        "array_length": (array_length, -1),
+        "array_upper": (array_upper, 2),
+        "array_lower": (array_lower, 2),
+        "cardinality": (lambda a: len(arrays.items(a)) if a is not None else None, 1),
+        "pg_json": (lambda a: None if a is None else arrays.to_json(a), 1),
+        "pg_positions": (pg_positions, -1),
+        "pg_nth": (pg_nth, 2),
+        "pg_subscript": (pg_subscript, -1),
+        "pg_element": (pg_element, 2),
+        "pg_series": (pg_series, -1),
+    }
+    for name, (fn, nargs) in functions.items():
+        conn.create_scalar_function(name, fn, nargs, deterministic=True)
+
+
+def to_regtype(name: SQLiteValue) -> int | None:
+    if not isinstance(name, str):
+        return None
+    wanted = name.strip().lower().removeprefix("pg_catalog.")
+    if wanted.endswith("[]"):
+        element = to_regtype(wanted[:-2])
+        found = [a.oid for a in arrays.ARRAY_TYPES.values() if a.element == element and a.lower == 1]
+        return found[0] if found else None
+    for oid, (typname, _) in t.TYPE_INFO.items():
+        if wanted == typname or wanted == t.SQL_NAMES.get(oid):
+            return oid
+    return None
+
+
+def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
+    if not isinstance(oid, int):
+        return None
+    if oid == 0:
+        return "-"
+    array = arrays.ARRAY_TYPES.get(oid)
+    if array is not None and not array.vector:
+        element = format_type(array.element)
+        return f"{element}[]" if element else None
+    return t.SQL_NAMES.get(oid, t.TYPE_INFO.get(oid, ("???",))[0])
+
+
+def regexp(pattern: SQLiteValue, value: SQLiteValue) -> int | None:
+    if pattern is None or value is None:
+        return None
+    return 1 if re.search(str(pattern), str(value)) else 0
+
+
+def json_build_object(*args: SQLiteValue) -> str:
+    return json.dumps({str(args[i]): args[i + 1] for i in range(0, len(args) - 1, 2)})
+
+
+def _lower(array: SQLiteValue) -> int:
+    """The subscript of an array's first element: 0 for the catalog's vectors (``1 2``), else 1."""
+    text = array.lstrip() if isinstance(array, str) else ""
+    return 1 if text.startswith(("[", "{")) else 0
+
+
+def array_to_string(array: SQLiteValue, separator: SQLiteValue, null: SQLiteValue = None) -> str | None:
+    if array is None or separator is None:
+        return None
+    texts = (str(v) if v is not None else null for v in arrays.items(array))
+    return str(separator).join(str(v) for v in texts if v is not None)
+
+
+def array_length(array: SQLiteValue, dimension: SQLiteValue = 1) -> int | None:
+    n = len(arrays.items(array)) if array is not None else 0
+    return n if n and dimension == 1 else None
+
+
+def array_upper(array: SQLiteValue, dimension: SQLiteValue) -> int | None:
+    n = array_length(array, dimension)
+    return None if n is None else _lower(array) + n - 1
+
+
+def array_lower(array: SQLiteValue, dimension: SQLiteValue) -> int | None:
+    return None if array_length(array, dimension) is None else _lower(array)
+
+
+def pg_positions(*array_list: SQLiteValue) -> str:
+    """``[0, 1, …]`` as long as the longest array: the rows of set-returning functions run in lockstep."""
+    longest = max((len(arrays.items(a)) for a in array_list if a is not None), default=0)
+    return json.dumps(list(range(longest)))
+
+
+def pg_nth(array: SQLiteValue, position: SQLiteValue) -> SQLiteValue:
+    """The element at a 0-based position (``unnest`` in a select list), NULL past the end."""
+    values = arrays.items(array) if array is not None else []
+    return values[position] if isinstance(position, int) and 0 <= position < len(values) else None
+
+
+def pg_subscript(array: SQLiteValue, position: SQLiteValue, dimension: SQLiteValue = 1) -> int | None:
+    """The subscript of the element at a 0-based position (``generate_subscripts``), NULL past the end."""
+    values = arrays.items(array) if array is not None and dimension in (1, "1") else []
+    return _lower(array) + position if isinstance(position, int) and 0 <= position < len(values) else None
+
+
+def pg_element(array: SQLiteValue, subscript: SQLiteValue) -> SQLiteValue:
+    """``array[subscript]``, with the array's own first subscript."""
+    if array is None or subscript is None:
+        return None
+    return pg_nth(array, int(subscript) - _lower(array))
+
+
+def pg_series(start: SQLiteValue, stop: SQLiteValue, step: SQLiteValue = 1) -> str:
+    """``generate_series(start, stop[, step])`` of integers, as a JSON array."""
+    if not all(isinstance(v, int) for v in (start, stop, step)) or step == 0:
+        return "[]"
+    return json.dumps(list(range(start, stop + (1 if step > 0 else -1), step)))  # type: ignore[arg-type, operator]

@@ -447,6 +447,11 @@ class Node:
             return await db.execute(statements), None
         return await self.replication.execute(db, statements)
 
+    def check_fresh(self, db: Database) -> None:
+        """Raise while the database may be stale (a gap in the log): reads are refused then too."""
+        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
+            rdb.refuse_if_stale()
+
     async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None:
         if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
             await rdb.wait_applied(min_seq, timeout)

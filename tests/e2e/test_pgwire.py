@@ -179,6 +179,42 @@ def test_psycopg_sync_and_transactions(pg: NodeProcess) -> None:
         assert names == ["widget", "second", "kept", "dropped"]
 
 
+def test_pipelined_reads_and_writes_answer_in_order(pg: NodeProcess) -> None:
+    """Reads are answered as their bytes arrive and writes wait for the log: in a pipeline the two mix,
+    and every answer must still come back in order, each read seeing the writes sent before it."""
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE p(id INTEGER PRIMARY KEY, v TEXT)")
+        with conn.pipeline():
+            cursors = []
+            for i in range(1, 31):
+                conn.execute("INSERT INTO p(id, v) VALUES (%s, %s)", (i, f"v{i}"))
+                cursors.append(conn.execute("SELECT count(*), max(v) FROM p WHERE id <= %s", (i,)))
+        assert [c.fetchone() for c in cursors] == [
+            (i, max(f"v{j}" for j in range(1, i + 1))) for i in range(1, 31)
+        ]
+
+        # an error in the middle of a pipeline: what came before stands, the rest of that batch is skipped
+        def failing_batch() -> None:
+            with conn.pipeline():
+                conn.execute("INSERT INTO p(id, v) VALUES (%s, %s)", (1, "dup"))
+                conn.execute("INSERT INTO p(id, v) VALUES (%s, %s)", (99, "never"))
+
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            failing_batch()
+        assert conn.execute("SELECT v FROM p WHERE id = 1").fetchone() == ("v1",)
+        assert conn.execute("SELECT count(*) FROM p WHERE id = 99").fetchone() == (0,)
+        # a prepared read whose table changed shape since it was described: PostgreSQL's error once,
+        # then the statement answers in its new shape
+        query = "SELECT * FROM p WHERE id = %s"
+        assert conn.execute(query, (2,), prepare=True).fetchone() == (2, "v2")
+        conn.execute("ALTER TABLE p ADD COLUMN extra TEXT DEFAULT 'x'")
+        with pytest.raises(
+            psycopg.errors.FeatureNotSupported, match="cached plan must not change result type"
+        ):
+            conn.execute(query, (2,), prepare=True)
+        assert conn.execute(query, (2,), prepare=True).fetchone() == (2, "v2", "x")
+
+
 def test_psycopg_async(pg: NodeProcess) -> None:
     async def body() -> None:
         async with await psycopg.AsyncConnection.connect(dsn(pg), autocommit=True) as conn:

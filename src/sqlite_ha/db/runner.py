@@ -21,6 +21,13 @@ class ResultTooLarge(HAError):
     code = "result_too_large"
 
 
+def too_many_rows() -> ResultTooLarge:
+    return ResultTooLarge(
+        "the result has more rows than --max-result-rows allows",
+        hint="add LIMIT, or page through the rows with WHERE on a key",
+    )
+
+
 class QueryTimeout(HAError):
     code = "query_timeout"
 
@@ -91,10 +98,7 @@ def run_statement(
         for row in cur:
             rows_budget -= 1
             if rows_budget < 0:
-                raise ResultTooLarge(
-                    "the result has more rows than --max-result-rows allows",
-                    hint="add LIMIT, or page through the rows with WHERE on a key",
-                )
+                raise too_many_rows()
             results[-1].rows.append(row)
     except BaseException:
         cur.close(True)  # finalize now, so the transaction can roll back with no statement pending

@@ -297,7 +297,56 @@ def _decode_parse(r: _Reader) -> Parse:
     return Parse(name=name, sql=sql, param_oids=oids)
 
 
+_COUNTED_I16: dict[int, struct.Struct] = {n: struct.Struct(f"!{n}h") for n in range(8)}
+
+
+def _bind_fast(data: bytes) -> Bind | None:
+    """A well-formed Bind in one pass (most of a point read's decoding was ``_Reader`` calls); None for
+    anything unusual or wrong, which ``_decode_bind`` then decodes or explains field by field."""
+    try:
+        a = data.index(0)
+        b = data.index(0, a + 1)
+        pos = b + 1
+        n = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+        param_formats: tuple[int, ...] = _COUNTED_I16[n].unpack_from(data, pos)
+        pos += 2 * n
+        count = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+        params: list[bytes | None] = []
+        for _ in range(count):
+            (size,) = _I32.unpack_from(data, pos)
+            pos += 4
+            if size < 0:
+                if size != -1:
+                    return None
+                params.append(None)
+            else:
+                params.append(data[pos : pos + size])
+                pos += size
+        n = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+        result_formats: tuple[int, ...] = _COUNTED_I16[n].unpack_from(data, pos)
+        if pos + 2 * n != len(data) or len(param_formats) not in (0, 1, count):
+            return None
+        for code in param_formats + result_formats:
+            if code not in (0, 1):
+                return None
+        return Bind(
+            portal=data[:a].decode(),
+            statement=data[a + 1 : b].decode(),
+            param_formats=param_formats,
+            params=tuple(params),
+            result_formats=result_formats,
+        )
+    except (ValueError, IndexError, KeyError, struct.error):  # UnicodeDecodeError is a ValueError
+        return None
+
+
 def _decode_bind(r: _Reader) -> Bind:
+    fast = _bind_fast(r.data)
+    if fast is not None:
+        return fast
     portal = r.cstring("portal name")
     statement = r.cstring("statement name")
     param_formats = r.formats(r.number(_U16, "parameter format count"), "parameter format codes")
@@ -334,6 +383,9 @@ def _decode_close(r: _Reader) -> Close:
 
 
 def _decode_execute(r: _Reader) -> Execute:
+    data = r.data
+    if len(data) == 5 and data[0] == 0:  # the unnamed portal, as nearly every client sends it
+        return Execute(portal="", max_rows=_I32.unpack_from(data, 1)[0])
     portal = r.cstring("portal name")
     max_rows = r.number(_I32, "row limit")
     r.end()
@@ -488,6 +540,8 @@ class FrontendParser:
             self._buf += data
 
     def next_message(self) -> FrontendMessage | None:
+        if self.phase is Phase.TYPED and self._pos == len(self._buf):
+            return None  # the common answer between requests, at the cost of two attribute reads
         if self._error is not None:
             raise self._error
         try:
@@ -508,7 +562,9 @@ class FrontendParser:
             raise
         if message is not None:
             self._last = type(message).__name__
-            self.phase = _TRANSITIONS.get(type(message), self.phase)
+            phase = _TRANSITIONS.get(type(message))
+            if phase is not None:
+                self.phase = phase
         return message
 
     def _take(self, start: int, end: int) -> bytes:

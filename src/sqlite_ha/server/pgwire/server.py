@@ -11,6 +11,7 @@ import os
 import ssl
 
 from sqlite_ha.errors import ConfigError
+from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.session import PgNode, PgSettings, Session
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class PgServer:
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            self._server = await asyncio.start_server(self._connected, host, port, reuse_address=True)
+            self._server = await loop.create_server(self._connection, host, port, reuse_address=True)
         except OSError as e:
             why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
             raise ConfigError("--pg-port", f"cannot listen on {host}:{port}: {why}") from e
@@ -47,18 +49,20 @@ class PgServer:
         self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("PostgreSQL wire protocol on %s:%d (auth %s)", host, self.port, self.settings.auth)
 
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        session = Session(self.node, self.settings, reader, writer, pid=next(self._pids), tls=self.tls)
+    def _connection(self) -> Connection:
+        conn = Connection()
+        session = Session(self.node, self.settings, conn, pid=next(self._pids), tls=self.tls)
+        conn.receiver = session
+        task = asyncio.get_running_loop().create_task(self._serve(session), name=f"pg-{session.pid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    async def _serve(self, session: Session) -> None:
         try:
             await session.serve(self._sessions)
         except Exception:  # a fault in one session must not reach the server
             log.exception("PostgreSQL session %d failed", session.pid)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
 
     async def stop(self) -> None:
         server, self._server = self._server, None

@@ -4,6 +4,12 @@ The session is a loop over the sans-IO codec: it reads frontend messages, runs t
 same write path as HTTP, so a COMMIT is acknowledged only once the change set is in the log), and writes the
 answers in batches (one socket write per Sync, Flush or simple query, not per message).
 
+The loop is a task, but most messages never wake it: while it waits for the client, bytes are handled as
+they arrive (``received``), in the socket's callback, as long as nothing needs to wait. Bind, Describe,
+Sync and a read that SQLite answers within the inline budget are answered there, so a prepared point read
+costs no task switch and no future. The first message that must wait (a write, a COMMIT, a slow read, a
+simple query) is handed to the task, which then handles everything after it in order.
+
 Transactions follow PostgreSQL's model over SQLite's single writer: ``BEGIN`` opens nothing yet; reads before
 the first write run on the reader (each sees the latest commit, as READ COMMITTED does); the first write takes
 the writer (``WriteTransaction``) until COMMIT or ROLLBACK. Savepoints made before that are replayed when it
@@ -33,6 +39,7 @@ from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.server.pgwire import catalog, codec
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
+from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.dialect import (
     TranslationError,
     classify,
@@ -45,7 +52,6 @@ from sqlite_ha.server.pgwire.sqlstate import sqlstate
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 256 * 1024
 SERVER_VERSION = "15.0"
 
 
@@ -57,6 +63,8 @@ class PgNode(Protocol):
     def database_ids(self) -> list[str]: ...
 
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
+
+    def check_fresh(self, db: Database) -> None: ...
 
     async def begin(self, db: Database) -> WriteTransaction: ...
 
@@ -110,6 +118,17 @@ class Prepared:
     columns: list[t.Column] | None = None  # None: not known before execution (session commands)
     catalog: bool = False  # answered from the catalog database (pg_catalog, information_schema)
     read_only: bool | None = None  # what SQLite says of the statement, once asked
+    verb: str = ""  # the statement's first word, upper case: it makes the command tag
+
+    def __post_init__(self) -> None:
+        self.verb = _verb(self.sql)
+
+    def row_tag(self, count: int) -> str:
+        """The command tag of a statement that returned ``count`` rows."""
+        verb = self.verb
+        if verb == "INSERT":
+            return f"INSERT 0 {count}"
+        return f"{verb} {count}" if verb in _COUNTED else f"SELECT {count}"
 
 
 @dataclass(slots=True)
@@ -152,16 +171,14 @@ class Session:
         self,
         node: PgNode,
         settings: PgSettings,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        conn: Connection,
         *,
         pid: int,
         tls: Any = None,
     ) -> None:
         self.node = node
         self.settings = settings
-        self.reader = reader
-        self.writer = writer
+        self.conn = conn
         self.pid = pid
         self.secret = secrets.randbits(31)
         self.tls = tls
@@ -182,6 +199,8 @@ class Session:
         self.extended = False  # inside an extended-protocol exchange (until Sync)
         self.running: asyncio.Task[Any] | None = None  # this session's task, while a read runs
         self.cancelled = False
+        self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
+        self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:
@@ -191,23 +210,61 @@ class Session:
         if self.out:
             data = b"".join(self.out)
             self.out.clear()
-            self.writer.write(data)
-            await self.writer.drain()
+            self.conn.write(data)
+            await self.conn.drain()
 
     async def next_message(self, timeout: float | None = None) -> codec.FrontendMessage | None:
         """The next frontend message; None when the client closed the connection."""
         while True:
+            pending, self.pending = self.pending, None
+            if isinstance(pending, Exception):
+                raise pending
+            if pending is not None:
+                return pending
             msg = self.parser.next_message()
             if msg is not None:
                 return msg
             await self.flush()
-            if timeout is not None:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
-            else:
-                data = await self.reader.read(READ_SIZE)
-            if not data:
+            if self.conn.eof:
                 return None
-            self.parser.feed(data)
+            await self.conn.wait(timeout)
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the client (the socket's callback): answered here while nothing needs to wait."""
+        self.parser.feed(data)
+        if not self.conn.waiting:
+            self.conn.backlog(self.parser.buffered)  # the task is busy: it reads the parser when it is back
+            return
+        if self.inline and self.tx is None and not self.conn.write_paused:
+            self._answer_inline()
+            if self.out:
+                self.conn.write(b"".join(self.out))
+                self.out.clear()
+            if self.pending is None:
+                return  # all answered, or a message is still incomplete: the task sleeps on
+        self.conn.wake()
+
+    def _answer_inline(self) -> None:
+        """Handle the parsed messages until one must wait: that one goes to the task as ``pending``."""
+        while True:
+            try:
+                msg = self.parser.next_message()
+            except codec.ProtocolError as e:
+                self.pending = e
+                return
+            if msg is None:
+                return
+            if (self.skip_to_sync and not isinstance(msg, codec.Sync)) or isinstance(msg, codec.Flush):
+                continue  # a Flush: ``received`` writes everything out once the bytes are handled
+            try:
+                if not self._dispatch_now(msg):
+                    self.pending = msg
+                    return
+            except PgError as e:
+                if e.fatal:
+                    self.pending = e
+                    return
+                self._failed(msg, e)
 
     def error(self, e: PgError) -> None:
         self.send(
@@ -225,6 +282,7 @@ class Session:
             if not await self.startup(cancel_registry):
                 return
             cancel_registry[(self.pid, self.secret)] = self
+            self.inline = True
             await self.loop()
         except codec.ProtocolError as e:
             self.error(PgError(e.code, e.message, fatal=True))
@@ -238,8 +296,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await self.flush()
             with contextlib.suppress(Exception):
-                self.writer.close()
-                await self.writer.wait_closed()
+                await self.conn.close()
 
     def _abandon(self) -> None:
         if self.tx is not None:
@@ -260,7 +317,7 @@ class Session:
                     raise PgError("08P01", "unencrypted data after the SSL request", fatal=True)
                 self.send(codec.ssl_accepted())
                 await self.flush()
-                await self.writer.start_tls(self.tls)
+                await self.conn.start_tls(self.tls)
                 continue
             if isinstance(msg, codec.GSSENCRequest):
                 self.send(codec.ssl_refused())
@@ -408,44 +465,65 @@ class Session:
             try:
                 await self.dispatch(msg)
             except PgError as e:
-                self.error(e)
                 if e.fatal:
+                    self.error(e)
                     return
-                self._after_error()
-                if not isinstance(msg, codec.Query):
-                    self.skip_to_sync = True
-                else:
-                    self.send(codec.ready_for_query(self.status()))
+                self._failed(msg, e)
+
+    def _failed(self, msg: codec.FrontendMessage, e: PgError) -> None:
+        """A message failed: report it; the extended protocol then skips to the next Sync."""
+        self.error(e)
+        self._after_error()
+        if not isinstance(msg, codec.Query):
+            self.skip_to_sync = True
+        else:
+            self.send(codec.ready_for_query(self.status()))
 
     def _after_error(self) -> None:
         if self.in_block:
             self.failed = True
 
     async def dispatch(self, msg: codec.FrontendMessage) -> None:
+        if self._dispatch_now(msg):
+            return
         self.extended = not isinstance(msg, codec.Query | codec.Sync)
         if isinstance(msg, codec.Query):
             await self.simple_query(msg.sql)
-        elif isinstance(msg, codec.Parse):
-            self.parse(msg)
-        elif isinstance(msg, codec.Bind):
-            self.bind(msg)
-        elif isinstance(msg, codec.Describe):
-            self.describe(msg)
         elif isinstance(msg, codec.Execute):
             await self.execute_portal(msg)
+        elif isinstance(msg, codec.Flush):
+            await self.flush()
+        else:
+            raise PgError("0A000", f"{type(msg).__name__} is not supported")
+
+    def _dispatch_now(self, msg: codec.FrontendMessage) -> bool:
+        """Handle a message that needs no waiting; False when it needs the task (``dispatch``)."""
+        if isinstance(msg, codec.Bind):
+            self.extended = True
+            self.bind(msg)
+        elif isinstance(msg, codec.Execute):
+            self.extended = True
+            return self._execute_now(msg)
         elif isinstance(msg, codec.Sync):
+            self.extended = False
             self.skip_to_sync = False
             self.portals.pop("", None)
             self.send(codec.ready_for_query(self.status()))
-        elif isinstance(msg, codec.Flush):
-            await self.flush()
+        elif isinstance(msg, codec.Parse):
+            self.extended = True
+            self.parse(msg)
+        elif isinstance(msg, codec.Describe):
+            self.extended = True
+            self.describe(msg)
         elif isinstance(msg, codec.Close):
+            self.extended = True
             (self.statements if msg.kind == "S" else self.portals).pop(msg.name, None)
             self.send(codec.close_complete())
         elif isinstance(msg, codec.CopyData | codec.CopyDone | codec.CopyFail):
             pass  # outside COPY: ignored, as PostgreSQL does
         else:
-            raise PgError("0A000", f"{type(msg).__name__} is not supported")
+            return False
+        return True
 
     # ------------------------------------------------------------------------------------ simple query
     async def simple_query(self, sql: str) -> None:
@@ -575,24 +653,51 @@ class Session:
         self.send(codec.row_description([_field(c, fmt) for c, fmt in zip(columns, codes, strict=True)]))
 
     async def execute_portal(self, msg: codec.Execute) -> None:
-        portal = self.portals.get(msg.portal)
-        if portal is None:
-            raise PgError("34000", f'portal "{msg.portal}" does not exist')
+        portal = self._portal(msg.portal)
         if portal.rows is None:
-            outcome = await self.run(portal.prepared, portal.params)
-            for text in outcome.notices:
-                self.notice(text)
-            portal.tag = outcome.tag
-            portal.rows = outcome.rows
-            if outcome.columns is not None:
-                described = portal.prepared.columns or outcome.columns
-                codes = _formats(portal.result_binary, len(described))
-                portal.columns = [
-                    t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)
-                ]
-        rows, columns = portal.rows, portal.columns
+            self._fill(portal, await self.run(portal.prepared, portal.params))
+        self._send_rows(portal, msg.max_rows)
+
+    def _execute_now(self, msg: codec.Execute) -> bool:
+        """Execute a portal without waiting: one whose rows are there, or a read SQLite answers at once.
+        False when it must wait (``execute_portal``); nothing has happened then."""
+        portal = self._portal(msg.portal)
+        if portal.rows is None:
+            outcome = self._read_now(portal.prepared, portal.params)
+            if outcome is None:
+                return False
+            self._fill(portal, outcome)
+        self._send_rows(portal, msg.max_rows)
+        return True
+
+    def _portal(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise PgError("34000", f'portal "{name}" does not exist')
+        return portal
+
+    def _fill(self, portal: Portal, outcome: Outcome) -> None:
+        for text in outcome.notices:
+            self.notice(text)
+        announced = portal.prepared.columns
+        if announced is not None and outcome.columns is not None and len(announced) != len(outcome.columns):
+            # the table changed shape since Describe; PostgreSQL's answer, which drivers (asyncpg) take
+            # as "prepare again". The statement is described anew for the next Bind.
+            self._describe_statement(portal.prepared)
+            raise PgError("0A000", "cached plan must not change result type")
+        portal.tag = outcome.tag
+        portal.rows = outcome.rows
+        if outcome.columns is not None:
+            described = portal.prepared.columns or outcome.columns
+            codes = _formats(portal.result_binary, len(described))
+            portal.columns = [
+                t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)
+            ]
+
+    def _send_rows(self, portal: Portal, max_rows: int) -> None:
+        rows, columns = portal.rows or [], portal.columns
         if columns is not None:
-            end = len(rows) if msg.max_rows <= 0 else min(len(rows), portal.sent + msg.max_rows)
+            end = len(rows) if max_rows <= 0 else min(len(rows), portal.sent + max_rows)
             encoders = [c.encode for c in columns]
             try:
                 for row in rows[portal.sent : end]:
@@ -642,6 +747,28 @@ class Session:
         except HAError as e:
             raise PgError.of(e) from e
 
+    def _read_now(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome | None:
+        """A read answered without waiting, or None: it needs the task (``run``)."""
+        columns = prepared.columns
+        if prepared.kind != "query" or prepared.catalog or columns is None:
+            return None
+        if self.failed or self.tx is not None or self.min_seq:
+            return None
+        try:
+            db = self._db()
+            if prepared.read_only is None:
+                stmt = Statement(sql=prepared.run_sql, bindings=params or None)
+                prepared.read_only = db.is_read_only([stmt])
+            if not prepared.read_only:
+                return None
+            self.node.check_fresh(db)
+            rows = db.read_rows_now(prepared.run_sql, params or None)
+        except HAError as e:
+            raise PgError.of(e) from e
+        if rows is None or (rows and len(rows[0]) != len(columns)):
+            return None  # slow, or the schema changed since Describe: the general path sorts it out
+        return Outcome(prepared.row_tag(len(rows)), columns, rows)
+
     def _catalog(self) -> catalog.Catalog:
         """The catalog database of the session's database, current with its schema."""
         db = self._db()
@@ -687,7 +814,6 @@ class Session:
         return self._outcome(prepared, result, notices)
 
     def _outcome(self, prepared: Prepared, result: Result, notices: list[str]) -> Outcome:
-        verb = _verb(prepared.sql)
         if result.columns:
             columns = [
                 t.Column(name, t.column_oid(decl, result.rows, i), False)
@@ -695,14 +821,8 @@ class Session:
             ]
             if prepared.columns and len(prepared.columns) == len(columns):
                 columns = prepared.columns  # what Describe announced
-            count = len(result.rows)
-            tag = (
-                f"INSERT 0 {count}"
-                if verb == "INSERT"
-                else (f"{verb} {count}" if verb in _COUNTED else f"SELECT {count}")
-            )
-            return Outcome(tag=tag, columns=columns, rows=result.rows, notices=notices)
-        return Outcome(tag=_tag(prepared.sql, verb, result.rows_affected), notices=notices)
+            return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
+        return Outcome(tag=_tag(prepared.sql, prepared.verb, result.rows_affected), notices=notices)
 
     # ------------------------------------------------------------------------------------ session commands
     async def command(self, prepared: Prepared) -> Outcome:

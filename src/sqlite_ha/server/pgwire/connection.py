@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Protocol
+from typing import Protocol, cast
 
 # While the session's task is busy, bytes the client keeps sending pile up in the parser; past this
 # much, the socket stops being read until the task catches up (the kernel's buffers then push back).
@@ -36,8 +36,7 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------------------------ asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's is no subclass)
 
     def data_received(self, data: bytes) -> None:
         if self.receiver is not None:

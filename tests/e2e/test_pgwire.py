@@ -331,6 +331,13 @@ def test_databases_and_read_your_writes(pg: NodeProcess) -> None:
     assert resp.json()["rows"] == [[1]]
 
 
+def describe_table(node: NodeProcess, table: str) -> list[str]:
+    """psql's ``\\d table``, one line per row with runs of spaces made one."""
+    described = psql(node, "-c", f"\\d {table}")
+    assert described.returncode == 0, described.stderr
+    return [" ".join(line.split()) for line in described.stdout.splitlines()]
+
+
 def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
     assert psql(pg, "-c", "CREATE TABLE users(id SERIAL PRIMARY KEY, name TEXT)").returncode == 0
     tables = psql(pg, "-c", "\\dt")
@@ -351,9 +358,7 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
         "CREATE INDEX people_name ON people(name)",
     )
     assert made.returncode == 0, made.stderr
-    described = psql(pg, "-c", "\\d people")
-    assert described.returncode == 0, described.stderr
-    lines = [" ".join(line.split()) for line in described.stdout.splitlines()]
+    lines = describe_table(pg, "people")
     assert 'Table "public.people"' in lines[0]
     assert "id | bigint | | not null |" in lines
     assert "name | text | | not null | 'x'" in lines
@@ -371,9 +376,7 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
         "CREATE UNIQUE INDEX notes_recent ON notes(id DESC) WHERE id > 10",
     )
     assert made.returncode == 0, made.stderr
-    described = psql(pg, "-c", "\\d notes")
-    assert described.returncode == 0, described.stderr
-    lines = [" ".join(line.split()) for line in described.stdout.splitlines()]
+    lines = describe_table(pg, "notes")
     assert lines[lines.index("Indexes:") :] == [
         "Indexes:",
         '"notes_pkey" PRIMARY KEY, btree (id)',
@@ -385,9 +388,7 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
         '"notes_person_id_fkey" FOREIGN KEY (person_id) REFERENCES people(id) ON DELETE CASCADE',
         "",
     ]
-    described = psql(pg, "-c", "\\d people")
-    assert described.returncode == 0, described.stderr
-    lines = [" ".join(line.split()) for line in described.stdout.splitlines()]
+    lines = describe_table(pg, "people")
     assert lines[lines.index("Referenced by:") :] == [
         "Referenced by:",
         'TABLE "notes" CONSTRAINT "notes_person_id_fkey" FOREIGN KEY (person_id) REFERENCES people(id) '

@@ -249,6 +249,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pg-cert", _parse_str, "", "TLS certificate (PEM) for PostgreSQL clients", metavar="FILE"),
     Setting("pg-key", _parse_str, "", "TLS private key (PEM) of --pg-cert", metavar="FILE"),
     Setting(
+        "pg-max-copy-size",
+        parse_size,
+        256 * 1024 * 1024,
+        "Most data one COPY FROM STDIN may send (e.g. 256MB); it is written as one transaction",
+    ),
+    Setting(
         "memory",
         parse_bool,
         False,
@@ -413,6 +419,7 @@ class Config:
     pg_auth: str = "scram-sha-256"
     pg_cert: str = ""
     pg_key: str = ""
+    pg_max_copy_size: int = 256 * 1024 * 1024
     memory: bool = False
     log_level: str = "info"
     create_db_dir: str = ""

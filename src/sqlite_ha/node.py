@@ -177,7 +177,11 @@ class Node:
         cfg = self.config
         tls = tls_context(cfg.pg_cert, cfg.pg_key) if cfg.pg_cert else None
         settings = PgSettings(
-            user=cfg.pg_user, password=cfg.pg_pass, auth=cfg.pg_auth, read_wait=cfg.replication_timeout
+            user=cfg.pg_user,
+            password=cfg.pg_pass,
+            auth=cfg.pg_auth,
+            read_wait=cfg.replication_timeout,
+            max_copy_size=cfg.pg_max_copy_size,
         )
         self.pg = PgServer(self, settings, tls=tls)
         await self.pg.start(cfg.host, cfg.pg_port)

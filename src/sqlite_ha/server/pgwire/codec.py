@@ -757,6 +757,7 @@ def _report(
     detail: str | None,
     hint: str | None,
     position: int | None,
+    where: str | None = None,
 ) -> bytes:
     """Error and notice bodies; a NUL in the text is escaped, since failing to report an error is worse."""
     if len(code) != 5 or not code.isascii() or not code.isalnum():
@@ -768,6 +769,8 @@ def _report(
         fields.append(("H", hint))
     if position is not None:
         fields.append(("P", str(position)))
+    if where is not None:
+        fields.append(("W", where))
     body = b"".join(
         key.encode() + value.replace("\0", "\\0").encode("utf-8", "replace") + b"\0" for key, value in fields
     )
@@ -782,9 +785,11 @@ def error_response(
     detail: str | None = None,
     hint: str | None = None,
     position: int | None = None,
+    where: str | None = None,
 ) -> bytes:
-    """``severity`` is ERROR, FATAL or PANIC; ``position`` is a 1-based character index into the query."""
-    return _report(b"E", severity, code, message, detail, hint, position)
+    """``severity`` is ERROR, FATAL or PANIC; ``position`` is a 1-based character index into the query;
+    ``where`` is the context (psql's ``CONTEXT:`` line, e.g. ``COPY t, line 3``)."""
+    return _report(b"E", severity, code, message, detail, hint, position, where)
 
 
 def notice_response(
@@ -831,3 +836,23 @@ def ssl_refused() -> bytes:
 
 def ssl_accepted() -> bytes:
     return b"S"
+
+
+def copy_in_response(binary: bool, columns: int) -> bytes:
+    """Start of COPY FROM STDIN: the client now sends CopyData until CopyDone or CopyFail."""
+    code = 1 if binary else 0
+    return _message(b"G", struct.pack(f"!bH{columns}H", code, columns, *([code] * columns)))
+
+
+def copy_out_response(binary: bool, columns: int) -> bytes:
+    """Start of COPY TO STDOUT: CopyData messages follow, then CopyDone."""
+    code = 1 if binary else 0
+    return _message(b"H", struct.pack(f"!bH{columns}H", code, columns, *([code] * columns)))
+
+
+def copy_data(data: bytes) -> bytes:
+    return _HEADER(b"d", len(data) + 4) + data
+
+
+def copy_done() -> bytes:
+    return b"c\0\0\0\x04"

@@ -40,6 +40,7 @@ from sqlite_ha.server.pgwire import catalog, codec
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
 from sqlite_ha.server.pgwire.connection import Connection
+from sqlite_ha.server.pgwire.copy import Copy, CopyError
 from sqlite_ha.server.pgwire.dialect import (
     TranslationError,
     classify,
@@ -81,6 +82,7 @@ class PgSettings:
     idle_in_transaction_timeout: float = 60.0
     read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
     max_message_size: int = 64 * 1024 * 1024
+    max_copy_size: int = 256 * 1024 * 1024  # data one COPY FROM STDIN may send (it is one transaction)
 
 
 class PgError(Exception):
@@ -94,6 +96,7 @@ class PgError(Exception):
         hint: str | None = None,
         detail: str | None = None,
         fatal: bool = False,
+        context: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -101,6 +104,7 @@ class PgError(Exception):
         self.hint = hint
         self.detail = detail
         self.fatal = fatal
+        self.context = context  # the error's CONTEXT line (``COPY t, line 3``)
 
     @classmethod
     def of(cls, e: HAError) -> PgError:
@@ -269,7 +273,12 @@ class Session:
     def error(self, e: PgError) -> None:
         self.send(
             codec.error_response(
-                "FATAL" if e.fatal else "ERROR", e.code, e.message, detail=e.detail, hint=e.hint
+                "FATAL" if e.fatal else "ERROR",
+                e.code,
+                e.message,
+                detail=e.detail,
+                hint=e.hint,
+                where=e.context,
             )
         )
 
@@ -853,6 +862,8 @@ class Session:
             return Outcome("UNLISTEN")
         if kind == "close":
             return Outcome("CLOSE CURSOR ALL")
+        if kind == "copy":
+            return await self._copy(prepared)
         if kind == "deallocate":
             found = _DEALLOCATE.match(sql)
             name = found.group(1).strip('"') if found else ""
@@ -862,6 +873,13 @@ class Session:
             self.statements.pop(name, None)
             return Outcome("DEALLOCATE")
         raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
+
+    async def _copy(self, prepared: Prepared) -> Outcome:
+        """COPY FROM STDIN / TO STDOUT: ``copy.py`` runs the CopyData exchange; its errors become ours."""
+        try:
+            return Outcome(await Copy(self, prepared.sql).run())
+        except CopyError as e:
+            raise PgError(e.code, e.message, hint=e.hint, context=e.context, fatal=e.fatal) from e
 
     async def _end_block(self, *, commit: bool) -> Outcome:
         tag = "COMMIT" if commit else "ROLLBACK"

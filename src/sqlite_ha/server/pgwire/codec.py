@@ -518,7 +518,7 @@ class FrontendParser:
     them lets a man in the middle inject commands (CVE-2021-23214).
     """
 
-    __slots__ = ("_buf", "_error", "_last", "_max", "_pos", "phase")
+    __slots__ = ("_buf", "_error", "_last", "_limits", "_max", "_pos", "phase")
 
     def __init__(self, max_message_size: int = 64 * 1024 * 1024) -> None:
         if max_message_size < 5:
@@ -528,6 +528,11 @@ class FrontendParser:
         self._max = max_message_size
         self._error: ProtocolError | None = None
         self._last = ""
+        # per type byte: the spec and the size limit that applies with this parser's max_message_size
+        self._limits = {
+            code: (spec, max_message_size if spec.limit is None else min(spec.limit, max_message_size))
+            for code, spec in _TYPED.items()
+        }
         self.phase = Phase.STARTUP
 
     @property
@@ -540,8 +545,34 @@ class FrontendParser:
             self._buf += data
 
     def next_message(self) -> FrontendMessage | None:
-        if self.phase is Phase.TYPED and self._pos == len(self._buf):
-            return None  # the common answer between requests, at the cost of two attribute reads
+        if self.phase is Phase.TYPED:
+            # The common case inline (it is most of a point read's decoding): a whole, well-sized message
+            # of a known type. Anything else takes the careful path below, which explains what is wrong.
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos < 5:
+                if pos == len(buf):
+                    return None
+            else:
+                known = self._limits.get(buf[pos])
+                if known is not None:
+                    (length,) = _I32.unpack_from(buf, pos + 1)
+                    end = pos + 1 + length
+                    if 4 <= length <= known[1] and end <= len(buf):
+                        spec = known[0]
+                        body = bytes(buf[pos + 5 : end])
+                        if end == len(buf):
+                            buf.clear()
+                            self._pos = 0
+                        elif end >= 65536 and 2 * end >= len(buf):
+                            del buf[:end]
+                            self._pos = 0
+                        else:
+                            self._pos = end
+                        decoded = spec.decode(_Reader(body, spec.name))
+                        self._last = spec.name
+                        if type(decoded) is Terminate:
+                            self.phase = Phase.CLOSED
+                        return decoded
         if self._error is not None:
             raise self._error
         try:

@@ -123,6 +123,7 @@ class Prepared:
     catalog: bool = False  # answered from the catalog database (pg_catalog, information_schema)
     read_only: bool | None = None  # what SQLite says of the statement, once asked
     verb: str = ""  # the statement's first word, upper case: it makes the command tag
+    descriptions: dict[tuple[int, ...], bytes] = field(default_factory=dict)  # RowDescription by formats
 
     def __post_init__(self) -> None:
         self.verb = _verb(self.sql)
@@ -590,6 +591,7 @@ class Session:
     def _describe_statement(self, prepared: Prepared) -> None:
         """Columns and parameter types without running anything (SQLite prepares, the trace stops it)."""
         db = self._db()
+        prepared.descriptions.clear()
         if prepared.catalog:
             try:
                 columns = self._catalog().describe(prepared.run_sql, len(prepared.param_oids))
@@ -652,7 +654,15 @@ class Session:
             portal = self.portals.get(msg.name)
             if portal is None:
                 raise PgError("34000", f'portal "{msg.name}" does not exist')
-            self._send_description(portal.prepared.columns, portal.result_binary)
+            prepared = portal.prepared
+            key = tuple(portal.result_binary)
+            encoded = prepared.descriptions.get(key)  # libpq sends Describe with every execution
+            if encoded is None:
+                self._send_description(prepared.columns, portal.result_binary)
+                if len(prepared.descriptions) < 8:
+                    prepared.descriptions[key] = self.out[-1]
+            else:
+                self.send(encoded)
 
     def _send_description(self, columns: list[t.Column] | None, formats: Sequence[int] | None) -> None:
         if not columns:

@@ -775,7 +775,7 @@ def test_fuzz_bytes_raise_only_decode_error(data: bytes) -> None:
 # "harmful": decode reads them with a meaning their writer cannot have had (another row's identity, a bool as
 # 1, a rounded integer, DDL moved before rows, bindings dropped): it should refuse them (xfail until fixed).
 # The others are harmless leniencies of the reader (or fail later, when applied): the schema is stricter.
-# "neither": JSON Schema cannot tell 2**64 from 2.0**64, nor can decode once orjson has read it.
+# "decode": JSON Schema cannot tell 2**64 from 2.0**64; decode reads such integers exactly and refuses them.
 LENIENT: dict[str, tuple[bytes, str, bool]] = {
     "version true": (mutated(lambda d: d.update(v=True)), "schema", True),
     "key is not the row's primary key": (mutated(row(1, key=[99])), "rules", True),
@@ -783,10 +783,10 @@ LENIENT: dict[str, tuple[bytes, str, bool]] = {
     "boolean value": (mutated(row(1, new_values=[1, True])), "schema", True),
     "integer beyond 2^64 read as REAL": (
         orjson.dumps(BASE).replace(b'[1,"a"]', b"[1,18446744073709551616]"),
-        "neither",
+        "decode",
         True,
     ),
-    "integer under int64 read as REAL": (mutated(row(2, old_values=[-(2**63) - 1])), "neither", True),
+    "integer under int64 read as REAL": (mutated(row(2, old_values=[-(2**63) - 1])), "decode", True),
     "schema change after a row change": (
         mutated(lambda d: d["changes"].append(d["changes"][0])),
         "rules",
@@ -818,25 +818,18 @@ def test_schema_refuses_what_decode_lets_through(name: str) -> None:
         decodes_or_decode_error(payload)  # tolerated today; refusing it would be fine too
 
 
-@pytest.mark.parametrize(
-    "name", [name for name, (_, caught_by, harmful) in LENIENT.items() if harmful and caught_by != "neither"]
-)
+@pytest.mark.parametrize("name", [name for name, (_, _, harmful) in LENIENT.items() if harmful])
 def test_decode_refuses_misleading_messages(name: str) -> None:
     with pytest.raises(DecodeError):
         decode(LENIENT[name][0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="orjson reads integers beyond 64 bits as floats before decode can see them (not fixed)",
-)
-@pytest.mark.parametrize(
-    "name", [name for name, (_, caught_by, _) in LENIENT.items() if caught_by == "neither"]
-)
-def test_decode_refuses_integers_beyond_64_bits(name: str) -> None:
-    with pytest.raises(DecodeError):
-        decode(LENIENT[name][0])
+def test_integers_at_the_edges_of_64_bits_decode_exactly() -> None:
+    """The exact re-read for wide integer literals keeps what is in range, and strings stay strings."""
+    cs = decode(mutated(row(1, new_values=[1, "12345678901234567890"], old_values=[1, -(2**63)])))
+    assert cs.changes[0].old == (1, -(2**63))
+    assert cs.changes[0].new == (1, "12345678901234567890")
+    assert type(cs.changes[0].old[1]) is int
 
 
 @pytest.mark.parametrize(

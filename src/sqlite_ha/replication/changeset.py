@@ -10,6 +10,7 @@ it with a JSON schema.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -68,14 +69,35 @@ def encode(cs: ChangeSet) -> bytes:
     )
 
 
+class _MayBeRounded(Exception):
+    """A value orjson read as a float beyond 64-bit integers: it may have been an integer literal."""
+
+
 def decode(payload: bytes) -> ChangeSet:
-    """Parse and validate one message; every problem is a ``DecodeError`` saying what is wrong."""
+    """Parse and validate one message; every problem is a ``DecodeError`` saying what is wrong.
+
+    orjson reads an integer literal beyond 64 bits as a float, which would apply a rounded number where the
+    writer meant an integer SQLite cannot hold. So a message with such a float among its values is read again
+    with the standard library, which keeps integers exact, and an out-of-range one is refused.
+    """
     if len(payload) > MAX_MESSAGE:
         raise DecodeError(f"change set of {len(payload)} bytes is larger than {MAX_MESSAGE}")
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as e:
         raise DecodeError(f"not JSON: {e}") from None
+    try:
+        return _change_set(doc, exact=False)
+    except _MayBeRounded:
+        pass
+    try:
+        doc = json.loads(payload)  # rare; orjson has checked the syntax already
+    except (ValueError, RecursionError) as e:
+        raise DecodeError(f"not JSON: {e}") from None
+    return _change_set(doc, exact=True)
+
+
+def _change_set(doc: Any, *, exact: bool) -> ChangeSet:
     if not isinstance(doc, dict):
         raise DecodeError("not a JSON object")
     version = doc.get("v")
@@ -101,7 +123,7 @@ def decode(payload: bytes) -> ChangeSet:
                 raise DecodeError(f"change {i}: SQL changes with args are not supported")
             ddl.append(_str(item, "command", f"change {i}"))
         else:
-            changes.append(_row_change(item, f"change {i}"))
+            changes.append(_row_change(item, f"change {i}", exact))
     return ChangeSet(
         database=database,
         node=node,
@@ -113,7 +135,7 @@ def decode(payload: bytes) -> ChangeSet:
     )
 
 
-def _row_change(item: dict[str, Any], where: str) -> RowChange:
+def _row_change(item: dict[str, Any], where: str, exact: bool) -> RowChange:
     op = item.get("operation")
     if op not in ("INSERT", "UPDATE", "DELETE"):
         raise DecodeError(f"{where}: unknown operation {op!r}")
@@ -121,11 +143,11 @@ def _row_change(item: dict[str, Any], where: str) -> RowChange:
     pk_columns = _names(item, "pk_columns", where)
     if any(c not in columns for c in pk_columns):
         raise DecodeError(f"{where}: pk_columns not among columns")
-    key = _row(item.get("key"), where, "key")
+    key = _row(item.get("key"), where, "key", exact)
     if key is None or len(key) != (len(pk_columns) if pk_columns else 2):
         raise DecodeError(f"{where}: key does not match pk_columns")
-    new = _row(item.get("new_values"), where, "new_values")
-    old = _row(item.get("old_values"), where, "old_values")
+    new = _row(item.get("new_values"), where, "new_values", exact)
+    old = _row(item.get("old_values"), where, "old_values", exact)
     for name, row in (("new_values", new), ("old_values", old)):
         if row is not None and len(row) != len(columns):
             raise DecodeError(f"{where}: {name} has {len(row)} values for {len(columns)} columns")
@@ -183,15 +205,19 @@ def _names(doc: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _row(value: Any, where: str, name: str) -> Row | None:
+def _row(value: Any, where: str, name: str, exact: bool) -> Row | None:
     if value is None:
         return None
     if not isinstance(value, list):
         raise DecodeError(f"{where}: {name} must be a list")
-    if all(type(v) in _PLAIN and (type(v) is not int or _INT64_MIN <= v <= _INT64_MAX) for v in value):
-        return tuple(value)  # the common case: no typed values, no booleans, integers in range
+    if all(
+        type(v) in _PLAIN and (type(v) is str or v is None or _INT64_MIN < v <= _INT64_MAX) for v in value
+    ):
+        return tuple(value)  # the common case: no typed values, no booleans, numbers inside 64-bit integers
     if any(isinstance(v, bool) for v in value):
         raise DecodeError(f"{where}: {name} holds a boolean, which no SQLite value encodes to")
+    if not exact and any(type(v) is float and not _INT64_MIN < v <= _INT64_MAX for v in value):
+        raise _MayBeRounded
     try:
         return tuple(from_json(v, f"{where}: {name}") for v in value)
     except HAError as e:

@@ -171,8 +171,7 @@ class Node:
             )
 
     async def _start_pg(self) -> None:
-        from sqlite_ha.server.pgwire.server import PgServer, tls_context
-        from sqlite_ha.server.pgwire.session import PgSettings
+        from sqlite_ha.server.pgwire.server import PgServer, PgSettings, tls_context
 
         cfg = self.config
         tls = tls_context(cfg.pg_cert, cfg.pg_key) if cfg.pg_cert else None

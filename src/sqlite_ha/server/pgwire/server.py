@@ -1,5 +1,10 @@
 """The PostgreSQL wire protocol listener: an asyncio server in the node's event loop, one ``Session`` per
-connection. A connection that misbehaves ends alone; the server keeps serving everybody else."""
+connection. A connection that misbehaves ends alone; the server keeps serving everybody else.
+
+The node starts the front end here, so here too is what it hands over: ``PgSettings``, and itself as a
+``PgNode``, the small interface the sessions use (the consumer declares what it needs, as the HTTP app does
+with ``NodeView``).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,46 @@ import itertools
 import logging
 import os
 import ssl
+from dataclasses import dataclass
+from typing import Protocol
 
+from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError
 from sqlite_ha.server.pgwire.connection import Connection
-from sqlite_ha.server.pgwire.session import PgNode, PgSettings, Session
+from sqlite_ha.server.pgwire.session import Session
 
 log = logging.getLogger(__name__)
+
+
+class PgNode(Protocol):
+    """What a session needs of the node."""
+
+    def database(self, ident: str | None = None) -> Database: ...
+
+    def database_ids(self) -> list[str]: ...
+
+    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
+
+    def check_fresh(self, db: Database) -> None: ...
+
+    async def begin(self, db: Database) -> WriteTransaction: ...
+
+    async def commit(self, db: Database, tx: WriteTransaction) -> tuple[Execution, int | None]: ...
+
+    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PgSettings:
+    user: str = "ha"
+    password: str = "ha"
+    auth: str = "scram-sha-256"  # or "md5", "password"
+    idle_in_transaction_timeout: float = 60.0
+    read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
+    max_message_size: int = 64 * 1024 * 1024
+    max_copy_size: int = 256 * 1024 * 1024  # data one COPY FROM STDIN may send (it is one transaction)
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:

@@ -1,4 +1,8 @@
-"""One PostgreSQL client connection over a node: authentication, simple and extended query, transactions.
+"""One PostgreSQL client connection over a node: simple and extended query, transactions.
+
+Its start (TLS, authentication) is in ``handshake.py``, the statements it answers itself (BEGIN, SET, SHOW,
+savepoints, COPY) in ``commands.py``; what stays here is the message loop and the query path, whose inline
+reads are the hot path.
 
 The session is a loop over the sans-IO codec: it reads frontend messages, runs them on the node (through the
 same write path as HTTP, so a COMMIT is acknowledged only once the change set is in the log), and writes the
@@ -20,27 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import re
 import secrets
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from sqlite_ha import __version__
-from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.database import Database
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import catalog, codec
+from sqlite_ha.server.pgwire import catalog, codec, commands, handshake
 from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
 from sqlite_ha.server.pgwire.connection import Connection
-from sqlite_ha.server.pgwire.copy import Copy, CopyError
 from sqlite_ha.server.pgwire.dialect import (
     TranslationError,
     classify,
@@ -48,127 +47,12 @@ from sqlite_ha.server.pgwire.dialect import (
     translate,
     translate_catalog,
 )
+from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.infer import infer, result_types
-from sqlite_ha.server.pgwire.sqlstate import sqlstate
+from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared
 
-log = logging.getLogger(__name__)
-
-SERVER_VERSION = "15.0"
-
-
-class PgNode(Protocol):
-    """What a session needs of the node."""
-
-    def database(self, ident: str | None = None) -> Database: ...
-
-    def database_ids(self) -> list[str]: ...
-
-    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
-
-    def check_fresh(self, db: Database) -> None: ...
-
-    async def begin(self, db: Database) -> WriteTransaction: ...
-
-    async def commit(self, db: Database, tx: WriteTransaction) -> tuple[Execution, int | None]: ...
-
-    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PgSettings:
-    user: str = "ha"
-    password: str = "ha"
-    auth: str = "scram-sha-256"  # or "md5", "password"
-    idle_in_transaction_timeout: float = 60.0
-    read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
-    max_message_size: int = 64 * 1024 * 1024
-    max_copy_size: int = 256 * 1024 * 1024  # data one COPY FROM STDIN may send (it is one transaction)
-
-
-class PgError(Exception):
-    """An error answered with ErrorResponse; ``fatal`` closes the connection afterwards."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        hint: str | None = None,
-        detail: str | None = None,
-        fatal: bool = False,
-        context: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-        self.detail = detail
-        self.fatal = fatal
-        self.context = context  # the error's CONTEXT line (``COPY t, line 3``)
-
-    @classmethod
-    def of(cls, e: HAError) -> PgError:
-        return cls(sqlstate(e), e.message, hint=e.hint)
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A parsed statement: the client's SQL, what runs on SQLite, and the types it announces."""
-
-    sql: str  # as the client sent it
-    kind: str  # dialect.classify
-    run_sql: str  # translated (empty for session commands)
-    param_oids: list[int]
-    columns: list[t.Column] | None = None  # None: not known before execution (session commands)
-    catalog: bool = False  # answered from the catalog database (pg_catalog, information_schema)
-    read_only: bool | None = None  # what SQLite says of the statement, once asked
-    verb: str = ""  # the statement's first word, upper case: it makes the command tag
-    descriptions: dict[tuple[int, ...], bytes] = field(default_factory=dict)  # RowDescription by formats
-
-    def __post_init__(self) -> None:
-        self.verb = _verb(self.sql)
-
-    def row_tag(self, count: int) -> str:
-        """The command tag of a statement that returned ``count`` rows."""
-        verb = self.verb
-        if verb == "INSERT":
-            return f"INSERT 0 {count}"
-        return f"{verb} {count}" if verb in _COUNTED else f"SELECT {count}"
-
-
-@dataclass(slots=True)
-class Portal:
-    prepared: Prepared
-    params: tuple[SQLiteValue, ...]
-    result_binary: Sequence[int]
-    rows: list[tuple[SQLiteValue, ...]] | None = None  # after the first Execute
-    columns: list[t.Column] | None = None
-    tag: str = ""
-    sent: int = 0
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one statement produced, ready to be encoded."""
-
-    tag: str
-    columns: list[t.Column] | None = None  # None: no rows (CommandComplete only)
-    rows: list[tuple[SQLiteValue, ...]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-
-
-_SET = re.compile(r"^\s*set\s+(?:(session|local)\s+)?(.+?)\s*(?:=|\bto\b)\s*(.+?)\s*;?\s*$", re.I | re.S)
-_SET_NAMES = re.compile(r"^\s*set\s+(?:session\s+)?(names|time\s+zone)\s+(.+?)\s*;?\s*$", re.I | re.S)
-_SHOW = re.compile(r"^\s*show\s+(.+?)\s*;?\s*$", re.I | re.S)
-_RESET = re.compile(r"^\s*reset\s+(.+?)\s*;?\s*$", re.I | re.S)
-_SAVEPOINT = re.compile(
-    r"^\s*(?:savepoint|release(?:\s+savepoint)?|rollback\s+(?:work\s+|transaction\s+)?to(?:\s+savepoint)?)\s+(\"?)(.+?)\1\s*;?\s*$",
-    re.I | re.S,
-)
-_DEALLOCATE = re.compile(r"^\s*deallocate\s+(?:prepare\s+)?(.+?)\s*;?\s*$", re.I | re.S)
-_FIRST_WORDS = re.compile(
-    r"^\s*(\w+)(?:\s+(?:or\s+replace\s+|temp(?:orary)?\s+|unique\s+|if\s+not\s+exists\s+)*(\w+))?", re.I
-)
+if TYPE_CHECKING:
+    from sqlite_ha.server.pgwire.server import PgNode, PgSettings
 
 
 class Session:
@@ -289,7 +173,7 @@ class Session:
     # ------------------------------------------------------------------------------------ life
     async def serve(self, cancel_registry: dict[tuple[int, int], Session]) -> None:
         try:
-            if not await self.startup(cancel_registry):
+            if not await handshake.startup(self, cancel_registry):
                 return
             cancel_registry[(self.pid, self.secret)] = self
             self.inline = True
@@ -312,124 +196,6 @@ class Session:
         if self.tx is not None:
             self.tx.rollback()
             self.tx = None
-
-    async def startup(self, cancel_registry: dict[tuple[int, int], Session]) -> bool:
-        while True:
-            msg = await self.next_message(timeout=30.0)
-            if msg is None:
-                return False
-            if isinstance(msg, codec.SSLRequest):
-                if self.tls is None:
-                    self.send(codec.ssl_refused())
-                    await self.flush()
-                    continue
-                if self.parser.buffered:  # bytes sent before the handshake must not pass as encrypted
-                    raise PgError("08P01", "unencrypted data after the SSL request", fatal=True)
-                self.send(codec.ssl_accepted())
-                await self.flush()
-                await self.conn.start_tls(self.tls)
-                continue
-            if isinstance(msg, codec.GSSENCRequest):
-                self.send(codec.ssl_refused())
-                await self.flush()
-                continue
-            if isinstance(msg, codec.CancelRequest):
-                target = cancel_registry.get((msg.pid, msg.secret))
-                if target is not None:
-                    target.cancel()
-                return False
-            if isinstance(msg, codec.StartupMessage):
-                await self.authenticate(msg.params)
-                return True
-            raise PgError("08P01", f"unexpected {type(msg).__name__} before the startup message", fatal=True)
-
-    async def authenticate(self, params: dict[str, str]) -> None:
-        user = params.get("user", "")
-        self.user = user
-        self.params = {"application_name": params.get("application_name", "")}
-        method = self.settings.auth
-        if method == "scram-sha-256":
-            scram = ScramServer(self.settings.password)
-            self.send(codec.authentication_sasl(scram.mechanisms()))
-            first = await self._password_message()
-            try:
-                self.send(codec.authentication_sasl_continue(scram.initial(first)))
-                final = await self._password_message()
-                server_final = scram.final(final)
-            except AuthFailed:
-                self._auth_failed(user)
-            self._check_user(user)
-            self.send(codec.authentication_sasl_final(server_final))
-        elif method == "md5":
-            salt = md5_salt()
-            self.send(codec.authentication_md5(salt))
-            data = await self._password_message()
-            try:
-                check_md5(self.settings.user, self.settings.password, salt, data)
-            except AuthFailed:
-                self._auth_failed(user)
-            self._check_user(user)
-        else:
-            self.send(codec.authentication_cleartext())
-            data = await self._password_message()
-            try:
-                check_cleartext(self.settings.password, data)
-            except AuthFailed:
-                self._auth_failed(user)
-            self._check_user(user)
-        self.db = self._startup_database(params.get("database") or user)
-        self.send(codec.authentication_ok())
-        for name, value in (
-            ("server_version", SERVER_VERSION),
-            ("server_encoding", "UTF8"),
-            ("client_encoding", "UTF8"),
-            ("DateStyle", "ISO, MDY"),
-            ("IntervalStyle", "postgres"),
-            ("TimeZone", "UTC"),
-            ("integer_datetimes", "on"),
-            ("standard_conforming_strings", "on"),
-            ("is_superuser", "off"),
-            ("session_authorization", user),
-            ("application_name", self.params["application_name"]),
-            ("ha.node_version", __version__),
-        ):
-            self.send(codec.parameter_status(name, value))
-        self.send(codec.backend_key_data(self.pid, self.secret))
-        self.send(codec.ready_for_query("I"))
-
-    async def _password_message(self) -> bytes:
-        msg = await self.next_message(timeout=30.0)
-        if msg is None:
-            raise ConnectionError("the client left during authentication")
-        if not isinstance(msg, codec.PasswordMessage):
-            raise PgError("08P01", f"expected a password message, got {type(msg).__name__}", fatal=True)
-        return msg.data
-
-    def _check_user(self, user: str) -> None:
-        if user != self.settings.user:
-            self._auth_failed(user)
-
-    def _auth_failed(self, user: str) -> None:
-        log.warning("PostgreSQL client: password authentication failed for user %r", user)
-        raise PgError("28P01", f'password authentication failed for user "{user}"', fatal=True)
-
-    def _startup_database(self, name: str) -> Database:
-        """The database named at startup; clients default to the user's name, which means the default."""
-        found = self._find_database(name)
-        if found is not None:
-            return found
-        if name in (self.user, "postgres", "template1", ""):
-            return self.node.database(None)
-        raise PgError("3D000", f'database "{name}" does not exist', hint=self._databases_hint(), fatal=True)
-
-    def _find_database(self, name: str) -> Database | None:
-        for ident in self.node.database_ids():
-            if name in (ident, ident.rsplit(".", 1)[0]):
-                return self.node.database(ident)
-        return None
-
-    def _databases_hint(self) -> str:
-        return "this node serves: " + ", ".join(self.node.database_ids())
 
     def cancel(self) -> None:
         """A CancelRequest from another connection: stop waiting for the read this session runs now (a
@@ -568,7 +334,7 @@ class Session:
         kind = classify(sql)
         if kind != "query":
             # SHOW answers one text column; every other session command answers no rows
-            columns = [t.Column(_show_label(sql), t.TEXT, False)] if kind == "show" else None
+            columns = [t.Column(commands.show_label(sql), t.TEXT, False)] if kind == "show" else None
             return Prepared(sql=sql, kind=kind, run_sql="", param_oids=param_oids, columns=columns)
         is_catalog = catalog.is_catalog_query(sql)
         try:
@@ -743,7 +509,7 @@ class Session:
         if prepared.kind == "empty":
             return Outcome("SELECT 0", prepared.columns, [])
         if prepared.kind != "query":
-            return await self.command(prepared)
+            return await commands.run(self, prepared)
         try:
             db = self._db()
             if prepared.read_only is None:
@@ -791,9 +557,9 @@ class Session:
     def _catalog(self) -> catalog.Catalog:
         """The catalog database of the session's database, current with its schema."""
         db = self._db()
-        cat = _CATALOGS.get(db.id)
+        cat = _CATALOGS.get(db)
         if cat is None:
-            cat = _CATALOGS[db.id] = catalog.Catalog(db.id)
+            cat = _CATALOGS[db] = catalog.Catalog(db.id)
         cat.sync(db.reader_connection)
         return cat
 
@@ -841,211 +607,12 @@ class Session:
             if prepared.columns and len(prepared.columns) == len(columns):
                 columns = prepared.columns  # what Describe announced
             return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
-        return Outcome(tag=_tag(prepared.sql, prepared.verb, result.rows_affected), notices=notices)
-
-    # ------------------------------------------------------------------------------------ session commands
-    async def command(self, prepared: Prepared) -> Outcome:
-        kind, sql = prepared.kind, prepared.sql
-        if kind == "begin":
-            if self.in_block:
-                self.notice("there is already a transaction in progress", "25001")
-            self.in_block = True
-            return Outcome("BEGIN")
-        if kind in ("commit", "rollback"):
-            return await self._end_block(commit=kind == "commit" and not self.failed)
-        if kind in ("savepoint", "release", "rollback_to"):
-            return self._savepoint(kind, sql)
-        if kind == "set":
-            return self._set(sql)
-        if kind == "show":
-            return self._show(sql)
-        if kind == "reset":
-            return Outcome("RESET")
-        if kind == "discard":
-            self.statements = {k: v for k, v in self.statements.items() if k == ""}
-            self.portals.clear()
-            self.min_seq = 0
-            return Outcome("DISCARD ALL")
-        if kind == "listen":
-            return Outcome("LISTEN")
-        if kind == "unlisten":
-            return Outcome("UNLISTEN")
-        if kind == "close":
-            return Outcome("CLOSE CURSOR ALL")
-        if kind == "copy":
-            return await self._copy(prepared)
-        if kind == "deallocate":
-            found = _DEALLOCATE.match(sql)
-            name = found.group(1).strip('"') if found else ""
-            if name.lower() == "all":
-                self.statements = {k: v for k, v in self.statements.items() if k == ""}
-                return Outcome("DEALLOCATE ALL")
-            self.statements.pop(name, None)
-            return Outcome("DEALLOCATE")
-        raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
-
-    async def _copy(self, prepared: Prepared) -> Outcome:
-        """COPY FROM STDIN / TO STDOUT: ``copy.py`` runs the CopyData exchange; its errors become ours."""
-        try:
-            return Outcome(await Copy(self, prepared.sql).run())
-        except CopyError as e:
-            raise PgError(e.code, e.message, hint=e.hint, context=e.context, fatal=e.fatal) from e
-
-    async def _end_block(self, *, commit: bool) -> Outcome:
-        tag = "COMMIT" if commit else "ROLLBACK"
-        if not self.in_block:
-            self.notice("there is no transaction in progress", "25P01")
-            return Outcome(tag)
-        tx, self.tx = self.tx, None
-        self.in_block = self.failed = False
-        self.pending_savepoints.clear()
-        if tx is None:
-            return Outcome(tag)
-        if not commit:
-            tx.rollback()
-            return Outcome("ROLLBACK")
-        db = self._db()
-        notices = []
-        try:
-            _, seq = await self.node.commit(db, tx)
-        except ReplicationPending as e:
-            notices.append(e.message)  # committed here, published later: not an error
-            seq = None
-        except HAError as e:
-            raise PgError.of(e) from e
-        if seq is not None:
-            self.last_seq = seq
-            self.send(codec.parameter_status("ha.seq", str(seq)))
-        for text in notices:
-            self.notice(text)
-        return Outcome("COMMIT")
-
-    def _savepoint(self, kind: str, sql: str) -> Outcome:
-        found = _SAVEPOINT.match(sql)
-        if found is None:
-            raise PgError("42601", f"cannot read the savepoint name in {sql!r}")
-        name = found.group(2)
-        if not self.in_block:
-            raise PgError("25P01", f"{kind.upper().replace('_', ' ')} can only be used in transaction blocks")
-        if self.tx is None:
-            if kind == "savepoint":
-                self.pending_savepoints.append(name)
-                return Outcome("SAVEPOINT")
-            if name not in self.pending_savepoints:
-                raise PgError("3B001", f'savepoint "{name}" does not exist')
-            index = len(self.pending_savepoints) - 1 - self.pending_savepoints[::-1].index(name)
-            if kind == "release":
-                del self.pending_savepoints[index:]
-                return Outcome("RELEASE")
-            del self.pending_savepoints[index + 1 :]
-            self.failed = False
-            return Outcome("ROLLBACK")
-        try:
-            if kind == "savepoint":
-                self.tx.savepoint(name)
-                return Outcome("SAVEPOINT")
-            if kind == "release":
-                self.tx.release(name)
-                return Outcome("RELEASE")
-            self.tx.rollback_to(name)
-            self.failed = False
-            return Outcome("ROLLBACK")
-        except HAError as e:
-            raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
-
-    def _set(self, sql: str) -> Outcome:
-        found = _SET.match(sql) or _SET_NAMES.match(sql)
-        if found is None:
-            raise PgError("42601", f"cannot read {sql!r}")
-        groups = found.groups()
-        name, value = (groups[-2], groups[-1])
-        name = " ".join(name.lower().split())
-        value = value.strip().strip("'\"")
-        if name == "database":
-            db = self._find_database(value)
-            if db is None:
-                raise PgError("3D000", f'database "{value}" does not exist', hint=self._databases_hint())
-            if self.in_block:
-                raise PgError("25001", "SET DATABASE cannot run inside a transaction block")
-            self.db = db
-            return Outcome("SET")
-        if name == "ha.min_seq":
-            try:
-                self.min_seq = max(0, int(value))
-            except ValueError:
-                raise PgError("22023", f"ha.min_seq must be a sequence number, not {value!r}") from None
-            return Outcome("SET")
-        self.params[name] = value
-        return Outcome("SET")
-
-    def _show(self, sql: str) -> Outcome:
-        found = _SHOW.match(sql)
-        name = " ".join(found.group(1).lower().split()) if found else ""
-        if name == "databases":
-            column = t.Column("database", t.TEXT, False)
-            return Outcome("SHOW", [column], [(ident,) for ident in self.node.database_ids()])
-        value = self._setting(name)
-        return Outcome("SHOW", [t.Column(_show_label(sql), t.TEXT, False)], [(value,)])
-
-    def _setting(self, name: str) -> str:
-        fixed = {
-            "server_version": SERVER_VERSION,
-            "server_version_num": "150000",
-            "server_encoding": "UTF8",
-            "client_encoding": "UTF8",
-            "standard_conforming_strings": "on",
-            "transaction isolation level": "read committed",
-            "default_transaction_isolation": "read committed",
-            "transaction_isolation": "read committed",
-            "datestyle": "ISO, MDY",
-            "timezone": "UTC",
-            "integer_datetimes": "on",
-            "max_identifier_length": "63",
-            "search_path": '"$user", public',
-            "ha.seq": str(self.last_seq or 0),
-            "ha.min_seq": str(self.min_seq),
-            "ha.database": self.db.id if self.db is not None else "",
-        }
-        if name in fixed:
-            return fixed[name]
-        if name in self.params:
-            return self.params[name]
-        raise PgError("42704", f'unrecognized configuration parameter "{name}"')
+        return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
 
 
-_COUNTED = {"UPDATE", "DELETE", "MERGE"}
-_CATALOGS: dict[str, catalog.Catalog] = {}  # by database id, shared by the node's sessions
-
-
-def _show_label(sql: str) -> str:
-    """The column name PostgreSQL gives a SHOW's answer (``SHOW transaction isolation level``: the last
-    word; ``SHOW DATABASES``: database)."""
-    found = _SHOW.match(sql)
-    name = " ".join(found.group(1).lower().split()) if found else ""
-    if name == "databases":
-        return "database"
-    return name.split()[-1] if name.startswith("transaction") else name
-
-
-def _verb(sql: str) -> str:
-    found = _FIRST_WORDS.match(sql)
-    return found.group(1).upper() if found else ""
-
-
-def _tag(sql: str, verb: str, affected: int) -> str:
-    if verb == "INSERT":
-        return f"INSERT 0 {affected}"
-    if verb in ("UPDATE", "DELETE"):
-        return f"{verb} {affected}"
-    if verb in ("CREATE", "DROP", "ALTER"):
-        found = _FIRST_WORDS.match(sql)
-        obj = (found.group(2) or "").upper() if found else ""
-        return f"{verb} {obj}".strip()
-    if verb == "TRUNCATE":
-        return "TRUNCATE TABLE"
-    if verb in ("SELECT", "WITH", "VALUES"):
-        return "SELECT 0"
-    return verb or "OK"
+# Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
+# object whose file may hold another schema under the same schema_version.
+_CATALOGS: weakref.WeakKeyDictionary[Database, catalog.Catalog] = weakref.WeakKeyDictionary()
 
 
 def _guess_oid(name: str) -> int:

@@ -1,0 +1,221 @@
+"""Session commands: the statements that ``dialect.classify`` does not call a query, which the session
+answers itself instead of handing them to SQLite (BEGIN, COMMIT and ROLLBACK, savepoints, SET and SHOW,
+DISCARD, DEALLOCATE, COPY, and no-ops drivers send such as LISTEN or CLOSE).
+
+They act on the session's own state (its transaction block, settings, prepared statements), not on the
+message flow, so they sit apart from the loop in ``session.py``. Savepoints made before the block's first
+write wait in ``pending_savepoints`` until that write takes the writer (``Session._run_query``); COMMIT is
+acknowledged once the change set is in the log, and its stream sequence goes to the client as ``ha.seq``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlite_ha.errors import HAError
+from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.copy import Copy, CopyError
+from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, databases_hint, find_database
+from sqlite_ha.server.pgwire.prepared import Outcome, Prepared
+from sqlite_ha.server.pgwire.sqlstate import sqlstate
+
+if TYPE_CHECKING:
+    from sqlite_ha.server.pgwire.session import Session
+
+_SET = re.compile(r"^\s*set\s+(?:(session|local)\s+)?(.+?)\s*(?:=|\bto\b)\s*(.+?)\s*;?\s*$", re.I | re.S)
+_SET_NAMES = re.compile(r"^\s*set\s+(?:session\s+)?(names|time\s+zone)\s+(.+?)\s*;?\s*$", re.I | re.S)
+_SHOW = re.compile(r"^\s*show\s+(.+?)\s*;?\s*$", re.I | re.S)
+_SAVEPOINT = re.compile(
+    r"^\s*(?:savepoint|release(?:\s+savepoint)?|rollback\s+(?:work\s+|transaction\s+)?to(?:\s+savepoint)?)\s+(\"?)(.+?)\1\s*;?\s*$",
+    re.I | re.S,
+)
+_DEALLOCATE = re.compile(r"^\s*deallocate\s+(?:prepare\s+)?(.+?)\s*;?\s*$", re.I | re.S)
+
+
+async def run(session: Session, prepared: Prepared) -> Outcome:
+    kind, sql = prepared.kind, prepared.sql
+    if kind == "begin":
+        if session.in_block:
+            session.notice("there is already a transaction in progress", "25001")
+        session.in_block = True
+        return Outcome("BEGIN")
+    if kind in ("commit", "rollback"):
+        return await _end_block(session, commit=kind == "commit" and not session.failed)
+    if kind in ("savepoint", "release", "rollback_to"):
+        return _savepoint(session, kind, sql)
+    if kind == "set":
+        return _set(session, sql)
+    if kind == "show":
+        return _show(session, sql)
+    if kind == "reset":
+        return Outcome("RESET")
+    if kind == "discard":
+        session.statements = {k: v for k, v in session.statements.items() if k == ""}
+        session.portals.clear()
+        session.min_seq = 0
+        return Outcome("DISCARD ALL")
+    if kind == "listen":
+        return Outcome("LISTEN")
+    if kind == "unlisten":
+        return Outcome("UNLISTEN")
+    if kind == "close":
+        return Outcome("CLOSE CURSOR ALL")
+    if kind == "copy":
+        return await _copy(session, prepared)
+    if kind == "deallocate":
+        found = _DEALLOCATE.match(sql)
+        name = found.group(1).strip('"') if found else ""
+        if name.lower() == "all":
+            session.statements = {k: v for k, v in session.statements.items() if k == ""}
+            return Outcome("DEALLOCATE ALL")
+        session.statements.pop(name, None)
+        return Outcome("DEALLOCATE")
+    raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
+
+
+async def _copy(session: Session, prepared: Prepared) -> Outcome:
+    """COPY FROM STDIN / TO STDOUT: ``copy.py`` runs the CopyData exchange; its errors become ours."""
+    try:
+        return Outcome(await Copy(session, prepared.sql).run())
+    except CopyError as e:
+        raise PgError(e.code, e.message, hint=e.hint, context=e.context, fatal=e.fatal) from e
+
+
+async def _end_block(session: Session, *, commit: bool) -> Outcome:
+    tag = "COMMIT" if commit else "ROLLBACK"
+    if not session.in_block:
+        session.notice("there is no transaction in progress", "25P01")
+        return Outcome(tag)
+    tx, session.tx = session.tx, None
+    session.in_block = session.failed = False
+    session.pending_savepoints.clear()
+    if tx is None:
+        return Outcome(tag)
+    if not commit:
+        tx.rollback()
+        return Outcome("ROLLBACK")
+    db = session._db()
+    notices = []
+    try:
+        _, seq = await session.node.commit(db, tx)
+    except ReplicationPending as e:
+        notices.append(e.message)  # committed here, published later: not an error
+        seq = None
+    except HAError as e:
+        raise PgError.of(e) from e
+    if seq is not None:
+        session.last_seq = seq
+        session.send(codec.parameter_status("ha.seq", str(seq)))
+    for text in notices:
+        session.notice(text)
+    return Outcome("COMMIT")
+
+
+def _savepoint(session: Session, kind: str, sql: str) -> Outcome:
+    found = _SAVEPOINT.match(sql)
+    if found is None:
+        raise PgError("42601", f"cannot read the savepoint name in {sql!r}")
+    name = found.group(2)
+    if not session.in_block:
+        raise PgError("25P01", f"{kind.upper().replace('_', ' ')} can only be used in transaction blocks")
+    if session.tx is None:
+        if kind == "savepoint":
+            session.pending_savepoints.append(name)
+            return Outcome("SAVEPOINT")
+        if name not in session.pending_savepoints:
+            raise PgError("3B001", f'savepoint "{name}" does not exist')
+        index = len(session.pending_savepoints) - 1 - session.pending_savepoints[::-1].index(name)
+        if kind == "release":
+            del session.pending_savepoints[index:]
+            return Outcome("RELEASE")
+        del session.pending_savepoints[index + 1 :]
+        session.failed = False
+        return Outcome("ROLLBACK")
+    try:
+        if kind == "savepoint":
+            session.tx.savepoint(name)
+            return Outcome("SAVEPOINT")
+        if kind == "release":
+            session.tx.release(name)
+            return Outcome("RELEASE")
+        session.tx.rollback_to(name)
+        session.failed = False
+        return Outcome("ROLLBACK")
+    except HAError as e:
+        raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
+
+
+def _set(session: Session, sql: str) -> Outcome:
+    found = _SET.match(sql) or _SET_NAMES.match(sql)
+    if found is None:
+        raise PgError("42601", f"cannot read {sql!r}")
+    groups = found.groups()
+    name, value = (groups[-2], groups[-1])
+    name = " ".join(name.lower().split())
+    value = value.strip().strip("'\"")
+    if name == "database":
+        db = find_database(session.node, value)
+        if db is None:
+            raise PgError("3D000", f'database "{value}" does not exist', hint=databases_hint(session.node))
+        if session.in_block:
+            raise PgError("25001", "SET DATABASE cannot run inside a transaction block")
+        session.db = db
+        return Outcome("SET")
+    if name == "ha.min_seq":
+        try:
+            session.min_seq = max(0, int(value))
+        except ValueError:
+            raise PgError("22023", f"ha.min_seq must be a sequence number, not {value!r}") from None
+        return Outcome("SET")
+    session.params[name] = value
+    return Outcome("SET")
+
+
+def _show(session: Session, sql: str) -> Outcome:
+    found = _SHOW.match(sql)
+    name = " ".join(found.group(1).lower().split()) if found else ""
+    if name == "databases":
+        column = t.Column("database", t.TEXT, False)
+        return Outcome("SHOW", [column], [(ident,) for ident in session.node.database_ids()])
+    value = _setting(session, name)
+    return Outcome("SHOW", [t.Column(show_label(sql), t.TEXT, False)], [(value,)])
+
+
+def _setting(session: Session, name: str) -> str:
+    fixed = {
+        "server_version": SERVER_VERSION,
+        "server_version_num": "150000",
+        "server_encoding": "UTF8",
+        "client_encoding": "UTF8",
+        "standard_conforming_strings": "on",
+        "transaction isolation level": "read committed",
+        "default_transaction_isolation": "read committed",
+        "transaction_isolation": "read committed",
+        "datestyle": "ISO, MDY",
+        "timezone": "UTC",
+        "integer_datetimes": "on",
+        "max_identifier_length": "63",
+        "search_path": '"$user", public',
+        "ha.seq": str(session.last_seq or 0),
+        "ha.min_seq": str(session.min_seq),
+        "ha.database": session.db.id if session.db is not None else "",
+    }
+    if name in fixed:
+        return fixed[name]
+    if name in session.params:
+        return session.params[name]
+    raise PgError("42704", f'unrecognized configuration parameter "{name}"')
+
+
+def show_label(sql: str) -> str:
+    """The column name PostgreSQL gives a SHOW's answer (``SHOW transaction isolation level``: the last
+    word; ``SHOW DATABASES``: database)."""
+    found = _SHOW.match(sql)
+    name = " ".join(found.group(1).lower().split()) if found else ""
+    if name == "databases":
+        return "database"
+    return name.split()[-1] if name.startswith("transaction") else name

@@ -1,0 +1,153 @@
+"""The start of a PostgreSQL connection, up to its first ReadyForQuery: TLS or not, a CancelRequest for
+another session, password authentication, and the database the session starts on.
+
+It runs once per connection, before the session answers anything else, so it is apart from the message
+loop in ``session.py``. ``auth.py`` holds the password methods' checks, sans-IO; this holds the messages
+around them. Every failure here is fatal (the connection ends), and a wrong user gets the same 28P01 as a
+wrong password, so a client learns nothing about which it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, NoReturn
+
+from sqlite_ha import __version__
+from sqlite_ha.db.database import Database
+from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
+from sqlite_ha.server.pgwire.errors import PgError
+
+if TYPE_CHECKING:
+    from sqlite_ha.server.pgwire.server import PgNode
+    from sqlite_ha.server.pgwire.session import Session
+
+log = logging.getLogger(__name__)
+
+SERVER_VERSION = "15.0"
+
+
+async def startup(session: Session, cancel_registry: dict[tuple[int, int], Session]) -> bool:
+    while True:
+        msg = await session.next_message(timeout=30.0)
+        if msg is None:
+            return False
+        if isinstance(msg, codec.SSLRequest):
+            if session.tls is None:
+                session.send(codec.ssl_refused())
+                await session.flush()
+                continue
+            if session.parser.buffered:  # bytes sent before the handshake must not pass as encrypted
+                raise PgError("08P01", "unencrypted data after the SSL request", fatal=True)
+            session.send(codec.ssl_accepted())
+            await session.flush()
+            await session.conn.start_tls(session.tls)
+            continue
+        if isinstance(msg, codec.GSSENCRequest):
+            session.send(codec.ssl_refused())
+            await session.flush()
+            continue
+        if isinstance(msg, codec.CancelRequest):
+            target = cancel_registry.get((msg.pid, msg.secret))
+            if target is not None:
+                target.cancel()
+            return False
+        if isinstance(msg, codec.StartupMessage):
+            await authenticate(session, msg.params)
+            return True
+        raise PgError("08P01", f"unexpected {type(msg).__name__} before the startup message", fatal=True)
+
+
+async def authenticate(session: Session, params: dict[str, str]) -> None:
+    user = params.get("user", "")
+    session.user = user
+    session.params = {"application_name": params.get("application_name", "")}
+    method = session.settings.auth
+    if method == "scram-sha-256":
+        scram = ScramServer(session.settings.password)
+        session.send(codec.authentication_sasl(scram.mechanisms()))
+        first = await _password_message(session)
+        try:
+            session.send(codec.authentication_sasl_continue(scram.initial(first)))
+            final = await _password_message(session)
+            server_final = scram.final(final)
+        except AuthFailed:
+            _auth_failed(user)
+        _check_user(session, user)
+        session.send(codec.authentication_sasl_final(server_final))
+    elif method == "md5":
+        salt = md5_salt()
+        session.send(codec.authentication_md5(salt))
+        data = await _password_message(session)
+        try:
+            check_md5(session.settings.user, session.settings.password, salt, data)
+        except AuthFailed:
+            _auth_failed(user)
+        _check_user(session, user)
+    else:
+        session.send(codec.authentication_cleartext())
+        data = await _password_message(session)
+        try:
+            check_cleartext(session.settings.password, data)
+        except AuthFailed:
+            _auth_failed(user)
+        _check_user(session, user)
+    session.db = _startup_database(session, params.get("database") or user)
+    session.send(codec.authentication_ok())
+    for name, value in (
+        ("server_version", SERVER_VERSION),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("IntervalStyle", "postgres"),
+        ("TimeZone", "UTC"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("is_superuser", "off"),
+        ("session_authorization", user),
+        ("application_name", session.params["application_name"]),
+        ("ha.node_version", __version__),
+    ):
+        session.send(codec.parameter_status(name, value))
+    session.send(codec.backend_key_data(session.pid, session.secret))
+    session.send(codec.ready_for_query("I"))
+
+
+async def _password_message(session: Session) -> bytes:
+    msg = await session.next_message(timeout=30.0)
+    if msg is None:
+        raise ConnectionError("the client left during authentication")
+    if not isinstance(msg, codec.PasswordMessage):
+        raise PgError("08P01", f"expected a password message, got {type(msg).__name__}", fatal=True)
+    return msg.data
+
+
+def _check_user(session: Session, user: str) -> None:
+    if user != session.settings.user:
+        _auth_failed(user)
+
+
+def _auth_failed(user: str) -> NoReturn:
+    log.warning("PostgreSQL client: password authentication failed for user %r", user)
+    raise PgError("28P01", f'password authentication failed for user "{user}"', fatal=True)
+
+
+def _startup_database(session: Session, name: str) -> Database:
+    """The database named at startup; clients default to the user's name, which means the default."""
+    found = find_database(session.node, name)
+    if found is not None:
+        return found
+    if name in (session.user, "postgres", "template1", ""):
+        return session.node.database(None)
+    raise PgError("3D000", f'database "{name}" does not exist', hint=databases_hint(session.node), fatal=True)
+
+
+def find_database(node: PgNode, name: str) -> Database | None:
+    for ident in node.database_ids():
+        if name in (ident, ident.rsplit(".", 1)[0]):
+            return node.database(ident)
+    return None
+
+
+def databases_hint(node: PgNode) -> str:
+    return "this node serves: " + ", ".join(node.database_ids())

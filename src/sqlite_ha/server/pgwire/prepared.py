@@ -1,0 +1,90 @@
+"""What the extended query protocol names and keeps between messages: a ``Prepared`` statement (Parse), a
+``Portal`` (Bind) and the ``Outcome`` of running one, with the command tags a client reads from them.
+
+They are plain data, apart from the session, so that its parts (``handshake.py``, ``commands.py``,
+``copy.py``) can use them without importing the session. Command tags come from the client's SQL, not from
+SQLite: a tag names what PostgreSQL would have run (``CREATE TABLE``, ``INSERT 0 n``), which SQLite's
+result does not say.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire import types as t
+
+_FIRST_WORDS = re.compile(
+    r"^\s*(\w+)(?:\s+(?:or\s+replace\s+|temp(?:orary)?\s+|unique\s+|if\s+not\s+exists\s+)*(\w+))?", re.I
+)
+_COUNTED = {"UPDATE", "DELETE", "MERGE"}
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A parsed statement: the client's SQL, what runs on SQLite, and the types it announces."""
+
+    sql: str  # as the client sent it
+    kind: str  # dialect.classify
+    run_sql: str  # translated (empty for session commands)
+    param_oids: list[int]
+    columns: list[t.Column] | None = None  # None: not known before execution (session commands)
+    catalog: bool = False  # answered from the catalog database (pg_catalog, information_schema)
+    read_only: bool | None = None  # what SQLite says of the statement, once asked
+    verb: str = ""  # the statement's first word, upper case: it makes the command tag
+    descriptions: dict[tuple[int, ...], bytes] = field(default_factory=dict)  # RowDescription by formats
+
+    def __post_init__(self) -> None:
+        self.verb = _verb(self.sql)
+
+    def row_tag(self, count: int) -> str:
+        """The command tag of a statement that returned ``count`` rows."""
+        verb = self.verb
+        if verb == "INSERT":
+            return f"INSERT 0 {count}"
+        return f"{verb} {count}" if verb in _COUNTED else f"SELECT {count}"
+
+    def change_tag(self, affected: int) -> str:
+        """The command tag of a statement that returned no rows, having changed ``affected`` of them."""
+        verb = self.verb
+        if verb == "INSERT":
+            return f"INSERT 0 {affected}"
+        if verb in ("UPDATE", "DELETE"):
+            return f"{verb} {affected}"
+        if verb in ("CREATE", "DROP", "ALTER"):
+            found = _FIRST_WORDS.match(self.sql)
+            obj = (found.group(2) or "").upper() if found else ""
+            return f"{verb} {obj}".strip()
+        if verb == "TRUNCATE":
+            return "TRUNCATE TABLE"
+        if verb in ("SELECT", "WITH", "VALUES"):
+            return "SELECT 0"
+        return verb or "OK"
+
+
+@dataclass(slots=True)
+class Portal:
+    prepared: Prepared
+    params: tuple[SQLiteValue, ...]
+    result_binary: Sequence[int]
+    rows: list[tuple[SQLiteValue, ...]] | None = None  # after the first Execute
+    columns: list[t.Column] | None = None
+    tag: str = ""
+    sent: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one statement produced, ready to be encoded."""
+
+    tag: str
+    columns: list[t.Column] | None = None  # None: no rows (CommandComplete only)
+    rows: list[tuple[SQLiteValue, ...]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def _verb(sql: str) -> str:
+    found = _FIRST_WORDS.match(sql)
+    return found.group(1).upper() if found else ""

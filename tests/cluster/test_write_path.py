@@ -205,6 +205,33 @@ def test_own_change_set_applies_after_a_later_schema_change(tmp_path: Path) -> N
     run(scenario, tmp_path)
 
 
+def test_own_change_sets_in_a_mixed_batch_are_not_applied_again(tmp_path: Path) -> None:
+    """A batch from the log holding this process's own change sets and others': only the others' apply (the
+    own rows are here since their commit), and the position moves past all of them."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        db = a.db.id
+        _, ddl = await a.execute(stmt("CREATE TABLE t(id INTEGER PRIMARY KEY, v)"))
+        assert ddl is not None
+        await hub.deliver("b", db, [ddl])
+        _, own = await a.execute(stmt("INSERT INTO t VALUES (1, 'a')"))
+        _, other = await b.execute(stmt("INSERT INTO t VALUES (2, 'b')"))
+        assert own is not None
+        assert other is not None
+        await hub.deliver("a", db, [ddl, own, other])
+        assert a.replica.stats.applied == 1  # b's insert only
+        assert a.replica.stats.rows_skipped == 0  # a's own rows were not looked at again
+        assert a.applied_seq == max(ddl, own, other)
+        assert await rows(a, "SELECT id, v FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+        assert a.replica.outbox_size() == 0  # seen back in the log, removed with the batch
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
 def test_concurrent_writes_commit_together_and_fail_alone(tmp_path: Path) -> None:
     """Writes that arrive while the writer is busy share one transaction and one change set (group commit),
     and a request that fails rolls back alone."""

@@ -53,6 +53,7 @@ class Incoming:
     msg_id: str | None = None
     changeset: ChangeSet | None = None
     error: str | None = None
+    own_clock: int | None = None  # committed by this very process: its rows are here, nothing to apply
 
 
 @dataclass(slots=True)
@@ -221,6 +222,9 @@ class Replica:
 
     def _apply_one(self, conn: apsw.Connection, item: Incoming, outcome: BatchOutcome) -> bool:
         """Apply one change set inside the batch transaction; True if it changed the schema."""
+        if item.own_clock is not None:
+            outcome.own.append(item.own_clock)
+            return False
         cs = item.changeset
         if cs is None:
             self._park(conn, item, "dead", item.error or "unreadable change set", node=None)

@@ -286,14 +286,19 @@ class ReplicatedDatabase:
     async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         if deliveries[0].seq > self.applied_seq + 1 and self._log_may_have_dropped():
             await self._check_hole(deliveries[0].seq)
-        own = self._own_clocks(deliveries)
-        if own is not None:
-            # Only change sets this process committed: their rows are here already, only the position moves.
-            self.replica.skip_own([d.seq for d in deliveries], own)
-            seen = own
+        # Change sets this process committed have their rows here already: only the position moves past them.
+        clocks = [self._own_clock(d) for d in deliveries]
+        if None not in clocks:
+            seen = [c for c in clocks if c is not None]
+            self.replica.skip_own([d.seq for d in deliveries], seen)
         else:
-            outcome = await self.replica.apply([_incoming(d) for d in deliveries])
-            seen = outcome.own
+            batch = [
+                _incoming(d)
+                if clock is None
+                else Incoming(seq=d.seq, payload=b"", msg_id=d.msg_id, own_clock=clock)
+                for d, clock in zip(deliveries, clocks, strict=True)
+            ]
+            seen = (await self.replica.apply(batch)).own
         for hlc in seen:
             self._acked.pop(hlc, None)
             self._committed.discard(hlc)
@@ -339,18 +344,15 @@ class ReplicatedDatabase:
             self.on_gap(self)
         raise ReplicationError(f"gap in the log after seq {known}: waiting for a snapshot", retryable=True)
 
-    def _own_clocks(self, deliveries: Sequence[Delivery]) -> list[int] | None:
-        """The clocks of the batch if every change set in it was committed by this process, else None."""
-        clocks: list[int] = []
-        for d in deliveries:
-            msg_id = d.msg_id or ""
-            if not msg_id.startswith(self._own_prefix):
-                return None
-            tail = msg_id[len(self._own_prefix) :]
-            if not tail.isdigit() or int(tail) not in self._committed:
-                return None
-            clocks.append(int(tail))
-        return clocks
+    def _own_clock(self, d: Delivery) -> int | None:
+        """The clock of a change set this process committed (and has not seen back yet), else None."""
+        msg_id = d.msg_id
+        if msg_id is None or not msg_id.startswith(self._own_prefix):
+            return None
+        tail = msg_id[len(self._own_prefix) :]
+        if not tail.isdigit() or int(tail) not in self._committed:
+            return None
+        return int(tail)
 
     async def _flush_position(self) -> None:
         """Write a lazily moved position now and then, and check for a gap in the log."""
@@ -487,6 +489,7 @@ class ReplicatedDatabase:
             "published": self.published,
             "publish_failures": self.publish_failures,
             "applied": stats.applied,
+            "apply_batches": stats.batches,
             "rows_applied": stats.rows_applied,
             "rows_skipped": stats.rows_skipped,
             "parked": self.replica.parked(),

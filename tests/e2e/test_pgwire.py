@@ -656,20 +656,54 @@ def test_row_limits_suspend_the_portal(pg: NodeProcess) -> None:
     asyncio.run(body())
 
 
+# Minutes of work for SQLite: it moves to a worker thread, and only a cancel or the query timeout ends it.
+SLOW = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+def cancelled_after(conn: psycopg.Connection[Any], seconds: float, sql: str) -> float:
+    """Run ``sql``, cancel it after ``seconds``; returns how long until the client heard 57014."""
+    timer = threading.Timer(seconds, conn.cancel)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        conn.execute(sql)
+    timer.join()
+    return time.monotonic() - started
+
+
 def test_cancel_a_running_read(pg: NodeProcess) -> None:
-    slow = (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000000) "
-        "SELECT count(*) FROM c"
-    )
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
-        timer = threading.Timer(1.0, conn.cancel)
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute(slow)
-        assert time.monotonic() - started < 10
-        timer.join()
+        assert cancelled_after(conn, 1.0, SLOW) < 10
         assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+        # Cancelled reads stop on their worker threads too: were they still running, these would hold both
+        # of the node's workers until the query timeout, and the read below would wait for one.
+        for _ in range(3):
+            cancelled_after(conn, 0.3, SLOW)
+        started = time.monotonic()
+        count = SLOW.replace("2000000000", "300000")
+        assert conn.execute(count).fetchone() == (300000,)
+        assert time.monotonic() - started < 5
+
+
+def test_cancel_inside_a_write_transaction(pg: NodeProcess) -> None:
+    """A cancelled statement aborts the transaction, as in PostgreSQL; ROLLBACK ends it, and frees the
+    writer."""
+    with psycopg.connect(dsn(pg), autocommit=True) as setup:
+        setup.execute("CREATE TABLE w(id INTEGER PRIMARY KEY, v TEXT)")
+    with psycopg.connect(dsn(pg)) as conn:
+        conn.execute("INSERT INTO w VALUES (1, 'lost')")
+        assert cancelled_after(conn, 0.5, f"INSERT INTO w SELECT 9, 'never' FROM ({SLOW})") < 10
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        conn.execute("INSERT INTO w VALUES (2, 'kept')")
+        conn.commit()
+    with psycopg.connect(dsn(pg), autocommit=True) as other:
+        other.execute("INSERT INTO w VALUES (3, 'other')")  # the writer is free
+        assert other.execute("SELECT id, v FROM w ORDER BY id").fetchall() == [(2, "kept"), (3, "other")]
 
 
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from sqlite_ha.db.capture import Capture
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.params import Bindings
-from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, run_statement, too_many_rows
+from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, on_thread, run_statement, too_many_rows
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
@@ -386,10 +386,9 @@ class Database:
             pass
         self.stats.slow += 1
         remaining = max(limits.timeout - (time.monotonic() - started), 0.001)
-        loop = asyncio.get_running_loop()
         worker = c if write else self._take_slow_reader()
         try:
-            return await loop.run_in_executor(self._slow, self._run, worker, requests, begin, remaining)
+            return await on_thread(self._slow, worker.conn, self._run, worker, requests, begin, remaining)
         finally:
             if not write:
                 self._slow_readers.append(worker)

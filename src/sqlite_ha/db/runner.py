@@ -6,10 +6,12 @@ and before the first step), never guessed from the SQL text.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import apsw
 
@@ -37,6 +39,41 @@ class Limits:
     max_rows: int = 500_000
     timeout: float = 30.0  # seconds a single request may keep SQLite busy
     inline_budget: float = 0.05  # seconds a request may run on the event loop before moving to a thread
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def on_thread(
+    executor: Executor, conn: apsw.Connection, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run ``fn`` (which uses ``conn``) on a worker thread; if the caller is cancelled, stop it there too.
+
+    Cancelling the awaiting task does not stop a thread: a cancelled slow query would keep its worker and
+    its connection busy until the query timeout, and the connection could be handed to the next request
+    while the thread still runs on it. So the statement is interrupted, and the cancellation goes on only
+    once the thread has let go of the connection (at once: SQLite checks for an interrupt at every step).
+    """
+    job = executor.submit(fn, *args, **kwargs)
+    try:
+        return await asyncio.wrap_future(job)
+    except asyncio.CancelledError:
+        conn.interrupt()
+        while not job.done():
+            waiter = asyncio.wrap_future(job)
+            waiter.add_done_callback(_retrieve)
+            try:
+                await asyncio.wait([waiter])
+            except asyncio.CancelledError:
+                continue  # cancelled again: the connection still has to be let go of first
+        raise
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """The outcome of an abandoned job is of no interest, but must not be logged as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Deadline:

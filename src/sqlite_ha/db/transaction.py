@@ -8,18 +8,17 @@ with the change-set capture attached, and produces one change set at COMMIT, exa
 Statements run on the worker thread, not inline: a slow one must not stall the event loop, and unlike a
 request it cannot be interrupted and re-run (interrupting a statement inside an explicit transaction makes
 SQLite roll the whole transaction back). The query timeout still applies; when it fires, the transaction is
-gone and says so.
+gone and says so. A cancelled statement (PostgreSQL's CancelRequest) is interrupted the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import apsw
 
-from sqlite_ha.db.runner import QueryTimeout
+from sqlite_ha.db.runner import QueryTimeout, on_thread
 from sqlite_ha.db.schema import quote
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
@@ -47,8 +46,7 @@ class WriteTransaction:
         self._check_open()
         if self._db.spec.memory:
             return self._run(statements)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db._slow, self._run, statements)
+        return await on_thread(self._db._slow, self._c.conn, self._run, statements)
 
     def _run(self, statements: Sequence[Statement]) -> list[Result]:
         c = self._c

@@ -86,7 +86,7 @@ class Session:
         self.min_seq = 0
         self.skip_to_sync = False  # after an error in the extended protocol
         self.extended = False  # inside an extended-protocol exchange (until Sync)
-        self.running: asyncio.Task[Any] | None = None  # this session's task, while a read runs
+        self.running: asyncio.Task[Any] | None = None  # the session task, while a cancellable statement runs
         self.cancelled = False
         self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
         self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
@@ -198,10 +198,11 @@ class Session:
             self.tx = None
 
     def cancel(self) -> None:
-        """A CancelRequest from another connection: stop waiting for the read this session runs now (a
-        write is never abandoned half-way: it completes, as PostgreSQL's cancel is best effort)."""
-        # Only while the session task is suspended inside a read (single-threaded loop: ``running`` is set
-        # exactly then), so the cancellation lands in that read's await and nowhere else.
+        """A CancelRequest from another connection: stop the read or the transaction block's statement this
+        session runs now (an autocommit write is never abandoned half-way: it completes, as PostgreSQL's
+        cancel is best effort)."""
+        # Only while the session task is suspended inside such a statement (single-threaded loop: ``running``
+        # is set exactly then), so the cancellation lands in that statement's await and nowhere else.
         if self.running is not None and not self.cancelled:
             self.cancelled = True
             self.running.cancel()
@@ -514,10 +515,12 @@ class Session:
             db = self._db()
             if prepared.read_only is None:
                 prepared.read_only = db.is_read_only([Statement(sql=prepared.run_sql)])
-            if self.tx is not None or not prepared.read_only:
+            if not prepared.read_only and not self.in_block:
+                # An autocommit write joins others' in one commit (group commit): it is never abandoned.
                 return await self._run_query(prepared, params)
-            # No task of its own per read (it cost 8% of a point read): a CancelRequest cancels this
-            # session's task while it waits in the read, and the cancellation is taken back here.
+            # No task of its own per statement (it cost 8% of a point read): a CancelRequest cancels this
+            # session's task while it waits in a read or in a statement of a transaction block (which the
+            # interrupt aborts, as in PostgreSQL), and the cancellation is taken back here.
             task = asyncio.current_task()
             self.cancelled = False
             self.running = task

@@ -706,6 +706,27 @@ def test_cancel_inside_a_write_transaction(pg: NodeProcess) -> None:
         assert other.execute("SELECT id, v FROM w ORDER BY id").fetchall() == [(2, "kept"), (3, "other")]
 
 
+def test_timeout_inside_a_write_transaction(node_factory: NodeFactory) -> None:
+    """Past --query-timeout a statement of a transaction block fails with 57014 (not a deadlock, which
+    clients retry), and the aborted transaction takes only ROLLBACK."""
+    port = free_port()
+    node = node_factory(
+        args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD, "--query-timeout", "1s"],
+        nats_port=None,
+    )
+    node.pg_port = port  # type: ignore[attr-defined]
+    with psycopg.connect(dsn(node)) as conn:
+        conn.execute("CREATE TABLE w(id INTEGER PRIMARY KEY)")
+        conn.commit()
+        conn.execute("INSERT INTO w VALUES (1)")
+        with pytest.raises(psycopg.errors.QueryCanceled, match="1s"):
+            conn.execute(f"INSERT INTO w SELECT 9 FROM ({SLOW})")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM w").fetchone() == (0,)
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -34,6 +34,13 @@ class TransactionAborted(HAError):
     code = "transaction_aborted"
 
 
+class TransactionTimedOut(TransactionAborted):
+    """A statement ran out of time, which ended its transaction: a timeout to the client (PostgreSQL's 57014,
+    not a deadlock, which clients would retry)."""
+
+    code = "query_timeout"
+
+
 class WriteTransaction:
     def __init__(self, db: Database, c: _Conn) -> None:
         self._db = db
@@ -58,7 +65,7 @@ class WriteTransaction:
             )
         except QueryTimeout as e:
             self._lost()
-            raise TransactionAborted(f"{e.message}; the transaction was rolled back", hint=e.hint) from e
+            raise TransactionTimedOut(f"{e.message}; the transaction was rolled back", hint=e.hint) from e
         finally:
             c.deadline.disarm()
             if not c.conn.in_transaction and self.open:

@@ -7,6 +7,7 @@ the mapping cannot drift between routes.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -91,6 +92,18 @@ class PayloadTooLarge(HAError):
 
 class NotReady(HAError):
     code = "not_ready"
+
+
+NO_ROOM = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+)  # OS errors meaning: a full disk, quota, size limit
+
+
+class StorageFull(HAError):
+    """The node's disk (or the database's size limit) has no room: what failed wrote nothing, and retrying
+    helps only once space is freed. A condition of the node, not of the request."""
+
+    code = "disk_full"
 
 
 class Busy(HAError):

@@ -222,7 +222,7 @@ class Database:
             try:
                 c.control("BEGIN IMMEDIATE")
             except apsw.Error as e:
-                raise translate(e) from e
+                raise translate(e, conn=c.conn) from e
             if self.capture is not None:
                 self.capture.begin(c.conn)
         except BaseException:
@@ -417,7 +417,7 @@ class Database:
                 try:
                     c.control(begin)
                 except apsw.Error as e:
-                    raise translate(e) from e
+                    raise translate(e, conn=c.conn) from e
             if capture is not None:
                 capture.begin(c.conn)
             on_statement = capture.record_statement if capture is not None else None
@@ -444,7 +444,7 @@ class Database:
                 try:
                     c.control("COMMIT")
                 except apsw.Error as e:
-                    raise translate(e) from e
+                    raise translate(e, conn=c.conn) from e
             committed = True
         finally:
             c.deadline.disarm()
@@ -465,6 +465,8 @@ class Database:
         last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
         try:
             return self.capture.finish(c.conn)
+        except apsw.Error as e:  # writing the outbox entry: a full disk shows here first
+            raise translate(e, conn=c.conn) from e
         finally:
             c.authorizer.internal = False
             c.conn.set_last_insert_rowid(last_rowid)
@@ -490,7 +492,7 @@ class Database:
             except HAError:
                 raise
             except Exception as e:
-                raise translate(e, i) from e
+                raise translate(e, i, conn=c.conn) from e
             results.append(result)
         return results
 

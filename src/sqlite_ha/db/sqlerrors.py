@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import apsw
 
-from sqlite_ha.errors import Busy, HAError, InvalidParams, SQLError, StatementNotAllowed
+from sqlite_ha.errors import NO_ROOM, Busy, HAError, InvalidParams, SQLError, StatementNotAllowed, StorageFull
 
 
 def sqlite_code_name(exc: apsw.Error) -> str:
@@ -17,8 +17,11 @@ def sqlite_code_name(exc: apsw.Error) -> str:
     return str(name or "SQLITE_ERROR")
 
 
-def translate(exc: BaseException, statement: int | None = None) -> HAError:
-    """Map an exception raised while preparing, binding or stepping a statement."""
+def translate(
+    exc: BaseException, statement: int | None = None, conn: apsw.Connection | None = None
+) -> HAError:
+    """Map an exception raised while preparing, binding or stepping a statement (on ``conn``, where known:
+    it tells an I/O error that is a full disk, a quota or a file size limit from others)."""
     if isinstance(exc, HAError):
         return exc
     where = f"statement {statement + 1}: " if statement is not None else ""
@@ -32,6 +35,14 @@ def translate(exc: BaseException, statement: int | None = None) -> HAError:
         return StatementNotAllowed(f"{where}{exc}")
     if isinstance(exc, apsw.BusyError | apsw.LockedError):
         return Busy(f"{where}{_sqlite_words(exc)}", hint="retry the request")
+    if isinstance(exc, apsw.FullError) or (
+        isinstance(exc, apsw.IOError) and conn is not None and conn.system_errno in NO_ROOM
+    ):
+        return StorageFull(
+            f"{where}{_sqlite_words(exc)}; nothing was written",
+            hint="free space on the node's disk, then retry",
+            sqlite_code=sqlite_code_name(exc),
+        )
     if isinstance(exc, apsw.Error):
         return SQLError(f"{where}{_sqlite_words(exc)}", sqlite_code=sqlite_code_name(exc), index=statement)
     if isinstance(exc, UnicodeError | ValueError | TypeError):

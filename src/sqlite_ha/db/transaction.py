@@ -102,7 +102,7 @@ class WriteTransaction:
             try:
                 c.control("COMMIT")
             except apsw.Error as e:
-                raise translate(e) from e
+                raise translate(e, conn=c.conn) from e
             committed = True
         finally:
             self._end(committed)
@@ -153,4 +153,4 @@ class WriteTransaction:
         try:
             self._c.control(sql)
         except apsw.Error as e:
-            raise translate(e) from e
+            raise translate(e, conn=self._c.conn) from e

@@ -15,7 +15,6 @@ _BY_SQLITE_CODE = {
     "SQLITE_CONSTRAINT_TRIGGER": "23000",
     "SQLITE_CONSTRAINT": "23000",
     "SQLITE_TOOBIG": "54000",
-    "SQLITE_FULL": "53100",
     "SQLITE_READONLY": "25006",
     "SQLITE_MISMATCH": "42804",
     "SQLITE_RANGE": "08P01",
@@ -42,6 +41,7 @@ _BY_MESSAGE = (
 
 # sqlite-ha error codes → SQLSTATE
 _BY_CODE = {
+    "disk_full": "53100",
     "invalid_params": "22P02",
     "bad_request": "08P01",
     "invalid_json": "08P01",

@@ -1,0 +1,483 @@
+"""Rewrites that turn a PostgreSQL syntax tree, as sqlglot parses it, into one that SQLite runs.
+
+Statement-level rewrites come first, as some turn one statement into several (``TRUNCATE``, ``DROP a, b``)
+or look at a whole table (SERIAL columns); then each node type with a PostgreSQL meaning has one rewrite in
+the ``_REWRITES`` table, applied bottom-up by ``rewrite_tree``. Only the statements the fast path of
+``dialect`` cannot pass through get here, so clarity counts for more than speed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from sqlite_ha.server.pgwire import arrays
+from sqlite_ha.server.pgwire.intervals import interval_modifiers
+from sqlite_ha.server.pgwire.translation import TranslationError, check_param
+
+DType = exp.DataType.Type
+
+
+@dataclass
+class RewriteContext:
+    """What a rewrite learns while walking one query string."""
+
+    highest: int = 0
+    param_types: dict[int, str] = field(default_factory=dict)
+    # a catalog query: casts to the reg* types become lookups by the catalog's functions
+    catalog: bool = False
+
+
+# --- statement rewrites ------------------------------------------------------------------------------------
+
+
+def values_aliases_to_ctes(statement: exp.Expr) -> None:
+    """``FROM (VALUES …) AS v(a, b)`` (SQLAlchemy's bulk INSERT … SELECT sends it) as a CTE: SQLite cannot
+    name a VALUES list's columns in a table alias, but it can in ``WITH v(a, b) AS (VALUES …)``."""
+    ctes = []
+    for values in list(statement.find_all(exp.Values)):
+        alias = values.args.get("alias")
+        if not isinstance(values.parent, exp.From | exp.Join) or alias is None or not alias.columns:
+            continue
+        ctes.append(
+            exp.CTE(
+                this=exp.Values(expressions=values.expressions),
+                alias=exp.TableAlias(this=exp.to_identifier(alias.name), columns=alias.columns),
+            )
+        )
+        values.replace(exp.Table(this=exp.to_identifier(alias.name)))
+    if not ctes:
+        return
+    key = "with_" if "with_" in statement.arg_types else "with"
+    existing = statement.args.get(key)
+    if isinstance(existing, exp.With):
+        existing.set("expressions", [*existing.expressions, *ctes])
+    else:
+        statement.set(key, exp.With(expressions=ctes))
+
+
+def split_statement(tree: exp.Expr) -> list[exp.Expr]:
+    """Statement-level rewrites, some of which turn one statement into several."""
+    if isinstance(tree, exp.TruncateTable):  # RESTART IDENTITY is implied for a rowid alias; CASCADE ignored
+        return [exp.Delete(this=table.copy()) for table in tree.expressions]
+    if isinstance(tree, exp.Drop):
+        tree.set("cascade", False)
+        tree.set("restrict", False)
+        tree.set("concurrently", False)
+        tables = tree.args.get("tables") or []
+        if len(tables) > 1:  # SQLite drops one object per statement
+            drops: list[exp.Expr] = [tree.copy() for _ in tables]
+            for drop, table in zip(drops, tables, strict=True):
+                drop.set("tables", [table.copy()])
+            return drops
+    if isinstance(tree, exp.Create):
+        tree.set("concurrently", False)
+        if isinstance(tree.this, exp.Schema):
+            _rewrite_identity_columns(tree.this)
+    return [tree]
+
+
+def _rewrite_identity_columns(schema: exp.Schema) -> None:
+    """SERIAL and IDENTITY columns become ``INTEGER PRIMARY KEY``: SQLite numbers only the rowid alias."""
+    columns = [e for e in schema.expressions if isinstance(e, exp.ColumnDef)]
+    table_keys = [e for e in schema.expressions if isinstance(e, exp.PrimaryKey)]
+    for column in columns:
+        kind = column.args.get("kind")
+        identity = [
+            c for c in column.constraints if isinstance(c.kind, exp.GeneratedAsIdentityColumnConstraint)
+        ]
+        is_serial = isinstance(kind, exp.DataType) and kind.this in (
+            DType.SERIAL,
+            DType.BIGSERIAL,
+            DType.SMALLSERIAL,
+        )
+        if not (is_serial or identity):
+            continue
+        for constraint in identity:
+            constraint.pop()
+        column.set("kind", exp.DataType.build("INT"))
+        if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
+            continue
+        key_names = [[_key_name(k) for k in key.expressions] for key in table_keys]
+        if key_names == [[column.name]]:
+            continue  # PRIMARY KEY (id) on an INTEGER column is the rowid alias as well
+        has_key = table_keys or any(
+            isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for col in columns for c in col.constraints
+        )
+        if has_key:
+            raise TranslationError(
+                f"column {column.name!r} is SERIAL or IDENTITY but not the table's only primary key column",
+                hint="SQLite generates values only for an INTEGER PRIMARY KEY column",
+            )
+        column.append("constraints", exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()))
+
+
+def _key_name(key: exp.Expr) -> str:
+    return key.this.name if isinstance(key, exp.Ordered) else key.name
+
+
+def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
+    """Apply the node rewrites bottom-up, so each sees its operands already translated."""
+    for node in reversed(list(tree.walk(bfs=False))):
+        rewrite = _REWRITES.get(type(node))
+        if rewrite is None:
+            continue
+        new = rewrite(node, ctx)
+        if new is not node:
+            if node is tree:
+                raise TranslationError(f"cannot rewrite a whole {type(node).__name__} statement")
+            node.replace(new)
+    leftover = tree.find(exp.Interval, exp.Any, exp.All)
+    if leftover is not None:
+        raise TranslationError(
+            f"{leftover.sql(dialect='postgres')!r} is supported only as "
+            + ("timestamp ± interval" if isinstance(leftover, exp.Interval) else "= ANY (…) or <> ALL (…)")
+        )
+
+
+# --- node rewrites -----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _template_tree(sql: str) -> exp.Expr:
+    return sqlglot.parse_one(sql, read="sqlite")
+
+
+def _fill(template: str, **args: exp.Expr) -> exp.Expr:
+    """A SQLite expression from a template whose columns ``_x_`` (etc.) are replaced by ``args``."""
+    tree = _template_tree(template).copy()
+    for column in list(tree.find_all(exp.Column)):
+        if column.name in args:
+            column.replace(args[column.name].copy())
+    return tree
+
+
+def _call(name: str, *args: exp.Expr | str) -> exp.Anonymous:
+    values = [exp.Literal.string(a) if isinstance(a, str) else a for a in args]
+    return exp.Anonymous(this=name, expressions=values)
+
+
+def _is_call(node: exp.Expr, name: str) -> bool:
+    return isinstance(node, exp.Anonymous) and node.name.lower() == name
+
+
+def _param_number(node: exp.Expr) -> int | None:
+    if isinstance(node, exp.Var) and node.name.startswith("?") and node.name[1:].isdigit():
+        return int(node.name[1:])
+    return None
+
+
+def _rewrite_parameter(node: exp.Parameter, ctx: RewriteContext) -> exp.Expr:
+    name = node.name
+    if not name.isdigit():
+        raise TranslationError(f"parameter ${name} is not a positional parameter ($1, $2, …)")
+    ctx.highest = max(ctx.highest, check_param(int(name)))
+    return exp.Var(this=f"?{int(name)}")
+
+
+_UUID_V4 = (
+    "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'"
+    " || substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+)
+
+
+def _now(node: exp.Expr, ctx: RewriteContext) -> exp.Expr:
+    return _call("datetime", "now", "subsec")
+
+
+def _refuse_version(node: exp.CurrentVersion, ctx: RewriteContext) -> exp.Expr:
+    raise TranslationError(  # sqlglot would answer with sqlite_version(), which clients cannot parse
+        "version() is answered by the PostgreSQL catalog, not by SQLite",
+        hint="the session answers catalog queries before translating",
+    )
+
+
+def _rewrite_anonymous(node: exp.Anonymous, ctx: RewriteContext) -> exp.Expr:
+    name = node.name.lower()
+    if name == "uuid_generate_v4":
+        return _fill(_UUID_V4)
+    if name == "pg_advisory_unlock_all":  # there are no advisory locks to release
+        return exp.Null()
+    return node
+
+
+# (PostgreSQL type name, how SQLite casts to it)
+_CASTS: dict[Any, tuple[str, str]] = {
+    DType.INT: ("int4", "INTEGER"),
+    DType.BIGINT: ("int8", "INTEGER"),
+    DType.SMALLINT: ("int2", "INTEGER"),
+    DType.TEXT: ("text", "TEXT"),
+    DType.VARCHAR: ("varchar", "TEXT"),
+    DType.CHAR: ("bpchar", "TEXT"),
+    DType.BPCHAR: ("bpchar", "TEXT"),
+    DType.NAME: ("name", "TEXT"),
+    DType.UUID: ("uuid", "TEXT"),
+    DType.DOUBLE: ("float8", "REAL"),
+    DType.FLOAT: ("float4", "REAL"),
+    DType.DECIMAL: ("numeric", "NUMERIC"),
+    DType.VARBINARY: ("bytea", "BLOB"),
+    DType.BOOLEAN: ("bool", "boolean"),
+    DType.JSON: ("json", "json"),
+    DType.JSONB: ("jsonb", "json"),
+    DType.DATE: ("date", "date"),
+    DType.TIMESTAMP: ("timestamp", "datetime"),
+    DType.TIMESTAMPTZ: ("timestamptz", "datetime"),
+    DType.TIME: ("time", "time"),
+    DType.TIMETZ: ("timetz", "time"),
+    DType.INTERVAL: ("interval", "interval"),
+}
+_BOOLEAN_CAST = (
+    "CASE WHEN _x_ IS NULL THEN NULL WHEN typeof(_x_) IN ('integer', 'real') THEN _x_ <> 0"
+    " WHEN lower(trim(_x_)) IN ('t', 'true', 'y', 'yes', 'on', '1') THEN 1"
+    " WHEN lower(trim(_x_)) IN ('f', 'false', 'n', 'no', 'off', '0') THEN 0 END"
+)
+
+
+_OID_TYPES = {"oid", "regconfig"}  # the reg* casts that name objects are catalog_query's
+
+
+def _rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
+    to: exp.DataType = node.to
+    value: exp.Expr = node.this
+    if ctx.catalog and to.this == DType.USERDEFINED and to.text("kind").lower() in arrays.BY_NAME:
+        if (n := _param_number(value)) is not None:  # $1::_oid: an array parameter of that type
+            ctx.param_types[n] = to.text("kind").lower()
+        return value  # arrays are JSON text already
+    if ctx.catalog and isinstance(to.this, str):
+        name = to.this.lower()
+        if name in _OID_TYPES:
+            if (n := _param_number(value)) is not None and name == "oid":
+                ctx.param_types[n] = "oid"
+            return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
+    is_array = to.this == DType.ARRAY
+    element = to.expressions[0] if is_array and to.expressions else to
+    pg_name, strategy = _CASTS.get(element.this, (None, None))
+    n = _param_number(value)
+    if n is not None and pg_name is not None:
+        ctx.param_types[n] = f"_{pg_name}" if is_array else pg_name
+    if is_array:
+        return value  # arrays are JSON text already
+    literal = value.name if isinstance(value, exp.Literal) and value.is_string else None
+    if strategy is None:
+        raise TranslationError(f"a cast to {to.sql(dialect='postgres').lower()} has no SQLite equivalent")
+    if strategy in ("INTEGER", "TEXT", "REAL", "NUMERIC", "BLOB"):
+        if strategy == "TEXT" and literal is not None:
+            return value
+        if strategy == "BLOB" and literal is not None and literal.startswith("\\x"):
+            return exp.HexString(this=literal[2:])
+        return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind=strategy))
+    if strategy == "json":
+        if literal is None:
+            return _call("json", value)
+        try:
+            json.loads(literal)
+        except ValueError as e:
+            raise TranslationError(f"{literal!r} is not valid JSON: {e}") from e
+        return value
+    if strategy == "boolean":
+        return _fill(_BOOLEAN_CAST, _x_=value) if literal is None else _boolean_literal(literal)
+    if strategy == "interval":
+        if literal is None:
+            raise TranslationError("only a literal string can be cast to interval")
+        return exp.Interval(this=value)
+    return _call(strategy, value) if strategy == "date" else _call(strategy, value, "subsec")
+
+
+def _boolean_literal(text: str) -> exp.Boolean:
+    word = text.strip().lower()
+    if word and ("true".startswith(word) or "yes".startswith(word) or word == "on" or word == "1"):
+        return exp.true()
+    if word and ("false".startswith(word) or "no".startswith(word) or word in ("of", "off", "0")):
+        return exp.false()
+    raise TranslationError(f"invalid input syntax for type boolean: {text!r}")
+
+
+def _rewrite_interval_arithmetic(node: exp.Add | exp.Sub, ctx: RewriteContext) -> exp.Expr:
+    left, right = node.this, node.expression
+    if isinstance(right, exp.Interval) and not isinstance(left, exp.Interval):
+        base, interval = left, right
+    elif isinstance(node, exp.Add) and isinstance(left, exp.Interval) and not isinstance(right, exp.Interval):
+        base, interval = right, left
+    else:
+        return node
+    modifiers = interval_modifiers(interval, -1 if isinstance(node, exp.Sub) else 1)
+    if _is_call(base, "datetime") and base.expressions[1:2] == [exp.Literal.string("subsec")]:
+        return _call("datetime", *base.expressions, *modifiers)  # flatten chained arithmetic
+    return _call("datetime", base, "subsec", *modifiers)
+
+
+_TRUNC = {
+    "second": "strftime('%Y-%m-%d %H:%M:%S', _x_)",
+    "minute": "strftime('%Y-%m-%d %H:%M:00', _x_)",
+    "hour": "strftime('%Y-%m-%d %H:00:00', _x_)",
+    "day": "datetime(_x_, 'start of day')",
+    "week": "datetime(_x_, 'start of day', '-6 days', 'weekday 1')",  # PostgreSQL weeks start on Monday
+    "month": "datetime(_x_, 'start of month')",
+    "quarter": "datetime(_x_, 'start of month', '-' || ((CAST(strftime('%m', _x_) AS INTEGER) - 1) % 3)"
+    " || ' months')",
+    "year": "datetime(_x_, 'start of year')",
+}
+
+
+def _rewrite_date_trunc(node: exp.TimestampTrunc | exp.DateTrunc, ctx: RewriteContext) -> exp.Expr:
+    unit = node.text("unit").lower()
+    if unit not in _TRUNC:
+        raise TranslationError(f"date_trunc to {unit or node.args.get('unit')!r} is not supported")
+    return _fill(_TRUNC[unit], _x_=node.this)
+
+
+_EXTRACT_FORMATS = {
+    "year": "%Y",
+    "month": "%m",
+    "day": "%d",
+    "hour": "%H",
+    "minute": "%M",
+    "dow": "%w",
+    "isodow": "%u",
+    "doy": "%j",
+    "week": "%V",
+    "isoyear": "%G",
+}
+_EXTRACT = {
+    "epoch": "unixepoch(_x_, 'subsec')",
+    "second": "CAST(strftime('%f', _x_) AS REAL)",
+    "milliseconds": "CAST(strftime('%f', _x_) AS REAL) * 1000",
+    "microseconds": "CAST(strftime('%f', _x_) AS REAL) * 1000000",
+    "quarter": "(CAST(strftime('%m', _x_) AS INTEGER) + 2) / 3",
+    **{k: f"CAST(strftime('{v}', _x_) AS INTEGER)" for k, v in _EXTRACT_FORMATS.items()},
+}
+
+
+def _rewrite_extract(node: exp.Extract, ctx: RewriteContext) -> exp.Expr:
+    part = node.this.name.lower()
+    if part not in _EXTRACT:
+        raise TranslationError(f"extract({part} from …) is not supported")
+    return _fill(_EXTRACT[part], _x_=node.expression)
+
+
+def _rewrite_quantified(node: exp.Binary, ctx: RewriteContext) -> exp.Expr:
+    """``x = ANY(array)`` → ``x IN (…)``; arrays are JSON text, read back with ``json_each``."""
+    quantified = node.expression
+    if isinstance(quantified, exp.Any | exp.All):
+        quantifier, operand = ("all" if isinstance(quantified, exp.All) else "any"), quantified.this
+    elif isinstance(quantified, exp.Anonymous) and quantified.name.lower() in ("any", "some", "all"):
+        if len(quantified.expressions) != 1:
+            return node
+        quantifier = "all" if quantified.name.lower() == "all" else "any"
+        operand = quantified.expressions[0]
+    else:
+        return node
+    while isinstance(operand, exp.Paren):
+        operand = operand.this
+    is_query = isinstance(operand, exp.Subquery | exp.Query)
+    if is_query and not isinstance(operand, exp.Subquery):
+        operand = exp.Subquery(this=operand)
+    op = type(node)
+    if (op is exp.EQ and quantifier == "any") or (op is exp.NEQ and quantifier == "all"):
+        if _is_call(operand, "json_array"):
+            test: exp.Expr = exp.In(this=node.this, expressions=operand.expressions)
+        elif is_query:
+            test = exp.In(this=node.this, query=operand)
+        else:
+            test = exp.In(this=node.this, query=_fill("(SELECT value FROM json_each(_x_))", _x_=operand))
+        return test if op is exp.EQ else exp.Not(this=test)
+    if op in (exp.GT, exp.GTE, exp.LT, exp.LTE) and not is_query:
+        smallest = (op in (exp.GT, exp.GTE)) == (quantifier == "any")
+        bound = _fill(f"(SELECT {'min' if smallest else 'max'}(value) FROM json_each(_x_))", _x_=operand)
+        return op(this=node.this, expression=bound)
+    symbol = {exp.EQ: "=", exp.NEQ: "<>"}.get(op, "<, <=, >, >=")
+    raise TranslationError(
+        f"{symbol} {quantifier.upper()} (…) is not supported here", hint="use = ANY (…) or <> ALL (…)"
+    )
+
+
+def _rewrite_array(node: exp.Array, ctx: RewriteContext) -> exp.Expr:
+    return _call("json_array", *node.expressions)
+
+
+def _drop_public_schema(node: exp.Table | exp.Column, ctx: RewriteContext) -> exp.Expr:
+    db = node.args.get("db")
+    if isinstance(db, exp.Identifier) and db.name.lower() == "public" and not node.args.get("catalog"):
+        node.set("db", None)
+    return node
+
+
+def _rewrite_on_conflict(node: exp.OnConflict, ctx: RewriteContext) -> exp.Expr:
+    if node.args.get("constraint") is not None:
+        raise TranslationError(
+            "ON CONFLICT ON CONSTRAINT is not supported", hint="name the conflict columns: ON CONFLICT (col)"
+        )
+    keys = node.args.get("conflict_keys") or []
+    node.set("conflict_keys", [k.this if isinstance(k, exp.Ordered) else k for k in keys])
+    return node
+
+
+def _rewrite_index_parameters(node: exp.IndexParameters, ctx: RewriteContext) -> exp.Expr:
+    node.set("using", None)  # btree is what SQLite has; GIN/GiST become plain indexes
+    for column in node.args.get("columns") or []:
+        if isinstance(column, exp.Ordered):  # SQLite's own NULL order, so no NULLS FIRST/LAST is printed
+            column.set("nulls_first", not column.args.get("desc"))
+    return node
+
+
+def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
+    kind = node.args.get("kind")
+    if isinstance(kind, exp.DataType) and kind.this != DType.USERDEFINED:
+        name = kind.sql(dialect="postgres")
+        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER", re.sub(r"^DECIMAL\b", "NUMERIC", name))
+        node.set("kind", exp.DataType(this=DType.USERDEFINED, kind=name))
+    return node
+
+
+def _rewrite_default(node: exp.DefaultColumnConstraint, ctx: RewriteContext) -> exp.Expr:
+    value = node.this
+    plain = isinstance(value, exp.Literal | exp.Null | exp.Boolean | exp.Paren) or (
+        isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal)
+    )
+    if not plain:  # SQLite wants expression defaults in parentheses
+        node.set("this", exp.Paren(this=value))
+    return node
+
+
+def _drop_locks(node: exp.Select, ctx: RewriteContext) -> exp.Expr:
+    node.set("locks", None)  # FOR UPDATE / FOR SHARE: SQLite serialises writers
+    return node
+
+
+def _as_string(node: exp.ByteString | exp.RawString, ctx: RewriteContext) -> exp.Expr:
+    return exp.Literal.string(node.name)  # E'…' and $$…$$ are plain text strings once parsed
+
+
+_REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
+    exp.Parameter: _rewrite_parameter,
+    exp.Cast: _rewrite_cast,
+    exp.CurrentTimestamp: _now,
+    exp.Localtimestamp: _now,
+    exp.Uuid: lambda node, ctx: _fill(_UUID_V4),
+    exp.Anonymous: _rewrite_anonymous,
+    exp.CurrentSchema: lambda node, ctx: exp.Literal.string("public"),
+    exp.CurrentVersion: _refuse_version,
+    exp.Add: _rewrite_interval_arithmetic,
+    exp.Sub: _rewrite_interval_arithmetic,
+    exp.TimestampTrunc: _rewrite_date_trunc,
+    exp.DateTrunc: _rewrite_date_trunc,
+    exp.Extract: _rewrite_extract,
+    **dict.fromkeys((exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE), _rewrite_quantified),
+    exp.Array: _rewrite_array,
+    exp.Table: _drop_public_schema,
+    exp.Column: _drop_public_schema,
+    exp.OnConflict: _rewrite_on_conflict,
+    exp.IndexParameters: _rewrite_index_parameters,
+    exp.ColumnDef: _rewrite_column_def,
+    exp.DefaultColumnConstraint: _rewrite_default,
+    exp.Select: _drop_locks,
+    exp.ByteString: _as_string,
+    exp.RawString: _as_string,
+}

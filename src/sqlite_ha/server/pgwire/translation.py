@@ -1,0 +1,44 @@
+"""What a translation of PostgreSQL SQL gives the front end, and the error it raises.
+
+Apart from ``dialect`` because both ways of translating build these: the fast path there, and the sqlglot
+rewrites of ``rewrites`` (which ``dialect`` imports, so they cannot import ``dialect`` back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_ha.errors import HAError
+
+MAX_PARAM = 32766  # SQLITE_MAX_VARIABLE_NUMBER of current builds
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """The SQLite text to run for one PostgreSQL query string.
+
+    ``translated`` says whether sqlglot rewrote it (False on the fast path, where only ``$n`` changed).
+    ``param_types`` has ``param_count`` entries: the PostgreSQL type name (``int4``, ``jsonb``, ``_int4``)
+    of each parameter the SQL casts explicitly, else None.
+    """
+
+    sql: str
+    param_count: int
+    translated: bool
+    param_types: tuple[str | None, ...] = ()
+
+
+class TranslationError(HAError):
+    """The statement cannot be expressed in SQLite; the PG server reports it as SQLSTATE 42601."""
+
+    code = "translation_error"
+
+    def __init__(self, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"could not translate the statement to SQLite: {reason}", hint=hint, reason=reason)
+        self.reason = reason
+
+
+def check_param(n: int) -> int:
+    if n > MAX_PARAM:  # $0 is left to SQLite, which names it in its own error
+        raise TranslationError(f"parameter ${n} is out of range (1 to {MAX_PARAM})")
+    return n

@@ -93,6 +93,8 @@ def test_dollar_n_in_strings_identifiers_and_comments_is_left_alone(conn: apsw.C
 
 def test_dollar_n_in_dollar_quotes_and_names_is_left_alone(conn: apsw.Connection) -> None:
     assert translate("SELECT a$1 FROM (SELECT $1 AS a$1)").sql == "SELECT a$1 FROM (SELECT ?1 AS a$1)"
+    assert translate("SELECT a$1 FROM t").param_count == 0  # a name, not a parameter
+    assert translate("SELECT a$99999, $2 FROM t").param_count == 2  # not "parameter $99999 out of range"
     t = translate("SELECT $$ $1 ; $$, $2::text")
     assert t.translated
     assert t.param_count == 2

@@ -183,15 +183,18 @@ def _renumber(code: str) -> tuple[str, int]:
     if "$" not in code:
         return code, 0
     numbers = _PARAM.findall(code)
-    highest = check_param(int(numbers[0]) if len(numbers) == 1 else max(map(int, numbers), default=0))
     simple = len(numbers) == code.count("$")
     i = code.find("$")
     while simple and i >= 0:
         simple = not is_word_char(code[i - 1 : i])
         i = code.find("$", i + 1)
     if simple:  # every $ starts a parameter: the common case, 3x faster than a regex substitution
-        return code.replace("$", "?"), highest
-    return _PARAM_AFTER_NAME.sub(lambda m: m.group() if m.group(1) else "?" + m.group(2), code), highest
+        highest = int(numbers[0]) if len(numbers) == 1 else max(map(int, numbers), default=0)
+        return code.replace("$", "?"), check_param(highest)
+    # a $ inside a name (a$1) is part of the name, not a parameter
+    params = [int(m.group(2)) for m in _PARAM_AFTER_NAME.finditer(code) if not m.group(1)]
+    renumbered = _PARAM_AFTER_NAME.sub(lambda m: m.group() if m.group(1) else "?" + m.group(2), code)
+    return renumbered, check_param(max(params, default=0))
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)

@@ -727,6 +727,20 @@ def test_timeout_inside_a_write_transaction(node_factory: NodeFactory) -> None:
         assert conn.execute("SELECT count(*) FROM w").fetchone() == (0,)
 
 
+def test_like_is_case_sensitive_as_in_postgresql(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE sku(code TEXT PRIMARY KEY CHECK (code LIKE 'A%'))")
+        conn.execute("INSERT INTO sku VALUES ('A_1'), ('AB1'), ('Ax')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO sku VALUES ('a2')")
+        found = conn.execute("SELECT code FROM sku WHERE code LIKE %s ORDER BY code", ("A\\_%",)).fetchall()
+        assert found == [("A_1",)]
+        assert conn.execute("SELECT count(*) FROM sku WHERE code LIKE 'a%'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM sku WHERE code ILIKE 'a%'").fetchone() == (3,)
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="escape character"):
+            conn.execute("SELECT code FROM sku WHERE code LIKE %s", ("A\\",))
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -10,6 +10,7 @@ from typing import Any
 import apsw
 import pytest
 
+from sqlite_ha.db import functions
 from sqlite_ha.errors import HAError
 from sqlite_ha.server.pgwire import dialect
 from sqlite_ha.server.pgwire.catalog import is_catalog_query
@@ -328,6 +329,35 @@ def test_cast_to_a_type_sqlite_cannot_express() -> None:
         translate("SELECT 't'::regclass")
     with pytest.raises(TranslationError, match="JSON"):
         translate("SELECT '{bad'::jsonb")
+
+
+def test_like_matches_case_and_escapes_as_postgresql(conn: apsw.Connection) -> None:
+    """SQLite's LIKE ignores case and has no default escape; PostgreSQL's LIKE does neither."""
+    functions.register(conn)
+    conn.execute("CREATE TABLE w(s TEXT)")
+    words = ["Apple", "apple", "a_b", "axb", "100%", "a*c", "[x]", None]
+    conn.executemany("INSERT INTO w VALUES (?)", [(w,) for w in words])
+
+    def like(condition: str, *params: Any) -> set[str]:
+        return {row[0] for row in run(conn, f"SELECT s FROM w WHERE {condition}", *params)}
+
+    assert like("s LIKE 'A%'") == {"Apple"}
+    assert like("s LIKE $1", "a%") == {"apple", "a_b", "axb", "a*c"}
+    assert like("s LIKE 'a_b'") == {"a_b", "axb"}
+    assert like("s LIKE 'a\\_b'") == {"a_b"}  # \ escapes by default
+    assert like("s LIKE $1", "a\\_b") == {"a_b"}
+    assert like("s LIKE '100!%' ESCAPE '!'") == {"100%"}
+    assert like("s LIKE $1 ESCAPE $2", "a*%", "") == {"a*c"}  # GLOB's own wildcards are plain characters
+    assert like("s LIKE '[x]'") == {"[x]"}
+    assert like("s NOT LIKE 'a%'") == {"Apple", "100%", "[x]"}
+    assert like("s NOT LIKE $1", "%") == set()
+    assert like("s ILIKE 'APPLE'") == {"Apple", "apple"}
+    assert like("s ILIKE 'A\\_B'") == {"a_b"}
+    assert translate("SELECT 1 FROM w WHERE s LIKE 'A%'").sql == "SELECT 1 FROM w WHERE s GLOB 'A*'"
+    with pytest.raises(TranslationError, match="must not end with escape character"):
+        translate("SELECT 'a' LIKE 'a\\'")
+    with pytest.raises(ValueError, match="must not end with escape character"):  # 22P02 to a client
+        run(conn, "SELECT s FROM w WHERE s LIKE $1", "a\\")
 
 
 def test_ilike_and_booleans(users: apsw.Connection) -> None:

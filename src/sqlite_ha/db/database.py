@@ -22,6 +22,7 @@ from typing import Any
 
 import apsw
 
+from sqlite_ha.db import functions
 from sqlite_ha.db.authorizer import Authorizer
 from sqlite_ha.db.capture import Capture
 from sqlite_ha.db.changes import ChangeSet
@@ -136,6 +137,7 @@ class Database:
         deadline.install(conn)
         if self.spec.foreign_keys:
             conn.execute("PRAGMA foreign_keys=ON")
+        functions.register(conn)
         return _Conn(conn, authorizer, deadline)
 
     def _open_file_writer(self) -> _Conn:

@@ -18,6 +18,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from sqlite_ha.db.functions import PatternError, like_to_glob
 from sqlite_ha.server.pgwire import arrays
 from sqlite_ha.server.pgwire.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.translation import TranslationError, check_param
@@ -455,7 +456,45 @@ def _as_string(node: exp.ByteString | exp.RawString, ctx: RewriteContext) -> exp
     return exp.Literal.string(node.name)  # E'…' and $$…$$ are plain text strings once parsed
 
 
+def _rewrite_like(node: exp.Like | exp.ILike | exp.Escape, ctx: RewriteContext) -> exp.Expr:
+    """PostgreSQL's LIKE matches case-sensitively and ``\\`` escapes by default; SQLite's LIKE ignores case.
+
+    ``x LIKE p`` becomes ``x GLOB …``, SQLite's case-sensitive match: a literal pattern is converted here,
+    any other goes through ``pg_like_glob`` (``sqlite_ha.db.functions``) when the statement runs. ILIKE stays
+    SQLite's LIKE (case-insensitive for ASCII letters only), with PostgreSQL's default escape.
+    """
+    if isinstance(node, exp.Escape):
+        like, escape = node.this, node.expression
+        if not isinstance(like, exp.Like | exp.ILike):
+            return node
+    elif isinstance(node.parent, exp.Escape):
+        return node  # the Escape around it rewrites both
+    else:
+        like, escape = node, exp.Literal.string("\\")
+    subject, pattern, negate = like.this, like.expression, bool(like.args.get("negate"))
+    if ctx.catalog or isinstance(pattern, exp.Any | exp.All):
+        return node
+    if isinstance(like, exp.ILike):
+        return exp.Escape(this=exp.Like(this=subject, expression=pattern, negate=negate), expression=escape)
+    if _is_string(pattern) and _is_string(escape):
+        try:
+            glob: exp.Expr = exp.Literal.string(like_to_glob(pattern.name, escape.name) or "")
+        except PatternError as e:
+            raise TranslationError(str(e)) from None
+    else:
+        glob = _call("pg_like_glob", pattern, escape)
+    match = exp.Glob(this=subject, expression=glob)
+    return exp.Not(this=match) if negate else match
+
+
+def _is_string(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Literal) and node.is_string
+
+
 _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
+    exp.Like: _rewrite_like,
+    exp.ILike: _rewrite_like,
+    exp.Escape: _rewrite_like,
     exp.Parameter: _rewrite_parameter,
     exp.Cast: _rewrite_cast,
     exp.CurrentTimestamp: _now,

@@ -1,0 +1,58 @@
+"""SQL functions every connection of a node has.
+
+SQL translated from PostgreSQL calls them, and such SQL can end up in the schema (a view, a CHECK
+constraint, a trigger) that every node reads, the connections that apply change sets included: so they are
+on every connection, not only on those serving PostgreSQL clients. They are deterministic and innocuous
+(no side effects), so SQLite allows them in the schema even with ``trusted_schema`` off.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from sqlite_ha.db.values import SQLiteValue
+
+_GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
+
+
+class PatternError(ValueError):
+    """A LIKE pattern PostgreSQL refuses (SQLSTATE 22025)."""
+
+
+def like_to_glob(pattern: object, escape: object = "\\") -> str | None:
+    """PostgreSQL's ``LIKE`` pattern as a ``GLOB`` pattern.
+
+    PostgreSQL's LIKE is case-sensitive and ``\\`` escapes by default; SQLite's LIKE ignores case (ASCII) and
+    has no default escape. GLOB is SQLite's case-sensitive match (and it can use an index for a prefix), so
+    ``x LIKE p`` runs as ``x GLOB like_to_glob(p)``. NULL in, NULL out; an empty ``escape`` escapes nothing.
+    """
+    if pattern is None or escape is None:
+        return None
+    text, esc = str(pattern), str(escape)
+    if len(esc) > 1:
+        raise PatternError(f"invalid escape string {esc!r}: it must be empty or one character")
+    out: list[str] = []
+    chars = iter(text)
+    for ch in chars:
+        if ch == esc:
+            literal = next(chars, None)
+            if literal is None:
+                raise PatternError("LIKE pattern must not end with escape character")
+            out.append(_GLOB_LITERAL.get(literal, literal))
+        elif ch == "%":
+            out.append("*")
+        elif ch == "_":
+            out.append("?")
+        else:
+            out.append(_GLOB_LITERAL.get(ch, ch))
+    return "".join(out)
+
+
+def _pg_like_glob(*args: SQLiteValue) -> str | None:
+    return like_to_glob(*args)
+
+
+def register(conn: apsw.Connection) -> None:
+    conn.create_scalar_function(
+        "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
+    )

@@ -25,7 +25,8 @@ import struct
 import unicodedata
 from dataclasses import dataclass
 
-from sqlite_ha.server.pgwire.codec import ProtocolError, _Reader
+from sqlite_ha.server.pgwire.codec import ProtocolError
+from sqlite_ha.server.pgwire.protocol import _Reader
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"

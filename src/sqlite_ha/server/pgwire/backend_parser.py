@@ -36,8 +36,8 @@ from sqlite_ha.server.pgwire.codec import (
     StartupMessage,
     Sync,
     Terminate,
-    _Reader,
 )
+from sqlite_ha.server.pgwire.protocol import _Reader
 
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")

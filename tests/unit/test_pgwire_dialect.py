@@ -603,6 +603,9 @@ def test_split_statements(sql: str, pieces: list[str]) -> None:
         ("WITH x AS (SELECT 1) SELECT * FROM x", "query"),
         ("COMMIT PREPARED 'x'", "query"),
         ("SETTINGS", "query"),
+        ("/* a /* nested */ comment */ SET x = 1", "set"),
+        ("-- c\n  /* d */ BEGIN", "begin"),
+        ("/* unterminated SET x = 1", "query"),
         ("", "query"),
     ],
 )

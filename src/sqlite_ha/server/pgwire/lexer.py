@@ -114,6 +114,28 @@ _SESSION_COMMAND = re.compile(
 
 def classify(sql: str) -> str:
     """The kind of one statement from its first keywords: a session command's name, else ``"query"``."""
-    lead = LEADING_NOISE.match(sql)
-    m = _SESSION_COMMAND.match(sql, lead.end() if lead else 0)
+    m = _SESSION_COMMAND.match(sql, _noise_end(sql))
     return m.lastgroup if m is not None and m.lastgroup else "query"
+
+
+def _noise_end(sql: str) -> int:
+    """Where the leading whitespace and comments end; block comments nest, as in PostgreSQL."""
+    i, n = 0, len(sql)
+    while i < n:
+        if sql[i].isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            newline = sql.find("\n", i)
+            i = n if newline < 0 else newline + 1
+        elif sql.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if sql.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif sql.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        else:
+            break
+    return i

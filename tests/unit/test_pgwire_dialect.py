@@ -117,7 +117,15 @@ def test_translations_are_cached() -> None:
     assert translate(sql) is translate(sql)
     pg = "SELECT now() - interval '3 days' AS cached"
     assert translate(pg) is translate(pg)
-    assert translate.cache_info().maxsize == dialect.CACHE_SIZE
+    assert dialect._translated.cache_info().maxsize == dialect.CACHE_SIZE
+    bad = "SELECT 't'::regclass AS cached"
+    for _ in range(2):
+        with pytest.raises(TranslationError, match="regclass"):
+            translate(bad)
+    hits = dialect._translated.cache_info().hits
+    with pytest.raises(TranslationError, match="regclass"):
+        translate(bad)
+    assert dialect._translated.cache_info().hits == hits + 1  # a refusal is cached too
 
 
 @pytest.mark.parametrize(
@@ -142,7 +150,8 @@ def test_sqlite_compatible_statements_do_not_call_sqlglot(sql: str, monkeypatch:
         raise AssertionError("sqlglot was called")
 
     monkeypatch.setattr(dialect.sqlglot, "parse", refuse)
-    t = translate.__wrapped__(sql)
+    t = dialect._translated.__wrapped__(sql)  # uncached
+    assert not isinstance(t, tuple), t
     assert t.translated is False
     assert t.sql == sql.replace("$", "?")
 
@@ -537,7 +546,9 @@ def test_garbage_is_a_clear_translation_error(sql: str) -> None:
     assert "\x1b" not in message  # sqlglot's ANSI underline is not passed on
     assert isinstance(info.value, HAError)
     assert info.value.code == "translation_error"
-    assert isinstance(info.value.__cause__, Exception)
+    reason = info.value.fields["reason"]
+    assert reason
+    assert message.endswith(reason)  # sqlglot's own words say what is wrong
 
 
 # --- splitting and classifying -----------------------------------------------------------------------------

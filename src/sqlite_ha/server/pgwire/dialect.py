@@ -198,11 +198,23 @@ def _renumber(code: str) -> tuple[str, int]:
     return renumbered, check_param(max(params, default=0))
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
 def translate(sql: str) -> Translation:
-    """SQLite text for a PostgreSQL query string (possibly several statements); cached by text."""
-    fast = _fast_translate(sql)
-    return fast if fast is not None else _translate_with_sqlglot(sql)
+    """SQLite text for a PostgreSQL query string (possibly several statements); cached by text, refusals
+    too: a client repeating a statement that cannot be translated would otherwise pay sqlglot every time."""
+    found = _translated(sql)
+    if isinstance(found, Translation):
+        return found
+    reason, hint = found
+    raise TranslationError(reason, hint=hint)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _translated(sql: str) -> Translation | tuple[str, str | None]:
+    try:
+        fast = _fast_translate(sql)
+        return fast if fast is not None else _translate_with_sqlglot(sql)
+    except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
+        return e.reason, e.hint
 
 
 @functools.lru_cache(maxsize=1024)

@@ -26,7 +26,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from sqlite_ha.server.pgwire.codec import ProtocolError
-from sqlite_ha.server.pgwire.protocol import _Reader
+from sqlite_ha.server.pgwire.protocol import BodyReader
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"
@@ -232,7 +232,7 @@ class ScramServer:
             raise AuthFailed(f"SCRAM exchange got a {what} message in state {current.value!r}")
 
     def _initial(self, data: bytes) -> bytes:
-        r = _Reader(data, "SASLInitialResponse")
+        r = BodyReader(data, "SASLInitialResponse")
         mechanism = r.cstring("mechanism name")
         if mechanism == SCRAM_SHA_256_PLUS:
             raise AuthFailed("client selected SCRAM-SHA-256-PLUS, which this server does not offer")

@@ -37,7 +37,7 @@ from sqlite_ha.server.pgwire.codec import (
     Sync,
     Terminate,
 )
-from sqlite_ha.server.pgwire.protocol import _Reader
+from sqlite_ha.server.pgwire.protocol import BodyReader
 
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")
@@ -87,13 +87,13 @@ class BackendParser:
 
 def decode_authentication(body: bytes) -> tuple[int, bytes]:
     """The request code (0 ok, 3 cleartext, 5 MD5, 10 SASL, 11 continue, 12 final) and what follows it."""
-    r = _Reader(body, "Authentication")
+    r = BodyReader(body, "Authentication")
     return r.number(_I32, "request code"), body[4:]
 
 
 def decode_sasl_mechanisms(data: bytes) -> list[str]:
     """The payload of AuthenticationSASL (code 10): NUL-terminated names, then an empty one."""
-    r = _Reader(data, "AuthenticationSASL")
+    r = BodyReader(data, "AuthenticationSASL")
     names = []
     while (name := r.cstring("mechanism name")) != "":
         names.append(name)
@@ -102,21 +102,21 @@ def decode_sasl_mechanisms(data: bytes) -> list[str]:
 
 
 def decode_parameter_status(body: bytes) -> tuple[str, str]:
-    r = _Reader(body, "ParameterStatus")
+    r = BodyReader(body, "ParameterStatus")
     name, value = r.cstring("name"), r.cstring("value")
     r.end()
     return name, value
 
 
 def decode_backend_key_data(body: bytes) -> tuple[int, int]:
-    r = _Reader(body, "BackendKeyData")
+    r = BodyReader(body, "BackendKeyData")
     pid, secret = r.number(_U32, "process ID"), r.number(_U32, "secret key")
     r.end()
     return pid, secret
 
 
 def decode_ready_for_query(body: bytes) -> str:
-    r = _Reader(body, "ReadyForQuery")
+    r = BodyReader(body, "ReadyForQuery")
     status = r.byte("transaction status")
     r.end()
     if status not in ("I", "T", "E"):
@@ -125,14 +125,14 @@ def decode_ready_for_query(body: bytes) -> str:
 
 
 def decode_command_complete(body: bytes) -> str:
-    r = _Reader(body, "CommandComplete")
+    r = BodyReader(body, "CommandComplete")
     tag = r.cstring("command tag")
     r.end()
     return tag
 
 
 def decode_row_description(body: bytes) -> tuple[Field, ...]:
-    r = _Reader(body, "RowDescription")
+    r = BodyReader(body, "RowDescription")
     fields = []
     for _ in range(r.number(_U16, "field count")):
         name = r.cstring("field name")
@@ -155,7 +155,7 @@ def decode_row_description(body: bytes) -> tuple[Field, ...]:
 
 
 def decode_data_row(body: bytes) -> tuple[bytes | None, ...]:
-    r = _Reader(body, "DataRow")
+    r = BodyReader(body, "DataRow")
     values = r.values(r.number(_U16, "column count"), "column")
     r.end()
     return values
@@ -163,7 +163,7 @@ def decode_data_row(body: bytes) -> tuple[bytes | None, ...]:
 
 def decode_error_response(body: bytes) -> dict[str, str]:
     """Field code ('S', 'C', 'M', ...) to value; NoticeResponse has the same body."""
-    r = _Reader(body, "ErrorResponse")
+    r = BodyReader(body, "ErrorResponse")
     fields: dict[str, str] = {}
     while (code := r.byte("field type")) != "\0":
         fields[code] = r.cstring(f"field {code!r}")
@@ -172,14 +172,14 @@ def decode_error_response(body: bytes) -> dict[str, str]:
 
 
 def decode_parameter_description(body: bytes) -> tuple[int, ...]:
-    r = _Reader(body, "ParameterDescription")
+    r = BodyReader(body, "ParameterDescription")
     oids = tuple(r.number(_U32, "parameter type") for _ in range(r.number(_U16, "parameter count")))
     r.end()
     return oids
 
 
 def decode_negotiate_protocol_version(body: bytes) -> tuple[int, tuple[str, ...]]:
-    r = _Reader(body, "NegotiateProtocolVersion")
+    r = BodyReader(body, "NegotiateProtocolVersion")
     minor = r.number(_I32, "newest minor version")
     options = tuple(r.cstring("option name") for _ in range(r.number(_I32, "option count")))
     r.end()

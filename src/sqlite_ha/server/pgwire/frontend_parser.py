@@ -42,8 +42,8 @@ from sqlite_ha.server.pgwire.protocol import (
     GSSENC_REQUEST_CODE,
     PROGRAM_LIMIT_EXCEEDED,
     SSL_REQUEST_CODE,
+    BodyReader,
     ProtocolError,
-    _Reader,
 )
 
 # PostgreSQL's own caps (MAX_STARTUP_PACKET_LENGTH, PQ_SMALL_MESSAGE_LIMIT, PG_MAX_AUTH_TOKEN_LENGTH): a
@@ -61,20 +61,20 @@ _U32 = struct.Struct("!I")
 # --- body decoding ---------------------------------------------------------------------------------------
 
 
-def _kind(r: _Reader) -> str:
+def _kind(r: BodyReader) -> str:
     kind = r.byte("kind")
     if kind not in ("S", "P"):
         raise r.fail(f"kind {kind!r} is neither 'S' (statement) nor 'P' (portal)")
     return kind
 
 
-def _decode_query(r: _Reader) -> Query:
+def _decode_query(r: BodyReader) -> Query:
     sql = r.cstring("query string")
     r.end()
     return Query(sql=sql)
 
 
-def _decode_parse(r: _Reader) -> Parse:
+def _decode_parse(r: BodyReader) -> Parse:
     name = r.cstring("statement name")
     sql = r.cstring("query string")
     count = r.number(_U16, "parameter type count")
@@ -91,7 +91,7 @@ _COUNTED_I16: dict[int, struct.Struct] = {n: struct.Struct(f"!{n}h") for n in ra
 
 
 def _bind_fast(data: bytes) -> Bind | None:
-    """A well-formed Bind in one pass (most of a point read's decoding was ``_Reader`` calls); None for
+    """A well-formed Bind in one pass (most of a point read's decoding was ``BodyReader`` calls); None for
     anything unusual or wrong, which ``_decode_bind`` then decodes or explains field by field."""
     try:
         a = data.index(0)
@@ -133,7 +133,7 @@ def _bind_fast(data: bytes) -> Bind | None:
         return None
 
 
-def _decode_bind(r: _Reader) -> Bind:
+def _decode_bind(r: BodyReader) -> Bind:
     fast = _bind_fast(r.data)
     if fast is not None:
         return fast
@@ -158,21 +158,21 @@ def _decode_bind(r: _Reader) -> Bind:
     )
 
 
-def _decode_describe(r: _Reader) -> Describe:
+def _decode_describe(r: BodyReader) -> Describe:
     kind = _kind(r)
     name = r.cstring("name")
     r.end()
     return Describe(kind=kind, name=name)
 
 
-def _decode_close(r: _Reader) -> Close:
+def _decode_close(r: BodyReader) -> Close:
     kind = _kind(r)
     name = r.cstring("name")
     r.end()
     return Close(kind=kind, name=name)
 
 
-def _decode_execute(r: _Reader) -> Execute:
+def _decode_execute(r: BodyReader) -> Execute:
     data = r.data
     if len(data) == 5 and data[0] == 0:  # the unnamed portal, as nearly every client sends it
         return Execute(portal="", max_rows=_I32.unpack_from(data, 1)[0])
@@ -182,13 +182,13 @@ def _decode_execute(r: _Reader) -> Execute:
     return Execute(portal=portal, max_rows=max_rows)
 
 
-def _decode_copy_fail(r: _Reader) -> CopyFail:
+def _decode_copy_fail(r: BodyReader) -> CopyFail:
     message = r.cstring("error message")
     r.end()
     return CopyFail(message=message)
 
 
-def _decode_function_call(r: _Reader) -> FunctionCall:
+def _decode_function_call(r: BodyReader) -> FunctionCall:
     oid = r.number(_U32, "function OID")
     arg_formats = r.formats(r.number(_U16, "argument format count"), "argument format codes")
     count = r.number(_U16, "argument count")
@@ -204,21 +204,21 @@ def _decode_function_call(r: _Reader) -> FunctionCall:
     return FunctionCall(function_oid=oid, arg_formats=arg_formats, args=args, result_format=result_format)
 
 
-def _empty(message: FrontendMessage) -> Callable[[_Reader], FrontendMessage]:
-    def decode(r: _Reader) -> FrontendMessage:
+def _empty(message: FrontendMessage) -> Callable[[BodyReader], FrontendMessage]:
+    def decode(r: BodyReader) -> FrontendMessage:
         r.end()
         return message
 
     return decode
 
 
-def _raw(cls: type[PasswordMessage | CopyData]) -> Callable[[_Reader], FrontendMessage]:
+def _raw(cls: type[PasswordMessage | CopyData]) -> Callable[[BodyReader], FrontendMessage]:
     return lambda r: cls(data=r.data)
 
 
 class _Spec(NamedTuple):
     name: str
-    decode: Callable[[_Reader], FrontendMessage]
+    decode: Callable[[BodyReader], FrontendMessage]
     limit: int | None  # a cap below max_message_size, or None
 
 
@@ -264,7 +264,7 @@ def _decode_startup(packet: bytes) -> FrontendMessage:
             f"unsupported frontend protocol {major}.{minor}: this server speaks protocol 3.0",
             FEATURE_NOT_SUPPORTED,
         )
-    r = _Reader(packet, "StartupMessage")
+    r = BodyReader(packet, "StartupMessage")
     r.pos = 8
     params: dict[str, str] = {}
     try:
@@ -358,7 +358,7 @@ class FrontendParser:
                             self._pos = 0
                         else:
                             self._pos = end
-                        decoded = spec.decode(_Reader(body, spec.name))
+                        decoded = spec.decode(BodyReader(body, spec.name))
                         self._last = spec.name
                         if type(decoded) is Terminate:
                             self.phase = Phase.CLOSED
@@ -445,4 +445,4 @@ class FrontendParser:
         if available < 1 + length:
             return None
         body = self._take(pos + 5, pos + 1 + length)
-        return spec.decode(_Reader(body, spec.name))
+        return spec.decode(BodyReader(body, spec.name))

@@ -4,7 +4,7 @@ Two kinds of errors matter to the session, and ``ProtocolError.fatal`` tells the
 does: a broken frame (bad length, unknown type byte, oversized message, anything in the startup phase) leaves
 no way to find the next message, so the connection must close; a well-framed message with bad content (a
 string without its NUL, invalid UTF-8, a bad format code) has already been consumed, so the session reports
-an ErrorResponse and, in the extended protocol, skips to the next Sync. ``_Reader`` raises the second kind,
+an ErrorResponse and, in the extended protocol, skips to the next Sync. ``BodyReader`` raises the second kind,
 naming the field that broke, for the server's decoders and for the test client's (``backend_parser``) alike.
 """
 
@@ -37,7 +37,7 @@ class ProtocolError(Exception):
 _I32 = struct.Struct("!i")
 
 
-class _Reader:
+class BodyReader:
     """Cursor over one message body; every error names the message and the field that broke."""
 
     __slots__ = ("data", "pos", "what")

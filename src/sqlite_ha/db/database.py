@@ -390,7 +390,9 @@ class Database:
         remaining = max(limits.timeout - (time.monotonic() - started), 0.001)
         worker = c if write else self._take_slow_reader()
         try:
-            return await on_thread(self._slow, worker.conn, self._run, worker, requests, begin, remaining)
+            return await on_thread(
+                self._slow, worker.conn, worker.deadline, self._run, worker, requests, begin, remaining
+            )
         finally:
             if not write:
                 self._slow_readers.append(worker)

@@ -46,27 +46,38 @@ T = TypeVar("T")
 
 
 async def on_thread(
-    executor: Executor, conn: apsw.Connection, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    executor: Executor,
+    conn: apsw.Connection,
+    deadline: Deadline,
+    fn: Callable[P, T],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> T:
-    """Run ``fn`` (which uses ``conn``) on a worker thread; if the caller is cancelled, stop it there too.
+    """Run ``fn`` (which uses ``conn``, guarded by ``deadline``) on a worker thread; if the caller is
+    cancelled, stop it there too.
 
     Cancelling the awaiting task does not stop a thread: a cancelled slow query would keep its worker and
     its connection busy until the query timeout, and the connection could be handed to the next request
-    while the thread still runs on it. So the statement is interrupted, and the cancellation goes on only
-    once the thread has let go of the connection (at once: SQLite checks for an interrupt at every step).
+    while the thread still runs on it. So the running statement is interrupted and any later one is refused
+    (``Deadline.stop``: an interrupt between two statements would be lost), and the cancellation goes on only
+    once the thread has let go of the connection, which is at once.
     """
     job = executor.submit(fn, *args, **kwargs)
     try:
         return await asyncio.wrap_future(job)
     except asyncio.CancelledError:
+        deadline.stop()
         conn.interrupt()
-        while not job.done():
-            waiter = asyncio.wrap_future(job)
-            waiter.add_done_callback(_retrieve)
-            try:
-                await asyncio.wait([waiter])
-            except asyncio.CancelledError:
-                continue  # cancelled again: the connection still has to be let go of first
+        try:
+            while not job.done():
+                waiter = asyncio.wrap_future(job)
+                waiter.add_done_callback(_retrieve)
+                try:
+                    await asyncio.wait([waiter])
+                except asyncio.CancelledError:
+                    continue  # cancelled again: the connection still has to be let go of first
+        finally:
+            deadline.release()
         raise
 
 
@@ -88,6 +99,13 @@ class Deadline:
     def __init__(self) -> None:
         self.at = float("inf")
         self.fired = False
+        self.stopped = False  # the caller gave up: end whatever runs, whatever ``arm`` says, until release
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def release(self) -> None:
+        self.stopped = False
 
     def install(self, conn: apsw.Connection) -> None:
         conn.set_progress_handler(self, self.STEPS)
@@ -100,6 +118,8 @@ class Deadline:
         self.at = float("inf")
 
     def __call__(self) -> bool:
+        if self.stopped:
+            return True
         if time.monotonic() > self.at:
             self.fired = True
             return True

@@ -53,7 +53,7 @@ class WriteTransaction:
         self._check_open()
         if self._db.spec.memory:
             return self._run(statements)
-        return await on_thread(self._db._slow, self._c.conn, self._run, statements)
+        return await on_thread(self._db._slow, self._c.conn, self._c.deadline, self._run, statements)
 
     def _run(self, statements: Sequence[Statement]) -> list[Result]:
         c = self._c

@@ -741,6 +741,14 @@ def test_like_is_case_sensitive_as_in_postgresql(pg: NodeProcess) -> None:
             conn.execute("SELECT code FROM sku WHERE code LIKE %s", ("A\\",))
 
 
+def test_generate_series_seeds_a_table(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE seq(id INTEGER PRIMARY KEY, v TEXT)")
+        cur = conn.execute("INSERT INTO seq SELECT g, 'v' || g FROM generate_series(1, %s) AS g", (5000,))
+        assert cur.rowcount == 5000
+        assert conn.execute("SELECT count(*), sum(id) FROM seq").fetchone() == (5000, 5000 * 5001 // 2)
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -369,6 +369,34 @@ def test_like_matches_case_and_escapes_as_postgresql(conn: apsw.Connection) -> N
         run(conn, "SELECT s FROM w WHERE s LIKE $1", "a\\")
 
 
+@pytest.mark.parametrize(
+    ("sql", "params", "name", "values"),
+    [
+        ("SELECT * FROM generate_series(1, 5)", (), "generate_series", [1, 2, 3, 4, 5]),
+        ("SELECT g FROM generate_series(10, 1, -3) AS g", (), "g", [10, 7, 4, 1]),
+        ("SELECT x FROM generate_series($1, $2) AS t(x)", (2, 4), "x", [2, 3, 4]),
+        ("SELECT t.x * 2 FROM generate_series(1, 3) t(x) ORDER BY 1 DESC", (), None, [6, 4, 2]),
+        ("SELECT * FROM generate_series(5, 1)", (), None, []),
+        ("SELECT * FROM generate_series(1, 3, 0)", (), None, []),
+    ],
+)
+def test_generate_series_in_from(
+    conn: apsw.Connection, sql: str, params: tuple[Any, ...], name: str | None, values: list[int]
+) -> None:
+    cursor = conn.execute(translate(sql).sql, params)
+    if name is not None:
+        assert cursor.getdescription()[0][0] == name  # named as PostgreSQL names it
+    assert [row[0] for row in cursor] == values
+
+
+def test_generate_series_fills_a_table(conn: apsw.Connection) -> None:
+    conn.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
+    run(conn, "INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 1000) AS g")
+    assert one(conn, "SELECT count(*) FROM kv") == 1000
+    with pytest.raises(TranslationError, match="integers only"):
+        translate("SELECT * FROM generate_series(now(), now() + interval '1 day', interval '1 hour')")
+
+
 def test_ilike_and_booleans(users: apsw.Connection) -> None:
     assert run(users, "SELECT id FROM users WHERE email ILIKE $1 ORDER BY id", "alice%") == [(1,)]
     assert run(users, "SELECT id FROM users WHERE name NOT ILIKE 'a%' ORDER BY id") == [(2,), (3,)]

@@ -403,6 +403,42 @@ def _rewrite_array(node: exp.Array, ctx: RewriteContext) -> exp.Expr:
     return _call("json_array", *node.expressions)
 
 
+def _rewrite_table(node: exp.Table, ctx: RewriteContext) -> exp.Expr:
+    if isinstance(node.this, exp.ExplodingGenerateSeries | exp.GenerateSeries) and not ctx.catalog:
+        return _generate_series(node, node.this)
+    return _drop_public_schema(node, ctx)
+
+
+_SERIES = (
+    "(WITH RECURSIVE _series(v) AS (SELECT _start_ WHERE {continues} "
+    "UNION ALL SELECT v + _step_ FROM _series WHERE {next_continues}) SELECT v FROM _series)"
+)
+_CONTINUES = "CASE WHEN _step_ > 0 THEN {x} <= _end_ WHEN _step_ < 0 THEN {x} >= _end_ END"
+
+
+def _generate_series(table: exp.Table, series: exp.Expr) -> exp.Expr:
+    """``FROM generate_series(start, stop[, step]) [AS t[(x)]]`` of integers: SQLite has no such table
+    function in this build, so the rows come from a recursive CTE, named as PostgreSQL names them (the
+    column is ``x``, else the alias, else ``generate_series``). A zero step gives no rows."""
+    start, end = series.args.get("start"), series.args.get("end")
+    step = series.args.get("step") or exp.Literal.number(1)
+    if start is None or end is None or any(isinstance(a, exp.Interval) for a in (start, end, step)):
+        raise TranslationError("generate_series is supported over integers only")
+    template = _SERIES.format(
+        continues=_CONTINUES.format(x="_start_"), next_continues=_CONTINUES.format(x="v + _step_")
+    )
+    rows = _fill(template, _start_=start, _end_=end, _step_=step)
+    select = rows.this if isinstance(rows, exp.Subquery) else rows
+    if not isinstance(select, exp.Select):
+        raise TranslationError("generate_series: unexpected template")  # cannot happen: the template is fixed
+    alias = table.args.get("alias")
+    table_name = alias.name if alias is not None and alias.name else "generate_series"
+    columns = alias.columns if alias is not None else []
+    column = columns[0].name if columns else table_name
+    select.set("expressions", [exp.alias_(exp.column("v"), column, quoted=True)])
+    return exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(table_name)))
+
+
 def _drop_public_schema(node: exp.Table | exp.Column, ctx: RewriteContext) -> exp.Expr:
     db = node.args.get("db")
     if isinstance(db, exp.Identifier) and db.name.lower() == "public" and not node.args.get("catalog"):
@@ -510,7 +546,7 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.Extract: _rewrite_extract,
     **dict.fromkeys((exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE), _rewrite_quantified),
     exp.Array: _rewrite_array,
-    exp.Table: _drop_public_schema,
+    exp.Table: _rewrite_table,
     exp.Column: _drop_public_schema,
     exp.OnConflict: _rewrite_on_conflict,
     exp.IndexParameters: _rewrite_index_parameters,

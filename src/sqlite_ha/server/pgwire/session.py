@@ -39,6 +39,7 @@ from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.server.pgwire import catalog, codec, commands, handshake
 from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.colnames import pg_column_name
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.dialect import (
     TranslationError,
@@ -381,7 +382,7 @@ class Session:
             inferred = result_types(prepared.run_sql, db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
         prepared.columns = [
-            t.Column(name, t.oid_for_declared(decl) or _guess_oid(name), False)
+            t.Column(pg_column_name(name, prepared.sql), t.oid_for_declared(decl) or _guess_oid(name), False)
             for (name, _), decl in zip(described.columns, declared, strict=True)
         ]
         if not all(prepared.param_oids):
@@ -604,7 +605,7 @@ class Session:
     def _outcome(self, prepared: Prepared, result: Result, notices: list[str]) -> Outcome:
         if result.columns:
             columns = [
-                t.Column(name, t.column_oid(decl, result.rows, i), False)
+                t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
                 for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
             ]
             if prepared.columns and len(prepared.columns) == len(columns):

@@ -1,0 +1,54 @@
+"""Result column names as PostgreSQL gives them.
+
+SQLite names an unaliased expression by its text (``count(*)``, ``a + b``, ``1``); PostgreSQL names a
+function call by the function (``count``), a CASE ``case``, EXISTS ``exists``, and any other expression
+``?column?``. Clients read columns by name (psycopg's ``dict_row``, asyncpg's ``Record['count']``, pandas),
+so the names have to match. Column references and aliases keep their names, as in both.
+"""
+
+from __future__ import annotations
+
+import re
+
+_IDENTIFIER = re.compile(r"[^\W\d][\w$]*")
+_CALL = re.compile(r"(?:[^\W\d][\w$]*\s*\.\s*)?([^\W\d][\w$]*)\s*\(", re.S)
+_KEYWORD = re.compile(r"(CASE|EXISTS)\b", re.I)
+_CAST_OF_COLUMN = re.compile(r"\s*([^\W\d][\w$]*)\s+AS\s", re.I)
+_TRANSLATED = {"DATETIME('now', 'subsec')": "now"}  # what dialect makes of now(): named after the original
+
+
+def pg_column_name(name: str, sql: str) -> str:
+    """PostgreSQL's name for a result column SQLite named ``name``, in the statement ``sql``."""
+    if _IDENTIFIER.fullmatch(name) or f'"{name}"' in sql:
+        return name  # a column, or an alias (one that is not an identifier has to be quoted)
+    text = name.strip()
+    if text in _TRANSLATED:
+        return _TRANSLATED[text]
+    call = _CALL.match(text)
+    if call is not None and _closes_at_end(text, call.end() - 1):
+        function = call.group(1).lower()
+        if function != "cast":
+            return function
+        column = _CAST_OF_COLUMN.match(text, call.end())
+        return column.group(1) if column is not None else "?column?"  # PostgreSQL: the type name, rarely read
+    keyword = _KEYWORD.match(text)
+    return keyword.group(1).lower() if keyword is not None else "?column?"
+
+
+def _closes_at_end(text: str, opening: int) -> bool:
+    """Whether the parenthesis at ``opening`` closes at the very end of ``text`` (strings skipped)."""
+    depth, quote = 0, ""
+    for i in range(opening, len(text)):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i == len(text) - 1
+    return False

@@ -749,6 +749,34 @@ def test_generate_series_seeds_a_table(pg: NodeProcess) -> None:
         assert conn.execute("SELECT count(*), sum(id) FROM seq").fetchone() == (5000, 5000 * 5001 // 2)
 
 
+def test_result_columns_are_named_as_postgresql_names_them(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        conn.execute("CREATE TABLE cn(id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO cn VALUES (1, 'a'), (2, 'b')")
+        row = conn.execute(
+            "SELECT count(*), max(id), upper(name) AS up, id + 1, CASE WHEN id > 1 THEN 'x' END, name "
+            "FROM cn WHERE id = 2"
+        ).fetchone()
+        assert row == {"count": 1, "max": 2, "up": "B", "?column?": 3, "case": "x", "name": "b"}
+        prepared = conn.execute("SELECT count(*) FROM cn WHERE id > %s", (0,), prepare=True).fetchone()
+        assert prepared == {"count": 2}
+
+    async def with_asyncpg() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
+        )  # type: ignore[attr-defined]
+        try:
+            record = await conn.fetchrow("SELECT count(*), sum(id) AS total FROM cn")
+            assert record is not None
+            assert (record["count"], record["total"]) == (2, 3)
+            # aggregates of a typed column are announced with its type (asyncpg decodes by it): not text
+            assert await conn.fetchrow("SELECT max(id), min(name), sum(id) + 1 FROM cn") == (2, "a", 4)
+        finally:
+            await conn.close()
+
+    asyncio.run(with_asyncpg())
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -8,6 +8,7 @@ type comes from the tables the statement names; a parameter found nowhere is ann
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify import qualify
 
 _NAME = r'(?:"(?:[^"]|"")+"|\[[^\]]+\]|`[^`]+`|[A-Za-z_][\w$]*)'
 _TABLES = re.compile(rf"\b(?:from|join|into|update)\s+(?:{_NAME}\s*\.\s*)?({_NAME})", re.I)
@@ -90,13 +92,17 @@ def result_types(sql: str, table_types: Callable[[str], dict[str, str]]) -> list
 def _result_types(
     sql: str, schema: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
 ) -> tuple[str | None, ...]:
+    tables: dict[str, object] = {table: {c: d or "TEXT" for c, d in cols} for table, cols in schema if cols}
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
-        typed = annotate_types(
-            tree,
-            schema={table: {c: d or "TEXT" for c, d in cols} for table, cols in schema if cols},
-            dialect="sqlite",
-        )
+    except Exception:
+        return ()
+    # Columns bound to their tables first: unbound, max(id) or sum(id) would have no type. What qualify
+    # cannot bind stays untyped, as without it.
+    with contextlib.suppress(Exception):
+        tree = qualify(tree, schema=tables, dialect="sqlite", validate_qualify_columns=False, identify=False)
+    try:
+        typed = annotate_types(tree, schema=tables, dialect="sqlite")
     except Exception:
         return ()
     if not isinstance(typed, exp.Query):

@@ -777,6 +777,33 @@ def test_result_columns_are_named_as_postgresql_names_them(pg: NodeProcess) -> N
     asyncio.run(with_asyncpg())
 
 
+def test_asyncpg_array_parameters_and_expression_types(pg: NodeProcess) -> None:
+    """asyncpg encodes arguments and decodes results strictly by the announced types: an uncast ``= ANY($1)``
+    takes a list (an array of the column's type), and expressions come back typed, not as text."""
+
+    async def body() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
+        )  # type: ignore[attr-defined]
+        try:
+            await conn.execute("CREATE TABLE arr(id INTEGER PRIMARY KEY, name TEXT)")
+            await conn.executemany("INSERT INTO arr VALUES ($1, $2)", [(1, "a"), (2, "b"), (3, "c")])
+            assert await conn.fetch("SELECT name FROM arr WHERE id = ANY($1) ORDER BY id", [1, 3]) == [
+                ("a",),
+                ("c",),
+            ]
+            assert await conn.fetchval("SELECT count(*) FROM arr WHERE name <> ALL($1)", ["a"]) == 2
+            assert await conn.fetchval("SELECT id = ANY($1::int[]) FROM arr WHERE id = 2", [2]) is True
+            assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+            now = await conn.fetchval("SELECT now()")
+            assert isinstance(now, dt.datetime)
+            assert now.tzinfo is not None
+        finally:
+            await conn.close()
+
+    asyncio.run(body())
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -26,6 +26,7 @@ from sqlite_ha.server.pgwire.colnames import pg_column_name
         ("cast(id as text)", "id"),
         ("CAST(1 AS INTEGER)", "?column?"),
         ("DATETIME('now', 'subsec')", "now"),
+        ("CURRENT_DATE", "current_date"),
         ("id", "id"),
         ("Mixed_Case", "Mixed_Case"),
     ],

@@ -52,6 +52,7 @@ ARRAY_TYPES: dict[int, ArrayType] = {
     )
 }
 BY_NAME = {a.name: a for a in ARRAY_TYPES.values()}
+ARRAY_OF = {a.element: a for a in ARRAY_TYPES.values() if a.name.startswith("_")}  # by element type OID
 
 _INTEGER = re.compile(r"-?\d+")
 _NEEDS_QUOTES = re.compile(r'[{}",\\\s]|^$|^null$', re.I)

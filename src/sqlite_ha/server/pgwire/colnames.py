@@ -14,11 +14,14 @@ _IDENTIFIER = re.compile(r"[^\W\d][\w$]*")
 _CALL = re.compile(r"(?:[^\W\d][\w$]*\s*\.\s*)?([^\W\d][\w$]*)\s*\(", re.S)
 _KEYWORD = re.compile(r"(CASE|EXISTS)\b", re.I)
 _CAST_OF_COLUMN = re.compile(r"\s*([^\W\d][\w$]*)\s+AS\s", re.I)
+_SQL_VALUES = {"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP"}
 _TRANSLATED = {"DATETIME('now', 'subsec')": "now"}  # what dialect makes of now(): named after the original
 
 
 def pg_column_name(name: str, sql: str) -> str:
     """PostgreSQL's name for a result column SQLite named ``name``, in the statement ``sql``."""
+    if name.upper() in _SQL_VALUES and f'"{name}"' not in sql:
+        return name.lower()  # CURRENT_DATE and the like: keywords, named in lower case
     if _IDENTIFIER.fullmatch(name) or f'"{name}"' in sql:
         return name  # a column, or an alias (one that is not an identifier has to be quoted)
     text = name.strip()

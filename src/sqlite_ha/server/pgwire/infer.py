@@ -18,6 +18,9 @@ from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from sqlite_ha.server.pgwire import arrays
+from sqlite_ha.server.pgwire import types as t
+
 _NAME = r'(?:"(?:[^"]|"")+"|\[[^\]]+\]|`[^`]+`|[A-Za-z_][\w$]*)'
 _TABLES = re.compile(rf"\b(?:from|join|into|update)\s+(?:{_NAME}\s*\.\s*)?({_NAME})", re.I)
 _INSERT = re.compile(
@@ -30,6 +33,12 @@ _COMPARE_LEFT = re.compile(
 _COMPARE_RIGHT = re.compile(rf"\?(\d+)\s*(?:=|==|<>|!=|<=|>=|<|>)\s*(?:{_NAME}\s*\.\s*)?({_NAME})", re.I)
 _LIMIT = re.compile(r"\b(?:limit|offset)\s+\?(\d+)", re.I)
 _IN = re.compile(rf"(?:{_NAME}\s*\.\s*)?({_NAME})\s+(?:not\s+)?in\s*\(([^()]*)\)", re.I)
+# what dialect makes of col = ANY($n), col <> ALL($n), col > ANY($n)…: the parameter is an array of col's type
+_QUANTIFIED = re.compile(
+    rf"(?:{_NAME}\s*\.\s*)?({_NAME})\s*(?:not\s+in|in|=|<>|!=|<=|>=|<|>)\s*"
+    r"\(\s*select\s+(?:value|min\(value\)|max\(value\))\s+from\s+json_each\(\s*\?(\d+)\s*\)\s*\)",
+    re.I,
+)
 
 
 def _unquote(name: str) -> str:
@@ -72,6 +81,12 @@ def infer(sql: str, count: int, table_types: Callable[[str], dict[str, str]]) ->
     for m in _IN.finditer(sql):
         for param in re.findall(r"\?(\d+)", m.group(2)):
             put(param, m.group(1))
+    for m in _QUANTIFIED.finditer(sql):
+        i = int(m.group(2)) - 1
+        element = columns.get(_unquote(m.group(1)).lower())
+        array = arrays.ARRAY_OF.get(t.oid_for_declared(element) or t.TEXT) if element else None
+        if 0 <= i < count and out[i] is None and array is not None:
+            out[i] = array.name
     for m in _LIMIT.finditer(sql):
         i = int(m.group(1)) - 1
         if 0 <= i < count and out[i] is None:
@@ -93,8 +108,8 @@ def _result_types(
     sql: str, schema: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
 ) -> tuple[str | None, ...]:
     tables: dict[str, object] = {table: {c: d or "TEXT" for c, d in cols} for table, cols in schema if cols}
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
+    try:  # sqlglot reads SQLite's ?NNN parameters as plain ?, which types the same
+        tree = sqlglot.parse_one(_NUMBERED_PARAM.sub("?", sql), read="sqlite")
     except Exception:
         return ()
     # Columns bound to their tables first: unbound, max(id) or sum(id) would have no type. What qualify
@@ -110,8 +125,15 @@ def _result_types(
     out: list[str | None] = []
     for select in typed.selects:
         kind = select.type.this if select.type is not None else None
-        out.append(_DTYPES.get(kind.name) if kind is not None else None)
+        decl = _DTYPES.get(kind.name) if kind is not None else None
+        if decl is None and select.unalias().sql(dialect="sqlite") == _NOW:
+            decl = "TIMESTAMPTZ"  # what dialect makes of now(), which PostgreSQL types timestamptz
+        out.append(decl)
     return tuple(out)
+
+
+_NUMBERED_PARAM = re.compile(r"\?\d+")
+_NOW = "DATETIME('now', 'subsec')"
 
 
 _DTYPES = {

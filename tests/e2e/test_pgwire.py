@@ -804,6 +804,20 @@ def test_asyncpg_array_parameters_and_expression_types(pg: NodeProcess) -> None:
     asyncio.run(body())
 
 
+def test_psycopg_lists_as_any_parameters(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE lst(id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO lst VALUES (1, 'a'), (2, 'b c'), (3, '007')")
+        assert conn.execute("SELECT name FROM lst WHERE id = ANY(%s) ORDER BY id", ([1, 3],)).fetchall() == [
+            ("a",),
+            ("007",),
+        ]
+        assert conn.execute("SELECT id FROM lst WHERE name = ANY(%s)", (["b c", "007"],)).fetchall() == [
+            (2,),
+            (3,),
+        ]
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -109,6 +109,15 @@ def test_text_parameters() -> None:
     assert t.decode_param(t.to_binary(dt.date(2024, 2, 29).isoformat(), t.DATE), t.DATE, True) == "2024-02-29"
 
 
+def test_array_literals_become_json_as_the_elements_type_says() -> None:
+    """psycopg sends a list as an array literal in text; SQLite's json_each reads arrays as JSON."""
+    assert t.decode_param(b"{1,3}", 1016, False) == "[1,3]"  # int8[]
+    assert t.decode_param(b'{007,"b c",NULL}', 1009, False) == '["007","b c",null]'  # text[] stays text
+    assert t.decode_param(b"{t,f}", 1000, False) == "[1,0]"  # bool[]
+    with pytest.raises(t.BadParameter):
+        t.decode_param(b"{1,x}", 1016, False)
+
+
 def test_binary_refuses_a_value_the_type_cannot_carry() -> None:
     with pytest.raises(t.NotEncodable, match="int8"):
         t.to_binary("not a number", t.INT8)

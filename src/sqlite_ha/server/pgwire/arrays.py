@@ -93,10 +93,19 @@ def _json_item(value: object) -> SQLiteValue:
 
 def _parse_literal(text: str) -> list[SQLiteValue]:
     """``{a,"b c",NULL,3}`` → ``['a', 'b c', None, 3]`` (one dimension)."""
+    return [int(v) if isinstance(v, _Unquoted) and _INTEGER.fullmatch(v) else v for v in literal_items(text)]
+
+
+class _Unquoted(str):
+    """An element written without quotes (which may be read as a number)."""
+
+
+def literal_items(text: str) -> list[str | None]:
+    """The elements of a one-dimensional array literal as text, as written: ``{a,"b c",NULL}``."""
     if not text.endswith("}"):
         raise ValueError(f"malformed array literal: {text[:60]!r}")
     body = text[1:-1]
-    out: list[SQLiteValue] = []
+    out: list[str | None] = []
     i, n = 0, len(body)
     while i < n:
         while i < n and body[i].isspace():
@@ -121,10 +130,7 @@ def _parse_literal(text: str) -> list[SQLiteValue]:
                 chars.append(body[i])
                 i += 1
             word = "".join(chars).strip()
-            if word.upper() == "NULL":
-                out.append(None)
-            else:
-                out.append(int(word) if _INTEGER.fullmatch(word) else word)
+            out.append(None if word.upper() == "NULL" else _Unquoted(word))
         while i < n and body[i] != ",":
             i += 1
         i += 1

@@ -488,6 +488,13 @@ def _decode_text(data: bytes, oid: int) -> SQLiteValue:
     if oid == NUMERIC:
         d = decimal.Decimal(text)
         return int(d) if d == d.to_integral_value() and "." not in text and "e" not in text.lower() else text
+    array = arrays.ARRAY_TYPES.get(oid)
+    if array is not None and text.lstrip().startswith("{"):  # arrays are JSON text in SQLite
+        element = array.element
+        values = [
+            None if v is None else _decode_text(v.encode(), element) for v in arrays.literal_items(text)
+        ]
+        return json_text([_bytes_text(v) if isinstance(v, bytes) else v for v in values])
     return text
 
 

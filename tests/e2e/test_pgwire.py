@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import json
 import os
 import socket
 import subprocess
@@ -798,6 +799,13 @@ def test_asyncpg_array_parameters_and_expression_types(pg: NodeProcess) -> None:
             now = await conn.fetchval("SELECT now()")
             assert isinstance(now, dt.datetime)
             assert now.tzinfo is not None
+            await conn.execute("CREATE TABLE ev(id INTEGER PRIMARY KEY, at TIMESTAMP, doc JSONB)")
+            await conn.execute("""INSERT INTO ev VALUES (1, '2024-01-02 03:04:05', '{"a": [1, 2]}')""")
+            day, later, part = await conn.fetchrow(
+                "SELECT date_trunc('day', at), at + interval '1 day', doc->'a' FROM ev"
+            )
+            assert (day, later) == (dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3, 3, 4, 5))
+            assert json.loads(part) == [1, 2]  # jsonb (asyncpg hands JSON over as text)
         finally:
             await conn.close()
 

@@ -126,14 +126,23 @@ def _result_types(
     for select in typed.selects:
         kind = select.type.this if select.type is not None else None
         decl = _DTYPES.get(kind.name) if kind is not None else None
-        if decl is None and select.unalias().sql(dialect="sqlite") == _NOW:
-            decl = "TIMESTAMPTZ"  # what dialect makes of now(), which PostgreSQL types timestamptz
-        out.append(decl)
+        out.append(decl if decl is not None else _computed_type(select.unalias()))
     return tuple(out)
 
 
 _NUMBERED_PARAM = re.compile(r"\?\d+")
 _NOW = "DATETIME('now', 'subsec')"
+
+
+def _computed_type(expression: exp.Expr) -> str | None:
+    """The type of what dialect's translations compute, which sqlglot leaves untyped: timestamps are
+    ``datetime(…)`` (now() among them, a timestamptz in PostgreSQL), and ``->`` gives JSON."""
+    if isinstance(expression, exp.JSONExtract):
+        return "JSONB"
+    text = expression.sql(dialect="sqlite")
+    if text == _NOW:
+        return "TIMESTAMPTZ"
+    return "TIMESTAMP" if text.upper().startswith("DATETIME(") else None
 
 
 _DTYPES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import enum
 import json
 import os
 import socket
@@ -35,6 +36,8 @@ from sqlalchemy import (
     inspect,
     select,
 )
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
@@ -824,6 +827,40 @@ def test_psycopg_lists_as_any_parameters(pg: NodeProcess) -> None:
             (2,),
             (3,),
         ]
+
+
+class Mood(enum.Enum):
+    happy = "happy"
+    sad = "sad"
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mood: Mapped[Mood] = mapped_column(SAEnum(Mood), default=Mood.happy)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+def test_sqlalchemy_enum_types_and_jsonb_subscripts(pg: NodeProcess) -> None:
+    """SQLAlchemy creates a native enum type before its table, and reads jsonb with subscripts."""
+    engine = create_engine(f"postgresql+psycopg://ha:{PASSWORD}@127.0.0.1:{pg.pg_port}/app")  # type: ignore[attr-defined]
+    try:
+        Profile.__table__.create(engine)  # CREATE TYPE mood AS ENUM (…), then CREATE TABLE
+        with Session(engine) as s:
+            s.add_all([Profile(mood=Mood.sad, meta={"k": [1, 2], "s": "x"}), Profile()])
+            s.commit()
+            assert s.scalars(select(Profile.mood).order_by(Profile.id)).all() == [Mood.sad, Mood.happy]
+            assert s.scalar(select(Profile.meta["k"]).where(Profile.id == 1)) == [1, 2]
+            assert s.scalar(select(Profile.meta["k"][1]).where(Profile.id == 1)) == 2  # jsonb: 0-based
+        Profile.__table__.drop(engine)  # DROP TABLE, then DROP TYPE mood
+    finally:
+        engine.dispose()
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="only enum types"):
+            conn.execute("CREATE TYPE pair AS (a int, b int)")
+        conn.execute("CREATE TABLE arrs(id INTEGER PRIMARY KEY, tags TEXT)")
+        with pytest.raises(psycopg.errors.SyntaxError, match="subscript"):
+            conn.execute("SELECT tags[1] FROM arrs")  # not answered as a quoted name by SQLite
 
 
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:

@@ -397,6 +397,30 @@ def test_generate_series_fills_a_table(conn: apsw.Connection) -> None:
         translate("SELECT * FROM generate_series(now(), now() + interval '1 day', interval '1 hour')")
 
 
+@pytest.mark.parametrize(
+    ("sql", "params", "expected"),
+    [
+        ("SELECT ($1+$2)::int", (1, 2), 3),  # sqlglot alone reads $1+$ as a dollar-quoted string
+        ("SELECT $1::int*$2::int", (3, 4), 12),
+        ("SELECT $1||$2||'!'", ("a", "b"), "ab!"),
+    ],
+)
+def test_parameters_without_spaces(
+    conn: apsw.Connection, sql: str, params: tuple[Any, ...], expected: Any
+) -> None:
+    assert one(conn, sql, *params) == expected
+
+
+def test_jsonb_subscripts_and_refused_array_subscripts(conn: apsw.Connection) -> None:
+    conn.execute("""CREATE TABLE d(doc TEXT, arr TEXT); INSERT INTO d VALUES ('{"k": [10, 20]}', '[5, 6]')""")
+    assert one(conn, "SELECT doc['k'][1] FROM d") == "20"  # JSON (announced as jsonb); 0-based
+    assert one(conn, "SELECT doc[$1::TEXT][$2::INT] FROM d", "k", 0) == "10"  # what SQLAlchemy sends
+    assert one(conn, "SELECT doc -> 'k' ->> 0 FROM d") == 10
+    # arr[1] could be an array's (1-based) or a jsonb's (0-based) subscript; SQLite would read [1] as a name
+    with pytest.raises(TranslationError, match="subscript"):
+        translate("SELECT arr[1] FROM d")
+
+
 def test_ilike_and_booleans(users: apsw.Connection) -> None:
     assert run(users, "SELECT id FROM users WHERE email ILIKE $1 ORDER BY id", "alice%") == [(1,)]
     assert run(users, "SELECT id FROM users WHERE name NOT ILIKE 'a%' ORDER BY id") == [(2,), (3,)]
@@ -645,6 +669,9 @@ def test_split_statements(sql: str, pieces: list[str]) -> None:
         ("/* a /* nested */ comment */ SET x = 1", "set"),
         ("-- c\n  /* d */ BEGIN", "begin"),
         ("/* unterminated SET x = 1", "query"),
+        ("CREATE TYPE mood AS ENUM ('a', 'b')", "enum_type"),
+        ("drop type if exists mood", "enum_type"),
+        ("CREATE TABLE type(x)", "query"),
         ("", "query"),
     ],
 )
@@ -658,7 +685,7 @@ def test_classify(sql: str, kind: str) -> None:
 REFERENCE_LOG = Path(__file__).parent.parent / "data" / "pg-client-statements.log"
 ENTRY = re.compile(r"^\[(?P<client>[^\]]+)\] LOG:  (?:statement|execute [^:]+): (?P<sql>.*)$")
 SESSION_KINDS = {"set", "show", "reset", "begin", "commit", "rollback", "savepoint", "release", "rollback_to"}
-SESSION_KINDS |= {"discard", "listen", "unlisten", "close", "deallocate"}
+SESSION_KINDS |= {"discard", "listen", "unlisten", "close", "deallocate", "enum_type"}
 
 
 def reference_statements() -> list[Any]:

@@ -33,6 +33,8 @@ _SAVEPOINT = re.compile(
     r"^\s*(?:savepoint|release(?:\s+savepoint)?|rollback\s+(?:work\s+|transaction\s+)?to(?:\s+savepoint)?)\s+(\"?)(.+?)\1\s*;?\s*$",
     re.I | re.S,
 )
+_AS_ENUM = re.compile(r"\bAS\s+ENUM\s*\(", re.I)
+_ADD_VALUE = re.compile(r"\bADD\s+VALUE\b", re.I)
 _DEALLOCATE = re.compile(r"^\s*deallocate\s+(?:prepare\s+)?(.+?)\s*;?\s*$", re.I | re.S)
 
 
@@ -74,7 +76,26 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
             return Outcome("DEALLOCATE ALL")
         session.statements.pop(name, None)
         return Outcome("DEALLOCATE")
+    if kind == "enum_type":
+        return _enum_type(session, sql)
     raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
+
+
+def _enum_type(session: Session, sql: str) -> Outcome:
+    """``CREATE TYPE … AS ENUM``, ``ALTER TYPE … ADD VALUE``, ``DROP TYPE``: accepted, and nothing to do.
+
+    SQLite has no types to create: a column declared with the enum's name holds its labels as text, and is
+    announced as text, which ORMs map back to their enum (SQLAlchemy creates the type before the table). The
+    labels are not checked, which the client hears as a notice. Other kinds of type are refused.
+    """
+    verb = sql.split()[0].upper()
+    if verb == "CREATE" and _AS_ENUM.search(sql) is None:
+        raise PgError("0A000", "only enum types can be created (CREATE TYPE … AS ENUM)")
+    if verb == "ALTER" and _ADD_VALUE.search(sql) is None:
+        raise PgError("0A000", "only ALTER TYPE … ADD VALUE is supported")
+    if verb != "DROP":
+        session.notice("enum types are not enforced here: a column of this type holds any text", "01000")
+    return Outcome(f"{verb} TYPE")
 
 
 async def _copy(session: Session, prepared: Prepared) -> Outcome:

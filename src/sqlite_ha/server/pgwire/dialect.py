@@ -241,14 +241,14 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
     parts: list[str] = []
     pos = 0
     for span in lex(sql):  # textual fixes outside strings and comments, before sqlglot reads the SQL
-        code = _CATALOG_PREFIX.sub("", sql[pos : span.start])
+        code = _spaced_params(_CATALOG_PREFIX.sub("", sql[pos : span.start]))
         literal = sql[span.start : span.end]
         if span.kind == "'" and span.closed and _ENDS_WITH_INTERVAL.search(code):
             normalized = normalized_interval(literal[1:-1])
             literal = literal if normalized is None else f"'{normalized}'"
         parts += [code, literal]
         pos = span.end
-    text = "".join([*parts, _CATALOG_PREFIX.sub("", sql[pos:])])
+    text = "".join([*parts, _spaced_params(_CATALOG_PREFIX.sub("", sql[pos:]))])
     try:
         trees = sqlglot.parse(text, read="postgres")
     except SqlglotError as e:
@@ -268,6 +268,15 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
                 raise TranslationError(f"SQLite has no equivalent: {_describe(e)}") from e
     types = tuple(ctx.param_types.get(n) for n in range(1, ctx.highest + 1))
     return Translation("; ".join(out), ctx.highest, True, types)
+
+
+_PARAM_ALONE = re.compile(r"(?<![\w$])\$(\d+)")
+
+
+def _spaced_params(code: str) -> str:
+    """``$1+$2`` → `` $1 + $2 ``: sqlglot reads ``$1+$`` as the start of a dollar-quoted string and
+    fails. Spaces around a parameter change nothing else outside strings and names."""
+    return _PARAM_ALONE.sub(r" $\1 ", code) if "$" in code else code
 
 
 def _describe(error: SqlglotError) -> str:

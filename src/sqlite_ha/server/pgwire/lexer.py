@@ -107,7 +107,8 @@ _SESSION_COMMAND = re.compile(
     r"|(?P<rollback>(?:ROLLBACK|ABORT)\b)"
     r"|(?P<set>SET\b)|(?P<show>SHOW\b)|(?P<reset>RESET\b)|(?P<savepoint>SAVEPOINT\b)|(?P<release>RELEASE\b)"
     r"|(?P<discard>DISCARD\b)|(?P<listen>LISTEN\b)|(?P<unlisten>UNLISTEN\b)|(?P<close>CLOSE\b)"
-    r"|(?P<deallocate>DEALLOCATE\b)|(?P<copy>COPY\b)",
+    r"|(?P<deallocate>DEALLOCATE\b)|(?P<copy>COPY\b)"
+    r"|(?P<enum_type>(?:CREATE|DROP|ALTER)\s+TYPE\b)",
     re.I,
 )
 

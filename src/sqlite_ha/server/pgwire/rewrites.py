@@ -135,6 +135,11 @@ def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
             if node is tree:
                 raise TranslationError(f"cannot rewrite a whole {type(node).__name__} statement")
             node.replace(new)
+    if not ctx.catalog and (subscript := tree.find(exp.Bracket)) is not None:
+        raise TranslationError(
+            f"the subscript {subscript.sql(dialect='postgres')!r} is not supported",
+            hint="arrays are JSON text in SQLite: use json_extract(col, '$[0]'); a jsonb takes doc['key']",
+        )
     leftover = tree.find(exp.Interval, exp.Any, exp.All)
     if leftover is not None:
         raise TranslationError(
@@ -523,11 +528,48 @@ def _rewrite_like(node: exp.Like | exp.ILike | exp.Escape, ctx: RewriteContext) 
     return exp.Not(this=match) if negate else match
 
 
+def _rewrite_subscript(node: exp.Bracket, ctx: RewriteContext) -> exp.Expr:
+    """``doc['key']`` (jsonb subscripting, which SQLAlchemy sends for ``column["key"]``) → ``doc -> 'key'``.
+
+    A text key can only subscript a jsonb, and so can a number after one (``doc['a'][0]``, 0-based). Any
+    other subscript could be a PostgreSQL array's (1-based) as well as a jsonb's (0-based), which the
+    statement alone does not tell: it is refused (``rewrite_tree``), never passed on, since SQLite would read
+    ``[…]`` as a quoted name and answer something else without an error.
+    """
+    if ctx.catalog or len(node.expressions) != 1:
+        return node
+    key = node.expressions[0]
+    # (a cast is rewritten first: to SQLite's TEXT, a user-defined type to sqlglot)
+    text_cast = isinstance(key, exp.Cast) and (
+        key.to.this in (DType.TEXT, DType.VARCHAR) or str(key.to.args.get("kind") or "").upper() == "TEXT"
+    )
+    if _is_string(key) or text_cast:
+        return exp.JSONExtract(this=node.this, expression=key)
+    if isinstance(node.this, exp.JSONExtract):
+        # sqlglot keeps subscripts 0-based, PostgreSQL's arrays being 1-based: as written, it is one more
+        index = _integer(key)
+        if index is not None:
+            return exp.JSONExtract(this=node.this, expression=exp.Literal.number(index + 1))
+        if isinstance(key, exp.Add) and _integer(key.expression) == -1:  # what sqlglot makes of [$2]
+            return exp.JSONExtract(this=node.this, expression=key.this)
+    return node
+
+
+def _integer(node: exp.Expr) -> int | None:
+    if isinstance(node, exp.Neg):
+        inner = _integer(node.this)
+        return None if inner is None else -inner
+    if isinstance(node, exp.Literal) and not node.is_string and node.name.lstrip("-").isdigit():
+        return int(node.name)
+    return None
+
+
 def _is_string(node: exp.Expr) -> bool:
     return isinstance(node, exp.Literal) and node.is_string
 
 
 _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
+    exp.Bracket: _rewrite_subscript,
     exp.Like: _rewrite_like,
     exp.ILike: _rewrite_like,
     exp.Escape: _rewrite_like,

@@ -863,6 +863,34 @@ def test_sqlalchemy_enum_types_and_jsonb_subscripts(pg: NodeProcess) -> None:
             conn.execute("SELECT tags[1] FROM arrs")  # not answered as a quoted name by SQLite
 
 
+def test_catalog_inside_a_write_transaction_sees_its_own_schema(pg: NodeProcess) -> None:
+    """A migration that drops and creates tables in one transaction asks the catalog in between (SQLAlchemy's
+    create_all checks every table first): it sees its own changes, and no other session does before COMMIT."""
+    exists = "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = %s"
+    with psycopg.connect(dsn(pg), autocommit=True) as other, psycopg.connect(dsn(pg)) as conn:
+        other.execute("CREATE TABLE old_t(id INTEGER PRIMARY KEY)")
+        conn.execute("DROP TABLE old_t")
+        conn.execute("CREATE TABLE new_t(id INTEGER PRIMARY KEY)")
+        assert conn.execute(exists, ("old_t",)).fetchone() == (0,)
+        assert conn.execute(exists, ("new_t",)).fetchone() == (1,)
+        assert other.execute(exists, ("old_t",)).fetchone() == (1,)  # not committed yet
+        assert other.execute(exists, ("new_t",)).fetchone() == (0,)
+        conn.commit()
+        assert other.execute(exists, ("old_t",)).fetchone() == (0,)
+        assert other.execute(exists, ("new_t",)).fetchone() == (1,)
+
+    async def enum_parameter() -> None:  # SQLAlchemy on asyncpg casts enum parameters to the enum's type
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
+        )  # type: ignore[attr-defined]
+        try:
+            assert await conn.fetchval("SELECT $1::some_enum", "happy") == "happy"
+        finally:
+            await conn.close()
+
+    asyncio.run(enum_parameter())
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

@@ -48,6 +48,11 @@ class WriteTransaction:
         self._savepoints: list[tuple[str, int]] = []  # (name, capture mark)
         self.open = True
 
+    @property
+    def connection(self) -> apsw.Connection:
+        """The writer connection, for reads that must see this transaction's own changes (its schema)."""
+        return self._c.conn
+
     async def run(self, statements: Sequence[Statement]) -> list[Result]:
         """Run statements inside the transaction; an error leaves it open (the caller decides)."""
         self._check_open()

@@ -262,6 +262,16 @@ def _rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
             if (n := _param_number(value)) is not None and name == "oid":
                 ctx.param_types[n] = "oid"
             return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
+    if to.this == DType.USERDEFINED and not ctx.catalog:
+        # A type the client created (an enum: SQLAlchemy casts enum parameters to it) or an extension's: its
+        # values are text here, as the columns of that type hold them
+        if (n := _param_number(value)) is not None:
+            ctx.param_types[n] = "text"
+        return (
+            value
+            if isinstance(value, exp.Literal)
+            else exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="TEXT"))
+        )
     is_array = to.this == DType.ARRAY
     element = to.expressions[0] if is_array and to.expressions else to
     pg_name, strategy = _CASTS.get(element.this, (None, None))

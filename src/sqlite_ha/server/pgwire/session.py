@@ -82,6 +82,7 @@ class Session:
         self.in_block = False  # between BEGIN and COMMIT/ROLLBACK
         self.failed = False  # a statement failed inside the block: only ROLLBACK now
         self.tx: WriteTransaction | None = None
+        self._tx_catalog: tuple[WriteTransaction, catalog.Catalog] | None = None  # the catalog the tx sees
         self.pending_savepoints: list[str] = []  # made before the writer was taken
         self.last_seq: int | None = None
         self.min_seq = 0
@@ -559,8 +560,20 @@ class Session:
         return Outcome(prepared.row_tag(len(rows)), columns, rows)
 
     def _catalog(self) -> catalog.Catalog:
-        """The catalog database of the session's database, current with its schema."""
+        """The catalog database of the session's database, current with its schema.
+
+        Inside a write transaction, one of the session's own, from the transaction's view: a migration that
+        drops and creates tables in one transaction (SQLAlchemy's create_all checks each table first) must
+        see its own changes, and no other session may see them before COMMIT.
+        """
         db = self._db()
+        if self.tx is not None:
+            if self._tx_catalog is None or self._tx_catalog[0] is not self.tx:
+                self._tx_catalog = (self.tx, catalog.Catalog(db.id))
+            own = self._tx_catalog[1]
+            own.sync(self.tx.connection)
+            return own
+        self._tx_catalog = None
         cat = _CATALOGS.get(db)
         if cat is None:
             cat = _CATALOGS[db] = catalog.Catalog(db.id)

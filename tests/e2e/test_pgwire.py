@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
+from sqlite_ha.server.pgwire import catalog
 from sqlite_ha.testing import NodeProcess, free_port
 from tests.conftest import NodeFactory
 
@@ -335,9 +336,9 @@ def test_databases_and_read_your_writes(pg: NodeProcess) -> None:
     assert resp.json()["rows"] == [[1]]
 
 
-def describe_table(node: NodeProcess, table: str) -> list[str]:
-    """psql's ``\\d table``, one line per row with runs of spaces made one."""
-    described = psql(node, "-c", f"\\d {table}")
+def describe_table(node: NodeProcess, table: str, command: str = "\\d") -> list[str]:
+    """psql's ``\\d table`` (or ``command``), one line per row with runs of spaces made one."""
+    described = psql(node, "-c", f"{command} {table}")
     assert described.returncode == 0, described.stderr
     return [" ".join(line.split()) for line in described.stdout.splitlines()]
 
@@ -391,6 +392,20 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
         "Foreign-key constraints:",
         '"notes_person_id_fkey" FOREIGN KEY (person_id) REFERENCES people(id) ON DELETE CASCADE',
         "",
+    ]
+    plus = describe_table(pg, "people", "\\d+")  # with storage, compression, stats target
+    assert "id | bigint | | not null | | plain | | |" in plus
+    assert "name | text | | not null | 'x' | extended | | |" in plus
+    for command in ("\\dt+", "\\l+", "\\di", "\\dv"):
+        listed = psql(pg, "-c", command)
+        assert listed.returncode == 0, f"{command}: {listed.stderr}"
+    databases = [" ".join(line.split()) for line in psql(pg, "-c", "\\l+").stdout.splitlines()]
+    assert any(line.startswith("app.db | ha | UTF8") for line in databases), databases
+    who = psql(pg, "-A", "-c", "SELECT current_user, session_user, current_database(), version()")
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.splitlines()[:2] == [
+        "current_user|session_user|current_database|version",
+        f"ha|ha|app.db|{catalog.VERSION}",
     ]
     lines = describe_table(pg, "people")
     assert lines[lines.index("Referenced by:") :] == [

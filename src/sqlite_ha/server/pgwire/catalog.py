@@ -36,13 +36,15 @@ FIRST_OID = 16384
 _CATALOG = re.compile(
     r"\b(?:pg_catalog|information_schema|pg_class|pg_namespace|pg_type|pg_attribute|pg_index|pg_database|"
     r"pg_roles|pg_am|pg_tables|pg_settings|to_regtype|pg_table_is_visible|current_database|"
-    r"pg_get_userbyid|has_table_privilege|current_setting|set_config)\b|\bversion\s*\(\s*\)",
+    r"pg_get_userbyid|has_table_privilege|current_setting|set_config|current_user|session_user|current_role)\b"
+    r"|\bversion\s*\(\s*\)",
     re.I,
 )
 _REG_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(~|~\*|!~|!~\*)\s*\)", re.I)
 _COLLATE = re.compile(r"\bCOLLATE\s+pg_catalog\.\"?default\"?", re.I)
 _OID_ARRAY = re.compile(r"::\s*(?:pg_catalog\.)?oid\s*\[\s*\]", re.I)  # sqlglot reads no oid[]; _oid it does
 _VERSION_CALL = re.compile(r"\b(?:pg_catalog\.)?version\s*\(\s*\)", re.I)
+_USER_KEYWORD = re.compile(r"\b(current_user|session_user|current_role)\b(?!\s*\()", re.I)  # no parentheses
 # what catalog_query.rewrite puts before a translated query: the PostgreSQL types of the output columns
 _TYPES_HEADER = re.compile(r"^/\* pg_types: ([^*]*) \*/ ")
 
@@ -88,10 +90,12 @@ CREATE TABLE pg_catalog.pg_type(
 CREATE TABLE pg_catalog.pg_attribute(
   attrelid oid, attname TEXT, atttypid oid, attnum INTEGER, attnotnull BOOLEAN, atthasdef BOOLEAN,
   attisdropped BOOLEAN, atttypmod INTEGER, attlen INTEGER, attidentity TEXT, attgenerated TEXT,
-  attcollation oid, attndims INTEGER);
+  attcollation oid, attndims INTEGER, attstorage TEXT, attcompression TEXT DEFAULT '',
+  attstattarget INTEGER DEFAULT -1);
 CREATE TABLE pg_catalog.pg_database(
   oid oid PRIMARY KEY, datname TEXT, datdba oid, encoding INTEGER, datcollate TEXT, datctype TEXT,
-  datistemplate BOOLEAN, datallowconn BOOLEAN, datacl TEXT, daticulocale TEXT, datlocprovider TEXT);
+  datistemplate BOOLEAN, datallowconn BOOLEAN, datacl TEXT, daticulocale TEXT, datlocprovider TEXT,
+  dattablespace oid DEFAULT 1663);
 CREATE TABLE pg_catalog.pg_roles(oid oid PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN);
 CREATE TABLE pg_catalog.pg_am(oid oid PRIMARY KEY, amname TEXT);
 CREATE TABLE pg_catalog.pg_tablespace(oid oid PRIMARY KEY, spcname TEXT, spcowner oid);
@@ -133,7 +137,8 @@ CREATE TABLE pg_catalog.pg_publication_namespace(oid oid PRIMARY KEY, pnpubid oi
 CREATE TABLE pg_catalog.pg_publication_rel(
   oid oid PRIMARY KEY, prpubid oid, prrelid oid, prqual TEXT, prattrs int2vector);
 CREATE VIEW pg_catalog.pg_tables AS
-  SELECT n.nspname AS schemaname, c.relname AS tablename, 'ha' AS tableowner, NULL AS tablespace,
+  SELECT n.nspname AS schemaname, c.relname AS tablename,
+         (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10) AS tableowner, NULL AS tablespace,
          c.relhasindex AS hasindexes, 0 AS hasrules, c.relhastriggers AS hastriggers, 0 AS rowsecurity
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
 CREATE TABLE information_schema.tables(
@@ -208,6 +213,7 @@ def is_catalog_query(sql: str) -> bool:
 def prepare(sql: str) -> str:
     """The PostgreSQL catalog query with what sqlglot cannot read rewritten away."""
     sql = _VERSION_CALL.sub("pg_version()", sql)
+    sql = _USER_KEYWORD.sub(lambda m: f"pg_{m.group(1).lower()}()", sql)
     sql = _OID_ARRAY.sub("::_oid", sql)
     sql = _REG_OPERATOR.sub(lambda m: "REGEXP" if m.group(1) == "~" else "NOT REGEXP", sql)
     return _COLLATE.sub("", sql)
@@ -216,8 +222,9 @@ def prepare(sql: str) -> str:
 class Catalog:
     """The catalog database of one served database, rebuilt when its schema version changes."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, user: str = "ha") -> None:
         self.database = database
+        self.user = user  # --pg-user: the one role, owner of everything
         self.conn = apsw.Connection(":memory:")
         self.conn.execute("ATTACH ':memory:' AS pg_catalog; ATTACH ':memory:' AS information_schema")
         self.conn.execute(_SCHEMA)
@@ -231,6 +238,10 @@ class Catalog:
         catalog_functions.register(self.conn)
         functions: dict[str, tuple[Any, int]] = {
             "pg_version": (lambda: VERSION, 0),
+            "pg_current_user": (lambda: self.user, 0),
+            "pg_session_user": (lambda: self.user, 0),
+            "pg_current_role": (lambda: self.user, 0),
+            "pg_get_userbyid": (lambda oid: self.user, 1),
             "current_database": (lambda: self.database, 0),
             "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
             "set_config": (lambda name, value, local: value, 3),  # session settings are the session's
@@ -303,7 +314,7 @@ class Catalog:
             "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)",
             [(PG_CATALOG, "pg_catalog"), (PUBLIC, "public"), (INFORMATION_SCHEMA, "information_schema")],
         )
-        c.execute("INSERT INTO pg_roles VALUES (10, 'ha', 1)")
+        c.execute("INSERT INTO pg_roles VALUES (10, ?, 1)", (self.user,))
         c.execute("INSERT INTO pg_am VALUES (2, 'heap'), (403, 'btree')")
         c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
         array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}
@@ -402,8 +413,11 @@ class Catalog:
         for n, col in enumerate(table.columns, start=1):
             type_oid = t.oid_for_declared(col.declared) or t.TEXT
             c.execute(
-                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, -1, ?, '', '', 0, 0)",
-                (oid, col.name, type_oid, n, col.notnull, col.default is not None, t.type_size(type_oid)),
+                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, -1, ?, '', '', 0, 0, ?, '', -1)",
+                (
+                    *(oid, col.name, type_oid, n, col.notnull, col.default is not None),
+                    *(t.type_size(type_oid), "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
+                ),
             )
             if col.default is not None:
                 c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, col.default))

@@ -25,7 +25,6 @@ def register(conn: apsw.Connection) -> None:
         "pg_table_is_visible": (lambda oid: 1, 1),
         "pg_type_is_visible": (lambda oid: 1, 1),
         "pg_collation_is_visible": (lambda oid: 1, 1),
-        "pg_get_userbyid": (lambda oid: "ha", 1),
         "current_schema": (lambda: "public", 0),
         "to_regtype": (to_regtype, 1),
         "format_type": (format_type, 2),
@@ -35,11 +34,19 @@ def register(conn: apsw.Connection) -> None:
         "shobj_description": (lambda *a: None, 2),
         "has_table_privilege": (lambda *a: 1, -1),
         "has_schema_privilege": (lambda *a: 1, -1),
+        "has_database_privilege": (lambda *a: 1, -1),
         "pg_get_expr": (lambda expr, *a: expr, -1),
         "pg_relation_is_publishable": (lambda oid: 0, 1),
         "pg_get_serial_sequence": (lambda *a: None, -1),
         "pg_get_statisticsobjdef_columns": (lambda oid: None, 1),
         "pg_partition_ancestors": (lambda oid: oid, 1),  # no partitions: a relation is its only ancestor
+        # sizes: not known to the catalog (NULL, which psql shows as empty), rather than a made-up number
+        "pg_table_size": (lambda oid: None, 1),
+        "pg_relation_size": (lambda *a: None, -1),
+        "pg_total_relation_size": (lambda oid: None, 1),
+        "pg_indexes_size": (lambda oid: None, 1),
+        "pg_database_size": (lambda db: None, 1),
+        "pg_size_pretty": (size_pretty, 1),
         "regexp": (regexp, 2),
         "json_build_object": (json_build_object, -1),
         # arrays
@@ -152,3 +159,15 @@ def pg_series(start: SQLiteValue, stop: SQLiteValue, step: SQLiteValue = 1) -> s
     if not all(isinstance(v, int) for v in (start, stop, step)) or step == 0:
         return "[]"
     return json.dumps(list(range(start, stop + (1 if step > 0 else -1), step)))  # type: ignore[arg-type, operator]
+
+
+def size_pretty(size: SQLiteValue) -> str | None:
+    """``pg_size_pretty``: bytes, kB, MB, … (units of 1024, rounded, as PostgreSQL prints them)."""
+    if not isinstance(size, int | float):
+        return None
+    value = int(size)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if abs(value) < 10 * 1024 or unit == "TB":
+            return f"{value} {unit}"
+        value = (value + 512) // 1024
+    return None  # unreachable: TB is the last unit

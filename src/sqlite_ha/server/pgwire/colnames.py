@@ -15,6 +15,8 @@ _CALL = re.compile(r"(?:[^\W\d][\w$]*\s*\.\s*)?([^\W\d][\w$]*)\s*\(", re.S)
 _KEYWORD = re.compile(r"(CASE|EXISTS)\b", re.I)
 _CAST_OF_COLUMN = re.compile(r"\s*([^\W\d][\w$]*)\s+AS\s", re.I)
 _SQL_VALUES = {"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP"}
+# what the catalog calls them
+_RENAMED = {f"pg_{name}": name for name in ("version", "current_user", "session_user", "current_role")}
 _TRANSLATED = {"DATETIME('now', 'subsec')": "now"}  # what dialect makes of now(): named after the original
 
 
@@ -31,7 +33,7 @@ def pg_column_name(name: str, sql: str) -> str:
     if call is not None and _closes_at_end(text, call.end() - 1):
         function = call.group(1).lower()
         if function != "cast":
-            return function
+            return _RENAMED.get(function, function)
         column = _CAST_OF_COLUMN.match(text, call.end())
         return column.group(1) if column is not None else "?column?"  # PostgreSQL: the type name, rarely read
     keyword = _KEYWORD.match(text)

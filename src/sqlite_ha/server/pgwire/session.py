@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import weakref
 from collections.abc import Sequence
@@ -54,6 +55,9 @@ from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode, PgSettings
+
+
+log = logging.getLogger(__name__)
 
 
 class Session:
@@ -348,6 +352,9 @@ class Session:
                 raise PgError("42601", str(e)) from e
             columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
             return Prepared(sql=sql, kind="empty", run_sql="", param_oids=param_oids, columns=columns)
+        except Exception as e:  # a fault of the translation, not of the session: this statement fails alone
+            log.exception("translating a PostgreSQL statement failed: %.200s", sql)
+            raise PgError("XX000", f"internal error translating the statement: {type(e).__name__}") from e
         oids = list(param_oids) + [0] * max(0, translation.param_count - len(param_oids))
         for i, cast in enumerate(translation.param_types[: len(oids)]):
             if not oids[i] and cast:
@@ -569,14 +576,14 @@ class Session:
         db = self._db()
         if self.tx is not None:
             if self._tx_catalog is None or self._tx_catalog[0] is not self.tx:
-                self._tx_catalog = (self.tx, catalog.Catalog(db.id))
+                self._tx_catalog = (self.tx, catalog.Catalog(db.id, self.settings.user))
             own = self._tx_catalog[1]
             own.sync(self.tx.connection)
             return own
         self._tx_catalog = None
         cat = _CATALOGS.get(db)
         if cat is None:
-            cat = _CATALOGS[db] = catalog.Catalog(db.id)
+            cat = _CATALOGS[db] = catalog.Catalog(db.id, self.settings.user)
         cat.sync(db.reader_connection)
         return cat
 

@@ -37,7 +37,7 @@ class Prepared:
     descriptions: dict[tuple[int, ...], bytes] = field(default_factory=dict)  # RowDescription by formats
 
     def __post_init__(self) -> None:
-        self.verb = _verb(self.sql)
+        self.verb = verb(self.sql)
 
     def row_tag(self, count: int) -> str:
         """The command tag of a statement that returned ``count`` rows."""
@@ -85,6 +85,7 @@ class Outcome:
     notices: list[str] = field(default_factory=list)
 
 
-def _verb(sql: str) -> str:
+def verb(sql: str) -> str:
+    """A statement's first word, upper case: it makes the command tag."""
     found = _FIRST_WORDS.match(sql)
     return found.group(1).upper() if found else ""

@@ -51,7 +51,7 @@ from sqlite_ha.server.pgwire.dialect import (
 )
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.infer import infer, result_types
-from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared
+from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode, PgSettings
@@ -353,7 +353,8 @@ class Session:
             columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
             return Prepared(sql=sql, kind="empty", run_sql="", param_oids=param_oids, columns=columns)
         except Exception as e:  # a fault of the translation, not of the session: this statement fails alone
-            log.exception("translating a PostgreSQL statement failed: %.200s", sql)
+            # (the statement's text stays out of the log: it may hold secrets)
+            log.exception("translating a PostgreSQL %s statement failed", verb(sql))
             raise PgError("XX000", f"internal error translating the statement: {type(e).__name__}") from e
         oids = list(param_oids) + [0] * max(0, translation.param_count - len(param_oids))
         for i, cast in enumerate(translation.param_types[: len(oids)]):

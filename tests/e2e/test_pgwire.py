@@ -906,6 +906,20 @@ def test_catalog_inside_a_write_transaction_sees_its_own_schema(pg: NodeProcess)
     asyncio.run(enum_parameter())
 
 
+def test_explain_shows_the_query_plan(pg: NodeProcess) -> None:
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE ex(id INTEGER PRIMARY KEY, v TEXT)")
+        cur = conn.execute("EXPLAIN SELECT v FROM ex WHERE id = %s", (1,))
+        assert cur.description is not None
+        assert [d.name for d in cur.description] == ["QUERY PLAN"]
+        assert cur.fetchall() == [("SEARCH ex USING INTEGER PRIMARY KEY (rowid=?)",)]
+        assert cur.statusmessage == "EXPLAIN"
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="would run the statement"):
+            conn.execute("EXPLAIN ANALYZE DELETE FROM ex")
+        conn.execute("EXPLAIN INSERT INTO ex VALUES (1, 'x')")
+        assert conn.execute("SELECT count(*) FROM ex").fetchone() == (0,)  # explained, not run
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

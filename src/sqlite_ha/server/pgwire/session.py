@@ -38,7 +38,7 @@ from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import catalog, codec, commands, handshake
+from sqlite_ha.server.pgwire import catalog, codec, commands, explain, handshake
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.colnames import pg_column_name
 from sqlite_ha.server.pgwire.connection import Connection
@@ -343,6 +343,12 @@ class Session:
             # SHOW answers one text column; every other session command answers no rows
             columns = [t.Column(commands.show_label(sql), t.TEXT, False)] if kind == "show" else None
             return Prepared(sql=sql, kind=kind, run_sql="", param_oids=param_oids, columns=columns)
+        try:
+            explained = explain.split(sql)
+        except explain.AnalyzeRefused as e:
+            raise PgError("0A000", str(e)) from e
+        if explained is not None:
+            return self._prepare_explain(sql, explained, param_oids, describe=describe)
         is_catalog = catalog.is_catalog_query(sql)
         try:
             translation = translate_catalog(catalog.prepare(sql)) if is_catalog else translate(sql)
@@ -363,6 +369,25 @@ class Session:
         prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
         if describe:
             self._describe_statement(prepared)
+        return prepared
+
+    def _prepare_explain(
+        self, sql: str, target_sql: str, param_oids: list[int], *, describe: bool
+    ) -> Prepared:
+        """EXPLAIN: the target statement translated as any other, its plan asked of SQLite."""
+        target = self._prepare(target_sql, param_oids, describe=False)
+        if target.kind != "query" or target.catalog:
+            raise PgError("0A000", "EXPLAIN is supported for queries and writes on the database's tables")
+        prepared = Prepared(
+            sql=sql,
+            kind="query",
+            run_sql=f"EXPLAIN QUERY PLAN {target.run_sql}",
+            param_oids=target.param_oids,
+        )
+        if describe:
+            self._describe_statement(prepared)
+        prepared.explain = True
+        prepared.columns = [t.Column(explain.COLUMN, t.TEXT, False)]
         return prepared
 
     def _describe_statement(self, prepared: Prepared) -> None:
@@ -624,6 +649,8 @@ class Session:
         return self._outcome(prepared, result, notices)
 
     def _outcome(self, prepared: Prepared, result: Result, notices: list[str]) -> Outcome:
+        if prepared.explain:
+            return Outcome("EXPLAIN", prepared.columns, explain.plan_lines(result.rows), notices)
         if result.columns:
             columns = [
                 t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)

@@ -920,6 +920,36 @@ def test_explain_shows_the_query_plan(pg: NodeProcess) -> None:
         assert conn.execute("SELECT count(*) FROM ex").fetchone() == (0,)  # explained, not run
 
 
+def test_migration_statements(pg: NodeProcess) -> None:
+    """What migration tools send: what SQLite can do runs, the rest is refused with what to do instead,
+    and statements about things SQLite does not have (comments, grants, built-in extensions) are accepted
+    with a notice."""
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute("CREATE TABLE m(id SERIAL PRIMARY KEY, name TEXT, n INTEGER)")
+        assert conn.execute("ALTER TABLE m ALTER COLUMN name SET NOT NULL").statusmessage == "ALTER TABLE"
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute("INSERT INTO m(name) VALUES (NULL)")
+        for statement, words in [
+            ("ALTER TABLE m ALTER COLUMN n TYPE BIGINT", "type"),
+            ("ALTER TABLE m ALTER COLUMN n SET DEFAULT 5", "default"),
+            ("ALTER TABLE m ADD CONSTRAINT m_name UNIQUE (name)", "CREATE UNIQUE INDEX"),
+            ("ALTER TABLE m ADD CONSTRAINT m_fk FOREIGN KEY (n) REFERENCES m(id)", "foreign key"),
+            ("CREATE EXTENSION postgis", "not available"),
+        ]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as refused:
+                conn.execute(statement)
+            assert words in f"{refused.value.diag.message_primary} {refused.value.diag.message_hint}"
+        for statement, tag in [
+            ("COMMENT ON TABLE m IS 'people'", "COMMENT"),
+            ("GRANT SELECT ON m TO ha", "GRANT"),
+            ('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"', "CREATE EXTENSION"),
+        ]:
+            assert conn.execute(statement).statusmessage == tag
+        assert len(notices) == 3
+
+
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:
     assert psql(pg, "-c", "CREATE TABLE kv(id BIGINT PRIMARY KEY, v TEXT)").returncode == 0
     script = tmp_path / "bench.sql"

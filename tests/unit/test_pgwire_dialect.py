@@ -685,7 +685,17 @@ def test_classify(sql: str, kind: str) -> None:
 REFERENCE_LOG = Path(__file__).parent.parent / "data" / "pg-client-statements.log"
 ENTRY = re.compile(r"^\[(?P<client>[^\]]+)\] LOG:  (?:statement|execute [^:]+): (?P<sql>.*)$")
 SESSION_KINDS = {"set", "show", "reset", "begin", "commit", "rollback", "savepoint", "release", "rollback_to"}
-SESSION_KINDS |= {"discard", "listen", "unlisten", "close", "deallocate", "enum_type"}
+SESSION_KINDS |= {
+    "discard",
+    "listen",
+    "unlisten",
+    "close",
+    "deallocate",
+    "enum_type",
+    "comment",
+    "grant",
+    "extension",
+}
 
 
 def reference_statements() -> list[Any]:

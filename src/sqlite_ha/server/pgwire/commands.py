@@ -33,6 +33,10 @@ _SAVEPOINT = re.compile(
     r"^\s*(?:savepoint|release(?:\s+savepoint)?|rollback\s+(?:work\s+|transaction\s+)?to(?:\s+savepoint)?)\s+(\"?)(.+?)\1\s*;?\s*$",
     re.I | re.S,
 )
+_EXTENSION = re.compile(
+    r'\s*(?:CREATE|DROP)\s+EXTENSION\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?:"([^"]+)"|([\w-]+))', re.I
+)
+_BUILT_IN_EXTENSIONS = {"pgcrypto", "uuid-ossp", "plpgsql"}
 _AS_ENUM = re.compile(r"\bAS\s+ENUM\s*\(", re.I)
 _ADD_VALUE = re.compile(r"\bADD\s+VALUE\b", re.I)
 _DEALLOCATE = re.compile(r"^\s*deallocate\s+(?:prepare\s+)?(.+?)\s*;?\s*$", re.I | re.S)
@@ -78,7 +82,31 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
         return Outcome("DEALLOCATE")
     if kind == "enum_type":
         return _enum_type(session, sql)
+    if kind == "comment":
+        session.notice("comments are not kept: SQLite has nowhere to store them", "01000")
+        return Outcome("COMMENT")
+    if kind == "grant":
+        session.notice("privileges are not managed: the one user (--pg-user) may do everything", "01000")
+        return Outcome(sql.split()[0].upper())
+    if kind == "extension":
+        return _extension(session, sql)
     raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
+
+
+def _extension(session: Session, sql: str) -> Outcome:
+    """``CREATE EXTENSION`` of what is built in succeeds and does nothing, so that migrations asking for it
+    run: pgcrypto's ``gen_random_uuid()`` and uuid-ossp's ``uuid_generate_v4()`` are translated, and plpgsql
+    is there in every PostgreSQL (though no function can be created here). Any other is refused."""
+    found = _EXTENSION.match(sql)
+    name = (found.group(1) or found.group(2) or "") if found else ""
+    if sql.split()[0].upper() == "DROP":
+        return Outcome("DROP EXTENSION")
+    if name.lower() not in _BUILT_IN_EXTENSIONS:
+        raise PgError(
+            "0A000", f'extension "{name}" is not available', hint="pgcrypto and uuid-ossp are built in"
+        )
+    session.notice(f'extension "{name}" is built in: nothing to create', "01000")
+    return Outcome("CREATE EXTENSION")
 
 
 def _enum_type(session: Session, sql: str) -> Outcome:
@@ -240,3 +268,40 @@ def show_label(sql: str) -> str:
     if name == "databases":
         return "database"
     return name.split()[-1] if name.startswith("transaction") else name
+
+
+_ALTER = re.compile(r"\s*ALTER\s+TABLE\b", re.I)
+_RECREATE = "create the table anew {}, copy the rows over, drop the old one and rename the new one"
+_ALTER_UNSUPPORTED = (
+    (
+        re.compile(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b", re.I),
+        "SQLite cannot change a column's type",
+        _RECREATE.format("with the new type"),
+    ),
+    (
+        re.compile(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET|DROP)\s+DEFAULT\b", re.I),
+        "SQLite cannot change a column's default",
+        _RECREATE.format("with the new default"),
+    ),
+    (
+        re.compile(r"\bADD\s+(?:CONSTRAINT\s+\S+\s+)?(?:UNIQUE|PRIMARY\s+KEY)\b", re.I),
+        "SQLite cannot add a UNIQUE or PRIMARY KEY constraint to a table",
+        "CREATE UNIQUE INDEX does the same for UNIQUE",
+    ),
+    (
+        re.compile(r"\bADD\s+(?:CONSTRAINT\s+\S+\s+)?FOREIGN\s+KEY\b", re.I),
+        "SQLite cannot add a foreign key to a table",
+        _RECREATE.format("with the foreign key"),
+    ),
+)
+
+
+def unsupported_alter(sql: str) -> tuple[str, str] | None:
+    """(message, hint) for an ALTER TABLE that SQLite cannot do, which it would answer with a bare syntax
+    error: what it can (ADD/DROP/RENAME COLUMN, SET/DROP NOT NULL, ADD/DROP CONSTRAINT … CHECK) runs."""
+    if _ALTER.match(sql) is None:
+        return None
+    for pattern, message, hint in _ALTER_UNSUPPORTED:
+        if pattern.search(sql):
+            return message, hint
+    return None

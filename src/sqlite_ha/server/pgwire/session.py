@@ -349,6 +349,9 @@ class Session:
             raise PgError("0A000", str(e)) from e
         if explained is not None:
             return self._prepare_explain(sql, explained, param_oids, describe=describe)
+        refused = commands.unsupported_alter(sql)
+        if refused is not None:
+            raise PgError("0A000", refused[0], hint=refused[1])
         is_catalog = catalog.is_catalog_query(sql)
         try:
             translation = translate_catalog(catalog.prepare(sql)) if is_catalog else translate(sql)
@@ -651,7 +654,7 @@ class Session:
     def _outcome(self, prepared: Prepared, result: Result, notices: list[str]) -> Outcome:
         if prepared.explain:
             return Outcome("EXPLAIN", prepared.columns, explain.plan_lines(result.rows), notices)
-        if result.columns:
+        if result.columns and (result.rows or prepared.verb not in ("CREATE", "ALTER", "DROP")):
             columns = [
                 t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
                 for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))

@@ -232,6 +232,31 @@ def test_own_change_sets_in_a_mixed_batch_are_not_applied_again(tmp_path: Path) 
     run(scenario, tmp_path)
 
 
+def test_a_dropped_constraint_replays_harmlessly(tmp_path: Path) -> None:
+    """A restarted node applies again its own change sets committed after its last recorded position; one
+    that dropped a constraint (SQLite's ALTER TABLE … DROP CONSTRAINT) finds it gone: that is success, not a
+    parked change set."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        a = await open_node(tmp, hub, "a")
+        db = a.db.id
+        _, created = await a.execute(stmt("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"))
+        _, added = await a.execute(stmt("ALTER TABLE t ADD CONSTRAINT positive CHECK (v > 0)"))
+        assert created is not None
+        assert added is not None
+        await hub.deliver("a", db, [created, added])  # seen back: the position moves past them
+        await a.execute(stmt("ALTER TABLE t DROP CONSTRAINT positive"))
+        await close(a)  # records the position: the DROP is after it
+        a = await open_node(tmp, hub, "a")
+        await hub.deliver_all()  # the DROP again, on a table without the constraint
+        assert a.replica.parked() == {}
+        await a.execute(stmt("INSERT INTO t VALUES (1, -5)"))  # the constraint stays dropped
+        await close(a)
+
+    run(scenario, tmp_path)
+
+
 def test_concurrent_writes_commit_together_and_fail_alone(tmp_path: Path) -> None:
     """Writes that arrive while the writer is busy share one transaction and one change set (group commit),
     and a request that fails rolls back alone."""

@@ -29,6 +29,7 @@ from sqlite_ha.errors import HAError
 _ALREADY = re.compile(r"already exists|duplicate column name", re.IGNORECASE)
 _COLUMN_GONE = re.compile(r"^\s*ALTER\s+TABLE\s+.*\b(DROP|RENAME)\s+(COLUMN\s+)?", re.IGNORECASE | re.DOTALL)
 _NO_SUCH = re.compile(r"no such (table|column)", re.IGNORECASE)
+_CONSTRAINT_GONE = re.compile(r"^\s*ALTER\s+TABLE\s+.*\bDROP\s+CONSTRAINT\b", re.IGNORECASE | re.DOTALL)
 
 
 class ApplyError(HAError):
@@ -72,6 +73,8 @@ class Applier:
                     pass  # replayed: its effect is there already
                 elif "no such column" in message and _COLUMN_GONE.match(sql):
                     pass  # a column dropped or renamed by an earlier replay
+                elif "no such constraint" in message and _CONSTRAINT_GONE.match(sql):
+                    pass  # a constraint dropped by an earlier replay
                 elif _NO_SUCH.search(message):
                     raise SchemaMissing(f"schema change needs what is not here yet: {message}: {sql}") from e
                 else:

@@ -59,6 +59,16 @@ def pg(node_factory: NodeFactory) -> NodeProcess:
     return node
 
 
+async def asyncpg_connect(node: NodeProcess) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host="127.0.0.1",
+        port=node.pg_port,
+        user="ha",
+        password=PASSWORD,
+        database="app",  # type: ignore[attr-defined]
+    )
+
+
 def dsn(node: NodeProcess, **extra: str) -> str:
     parts = {
         "host": "127.0.0.1",
@@ -236,9 +246,7 @@ def test_psycopg_async(pg: NodeProcess) -> None:
 
 def test_asyncpg_types_both_ways(pg: NodeProcess) -> None:
     async def body() -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
-        )  # type: ignore[attr-defined]
+        conn = await asyncpg_connect(pg)
         try:
             await conn.execute(
                 "CREATE TABLE v(id BIGINT PRIMARY KEY, small SMALLINT, i INT, f DOUBLE PRECISION, r REAL, "
@@ -657,9 +665,7 @@ def test_tls(node_factory: NodeFactory, tmp_path: Path) -> None:
 
 def test_row_limits_suspend_the_portal(pg: NodeProcess) -> None:
     async def body() -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
-        )  # type: ignore[attr-defined]
+        conn = await asyncpg_connect(pg)
         try:
             await conn.execute("CREATE TABLE n(i BIGINT PRIMARY KEY)")
             await conn.executemany("INSERT INTO n VALUES ($1)", [(i,) for i in range(95)])
@@ -781,9 +787,7 @@ def test_result_columns_are_named_as_postgresql_names_them(pg: NodeProcess) -> N
         assert prepared == {"count": 2}
 
     async def with_asyncpg() -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
-        )  # type: ignore[attr-defined]
+        conn = await asyncpg_connect(pg)
         try:
             record = await conn.fetchrow("SELECT count(*), sum(id) AS total FROM cn")
             assert record is not None
@@ -801,9 +805,7 @@ def test_asyncpg_array_parameters_and_expression_types(pg: NodeProcess) -> None:
     takes a list (an array of the column's type), and expressions come back typed, not as text."""
 
     async def body() -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
-        )  # type: ignore[attr-defined]
+        conn = await asyncpg_connect(pg)
         try:
             await conn.execute("CREATE TABLE arr(id INTEGER PRIMARY KEY, name TEXT)")
             await conn.executemany("INSERT INTO arr VALUES ($1, $2)", [(1, "a"), (2, "b"), (3, "c")])
@@ -895,9 +897,7 @@ def test_catalog_inside_a_write_transaction_sees_its_own_schema(pg: NodeProcess)
         assert other.execute(exists, ("new_t",)).fetchone() == (1,)
 
     async def enum_parameter() -> None:  # SQLAlchemy on asyncpg casts enum parameters to the enum's type
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
-        )  # type: ignore[attr-defined]
+        conn = await asyncpg_connect(pg)
         try:
             assert await conn.fetchval("SELECT $1::some_enum", "happy") == "happy"
         finally:
@@ -999,9 +999,7 @@ def test_sqlstates_session_commands_and_describe(pg: NodeProcess) -> None:
         conn.execute("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL; DISCARD ALL")
 
     async def describe_only() -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=pg.pg_port, user="ha", password=PASSWORD, database="app"
-        )  # type: ignore[attr-defined]
+        conn = await asyncpg_connect(pg)
         try:
             stmt = await conn.prepare("INSERT INTO s VALUES ($1, $2) RETURNING id")  # Parse + Describe only
             assert [a.name for a in stmt.get_parameters()] == ["int8", "text"]

@@ -404,7 +404,9 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
     plus = describe_table(pg, "people", "\\d+")  # with storage, compression, stats target
     assert "id | bigint | | not null | | plain | | |" in plus
     assert "name | text | | not null | 'x' | extended | | |" in plus
-    for command in ("\\dt+", "\\l+", "\\di", "\\dv"):
+    roles = [" ".join(line.split()) for line in psql(pg, "-c", "\\du").stdout.splitlines()]
+    assert any(line.startswith("ha | Superuser") for line in roles), roles
+    for command in ("\\dt+", "\\l+", "\\di", "\\dv", "\\df"):
         listed = psql(pg, "-c", command)
         assert listed.returncode == 0, f"{command}: {listed.stderr}"
     databases = [" ".join(line.split()) for line in psql(pg, "-c", "\\l+").stdout.splitlines()]

@@ -96,7 +96,15 @@ CREATE TABLE pg_catalog.pg_database(
   oid oid PRIMARY KEY, datname TEXT, datdba oid, encoding INTEGER, datcollate TEXT, datctype TEXT,
   datistemplate BOOLEAN, datallowconn BOOLEAN, datacl TEXT, daticulocale TEXT, datlocprovider TEXT,
   dattablespace oid DEFAULT 1663);
-CREATE TABLE pg_catalog.pg_roles(oid oid PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN);
+CREATE TABLE pg_catalog.pg_roles(
+  oid oid PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN, rolinherit BOOLEAN DEFAULT 1,
+  rolcreaterole BOOLEAN DEFAULT 1, rolcreatedb BOOLEAN DEFAULT 1, rolcanlogin BOOLEAN DEFAULT 1,
+  rolconnlimit INTEGER DEFAULT -1, rolvaliduntil TEXT, rolreplication BOOLEAN DEFAULT 0,
+  rolbypassrls BOOLEAN DEFAULT 1);
+CREATE TABLE pg_catalog.pg_auth_members(roleid oid, member oid, grantor oid, admin_option BOOLEAN);
+CREATE TABLE pg_catalog.pg_proc(
+  oid oid PRIMARY KEY, proname TEXT, pronamespace oid, proowner oid, prokind TEXT, prorettype oid,
+  proargtypes oidvector, proretset BOOLEAN);
 CREATE TABLE pg_catalog.pg_am(oid oid PRIMARY KEY, amname TEXT);
 CREATE TABLE pg_catalog.pg_tablespace(oid oid PRIMARY KEY, spcname TEXT, spcowner oid);
 CREATE TABLE pg_catalog.pg_description(objoid oid, classoid oid, objsubid INTEGER, description TEXT);
@@ -314,7 +322,7 @@ class Catalog:
             "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)",
             [(PG_CATALOG, "pg_catalog"), (PUBLIC, "public"), (INFORMATION_SCHEMA, "information_schema")],
         )
-        c.execute("INSERT INTO pg_roles VALUES (10, ?, 1)", (self.user,))
+        c.execute("INSERT INTO pg_roles(oid, rolname, rolsuper) VALUES (10, ?, 1)", (self.user,))
         c.execute("INSERT INTO pg_am VALUES (2, 'heap'), (403, 'btree')")
         c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
         array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}

@@ -23,6 +23,9 @@ from sqlite_ha.server.pgwire import types as t
 def register(conn: apsw.Connection) -> None:
     functions: dict[str, tuple[Callable[..., Any], int]] = {
         "pg_table_is_visible": (lambda oid: 1, 1),
+        "pg_function_is_visible": (lambda oid: 1, 1),
+        "pg_get_function_result": (lambda oid: None, 1),  # no user functions: pg_proc is empty
+        "pg_get_function_arguments": (lambda oid: None, 1),
         "pg_type_is_visible": (lambda oid: 1, 1),
         "pg_collation_is_visible": (lambda oid: 1, 1),
         "current_schema": (lambda: "public", 0),

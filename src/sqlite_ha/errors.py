@@ -94,9 +94,8 @@ class NotReady(HAError):
     code = "not_ready"
 
 
-NO_ROOM = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-)  # OS errors meaning: a full disk, quota, size limit
+# OS errors that mean no room: a full disk, a quota, a file size limit
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class StorageFull(HAError):

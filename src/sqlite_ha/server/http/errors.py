@@ -91,17 +91,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if err.status == 405 and "Allow" in err.headers:
             resp.headers["Allow"] = err.headers["Allow"]
         return resp
-    except OSError as err:
-        if err.errno not in e.NO_ROOM:
-            log.exception("internal error serving %s %s", request.method, request.path)
-            return error_response(500, "internal_error", "internal server error; see the node's log")
-        log.warning("%s %s: %s", request.method, request.path, err)
-        return error_response(
-            507,
-            "disk_full",
-            f"the node has no room to store this: {err.strerror}",
-            hint="free space on the node's disk",
-        )
-    except Exception:
+    except Exception as err:
+        if isinstance(err, OSError) and err.errno in e.NO_ROOM:  # an upload or a temporary file
+            log.warning("%s %s: %s", request.method, request.path, err)
+            return error_response(
+                507,
+                "disk_full",
+                f"the node has no room to store this: {err.strerror}",
+                hint="free space on the node's disk",
+            )
         log.exception("internal error serving %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error; see the node's log")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from sqlite_ha.server.pgwire.translation import NOW_SQL
+
 _IDENTIFIER = re.compile(r"[^\W\d][\w$]*")
 _CALL = re.compile(r"(?:[^\W\d][\w$]*\s*\.\s*)?([^\W\d][\w$]*)\s*\(", re.S)
 _KEYWORD = re.compile(r"(CASE|EXISTS)\b", re.I)
@@ -17,7 +19,7 @@ _CAST_OF_COLUMN = re.compile(r"\s*([^\W\d][\w$]*)\s+AS\s", re.I)
 _SQL_VALUES = {"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP"}
 # what the catalog calls them
 _RENAMED = {f"pg_{name}": name for name in ("version", "current_user", "session_user", "current_role")}
-_TRANSLATED = {"DATETIME('now', 'subsec')": "now"}  # what dialect makes of now(): named after the original
+_TRANSLATED = {NOW_SQL: "now"}  # what dialect makes of now(): named after the original
 
 
 def pg_column_name(name: str, sql: str) -> str:

@@ -20,6 +20,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from sqlite_ha.server.pgwire import arrays
 from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.translation import NOW_SQL
 
 _NAME = r'(?:"(?:[^"]|"")+"|\[[^\]]+\]|`[^`]+`|[A-Za-z_][\w$]*)'
 _TABLES = re.compile(rf"\b(?:from|join|into|update)\s+(?:{_NAME}\s*\.\s*)?({_NAME})", re.I)
@@ -131,7 +132,6 @@ def _result_types(
 
 
 _NUMBERED_PARAM = re.compile(r"\?\d+")
-_NOW = "DATETIME('now', 'subsec')"
 
 
 def _computed_type(expression: exp.Expr) -> str | None:
@@ -140,7 +140,7 @@ def _computed_type(expression: exp.Expr) -> str | None:
     if isinstance(expression, exp.JSONExtract):
         return "JSONB"
     text = expression.sql(dialect="sqlite")
-    if text == _NOW:
+    if text == NOW_SQL:
         return "TIMESTAMPTZ"
     return "TIMESTAMP" if text.upper().startswith("DATETIME(") else None
 

@@ -21,7 +21,7 @@ from sqlglot import exp
 from sqlite_ha.db.functions import PatternError, like_to_glob
 from sqlite_ha.server.pgwire import arrays
 from sqlite_ha.server.pgwire.intervals import interval_modifiers
-from sqlite_ha.server.pgwire.translation import TranslationError, check_param
+from sqlite_ha.server.pgwire.translation import NOW_SQL, TranslationError, check_param
 
 DType = exp.DataType.Type
 
@@ -195,7 +195,7 @@ _UUID_V4 = (
 
 
 def _now(node: exp.Expr, ctx: RewriteContext) -> exp.Expr:
-    return _call("datetime", "now", "subsec")
+    return _template_tree(NOW_SQL).copy()
 
 
 def _refuse_version(node: exp.CurrentVersion, ctx: RewriteContext) -> exp.Expr:

@@ -655,12 +655,13 @@ class Session:
         if prepared.explain:
             return Outcome("EXPLAIN", prepared.columns, explain.plan_lines(result.rows), notices)
         if result.columns and (result.rows or prepared.verb not in ("CREATE", "ALTER", "DROP")):
-            columns = [
-                t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
-                for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
-            ]
-            if prepared.columns and len(prepared.columns) == len(columns):
+            if prepared.columns and len(prepared.columns) == len(result.columns):
                 columns = prepared.columns  # what Describe announced
+            else:
+                columns = [
+                    t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
+                    for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
+                ]
             return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
         return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from sqlite_ha.errors import HAError
 
 MAX_PARAM = 32766  # SQLITE_MAX_VARIABLE_NUMBER of current builds
+# What now() (and CURRENT_TIMESTAMP) becomes, as sqlglot writes it: the type inference and the column names
+# recognise it to give it now()'s type and name back.
+NOW_SQL = "DATETIME('now', 'subsec')"
 
 
 @dataclass(frozen=True, slots=True)

@@ -318,6 +318,8 @@ def test_stats_count(aio: Aio, harness: Harness) -> None:
         await r.subscribe(sub("n1"), rec)
         seqs = await publish_many(r, "main.db", 4)
         await rec.wait_for(seqs)
+        # counted once the handler has returned, which is after the recorder saw the change sets
+        await wait_until(lambda: r.stats()["delivered"] >= 4, "delivered counted")
         stats = r.stats()
         assert stats["driver"] == r.name == harness.kind
         assert stats["published"] == 4

@@ -232,6 +232,37 @@ def test_own_change_sets_in_a_mixed_batch_are_not_applied_again(tmp_path: Path) 
     run(scenario, tmp_path)
 
 
+def test_triggers_never_fire_when_applying(tmp_path: Path) -> None:
+    """Rows made by a trigger at the origin arrive as rows; the replica must not make them again. Applying
+    switches triggers off only where there are some, so the cases where the trigger arrives with the rows
+    matter: in the same batch as them, and in the same change set."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        db = a.db.id
+        audit = "CREATE TRIGGER {0}_audit AFTER INSERT ON {0} BEGIN INSERT INTO audit VALUES (new.id); END"
+        _, tables = await a.execute(stmt("CREATE TABLE audit(id); CREATE TABLE t(id); CREATE TABLE u(id)"))
+        _, trigger = await a.execute(stmt(audit.format("t")))
+        _, insert = await a.execute(stmt("INSERT INTO t VALUES (1)"))
+        # one change set: the trigger and a row that fires it
+        _, together = await a.execute([*stmt(audit.format("u")), *stmt("INSERT INTO u VALUES (2)")])
+        seqs = [tables, trigger, insert, together]
+        assert all(s is not None for s in seqs)
+        await hub.deliver("b", db, seqs)  # one batch: no trigger on b when it starts
+        _, later = await a.execute(stmt("INSERT INTO t VALUES (3)"))
+        assert later is not None
+        await hub.deliver("b", db, [later])  # the trigger is on b now
+        assert await rows(b, "SELECT id FROM audit ORDER BY id") == [(1,), (2,), (3,)]
+        assert await rows(a, "SELECT id FROM audit ORDER BY id") == [(1,), (2,), (3,)]
+        await b.execute(stmt("INSERT INTO t VALUES (4)"))  # triggers are on again for clients
+        assert await rows(b, "SELECT id FROM audit WHERE id = 4") == [(4,)]
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
 def test_a_dropped_constraint_replays_harmlessly(tmp_path: Path) -> None:
     """A restarted node applies again its own change sets committed after its last recorded position; one
     that dropped a constraint (SQLite's ALTER TABLE … DROP CONSTRAINT) finds it gone: that is success, not a

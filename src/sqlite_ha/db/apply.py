@@ -85,17 +85,14 @@ class Applier:
         version = cs.version
         for change in cs.changes:
             # The version first: a change already superseded here (a node's own, say) needs no schema, even
-            # if the table has changed or gone since.
+            # if the table has changed or gone since. A newer version is recorded at once; if the row then
+            # cannot be written, the caller's savepoint takes the version back with it.
             key = encode_key(change.key)
-            current = conn.execute(
-                "SELECT hlc, node FROM _ha_rows WHERE tbl = ? AND key = ?", (change.table, key)
-            ).fetchall()
-            if current and (current[0][0], current[0][1]) >= version:
+            if not meta.claim_version(conn, change.table, key, cs.hlc, cs.node, change.op == "DELETE"):
                 result.skipped += 1
                 continue
             info = self._table(conn, change)
             self._write_row(conn, info, change, version)
-            meta.set_version(conn, info.name, key, cs.hlc, cs.node, change.op == "DELETE")
             result.applied += 1
         return result
 

@@ -73,7 +73,8 @@ class Capture:
         self.encode = encode
         self.ddl_sync = ddl_sync
         self.resolver = UniqueResolver(schema)
-        self.before_commit: Callable[[apsw.Connection], None] | None = None  # rides along in every write
+        # Rides along in every write, once the transaction's clock is taken, and stores it (``hlc.last``).
+        self.before_commit: Callable[[apsw.Connection], None] | None = None
         # Told whether the transaction in which ``before_commit`` ran committed (True) or rolled back.
         self.after_end: Callable[[bool], None] | None = None
         self._before_commit_ran = False
@@ -169,7 +170,8 @@ class Capture:
         conn.execute(
             "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)
         )
-        meta.put(conn, meta.CLOCK, hlc)
+        if self.before_commit is None:  # else it stores the clock with the position
+            meta.put(conn, meta.CLOCK, hlc)
         return cs, payload
 
     def _row_changes(self, conn: apsw.Connection, raw: bytes, hlc: int) -> list[RowChange]:
@@ -202,7 +204,9 @@ class Capture:
             old = old[1:] if old is not None else None
             new_sparse = new_sparse[1:] if new_sparse is not None else None
         new: Row | None = None
-        if op != "DELETE":
+        if op == "INSERT" and new_sparse is not None and len(new_sparse) == len(info.columns):
+            new = new_sparse  # an insert's record holds the whole row, read from the table by changeset()
+        elif op != "DELETE":
             lookup = (rowid,) if info.by_rowid else _pk_of(info, new_sparse if op == "INSERT" else old)
             found = conn.execute(info.select_sql(), lookup).fetchall()
             if not found:

@@ -134,10 +134,16 @@ class Replica:
 
     def _apply_locked(self, conn: apsw.Connection, batch: Sequence[Incoming]) -> BatchOutcome:
         outcome = BatchOutcome(applied_seq=self.applied_seq)
+        # Rows arrive in commit order, not dependency order; triggers fired at the origin already. Switching
+        # either off expires every prepared statement of the connection (SQLite re-prepares them all on next
+        # use, which cost more than the whole apply), so it is done only where there is something to switch:
+        # a database with triggers, or a batch that may create one (any schema change).
         foreign_keys = bool(self.db.spec.foreign_keys)
+        triggers = _has_triggers(conn) or any(i.changeset is not None and i.changeset.ddl for i in batch)
         if foreign_keys:
-            conn.execute("PRAGMA foreign_keys=OFF")  # rows arrive in commit order, not dependency order
-        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)  # triggers fired at the origin already
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, 0)
+        if triggers:
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)
         # What is applied here is durable in the log, and the position commits with it: a transaction lost to
         # a power cut is applied again from the log. So applying skips the fsync that client writes pay.
         full = self._synchronous_full()
@@ -155,15 +161,15 @@ class Replica:
                 self._own_seen.extend(outcome.own)
                 self.applied_seq = outcome.applied_seq
                 self._record_position(conn)
-                meta.put(conn, meta.CLOCK, self.hlc.last)
         except BaseException:
             self.applied_seq = before  # the transaction rolled back: so did the position
             self._position_written(False)
             raise
         finally:
-            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 1)
+            if triggers:
+                conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 1)
             if foreign_keys:
-                conn.execute("PRAGMA foreign_keys=ON")
+                conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, 1)
             if full:
                 conn.execute("PRAGMA synchronous=FULL")
         self._position_written(True)
@@ -186,12 +192,13 @@ class Replica:
         self._position_dirty = True
 
     def _record_position(self, conn: apsw.Connection) -> None:
-        """Inside a transaction: store the applied position and drop outbox entries seen in the log."""
+        """Inside a transaction: store the applied position and the clock, and drop outbox entries seen in
+        the log."""
         if self._own_seen:
             conn.executemany("DELETE FROM _ha_outbox WHERE hlc = ?", [(h,) for h in self._own_seen])
             self._deleting.extend(self._own_seen)
             self._own_seen.clear()
-        meta.put(conn, meta.APPLIED_SEQ, self.applied_seq)
+        meta.put_position(conn, self.applied_seq, self.hlc.last)
         self._position_dirty = False
 
     def seen_in_log(self) -> set[int]:
@@ -327,3 +334,7 @@ class Replica:
             "SELECT state, count(*) FROM _ha_parked GROUP BY state"
         ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[arg-type]
+
+
+def _has_triggers(conn: apsw.Connection) -> bool:
+    return bool(conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'trigger' LIMIT 1").fetchall())

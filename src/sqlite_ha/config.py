@@ -290,6 +290,13 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite synchronous mode for database files: full survives power loss, normal only a crash",
         metavar="MODE",
     ),
+    Setting(
+        "event-loop",
+        _parse_choice("auto", "uvloop", "asyncio"),
+        "auto",
+        "Event loop of the node: uvloop (faster; auto uses it where it is installed) or the standard asyncio",
+        metavar="LOOP",
+    ),
     Setting("busy-timeout", parse_duration, 5.0, "How long a write waits for a lock held by another process"),
     Setting(
         "query-timeout",
@@ -426,6 +433,7 @@ class Config:
     max_body_size: int = 16 * 1024 * 1024
     max_load_size: int = 64 * 1024**3
     synchronous: str = "full"
+    event_loop: str = "auto"
     busy_timeout: float = 5.0
     query_timeout: float = 30.0
     max_result_rows: int = 500_000

@@ -517,6 +517,9 @@ class Node:
             "node": self.name,
             "version": __version__,
             "uptime_s": round(time.time() - self._started_at, 3),
+            "event_loop": "uvloop"
+            if type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+            else "asyncio",
             "databases": [
                 {
                     "id": db.id,

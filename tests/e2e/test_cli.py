@@ -38,6 +38,7 @@ def run_cli(
         (["serve", "--replication-timeout", "5x"], {}, "--replication-timeout"),
         (["serve", "--port", "70000"], {}, "--port"),
         (["serve", "--memory=maybe"], {}, "--memory"),
+        (["serve", "--event-loop", "trio"], {}, "--event-loop"),
         (["serve"], {"HA_REPLICATION_MAX_AGE": "forever"}, "HA_REPLICATION_MAX_AGE"),
         (["serve", "-c", "/nonexistent/ha.conf"], {}, "--config"),
         (["serve", "--nats-port", "0", "file:x.db?_bogus=1"], {}, "_bogus"),
@@ -109,9 +110,10 @@ def nats_children(node: NodeProcess) -> list[psutil.Process]:
     return [p for p in psutil.Process(node.proc.pid).children(recursive=True) if "nats-server" in p.name()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_embedded_nats_and_clean_shutdown(node_factory: NodeFactory, sig: int) -> None:
-    node = node_factory(args=["app.db"], nats_port=None)
+@pytest.mark.parametrize(("sig", "loop"), [(signal.SIGTERM, "uvloop"), (signal.SIGINT, "asyncio")])
+def test_embedded_nats_and_clean_shutdown(node_factory: NodeFactory, sig: int, loop: str) -> None:
+    node = node_factory(args=["app.db", "--event-loop", loop], nats_port=None)
+    assert node.request("GET", "/status").json()["event_loop"] == loop
     ready = node.request("GET", "/readyz").json()
     assert ready["checks"] == {"databases": True, "nats": True, "jetstream": True, "replication": True}
     children = nats_children(node)

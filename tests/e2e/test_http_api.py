@@ -333,6 +333,7 @@ def test_health_readiness_status(node: NodeProcess) -> None:
     status = node.request("GET", "/status").json()
     assert status["node"] == "node1"
     assert status["databases"][0]["id"] == "app.db"
+    assert status["event_loop"] == "uvloop"  # a dependency on this platform, and ``auto`` takes it
 
 
 # --------------------------------------------------------------------------------------------- slow requests

@@ -43,11 +43,14 @@ from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.snapshot import SnapshotError
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
+from sqlite_ha.server.http.fast import FastPath
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgServer
 
 log = logging.getLogger(__name__)
+
+HTTP_SHUTDOWN_TIMEOUT = 5.0  # requests being served when the node stops get this long to finish
 
 
 class LoadInterrupted(HAError):
@@ -79,6 +82,8 @@ class Node:
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
         self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._fast: FastPath | None = None
         self.pg: PgServer | None = None
         self._started_at = time.time()
         self.http_port: int | None = None
@@ -153,18 +158,27 @@ class Node:
             api.app,
             access_log=log if cfg.log_level == "debug" else None,
             handle_signals=False,
-            shutdown_timeout=5.0,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        assert self._runner.server is not None
+        # Connections start on the fast path for plain queries; aiohttp takes over for anything else.
+        self._fast = FastPath(
+            api.fast_query,
+            self._runner.server,
+            max_body=cfg.max_body_size,
+            access_log=log if cfg.log_level == "debug" else None,
+        )
         try:
-            await site.start()
+            self._listener = await asyncio.get_running_loop().create_server(
+                self._fast, cfg.host, cfg.port, reuse_address=True
+            )
         except OSError as e:
             await self._runner.cleanup()
             why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
             raise ConfigError("--port", f"cannot listen on {cfg.host}:{cfg.port}: {why}") from e
-        addresses = self._runner.addresses
-        self.http_port = addresses[0][1] if addresses else cfg.port
+        sockets = self._listener.sockets
+        self.http_port = sockets[0].getsockname()[1] if sockets else cfg.port
         if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token:
             log.warning(
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
@@ -481,6 +495,11 @@ class Node:
         if self.pg is not None:
             await self.pg.stop()
             self.pg = None
+        if self._listener is not None:
+            self._listener.close()  # no new connections; the requests being served are answered
+            if self._fast is not None:
+                await self._fast.close(HTTP_SHUTDOWN_TIMEOUT)
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -47,12 +47,32 @@ def status_for(err: e.HAError) -> int:
     return _EXTRA_STATUS.get(err.code, 500)
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+def error_body(status: int, code: str, message: str, **extra: Any) -> tuple[bytes, dict[str, str] | None]:
     body = {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
     headers = {"WWW-Authenticate": 'Bearer realm="sqlite-ha"'} if status == 401 else None
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
-    )
+    return orjson.dumps(body), headers
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    body, headers = error_body(status, code, message, **extra)
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def answer_error(err: Exception, method: str, path: str) -> tuple[int, bytes, dict[str, str] | None]:
+    """The status, JSON body and headers any route answers an exception with: an ``HAError`` by
+    ``status_for``, an unexpected one (logged) as 500, or 507 for a full disk."""
+    if isinstance(err, e.HAError):
+        status = status_for(err)
+        if status >= 500:
+            log.warning("%s %s: %s", method, path, err.message)
+        extra = {k: v for k, v in err.to_dict().items() if k not in ("code", "message")}
+        return (status, *error_body(status, err.code, err.message, **extra))
+    if isinstance(err, OSError) and err.errno in e.NO_ROOM:  # an upload or a temporary file
+        log.warning("%s %s: %s", method, path, err)
+        message = f"the node has no room to store this: {err.strerror}"
+        return (507, *error_body(507, "disk_full", message, hint="free space on the node's disk"))
+    log.error("internal error serving %s %s", method, path, exc_info=err)
+    return (500, *error_body(500, "internal_error", "internal server error; see the node's log"))
 
 
 MAX_BODY_SIZE = web.AppKey("max_body_size", int)
@@ -67,16 +87,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every error leaves as JSON ``{"error": {"code", "message", …}}`` with the status of ``status_for``."""
     try:
         return await handler(request)
-    except e.HAError as err:
-        status = status_for(err)
-        if status >= 500:
-            log.warning("%s %s: %s", request.method, request.path, err.message)
-        return error_response(
-            status,
-            err.code,
-            err.message,
-            **{k: v for k, v in err.to_dict().items() if k not in ("code", "message")},
-        )
     except web.HTTPRequestEntityTooLarge:
         limit = request.app.get(MAX_BODY_SIZE)
         return error_response(
@@ -92,13 +102,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             resp.headers["Allow"] = err.headers["Allow"]
         return resp
     except Exception as err:
-        if isinstance(err, OSError) and err.errno in e.NO_ROOM:  # an upload or a temporary file
-            log.warning("%s %s: %s", request.method, request.path, err)
-            return error_response(
-                507,
-                "disk_full",
-                f"the node has no room to store this: {err.strerror}",
-                hint="free space on the node's disk",
-            )
-        log.exception("internal error serving %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "internal server error; see the node's log")
+        status, body, headers = answer_error(err, request.method, request.path)
+        return web.Response(status=status, body=body, content_type="application/json", headers=headers)

@@ -3,12 +3,15 @@ what it hands to aiohttp, and that a connection handed over goes on being served
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 
 import pytest
+from aiohttp import web, web_server
 
+from sqlite_ha.server.http import fast
 from sqlite_ha.server.http.fast import MAX_HEAD, _HandOver, parse
 from sqlite_ha.testing import NodeProcess
 from tests.conftest import NodeFactory
@@ -218,3 +221,43 @@ def test_parse_takes_one_request_at_a_time() -> None:
     assert (second.database, second.body) == ("d.db", b"[1]")
     assert buf == b""
     assert parse(bytearray(post(b"{}")[:-1]), max_body=16) is None  # incomplete: wait for more
+
+
+# ------------------------------------------------------------------------------------------- in process
+def test_an_idle_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As aiohttp's keep-alive timeout does (shortened here); one being answered is left alone."""
+    monkeypatch.setattr(fast, "IDLE_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def respond(database: str | None, body: bytes, auth: str) -> fast.Answer:
+            if body == b"wait":
+                await release.wait()
+            return 200, b"{}", None
+
+        async def handler(request: web.BaseRequest) -> web.Response:
+            return web.Response(text="aiohttp")
+
+        aiohttp_server = web_server.Server(handler)
+        server = await asyncio.get_running_loop().create_server(
+            fast.FastPath(respond, aiohttp_server, max_body=1024), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(post(b"{}"))
+            assert (await reader.readuntil(b"{}")).startswith(b"HTTP/1.1 200 OK\r\n")
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed once idle
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(post(b"wait"))
+            await asyncio.sleep(0.8)  # longer than the idle timeout, with a request in flight
+            release.set()
+            assert (await reader.readuntil(b"{}")).startswith(b"HTTP/1.1 200 OK\r\n")
+            writer.close()
+        finally:
+            server.close()
+            await aiohttp_server.shutdown()
+
+    asyncio.run(scenario())

@@ -23,8 +23,10 @@ from email.utils import formatdate
 from typing import cast
 
 from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.tcp_helpers import tcp_keepalive
 
 MAX_HEAD = 8192  # a head this long without its end is not a plain query: aiohttp takes it
+IDLE_TIMEOUT = 3630.0  # an idle connection is closed after this long, as aiohttp's keep-alive timeout does
 _ID = re.compile(r"[A-Za-z0-9_.\-]+")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
 _HANDS_OVER = frozenset({"transfer-encoding", "expect", "upgrade", "x-min-sequence", "content-encoding"})
@@ -172,14 +174,33 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.paused = False
         self.eof = False
+        self.active = 0.0  # loop time of the last bytes received or answer sent
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not registered as one
         self.fast.connections.add(self)
+        tcp_keepalive(self.transport)  # as aiohttp does: a peer that vanished is noticed
+        loop = asyncio.get_running_loop()
+        self.active = loop.time()
+        self.idle_timer = loop.call_later(IDLE_TIMEOUT, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fast.connections.discard(self)
         self.transport = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+
+    def _check_idle(self) -> None:
+        """Close the connection once nothing happened on it for IDLE_TIMEOUT (one timer, re-armed lazily)."""
+        if self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        left = self.active + IDLE_TIMEOUT - loop.time()
+        if left <= 0 and self.task is None:
+            self.transport.close()
+            return
+        self.idle_timer = loop.call_later(max(left, 1.0), self._check_idle)
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -187,6 +208,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.active = asyncio.get_running_loop().time()
         if self.task is None:
             self._next()
         elif len(self.buf) > self.fast.max_body + MAX_HEAD and self.transport is not None:
@@ -225,6 +247,7 @@ class _Connection(asyncio.Protocol):
             return
         close = request.close or self.eof
         transport.write(response_bytes(status, body, headers, self.fast.date(), close))
+        self.active = asyncio.get_running_loop().time()
         if self.fast.access_log is not None:
             path = "/query" if request.database is None else f"/databases/{request.database}"
             self.fast.access_log.debug('"POST %s HTTP/1.1" %d %d (fast path)', path, status, len(body))
@@ -239,6 +262,8 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self.fast.connections.discard(self)
         self.transport = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
         protocol = self.fast.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -263,6 +263,44 @@ def test_triggers_never_fire_when_applying(tmp_path: Path) -> None:
     run(scenario, tmp_path)
 
 
+def test_foreign_keys_are_not_checked_when_applying(tmp_path: Path) -> None:
+    """With ``_fk=1`` clients' writes are checked, but a change set from the log is applied as its origin
+    committed it: a parent deleted on one node while another node added a child must not park the change set
+    on either node (they would diverge); both end with the child and without the parent."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        nodes = []
+        for name in ("a", "b"):
+            (tmp / name).mkdir()
+            db = Database(parse_dsn(f"file:{tmp / name / 'app.db'}?_fk=1", memory=False))
+            rdb = ReplicatedDatabase(db, hub.connect(name), node=name)
+            await rdb.start()
+            nodes.append(rdb)
+        a, b = nodes
+        db_id = a.db.id
+        tables = "CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(id PRIMARY KEY, p REFERENCES p)"
+        _, schema = await a.execute(stmt(tables))
+        _, parent = await a.execute(stmt("INSERT INTO p VALUES (1)"))
+        await hub.deliver("b", db_id, [schema, parent])
+        with pytest.raises(HAError):  # a client's write is checked
+            await b.execute(stmt("INSERT INTO c VALUES (9, 2)"))
+        _, child = await b.execute(stmt("INSERT INTO c VALUES (1, 1)"))
+        _, gone = await a.execute(stmt("DELETE FROM p WHERE id = 1"))
+        await hub.deliver("a", db_id, [schema, parent, child, gone])
+        await hub.deliver("b", db_id, [child, gone])
+        for n in (a, b):
+            assert n.replica.parked() == {}
+            assert await rows(n, "SELECT id FROM p") == []
+            assert await rows(n, "SELECT id, p FROM c") == [(1, 1)]
+        with pytest.raises(HAError):  # and checks are on again for clients
+            await a.execute(stmt("INSERT INTO c VALUES (10, 3)"))
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
 def test_a_dropped_constraint_replays_harmlessly(tmp_path: Path) -> None:
     """A restarted node applies again its own change sets committed after its last recorded position; one
     that dropped a constraint (SQLite's ALTER TABLE … DROP CONSTRAINT) finds it gone: that is success, not a

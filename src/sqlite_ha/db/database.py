@@ -131,12 +131,12 @@ class Database:
         conn.set_busy_timeout(self._busy_ms)
         conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
         conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
+        if self.spec.foreign_keys:  # before the authorizer, which refuses to set pragmas
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, 1)
         authorizer = Authorizer()
         conn.authorizer = authorizer
         deadline = Deadline()
         deadline.install(conn)
-        if self.spec.foreign_keys:
-            conn.execute("PRAGMA foreign_keys=ON")
         functions.register(conn)
         return _Conn(conn, authorizer, deadline)
 

@@ -536,9 +536,7 @@ class Node:
             "node": self.name,
             "version": __version__,
             "uptime_s": round(time.time() - self._started_at, 3),
-            "event_loop": "uvloop"
-            if type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-            else "asyncio",
+            "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],  # uvloop, asyncio
             "databases": [
                 {
                     "id": db.id,

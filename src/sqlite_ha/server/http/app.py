@@ -74,9 +74,7 @@ def authorized(header: str, expected: bytes) -> bool:
     return hmac.compare_digest(given.strip().encode(), expected)
 
 
-def auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    expected = token.encode()
-
+def auth_middleware(expected: bytes) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def check(
         request: web.Request,
@@ -109,7 +107,7 @@ class HTTPApi:
         self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
         middlewares: list[Any] = [error_middleware]
         if token:
-            middlewares.append(auth_middleware(token))
+            middlewares.append(auth_middleware(self.token))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
         self.app[MAX_BODY_SIZE] = max_body_size
         r = self.app.router
@@ -144,8 +142,8 @@ class HTTPApi:
     # -------------------------------------------------------------------------------- queries
     async def query(self, request: web.Request) -> web.Response:
         """Run statements; ``?min_seq=N`` first waits until this node has applied the log up to N."""
-        answer = await self.run_query(request.match_info.get("id"), await request.read(), _min_seq(request))
-        status, body, headers = answer
+        body = await request.read()
+        status, body, headers = await self.run_query(request.match_info.get("id"), body, _min_seq(request))
         return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
     async def run_query(self, database: str | None, body: bytes, min_seq: int) -> Answer:

@@ -2,8 +2,16 @@
 
 Clients share one writer connection per database, so anything that changes connection state or reaches
 outside the database file is refused: transaction control (a request is already one transaction), ATTACH and
-DETACH (also ``VACUUM INTO``, which attaches), writes to internal ``_ha_*`` tables, and pragmas that set
-node-wide behaviour. Reading pragmas stays allowed.
+DETACH (also ``VACUUM INTO``, which attaches), anything that creates or writes the TEMP schema (it would
+belong to whichever client came next, and the change capture does not see it), writes to internal ``_ha_*``
+tables, and pragmas that set node-wide behaviour. Reading pragmas stays allowed.
+
+Every ``DELETE`` is answered ``SQLITE_IGNORE`` rather than OK: SQLite's documented way to turn off its
+truncate optimisation for that statement, so that a ``DELETE`` without ``WHERE`` deletes row by row, which
+the session extension records. SQLite decides this when it prepares a statement, not when it runs it, and
+prepared statements are cached: a ``DELETE FROM t`` first prepared while no session was attached (to
+classify it as a write, on an in-memory database whose one connection reads and writes) used to empty the
+table unseen by every later session, and never reach the other nodes.
 """
 
 from __future__ import annotations
@@ -65,6 +73,14 @@ _TEMP_SCHEMA = frozenset(
         apsw.SQLITE_CREATE_TEMP_VIEW,
     }
 )
+# Writes into the TEMP schema (``CREATE TABLE temp.x``, ``CREATE TRIGGER temp.x … ON main.t`` and ``CREATE
+# VIRTUAL TABLE temp.x`` are authorized as plain creations, then write ``sqlite_temp_master``).
+_TEMP_WRITES = _WRITE_ACTIONS | {
+    apsw.SQLITE_CREATE_TABLE,
+    apsw.SQLITE_CREATE_VIEW,
+    apsw.SQLITE_CREATE_VTABLE,
+    apsw.SQLITE_DROP_VTABLE,
+}
 INTERNAL_PREFIX = "_ha_"
 
 
@@ -77,20 +93,20 @@ class Authorizer:
 
     def __call__(self, action: int, a1: str | None, a2: str | None, db: str | None, trig: str | None) -> int:
         if self.internal:
-            return apsw.SQLITE_OK
-        reason = self._deny_reason(action, a1, a2)
+            return apsw.SQLITE_IGNORE if action == apsw.SQLITE_DELETE else apsw.SQLITE_OK
+        reason = self._deny_reason(action, a1, a2, db)
         if reason is None:
-            return apsw.SQLITE_OK
+            return apsw.SQLITE_IGNORE if action == apsw.SQLITE_DELETE else apsw.SQLITE_OK
         self.denied = reason
         return apsw.SQLITE_DENY
 
     @staticmethod
-    def _deny_reason(action: int, a1: str | None, a2: str | None) -> str | None:
+    def _deny_reason(action: int, a1: str | None, a2: str | None, db: str | None) -> str | None:
         if action == apsw.SQLITE_SAVEPOINT and (a2 or "").lower().startswith(INTERNAL_PREFIX):
             return f"savepoint names starting with {INTERNAL_PREFIX} are reserved for sqlite-ha"
         if action == apsw.SQLITE_TRANSACTION:
             return f"{a1} is not allowed: each request already runs as one transaction"
-        if action in _TEMP_SCHEMA:
+        if action in _TEMP_SCHEMA or (db == "temp" and action in _TEMP_WRITES):
             return "TEMP tables, views, indexes and triggers are not allowed: clients share connections"
         if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return "ATTACH, DETACH and VACUUM INTO are not allowed"

@@ -113,6 +113,11 @@ class Applier:
 
     def _write_row(self, conn: apsw.Connection, info: TableInfo, change: RowChange, version: Version) -> None:
         """Make the row equal to the change: remove what is there, then insert the full image."""
+        if info.fts:  # through the FTS5 table itself, which keeps its index in step with its rows
+            conn.execute(f"DELETE FROM {quote(info.name)} WHERE rowid = ?", change.key)
+            if change.op != "DELETE" and change.new is not None:
+                conn.execute(_insert_sql(info.name, change.columns, "INSERT"), change.new)
+            return
         if not info.by_rowid and not info.unique and not info.opaque_unique and change.new is not None:
             # No other UNIQUE constraint for REPLACE to delete by: replacing by primary key is exactly
             # "delete what is there, insert the image" in one statement.

@@ -73,14 +73,20 @@ _TEMP_SCHEMA = frozenset(
         apsw.SQLITE_CREATE_TEMP_VIEW,
     }
 )
-# Writes into the TEMP schema (``CREATE TABLE temp.x``, ``CREATE TRIGGER temp.x … ON main.t`` and ``CREATE
-# VIRTUAL TABLE temp.x`` are authorized as plain creations, then write ``sqlite_temp_master``).
-_TEMP_WRITES = _WRITE_ACTIONS | {
-    apsw.SQLITE_CREATE_TABLE,
-    apsw.SQLITE_CREATE_VIEW,
-    apsw.SQLITE_CREATE_VTABLE,
-    apsw.SQLITE_DROP_VTABLE,
-}
+# Creating in the TEMP schema: ``CREATE TABLE temp.x`` and ``CREATE VIRTUAL TABLE temp.x`` are authorized as
+# plain creations in "temp"; ``CREATE TRIGGER temp.x … ON main.t`` as a creation in "main" that then inserts
+# into the temp schema table. (Updates of the temp schema table stay allowed: ALTER TABLE and DROP make them.)
+_TEMP_CREATE = frozenset(
+    {
+        apsw.SQLITE_INSERT,
+        apsw.SQLITE_CREATE_TABLE,
+        apsw.SQLITE_CREATE_VIEW,
+        apsw.SQLITE_CREATE_VTABLE,
+        apsw.SQLITE_CREATE_INDEX,
+        apsw.SQLITE_CREATE_TRIGGER,
+    }
+)
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"})
 INTERNAL_PREFIX = "_ha_"
 
 
@@ -106,7 +112,7 @@ class Authorizer:
             return f"savepoint names starting with {INTERNAL_PREFIX} are reserved for sqlite-ha"
         if action == apsw.SQLITE_TRANSACTION:
             return f"{a1} is not allowed: each request already runs as one transaction"
-        if action in _TEMP_SCHEMA or (db == "temp" and action in _TEMP_WRITES):
+        if action in _TEMP_SCHEMA or (db == "temp" and _writes_temp(action, a1)):
             return "TEMP tables, views, indexes and triggers are not allowed: clients share connections"
         if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return "ATTACH, DETACH and VACUUM INTO are not allowed"
@@ -121,3 +127,10 @@ class Authorizer:
         if action == apsw.SQLITE_CREATE_TABLE and a1 and a1.lower().startswith(INTERNAL_PREFIX):
             return f"names starting with {INTERNAL_PREFIX} are reserved for sqlite-ha"
         return None
+
+
+def _writes_temp(action: int, table: str | None) -> bool:
+    """Whether an action on the TEMP schema creates something there or writes a table of it."""
+    if action in _TEMP_CREATE:
+        return True
+    return action in (apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE) and (table or "").lower() not in _SCHEMA_TABLES

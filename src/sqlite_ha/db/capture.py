@@ -9,6 +9,7 @@ all in the same transaction as the change itself.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -20,13 +21,25 @@ import apsw
 from sqlite_ha.db import meta
 from sqlite_ha.db.changes import ChangeSet, Operation, Row, RowChange, encode_key
 from sqlite_ha.db.hlc import HLC
-from sqlite_ha.db.schema import SchemaCache, TableInfo, is_user_table, quote
+from sqlite_ha.db.schema import (
+    SchemaCache,
+    Shadow,
+    TableInfo,
+    is_user_table,
+    quote,
+    unreplicable_virtual_table,
+)
 from sqlite_ha.db.unique import UniqueResolver
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import PayloadTooLarge, StatementNotAllowed
 
 _OPS: dict[str, Operation] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
 _DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.DOTALL)
+_CREATE_VIRTUAL = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*CREATE\s+VIRTUAL\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?:(?:main|\"main\")\s*\.\s*)?(\"(?:[^\"]|\"\")+\"|`[^`]+`|\[[^\]]+\]|[\w$]+)",
+    re.IGNORECASE | re.DOTALL,
+)
 _IDEMPOTENT = (
     (
         re.compile(
@@ -84,6 +97,7 @@ class Capture:
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
         self._schema_changed = False
+        self._created_virtual: set[str] = set()  # virtual tables this transaction created (lower case)
 
     def begin(self, conn: apsw.Connection) -> None:
         session = apsw.Session(conn, "main")
@@ -93,11 +107,23 @@ class Capture:
         self._session = session
         self._ddl = []
         self._schema_changed = False
+        self._created_virtual = set()
 
     def record_statement(self, cursor: apsw.Cursor, sql: str) -> None:
         """Called as each statement starts; keeps the schema changes, with their bindings expanded."""
         if is_ddl(sql):
             self._schema_changed = True
+            created = _CREATE_VIRTUAL.match(sql)
+            if created is not None:
+                refused = unreplicable_virtual_table(sql)
+                if refused is not None:
+                    raise StatementNotAllowed(
+                        f"{refused} cannot be replicated: the change capture sees its internal tables, not "
+                        "its rows, so its contents would differ between nodes",
+                        hint="for full-text search use an FTS5 table that keeps its own content (no content= "
+                        "option); keep other virtual tables out of replicated databases",
+                    )
+                self._created_virtual.add(_unquote(created.group(1)).lower())
             if self.ddl_sync:
                 self._ddl.append(idempotent(cursor.expanded_sql or sql))
 
@@ -179,13 +205,26 @@ class Capture:
         freed: list[tuple[TableInfo, dict[str, SQLiteValue]]] = []
         for tc in apsw.Changeset.iter(raw):
             info = self.schema.table(conn, tc.name)
-            if info is None:  # dropped later in the same transaction: the DROP travels as DDL
-                continue
+            fts: TableInfo | None = None
+            if info is None:
+                shadow = self.schema.shadow(conn, tc.name)
+                if shadow is None:  # dropped later in the same transaction: the DROP travels as DDL
+                    continue
+                info = self._shadow_rows(shadow)
+                if info is None:
+                    continue
+                fts = shadow.fts
             change = self._row_change(conn, info, tc)
             if change is None:
                 continue
+            if fts is not None:  # a row of the FTS5 table: (rowid, columns…) are (id, c0, c1…) of its content
+                change = dataclasses.replace(
+                    change, table=fts.name, columns=fts.columns, pk_columns=fts.pk_columns
+                )
             out.append(change)
-            meta.set_version(conn, info.name, encode_key(change.key), hlc, self.node, change.op == "DELETE")
+            meta.set_version(
+                conn, change.table, encode_key(change.key), hlc, self.node, change.op == "DELETE"
+            )
             if change.old is not None and info.unique and self.schema.has_shadows(conn, info.name):
                 freed.append((info, dict(zip(info.columns, change.old, strict=True))))
         # Values this transaction released may belong to rows hidden by an earlier clash: show them again,
@@ -193,6 +232,28 @@ class Capture:
         for info, values in freed:
             self.resolver.settle(conn, info, seeds=[], freed=[values])
         return out
+
+    def _shadow_rows(self, shadow: Shadow) -> TableInfo | None:
+        """The content table whose rows stand for the virtual table's, or None when the change to this shadow
+        table needs no replicating (an FTS5 index, which every node builds from the rows; the options that
+        creating an FTS5 table writes, which creating it does again on every node). A change that cannot be
+        described as rows raises: committing it here alone would leave this node unlike all the others."""
+        if shadow.fts is None:  # a virtual table made before this database was replicated
+            raise StatementNotAllowed(
+                f"writes to the virtual table {quote(shadow.owner)} cannot be replicated (the change capture "
+                "sees its internal tables only, not its rows), so the transaction was rolled back",
+                hint="for full-text search use an FTS5 table that keeps its own content (no content= "
+                "option); keep other virtual tables out of replicated databases",
+                table=shadow.owner,
+            )
+        if shadow.role == "config" and shadow.owner.lower() not in self._created_virtual:
+            raise StatementNotAllowed(
+                f"FTS5 configuration changes to {quote(shadow.owner)} (INSERT INTO t(t, …) VALUES "
+                "('rank', …) and the like) cannot be replicated, so the transaction was rolled back",
+                hint="give the option in each query instead (… AND rank MATCH 'bm25(10.0, 5.0)')",
+                table=shadow.owner,
+            )
+        return shadow.content if shadow.role == "content" else None
 
     def _row_change(self, conn: apsw.Connection, info: TableInfo, tc: Any) -> RowChange | None:
         op = _OPS[tc.op]
@@ -246,6 +307,13 @@ class Capture:
         if op == "DELETE" and found:
             conn.execute("DELETE FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?", (info.name, rowid))
         return tuple(found[0]) if found else ("", rowid)
+
+
+def _unquote(name: str) -> str:
+    if name[:1] in ('"', "`", "[") and len(name) >= 2:
+        inner = name[1:-1]
+        return inner.replace('""', '"') if name[0] == '"' else inner
+    return name
 
 
 def _pk_of(info: TableInfo, row: Row | None) -> Row:

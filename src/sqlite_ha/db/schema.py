@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 import apsw
 
@@ -42,6 +44,9 @@ class TableInfo:
     # A UNIQUE index on an expression, with a WHERE clause or a custom collation: clashes on it cannot be
     # resolved by comparing values, so a change that clashes on it is parked instead.
     opaque_unique: tuple[str, ...] = ()
+    # An FTS5 table keeping its own content: its rows replicate as (rowid, columns…), read from its content
+    # table, and every node's FTS5 builds its own index from them (``columns`` starts with "rowid").
+    fts: bool = False
 
     @property
     def by_rowid(self) -> bool:
@@ -59,12 +64,32 @@ class TableInfo:
         return tuple(self.columns.index(c) for c in self.pk_columns)
 
 
+ShadowRole = Literal["content", "index", "config"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    """A table a virtual table keeps its data in (SQLite calls it a shadow table).
+
+    The session extension sees changes to shadow tables only, never to the virtual table itself. Those of an
+    FTS5 table with its own content (``fts`` set) are understood: its ``content`` table holds its rows, the
+    ``index`` tables are derived from them, its ``config`` holds options set with ``INSERT INTO t(t, …)``.
+    Other virtual tables' shadow tables are opaque: their changes cannot be replicated.
+    """
+
+    owner: str  # the virtual table
+    role: ShadowRole
+    fts: TableInfo | None = None  # the FTS5 table, when its rows replicate
+    content: TableInfo | None = None  # this content table as an ordinary table (role "content")
+
+
 class SchemaCache:
     """Table descriptions, dropped whenever SQLite's schema version moves."""
 
     def __init__(self) -> None:
         self._version: int | None = None
         self._tables: dict[str, TableInfo | None] = {}
+        self._shadows: dict[str, Shadow | None] = {}
         self.shadowed: set[str] | None = None  # tables with hidden rows (see ``unique``), loaded lazily
 
     def has_shadows(self, conn: apsw.Connection, table: str) -> bool:
@@ -78,18 +103,93 @@ class SchemaCache:
         if version != self._version:
             self._version = version
             self._tables.clear()
+            self._shadows.clear()
 
     def table(self, conn: apsw.Connection, name: str) -> TableInfo | None:
+        """An ordinary table, or an FTS5 table whose rows replicate; None for anything else."""
         if name not in self._tables:
             self._tables[name] = _read(conn, name)
         return self._tables[name]
 
+    def shadow(self, conn: apsw.Connection, name: str) -> Shadow | None:
+        """What the shadow table ``name`` is to its virtual table; None if it is not one (or is gone)."""
+        if name not in self._shadows:
+            self._shadows[name] = _read_shadow(conn, name)
+        return self._shadows[name]
 
-def _read(conn: apsw.Connection, name: str) -> TableInfo | None:
+
+_VIRTUAL = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+(\w+)\s*(?:\((.*)\))?\s*;?\s*$",
+    re.I | re.S,
+)
+# FTS5 options that keep the rows elsewhere (external content) or nowhere (contentless): a content= option.
+_FTS5_CONTENT_OPTION = re.compile(r"(?:^|,)\s*content\s*=", re.I)
+_FTS5_INDEX_SHADOWS = ("data", "idx", "docsize")
+# Modules whose tables keep rows in shadow tables that cannot be read back as the table's rows.
+_OPAQUE_MODULES = frozenset({"fts3", "fts4", "rtree", "rtree_i32", "geopoly"})
+
+
+def unreplicable_virtual_table(sql: str) -> str | None:
+    """Why the virtual table ``CREATE VIRTUAL TABLE`` statement ``sql`` makes could not replicate its rows
+    (the session extension sees only its shadow tables), or None when it can (an FTS5 table with its own
+    content) or keeps no rows (table-valued modules such as ``dbstat``)."""
+    match = _VIRTUAL.match(sql)
+    if match is None:
+        return None
+    module, args = match.group(1).lower(), match.group(2) or ""
+    if module == "fts5":
+        return (
+            "an FTS5 table with a content= option (external content or contentless)"
+            if (_FTS5_CONTENT_OPTION.search(args))
+            else None
+        )
+    return f"a virtual table using {module}" if module in _OPAQUE_MODULES else None
+
+
+def _read_fts(conn: apsw.Connection, name: str) -> TableInfo | None:
+    """The FTS5 table ``name`` if it keeps its own content, as a table keyed by rowid."""
+    found = conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+    ).fetchall()
+    match = _VIRTUAL.match(str(found[0][0] or "")) if found else None
+    if match is None or match.group(1).lower() != "fts5" or _FTS5_CONTENT_OPTION.search(match.group(2) or ""):
+        return None
+    columns = tuple(str(r[0]) for r in conn.execute("SELECT name FROM pragma_table_info(?)", (name,)))
+    return TableInfo(
+        name=name, columns=("rowid", *columns), pk_columns=("rowid",), without_rowid=False, fts=True
+    )
+
+
+def _read_shadow(conn: apsw.Connection, name: str) -> Shadow | None:
+    listed = conn.execute(
+        "SELECT type FROM pragma_table_list WHERE schema = 'main' AND name = ?", (name,)
+    ).fetchall()
+    if not listed or listed[0][0] != "shadow":
+        return None
+    owners = [
+        str(r[0])
+        for r in conn.execute("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'virtual'")
+        if name.lower().startswith(str(r[0]).lower() + "_")
+    ]
+    if not owners:
+        return None
+    owner = max(owners, key=len)
+    suffix = name[len(owner) + 1 :].lower()
+    fts = _read_fts(conn, owner)
+    if fts is None:
+        return Shadow(owner=owner, role="index")
+    if suffix == "content":
+        return Shadow(owner=owner, role="content", fts=fts, content=_read(conn, name, kind="shadow"))
+    return Shadow(owner=owner, role="index" if suffix in _FTS5_INDEX_SHADOWS else "config", fts=fts)
+
+
+def _read(conn: apsw.Connection, name: str, kind: str = "table") -> TableInfo | None:
     listed = conn.execute(
         "SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (name,)
     ).fetchall()
-    if not listed or listed[0][0] != "table":
+    if listed and listed[0][0] == "virtual" and kind == "table":
+        return _read_fts(conn, name)
+    if not listed or listed[0][0] != kind:
         return None
     info = conn.execute("SELECT name, pk FROM pragma_table_info(?)", (name,)).fetchall()
     columns = tuple(str(r[0]) for r in info)

@@ -484,6 +484,7 @@ class Database:
     ) -> list[Result]:
         results: list[Result] = []
         budget = self.options.limits.max_rows
+        c.conn.set_last_insert_rowid(0)  # each request's last_insert_id is its own (see ``runner``)
         for i, stmt in enumerate(statements):
             try:
                 result, budget = run_statement(c.conn, stmt, budget, on_statement)

@@ -7,6 +7,8 @@ and before the first step), never guessed from the SQL text.
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -138,14 +140,16 @@ def run_statement(
     statement's index and translates.
     """
     results: list[Result] = []
+    dml: list[bool] = []  # per result: whether its statement is an INSERT, UPDATE or DELETE
 
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         if results and not results[-1].columns:
-            _finish_exec(conn, results[-1])
+            _finish_exec(conn, results[-1], dml[-1])
         if on_statement is not None:
             on_statement(cursor, sql)
         desc = cursor.description
         results.append(Result(columns=[d[0] for d in desc], types=[d[1] for d in desc]))
+        dml.append(not desc and changes_rows(sql))
         return True
 
     cur = conn.cursor()
@@ -163,10 +167,47 @@ def run_statement(
     if not results:
         raise BadRequest("the statement is empty")
     if not results[-1].columns:
-        _finish_exec(conn, results[-1])
+        _finish_exec(conn, results[-1], dml[-1])
     return results[-1], rows_budget
 
 
-def _finish_exec(conn: apsw.Connection, result: Result) -> None:
-    result.rows_affected = conn.changes()
+def _finish_exec(conn: apsw.Connection, result: Result, dml: bool) -> None:
+    """``rows_affected``: SQLite's count of the rows the statement changed, for an INSERT, UPDATE or DELETE;
+    0 for any other statement, for which SQLite keeps the count of an earlier statement (``changes()`` is
+    not reset by DDL, pragmas or ANALYZE; a DROP TABLE deleting rows does not count them either).
+    ``last_insert_id``: SQLite's last_insert_rowid(), which every request starts at 0 (``Database``), so it
+    is the rowid of the latest row this request inserted, or 0, never one inserted by another client."""
+    result.rows_affected = conn.changes() if dml else 0
     result.last_insert_id = conn.last_insert_rowid()
+
+
+_TOKEN = re.compile(
+    r"""\s+|--[^\n]*|/\*.*?(?:\*/|$)|'(?:[^']|'')*'?|"(?:[^"]|"")*"?|`[^`]*`?|\[[^\]]*\]?|[()]|[\w$]+|.""",
+    re.DOTALL,
+)
+_DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
+_MAIN_VERBS = _DML | {"SELECT", "VALUES"}
+
+
+@functools.lru_cache(maxsize=4096)
+def changes_rows(sql: str) -> bool:
+    """Whether one SQL statement is an INSERT, REPLACE, UPDATE or DELETE (also after a WITH clause): the
+    statements SQLite counts the changed rows of."""
+    depth = 0
+    leading = True
+    for m in _TOKEN.finditer(sql):
+        token = m.group()
+        if token[0].isspace() or token.startswith(("--", "/*")):
+            continue
+        word = token.upper()
+        if leading:
+            if word != "WITH":
+                return word in _DML
+            leading = False
+        elif token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0 and word in _MAIN_VERBS:
+            return word in _DML
+    return False

@@ -553,15 +553,15 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
     assert call.without_seq("/query", {"sql": "SELECT * FROM t WHERE 0"})["rows"] == []
 
     # Read-your-writes: min_seq (or X-Min-Sequence) waits until the node has applied the log up to there; the
-    # local log is applied at once. Beyond what the log holds, the node gives up after --replication-timeout
-    # (300ms here) and the request does not run, not even a write.
+    # local log is applied at once. Beyond what the log holds, the node says so at once and the request does
+    # not run, not even a write.
     assert call.without_seq("/query", {"sql": "SELECT count(*) FROM t"}, query="?min_seq=4")["rows"] == [[4]]
     call.without_seq("/", {"sql": "SELECT 1"}, headers={MIN_SEQ_HEADER: "4"})
     call.without_seq("/databases/{id}", {"sql": "SELECT 1"}, id="app.db", query="?min_seq=0")
     err = call.error(
-        "POST", "/query", {"sql": "SELECT 1"}, query="?min_seq=1000", expect=504, code="stale_read"
+        "POST", "/query", {"sql": "SELECT 1"}, query="?min_seq=1000", expect=400, code="min_seq_beyond_log"
     )
-    assert (err["applied_seq"], err["min_seq"]) == (4, 1000)
+    assert (err["last_seq"], err["min_seq"]) == (4, 1000)
     assert "hint" in err
     call.error(
         "POST",
@@ -569,8 +569,8 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
         {"sql": "INSERT INTO t(name) VALUES ('ghost')"},
         id="app.db",
         headers={MIN_SEQ_HEADER: "1000"},
-        expect=504,
-        code="stale_read",
+        expect=400,
+        code="min_seq_beyond_log",
     )
     for bad in ("abc", "-1", "1.5"):
         err = call.error(

@@ -28,7 +28,7 @@ from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
-from sqlite_ha.errors import HAError
+from sqlite_ha.errors import BadRequest, HAError
 from sqlite_ha.replication import changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
@@ -63,6 +63,12 @@ class ReplicationPending(HAError):
 
 class StaleRead(HAError):
     code = "stale_read"
+
+
+class SeqBeyondLog(BadRequest):
+    """``min_seq`` is past the end of the log: no write has that position (yet), waiting would be in vain."""
+
+    code = "min_seq_beyond_log"
 
 
 class Gap(HAError):
@@ -410,13 +416,26 @@ class ReplicatedDatabase:
 
     # ------------------------------------------------------------------------------------ reads
     async def wait_applied(self, min_seq: int, timeout: float) -> None:
-        """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``."""
+        """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``.
+
+        While it waits it asks the log where it ends: ``SeqBeyondLog`` at once if ``min_seq`` is past that
+        (no acknowledged write has that position). Only the log can say: a write acknowledged a moment ago
+        on another node is newer than anything this node has seen. If the log cannot answer, the wait goes on.
+        """
         if self.replica.applied_seq >= min_seq:
             return
         try:
             async with asyncio.timeout(timeout):
-                async with self._applied:
-                    await self._applied.wait_for(lambda: self.replica.applied_seq >= min_seq)
+                applied = asyncio.ensure_future(self._wait_for(min_seq))
+                beyond = asyncio.ensure_future(self._refuse_beyond_log(min_seq))
+                try:
+                    await asyncio.wait((applied, beyond), return_when=asyncio.FIRST_COMPLETED)
+                    if not applied.done():
+                        beyond.result()  # raises when min_seq is past the log's end
+                    await applied
+                finally:
+                    applied.cancel()
+                    beyond.cancel()
         except TimeoutError:
             raise StaleRead(
                 f"this node has applied the log up to {self.replica.applied_seq}, not yet {min_seq}",
@@ -424,6 +443,36 @@ class ReplicatedDatabase:
                 applied_seq=self.replica.applied_seq,
                 min_seq=min_seq,
             ) from None
+
+    async def _wait_for(self, min_seq: int) -> None:
+        async with self._applied:
+            await self._applied.wait_for(lambda: self.replica.applied_seq >= min_seq)
+
+    async def _refuse_beyond_log(self, min_seq: int) -> None:
+        """Raise ``SeqBeyondLog`` if the log ends before ``min_seq``; return if it does not or cannot say."""
+        try:
+            end = await asyncio.wait_for(self._log_end(), 2.0)
+        except (TimeoutError, ReplicationError):
+            return
+        if min_seq > end:
+            raise SeqBeyondLog(
+                f"min_seq {min_seq} is beyond the end of the replication log (its last sequence is {end}): "
+                "no write has that position",
+                hint="send the seq a write to this database answered; after the log was recreated, older "
+                "seq values mean nothing",
+                min_seq=min_seq,
+                last_seq=end,
+            )
+
+    async def _log_end(self) -> int:
+        """The last position of the log, asked of the log itself. With JetStream positions are the stream's,
+        shared by all databases: its last sequence (a database's own last one may be older than a seq from
+        a write to another database, which waits as any other). A log without stream-wide positions counts
+        each database on its own."""
+        stream_end = getattr(self.replicator, "stream_last_seq", None)
+        if stream_end is not None:
+            return int(await stream_end())
+        return int(await self.replicator.last_seq(self.db.id))
 
     @property
     def applied_seq(self) -> int:

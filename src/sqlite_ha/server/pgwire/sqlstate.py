@@ -55,6 +55,7 @@ _BY_CODE = {
     "replication_error": "57P03",
     "replication_timeout": "57P03",
     "stale_read": "57014",
+    "min_seq_beyond_log": "22023",
     "payload_too_large": "54000",
     "database_not_found": "3D000",
     "transaction_aborted": "40P01",

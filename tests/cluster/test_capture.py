@@ -511,3 +511,30 @@ def test_fts5_concurrent_writes_to_one_row_converge(tmp_path: Path) -> None:
             await close(nodes)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("memory", [False, True], ids=["file", "memory"])
+def test_header_pragmas_replicate(tmp_path: Path, memory: bool) -> None:
+    """``PRAGMA user_version = N`` and ``application_id`` (which clients may set, and migration tools do)
+    change the database file's header, which no session sees: they travel like schema changes."""
+
+    async def scenario() -> None:
+        _, nodes = await open_nodes(tmp_path, memory)
+        a, b, _ = nodes
+        try:
+            _, seq = await a.execute([Statement(sql="PRAGMA user_version = 7")])
+            assert seq is not None
+            _, seq = await b.execute([Statement(sql="PRAGMA main.application_id = 1234")])
+            assert seq is not None
+            await converged(nodes, seq)
+            for rdb in nodes:
+                header = rdb.db.reader_connection.execute(
+                    "SELECT * FROM pragma_user_version, pragma_application_id"
+                ).fetchall()
+                assert header == [(7, 1234)], rdb.node
+            _, none = await a.execute([Statement(sql="PRAGMA user_version")])
+            assert none is None  # reading it is a read
+        finally:
+            await close(nodes)
+
+    asyncio.run(scenario())

@@ -34,7 +34,13 @@ from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import PayloadTooLarge, StatementNotAllowed
 
 _OPS: dict[str, Operation] = {"INSERT": "INSERT", "UPDATE": "UPDATE", "DELETE": "DELETE"}
-_DDL = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(CREATE|DROP|ALTER)\b", re.IGNORECASE | re.DOTALL)
+# Schema statements, and the pragmas that set a value in the database file's header, which no session sees
+# either (clients may set these two; ``authorizer``): both travel as SQL, in order.
+_DDL = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(?:(?:CREATE|DROP|ALTER)\b|"
+    r"PRAGMA\s+(?:(?:main|\"main\")\s*\.\s*)?(?:user_version|application_id)\s*(?:=|\())",
+    re.IGNORECASE | re.DOTALL,
+)
 _CREATE_VIRTUAL = re.compile(
     r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*CREATE\s+VIRTUAL\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
     r"(?:(?:main|\"main\")\s*\.\s*)?(\"(?:[^\"]|\"\")+\"|`[^`]+`|\[[^\]]+\]|[\w$]+)",

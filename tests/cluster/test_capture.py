@@ -30,6 +30,7 @@ class Path_:
     schema: tuple[str, ...]
     writes: tuple[str, ...]
     node: str = "a"  # which node writes
+    gone: tuple[str, ...] = ()  # objects the writes drop: none may be left on any node
 
 
 PATHS: dict[str, Path_] = {
@@ -88,6 +89,28 @@ PATHS: dict[str, Path_] = {
             "INSERT INTO s VALUES (20, 1), (21, 2)",
         ),
         ("DELETE FROM p WHERE id = 1", "UPDATE p SET id = 22 WHERE id = 2", "DELETE FROM p"),
+    ),
+    "drop_table_with_cascade": Path_(
+        (
+            "CREATE TABLE p(id INTEGER PRIMARY KEY)",
+            "CREATE TABLE c(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id) ON DELETE CASCADE)",
+            "INSERT INTO p VALUES (1), (2)",
+            "INSERT INTO c VALUES (10, 1), (11, 2), (12, NULL)",
+        ),
+        ("DELETE FROM p", "DROP TABLE p", "DROP TABLE c"),
+        gone=("p", "c"),
+    ),
+    "drop_with_rows": Path_(
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v)",
+            "CREATE TABLE n(a, b)",
+            "CREATE INDEX t_v ON t(v)",
+            "CREATE VIEW tv AS SELECT v FROM t",
+            "CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO n VALUES (new.id, new.v); END",
+            "INSERT INTO t VALUES (1, 'x'), (2, 'y')",
+        ),
+        ("DROP TRIGGER t_ins", "DROP VIEW tv", "DROP INDEX t_v", "DROP TABLE t", "DROP TABLE n"),
+        gone=("t_ins", "tv", "t_v", "t", "n"),
     ),
     "triggers": Path_(
         (
@@ -180,11 +203,14 @@ PATHS: dict[str, Path_] = {
             "DELETE FROM docs WHERE rowid = 1",
             "INSERT INTO docs(docs) VALUES ('optimize')",
             "INSERT INTO docs(docs) VALUES ('rebuild')",
+            "INSERT INTO docs(docs, rank) VALUES ('merge', 500)",
             "UPDATE docs SET rowid = 7 WHERE rowid = 3",
             "INSERT OR REPLACE INTO docs(rowid, title, body) VALUES (7, 'replaced', 'by rowid')",
             "DELETE FROM docs",
-            "INSERT INTO docs(rowid, title, body) VALUES (8, 'last', 'row'); DROP TABLE docs",
+            "INSERT INTO docs(rowid, title, body) VALUES (8, 'last', 'row')",
+            "DROP TABLE docs",
         ),
+        gone=("docs", "docs_content", "docs_data"),
     ),
     "fts5_created_and_written_in_one_request": Path_(
         (),
@@ -268,6 +294,10 @@ def contents(rdb: ReplicatedDatabase) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+def schema_names(rdb: ReplicatedDatabase) -> set[str]:
+    return {str(r[0]) for r in rdb.db.reader_connection.execute("SELECT name FROM sqlite_schema")}
+
+
 async def converged(nodes: list[ReplicatedDatabase], seq: int) -> None:
     for rdb in nodes:
         await rdb.wait_applied(seq, 10)
@@ -308,6 +338,9 @@ def test_every_change_reaches_every_node(tmp_path: Path, name: str, memory: bool
                 seq = await write(writer, sql)
                 last = max(last, seq or 0)
                 await converged(nodes, last)
+            for rdb in nodes:
+                left = [name for name in path.gone if name in schema_names(rdb)]
+                assert not left, f"node {rdb.node} still has {left}"
         finally:
             await close(nodes)
 
@@ -534,6 +567,35 @@ def test_header_pragmas_replicate(tmp_path: Path, memory: bool) -> None:
                 assert header == [(7, 1234)], rdb.node
             _, none = await a.execute([Statement(sql="PRAGMA user_version")])
             assert none is None  # reading it is a read
+        finally:
+            await close(nodes)
+
+    asyncio.run(scenario())
+
+
+def test_drop_table_of_a_referenced_table_with_rows_is_refused_clearly(tmp_path: Path) -> None:
+    """With foreign keys on, SQLite deletes a referenced table's rows before dropping it (cascading to other
+    tables): a change set cannot describe rows of a table that is gone, so the DROP is refused, saying how to
+    do it, and nothing changes on any node."""
+
+    async def scenario() -> None:
+        _, nodes = await open_nodes(tmp_path, False)
+        a = nodes[0]
+        try:
+            for sql in (
+                "CREATE TABLE p(id INTEGER PRIMARY KEY)",
+                "CREATE TABLE c(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id) ON DELETE CASCADE)",
+                "INSERT INTO p VALUES (1)",
+            ):
+                seq = await write(a, sql)
+            seq = await write(a, "INSERT INTO c VALUES (10, 1)")
+            assert seq is not None
+            before = contents(a)
+            with pytest.raises(StatementNotAllowed) as info:
+                await a.execute([Statement(sql="DROP TABLE p")])
+            assert "empty it with DELETE, then drop it" in str(info.value.hint)
+            assert contents(a) == before
+            await converged(nodes, seq)
         finally:
             await close(nodes)
 

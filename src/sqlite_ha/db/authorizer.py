@@ -6,12 +6,13 @@ DETACH (also ``VACUUM INTO``, which attaches), anything that creates or writes t
 belong to whichever client came next, and the change capture does not see it), writes to internal ``_ha_*``
 tables, and pragmas that set node-wide behaviour. Reading pragmas stays allowed.
 
-Every ``DELETE`` is answered ``SQLITE_IGNORE`` rather than OK: SQLite's documented way to turn off its
-truncate optimisation for that statement, so that a ``DELETE`` without ``WHERE`` deletes row by row, which
-the session extension records. SQLite decides this when it prepares a statement, not when it runs it, and
-prepared statements are cached: a ``DELETE FROM t`` first prepared while no session was attached (to
-classify it as a write, on an in-memory database whose one connection reads and writes) used to empty the
-table unseen by every later session, and never reach the other nodes.
+The table check of every ``DELETE`` statement is answered ``SQLITE_IGNORE`` rather than OK: SQLite's
+documented way to turn off its truncate optimisation for that statement, so that a ``DELETE`` without
+``WHERE`` deletes row by row, which the session extension records. SQLite decides this when it prepares a
+statement, not when it runs it, and prepared statements are cached: a ``DELETE FROM t`` first prepared while
+no session was attached (to classify it as a write, on an in-memory database whose one connection reads and
+writes) used to empty the table unseen by every later session, and never reach the other nodes. (DROP
+statements ask about DELETEs too, and take SQLITE_IGNORE as "skip the DROP": those are answered OK.)
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ _TEMP_CREATE = frozenset(
         apsw.SQLITE_CREATE_TRIGGER,
     }
 )
+_DROPS = frozenset(
+    {
+        apsw.SQLITE_DROP_TABLE,
+        apsw.SQLITE_DROP_TEMP_TABLE,
+        apsw.SQLITE_DROP_VIEW,
+        apsw.SQLITE_DROP_TEMP_VIEW,
+        apsw.SQLITE_DROP_VTABLE,
+    }
+)
 _SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"})
 INTERNAL_PREFIX = "_ha_"
 
@@ -96,15 +106,29 @@ class Authorizer:
     def __init__(self) -> None:
         self.internal = False
         self.denied: str | None = None  # why the last statement was refused, for the error message
+        self._dropping: str | None = None  # the table a DROP just asked about (its DELETE check follows)
 
     def __call__(self, action: int, a1: str | None, a2: str | None, db: str | None, trig: str | None) -> int:
+        allowed = self._allowed(action, a1)
+        self._dropping = a1 if action in _DROPS else None
         if self.internal:
-            return apsw.SQLITE_IGNORE if action == apsw.SQLITE_DELETE else apsw.SQLITE_OK
+            return allowed
         reason = self._deny_reason(action, a1, a2, db)
         if reason is None:
-            return apsw.SQLITE_IGNORE if action == apsw.SQLITE_DELETE else apsw.SQLITE_OK
+            return allowed
         self.denied = reason
         return apsw.SQLITE_DENY
+
+    def _allowed(self, action: int, table: str | None) -> int:
+        """SQLITE_IGNORE for the DELETE of a DELETE statement (no truncate optimisation), SQLITE_OK otherwise.
+
+        DROP statements ask about a DELETE too, from the schema table and from the table dropped, and SQLite
+        takes SQLITE_IGNORE there as "skip the DROP": those must stay OK."""
+        if action != apsw.SQLITE_DELETE:
+            return apsw.SQLITE_OK
+        if (table or "").lower() in _SCHEMA_TABLES or (table is not None and table == self._dropping):
+            return apsw.SQLITE_OK
+        return apsw.SQLITE_IGNORE
 
     @staticmethod
     def _deny_reason(action: int, a1: str | None, a2: str | None, db: str | None) -> str | None:

@@ -164,7 +164,8 @@ class Capture:
             raise StatementNotAllowed(
                 "this transaction changed rows of a table and then dropped or renamed it or one of its "
                 "columns; such a transaction cannot be replicated as one change set, so it was rolled back",
-                hint="send the schema change as a request of its own",
+                hint="send the schema change as a request of its own; with foreign keys on, DROP TABLE of a "
+                "table that others reference deletes its rows first: empty it with DELETE, then drop it",
             ) from e
         finally:
             session.close()

@@ -1,10 +1,16 @@
 """Capture one write transaction as a ``ChangeSet``, inside the transaction, just before COMMIT.
 
 The session extension tells which rows the transaction changed, net of statement rollbacks, ``ROLLBACK TO``,
-``INSERT OR REPLACE`` deletes and ``DELETE`` without ``WHERE`` (a session turns off SQLite's truncate
-optimization), including changes made by triggers. For each changed row we then read its full image from the
-table, stamp it with the transaction's clock in ``_ha_rows``, and put the encoded change set in the outbox,
-all in the same transaction as the change itself.
+``INSERT OR REPLACE`` deletes and ``DELETE`` without ``WHERE``, including changes made by triggers and
+foreign-key actions. (It sees a ``DELETE`` without ``WHERE`` only because the authorizer turns SQLite's
+truncate optimisation off whenever a statement is prepared: a session turns it off only for statements
+prepared while it is attached.) For each changed row we then read its full image from the table, stamp it with
+the transaction's clock in ``_ha_rows``, and put the encoded change set in the outbox, all in the same
+transaction as the change itself.
+
+Virtual tables are not seen, only their shadow tables: an FTS5 table that keeps its own content travels as
+its rows, read from its content table; its index does not travel (each node's FTS5 builds its own). Virtual
+tables whose rows cannot be read back are refused. Schema statements and the header pragmas travel as SQL.
 """
 
 from __future__ import annotations

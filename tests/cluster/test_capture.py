@@ -69,6 +69,13 @@ PATHS: dict[str, Path_] = {
         ),
         ("INSERT OR REPLACE INTO u VALUES (3, 'a@x', 'b')",),
     ),
+    "replace_no_primary_key": Path_(
+        ("CREATE TABLE u(email TEXT UNIQUE, n)", "INSERT INTO u VALUES ('a@x', 0), ('b@x', 0)"),
+        (
+            "REPLACE INTO u VALUES ('a@x', 1)",
+            "INSERT INTO u VALUES ('b@x', 2) ON CONFLICT(email) DO UPDATE SET n = excluded.n",
+        ),
+    ),
     "upsert": Path_(
         ("CREATE TABLE c(k TEXT PRIMARY KEY, n INTEGER)", "INSERT INTO c VALUES ('a', 1)"),
         (

@@ -436,6 +436,8 @@ class ReplicatedDatabase:
                 finally:
                     applied.cancel()
                     beyond.cancel()
+                    if beyond.done() and not beyond.cancelled():
+                        beyond.exception()  # retrieved: a refusal that came too late is not an error
         except TimeoutError:
             raise StaleRead(
                 f"this node has applied the log up to {self.replica.applied_seq}, not yet {min_seq}",

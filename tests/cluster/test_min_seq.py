@@ -1,0 +1,58 @@
+"""``wait_applied`` (``min_seq``) in process, on the in-memory hub: past the log's end it refuses at once;
+within the log it waits, however far behind the node is."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from sqlite_ha.db.database import Database
+from sqlite_ha.db.dsn import parse_dsn
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.replication.memory import MemoryHub
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase, SeqBeyondLog, StaleRead
+
+
+async def open_node(tmp: Path, hub: MemoryHub, name: str) -> ReplicatedDatabase:
+    (tmp / name).mkdir()
+    rdb = ReplicatedDatabase(
+        Database(parse_dsn(str(tmp / name / "app.db"), memory=False)), hub.connect(name), node=name
+    )
+    await rdb.start()
+    return rdb
+
+
+async def close(*nodes: ReplicatedDatabase) -> None:
+    for rdb in nodes:
+        await rdb.close()
+        await rdb.replicator.close()
+        rdb.db.close()
+
+
+def test_beyond_the_log_is_refused_at_once_and_within_it_waits(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        hub = MemoryHub(auto=False)  # nothing is delivered until the test says so: b lags behind
+        a, b = await open_node(tmp_path, hub, "a"), await open_node(tmp_path, hub, "b")
+        try:
+            _, seq = await a.execute([Statement(sql="CREATE TABLE t(x)")])
+            assert seq == 1
+            started = time.monotonic()
+            with pytest.raises(SeqBeyondLog) as info:
+                await b.wait_applied(seq + 1, 10)
+            assert time.monotonic() - started < 5
+            assert (info.value.fields["min_seq"], info.value.fields["last_seq"]) == (seq + 1, seq)
+            # seq is in the log but b has not applied it: that is a wait, not a refusal
+            with pytest.raises(StaleRead):
+                await b.wait_applied(seq, 0.3)
+            waiting = asyncio.ensure_future(b.wait_applied(seq, 10))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await hub.deliver_all()
+            await waiting
+        finally:
+            await close(a, b)
+
+    asyncio.run(scenario())

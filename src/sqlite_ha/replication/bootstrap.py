@@ -3,10 +3,11 @@
 Before a node opens a database it compares the position the file has applied with the first sequence the
 log still holds. If change sets the node never saw are gone (a new node joining a cluster older than
 ``--replication-max-age``, or a node that was down longer than that), it installs the latest snapshot, which
-must cover the gap, and consumes the log from the snapshot's position. ``--from-latest-snapshot`` asks for it
-in any case. A snapshot is verified (checksum, SQLite integrity check, the position recorded inside it)
-before it replaces anything, and it replaces the file atomically (a rename), so a failure leaves the old
-file as it was.
+must cover the gap, and consumes the log from the snapshot's position; when no stored snapshot covers the
+gap, it first asks the live nodes for a fresh one (``ask``, see ``snapshot_request``).
+``--from-latest-snapshot`` asks for it in any case. A snapshot is verified (checksum, SQLite integrity
+check, the position recorded inside it) before it replaces anything, and it replaces the file atomically (a
+rename), so a failure leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +30,11 @@ from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicator import Replicator
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
+from sqlite_ha.replication.snapshot_request import SnapshotReply
+
+# Ask the live nodes for a snapshot of a database covering the log up to a position: the first good reply,
+# else a refusal saying why, else None (nobody answered).
+AskSnapshot = Callable[[str, int], Awaitable[SnapshotReply | None]]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +67,12 @@ def applied_position(path: str) -> tuple[int, int]:
 
 
 async def bootstrap(
-    spec: DatabaseSpec, replicator: Replicator, store: SnapshotStore, *, force: bool = False
+    spec: DatabaseSpec,
+    replicator: Replicator,
+    store: SnapshotStore,
+    *,
+    force: bool = False,
+    ask: AskSnapshot | None = None,
 ) -> Bootstrap:
     applied, outbox = (0, 0) if spec.memory else await asyncio.to_thread(applied_position, spec.path)
     first = await replicator.first_seq(spec.id)
@@ -72,18 +85,22 @@ async def bootstrap(
         if gap
         else "--from-latest-snapshot"
     )
+    asked = ""
+    if gap and ask is not None and (latest is None or latest.covers + 1 < first):
+        latest, asked = await ask_live_nodes(spec.id, first, latest, ask, store)
     if latest is None:
         if not gap:
             log.info("database %s: no snapshot to start from; the log has everything", spec.id)
             return Bootstrap(spec, None)
         raise BootstrapError(
-            f"database {spec.id}: {why}, and there is no snapshot to start from",
-            hint="take a snapshot on a node that has the data (POST /snapshot)",
+            f"database {spec.id}: {why}, and there is no snapshot to start from{asked}",
+            hint="start a node that has the data (it answers), or take a snapshot on one (POST /snapshot)",
         )
     if latest.covers + 1 < first:
         raise BootstrapError(
-            f"database {spec.id}: {why}, and the latest snapshot (seq {latest.seq}) is older than that too",
-            hint="take a new snapshot on a node that is up to date",
+            f"database {spec.id}: {why}, and the latest snapshot (seq {latest.seq}) is older than that "
+            f"too{asked}",
+            hint="start a node that is up to date (it answers), or take a snapshot on one (POST /snapshot)",
         )
     if not gap and latest.seq <= applied:
         return Bootstrap(spec, None)  # the file is already as new as the snapshot
@@ -116,6 +133,35 @@ async def bootstrap(
         why,
     )
     return Bootstrap(installed, got)
+
+
+async def ask_live_nodes(
+    database: str, first: int, latest: SnapshotMeta | None, ask: AskSnapshot, store: SnapshotStore
+) -> tuple[SnapshotMeta | None, str]:
+    """Ask the live nodes for a snapshot covering the log up to ``first - 1``. Returns the store's latest
+    snapshot afterwards and, when none came, why (as a clause for an error message)."""
+    log.warning(
+        "database %s: the log starts at %d and no stored snapshot covers what lies before; asking the live "
+        "nodes for a fresh one",
+        database,
+        first,
+    )
+    started = time.monotonic()
+    reply = await ask(database, first - 1)
+    if reply is None:
+        return latest, " (and no live node answered a request for a fresh one)"
+    if not reply.ok:
+        return latest, f" (asked for a fresh one, {reply.node} refused: {reply.error})"
+    log.info(
+        "database %s: %s %s the snapshot at seq %d (covers %d) in %.2fs",
+        database,
+        reply.node,
+        "took" if reply.taken else "pointed at",
+        reply.seq,
+        reply.covers,
+        time.monotonic() - started,
+    )
+    return await store.latest(database), ""
 
 
 def verify(path: Path, expected: SnapshotMeta, *, checksum: bool = True) -> None:

@@ -206,6 +206,14 @@ def test_only_an_up_to_date_node_answers_a_snapshot_request(node_factory: NodeFa
     assert [(r.node, r.ok) for r in replies] == [("node2", False)]
     assert "gap" in (replies[0].error or "")
     assert hub.request("GET", "/snapshot").status == 404  # nobody stored a stale snapshot
+    # and a new node cannot start: it is told why rather than served stale data
+    n3 = node_factory(
+        args=["app.db", "--replication-url", url, *MAX_AGE, *NO_AUTO], name="node3", start=False
+    )
+    n3.start(wait_ready=False)
+    assert n3.proc is not None
+    assert n3.proc.wait(60) == 1
+    assert "node2 refused: this node has a gap in the log itself" in n3.logs()
 
     n1.start()  # up to date again: it has every change set the log ever held
     wait_for(lambda: serves(n2), 60, "node2 to recover from node1's answer")
@@ -216,3 +224,33 @@ def test_only_an_up_to_date_node_answers_a_snapshot_request(node_factory: NodeFa
     good = [r for r in replies if r.ok]
     assert good, replies
     assert all(r.covers >= first - 1 for r in good)
+
+
+def test_periodic_snapshots_skip_unchanged_databases(node_factory: NodeFactory) -> None:
+    every = ["--snapshot-interval", "1s"]
+    n1 = node_factory(args=["app.db", *every], nats_port=None, name="node1")
+    url = f"nats://127.0.0.1:{n1.nats_port}"
+    others = [
+        node_factory(args=["app.db", "--replication-url", url, *every], name=f"node{i}") for i in (2, 3)
+    ]
+    nodes = [n1, *others]
+    n1.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, origin TEXT)"})
+    seq = write_rows(n1, range(0, 10), "once")
+    wait_for(lambda: n1.request("GET", "/snapshot").headers.get("X-Sequence") == str(seq), 30, "a snapshot")
+    stored = obj_stream_last_seq(n1.nats_port or 0)
+    taken = sum(status(n)["snapshots"]["taken"] for n in nodes)
+    assert taken < len(nodes)  # the first node to store one makes the others skip
+    rounds = [status(n)["snapshots"]["rounds"] for n in nodes]
+    wait_for(
+        lambda: all(status(n)["snapshots"]["rounds"] >= r + 4 for n, r in zip(nodes, rounds, strict=True)),
+        60,
+        "four more rounds on every node",
+    )
+    # nothing changed: not one message more in the object store (no new object, not even new metadata)
+    assert obj_stream_last_seq(n1.nats_port or 0) == stored
+    assert sum(status(n)["snapshots"]["taken"] for n in nodes) == taken
+    assert all(status(n)["snapshots"]["skipped"] > 0 for n in nodes)
+    # a change is snapshotted again
+    seq = write_rows(others[0], range(10, 11), "changed")
+    wait_for(lambda: n1.request("GET", "/snapshot").headers.get("X-Sequence") == str(seq), 30, "a new one")
+    assert obj_stream_last_seq(n1.nats_port or 0) > stored

@@ -16,7 +16,7 @@ request/reply on a subject outside the replication stream) lives in the JetStrea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Protocol
 
 import orjson
@@ -72,15 +72,29 @@ def _fields(cls: type[Any], data: bytes, kind: str) -> dict[str, Any]:
         raise EnvelopeError(f"not a {kind}")
     if not isinstance(obj.get("v"), int) or obj["v"] < 1:
         raise EnvelopeError(f"{kind} without a version")
-    known = {f.name: f.type for f in fields(cls)}
-    out = {k: v for k, v in obj.items() if k in known}  # unknown fields are a later version's: ignored
-    for name in ("database", "node"):
-        if not isinstance(out.get(name), str):
-            raise EnvelopeError(f"{kind} without {name}")
-    for name in ("need", "seq", "covers"):
-        if name in out and (not isinstance(out[name], int) or isinstance(out[name], bool)):
-            raise EnvelopeError(f"{kind}: {name} is not an integer")
+    known = fields(cls)
+    out = {f.name: obj[f.name] for f in known if f.name in obj}  # unknown fields are a later version's
+    for f in known:
+        if f.name not in out and f.default is MISSING:
+            raise EnvelopeError(f"{kind} without {f.name}")
+    for name, kinds in _TYPES.items():
+        value = out.get(name)
+        if name in out and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+            raise EnvelopeError(f"{kind}: {name} is not {' or '.join(k.__name__ for k in kinds)}")
     return out
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "database": (str,),
+    "node": (str,),
+    "need": (int,),
+    "seq": (int,),
+    "covers": (int,),
+    "ok": (bool,),
+    "pending": (bool,),
+    "taken": (bool,),
+    "error": (str, type(None)),
+}
 
 
 Send = Callable[[SnapshotReply], Awaitable[None]]

@@ -85,9 +85,8 @@ class Node:
         self._recovering: dict[str, asyncio.Task[None]] = {}  # databases re-bootstrapping after a gap
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
         self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
-        self._ask_after: dict[
-            str, tuple[float, float]
-        ] = {}  # database -> (next ask, backoff) while none came
+        self._ask_after: dict[str, tuple[float, float]] = {}  # database -> (next ask, backoff) until one came
+        self._outbox_blocked: set[str] = set()  # databases whose outbox the log did not take (logged once)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._fast: FastPath | None = None
@@ -325,6 +324,9 @@ class Node:
         manager, store = self.replication, self.snapshots.store
         ident = stale.db.id
         try:
+            in_log = await self._publish_outbox(stale)
+            if in_log is None:
+                return
             first = await manager.replicator.first_seq(ident)
             latest = await store.latest(ident)
             asked = ""
@@ -346,13 +348,6 @@ class Node:
                         asked,
                     )
                 return
-            if stale.replica.outbox_size():
-                log.error(
-                    "database %s: it holds change sets of its own not yet in the log; installing the "
-                    "snapshot would lose them, so it keeps refusing requests until they are published",
-                    ident,
-                )
-                return
             self._no_cover.pop(ident, None)
             self._ask_after.pop(ident, None)
             log.warning("database %s: installing the snapshot at seq %d to close the gap", ident, latest.seq)
@@ -360,7 +355,7 @@ class Node:
             stale.db.close()
             spec = self._specs.get(ident, stale.db.spec)
             try:
-                started = await bootstrap(spec, manager.replicator, store)
+                started = await bootstrap(spec, manager.replicator, store, outbox_in_log=in_log)
             except BaseException:
                 # The file is as it was (an install is a rename); a memory database starts empty and is
                 # refused the same way. Either way the next gap check finds the gap and tries again.
@@ -377,6 +372,38 @@ class Node:
             log.error("database %s: recovery from a snapshot failed: %s (retrying)", ident, e.message)
         except Exception:
             log.exception("database %s: recovery from a snapshot failed (retrying)", ident)
+
+    async def _publish_outbox(self, stale: ReplicatedDatabase) -> int | None:
+        """Make sure every change set in the outbox of a database about to be replaced by a snapshot is in
+        the log: publish each again (the log deduplicates one it has; one it dropped is stored anew and
+        applied again harmlessly, last-writer-wins). Returns how many there were, None if the log did not
+        take them all (the database keeps refusing requests, and the next gap check tries again).
+
+        They stay in the outbox when the node wrote them just before it noticed its gap (a client's write
+        served the moment a frozen node ran again): it never sees them back, as it applies nothing past the
+        hole, so without this the database could never be replaced."""
+        ident, count = stale.db.id, 0
+        after = 0
+        try:
+            while batch := stale.replica.outbox(256, after_hlc=after):
+                for hlc, msg_id, payload in batch:
+                    await stale.replicator.publish(ident, payload, msg_id=msg_id, timeout=stale.timeout)
+                    after, count = hlc, count + 1
+        except ReplicationError as e:
+            if ident not in self._outbox_blocked:
+                self._outbox_blocked.add(ident)
+                log.error(
+                    "database %s: it holds change sets of its own the log may not have, and publishing them "
+                    "failed (%s); installing a snapshot would lose them, so it keeps refusing requests and "
+                    "tries again",
+                    ident,
+                    e.message,
+                )
+            return None
+        self._outbox_blocked.discard(ident)
+        if count:
+            log.info("database %s: its %d outbox change set(s) are in the log", ident, count)
+        return count
 
     # ------------------------------------------------------------------------------------ load
     async def load(self, ident: str, path: str, size: int) -> dict[str, Any]:

@@ -73,7 +73,11 @@ async def bootstrap(
     *,
     force: bool = False,
     ask: AskSnapshot | None = None,
+    outbox_in_log: int = 0,
 ) -> Bootstrap:
+    """``outbox_in_log``: how many change sets of the file's outbox are known to be in the log (re-published
+    just before): the snapshot may replace those, as they reach the database again from the log or are in
+    the snapshot already."""
     applied, outbox = (0, 0) if spec.memory else await asyncio.to_thread(applied_position, spec.path)
     first = await replicator.first_seq(spec.id)
     gap = first > applied + 1
@@ -104,7 +108,7 @@ async def bootstrap(
         )
     if not gap and latest.seq <= applied:
         return Bootstrap(spec, None)  # the file is already as new as the snapshot
-    if outbox:
+    if outbox > outbox_in_log:
         raise BootstrapError(
             f"database {spec.id}: {why}, but it holds {outbox} change set(s) of its own not yet in the log; "
             "installing the snapshot would lose them",

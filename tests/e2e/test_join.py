@@ -270,3 +270,36 @@ def test_periodic_snapshots_skip_unchanged_databases(node_factory: NodeFactory) 
     seq = write_rows(others[0], range(10, 11), "changed")
     wait_for(lambda: n1.request("GET", "/snapshot").headers.get("X-Sequence") == str(seq), 30, "a new one")
     assert obj_stream_last_seq(n1.nats_port or 0) > stored
+
+
+def limit_stream_messages(nats_port: int, max_msgs: int) -> None:
+    """An operator's limit on the stream: JetStream drops the oldest change sets beyond ``max_msgs``."""
+
+    async def run() -> None:
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info("ha_replication")
+            await js.update_stream(info.config.evolve(max_msgs=max_msgs))
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def test_a_snapshot_is_taken_before_a_message_limit_drops_uncovered_change_sets(
+    node_factory: NodeFactory,
+) -> None:
+    n1 = node_factory(args=["app.db", "--snapshot-interval", "1s"], nats_port=None, name="node1")
+    port = n1.nats_port or 0
+    n1.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, origin TEXT)"})
+    limit_stream_messages(port, 50)
+    for start in range(0, 400, 4):  # faster than one snapshot a second can cover with 50 messages kept
+        write_rows(n1, range(start, start + 4), "bulk")
+    assert stream_state(port)[1] > 1  # the log dropped the oldest change sets
+    wait_for(lambda: "the log keeps 50" in n1.logs(), 30, "a snapshot before the message limit")
+    assert status(n1)["snapshots"]["before_retention"] >= 1
+    seq = write_rows(n1, range(1000, 1001), "last")
+    n2 = node_factory(args=["app.db", "--replication-url", f"nats://127.0.0.1:{port}", *NO_AUTO])
+    assert "installed the snapshot" in n2.logs()
+    assert content(n2, seq) == content(n1)

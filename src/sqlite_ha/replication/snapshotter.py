@@ -161,10 +161,14 @@ class Snapshotter:
         if why is None:
             self._due[ident] = now + self.interval * random.uniform(0.8, 1.2)
             latest = await self.store.latest(ident)
-            if latest is not None and (
-                latest.seq >= rdb.applied_seq or time.time() - latest.taken_at < self.interval / 2
-            ):
-                self.skipped += 1  # unchanged, or another node stored one a moment ago
+            if latest is not None and latest.seq >= rdb.applied_seq:
+                self.skipped += 1
+                # unchanged: nothing is stored, but if other databases' change sets moved the log on, the
+                # snapshot's metadata records that it covers them too (they may age out without a gap)
+                await self.take(rdb)
+                return
+            if latest is not None and time.time() - latest.taken_at < self.interval / 2:
+                self.skipped += 1  # another node stored one a moment ago
                 return
         else:
             # every caught-up node sees the same pressure: stagger them, the first to store wins
@@ -193,7 +197,7 @@ class Snapshotter:
         if keeps.max_age > 0 and time.time() - stored_at > keeps.max_age * RETENTION_FRACTION:
             return f"change set {seq} is {time.time() - stored_at:.1f}s old, the log keeps {keeps.max_age:g}s"
         if keeps.max_msgs > 0 and behind > keeps.max_msgs * RETENTION_FRACTION:
-            return f"change set {seq} has {behind} messages after it, the log keeps {keeps.max_msgs}"
+            return f"change set {seq} is {behind} messages from the log's end, the log keeps {keeps.max_msgs}"
         if keeps.max_bytes > 0 and keeps.messages > 0:
             size = behind / keeps.messages * keeps.bytes
             if size > keeps.max_bytes * RETENTION_FRACTION:

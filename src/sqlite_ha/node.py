@@ -324,9 +324,6 @@ class Node:
         manager, store = self.replication, self.snapshots.store
         ident = stale.db.id
         try:
-            in_log = await self._publish_outbox(stale)
-            if in_log is None:
-                return
             first = await manager.replicator.first_seq(ident)
             latest = await store.latest(ident)
             asked = ""
@@ -350,6 +347,10 @@ class Node:
                 return
             self._no_cover.pop(ident, None)
             self._ask_after.pop(ident, None)
+            # once it is sure to install: each attempt would store again those the log no longer has
+            in_log = await self._publish_outbox(stale)
+            if in_log is None:
+                return
             log.warning("database %s: installing the snapshot at seq %d to close the gap", ident, latest.seq)
             await stale.close()  # its consumer stops; requests keep being refused: it still has the gap
             stale.db.close()

@@ -152,9 +152,13 @@ async def ask_live_nodes(
     )
     started = time.monotonic()
     reply = await ask(database, first - 1)
-    if reply is None:
-        return latest, " (and no live node answered a request for a fresh one)"
-    if not reply.ok:
+    if reply is None or not reply.ok:
+        # a node may have finished storing one after the asker stopped waiting: look once more
+        latest = await store.latest(database)
+        if latest is not None and latest.covers + 1 >= first:
+            return latest, ""
+        if reply is None:
+            return latest, " (and no live node answered a request for a fresh one)"
         return latest, f" (asked for a fresh one, {reply.node} refused: {reply.error})"
     log.info(
         "database %s: %s %s the snapshot at seq %d (covers %d) in %.2fs",

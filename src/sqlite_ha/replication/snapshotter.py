@@ -151,6 +151,10 @@ class Snapshotter:
                     self.failures += 1
                     self.last_error = e.message
                     log.warning("snapshot of %s failed: %s", rdb.db.id, e.message)
+                except Exception as e:  # joining depends on this loop: it must outlive any surprise
+                    self.failures += 1
+                    self.last_error = str(e) or type(e).__name__
+                    log.exception("snapshot of %s failed", rdb.db.id)
 
     async def _maybe_take(self, rdb: ReplicatedDatabase) -> None:
         ident, now = rdb.db.id, time.monotonic()
@@ -185,14 +189,18 @@ class Snapshotter:
         retention = getattr(self.replicator, "retention", None)
         if oldest_after is None or retention is None:
             return None
-        latest = await self.store.latest(rdb.db.id)
-        oldest = await oldest_after(rdb.db.id, latest.covers if latest is not None else 0)
-        if oldest is None:
-            return None  # the snapshot covers every change set the log holds
-        seq, stored_at = oldest
-        if seq > rdb.applied_seq:
-            return None  # not applied here yet: a snapshot from this node would not cover it
-        keeps: Retention = await retention()
+        try:
+            latest = await self.store.latest(rdb.db.id)
+            oldest = await oldest_after(rdb.db.id, latest.covers if latest is not None else 0)
+            if oldest is None:
+                return None  # the snapshot covers every change set the log holds
+            seq, stored_at = oldest
+            if seq > rdb.applied_seq:
+                return None  # not applied here yet: a snapshot from this node would not cover it
+            keeps: Retention = await retention()
+        except HAError as e:  # the log or the store does not answer now: nothing to snapshot into either
+            log.debug("retention of %s unknown: %s", rdb.db.id, e.message)
+            return None
         behind = keeps.last_seq - seq + 1  # stream messages from it on (itself included)
         if keeps.max_age > 0 and time.time() - stored_at > keeps.max_age * RETENTION_FRACTION:
             return f"change set {seq} is {time.time() - stored_at:.1f}s old, the log keeps {keeps.max_age:g}s"
@@ -211,7 +219,17 @@ class Snapshotter:
         rdb = next((r for r in self._databases() if r.db.id == request.database), None)
         if rdb is None:
             return
-        await send(await self._answered(request, rdb, send))
+        try:
+            reply = await self._answered(request, rdb, send)
+        except Exception as e:  # the asker waits for the final reply of a node that said it is working on it
+            log.exception(
+                "answering %s's request for a snapshot of %s failed", request.node, request.database
+            )
+            self.refused += 1
+            reply = SnapshotReply(
+                database=request.database, node=self.node, ok=False, error=f"answering failed: {e!r}"
+            )
+        await send(reply)
 
     async def _answered(self, request: SnapshotRequest, rdb: ReplicatedDatabase, send: Send) -> SnapshotReply:
         def refuse(why: str) -> SnapshotReply:

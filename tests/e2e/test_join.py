@@ -149,6 +149,50 @@ def test_a_new_node_joins_by_asking_when_no_snapshot_exists(node_factory: NodeFa
     assert content(n3, seq) == content(n1, seq)
 
 
+def test_a_node_joins_by_asking_while_writes_go_on(node_factory: NodeFactory) -> None:
+    n1, n2 = start_cluster(node_factory, NO_AUTO)
+    write_rows(n1, range(0, 50), "before")
+    wait_for(lambda: stream_state(n1.nats_port or 0)[0] == 0, 30, "the log to age out")
+    acked: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def writer(node: NodeProcess, base: int) -> None:
+        i = base
+        while not stop.is_set():
+            body = {"sql": "INSERT INTO t(id, v, origin) VALUES (?, 'w', ?)", "params": [i, node.name]}
+            resp = node.request("POST", "/query", body)
+            if resp.status == 200:
+                acked.append(i)
+            else:
+                failures.append(f"{node.name}: {resp.status} {resp.body[:200]!r}")
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(n, b)) for n, b in ((n1, 10_000), (n2, 20_000))]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(acked) > 50, 30, "writes to flow")
+        # the answering nodes always have change sets pending: they prove they are caught up by applying
+        # the log's end as it was when asked
+        n3 = node_factory(
+            args=["app.db", "--replication-url", f"nats://127.0.0.1:{n1.nats_port}", *MAX_AGE, *NO_AUTO]
+        )
+        joined = len(acked)
+        wait_for(lambda: len(acked) > joined + 100, 30, "more writes after the join")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures
+    assert "installed the snapshot" in n3.logs()
+    last = write_rows(n1, range(-1, 0), "last")
+    expected = content(n1, last)
+    assert sorted(row[0] for row in expected) == sorted([-1, *range(50), *acked])
+    assert content(n3, last) == expected
+    assert content(n2, last) == expected
+
+
 def test_stopped_and_frozen_nodes_recover_by_asking(node_factory: NodeFactory) -> None:
     n1, n2, n3 = start_cluster(node_factory, NO_AUTO, n=3)
     for i, node in enumerate((n1, n2, n3)):

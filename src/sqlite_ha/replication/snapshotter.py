@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.errors import HAError
-from sqlite_ha.replication.replicated_database import ReplicatedDatabase
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase, StaleRead
 from sqlite_ha.replication.replicator import Retention
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import Send, SnapshotReply, SnapshotRequest
@@ -277,17 +277,32 @@ class Snapshotter:
         )
 
     async def _prove_caught_up(self, rdb: ReplicatedDatabase) -> int | None:
-        """A log position up to which this node has every change set of the database (see
-        ``caught_up_through``); under writes, it first waits a moment to apply the log's end."""
+        """A log position up to which this node has every change set of the database, or None.
+
+        Either ``caught_up_through`` (nothing pending for its consumer at the log's end), or, under a steady
+        stream of writes where something is always pending: the log's end ``end`` read first, then the
+        database's newest change set, which this node then applies within a moment; and the log has not
+        dropped anything after what it applied (a node that was frozen may not have noticed its gap yet).
+        Every change set of the database up to ``end`` is at or before that newest one, and the applier never
+        steps over a change set the log dropped (it stops at a hole and marks the gap), so it has them all.
+        """
+        through = await rdb.caught_up_through()
+        if through is not None and rdb.gap is None:
+            return through
+        stream_end = getattr(rdb.replicator, "stream_last_seq", None)
+        if stream_end is None:
+            return None
         for _ in range(CATCH_UP_TRIES):
-            through = await rdb.caught_up_through()
-            if through is not None and rdb.gap is None:
-                return through
             try:
+                end = int(await asyncio.wait_for(stream_end(), 2.0))
                 last = await asyncio.wait_for(rdb.replicator.last_seq(rdb.db.id), 2.0)
                 await rdb.wait_applied(last, CATCH_UP_WAIT)
+                first = await asyncio.wait_for(rdb.replicator.first_seq(rdb.db.id), 2.0)
+            except StaleRead:
+                continue  # writes keep coming faster than a moment: try again from the new end
             except (HAError, TimeoutError):
                 return None
+            return end if rdb.gap is None and first <= rdb.applied_seq + 1 else None
         return None
 
     def stats(self) -> dict[str, Any]:

@@ -50,11 +50,16 @@ class NatsSnapshotRequests:
         nats-py renews the subscription after every reconnect."""
 
         async def subscribe() -> None:
-            while not await self._conn.wait_connected(5.0):
-                pass
-            nc = self._conn.client
-            assert nc is not None
-            self._sub = await nc.subscribe(f"{self.prefix}.*", cb=on_request)
+            delay = 0.1
+            while True:
+                if await self._conn.wait_connected(5.0) and (nc := self._conn.client) is not None:
+                    try:
+                        self._sub = await nc.subscribe(f"{self.prefix}.*", cb=on_request)
+                        return
+                    except Exception as e:  # reconnecting right now: this node must answer, so try again
+                        log.warning("cannot subscribe to snapshot requests yet: %s (retrying)", describe(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
         async def on_request(msg: Msg) -> None:
             try:
@@ -62,7 +67,7 @@ class NatsSnapshotRequests:
             except EnvelopeError as e:
                 log.warning("ignoring a malformed snapshot request on %s: %s", msg.subject, e)
                 return
-            if request.node == self.node or not msg.reply:
+            if request.node == self.node or not msg.reply or msg.subject != self.subject(request.database):
                 return
             # answering may take a while (a snapshot is made and stored): the next request must not wait
             task = asyncio.create_task(self._answer(answer, request, msg.reply), name="snapshot-answer")

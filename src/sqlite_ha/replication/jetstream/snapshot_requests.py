@@ -107,10 +107,8 @@ class NatsSnapshotRequests:
         working: set[str] = set()
         started = time.monotonic()
         try:
-            # headers make the server answer "no responders" at once when no node listens
-            await nc.publish(
-                self.subject(request.database), request.encode(), reply=inbox, headers={"Ha-V": "1"}
-            )
+            # the server answers "no responders" at once to the inbox when no node listens
+            await nc.publish(self.subject(request.database), request.encode(), reply=inbox)
             while (left := started + (timeout if working else ACK_WAIT) - time.monotonic()) > 0:
                 try:
                     msg = await sub.next_msg(timeout=left)

@@ -32,16 +32,16 @@ from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
-from sqlite_ha.replication.bootstrap import BootstrapError, ask_live_nodes, bootstrap
+from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.snapshot_requests import NatsSnapshotRequests
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
-from sqlite_ha.replication.replicated_database import ReplicatedDatabase, ReplicationPending
+from sqlite_ha.replication.recovery import Recovery
+from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
-from sqlite_ha.replication.snapshot import SnapshotError
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
@@ -82,11 +82,8 @@ class Node:
         self.snapshot_requests: NatsSnapshotRequests | None = None  # asking live nodes, answering them
         self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
         self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
-        self._recovering: dict[str, asyncio.Task[None]] = {}  # databases re-bootstrapping after a gap
+        self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
-        self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
-        self._ask_after: dict[str, tuple[float, float]] = {}  # database -> (next ask, backoff) until one came
-        self._outbox_blocked: set[str] = set()  # databases whose outbox the log did not take (logged once)
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._fast: FastPath | None = None
@@ -282,8 +279,15 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
         )
         self.replication.start(list(self.databases), verified=self._covered)
-        self.replication.on_gap = self._on_gap
         if store is not None:
+            self.recovery = Recovery(
+                manager=self.replication,
+                store=store,
+                databases=self.databases,
+                specs=self._specs,
+                ask=self._ask_snapshot,
+            )
+            self.replication.on_gap = self.recovery.on_gap
             self.snapshots = Snapshotter(
                 store, node=cfg.name, interval=cfg.snapshot_interval, replicator=replicator
             )
@@ -306,105 +310,6 @@ class Node:
             return None
         request = SnapshotRequest(database=database, node=self.name, need=need)
         return await self.snapshot_requests.ask(request, SNAPSHOT_ASK_TIMEOUT)
-
-    def _on_gap(self, rdb: ReplicatedDatabase) -> None:
-        ident = rdb.db.id
-        task = self._recovering.get(ident)
-        if self.snapshots is None or (task is not None and not task.done()):
-            return
-        self._recovering[ident] = asyncio.create_task(self._recover(rdb), name=f"recover-{ident}")
-
-    async def _recover(self, stale: ReplicatedDatabase) -> None:
-        """Re-bootstrap a running database that missed change sets the log dropped: install the latest
-        snapshot if it covers the gap, else ask the live nodes for a fresh one first, then follow the log
-        from there. Until then requests are refused; if no snapshot covers the gap yet (no up-to-date node
-        answered), the next gap check (every few seconds) tries again."""
-        assert self.replication is not None
-        assert self.snapshots is not None
-        manager, store = self.replication, self.snapshots.store
-        ident = stale.db.id
-        try:
-            first = await manager.replicator.first_seq(ident)
-            latest = await store.latest(ident)
-            asked = ""
-            if latest is None or latest.covers + 1 < first:
-                next_ask, backoff = self._ask_after.get(ident, (0.0, 0.5))
-                if time.monotonic() < next_ask:
-                    return
-                latest, asked = await ask_live_nodes(ident, first, latest, self._ask_snapshot, store)
-                self._ask_after[ident] = (time.monotonic() + backoff, min(backoff * 2, 30.0))
-            if latest is None or latest.covers + 1 < first:
-                if self._no_cover.get(ident) != first:
-                    self._no_cover[ident] = first
-                    log.error(
-                        "database %s: no snapshot covers the gap (the log starts at %d; latest snapshot "
-                        "%s)%s; asking again at the next gap check",
-                        ident,
-                        first,
-                        "none" if latest is None else f"covers up to {latest.covers}",
-                        asked,
-                    )
-                return
-            self._no_cover.pop(ident, None)
-            self._ask_after.pop(ident, None)
-            # once it is sure to install: each attempt would store again those the log no longer has
-            in_log = await self._publish_outbox(stale)
-            if in_log is None:
-                return
-            log.warning("database %s: installing the snapshot at seq %d to close the gap", ident, latest.seq)
-            await stale.close()  # its consumer stops; requests keep being refused: it still has the gap
-            stale.db.close()
-            spec = self._specs.get(ident, stale.db.spec)
-            try:
-                started = await bootstrap(spec, manager.replicator, store, outbox_in_log=in_log)
-            except BaseException:
-                # The file is as it was (an install is a rename); a memory database starts empty and is
-                # refused the same way. Either way the next gap check finds the gap and tries again.
-                await manager.attach(self.databases.reopen(spec))
-                raise
-            db = self.databases.reopen(started.spec)
-            if started.spec.memory and started.installed is not None:
-                await asyncio.to_thread(os.remove, started.spec.path)
-            await manager.attach(db, verified=started.installed.covers if started.installed else 0)
-            log.warning("database %s: recovered from the snapshot at seq %d", ident, latest.seq)
-        except asyncio.CancelledError:
-            raise
-        except (BootstrapError, ReplicationError, SnapshotError) as e:
-            log.error("database %s: recovery from a snapshot failed: %s (retrying)", ident, e.message)
-        except Exception:
-            log.exception("database %s: recovery from a snapshot failed (retrying)", ident)
-
-    async def _publish_outbox(self, stale: ReplicatedDatabase) -> int | None:
-        """Make sure every change set in the outbox of a database about to be replaced by a snapshot is in
-        the log: publish each again (the log deduplicates one it has; one it dropped is stored anew and
-        applied again harmlessly, last-writer-wins). Returns how many there were, None if the log did not
-        take them all (the database keeps refusing requests, and the next gap check tries again).
-
-        They stay in the outbox when the node wrote them just before it noticed its gap (a client's write
-        served the moment a frozen node ran again): it never sees them back, as it applies nothing past the
-        hole, so without this the database could never be replaced."""
-        ident, count = stale.db.id, 0
-        after = 0
-        try:
-            while batch := stale.replica.outbox(256, after_hlc=after):
-                for hlc, msg_id, payload in batch:
-                    await stale.replicator.publish(ident, payload, msg_id=msg_id, timeout=stale.timeout)
-                    after, count = hlc, count + 1
-        except ReplicationError as e:
-            if ident not in self._outbox_blocked:
-                self._outbox_blocked.add(ident)
-                log.error(
-                    "database %s: it holds change sets of its own the log may not have, and publishing them "
-                    "failed (%s); installing a snapshot would lose them, so it keeps refusing requests and "
-                    "tries again",
-                    ident,
-                    e.message,
-                )
-            return None
-        self._outbox_blocked.discard(ident)
-        if count:
-            log.info("database %s: its %d outbox change set(s) are in the log", ident, count)
-        return count
 
     # ------------------------------------------------------------------------------------ load
     async def load(self, ident: str, path: str, size: int) -> dict[str, Any]:
@@ -545,12 +450,9 @@ class Node:
         self.databases.delete(ident)
 
     async def stop(self) -> None:
-        for task in self._recovering.values():
-            task.cancel()
-        for task in self._recovering.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._recovering.clear()
+        if self.recovery is not None:
+            await self.recovery.close()
+            self.recovery = None
         if self.pg is not None:
             await self.pg.stop()
             self.pg = None

@@ -89,6 +89,8 @@ class Snapshotter:
                     made = make_snapshot_file(db, tmp)
                 else:
                     made = await asyncio.to_thread(make_snapshot_file, db, tmp)
+                # another node may have stored one meanwhile (periodic snapshots run on every node)
+                latest = await self.store.latest(db.id) or latest
                 if latest is not None and made.seq <= latest.seq:
                     return latest, False
                 meta = SnapshotMeta(

@@ -32,7 +32,7 @@ from typing import Any
 from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase, StaleRead
-from sqlite_ha.replication.replicator import Retention
+from sqlite_ha.replication.replicator import Replicator, Retention
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import Send, SnapshotReply, SnapshotRequest
 
@@ -47,12 +47,17 @@ CATCH_UP_WAIT = 2.0  # seconds an answering node waits to apply the log's end be
 
 class Snapshotter:
     def __init__(
-        self, store: SnapshotStore, *, node: str, interval: float = 0.0, replicator: Any = None
+        self,
+        store: SnapshotStore,
+        *,
+        node: str,
+        interval: float = 0.0,
+        replicator: Replicator | None = None,
     ) -> None:
         self.store = store
         self.node = node
         self.interval = interval
-        self.replicator = replicator  # the log, for its retention (JetStream); None: periodic only
+        self.replicator = replicator  # the log, for its retention (where it can say: JetStream)
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
         self._databases: Callable[[], list[ReplicatedDatabase]] = list

@@ -248,7 +248,12 @@ class Node:
         for spec in specs:
             try:
                 started = await bootstrap(
-                    spec, replicator, store, force=cfg.from_latest_snapshot, ask=self._ask_snapshot
+                    spec,
+                    replicator,
+                    store,
+                    force=cfg.from_latest_snapshot,
+                    ask=self._ask_snapshot,
+                    publish_timeout=cfg.replication_timeout,
                 )
             except ReplicationError as e:  # JetStream not answering yet (a cluster still forming)
                 if cfg.from_latest_snapshot:

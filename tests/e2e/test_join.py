@@ -356,3 +356,31 @@ def test_a_snapshot_is_taken_before_a_message_limit_drops_uncovered_change_sets(
     n2 = node_factory(args=["app.db", "--replication-url", f"nats://127.0.0.1:{port}", *NO_AUTO])
     assert "installed the snapshot" in n2.logs()
     assert content(n2, seq) == content(n1)
+
+
+def test_a_node_stopped_with_writes_the_log_never_took_rejoins_after_the_log_aged_out(
+    node_factory: NodeFactory,
+) -> None:
+    hub = node_factory(args=["hub.db", *MAX_AGE, *NO_AUTO], nats_port=None, name="hub")
+    url = f"nats://127.0.0.1:{hub.nats_port}"
+    n1 = node_factory(args=["app.db", "--replication-url", url, *MAX_AGE, *NO_AUTO], name="node1")
+    async_args = ["--async-replication", "--replication-timeout", "1s"]
+    n2 = node_factory(
+        args=["app.db", "--replication-url", url, *MAX_AGE, *NO_AUTO, *async_args], name="node2"
+    )
+    n1.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, origin TEXT)"})
+    wait_for(lambda: serves(n2) and content(n2) == [], 10, "node2 to have the table")
+    with frozen(hub):  # the log does not answer: node2's writes are answered and stay in its outbox
+        for i in range(500, 503):
+            n2.query({"sql": "INSERT INTO t VALUES (?, 'async, the log away', 'node2')", "params": [i]})
+        assert n2.stop() == 0
+    write_rows(n1, range(0, 300), "while node2 is down")
+    wait_for(lambda: stream_state(hub.nats_port or 0)[0] == 0, 30, "the log to age out")
+
+    n2.start()  # it must neither refuse to start (its outbox) nor lose those writes (the snapshot)
+    assert "installed the snapshot" in n2.logs()
+    wait_for(lambda: len(content(n1)) == 303, 30, "node2's writes to reach node1")
+    seq = write_rows(n1, range(1000, 1001), "after")
+    expected = content(n1, seq)
+    assert [row[0] for row in expected if row[2] == "node2"] == [500, 501, 502]
+    assert content(n2, seq) == expected

@@ -74,10 +74,13 @@ async def bootstrap(
     force: bool = False,
     ask: AskSnapshot | None = None,
     outbox_in_log: int = 0,
+    publish_timeout: float | None = None,
 ) -> Bootstrap:
     """``outbox_in_log``: how many change sets of the file's outbox are known to be in the log (re-published
     just before): the snapshot may replace those, as they reach the database again from the log or are in
-    the snapshot already."""
+    the snapshot already. With ``publish_timeout``, a file with a gap publishes its outbox itself first (a
+    node that stopped with writes the log never took, and stayed away longer than the log keeps change
+    sets, could otherwise never start again)."""
     applied, outbox = (0, 0) if spec.memory else await asyncio.to_thread(applied_position, spec.path)
     first = await replicator.first_seq(spec.id)
     gap = first > applied + 1
@@ -108,6 +111,8 @@ async def bootstrap(
         )
     if not gap and latest.seq <= applied:
         return Bootstrap(spec, None)  # the file is already as new as the snapshot
+    if gap and outbox > outbox_in_log and publish_timeout is not None:
+        outbox_in_log = await publish_file_outbox(spec, replicator, publish_timeout)
     if outbox > outbox_in_log:
         raise BootstrapError(
             f"database {spec.id}: {why}, but it holds {outbox} change set(s) of its own not yet in the log; "
@@ -170,6 +175,29 @@ async def ask_live_nodes(
         time.monotonic() - started,
     )
     return await store.latest(database), ""
+
+
+async def publish_file_outbox(spec: DatabaseSpec, replicator: Replicator, timeout: float) -> int:
+    """Publish again every change set in the outbox of a database file that is not open: the log
+    deduplicates one it has, stores one it never had (or dropped) anew; applying one again is harmless
+    (last-writer-wins). Returns how many; ``ReplicationError`` when the log does not take one."""
+    rows = await asyncio.to_thread(_read_outbox, spec.path)
+    for _, msg_id, payload in rows:
+        await replicator.publish(spec.id, payload, msg_id=msg_id, timeout=timeout)
+    if rows:
+        log.info(
+            "database %s: published the %d change set(s) of its own still in its outbox", spec.id, len(rows)
+        )
+    return len(rows)
+
+
+def _read_outbox(path: str) -> list[tuple[int, str, bytes]]:
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = conn.execute("SELECT hlc, msg_id, payload FROM _ha_outbox ORDER BY hlc").fetchall()
+    finally:
+        conn.close()
+    return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[arg-type]
 
 
 def verify(path: Path, expected: SnapshotMeta, *, checksum: bool = True) -> None:

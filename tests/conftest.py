@@ -36,10 +36,17 @@ def node_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nod
 
     yield make
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    errors: list[BaseException] = []
     for node in nodes:
-        node.kill() if failed else node.stop()
+        try:
+            node.kill() if failed else node.stop()
+        except Exception as e:  # a node that does not stop in time: the others must still be stopped
+            node.kill()
+            errors.append(e)
         if failed:
             print(f"\n----- log of {node.name} -----\n{node.logs()}")
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture

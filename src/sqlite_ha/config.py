@@ -373,8 +373,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "snapshot-interval",
         parse_duration,
-        0.0,
-        "Take a snapshot of each database this often when it changed (0 = only on demand)",
+        60.0,
+        "Take a snapshot of each database about this often when it changed, and before the log's retention "
+        "drops change sets no snapshot covers (0 = only on demand or when a joining node asks)",
     ),
     Setting(
         "replication-policy",
@@ -453,7 +454,7 @@ class Config:
     replication_timeout: float = 15.0
     replication_max_age: float = 24 * 3600.0
     replication_policy: str = "all"
-    snapshot_interval: float = 0.0
+    snapshot_interval: float = 60.0
     from_latest_snapshot: bool = False
     async_replication: bool = False
     disable_ddl_sync: bool = False

@@ -35,12 +35,14 @@ from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
+from sqlite_ha.replication.jetstream.snapshot_requests import NatsSnapshotRequests
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
-from sqlite_ha.replication.replicated_database import ReplicatedDatabase, ReplicationPending
+from sqlite_ha.replication.recovery import Recovery
+from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
-from sqlite_ha.replication.snapshot import SnapshotError
+from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HTTP_SHUTDOWN_TIMEOUT = 5.0  # requests being served when the node stops get this long to finish
+SNAPSHOT_ASK_TIMEOUT = 60.0  # how long a node that needs a snapshot waits for a live node to store one
 
 
 class LoadInterrupted(HAError):
@@ -76,11 +79,11 @@ class Node:
         self.nats: NatsConnection | None = None
         self.replication: ReplicationManager | None = None
         self.snapshots: Snapshotter | None = None
+        self.snapshot_requests: NatsSnapshotRequests | None = None  # asking live nodes, answering them
         self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
         self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
-        self._recovering: dict[str, asyncio.Task[None]] = {}  # databases re-bootstrapping after a gap
+        self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
-        self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._fast: FastPath | None = None
@@ -215,6 +218,7 @@ class Node:
             replicas=cfg.replicas,
             max_age=cfg.replication_max_age,
         )
+        self.snapshot_requests = NatsSnapshotRequests(self.nats, node=cfg.name, stream=cfg.replication_stream)
         return replicator, JetStreamSnapshotStore(
             self.nats, stream=cfg.replication_stream, replicas=cfg.replicas
         )
@@ -243,7 +247,14 @@ class Node:
         out, loaded = [], []
         for spec in specs:
             try:
-                started = await bootstrap(spec, replicator, store, force=cfg.from_latest_snapshot)
+                started = await bootstrap(
+                    spec,
+                    replicator,
+                    store,
+                    force=cfg.from_latest_snapshot,
+                    ask=self._ask_snapshot,
+                    publish_timeout=cfg.replication_timeout,
+                )
             except ReplicationError as e:  # JetStream not answering yet (a cluster still forming)
                 if cfg.from_latest_snapshot:
                     raise BootstrapError(f"database {spec.id}: cannot read the log: {e.message}") from e
@@ -273,11 +284,22 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
         )
         self.replication.start(list(self.databases), verified=self._covered)
-        self.replication.on_gap = self._on_gap
         if store is not None:
-            self.snapshots = Snapshotter(store, node=cfg.name, interval=cfg.snapshot_interval)
+            self.recovery = Recovery(
+                manager=self.replication,
+                store=store,
+                databases=self.databases,
+                specs=self._specs,
+                ask=self._ask_snapshot,
+            )
+            self.replication.on_gap = self.recovery.on_gap
+            self.snapshots = Snapshotter(
+                store, node=cfg.name, interval=cfg.snapshot_interval, replicator=replicator
+            )
             manager = self.replication
             self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
+            if self.snapshot_requests is not None:
+                self.snapshot_requests.serve(self.snapshots.answer)
 
     # ------------------------------------------------------------------------------------ recovery
     def database(self, ident: str | None = None) -> Database:
@@ -287,65 +309,12 @@ class Node:
             rdb.refuse_if_stale()
         return db
 
-    def _on_gap(self, rdb: ReplicatedDatabase) -> None:
-        ident = rdb.db.id
-        task = self._recovering.get(ident)
-        if self.snapshots is None or (task is not None and not task.done()):
-            return
-        self._recovering[ident] = asyncio.create_task(self._recover(rdb), name=f"recover-{ident}")
-
-    async def _recover(self, stale: ReplicatedDatabase) -> None:
-        """Re-bootstrap a running database that missed change sets the log dropped: install the latest
-        snapshot if it covers the gap, then follow the log from there. Until then requests are refused; if
-        no snapshot covers the gap yet, the next gap check (every few seconds) tries again."""
-        assert self.replication is not None
-        assert self.snapshots is not None
-        manager, store = self.replication, self.snapshots.store
-        ident = stale.db.id
-        try:
-            first = await manager.replicator.first_seq(ident)
-            latest = await store.latest(ident)
-            if latest is None or latest.covers + 1 < first:
-                if self._no_cover.get(ident) != first:
-                    self._no_cover[ident] = first
-                    log.error(
-                        "database %s: no snapshot covers the gap (the log starts at %d; latest snapshot %s); "
-                        "waiting for one",
-                        ident,
-                        first,
-                        "none" if latest is None else f"covers up to {latest.covers}",
-                    )
-                return
-            if stale.replica.outbox_size():
-                log.error(
-                    "database %s: it holds change sets of its own not yet in the log; installing the "
-                    "snapshot would lose them, so it keeps refusing requests until they are published",
-                    ident,
-                )
-                return
-            self._no_cover.pop(ident, None)
-            log.warning("database %s: installing the snapshot at seq %d to close the gap", ident, latest.seq)
-            await stale.close()  # its consumer stops; requests keep being refused: it still has the gap
-            stale.db.close()
-            spec = self._specs.get(ident, stale.db.spec)
-            try:
-                started = await bootstrap(spec, manager.replicator, store)
-            except BaseException:
-                # The file is as it was (an install is a rename); a memory database starts empty and is
-                # refused the same way. Either way the next gap check finds the gap and tries again.
-                await manager.attach(self.databases.reopen(spec))
-                raise
-            db = self.databases.reopen(started.spec)
-            if started.spec.memory and started.installed is not None:
-                await asyncio.to_thread(os.remove, started.spec.path)
-            await manager.attach(db, verified=started.installed.covers if started.installed else 0)
-            log.warning("database %s: recovered from the snapshot at seq %d", ident, latest.seq)
-        except asyncio.CancelledError:
-            raise
-        except (BootstrapError, ReplicationError, SnapshotError) as e:
-            log.error("database %s: recovery from a snapshot failed: %s (retrying)", ident, e.message)
-        except Exception:
-            log.exception("database %s: recovery from a snapshot failed (retrying)", ident)
+    async def _ask_snapshot(self, database: str, need: int) -> SnapshotReply | None:
+        """Ask the live nodes to store a snapshot of ``database`` covering the log up to ``need``."""
+        if self.snapshot_requests is None:
+            return None
+        request = SnapshotRequest(database=database, node=self.name, need=need)
+        return await self.snapshot_requests.ask(request, SNAPSHOT_ASK_TIMEOUT)
 
     # ------------------------------------------------------------------------------------ load
     async def load(self, ident: str, path: str, size: int) -> dict[str, Any]:
@@ -486,12 +455,9 @@ class Node:
         self.databases.delete(ident)
 
     async def stop(self) -> None:
-        for task in self._recovering.values():
-            task.cancel()
-        for task in self._recovering.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._recovering.clear()
+        if self.recovery is not None:
+            await self.recovery.close()
+            self.recovery = None
         if self.pg is not None:
             await self.pg.stop()
             self.pg = None
@@ -503,6 +469,9 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.snapshot_requests is not None:
+            await self.snapshot_requests.close()
+            self.snapshot_requests = None
         if self.snapshots is not None:
             await self.snapshots.close()
             self.snapshots = None
@@ -551,6 +520,11 @@ class Node:
             "nats": None,
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None
+        if self.snapshots is not None:
+            out["snapshots"] = {
+                **self.snapshots.stats(),
+                "requests": self.snapshot_requests.stats() if self.snapshot_requests is not None else None,
+            }
         if self.nats is not None:
             s = self.nats.state()
             out["nats"] = {

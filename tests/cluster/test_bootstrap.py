@@ -16,6 +16,7 @@ from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
 from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.snapshot import MemorySnapshotStore, SnapshotMeta
+from sqlite_ha.replication.snapshot_request import SnapshotReply
 
 
 async def source_snapshot(tmp: Path, store: MemorySnapshotStore, hub: MemoryHub, rows: int) -> SnapshotMeta:
@@ -188,3 +189,40 @@ def test_a_node_never_applies_past_change_sets_the_log_dropped(tmp_path: Path) -
             rdb.db.close()
 
     asyncio.run(scenario())
+
+
+def test_a_gap_no_snapshot_covers_asks_the_live_nodes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        hub, elsewhere, store = MemoryHub(), MemorySnapshotStore(), MemorySnapshotStore()
+        meta = await source_snapshot(tmp_path, elsewhere, hub, rows=5)  # what a live node stores when asked
+        hub.log("app.db").base = meta.seq  # the log dropped everything; the store holds no snapshot
+        hub.log("app.db").entries.clear()
+        asked: list[tuple[str, int]] = []
+
+        async def answered(database: str, need: int) -> SnapshotReply:
+            asked.append((database, need))
+            await store.put(meta, tmp_path / "snap.db")
+            return SnapshotReply(database=database, node="src", ok=True, seq=meta.seq, covers=meta.covers)
+
+        (tmp_path / "new").mkdir()
+        spec = parse_dsn(str(tmp_path / "new" / "app.db"), memory=False)
+        got = await bootstrap(spec, hub.connect("new"), store, ask=answered)
+        assert asked == [("app.db", meta.seq)]  # covering the log up to where it starts now
+        assert got.installed == meta
+
+        async def refused(database: str, need: int) -> SnapshotReply:
+            return SnapshotReply(database=database, node="n2", ok=False, error="this node has a gap itself")
+
+        async def nobody(database: str, need: int) -> None:
+            return None
+
+        (tmp_path / "other").mkdir()
+        other = parse_dsn(str(tmp_path / "other" / "app.db"), memory=False)
+        with pytest.raises(BootstrapError, match="n2 refused: this node has a gap itself"):
+            await bootstrap(other, hub.connect("other"), MemorySnapshotStore(), ask=refused)
+        with pytest.raises(BootstrapError, match="no live node answered"):
+            await bootstrap(other, hub.connect("other"), MemorySnapshotStore(), ask=nobody)
+        assert not (tmp_path / "other" / "app.db").exists()
+
+    asyncio.run(scenario())
+    assert count_rows(tmp_path / "new" / "app.db") == 5

@@ -631,3 +631,30 @@ def test_jetstream_lost_delivery_is_detected_and_recovered(aio: Aio, js: Harness
         await rec.wait_for(first + rest + later)
 
     aio.run(body())
+
+
+def test_jetstream_retention_and_oldest_change_set_after_a_position(aio: Aio, js: Harness) -> None:
+    """What the snapshotter reads to snapshot before the stream drops change sets no snapshot covers."""
+
+    async def body() -> None:
+        r = await js.node("n1", max_age=3600.0)
+        assert isinstance(r, JetStreamReplicator)
+        assert await r.oldest_after("a.db", 0) is None  # nothing yet
+        before = time.time()
+        a1 = await r.publish("a.db", b"1", msg_id="a1", timeout=5)
+        await r.publish("b.db", b"2", msg_id="b1", timeout=5)
+        a2 = await r.publish("a.db", b"3", msg_id="a2", timeout=5)
+        first = await r.oldest_after("a.db", 0)
+        assert first is not None
+        assert first[0] == a1
+        assert before - 1 <= first[1] <= time.time() + 1  # when the log stored it
+        after = await r.oldest_after("a.db", a1)  # the other database's change set in between is skipped
+        assert after is not None
+        assert after[0] == a2
+        assert await r.oldest_after("a.db", a2) is None
+        keeps = await r.retention()
+        assert (keeps.max_age, keeps.max_msgs, keeps.max_bytes) == (3600.0, 0, 0)
+        assert (keeps.messages, keeps.first_seq, keeps.last_seq) == (3, a1, a2)
+        assert keeps.bytes > 0
+
+    aio.run(body())

@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert cfg.replication_timeout == 15.0
     assert cfg.replication_max_age == 24 * 3600
     assert cfg.replicas == 1
+    assert cfg.snapshot_interval == 60.0  # on by default, so that a node can always join (0 turns it off)
     assert cfg.memory is False
     assert cfg.name  # hostname
     assert cfg.databases == ()

@@ -3,10 +3,11 @@
 Before a node opens a database it compares the position the file has applied with the first sequence the
 log still holds. If change sets the node never saw are gone (a new node joining a cluster older than
 ``--replication-max-age``, or a node that was down longer than that), it installs the latest snapshot, which
-must cover the gap, and consumes the log from the snapshot's position. ``--from-latest-snapshot`` asks for it
-in any case. A snapshot is verified (checksum, SQLite integrity check, the position recorded inside it)
-before it replaces anything, and it replaces the file atomically (a rename), so a failure leaves the old
-file as it was.
+must cover the gap, and consumes the log from the snapshot's position; when no stored snapshot covers the
+gap, it first asks the live nodes for a fresh one (``ask``, see ``snapshot_request``).
+``--from-latest-snapshot`` asks for it in any case. A snapshot is verified (checksum, SQLite integrity
+check, the position recorded inside it) before it replaces anything, and it replaces the file atomically (a
+rename), so a failure leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +30,11 @@ from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicator import Replicator
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
+from sqlite_ha.replication.snapshot_request import SnapshotReply
+
+# Ask the live nodes for a snapshot of a database covering the log up to a position: the first good reply,
+# else a refusal saying why, else None (nobody answered).
+AskSnapshot = Callable[[str, int], Awaitable[SnapshotReply | None]]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +67,20 @@ def applied_position(path: str) -> tuple[int, int]:
 
 
 async def bootstrap(
-    spec: DatabaseSpec, replicator: Replicator, store: SnapshotStore, *, force: bool = False
+    spec: DatabaseSpec,
+    replicator: Replicator,
+    store: SnapshotStore,
+    *,
+    force: bool = False,
+    ask: AskSnapshot | None = None,
+    outbox_in_log: int = 0,
+    publish_timeout: float | None = None,
 ) -> Bootstrap:
+    """``outbox_in_log``: how many change sets of the file's outbox are known to be in the log (re-published
+    just before): the snapshot may replace those, as they reach the database again from the log or are in
+    the snapshot already. With ``publish_timeout``, a file with a gap publishes its outbox itself first (a
+    node that stopped with writes the log never took, and stayed away longer than the log keeps change
+    sets, could otherwise never start again)."""
     applied, outbox = (0, 0) if spec.memory else await asyncio.to_thread(applied_position, spec.path)
     first = await replicator.first_seq(spec.id)
     gap = first > applied + 1
@@ -72,22 +92,28 @@ async def bootstrap(
         if gap
         else "--from-latest-snapshot"
     )
+    asked = ""
+    if gap and ask is not None and (latest is None or latest.covers + 1 < first):
+        latest, asked = await ask_live_nodes(spec.id, first, latest, ask, store)
     if latest is None:
         if not gap:
             log.info("database %s: no snapshot to start from; the log has everything", spec.id)
             return Bootstrap(spec, None)
         raise BootstrapError(
-            f"database {spec.id}: {why}, and there is no snapshot to start from",
-            hint="take a snapshot on a node that has the data (POST /snapshot)",
+            f"database {spec.id}: {why}, and there is no snapshot to start from{asked}",
+            hint="start a node that has the data (it answers), or take a snapshot on one (POST /snapshot)",
         )
     if latest.covers + 1 < first:
         raise BootstrapError(
-            f"database {spec.id}: {why}, and the latest snapshot (seq {latest.seq}) is older than that too",
-            hint="take a new snapshot on a node that is up to date",
+            f"database {spec.id}: {why}, and the latest snapshot (seq {latest.seq}) is older than that "
+            f"too{asked}",
+            hint="start a node that is up to date (it answers), or take a snapshot on one (POST /snapshot)",
         )
     if not gap and latest.seq <= applied:
         return Bootstrap(spec, None)  # the file is already as new as the snapshot
-    if outbox:
+    if gap and outbox > outbox_in_log and publish_timeout is not None:
+        outbox_in_log = await publish_file_outbox(spec, replicator, publish_timeout)
+    if outbox > outbox_in_log:
         raise BootstrapError(
             f"database {spec.id}: {why}, but it holds {outbox} change set(s) of its own not yet in the log; "
             "installing the snapshot would lose them",
@@ -116,6 +142,62 @@ async def bootstrap(
         why,
     )
     return Bootstrap(installed, got)
+
+
+async def ask_live_nodes(
+    database: str, first: int, latest: SnapshotMeta | None, ask: AskSnapshot, store: SnapshotStore
+) -> tuple[SnapshotMeta | None, str]:
+    """Ask the live nodes for a snapshot covering the log up to ``first - 1``. Returns the store's latest
+    snapshot afterwards and, when none came, why (as a clause for an error message)."""
+    log.warning(
+        "database %s: the log starts at %d and no stored snapshot covers what lies before; asking the live "
+        "nodes for a fresh one",
+        database,
+        first,
+    )
+    started = time.monotonic()
+    reply = await ask(database, first - 1)
+    if reply is None or not reply.ok:
+        # a node may have finished storing one after the asker stopped waiting: look once more
+        latest = await store.latest(database)
+        if latest is not None and latest.covers + 1 >= first:
+            return latest, ""
+        if reply is None:
+            return latest, " (and no live node answered a request for a fresh one)"
+        return latest, f" (asked for a fresh one, {reply.node} refused: {reply.error})"
+    log.info(
+        "database %s: %s %s the snapshot at seq %d (covers %d) in %.2fs",
+        database,
+        reply.node,
+        "took" if reply.taken else "pointed at",
+        reply.seq,
+        reply.covers,
+        time.monotonic() - started,
+    )
+    return await store.latest(database), ""
+
+
+async def publish_file_outbox(spec: DatabaseSpec, replicator: Replicator, timeout: float) -> int:
+    """Publish again every change set in the outbox of a database file that is not open: the log
+    deduplicates one it has, stores one it never had (or dropped) anew; applying one again is harmless
+    (last-writer-wins). Returns how many; ``ReplicationError`` when the log does not take one."""
+    rows = await asyncio.to_thread(_read_outbox, spec.path)
+    for _, msg_id, payload in rows:
+        await replicator.publish(spec.id, payload, msg_id=msg_id, timeout=timeout)
+    if rows:
+        log.info(
+            "database %s: published the %d change set(s) of its own still in its outbox", spec.id, len(rows)
+        )
+    return len(rows)
+
+
+def _read_outbox(path: str) -> list[tuple[int, str, bytes]]:
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = conn.execute("SELECT hlc, msg_id, payload FROM _ha_outbox ORDER BY hlc").fetchall()
+    finally:
+        conn.close()
+    return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[arg-type]
 
 
 def verify(path: Path, expected: SnapshotMeta, *, checksum: bool = True) -> None:

@@ -218,8 +218,8 @@ class ReplicatedDatabase:
                 f"this node has every change set of {self.db.id} up to {known}, but the log now starts at "
                 f"{first}: what it missed in between is gone, so it refuses to serve possibly stale data "
                 "until it has installed a snapshot that covers the gap",
-                hint="the node recovers by itself once a snapshot covers the gap: take one on an "
-                "up-to-date node (POST /snapshot); GET /status shows the state",
+                hint="the node recovers by itself: it installs a snapshot that covers the gap, asking the "
+                "live nodes for one (an up-to-date node answers); GET /status shows the state",
                 known=known,
                 first=first,
             )

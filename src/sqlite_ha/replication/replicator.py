@@ -106,6 +106,20 @@ class Replicator(Protocol):
         """Stop delivering and release resources; idempotent."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """What a log keeps and holds now, for deciding when a snapshot must be taken before change sets age
+    out (0 = no such limit)."""
+
+    max_age: float  # seconds
+    max_msgs: int
+    max_bytes: int
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+
+
 def subject_token(database: str) -> str:
     """The database's token in subject and consumer names, as the ``ha`` command builds it."""
     return database.replace(".", "_")

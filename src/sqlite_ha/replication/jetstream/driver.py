@@ -28,6 +28,7 @@ from sqlite_ha.replication.replicator import (
     PublishTimeout,
     ReplicationError,
     Replicator,
+    Retention,
     Subscription,
     subject_token,
 )
@@ -269,6 +270,41 @@ class JetStreamReplicator:
         except Exception as e:
             raise ReplicationError(f"first sequence of stream {self.stream}: {describe(e)}") from e
         return int(info.state.first_seq or 0)
+
+    async def retention(self) -> Retention:
+        """The stream's limits and what it holds now."""
+        try:
+            info = await self._jetstream().stream_info(self.stream)
+        except Exception as e:
+            raise ReplicationError(f"stream {self.stream}: {describe(e)}") from e
+        config, state = info.config, info.state
+        return Retention(
+            max_age=float(config.max_age or 0),
+            max_msgs=max(0, int(config.max_msgs or 0)),
+            max_bytes=max(0, int(config.max_bytes or 0)),
+            messages=int(state.messages or 0),
+            bytes=int(state.bytes or 0),
+            first_seq=int(state.first_seq or 0),
+            last_seq=int(state.last_seq or 0),
+        )
+
+    async def oldest_after(self, database: str, seq: int) -> tuple[int, float] | None:
+        """The sequence and storage time (unix seconds) of the database's first change set after ``seq``
+        still in the stream; None when there is none."""
+        try:
+            msg = await self._jetstream().get_msg(
+                self.stream, seq=seq + 1, subject=self.subject(database), next=True
+            )
+        except NotFoundError as e:
+            if e.err_code == _NO_MESSAGE:
+                return None
+            raise ReplicationError(f"stream {self.stream}: {describe(e)}") from e
+        except ReplicationError:
+            raise
+        except Exception as e:
+            raise ReplicationError(f"oldest change set of {database} after {seq}: {describe(e)}") from e
+        stored = msg.time.timestamp() if msg.time is not None else time.time()
+        return int(msg.seq or 0), stored
 
     # ------------------------------------------------------------------------------------ subscribe
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:

@@ -181,6 +181,29 @@ async def publish_many(r: Replicator, database: str, n: int, prefix: str = "m") 
 
 
 # ---------------------------------------------------------------------------------------------- all drivers
+def test_max_payload_is_announced_and_far_larger_messages_refused(aio: Aio, harness: Harness) -> None:
+    """What the replicated layer splits change sets by: a payload of ``max_payload()`` bytes is stored; one
+    far larger is refused for good (not retryable), never stored in part."""
+
+    async def body() -> None:
+        if harness.kind == "memory":
+            harness.hub.max_payload = 64 * 1024
+        r = await harness.node("n1")
+        limit = r.max_payload()
+        if harness.kind == "local":
+            assert limit is None  # one node alone: no log to fit
+            return
+        assert limit is not None
+        assert limit > 0
+        seq = await r.publish("a.db", b"x" * limit, msg_id=f"full-{uuid.uuid4().hex}", timeout=10)
+        with pytest.raises(ReplicationError) as info:
+            await r.publish("a.db", b"x" * (2 * limit), msg_id=f"over-{uuid.uuid4().hex}", timeout=10)
+        assert not info.value.retryable
+        assert await r.last_seq("a.db") == seq
+
+    aio.run(body())
+
+
 def test_publish_returns_increasing_seqs_per_database(aio: Aio, harness: Harness) -> None:
     async def body() -> None:
         r = await harness.node("n1")

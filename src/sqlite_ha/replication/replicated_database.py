@@ -115,6 +115,9 @@ class ReplicatedDatabase:
             db.commit_gate = self._publish_slot
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
         self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
+        self._failed: set[int] = set()  # clocks of writes whose publish failed: the relay's to publish
+        self._unclaimed: set[int] = set()  # outbox entries the relay's last round found nobody publishing
+        self._start_clock = self.replica.hlc.last  # outbox entries up to it are from an earlier process
         self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -197,6 +200,7 @@ class ReplicatedDatabase:
             return await asyncio.shield(self._publish_once(cs.hlc, cs.msg_id, payload))
         except ReplicationError as e:
             self.publish_failures += 1
+            self._failed.add(cs.hlc)
             self._kick.set()
             await asyncio.to_thread(self.db.sync_to_disk)  # "not lost" must hold through a power cut too
             raise ReplicationPending(
@@ -293,14 +297,23 @@ class ReplicatedDatabase:
     async def _relay_once(self) -> int:
         sent = 0
         seen = self.replica.seen_in_log()  # back from the log, their outbox rows not deleted yet
+        unclaimed, self._unclaimed = self._unclaimed, set()
         for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
             if hlc in self._publishing or hlc in self._acked or hlc in seen:
+                continue
+            if not (self.async_mode or hlc in self._failed or hlc in unclaimed or hlc <= self._start_clock):
+                # A write's request publishes it right after its commit, and may not have started yet:
+                # the relay takes over a write whose publish failed, or one found unclaimed twice (its
+                # request went away between commit and publish). Publishing it twice would be harmless
+                # (deduplicated) but not free for a large change set.
+                self._unclaimed.add(hlc)
                 continue
             if payload is None:  # a large one: read now
                 payload = self.replica.outbox_payload(hlc)
                 if payload is None:
                     continue  # seen in the log meanwhile
             seq = await self._send(hlc, msg_id, payload)
+            self._failed.discard(hlc)
             self._acked[hlc] = seq
             self.published += 1
             sent += 1
@@ -326,6 +339,7 @@ class ReplicatedDatabase:
         for hlc in seen:
             self._acked.pop(hlc, None)
             self._committed.discard(hlc)
+            self._failed.discard(hlc)
         published = [d.published_at for d in deliveries if d.published_at is not None]
         if published:
             self.replica.stats.last_published_at = max(published)

@@ -40,6 +40,10 @@ EXPIRES = 10.0  # lifetime of one pull request
 HEARTBEAT = 2.0  # the server's idle heartbeat on an open pull request
 SILENCE = 5.0  # nothing at all for this long: the request is lost; send another
 ACK_WAIT = 30.0
+# Bytes one pull request may bring (at least one message of the largest size): the server holds at most
+# max_pending (64 MB) for a client that reads slowly before it drops it as a slow consumer, and 256 chunks
+# of a large change set are 2 GB.
+MAX_BYTES = 32 * 1024 * 1024
 # Acknowledgements are sent (AckAll: one covers every lower seq) once this many deliveries await one, or when
 # nothing more arrived for ACK_DELAY: one ack per delivery cost a message and a send() each, on every node.
 ACK_EVERY = 64
@@ -326,6 +330,7 @@ class PullConsumer:
         reply = f"{self._inbox}.{self._requests}"
         request = {
             "batch": self._batch,
+            "max_bytes": max(MAX_BYTES, 2 * int(nc.max_payload or 0)),
             "expires": int(EXPIRES * _NS),
             "idle_heartbeat": int(HEARTBEAT * _NS),
         }

@@ -1,0 +1,107 @@
+"""Transactions larger than one NATS message (8 MB on the embedded server) on a real three-node cluster: one
+INSERT … SELECT over HTTP and one psql ``\\copy``. Every node ends with the same rows (a per-table checksum
+of each node's file). ``bench/large_transaction.py --mb 200`` runs the 200 MB case and prints its figures."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import apsw
+import pytest
+
+from sqlite_ha.testing import NodeProcess, free_port, wait_for
+from tests.conftest import NodeFactory
+from tests.e2e import test_pgwire as pgwire
+
+MB = 1024 * 1024
+
+
+def checksum(node: NodeProcess, table: str) -> tuple[int, str]:
+    """Rows and SHA-256 of a table, read from the node's file while it runs."""
+    conn = apsw.Connection(str(node.workdir / "app.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        digest = hashlib.sha256()
+        n = 0
+        for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1"):
+            digest.update(repr(row).encode())
+            n += 1
+        leftovers = conn.execute("SELECT count(*) FROM _ha_chunks").fetchall()[0][0]
+        assert leftovers == 0, f"{node.name} keeps {leftovers} chunks"
+        return n, digest.hexdigest()
+    finally:
+        conn.close()
+
+
+def applied_seq(node: NodeProcess) -> int:
+    status = node.request("GET", "/status", timeout=60).json()
+    return int(status["replication"]["databases"]["app.db"]["applied_seq"])
+
+
+def wait_everywhere(nodes: list[NodeProcess], seq: int, timeout: float = 120) -> None:
+    for node in nodes:
+        wait_for(
+            lambda n=node: applied_seq(n) >= seq, timeout, f"{node.name} to apply seq {seq}", interval=0.2
+        )
+
+
+def last_seq(node: NodeProcess) -> int:
+    status = node.request("GET", "/status").json()
+    return int(status["replication"]["databases"]["app.db"]["last_seq"])
+
+
+@pytest.fixture
+def nodes(node_factory: NodeFactory) -> list[NodeProcess]:
+    """node1 runs the embedded NATS and a PostgreSQL port; node2 and node3 join its NATS."""
+    pg_port = free_port()
+    first = node_factory(
+        args=["app.db", "--pg-port", str(pg_port), "--pg-pass", pgwire.PASSWORD], nats_port=None, name="node1"
+    )
+    first.pg_port = pg_port  # type: ignore[attr-defined]
+    url = f"nats://127.0.0.1:{first.nats_port}"
+    return [
+        first,
+        *(node_factory(args=["app.db", "--replication-url", url], name=f"node{i}") for i in (2, 3)),
+    ]
+
+
+def test_a_30mb_transaction_replicates_to_every_node(nodes: list[NodeProcess]) -> None:
+    n1, n2, _ = nodes
+    n1.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    rows = 30 * MB // 1024
+    sql = (
+        "INSERT INTO t(v) SELECT hex(randomblob(512)) FROM (WITH RECURSIVE c(x) AS "
+        f"(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT x FROM c)"
+    )
+    resp = n2.request("POST", "/query", {"sql": sql}, timeout=120)  # written on a node without the NATS
+    assert resp.status == 200, resp.body[:500]
+    seq = int(resp.json()["seq"])
+    assert seq == last_seq(n1)  # its last chunk
+    assert seq >= 2 + 30 // 8  # the CREATE, then at least four chunks
+    wait_everywhere(nodes, seq)
+    sums = {node.name: checksum(node, "t") for node in nodes}
+    assert len(set(sums.values())) == 1, sums
+    assert sums["node1"][0] == rows
+    status = n2.request("GET", "/status").json()["replication"]["databases"]["app.db"]
+    assert status["published_chunked"] == 1
+    assert status["chunks"]["incomplete"] == 0
+    assert nodes[2].query({"sql": "SELECT count(*) FROM t"})["rows"] == [[rows]]
+
+
+def test_a_10mb_psql_copy_replicates_to_every_node(nodes: list[NodeProcess], tmp_path: Path) -> None:
+    n1 = nodes[0]
+    create = pgwire.psql(n1, "-c", "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+    assert create.returncode == 0, create.stderr
+    source = tmp_path / "items.csv"
+    with source.open("w") as f:
+        f.write("id,name,qty\n")
+        for i in range(1, 100_001):
+            f.write(f"{i},item {i:08d} {'x' * 90},{i % 97}\n")
+    assert source.stat().st_size > 10 * MB
+    loaded = pgwire.psql(n1, "-c", f"\\copy items FROM '{source}' WITH CSV HEADER")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "COPY 100000" in loaded.stdout
+    wait_everywhere(nodes, last_seq(n1))
+    sums = {node.name: checksum(node, "items") for node in nodes}
+    assert len(set(sums.values())) == 1, sums
+    assert sums["node1"][0] == 100_000

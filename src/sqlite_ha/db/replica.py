@@ -6,6 +6,7 @@ loop, so local writes and applied change sets never interleave inside a transact
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ class ChangeSetInterceptor(Protocol):
 
 
 MAX_ATTEMPTS = 5  # a change set that failed this often for a reason other than missing schema is dead
+HEAVY_BATCH = 1024 * 1024  # bytes of change sets in a batch from which it is applied on a worker thread
 OUTBOX_INLINE = 1024 * 1024
 
 
@@ -158,7 +160,18 @@ class Replica:
         A change set that fails is rolled back to its savepoint and parked; the rest of the batch goes on.
         """
         async with self.db.exclusive() as conn:
-            return self._apply_locked(conn, batch)
+            if self.db.spec.memory or not _heavy(batch):
+                return self._apply_locked(conn, batch)
+            # A large change set (or the chunks that complete one) takes seconds to apply: on a worker
+            # thread, the event loop keeps serving reads meanwhile. The writer stays taken until the thread
+            # is done with it, even if the caller is cancelled. (An in-memory database reads on the same
+            # connection, and must not see the batch half applied: it applies inline.)
+            work = asyncio.get_running_loop().run_in_executor(None, self._apply_locked, conn, batch)
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait({work})
+                raise
 
     def _apply_locked(self, conn: apsw.Connection, batch: Sequence[Incoming]) -> BatchOutcome:
         outcome = BatchOutcome(applied_seq=self.applied_seq)
@@ -424,6 +437,15 @@ class Replica:
             "SELECT state, count(*) FROM _ha_parked GROUP BY state"
         ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[arg-type]
+
+
+def _heavy(batch: Sequence[Incoming]) -> bool:
+    size = 0
+    for item in batch:
+        if item.chunk is not None and item.chunk.index == item.chunk.count - 1:
+            return True  # may complete a change set of ``chunk.size`` bytes
+        size += len(item.payload) + (len(item.chunk.data) if item.chunk is not None else 0)
+    return size >= HEAVY_BATCH
 
 
 def _has_triggers(conn: apsw.Connection) -> bool:

@@ -302,11 +302,13 @@ class ReplicatedDatabase:
             if hlc in self._publishing or hlc in self._acked or hlc in seen:
                 continue
             if not (self.async_mode or hlc in self._failed or hlc in unclaimed or hlc <= self._start_clock):
-                # A write's request publishes it right after its commit, and may not have started yet:
-                # the relay takes over a write whose publish failed, or one found unclaimed twice (its
-                # request went away between commit and publish). Publishing it twice would be harmless
-                # (deduplicated) but not free for a large change set.
-                self._unclaimed.add(hlc)
+                # A write's request publishes it right after its commit, and may not have started yet (a
+                # large commit is visible before its checkpoint is over): the relay takes over a write
+                # whose publish failed, or one found unclaimed twice with the writer idle (its request went
+                # away between commit and publish). Publishing it twice would be harmless (deduplicated)
+                # but not free for a large change set.
+                if not self.db.writing:
+                    self._unclaimed.add(hlc)
                 continue
             if payload is None:  # a large one: read now
                 payload = self.replica.outbox_payload(hlc)

@@ -81,6 +81,7 @@ def test_a_transaction_larger_than_a_message_replicates_in_chunks(tmp_path: Path
         await eventually(lambda: true(a.replica.outbox_size() == 0))  # seen back whole: outbox empty
         assert [leftovers(n) for n in (a, b, c)] == [0, 0, 0]
         assert (a.replica.stats.rows_applied, b.replica.stats.rows_applied) == (0, 300)  # not twice on a
+        assert (a.published, a.published_chunked) == (2, 1)  # the relay did not publish it a second time
         for n in (a, b, c):
             await close(n)
 
@@ -347,5 +348,26 @@ def test_a_transaction_over_the_size_limit_is_refused_before_commit(tmp_path: Pa
         assert seq is not None
         assert len(chunk_seqs(hub)) > 1
         await close(a)
+
+    run(scenario, tmp_path)
+
+
+def test_a_write_whose_request_went_away_after_commit_is_published_once(tmp_path: Path) -> None:
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(max_payload=LIMIT)
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        await a.execute(stmt(TABLE))
+        request = asyncio.ensure_future(a.execute(big()))
+        await asyncio.sleep(0)  # queued for the next group commit
+        request.cancel()  # the client goes away: the write commits, but its request publishes nothing
+        await eventually(lambda: rows_are(a, 300))
+        assert a.replica.outbox_size() == 1
+        await eventually(lambda: rows_are(b, 300), timeout=10)  # the relay took it over
+        assert checksum(b) == checksum(a)
+        assert a.published_chunked == 1
+        assert len(chunk_seqs(hub)) == chunk.parse(entries(hub)[-1].payload).count
+        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        for n in (a, b):
+            await close(n)
 
     run(scenario, tmp_path)

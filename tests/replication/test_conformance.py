@@ -415,6 +415,36 @@ def test_jetstream_durable_consumer_resumes(aio: Aio, js: Harness) -> None:
     aio.run(body())
 
 
+def test_jetstream_a_slow_reader_of_large_messages_is_not_dropped(aio: Aio, js: Harness) -> None:
+    """Messages of nearly max_payload (a large change set's chunks) for a node whose handler holds the event
+    loop a while (applying): one pull request must not bring more than the server keeps for a slow client
+    (64 MB), or the server drops the connection mid-change-set."""
+
+    async def body() -> None:
+        writer = await js.node("writer")
+        limit = writer.max_payload()
+        assert limit is not None
+        payload = b"c" * limit
+        seqs = [
+            await writer.publish("big.db", payload, msg_id=f"big-{i}-{uuid.uuid4().hex}", timeout=10)
+            for i in range(12)
+        ]
+        reader = await js.node("reader")
+        got: list[int] = []
+
+        async def slow(batch: Sequence[Delivery]) -> None:
+            time.sleep(0.3)  # noqa: ASYNC251 - on purpose: an apply that holds the loop
+            got.extend(d.seq for d in batch)
+
+        await reader.subscribe(sub("reader", "big.db"), slow)
+        await wait_until(lambda: len(got) >= len(seqs), "every large message", timeout=60)
+        assert got == seqs
+        subscription = reader.stats()["subscriptions"][0]
+        assert (subscription["resyncs"], subscription["handler_errors"]) == (0, 0)
+
+    aio.run(body())
+
+
 async def acked(r: JetStreamReplicator, consumer: str, seq: int) -> dict[str, Any]:
     """The consumer's info once its ack floor reached ``seq`` (acks are fire-and-forget)."""
     deadline = time.monotonic() + WAIT

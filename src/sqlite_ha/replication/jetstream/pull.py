@@ -47,6 +47,7 @@ MAX_BYTES = 32 * 1024 * 1024
 # Acknowledgements are sent (AckAll: one covers every lower seq) once this many deliveries await one, or when
 # nothing more arrived for ACK_DELAY: one ack per delivery cost a message and a send() each, on every node.
 ACK_EVERY = 64
+ACK_BYTES = 4 * 1024 * 1024  # or once they hold this much: a large change set's chunks are acked one by one
 ACK_DELAY = 0.02
 HANDLER_BACKOFF = (0.05, 5.0)
 STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
@@ -115,6 +116,7 @@ class PullConsumer:
         self._arrival: asyncio.Future[None] | None = None
         self._unacked: tuple[int, Msg] | None = None  # (stream seq, message) of the highest unacked delivery
         self._unacked_count = 0
+        self._unacked_bytes = 0
         self._inbox = ""
         self._sub: NatsSubscription | None = None
         self._sub_nc: NATSClient | None = None
@@ -457,14 +459,15 @@ class PullConsumer:
             if self._unacked is None or top[0] > self._unacked[0]:
                 self._unacked = top
             self._unacked_count += len(messages)
-            if self._unacked_count >= ACK_EVERY:
+            self._unacked_bytes += sum(len(m.data) for m in messages)
+            if self._unacked_count >= ACK_EVERY or self._unacked_bytes >= ACK_BYTES:
                 await self._flush_ack(nc)
         elif self._ack_policy == AckPolicy.EXPLICIT:
             for m in messages:
                 await nc.publish(m.reply, b"+ACK")
 
     async def _flush_ack(self, nc: NATSClient) -> None:
-        top, self._unacked, self._unacked_count = self._unacked, None, 0
+        top, self._unacked, self._unacked_count, self._unacked_bytes = self._unacked, None, 0, 0
         if top is not None and nc.is_connected:
             with contextlib.suppress(Exception):  # a lost ack is redelivered, and skipped as already had
                 await nc.publish(top[1].reply, b"+ACK")

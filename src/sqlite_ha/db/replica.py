@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import apsw
 
@@ -282,6 +282,30 @@ class Replica:
         if not self._partial:
             return 0, []
         return self.chunks.partials(self.db.reader_connection)
+
+    def chunk_status(self) -> dict[str, Any]:
+        """For /status: chunks received, change sets completed and expired, and those waiting for chunks."""
+        waiting, oldest = self.partials()
+        return {
+            "received": self.stats.chunks,
+            "complete": self.stats.chunked,
+            "expired": self.stats.chunks_expired,
+            "incomplete": waiting,
+            "incomplete_sets": [
+                {
+                    "msg_id": p.msg_id,
+                    "chunks": p.received,
+                    "count": p.count,
+                    "bytes": p.bytes,
+                    "first_seq": p.first_seq,
+                    "last_seq": p.last_seq,
+                    "age_seconds": None
+                    if p.last_published_at is None
+                    else round(max(0.0, time.time() - p.last_published_at), 3),
+                }
+                for p in oldest
+            ],
+        }
 
     def _synchronous_full(self) -> bool:
         return self.db.synchronous == "full"

@@ -534,35 +534,10 @@ class ReplicatedDatabase:
             "rows_applied": stats.rows_applied,
             "rows_skipped": stats.rows_skipped,
             "parked": self.replica.parked(),
-            "chunks": self._chunk_status(),
+            "chunks": self.replica.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
-        }
-
-    def _chunk_status(self) -> dict[str, Any]:
-        """Chunked change sets: received, complete, expired, and those still waiting for chunks."""
-        stats = self.replica.stats
-        waiting, oldest = self.replica.partials()
-        return {
-            "received": stats.chunks,
-            "complete": stats.chunked,
-            "expired": stats.chunks_expired,
-            "incomplete": waiting,
-            "incomplete_sets": [
-                {
-                    "msg_id": p.msg_id,
-                    "chunks": p.received,
-                    "count": p.count,
-                    "bytes": p.bytes,
-                    "first_seq": p.first_seq,
-                    "last_seq": p.last_seq,
-                    "age_seconds": None
-                    if p.last_published_at is None
-                    else round(max(0.0, time.time() - p.last_published_at), 3),
-                }
-                for p in oldest
-            ],
         }
 
 

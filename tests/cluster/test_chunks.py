@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 
+from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import PayloadTooLarge
 from sqlite_ha.replication import chunk
+from sqlite_ha.replication.bootstrap import bootstrap
 from sqlite_ha.replication.memory import MemoryHub, MemoryReplicator
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase, ReplicationPending
 from sqlite_ha.replication.replicator import Delivery
+from sqlite_ha.replication.snapshot import MemorySnapshotStore, SnapshotMeta
 from tests.cluster.test_write_path import close, eventually, open_node, rows, run, stmt
 
 LIMIT = 16 * 1024  # the hub's max payload: a change set of a few hundred rows takes many messages
@@ -249,8 +253,11 @@ async def rows_are(rdb: ReplicatedDatabase, n: int) -> bool:
 
 
 def test_a_snapshot_taken_between_chunks_completes_them(tmp_path: Path) -> None:
+    """New nodes bootstrapped from a snapshot of the origin and of another node, each taken between two
+    chunks, after the log dropped everything before the snapshot: both end with the change set."""
+
     async def scenario(tmp: Path) -> None:
-        hub = MemoryHub(auto=False, max_payload=LIMIT)
+        hub, store = MemoryHub(auto=False, max_payload=LIMIT), MemorySnapshotStore()
         a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
         await a.execute(stmt(TABLE))
         await a.execute(big())
@@ -261,10 +268,16 @@ def test_a_snapshot_taken_between_chunks_completes_them(tmp_path: Path) -> None:
         # The origin holds its own chunks without their bytes: the change set is in its file already.
         assert (await a.status())["chunks"]["incomplete_sets"][0]["bytes"] == 0
         assert (await b.status())["chunks"]["incomplete_sets"][0]["bytes"] > 0
-        for source, name in ((a, "d"), (b, "e")):
+        snapshots = [(await snapshot(tmp, source), name) for source, name in ((a, "d"), (b, "e"))]
+        log = hub.log(DB)  # the log drops what the snapshots cover: the first chunks are gone
+        del log.entries[: middle[-1]]
+        log.base = middle[-1]
+        for meta, name in snapshots:
+            await store.put(meta, tmp / f"{name}.snapshot")
             (tmp / name).mkdir()
-            made = make_snapshot_file(source.db, str(tmp / name / DB))
-            assert made.seq == middle[-1]
+            started = await bootstrap(parse_dsn(str(tmp / name / DB), memory=False), hub.connect(name), store)
+            assert started.installed is not None
+            assert started.installed.seq == middle[-1]
         d, e = await open_node(tmp, hub, "d"), await open_node(tmp, hub, "e")
         await hub.deliver_all()
         for n in (b, d, e):
@@ -276,6 +289,21 @@ def test_a_snapshot_taken_between_chunks_completes_them(tmp_path: Path) -> None:
             await close(n)
 
     run(scenario, tmp_path)
+
+
+async def snapshot(tmp: Path, source: ReplicatedDatabase) -> SnapshotMeta:
+    path = tmp / f"{'d' if source.node == 'a' else 'e'}.snapshot"
+    made = make_snapshot_file(source.db, str(path))
+    return SnapshotMeta(
+        database=DB,
+        seq=made.seq,
+        hlc=made.hlc,
+        sha256=made.sha256,
+        size=made.size,
+        schema_version=made.schema_version,
+        node=source.node,
+        taken_at=time.time(),
+    )
 
 
 def test_a_set_that_never_completes_expires(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
 """Transactions larger than one NATS message (8 MB on the embedded server) on a real three-node cluster: one
-INSERT … SELECT over HTTP and one psql ``\\copy``. Every node ends with the same rows (a per-table checksum
-of each node's file). ``bench/large_transaction.py --mb 200`` runs the 200 MB case and prints its figures."""
+INSERT … SELECT over HTTP, one psql ``\\copy``, and kill -9 of the writer and of a reader between two chunks.
+Every node ends with the same rows (a per-table checksum of each node's file).
+``bench/large_transaction.py --mb 200`` runs the 200 MB case and prints its figures."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -105,3 +109,53 @@ def test_a_10mb_psql_copy_replicates_to_every_node(nodes: list[NodeProcess], tmp
     sums = {node.name: checksum(node, "items") for node in nodes}
     assert len(set(sums.values())) == 1, sums
     assert sums["node1"][0] == 100_000
+
+
+def test_nodes_killed_between_chunks_finish_the_change_set(nodes: list[NodeProcess]) -> None:
+    """kill -9 of the writing node (node2) and of a receiving node (node3) while the change set is half in
+    the log: node2's relay publishes it whole after its restart (the log deduplicates the chunks it has),
+    node3 completes it from the chunks it had stored, and every node ends equal."""
+    n1, n2, n3 = nodes
+    seq = n1.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})["seq"]
+    wait_everywhere(nodes, seq)
+    rows = 80 * MB // 1024
+    sql = (
+        "INSERT INTO t(v) SELECT hex(randomblob(512)) FROM (WITH RECURSIVE c(x) AS "
+        f"(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT x FROM c)"
+    )
+    writer = threading.Thread(target=lambda: _ignore_errors(n2, sql), daemon=True)
+    writer.start()
+    wait_for(lambda: incomplete(n3) > 0, 120, "node3 to hold part of the change set", interval=0.02)
+    n2.kill()
+    n3.kill()
+    writer.join(30)
+    held = _chunk_status(n1)["incomplete_sets"]  # node1 holds the same chunks as node3 or more
+    assert held, "node2 had published every chunk before it was killed"
+    first, count = held[0]["first_seq"], held[0]["count"]
+    assert last_seq(n1) < first + count - 1  # the log has only part of it
+    n3.start()
+    assert incomplete(n3) == 1  # what it had stored survived the kill
+    n2.start()
+    wait_for(
+        lambda: n2.request("GET", "/status").json()["replication"]["databases"]["app.db"]["outbox"] == 0,
+        120,
+        "node2's relay to publish the change set",
+    )
+    wait_everywhere(nodes, last_seq(n1))
+    sums = {node.name: checksum(node, "t") for node in nodes}
+    assert len(set(sums.values())) == 1, sums
+    assert sums["node1"][0] == rows
+
+
+def _ignore_errors(node: NodeProcess, sql: str) -> None:
+    with contextlib.suppress(OSError):  # the node is killed while it answers
+        node.request("POST", "/query", {"sql": sql}, timeout=120)
+
+
+def _chunk_status(node: NodeProcess) -> dict[str, Any]:
+    status = node.request("GET", "/status", timeout=60).json()
+    return dict(status["replication"]["databases"]["app.db"]["chunks"])
+
+
+def incomplete(node: NodeProcess) -> int:
+    return int(_chunk_status(node)["incomplete"])

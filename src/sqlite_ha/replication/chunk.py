@@ -26,7 +26,6 @@ from sqlite_ha.replication.changeset import MAX_MESSAGE, DecodeError
 MAGIC = b"#chunk "
 FORMAT_VERSION = 1
 ALIGN = 64 * 1024  # chunk sizes are multiples of this when the max payload allows
-_HEADER_ROOM = 512  # the header's fixed fields, with long numbers
 
 
 def is_chunk(payload: bytes) -> bool:
@@ -40,8 +39,18 @@ def chunk_msg_id(msg_id: str, part: int, index: int) -> str:
 def part_size(max_payload: int, msg_id: str, node: str, database: str) -> int:
     """Bytes of change set per chunk in messages of at most ``max_payload`` bytes: rounded down to a
     multiple of ``ALIGN`` so that a small change of the limit does not change the chunking."""
-    room = len(MAGIC) + _HEADER_ROOM + 2 * len(orjson.dumps([msg_id, node, database]))
-    part = max_payload - room
+    widest = _header(
+        msg_id=msg_id,
+        node=node,
+        database=database,
+        hlc=2**63 - 1,
+        index=MAX_MESSAGE,
+        count=MAX_MESSAGE,
+        part=MAX_MESSAGE,
+        size=MAX_MESSAGE,
+        sha256="0" * 64,
+    )
+    part = max_payload - (len(MAGIC) + len(widest) + 1)
     if part >= 2 * ALIGN:
         return part // ALIGN * ALIGN
     if part < 1:
@@ -57,22 +66,47 @@ def split(
     view = memoryview(payload)
     count = max(1, -(-len(payload) // part))
     for index in range(count):
-        header = orjson.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "id": msg_id,
-                "node": node,
-                "database": database,
-                "hlc": hlc,
-                "index": index,
-                "count": count,
-                "part": part,
-                "size": len(payload),
-                "sha256": sha256,
-            }
+        header = _header(
+            msg_id=msg_id,
+            node=node,
+            database=database,
+            hlc=hlc,
+            index=index,
+            count=count,
+            part=part,
+            size=len(payload),
+            sha256=sha256,
         )
         data = view[index * part : (index + 1) * part]
         yield chunk_msg_id(msg_id, part, index), b"".join((MAGIC, header, b"\n", data))
+
+
+def _header(
+    *,
+    msg_id: str,
+    node: str,
+    database: str,
+    hlc: int,
+    index: int,
+    count: int,
+    part: int,
+    size: int,
+    sha256: str,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "id": msg_id,
+            "node": node,
+            "database": database,
+            "hlc": hlc,
+            "index": index,
+            "count": count,
+            "part": part,
+            "size": size,
+            "sha256": sha256,
+        }
+    )
 
 
 def parse(payload: bytes) -> Chunk:

@@ -399,3 +399,43 @@ def test_a_write_whose_request_went_away_after_commit_is_published_once(tmp_path
             await close(n)
 
     run(scenario, tmp_path)
+
+
+def test_a_large_interactive_transaction_commits_off_the_event_loop(tmp_path: Path) -> None:
+    """A bulk load in BEGIN … COMMIT (a PostgreSQL client's COPY): building its change set takes seconds,
+    which the event loop must not wait for."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(max_payload=256 * 1024)
+        a, b = await open_node(tmp, hub, "a"), await open_node(tmp, hub, "b")
+        await a.execute(stmt(TABLE))
+        tx = await a.begin()
+        await tx.run(big(rows_=40_000, width=40))
+        gaps: list[float] = []
+        committing = True
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while committing:
+                await asyncio.sleep(0.005)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.02)  # ticking
+        started = time.monotonic()
+        _, seq = await a.commit(tx)
+        took = time.monotonic() - started
+        committing = False
+        await ticking
+        assert took > 0.3, "too small to tell"
+        assert max(gaps) < took / 2, (max(gaps), took)
+        assert seq is not None
+        await b.wait_applied(seq, 30)
+        assert checksum(b) == checksum(a)
+        assert await rows(b, "SELECT count(*) FROM t") == [(40_000,)]
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)

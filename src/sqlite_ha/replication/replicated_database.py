@@ -181,7 +181,7 @@ class ReplicatedDatabase:
 
     async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
         """COMMIT an interactive transaction and publish its change set, as ``execute`` does for a write."""
-        execution = tx.commit()
+        execution = await tx.commit_off_loop()
         return execution, await self._replicate(execution)
 
     async def _replicate(self, execution: Execution) -> int | None:

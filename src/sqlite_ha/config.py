@@ -60,6 +60,18 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * _SIZE_UNITS[unit]
 
 
+MAX_TRANSACTION_SIZE_LIMIT = 1_000_000_000  # SQLite's longest value: a change set is one in the outbox
+
+
+def _parse_transaction_size(text: str) -> int:
+    size = parse_size(text)
+    if not 1024 * 1024 <= size <= MAX_TRANSACTION_SIZE_LIMIT:
+        raise ValueError(
+            f"{text!r} is not between 1MB and {MAX_TRANSACTION_SIZE_LIMIT} bytes (SQLite's longest value)"
+        )
+    return size
+
+
 _TRUE = {"1", "t", "true", "yes", "y", "on"}
 _FALSE = {"0", "f", "false", "no", "n", "off"}
 
@@ -205,6 +217,7 @@ class Setting:
 _PLACEHOLDERS: dict[Callable[[str], Any], str] = {
     parse_duration: "DURATION",
     parse_size: "SIZE",
+    _parse_transaction_size: "SIZE",
     parse_port: "PORT",
     _parse_nats_url: "URL",
     _parse_stream_name: "NAME",
@@ -363,6 +376,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("replication-timeout", parse_duration, 15.0, "How long a write waits for the stream to ack"),
     Setting("replication-max-age", parse_duration, 24 * 3600.0, "How long the stream keeps change sets"),
     Setting(
+        "max-transaction-size",
+        _parse_transaction_size,
+        512 * 1024 * 1024,
+        "Largest change set one write transaction may make (e.g. 512MB, at most 1e9 bytes); a larger one is "
+        "rolled back with payload_too_large. One larger than a message of the log travels in chunks",
+    ),
+    Setting(
         "from-latest-snapshot",
         parse_bool,
         False,
@@ -453,6 +473,7 @@ class Config:
     replicas: int = 1
     replication_timeout: float = 15.0
     replication_max_age: float = 24 * 3600.0
+    max_transaction_size: int = 512 * 1024 * 1024
     replication_policy: str = "all"
     snapshot_interval: float = 60.0
     from_latest_snapshot: bool = False

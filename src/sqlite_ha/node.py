@@ -282,6 +282,7 @@ class Node:
             policy=cfg.replication_policy,
             ddl_sync=not cfg.disable_ddl_sync,
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
+            max_transaction_size=cfg.max_transaction_size,
         )
         self.replication.start(list(self.databases), verified=self._covered)
         if store is not None:

@@ -373,18 +373,20 @@ def test_cli_options_interceptor_ddl_sync_and_async(node_factory: NodeFactory, t
     assert ["from node3"] in c.rows(first, "SELECT x FROM public")
 
 
-def test_a_change_set_too_large_for_the_log_is_refused_before_commit(node_factory: NodeFactory) -> None:
-    """Committed, it could never reach the other nodes (NATS refuses messages over max_payload, 8 MB for
-    the embedded server): such a transaction is rolled back and the client told why."""
-    node = node_factory(args=["app.db"], nats_port=None)
+def test_a_transaction_over_max_transaction_size_is_refused_before_commit(node_factory: NodeFactory) -> None:
+    """A change set larger than one NATS message (max_payload, 8 MB for the embedded server) travels in
+    chunks; one larger than --max-transaction-size is rolled back and the client told why."""
+    node = node_factory(args=["app.db", "--max-transaction-size", "10MB"], nats_port=None)
     node.query({"sql": "CREATE TABLE t(b BLOB)"})
-    resp = node.request("POST", "/query", {"sql": "INSERT INTO t VALUES (zeroblob(9000000))"})
+    too_large = "INSERT INTO t VALUES (zeroblob(9000000))"  # 12 MB as JSON
+    resp = node.request("POST", "/query", {"sql": too_large})
     assert resp.status == 413, resp.body
     error = resp.json()["error"]
     assert error["code"] == "payload_too_large"
     assert "rolled back" in error["message"]
+    assert "--max-transaction-size" in error["hint"]
     assert node.query({"sql": "SELECT count(*) FROM t"})["rows"] == [[0]]
-    fits = node.query({"sql": "INSERT INTO t VALUES (zeroblob(1000000))"})
+    fits = node.query({"sql": "INSERT INTO t VALUES (zeroblob(7000000))"})  # 9.3 MB: two chunks
     assert fits["seq"] > 0
 
     def app_status() -> dict[str, Any]:
@@ -392,3 +394,4 @@ def test_a_change_set_too_large_for_the_log_is_refused_before_commit(node_factor
 
     wait_for(lambda: app_status()["outbox"] == 0, 10, "the outbox to empty")  # nothing stuck in it
     assert app_status()["publish_failures"] == 0
+    assert app_status()["published_chunked"] == 1

@@ -181,6 +181,29 @@ async def publish_many(r: Replicator, database: str, n: int, prefix: str = "m") 
 
 
 # ---------------------------------------------------------------------------------------------- all drivers
+def test_max_payload_is_announced_and_far_larger_messages_refused(aio: Aio, harness: Harness) -> None:
+    """What the replicated layer splits change sets by: a payload of ``max_payload()`` bytes is stored; one
+    far larger is refused for good (not retryable), never stored in part."""
+
+    async def body() -> None:
+        if harness.kind == "memory":
+            harness.hub.max_payload = 64 * 1024
+        r = await harness.node("n1")
+        limit = r.max_payload()
+        if harness.kind == "local":
+            assert limit is None  # one node alone: no log to fit
+            return
+        assert limit is not None
+        assert limit > 0
+        seq = await r.publish("a.db", b"x" * limit, msg_id=f"full-{uuid.uuid4().hex}", timeout=10)
+        with pytest.raises(ReplicationError) as info:
+            await r.publish("a.db", b"x" * (2 * limit), msg_id=f"over-{uuid.uuid4().hex}", timeout=10)
+        assert not info.value.retryable
+        assert await r.last_seq("a.db") == seq
+
+    aio.run(body())
+
+
 def test_publish_returns_increasing_seqs_per_database(aio: Aio, harness: Harness) -> None:
     async def body() -> None:
         r = await harness.node("n1")
@@ -388,6 +411,36 @@ def test_jetstream_durable_consumer_resumes(aio: Aio, js: Harness) -> None:
         await r4.subscribe(sub("n1", after_seq=seqs[4]), rec4)
         await rec4.wait_for(seqs[5:] + more + extra, "everything after the node's position")
         assert r4.stats()["subscriptions"][0]["delivered_seq"] == extra[-1]
+
+    aio.run(body())
+
+
+def test_jetstream_a_slow_reader_of_large_messages_is_not_dropped(aio: Aio, js: Harness) -> None:
+    """Messages of nearly max_payload (a large change set's chunks) for a node whose handler holds the event
+    loop a while (applying): one pull request must not bring more than the server keeps for a slow client
+    (64 MB), or the server drops the connection mid-change-set."""
+
+    async def body() -> None:
+        writer = await js.node("writer")
+        limit = writer.max_payload()
+        assert limit is not None
+        payload = b"c" * limit
+        seqs = [
+            await writer.publish("big.db", payload, msg_id=f"big-{i}-{uuid.uuid4().hex}", timeout=10)
+            for i in range(12)
+        ]
+        reader = await js.node("reader")
+        got: list[int] = []
+
+        async def slow(batch: Sequence[Delivery]) -> None:
+            time.sleep(0.3)  # noqa: ASYNC251 - on purpose: an apply that holds the loop
+            got.extend(d.seq for d in batch)
+
+        await reader.subscribe(sub("reader", "big.db"), slow)
+        await wait_until(lambda: len(got) >= len(seqs), "every large message", timeout=60)
+        assert got == seqs
+        subscription = reader.stats()["subscriptions"][0]
+        assert (subscription["resyncs"], subscription["handler_errors"]) == (0, 0)
 
     aio.run(body())
 

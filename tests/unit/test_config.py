@@ -146,3 +146,11 @@ def test_replication_url_may_list_cluster_servers() -> None:
     assert cfg.nats_url == "nats://a:4222,nats://b:4222"
     with pytest.raises(ConfigError, match="--replication-url"):
         resolve({"replication-url": "nats://a:4222,http://b"}, env={})
+
+
+def test_max_transaction_size() -> None:
+    assert resolve({}, env={}).max_transaction_size == 512 * 1024 * 1024
+    assert resolve({"max-transaction-size": "900MB"}, env={}).max_transaction_size == 900 * 1024 * 1024
+    for bad in ("1GB", "1000", "lots"):  # beyond SQLite's longest value (1e9 bytes), under 1MB, not a size
+        with pytest.raises(ConfigError, match="max-transaction-size"):
+            resolve({"max-transaction-size": bad}, env={})

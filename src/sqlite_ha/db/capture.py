@@ -90,6 +90,7 @@ class Capture:
         schema: SchemaCache,
         encode: Encoder,
         ddl_sync: bool = True,
+        max_size: int | None = None,
     ) -> None:
         self.database = database
         self.node = node
@@ -103,9 +104,9 @@ class Capture:
         # Told whether the transaction in which ``before_commit`` ran committed (True) or rolled back.
         self.after_end: Callable[[bool], None] | None = None
         self._before_commit_ran = False
-        # The largest change set the log takes (NATS max_payload, less room for headers), if it says: a
-        # larger one is refused before COMMIT, since once committed it could never reach the other nodes.
-        self.max_payload: Callable[[], int | None] = lambda: None
+        # The largest change set a transaction may make (--max-transaction-size): a larger one is refused
+        # before COMMIT. (One larger than a message of the log travels in chunks: that is no limit.)
+        self.max_size = max_size
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
         self._schema_changed = False
@@ -197,12 +198,12 @@ class Capture:
             self._before_commit_ran = True
             self.before_commit(conn)
         payload = self.encode(cs)
-        limit = self.max_payload()
+        limit = self.max_size
         if limit is not None and len(payload) > limit:
             raise PayloadTooLarge(
-                f"this transaction's change set is {len(payload):,} bytes and the replication log takes at "
-                f"most {limit:,}; it was rolled back",
-                hint="split it into smaller transactions (or raise max_payload of the NATS server)",
+                f"this transaction's change set is {len(payload):,} bytes, more than the "
+                f"{limit:,} bytes --max-transaction-size allows; it was rolled back",
+                hint="split it into smaller transactions, or raise --max-transaction-size",
                 size=len(payload),
                 limit=limit,
             )

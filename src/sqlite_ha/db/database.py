@@ -177,7 +177,8 @@ class Database:
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[apsw.Connection]:
         """The writer connection for the node's own work (applying change sets): the write lock is held and
-        the client authorizer is off. Use it only inline on the event loop."""
+        the client authorizer is off. Use it inline on the event loop, or on one worker thread that the
+        holder awaits before it lets go (the applier does so for a large batch)."""
         async with self._write_lock:
             self._writer.authorizer.internal = True
             last_rowid = self._writer.conn.last_insert_rowid()
@@ -186,6 +187,11 @@ class Database:
             finally:
                 self._writer.authorizer.internal = False
                 self._writer.conn.set_last_insert_rowid(last_rowid)  # clients see only their own inserts
+
+    @property
+    def writing(self) -> bool:
+        """Whether the writer connection is taken now (a write transaction, or the node's own work)."""
+        return self._write_lock.locked()
 
     def describe(self, sql: str, params: int, *, on_writer: bool = False) -> Described:
         """The result columns (name, declared type) of ``sql`` without running it: SQLite prepares it and

@@ -31,6 +31,14 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _ha_parked(seq INTEGER PRIMARY KEY, msg_id TEXT, node TEXT,"
     " state TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL, payload BLOB NOT NULL,"
     " parked_at REAL NOT NULL)",
+    # Chunks of change sets too large for one message, until the last one arrives (see ``chunks``); a chunk
+    # without data is one of a change set this database holds already.
+    "CREATE TABLE IF NOT EXISTS _ha_chunks(msg_id TEXT NOT NULL, part INTEGER NOT NULL, idx INTEGER NOT NULL,"
+    " count INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " published_at REAL, data BLOB, PRIMARY KEY (msg_id, part, idx))",
+    # Chunked change sets applied already: a late duplicate of one of their chunks is dropped.
+    "CREATE TABLE IF NOT EXISTS _ha_chunks_done(msg_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+    " done_at REAL NOT NULL) WITHOUT ROWID",
 )
 
 APPLIED_SEQ = "applied_seq"

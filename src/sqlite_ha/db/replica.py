@@ -6,11 +6,12 @@ loop, so local writes and applied change sets never interleave inside a transact
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import apsw
 
@@ -18,6 +19,7 @@ from sqlite_ha.db import meta
 from sqlite_ha.db.apply import Applier, ApplyResult, SchemaMissing
 from sqlite_ha.db.capture import Capture, Encoder
 from sqlite_ha.db.changes import ChangeSet
+from sqlite_ha.db.chunks import PARTIAL_EXPIRY, Chunk, ChunkStore, PartialSet
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache
@@ -42,6 +44,8 @@ class ChangeSetInterceptor(Protocol):
 
 
 MAX_ATTEMPTS = 5  # a change set that failed this often for a reason other than missing schema is dead
+HEAVY_BATCH = 1024 * 1024  # bytes of change sets in a batch from which it is applied on a worker thread
+OUTBOX_INLINE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +58,8 @@ class Incoming:
     changeset: ChangeSet | None = None
     error: str | None = None
     own_clock: int | None = None  # committed by this very process: its rows are here, nothing to apply
+    chunk: Chunk | None = None  # a piece of a change set too large for one message (see ``chunks``)
+    published_at: float | None = None  # when the log stored it (wall clock), to expire stale chunks
 
 
 @dataclass(slots=True)
@@ -63,6 +69,9 @@ class ReplicaStats:
     rows_skipped: int = 0  # older than the local version (including a node's own change sets)
     parked: int = 0  # change sets parked so far
     unparked: int = 0  # parked change sets applied later
+    chunks: int = 0  # chunks received
+    chunked: int = 0  # change sets that arrived in chunks, complete
+    chunks_expired: int = 0  # incomplete sets dropped because no chunk of theirs came for too long
     batches: int = 0
     last_error: str | None = None
     last_applied_at: float | None = None  # wall clock of the last apply
@@ -88,6 +97,7 @@ class Replica:
         decode: Decoder,
         ddl_sync: bool = True,
         interceptor: ChangeSetInterceptor | None = None,
+        max_size: int | None = None,
     ) -> None:
         self.db = db
         self.interceptor = interceptor
@@ -98,27 +108,47 @@ class Replica:
             meta.create(conn)
             self.hlc = HLC(int(meta.get(conn, meta.CLOCK, 0) or 0))
             self.applied_seq = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0)
+            partial = bool(conn.execute("SELECT 1 FROM _ha_chunks LIMIT 1").fetchall())
         # This node's own change sets seen back in the log, not yet recorded in the database (``skip_own``).
         self._own_seen: list[int] = []
         self._deleting: list[int] = []  # their outbox entries, deleted by a transaction not yet over
         self._position_dirty = False
+        self.chunks = ChunkStore()
+        self.partial_expiry = PARTIAL_EXPIRY
+        self._partial = partial  # some chunks wait for the rest of their change set
         self.schema = SchemaCache()
         self.applier = Applier(schema=self.schema, hlc=self.hlc)
         capture = Capture(
-            database=db.id, node=node, hlc=self.hlc, schema=self.schema, encode=encode, ddl_sync=ddl_sync
+            database=db.id,
+            node=node,
+            hlc=self.hlc,
+            schema=self.schema,
+            encode=encode,
+            ddl_sync=ddl_sync,
+            max_size=max_size,
         )
         capture.before_commit = self._record_position
         capture.after_end = self._position_written
         db.capture = capture
 
     # ------------------------------------------------------------------------------------ outbox
-    def outbox(self, limit: int = 256, after_hlc: int = 0) -> list[tuple[int, str, bytes]]:
-        """Change sets committed here and not seen in the log yet, oldest first: (hlc, msg_id, payload)."""
+    def outbox(self, limit: int = 256, after_hlc: int = 0) -> list[tuple[int, str, bytes | None]]:
+        """Change sets committed here and not seen in the log yet, oldest first: (hlc, msg_id, payload). A
+        payload over ``OUTBOX_INLINE`` bytes is None: read it with ``outbox_payload`` when its turn comes,
+        so that a few large transactions are not all in memory at once."""
         rows = self.db.reader_connection.execute(
-            "SELECT hlc, msg_id, payload FROM _ha_outbox WHERE hlc > ? ORDER BY hlc LIMIT ?",
-            (after_hlc, limit),
+            "SELECT hlc, msg_id, CASE WHEN length(payload) <= ? THEN payload END FROM _ha_outbox "
+            "WHERE hlc > ? ORDER BY hlc LIMIT ?",
+            (OUTBOX_INLINE, after_hlc, limit),
         ).fetchall()
-        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]  # type: ignore[arg-type]
+        return [(int(r[0]), str(r[1]), None if r[2] is None else bytes(r[2])) for r in rows]  # type: ignore[arg-type]
+
+    def outbox_payload(self, hlc: int) -> bytes | None:
+        """The change set committed here at ``hlc``, if it is still in the outbox."""
+        rows = self.db.reader_connection.execute(
+            "SELECT payload FROM _ha_outbox WHERE hlc = ?", (hlc,)
+        ).fetchall()
+        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
     def outbox_size(self) -> int:
         return int(self.db.reader_connection.execute("SELECT count(*) FROM _ha_outbox").fetchall()[0][0] or 0)
@@ -130,7 +160,18 @@ class Replica:
         A change set that fails is rolled back to its savepoint and parked; the rest of the batch goes on.
         """
         async with self.db.exclusive() as conn:
-            return self._apply_locked(conn, batch)
+            if self.db.spec.memory or not _heavy(batch):
+                return self._apply_locked(conn, batch)
+            # A large change set (or the chunks that complete one) takes seconds to apply: on a worker
+            # thread, the event loop keeps serving reads meanwhile. The writer stays taken until the thread
+            # is done with it, even if the caller is cancelled. (An in-memory database reads on the same
+            # connection, and must not see the batch half applied: it applies inline.)
+            work = asyncio.get_running_loop().run_in_executor(None, self._apply_locked, conn, batch)
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait({work})
+                raise
 
     def _apply_locked(self, conn: apsw.Connection, batch: Sequence[Incoming]) -> BatchOutcome:
         outcome = BatchOutcome(applied_seq=self.applied_seq)
@@ -139,7 +180,9 @@ class Replica:
         # use, which cost more than the whole apply), so it is done only where there is something to switch:
         # a database with triggers, or a batch that may create one (any schema change).
         foreign_keys = bool(self.db.spec.foreign_keys)
-        triggers = _has_triggers(conn) or any(i.changeset is not None and i.changeset.ddl for i in batch)
+        triggers = _has_triggers(conn) or any(
+            (i.changeset is not None and i.changeset.ddl) or i.chunk is not None for i in batch
+        )
         if foreign_keys:
             conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, 0)
         if triggers:
@@ -154,8 +197,12 @@ class Replica:
         try:
             with conn:
                 for item in batch:
-                    ddl_applied |= self._apply_one(conn, item, outcome)
+                    whole = self._take_chunk(conn, item, outcome) if item.chunk is not None else item
+                    if whole is not None:
+                        ddl_applied |= self._apply_one(conn, whole, outcome)
                     outcome.applied_seq = max(outcome.applied_seq, item.seq)
+                if self._partial:
+                    self._expire_chunks(conn, batch)
                 if ddl_applied:
                     self._retry_parked(conn, only_waiting=True)
                 self._own_seen.extend(outcome.own)
@@ -179,6 +226,86 @@ class Replica:
         for seq, reason in outcome.parked:
             log.warning("database %s: change set %d parked: %s", self.db.id, seq, reason)
         return outcome
+
+    def _take_chunk(self, conn: apsw.Connection, item: Incoming, outcome: BatchOutcome) -> Incoming | None:
+        """Store a chunk; once its change set is complete, the change set to apply (None until then, and
+        for a change set this database holds already)."""
+        chunk = item.chunk
+        assert chunk is not None
+        self.stats.chunks += 1
+        if self.chunks.done(conn, chunk.msg_id):
+            return None  # a late duplicate of a change set applied already
+        # Committed here and not seen back in the log yet: its rows are in this file, its bytes need not be.
+        reflected = chunk.node == self.node and bool(
+            conn.execute(
+                "SELECT 1 FROM _ha_outbox WHERE hlc = ? AND msg_id = ?", (chunk.hlc, chunk.msg_id)
+            ).fetchall()
+        )
+        whole = self.chunks.add(
+            conn, chunk, seq=item.seq, published_at=item.published_at, reflected=reflected
+        )
+        if whole is None:
+            self._partial = True
+            return None
+        self.chunks.finish(conn, chunk.msg_id, seq=item.seq, at=item.published_at or time.time())
+        self.stats.chunked += 1
+        if whole.reflected:
+            if chunk.node == self.node:
+                outcome.own.append(chunk.hlc)
+            return None
+        if whole.error is not None:
+            return Incoming(seq=item.seq, payload=whole.payload, msg_id=chunk.msg_id, error=whole.error)
+        try:
+            cs = self.decode(whole.payload)
+        except HAError as e:
+            return Incoming(seq=item.seq, payload=whole.payload, msg_id=chunk.msg_id, error=e.message)
+        return Incoming(seq=item.seq, payload=whole.payload, msg_id=chunk.msg_id, changeset=cs)
+
+    def _expire_chunks(self, conn: apsw.Connection, batch: Sequence[Incoming]) -> None:
+        """Drop incomplete sets no chunk came for in ``partial_expiry`` seconds of log time."""
+        now = max((i.published_at for i in batch if i.published_at is not None), default=None)
+        if now is None:
+            return
+        for msg_id in self.chunks.expire(conn, now, self.partial_expiry):
+            self.stats.chunks_expired += 1
+            log.warning(
+                "database %s: dropped the chunks of change set %s: its other chunks did not come within "
+                "%gs (a copy published again arrives whole)",
+                self.db.id,
+                msg_id,
+                self.partial_expiry,
+            )
+        self._partial = bool(conn.execute("SELECT 1 FROM _ha_chunks LIMIT 1").fetchall())
+
+    def partials(self) -> tuple[int, list[PartialSet]]:
+        """Change sets of which some chunks arrived, not all yet: how many, and the oldest few."""
+        if not self._partial:
+            return 0, []
+        return self.chunks.partials(self.db.reader_connection)
+
+    def chunk_status(self) -> dict[str, Any]:
+        """For /status: chunks received, change sets completed and expired, and those waiting for chunks."""
+        waiting, oldest = self.partials()
+        return {
+            "received": self.stats.chunks,
+            "complete": self.stats.chunked,
+            "expired": self.stats.chunks_expired,
+            "incomplete": waiting,
+            "incomplete_sets": [
+                {
+                    "msg_id": p.msg_id,
+                    "chunks": p.received,
+                    "count": p.count,
+                    "bytes": p.bytes,
+                    "first_seq": p.first_seq,
+                    "last_seq": p.last_seq,
+                    "age_seconds": None
+                    if p.last_published_at is None
+                    else round(max(0.0, time.time() - p.last_published_at), 3),
+                }
+                for p in oldest
+            ],
+        }
 
     def _synchronous_full(self) -> bool:
         return self.db.synchronous == "full"
@@ -334,6 +461,15 @@ class Replica:
             "SELECT state, count(*) FROM _ha_parked GROUP BY state"
         ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[arg-type]
+
+
+def _heavy(batch: Sequence[Incoming]) -> bool:
+    size = 0
+    for item in batch:
+        if item.chunk is not None and item.chunk.index == item.chunk.count - 1:
+            return True  # may complete a change set of ``chunk.size`` bytes
+        size += len(item.payload) + (len(item.chunk.data) if item.chunk is not None else 0)
+    return size >= HEAVY_BATCH
 
 
 def _has_triggers(conn: apsw.Connection) -> bool:

@@ -13,6 +13,7 @@ gone and says so. A cancelled statement (PostgreSQL's CancelRequest) is interrup
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.errors import HAError
 
 if TYPE_CHECKING:
+    from sqlite_ha.db.changes import ChangeSet
     from sqlite_ha.db.database import Database, Execution, _Conn
 
 
@@ -41,12 +43,19 @@ class TransactionTimedOut(TransactionAborted):
     code = "query_timeout"
 
 
+# Rows a transaction changed from which ``commit_off_loop`` builds its change set and commits on the worker
+# thread: capturing costs some microseconds per row, seconds for a bulk load, during which the event loop
+# would serve no one. Below it, the thread hop would cost more than it saves.
+OFF_LOOP_ROWS = 2000
+
+
 class WriteTransaction:
     def __init__(self, db: Database, c: _Conn) -> None:
         self._db = db
         self._c = c
         self._savepoints: list[tuple[str, int]] = []  # (name, capture mark)
         self.open = True
+        self._changes_at_begin = c.conn.total_changes()
 
     @property
     def connection(self) -> apsw.Connection:
@@ -97,20 +106,46 @@ class WriteTransaction:
 
     def commit(self) -> Execution:
         """Build the change set, COMMIT, release the writer. An error rolls back and releases too."""
-        from sqlite_ha.db.database import Execution
-
         self._check_open()
-        c = self._c
         committed = False
         try:
-            captured = self._db._capture_changeset(c)
-            try:
-                c.control("COMMIT")
-            except apsw.Error as e:
-                raise translate(e, conn=c.conn) from e
+            captured = self._capture_and_commit()
             committed = True
         finally:
             self._end(committed)
+        return self._committed(captured)
+
+    async def commit_off_loop(self) -> Execution:
+        """``commit``; for a large transaction of a file database, with the change set built and COMMIT run
+        on the worker thread. Once started it runs to its end even if the caller is cancelled (then the
+        cancellation goes on), and the writer is given back on the event loop."""
+        if self._db.spec.memory or self._c.conn.total_changes() - self._changes_at_begin < OFF_LOOP_ROWS:
+            return self.commit()
+        self._check_open()
+        job = asyncio.get_running_loop().run_in_executor(self._db._slow, self._capture_and_commit)
+        cancelled = False
+        while not job.done():
+            try:
+                await asyncio.wait({job})
+            except asyncio.CancelledError:
+                cancelled = True  # the writer can be given back only once COMMIT has or has not happened
+        self._end(job.exception() is None)
+        if cancelled:
+            raise asyncio.CancelledError
+        return self._committed(job.result())
+
+    def _capture_and_commit(self) -> tuple[ChangeSet, bytes] | None:
+        c = self._c
+        captured = self._db._capture_changeset(c)
+        try:
+            c.control("COMMIT")
+        except apsw.Error as e:
+            raise translate(e, conn=c.conn) from e
+        return captured
+
+    def _committed(self, captured: tuple[ChangeSet, bytes] | None) -> Execution:
+        from sqlite_ha.db.database import Execution
+
         cs, payload = captured if captured is not None else (None, None)
         self._db.stats.writes += 1
         return Execution([], cs, payload)

@@ -22,7 +22,7 @@ from sqlite_ha.errors import HAError
 FORMAT_VERSION = 1
 _PLAIN = frozenset({int, float, str, type(None)})  # JSON values that are SQLite values as they are
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-MAX_MESSAGE = 64 * 1024 * 1024
+MAX_MESSAGE = 1_000_000_000  # SQLite's longest value: a change set is one value in the outbox and when parked
 
 
 class DecodeError(HAError):

@@ -34,6 +34,7 @@ class ReplicationManager:
         policy: str,
         ddl_sync: bool,
         interceptor: ChangeSetInterceptor | None,
+        max_transaction_size: int | None = None,
     ) -> None:
         self.replicator = replicator
         self.node = node
@@ -43,6 +44,8 @@ class ReplicationManager:
             "policy": policy,
             "ddl_sync": ddl_sync,
         }
+        if max_transaction_size is not None:
+            self._options["max_transaction_size"] = max_transaction_size
         self.interceptor = interceptor
         self.databases: dict[str, ReplicatedDatabase] = {}
         self._pending: list[Database] = []

@@ -59,9 +59,10 @@ class _Log:
 class MemoryHub:
     """The shared log of a set of in-process nodes."""
 
-    def __init__(self, *, auto: bool = True, batch: int = 256) -> None:
+    def __init__(self, *, auto: bool = True, batch: int = 256, max_payload: int | None = None) -> None:
         self.auto = auto
         self.batch = batch
+        self.max_payload = max_payload  # the largest message the log takes, like NATS's max_payload
         self._logs: dict[str, _Log] = {}
         self._subs: list[_Sub] = []
         # How far each (node, database) got in order, as a log's durable consumer remembers it: a node that
@@ -178,9 +179,17 @@ class MemoryReplicator:
     def available(self) -> bool:
         return self.connected
 
+    def max_payload(self) -> int | None:
+        return self.hub.max_payload
+
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         if not self.connected:
             raise ReplicationError(f"node {self.node} is cut off from the hub")
+        limit = self.hub.max_payload
+        if limit is not None and len(payload) > limit:
+            raise ReplicationError(
+                f"a message of {len(payload)} bytes exceeds the hub's max payload of {limit}", retryable=False
+            )
         if self.publish_delay:
             if self.publish_delay >= timeout:
                 await asyncio.sleep(timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import BadRequest, HAError
-from sqlite_ha.replication import changeset
+from sqlite_ha.replication import changeset, chunk
 from sqlite_ha.replication.replicator import (
     Delivery,
     ReplicationError,
@@ -45,6 +46,7 @@ RETRY_PARKED_EVERY = 30.0
 POSITION_FLUSH_EVERY = 1.0
 GAP_CHECK_EVERY = 5.0
 MAX_PUBLISHING = 1  # change sets of the write path awaiting the log's ack before the next group commits
+MAX_TRANSACTION_SIZE = 512 * 1024 * 1024  # the default of --max-transaction-size
 
 
 class NotReplicating(HAError):
@@ -89,6 +91,7 @@ class ReplicatedDatabase:
         policy: str = "all",
         ddl_sync: bool = True,
         interceptor: ChangeSetInterceptor | None = None,
+        max_transaction_size: int | None = MAX_TRANSACTION_SIZE,
     ) -> None:
         self.db = db
         self.replicator = replicator
@@ -103,6 +106,7 @@ class ReplicatedDatabase:
             decode=changeset.decode,
             ddl_sync=ddl_sync,
             interceptor=interceptor,
+            max_size=max_transaction_size,
         )
         self.consumer = f"{node}_{subject_token(db.id)}"
         if replicator.durable and not async_mode:
@@ -113,13 +117,13 @@ class ReplicatedDatabase:
         self._kick = asyncio.Event()
         self._publishing: dict[int, asyncio.Future[int]] = {}  # clock -> the one publish of that change set
         self._publish_done = asyncio.Event()
-        limit = getattr(replicator, "max_payload", None)
-        if callable(limit) and db.capture is not None:
-            db.capture.max_payload = limit
         if not async_mode:
             db.commit_gate = self._publish_slot
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
         self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
+        self._failed: set[int] = set()  # clocks of writes whose publish failed: the relay's to publish
+        self._unclaimed: set[int] = set()  # outbox entries the relay's last round found nobody publishing
+        self._start_clock = self.replica.hlc.last  # outbox entries up to it are from an earlier process
         self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -130,6 +134,7 @@ class ReplicatedDatabase:
         self._verified_at = 0.0
         self.gap: tuple[int, int] | None = None
         self.published = 0
+        self.published_chunked = 0  # of them, change sets published in chunks
         self.publish_failures = 0
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
 
@@ -182,7 +187,7 @@ class ReplicatedDatabase:
 
     async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
         """COMMIT an interactive transaction and publish its change set, as ``execute`` does for a write."""
-        execution = tx.commit()
+        execution = await tx.commit_off_loop()
         return execution, await self._replicate(execution)
 
     async def _replicate(self, execution: Execution) -> int | None:
@@ -201,6 +206,7 @@ class ReplicatedDatabase:
             return await asyncio.shield(self._publish_once(cs.hlc, cs.msg_id, payload))
         except ReplicationError as e:
             self.publish_failures += 1
+            self._failed.add(cs.hlc)
             self._kick.set()
             await asyncio.to_thread(self.db.sync_to_disk)  # "not lost" must hold through a power cut too
             raise ReplicationPending(
@@ -252,9 +258,27 @@ class ReplicatedDatabase:
 
     async def _publish(self, hlc: int, msg_id: str, payload: bytes) -> int:
         """(``_publish_once`` marks it in flight and, however it ends, frees its slot.)"""
-        seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
+        seq = await self._send(hlc, msg_id, payload)
         self.published += 1
         self._acked[hlc] = seq
+        return seq
+
+    async def _send(self, hlc: int, msg_id: str, payload: bytes) -> int:
+        """Put one change set in the log; its seq. One larger than a message of the log goes in chunks, in
+        order, each after the log acknowledged the one before: its seq is its last chunk's, where every node
+        applies it. Sent again after a failure, every chunk goes again (the log deduplicates them)."""
+        limit = self.replicator.max_payload()
+        if limit is None or len(payload) <= limit:
+            return await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
+        part = chunk.part_size(limit, msg_id, self.node, self.db.id)
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(payload).hexdigest())
+        pieces = chunk.split(
+            payload, msg_id=msg_id, node=self.node, database=self.db.id, hlc=hlc, sha256=sha256, part=part
+        )
+        seq = 0
+        for piece_id, message in pieces:
+            seq = await self.replicator.publish(self.db.id, message, msg_id=piece_id, timeout=self.timeout)
+        self.published_chunked += 1
         return seq
 
     async def _relay(self) -> None:
@@ -279,10 +303,25 @@ class ReplicatedDatabase:
     async def _relay_once(self) -> int:
         sent = 0
         seen = self.replica.seen_in_log()  # back from the log, their outbox rows not deleted yet
+        unclaimed, self._unclaimed = self._unclaimed, set()
         for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
             if hlc in self._publishing or hlc in self._acked or hlc in seen:
                 continue
-            seq = await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
+            if not (self.async_mode or hlc in self._failed or hlc in unclaimed or hlc <= self._start_clock):
+                # A write's request publishes it right after its commit, and may not have started yet (a
+                # large commit is visible before its checkpoint is over): the relay takes over a write
+                # whose publish failed, or one found unclaimed twice with the writer idle (its request went
+                # away between commit and publish). Publishing it twice would be harmless (deduplicated)
+                # but not free for a large change set.
+                if not self.db.writing:
+                    self._unclaimed.add(hlc)
+                continue
+            if payload is None:  # a large one: read now
+                payload = self.replica.outbox_payload(hlc)
+                if payload is None:
+                    continue  # seen in the log meanwhile
+            seq = await self._send(hlc, msg_id, payload)
+            self._failed.discard(hlc)
             self._acked[hlc] = seq
             self.published += 1
             sent += 1
@@ -308,6 +347,7 @@ class ReplicatedDatabase:
         for hlc in seen:
             self._acked.pop(hlc, None)
             self._committed.discard(hlc)
+            self._failed.discard(hlc)
         published = [d.published_at for d in deliveries if d.published_at is not None]
         if published:
             self.replica.stats.last_published_at = max(published)
@@ -539,11 +579,13 @@ class ReplicatedDatabase:
             "outbox": self.replica.outbox_size(),
             "published": self.published,
             "publish_failures": self.publish_failures,
+            "published_chunked": self.published_chunked,
             "applied": stats.applied,
             "apply_batches": stats.batches,
             "rows_applied": stats.rows_applied,
             "rows_skipped": stats.rows_skipped,
             "parked": self.replica.parked(),
+            "chunks": self.replica.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
@@ -566,7 +608,10 @@ def _num_pending(info: dict[str, Any] | None, applied_seq: int) -> int | None:
 
 def _incoming(d: Delivery) -> Incoming:
     try:
+        if chunk.is_chunk(d.payload):
+            piece = chunk.parse(d.payload)
+            return Incoming(seq=d.seq, payload=b"", msg_id=d.msg_id, chunk=piece, published_at=d.published_at)
         cs = changeset.decode(d.payload)
     except changeset.DecodeError as e:
         return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, error=e.message)
-    return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, changeset=cs)
+    return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, changeset=cs, published_at=d.published_at)

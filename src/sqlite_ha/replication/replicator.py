@@ -74,6 +74,11 @@ class Replicator(Protocol):
     def available(self) -> bool:
         """Whether a publish can be attempted now (connected); False means it would surely fail."""
 
+    def max_payload(self) -> int | None:
+        """The largest payload a publish should carry now (None: no limit, or not known while disconnected);
+        the caller splits larger ones. One beyond the log's limit is refused with a ``ReplicationError``
+        that is not retryable."""
+
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         """Store one change set and return its sequence once the log acknowledged it.
 

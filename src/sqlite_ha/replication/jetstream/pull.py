@@ -40,9 +40,14 @@ EXPIRES = 10.0  # lifetime of one pull request
 HEARTBEAT = 2.0  # the server's idle heartbeat on an open pull request
 SILENCE = 5.0  # nothing at all for this long: the request is lost; send another
 ACK_WAIT = 30.0
+# Bytes one pull request may bring (at least one message of the largest size): the server holds at most
+# max_pending (64 MB) for a client that reads slowly before it drops it as a slow consumer, and 256 chunks
+# of a large change set are 2 GB.
+MAX_BYTES = 32 * 1024 * 1024
 # Acknowledgements are sent (AckAll: one covers every lower seq) once this many deliveries await one, or when
 # nothing more arrived for ACK_DELAY: one ack per delivery cost a message and a send() each, on every node.
 ACK_EVERY = 64
+ACK_BYTES = 4 * 1024 * 1024  # or once they hold this much: a large change set's chunks are acked one by one
 ACK_DELAY = 0.02
 HANDLER_BACKOFF = (0.05, 5.0)
 STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
@@ -111,6 +116,7 @@ class PullConsumer:
         self._arrival: asyncio.Future[None] | None = None
         self._unacked: tuple[int, Msg] | None = None  # (stream seq, message) of the highest unacked delivery
         self._unacked_count = 0
+        self._unacked_bytes = 0
         self._inbox = ""
         self._sub: NatsSubscription | None = None
         self._sub_nc: NATSClient | None = None
@@ -326,6 +332,7 @@ class PullConsumer:
         reply = f"{self._inbox}.{self._requests}"
         request = {
             "batch": self._batch,
+            "max_bytes": max(MAX_BYTES, 2 * int(nc.max_payload or 0)),
             "expires": int(EXPIRES * _NS),
             "idle_heartbeat": int(HEARTBEAT * _NS),
         }
@@ -452,14 +459,15 @@ class PullConsumer:
             if self._unacked is None or top[0] > self._unacked[0]:
                 self._unacked = top
             self._unacked_count += len(messages)
-            if self._unacked_count >= ACK_EVERY:
+            self._unacked_bytes += sum(len(m.data) for m in messages)
+            if self._unacked_count >= ACK_EVERY or self._unacked_bytes >= ACK_BYTES:
                 await self._flush_ack(nc)
         elif self._ack_policy == AckPolicy.EXPLICIT:
             for m in messages:
                 await nc.publish(m.reply, b"+ACK")
 
     async def _flush_ack(self, nc: NATSClient) -> None:
-        top, self._unacked, self._unacked_count = self._unacked, None, 0
+        top, self._unacked, self._unacked_count, self._unacked_bytes = self._unacked, None, 0, 0
         if top is not None and nc.is_connected:
             with contextlib.suppress(Exception):  # a lost ack is redelivered, and skipped as already had
                 await nc.publish(top[1].reply, b"+ACK")

@@ -18,7 +18,7 @@ COPY FROM STDIN writes through the same path as every other write, as ONE transa
 
 Anything wrong (a bad value, a constraint, CopyFail, data past ``max_copy_size``) rolls the COPY back:
 nothing is written. The data a COPY may send is bounded (``PgSettings.max_copy_size``): the change set of
-one transaction is held in memory and must fit in one message of the replication log anyway.
+one transaction is held in memory, and may not exceed ``--max-transaction-size`` anyway.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import PayloadTooLarge
 from sqlite_ha.replication import chunk
-from sqlite_ha.replication.bootstrap import bootstrap
+from sqlite_ha.replication.bootstrap import bootstrap, publish_file_outbox
 from sqlite_ha.replication.memory import MemoryHub, MemoryReplicator
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase, ReplicationPending
 from sqlite_ha.replication.replicator import Delivery
@@ -437,5 +437,46 @@ def test_a_large_interactive_transaction_commits_off_the_event_loop(tmp_path: Pa
         assert await rows(b, "SELECT count(*) FROM t") == [(40_000,)]
         for n in (a, b):
             await close(n)
+
+    run(scenario, tmp_path)
+
+
+def test_an_outbox_published_again_before_a_snapshot_goes_in_chunks(tmp_path: Path) -> None:
+    """A database about to be replaced by a snapshot publishes its outbox first, live (``republish_outbox``)
+    or from its file at start (``publish_file_outbox``): a change set over a message goes in chunks there
+    too, and reaches the other nodes."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(max_payload=LIMIT)
+        a, b = await open_node(tmp, hub, "a", async_mode=True), await open_node(tmp, hub, "b")
+        await a.execute(stmt(TABLE))
+        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        assert isinstance(a.replicator, MemoryReplicator)
+        a.replicator.connected = False  # the log is away: the large write stays in the outbox
+        await a.execute(big(rows_=100))
+        await a.execute(big(rows_=100))
+        assert a.replica.outbox_size() == 2
+        a.replicator.connected = True
+        assert await a.republish_outbox() == 2
+        assert len(chunk_seqs(hub)) > 2
+        assert all(len(d.payload) <= LIMIT for d in entries(hub))
+        await eventually(lambda: rows_are(b, 200), timeout=10)
+        await close(a)
+
+        # The same from the file of a stopped node, as a start that finds a gap does.
+        (tmp / "c").mkdir()
+        c = await open_node(tmp, hub, "c", async_mode=True)
+        await eventually(lambda: rows_are(c, 200), timeout=10)
+        assert isinstance(c.replicator, MemoryReplicator)
+        c.replicator.connected = False
+        await c.execute(big(rows_=100))
+        spec = c.db.spec
+        await close(c)
+        before = len(chunk_seqs(hub))
+        assert await publish_file_outbox(spec, hub.connect("c"), timeout=5) == 1
+        assert len(chunk_seqs(hub)) > before + 1
+        assert all(len(d.payload) <= LIMIT for d in entries(hub))
+        await eventually(lambda: rows_are(b, 300), timeout=10)
+        await close(b)
 
     run(scenario, tmp_path)

@@ -28,6 +28,7 @@ import apsw
 from sqlite_ha.db import meta
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.errors import HAError
+from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import Replicator
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply
@@ -182,8 +183,10 @@ async def publish_file_outbox(spec: DatabaseSpec, replicator: Replicator, timeou
     deduplicates one it has, stores one it never had (or dropped) anew; applying one again is harmless
     (last-writer-wins). Returns how many; ``ReplicationError`` when the log does not take one."""
     rows = await asyncio.to_thread(_read_outbox, spec.path)
-    for _, msg_id, payload in rows:
-        await replicator.publish(spec.id, payload, msg_id=msg_id, timeout=timeout)
+    for hlc, msg_id, payload in rows:
+        await publish_changeset(
+            replicator, database=spec.id, hlc=hlc, msg_id=msg_id, payload=payload, timeout=timeout
+        )
     if rows:
         log.info(
             "database %s: published the %d change set(s) of its own still in its outbox", spec.id, len(rows)

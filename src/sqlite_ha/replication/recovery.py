@@ -123,13 +123,9 @@ class Recovery:
         They stay in the outbox when the node wrote them just before it noticed its gap (a client's write
         served the moment a frozen node ran again): it never sees them back, as it applies nothing past the
         hole, so without this the database could never be replaced."""
-        ident, count = stale.db.id, 0
-        after = 0
+        ident = stale.db.id
         try:
-            while batch := stale.replica.outbox(256, after_hlc=after):
-                for hlc, msg_id, payload in batch:
-                    await stale.replicator.publish(ident, payload, msg_id=msg_id, timeout=stale.timeout)
-                    after, count = hlc, count + 1
+            count = await stale.republish_outbox()
         except ReplicationError as e:
             if ident not in self._outbox_blocked:
                 self._outbox_blocked.add(ident)

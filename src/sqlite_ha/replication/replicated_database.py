@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import BadRequest, HAError
 from sqlite_ha.replication import changeset, chunk
+from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
     ReplicationError,
@@ -264,22 +264,34 @@ class ReplicatedDatabase:
         return seq
 
     async def _send(self, hlc: int, msg_id: str, payload: bytes) -> int:
-        """Put one change set in the log; its seq. One larger than a message of the log goes in chunks, in
-        order, each after the log acknowledged the one before: its seq is its last chunk's, where every node
-        applies it. Sent again after a failure, every chunk goes again (the log deduplicates them)."""
-        limit = self.replicator.max_payload()
-        if limit is None or len(payload) <= limit:
-            return await self.replicator.publish(self.db.id, payload, msg_id=msg_id, timeout=self.timeout)
-        part = chunk.part_size(limit, msg_id, self.node, self.db.id)
-        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(payload).hexdigest())
-        pieces = chunk.split(
-            payload, msg_id=msg_id, node=self.node, database=self.db.id, hlc=hlc, sha256=sha256, part=part
+        """Put one change set in the log (in chunks when it is larger than a message); its seq."""
+        sent = await publish_changeset(
+            self.replicator,
+            database=self.db.id,
+            hlc=hlc,
+            msg_id=msg_id,
+            payload=payload,
+            timeout=self.timeout,
         )
-        seq = 0
-        for piece_id, message in pieces:
-            seq = await self.replicator.publish(self.db.id, message, msg_id=piece_id, timeout=self.timeout)
-        self.published_chunked += 1
-        return seq
+        if sent.chunks:
+            self.published_chunked += 1
+        return sent.seq
+
+    async def republish_outbox(self) -> int:
+        """Publish again every change set of the outbox (the log deduplicates those it has); how many.
+        ``ReplicationError`` when the log does not take one. For a database about to be replaced by a
+        snapshot: what only its outbox holds must be in the log first."""
+        count, after = 0, 0
+        while batch := self.replica.outbox(RELAY_BATCH, after_hlc=after):
+            for hlc, msg_id, payload in batch:
+                after = hlc
+                if payload is None:  # a large one: read now
+                    payload = self.replica.outbox_payload(hlc)
+                    if payload is None:
+                        continue  # seen in the log meanwhile
+                await self._send(hlc, msg_id, payload)
+                count += 1
+        return count
 
     async def _relay(self) -> None:
         """Publish what the outbox holds: async-mode writes, and sync-mode writes whose publish failed."""

@@ -63,6 +63,7 @@ class Replicator(Protocol):
     """A log of change sets shared by the nodes of a cluster."""
 
     name: str  # the driver: "jetstream", "local", "memory"
+    node: str  # the node this log is used by: the origin of what it publishes
     # Whether an acknowledged publish survives this process and a power cut (JetStream stores and fsyncs it;
     # the in-process drivers keep it in memory). When it does, a node need not fsync its own commits: the
     # log holds the write, and a node that lost its last commits applies them again from the log.

@@ -68,3 +68,44 @@ def test_round_trip_and_a_crash_mid_upload_keeps_the_previous_snapshot(tmp_path:
             await server.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_snapshot_replaced_while_it_downloads_is_fetched_again(tmp_path: Path) -> None:
+    """Nodes store snapshots on their own: when a newer one replaces the object being read, NATS purges the
+    chunks under the reader. The download starts over with the newer snapshot instead of stalling (it used
+    to wait 30 s and fail a joining node)."""
+
+    async def scenario() -> None:
+        server = NatsServer(NatsServerOptions(name="snap", port=free_port(), store_dir=tmp_path / "js"))
+        await server.start()
+        conn = NatsConnection(server.url, name="test")
+        conn.start()
+        try:
+            assert await conn.wait_connected(5)
+            store = JetStreamSnapshotStore(conn, stream="snaptest")
+            big = tmp_path / "big.db"
+            big.write_bytes(os.urandom(60_000_000))
+            await store.put(meta_of(big, seq=5), big)
+            small = tmp_path / "small.db"
+            small.write_bytes(os.urandom(300_000))
+            newer = meta_of(small, seq=9)
+            dest = tmp_path / "dest.db"
+
+            async def replace_mid_download() -> None:
+                async with asyncio.timeout(30):
+                    while not dest.exists() or dest.stat().st_size < 2_000_000:  # noqa: ASYNC110
+                        await asyncio.sleep(0.001)
+                await store.put(newer, small)
+
+            replacing = asyncio.ensure_future(replace_mid_download())
+            started = time.monotonic()
+            got = await store.fetch("app.db", dest)
+            await replacing
+            assert got == newer
+            assert dest.read_bytes() == small.read_bytes()
+            assert time.monotonic() - started < 25
+        finally:
+            await conn.close()
+            await server.stop()
+
+    asyncio.run(scenario())

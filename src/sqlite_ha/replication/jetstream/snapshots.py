@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,7 +24,10 @@ from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotError, SnapshotMeta
 
 FETCH_BATCH = 64  # chunks (128 KiB each) per pull request
-FETCH_TIMEOUT = 30.0
+FETCH_TIMEOUT = 10.0  # per pull request: chunks are in the stream already; a stall means they are gone
+FETCH_ATTEMPTS = 5
+
+log = logging.getLogger(__name__)
 
 
 def object_name(database: str) -> str:
@@ -105,20 +109,43 @@ class JetStreamSnapshotStore:
             raise SnapshotError(f"updating the snapshot metadata of {meta.database}: {describe(e)}") from e
 
     async def fetch(self, database: str, dest: Path) -> SnapshotMeta:
-        meta = await self.latest(database)
-        if meta is None:
-            raise NoSnapshot(f"no snapshot of {database!r} in {self.bucket}")
+        """Download the latest snapshot into ``dest``. Another node may store a newer one meanwhile (nodes
+        snapshot on their own and answer requests): NATS then purges the chunks being read, so a download
+        that stalls or comes back wrong while the object changed starts over with the newer one."""
         store = await self._bucket(create=False)
-        assert store is not None
-        try:
-            info = await store.get_info(object_name(database))
-            with dest.open("wb") as f:
-                await self._download(info, f, meta.sha256)
-        except SnapshotError:
-            raise
-        except Exception as e:  # a broken download must not look like a snapshot
-            raise SnapshotError(f"downloading the snapshot of {database}: {describe(e)}") from e
-        return meta
+        if store is None:
+            raise NoSnapshot(f"no snapshot of {database!r} in {self.bucket}")
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                info = await store.get_info(object_name(database))
+            except (ObjectNotFoundError, NotFoundError) as e:
+                raise NoSnapshot(f"no snapshot of {database!r} in {self.bucket}") from e
+            except Exception as e:
+                raise SnapshotError(f"reading the snapshot of {database}: {describe(e)}") from e
+            if info.deleted:
+                raise NoSnapshot(f"no snapshot of {database!r} in {self.bucket}")
+            meta = SnapshotMeta.from_headers(dict(info.headers or {}))  # of this very version
+            try:
+                with dest.open("wb") as f:
+                    await self._download(info, f, meta.sha256)
+                return meta
+            except Exception as e:  # a broken download must not look like a snapshot
+                if attempt < FETCH_ATTEMPTS and await self._replaced(store, info):
+                    log.info(
+                        "the snapshot of %s was replaced by a newer one while it downloaded; starting over",
+                        database,
+                    )
+                    continue
+                if isinstance(e, SnapshotError):
+                    raise
+                raise SnapshotError(f"downloading the snapshot of {database}: {describe(e)}") from e
+        raise SnapshotError(f"the snapshot of {database} kept being replaced while it downloaded")
+
+    async def _replaced(self, store: ObjectStore, info: ObjectInfo) -> bool:
+        with contextlib.suppress(Exception):
+            now = await store.get_info(info.name)
+            return bool(now.nuid != info.nuid)
+        return False
 
     async def _download(self, info: ObjectInfo, f: BinaryIO, sha256: str) -> None:
         """Pull the object's chunks in large batches and write them in order, checking the digest.

@@ -65,6 +65,16 @@ _TEMP_SCHEMA = frozenset(
         apsw.SQLITE_CREATE_TEMP_VIEW,
     }
 )
+# Statements that may change what a table is (prepared, not necessarily run: counting more is harmless).
+_TABLE_CHANGES = frozenset(
+    {
+        apsw.SQLITE_CREATE_TABLE,
+        apsw.SQLITE_DROP_TABLE,
+        apsw.SQLITE_ALTER_TABLE,
+        apsw.SQLITE_CREATE_VTABLE,
+        apsw.SQLITE_DROP_VTABLE,
+    }
+)
 INTERNAL_PREFIX = "_ha_"
 
 
@@ -74,8 +84,11 @@ class Authorizer:
     def __init__(self) -> None:
         self.internal = False
         self.denied: str | None = None  # why the last statement was refused, for the error message
+        self.schema_changes = 0  # statements prepared that may change a table: caches of tables compare it
 
     def __call__(self, action: int, a1: str | None, a2: str | None, db: str | None, trig: str | None) -> int:
+        if action in _TABLE_CHANGES:
+            self.schema_changes += 1
         if self.internal:
             return apsw.SQLITE_OK
         reason = self._deny_reason(action, a1, a2)

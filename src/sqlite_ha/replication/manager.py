@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor
+from sqlite_ha.db.rowids import Rowids
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import Conflict, HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
@@ -34,9 +35,12 @@ class ReplicationManager:
         policy: str,
         ddl_sync: bool,
         interceptor: ChangeSetInterceptor | None,
+        rowids: Rowids | None = None,
     ) -> None:
         self.replicator = replicator
         self.node = node
+        # The node's rule for keys SQLite would choose: its slot is claimed in the log when joining.
+        self.rowids = rowids
         self._options: dict[str, Any] = {
             "timeout": timeout,
             "async_mode": async_mode,
@@ -83,6 +87,7 @@ class ReplicationManager:
         while True:
             try:
                 await self.replicator.start()
+                await self._claim_rowid_slot()
                 for rdb in list(self.databases.values()):
                     await rdb.start()
             except ReplicationError as e:
@@ -95,6 +100,19 @@ class ReplicationManager:
             self._started.set()
             log.info("replicating %d database(s) through %s", len(self.databases), self.replicator.name)
             return
+
+    async def _claim_rowid_slot(self) -> None:
+        rowids = self.rowids
+        if rowids is None or rowids.slot is not None or rowids.refusal is not None:
+            return
+        try:
+            rowids.assign(await self.replicator.rowid_slot(self.node, rowids.stride))
+        except ReplicationError as e:
+            if e.retryable:
+                raise
+            # Writes that give their keys still work; inserts that need one chosen are refused.
+            rowids.refuse(e.message)
+            log.error("%s", e.message)
 
     async def wait_started(self, timeout: float) -> bool:
         try:
@@ -135,6 +153,7 @@ class ReplicationManager:
             "joined": self.started,
             "last_error": self.last_error,
             "log": self.replicator.stats(),
+            "rowids": self.rowids.status() if self.rowids is not None else None,
             "databases": {},
         }
         for ident, rdb in self.databases.items():

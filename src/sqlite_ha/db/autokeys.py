@@ -1,0 +1,318 @@
+"""Rewrite inserts that let SQLite choose a key so that the key is supplied instead.
+
+SQLite has no hook to choose a rowid, and changing a key after the insert would make ``last_insert_rowid()``
+and ``RETURNING`` lie. So the key has to be in the statement when it runs: an ``INSERT`` or ``REPLACE`` into a
+table whose primary key is a rowid alias (``INTEGER PRIMARY KEY``, with or without ``AUTOINCREMENT``) is
+rewritten so that the key column always gets a value, ``coalesce(<the value given>, _ha_next_rowid('t'))``
+where the statement names the column (an explicit NULL or a parameter bound to NULL asks for a key, as in
+SQLite) and ``_ha_next_rowid('t')`` where it does not. ``_ha_next_rowid`` is the node's allocator
+(``rowids``).
+
+Every form of ``INSERT`` becomes one shape: the rows the statement inserts (its ``VALUES`` or ``SELECT``, text
+untouched, so parameters keep their numbers) move into a common table expression, and a ``SELECT`` over it
+adds the key::
+
+    INSERT INTO t(x) VALUES (?), (?) RETURNING id
+    INSERT INTO t(x, "id") WITH _ha_src(_ha_c1) AS (VALUES (?), (?))
+        SELECT _ha_c1, _ha_next_rowid('t') FROM _ha_src RETURNING id
+
+``DEFAULT VALUES`` becomes ``("id") VALUES (_ha_next_rowid('t'))``. ``INSERT OR …``, ``REPLACE``,
+upserts (``ON CONFLICT``, after which the SELECT gets ``WHERE true`` as SQLite's grammar asks),
+``RETURNING``, an alias (``INSERT INTO t AS x``), ``main.`` and quoted names keep working; the statements of
+a text holding several are rewritten one by one. Anything else is returned unchanged: this module only reads
+SQL, a tokenizer deep.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlite_ha.db.schema import quote
+
+FUNCTION = "_ha_next_rowid"
+SOURCE = "_ha_src"
+ROWID_NAMES = ("rowid", "oid", "_rowid_")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedTable:
+    """A table whose key SQLite would choose: its rowid alias and the columns an INSERT without a column list
+    fills, in order (generated columns excluded)."""
+
+    name: str  # as stored in the schema
+    key: str
+    columns: tuple[str, ...]
+    autoincrement: bool
+
+
+class AutoKeyError(ValueError):
+    """A text this module cannot make safe (an INSERT into a table created earlier in the same text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # word, qid (quoted identifier), str, param, op
+    text: str
+    start: int
+    end: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper() if self.kind == "word" else ""
+
+
+_TOKEN = re.compile(
+    r"""(?P<ws>\s+)
+      | (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
+      | (?P<str>'(?:[^']|'')*')
+      | (?P<qid>"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])
+      | (?P<param>[?:@$][A-Za-z0-9_]*)
+      | (?P<word>[A-Za-z0-9_\x80-\U0010ffff]+)
+      | (?P<op>.)""",
+    re.VERBOSE | re.DOTALL,
+)
+_MAYBE_INSERT = re.compile(r"insert|replace", re.IGNORECASE)
+_DDL_WORDS = frozenset({"CREATE", "DROP", "ALTER"})
+
+
+def may_insert(sql: str) -> bool:
+    """The cheap test: False means the text surely holds no INSERT or REPLACE."""
+    return _MAYBE_INSERT.search(sql) is not None
+
+
+def _tokens(sql: str) -> list[_Token] | None:
+    out = []
+    for m in _TOKEN.finditer(sql):
+        kind = m.lastgroup
+        assert kind is not None
+        if kind in ("ws", "comment"):
+            continue
+        text = m.group()
+        if kind == "op" and text in "'\"`[":
+            return None  # unterminated: SQLite reports it
+        out.append(_Token(kind, text, m.start(), m.end()))
+    return out
+
+
+def _statements(tokens: list[_Token]) -> list[list[_Token]]:
+    """Cut at semicolons outside parentheses and outside a trigger's BEGIN … END."""
+    out: list[list[_Token]] = []
+    current: list[_Token] = []
+    depth = 0
+    trigger = False  # inside CREATE TRIGGER … BEGIN, until its END
+    begun = False
+    cases = 0
+    for tok in tokens:
+        if tok.kind == "op" and tok.text == ";" and depth == 0 and not (trigger and begun):
+            if current:
+                out.append(current)
+            current, trigger, begun, cases = [], False, False, 0
+            continue
+        current.append(tok)
+        if tok.kind == "op":
+            depth += {"(": 1, ")": -1}.get(tok.text, 0)
+        elif tok.kind == "word":
+            word = tok.upper
+            if word == "TRIGGER" and current[0].upper == "CREATE":
+                trigger = True
+            elif trigger and word == "BEGIN":
+                begun = True
+            elif trigger and word == "CASE":
+                cases += 1
+            elif trigger and word == "END":
+                if cases:
+                    cases -= 1
+                else:
+                    begun = False
+    if current:
+        out.append(current)
+    return out
+
+
+def _name(tok: _Token) -> str | None:
+    if tok.kind == "word":
+        return tok.text
+    if tok.kind == "qid":
+        inner = tok.text[1:-1]
+        return inner.replace(tok.text[0] * 2, tok.text[0]) if tok.text[0] in '"`' else inner
+    if tok.kind == "str":  # SQLite takes a string literal where it expects a name
+        return tok.text[1:-1].replace("''", "'")
+    return None
+
+
+class _Skip(Exception):
+    """Not an insert with a key to supply: leave the statement as it is."""
+
+
+def rewrite(sql: str, lookup: Callable[[str], KeyedTable | None]) -> str:
+    """``sql`` with every INSERT/REPLACE into a keyed table given its key (see the module's docstring).
+
+    ``lookup`` finds a table by the name a statement uses (None: not a table with a rowid alias, or no such
+    table). Raises ``AutoKeyError`` for an INSERT into a table that does not exist, in a text that changes
+    the schema before it: what the table will be is unknown, so its key cannot be supplied safely.
+    """
+    tokens = _tokens(sql)
+    if tokens is None:
+        return sql
+    pieces: list[str] = []
+    done = 0
+    ddl_before = False
+    for stmt in _statements(tokens):
+        try:
+            replaced = _rewrite_statement(sql, stmt, lookup, ddl_before)
+        except _Skip:
+            replaced = None
+        if stmt[0].upper in _DDL_WORDS:
+            ddl_before = True
+        if replaced is None:
+            continue
+        start, end = stmt[0].start, stmt[-1].end
+        pieces.append(sql[done:start])
+        pieces.append(replaced)
+        done = end
+    if not pieces:
+        return sql
+    pieces.append(sql[done:])
+    return "".join(pieces)
+
+
+def _rewrite_statement(
+    sql: str, stmt: list[_Token], lookup: Callable[[str], KeyedTable | None], ddl_before: bool
+) -> str | None:
+    i = 0
+    n = len(stmt)
+
+    def at(k: int) -> _Token:
+        if k >= n:
+            raise _Skip
+        return stmt[k]
+
+    if at(0).upper == "WITH":  # a leading WITH clause: its tables are in parentheses; find the verb
+        depth = 0
+        i = 1
+        while True:
+            tok = at(i)
+            if tok.kind == "op" and tok.text in "()":
+                depth += 1 if tok.text == "(" else -1
+            elif depth == 0 and tok.upper in ("INSERT", "REPLACE", "SELECT", "UPDATE", "DELETE", "VALUES"):
+                break
+            i += 1
+    verb = at(i).upper
+    if verb == "INSERT":
+        i += 1
+        if at(i).upper == "OR":
+            i += 2
+    elif verb != "REPLACE":
+        return None
+    else:
+        i += 1
+    if at(i).upper != "INTO":
+        return None
+    i += 1
+    first = _name(at(i))
+    table_end = i
+    if first is None:
+        return None
+    table = first
+    if at(i + 1).kind == "op" and at(i + 1).text == ".":
+        second = _name(at(i + 2))
+        if second is None or first.lower() != "main":
+            return None  # temp or attached schemas: not replicated
+        table, table_end = second, i + 2
+    i = table_end + 1
+    info = lookup(table)
+    if info is None:
+        if ddl_before:
+            raise AutoKeyError(
+                f"this text changes the schema and then inserts into {table!r}, which does not exist yet"
+            )
+        return None
+    if at(i).upper == "AS":
+        i += 2
+        table_end = i - 1
+    columns: list[str] | None = None
+    list_span: tuple[int, int] | None = None
+    if at(i).kind == "op" and at(i).text == "(":
+        columns = []
+        open_at = i
+        i += 1
+        while not (at(i).kind == "op" and at(i).text == ")"):
+            name = _name(at(i))
+            if name is None:
+                return None
+            columns.append(name)
+            i += 1
+            if at(i).kind == "op" and at(i).text == ",":
+                i += 1
+        list_span = (stmt[open_at].start, stmt[i].end)
+        i += 1
+    key_pos = _key_position(info, columns)
+    target = list(columns) if columns is not None else list(info.columns)
+    if at(i).upper == "DEFAULT":
+        if columns is not None or at(i + 1).upper != "VALUES":
+            return None
+        head = sql[stmt[0].start : stmt[table_end].end]
+        rest = sql[stmt[i + 1].end : stmt[-1].end]
+        return f"{head} ({quote(info.key)}) VALUES ({_call(info)}){rest}"
+    body_start = i
+    depth = 0
+    body_end = n  # the rows end where an upsert or RETURNING starts
+    for k in range(body_start, n):
+        tok = stmt[k]
+        if tok.kind == "op" and tok.text in "()":
+            depth += 1 if tok.text == "(" else -1
+        elif depth == 0 and (
+            tok.upper == "RETURNING"
+            or (
+                tok.upper == "ON"
+                and k + 1 < n
+                and stmt[k + 1].upper == "CONFLICT"
+                and k + 2 < n
+                and (stmt[k + 2].upper == "DO" or stmt[k + 2].text == "(")
+            )
+        ):
+            body_end = k
+            break
+    if body_end == body_start:
+        return None
+    if key_pos is None and not target:
+        return None
+    names = [f"_ha_c{j + 1}" for j in range(len(target))]
+    exprs = list(names)
+    if key_pos is None:
+        target.append(info.key)
+        exprs.append(_call(info))
+    else:
+        exprs[key_pos] = f"coalesce({names[key_pos]}, {_call(info)})"
+    head = sql[stmt[0].start : list_span[0] if list_span is not None else stmt[table_end].end]
+    body = sql[stmt[body_start].start : stmt[body_end - 1].end]
+    tail = sql[stmt[body_end].start : stmt[-1].end] if body_end < n else ""
+    upsert = body_end < n and stmt[body_end].upper == "ON"
+    return (
+        f"{head}({', '.join(quote(c) for c in target)}) "
+        f"WITH {SOURCE}({', '.join(names)}) AS ({body}) "
+        f"SELECT {', '.join(exprs)} FROM {SOURCE}"
+        + (" WHERE true" if upsert else "")
+        + (f" {tail}" if tail else "")
+    )
+
+
+def _key_position(info: KeyedTable, columns: list[str] | None) -> int | None:
+    """Where the statement gives the key, if it does (None: SQLite would choose it)."""
+    names = columns if columns is not None else list(info.columns)
+    real = {c.lower() for c in info.columns}
+    for pos, name in enumerate(names):
+        lowered = name.lower()
+        if lowered == info.key.lower() or (lowered in ROWID_NAMES and lowered not in real):
+            return pos
+    return None
+
+
+def _call(info: KeyedTable) -> str:
+    return f"{FUNCTION}({_literal(info.name)})"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

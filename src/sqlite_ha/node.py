@@ -65,7 +65,7 @@ class Node:
         self.config = config
         self.name = config.name
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
-        self.rowids = Rowids(config.rowid_stride if config.nats_url else 1)
+        self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
         self.databases = Databases(
             DatabaseOptions(
                 synchronous=config.synchronous,

@@ -227,7 +227,7 @@ def test_without_a_slot_only_inserts_that_need_a_key_are_refused(tmp_path: Path)
 
 
 def test_stride_one_is_sqlite_itself(tmp_path: Path) -> None:
-    d = Db(tmp_path / "x.db", Rowids(1))
+    d = Db(tmp_path / "x.db", Rowids.plain())
     d.run("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
     assert [d.run("INSERT INTO t(x) VALUES (1)").last_insert_id for _ in range(3)] == [1, 2, 3]
     assert d.db.keys is not None

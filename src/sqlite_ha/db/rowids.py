@@ -29,20 +29,21 @@ from sqlite_ha.db.authorizer import Authorizer
 from sqlite_ha.db.autokeys import KeyedTable
 from sqlite_ha.db.schema import quote
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.errors import HAError, StatementNotAllowed
+from sqlite_ha.errors import Conflict, NotReady, StatementNotAllowed
 
 MAX_KEY = 2**63 - 1
 _CACHE_MAX = 4096
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 
 
-class NoRowidSlot(HAError):
-    """This node holds no residue yet (or none was left): it cannot choose keys that no other node chooses."""
+class NoRowidSlot(NotReady):
+    """This node holds no residue yet (or none was left): it cannot choose keys that no other node chooses.
+    A 503: nothing was written."""
 
     code = "no_rowid_slot"
 
 
-class KeysExhausted(HAError):
+class KeysExhausted(Conflict):
     """No key of this node's residue is left below 2^63 in the table."""
 
     code = "keys_exhausted"
@@ -71,17 +72,25 @@ PLAIN = RowidSlot(1, 1)  # SQLite's own choice
 class Rowids:
     """The node's rule for keys SQLite would choose.
 
-    ``stride`` 1 is SQLite's own behaviour (a single node, or a mode with one writer). With a larger stride
-    the node must first be given its slot (``assign``, by the replication layer once it claimed one); until
-    then an insert that needs a key is refused rather than risk a key another node also takes.
+    A node alone (``plain``) uses SQLite's own keys. A node of a cluster must first be given its slot
+    (``assign``, by the replication layer once it claimed one); until then an insert that needs a key chosen
+    is refused rather than risk a key another node also takes. A cluster's stride of 1 is SQLite's own rule
+    too, for the one node that holds its only slot: a mode with a single writer.
     """
 
-    def __init__(self, stride: int = 1) -> None:
+    def __init__(self, stride: int) -> None:
         if stride < 1:
             raise ValueError("the rowid stride must be at least 1")
-        self.stride = stride
-        self.slot: RowidSlot | None = PLAIN if stride == 1 else None
+        self.stride = stride  # proposed until a slot is assigned; then the cluster's
+        self.slot: RowidSlot | None = None
         self.refusal: str | None = None  # why no slot could be had, for the error
+
+    @classmethod
+    def plain(cls) -> Rowids:
+        """SQLite's own keys: for a node whose log has no other node."""
+        rowids = cls(1)
+        rowids.slot = PLAIN
+        return rowids
 
     def assign(self, slot: RowidSlot) -> None:
         self.slot = slot

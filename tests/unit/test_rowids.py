@@ -258,3 +258,26 @@ def test_errors_still_name_the_problem(db: Db) -> None:
         db.run("INSERT INTO t(x) VALUES (1, 2)")
     with pytest.raises(HAError, match="no such table"):
         db.run("INSERT INTO nothere(x) VALUES (1)")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO p(x) VALUES ('a') -- a comment at the end",
+        "INSERT /* here */ INTO p(x) /* there */ VALUES ('a' /* inside */)   \n  ",
+        "INSERT INTO p(x) VALUES ('it''s; -- not a comment')",
+        "INSERT INTO p(x) VALUES ('a');  ",
+        "insert into P(X) values ('a') returning ID",
+        "INSERT INTO p(x) VALUES ('returning conflict')",
+    ],
+)
+def test_comments_strings_and_case(db: Db, sql: str) -> None:
+    result = db.run(sql)
+    key = result.rows[0][0] if result.rows else result.last_insert_id
+    assert ours(key)
+    assert db.rows("SELECT count(*) FROM p") == [(1,)]
+
+
+def test_text_sqlite_cannot_parse_is_left_to_sqlite(db: Db) -> None:
+    with pytest.raises(HAError, match="unrecognized token"):
+        db.run("INSERT INTO p(x) VALUES ('unterminated)")

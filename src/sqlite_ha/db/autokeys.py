@@ -64,16 +64,18 @@ class _Token:
 
 
 _TOKEN = re.compile(
-    r"""(?P<ws>\s+)
-      | (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
-      | (?P<str>'(?:[^']|'')*')
-      | (?P<qid>"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])
-      | (?P<param>[?:@$][A-Za-z0-9_]*)
-      | (?P<word>[A-Za-z0-9_\x80-\U0010ffff]+)
-      | (?P<op>.)""",
+    r"""\s*(?:
+        (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
+      | (?P<str>'[^']*(?:''[^']*)*')
+      | (?P<qid>"[^"]*(?:""[^"]*)*"|`[^`]*(?:``[^`]*)*`|\[[^\]]*\])
+      | (?P<param>[?:@$]\w*)
+      | (?P<word>[\w\x80-\U0010ffff]+)
+      | (?P<op>\S))""",
     re.VERBOSE | re.DOTALL,
 )
 _MAYBE_INSERT = re.compile(r"insert|replace", re.IGNORECASE)
+# What makes a text need every token: more statements, an upsert, RETURNING, a line comment.
+_NEEDS_ALL_TOKENS = re.compile(r";|--|returning|conflict", re.IGNORECASE)
 _DDL_WORDS = frozenset({"CREATE", "DROP", "ALTER"})
 
 
@@ -86,13 +88,12 @@ def _tokens(sql: str) -> list[_Token] | None:
     out = []
     for m in _TOKEN.finditer(sql):
         kind = m.lastgroup
-        assert kind is not None
-        if kind in ("ws", "comment"):
-            continue
-        text = m.group()
+        if kind is None or kind == "comment":
+            continue  # trailing whitespace, or a comment
+        text = m.group(kind)
         if kind == "op" and text in "'\"`[":
             return None  # unterminated: SQLite reports it
-        out.append(_Token(kind, text, m.start(), m.end()))
+        out.append(_Token(kind, text, m.start(kind), m.end()))
     return out
 
 
@@ -153,6 +154,14 @@ def rewrite(sql: str, lookup: Callable[[str], KeyedTable | None]) -> str:
     table). Raises ``AutoKeyError`` for an INSERT into a table that does not exist, in a text that changes
     the schema before it: what the table will be is unknown, so its key cannot be supplied safely.
     """
+    if _NEEDS_ALL_TOKENS.search(sql) is None and _balanced(sql):
+        # One statement, no upsert, no RETURNING, no line comment: its rows run to the end of the text, and
+        # only the tokens before them are needed (most inserts; tokenizing long VALUES costs milliseconds).
+        try:
+            replaced = _rewrite_statement(sql, _Lazy(sql), lookup, ddl_before=False)
+        except _Skip:
+            return sql
+        return sql if replaced is None else replaced
     tokens = _tokens(sql)
     if tokens is None:
         return sql
@@ -178,16 +187,54 @@ def rewrite(sql: str, lookup: Callable[[str], KeyedTable | None]) -> str:
     return "".join(pieces)
 
 
+def _balanced(sql: str) -> bool:
+    """No string or quoted name left open (the rows are not tokenized on the short path)."""
+    return (
+        sql.count("'") % 2 == 0
+        and sql.count('"') % 2 == 0
+        and sql.count("`") % 2 == 0
+        and sql.count("[") == sql.count("]")
+    )
+
+
+class _Lazy:
+    """The tokens of a text, read only as far as they are asked for."""
+
+    def __init__(self, sql: str) -> None:
+        self._scan = _TOKEN.finditer(sql)
+        self._read: list[_Token] = []
+
+    def __getitem__(self, k: int) -> _Token:
+        while len(self._read) <= k:
+            m = next(self._scan, None)
+            if m is None:
+                raise IndexError(k)
+            kind = m.lastgroup
+            if kind is None or kind == "comment":
+                continue
+            text = m.group(kind)
+            if kind == "op" and text in "'\"`[":
+                raise _Skip  # unterminated: SQLite reports it
+            self._read.append(_Token(kind, text, m.start(kind), m.end()))
+        return self._read[k]
+
+
 def _rewrite_statement(
-    sql: str, stmt: list[_Token], lookup: Callable[[str], KeyedTable | None], ddl_before: bool
+    sql: str, stmt: list[_Token] | _Lazy, lookup: Callable[[str], KeyedTable | None], ddl_before: bool
 ) -> str | None:
+    """One statement rewritten, or None to leave it. ``stmt`` is ``_Lazy`` when the statement is the whole
+    text and its rows run to its end."""
     i = 0
-    n = len(stmt)
+    whole = isinstance(stmt, _Lazy)
+    n = len(stmt) if isinstance(stmt, list) else 2**31
 
     def at(k: int) -> _Token:
         if k >= n:
             raise _Skip
-        return stmt[k]
+        try:
+            return stmt[k]
+        except IndexError:
+            raise _Skip from None
 
     if at(0).upper == "WITH":  # a leading WITH clause: its tables are in parentheses; find the verb
         depth = 0
@@ -254,29 +301,18 @@ def _rewrite_statement(
         if columns is not None or at(i + 1).upper != "VALUES":
             return None
         head = sql[stmt[0].start : stmt[table_end].end]
-        rest = sql[stmt[i + 1].end : stmt[-1].end]
+        rest = sql[stmt[i + 1].end : len(sql.rstrip()) if whole else stmt[-1].end]
         return f"{head} ({quote(info.key)}) VALUES ({_call(info)}){rest}"
     body_start = i
-    depth = 0
-    body_end = n  # the rows end where an upsert or RETURNING starts
-    for k in range(body_start, n):
-        tok = stmt[k]
-        if tok.kind == "op" and tok.text in "()":
-            depth += 1 if tok.text == "(" else -1
-        elif depth == 0 and (
-            tok.upper == "RETURNING"
-            or (
-                tok.upper == "ON"
-                and k + 1 < n
-                and stmt[k + 1].upper == "CONFLICT"
-                and k + 2 < n
-                and (stmt[k + 2].upper == "DO" or stmt[k + 2].text == "(")
-            )
-        ):
-            body_end = k
-            break
-    if body_end == body_start:
-        return None
+    if isinstance(stmt, _Lazy):
+        body_stop, tail, upsert = len(sql), "", False
+    else:
+        body_end = _rows_end(stmt, body_start)
+        if body_end == body_start:
+            return None
+        body_stop = stmt[body_end - 1].end
+        tail = sql[stmt[body_end].start : stmt[-1].end] if body_end < n else ""
+        upsert = body_end < n and stmt[body_end].upper == "ON"
     if key_pos is None and not target:
         return None
     names = [f"_ha_c{j + 1}" for j in range(len(target))]
@@ -287,9 +323,7 @@ def _rewrite_statement(
     else:
         exprs[key_pos] = f"coalesce({names[key_pos]}, {_call(info)})"
     head = sql[stmt[0].start : list_span[0] if list_span is not None else stmt[table_end].end]
-    body = sql[stmt[body_start].start : stmt[body_end - 1].end]
-    tail = sql[stmt[body_end].start : stmt[-1].end] if body_end < n else ""
-    upsert = body_end < n and stmt[body_end].upper == "ON"
+    body = sql[at(body_start).start : body_stop].rstrip()
     return (
         f"{head}({', '.join(quote(c) for c in target)}) "
         f"WITH {SOURCE}({', '.join(names)}) AS ({body}) "
@@ -297,6 +331,27 @@ def _rewrite_statement(
         + (" WHERE true" if upsert else "")
         + (f" {tail}" if tail else "")
     )
+
+
+def _rows_end(stmt: list[_Token], start: int) -> int:
+    """Where the rows an INSERT inserts end: at an upsert, at RETURNING, or with the statement."""
+    depth = 0
+    n = len(stmt)
+    for k in range(start, n):
+        tok = stmt[k]
+        if tok.kind == "op" and tok.text in "()":
+            depth += 1 if tok.text == "(" else -1
+        elif depth == 0 and (
+            tok.upper == "RETURNING"
+            or (
+                tok.upper == "ON"
+                and k + 2 < n
+                and stmt[k + 1].upper == "CONFLICT"
+                and (stmt[k + 2].upper == "DO" or stmt[k + 2].text == "(")
+            )
+        ):
+            return k
+    return n
 
 
 def _key_position(info: KeyedTable, columns: list[str] | None) -> int | None:

@@ -73,6 +73,7 @@ _TOKEN = re.compile(
       | (?P<op>\S))""",
     re.VERBOSE | re.DOTALL,
 )
+_INLINE_VALUES = 4096  # longer VALUES lists are not tokenized: they take the common table expression
 _MAYBE_INSERT = re.compile(r"insert|replace", re.IGNORECASE)
 # What makes a text need every token: more statements, an upsert, RETURNING, a line comment.
 _NEEDS_ALL_TOKENS = re.compile(r";|--|returning|conflict", re.IGNORECASE)
@@ -315,6 +316,13 @@ def _rewrite_statement(
         upsert = body_end < n and stmt[body_end].upper == "ON"
     if key_pos is None and not target:
         return None
+    if at(body_start).upper == "VALUES" and (not whole or len(sql) - at(body_start).start <= _INLINE_VALUES):
+        inline = _inline_values(sql, stmt, body_start, body_stop, info, key_pos, len(target))
+        if inline is not None:
+            if key_pos is None:
+                target.append(info.key)
+            head = sql[stmt[0].start : list_span[0] if list_span is not None else stmt[table_end].end]
+            return f"{head}({', '.join(quote(c) for c in target)}) {inline}" + (f" {tail}" if tail else "")
     names = [f"_ha_c{j + 1}" for j in range(len(target))]
     exprs = list(names)
     if key_pos is None:
@@ -331,6 +339,77 @@ def _rewrite_statement(
         + (" WHERE true" if upsert else "")
         + (f" {tail}" if tail else "")
     )
+
+
+def _inline_values(
+    sql: str,
+    stmt: list[_Token] | _Lazy,
+    start: int,
+    stop: int,
+    info: KeyedTable,
+    key_pos: int | None,
+    width: int,
+) -> str | None:
+    """``VALUES (…), (…)`` with the key put into each row, or None if the rows are anything else.
+
+    Cheaper to run than the common-table-expression form (a one-row insert is the most frequent write), but
+    it needs every token of the rows, so long VALUES lists take the other form.
+    """
+    out: list[str] = []
+    done = stmt[start].start
+    k = start + 1
+    while True:
+        tok = _get(stmt, k)
+        if tok is None or tok.kind != "op" or tok.text != "(" or tok.start >= stop:
+            return None
+        depth = 1
+        exprs: list[tuple[int, int]] = []
+        first: int | None = None
+        last = 0
+        while True:
+            k += 1
+            tok = _get(stmt, k)
+            if tok is None:
+                return None
+            if tok.kind == "op" and tok.text in "()":
+                depth += 1 if tok.text == "(" else -1
+                if depth == 0:
+                    break
+            if depth == 1 and tok.kind == "op" and tok.text == ",":
+                if first is None:
+                    return None
+                exprs.append((first, last))
+                first = None
+            else:
+                first = tok.start if first is None else first
+                last = tok.end
+        if first is None:
+            return None
+        exprs.append((first, last))
+        if len(exprs) != width:
+            return None  # SQLite says what is wrong, in the other form
+        if key_pos is None:
+            out.append(sql[done : tok.start] + f", {_call(info)}")
+            done = tok.start
+        else:
+            key_start, key_end = exprs[key_pos]
+            out.append(sql[done:key_start] + f"coalesce({sql[key_start:key_end]}, {_call(info)})")
+            done = key_end
+        k += 1
+        after = _get(stmt, k)
+        if after is None or after.start >= stop:
+            out.append(sql[done : tok.end])
+            return "".join(out)
+        if after.kind != "op" or after.text != ",":
+            return None
+        k += 1
+
+
+def _get(stmt: list[_Token] | _Lazy, k: int) -> _Token | None:
+    try:
+        return stmt[k]
+    except IndexError:
+        return None
 
 
 def _rows_end(stmt: list[_Token], start: int) -> int:
@@ -366,8 +445,9 @@ def _key_position(info: KeyedTable, columns: list[str] | None) -> int | None:
 
 
 def _call(info: KeyedTable) -> str:
-    return f"{FUNCTION}({_literal(info.name)})"
+    return f"{FUNCTION}({literal(info.name)})"
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"

@@ -116,8 +116,10 @@ class RowidAllocator:
         self._cache: dict[str, str | None] = {}  # sql -> sql to run (None: as it is), for the current schema
         self._tables: dict[str, KeyedTable | None] = {}  # by name as written, lower case
         self._schema_seen = -1
-        self._last: dict[str, int] = {}  # table -> last key handed out by this process
+        self._largest: dict[str, str] = {}  # table -> the query for its largest key
+        self._last: dict[str, int] = {}  # table (by its query) -> last key handed out by this process
         self.rewritten = 0
+        self._cursor = conn.cursor()  # for the function's one query: reused, one allocation less per row
         conn.create_scalar_function(autokeys.FUNCTION, self._next_rowid, 1)
 
     def sql_for(self, sql: str) -> str:
@@ -134,9 +136,7 @@ class RowidAllocator:
         if not autokeys.may_insert(sql):
             return sql
         if self._schema_seen != self._authorizer.schema_changes:
-            self._schema_seen = self._authorizer.schema_changes
-            self._cache.clear()
-            self._tables.clear()
+            self._forget()
         try:
             cached = self._cache[sql]
         except KeyError:
@@ -145,6 +145,13 @@ class RowidAllocator:
             return sql
         self.rewritten += 1
         return cached
+
+    def _forget(self) -> None:
+        """The schema may have changed: what was learnt of tables goes."""
+        self._schema_seen = self._authorizer.schema_changes
+        self._cache.clear()
+        self._tables.clear()
+        self._largest.clear()
 
     def _rewrite(self, sql: str) -> str | None:
         try:
@@ -205,26 +212,36 @@ class RowidAllocator:
                 hint="give the key explicitly, or retry once the node has joined; see docs/replication.md, "
                 "'Keys chosen by the database'",
             )
+        if self._schema_seen != self._authorizer.schema_changes:
+            self._forget()
         name = str(table)
-        info = self._lookup(name)
-        if info is None:
-            raise StatementNotAllowed(f"{autokeys.FUNCTION}: {name!r} is not a table with a rowid alias")
-        conn = self._conn
-        found = conn.execute(f"SELECT max(rowid) FROM {quote(info.name)}").fetchall()[0][0]
+        query = self._largest.get(name)
+        if query is None:
+            query = self._largest_query(name)
+        found = self._cursor.execute(query).get
         base = found if isinstance(found, int) else 0
-        if info.autoincrement:
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (info.name,)).fetchall()
-            if seq and isinstance(seq[0][0], int):
-                base = max(base, seq[0][0])
         # Rows this very statement inserted are not always visible to it yet (with RETURNING, or when it
         # reads the table it inserts into): never hand out a key twice.
-        base = max(base, self._last.get(info.name, 0))
-        key = slot.next_after(base)
+        last = self._last.get(query, 0)
+        key = slot.next_after(last if last > base else base)
         if key > MAX_KEY:
             raise KeysExhausted(
-                f"table {info.name!r} has no key of this node's residue {slot.residue} (mod {slot.stride}) "
+                f"table {name!r} has no key of this node's residue {slot.residue} (mod {slot.stride}) "
                 "left below 2^63",
                 hint="give keys explicitly",
             )
-        self._last[info.name] = key
+        self._last[query] = key
         return key
+
+    def _largest_query(self, name: str) -> str:
+        """The query for the largest key ``name`` has had: its largest rowid, and for AUTOINCREMENT the
+        largest it ever had (``sqlite_sequence``)."""
+        info = self._lookup(name)
+        if info is None:
+            raise StatementNotAllowed(f"{autokeys.FUNCTION}: {name!r} is not a table with a rowid alias")
+        largest = f"SELECT max(rowid) FROM {quote(info.name)}"
+        if info.autoincrement:
+            seq = f"SELECT seq FROM sqlite_sequence WHERE name = {autokeys.literal(info.name)}"
+            largest = f"SELECT max(coalesce(({largest}), 0), coalesce(({seq}), 0))"
+        self._largest[name] = largest
+        return largest

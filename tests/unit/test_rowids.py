@@ -281,3 +281,14 @@ def test_comments_strings_and_case(db: Db, sql: str) -> None:
 def test_text_sqlite_cannot_parse_is_left_to_sqlite(db: Db) -> None:
     with pytest.raises(HAError, match="unrecognized token"):
         db.run("INSERT INTO p(x) VALUES ('unterminated)")
+
+
+def test_a_long_values_list(db: Db) -> None:
+    """Too long to be tokenized: the rows go through the common-table-expression form."""
+    values = ", ".join(f"('row {i}')" for i in range(600))
+    assert len(values) > 4096
+    db.run(f"INSERT INTO t(x) VALUES {values}")
+    keys = [k for (k,) in db.rows("SELECT id FROM t ORDER BY id")]
+    assert len(keys) == 600
+    assert all(ours(k) for k in keys)
+    assert db.rows("SELECT x FROM t ORDER BY id LIMIT 1") == [("row 0",)]

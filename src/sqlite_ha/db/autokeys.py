@@ -8,12 +8,13 @@ where the statement names the column (an explicit NULL or a parameter bound to N
 SQLite) and ``_ha_next_rowid('t')`` where it does not. ``_ha_next_rowid`` is the node's allocator
 (``rowids``).
 
-Every form of ``INSERT`` becomes one shape: the rows the statement inserts (its ``VALUES`` or ``SELECT``, text
-untouched, so parameters keep their numbers) move into a common table expression, and a ``SELECT`` over it
-adds the key::
+A ``VALUES`` list gets the key in each row (``VALUES (?, _ha_next_rowid('t'))``), the cheapest form to run.
+Every other form (``INSERT … SELECT``, and VALUES lists too long to be worth tokenizing) becomes one shape:
+the rows the statement inserts (its ``SELECT`` or ``VALUES``, text untouched, so parameters keep their
+numbers) move into a common table expression, and a ``SELECT`` over it adds the key::
 
-    INSERT INTO t(x) VALUES (?), (?) RETURNING id
-    INSERT INTO t(x, "id") WITH _ha_src(_ha_c1) AS (VALUES (?), (?))
+    INSERT INTO t(x) SELECT a FROM s RETURNING id
+    INSERT INTO t(x, "id") WITH _ha_src(_ha_c1) AS (SELECT a FROM s)
         SELECT _ha_c1, _ha_next_rowid('t') FROM _ha_src RETURNING id
 
 ``DEFAULT VALUES`` becomes ``("id") VALUES (_ha_next_rowid('t'))``. ``INSERT OR …``, ``REPLACE``,

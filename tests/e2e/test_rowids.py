@@ -9,10 +9,12 @@ import json
 import threading
 from typing import Any
 
+import psycopg
 import pytest
 
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.testing import NodeProcess, free_port, wait_for
 from tests.conftest import NodeFactory
+from tests.e2e.test_pgwire import PASSWORD, dsn
 
 CLIENTS_PER_NODE = 3
 ROUNDS = 12
@@ -145,3 +147,24 @@ def test_concurrent_inserts_with_database_chosen_keys_lose_nothing(nodes: list[N
         )
 
     wait_for(converged, 60, "every node to hold exactly the acknowledged rows")
+
+
+def test_postgresql_clients_get_keys_from_the_slot_too(node_factory: NodeFactory) -> None:
+    """COPY, an interactive transaction and RETURNING over the PostgreSQL wire: the same rule."""
+    port = free_port()
+    node = node_factory(args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD], nats_port=None)
+    node.pg_port = port  # type: ignore[attr-defined]
+    residue = node.request("GET", "/status").json()["replication"]["rowids"]["residue"]
+    with psycopg.connect(dsn(node), autocommit=True) as conn:
+        conn.execute("CREATE TABLE s(id SERIAL PRIMARY KEY, tag TEXT)")
+        with conn.cursor() as cur, cur.copy("COPY s (tag) FROM STDIN") as copy:
+            for tag in ("c1", "c2", "c3"):
+                copy.write_row((tag,))
+    with psycopg.connect(dsn(node)) as conn:  # a transaction: BEGIN … COMMIT
+        got = conn.execute("INSERT INTO s(tag) VALUES (%s) RETURNING id", ("in tx",)).fetchone()
+        conn.commit()
+    assert got is not None
+    keys = rows(node, "SELECT id, tag FROM s ORDER BY id")
+    assert [tag for _, tag in keys] == ["c1", "c2", "c3", "in tx"]
+    assert all(key % 16 == residue % 16 for key, _ in keys)
+    assert keys[-1][0] == got[0]

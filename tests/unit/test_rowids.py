@@ -254,8 +254,10 @@ def test_two_nodes_never_choose_the_same_key(tmp_path: Path) -> None:
 
 
 def test_errors_still_name_the_problem(db: Db) -> None:
-    with pytest.raises(HAError):
+    with pytest.raises(HAError, match="2 values for 1 columns"):
         db.run("INSERT INTO t(x) VALUES (1, 2)")
+    with pytest.raises(HAError, match="table t has 2 columns but 1 values were supplied"):
+        db.run("INSERT INTO t VALUES (1)")
     with pytest.raises(HAError, match="no such table"):
         db.run("INSERT INTO nothere(x) VALUES (1)")
 

@@ -388,7 +388,7 @@ def _inline_values(
             return None
         exprs.append((first, last))
         if len(exprs) != width:
-            return None  # SQLite says what is wrong, in the other form
+            raise _Skip  # SQLite refuses the statement as it is, and says why in its own words
         if key_pos is None:
             out.append(sql[done : tok.start] + f", {_call(info)}")
             done = tok.start

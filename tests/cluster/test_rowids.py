@@ -4,8 +4,12 @@ inserts before they make their own: no acknowledged row is overwritten, and ever
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sqlite_ha.db.database import Database, DatabaseOptions
 from sqlite_ha.db.dsn import parse_dsn
@@ -19,6 +23,10 @@ NODES = ("a", "b", "c")
 
 async def start(tmp: Path, hub: MemoryHub, name: str) -> tuple[ReplicationManager, Database]:
     (tmp / name).mkdir()
+    return await restart(tmp, hub, name)
+
+
+async def restart(tmp: Path, hub: MemoryHub, name: str) -> tuple[ReplicationManager, Database]:
     rowids = Rowids(16)
     db = Database(parse_dsn(str(tmp / name / "app.db"), memory=False), DatabaseOptions(rowids=rowids))
     manager = ReplicationManager(
@@ -92,3 +100,69 @@ def test_concurrent_inserts_on_three_nodes_keep_every_row(tmp_path: Path) -> Non
 
 def manager_of(nodes: list[tuple[ReplicationManager, Database]], db: Database) -> ReplicationManager:
     return next(m for m, d in nodes if d is db)
+
+
+INSERT = st.tuples(st.just("insert"), st.integers(0, 2), st.sampled_from(["ai", "pk"]), st.integers(1, 3))
+DELIVER = st.tuples(st.just("deliver"), st.integers(0, 2), st.integers(0, 10_000))
+STEPS = st.lists(
+    st.one_of(INSERT, INSERT, DELIVER, DELIVER, st.tuples(st.just("restart"), st.integers(0, 2))),
+    max_size=30,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=STEPS)
+def test_any_interleaving_of_inserts_and_deliveries_keeps_every_acknowledged_row(steps: list[Any]) -> None:
+    """Nodes insert having seen any part of each other's inserts (deliveries in any order, restarts that
+    forget the in-process high-water mark): every id a client was told holds its row on every node."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        nodes = [await start(tmp, hub, name) for name in NODES]
+        for sql in (
+            "CREATE TABLE ai(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT)",
+            "CREATE TABLE pk(id INTEGER PRIMARY KEY, tag TEXT)",
+        ):
+            await run(*nodes[0], sql)
+        await hub.deliver_all()
+        told: dict[tuple[str, int], str] = {}
+        count = 0
+        for step in steps:
+            i = step[1]
+            manager, db = nodes[i]
+            if step[0] == "insert":
+                _, _, table, n = step
+                tags = [f"{NODES[i]}-{count + j}" for j in range(n)]
+                count += n
+                values = ", ".join("(?)" for _ in tags)
+                result = await run(
+                    manager, db, f"INSERT INTO {table}(tag) VALUES {values} RETURNING id, tag", *tags
+                )
+                for key, tag in result.rows:
+                    assert (table, key) not in told, f"{table} id {key} told twice"
+                    told[(table, key)] = tag
+            elif step[0] == "deliver":
+                pending = [p for p in hub.pending() if p[0] == NODES[i]]
+                if pending:
+                    _, database, seq = pending[step[2] % len(pending)]
+                    await hub.deliver(NODES[i], database, [seq])
+            else:  # restart: the node forgets the keys it handed out, and finds its slot again
+                await manager.close()
+                db.close()
+                slot = manager.rowids.slot if manager.rowids else None
+                nodes[i] = await restart(tmp, hub, NODES[i])
+                assert nodes[i][0].rowids is not None
+                assert nodes[i][0].rowids.slot == slot
+        await hub.deliver_all()
+        for manager, db in nodes:
+            for table in ("ai", "pk"):
+                stored = await run(manager, db, f"SELECT id, tag FROM {table} ORDER BY id")
+                assert [tuple(r) for r in stored.rows] == sorted(
+                    (k, tag) for (t, k), tag in told.items() if t == table
+                )
+        for manager, db in nodes:
+            await manager.close()
+            db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))

@@ -8,15 +8,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sqlite_ha.db.database import Database, DatabaseOptions
 from sqlite_ha.db.dsn import parse_dsn
-from sqlite_ha.db.rowids import Rowids
+from sqlite_ha.db.rowids import NoRowidSlot, Rowids
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.replication.manager import ReplicationManager
-from sqlite_ha.replication.memory import MemoryHub
+from sqlite_ha.replication.memory import MemoryHub, MemoryReplicator
 
 NODES = ("a", "b", "c")
 
@@ -26,14 +27,18 @@ async def start(tmp: Path, hub: MemoryHub, name: str) -> tuple[ReplicationManage
     return await restart(tmp, hub, name)
 
 
-async def restart(tmp: Path, hub: MemoryHub, name: str) -> tuple[ReplicationManager, Database]:
+async def restart(
+    tmp: Path, hub: MemoryHub, name: str, *, connected: bool = True, async_mode: bool = False
+) -> tuple[ReplicationManager, Database]:
     rowids = Rowids(16)
     db = Database(parse_dsn(str(tmp / name / "app.db"), memory=False), DatabaseOptions(rowids=rowids))
+    replicator = hub.connect(name)
+    replicator.connected = connected
     manager = ReplicationManager(
-        hub.connect(name),
+        replicator,
         node=name,
         timeout=5.0,
-        async_mode=False,
+        async_mode=async_mode,
         policy="all",
         ddl_sync=True,
         interceptor=None,
@@ -166,3 +171,31 @@ def test_any_interleaving_of_inserts_and_deliveries_keeps_every_acknowledged_row
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp)))
+
+
+def test_a_node_joins_without_its_slot_and_claims_it_later(tmp_path: Path) -> None:
+    """While the log cannot hand out a slot, inserts that need a key chosen are refused (nothing written)
+    and the rest works; once the log answers, the node claims its slot by itself."""
+
+    async def scenario() -> None:
+        hub = MemoryHub()
+        (tmp_path / "a").mkdir()
+        manager, db = await restart(tmp_path, hub, "a", connected=False, async_mode=True)
+        assert manager.rowids is not None
+        assert manager.rowids.slot is None
+        await run(manager, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
+        with pytest.raises(NoRowidSlot, match="rowid slot"):
+            await run(manager, db, "INSERT INTO t(x) VALUES ('needs a key')")
+        assert (await run(manager, db, "INSERT INTO t(id, x) VALUES (5, 'given')")).last_insert_id == 5
+        replicator = manager.replicator
+        assert isinstance(replicator, MemoryReplicator)
+        replicator.connected = True
+        async with asyncio.timeout(10):
+            while manager.rowids.slot is None:  # noqa: ASYNC110 - the claim retries on its own schedule
+                await asyncio.sleep(0.02)
+        assert (await run(manager, db, "INSERT INTO t(x) VALUES ('now')")).last_insert_id == 17
+        assert manager.rowids.slot.residue == 1
+        await manager.close()
+        db.close()
+
+    asyncio.run(scenario())

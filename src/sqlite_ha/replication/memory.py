@@ -214,6 +214,8 @@ class MemoryReplicator:
         return self.hub.log(database).last_seq
 
     async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
+        if not self.connected:
+            raise ReplicationError(f"node {self.node} is cut off from the hub")
         return self.hub._claim(node, stride)
 
     async def first_seq(self, database: str) -> int:

@@ -294,3 +294,9 @@ def test_a_long_values_list(db: Db) -> None:
     assert len(keys) == 600
     assert all(ours(k) for k in keys)
     assert db.rows("SELECT x FROM t ORDER BY id LIMIT 1") == [("row 0",)]
+
+
+def test_a_column_named_rowid_is_not_the_key(db: Db) -> None:
+    db.run("CREATE TABLE r(id INTEGER PRIMARY KEY, rowid INTEGER, x)")
+    db.run("INSERT INTO r(id, rowid, x) VALUES (100, 999999, 'explicit')")
+    assert db.run("INSERT INTO r(rowid, x) VALUES (5, 'chosen')").last_insert_id == 115

@@ -6,7 +6,7 @@ node's keys are *strided*, as MySQL's ``auto_increment_increment``/``auto_increm
 multi-primary setups: the cluster shares one stride S and each node holds its own residue r (1 ≤ r ≤ S,
 claimed in the replication log, unique in the cluster). A key the client leaves to the database becomes
 
-    the smallest k > max(largest rowid in the table, sqlite_sequence for AUTOINCREMENT, last k given here)
+    the smallest k > max(largest key in the table, sqlite_sequence for AUTOINCREMENT, last k given here)
     with k ≡ r (mod S)
 
 Two nodes can then never pick the same key, whatever they have seen of each other; keys stay increasing, and
@@ -103,7 +103,11 @@ class Rowids:
 
     def status(self) -> dict[str, object]:
         slot = self.slot
-        return {"stride": self.stride, "residue": slot.residue if slot is not None else None}
+        return {
+            "stride": self.stride,
+            "residue": slot.residue if slot is not None else None,
+            "error": self.refusal,
+        }
 
 
 class RowidAllocator:
@@ -239,7 +243,8 @@ class RowidAllocator:
         info = self._lookup(name)
         if info is None:
             raise StatementNotAllowed(f"{autokeys.FUNCTION}: {name!r} is not a table with a rowid alias")
-        largest = f"SELECT max(rowid) FROM {quote(info.name)}"
+        # The key column, not "rowid": a table may have an ordinary column of that name.
+        largest = f"SELECT max({quote(info.key)}) FROM {quote(info.name)}"
         if info.autoincrement:
             seq = f"SELECT seq FROM sqlite_sequence WHERE name = {autokeys.literal(info.name)}"
             largest = f"SELECT max(coalesce(({largest}), 0), coalesce(({seq}), 0))"

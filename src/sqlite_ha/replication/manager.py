@@ -88,7 +88,7 @@ class ReplicationManager:
         while True:
             try:
                 await self.replicator.start()
-                if not await self._claim_rowid_slot():
+                if self._claiming is None and not await self._claim_rowid_slot():
                     self._claiming = asyncio.create_task(self._keep_claiming(), name="rowid-slot")
                 for rdb in list(self.databases.values()):
                     await rdb.start()

@@ -45,6 +45,14 @@ async def measure(db: Database, sql: str, params: object, n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
+async def measure_bulk(db: Database, n: int) -> float:
+    """One request of ``n`` one-row inserts (as COPY sends them): µs per row."""
+    statements = [Statement(sql="INSERT INTO t(x) VALUES (?)", bindings=(i,)) for i in range(n)]
+    started = time.process_time()
+    await db.execute(statements)
+    return (time.process_time() - started) / n * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,6 +71,12 @@ def main() -> int:
                     times[stride].append(asyncio.run(measure(db, sql, params, args.statements)))
             plain, strided = min(times[1]), min(times[16])
             print(f"{name:<24} {plain:>12.2f} {strided:>13.2f} {strided - plain:>9.2f}")
+        bulk: dict[int, list[float]] = {1: [], 16: []}
+        for _ in range(args.repeats):
+            for stride, db in dbs.items():
+                bulk[stride].append(asyncio.run(measure_bulk(db, args.statements)))
+        plain, strided = min(bulk[1]), min(bulk[16])
+        print(f"{'bulk, per row':<24} {plain:>12.2f} {strided:>13.2f} {strided - plain:>9.2f}")
         for db in dbs.values():
             db.close()
     return 0

@@ -446,7 +446,13 @@ def _key_position(info: KeyedTable, columns: list[str] | None) -> int | None:
 
 
 def _call(info: KeyedTable) -> str:
-    return f"{FUNCTION}({literal(info.name)})"
+    """The call that supplies a key: the table and the largest key it has had, read by SQLite itself (a
+    subquery SQLite runs once per statement: the function keeps the keys it gave within one)."""
+    largest = f"SELECT max({quote(info.key)}) FROM {quote(info.name)}"
+    if info.autoincrement:
+        seq = f"SELECT seq FROM sqlite_sequence WHERE name = {literal(info.name)}"
+        largest = f"SELECT max(coalesce(({largest}), 0), coalesce(({seq}), 0))"
+    return f"{FUNCTION}({literal(info.name)}, ({largest}))"
 
 
 def literal(text: str) -> str:

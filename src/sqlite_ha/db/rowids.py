@@ -27,7 +27,6 @@ import apsw
 from sqlite_ha.db import autokeys
 from sqlite_ha.db.authorizer import Authorizer
 from sqlite_ha.db.autokeys import KeyedTable
-from sqlite_ha.db.schema import quote
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import Conflict, NotReady, StatementNotAllowed
 
@@ -120,11 +119,9 @@ class RowidAllocator:
         self._cache: dict[str, str | None] = {}  # sql -> sql to run (None: as it is), for the current schema
         self._tables: dict[str, KeyedTable | None] = {}  # by name as written, lower case
         self._schema_seen = -1
-        self._largest: dict[str, str] = {}  # table -> the query for its largest key
-        self._last: dict[str, int] = {}  # table (by its query) -> last key handed out by this process
+        self._last: dict[str, int] = {}  # table (lower case) -> last key handed out by this process
         self.rewritten = 0
-        self._cursor = conn.cursor()  # for the function's one query: reused, one allocation less per row
-        conn.create_scalar_function(autokeys.FUNCTION, self._next_rowid, 1)
+        conn.create_scalar_function(autokeys.FUNCTION, self._next_rowid, 2)
 
     def sql_for(self, sql: str) -> str:
         """The text to run for ``sql``: the same text unless it inserts rows whose key SQLite would choose.
@@ -155,7 +152,6 @@ class RowidAllocator:
         self._schema_seen = self._authorizer.schema_changes
         self._cache.clear()
         self._tables.clear()
-        self._largest.clear()
 
     def _rewrite(self, sql: str) -> str | None:
         try:
@@ -207,7 +203,9 @@ class RowidAllocator:
 
     # ------------------------------------------------------------------------------------ the function
     def _next_rowid(self, *args: SQLiteValue) -> int:
-        (table,) = args
+        """``_ha_next_rowid(table, largest)``: the next key of this node's slot for ``table``, whose largest
+        key so far SQLite read in the same statement (a subquery, cheaper than a query from here)."""
+        table, largest = args
         slot = self.rowids.slot
         if slot is None:
             raise NoRowidSlot(
@@ -216,37 +214,17 @@ class RowidAllocator:
                 hint="give the key explicitly, or retry once the node has joined; see docs/replication.md, "
                 "'Keys chosen by the database'",
             )
-        if self._schema_seen != self._authorizer.schema_changes:
-            self._forget()
-        name = str(table)
-        query = self._largest.get(name)
-        if query is None:
-            query = self._largest_query(name)
-        found = self._cursor.execute(query).get
-        base = found if isinstance(found, int) else 0
-        # Rows this very statement inserted are not always visible to it yet (with RETURNING, or when it
-        # reads the table it inserts into): never hand out a key twice.
-        last = self._last.get(query, 0)
+        name = str(table).lower()
+        base = largest if isinstance(largest, int) else 0
+        # SQLite reads the largest key once per statement: the rows this statement inserted since are not in
+        # it. Never hand out a key twice, nor one below a key handed out before.
+        last = self._last.get(name, 0)
         key = slot.next_after(last if last > base else base)
         if key > MAX_KEY:
             raise KeysExhausted(
-                f"table {name!r} has no key of this node's residue {slot.residue} (mod {slot.stride}) "
+                f"table {table!r} has no key of this node's residue {slot.residue} (mod {slot.stride}) "
                 "left below 2^63",
                 hint="give keys explicitly",
             )
-        self._last[query] = key
+        self._last[name] = key
         return key
-
-    def _largest_query(self, name: str) -> str:
-        """The query for the largest key ``name`` has had: its largest rowid, and for AUTOINCREMENT the
-        largest it ever had (``sqlite_sequence``)."""
-        info = self._lookup(name)
-        if info is None:
-            raise StatementNotAllowed(f"{autokeys.FUNCTION}: {name!r} is not a table with a rowid alias")
-        # The key column, not "rowid": a table may have an ordinary column of that name.
-        largest = f"SELECT max({quote(info.key)}) FROM {quote(info.name)}"
-        if info.autoincrement:
-            seq = f"SELECT seq FROM sqlite_sequence WHERE name = {autokeys.literal(info.name)}"
-            largest = f"SELECT max(coalesce(({largest}), 0), coalesce(({seq}), 0))"
-        self._largest[name] = largest
-        return largest

@@ -3,21 +3,22 @@
 SQLite has no hook to choose a rowid, and changing a key after the insert would make ``last_insert_rowid()``
 and ``RETURNING`` lie. So the key has to be in the statement when it runs: an ``INSERT`` or ``REPLACE`` into a
 table whose primary key is a rowid alias (``INTEGER PRIMARY KEY``, with or without ``AUTOINCREMENT``) is
-rewritten so that the key column always gets a value, ``coalesce(<the value given>, _ha_next_rowid('t'))``
-where the statement names the column (an explicit NULL or a parameter bound to NULL asks for a key, as in
-SQLite) and ``_ha_next_rowid('t')`` where it does not. ``_ha_next_rowid`` is the node's allocator
-(``rowids``).
+rewritten so that the key column always gets a value, ``coalesce(<the value given>, NEXT)`` where the
+statement names the column (an explicit NULL or a parameter bound to NULL asks for a key, as in SQLite) and
+``NEXT`` where it does not. ``NEXT`` stands for ``_ha_next_rowid('t', (SELECT max("id") FROM "t"))`` (with
+``sqlite_sequence`` too for AUTOINCREMENT): the node's allocator (``rowids``), given the largest key, which
+SQLite reads once per statement.
 
-A ``VALUES`` list gets the key in each row (``VALUES (?, _ha_next_rowid('t'))``), the cheapest form to run.
+A ``VALUES`` list gets the key in each row (``VALUES (?, NEXT)``), the cheapest form to run.
 Every other form (``INSERT … SELECT``, and VALUES lists too long to be worth tokenizing) becomes one shape:
 the rows the statement inserts (its ``SELECT`` or ``VALUES``, text untouched, so parameters keep their
 numbers) move into a common table expression, and a ``SELECT`` over it adds the key::
 
     INSERT INTO t(x) SELECT a FROM s RETURNING id
     INSERT INTO t(x, "id") WITH _ha_src(_ha_c1) AS (SELECT a FROM s)
-        SELECT _ha_c1, _ha_next_rowid('t') FROM _ha_src RETURNING id
+        SELECT _ha_c1, NEXT FROM _ha_src RETURNING id
 
-``DEFAULT VALUES`` becomes ``("id") VALUES (_ha_next_rowid('t'))``. ``INSERT OR …``, ``REPLACE``,
+``DEFAULT VALUES`` becomes ``("id") VALUES (NEXT)``. ``INSERT OR …``, ``REPLACE``,
 upserts (``ON CONFLICT``, after which the SELECT gets ``WHERE true`` as SQLite's grammar asks),
 ``RETURNING``, an alias (``INSERT INTO t AS x``), ``main.`` and quoted names keep working; the statements of
 a text holding several are rewritten one by one. Anything else is returned unchanged: this module only reads

@@ -4,8 +4,9 @@ Key ``stride`` holds the cluster's stride (the first node to start sets it); key
 of the node whose keys are ≡ r (mod stride). Slots are taken with ``create`` (compare-and-set: it fails when
 the key exists), so two nodes racing for one slot cannot both win, and they stay taken across restarts: a
 node finds its own by its name. A node gone for good keeps its slot until an operator deletes the key
-(``nats kv del <stream>_ROWID_SLOTS slot.<r>``; ``GET /status`` shows each node's residue) — and only then,
-for a node that will never write again under that name, since its rows' keys are ≡ r too.
+(``nats kv del <stream>_ROWID_SLOTS slot.<r>``; ``GET /status`` shows each node's residue), which is safe
+only while that node is not running: a running node keeps using its residue. One that comes back finds no
+slot under its name and claims a free one.
 """
 
 from __future__ import annotations

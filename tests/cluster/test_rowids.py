@@ -199,3 +199,27 @@ def test_a_node_joins_without_its_slot_and_claims_it_later(tmp_path: Path) -> No
         db.close()
 
     asyncio.run(scenario())
+
+
+def test_a_restarted_node_does_not_give_a_deleted_key_again(tmp_path: Path) -> None:
+    """A plain INTEGER PRIMARY KEY: SQLite would give the key of a deleted largest row again. A node
+    remembers the last key it gave, across restarts, so a concurrent update of the deleted row elsewhere can
+    never land on a new row."""
+
+    async def scenario() -> None:
+        hub = MemoryHub()
+        manager, db = await start(tmp_path, hub, "a")
+        await run(manager, db, "CREATE TABLE p(id INTEGER PRIMARY KEY, x)")
+        first = (await run(manager, db, "INSERT INTO p(x) VALUES ('first')")).last_insert_id
+        given = (await run(manager, db, "INSERT INTO p(x) VALUES ('deleted')")).last_insert_id
+        await run(manager, db, "DELETE FROM p WHERE id = ?", given)
+        await manager.close()
+        db.close()
+        manager, db = await restart(tmp_path, hub, "a")
+        again = (await run(manager, db, "INSERT INTO p(x) VALUES ('after the restart')")).last_insert_id
+        assert (first, given) == (1, 17)
+        assert again == 33
+        await manager.close()
+        db.close()
+
+    asyncio.run(scenario())

@@ -477,6 +477,8 @@ class Database:
         c.authorizer.internal = True
         last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
         try:
+            if self.keys is not None:
+                self.keys.remember(c.conn)
             return self.capture.finish(c.conn)
         except apsw.Error as e:  # writing the outbox entry: a full disk shows here first
             raise translate(e, conn=c.conn) from e

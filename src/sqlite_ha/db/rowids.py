@@ -6,8 +6,8 @@ node's keys are *strided*, as MySQL's ``auto_increment_increment``/``auto_increm
 multi-primary setups: the cluster shares one stride S and each node holds its own residue r (1 ≤ r ≤ S,
 claimed in the replication log, unique in the cluster). A key the client leaves to the database becomes
 
-    the smallest k > max(largest key in the table, sqlite_sequence for AUTOINCREMENT, last k given here)
-    with k ≡ r (mod S)
+    the smallest k > max(largest key in the table, sqlite_sequence for AUTOINCREMENT, last k this node gave
+    in the table) with k ≡ r (mod S)
 
 Two nodes can then never pick the same key, whatever they have seen of each other; keys stay increasing, and
 an AUTOINCREMENT table still never reuses one. With S = 1 this is SQLite's own rule, and nothing is rewritten.
@@ -116,10 +116,13 @@ class RowidAllocator:
         self.rowids = rowids
         self._conn = conn
         self._authorizer = authorizer  # counts the statements that may change a table
-        self._cache: dict[str, str | None] = {}  # sql -> sql to run (None: as it is), for the current schema
+        # sql -> (sql to run, the keyed tables it inserts into); None: run as it is. For the current schema.
+        self._cache: dict[str, tuple[str, tuple[str, ...]] | None] = {}
         self._tables: dict[str, KeyedTable | None] = {}  # by name as written, lower case
         self._schema_seen = -1
         self._last: dict[str, int] = {}  # table (lower case) -> last key handed out by this process
+        self._loaded: set[str] = set()  # tables whose last key stored in the database is in _last
+        self._dirty: set[str] = set()  # tables given keys since ``remember`` last stored them
         self.rewritten = 0
         conn.create_scalar_function(autokeys.FUNCTION, self._next_rowid, 2)
 
@@ -144,8 +147,46 @@ class RowidAllocator:
             cached = self._rewrite(sql)
         if cached is None:
             return sql
+        rewritten, tables = cached
+        for table in tables:
+            if table not in self._loaded:
+                self._load(table)
         self.rewritten += 1
-        return cached
+        return rewritten
+
+    # ------------------------------------------------------------------------------------ keys given
+    # The last key given per table is stored with the transactions that gave keys, so that after a restart
+    # the node does not give again a key it gave before and that has been deleted since (a plain INTEGER
+    # PRIMARY KEY would: SQLite's rule looks only at the keys the table has now). Keyed by slot, so that the
+    # copy of another node's database (a snapshot) does not mislead: another slot's keys are not ours.
+    def _state_key(self, table: str) -> str | None:
+        slot = self.rowids.slot
+        return None if slot is None else f"rowid_last.{slot.stride}.{slot.residue}.{table}"
+
+    def _load(self, table: str) -> None:
+        key = self._state_key(table)
+        if key is None:
+            return
+        try:
+            found = self._conn.execute("SELECT value FROM _ha_state WHERE key = ?", (key,)).get
+        except apsw.SQLError:  # a database that is not replicated has no such table
+            found = None
+        if isinstance(found, int) and found > self._last.get(table, 0):
+            self._last[table] = found
+        self._loaded.add(table)
+
+    def remember(self, conn: apsw.Connection) -> None:
+        """Store the last key given per table, in the transaction that is about to commit (the caller
+        lets the node write its internal tables)."""
+        for table in self._dirty:
+            key = self._state_key(table)
+            if key is not None:
+                conn.execute(
+                    "INSERT INTO _ha_state(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                    (key, self._last[table]),
+                )
+        self._dirty.clear()
 
     def _forget(self) -> None:
         """The schema may have changed: what was learnt of tables goes."""
@@ -153,16 +194,24 @@ class RowidAllocator:
         self._cache.clear()
         self._tables.clear()
 
-    def _rewrite(self, sql: str) -> str | None:
+    def _rewrite(self, sql: str) -> tuple[str, tuple[str, ...]] | None:
+        tables: list[str] = []
+
+        def lookup(name: str) -> KeyedTable | None:
+            info = self._lookup(name)
+            if info is not None:
+                tables.append(info.name.lower())
+            return info
+
         try:
-            rewritten = autokeys.rewrite(sql, self._lookup)
+            rewritten = autokeys.rewrite(sql, lookup)
         except autokeys.AutoKeyError as e:
             raise StatementNotAllowed(
                 f"{e}: a key chosen by SQLite could clash with another node's",
                 hint="send the schema change and the insert as separate statements (a list of "
                 "statements is still one transaction)",
             ) from e
-        cached = None if rewritten is sql else rewritten
+        cached = None if rewritten is sql else (rewritten, tuple(dict.fromkeys(tables)))
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[sql] = cached
@@ -227,4 +276,5 @@ class RowidAllocator:
                 hint="give keys explicitly",
             )
         self._last[name] = key
+        self._dirty.add(name)
         return key

@@ -181,6 +181,21 @@ async def publish_many(r: Replicator, database: str, n: int, prefix: str = "m") 
 
 
 # ---------------------------------------------------------------------------------------------- all drivers
+def test_rowid_slots_claimed_at_once_are_distinct(aio: Aio, harness: Harness) -> None:
+    """Nodes starting together race for the bucket and the slots: compare-and-set keeps them apart."""
+
+    async def body() -> None:
+        if harness.kind == "local":
+            return
+        names = [f"r{i}" for i in range(4)]
+        nodes = [await harness.node(name) for name in names]
+        slots = await asyncio.gather(*(r.rowid_slot(name, 8) for r, name in zip(nodes, names, strict=True)))
+        assert {s.stride for s in slots} == {8}
+        assert len({s.residue for s in slots}) == 4
+
+    aio.run(body())
+
+
 def test_rowid_slots_are_distinct_shared_and_kept(aio: Aio, harness: Harness) -> None:
     """Each node gets a residue no other node holds, all share one stride (the first claim's), a node asking
     again gets its own slot back, and when every slot is held the answer is a refusal, not a shared slot."""

@@ -420,6 +420,15 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="MODE",
     ),
     Setting(
+        "rowid-stride",
+        _parse_int_range(1, 1024),
+        16,
+        "Keys the database chooses (INTEGER PRIMARY KEY) are strided so nodes never pick the same one: "
+        "at most N nodes insert such rows; 1 = SQLite's own keys (one writer only). The first node of a "
+        "cluster sets it",
+        metavar="N",
+    ),
+    Setting(
         "interceptor",
         _parse_interceptor,
         "",
@@ -480,6 +489,7 @@ class Config:
     async_replication: bool = False
     disable_ddl_sync: bool = False
     row_identify: str = "pk"
+    rowid_stride: int = 16
     interceptor: str = ""
 
     @property

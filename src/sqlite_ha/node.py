@@ -25,6 +25,7 @@ from sqlite_ha.db.dsn import DatabaseSpec, parse_databases
 from sqlite_ha.db.load import open_source, read_chunk
 from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
+from sqlite_ha.db.rowids import Rowids
 from sqlite_ha.db.runner import Limits
 from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Statement
@@ -66,11 +67,14 @@ class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.name = config.name
+        # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
+        self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
         self.databases = Databases(
             DatabaseOptions(
                 synchronous=config.synchronous,
                 busy_timeout=config.busy_timeout,
                 limits=Limits(max_rows=config.max_result_rows, timeout=config.query_timeout),
+                rowids=self.rowids,
             ),
             create_dir=config.create_db_dir,
             memory=config.memory,
@@ -282,6 +286,7 @@ class Node:
             policy=cfg.replication_policy,
             ddl_sync=not cfg.disable_ddl_sync,
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
+            rowids=self.rowids,
             max_transaction_size=cfg.max_transaction_size,
         )
         self.replication.start(list(self.databases), verified=self._covered)

@@ -204,6 +204,43 @@ def test_max_payload_is_announced_and_far_larger_messages_refused(aio: Aio, harn
     aio.run(body())
 
 
+def test_rowid_slots_claimed_at_once_are_distinct(aio: Aio, harness: Harness) -> None:
+    """Nodes starting together race for the bucket and the slots: compare-and-set keeps them apart."""
+
+    async def body() -> None:
+        if harness.kind == "local":
+            return
+        names = [f"r{i}" for i in range(4)]
+        nodes = [await harness.node(name) for name in names]
+        slots = await asyncio.gather(*(r.rowid_slot(name, 8) for r, name in zip(nodes, names, strict=True)))
+        assert {s.stride for s in slots} == {8}
+        assert len({s.residue for s in slots}) == 4
+
+    aio.run(body())
+
+
+def test_rowid_slots_are_distinct_shared_and_kept(aio: Aio, harness: Harness) -> None:
+    """Each node gets a residue no other node holds, all share one stride (the first claim's), a node asking
+    again gets its own slot back, and when every slot is held the answer is a refusal, not a shared slot."""
+
+    async def body() -> None:
+        r1, r2, r3 = await harness.node("n1"), await harness.node("n2"), await harness.node("n3")
+        s1 = await r1.rowid_slot("n1", 2)
+        if harness.kind == "local":  # one node alone: SQLite's own keys
+            assert (s1.stride, s1.residue) == (1, 1)
+            return
+        s2 = await r2.rowid_slot("n2", 16)  # the cluster's stride wins over what a node proposes
+        assert (s1.stride, s2.stride) == (2, 2)
+        assert {s1.residue, s2.residue} == {1, 2}
+        assert await r1.rowid_slot("n1", 2) == s1  # a restarted node finds its own slot by its name
+        with pytest.raises(ReplicationError) as refused:
+            await r3.rowid_slot("n3", 2)
+        assert not refused.value.retryable
+        assert "rowid slots" in refused.value.message
+
+    aio.run(body())
+
+
 def test_publish_returns_increasing_seqs_per_database(aio: Aio, harness: Harness) -> None:
     async def body() -> None:
         r = await harness.node("n1")

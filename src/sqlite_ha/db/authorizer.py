@@ -97,6 +97,16 @@ _DROPS = frozenset(
     }
 )
 _SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"})
+# Statements that may change what a table is (prepared, not necessarily run: counting more is harmless).
+_TABLE_CHANGES = frozenset(
+    {
+        apsw.SQLITE_CREATE_TABLE,
+        apsw.SQLITE_DROP_TABLE,
+        apsw.SQLITE_ALTER_TABLE,
+        apsw.SQLITE_CREATE_VTABLE,
+        apsw.SQLITE_DROP_VTABLE,
+    }
+)
 INTERNAL_PREFIX = "_ha_"
 
 
@@ -107,8 +117,11 @@ class Authorizer:
         self.internal = False
         self.denied: str | None = None  # why the last statement was refused, for the error message
         self._dropping: str | None = None  # the table a DROP just asked about (its DELETE check follows)
+        self.schema_changes = 0  # statements prepared that may change a table: caches of tables compare it
 
     def __call__(self, action: int, a1: str | None, a2: str | None, db: str | None, trig: str | None) -> int:
+        if action in _TABLE_CHANGES:
+            self.schema_changes += 1
         allowed = self._allowed(action, a1)
         self._dropping = a1 if action in _DROPS else None
         if self.internal:

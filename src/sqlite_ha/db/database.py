@@ -28,6 +28,7 @@ from sqlite_ha.db.capture import Capture
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.params import Bindings
+from sqlite_ha.db.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, on_thread, run_statement, too_many_rows
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
@@ -45,6 +46,8 @@ class DatabaseOptions:
     synchronous: str = "full"
     busy_timeout: float = 5.0
     limits: Limits = field(default_factory=Limits)
+    # How keys SQLite would choose are chosen (shared by the node's databases); None: SQLite's own way.
+    rowids: Rowids | None = None
 
 
 @dataclass(slots=True)
@@ -125,6 +128,12 @@ class Database:
                 self._reader = self._open_file_reader()
         except apsw.Error as e:
             raise ConfigError(f"database {spec.path!r}", f"cannot open: {e}") from e
+        rowids = self.options.rowids
+        self.keys = (
+            RowidAllocator(rowids, self._writer.conn, self._writer.authorizer)
+            if rowids is not None and not spec.read_only
+            else None
+        )
 
     # ------------------------------------------------------------------------------------ opening
     def _guard(self, conn: apsw.Connection) -> _Conn:
@@ -474,6 +483,8 @@ class Database:
         c.authorizer.internal = True
         last_rowid = c.conn.last_insert_rowid()  # the node's own inserts must not show to clients
         try:
+            if self.keys is not None:
+                self.keys.remember(c.conn)
             return self.capture.finish(c.conn)
         except apsw.Error as e:  # writing the outbox entry: a full disk shows here first
             raise translate(e, conn=c.conn) from e
@@ -491,8 +502,11 @@ class Database:
         results: list[Result] = []
         budget = self.options.limits.max_rows
         c.conn.set_last_insert_rowid(0)  # each request's last_insert_id is its own (see ``runner``)
+        keys = self.keys if c is self._writer else None
         for i, stmt in enumerate(statements):
             try:
+                if keys is not None and (sql := keys.sql_for(stmt.sql)) is not stmt.sql:
+                    stmt = Statement(sql=sql, bindings=stmt.bindings)
                 result, budget = run_statement(c.conn, stmt, budget, on_statement)
             except apsw.AuthError as e:
                 raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor
+from sqlite_ha.db.rowids import Rowids
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import Conflict, HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
@@ -34,10 +35,13 @@ class ReplicationManager:
         policy: str,
         ddl_sync: bool,
         interceptor: ChangeSetInterceptor | None,
+        rowids: Rowids | None = None,
         max_transaction_size: int | None = None,
     ) -> None:
         self.replicator = replicator
         self.node = node
+        # The node's rule for keys SQLite would choose: its slot is claimed in the log when joining.
+        self.rowids = rowids
         self._options: dict[str, Any] = {
             "timeout": timeout,
             "async_mode": async_mode,
@@ -51,6 +55,7 @@ class ReplicationManager:
         self._pending: list[Database] = []
         self._started = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._claiming: asyncio.Task[None] | None = None  # retrying the rowid slot's claim
         self.last_error: str | None = None
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # see ReplicatedDatabase.on_gap
 
@@ -86,6 +91,8 @@ class ReplicationManager:
         while True:
             try:
                 await self.replicator.start()
+                if self._claiming is None and not await self._claim_rowid_slot():
+                    self._claiming = asyncio.create_task(self._keep_claiming(), name="rowid-slot")
                 for rdb in list(self.databases.values()):
                     await rdb.start()
             except ReplicationError as e:
@@ -98,6 +105,30 @@ class ReplicationManager:
             self._started.set()
             log.info("replicating %d database(s) through %s", len(self.databases), self.replicator.name)
             return
+
+    async def _claim_rowid_slot(self) -> bool:
+        """Claim this node's rowid slot if it needs one; False when the log could not answer now."""
+        rowids = self.rowids
+        if rowids is None or rowids.slot is not None or rowids.refusal is not None:
+            return True
+        try:
+            rowids.assign(await self.replicator.rowid_slot(self.node, rowids.stride))
+        except ReplicationError as e:
+            if e.retryable:
+                log.warning("cannot claim a rowid slot yet: %s (retrying)", e.message)
+                return False
+            # Writes that give their keys still work; inserts that need one chosen are refused.
+            rowids.refuse(e.message)
+            log.error("%s", e.message)
+        return True
+
+    async def _keep_claiming(self) -> None:
+        """The node joins without its slot (inserts that need a key chosen are refused meanwhile): a log
+        whose key-value store does not answer must not keep the node from serving everything else."""
+        delay = 0.5
+        while not await self._claim_rowid_slot():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def wait_started(self, timeout: float) -> bool:
         try:
@@ -138,6 +169,7 @@ class ReplicationManager:
             "joined": self.started,
             "last_error": self.last_error,
             "log": self.replicator.stats(),
+            "rowids": self.rowids.status() if self.rowids is not None else None,
             "databases": {},
         }
         for ident, rdb in self.databases.items():
@@ -177,6 +209,10 @@ class ReplicationManager:
         return bool(await delete(name))
 
     async def close(self) -> None:
+        if self._claiming is not None:
+            self._claiming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._claiming
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlite_ha.db.rowids import PLAIN, RowidSlot
 from sqlite_ha.replication.replicator import (
     Delivery,
     Handler,
@@ -68,6 +69,8 @@ class MemoryHub:
         # How far each (node, database) got in order, as a log's durable consumer remembers it: a node that
         # comes back gets everything after that again, even what it had been handed out of order.
         self._positions: dict[tuple[str, str], int] = {}
+        self._stride: int | None = None  # of rowid slots, fixed by the first claim
+        self._slots: dict[str, int] = {}  # node -> residue
 
     def connect(self, node: str) -> MemoryReplicator:
         return MemoryReplicator(self, node)
@@ -124,6 +127,19 @@ class MemoryHub:
             sub.cursor = batch[-1].seq
             sub.delivered += len(batch)
             self._positions[(sub.node, sub.subscription.database)] = sub.cursor
+
+    def _claim(self, node: str, stride: int) -> RowidSlot:
+        if self._stride is None:
+            self._stride = stride
+        if node not in self._slots:
+            taken = set(self._slots.values())
+            free = [r for r in range(1, self._stride + 1) if r not in taken]
+            if not free:
+                raise ReplicationError(
+                    f"all {self._stride} rowid slots are held by other nodes", retryable=False
+                )
+            self._slots[node] = free[0]
+        return RowidSlot(self._stride, self._slots[node])
 
     # ------------------------------------------------------------------------------------ test control
     def pending(self) -> list[tuple[str, str, int]]:
@@ -206,6 +222,11 @@ class MemoryReplicator:
     async def last_seq(self, database: str) -> int:
         return self.hub.log(database).last_seq
 
+    async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
+        if not self.connected:
+            raise ReplicationError(f"node {self.node} is cut off from the hub")
+        return self.hub._claim(node, stride)
+
     async def first_seq(self, database: str) -> int:
         return self.hub.log(database).base + 1
 
@@ -236,6 +257,9 @@ class LocalReplicator(MemoryReplicator):
 
     def __init__(self, node: str = "local") -> None:
         super().__init__(MemoryHub(auto=True), node)
+
+    async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
+        return PLAIN  # no other node inserts: SQLite's own keys
 
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:
         log = self.hub.log(subscription.database)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlite_ha.db.rowids import RowidSlot
 from sqlite_ha.errors import HAError
 
 
@@ -104,6 +105,13 @@ class Replicator(Protocol):
         """The lowest sequence the log still holds that may belong to this database (1 for a log that has
         lost nothing; 0 when it cannot tell). A node whose applied position is below ``first_seq - 1``
         missed change sets the log no longer has: it must start over from a snapshot."""
+
+    async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
+        """Claim ``node``'s share of the keys SQLite would choose (see ``db/rowids``): a residue modulo the
+        cluster's stride that no other node holds. The stride is the one the cluster already uses if it has
+        one (``stride`` only proposes it); a node asking again, after a restart, gets its own slot back.
+        A log without other nodes answers stride 1 (SQLite's own keys). ``ReplicationError`` (not
+        retryable) when every slot is held by another node."""
 
     def stats(self) -> dict[str, Any]:
         """Counters for /status: published, delivered, errors, and driver-specific state."""

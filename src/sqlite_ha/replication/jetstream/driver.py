@@ -20,6 +20,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
 
+from sqlite_ha.db.rowids import RowidSlot
+from sqlite_ha.replication.jetstream import rowid_slots
 from sqlite_ha.replication.jetstream.common import describe, parse_policy, valid_name
 from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url
 from sqlite_ha.replication.jetstream.pull import PullConsumer
@@ -270,6 +272,12 @@ class JetStreamReplicator:
         except Exception as e:
             raise ReplicationError(f"first sequence of stream {self.stream}: {describe(e)}") from e
         return int(info.state.first_seq or 0)
+
+    async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
+        """Claimed in the key-value bucket ``<stream>_ROWID_SLOTS`` (see ``rowid_slots``)."""
+        return await rowid_slots.claim(
+            self._jetstream(), stream=self.stream, replicas=self.replicas, node=node, stride=stride
+        )
 
     async def retention(self) -> Retention:
         """The stream's limits and what it holds now."""

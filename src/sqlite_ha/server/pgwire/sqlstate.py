@@ -50,6 +50,8 @@ _BY_CODE = {
     "result_too_large": "54000",
     "busy": "55P03",
     "not_ready": "57P03",
+    "no_rowid_slot": "57P03",
+    "keys_exhausted": "54000",
     "not_replicating": "57P03",
     "replication_gap": "57P03",
     "replication_error": "57P03",

@@ -27,6 +27,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def child_pids(pid: int, name: str | None = None) -> list[int]:
+    """The pids of the direct children of ``pid`` (named ``name``, if given), read from Linux's ``/proc``.
+
+    A node runs its embedded nats-server as a child: this is how a test finds it to kill or pause it alone.
+    """
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ")"
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and (name is None or comm == name[:15]):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
     """Poll ``condition`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -139,6 +160,18 @@ class NodeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """The node's pid while its process runs (or is stopped by a signal), else None."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
+
+    def nats_pids(self) -> list[int]:
+        """The pids of the node's embedded nats-server (none without one or while the node is down)."""
+        pid = self.pid
+        return [] if pid is None else child_pids(pid, "nats-server")
 
     def logs(self) -> str:
         try:

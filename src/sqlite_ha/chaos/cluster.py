@@ -142,8 +142,10 @@ class Cluster:
     def wait_ready(self, node: NodeProcess, timeout: float = 90.0) -> None:
         node.wait_ready(timeout)
         self._remember_nats()
-        self.history.event(time.time(), f"{node.name} ready")
-        self._mark_up(node)
+        windows = self.down[node.name]
+        if windows and windows[-1][1] == float("inf"):
+            self.history.event(time.time(), f"{node.name} ready")
+            self._mark_up(node)
 
     def heal(self, timeout: float = 90.0) -> list[str]:
         """Undo every fault: resume paused nodes, start dead ones, restart nodes whose nats-server is gone.
@@ -179,6 +181,22 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no leader of stream {STREAM} after {timeout:g}s")
             time.sleep(0.2)
+
+    def wait_new_leader(self, old: NodeProcess, timeout: float) -> None:
+        """After ``old`` lost the stream's leadership, poll until another server leads (log when it does)."""
+        if self.topology is Topology.SHARED:
+            return
+        since = time.time()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            urls = [
+                f"nats://127.0.0.1:{n.nats_port}" for n in self.nodes if n is not old and n.pid is not None
+            ]
+            name = stream_leader(urls, STREAM, NATS_USER, NATS_PASS, timeout=1.0)
+            if name is not None and name != old.name:
+                self.history.event(time.time(), f"{name} leads the stream ({time.time() - since:.1f}s after)")
+                return
+            time.sleep(0.1)
 
     # ------------------------------------------------------------------------------ internals
     def _embedded(self, node: NodeProcess) -> bool:

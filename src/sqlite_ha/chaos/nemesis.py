@@ -39,6 +39,15 @@ def _follower(cluster: Cluster) -> NodeProcess:
     return next(n for n in reversed(cluster.nodes) if n is not leader)
 
 
+def _hold_watching_leader(cluster: Cluster, old: NodeProcess, hold: float) -> None:
+    """Hold the fault at least until the stream can have elected a new leader (``ELECTION`` s), whatever
+    ``hold`` says, so that the run sees the election; note in the history when another server took over."""
+    hold = max(hold, ELECTION + 1.0)
+    end = time.monotonic() + hold
+    cluster.wait_new_leader(old, hold)
+    time.sleep(max(0.0, end - time.monotonic()))
+
+
 def _nothing(cluster: Cluster, hold: float) -> None:
     time.sleep(hold)
 
@@ -53,7 +62,7 @@ def _kill_node(cluster: Cluster, hold: float) -> None:
 def _kill_leader(cluster: Cluster, hold: float) -> None:
     node = cluster.leader()
     cluster.kill(node)
-    time.sleep(hold)
+    _hold_watching_leader(cluster, node, hold)
     cluster.revive(node)
 
 
@@ -72,7 +81,7 @@ def _kill_nats(cluster: Cluster, hold: float) -> None:
 def _pause_leader(cluster: Cluster, hold: float) -> None:
     node = cluster.leader()
     cluster.pause(node)
-    time.sleep(hold)
+    _hold_watching_leader(cluster, node, hold)
     cluster.resume(node)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +21,10 @@ def _names(value: str, known: list[str], what: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
     return names
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that every cluster is closed (its processes stopped) on the way out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads = tuple(_names(a.workloads, list(WORKLOADS), "workload"))
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = Settings(workloads=workloads, hold=a.hold, tail=a.tail, pause=a.pause)
     base = a.workdir or Path(tempfile.mkdtemp(prefix="sqlite-ha-chaos-"))
     results: list[Result] = []

@@ -40,6 +40,8 @@ class Cluster:
         self.down: dict[str, list[list[float]]] = {}
         """Per node, the [start, end] wall-clock windows when it was down on purpose (end inf if still)."""
         self._nats_pids: set[int] = set()
+        self.elections: list[float] = []
+        """Seconds from a fault of the stream leader to another server leading it, per such fault."""
         common = [DB, "--nats-user", NATS_USER, "--nats-pass", NATS_PASS]
         if topology is Topology.SHARED:
             first = NodeProcess(workdir=workdir / "node1", name="node1", nats_port=None, args=common)
@@ -194,7 +196,8 @@ class Cluster:
             ]
             name = stream_leader(urls, STREAM, NATS_USER, NATS_PASS, timeout=1.0)
             if name is not None and name != old.name:
-                self.history.event(time.time(), f"{name} leads the stream ({time.time() - since:.1f}s after)")
+                self.elections.append(time.time() - since)
+                self.history.event(time.time(), f"{name} leads the stream ({self.elections[-1]:.1f}s after)")
                 return
             time.sleep(0.1)
 

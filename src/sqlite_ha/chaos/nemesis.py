@@ -31,6 +31,9 @@ class Nemesis:
     """Inflict the fault, hold it for the given seconds, undo it."""
     gap_goal: dict[Topology, float | None]
     """The longest write gap (seconds) a node may see, per topology; None: no goal."""
+    election: bool = False
+    """The fault silences the stream leader: where the run measured how long the election took, the goal
+    is that plus 1 s instead of ``ELECTION + 1``."""
 
 
 def _follower(cluster: Cluster) -> NodeProcess:
@@ -130,12 +133,14 @@ NEMESES: dict[str, Nemesis] = {
             description="kill -9 the node whose NATS server leads the stream, with its nats-server",
             act=_kill_leader,
             gap_goal={S: None, R: ELECTION + 1.0},
+            election=True,
         ),
         Nemesis(
             name="pause-leader",
             description="SIGSTOP the stream leader's node and its nats-server, SIGCONT after the hold",
             act=_pause_leader,
             gap_goal={S: None, R: ELECTION + 1.0},
+            election=True,
         ),
         Nemesis(
             name="rolling-restart",

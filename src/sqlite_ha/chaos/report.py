@@ -119,7 +119,7 @@ HEADER = (
 def row(r: Result) -> tuple[str, ...]:
     a = r.availability
     node, gap = a.longest_gap
-    goal = "no goal" if r.gap_goal is None else f"≤ {r.gap_goal:g} s"
+    goal = "no goal" if r.gap_goal is None else f"≤ {r.gap_goal:.1f} s"
     return (
         r.scenario,
         r.topology,

@@ -95,6 +95,8 @@ def run(
             history.event(t1, "load stops")
             for c in clients:
                 c.join(REQUEST_TIMEOUT + 5)
+        if gap_goal == "default" and nem.election and goal is not None and cluster.elections:
+            result.gap_goal = max(cluster.elections) + 1.0
         result.healed = cluster.heal()
         result.converged, snap = checker.converge(cluster, workloads, s.converge_timeout)
         ops = history.snapshot()

@@ -82,7 +82,7 @@ class Client(threading.Thread):
             start,
             status,
             classify(status, answer),
-            raw[:300].decode(errors="replace"),
+            raw[:600].decode(errors="replace"),
             seq=seq if isinstance(seq, int) else None,
             result=self.workload.note(write_id, answer),
         )

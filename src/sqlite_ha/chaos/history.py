@@ -40,7 +40,7 @@ class Op:
     outcome: Outcome
     seq: int | None = None
     body: str = ""
-    """The answer's body (first 300 characters) or the client-side error."""
+    """The answer's body (first 600 characters) or the client-side error."""
     result: Any = None
     """What the workload needs from the answer (e.g. ``last_insert_id``)."""
 

@@ -81,6 +81,10 @@ class NodeProcess:
     token: str = ""
     env: dict[str, str] = field(default_factory=dict)
     bare: bool = False  # pass only ``args``: settings come from a config file or the environment
+    host: str = "127.0.0.1"
+    """Where the node listens (HTTP and embedded NATS) and is reached."""
+    prefix: list[str] = field(default_factory=list)
+    """Run the node through this command (``ip netns exec NS`` execs: the pid stays the node's)."""
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -94,8 +98,9 @@ class NodeProcess:
     @property
     def command(self) -> list[str]:
         if self.bare:
-            return [sys.executable, "-m", "sqlite_ha", "serve", *self.args]
+            return [*self.prefix, sys.executable, "-m", "sqlite_ha", "serve", *self.args]
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "sqlite_ha",
@@ -111,6 +116,8 @@ class NodeProcess:
         ]
         if self.token:
             cmd += ["--token", self.token]
+        if self.host != "127.0.0.1":
+            cmd += ["--host", self.host, "--nats-host", self.host]
         return cmd + self.args
 
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> NodeProcess:
@@ -191,7 +198,7 @@ class NodeProcess:
         timeout: float = 30.0,
         auth: bool = True,
     ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             hdrs = dict(headers or {})
             if self.token and auth and "Authorization" not in hdrs:

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sqlite_ha.chaos import netns
 from sqlite_ha.chaos.cluster import Topology
 from sqlite_ha.chaos.nemesis import NEMESES
 from sqlite_ha.chaos.report import Result, table
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         scenarios = _names(a.scenarios, list(NEMESES), "scenario")
+        if a.scenarios == "all" and not netns.available():
+            print("no partition scenario: it needs root and iproute2 (ip netns)", file=sys.stderr)
+            scenarios = [s for s in scenarios if not NEMESES[s].network]
         topologies = [Topology(t) for t in _names(a.topologies, [t.value for t in Topology], "topology")]
         workloads = tuple(_names(a.workloads, list(WORKLOADS), "workload"))
     except argparse.ArgumentTypeError as e:

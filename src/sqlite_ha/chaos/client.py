@@ -22,6 +22,7 @@ class Client(threading.Thread):
         self,
         *,
         node: str,
+        host: str,
         port: int,
         workload: Workload,
         worker: int,
@@ -32,6 +33,7 @@ class Client(threading.Thread):
     ) -> None:
         super().__init__(name=f"chaos-{node}-{workload.name}-{worker}", daemon=True)
         self.node = node
+        self.host = host
         self.port = port
         self.workload = workload
         self.worker = worker
@@ -102,7 +104,7 @@ class Client(threading.Thread):
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
+            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
         return self._conn
 
     def _close(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlite_ha.chaos.history import History
 from sqlite_ha.chaos.leader import stream_leader
+from sqlite_ha.chaos.netns import Network
 from sqlite_ha.testing import NodeProcess, free_port, wait_for
 
 NATS_USER = "chaos"
@@ -33,9 +34,20 @@ class Topology(enum.Enum):
 class Cluster:
     """Start, fault, heal and stop three nodes. Never leaves a process behind (``close``)."""
 
-    def __init__(self, workdir: Path, topology: Topology, history: History, size: int = 3) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        topology: Topology,
+        history: History,
+        size: int = 3,
+        network: Network | None = None,
+    ) -> None:
+        """With ``network`` (created already), each node runs in its own namespace of it."""
         self.topology = topology
         self.history = history
+        self.network = network
+        hosts = network.hosts if network else ["127.0.0.1"] * size
+        prefixes = [network.prefix(i) if network else [] for i in range(size)]
         self.nodes: list[NodeProcess] = []
         self.down: dict[str, list[list[float]]] = {}
         """Per node, the [start, end] wall-clock windows when it was down on purpose (end inf if still)."""
@@ -44,9 +56,16 @@ class Cluster:
         """Seconds from a fault of the stream leader to another server leading it, per such fault."""
         common = [DB, "--nats-user", NATS_USER, "--nats-pass", NATS_PASS]
         if topology is Topology.SHARED:
-            first = NodeProcess(workdir=workdir / "node1", name="node1", nats_port=None, args=common)
+            first = NodeProcess(
+                workdir=workdir / "node1",
+                name="node1",
+                nats_port=None,
+                args=common,
+                host=hosts[0],
+                prefix=prefixes[0],
+            )
             self.nodes.append(first)
-            url = f"nats://127.0.0.1:{first.nats_port}"
+            url = f"nats://{first.host}:{first.nats_port}"
             for i in range(2, size + 1):
                 self.nodes.append(
                     NodeProcess(
@@ -54,12 +73,14 @@ class Cluster:
                         name=f"node{i}",
                         nats_port=0,
                         args=[*common, "--replication-url", url],
+                        host=hosts[i - 1],
+                        prefix=prefixes[i - 1],
                     )
                 )
         else:
             ports = [free_port() for _ in range(size)]
             for i in range(size):
-                routes = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i)
+                routes = ",".join(f"{hosts[j]}:{p}" for j, p in enumerate(ports) if j != i)
                 args = [*common, "--replicas", str(size), "--nats-cluster-port", str(ports[i])]
                 self.nodes.append(
                     NodeProcess(
@@ -67,6 +88,8 @@ class Cluster:
                         name=f"node{i + 1}",
                         nats_port=None,
                         args=[*args, "--nats-routes", routes],
+                        host=hosts[i],
+                        prefix=prefixes[i],
                     )
                 )
         for node in self.nodes:
@@ -93,8 +116,24 @@ class Cluster:
         self._remember_nats()
         for pid in sorted(self._nats_pids):
             _kill_if_nats(pid)
+        if self.network is not None:
+            self.network.close()
 
     # ------------------------------------------------------------------------------ faults
+    def partition(self, node: NodeProcess) -> None:
+        """Cut ``node`` off from the other nodes (its clients still reach it)."""
+        assert self.network is not None, "a partition needs the cluster to run in network namespaces"
+        i = self.nodes.index(node)
+        self._mark_down(node)  # not meant to take writes: its availability is not measured meanwhile
+        self.network.partition([i], [j for j in range(len(self.nodes)) if j != i])
+        self.history.event(time.time(), f"partition: {node.name} | the others")
+
+    def heal_partition(self, node: NodeProcess) -> None:
+        assert self.network is not None
+        self.network.heal()
+        self.history.event(time.time(), "partition healed")
+        self._mark_up(node)
+
     def kill(self, node: NodeProcess) -> None:
         """SIGKILL the node and its nats-server together, as a machine crash would."""
         self._mark_down(node)
@@ -155,6 +194,8 @@ class Cluster:
         Returns what had to be done, for the report (e.g. a nats-server the node did not restart itself).
         """
         done: list[str] = []
+        if self.network is not None:
+            self.network.heal()
         for node in self.nodes:
             self._signal(node, signal.SIGCONT)
         for node in self.nodes:
@@ -174,7 +215,7 @@ class Cluster:
         """The node whose NATS server leads the stream (shared topology: node1, the only server)."""
         if self.topology is Topology.SHARED:
             return self.nodes[0]
-        urls = [f"nats://127.0.0.1:{n.nats_port}" for n in self.nodes if n.pid is not None]
+        urls = [f"nats://{n.host}:{n.nats_port}" for n in self.nodes if n.pid is not None]
         deadline = time.monotonic() + timeout
         while True:
             name = stream_leader(urls, STREAM, NATS_USER, NATS_PASS)
@@ -192,7 +233,7 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             urls = [
-                f"nats://127.0.0.1:{n.nats_port}" for n in self.nodes if n is not old and n.pid is not None
+                f"nats://{n.host}:{n.nats_port}" for n in self.nodes if n is not old and n.pid is not None
             ]
             name = stream_leader(urls, STREAM, NATS_USER, NATS_PASS, timeout=1.0)
             if name is not None and name != old.name:

@@ -31,6 +31,8 @@ class Nemesis:
     """Inflict the fault, hold it for the given seconds, undo it."""
     gap_goal: dict[Topology, float | None]
     """The longest write gap (seconds) a node may see, per topology; None: no goal."""
+    network: bool = False
+    """Needs the nodes in network namespaces (root and ``ip netns``)."""
     election: bool = False
     """The fault silences the stream leader: where the run measured how long the election took, the goal
     is that plus 1 s instead of ``ELECTION + 1``."""
@@ -86,6 +88,14 @@ def _pause_leader(cluster: Cluster, hold: float) -> None:
     cluster.pause(node)
     _hold_watching_leader(cluster, node, hold)
     cluster.resume(node)
+
+
+def _partition(cluster: Cluster, hold: float) -> None:
+    """Cut the stream leader's node (shared: a node without the NATS server) off from the others."""
+    node = cluster.leader() if cluster.topology is Topology.RAFT3 else cluster.nodes[-1]
+    cluster.partition(node)
+    _hold_watching_leader(cluster, node, hold)
+    cluster.heal_partition(node)
 
 
 def _rolling_restart(cluster: Cluster, hold: float) -> None:
@@ -147,6 +157,15 @@ NEMESES: dict[str, Nemesis] = {
             description="SIGTERM and start again each node in turn, waiting until it is ready",
             act=_rolling_restart,
             gap_goal={S: None, R: 1.0},
+        ),
+        Nemesis(
+            name="partition",
+            description="cut the stream leader's node (shared: node3) off from the other nodes, clients "
+            "still reach it; its own availability is not measured meanwhile",
+            act=_partition,
+            gap_goal={S: 1.0, R: ELECTION + 1.0},
+            network=True,
+            election=True,
         ),
         Nemesis(
             name="two-down",

@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlite_ha.chaos import checker
+from sqlite_ha.chaos import checker, netns
 from sqlite_ha.chaos.client import REQUEST_TIMEOUT, Client
 from sqlite_ha.chaos.cluster import Cluster, Topology
 from sqlite_ha.chaos.history import History
 from sqlite_ha.chaos.nemesis import NEMESES
+from sqlite_ha.chaos.netns import Network
 from sqlite_ha.chaos.report import Availability, Result
 from sqlite_ha.chaos.workloads import DEFAULT_WORKLOADS, WORKLOADS, Findings, Workload
 from sqlite_ha.testing import NodeProcess, wait_for
@@ -50,7 +51,13 @@ def run(
     assert goal is None or isinstance(goal, float | int)
     workloads: list[Workload] = [WORKLOADS[name]() for name in s.workloads]
     history = History()
-    cluster = Cluster(workdir, topology, history)
+    network = None
+    if nem.network:
+        if not netns.available():
+            raise RuntimeError(f"{nemesis} needs root and iproute2 (ip netns)")
+        network = Network(3)
+        network.create()
+    cluster = Cluster(workdir, topology, history, network=network)
     result = Result(
         scenario=nemesis,
         topology=topology.value,
@@ -68,6 +75,7 @@ def run(
         clients = [
             Client(
                 node=node.name,
+                host=node.host,
                 port=node.port,
                 workload=w,
                 worker=i,

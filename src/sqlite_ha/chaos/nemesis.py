@@ -80,6 +80,7 @@ def _kill_nats(cluster: Cluster, hold: float) -> None:
     cluster.kill_nats(node)
     time.sleep(hold)
     if not node.nats_pids():  # not restarted by the node itself: restart the node
+        cluster.history.event(time.time(), f"{node.name} did not restart its nats-server: restart the node")
         cluster.restart(node)
 
 

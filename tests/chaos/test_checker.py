@@ -54,6 +54,7 @@ def test_unique_lost_pending_and_phantom() -> None:
     assert f.pending_lost[0].startswith("unique b")
     assert len(f.phantom) == 1
     assert f.phantom[0].startswith("unique c")
+    assert f.unknown == {"some": 1}  # d: may or may not have happened; not a violation
 
 
 def test_batch_partial_and_lost() -> None:

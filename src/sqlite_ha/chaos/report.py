@@ -94,6 +94,8 @@ class Result:
             lines += [f"  {kind}: {item}" for item in items[:20]]
             if len(items) > 20:
                 lines.append(f"  {kind}: … {len(items) - 20} more")
+        if f.unknown:
+            lines.append(f"  writes of unknown outcome: {dict(sorted(f.unknown.items()))} (not violations)")
         if not self.converged:
             lines.append("  the nodes did not converge in time")
         gaps = ", ".join(f"{n} {g:.2f}s" for n, g in sorted(self.availability.gaps.items()))

@@ -35,15 +35,23 @@ class Findings:
     """Batches with some but not all of their rows on some node."""
     invalid: list[str] = field(default_factory=list)
     """Anything else wrong: a value no write wrote, a ``last_insert_id`` that names another row."""
+    unknown: Counter[str] = field(default_factory=Counter)
+    """Writes whose outcome the client could not know (timeouts, broken connections), by what became of
+    them: ``present`` on every node, ``absent`` from every node. Not violations: for the report."""
 
     def extend(self, other: Findings) -> None:
         for name in ("lost", "pending_lost", "phantom", "partial", "invalid"):
             getattr(self, name).extend(getattr(other, name))
+        self.unknown.update(other.unknown)
 
 
 def _missing(op: Op, present_on: dict[str, bool], findings: Findings) -> None:
     """File an op whose row is absent on the nodes marked False."""
     absent = sorted(n for n, ok in present_on.items() if not ok)
+    if op.outcome is Outcome.UNKNOWN:
+        findings.unknown[
+            "absent" if len(absent) == len(present_on) else "present" if not absent else "some"
+        ] += 1
     if op.outcome is Outcome.OK and absent:
         findings.lost.append(f"{op.workload} {op.write_id} (seq {op.seq}, via {op.node}) missing on {absent}")
     elif op.outcome is Outcome.PENDING and absent:

@@ -6,7 +6,7 @@
 
 from sqlite_ha.chaos.cluster import Topology
 from sqlite_ha.chaos.nemesis import NEMESES
-from sqlite_ha.chaos.report import Result, table
+from sqlite_ha.chaos.result import Result, table
 from sqlite_ha.chaos.runner import Settings, run
 
 __all__ = ["NEMESES", "Result", "Settings", "Topology", "run", "table"]

@@ -8,10 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sqlite_ha.chaos import netns
 from sqlite_ha.chaos.cluster import Topology
 from sqlite_ha.chaos.nemesis import NEMESES
-from sqlite_ha.chaos.report import Result, table
+from sqlite_ha.chaos.network import supported
+from sqlite_ha.chaos.result import Result, table
 from sqlite_ha.chaos.runner import Settings, run
 from sqlite_ha.chaos.workloads import DEFAULT_WORKLOADS, WORKLOADS
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         scenarios = _names(a.scenarios, list(NEMESES), "scenario")
-        if a.scenarios == "all" and not netns.available():
+        if a.scenarios == "all" and not supported():
             print("no partition scenario: it needs root and iproute2 (ip netns)", file=sys.stderr)
             scenarios = [s for s in scenarios if not NEMESES[s].network]
         topologies = [Topology(t) for t in _names(a.topologies, [t.value for t in Topology], "topology")]

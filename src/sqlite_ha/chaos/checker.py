@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_ha.chaos.cluster import DB, Cluster
 from sqlite_ha.chaos.history import Op, Outcome
-from sqlite_ha.chaos.report import Availability
+from sqlite_ha.chaos.result import Availability
 from sqlite_ha.chaos.workloads import Findings, Rows, Workload, ops_by_workload
 from sqlite_ha.testing import NodeProcess
 

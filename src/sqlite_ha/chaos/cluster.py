@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlite_ha.chaos.history import History
 from sqlite_ha.chaos.leader import stream_leader
-from sqlite_ha.chaos.netns import Network
+from sqlite_ha.chaos.network import Network
 from sqlite_ha.testing import NodeProcess, free_port, wait_for
 
 NATS_USER = "chaos"

@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlite_ha.chaos import checker, netns
+from sqlite_ha.chaos import checker
 from sqlite_ha.chaos.client import REQUEST_TIMEOUT, Client
 from sqlite_ha.chaos.cluster import Cluster, Topology
 from sqlite_ha.chaos.history import History
 from sqlite_ha.chaos.nemesis import NEMESES
-from sqlite_ha.chaos.netns import Network
-from sqlite_ha.chaos.report import Availability, Result
+from sqlite_ha.chaos.network import Network, supported
+from sqlite_ha.chaos.result import Availability, Result
 from sqlite_ha.chaos.workloads import DEFAULT_WORKLOADS, WORKLOADS, Findings, Workload
 from sqlite_ha.testing import NodeProcess, wait_for
 
@@ -53,7 +53,7 @@ def run(
     history = History()
     network = None
     if nem.network:
-        if not netns.available():
+        if not supported():
             raise RuntimeError(f"{nemesis} needs root and iproute2 (ip netns)")
         network = Network(3)
         network.create()

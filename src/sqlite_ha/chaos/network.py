@@ -14,7 +14,7 @@ import shutil
 import subprocess
 
 
-def available() -> bool:
+def supported() -> bool:
     """Root and ``ip`` are there (the namespaces themselves are checked by ``Network.create``)."""
     return os.geteuid() == 0 and shutil.which("ip") is not None
 

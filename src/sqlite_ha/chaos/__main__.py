@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=float, default=5.0, help="seconds a fault lasts (default 5)")
     p.add_argument("--tail", type=float, default=6.0, help="seconds of load after the fault (default 6)")
     p.add_argument("--pause", type=float, default=0.05, help="seconds between a client's requests")
+    p.add_argument("--repeat", type=int, default=1, help="run each scenario this many times (default 1)")
     p.add_argument("--workdir", type=Path, help="keep node files, logs and histories here")
     p.add_argument("-v", "--verbose", action="store_true", help="print every violation and event")
     a = p.parse_args(argv)
@@ -58,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     for scenario in scenarios:
         for topology in topologies:
-            print(f"running {scenario} / {topology.value} ...", file=sys.stderr, flush=True)
-            r = run(scenario, topology, base / f"{scenario}-{topology.value}", settings)
-            results.append(r)
-            print(
-                r.details() if a.verbose or not r.safe() else f"  {r.verdict()}", file=sys.stderr, flush=True
-            )
+            for i in range(a.repeat):
+                print(f"running {scenario} / {topology.value} ...", file=sys.stderr, flush=True)
+                suffix = f"-{i + 1}" if a.repeat > 1 else ""
+                r = run(scenario, topology, base / f"{scenario}-{topology.value}{suffix}", settings)
+                results.append(r)
+                verdict = r.details() if a.verbose or not r.safe() else f"  {r.verdict()}"
+                print(verdict, file=sys.stderr, flush=True)
     print(table(results))
     print(f"\nnode logs and histories: {base}", file=sys.stderr)
     return 0 if all(r.safe() for r in results) else 1

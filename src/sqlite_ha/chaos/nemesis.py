@@ -84,6 +84,15 @@ def _kill_nats(cluster: Cluster, hold: float) -> None:
         cluster.restart(node)
 
 
+def _kill_leader_nats(cluster: Cluster, hold: float) -> None:
+    node = cluster.leader()
+    cluster.kill_nats(node)
+    _hold_watching_leader(cluster, node, hold)
+    if not node.nats_pids():
+        cluster.history.event(time.time(), f"{node.name} did not restart its nats-server: restart the node")
+        cluster.restart(node)
+
+
 def _pause_leader(cluster: Cluster, hold: float) -> None:
     node = cluster.leader()
     cluster.pause(node)
@@ -143,6 +152,13 @@ NEMESES: dict[str, Nemesis] = {
             name="kill-leader",
             description="kill -9 the node whose NATS server leads the stream, with its nats-server",
             act=_kill_leader,
+            gap_goal={S: None, R: ELECTION + 1.0},
+            election=True,
+        ),
+        Nemesis(
+            name="kill-leader-nats",
+            description="kill -9 the nats-server that leads the stream alone; its node keeps running",
+            act=_kill_leader_nats,
             gap_goal={S: None, R: ELECTION + 1.0},
             election=True,
         ),

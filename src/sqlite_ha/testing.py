@@ -27,6 +27,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def child_pids(pid: int, name: str | None = None) -> list[int]:
+    """The pids of the direct children of ``pid`` (named ``name``, if given), read from Linux's ``/proc``.
+
+    A node runs its embedded nats-server as a child: this is how a test finds it to kill or pause it alone.
+    """
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ")"
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and (name is None or comm == name[:15]):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
     """Poll ``condition`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -60,6 +81,10 @@ class NodeProcess:
     token: str = ""
     env: dict[str, str] = field(default_factory=dict)
     bare: bool = False  # pass only ``args``: settings come from a config file or the environment
+    host: str = "127.0.0.1"
+    """Where the node listens (HTTP and embedded NATS) and is reached."""
+    prefix: list[str] = field(default_factory=list)
+    """Run the node through this command (``ip netns exec NS`` execs: the pid stays the node's)."""
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -73,8 +98,9 @@ class NodeProcess:
     @property
     def command(self) -> list[str]:
         if self.bare:
-            return [sys.executable, "-m", "sqlite_ha", "serve", *self.args]
+            return [*self.prefix, sys.executable, "-m", "sqlite_ha", "serve", *self.args]
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "sqlite_ha",
@@ -90,6 +116,8 @@ class NodeProcess:
         ]
         if self.token:
             cmd += ["--token", self.token]
+        if self.host != "127.0.0.1":
+            cmd += ["--host", self.host, "--nats-host", self.host]
         return cmd + self.args
 
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> NodeProcess:
@@ -140,6 +168,18 @@ class NodeProcess:
             self.proc.kill()
             self.proc.wait()
 
+    @property
+    def pid(self) -> int | None:
+        """The node's pid while its process runs (or is stopped by a signal), else None."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        return self.proc.pid
+
+    def nats_pids(self) -> list[int]:
+        """The pids of the node's embedded nats-server (none without one or while the node is down)."""
+        pid = self.pid
+        return [] if pid is None else child_pids(pid, "nats-server")
+
     def logs(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -158,7 +198,7 @@ class NodeProcess:
         timeout: float = 30.0,
         auth: bool = True,
     ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             hdrs = dict(headers or {})
             if self.token and auth and "Authorization" not in hdrs:

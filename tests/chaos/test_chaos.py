@@ -14,8 +14,7 @@ import pytest
 from sqlite_ha.chaos import Settings, Topology, run
 from sqlite_ha.chaos.workloads import DEFAULT_WORKLOADS
 
-WORKLOADS = DEFAULT_WORKLOADS
-"""Add "auto" once inserts with SQLite-chosen keys on two nodes no longer collide (issue 12, point 7)."""
+WORKLOADS = DEFAULT_WORKLOADS  # "auto" included: keys SQLite chooses no longer collide across nodes
 
 SETTINGS = Settings(workloads=WORKLOADS, warmup=2.0, hold=4.0, tail=4.0, pause=0.05)
 

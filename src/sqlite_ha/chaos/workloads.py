@@ -207,7 +207,7 @@ class BatchTransactions(Workload):
 WORKLOADS: dict[str, type[Workload]] = {
     w.name: w for w in (UniqueInserts, AutoKeyInserts, HotUpserts, BatchTransactions)
 }
-DEFAULT_WORKLOADS = ("unique", "upsert", "batch")
+DEFAULT_WORKLOADS = ("unique", "auto", "upsert", "batch")
 """Without ``auto``: inserts with SQLite-chosen keys on two nodes collide and lose writes today (issue 12,
 point 7). Add it (``--workloads unique,auto,upsert,batch``) once that is fixed."""
 

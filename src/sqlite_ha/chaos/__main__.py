@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
     if a.workdir is not None and a.workdir.exists() and any(a.workdir.iterdir()):
-        p.error(
-            f"--workdir {a.workdir} is not empty: a run must start from new nodes (their files would be reused)"
-        )
+        p.error(f"--workdir {a.workdir} is not empty: a run starts from new nodes")
     signal.signal(signal.SIGTERM, _interrupt)
     settings = Settings(workloads=workloads, hold=a.hold, tail=a.tail, pause=a.pause)
     base = a.workdir or Path(tempfile.mkdtemp(prefix="sqlite-ha-chaos-"))

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class NatsConnection:
         self._jetstream_ok = False
         self._last_error: str | None = None
         self._since: float | None = None
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     @property
     def client(self) -> NATSClient | None:
@@ -57,6 +59,17 @@ class NatsConnection:
         if self._nc is None:
             raise RuntimeError("not connected to NATS")
         return self._nc.jetstream()
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` each time the connection is back after a loss (what was in flight on the old
+        connection may be lost: a request waiting for its answer should be sent again)."""
+        self._reconnect_listeners.append(listener)
+
+    def server(self) -> str | None:
+        """``host:port`` of the server the client is connected to now (a peer, after a failover)."""
+        nc = self._nc
+        url = nc.connected_url if nc is not None and nc.is_connected else None
+        return f"{url.hostname}:{url.port}" if url is not None else None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop(), name="nats-connect")
@@ -132,7 +145,9 @@ class NatsConnection:
 
     async def _on_reconnected(self) -> None:
         self._mark(True)
-        log.info("reconnected to NATS")
+        log.info("reconnected to NATS at %s", self.server())
+        for listener in self._reconnect_listeners:
+            listener()
 
     async def _on_closed(self) -> None:
         self._mark(False)

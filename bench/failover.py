@@ -20,8 +20,10 @@ One writer thread per node sends one-row INSERTs at ``--rate`` per second (each 
 gap is the longest interval between two successful (200) writes of the nodes the nemesis did not touch,
 merged, from the nemesis until ``--settle`` seconds after the node is back. With the election time (when
 stream info first names a new leader, polled every 50 ms from a surviving server) the table shows how long
-writes took to resume after the stream had a leader again. 202 answers (committed, published later) are
-counted apart; they are not successes here. Every process started is stopped in a ``finally``.
+writes took to resume on every other node after the stream had a leader again (in the shared topology:
+after node1's server answered again). The other nodes' 202 answers (committed, published later) and
+failures (no answer, 5xx: 503 while node1's server is away in the shared topology) are counted apart;
+they are not successes here. Every process started is stopped in a ``finally``.
 """
 
 from __future__ import annotations
@@ -213,9 +215,9 @@ class Writers:
         with self.lock:
             return sorted(t for t, n, s in self.events if s == 200 and n in names and since <= t <= until)
 
-    def count(self, status: int, since: float, until: float) -> int:
+    def count(self, status: int, since: float, until: float, names: set[str]) -> int:
         with self.lock:
-            return sum(1 for t, _, s in self.events if s == status and since <= t <= until)
+            return sum(1 for t, n, s in self.events if s == status and n in names and since <= t <= until)
 
 
 class LeaderWatch:
@@ -285,7 +287,7 @@ class Result:
     gap_s: float
     gap_per_node: dict[str, float] = field(default_factory=dict)
     election_s: float | None = None  # nemesis -> new leader seen
-    resume_after_leader_s: float | None = None  # new leader seen -> first successful write after the gap
+    resume_after_leader_s: float | None = None  # new leader seen -> every other node wrote again
     accepted_202: int = 0
     failed: int = 0
 
@@ -356,9 +358,9 @@ def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> 
         elected = watch.elected_after(began, victim_name)
     election = None if elected is None else elected - began
     resume_after = None
-    if elected is not None:
-        first_ok = next(iter(writers.ok_times(others, elected, end)), None)
-        resume_after = None if first_ok is None else max(0.0, first_ok - elected)
+    if elected is not None:  # the slowest of the other nodes to write again after the new leader
+        firsts = [next(iter(writers.ok_times({n}, elected, end)), None) for n in others]
+        resume_after = None if None in firsts else max(0.0, *(f - elected for f in firsts if f is not None))
     return Result(
         topology=topology.name,
         nemesis=nemesis,
@@ -367,8 +369,8 @@ def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> 
         gap_per_node=per_node,
         election_s=None if election is None else round(election, 3),
         resume_after_leader_s=None if resume_after is None else round(resume_after, 3),
-        accepted_202=writers.count(202, began, end),
-        failed=sum(writers.count(s, began, end) for s in (0, 500, 503, 504)),
+        accepted_202=writers.count(202, began, end, others),
+        failed=sum(writers.count(s, began, end, others) for s in (0, 500, 503, 504)),
     )
 
 
@@ -418,7 +420,7 @@ def main() -> int:
     print()
     header = (
         f"{'topology':<9} {'nemesis':<8} {'victim':<7} {'gap s':>7} {'election s':>11} {'resume s':>9} "
-        f"{'202':>5}"
+        f"{'202':>5} {'failed':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -427,7 +429,7 @@ def main() -> int:
         resumed = "-" if r.resume_after_leader_s is None else f"{r.resume_after_leader_s:.2f}"
         print(
             f"{r.topology:<9} {r.nemesis:<8} {r.victim:<7} {r.gap_s:>7.2f} {election:>11} {resumed:>9} "
-            f"{r.accepted_202:>5}"
+            f"{r.accepted_202:>5} {r.failed:>7}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -386,6 +387,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--dir", default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--keep-logs", default=None, help="copy the nodes' logs into this directory")
     parser.add_argument("--node-arg", action="append", default=[], help="extra argument for every node")
     args = parser.parse_args()
     results: list[Result] = []
@@ -417,6 +419,11 @@ def main() -> int:
                     print(json.dumps(asdict(result)), flush=True)
             finally:
                 topology.stop()
+                if args.keep_logs:
+                    keep = Path(args.keep_logs) / topo_name
+                    keep.mkdir(parents=True, exist_ok=True)
+                    for node in topology.nodes:
+                        shutil.copy(node.log_path, keep / node.log_path.name)
     print()
     header = (
         f"{'topology':<9} {'nemesis':<8} {'victim':<7} {'gap s':>7} {'election s':>11} {'resume s':>9} "

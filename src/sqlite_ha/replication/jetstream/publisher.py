@@ -152,13 +152,13 @@ class Publisher:
                     # Being stored right now: the duplicate's ack with its seq comes in a moment.
                     in_process += 1
                     self.in_process += 1
-                    pause = RETRY_DELAY[0]
+                    pause = RETRY_DELAY[0] + len(payload) / ATTEMPT_BYTES_PER_S  # don't resend 8 MB at once
                 else:
                     last = retry.cause or last
                     pause, delay = delay, min(delay * 2, RETRY_DELAY[1])
                 if retry.wait != 0:
                     await _first(changed, min(pause, max(0.0, deadline - time.monotonic())))
-            except BaseException as e:
+            except Exception as e:  # final: the caller says what it means
                 return Outcome(ack=None, error=e, attempts=attempts, in_process=in_process, timed_out=False)
 
     async def _attempt(

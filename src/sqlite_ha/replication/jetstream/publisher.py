@@ -140,6 +140,10 @@ class Publisher:
             if left <= 0:
                 return Outcome(ack=None, error=last, attempts=attempts, in_process=in_process, timed_out=True)
             changed = self._change()  # taken before sending: an event during the attempt counts
+            if not nc.is_connected and attempts > 0:
+                # Sent now, it would only pile up in the client's reconnect buffer: wait for the connection.
+                await _first(changed, min(RETRY_DELAY[1], left))
+                continue
             attempts += 1
             self.attempts += 1
             if attempts > 1:

@@ -129,7 +129,9 @@ class Node:
             for path in loaded:  # snapshots loaded into memory were temporary files
                 await asyncio.to_thread(os.remove, path)
             self._start_replication(replicator, store)
-            if answering:  # then joining takes a moment: be ready when start returns
+            if answering and (self.nats_server is not None or self.nats is None):
+                # A log of our own (or our own server's cluster, now answering) is joined in a moment: be
+                # ready when start returns.
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)
             if cfg.pg_port:

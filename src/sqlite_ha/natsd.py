@@ -326,11 +326,11 @@ class NatsServer:
                 self._restarts += 1
                 try:
                     await self._respawn()
-                except NatsServerError as e:
-                    self._restart_error = e.message
+                except Exception as e:  # whatever it was, the supervisor keeps trying and says why
+                    self._restart_error = e.message if isinstance(e, NatsServerError) else repr(e)
                     logger.error(
                         "restarting the embedded nats-server failed: %s; trying again in %.1fs",
-                        e.message,
+                        self._restart_error,
                         delay,
                     )
                     continue
@@ -348,7 +348,7 @@ class NatsServer:
         try:
             await self._spawn()
             await self._wait_ready(started + timeout, timeout)
-        except NatsServerError:
+        except BaseException:
             await self._kill_child()
             raise
         finally:

@@ -313,11 +313,17 @@ def leader_of(topology: Topology, watch: LeaderWatch) -> str:
 
 def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> Result:
     urls = list(topology.nats_urls.values())
-    watch = LeaderWatch(urls)
+    probe = LeaderWatch(urls)
+    probe.start()
+    try:
+        victim_name = leader_of(topology, probe)
+    finally:
+        probe.stop()
+    # Watch through the other servers: a watch connected to a paused server would see nothing until SIGCONT.
+    watch = LeaderWatch([u for n, u in topology.nats_urls.items() if n != victim_name] or urls)
     watch.start()
     writers = Writers(topology.nodes, args.rate)
     try:
-        victim_name = leader_of(topology, watch)
         victim = topology.node(victim_name)
         others = {n.name for n in topology.nodes if n.name != victim_name}
         writers.start()

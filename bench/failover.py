@@ -21,9 +21,11 @@ gap is the longest interval between two successful (200) writes of the nodes the
 merged, from the nemesis until ``--settle`` seconds after the node is back. With the election time (when
 stream info first names a new leader, polled every 50 ms from a surviving server) the table shows how long
 writes took to resume on every other node after the stream had a leader again (in the shared topology:
-after node1's server answered again). The other nodes' 202 answers (committed, published later) and
-failures (no answer, 5xx: 503 while node1's server is away in the shared topology) are counted apart;
-they are not successes here. Every process started is stopped in a ``finally``.
+after node1's server answered again), and the same from the new leader's LEADER_ELECTED advisory (the
+moment it serves: stream info can name a raft leader that does not take writes yet). The other nodes' 202
+answers (committed, published later) and failures (no answer, 5xx: 503 while node1's server is away in the
+shared topology) are counted apart; they are not successes here. Every process started is stopped in a
+``finally``.
 """
 
 from __future__ import annotations
@@ -227,6 +229,7 @@ class LeaderWatch:
     def __init__(self, urls: list[str]) -> None:
         self.urls = urls
         self.changes: list[tuple[float, str | None]] = []
+        self.advisories: list[float] = []  # LEADER_ELECTED advisories: a leader that serves
         self.leader: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -251,6 +254,11 @@ class LeaderWatch:
             connect_timeout=1,
             error_cb=quiet,
         )
+
+        async def advisory(_msg: object) -> None:
+            self.advisories.append(time.monotonic())
+
+        await nc.subscribe(f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{STREAM}", cb=advisory)
         try:
             while not self._stop.is_set():
                 leader: str | None
@@ -274,6 +282,10 @@ class LeaderWatch:
         """When a leader other than ``old`` was first seen after ``t``."""
         return next((at for at, who in self.changes if at >= t and who is not None and who != old), None)
 
+    def announced_after(self, t: float) -> float | None:
+        """When a new leader first announced itself (the advisory) after ``t``."""
+        return next((at for at in self.advisories if at >= t), None)
+
     def back_after(self, t: float) -> float | None:
         """When any leader was seen after ``t`` (the shared topology's one server coming back)."""
         return next((at for at, who in self.changes if at >= t and who is not None), None)
@@ -289,6 +301,8 @@ class Result:
     gap_per_node: dict[str, float] = field(default_factory=dict)
     election_s: float | None = None  # nemesis -> new leader seen
     resume_after_leader_s: float | None = None  # new leader seen -> every other node wrote again
+    announced_s: float | None = None  # nemesis -> the new leader's LEADER_ELECTED advisory
+    resume_after_announce_s: float | None = None  # that advisory -> every other node wrote again
     accepted_202: int = 0
     failed: int = 0
 
@@ -364,10 +378,16 @@ def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> 
     else:
         elected = watch.elected_after(began, victim_name)
     election = None if elected is None else elected - began
-    resume_after = None
-    if elected is not None:  # the slowest of the other nodes to write again after the new leader
-        firsts = [next(iter(writers.ok_times({n}, elected, end)), None) for n in others]
-        resume_after = None if None in firsts else max(0.0, *(f - elected for f in firsts if f is not None))
+
+    def resumed(after: float | None) -> float | None:  # the slowest of the other nodes to write again
+        if after is None:
+            return None
+        firsts = [next(iter(writers.ok_times({n}, after, end)), None) for n in others]
+        return None if None in firsts else max(0.0, *(f - after for f in firsts if f is not None))
+
+    resume_after = resumed(elected)
+    announced = watch.announced_after(began) if topology.name == "cluster" else None
+    resume_after_announce = resumed(announced)
     return Result(
         topology=topology.name,
         nemesis=nemesis,
@@ -376,6 +396,8 @@ def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> 
         gap_per_node=per_node,
         election_s=None if election is None else round(election, 3),
         resume_after_leader_s=None if resume_after is None else round(resume_after, 3),
+        announced_s=None if announced is None else round(announced - began, 3),
+        resume_after_announce_s=None if resume_after_announce is None else round(resume_after_announce, 3),
         accepted_202=writers.count(202, began, end, others),
         failed=sum(writers.count(s, began, end, others) for s in (0, 500, 503, 504)),
     )
@@ -433,15 +455,18 @@ def main() -> int:
     print()
     header = (
         f"{'topology':<9} {'nemesis':<8} {'victim':<7} {'gap s':>7} {'election s':>11} {'resume s':>9} "
-        f"{'202':>5} {'failed':>7}"
+        f"{'announced s':>12} {'resume s':>9} {'202':>5} {'failed':>7}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         election = "-" if r.election_s is None else f"{r.election_s:.2f}"
         resumed = "-" if r.resume_after_leader_s is None else f"{r.resume_after_leader_s:.2f}"
+        announced = "-" if r.announced_s is None else f"{r.announced_s:.2f}"
+        resumed2 = "-" if r.resume_after_announce_s is None else f"{r.resume_after_announce_s:.2f}"
         print(
             f"{r.topology:<9} {r.nemesis:<8} {r.victim:<7} {r.gap_s:>7.2f} {election:>11} {resumed:>9} "
+            f"{announced:>12} {resumed2:>9} "
             f"{r.accepted_202:>5} {r.failed:>7}"
         )
     if args.json:

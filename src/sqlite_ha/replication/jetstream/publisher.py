@@ -152,6 +152,12 @@ class Publisher:
                 ack = await self._attempt(nc, subject, payload, msg_id, min(per_attempt, left), changed)
                 return Outcome(ack=ack, error=None, attempts=attempts, in_process=in_process, timed_out=False)
             except _Retry as retry:
+                log.debug(
+                    "publish %s: attempt %d: %s; sending it again",
+                    msg_id,
+                    attempts,
+                    describe(retry.cause) if retry.cause else f"interrupted ({changed.result()})",
+                )
                 if isinstance(retry.cause, APIError) and retry.cause.err_code == IN_PROCESS:
                     # Being stored right now: the duplicate's ack with its seq comes in a moment.
                     in_process += 1

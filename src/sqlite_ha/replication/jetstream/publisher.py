@@ -202,7 +202,14 @@ class Publisher:
         except (NoStreamResponseError, NoRespondersError) as e:
             # No one takes the subject: no stream leader right now, or no stream at all. Only the second is
             # final, and the stream info says which (with no leader, it does not answer "not found").
-            if await self._stream_missing(nc):
+            missing = asyncio.ensure_future(self._stream_missing(nc))
+            asking: set[asyncio.Future[Any]] = {missing, changed}
+            await asyncio.wait(asking, return_when=asyncio.FIRST_COMPLETED)
+            if not missing.done():  # a leader announced itself meanwhile: the stream exists
+                missing.cancel()
+                await asyncio.wait({missing})
+                raise _Retry(e, wait=0) from e
+            if missing.result():
                 raise
             raise _Retry(e, wait=None) from e
         except APIError as e:

@@ -17,8 +17,9 @@ Nemeses, each applied to the node whose server leads the stream (read from strea
 - ``stop``: SIGSTOP the node and its nats-server for ``--down`` seconds, then SIGCONT.
 
 One writer thread per node sends one-row INSERTs at ``--rate`` per second (each waits for its answer). The
-gap is the longest interval between two successful (200) writes of the nodes the nemesis did not touch,
-merged, from the nemesis until ``--settle`` seconds after the node is back. With the election time (when
+gap is the longest interval between two successful (200) writes of one node, the worst of the nodes the
+nemesis did not touch, from the nemesis until ``--settle`` seconds after the node is back (``merged_gap_s``
+in the JSON merges their writes: one node still writing hides another's stall). With the election time (when
 stream info first names a new leader, polled every 50 ms from a surviving server) the table shows how long
 writes took to resume on every other node after the stream had a leader again (in the shared topology:
 after node1's server answered again), and the same from the new leader's LEADER_ELECTED advisory (the
@@ -297,7 +298,8 @@ class Result:
     topology: str
     nemesis: str
     victim: str
-    gap_s: float
+    gap_s: float  # the worst of the other nodes' longest gaps
+    merged_gap_s: float = 0.0
     gap_per_node: dict[str, float] = field(default_factory=dict)
     election_s: float | None = None  # nemesis -> new leader seen
     resume_after_leader_s: float | None = None  # new leader seen -> every other node wrote again
@@ -369,7 +371,7 @@ def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> 
     finally:
         writers.stop()
         watch.stop()
-    gap, _ = longest_gap(writers.ok_times(others, began, end), began, end)
+    merged, _ = longest_gap(writers.ok_times(others, began, end), began, end)
     per_node = {
         n: round(longest_gap(writers.ok_times({n}, began, end), began, end)[0], 3) for n in sorted(names)
     }
@@ -392,7 +394,8 @@ def run_scenario(topology: Topology, nemesis: str, args: argparse.Namespace) -> 
         topology=topology.name,
         nemesis=nemesis,
         victim=victim_name,
-        gap_s=round(gap, 3),
+        gap_s=max(per_node[n] for n in others),
+        merged_gap_s=round(merged, 3),
         gap_per_node=per_node,
         election_s=None if election is None else round(election, 3),
         resume_after_leader_s=None if resume_after is None else round(resume_after, 3),

@@ -22,6 +22,9 @@ from nats.js import JetStreamContext
 
 log = logging.getLogger(__name__)
 
+PING_INTERVAL = 2
+MAX_OUTSTANDING_PINGS = 2
+
 
 def redact_url(url: str) -> str:
     """Hide credentials in a NATS URL before it is logged or shown."""
@@ -95,6 +98,11 @@ class NatsConnection:
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
+                    # A server that stops answering without closing the connection (paused, cut off) is
+                    # given up after about PING_INTERVAL * (MAX_OUTSTANDING_PINGS + 1) s and the client moves
+                    # to another server of the cluster; nats-py's default (2 min) held writes that long.
+                    ping_interval=PING_INTERVAL,
+                    max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,

@@ -307,3 +307,38 @@ def test_cluster_start_waits_for_jetstream_and_checks_the_log(node_factory: Node
         logs = node.logs()
         assert "cannot compare with the log yet" not in logs
         assert "JetStream answers for stream ha_replication" in logs
+
+
+def test_a_node_whose_server_is_paused_moves_to_another_server(node_factory: NodeFactory) -> None:
+    """node3's client sits on a peer's server (its own was killed, so it failed over). SIGSTOP that peer's
+    server: the connection stays open but nothing answers. The client notices by its pings within seconds,
+    moves to another server, and node3's writes succeed again while the peer is still paused."""
+    nodes = three_servers(node_factory)
+    node = nodes[2]
+    own = nats_server_of(node)
+    own.kill()
+
+    def nats_status() -> dict[str, Any]:
+        return dict(node.request("GET", "/status").json()["nats"])
+
+    wait_for(
+        lambda: nats_status()["server"] not in (None, f"127.0.0.1:{node.nats_port}"), 30, "a failover", 0.05
+    )
+    wait_for(lambda: nats_status()["embedded_server"]["state"] == "running", 30, "its server back", 0.05)
+    peer_port = int(nats_status()["server"].rsplit(":", 1)[1])
+    peer = next(n for n in nodes if n.nats_port == peer_port)
+    paused = nats_server_of(peer)
+    paused.suspend()
+    try:
+        began = time.monotonic()
+
+        def wrote() -> bool:
+            resp = node.request("POST", "/query", {"sql": "INSERT INTO w(who) VALUES ('x')"}, timeout=30)
+            return resp.status == 200
+
+        wait_for(wrote, 25, "a write while the peer's server is paused", 0.1)
+        took = time.monotonic() - began
+        assert nats_status()["server"] != f"127.0.0.1:{peer_port}"
+    finally:
+        paused.resume()
+    print(f"node3 wrote again {took:.2f}s after its server's peer was paused")

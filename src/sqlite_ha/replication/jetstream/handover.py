@@ -6,9 +6,9 @@ have missed the leader's heartbeats for raft's election timeout (4-9 s in nats-s
 is acknowledged, or a node's change sets are not delivered. A leader that *steps down* hands over at once.
 So before a node stops its embedded server it asks every stream and consumer that server leads to step
 down (``$JS.API.STREAM.LEADER.STEPDOWN.<stream>``, ``$JS.API.CONSUMER.LEADER.STEPDOWN.<stream>.<consumer>``)
-and waits until each has a leader elsewhere. (The JetStream meta leader, which only matters to creating and
-deleting streams and consumers, can only be moved from the system account; the server's own shutdown hands
-it over.)
+and waits until each has a leader elsewhere. (The JetStream meta leader can only be asked to step down from
+the system account, which the node does not use; while the remaining servers elect a new one, only creating
+and deleting streams and consumers waits, not writes or deliveries.)
 """
 
 from __future__ import annotations

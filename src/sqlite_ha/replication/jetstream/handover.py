@@ -27,9 +27,11 @@ REQUEST_TIMEOUT = 1.0
 POLL = 0.05
 
 
-async def hand_over(nc: NATSClient, server_name: str, timeout: float = 5.0) -> list[str]:
+async def hand_over(nc: NATSClient, server_name: str, timeout: float = 2.0) -> list[str]:
     """Step down every replicated stream and consumer ``server_name`` leads; return once each has another
-    leader, or ``timeout`` passed. Returns what was moved, for the log. Never raises: a handover that fails
+    leader, or ``timeout`` passed (a handover takes a few tens of milliseconds; without a quorum left, as when
+    the last servers of a cluster stop, no new leader comes, and the stop should not wait long for one).
+    Returns what was moved, for the log. Never raises: a handover that fails
     leaves the replicas to elect a leader after the election timeout, as they would anyway."""
     deadline = time.monotonic() + timeout
     moved: list[str] = []

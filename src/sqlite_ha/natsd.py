@@ -11,7 +11,10 @@ leases and snapshots all go through JetStream on that server. The node owns the 
 * on Linux the kernel sends the server SIGTERM if the node dies (``PR_SET_PDEATHSIG``), so even a
   SIGKILLed node never leaves an orphan server holding the port and the JetStream store;
 * it holds an exclusive lock on the store directory for as long as the server runs (nats-server itself
-  does not lock it and happily runs two servers on one store), so two nodes can never share one store.
+  does not lock it and happily runs two servers on one store), so two nodes can never share one store;
+* it supervises the server: one that exits without being asked to (crashed, killed, out of memory) is logged
+  at once and started again with the same config, store and ports, after a backoff that grows while
+  restarts keep failing. ``state()`` says whether it runs, how often it was restarted and how it last ended.
 
 This module deliberately does not import the NATS client: readiness is checked with a raw-socket
 ``INFO``/``CONNECT``/``PING`` handshake, which is all that is needed to know clients can connect.
@@ -23,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import datetime
 import fcntl
 import json
 import logging
@@ -56,6 +60,8 @@ _LOG_ID = re.compile(r"^\[INF\]\s+ID:\s+(\S+)\s*$")
 _LOG_LISTEN = re.compile(r"^\[INF\] Listening for client connections on (.+):(\d+)\s*$")
 _PR_SET_PDEATHSIG = 1
 _NO_ANSWER = "no answer yet"
+RESTART_BACKOFF = (0.5, 30.0)  # first and longest pause before restarting a server that exited
+RESTART_RESET_AFTER = 60.0  # a server that ran this long starts the backoff over when it exits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +92,43 @@ class NatsServerOptions:
     sync_always: bool = True
     """``jetstream { sync_interval: always }``: fsync before acknowledging, since an acknowledged write
     is a committed transaction for us (the default lazy fsync loses acknowledged data on power loss)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsServerState:
+    """What the supervisor knows of the server (shown in the node's ``/status``)."""
+
+    state: str
+    """``running``; ``restarting`` (it exited without being asked to and is being started again);
+    ``stopped``."""
+    pid: int | None
+    restarts: int
+    """Times the supervisor started it again since the node started."""
+    last_exit_code: int | None
+    """How it last exited without being asked to: its exit code, or minus the signal that ended it."""
+    last_exit_at: float | None
+    """Wall-clock time of that exit."""
+    since: float
+    """Wall-clock time of the last change of ``state``."""
+    last_error: str | None
+    """Why the last restart failed, if it did."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
+            "last_exit_at": _iso(self.last_exit_at),
+            "since": _iso(self.since),
+            "last_error": self.last_error,
+        }
+
+
+def _iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def find_nats_server() -> str:
@@ -183,6 +226,14 @@ class NatsServer:
         self._server_id: str | None = None
         self._listen: tuple[str, int] | None = None
         self._ready_line = asyncio.Event()
+        self.server_name: str | None = None  # as the server says in INFO (the config's, with --nats-config)
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._state = "stopped"
+        self._since = time.time()
+        self._restarts = 0
+        self._last_exit: tuple[int | None, float] | None = None
+        self._restart_error: str | None = None
 
     @property
     def url(self) -> str:
@@ -208,6 +259,7 @@ class NatsServer:
         """
         if self._proc is not None:
             raise RuntimeError("nats-server already started")
+        self._stopping = False
         started = time.monotonic()
         try:
             await self._spawn()
@@ -218,13 +270,111 @@ class NatsServer:
         # The server has read its config; it is only needed again for a reload, which we never do. Remove it
         # now rather than at stop(), so that not even a SIGKILLed node leaves a password behind on disk.
         self._remove_runtime_dir()
+        self._set_state("running")
         logger.info(
             "nats-server ready at %s (pid %s) in %.2fs", self.url, self.pid, time.monotonic() - started
         )
+        self._supervisor = asyncio.create_task(self._supervise(), name="nats-server supervisor")
+
+    def state(self) -> NatsServerState:
+        exit_code, exit_at = self._last_exit if self._last_exit is not None else (None, None)
+        return NatsServerState(
+            state=self._state,
+            pid=self.pid,
+            restarts=self._restarts,
+            last_exit_code=exit_code,
+            last_exit_at=exit_at,
+            since=self._since,
+            last_error=self._restart_error,
+        )
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state, self._since = state, time.time()
+
+    async def _supervise(self) -> None:
+        """Wait for the server to exit; unless ``stop()`` asked it to, start it again (same config, store,
+        ports) with a growing backoff until it is ready."""
+        delay = RESTART_BACKOFF[0]
+        while True:
+            proc = self._proc
+            if proc is None:
+                return
+            running_since = time.monotonic()
+            await proc.wait()
+            if self._stopping:
+                return
+            if self._reader is not None:  # its last lines may say why it ended
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+            if time.monotonic() - running_since >= RESTART_RESET_AFTER:
+                delay = RESTART_BACKOFF[0]
+            self._last_exit = (proc.returncode, time.time())
+            self._set_state("restarting")
+            last = next((ln for ln in reversed(self._tail) if ln.strip()), "no output")
+            logger.error(
+                "the embedded nats-server (pid %s) exited unexpectedly (%s; last log line: %s); the node "
+                "goes on through the other NATS servers it knows, if any; restarting it in %.1fs",
+                proc.pid,
+                _exit_text(proc.returncode),
+                last,
+                delay,
+            )
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_BACKOFF[1])
+                self._restarts += 1
+                try:
+                    await self._respawn()
+                except Exception as e:  # whatever it was, the supervisor keeps trying and says why
+                    self._restart_error = e.message if isinstance(e, NatsServerError) else repr(e)
+                    logger.error(
+                        "restarting the embedded nats-server failed: %s; trying again in %.1fs",
+                        self._restart_error,
+                        delay,
+                    )
+                    continue
+                break
+            self._restart_error = None
+            self._set_state("running")
+            logger.warning(
+                "the embedded nats-server is running again (pid %s, restart %d)", self.pid, self._restarts
+            )
+
+    async def _respawn(self, timeout: float = 30.0) -> None:
+        """Start the server again after it exited, keeping the store lock the node holds."""
+        await self._kill_child()  # reaps what is left of the one that exited
+        started = time.monotonic()
+        try:
+            await self._spawn()
+            await self._wait_ready(started + timeout, timeout)
+        except BaseException:
+            await self._kill_child()
+            raise
+        finally:
+            self._remove_runtime_dir()
+
+    async def _kill_child(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            if not reader.done():
+                reader.cancel()
+                await asyncio.wait({reader})
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the server (it shuts JetStream down cleanly), SIGKILL it after ``timeout``; idempotent."""
+        self._stopping = True
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and not supervisor.done():
+            supervisor.cancel()
+            await asyncio.wait({supervisor})
         proc, self._proc = self._proc, None
+        self._set_state("stopped")
         try:
             if proc is not None:
                 if proc.returncode is None:
@@ -262,6 +412,8 @@ class NatsServer:
             self._runtime_dir = None
 
     def _lock_store(self) -> None:
+        if self._lock_fd is not None:  # a restart: the node has held the lock all along
+            return
         store = self.options.store_dir.resolve()
         try:
             store.mkdir(parents=True, exist_ok=True)
@@ -449,6 +601,7 @@ class NatsServer:
             info = json.loads(line[5:])
             if self._server_id is not None and info.get("server_id") != self._server_id:
                 raise _NotReady(f"another NATS server answers on {o.host}:{o.port}")
+            self.server_name = info.get("server_name") or self.server_name
             if not info.get("jetstream"):
                 # INFO's flag is the server's configuration (or a failed JetStream start), so once our own
                 # server says so, waiting longer cannot help.
@@ -481,6 +634,15 @@ class NatsServer:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def _exit_text(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 def _cluster_block(o: NatsServerOptions) -> list[str]:

@@ -36,6 +36,7 @@ from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
+from sqlite_ha.replication.jetstream.handover import hand_over
 from sqlite_ha.replication.jetstream.snapshot_requests import NatsSnapshotRequests
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
@@ -129,14 +130,17 @@ class Node:
                 )
                 await self.nats.wait_connected(wait)
             replicator, store = self._log()
+            answering = await self._wait_log(replicator)
             specs, loaded = await self._bootstrap(specs, replicator, store)
             self.databases.open_all(specs)
             for path in loaded:  # snapshots loaded into memory were temporary files
                 await asyncio.to_thread(os.remove, path)
             self._start_replication(replicator, store)
-            if (self.nats_server is not None and not cfg.nats_cluster_port) or self.nats is None:
+            if answering and (self.nats_server is not None or self.nats is None):
+                # A log of our own (or our own server's cluster, now answering) is joined in a moment: be
+                # ready when start returns.
                 assert self.replication is not None
-                await self.replication.wait_started(15.0)  # a log of our own answers at once
+                await self.replication.wait_started(15.0)
             if cfg.pg_port:
                 await self._start_pg()  # before HTTP: once /readyz answers, every port does
             await self._start_http()
@@ -226,6 +230,28 @@ class Node:
         return replicator, JetStreamSnapshotStore(
             self.nats, stream=cfg.replication_stream, replicas=cfg.replicas
         )
+
+    async def _wait_log(self, replicator: Replicator) -> bool:
+        """Wait (polling quickly) until the log answers, so that the start-up gap check can run: a NATS
+        cluster that is still forming has no JetStream meta leader for a few seconds, and a question asked
+        then only times out. Gives up after ``--replication-timeout`` (the node then starts and joins the
+        log in the background). True when the log answers."""
+        if not isinstance(replicator, JetStreamReplicator):
+            return True  # a log of our own answers at once
+        if self.nats is None or not self.nats.state().connected:
+            return False
+        started = time.monotonic()
+        if await replicator.wait_answering(self.config.replication_timeout):
+            log.info(
+                "JetStream answers for stream %s (after %.2fs)", replicator.stream, time.monotonic() - started
+            )
+            return True
+        log.warning(
+            "JetStream did not answer for stream %s within %gs; starting anyway",
+            replicator.stream,
+            self.config.replication_timeout,
+        )
+        return False
 
     async def _bootstrap(
         self, specs: list[DatabaseSpec], replicator: Replicator, store: JetStreamSnapshotStore | None
@@ -475,6 +501,7 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self._hand_over()
         if self.snapshot_requests is not None:
             await self.snapshot_requests.close()
             self.snapshot_requests = None
@@ -492,10 +519,29 @@ class Node:
             self.nats_server = None
         self.databases.close()
 
+    async def _hand_over(self) -> None:
+        """Before the embedded server stops: move the stream and consumer leaderships it holds to the other
+        servers of its cluster, so that writes and deliveries go on without waiting for an election."""
+        server, nats = self.nats_server, self.nats
+        if server is None or not server.running or nats is None or nats.client is None:
+            return
+        if not nats.client.is_connected or not (self.config.nats_cluster_port or self.config.nats_config):
+            return  # a lone server has no one to hand over to
+        started = time.monotonic()
+        moved = await hand_over(nats.client, server.server_name or self.config.name)
+        if moved:
+            log.info(
+                "handed over %s to other NATS servers in %.2fs", ", ".join(moved), time.monotonic() - started
+            )
+
     # ------------------------------------------------------------------------------------ health
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every database is open, the node has joined the replication log and, if that log is
-        JetStream, NATS and JetStream answer."""
+        JetStream, NATS and JetStream answer.
+
+        A node whose embedded nats-server is down (and being restarted) but that reaches JetStream through
+        another server of its cluster serves every request correctly: it stays ready, and the check
+        ``embedded_nats: false`` (present only then) marks it *degraded* (see docs/operations.md)."""
         checks: dict[str, Any] = {"databases": len(self.databases) > 0}
         if self.nats is not None:
             state = self.nats.state()
@@ -504,7 +550,10 @@ class Node:
         checks["replication"] = self.replication is not None and self.replication.started
         if self.replication is not None and any(r.gap for r in self.replication.databases.values()):
             checks["no_gap"] = False  # a database may be stale: see /status
-        return all(checks.values()), checks
+        ready = all(checks.values())
+        if self.nats_server is not None and not self.nats_server.running:
+            checks["embedded_nats"] = False  # degraded, not unready
+        return ready, checks
 
     async def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -536,9 +585,11 @@ class Node:
             out["nats"] = {
                 "url": s.url,
                 "connected": s.connected,
+                "server": self.nats.server(),
                 "jetstream": s.jetstream,
                 "last_error": s.last_error,
                 "embedded": self.nats_server is not None,
+                "embedded_server": None if self.nats_server is None else self.nats_server.state().to_dict(),
             }
         return out
 

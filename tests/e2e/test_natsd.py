@@ -291,3 +291,81 @@ def test_sigkilled_parent_leaves_no_orphan(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_a_server_that_dies_is_restarted_with_its_store_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL the server behind the node's back: the supervisor logs it at once and starts it again on the
+    same port and store; while the port is taken the restart fails, is retried, and the state says why."""
+    server = NatsServer(options(tmp_path))
+    caplog.set_level(logging.INFO, logger="sqlite_ha.natsd")
+
+    async def state_is(what: str, within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
+        while server.state().state != what:
+            assert time.monotonic() < deadline, f"state {server.state()} is not {what}"
+            await asyncio.sleep(0.01)
+
+    async def run() -> None:
+        await server.start()
+        try:
+            nc = await connect(server.url)
+            await nc.jetstream().add_stream(StreamConfig(name="LOG", subjects=["log.>"]))
+            await nc.jetstream().publish("log.a", b"kept")
+            await nc.close()
+            first = server.pid
+            assert first is not None
+            assert server.state().to_dict()["state"] == "running"
+            assert server.state().restarts == 0
+
+            blocker = socket.socket()
+            try:
+                os.kill(first, signal.SIGKILL)
+                await state_is("restarting")
+                # Take its port before the restart (0.5 s later) can: the restart fails and is retried.
+                blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                blocker.bind(("127.0.0.1", server.options.port))
+                blocker.listen()
+                deadline = time.monotonic() + 20
+                while server.state().last_error is None:
+                    assert time.monotonic() < deadline, "the failing restart was not reported"
+                    await asyncio.sleep(0.02)
+                state = server.state()
+                assert state.state == "restarting"
+                assert state.last_exit_code == -signal.SIGKILL
+                assert "already in use" in (state.last_error or "")
+            finally:
+                blocker.close()
+            await state_is("running")
+            state = server.state()
+            assert state.restarts >= 2
+            assert state.last_error is None
+            assert server.pid not in (None, first)
+            nc = await connect(server.url)
+            msg = await nc.jetstream().get_msg("LOG", 1)
+            assert msg.data == b"kept"  # same store
+            await nc.close()
+        finally:
+            await server.stop()
+        assert server.state().state == "stopped"
+
+    asyncio.run(run())
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("exited unexpectedly" in m and "SIGKILL" in m for m in errors), errors
+    assert nats_children() == []
+
+
+def test_a_stopped_server_is_not_restarted(tmp_path: Path) -> None:
+    server = NatsServer(options(tmp_path))
+
+    async def run() -> None:
+        await server.start()
+        await server.stop()
+        await asyncio.sleep(1.0)  # longer than the first restart backoff
+        assert server.state().state == "stopped"
+        assert server.state().restarts == 0
+        assert not server.running
+
+    asyncio.run(run())
+    assert nats_children() == []

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,9 @@ from nats.aio.client import Client as NATSClient
 from nats.js import JetStreamContext
 
 log = logging.getLogger(__name__)
+
+PING_INTERVAL = 2
+MAX_OUTSTANDING_PINGS = 2
 
 
 def redact_url(url: str) -> str:
@@ -48,6 +52,7 @@ class NatsConnection:
         self._jetstream_ok = False
         self._last_error: str | None = None
         self._since: float | None = None
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     @property
     def client(self) -> NATSClient | None:
@@ -57,6 +62,17 @@ class NatsConnection:
         if self._nc is None:
             raise RuntimeError("not connected to NATS")
         return self._nc.jetstream()
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` each time the connection is back after a loss (what was in flight on the old
+        connection may be lost: a request waiting for its answer should be sent again)."""
+        self._reconnect_listeners.append(listener)
+
+    def server(self) -> str | None:
+        """``host:port`` of the server the client is connected to now (a peer, after a failover)."""
+        nc = self._nc
+        url = nc.connected_url if nc is not None and nc.is_connected else None
+        return f"{url.hostname}:{url.port}" if url is not None else None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop(), name="nats-connect")
@@ -82,6 +98,11 @@ class NatsConnection:
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
+                    # A server that stops answering without closing the connection (paused, cut off) is
+                    # given up after about PING_INTERVAL * (MAX_OUTSTANDING_PINGS + 1) s and the client moves
+                    # to another server of the cluster; nats-py's default (2 min) held writes that long.
+                    ping_interval=PING_INTERVAL,
+                    max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
@@ -132,7 +153,9 @@ class NatsConnection:
 
     async def _on_reconnected(self) -> None:
         self._mark(True)
-        log.info("reconnected to NATS")
+        log.info("reconnected to NATS at %s", self.server())
+        for listener in self._reconnect_listeners:
+            listener()
 
     async def _on_closed(self) -> None:
         self._mark(False)

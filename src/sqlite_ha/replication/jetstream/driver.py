@@ -9,7 +9,9 @@ it alive; the driver waits for it, uses it and survives its reconnects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import json
 import logging
 import time
 from typing import Any
@@ -18,12 +20,18 @@ from nats.aio.client import Client as NATSClient
 from nats.errors import MaxPayloadError, NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    NoStreamResponseError,
+    NotFoundError,
+)
 
 from sqlite_ha.db.rowids import RowidSlot
 from sqlite_ha.replication.jetstream import rowid_slots
 from sqlite_ha.replication.jetstream.common import describe, parse_policy, valid_name
 from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url
+from sqlite_ha.replication.jetstream.publisher import STREAM_NOT_FOUND, Publisher
 from sqlite_ha.replication.jetstream.pull import PullConsumer
 from sqlite_ha.replication.replicator import (
     Handler,
@@ -40,8 +48,18 @@ log = logging.getLogger(__name__)
 HEADER_ROOM = 1024  # Nats-Msg-Id and the protocol line travel with the payload
 
 DUPLICATE_WINDOW = 120.0
+POLL_TIMEOUT, POLL_INTERVAL = 0.5, 0.05  # waiting for JetStream to answer at start
 _NO_MESSAGE = 10037  # JetStream: "no message found"
 _NOT_CLUSTERED = 10074  # "replicas > 1 not supported in non-clustered mode"
+
+
+class _GaveUp(Exception):
+    """Every attempt of a publish failed in a way a later one might have fixed, until the timeout."""
+
+    def __init__(self, cause: BaseException | None, attempts: int) -> None:
+        super().__init__("publish timed out")
+        self.cause = cause
+        self.attempts = attempts
 
 
 class JetStreamReplicator:
@@ -83,6 +101,8 @@ class JetStreamReplicator:
         self.duplicates = 0
         self.publish_errors = 0
         self.publish_timeouts = 0
+        self.in_process = 0  # publishes answered "duplicate message id is in process" before their ack
+        self._publisher = Publisher(conn, stream=stream)
 
     def subject(self, database: str) -> str:
         return f"{self.stream}.{subject_token(database)}"
@@ -138,6 +158,28 @@ class JetStreamReplicator:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    async def wait_answering(self, timeout: float) -> bool:
+        """Poll until JetStream answers for the stream: with its info (it has a leader) or with "not found"
+        (there is a meta leader to say so). A NATS cluster that is still forming answers neither for a few
+        seconds (the meta leader's election), and a request then waits its whole timeout for nothing: each
+        poll waits at most ``POLL_TIMEOUT``. False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nc = self._conn.client
+            if nc is not None and nc.is_connected:
+                try:
+                    msg = await nc.request(f"$JS.API.STREAM.INFO.{self.stream}", b"", timeout=POLL_TIMEOUT)
+                    answer = json.loads(msg.data)
+                    error = answer.get("error") or {}
+                    if not error or error.get("err_code") == STREAM_NOT_FOUND:
+                        return True
+                except Exception as e:  # no responders, no answer yet: JetStream is not there yet
+                    log.debug("JetStream does not answer yet: %s", describe(e))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(POLL_INTERVAL, left))
+
     async def _ensure_stream(self) -> None:
         js = self._jetstream()
         window = min(DUPLICATE_WINDOW, self.max_age) if self.max_age > 0 else DUPLICATE_WINDOW
@@ -189,17 +231,30 @@ class JetStreamReplicator:
     async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
         """Store one change set and return its stream sequence once JetStream acknowledged it.
 
-        ``Nats-Msg-Id`` makes a re-publish within the stream's duplicate window (2 minutes) return the first
-        sequence. JetStream dedups per stream, not per subject: a ``msg_id`` already used for another database
-        raises ``ReplicationError`` rather than return that database's sequence.
+        Short attempts with the same ``Nats-Msg-Id`` until ``timeout`` (see ``publisher``), so a stream
+        leader that goes away costs the time until there is a new one, not the whole timeout. The id makes a
+        re-publish within the stream's duplicate window (2 minutes) return the first sequence. JetStream
+        dedups per stream, not per subject: a ``msg_id`` already used for another database raises
+        ``ReplicationError`` rather than return that database's sequence.
         """
         subject = self.subject(database)
         started = time.monotonic()
         try:
             js = self._jetstream()
-            ack = await js.publish(
-                subject, payload, timeout=timeout, stream=self.stream, headers={"Nats-Msg-Id": msg_id}
+            assert self._js_nc is not None
+            with contextlib.suppress(Exception):  # without advisories, retries still go out in time
+                await self._publisher.watch(self._js_nc)
+            outcome = await self._publisher.publish(
+                self._js_nc, subject, payload, msg_id=msg_id, timeout=timeout
             )
+            if outcome.in_process:
+                self.in_process += 1
+            ack = outcome.ack
+            if ack is None:
+                if outcome.timed_out:
+                    raise _GaveUp(outcome.error, outcome.attempts)
+                assert outcome.error is not None
+                raise outcome.error
             if ack.duplicate:
                 self.duplicates += 1
                 left = max(timeout - (time.monotonic() - started), 0.001)
@@ -209,12 +264,16 @@ class JetStreamReplicator:
                         f"msg_id {msg_id!r} was already used for {original.subject}, seq {ack.seq}",
                         retryable=False,
                     )
-        except TimeoutError as e:
+        except (TimeoutError, _GaveUp) as e:
             self.publish_timeouts += 1
             state = self._conn.state()
             why = "" if state.connected else f" (not connected to NATS at {state.url})"
+            if isinstance(e, _GaveUp) and e.cause is not None and not isinstance(e.cause, TimeoutError):
+                why += f"; last answer: {describe(e.cause)}"
+            attempts = f" ({e.attempts} attempts)" if isinstance(e, _GaveUp) and e.attempts > 1 else ""
             raise PublishTimeout(
-                f"no acknowledgement from stream {self.stream} for {database} within {timeout:g}s{why}"
+                f"no acknowledgement from stream {self.stream} for {database} within {timeout:g}s"
+                f"{attempts}{why}"
             ) from e
         except ReplicationError:
             self.publish_errors += 1
@@ -353,6 +412,10 @@ class JetStreamReplicator:
             "duplicates": self.duplicates,
             "publish_errors": self.publish_errors,
             "publish_timeouts": self.publish_timeouts,
+            "publish_attempts": self._publisher.attempts,
+            "publish_retries": self._publisher.retries,
+            "publish_in_process": self.in_process,
+            "stream_leader_changes": self._publisher.leader_changes,
             "delivered": sum(s["delivered"] for s in subs),
             "handler_errors": sum(s["handler_errors"] for s in subs),
             "subscriptions": subs,
@@ -405,6 +468,7 @@ class JetStreamReplicator:
         self._closed = True
         consumers, self._consumers = list(self._consumers.values()), {}
         await asyncio.gather(*(c.stop() for c in consumers))
+        await self._publisher.close()
 
 
 def _consumer_dict(info: ConsumerInfo) -> dict[str, Any]:

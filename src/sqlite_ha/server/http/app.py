@@ -313,7 +313,11 @@ class HTTPApi:
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready, checks = self.node.readiness()
-        return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        # Ready but with a check failing (its embedded nats-server down): it serves, but is degraded.
+        body: dict[str, Any] = {"ready": ready, "checks": checks}
+        if ready and not all(checks.values()):
+            body["degraded"] = True
+        return json_response(body, status=200 if ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
         return json_response(await self.node.status())

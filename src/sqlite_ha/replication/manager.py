@@ -120,6 +120,9 @@ class ReplicationManager:
             # Writes that give their keys still work; inserts that need one chosen are refused.
             rowids.refuse(e.message)
             log.error("%s", e.message)
+        except Exception:  # a fault of ours or of the client library must not keep the node from joining
+            log.exception("claiming a rowid slot failed (retrying)")
+            return False
         return True
 
     async def _keep_claiming(self) -> None:

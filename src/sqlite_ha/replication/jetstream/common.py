@@ -63,8 +63,10 @@ def valid_name(name: str) -> bool:
 def describe(e: BaseException) -> str:
     """A short text for a NATS error (nats-py's own texts are often empty or generic)."""
     if isinstance(e, APIError):
-        if e.description:
-            return f"{e.description.strip()} (JetStream error {e.err_code or e.code})"
+        # nats-py raises some APIError subclasses (KeyNotFoundError…) without calling APIError's __init__
+        description = getattr(e, "description", None)
+        if description:
+            return f"{description.strip()} (JetStream error {getattr(e, 'err_code', None) or e.code})"
         if isinstance(e, ServiceUnavailableError):
             return "JetStream is not available (no responders)"
         return type(e).__name__

@@ -72,7 +72,9 @@ async def claim(js: JetStreamContext, *, stream: str, replicas: int, node: str, 
                 continue
             try:
                 await kv.create(f"slot.{residue}", node.encode())
-            except KeyWrongLastSequenceError:
+            except (KeyWrongLastSequenceError, KeyNotFoundError):
+                # (nats-py's create answers KeyNotFoundError when its check of a key it found taken races
+                # a change of that key: contention too)
                 if await _value(kv, f"slot.{residue}") == node:  # our own earlier attempt landed
                     return RowidSlot(current, residue)
                 continue  # another node took it just now

@@ -67,6 +67,7 @@ async def claim(js: JetStreamContext, *, stream: str, replicas: int, node: str, 
         for residue, holder in holders.items():
             if holder == node:
                 return RowidSlot(current, residue)
+        raced = False
         for residue, holder in holders.items():
             if holder is not None:
                 continue
@@ -77,6 +78,7 @@ async def claim(js: JetStreamContext, *, stream: str, replicas: int, node: str, 
                 # a change of that key: contention too)
                 if await _value(kv, f"slot.{residue}") == node:  # our own earlier attempt landed
                     return RowidSlot(current, residue)
+                raced = True
                 continue  # another node took it just now
             log.info("claimed rowid slot %d of %d", residue, current)
             return RowidSlot(current, residue)
@@ -84,6 +86,8 @@ async def claim(js: JetStreamContext, *, stream: str, replicas: int, node: str, 
         raise
     except Exception as e:
         raise ReplicationError(f"claiming a rowid slot in {bucket_name(stream)}: {describe(e)}") from e
+    if raced:  # the slots seen free were taken meanwhile: what is free now needs another look
+        raise ReplicationError(f"claiming a rowid slot in {bucket_name(stream)}: other nodes took them first")
     raise ReplicationError(
         f"all {current} rowid slots of {bucket_name(stream)} are held by other nodes: this node cannot "
         "choose keys for inserts that leave the key to the database",

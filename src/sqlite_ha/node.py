@@ -33,7 +33,7 @@ from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
-from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
+from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.handover import hand_over
@@ -275,16 +275,10 @@ class Node:
             )
             return specs, []
         out, loaded = [], []
+        deadline = time.monotonic() + cfg.replication_timeout
         for spec in specs:
             try:
-                started = await bootstrap(
-                    spec,
-                    replicator,
-                    store,
-                    force=cfg.from_latest_snapshot,
-                    ask=self._ask_snapshot,
-                    publish_timeout=cfg.replication_timeout,
-                )
+                started = await self._bootstrap_one(spec, replicator, store, deadline)
             except ReplicationError as e:  # JetStream not answering yet (a cluster still forming)
                 if cfg.from_latest_snapshot:
                     raise BootstrapError(f"database {spec.id}: cannot read the log: {e.message}") from e
@@ -301,6 +295,31 @@ class Node:
             if started.spec.memory and started.installed is not None:
                 loaded.append(started.spec.path)
         return out, loaded
+
+    async def _bootstrap_one(
+        self, spec: DatabaseSpec, replicator: Replicator, store: JetStreamSnapshotStore, deadline: float
+    ) -> Bootstrap:
+        """``bootstrap`` one database, asking again while the log may just be forming: a stream another node
+        created a moment ago answers nothing until its replicas elected a leader, and its first request
+        then times out (the node would skip the comparison with the log)."""
+        cfg = self.config
+        while True:
+            try:
+                return await bootstrap(
+                    spec,
+                    replicator,
+                    store,
+                    force=cfg.from_latest_snapshot,
+                    ask=self._ask_snapshot,
+                    publish_timeout=cfg.replication_timeout,
+                )
+            except ReplicationError as e:
+                left = deadline - time.monotonic()
+                if not e.retryable or left <= 0 or not isinstance(replicator, JetStreamReplicator):
+                    raise
+                log.info("database %s: the log does not answer yet (%s); asking again", spec.id, e.message)
+                if not await replicator.wait_answering(left):
+                    raise
 
     def _start_replication(self, replicator: Replicator, store: JetStreamSnapshotStore | None) -> None:
         cfg = self.config

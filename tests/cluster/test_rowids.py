@@ -43,6 +43,7 @@ async def restart(
         ddl_sync=True,
         interceptor=None,
         rowids=rowids,
+        claim_wait=0.0 if not connected else 10.0,  # a log away for good: join without waiting for a slot
     )
     manager.start([db])
     assert await manager.wait_started(5.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 
 log = logging.getLogger(__name__)
+
+CLAIM_AT_JOIN = 10.0  # seconds a joining node tries for its rowid slot before claiming in the background
 
 
 class ReplicationManager:
@@ -36,12 +39,14 @@ class ReplicationManager:
         ddl_sync: bool,
         interceptor: ChangeSetInterceptor | None,
         rowids: Rowids | None = None,
+        claim_wait: float = CLAIM_AT_JOIN,
         max_transaction_size: int | None = None,
     ) -> None:
         self.replicator = replicator
         self.node = node
         # The node's rule for keys SQLite would choose: its slot is claimed in the log when joining.
         self.rowids = rowids
+        self.claim_wait = claim_wait
         self._options: dict[str, Any] = {
             "timeout": timeout,
             "async_mode": async_mode,
@@ -91,7 +96,7 @@ class ReplicationManager:
         while True:
             try:
                 await self.replicator.start()
-                if self._claiming is None and not await self._claim_rowid_slot():
+                if self._claiming is None and not await self._claim_rowid_slot_soon(self.claim_wait):
                     self._claiming = asyncio.create_task(self._keep_claiming(), name="rowid-slot")
                 for rdb in list(self.databases.values()):
                     await rdb.start()
@@ -123,6 +128,19 @@ class ReplicationManager:
         except Exception:  # a fault of ours or of the client library must not keep the node from joining
             log.exception("claiming a rowid slot failed (retrying)")
             return False
+        return True
+
+    async def _claim_rowid_slot_soon(self, within: float) -> bool:
+        """Claim the slot before the node says it is ready, trying again for a while: the key-value bucket of
+        a cluster that is just forming answers nothing until its replicas elected a leader (well under a
+        second), and a node ready without its slot refuses inserts that need a key chosen (503)."""
+        deadline = time.monotonic() + within
+        delay = 0.1
+        while not await self._claim_rowid_slot():
+            if time.monotonic() + delay > deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
         return True
 
     async def _keep_claiming(self) -> None:

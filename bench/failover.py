@@ -49,7 +49,7 @@ from pathlib import Path
 import nats
 import psutil
 
-from sqlite_ha.testing import NodeProcess, free_port, wait_for
+from sqlite_ha.testing import NodeProcess, free_port, nats_cluster_args, wait_for
 
 STREAM = "ha_replication"
 USER, PASSWORD = "ha", "bench-secret"
@@ -84,7 +84,6 @@ def cluster_topology(workdir: Path, extra: list[str]) -> Topology:
     ports = [free_port() for _ in range(3)]
     nodes = []
     for i in range(3):
-        routes = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i)
         nodes.append(
             NodeProcess(
                 workdir=workdir / f"node{i + 1}",
@@ -92,12 +91,7 @@ def cluster_topology(workdir: Path, extra: list[str]) -> Topology:
                 nats_port=None,
                 args=[
                     "app.db",
-                    "--replicas",
-                    "3",
-                    "--nats-cluster-port",
-                    str(ports[i]),
-                    "--nats-routes",
-                    routes,
+                    *nats_cluster_args(ports, i),
                     "--nats-user",
                     USER,
                     "--nats-pass",

@@ -27,6 +27,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def nats_cluster_args(cluster_ports: list[int], i: int) -> list[str]:
+    """Flags of node ``i`` of a cluster whose nodes each run an embedded NATS server, routed to the others
+    on loopback, with a stream of as many replicas as servers."""
+    routes = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i)
+    return [
+        "--replicas",
+        str(len(cluster_ports)),
+        "--nats-cluster-port",
+        str(cluster_ports[i]),
+        "--nats-routes",
+        routes,
+    ]
+
+
 def child_pids(pid: int, name: str | None = None) -> list[int]:
     """The pids of the direct children of ``pid`` (named ``name``, if given), read from Linux's ``/proc``.
 

@@ -21,7 +21,7 @@ from typing import Any
 import nats
 import psutil
 
-from sqlite_ha.testing import NodeProcess, free_port, wait_for
+from sqlite_ha.testing import NodeProcess, free_port, nats_cluster_args, wait_for
 from tests.conftest import NodeFactory
 
 USER, PASSWORD = "ha", "failover-secret"
@@ -31,17 +31,11 @@ def three_servers(node_factory: NodeFactory) -> list[NodeProcess]:
     ports = [free_port() for _ in range(3)]
     nodes = []
     for i in range(3):
-        routes = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i)
         nodes.append(
             node_factory(
                 args=[
                     "app.db",
-                    "--replicas",
-                    "3",
-                    "--nats-cluster-port",
-                    str(ports[i]),
-                    "--nats-routes",
-                    routes,
+                    *nats_cluster_args(ports, i),
                     "--nats-user",
                     USER,
                     "--nats-pass",

@@ -270,22 +270,16 @@ def test_three_server_nats_cluster_survives_losing_one(node_factory: NodeFactory
     replicas, so losing any one machine loses neither the log nor any acknowledged write."""
     import psutil
 
-    from sqlite_ha.testing import free_port
+    from sqlite_ha.testing import free_port, nats_cluster_args
 
     cluster_ports = [free_port() for _ in range(3)]
     nodes = []
     for i in range(3):
-        routes = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i)
         nodes.append(
             node_factory(
                 args=[
                     "app.db",
-                    "--replicas",
-                    "3",
-                    "--nats-cluster-port",
-                    str(cluster_ports[i]),
-                    "--nats-routes",
-                    routes,
+                    *nats_cluster_args(cluster_ports, i),
                     "--nats-user",
                     "ha",
                     "--nats-pass",

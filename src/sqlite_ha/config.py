@@ -249,6 +249,51 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
         metavar="TOKEN",
     ),
+    Setting(
+        "auth-file",
+        _parse_str,
+        "",
+        "Users and their per-database permissions (JSON or YAML; reloaded on change and on SIGHUP). They log "
+        "in over HTTP (Basic) and PostgreSQL (SCRAM); --token stays a single admin user",
+        metavar="FILE",
+    ),
+    Setting(
+        "cert", _parse_str, "", "TLS certificate (PEM) of the HTTP API: it then serves HTTPS", metavar="FILE"
+    ),
+    Setting("key", _parse_str, "", "TLS private key (PEM) of --cert", metavar="FILE"),
+    Setting(
+        "client-ca",
+        _parse_str,
+        "",
+        "CA (PEM) whose client certificates the HTTP API requires (needs --cert)",
+        metavar="FILE",
+    ),
+    Setting(
+        "max-connections",
+        _parse_int_range(1, 1_000_000),
+        500,
+        "Most HTTP connections served at once; more are answered 503 and closed (health checks still answer)",
+        metavar="N",
+    ),
+    Setting(
+        "header-timeout",
+        parse_duration,
+        10.0,
+        "How long a client may take to send a request's headers (HTTP) or its start-up (PostgreSQL) before "
+        "the connection is closed",
+    ),
+    Setting(
+        "body-timeout",
+        parse_duration,
+        60.0,
+        "How long a client may take to send a request body once its headers arrived",
+    ),
+    Setting(
+        "max-result-bytes",
+        parse_size,
+        128 * 1024 * 1024,
+        "Largest result one query may return (e.g. 128MB); a larger one is refused before it is built",
+    ),
     Setting("pg-port", parse_port, 0, "PostgreSQL wire protocol port (0 = off)", metavar="PORT"),
     Setting("pg-user", _parse_str, "ha", "User PostgreSQL clients log in as", metavar="USER"),
     Setting("pg-pass", _parse_str, "ha", "Password of --pg-user", secret=True, metavar="PASS"),
@@ -261,6 +306,27 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("pg-cert", _parse_str, "", "TLS certificate (PEM) for PostgreSQL clients", metavar="FILE"),
     Setting("pg-key", _parse_str, "", "TLS private key (PEM) of --pg-cert", metavar="FILE"),
+    Setting(
+        "pg-tls",
+        _parse_choice("allow", "require"),
+        "allow",
+        "With --pg-cert: allow lets clients choose, require refuses a session that does not start TLS",
+        metavar="MODE",
+    ),
+    Setting(
+        "pg-allow-cleartext",
+        parse_bool,
+        False,
+        "Accept --pg-auth password (the password in clear) on sessions without TLS",
+        is_flag=True,
+    ),
+    Setting(
+        "pg-max-connections",
+        _parse_int_range(1, 1_000_000),
+        500,
+        "Most PostgreSQL sessions served at once; more are refused with SQLSTATE 53300",
+        metavar="N",
+    ),
     Setting(
         "pg-max-copy-size",
         parse_size,
@@ -366,6 +432,48 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("nats-logs", parse_bool, False, "Show the embedded NATS server's log", is_flag=True),
     Setting(
+        "nats-cert",
+        _parse_str,
+        "",
+        "TLS certificate (PEM) of the embedded NATS server, for its client and cluster ports",
+        metavar="FILE",
+    ),
+    Setting("nats-key", _parse_str, "", "TLS private key (PEM) of --nats-cert", metavar="FILE"),
+    Setting(
+        "nats-ca",
+        _parse_str,
+        "",
+        "CA (PEM) that signed the NATS servers' certificates: trusted by the node's NATS client (also for "
+        "an external tls:// server) and required of the embedded server's cluster peers",
+        metavar="FILE",
+    ),
+    Setting(
+        "cluster-secret",
+        _parse_str,
+        "",
+        "Secret shared by the nodes of a cluster: the embedded NATS server's credentials and the MAC of "
+        "every change set and snapshot derive from it. Two, comma-separated, during a rotation (the first "
+        "signs). Prefer HA_CLUSTER_SECRET or --cluster-secret-file: a flag shows in ps [default: made at "
+        "first start and kept beside the NATS store]",
+        secret=True,
+        metavar="SECRET",
+    ),
+    Setting(
+        "cluster-secret-file",
+        _parse_str,
+        "",
+        "File holding the cluster secret (one line; a second line is the previous secret during a rotation)",
+        metavar="FILE",
+    ),
+    Setting(
+        "insecure-replication",
+        parse_bool,
+        False,
+        "Run the replication channel without credentials and without MACs: any process that reaches NATS "
+        "can then write to every database (only for a private, trusted network; warned at start)",
+        is_flag=True,
+    ),
+    Setting(
         "replication-url",
         _parse_nats_url,
         "",
@@ -450,12 +558,23 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str = field(default="", repr=False)
+    auth_file: str = ""
+    cert: str = ""
+    key: str = ""
+    client_ca: str = ""
+    max_connections: int = 500
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_result_bytes: int = 128 * 1024 * 1024
     pg_port: int = 0
     pg_user: str = "ha"
     pg_pass: str = field(default="ha", repr=False)
     pg_auth: str = "scram-sha-256"
     pg_cert: str = ""
     pg_key: str = ""
+    pg_tls: str = "allow"
+    pg_allow_cleartext: bool = False
+    pg_max_connections: int = 500
     pg_max_copy_size: int = 256 * 1024 * 1024
     memory: bool = False
     log_level: str = "info"
@@ -477,6 +596,12 @@ class Config:
     nats_cluster_name: str = "sqlite-ha"
     nats_routes: tuple[str, ...] = ()
     nats_logs: bool = False
+    nats_cert: str = ""
+    nats_key: str = ""
+    nats_ca: str = ""
+    cluster_secret: str = field(default="", repr=False)
+    cluster_secret_file: str = ""
+    insecure_replication: bool = False
     replication_url: str = ""
     replication_stream: str = "ha_replication"
     replicas: int = 1
@@ -561,12 +686,27 @@ def read_config_file(path: str) -> dict[str, str]:
 
 
 def read_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Pick the ``HA_*`` variables that name a setting; others are left alone (HA_ARGS is positional)."""
+    """Pick the ``HA_*`` variables that name a setting (and ``HA_<SECRET>_FILE`` for secrets); others are
+    left alone (HA_ARGS is positional)."""
     out: dict[str, str] = {}
     for s in SETTINGS:
         if s.env in env:
             out[s.name] = env[s.env]
+        elif s.secret and env.get(s.env + "_FILE"):
+            out[s.name] = read_secret_file(env[s.env + "_FILE"], s.env + "_FILE")
     return out
+
+
+def read_secret_file(path: str, source: str) -> str:
+    """A secret kept in a file (``HA_TOKEN_FILE``, as container secrets are mounted): its text without the
+    final newline, so that neither ``ps`` nor the environment shows the secret."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(source, f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(source, f"{path} is not UTF-8 text") from e
+    return text.rstrip("\r\n")
 
 
 def resolve(
@@ -617,4 +757,14 @@ def resolve(
         raise ConfigError(
             "--pg-cert" if values["pg_key"] else "--pg-key", "--pg-cert and --pg-key go together"
         )
+    for cert, key in (("cert", "key"), ("nats-cert", "nats-key")):
+        a, b = cert.replace("-", "_"), key.replace("-", "_")
+        if bool(values[a]) != bool(values[b]):
+            raise ConfigError(f"--{b}" if values[a] else f"--{a}", f"--{cert} and --{key} go together")
+    if values["client_ca"] and not values["cert"]:
+        raise ConfigError("--client-ca", "needs --cert (client certificates are checked only over HTTPS)")
+    if values["pg_tls"] == "require" and not values["pg_cert"]:
+        raise ConfigError("--pg-tls", "require needs --pg-cert and --pg-key")
+    if values["insecure_replication"] and (values["cluster_secret"] or values["cluster_secret_file"]):
+        raise ConfigError("--insecure-replication", "contradicts --cluster-secret / --cluster-secret-file")
     return Config(databases=dbs, **values)

@@ -46,6 +46,8 @@ from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
+from sqlite_ha.security.cluster_secret import cluster_keys
+from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
 
@@ -68,6 +70,8 @@ class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.name = config.name
+        # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
+        self.keys: ClusterKeys | None = cluster_keys(config)
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
         self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
         self.databases = Databases(

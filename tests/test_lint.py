@@ -33,3 +33,23 @@ def test_every_setting_is_documented() -> None:
     for s in SETTINGS:
         assert f"`{s.flag}" in cli_doc or f", {s.flag}`" in cli_doc, f"{s.flag} missing from docs/cli.md"
         assert s.flag in readme, f"{s.flag} missing from the README's configuration table"
+
+
+def test_every_command_has_help_and_docs() -> None:
+    import click
+
+    from sqlite_ha.cli import cli
+
+    cli_doc = (ROOT / "docs" / "cli.md").read_text()
+
+    def walk(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        found = []
+        for name, command in group.commands.items():
+            found.append((f"{prefix}{name}", command))
+            if isinstance(command, click.Group):
+                found += walk(command, f"{prefix}{name} ")
+        return found
+
+    for name, command in walk(cli, ""):
+        assert (command.help or "").strip(), f"sqlite-ha {name} has no help text"
+        assert f"sqlite-ha {name}" in cli_doc, f"sqlite-ha {name} missing from docs/cli.md"

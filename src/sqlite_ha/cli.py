@@ -115,6 +115,47 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return uvloop.new_event_loop
 
 
+@cli.command()
+@click.option(
+    "--token",
+    "make_token",
+    is_flag=True,
+    help="Make a new random bearer token instead: print it, and the line the auth file stores",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(1000),
+    default=4096,
+    show_default=True,
+    help="PBKDF2 iterations of the verifier (PostgreSQL's scram_iterations)",
+)
+def passwd(make_token: bool, iterations: int) -> None:
+    """Print the password_hash of a password for --auth-file (a SCRAM-SHA-256 verifier, as PostgreSQL stores).
+
+    The password is asked for twice on a terminal, or read from the first line of standard input
+    (echo "$PASSWORD" | sqlite-ha passwd). It never appears in the output.
+    """
+    from sqlite_ha.security.passwords import hash_password
+    from sqlite_ha.security.users import new_token, token_hash
+
+    if make_token:
+        token = new_token()
+        click.echo(f"token: {token}")
+        click.echo(f"auth file: tokens: [{token_hash(token)}]")
+        return
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise click.UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.UsageError("the password is empty")
+    click.echo(hash_password(password, iterations=iterations))
+
+
 def _admin_commands() -> None:
     from sqlite_ha.admin import load_command, snapshot_group
 

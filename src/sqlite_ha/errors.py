@@ -72,6 +72,21 @@ class SQLError(HAError):
 
 class Unauthorized(HAError):
     code = "unauthorized"
+    scheme = "Bearer"  # the challenge of the WWW-Authenticate header: "Basic" where users log in
+
+
+class PermissionDenied(HAError):
+    """The user lacks ``permission`` (read, write, ddl, admin) on ``database`` (None: the whole node)."""
+
+    code = "permission_denied"
+
+    def __init__(self, permission: str, database: str | None, *, hint: str | None = None) -> None:
+        where = f" on {database}" if database else ""
+        super().__init__(
+            f"permission denied: {permission}{where}", hint=hint, permission=permission, database=database
+        )
+        self.permission = permission
+        self.database = database
 
 
 class NotFound(HAError):

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotReques
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.cluster_secret import cluster_keys
 from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.security.users import Users
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
 
@@ -58,6 +60,9 @@ log = logging.getLogger(__name__)
 
 HTTP_SHUTDOWN_TIMEOUT = 5.0  # requests being served when the node stops get this long to finish
 SNAPSHOT_ASK_TIMEOUT = 60.0  # how long a node that needs a snapshot waits for a live node to store one
+
+
+DEFAULT_PG_PASS = "ha"
 
 
 class LoadInterrupted(HAError):
@@ -72,6 +77,9 @@ class Node:
         self.name = config.name
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
         self.keys: ClusterKeys | None = cluster_keys(config)
+        # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
+        self.users: Users | None = Users(config.auth_file) if config.auth_file else None
+        self._watch_users: asyncio.Task[None] | None = None
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
         self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
         self.databases = Databases(
@@ -145,6 +153,8 @@ class Node:
                 # ready when start returns.
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)
+            if self.users is not None:
+                self._watch_users = asyncio.create_task(self.users.watch(), name="watch-auth-file")
             if cfg.pg_port:
                 await self._start_pg()  # before HTTP: once /readyz answers, every port does
             await self._start_http()
@@ -165,6 +175,7 @@ class Node:
         api = HTTPApi(
             self,
             token=cfg.token,
+            users=self.users,
             max_body_size=cfg.max_body_size,
             max_load_size=cfg.max_load_size,
             read_wait=cfg.replication_timeout,
@@ -194,7 +205,7 @@ class Node:
             raise ConfigError("--port", f"cannot listen on {cfg.host}:{cfg.port}: {why}") from e
         sockets = self._listener.sockets
         self.http_port = sockets[0].getsockname()[1] if sockets else cfg.port
-        if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token:
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token and self.users is None:
             log.warning(
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
             )
@@ -208,12 +219,15 @@ class Node:
             user=cfg.pg_user,
             password=cfg.pg_pass,
             auth=cfg.pg_auth,
+            users=self.users,
+            # With an auth file, --pg-user logs in only if its password was changed from the default.
+            superuser=self.users is None or cfg.pg_pass != DEFAULT_PG_PASS,
             read_wait=cfg.replication_timeout,
             max_copy_size=cfg.pg_max_copy_size,
         )
         self.pg = PgServer(self, settings, tls=tls)
         await self.pg.start(cfg.host, cfg.pg_port)
-        if cfg.host not in ("127.0.0.1", "::1", "localhost") and cfg.pg_pass == "ha":
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and settings.superuser and cfg.pg_pass == "ha":
             log.warning(
                 "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
             )
@@ -509,7 +523,17 @@ class Node:
             await self.replication.detach(ident)
         self.databases.delete(ident)
 
+    def reload(self) -> None:
+        """SIGHUP: read the auth file again (a broken one keeps the users loaded before)."""
+        if self.users is not None:
+            self.users.reload()
+        else:
+            log.info("SIGHUP: nothing to reload (no --auth-file)")
+
     async def stop(self) -> None:
+        if self._watch_users is not None:
+            self._watch_users.cancel()
+            self._watch_users = None
         if self.recovery is not None:
             await self.recovery.close()
             self.recovery = None
@@ -626,6 +650,9 @@ async def run(config: Config, stop: asyncio.Event) -> None:
     """Start a node, serve until ``stop`` is set, then stop it cleanly."""
     node = Node(config)
     await node.start()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        loop.add_signal_handler(signal.SIGHUP, node.reload)
     try:
         while not stop.is_set():
             await node.refresh_health()
@@ -633,5 +660,7 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), 2.0)
     finally:
         log.info("stopping node %s", node.name)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
         await node.stop()
         log.info("node %s stopped", node.name)

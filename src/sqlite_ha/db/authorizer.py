@@ -13,11 +13,44 @@ statement, not when it runs it, and prepared statements are cached: a ``DELETE F
 no session was attached (to classify it as a write, on an in-memory database whose one connection reads and
 writes) used to empty the table unseen by every later session, and never reach the other nodes. (DROP
 statements ask about DELETEs too, and take SQLITE_IGNORE as "skip the DROP": those are answered OK.)
+
+A request may also run with a *grant*: the permissions (read, write, ddl) its user has on the database.
+The authorizer then denies each action the grant lacks, classified by what SQLite will do, not by the SQL
+text: an ``INSERT`` whose trigger deletes elsewhere needs write; ``CREATE TABLE`` needs ddl; a ``SELECT``
+needs read. Because SQLite asks the authorizer only when it prepares, and apsw caches prepared statements
+by their text, a statement prepared under a wider grant must not be reused under a narrower one: ``restrict``
+expires the connection's cached statements (re-assigning the authorizer does that in SQLite) whenever the
+grant it is given lacks a permission that earlier statements may have been prepared with. A connection used
+by one user keeps its cache.
 """
 
 from __future__ import annotations
 
+import enum
+
 import apsw
+
+
+class Permission(enum.IntFlag):
+    """What a user may do on a database. ``SQL`` is every statement; ``ADMIN`` covers the node's routes
+    (snapshots, load, creating and deleting databases, status), never more SQL."""
+
+    NONE = 0
+    READ = 1
+    WRITE = 2
+    DDL = 4
+    ADMIN = 8
+    SQL = READ | WRITE | DDL
+    ALL = SQL | ADMIN
+
+    @property
+    def names(self) -> list[str]:
+        return [
+            p.name.lower()
+            for p in (Permission.READ, Permission.WRITE, Permission.DDL, Permission.ADMIN)
+            if p.name is not None and p in self
+        ]
+
 
 # Pragmas whose argument names an object or bounds a check, rather than setting something.
 _PRAGMAS_WITH_SAFE_ARGUMENT = frozenset(
@@ -109,6 +142,26 @@ _TABLE_CHANGES = frozenset(
 )
 INTERNAL_PREFIX = "_ha_"
 
+_DDL_ACTIONS = frozenset(
+    {
+        apsw.SQLITE_CREATE_INDEX,
+        apsw.SQLITE_CREATE_TABLE,
+        apsw.SQLITE_CREATE_TRIGGER,
+        apsw.SQLITE_CREATE_VIEW,
+        apsw.SQLITE_CREATE_VTABLE,
+        apsw.SQLITE_DROP_INDEX,
+        apsw.SQLITE_DROP_TABLE,
+        apsw.SQLITE_DROP_TRIGGER,
+        apsw.SQLITE_DROP_VIEW,
+        apsw.SQLITE_DROP_VTABLE,
+        apsw.SQLITE_ALTER_TABLE,
+    }
+)
+_ROW_WRITES = frozenset({apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE})
+_INDEX_MAINTENANCE = frozenset({apsw.SQLITE_ANALYZE, apsw.SQLITE_REINDEX})
+_READS = frozenset({apsw.SQLITE_READ, apsw.SQLITE_SELECT})
+_PRAGMAS_THAT_WRITE = frozenset({"user_version", "application_id"})
+
 
 class Authorizer:
     """An apsw authorizer; ``internal`` is set while the node runs its own statements."""
@@ -118,17 +171,55 @@ class Authorizer:
         self.denied: str | None = None  # why the last statement was refused, for the error message
         self._dropping: str | None = None  # the table a DROP just asked about (its DELETE check follows)
         self.schema_changes = 0  # statements prepared that may change a table: caches of tables compare it
+        self.grant: int | None = None  # the permissions of the request being prepared; None: unrestricted
+        self.missing: Permission | None = None  # the permission the last denied statement lacked
+        self._indexing: str | None = None  # the table a CREATE INDEX being prepared reads
+        # The widest grant any statement in the connection's statement cache was prepared under.
+        self._cached_grant = int(Permission.SQL)
+
+    def restrict(self, conn: apsw.Connection, grant: int) -> None:
+        """Prepare what follows on ``conn`` under ``grant`` (``unrestrict`` ends it)."""
+        if self._cached_grant & ~grant:
+            conn.authorizer = self  # expires every cached statement: each is prepared again, asking us
+            self._cached_grant = grant
+        self.grant = grant
+        self.missing = None
+        self._indexing = None
+
+    def unrestrict(self) -> None:
+        self.grant = None
+
+    def _ddl_reads(self, table: str | None) -> bool:
+        """Reads a schema change makes: of the schema table, and of the table ``CREATE INDEX`` indexes."""
+        name = (table or "").lower()
+        return name in _SCHEMA_TABLES or (table is not None and table == self._indexing)
 
     def __call__(self, action: int, a1: str | None, a2: str | None, db: str | None, trig: str | None) -> int:
         if action in _TABLE_CHANGES:
             self.schema_changes += 1
         allowed = self._allowed(action, a1)
+        dropping = self._dropping
         self._dropping = a1 if action in _DROPS else None
         if self.internal:
             return allowed
+        if action == apsw.SQLITE_CREATE_INDEX:
+            self._indexing = a2
+        elif action == apsw.SQLITE_SELECT or (
+            action in _ROW_WRITES and (a1 or "").lower() not in _SCHEMA_TABLES
+        ):
+            self._indexing = None
         reason = self._deny_reason(action, a1, a2, db)
         if reason is None:
-            return allowed
+            if self.grant is None:
+                self._cached_grant = int(Permission.SQL)
+                return allowed
+            needed = _needed(action, a1, a2, dropping)
+            if not needed & ~self.grant:
+                return allowed
+            if action == apsw.SQLITE_READ and self.grant & Permission.DDL and self._ddl_reads(a1):
+                return allowed
+            self.missing = Permission(needed)
+            reason = f"permission denied: {self.missing.names[0]}"
         self.denied = reason
         return apsw.SQLITE_DENY
 
@@ -164,6 +255,24 @@ class Authorizer:
         if action == apsw.SQLITE_CREATE_TABLE and a1 and a1.lower().startswith(INTERNAL_PREFIX):
             return f"names starting with {INTERNAL_PREFIX} are reserved for sqlite-ha"
         return None
+
+
+def _needed(action: int, a1: str | None, a2: str | None, dropping: str | None) -> int:
+    """The permission an action needs: row changes write, schema changes ddl, reading read."""
+    if action in _READS:
+        return Permission.READ
+    if action in _ROW_WRITES:
+        table = (a1 or "").lower()
+        if table in _SCHEMA_TABLES or (a1 is not None and a1 == dropping):
+            return Permission.DDL  # the schema table's rows, or the rows a DROP removes with its table
+        return Permission.WRITE
+    if action in _DDL_ACTIONS or action in _INDEX_MAINTENANCE:
+        return Permission.DDL
+    if action == apsw.SQLITE_PRAGMA:
+        if a2 is not None and (a1 or "").lower() in _PRAGMAS_THAT_WRITE:
+            return Permission.WRITE
+        return Permission.READ
+    return Permission.NONE  # functions, transactions, savepoints: they change nothing by themselves
 
 
 def _writes_temp(action: int, table: str | None) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import apsw
 
 from sqlite_ha.db import functions
-from sqlite_ha.db.authorizer import Authorizer
+from sqlite_ha.db.authorizer import Authorizer, Permission
 from sqlite_ha.db.capture import Capture
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.dsn import DatabaseSpec
@@ -34,7 +34,7 @@ from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.errors import BadRequest, ConfigError, HAError, StatementNotAllowed
+from sqlite_ha.errors import BadRequest, ConfigError, HAError, PermissionDenied, StatementNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,13 @@ class _Conn:
     deadline: Deadline
 
     def control(self, sql: str) -> None:
-        """Run one of the node's own statements, which the client authorizer would refuse."""
+        """Run one of the node's own statements, which the client authorizer would refuse.
+
+        Not cached: SQLite asks the authorizer only when it prepares, so a cached ``COMMIT`` prepared here
+        would run unchecked for a client that sends the same text."""
         self.authorizer.internal = True
         try:
-            self.conn.execute(sql)
+            self.conn.execute(sql, can_cache=False)
         finally:
             self.authorizer.internal = False
 
@@ -202,10 +205,12 @@ class Database:
         """Whether the writer connection is taken now (a write transaction, or the node's own work)."""
         return self._write_lock.locked()
 
-    def describe(self, sql: str, params: int, *, on_writer: bool = False) -> Described:
+    def describe(
+        self, sql: str, params: int, *, on_writer: bool = False, grant: Permission | None = None
+    ) -> Described:
         """The result columns (name, declared type) of ``sql`` without running it: SQLite prepares it and
         the execution trace stops it before the first step. ``on_writer`` inside an interactive
-        transaction, which may have created the tables it names."""
+        transaction, which may have created the tables it names. Prepared under ``grant``, as it will run."""
         c = self._writer if on_writer else self._reader
         seen: list[list[tuple[str, str | None]]] = []
 
@@ -215,14 +220,20 @@ class Database:
 
         cur = c.conn.cursor()
         cur.exec_trace = trace
+        if grant is not None:
+            c.authorizer.restrict(c.conn, grant)
         try:
             cur.execute(sql, (None,) * params if params else None)
         except apsw.ExecTraceAbort:
             pass
+        except apsw.AuthError as e:
+            raise self._refused(c, e, 0) from e
         except apsw.Error as e:
             raise translate(e) from e
         finally:
             cur.close(True)
+            if grant is not None:
+                c.authorizer.unrestrict()
         return Described(columns=seen[0] if seen else [])
 
     def table_types(self, table: str) -> dict[str, str]:
@@ -298,7 +309,9 @@ class Database:
             self.stats.errors += 1
             raise
 
-    def read_rows_now(self, sql: str, bindings: Bindings | None) -> list[tuple[SQLiteValue, ...]] | None:
+    def read_rows_now(
+        self, sql: str, bindings: Bindings | None, grant: Permission | None = None
+    ) -> list[tuple[SQLiteValue, ...]] | None:
         """The rows of one read-only statement, run right here on the event loop; None when it outlasts
         the inline budget (nothing happened then: run it with ``execute``, which moves it to a thread).
 
@@ -309,6 +322,8 @@ class Database:
         c, limits = self._reader, self.options.limits
         inline = self.spec.memory or limits.inline_budget >= limits.timeout
         c.deadline.arm(limits.timeout if inline else limits.inline_budget)
+        if grant is not None:
+            c.authorizer.restrict(c.conn, grant)
         try:
             cursor = c.conn.execute(sql, bindings)
             rows = list(itertools.islice(cursor, limits.max_rows + 1))
@@ -320,12 +335,14 @@ class Database:
             raise self._interrupted(c, e, 0) from e
         except apsw.AuthError as e:
             self.stats.errors += 1
-            raise StatementNotAllowed(f"statement 1: {c.authorizer.denied or e}") from e
+            raise self._refused(c, e, 0) from e
         except Exception as e:
             self.stats.errors += 1
             raise translate(e, 0) from e
         finally:
             c.deadline.disarm()
+            if grant is not None:
+                c.authorizer.unrestrict()
         self.stats.reads += 1
         if len(rows) > limits.max_rows:
             self.stats.errors += 1
@@ -504,12 +521,15 @@ class Database:
         c.conn.set_last_insert_rowid(0)  # each request's last_insert_id is its own (see ``runner``)
         keys = self.keys if c is self._writer else None
         for i, stmt in enumerate(statements):
+            grant = stmt.grant
+            if grant is not None:
+                c.authorizer.restrict(c.conn, grant)
             try:
                 if keys is not None and (sql := keys.sql_for(stmt.sql)) is not stmt.sql:
-                    stmt = Statement(sql=sql, bindings=stmt.bindings)
+                    stmt = Statement(sql=sql, bindings=stmt.bindings, grant=grant)
                 result, budget = run_statement(c.conn, stmt, budget, on_statement)
             except apsw.AuthError as e:
-                raise StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}") from e
+                raise self._refused(c, e, i) from e
             except apsw.InterruptError as e:
                 if c.deadline.fired and escalate:
                     raise _Escalate from e
@@ -518,8 +538,17 @@ class Database:
                 raise
             except Exception as e:
                 raise translate(e, i, conn=c.conn) from e
+            finally:
+                if grant is not None:
+                    c.authorizer.unrestrict()
             results.append(result)
         return results
+
+    def _refused(self, c: _Conn, e: apsw.AuthError, i: int) -> HAError:
+        """The authorizer's refusal: a permission the user lacks, or a statement no client may run."""
+        if c.authorizer.grant is not None and c.authorizer.missing is not None:
+            return PermissionDenied(c.authorizer.missing.names[0], self.id)
+        return StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}")
 
     def _interrupted(self, c: _Conn, e: apsw.InterruptError, i: int) -> HAError:
         if c.deadline.fired:
@@ -560,14 +589,20 @@ class Database:
             seen["sql"] = sql
             return False
 
-        cur = self._reader.conn.cursor()
+        c = self._reader
+        cur = c.conn.cursor()
         cur.exec_trace = trace
+        if stmt.grant is not None:
+            c.authorizer.restrict(c.conn, stmt.grant)  # not to leave statements prepared unrestricted
         try:
             cur.execute(stmt.sql, stmt.bindings)
         except apsw.ExecTraceAbort:
             pass
         except Exception:
             return None
+        finally:
+            if stmt.grant is not None:
+                c.authorizer.unrestrict()
         if "ro" not in seen:
             return None
         rest = stmt.sql.strip()

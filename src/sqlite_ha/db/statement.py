@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.values import SQLiteValue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Statement:
+    """``grant``: the permissions of the user who sent it on its database; None runs it unrestricted."""
+
     sql: str
     bindings: Bindings = None
+    grant: Permission | None = None
 
 
 @dataclass(slots=True, kw_only=True)

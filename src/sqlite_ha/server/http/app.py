@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import os
 import tempfile
 import time
@@ -16,14 +15,18 @@ from typing import Any, BinaryIO, Protocol
 import orjson
 from aiohttp import web
 
+from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import BadRequest, NotFound, NotReady, PayloadTooLarge, Unauthorized
+from sqlite_ha.errors import BadRequest, HAError, NotFound, NotReady, PayloadTooLarge
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
 from sqlite_ha.replication.snapshotter import Snapshotter
+from sqlite_ha.security.users import User, Users
+from sqlite_ha.server.http.auth import HttpAuth, require, sql_grant
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, answer_error, error_middleware
 from sqlite_ha.server.http.fast import Answer
@@ -68,27 +71,25 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def authorized(header: str, expected: bytes) -> bool:
-    """Does an Authorization header carry the token (``Bearer <token>``, or bare as ``ha`` takes it)?"""
-    given = header[7:] if header[:7].lower() == "bearer " else header
-    return hmac.compare_digest(given.strip().encode(), expected)
+_USER = "sqlite_ha.user"
 
 
-def auth_middleware(expected: bytes) -> Callable[..., Awaitable[web.StreamResponse]]:
+def auth_middleware(auth: HttpAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def check(
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "")
-        if request.path not in PUBLIC_PATHS and not authorized(given, expected):
-            raise Unauthorized(UNAUTHORIZED)
+        if request.path not in PUBLIC_PATHS:
+            request[_USER] = await auth.principal(request.headers.get("Authorization", ""))
         return await handler(request)
 
     return check
 
 
-UNAUTHORIZED = "missing or wrong token in the Authorization header"
+def _user(request: web.Request) -> User | None:
+    user: User | None = request.get(_USER)
+    return user
 
 
 class HTTPApi:
@@ -97,17 +98,18 @@ class HTTPApi:
         node: NodeView,
         *,
         token: str = "",
+        users: Users | None = None,
         max_body_size: int = 16 * 1024 * 1024,
         max_load_size: int = 64 * 1024**3,
         read_wait: float = 5.0,
     ) -> None:
         self.node = node
-        self.token = token.encode()
+        self.auth = HttpAuth(token, users)
         self.max_load_size = max_load_size
         self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
         middlewares: list[Any] = [error_middleware]
-        if token:
-            middlewares.append(auth_middleware(self.token))
+        if self.auth.enabled:
+            middlewares.append(auth_middleware(self.auth))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
         self.app[MAX_BODY_SIZE] = max_body_size
         r = self.app.router
@@ -136,19 +138,24 @@ class HTTPApi:
         r.add_get("/openapi.yaml", self.openapi)
         r.add_get("/docs", self.docs)
 
-    def _database(self, request: web.Request) -> Database:
-        return self.node.database(request.match_info.get("id"))
+    def _database(self, request: web.Request, permission: Permission = Permission.READ) -> Database:
+        """The database a route names, if the user has ``permission`` on it."""
+        db = self.node.database(request.match_info.get("id"))
+        require(_user(request), permission, db.id)
+        return db
 
     # -------------------------------------------------------------------------------- queries
     async def query(self, request: web.Request) -> web.Response:
         """Run statements; ``?min_seq=N`` first waits until this node has applied the log up to N."""
         body = await request.read()
-        status, body, headers = await self.run_query(request.match_info.get("id"), body, _min_seq(request))
+        status, body, headers = await self.run_query(
+            request.match_info.get("id"), body, _min_seq(request), _user(request)
+        )
         return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
-    async def run_query(self, database: str | None, body: bytes, min_seq: int) -> Answer:
+    async def run_query(self, database: str | None, body: bytes, min_seq: int, user: User | None) -> Answer:
         db = self.node.database(database)
-        statements, as_list = parse_body(body)
+        statements, as_list = parse_body(body, sql_grant(user, db.id))
         if min_seq:
             await self.node.wait_applied(db, min_seq, self.read_wait)
         try:
@@ -163,9 +170,8 @@ class HTTPApi:
     async def fast_query(self, database: str | None, body: bytes, authorization: str) -> Answer:
         """A query served by the fast path (``fast``): checked and answered as the middlewares would."""
         try:
-            if self.token and not authorized(authorization, self.token):
-                raise Unauthorized(UNAUTHORIZED)
-            return await self.run_query(database, body, 0)
+            user = await self.auth.principal(authorization) if self.auth.enabled else None
+            return await self.run_query(database, body, 0, user)
         except Exception as err:
             path = "/query" if database is None else f"/databases/{database}"
             return answer_error(err, "POST", path)
@@ -189,7 +195,7 @@ class HTTPApi:
 
     async def load(self, request: web.Request) -> web.Response:
         """Load an uploaded SQLite file into an empty database through the write path (every node gets it)."""
-        db = self._database(request)
+        db = self._database(request, Permission.ADMIN)
         limit = self.max_load_size
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"the file is larger than --max-load-size ({limit} bytes)", limit=limit)
@@ -224,15 +230,18 @@ class HTTPApi:
     async def list_snapshots(self, request: web.Request) -> web.Response:
         """The latest snapshot of each database this node serves (null where there is none)."""
         snapshots, _ = self._snapshots()
+        user = _user(request)
         out = {}
         for db in self.node.databases:
+            if user is not None and not user.allows(Permission.ADMIN, db.id):
+                continue
             latest = await snapshots.store.latest(db.id)
             out[db.id] = latest.to_dict() if latest is not None else None
         return json_response({"snapshots": out})
 
     async def take_snapshot(self, request: web.Request) -> web.Response:
         """Snapshot the database now, unless the stored snapshot already includes everything applied here."""
-        db = self._database(request)
+        db = self._database(request, Permission.ADMIN)
         snapshots, replication = self._snapshots()
         rdb = replication.databases.get(db.id)
         if rdb is None:
@@ -249,6 +258,7 @@ class HTTPApi:
     async def get_snapshot(self, request: web.Request) -> web.StreamResponse:
         """Stream the database's latest snapshot, with the log position it includes in ``X-Sequence``."""
         db = self.node.databases.get(request.match_info.get("id"))  # served from the store: even when stale
+        require(_user(request), Permission.ADMIN, db.id)
         snapshots, _ = self._snapshots()
         fd, tmp = tempfile.mkstemp(prefix=f"sqlite-ha-snapshot-{db.id}-", suffix=".db")
         os.close(fd)
@@ -263,7 +273,17 @@ class HTTPApi:
 
     # -------------------------------------------------------------------------------- databases
     async def list_databases(self, request: web.Request) -> web.Response:
-        return json_response({"databases": [self._describe(db) for db in self.node.databases]})
+        """The databases served here that the user has any permission on."""
+        user = _user(request)
+        return json_response(
+            {
+                "databases": [
+                    self._describe(db)
+                    for db in self.node.databases
+                    if user is None or user.grant(db.id) != Permission.NONE
+                ]
+            }
+        )
 
     def _describe(self, db: Database) -> dict[str, Any]:
         return {
@@ -277,33 +297,36 @@ class HTTPApi:
         doc = load_json(await request.read())
         if not isinstance(doc, dict) or not isinstance(doc.get("dsn"), str) or not doc["dsn"]:
             raise BadRequest('expected {"dsn": "<file name>"}')
+        require(_user(request), Permission.ADMIN, _database_id(doc["dsn"]))
         db = await self.node.create_database(doc["dsn"])
         return json_response(self._describe(db), status=201)
 
     async def delete_database(self, request: web.Request) -> web.Response:
+        require(_user(request), Permission.ADMIN, request.match_info["id"])
         await self.node.delete_database(request.match_info["id"])
         return web.Response(status=204)
 
     # -------------------------------------------------------------------------------- replication
-    def _replication(self) -> ReplicationManager:
+    def _replication(self, request: web.Request) -> ReplicationManager:
+        require(_user(request), Permission.ADMIN, None)
         manager = self.node.replication
         if manager is None:
             raise NotReady("replication has not started on this node")
         return manager
 
     async def list_replications(self, request: web.Request) -> web.Response:
-        return json_response({"replications": await self._replication().consumers()})
+        return json_response({"replications": await self._replication(request).consumers()})
 
     async def get_replication(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        found = await self._replication().consumer(name)
+        found = await self._replication(request).consumer(name)
         if found is None:
             raise NotFound(f"no replication consumer {name!r}", consumer=name)
         return json_response(found)
 
     async def delete_replication(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if not await self._replication().delete_consumer(name):
+        if not await self._replication(request).delete_consumer(name):
             raise NotFound(f"no replication consumer {name!r}", consumer=name)
         return web.Response(status=204)
 
@@ -320,6 +343,7 @@ class HTTPApi:
         return json_response(body, status=200 if ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
+        require(_user(request), Permission.ADMIN, None)
         return json_response(await self.node.status())
 
     # -------------------------------------------------------------------------------- docs
@@ -362,6 +386,15 @@ def _min_seq(request: web.Request) -> int:
     if not 0 <= value < 2**63:
         raise BadRequest(f"min_seq must be between 0 and 2^63-1, not {value}")
     return value
+
+
+def _database_id(dsn: str) -> str:
+    """The id a database created from ``dsn`` would have (its file name), for the permission check; the
+    node checks the name itself."""
+    try:
+        return parse_dsn(dsn, memory=False).id
+    except HAError:
+        return dsn
 
 
 def openapi_text() -> str:

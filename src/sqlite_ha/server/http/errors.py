@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 _STATUS: tuple[tuple[type[e.HAError], int], ...] = (
     (e.Unauthorized, 401),
+    (e.PermissionDenied, 403),
     (e.StatementNotAllowed, 400),
     (e.BadRequest, 400),
     (e.SQLError, 400),
@@ -47,9 +48,11 @@ def status_for(err: e.HAError) -> int:
     return _EXTRA_STATUS.get(err.code, 500)
 
 
-def error_body(status: int, code: str, message: str, **extra: Any) -> tuple[bytes, dict[str, str] | None]:
+def error_body(
+    status: int, code: str, message: str, *, challenge: str = "Bearer", **extra: Any
+) -> tuple[bytes, dict[str, str] | None]:
     body = {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
-    headers = {"WWW-Authenticate": 'Bearer realm="sqlite-ha"'} if status == 401 else None
+    headers = {"WWW-Authenticate": f'{challenge} realm="sqlite-ha"'} if status == 401 else None
     return orjson.dumps(body), headers
 
 
@@ -66,7 +69,8 @@ def answer_error(err: Exception, method: str, path: str) -> tuple[int, bytes, di
         if status >= 500:
             log.warning("%s %s: %s", method, path, err.message)
         extra = {k: v for k, v in err.to_dict().items() if k not in ("code", "message")}
-        return (status, *error_body(status, err.code, err.message, **extra))
+        challenge = err.scheme if isinstance(err, e.Unauthorized) else "Bearer"
+        return (status, *error_body(status, err.code, err.message, challenge=challenge, **extra))
     if isinstance(err, OSError) and err.errno in e.NO_ROOM:  # an upload or a temporary file
         log.warning("%s %s: %s", method, path, err)
         message = f"the node has no room to store this: {err.strerror}"

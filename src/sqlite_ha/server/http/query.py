@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.params import bindings_from_json
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import row_to_json
@@ -23,19 +24,20 @@ _EXEC_COLUMNS = ["rows_affected", "last_insert_id"]
 _EXEC_TYPES = ["INTEGER", "INTEGER"]
 
 
-def parse_body(body: bytes) -> tuple[list[Statement], bool]:
-    """Return the statements and whether the client sent a list (which decides the response shape)."""
+def parse_body(body: bytes, grant: Permission | None = None) -> tuple[list[Statement], bool]:
+    """Return the statements and whether the client sent a list (which decides the response shape);
+    ``grant``: the permissions they run with (None: unrestricted)."""
     if not body.strip():
         raise InvalidJSON('the request body is empty; send {"sql": "..."} or a list of them')
     doc = load_json(body)
     if isinstance(doc, dict):
-        return [_statement(doc, None)], False
+        return [_statement(doc, None, grant)], False
     if isinstance(doc, list):
         if not doc:
             raise BadRequest("the list of statements is empty")
         if len(doc) > MAX_STATEMENTS:
             raise BadRequest(f"too many statements in one request ({len(doc)} > {MAX_STATEMENTS})")
-        return [_statement(item, i) for i, item in enumerate(doc)], True
+        return [_statement(item, i, grant) for i, item in enumerate(doc)], True
     raise BadRequest('the request body must be an object {"sql": …, "params": …} or a list of them')
 
 
@@ -55,10 +57,10 @@ def load_json(body: bytes) -> Any:
         raise InvalidJSON(f"the request body is not valid JSON: {e}") from None
 
 
-def _statement(item: Any, index: int | None) -> Statement:
+def _statement(item: Any, index: int | None, grant: Permission | None) -> Statement:
     where = f"statement {index + 1}: " if index is not None else ""
     if isinstance(item, str):  # a bare SQL string in a list is convenient and unambiguous
-        return Statement(sql=item)
+        return Statement(sql=item, grant=grant)
     if not isinstance(item, dict):
         raise BadRequest(f'{where}expected an object {{"sql": …}}, got {type(item).__name__}')
     unknown = item.keys() - _ALLOWED_KEYS
@@ -71,7 +73,7 @@ def _statement(item: Any, index: int | None) -> Statement:
         bindings = bindings_from_json(item.get("params"))
     except InvalidParams as e:
         raise InvalidParams(f"{where}{e.message}", hint=e.hint) from None
-    return Statement(sql=sql, bindings=bindings)
+    return Statement(sql=sql, bindings=bindings, grant=grant)
 
 
 def result_to_json(result: Result) -> dict[str, Any]:

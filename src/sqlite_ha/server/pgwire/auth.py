@@ -16,21 +16,24 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import functools
 import hashlib
 import hmac
 import secrets
-import stringprep
 import struct
-import unicodedata
-from dataclasses import dataclass
 
+from sqlite_ha.security.passwords import (
+    DEFAULT_ITERATIONS,
+    ScramVerifier,
+    saslprep,
+    scram_verifier,
+    verify_password,
+)
 from sqlite_ha.server.pgwire.codec import ProtocolError
 from sqlite_ha.server.pgwire.protocol import BodyReader
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"
-DEFAULT_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
+__all__ = ["DEFAULT_ITERATIONS", "ScramVerifier", "saslprep", "scram_verifier"]  # kept importable from here
 
 # One salt per process, so the PBKDF2 run behind a password's verifier happens once per node, as it
 # happens once per password change in PostgreSQL; a client sees the same salt on every connection, as there.
@@ -59,6 +62,30 @@ def check_cleartext(expected_password: str, data: bytes) -> None:
         raise AuthFailed("cleartext password does not match")
 
 
+def check_cleartext_verifier(verifier: ScramVerifier, data: bytes) -> None:
+    """A cleartext password checked against a stored verifier (PostgreSQL's scram_verify_plain_password):
+    one PBKDF2 run, so run it off the event loop."""
+    got = _password_from_message(data)
+    try:
+        password = got.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AuthFailed("the password is not valid UTF-8") from None
+    if not verify_password(verifier, password):
+        raise AuthFailed("cleartext password does not match the stored verifier")
+
+
+def mock_verifier(user: str) -> ScramVerifier:
+    """For a user that does not exist: the exchange goes on as for a real one, with a salt that is the same
+    on every attempt for that name (as PostgreSQL's scram_mock_salt), and fails at the proof."""
+    salt = hashlib.sha256(_PROCESS_SALT + user.encode("utf-8")).digest()[:16]
+    return ScramVerifier(
+        salt=salt,
+        iterations=DEFAULT_ITERATIONS,
+        stored_key=secrets.token_bytes(32),
+        server_key=secrets.token_bytes(32),
+    )
+
+
 def md5_salt() -> bytes:
     return secrets.token_bytes(4)
 
@@ -73,64 +100,6 @@ def check_md5(user: str, password: str, salt: bytes, data: bytes) -> None:
 
 
 # --- SCRAM-SHA-256 ---------------------------------------------------------------------------------------
-
-
-def saslprep(password: str) -> str:
-    """RFC 4013 SASLprep as PostgreSQL applies it to passwords: a password it rejects is used as is.
-
-    Clients (libpq, the JDBC driver, asyncpg) prepare the password the same way before hashing, so a
-    non-ASCII password only authenticates if both sides agree on this.
-    """
-    if password.isascii():
-        return password
-    mapped = "".join(
-        " " if stringprep.in_table_c12(c) else c for c in password if not stringprep.in_table_b1(c)
-    )
-    text = unicodedata.normalize("NFKC", mapped)
-    prohibited = (
-        stringprep.in_table_c12,
-        stringprep.in_table_c21_c22,
-        stringprep.in_table_c3,
-        stringprep.in_table_c4,
-        stringprep.in_table_c5,
-        stringprep.in_table_c6,
-        stringprep.in_table_c7,
-        stringprep.in_table_c8,
-        stringprep.in_table_c9,
-        stringprep.in_table_a1,
-    )
-    if not text or any(check(c) for c in text for check in prohibited):
-        return password
-    if any(stringprep.in_table_d1(c) for c in text) and (
-        any(stringprep.in_table_d2(c) for c in text)
-        or not stringprep.in_table_d1(text[0])
-        or not stringprep.in_table_d1(text[-1])
-    ):
-        return password
-    return text
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScramVerifier:
-    """What PostgreSQL stores in pg_authid instead of the password."""
-
-    salt: bytes
-    iterations: int
-    stored_key: bytes
-    server_key: bytes
-
-
-@functools.lru_cache(maxsize=1024)
-def scram_verifier(password: str, salt: bytes, iterations: int) -> ScramVerifier:
-    """Cached: PBKDF2 with thousands of iterations costs milliseconds, too much to pay per connection."""
-    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password).encode("utf-8"), salt, iterations)
-    client_key = hmac.digest(salted, b"Client Key", "sha256")
-    return ScramVerifier(
-        salt=salt,
-        iterations=iterations,
-        stored_key=hashlib.sha256(client_key).digest(),
-        server_key=hmac.digest(salted, b"Server Key", "sha256"),
-    )
 
 
 def _malformed(problem: str) -> ProtocolError:
@@ -179,21 +148,26 @@ class ScramServer:
 
     ``salt`` and ``nonce`` (the server's part) exist for deterministic tests; by default the salt is the
     process's and the nonce 18 random bytes in base64, as in PostgreSQL. Any error leaves the exchange FAILED.
+    A user of the auth file comes with a stored ``verifier`` instead of a password (then ``password`` is
+    ignored): the exchange needs only its keys.
     """
 
     def __init__(
         self,
-        password: str,
+        password: str = "",
         *,
         salt: bytes | None = None,
         iterations: int = DEFAULT_ITERATIONS,
         nonce: str | None = None,
+        verifier: ScramVerifier | None = None,
     ) -> None:
         if iterations < 1:
             raise ValueError(f"SCRAM iterations must be at least 1, not {iterations}")
         if nonce is not None:
             _check_nonce(nonce, "server")
-        self.verifier = scram_verifier(password, _PROCESS_SALT if salt is None else salt, iterations)
+        self.verifier = verifier or scram_verifier(
+            password, _PROCESS_SALT if salt is None else salt, iterations
+        )
         self.state = ScramState.EXPECT_CLIENT_FIRST
         self._server_nonce = (
             nonce if nonce is not None else base64.b64encode(secrets.token_bytes(18)).decode()

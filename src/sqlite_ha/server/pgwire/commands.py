@@ -19,7 +19,7 @@ from sqlite_ha.server.pgwire import codec
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.copy import Copy, CopyError
 from sqlite_ha.server.pgwire.errors import PgError
-from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, databases_hint, find_database
+from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
 from sqlite_ha.server.pgwire.prepared import Outcome, Prepared
 from sqlite_ha.server.pgwire.sqlstate import sqlstate
 
@@ -212,6 +212,7 @@ def _set(session: Session, sql: str) -> Outcome:
             raise PgError("3D000", f'database "{value}" does not exist', hint=databases_hint(session.node))
         if session.in_block:
             raise PgError("25001", "SET DATABASE cannot run inside a transaction block")
+        check_connect(session, db, fatal=False)
         session.db = db
         return Outcome("SET")
     if name == "ha.min_seq":

@@ -122,6 +122,7 @@ class _CopyIn:
         self.session = session
         self.stmt = stmt
         self.db: Database = session._db()
+        self.grant = session.grant(self.db)
         self.names: list[str] = []
         self.oids: list[int] = []
         self.sql = ""
@@ -181,7 +182,9 @@ class _CopyIn:
         table = f"{quote(stmt.schema)}.{quote(stmt.table)}" if stmt.schema else quote(stmt.table)
         columns = ", ".join(quote(c) for c in stmt.columns) if stmt.columns else "*"
         try:
-            described = self.db.describe(f"SELECT {columns} FROM {table}", 0, on_writer=s.tx is not None)
+            described = self.db.describe(
+                f"SELECT {columns} FROM {table}", 0, on_writer=s.tx is not None, grant=s.grant(self.db)
+            )
         except HAError as e:
             raise CopyError(sqlstate(e), e.message, hint=e.hint) from e
         self.names = list(stmt.columns) or [name for name, _ in described.columns]
@@ -221,7 +224,7 @@ class _CopyIn:
                 )
             except t.BadParameter as e:
                 raise self._bad_value(row, str(e)) from e
-            self.statements.append(Statement(sql=self.sql, bindings=params))
+            self.statements.append(Statement(sql=self.sql, bindings=params, grant=self.grant))
             self.lines.append(row.line)
         if len(self.statements) >= CHUNK_ROWS or self.size - self.flushed_at >= CHUNK_BYTES:
             await self._flush()

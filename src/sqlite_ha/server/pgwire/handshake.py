@@ -9,13 +9,24 @@ wrong password, so a client learns nothing about which it was.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, NoReturn
 
 from sqlite_ha import __version__
+from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.database import Database
+from sqlite_ha.security.passwords import ScramVerifier
 from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.auth import AuthFailed, ScramServer, check_cleartext, check_md5, md5_salt
+from sqlite_ha.server.pgwire.auth import (
+    AuthFailed,
+    ScramServer,
+    check_cleartext,
+    check_cleartext_verifier,
+    check_md5,
+    md5_salt,
+    mock_verifier,
+)
 from sqlite_ha.server.pgwire.errors import PgError
 
 if TYPE_CHECKING:
@@ -62,6 +73,40 @@ async def authenticate(session: Session, params: dict[str, str]) -> None:
     user = params.get("user", "")
     session.user = user
     session.params = {"application_name": params.get("application_name", "")}
+    settings = session.settings
+    account = settings.users.get(user) if settings.users is not None else None
+    if account is not None and account.verifier is not None:
+        await _login_with_verifier(session, user, account.verifier)
+        session.principal = account
+    elif settings.superuser:
+        await _login_as_superuser(session, user)
+    else:  # no such user: the same exchange, failing at the end, so a client learns nothing
+        await _login_with_verifier(session, user, mock_verifier(user))
+        _auth_failed(user)
+    session.db = _startup_database(session, params.get("database") or user)
+    check_connect(session, session.db, fatal=True)
+    session.send(codec.authentication_ok())
+    for name, value in (
+        ("server_version", SERVER_VERSION),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("IntervalStyle", "postgres"),
+        ("TimeZone", "UTC"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("is_superuser", "off"),
+        ("session_authorization", user),
+        ("application_name", session.params["application_name"]),
+        ("ha.node_version", __version__),
+    ):
+        session.send(codec.parameter_status(name, value))
+    session.send(codec.backend_key_data(session.pid, session.secret))
+    session.send(codec.ready_for_query("I"))
+
+
+async def _login_as_superuser(session: Session, user: str) -> None:
+    """``--pg-user``/``--pg-pass``: every permission, by the configured method."""
     method = session.settings.auth
     if method == "scram-sha-256":
         scram = ScramServer(session.settings.password)
@@ -92,25 +137,42 @@ async def authenticate(session: Session, params: dict[str, str]) -> None:
         except AuthFailed:
             _auth_failed(user)
         _check_user(session, user)
-    session.db = _startup_database(session, params.get("database") or user)
-    session.send(codec.authentication_ok())
-    for name, value in (
-        ("server_version", SERVER_VERSION),
-        ("server_encoding", "UTF8"),
-        ("client_encoding", "UTF8"),
-        ("DateStyle", "ISO, MDY"),
-        ("IntervalStyle", "postgres"),
-        ("TimeZone", "UTC"),
-        ("integer_datetimes", "on"),
-        ("standard_conforming_strings", "on"),
-        ("is_superuser", "off"),
-        ("session_authorization", user),
-        ("application_name", session.params["application_name"]),
-        ("ha.node_version", __version__),
-    ):
-        session.send(codec.parameter_status(name, value))
-    session.send(codec.backend_key_data(session.pid, session.secret))
-    session.send(codec.ready_for_query("I"))
+
+
+async def _login_with_verifier(session: Session, user: str, verifier: ScramVerifier) -> None:
+    """A user of the auth file. SCRAM for the scram-sha-256 and md5 methods alike: an MD5 exchange cannot
+    be checked against a SCRAM verifier, and PostgreSQL too answers md5 with SCRAM for such a user.
+    The cleartext method checks the password against the verifier."""
+    if session.settings.auth == "password":
+        session.send(codec.authentication_cleartext())
+        data = await _password_message(session)
+        try:
+            await asyncio.to_thread(check_cleartext_verifier, verifier, data)
+        except AuthFailed:
+            _auth_failed(user)
+        return
+    scram = ScramServer(verifier=verifier)
+    session.send(codec.authentication_sasl(scram.mechanisms()))
+    first = await _password_message(session)
+    try:
+        session.send(codec.authentication_sasl_continue(scram.initial(first)))
+        final = await _password_message(session)
+        server_final = scram.final(final)
+    except AuthFailed:
+        _auth_failed(user)
+    session.send(codec.authentication_sasl_final(server_final))
+
+
+def check_connect(session: Session, db: Database, *, fatal: bool) -> None:
+    """A user of the auth file with no permission on ``db`` may not use it at all (PostgreSQL's CONNECT)."""
+    principal = session.principal
+    if principal is not None and principal.grant(db.id) & Permission.SQL == Permission.NONE:
+        raise PgError(
+            "42501",
+            f'permission denied for database "{db.id}"',
+            detail=f'User "{principal.name}" has no permission on it (read, write or ddl).',
+            fatal=fatal,
+        )
 
 
 async def _password_message(session: Session) -> bytes:

@@ -21,6 +21,7 @@ from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError
+from sqlite_ha.security.users import Users
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.session import Session
 
@@ -50,6 +51,8 @@ class PgSettings:
     user: str = "ha"
     password: str = "ha"
     auth: str = "scram-sha-256"  # or "md5", "password"
+    users: Users | None = None  # the users of --auth-file, who log in with their own verifiers
+    superuser: bool = True  # whether ``user``/``password`` log in (with every permission)
     idle_in_transaction_timeout: float = 60.0
     read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
     max_message_size: int = 64 * 1024 * 1024

@@ -32,12 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
+from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.security.users import User
 from sqlite_ha.server.pgwire import catalog, codec, commands, explain, handshake
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.colnames import pg_column_name
@@ -79,6 +81,7 @@ class Session:
         self.parser = codec.FrontendParser(max_message_size=settings.max_message_size)
         self.out: list[bytes] = []
         self.user = ""
+        self.principal: User | None = None  # a user of the auth file; None: --pg-user, every permission
         self.db: Database | None = None
         self.params: dict[str, str] = {}
         self.statements: dict[str, Prepared] = {}
@@ -411,7 +414,12 @@ class Session:
             prepared.param_oids = [oid or t.TEXT for oid in prepared.param_oids]
             return
         try:
-            described = db.describe(prepared.run_sql, len(prepared.param_oids), on_writer=self.tx is not None)
+            described = db.describe(
+                prepared.run_sql,
+                len(prepared.param_oids),
+                on_writer=self.tx is not None,
+                grant=self.grant(db),
+            )
         except HAError as e:
             raise PgError.of(e) from e
         declared = [decl for _, decl in described.columns]
@@ -540,6 +548,10 @@ class Session:
             raise PgError("3D000", "no database selected")
         return self.db
 
+    def grant(self, db: Database) -> Permission | None:
+        """What this session's statements on ``db`` may do; None: everything (no check at all)."""
+        return None if self.principal is None else self.principal.sql_grant(db.id)
+
     async def run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         if self.failed and prepared.kind not in ("rollback", "commit", "rollback_to"):
             raise PgError(
@@ -552,7 +564,7 @@ class Session:
         try:
             db = self._db()
             if prepared.read_only is None:
-                prepared.read_only = db.is_read_only([Statement(sql=prepared.run_sql)])
+                prepared.read_only = db.is_read_only([Statement(sql=prepared.run_sql, grant=self.grant(db))])
             if not prepared.read_only and not self.in_block:
                 # An autocommit write joins others' in one commit (group commit): it is never abandoned.
                 return await self._run_query(prepared, params)
@@ -583,12 +595,12 @@ class Session:
         try:
             db = self._db()
             if prepared.read_only is None:
-                stmt = Statement(sql=prepared.run_sql, bindings=params or None)
+                stmt = Statement(sql=prepared.run_sql, bindings=params or None, grant=self.grant(db))
                 prepared.read_only = db.is_read_only([stmt])
             if not prepared.read_only:
                 return None
             self.node.check_fresh(db)
-            rows = db.read_rows_now(prepared.run_sql, params or None)
+            rows = db.read_rows_now(prepared.run_sql, params or None, self.grant(db))
         except HAError as e:
             raise PgError.of(e) from e
         if rows is None or (rows and len(rows[0]) != len(columns)):
@@ -628,7 +640,7 @@ class Session:
                 columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
                 return Outcome("SELECT 0", prepared.columns or columns, [])
             return self._outcome(prepared, result, [])
-        stmt = Statement(sql=prepared.run_sql, bindings=params or None)
+        stmt = Statement(sql=prepared.run_sql, bindings=params or None, grant=self.grant(db))
         notices: list[str] = []
         if self.min_seq:
             await self.node.wait_applied(db, self.min_seq, self.settings.read_wait)

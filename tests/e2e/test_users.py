@@ -60,21 +60,34 @@ def users_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess
     port = free_port()
     node = NodeProcess(
         workdir=workdir,
-        args=["app.db", "other.db", "--auth-file", "users.yaml", "--pg-port", str(port), "--pg-pass", PG_PASS],
+        args=[
+            "app.db",
+            "other.db",
+            "--auth-file",
+            "users.yaml",
+            "--pg-port",
+            str(port),
+            "--pg-pass",
+            PG_PASS,
+        ],
         token=NODE_TOKEN,
     )
     node.pg_port = port  # type: ignore[attr-defined]
     node.hashes = hashes  # type: ignore[attr-defined]
     node.start()
     try:
-        assert node.request("POST", "/query", [{"sql": "CREATE TABLE t(x INTEGER)"}]).status == 200  # --token: admin
+        assert (
+            node.request("POST", "/query", [{"sql": "CREATE TABLE t(x INTEGER)"}]).status == 200
+        )  # --token: admin
         yield node
     finally:
         if node.stop() != 0:
             print(node.logs())
 
 
-def call(node: NodeProcess, body: Any, headers: dict[str, str], *, db: str = "app.db", slow: bool = False) -> Any:
+def call(
+    node: NodeProcess, body: Any, headers: dict[str, str], *, db: str = "app.db", slow: bool = False
+) -> Any:
     """POST a query as a user; ``slow`` sends it through aiohttp (X-Min-Sequence hands it over)."""
     hdrs = dict(headers)
     if slow:
@@ -89,7 +102,8 @@ def test_http_permissions(users_node: NodeProcess, slow: bool) -> None:
     reader, writer = basic("reader"), basic("writer")
     assert call(n, {"sql": "INSERT INTO t VALUES (1)"}, writer, slow=slow).status == 200
     got = call(n, {"sql": "SELECT count(*) FROM t"}, reader, slow=slow)
-    assert got.status == 200 and got.json()["rows"][0][0] >= 1
+    assert got.status == 200
+    assert got.json()["rows"][0][0] >= 1
 
     denied = call(n, {"sql": "INSERT INTO t VALUES (2)"}, reader, slow=slow)
     assert denied.status == 403
@@ -101,14 +115,16 @@ def test_http_permissions(users_node: NodeProcess, slow: bool) -> None:
         "database": "app.db",
     }
     ddl = call(n, {"sql": "CREATE TABLE u(x)"}, writer, slow=slow)
-    assert ddl.status == 403 and ddl.json()["error"]["message"] == "permission denied: ddl on app.db"
+    assert ddl.status == 403
+    assert ddl.json()["error"]["message"] == "permission denied: ddl on app.db"
     # a write inside a list is refused as a whole: nothing of it stays
     mixed = call(n, [{"sql": "INSERT INTO t VALUES (3)"}, {"sql": "DROP TABLE t"}], writer, slow=slow)
     assert mixed.status == 403
     assert call(n, {"sql": "SELECT count(*) FROM t WHERE x = 3"}, reader, slow=slow).json()["rows"] == [[0]]
     # no permission at all on other.db
     other = call(n, {"sql": "SELECT 1"}, reader, db="other.db", slow=slow)
-    assert other.status == 403 and other.json()["error"]["message"] == "permission denied: read on other.db"
+    assert other.status == 403
+    assert other.json()["error"]["message"] == "permission denied: read on other.db"
     # the bearer token of a user is that user
     bearer = {"Authorization": f"Bearer {WRITER_TOKEN}"}
     assert call(n, {"sql": "INSERT INTO t VALUES (4)"}, bearer, slow=slow).status == 200
@@ -131,11 +147,13 @@ def test_http_unauthorized(users_node: NodeProcess, slow: bool) -> None:
 def test_http_admin_routes(users_node: NodeProcess) -> None:
     n = users_node
     denied = n.request("GET", "/status", headers=basic("writer"), auth=False)
-    assert denied.status == 403 and denied.json()["error"]["message"] == "permission denied: admin on *"
+    assert denied.status == 403
+    assert denied.json()["error"]["message"] == "permission denied: admin on *"
     assert n.request("GET", "/status", headers=basic("admin"), auth=False).status == 200
     assert n.request("GET", "/status").status == 200  # --token is an admin of everything
     load = n.request("POST", "/databases/app.db/load", raw=b"x", headers=basic("writer"), auth=False)
-    assert load.status == 403 and load.json()["error"]["permission"] == "admin"
+    assert load.status == 403
+    assert load.json()["error"]["permission"] == "admin"
     # a backup is a read of everything
     assert n.request("GET", "/databases/app.db", headers=basic("reader"), auth=False).status == 200
     assert n.request("GET", "/databases/other.db", headers=basic("reader"), auth=False).status == 403
@@ -155,19 +173,21 @@ def test_psycopg_permissions(users_node: NodeProcess) -> None:
     n = users_node
     with psycopg.connect(dsn(n, "writer"), autocommit=True) as conn:
         conn.execute("INSERT INTO t VALUES (%s)", (10,))
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied: ddl on app.db"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied: ddl on app.db"):
             conn.execute("CREATE TABLE pg_made(x int)")
     with psycopg.connect(dsn(n, "reader"), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM t WHERE x = %s", (10,)).fetchone() == (1,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied: write on app.db"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied: write on app.db"):
             conn.execute("UPDATE t SET x = 11 WHERE x = 10")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied: write on app.db"):
-            with conn.transaction():
-                conn.execute("DELETE FROM t")
+        with (
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied: write on app.db"),
+            conn.transaction(),
+        ):
+            conn.execute("DELETE FROM t")
         assert conn.execute("SELECT count(*) FROM t WHERE x = 10").fetchone() == (1,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match='database "other.db"'):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r'database "other.db"'):
             conn.execute("SET DATABASE = other")
-    with pytest.raises(psycopg.OperationalError, match='permission denied for database "other.db"'):
+    with pytest.raises(psycopg.OperationalError, match=r'permission denied for database "other.db"'):
         psycopg.connect(dsn(n, "reader", dbname="other"))
     with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "reader"'):
         psycopg.connect(dsn(n, "reader", "wrong"))
@@ -188,9 +208,13 @@ def test_asyncpg_permissions(users_node: NodeProcess) -> None:
             select = await reader.prepare("SELECT count(*) FROM t WHERE x >= $1")
             for _ in range(3):  # the point-read path answers prepared reads inline
                 assert await select.fetchval(0) >= 1
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied: write on app.db"):
+            with pytest.raises(
+                asyncpg.InsufficientPrivilegeError, match=r"permission denied: write on app.db"
+            ):
                 await reader.execute("INSERT INTO t VALUES (20)")
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied: write on app.db"):
+            with pytest.raises(
+                asyncpg.InsufficientPrivilegeError, match=r"permission denied: write on app.db"
+            ):
                 await reader.fetch("INSERT INTO t VALUES ($1) RETURNING x", 21)
         finally:
             await reader.close()
@@ -201,7 +225,7 @@ def test_asyncpg_permissions(users_node: NodeProcess) -> None:
             await writer.execute("INSERT INTO t VALUES (22)")
             async with writer.transaction():
                 await writer.execute("INSERT INTO t VALUES (23)")
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied: ddl on app.db"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"permission denied: ddl on app.db"):
                 await writer.execute("DROP TABLE t")
         finally:
             await writer.close()
@@ -231,7 +255,8 @@ def test_reload_on_change_and_on_sighup(users_node: NodeProcess) -> None:
     tmp.write_text(auth_yaml(late, hashes) + "- username: [\n")
     os.replace(tmp, path)
     wait_for(lambda: "--auth-file not reloaded" in n.logs(), 10, "the log of the broken auth file")
-    assert _can_log_in(n, "late", "late pw") and _can_log_in(n, "reader", PASSWORDS["reader"])
+    assert _can_log_in(n, "late", "late pw")
+    assert _can_log_in(n, "reader", PASSWORDS["reader"])
 
     # 3. SIGHUP: a change the watcher cannot see (same size, inode and mtime) is read on the signal
     tmp.write_text(auth_yaml(late, hashes))
@@ -290,7 +315,17 @@ def test_md5_method_uses_scram_for_auth_file_users(tmp_path: Path) -> None:
     """A SCRAM verifier cannot check an MD5 exchange: such users get SCRAM, as PostgreSQL does."""
     (tmp_path / "users.yaml").write_text(auth_yaml())
     port = free_port()
-    args = ["app.db", "--auth-file", "users.yaml", "--pg-port", str(port), "--pg-auth", "md5", "--pg-pass", "p"]
+    args = [
+        "app.db",
+        "--auth-file",
+        "users.yaml",
+        "--pg-port",
+        str(port),
+        "--pg-auth",
+        "md5",
+        "--pg-pass",
+        "p",
+    ]
     node = NodeProcess(workdir=tmp_path, args=args).start()
     try:
         assert _first_auth_request(port, "reader") == 10  # AuthenticationSASL
@@ -321,10 +356,12 @@ def test_passwd_command() -> None:
     run = [sys.executable, "-m", "sqlite_ha", "passwd"]
     out = subprocess.run(run, input="pässword\n", capture_output=True, text=True, timeout=60, check=True)
     verifier = parse_verifier(out.stdout.strip())
-    assert verify_password(verifier, "pässword") and not verify_password(verifier, "password")
+    assert verify_password(verifier, "pässword")
+    assert not verify_password(verifier, "password")
     assert "pässword" not in out.stdout + out.stderr
     empty = subprocess.run(run, input="\n", capture_output=True, text=True, timeout=60)
-    assert empty.returncode == 2 and "the password is empty" in empty.stderr
+    assert empty.returncode == 2
+    assert "the password is empty" in empty.stderr
     token = subprocess.run([*run, "--token"], capture_output=True, text=True, timeout=60, check=True)
     lines = token.stdout.splitlines()
     assert lines[0].startswith("token: ")

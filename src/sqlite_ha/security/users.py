@@ -74,6 +74,7 @@ class User:
     perms: dict[str, Permission]
     tokens: frozenset[str] = frozenset()
     _grants: dict[str, Permission] = field(default_factory=dict, repr=False)
+    _sql_grants: dict[str, Permission | None] = field(default_factory=dict, repr=False)
 
     def grant(self, database: str) -> Permission:
         """Every permission on ``database``: its own entries and those of "*"."""
@@ -87,8 +88,14 @@ class User:
 
     def sql_grant(self, database: str) -> Permission | None:
         """The grant statements run with; None when it allows every statement (no check needed)."""
+        try:
+            return self._sql_grants[database]  # per request: one look-up, no IntFlag arithmetic
+        except KeyError:
+            pass
         grant = self.grant(database) & Permission.SQL
-        return None if grant == Permission.SQL else grant
+        found = None if grant == Permission.SQL else grant
+        self._sql_grants[database] = found
+        return found
 
     def allows(self, permission: Permission, database: str) -> bool:
         return permission in self.grant(database)
@@ -116,12 +123,13 @@ class Users:
     def check_token(self, token: str) -> User | None:
         return self._tokens.get(token_hash(token))
 
-    async def check_basic(self, name: str, password: str) -> User | None:
-        """The user whose password this is, or None; see the module's note on the cache."""
-        key = hmac.digest(self._key, f"{name}\0{password}".encode(), "sha256")
-        found = self._checked.get(key)
-        if found is not None:
-            return found
+    def remembered(self, credentials: str) -> User | None:
+        """The user whose credentials (an Authorization header's value) were checked before, if any."""
+        return self._checked.get(hmac.digest(self._key, credentials.encode(), "sha256"))
+
+    async def check_basic(self, name: str, password: str, credentials: str = "") -> User | None:
+        """The user whose password this is, or None. A success is remembered under ``credentials`` (by
+        default the pair itself) until the next reload; see the module's note."""
         user = self.users.get(name)
         if not password:
             return None
@@ -133,6 +141,7 @@ class Users:
         if users is self.users:  # not reloaded meanwhile
             if len(self._checked) >= _CACHE_MAX:
                 self._checked.clear()
+            key = hmac.digest(self._key, (credentials or f"{name}\0{password}").encode(), "sha256")
             self._checked[key] = user
         return user
 

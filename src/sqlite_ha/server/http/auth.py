@@ -36,10 +36,15 @@ class HttpAuth:
         """The user of an Authorization header; None when no login is configured. Raises Unauthorized."""
         if not self.enabled:
             return None
+        users = self.users
+        if users is not None:
+            found = users.remembered(header)  # the common case: the same client's credentials again
+            if found is not None:
+                return found
         scheme, _, rest = header.partition(" ")
-        if self.users is not None and scheme.lower() == "basic":
+        if users is not None and scheme.lower() == "basic":
             name, password = _basic(rest)
-            user = await self.users.check_basic(name, password)
+            user = await users.check_basic(name, password, header)
             if user is not None:
                 return user
             raise self._unauthorized()

@@ -227,3 +227,14 @@ def test_the_nodes_control_statements_are_not_reused_by_clients(db: Database) ->
     with pytest.raises(StatementNotAllowed, match="COMMIT is not allowed"):
         asyncio.run(db.execute([Statement(sql="INSERT INTO t VALUES (8)"), Statement(sql="COMMIT")]))
     assert _run(db, "SELECT count(*) FROM t WHERE x = 8", None) == [(0,)]
+
+
+def test_the_nodes_own_statements_are_not_reused_by_clients(db: Database) -> None:
+    """The same for any statement the node prepared with the authorizer off, e.g. into an internal table."""
+    with db.internal() as conn:
+        conn.execute("CREATE TABLE _ha_secret(x)")
+        conn.execute("INSERT INTO _ha_secret VALUES (1)")  # prepared and cached with the authorizer off
+    with pytest.raises(StatementNotAllowed, match="internal to sqlite-ha"):
+        asyncio.run(db.execute([Statement(sql="INSERT INTO _ha_secret VALUES (1)")]))
+    with db.internal() as conn:
+        assert conn.execute("SELECT count(*) FROM _ha_secret").fetchall() == [(1,)]

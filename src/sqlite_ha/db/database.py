@@ -29,7 +29,15 @@ from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.rowids import RowidAllocator, Rowids
-from sqlite_ha.db.runner import Deadline, Limits, QueryTimeout, on_thread, run_statement, too_many_rows
+from sqlite_ha.db.runner import (
+    CLIENT_PREPARE,
+    Deadline,
+    Limits,
+    QueryTimeout,
+    on_thread,
+    run_statement,
+    too_many_rows,
+)
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
@@ -223,7 +231,7 @@ class Database:
         if grant is not None:
             c.authorizer.restrict(c.conn, grant)
         try:
-            cur.execute(sql, (None,) * params if params else None)
+            cur.execute(sql, (None,) * params if params else None, prepare_flags=CLIENT_PREPARE)
         except apsw.ExecTraceAbort:
             pass
         except apsw.AuthError as e:
@@ -325,7 +333,7 @@ class Database:
         if grant is not None:
             c.authorizer.restrict(c.conn, grant)
         try:
-            cursor = c.conn.execute(sql, bindings)
+            cursor = c.conn.execute(sql, bindings, prepare_flags=CLIENT_PREPARE)
             rows = list(itertools.islice(cursor, limits.max_rows + 1))
             cursor.close(True)
         except apsw.InterruptError as e:
@@ -595,7 +603,7 @@ class Database:
         if stmt.grant is not None:
             c.authorizer.restrict(c.conn, stmt.grant)  # not to leave statements prepared unrestricted
         try:
-            cur.execute(stmt.sql, stmt.bindings)
+            cur.execute(stmt.sql, stmt.bindings, prepare_flags=CLIENT_PREPARE)
         except apsw.ExecTraceAbort:
             pass
         except Exception:

@@ -20,6 +20,12 @@ import apsw
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.errors import BadRequest, HAError
 
+# Clients' statements are prepared with this flag, a harmless planner hint (no lookaside memory for a
+# statement kept long, which a cached one is). apsw's statement cache is keyed by text and flags, and SQLite
+# asks the authorizer only when it prepares: without it, a client sending the exact text of a statement the
+# node prepared for itself (the authorizer off: an INSERT into an internal table) would reuse it unchecked.
+CLIENT_PREPARE = apsw.SQLITE_PREPARE_PERSISTENT
+
 
 class ResultTooLarge(HAError):
     code = "result_too_large"
@@ -155,7 +161,7 @@ def run_statement(
     cur = conn.cursor()
     cur.exec_trace = trace
     try:
-        cur.execute(stmt.sql, stmt.bindings)
+        cur.execute(stmt.sql, stmt.bindings, prepare_flags=CLIENT_PREPARE)
         for row in cur:
             rows_budget -= 1
             if rows_budget < 0:

@@ -64,7 +64,10 @@ class Applier:
     def apply(self, conn: apsw.Connection, cs: ChangeSet) -> ApplyResult:
         result = ApplyResult()
         self.hlc.observe(cs.hlc)
-        for sql in cs.ddl:
+        # A copy of a change set whose schema changes ran here already (published again by its node, or
+        # replayed by someone who can reach the log) runs none of them a second time.
+        ddl = cs.ddl if cs.ddl and meta.claim_ddl(conn, cs.node, cs.hlc) else ()
+        for sql in ddl:
             try:
                 conn.execute(sql)
             except apsw.SQLError as e:
@@ -80,7 +83,7 @@ class Applier:
                 else:
                     raise ApplyError(f"schema change failed: {message}: {sql}") from e
             result.ddl += 1
-        if cs.ddl:
+        if ddl:
             self.schema.refresh(conn)
         version = cs.version
         for change in cs.changes:

@@ -84,11 +84,17 @@ class Applier:
             try:
                 with _replicated(conn):
                     conn.execute(sql)
-            except apsw.SQLError as e:
-                message = str(e)
-                denied = _denied(conn)
+            except apsw.Error as e:
+                denied = _denied(conn)  # refused when prepared (SQLError) or run (AuthError: ATTACH)
                 if denied is not None:
                     raise Refused(f"refused: {denied}: {sql[:200]}") from e
+                if not isinstance(e, apsw.SQLError):
+                    raise
+                message = str(e)
+                if "cannot VACUUM" in message:  # in the apply transaction it never runs: refused, not retried
+                    raise Refused(
+                        f"refused: VACUUM is not allowed in a replicated change set: {sql[:200]}"
+                    ) from e
                 if _ALREADY.search(message):
                     pass  # replayed: its effect is there already
                 elif "no such column" in message and _COLUMN_GONE.match(sql):

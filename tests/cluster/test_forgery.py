@@ -151,6 +151,7 @@ def test_a_signed_change_set_cannot_reach_the_host_or_internal_tables(
         assert await rows(a, "PRAGMA database_list") == [(0, "main", str(tmp_path / "a" / "app.db"))]
         assert await rows(a, "SELECT v FROM t") == [("later",)]
         assert a.replica.parked() == {"refused": 1}
+        assert a.replica.hlc.last < 10**18  # the refused change set's clock moved nothing
         (error,) = (await rows(a, "SELECT error FROM _ha_parked"))[0]
         assert error.startswith("refused: ")
         assert why in error
@@ -179,6 +180,7 @@ def test_replicated_row_changes_cannot_write_internal_tables(tmp_path: Path, tab
         _, later = await a.execute([Statement(sql="INSERT INTO t(v) VALUES ('later')")])
         await a.wait_applied(later or 0, 2)
         assert a.replica.parked() == {"refused": 1}
+        assert a.replica.hlc.last < 10**18
         after = await rows(a, "SELECT * FROM _ha_rows WHERE tbl != 't' ORDER BY 1, 2")
         assert after == [r for r in before if r[0] != "t"]
         await close(a)

@@ -79,7 +79,6 @@ class Applier:
         result = ApplyResult()
         for change in cs.changes:
             _refuse_table(change.table)
-        self.hlc.observe(cs.hlc)
         for sql in cs.ddl:
             try:
                 with _replicated(conn):
@@ -108,6 +107,7 @@ class Applier:
             result.ddl += 1
         if cs.ddl:
             self.schema.refresh(conn)
+        self.hlc.observe(cs.hlc)  # once it is known not to be refused: a refused one moves no clock
         version = cs.version
         for change in cs.changes:
             # The version first: a change already superseded here (a node's own, say) needs no schema, even

@@ -234,7 +234,9 @@ class Node:
             replicas=cfg.replicas,
             max_age=cfg.replication_max_age,
         )
-        self.snapshot_requests = NatsSnapshotRequests(self.nats, node=cfg.name, stream=cfg.replication_stream)
+        self.snapshot_requests = NatsSnapshotRequests(
+            self.nats, node=cfg.name, stream=cfg.replication_stream, sealer=self.sealer
+        )
         store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
         self.snapshot_store = SignedSnapshotStore(store, self.keys)  # manifests signed and verified
         return replicator, self.snapshot_store

@@ -71,7 +71,10 @@ class SnapshotMeta:
             raise SnapshotError(f"the stored snapshot has no usable metadata ({e})") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For the API: the manifest without its MAC (which only nodes check)."""
+        out = asdict(self)
+        del out["mac"]
+        return out
 
 
 class SnapshotStore(Protocol):

@@ -462,7 +462,7 @@ SETTINGS: tuple[Setting, ...] = (
         "cluster-secret-file",
         _parse_str,
         "",
-        "File holding the cluster secret (one line; a second line is the previous secret during a rotation)",
+        "File holding the cluster secret (one line; during a rotation two lines, the first signs)",
         metavar="FILE",
     ),
     Setting(

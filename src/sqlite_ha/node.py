@@ -44,6 +44,8 @@ from sqlite_ha.replication.memory import LocalReplicator
 from sqlite_ha.replication.recovery import Recovery
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
+from sqlite_ha.replication.seal import Sealer
+from sqlite_ha.replication.signed_snapshots import SignedSnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.cluster_secret import cluster_keys
@@ -72,6 +74,7 @@ class Node:
         self.name = config.name
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
         self.keys: ClusterKeys | None = cluster_keys(config)
+        self.sealer = Sealer(self.keys)  # without keys: plain messages out, anything in (see ``seal``)
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
         self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
         self.databases = Databases(
@@ -89,6 +92,7 @@ class Node:
         self.replication: ReplicationManager | None = None
         self.snapshots: Snapshotter | None = None
         self.snapshot_requests: NatsSnapshotRequests | None = None  # asking live nodes, answering them
+        self.snapshot_store: SignedSnapshotStore | None = None
         self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
         self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
         self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
@@ -218,7 +222,7 @@ class Node:
                 "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
             )
 
-    def _log(self) -> tuple[Replicator, JetStreamSnapshotStore | None]:
+    def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
         """The replication log and, with NATS, the snapshot store."""
         cfg = self.config
         if self.nats is None:
@@ -230,10 +234,12 @@ class Node:
             replicas=cfg.replicas,
             max_age=cfg.replication_max_age,
         )
-        self.snapshot_requests = NatsSnapshotRequests(self.nats, node=cfg.name, stream=cfg.replication_stream)
-        return replicator, JetStreamSnapshotStore(
-            self.nats, stream=cfg.replication_stream, replicas=cfg.replicas
+        self.snapshot_requests = NatsSnapshotRequests(
+            self.nats, node=cfg.name, stream=cfg.replication_stream, sealer=self.sealer
         )
+        store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
+        self.snapshot_store = SignedSnapshotStore(store, self.keys)  # manifests signed and verified
+        return replicator, self.snapshot_store
 
     async def _wait_log(self, replicator: Replicator) -> bool:
         """Wait (polling quickly) until the log answers, so that the start-up gap check can run: a NATS
@@ -258,7 +264,7 @@ class Node:
         return False
 
     async def _bootstrap(
-        self, specs: list[DatabaseSpec], replicator: Replicator, store: JetStreamSnapshotStore | None
+        self, specs: list[DatabaseSpec], replicator: Replicator, store: SignedSnapshotStore | None
     ) -> tuple[list[DatabaseSpec], list[str]]:
         """Start each database from a snapshot where the log alone cannot bring it up to date. Returns the
         specs to open and the temporary snapshot files that in-memory databases load."""
@@ -301,7 +307,7 @@ class Node:
         return out, loaded
 
     async def _bootstrap_one(
-        self, spec: DatabaseSpec, replicator: Replicator, store: JetStreamSnapshotStore, deadline: float
+        self, spec: DatabaseSpec, replicator: Replicator, store: SignedSnapshotStore, deadline: float
     ) -> Bootstrap:
         """``bootstrap`` one database, asking again while the log may just be forming: a stream another node
         created a moment ago answers nothing until its replicas elected a leader, and its first request
@@ -316,6 +322,7 @@ class Node:
                     force=cfg.from_latest_snapshot,
                     ask=self._ask_snapshot,
                     publish_timeout=cfg.replication_timeout,
+                    sealer=self.sealer,
                 )
             except ReplicationError as e:
                 left = deadline - time.monotonic()
@@ -325,7 +332,7 @@ class Node:
                 if not await replicator.wait_answering(left):
                     raise
 
-    def _start_replication(self, replicator: Replicator, store: JetStreamSnapshotStore | None) -> None:
+    def _start_replication(self, replicator: Replicator, store: SignedSnapshotStore | None) -> None:
         cfg = self.config
         self.replication = ReplicationManager(
             replicator,
@@ -337,6 +344,7 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
             rowids=self.rowids,
             max_transaction_size=cfg.max_transaction_size,
+            sealer=self.sealer,
         )
         self.replication.start(list(self.databases), verified=self._covered)
         if store is not None:
@@ -601,6 +609,7 @@ class Node:
         if self.snapshots is not None:
             out["snapshots"] = {
                 **self.snapshots.stats(),
+                "unauthenticated": self.snapshot_store.stats() if self.snapshot_store is not None else None,
                 "requests": self.snapshot_requests.stats() if self.snapshot_requests is not None else None,
             }
         if self.nats is not None:

@@ -32,6 +32,7 @@ _EXTRA_STATUS = {
     "replication_error": 503,
     "replication_timeout": 503,
     "snapshot_error": 503,
+    "snapshot_unauthenticated": 503,
     "replication_gap": 503,
     "load_interrupted": 503,
     "no_snapshot": 404,

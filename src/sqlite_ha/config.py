@@ -9,10 +9,12 @@ flags > environment > config file > default, as in the ``ha`` command of the see
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import shlex
 import socket
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 from sqlite_ha.errors import ConfigError
 
 ENV_PREFIX = "HA_"
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------ parsers
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -706,7 +709,29 @@ def read_secret_file(path: str, source: str) -> str:
         raise ConfigError(source, f"cannot read {path}: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(source, f"{path} is not UTF-8 text") from e
+    warn_if_readable(Path(path), source)
     return text.rstrip("\r\n")
+
+
+def warn_if_readable(path: Path, source: str) -> None:
+    """Warn when a secret file is readable by its group or by others. A warning, not a refusal as ssh's
+    for a private key: container secrets are mounted readable by all (Docker 0444, Kubernetes 0644 by
+    default) in a container whose only user is the node, and refusing them would push operators to flags,
+    which ``ps`` shows."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "%s: %s is readable by %s (mode %04o): whoever can read it holds the secret; make it private "
+            "with: chmod 600 %s",
+            source,
+            path,
+            "others" if mode & 0o007 else "its group",
+            mode,
+            path,
+        )
 
 
 def resolve(
@@ -765,6 +790,10 @@ def resolve(
         raise ConfigError("--client-ca", "needs --cert (client certificates are checked only over HTTPS)")
     if values["pg_tls"] == "require" and not values["pg_cert"]:
         raise ConfigError("--pg-tls", "require needs --pg-cert and --pg-key")
+    if values["cluster_secret"] and values["cluster_secret_file"]:
+        raise ConfigError(
+            "--cluster-secret-file", "give the cluster secret once: --cluster-secret-file or --cluster-secret"
+        )
     if values["insecure_replication"] and (values["cluster_secret"] or values["cluster_secret_file"]):
         raise ConfigError("--insecure-replication", "contradicts --cluster-secret / --cluster-secret-file")
     return Config(databases=dbs, **values)

@@ -58,6 +58,11 @@ _TAIL_LINES = 50
 _LOG_PREFIX = re.compile(r"^\[\d+\] \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+ ")
 _LOG_ID = re.compile(r"^\[INF\]\s+ID:\s+(\S+)\s*$")
 _LOG_LISTEN = re.compile(r"^\[INF\] Listening for client connections on (.+):(\d+)\s*$")
+# A route refused for its credentials: theirs (we refused it) or ours (they refused us); or its certificate.
+_ROUTE_AUTH_IN = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - authentication error")
+_ROUTE_AUTH_OUT = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - Route Error 'Authorization Violation'")
+_ROUTE_TLS = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - TLS route handshake error: (.*)$")
+ROUTE_HINT_EVERY = 30.0  # seconds between two hints about the same kind of refused route
 _PR_SET_PDEATHSIG = 1
 _NO_ANSWER = "no answer yet"
 RESTART_BACKOFF = (0.5, 30.0)  # first and longest pause before restarting a server that exited
@@ -77,6 +82,18 @@ class NatsServerOptions:
     """JetStream store; created (with parents) if missing and kept across restarts — it *is* the log."""
     user: str | None = None
     password: str | None = None
+    """The credentials the server requires and the node connects with (none: the server accepts anyone)."""
+    other_users: tuple[tuple[str, str], ...] = ()
+    """More ``(user, password)`` pairs it accepts too: the other cluster secret during a rotation."""
+    route_user: str | None = None
+    route_password: str | None = None
+    """What routes between the servers authenticate with (a cluster block holds one user only); by default
+    ``user``/``password``."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    """TLS of the client port and of the routes (with a cert): clients must speak TLS, and route peers must
+    present a certificate signed by ``tls_ca``."""
     config_file: Path | None = None
     """The user's own nats config (``--nats-config``), used *instead of* the generated one. Then name,
     store_dir and sync_always are the config's business; host/port must match its ``listen`` (they are how
@@ -234,6 +251,7 @@ class NatsServer:
         self._restarts = 0
         self._last_exit: tuple[int | None, float] | None = None
         self._restart_error: str | None = None
+        self._hinted: dict[str, float] = {}  # kind of refused route -> when it was last explained
 
     @property
     def url(self) -> str:
@@ -447,12 +465,16 @@ class NatsServer:
             lines.append("  sync_interval: always")
         lines.append("}")
         if o.user is not None or o.password is not None:
+            users = [(o.user or "", o.password or ""), *o.other_users]
             lines += [
                 "authorization {",
-                f"  user: {_quote(o.user or '')}",
-                f"  password: {_quote(o.password or '')}",
+                "  users: [",
+                *(f"    {{user: {_quote(u)}, password: {_quote(p)}}}" for u, p in users),
+                "  ]",
                 "}",
             ]
+        if o.tls_cert is not None:
+            lines += ["tls {", *_tls_lines(o, verify=False), "}"]
         if o.cluster_port:
             lines += _cluster_block(o)
         path = self._runtime_dir / "nats-server.conf"
@@ -490,7 +512,8 @@ class NatsServer:
     async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         level = logging.INFO if self.options.logs else logging.DEBUG
-        secret = self.options.password
+        o = self.options
+        secrets = [p for p in (o.password, o.route_password, *(p for _, p in o.other_users)) if p]
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -499,7 +522,7 @@ class NatsServer:
             if not raw:
                 return
             line = _LOG_PREFIX.sub("", raw.decode("utf-8", "replace").rstrip())
-            if secret:
+            for secret in secrets:
                 line = line.replace(secret, "***")
             self._tail.append(line)
             if (m := _LOG_ID.match(line)) and self._server_id is None:
@@ -509,6 +532,37 @@ class NatsServer:
             elif line.endswith("Server is ready"):
                 self._ready_line.set()
             logger.log(level, "%s", line)
+            self._explain_route_error(line)
+
+    def _explain_route_error(self, line: str) -> None:
+        """The server's own line about a refused route is terse and, by default, not shown: say at WARNING,
+        at most every ``ROUTE_HINT_EVERY`` seconds, what most likely causes it."""
+        if m := _ROUTE_AUTH_IN.match(line):
+            kind = "in"
+            text = (
+                f"the embedded NATS server refused a route from {m.group(1)}: wrong credentials. Do the "
+                "nodes share a cluster secret (--cluster-secret-file / HA_CLUSTER_SECRET), or the same "
+                "--nats-user/--nats-pass?"
+            )
+        elif m := _ROUTE_AUTH_OUT.match(line):
+            kind = "out"
+            text = (
+                f"the NATS server at {m.group(1)} refused this node's route: wrong credentials. Do the nodes "
+                "share a cluster secret (--cluster-secret-file / HA_CLUSTER_SECRET), or the same "
+                "--nats-user/--nats-pass?"
+            )
+        elif m := _ROUTE_TLS.match(line):
+            kind = "tls"
+            text = (
+                f"TLS handshake of a NATS route with {m.group(1)} failed ({m.group(2)}): do all nodes have a "
+                "certificate signed by the same --nats-ca, naming the address in --nats-routes?"
+            )
+        else:
+            return
+        now = time.monotonic()
+        if now - self._hinted.get(kind, -ROUTE_HINT_EVERY) >= ROUTE_HINT_EVERY:
+            self._hinted[kind] = now
+            logger.warning("%s", text)
 
     def _exit_error(self, returncode: int | None) -> NatsServerError:
         o = self.options
@@ -612,6 +666,10 @@ class NatsServer:
                     f"JetStream is not enabled{where}",
                     hint="the nats config needs a `jetstream { store_dir: ... }` block",
                 )
+            if info.get("tls_required"):
+                # Our server, serving: the node's client does the TLS and credentials handshake next and
+                # says why if it fails (the probe would need the client's TLS context for that).
+                return
             connect: dict[str, object] = {"verbose": False, "pedantic": False, "name": "sqlite-ha-probe"}
             if o.user is not None:
                 connect["user"] = o.user
@@ -645,10 +703,22 @@ def _exit_text(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+def _tls_lines(o: NatsServerOptions, *, verify: bool) -> list[str]:
+    lines = [f"  cert_file: {_quote(str(o.tls_cert))}", f"  key_file: {_quote(str(o.tls_key))}"]
+    if o.tls_ca is not None:
+        lines.append(f"  ca_file: {_quote(str(o.tls_ca))}")
+    if verify:
+        lines.append("  verify: true")
+    return [*lines, "  timeout: 5"]
+
+
 def _cluster_block(o: NatsServerOptions) -> list[str]:
     creds = ""
-    if o.user is not None or o.password is not None:
-        creds = f"{quote_url(o.user or '')}:{quote_url(o.password or '')}@"
+    user, password = o.route_user, o.route_password
+    if user is None and password is None:
+        user, password = o.user, o.password
+    if user is not None or password is not None:
+        creds = f"{quote_url(user or '')}:{quote_url(password or '')}@"
     routes = ", ".join(_quote(f"nats-route://{creds}{_route_host(r)}") for r in o.routes)
     lines = [
         "cluster {",
@@ -659,10 +729,12 @@ def _cluster_block(o: NatsServerOptions) -> list[str]:
     if creds:
         lines += [
             "  authorization {",
-            f"    user: {_quote(o.user or '')}",
-            f"    password: {_quote(o.password or '')}",
+            f"    user: {_quote(user or '')}",
+            f"    password: {_quote(password or '')}",
             "  }",
         ]
+    if o.tls_cert is not None:  # route peers prove who they are with a certificate of the CA
+        lines += ["  tls {", *("  " + ln for ln in _tls_lines(o, verify=True)), "  }"]
     return [*lines, "}"]
 
 

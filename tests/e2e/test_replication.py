@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.testing import NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 
 
@@ -200,7 +200,7 @@ def test_poison_change_set_is_parked_and_the_rest_flows(cluster: Cluster) -> Non
     cluster.write(n1, "CREATE TABLE p(id INTEGER PRIMARY KEY, v)")
 
     async def publish_garbage() -> None:
-        nc = await nats.connect(f"nats://127.0.0.1:{n1.nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{n1.nats_port}", **nats_credentials())
         js = nc.jetstream()
         await js.publish("ha_replication.app_db", b"{this is not a change set")
         await js.publish(

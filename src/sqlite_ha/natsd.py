@@ -504,6 +504,8 @@ class NatsServer:
                 # Inherited so the store stays locked until the server itself is gone.
                 pass_fds=(self._lock_fd,),
                 preexec_fn=_child_preexec(),
+                # Not the node's HA_* settings: they may hold secrets (HA_CLUSTER_SECRET) it has no use for.
+                env={k: v for k, v in os.environ.items() if not k.startswith("HA_")},
             )
         except OSError as e:
             raise NatsServerError(f"cannot run {binary}: {e.strerror}", hint=_INSTALL_HINT) from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import random
 import threading
 from typing import Any
@@ -342,7 +343,7 @@ def test_cli_options_interceptor_ddl_sync_and_async(node_factory: NodeFactory, t
     second = node_factory(
         args=["app.db", "--replication-url", url, "-i", "myhooks:SkipSecrets", "--async-replication"],
         name="node2",
-        env={"PYTHONPATH": str(hooks)},
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))},
     )
     c = Cluster([first, second])
     for sql in ("CREATE TABLE seen(node TEXT)", "CREATE TABLE secrets(x)", "CREATE TABLE public(x)"):

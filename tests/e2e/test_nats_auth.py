@@ -1,0 +1,254 @@
+"""The replication channel's credentials and TLS, attacked with a raw NATS client: real node processes, real
+nats-server, certificates made by trustme."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import stat
+from pathlib import Path
+from typing import Any
+
+import nats
+import psutil
+import pytest
+import trustme
+from nats.errors import Error as NatsError
+
+from sqlite_ha.security.keys import generate_secret
+from sqlite_ha.testing import (
+    TEST_CLUSTER_SECRET,
+    NodeProcess,
+    free_port,
+    nats_cluster_args,
+    nats_credentials,
+    wait_for,
+)
+from tests.conftest import NodeFactory
+
+NO_SECRET = {"HA_CLUSTER_SECRET": ""}  # the node finds or makes its own
+
+
+async def _quiet(_e: Exception) -> None:
+    pass
+
+
+async def _connect(port: int, **kw: Any) -> Any:
+    return await nats.connect(
+        f"nats://127.0.0.1:{port}",
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        connect_timeout=5,
+        error_cb=_quiet,
+        **kw,
+    )
+
+
+def _refused(port: int, **kw: Any) -> str:
+    """Connect and try to publish into the stream and read the object store; the error the client got."""
+
+    async def attempt() -> str:
+        try:
+            nc = await _connect(port, **kw)
+        except (NatsError, OSError, ssl.SSLError) as e:
+            return str(e) or type(e).__name__
+        try:
+            await nc.jetstream().publish("ha_replication.app_db", b"forged")
+            await nc.jetstream().object_store("ha_replication_snapshots")
+        finally:
+            await nc.close()
+        return ""
+
+    return asyncio.run(attempt())
+
+
+def _can_use_jetstream(port: int, **kw: Any) -> bool:
+    async def attempt() -> bool:
+        nc = await _connect(port, **kw)
+        try:
+            await nc.jetstream().stream_info("ha_replication")
+            return True
+        finally:
+            await nc.close()
+
+    return asyncio.run(attempt())
+
+
+def _secrets_shown(node: NodeProcess, *secrets: str) -> list[str]:
+    """Where a node shows one of ``secrets``: its log, ``/status``, or the command line of it or its
+    nats-server (what ``ps`` shows)."""
+    places = {"log": node.logs(), "/status": node.request("GET", "/status").body.decode()}
+    assert node.pid is not None
+    for proc in [psutil.Process(node.pid), *(psutil.Process(p) for p in node.nats_pids())]:
+        places[f"ps {proc.name()}"] = " ".join(proc.cmdline())
+    return [where for where, text in places.items() for s in secrets if s in text]
+
+
+def test_embedded_server_refuses_clients_without_the_cluster_credentials(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db"], nats_port=None)
+    node.query({"sql": "CREATE TABLE t (x)"})
+    node.query({"sql": "INSERT INTO t VALUES (1)"})
+    assert node.nats_port
+    assert "Authorization Violation" in _refused(node.nats_port)
+    assert "Authorization Violation" in _refused(node.nats_port, **nats_credentials(generate_secret()))
+    assert "Authorization Violation" in _refused(node.nats_port, user="sqlite-ha", password="sqlite-ha")
+    assert _can_use_jetstream(node.nats_port, **nats_credentials())  # what the nodes of the cluster do
+    assert node.query({"sql": "SELECT x FROM t"})["rows"] == [[1]]  # nothing forged arrived
+
+    status = node.request("GET", "/status").json()["nats"]
+    assert (status["auth"], status["tls"]) == ("cluster-secret", False)
+    password = nats_credentials()["password"]
+    assert _secrets_shown(node, TEST_CLUSTER_SECRET, password) == []
+    assert node.nats_pids()
+    assert "HA_CLUSTER_SECRET" not in psutil.Process(node.nats_pids()[0]).environ()
+
+
+def test_first_node_makes_a_secret_keeps_it_private_and_reuses_it(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db"], nats_port=None, env=NO_SECRET)
+    path = node.workdir / "cluster-secret"  # beside the NATS store (workdir/nats)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    secret = path.read_text().strip()
+    assert len(secret) >= 40
+    assert f"stored it in {path}" in node.logs()
+    assert "--cluster-secret-file" in node.logs()
+    assert _secrets_shown(node, secret, nats_credentials(secret)["password"]) == []
+    assert _can_use_jetstream(node.nats_port or 0, **nats_credentials(secret))
+    assert "Authorization Violation" in _refused(node.nats_port or 0)
+
+    node.stop()
+    node.start()
+    assert path.read_text().strip() == secret
+    assert node.logs().count("made a new cluster secret") == 1
+    assert _can_use_jetstream(node.nats_port or 0, **nats_credentials(secret))
+
+    # A second node joins through the first one's server with a copy of the file.
+    copy = node.workdir.parent / "copied-secret"
+    copy.write_text(path.read_text())
+    copy.chmod(0o600)
+    url = f"nats://127.0.0.1:{node.nats_port}"
+    second = node_factory(
+        args=["app.db", "--replication-url", url, "--cluster-secret-file", str(copy)], env=NO_SECRET
+    )
+    node.query({"sql": "CREATE TABLE t (x)"})
+    node.query({"sql": "INSERT INTO t VALUES (7)"})
+    wait_for(lambda: _rows(second) == [[7]], 15, "the write to reach the second node")
+    assert "chmod 600" not in second.logs()
+
+
+def _rows(node: NodeProcess) -> Any:
+    resp = node.request("POST", "/query", {"sql": "SELECT x FROM t"})
+    return resp.json()["rows"] if resp.status == 200 else None
+
+
+def test_external_nats_without_a_secret_is_refused_at_start(tmp_path: Path) -> None:
+    node = NodeProcess(
+        workdir=tmp_path / "n",
+        args=["app.db", "--replication-url", f"nats://127.0.0.1:{free_port()}"],
+        env=NO_SECRET,
+    )
+    node.start(wait_ready=False)
+    assert node.proc is not None
+    assert node.proc.wait(30) == 2
+    log = node.logs()
+    assert "error: --replication-url: a node that replicates through an external NATS server needs" in log
+    assert "--cluster-secret-file" in log
+    assert "--insecure-replication" in log
+
+
+def test_a_loose_secret_file_is_warned_about(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(generate_secret() + "\n")
+    secret_file.chmod(0o644)
+    node = NodeProcess(workdir=tmp_path / "n", args=["app.db", "--cluster-secret-file", str(secret_file)])
+    node.env.update(NO_SECRET)
+    node.start()
+    try:
+        assert f"{secret_file} is readable by others (mode 0644)" in node.logs()
+        assert f"chmod 600 {secret_file}" in node.logs()
+    finally:
+        node.stop()
+
+
+def test_insecure_replication_is_open_and_says_so(node_factory: NodeFactory) -> None:
+    node = node_factory(args=["app.db", "--insecure-replication"], nats_port=None, env=NO_SECRET)
+    assert "--insecure-replication: the replication channel has no credentials" in node.logs()
+    assert _can_use_jetstream(node.nats_port or 0)
+    status = node.request("GET", "/status").json()["nats"]
+    assert (status["auth"], status["tls"]) == ("none", False)
+    assert not (node.workdir / "cluster-secret").exists()
+
+
+def _cluster(
+    node_factory: NodeFactory, secrets: list[str], extra: list[str], *, wait: bool
+) -> list[NodeProcess]:
+    ports = [free_port() for _ in secrets]
+    nodes = [
+        node_factory(
+            args=["app.db", *nats_cluster_args(ports, i), *extra],
+            nats_port=None,
+            env={"HA_CLUSTER_SECRET": secret},
+            start=False,
+        )
+        for i, secret in enumerate(secrets)
+    ]
+    for n in nodes:
+        n.start(wait_ready=False)
+    if wait:
+        for n in nodes:
+            n.wait_ready(60)
+    return nodes
+
+
+def test_a_node_with_another_secret_cannot_join_the_routes(node_factory: NodeFactory) -> None:
+    nodes = _cluster(node_factory, [TEST_CLUSTER_SECRET, generate_secret()], [], wait=False)
+    hint = "do the nodes share a cluster secret"
+    wait_for(lambda: all(hint in n.logs().lower() for n in nodes), 30, "both nodes to name the likely cause")
+    assert "refused a route from" in nodes[0].logs() or "refused this node's route" in nodes[0].logs()
+    for n in nodes:  # still starting (waiting for a JetStream that cannot form): SIGTERM waits for that
+        n.kill()
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA and one certificate for 127.0.0.1 (client and route ports of every test node), as files."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path / "tls"
+    d.mkdir()
+    cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
+    cert.private_key_pem.write_to_path(d / "key.pem")
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    return d / "cert.pem", d / "key.pem", d / "ca.pem"
+
+
+def test_a_cluster_over_tls_replicates_and_refuses_plaintext(
+    node_factory: NodeFactory, certs: tuple[Path, Path, Path]
+) -> None:
+    cert, key, ca = certs
+    tls = ["--nats-cert", str(cert), "--nats-key", str(key), "--nats-ca", str(ca)]
+    n1, n2 = _cluster(node_factory, [TEST_CLUSTER_SECRET] * 2, tls, wait=True)
+    n1.query({"sql": "CREATE TABLE t (x)"})
+    n1.query({"sql": "INSERT INTO t VALUES (42)"})
+    wait_for(lambda: _rows(n2) == [[42]], 20, "the write to reach node2 over TLS routes")
+    status = n2.request("GET", "/status").json()["nats"]
+    assert (status["auth"], status["tls"]) == ("cluster-secret", True)
+
+    port = n1.nats_port or 0
+    assert "PONG" not in _plaintext_connect(port)  # closed without an answer: it wanted a TLS handshake
+    context = ssl.create_default_context(cafile=str(ca))
+    assert _can_use_jetstream(port, tls=context, **nats_credentials())
+    assert "Authorization Violation" in _refused(port, tls=context)  # TLS alone is not a credential
+    assert "CERTIFICATE_VERIFY_FAILED" in _refused(port, tls=ssl.create_default_context())  # not our CA
+
+
+def _plaintext_connect(port: int) -> str:
+    """A client that ignores the server's TLS requirement and sends CONNECT in clear: what it hears before
+    the server closes the connection (a server that accepted it would answer PONG)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        f = s.makefile("rb")
+        info = json.loads(f.readline()[5:])
+        assert info["tls_required"] is True
+        s.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+        return f.read().decode(errors="replace")

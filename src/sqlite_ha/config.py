@@ -692,10 +692,12 @@ def read_env(env: Mapping[str, str]) -> dict[str, str]:
     """Pick the ``HA_*`` variables that name a setting (and ``HA_<SECRET>_FILE`` for secrets); others are
     left alone (HA_ARGS is positional)."""
     out: dict[str, str] = {}
+    own_names = {s.env for s in SETTINGS}
     for s in SETTINGS:
         if s.env in env:
             out[s.name] = env[s.env]
-        elif s.secret and env.get(s.env + "_FILE"):
+        elif s.secret and env.get(s.env + "_FILE") and s.env + "_FILE" not in own_names:
+            # (HA_CLUSTER_SECRET_FILE is --cluster-secret-file's own variable: that setting reads it)
             out[s.name] = read_secret_file(env[s.env + "_FILE"], s.env + "_FILE")
     return out
 

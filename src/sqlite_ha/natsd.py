@@ -62,6 +62,11 @@ _LOG_LISTEN = re.compile(r"^\[INF\] Listening for client connections on (.+):(\d
 _ROUTE_AUTH_IN = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - authentication error")
 _ROUTE_AUTH_OUT = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - Route Error 'Authorization Violation'")
 _ROUTE_TLS = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - TLS route handshake error: (.*)$")
+_ROUTE_AUTH_HINT = (
+    " Do the nodes share a cluster secret (--cluster-secret-file / HA_CLUSTER_SECRET), or the same "
+    "--nats-user/--nats-pass? (While the secret is being rotated, routes are tried with each secret and some "
+    "attempts are refused: expected.)"
+)
 ROUTE_HINT_EVERY = 30.0  # seconds between two hints about the same kind of refused route
 _PR_SET_PDEATHSIG = 1
 _NO_ANSWER = "no answer yet"
@@ -85,10 +90,10 @@ class NatsServerOptions:
     """The credentials the server requires and the node connects with (none: the server accepts anyone)."""
     other_users: tuple[tuple[str, str], ...] = ()
     """More ``(user, password)`` pairs it accepts too: the other cluster secret during a rotation."""
-    route_user: str | None = None
-    route_password: str | None = None
-    """What routes between the servers authenticate with (a cluster block holds one user only); by default
-    ``user``/``password``."""
+    route_logins: tuple[tuple[str, str], ...] = ()
+    """``(user, password)`` of routes between the servers; by default ``user``/``password``. A cluster block
+    requires one user of incoming routes: the first. Outgoing routes try each (one route URL per login),
+    so that during a rotation a server reaches peers that know only the old secret or only the new one."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
@@ -515,7 +520,7 @@ class NatsServer:
         assert proc.stdout is not None
         level = logging.INFO if self.options.logs else logging.DEBUG
         o = self.options
-        secrets = [p for p in (o.password, o.route_password, *(p for _, p in o.other_users)) if p]
+        secrets = [p for p in (o.password, *(p for _, p in (*o.other_users, *o.route_logins))) if p]
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -542,16 +547,14 @@ class NatsServer:
         if m := _ROUTE_AUTH_IN.match(line):
             kind = "in"
             text = (
-                f"the embedded NATS server refused a route from {m.group(1)}: wrong credentials. Do the "
-                "nodes share a cluster secret (--cluster-secret-file / HA_CLUSTER_SECRET), or the same "
-                "--nats-user/--nats-pass?"
+                f"the embedded NATS server refused a route from {m.group(1)}: wrong credentials."
+                + _ROUTE_AUTH_HINT
             )
         elif m := _ROUTE_AUTH_OUT.match(line):
             kind = "out"
             text = (
-                f"the NATS server at {m.group(1)} refused this node's route: wrong credentials. Do the nodes "
-                "share a cluster secret (--cluster-secret-file / HA_CLUSTER_SECRET), or the same "
-                "--nats-user/--nats-pass?"
+                f"the NATS server at {m.group(1)} refused this node's route: wrong credentials."
+                + _ROUTE_AUTH_HINT
             )
         elif m := _ROUTE_TLS.match(line):
             kind = "tls"
@@ -715,24 +718,25 @@ def _tls_lines(o: NatsServerOptions, *, verify: bool) -> list[str]:
 
 
 def _cluster_block(o: NatsServerOptions) -> list[str]:
-    creds = ""
-    user, password = o.route_user, o.route_password
-    if user is None and password is None:
-        user, password = o.user, o.password
-    if user is not None or password is not None:
-        creds = f"{quote_url(user or '')}:{quote_url(password or '')}@"
-    routes = ", ".join(_quote(f"nats-route://{creds}{_route_host(r)}") for r in o.routes)
+    logins = o.route_logins
+    if not logins and (o.user is not None or o.password is not None):
+        logins = ((o.user or "", o.password or ""),)
+    prefixes = [f"{quote_url(u)}:{quote_url(p)}@" for u, p in logins] or [""]
+    routes = ", ".join(
+        _quote(f"nats-route://{prefix}{_route_host(r)}") for r in o.routes for prefix in prefixes
+    )
     lines = [
         "cluster {",
         f"  name: {_quote(o.cluster_name)}",
         f"  listen: {_quote(f'{_url_host(o.host)}:{o.cluster_port}')}",
         f"  routes: [{routes}]",
     ]
-    if creds:
+    if logins:
+        user, password = logins[0]
         lines += [
             "  authorization {",
-            f"    user: {_quote(user or '')}",
-            f"    password: {_quote(password or '')}",
+            f"    user: {_quote(user)}",
+            f"    password: {_quote(password)}",
             "  }",
         ]
     if o.tls_cert is not None:  # route peers prove who they are with a certificate of the CA

@@ -210,6 +210,20 @@ def test_a_node_with_another_secret_cannot_join_the_routes(node_factory: NodeFac
         n.kill()
 
 
+def test_routes_form_while_the_secret_is_rotated(node_factory: NodeFactory) -> None:
+    """node1 already has the new secret first (its server requires it of incoming routes), node2 knows only
+    the old one: node1's outgoing route with the old secret joins them. Written on node2, which signs with
+    the old secret that both accept."""
+    old, new = TEST_CLUSTER_SECRET, generate_secret()
+    n1, n2 = _cluster(node_factory, [f"{new},{old}", old], [], wait=True)
+    n2.query({"sql": "CREATE TABLE t (x)"})
+    n2.query({"sql": "INSERT INTO t VALUES (5)"})
+    wait_for(lambda: _rows(n1) == [[5]], 20, "the write to reach node1 during the rotation")
+    assert _can_use_jetstream(n1.nats_port or 0, **nats_credentials(old))  # both secrets log in to node1
+    assert _can_use_jetstream(n1.nats_port or 0, **nats_credentials(new))
+    assert "Authorization Violation" in _refused(n2.nats_port or 0, **nats_credentials(new))
+
+
 @pytest.fixture
 def certs(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A CA and one certificate for 127.0.0.1 (client and route ports of every test node), as files."""

@@ -55,7 +55,8 @@ def test_a_secret_file_two_secrets_during_a_rotation(tmp_path: Path) -> None:
     passwords = got.keys.nats_passwords()
     assert access.users == ((nats_user(passwords[0]), passwords[0]), (nats_user(passwords[1]), passwords[1]))
     assert access.users[0][0] != access.users[1][0]  # nats-server refuses two users of one name
-    assert access.route == access.users[1]  # routes keep the old secret until it is dropped
+    options = access.server_options(config(tmp_path))
+    assert options.route_logins == access.users  # outgoing routes try both: a rotation goes on unharmed
     assert access.status() == {"auth": "cluster-secret", "tls": False}
 
 
@@ -95,12 +96,26 @@ def test_the_secret_is_given_once(tmp_path: Path) -> None:
 def test_an_explicit_nats_user_wins_over_the_secret(tmp_path: Path) -> None:
     cfg = config(tmp_path, **{"nats-user": "ops", "nats-pass": "pw"})
     access = nats_access(cfg, ClusterKeys.from_text(generate_secret()))
-    assert (access.mode, access.users, access.route) == ("user", (("ops", "pw"),), ("ops", "pw"))
+    assert (access.mode, access.users) == ("user", (("ops", "pw"),))
     options = access.server_options(cfg)
     assert (options.user, options.password, options.other_users) == ("ops", "pw", ())
+    assert options.route_logins == (("ops", "pw"),)
 
 
 def test_a_secret_that_cannot_be_kept_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "node").write_text("a file where the node's directory should be")
     with pytest.raises(ConfigError, match="cannot keep the cluster secret in"):
         cluster_secret(config(tmp_path))
+
+
+def test_the_secret_file_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    secret = generate_secret()
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    cfg = resolve({}, env={"HA_CLUSTER_SECRET_FILE": str(path)})
+    assert (cfg.cluster_secret, cfg.cluster_secret_file) == ("", str(path))
+    got = cluster_secret(cfg)
+    assert (got.source, got.path) == ("--cluster-secret-file", path)
+    assert got.keys is not None
+    assert got.keys.signing == ClusterKeys.from_text(secret).signing

@@ -6,9 +6,10 @@ With a cluster secret, the embedded server has one user per secret (two during a
 secret (``sqlite-ha-<8 hex>``: nats-server refuses two users of one name) with the password derived from it,
 and the node connects as the first. Every user may do everything (the stream, the object store, ``_HA.>``
 snapshot requests): the nodes of a cluster trust each other, the point is to keep everyone else out.
-Routes between embedded servers authenticate with the *last* secret's credentials, because a nats-server
-cluster block accepts one user only: during a rotation the routes keep the old secret until it is dropped
-(docs/security.md, "Rotating the cluster secret").
+Routes between embedded servers authenticate with the same credentials. A nats-server cluster block requires
+one user of incoming routes (the first secret's), so during a rotation outgoing routes are tried with each
+secret: a pair of servers where one knows only the old secret and the other only accepts the new one still
+forms its route in the other direction (docs/security.md, "Rotating the cluster secret").
 
 ``--nats-user``/``--nats-pass`` win over the secret for NATS (not for the MACs). ``--nats-config`` is the
 user's own server config: the node then only connects, with the explicit user or the secret's credentials.
@@ -44,8 +45,6 @@ class NatsAccess:
     """``cluster-secret``, ``user`` (``--nats-user``) or ``none`` (``--insecure-replication``)."""
     users: tuple[tuple[str, str], ...] = ()
     """``(user, password)`` the embedded server accepts; the node connects with the first."""
-    route: tuple[str, str] | None = None
-    """What routes between embedded servers authenticate with."""
     cert: str = ""
     key: str = ""
     ca: str = ""
@@ -72,7 +71,7 @@ class NatsAccess:
 
     def server_options(self, config: Config) -> NatsServerOptions:
         """How the node runs its embedded server, with these credentials and TLS."""
-        creds, route = self.credentials, self.route
+        creds = self.credentials
         return NatsServerOptions(
             name=config.name,
             host=config.nats_host,
@@ -81,8 +80,7 @@ class NatsAccess:
             user=creds[0] if creds else None,
             password=creds[1] if creds else None,
             other_users=self.users[1:],
-            route_user=route[0] if route else None,
-            route_password=route[1] if route else None,
+            route_logins=self.users,
             tls_cert=Path(self.cert) if self.cert else None,
             tls_key=Path(self.key) if self.key else None,
             tls_ca=Path(self.ca) if self.ca else None,
@@ -108,7 +106,6 @@ def nats_access(config: Config, keys: ClusterKeys | None) -> NatsAccess:
     return NatsAccess(
         mode=mode,
         users=users,
-        route=users[-1] if users else None,
         cert=config.nats_cert,
         key=config.nats_key,
         ca=config.nats_ca,

@@ -135,6 +135,8 @@ def test_first_node_makes_a_secret_keeps_it_private_and_reuses_it(node_factory: 
     node.query({"sql": "INSERT INTO t VALUES (7)"})
     wait_for(lambda: _rows(second) == [[7]], 15, "the write to reach the second node")
     assert "chmod 600" not in second.logs()
+    assert _secrets_shown(second, secret, nats_credentials(secret)["password"]) == []
+    assert "kept in" in node.logs()  # the restart said where its secret is
 
 
 def _rows(node: NodeProcess) -> Any:

@@ -11,6 +11,7 @@ A secret file that others may read is accepted with a warning (``config.warn_if_
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 from sqlite_ha.config import Config, read_secret_file, warn_if_readable
 from sqlite_ha.errors import ConfigError
 from sqlite_ha.security.keys import ClusterKeys, generate_secret
+
+log = logging.getLogger(__name__)
 
 SECRET_FILE_NAME = "cluster-secret"
 
@@ -83,6 +86,8 @@ def cluster_secret(config: Config) -> ClusterSecret:
             f"cannot keep the cluster secret in {path}: {e.strerror or e}",
             source="the secret made at first start",
         ) from e
+    if not created:
+        log.info("cluster secret: the one this node made at its first start, kept in %s", path)
     return ClusterSecret(keys=_keys(text, str(path)), source="generated", path=path, created=created)
 
 

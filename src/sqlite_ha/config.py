@@ -413,6 +413,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("nats-pass", _parse_str, "", "Password of --nats-user", secret=True, metavar="PASS"),
     Setting(
+        "nats-creds",
+        _parse_str,
+        "",
+        "NATS credentials the node logs in with instead of a password: a .creds file (JWT and nkey seed) or "
+        "an nkey seed file, for an external server or a --nats-config with nkey users",
+        metavar="FILE",
+    ),
+    Setting(
         "nats-config",
         _parse_str,
         "",
@@ -594,6 +602,7 @@ class Config:
     nats_store_dir: str = ""
     nats_user: str = ""
     nats_pass: str = field(default="", repr=False)
+    nats_creds: str = ""
     nats_config: str = ""
     nats_cluster_port: int = 0
     nats_cluster_name: str = "sqlite-ha"
@@ -780,6 +789,14 @@ def resolve(
         dbs = tuple(shlex.split(env["HA_ARGS"]))
     if values["nats_pass"] and not values["nats_user"]:
         raise ConfigError("--nats-pass", "needs --nats-user")
+    if values["nats_creds"] and values["nats_user"]:
+        raise ConfigError("--nats-creds", "give --nats-creds or --nats-user/--nats-pass, not both")
+    if values["nats_creds"] and not (values["replication_url"] or values["nats_config"]):
+        raise ConfigError(
+            "--nats-creds",
+            "is for an external server (--replication-url) or a --nats-config of yours that defines nkey "
+            "users; the generated configuration of the embedded server uses the cluster secret",
+        )
     if bool(values["pg_cert"]) != bool(values["pg_key"]):
         raise ConfigError(
             "--pg-cert" if values["pg_key"] else "--pg-key", "--pg-cert and --pg-key go together"

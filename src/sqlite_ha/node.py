@@ -114,7 +114,6 @@ class Node:
             access = self.nats_access
             if cfg.insecure_replication and cfg.nats_url:
                 warn_insecure(cfg)
-            creds = access.credentials
             if cfg.embedded_nats:
                 self.nats_server = NatsServer(access.server_options(cfg))
                 await self.nats_server.start()
@@ -122,8 +121,7 @@ class Node:
                 self.nats = NatsConnection(
                     cfg.nats_url,
                     name=cfg.name,
-                    user=creds[0] if creds else "",
-                    password=creds[1] if creds else "",
+                    login=access.client_login(),
                     tls=access.client_tls(),
                 )
                 self.nats.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
 import stat
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nkeys
 import psutil
 import pytest
 import trustme
@@ -171,6 +173,30 @@ def test_a_loose_secret_file_is_warned_about(tmp_path: Path) -> None:
         assert f"chmod 600 {secret_file}" in node.logs()
     finally:
         node.stop()
+
+
+def test_an_nkey_user_of_your_own_nats_config(node_factory: NodeFactory, tmp_path: Path) -> None:
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "node.nk"
+    seed_file.write_bytes(seed)
+    seed_file.chmod(0o600)
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        f'server_name: "mine"\nlisten: "127.0.0.1:{port}"\n'
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}\n'
+    )
+    node = node_factory(
+        args=["app.db", "--nats-config", str(conf), "--nats-creds", str(seed_file)], nats_port=port
+    )
+    node.query({"sql": "CREATE TABLE t (x)"})
+    status = node.request("GET", "/status").json()["nats"]
+    assert (status["auth"], status["connected"]) == ("nkey", True)
+    assert "Authorization Violation" in _refused(port, **nats_credentials())  # the secret is not a login
+    assert _can_use_jetstream(port, nkeys_seed=str(seed_file))
+    assert _secrets_shown(node, seed.decode()) == []
 
 
 def test_insecure_replication_is_open_and_says_so(node_factory: NodeFactory) -> None:

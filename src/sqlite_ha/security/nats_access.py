@@ -11,8 +11,9 @@ one user of incoming routes (the first secret's), so during a rotation outgoing 
 secret: a pair of servers where one knows only the old secret and the other only accepts the new one still
 forms its route in the other direction (docs/security.md, "Rotating the cluster secret").
 
-``--nats-user``/``--nats-pass`` win over the secret for NATS (not for the MACs). ``--nats-config`` is the
-user's own server config: the node then only connects, with the explicit user or the secret's credentials.
+``--nats-user``/``--nats-pass`` or ``--nats-creds`` (nkeys) win over the secret for NATS (not for the MACs).
+``--nats-config`` is the user's own server config: the node then only connects, with the explicit login or
+the secret's credentials.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ class NatsAccess:
     """How the node authenticates to NATS and how its embedded server authenticates others."""
 
     mode: str
-    """``cluster-secret``, ``user`` (``--nats-user``) or ``none`` (``--insecure-replication``)."""
+    """``cluster-secret``, ``user`` (``--nats-user``), ``nkey`` (``--nats-creds``) or ``none``
+    (``--insecure-replication``)."""
     users: tuple[tuple[str, str], ...] = ()
     """``(user, password)`` the embedded server accepts; the node connects with the first."""
+    creds_file: str = ""
+    """``--nats-creds``: a .creds file or an nkey seed the node's client logs in with."""
     cert: str = ""
     key: str = ""
     ca: str = ""
@@ -91,6 +95,21 @@ class NatsAccess:
             logs=config.nats_logs,
         )
 
+    def client_login(self) -> dict[str, str]:
+        """The ``nats.connect`` arguments that log the node in (never logged)."""
+        if self.creds_file:
+            try:
+                head = Path(self.creds_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError("--nats-creds", f"cannot read {self.creds_file}: {e}") from e
+            if "BEGIN NATS USER JWT" in head:
+                return {"user_credentials": self.creds_file}
+            return {"nkeys_seed": self.creds_file}
+        if self.credentials is None:
+            return {}
+        user, password = self.credentials
+        return {"user": user, "password": password}
+
     def status(self) -> dict[str, Any]:
         """For ``/status``: the mode and whether TLS is on, never a secret."""
         return {"auth": self.mode, "tls": self.tls}
@@ -99,13 +118,16 @@ class NatsAccess:
 def nats_access(config: Config, keys: ClusterKeys | None) -> NatsAccess:
     users: tuple[tuple[str, str], ...] = ()
     mode = "none"
-    if config.nats_user:
+    if config.nats_creds:
+        mode = "nkey"
+    elif config.nats_user:
         mode, users = "user", ((config.nats_user, config.nats_pass),)
     elif keys is not None:
         mode, users = "cluster-secret", tuple((nats_user(p), p) for p in keys.nats_passwords())
     return NatsAccess(
         mode=mode,
         users=users,
+        creds_file=config.nats_creds,
         cert=config.nats_cert,
         key=config.nats_key,
         ca=config.nats_ca,

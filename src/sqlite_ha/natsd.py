@@ -709,9 +709,8 @@ def _exit_text(returncode: int | None) -> str:
 
 
 def _tls_lines(o: NatsServerOptions, *, verify: bool) -> list[str]:
-    lines = [f"  cert_file: {_quote(str(o.tls_cert))}", f"  key_file: {_quote(str(o.tls_key))}"]
-    if o.tls_ca is not None:
-        lines.append(f"  ca_file: {_quote(str(o.tls_ca))}")
+    files = [("cert_file", o.tls_cert), ("key_file", o.tls_key), ("ca_file", o.tls_ca)]
+    lines = [f"  {name}: {_quote(str(path.resolve()))}" for name, path in files if path is not None]
     if verify:
         lines.append("  verify: true")
     return [*lines, "  timeout: 5"]

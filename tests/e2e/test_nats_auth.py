@@ -252,17 +252,37 @@ def test_routes_form_while_the_secret_is_rotated(node_factory: NodeFactory) -> N
     assert "Authorization Violation" in _refused(n2.nats_port or 0, **nats_credentials(new))
 
 
-@pytest.fixture
-def certs(tmp_path: Path) -> tuple[Path, Path, Path]:
+def _make_certs(d: Path) -> tuple[Path, Path, Path]:
     """A CA and one certificate for 127.0.0.1 (client and route ports of every test node), as files."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path / "tls"
     d.mkdir()
     cert.cert_chain_pems[0].write_to_path(d / "cert.pem")
     cert.private_key_pem.write_to_path(d / "key.pem")
     ca.cert_pem.write_to_path(d / "ca.pem")
     return d / "cert.pem", d / "key.pem", d / "ca.pem"
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    return _make_certs(tmp_path / "tls")
+
+
+def test_a_route_peer_with_a_certificate_of_another_ca_is_refused(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    ports = [free_port(), free_port()]
+    nodes = []
+    for i in range(2):
+        cert, key, ca = _make_certs(tmp_path / f"tls{i}")  # each node its own CA: neither trusts the other
+        tls = ["--nats-cert", str(cert), "--nats-key", str(key), "--nats-ca", str(ca)]
+        node = node_factory(args=["app.db", *nats_cluster_args(ports, i), *tls], nats_port=None, start=False)
+        nodes.append(node.start(wait_ready=False))
+    hint = "TLS handshake of a NATS route with"
+    wait_for(lambda: all(hint in n.logs() for n in nodes), 30, "both nodes to say why routes fail")
+    assert "same --nats-ca" in nodes[0].logs()
+    for n in nodes:  # still starting (waiting for a JetStream that cannot form): SIGTERM waits for that
+        n.kill()
 
 
 def test_a_cluster_over_tls_replicates_and_refuses_plaintext(

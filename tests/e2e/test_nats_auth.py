@@ -296,6 +296,11 @@ def test_a_cluster_over_tls_replicates_and_refuses_plaintext(
     wait_for(lambda: _rows(n2) == [[42]], 20, "the write to reach node2 over TLS routes")
     status = n2.request("GET", "/status").json()["nats"]
     assert (status["auth"], status["tls"]) == ("cluster-secret", True)
+    # A node without a server of its own joins node1's over tls://, trusting the CA.
+    url = f"tls://127.0.0.1:{n1.nats_port}"
+    n3 = node_factory(args=["app.db", "--replication-url", url, "--nats-ca", str(ca)])
+    wait_for(lambda: _rows(n3) == [[42]], 20, "node3 to catch up over tls://")
+    assert n3.request("GET", "/status").json()["nats"]["tls"] is True
 
     port = n1.nats_port or 0
     assert "PONG" not in _plaintext_connect(port)  # closed without an answer: it wanted a TLS handshake

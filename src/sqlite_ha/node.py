@@ -12,8 +12,8 @@ import contextlib
 import errno
 import logging
 import os
+import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,7 +32,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
 from sqlite_ha.interceptor import load as load_interceptor
-from sqlite_ha.natsd import NatsServer, NatsServerOptions
+from sqlite_ha.natsd import NatsServer
 from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
@@ -48,8 +48,9 @@ from sqlite_ha.replication.seal import Sealer
 from sqlite_ha.replication.signed_snapshots import SignedSnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
-from sqlite_ha.security.cluster_secret import cluster_keys
+from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.security.nats_access import nats_access, warn_insecure
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
 
@@ -73,7 +74,12 @@ class Node:
         self.config = config
         self.name = config.name
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
-        self.keys: ClusterKeys | None = cluster_keys(config)
+        secret = cluster_secret(config)
+        self.keys: ClusterKeys | None = secret.keys
+        if secret.created and secret.path is not None:
+            sys.stderr.write(join_instructions(secret.path))  # for the operator, not the log
+            sys.stderr.flush()
+        self.nats_access = nats_access(config, self.keys)
         self.sealer = Sealer(self.keys)  # without keys: plain messages out, anything in (see ``seal``)
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
         self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
@@ -109,26 +115,18 @@ class Node:
         try:
             specs = parse_databases(cfg.databases, memory=cfg.memory)
             self._specs = {spec.id: spec for spec in specs}
+            access = self.nats_access
+            if cfg.insecure_replication and cfg.nats_url:
+                warn_insecure(cfg)
             if cfg.embedded_nats:
-                self.nats_server = NatsServer(
-                    NatsServerOptions(
-                        name=cfg.name,
-                        host=cfg.nats_host,
-                        port=cfg.nats_port,
-                        store_dir=cfg.store_dir(),
-                        user=cfg.nats_user or None,
-                        password=cfg.nats_pass or None,
-                        config_file=Path(cfg.nats_config) if cfg.nats_config else None,
-                        cluster_port=cfg.nats_cluster_port,
-                        cluster_name=cfg.nats_cluster_name,
-                        routes=cfg.nats_routes,
-                        logs=cfg.nats_logs,
-                    )
-                )
+                self.nats_server = NatsServer(access.server_options(cfg))
                 await self.nats_server.start()
             if cfg.nats_url:
                 self.nats = NatsConnection(
-                    cfg.nats_url, name=cfg.name, user=cfg.nats_user, password=cfg.nats_pass
+                    cfg.nats_url,
+                    name=cfg.name,
+                    login=access.client_login(),
+                    tls=access.client_tls(),
                 )
                 self.nats.start()
                 wait = (
@@ -621,6 +619,7 @@ class Node:
                 "jetstream": s.jetstream,
                 "last_error": s.last_error,
                 "embedded": self.nats_server is not None,
+                **self.nats_access.status(),
                 "embedded_server": None if self.nats_server is None else self.nats_server.state().to_dict(),
             }
         return out

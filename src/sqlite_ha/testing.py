@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +20,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+TEST_CLUSTER_SECRET = secrets.token_urlsafe(32)
+"""The cluster secret every ``NodeProcess`` gets (``HA_CLUSTER_SECRET``) unless its ``env`` says otherwise
+(``HA_CLUSTER_SECRET=""`` lets a node make its own): the nodes of one test process form one cluster."""
+
+
+def nats_credentials(secret: str = TEST_CLUSTER_SECRET) -> dict[str, str]:
+    """``nats.connect`` keyword arguments that log in to a node's embedded NATS server as the nodes of the
+    cluster of ``secret`` do (a test's raw client: it may then do anything a node can)."""
+    from sqlite_ha.security.keys import ClusterKeys
+    from sqlite_ha.security.nats_access import nats_user
+
+    password = ClusterKeys.from_text(secret).nats_password
+    return {"user": nats_user(password), "password": password}
 
 
 def free_port() -> int:
@@ -135,7 +150,8 @@ class NodeProcess:
         return cmd + self.args
 
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> NodeProcess:
-        env = {**os.environ, **self.env}
+        env = {**os.environ, "HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET, **self.env}
+        env = {k: v for k, v in env.items() if v or k != "HA_CLUSTER_SECRET"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command,

@@ -13,7 +13,7 @@ from typing import Any
 import nats
 
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.testing import NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 from tests.e2e.test_recovery import content, frozen, serves
 from tests.e2e.test_snapshots import stream_state
@@ -55,7 +55,7 @@ def _seconds(stamp: str) -> float:
 
 def obj_stream_last_seq(nats_port: int) -> int:
     async def read() -> int:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             info = await nc.jetstream().stream_info(BUCKET_STREAM)
             return int(info.state.last_seq)
@@ -69,7 +69,7 @@ def ask(nats_port: int, database: str, need: int, within: float) -> list[Snapsho
     """Send a snapshot request as a node would and collect every reply that comes ``within`` seconds."""
 
     async def run() -> list[SnapshotReply]:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
@@ -329,7 +329,7 @@ def limit_stream_messages(nats_port: int, max_msgs: int) -> None:
     """An operator's limit on the stream: JetStream drops the oldest change sets beyond ``max_msgs``."""
 
     async def run() -> None:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             js = nc.jetstream()
             info = await js.stream_info("ha_replication")

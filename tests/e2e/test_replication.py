@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import random
 import threading
 from typing import Any
 
 import pytest
 
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.testing import NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 
 
@@ -200,7 +201,7 @@ def test_poison_change_set_is_parked_and_the_rest_flows(cluster: Cluster) -> Non
     cluster.write(n1, "CREATE TABLE p(id INTEGER PRIMARY KEY, v)")
 
     async def publish_garbage() -> None:
-        nc = await nats.connect(f"nats://127.0.0.1:{n1.nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{n1.nats_port}", **nats_credentials())
         js = nc.jetstream()
         await js.publish("ha_replication.app_db", b"{this is not a change set")
         await js.publish(
@@ -342,7 +343,7 @@ def test_cli_options_interceptor_ddl_sync_and_async(node_factory: NodeFactory, t
     second = node_factory(
         args=["app.db", "--replication-url", url, "-i", "myhooks:SkipSecrets", "--async-replication"],
         name="node2",
-        env={"PYTHONPATH": str(hooks)},
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))},
     )
     c = Cluster([first, second])
     for sql in ("CREATE TABLE seen(node TEXT)", "CREATE TABLE secrets(x)", "CREATE TABLE public(x)"):

@@ -12,8 +12,10 @@ from typing import Any
 
 import nats
 
+from sqlite_ha.replication.seal import Sealer
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
-from sqlite_ha.testing import NodeProcess, nats_credentials, wait_for
+from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 from tests.e2e.test_recovery import content, frozen, serves
 from tests.e2e.test_snapshots import stream_state
@@ -65,6 +67,9 @@ def obj_stream_last_seq(nats_port: int) -> int:
     return asyncio.run(read())
 
 
+SEALER = Sealer(ClusterKeys.from_text(TEST_CLUSTER_SECRET))  # requests are signed as the nodes' are
+
+
 def ask(nats_port: int, database: str, need: int, within: float) -> list[SnapshotReply]:
     """Send a snapshot request as a node would and collect every reply that comes ``within`` seconds."""
 
@@ -75,14 +80,15 @@ def ask(nats_port: int, database: str, need: int, within: float) -> list[Snapsho
             sub = await nc.subscribe(inbox)
             request = SnapshotRequest(database=database, node="the-test", need=need)
             subject = f"_HA.ha_replication.snapshot.{database.replace('.', '_')}"
-            await nc.publish(subject, request.encode(), reply=inbox)
+            sealed = SEALER.seal(subject, request.encode(), kind=b"snapshot_request")
+            await nc.publish(subject, sealed, reply=inbox)
             replies, deadline = [], time.monotonic() + within
             while (left := deadline - time.monotonic()) > 0:
                 try:
                     msg = await sub.next_msg(timeout=left)
                 except (TimeoutError, nats.errors.TimeoutError):
                     break
-                reply = SnapshotReply.decode(msg.data)
+                reply = SnapshotReply.decode(SEALER.open(inbox, msg.data, kind=b"snapshot_reply"))
                 if not reply.pending:
                     replies.append(reply)
             return replies

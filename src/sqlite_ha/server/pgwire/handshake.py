@@ -60,9 +60,10 @@ async def startup(session: Session, cancel_registry: dict[tuple[int, int], Sessi
 
 
 def refuse_plaintext(session: Session) -> None:
-    """A session that did not start TLS ends here, before any password is asked, when the node requires TLS
-    (``--pg-tls require``) or would otherwise ask for the password in clear (``--pg-auth password``
-    without ``--pg-allow-cleartext``). 28000, as PostgreSQL answers a connection no ``hostssl`` line lets in."""
+    """A session that did not start TLS ends here, before any password is asked, when the node requires
+    TLS (``--pg-tls require``) or would otherwise ask for the password in clear (``--pg-auth password``
+    without ``--pg-allow-cleartext``). 28000, as PostgreSQL answers a connection no ``hostssl`` line
+    lets in."""
     if session.conn.encrypted:
         return
     settings = session.settings

@@ -80,9 +80,11 @@ def test_secrets_from_env_and_files_never_leak(node_factory: NodeFactory, tmp_pa
         raise AssertionError("a wrong password logged in")
 
     assert_nowhere(asyncio.run(asyncpg_wrong()), "a PostgreSQL error")
-    with psycopg.connect(f"{dsn} password={PG_PASS}", autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            conn.execute("SELECT * FROM missing")
+    with (
+        psycopg.connect(f"{dsn} password={PG_PASS}", autocommit=True) as conn,
+        pytest.raises(psycopg.errors.UndefinedTable),
+    ):
+        conn.execute("SELECT * FROM missing")
 
     status = node.request("GET", "/status")
     assert status.status == 200

@@ -5,12 +5,14 @@ else, after the connection is handed over) must serve over one TLS connection, k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import shutil
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,3 +273,20 @@ def test_operator_commands_over_https(node_factory: NodeFactory, tls: TLSFiles, 
     )
     assert got.returncode == 0, got.stderr
     assert out.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_a_stalled_handshake_is_dropped_after_the_header_timeout(
+    node_factory: NodeFactory, tls: TLSFiles
+) -> None:
+    node = node_factory(
+        args=["app.db", "--cert", str(tls.cert), "--key", str(tls.key), "--header-timeout", "1s"],
+        ca=str(tls.ca),
+    )
+    with socket.create_connection(("127.0.0.1", node.port), timeout=15) as s:
+        started = time.monotonic()
+        s.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+        with contextlib.suppress(ConnectionResetError):
+            assert s.recv(4096) == b""
+        waited = time.monotonic() - started
+    assert 0.8 < waited < 8, waited
+    assert node.request("GET", "/healthz").status == 200

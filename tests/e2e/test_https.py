@@ -109,6 +109,15 @@ def test_fast_and_slow_paths_on_one_kept_alive_tls_connection(
         assert conn.sock is sock, "the TLS connection was not kept alive"
     finally:
         conn.close()
+    # a client that ends its session properly (close_notify, as curl does) while on the fast path
+    with (
+        socket.create_connection(("127.0.0.1", https.port), timeout=10) as raw,
+        _context(tls).wrap_socket(raw, server_hostname="127.0.0.1") as s,
+    ):
+        s.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n" + b'["SELECT 1"]')
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        s.unwrap()  # returns once the node answered with its own close_notify
+    assert "eof_received" not in https.logs()  # asyncio's warning when a protocol keeps a TLS transport
 
 
 def test_pipelined_queries_over_raw_tls(https: NodeProcess, tls: TLSFiles) -> None:

@@ -182,7 +182,7 @@ _progress = click.option(
 )
 
 
-Node = Callable[[], NodeClient]
+ClientFactory = Callable[[], NodeClient]  # makes the client of the options given
 
 
 def _node(func: Callable[..., None]) -> Callable[..., None]:
@@ -229,7 +229,7 @@ def load_file(client: NodeClient, path: Path, db: str | None, progress: bool | N
 @_node
 @_db
 @_progress
-def load_command(file: Path, node: Node, db: str | None, progress: bool | None) -> None:
+def load_command(file: Path, node: ClientFactory, db: str | None, progress: bool | None) -> None:
     """Load a SQLite FILE into an empty database of a running cluster (every node gets its content)."""
 
     def action() -> None:
@@ -254,7 +254,7 @@ def snapshot_group() -> None:
 @snapshot_group.command("take")
 @_node
 @_db
-def take_command(node: Node, db: str | None) -> None:
+def take_command(node: ClientFactory, db: str | None) -> None:
     """Snapshot a database now (skipped when nothing changed since the latest one)."""
 
     def action() -> None:
@@ -269,7 +269,7 @@ def take_command(node: Node, db: str | None) -> None:
 @snapshot_group.command("list")
 @_node
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
-def list_command(node: Node, as_json: bool) -> None:
+def list_command(node: ClientFactory, as_json: bool) -> None:
     """The latest snapshot of each database the node serves."""
 
     def action() -> None:
@@ -319,7 +319,7 @@ def download(client: NodeClient, db: str | None, dest: Path, progress: bool | No
 @_db
 @_progress
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="file to write")
-def download_command(node: Node, db: str | None, progress: bool | None, output: Path | None) -> None:
+def download_command(node: ClientFactory, db: str | None, progress: bool | None, output: Path | None) -> None:
     """Download the latest snapshot of a database to a file (a plain SQLite database), checked."""
 
     def action() -> None:
@@ -336,7 +336,7 @@ def download_command(node: Node, db: str | None, progress: bool | None, output: 
 @_node
 @_db
 @_progress
-def restore_command(file: Path, node: Node, db: str | None, progress: bool | None) -> None:
+def restore_command(file: Path, node: ClientFactory, db: str | None, progress: bool | None) -> None:
     """Restore a downloaded snapshot FILE into an empty database of a running cluster (as ``load``)."""
 
     def action() -> None:

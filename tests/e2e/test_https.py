@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import trustme
 
+from sqlite_ha.admin import AdminError, NodeClient
 from sqlite_ha.testing import NodeProcess
 from tests.conftest import NodeFactory
 from tests.e2e.test_cli import run_cli
@@ -261,27 +262,41 @@ def test_bad_certificate_files_stop_the_node_at_start(node_factory: NodeFactory,
 
 
 def test_operator_commands_over_https(node_factory: NodeFactory, tls: TLSFiles, tmp_path: Path) -> None:
+    client = tls.client_cert(tmp_path / "operator.pem")
     node = node_factory(
-        args=["app.db", "--cert", str(tls.cert), "--key", str(tls.key)],
+        args=["app.db", "--cert", str(tls.cert), "--key", str(tls.key), "--client-ca", str(tls.ca)],
         ca=str(tls.ca),
+        client_cert=str(client),
         nats_port=None,
         token="t0k",
     )
     node.query(["CREATE TABLE t(x)", "INSERT INTO t VALUES (1)"])
     target = ["--url", node.url, "--token", "t0k"]
-    untrusted = run_cli("snapshot", "take", *target)
+    untrusted = run_cli("snapshot", "take", *target, "--client-cert", str(client))
     assert untrusted.returncode == 1
     assert "certificate is not trusted" in untrusted.stderr
     assert "--cacert" in untrusted.stderr
-    taken = run_cli("snapshot", "take", *target, "--cacert", str(tls.ca))
+    anonymous = run_cli("snapshot", "take", *target, "--cacert", str(tls.ca))  # no client certificate
+    assert anonymous.returncode == 1
+    assert "cannot reach the node" in anonymous.stderr
+    assert "Traceback" not in anonymous.stderr
+    taken = run_cli("snapshot", "take", *target, "--cacert", str(tls.ca), "--client-cert", str(client))
     assert taken.returncode == 0, taken.stderr
     assert taken.stdout.startswith("took snapshot of app.db")
     out = tmp_path / "app.snapshot.db"
-    got = run_cli(
-        "snapshot", "download", *target, "-o", str(out), "--no-progress", env={"HA_CACERT": str(tls.ca)}
-    )
+    env = {"HA_CACERT": str(tls.ca), "HA_CLIENT_CERT": str(client)}
+    got = run_cli("snapshot", "download", *target, "-o", str(out), "--no-progress", env=env)
     assert got.returncode == 0, got.stderr
     assert out.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_operator_tls_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(AdminError, match=r"--cacert .*nope\.pem: cannot load it"):
+        NodeClient("https://127.0.0.1:1", cacert=str(tmp_path / "nope.pem"))
+    with pytest.raises(AdminError, match=r"--client-cert .*: cannot load it"):
+        NodeClient("https://127.0.0.1:1", client_cert=str(tmp_path / "nope.pem"))
+    with pytest.raises(AdminError, match="--client-key needs --client-cert"):
+        NodeClient("https://127.0.0.1:1", client_key=str(tmp_path / "key.pem"))
 
 
 def test_a_stalled_handshake_is_dropped_after_the_header_timeout(

@@ -219,6 +219,12 @@ class Node:
             log.warning(
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
             )
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.http_tls is None:
+            log.warning(
+                "the HTTP API listens on %s without TLS: tokens and data cross the network in clear "
+                "(--cert/--key, or TLS in a proxy in front of the node)",
+                cfg.host,
+            )
 
     async def _start_pg(self) -> None:
         from sqlite_ha.server.pgwire.server import PgServer, PgSettings
@@ -243,6 +249,12 @@ class Node:
         if cfg.host not in ("127.0.0.1", "::1", "localhost") and cfg.pg_pass == "ha":
             log.warning(
                 "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
+            )
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.pg_tls is None:
+            log.warning(
+                "the PostgreSQL port listens on %s without TLS: queries and results cross the network in "
+                "clear (--pg-cert/--pg-key)",
+                cfg.host,
             )
 
     def _log(self) -> tuple[Replicator, JetStreamSnapshotStore | None]:

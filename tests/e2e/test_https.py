@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from sqlite_ha.admin import AdminError, NodeClient
-from sqlite_ha.testing import NodeProcess
+from sqlite_ha.testing import NodeProcess, free_port
 from tests.conftest import NodeFactory
 from tests.e2e.test_cli import run_cli
 
@@ -314,3 +314,15 @@ def test_a_stalled_handshake_is_dropped_after_the_header_timeout(
         waited = time.monotonic() - started
     assert 0.8 < waited < 8, waited
     assert node.request("GET", "/healthz").status == 200
+
+
+def test_listening_beyond_loopback_without_tls_is_warned(node_factory: NodeFactory, tls: TLSFiles) -> None:
+    plain = node_factory(args=["app.db", "--host", "0.0.0.0", "--token", "t", "--pg-port", str(free_port())])
+    assert "the HTTP API listens on 0.0.0.0 without TLS" in plain.logs()
+    assert "the PostgreSQL port listens on 0.0.0.0 without TLS" in plain.logs()
+    certs = ["--cert", str(tls.cert), "--key", str(tls.key)]
+    certs += ["--pg-cert", str(tls.cert), "--pg-key", str(tls.key)]
+    secured = node_factory(
+        args=["app.db", "--host", "0.0.0.0", "--pg-port", str(free_port()), *certs], ca=str(tls.ca), token="t"
+    )
+    assert "without TLS" not in secured.logs()

@@ -104,6 +104,10 @@ def test_require_refuses_plaintext_sessions(node_factory: NodeFactory, tls: TLSF
         error = read_error(s)
     assert (error["S"], error["C"], error["M"]) == ("FATAL", "28000", REQUIRES_TLS)
     assert "sslmode=require" in error["H"]
+    # a CancelRequest stays accepted in plaintext (libpq before 17 never encrypts it): closed, no error
+    with socket.create_connection(("127.0.0.1", node.pg_port), timeout=10) as s:  # type: ignore[attr-defined]
+        s.sendall(struct.pack("!iiii", 16, 80877102, 1, 2))
+        assert s.recv(100) == b""
 
 
 def test_cleartext_password_needs_tls(node_factory: NodeFactory, tls: TLSFiles) -> None:

@@ -813,6 +813,12 @@ def resolve(
         raise ConfigError(
             "--cluster-secret-file", "give the cluster secret once: --cluster-secret-file or --cluster-secret"
         )
+    if values["pg_auth"] == "password" and not values["pg_cert"] and not values["pg_allow_cleartext"]:
+        raise ConfigError(
+            "--pg-auth",
+            "password sends the password in clear and this node has no --pg-cert for TLS: give --pg-cert and "
+            "--pg-key, or --pg-allow-cleartext to accept it anyway",
+        )
     if values["insecure_replication"] and (values["cluster_secret"] or values["cluster_secret_file"]):
         raise ConfigError("--insecure-replication", "contradicts --cluster-secret / --cluster-secret-file")
     return Config(databases=dbs, **values)

@@ -51,6 +51,7 @@ from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
+from sqlite_ha.security.tls import server_context
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
 
@@ -74,6 +75,18 @@ class Node:
         self.config = config
         self.name = config.name
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
+        # TLS of the client interfaces, loaded now: a bad certificate or key stops the node before it opens
+        # anything (or makes a cluster secret), with the flag named.
+        self.http_tls = (
+            server_context(
+                config.cert, config.key, flag="--cert", client_ca=config.client_ca, alpn=("http/1.1",)
+            )
+            if config.cert
+            else None
+        )
+        self.pg_tls = (
+            server_context(config.pg_cert, config.pg_key, flag="--pg-cert") if config.pg_cert else None
+        )
         secret = cluster_secret(config)
         self.keys: ClusterKeys | None = secret.keys
         if secret.created and secret.path is not None:
@@ -154,8 +167,9 @@ class Node:
             await self.stop()
             raise
         log.info(
-            "node %s ready: http://%s:%d (%d database%s)",
+            "node %s ready: %s://%s:%d (%d database%s)",
             self.name,
+            "https" if cfg.cert else "http",
             cfg.host,
             self.http_port,
             len(self.databases),
@@ -186,9 +200,16 @@ class Node:
             max_body=cfg.max_body_size,
             access_log=log if cfg.log_level == "debug" else None,
         )
+        tls = self.http_tls  # the fast path and aiohttp both read and write through the TLS transport
         try:
             self._listener = await asyncio.get_running_loop().create_server(
-                self._fast, cfg.host, cfg.port, reuse_address=True
+                self._fast,
+                cfg.host,
+                cfg.port,
+                reuse_address=True,
+                ssl=tls,
+                # a client that opens a connection and stalls the handshake is dropped as a slow header is
+                ssl_handshake_timeout=(cfg.header_timeout or None) if tls is not None else None,
             )
         except OSError as e:
             await self._runner.cleanup()
@@ -200,24 +221,42 @@ class Node:
             log.warning(
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
             )
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.http_tls is None:
+            log.warning(
+                "the HTTP API listens on %s without TLS: tokens and data cross the network in clear "
+                "(--cert/--key, or TLS in a proxy in front of the node)",
+                cfg.host,
+            )
 
     async def _start_pg(self) -> None:
-        from sqlite_ha.server.pgwire.server import PgServer, PgSettings, tls_context
+        from sqlite_ha.server.pgwire.server import PgServer, PgSettings
 
         cfg = self.config
-        tls = tls_context(cfg.pg_cert, cfg.pg_key) if cfg.pg_cert else None
         settings = PgSettings(
             user=cfg.pg_user,
             password=cfg.pg_pass,
             auth=cfg.pg_auth,
             read_wait=cfg.replication_timeout,
             max_copy_size=cfg.pg_max_copy_size,
+            tls_required=cfg.pg_tls == "require",
+            allow_cleartext=cfg.pg_allow_cleartext,
         )
-        self.pg = PgServer(self, settings, tls=tls)
+        if cfg.pg_auth == "md5":
+            log.warning(
+                "--pg-auth md5 is weak: a captured login is cheap to crack offline; prefer scram-sha-256 "
+                "(the default)"
+            )
+        self.pg = PgServer(self, settings, tls=self.pg_tls)
         await self.pg.start(cfg.host, cfg.pg_port)
         if cfg.host not in ("127.0.0.1", "::1", "localhost") and cfg.pg_pass == "ha":
             log.warning(
                 "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
+            )
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.pg_tls is None:
+            log.warning(
+                "the PostgreSQL port listens on %s without TLS: queries and results cross the network in "
+                "clear (--pg-cert/--pg-key)",
+                cfg.host,
             )
 
     def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -114,6 +115,10 @@ class NodeProcess:
     """Where the node listens (HTTP and embedded NATS) and is reached."""
     prefix: list[str] = field(default_factory=list)
     """Run the node through this command (``ip netns exec NS`` execs: the pid stays the node's)."""
+    ca: str = ""
+    """A CA file (PEM): the node serves HTTPS (``--cert`` in ``args``) and requests trust this CA."""
+    client_cert: str = ""
+    """A PEM file with a client certificate and its key, presented over HTTPS (nodes with ``--client-ca``)."""
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -217,6 +222,17 @@ class NodeProcess:
             return ""
 
     # ------------------------------------------------------------------------------------ HTTP
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ca else 'http'}://{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client side of the node's HTTPS: its CA trusted, the client certificate if one is set."""
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.client_cert:
+            context.load_cert_chain(self.client_cert)
+        return context
+
     def request(
         self,
         method: str,
@@ -228,7 +244,11 @@ class NodeProcess:
         timeout: float = 30.0,
         auth: bool = True,
     ) -> Response:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context())
+            if self.ca
+            else http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        )
         try:
             hdrs = dict(headers or {})
             if self.token and auth and "Authorization" not in hdrs:

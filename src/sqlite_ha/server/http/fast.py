@@ -176,9 +176,11 @@ class _Connection(asyncio.Protocol):
         self.eof = False
         self.active = 0.0  # loop time of the last bytes received or answer sent
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.tls = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not registered as one
+        self.tls = transport.get_extra_info("sslcontext") is not None
         self.fast.connections.add(self)
         tcp_keepalive(self.transport)  # as aiohttp does: a peer that vanished is noticed
         loop = asyncio.get_running_loop()
@@ -219,7 +221,9 @@ class _Connection(asyncio.Protocol):
         self.eof = True
         if self.task is None and self.transport is not None:
             self.transport.close()
-        return True  # keep the transport open to answer a request still being served
+        # Keep the transport open to answer a request still being served. Over TLS the client's close_notify
+        # ends the session whatever we answer (asyncio and uvloop warn when asked to keep it open).
+        return not self.tls
 
     def _next(self) -> None:
         """Serve the next request in the buffer, or hand the connection over."""

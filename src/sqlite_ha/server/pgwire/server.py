@@ -54,16 +54,8 @@ class PgSettings:
     read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
     max_message_size: int = 64 * 1024 * 1024
     max_copy_size: int = 256 * 1024 * 1024  # data one COPY FROM STDIN may send (it is one transaction)
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """The server-side TLS context of ``--pg-cert``/``--pg-key``; a bad file is a configuration error."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError("--pg-cert", f"cannot load {cert} / {key}: {e}") from e
-    return context
+    tls_required: bool = False  # --pg-tls require: a session that does not start TLS is refused
+    allow_cleartext: bool = False  # --pg-allow-cleartext: auth "password" also on sessions without TLS
 
 
 class PgServer:

@@ -48,8 +48,10 @@ from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotReques
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.cluster_secret import cluster_keys
 from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.server.descriptors import ensure_descriptors, needed
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
+from sqlite_ha.server.http.fast import Limits as HttpLimits
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgServer
@@ -78,7 +80,11 @@ class Node:
             DatabaseOptions(
                 synchronous=config.synchronous,
                 busy_timeout=config.busy_timeout,
-                limits=Limits(max_rows=config.max_result_rows, timeout=config.query_timeout),
+                limits=Limits(
+                    max_rows=config.max_result_rows,
+                    max_bytes=config.max_result_bytes,
+                    timeout=config.query_timeout,
+                ),
                 rowids=self.rowids,
             ),
             create_dir=config.create_db_dir,
@@ -145,6 +151,8 @@ class Node:
                 # ready when start returns.
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)
+            caps = (cfg.max_connections, *((cfg.pg_max_connections,) if cfg.pg_port else ()))
+            ensure_descriptors(needed(*caps))
             if cfg.pg_port:
                 await self._start_pg()  # before HTTP: once /readyz answers, every port does
             await self._start_http()
@@ -168,21 +176,36 @@ class Node:
             max_body_size=cfg.max_body_size,
             max_load_size=cfg.max_load_size,
             read_wait=cfg.replication_timeout,
+            body_timeout=cfg.body_timeout,
         )
         self._runner = web.AppRunner(
             api.app,
             access_log=log if cfg.log_level == "debug" else None,
             handle_signals=False,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+            # aiohttp closes a connection that has not sent a whole request head this long after its last
+            # answer: for the connections it serves, that is both the header timeout and the idle bound.
+            keepalive_timeout=cfg.header_timeout,
+            # After answering a request whose body it did not read (413, 408), aiohttp reads on for this long
+            # before it closes, so that the client sees the answer rather than a reset.
+            lingering_time=min(10.0, cfg.body_timeout),
         )
         await self._runner.setup()
-        assert self._runner.server is not None
+        server = self._runner.server
+        assert server is not None
         # Connections start on the fast path for plain queries; aiohttp takes over for anything else.
         self._fast = FastPath(
             api.fast_query,
-            self._runner.server,
+            server,
             max_body=cfg.max_body_size,
             access_log=log if cfg.log_level == "debug" else None,
+            limits=HttpLimits(
+                max_connections=cfg.max_connections,
+                header_timeout=cfg.header_timeout,
+                body_timeout=cfg.body_timeout,
+            ),
+            handed_over=lambda: len(server.connections),
+            health=api.health,
         )
         try:
             self._listener = await asyncio.get_running_loop().create_server(
@@ -210,6 +233,8 @@ class Node:
             auth=cfg.pg_auth,
             read_wait=cfg.replication_timeout,
             max_copy_size=cfg.pg_max_copy_size,
+            max_connections=cfg.pg_max_connections,
+            startup_timeout=cfg.header_timeout,
         )
         self.pg = PgServer(self, settings, tls=tls)
         await self.pg.start(cfg.host, cfg.pg_port)

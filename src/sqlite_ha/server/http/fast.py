@@ -220,6 +220,9 @@ class FastPath:
             await asyncio.wait(busy, timeout=timeout)
         for conn in list(self.connections):
             conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
 
 class _Connection(asyncio.Protocol):

@@ -621,6 +621,7 @@ class Node:
                 for db in self.databases
             ],
             "nats": None,
+            "connections": self._connections(),
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None
         if self.snapshots is not None:
@@ -640,6 +641,19 @@ class Node:
                 "embedded_server": None if self.nats_server is None else self.nats_server.state().to_dict(),
             }
         return out
+
+    def _connections(self) -> dict[str, Any]:
+        cfg, fast, pg = self.config, self._fast, self.pg
+        return {
+            "http": {
+                "open": fast.open_connections() if fast is not None else 0,
+                "max": cfg.max_connections,
+                "refused": fast.refused if fast is not None else 0,
+            },
+            "pg": None
+            if pg is None
+            else {"open": pg.open, "max": cfg.pg_max_connections, "refused": pg.refused},
+        }
 
     async def refresh_health(self) -> None:
         """Re-check JetStream so readiness follows the server (called periodically by ``run``)."""

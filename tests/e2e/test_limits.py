@@ -138,6 +138,9 @@ def test_http_connection_cap(node: NodeProcess) -> None:
                 assert response(health)[0] == 200
         held.pop().close()
         wait_until_served(node)
+        connections = node.request("GET", "/status").json()["connections"]
+        assert connections["http"]["max"] == 5
+        assert connections["http"]["refused"] >= 1
     finally:
         for sock in held:
             sock.close()

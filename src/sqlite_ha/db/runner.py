@@ -103,7 +103,8 @@ class Budget:
     that an oversized result is refused when it passes the limit, not once it sits whole in memory.
 
     A value counts its length (text, blob) or 8 (a number, NULL): close to what it costs here and in the
-    answer, and cheap enough for every row of every read.
+    answer, and cheap enough for every row of every read (``collect`` counts inline: a method call per row
+    would cost more than the count).
     """
 
     __slots__ = ("bytes", "max_bytes", "rows")
@@ -113,25 +114,26 @@ class Budget:
         self.bytes = limits.max_bytes
         self.max_bytes = limits.max_bytes
 
-    def take(self, row: tuple[Any, ...]) -> None:
-        self.rows -= 1
-        if self.rows < 0:
-            raise too_many_rows()
-        size = 0
-        for value in row:
-            size += len(value) if isinstance(value, (str, bytes)) else 8
-        self.bytes -= size
-        if self.bytes < 0:
-            raise too_many_bytes(self.max_bytes)
 
-
-def collect(cursor: apsw.Cursor, budget: Budget) -> list[tuple[Any, ...]]:
-    """The rows of ``cursor``, each taken from ``budget`` as it comes."""
-    rows = []
-    take = budget.take
-    for row in cursor:
-        take(row)
-        rows.append(row)
+def collect(cursor: apsw.Cursor, budget: Budget) -> list[Any]:
+    """The rows of ``cursor``, each taken from ``budget`` as SQLite steps it (``run_statement`` counts the
+    same way)."""
+    rows: list[Any] = []
+    append = rows.append
+    left_rows, left_bytes = budget.rows, budget.bytes
+    try:
+        for row in cursor:
+            left_rows -= 1
+            if left_rows < 0:
+                raise too_many_rows()
+            for value in row:
+                kind = type(value)
+                left_bytes -= len(value) if kind is str or kind is bytes else 8
+            if left_bytes < 0:
+                raise too_many_bytes(budget.max_bytes)
+            append(row)
+    finally:
+        budget.rows, budget.bytes = left_rows, left_bytes
     return rows
 
 
@@ -202,10 +204,20 @@ def run_statement(
     cur.exec_trace = trace
     try:
         cur.execute(stmt.sql, stmt.bindings)
-        take = budget.take
-        for row in cur:
-            take(row)
-            results[-1].rows.append(row)
+        left_rows, left_bytes = budget.rows, budget.bytes
+        try:
+            for row in cur:  # ``results[-1]``: a statement after the first one (same SQL) adds a result
+                left_rows -= 1
+                if left_rows < 0:
+                    raise too_many_rows()
+                for value in row:
+                    kind = type(value)
+                    left_bytes -= len(value) if kind is str or kind is bytes else 8
+                if left_bytes < 0:
+                    raise too_many_bytes(budget.max_bytes)
+                results[-1].rows.append(row)
+        finally:
+            budget.rows, budget.bytes = left_rows, left_bytes
     except BaseException:
         cur.close(True)  # finalize now, so the transaction can roll back with no statement pending
         raise

@@ -106,6 +106,11 @@ class PgServer:
         self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("PostgreSQL wire protocol on %s:%d (auth %s)", host, self.port, self.settings.auth)
 
+    @property
+    def open(self) -> int:
+        """Sessions served now (those being refused over the cap not counted)."""
+        return len(self._tasks) - self._over_cap
+
     def _connection(self) -> asyncio.Protocol:
         cap = self.settings.max_connections
         over = bool(cap) and len(self._tasks) - self._over_cap >= cap

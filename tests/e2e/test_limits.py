@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
 import asyncpg
 import psutil
 import pytest
@@ -396,3 +397,19 @@ def test_database_names_never_reach_a_served_database(node: NodeProcess) -> None
     assert node.request("DELETE", "/databases/tab.db").status == 204
     assert os.path.exists(workdir / "app.db")
     assert Path(dbs / "link.db").is_symlink()
+
+
+def test_links_in_the_create_dir_are_not_served_at_start(node: NodeProcess, tmp_path: Path) -> None:
+    """A link to a served database, or to a database elsewhere, left in --create-db-dir before a start."""
+    for name in ("app.db", "elsewhere.db"):
+        apsw.Connection(str(tmp_path / name)).execute("CREATE TABLE x(v)")
+    other = tmp_path / "elsewhere.db"
+    dbs = tmp_path / "dbs"
+    dbs.mkdir()
+    (dbs / "own.db").symlink_to(tmp_path / "app.db")
+    (dbs / "other.db").symlink_to(other)
+    apsw.Connection(str(dbs / "real.db")).execute("CREATE TABLE y(v)")
+    with running_node(tmp_path, args=["app.db", "--create-db-dir", str(dbs)]) as fresh:
+        listed = {d["id"] for d in fresh.request("GET", "/databases").json()["databases"]}
+        assert listed == {"app.db", "real.db"}
+        assert "not serving" in fresh.logs()

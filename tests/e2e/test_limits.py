@@ -335,8 +335,11 @@ def test_health_answers_in_milliseconds_during_a_slow_query(node: NodeProcess) -
     latencies.sort()
     median, worst = latencies[len(latencies) // 2] * 1000, latencies[-1] * 1000
     print(f"/healthz during a slow query: {len(latencies)} answers, median {median:.1f} ms, max {worst:.1f}")
+    # A loop blocked by the query would hold an answer for its whole run (about 2 s); a sample can still
+    # wait for the scheduler on a loaded machine, so the bound is on the 90th percentile and the worst.
     assert latencies[len(latencies) // 2] < 0.02, latencies
-    assert latencies[-1] < 0.1, latencies
+    assert latencies[len(latencies) * 9 // 10] < 0.1, latencies
+    assert latencies[-1] < 0.5, latencies
 
 
 # ------------------------------------------------------------------------------------------- garbage

@@ -289,7 +289,8 @@ SETTINGS: tuple[Setting, ...] = (
         "body-timeout",
         parse_duration,
         60.0,
-        "How long a client may take to send a request body once its headers arrived",
+        "How long a client may take to send a request body once its headers arrived (an upload: the longest "
+        "pause in it)",
     ),
     Setting(
         "max-result-bytes",

@@ -52,8 +52,10 @@ from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
 from sqlite_ha.security.tls import server_context
+from sqlite_ha.server.descriptors import ensure_descriptors, needed
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
+from sqlite_ha.server.http.fast import Limits as HttpLimits
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgServer
@@ -100,7 +102,11 @@ class Node:
             DatabaseOptions(
                 synchronous=config.synchronous,
                 busy_timeout=config.busy_timeout,
-                limits=Limits(max_rows=config.max_result_rows, timeout=config.query_timeout),
+                limits=Limits(
+                    max_rows=config.max_result_rows,
+                    max_bytes=config.max_result_bytes,
+                    timeout=config.query_timeout,
+                ),
                 rowids=self.rowids,
             ),
             create_dir=config.create_db_dir,
@@ -160,6 +166,8 @@ class Node:
                 # ready when start returns.
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)
+            caps = (cfg.max_connections, *((cfg.pg_max_connections,) if cfg.pg_port else ()))
+            ensure_descriptors(needed(*caps))
             if cfg.pg_port:
                 await self._start_pg()  # before HTTP: once /readyz answers, every port does
             await self._start_http()
@@ -184,21 +192,36 @@ class Node:
             max_body_size=cfg.max_body_size,
             max_load_size=cfg.max_load_size,
             read_wait=cfg.replication_timeout,
+            body_timeout=cfg.body_timeout,
         )
         self._runner = web.AppRunner(
             api.app,
             access_log=log if cfg.log_level == "debug" else None,
             handle_signals=False,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+            # aiohttp closes a connection that has not sent a whole request head this long after its last
+            # answer: for the connections it serves, that is both the header timeout and the idle bound.
+            keepalive_timeout=cfg.header_timeout,
+            # After answering a request whose body it did not read (413, 408), aiohttp reads on for this long
+            # before it closes, so that the client sees the answer rather than a reset.
+            lingering_time=min(10.0, cfg.body_timeout),
         )
         await self._runner.setup()
-        assert self._runner.server is not None
+        server = self._runner.server
+        assert server is not None
         # Connections start on the fast path for plain queries; aiohttp takes over for anything else.
         self._fast = FastPath(
             api.fast_query,
-            self._runner.server,
+            server,
             max_body=cfg.max_body_size,
             access_log=log if cfg.log_level == "debug" else None,
+            limits=HttpLimits(
+                max_connections=cfg.max_connections,
+                header_timeout=cfg.header_timeout,
+                body_timeout=cfg.body_timeout,
+            ),
+            handed_over=lambda: len(server.connections),
+            health=api.health,
         )
         tls = self.http_tls  # the fast path and aiohttp both read and write through the TLS transport
         try:
@@ -240,6 +263,8 @@ class Node:
             max_copy_size=cfg.pg_max_copy_size,
             tls_required=cfg.pg_tls == "require",
             allow_cleartext=cfg.pg_allow_cleartext,
+            max_connections=cfg.pg_max_connections,
+            startup_timeout=cfg.header_timeout,
         )
         if cfg.pg_auth == "md5":
             log.warning(
@@ -641,6 +666,7 @@ class Node:
                 for db in self.databases
             ],
             "nats": None,
+            "connections": self._connections(),
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None
         if self.snapshots is not None:
@@ -662,6 +688,19 @@ class Node:
                 "embedded_server": None if self.nats_server is None else self.nats_server.state().to_dict(),
             }
         return out
+
+    def _connections(self) -> dict[str, Any]:
+        cfg, fast, pg = self.config, self._fast, self.pg
+        return {
+            "http": {
+                "open": fast.open_connections() if fast is not None else 0,
+                "max": cfg.max_connections,
+                "refused": fast.refused if fast is not None else 0,
+            },
+            "pg": None
+            if pg is None
+            else {"open": pg.open, "max": cfg.pg_max_connections, "refused": pg.refused},
+        }
 
     async def refresh_health(self) -> None:
         """Re-check JetStream so readiness follows the server (called periodically by ``run``)."""

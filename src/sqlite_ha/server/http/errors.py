@@ -27,6 +27,7 @@ _STATUS: tuple[tuple[type[e.HAError], int], ...] = (
 )
 _EXTRA_STATUS = {
     "query_timeout": 400,
+    "request_timeout": 408,
     "result_too_large": 400,
     "not_replicating": 503,
     "replication_error": 503,

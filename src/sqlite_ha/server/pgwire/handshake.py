@@ -53,6 +53,8 @@ async def startup(session: Session, cancel_registry: dict[tuple[int, int], Sessi
                 target.cancel()
             return False
         if isinstance(msg, codec.StartupMessage):
+            if session.refusal is not None:  # over the connection cap, told after TLS, as PostgreSQL does
+                raise session.refusal
             refuse_plaintext(session)
             await authenticate(session, msg.params)
             return True

@@ -54,7 +54,7 @@ from sqlite_ha.replication.bootstrap import verify
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.snapshot import SnapshotMeta
-from sqlite_ha.testing import NodeProcess
+from sqlite_ha.testing import NodeProcess, nats_credentials
 
 DB = "bench.db"
 MB = 1_000_000
@@ -330,7 +330,9 @@ async def breakdown(
     """Time the bootstrap's parts in this process with the node's code: download, verify, sha256; and the
     snapshot take's upload of the same file (into a bucket of its own, deleted afterwards). Returns the
     seconds of each, and the CPU seconds this process and node1's nats-server used in the get and the put."""
-    conn = NatsConnection(nats_url, name="bench-bootstrap")
+    conn = NatsConnection(
+        nats_url, name="bench-bootstrap", login=nats_credentials()
+    )  # node1's embedded server
     conn.start()
     try:
         if not await conn.wait_connected(10.0):

@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import random
+import ssl
 import statistics
 import sys
 import tempfile
@@ -72,6 +73,7 @@ class LoadSpec:
     max_id: int
     node_pid: int
     seed: int
+    cafile: str = ""  # HTTPS: the CA that signed the node's certificate
 
 
 @dataclass(kw_only=True)
@@ -155,7 +157,8 @@ async def _load(spec: LoadSpec) -> LoadResult:
                 latencies.append(t1 - t0)
                 last_done = max(last_done, t1)
 
-    connector = aiohttp.TCPConnector(limit=spec.clients, limit_per_host=spec.clients)
+    tls = ssl.create_default_context(cafile=spec.cafile) if spec.cafile else None
+    connector = aiohttp.TCPConnector(limit=spec.clients, limit_per_host=spec.clients, ssl=tls or True)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, headers={"Content-Type": "application/json"}
@@ -341,6 +344,23 @@ def report_errors(rows: list[dict[str, Any]], node_log: str) -> int:
     return total
 
 
+def make_certificates(directory: Path, node_args: list[str]) -> str:
+    """A CA and a certificate for 127.0.0.1 (trustme, a test dependency); adds --cert/--key to the node's
+    arguments and returns the CA file the load generator trusts."""
+    import trustme
+
+    directory.mkdir(parents=True)
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, cafile = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    key.chmod(0o600)
+    ca.cert_pem.write_to_path(str(cafile))
+    node_args += ["--cert", str(cert), "--key", str(key)]
+    return str(cafile)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per measurement [5]")
@@ -363,6 +383,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results (every repeat) as JSON")
     p.add_argument("--seed", type=int, default=1, help="random seed of the point-read ids [1]")
+    p.add_argument(
+        "--https", action="store_true", help="serve and load over HTTPS (a certificate made with trustme)"
+    )
     return p.parse_args(argv)
 
 
@@ -383,13 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"settings: {args.duration:g}s measured after {args.warmup:g}s warm-up, {args.repeats} repeats "
             f"(median shown), {args.rows} preloaded rows, synchronous={args.synchronous}, WAL; "
-            f"load generator: aiohttp in its own process\n"
+            f"load generator: aiohttp in its own process; {'HTTPS (TLS)' if args.https else 'plain HTTP'}\n"
         )
 
         node_args = ["bench.db", "--log-level", "warn"]
         if args.synchronous != DEFAULT_SYNCHRONOUS:
             node_args += ["--synchronous", args.synchronous]
-        node = NodeProcess(workdir=workdir / "node", name="bench", nats_port=0, args=node_args)
+        cafile = make_certificates(workdir / "tls", node_args) if args.https else ""
+        node = NodeProcess(workdir=workdir / "node", name="bench", nats_port=0, args=node_args, ca=cafile)
         raw = open_raw(workdir / "raw.db", args.synchronous, args.rows)
         node_runs: dict[tuple[str, int], list[LoadResult]] = {
             (op, c): [] for op in OPERATIONS for c in CLIENTS
@@ -400,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             node.start()
             assert node.proc is not None
             preload(node, args.rows)
-            url = f"http://127.0.0.1:{node.port}/query"
+            url = f"{node.url}/query"
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                 pool.submit(int).result()  # start the interpreter before the first measurement
                 for rep in range(args.repeats):
@@ -419,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                                 max_id=args.rows,
                                 node_pid=node.proc.pid,
                                 seed=seed,
+                                cafile=cafile,
                             )
                             result = pool.submit(run_load, spec).result(
                                 timeout=args.warmup + args.duration + REQUEST_TIMEOUT + 60

@@ -57,6 +57,8 @@ from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.memory import LocalReplicator, MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import Replicator
+from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.testing import NodeProcess, free_port
 
 DB = "app.db"
@@ -514,7 +516,7 @@ async def open_inproc(kind: str, root: Path, db_name: str, nats_conn: NatsConnec
             (root / name).mkdir(parents=True, exist_ok=True)
             await rep.start()
             rdb = ReplicatedDatabase(
-                Database(parse_dsn(str(root / name / db_name), memory=False)), rep, node=name
+                Database(parse_dsn(str(root / name / db_name), memory=False)), rep, node=name, sealer=SEALER
             )
             cluster.nodes.append(rdb)
             await rdb.start()
@@ -1106,6 +1108,9 @@ def report_errors(sections: list[tuple[str, list[Any]]], problems: list[str]) ->
 
 
 # ------------------------------------------------------------------------------------------------ the run
+SEALER = PLAIN  # with --cluster-secret: the in-process nodes seal and verify every message too
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per measurement [5]")
@@ -1120,6 +1125,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--dir", type=Path, default=None, help="where to make the temporary directory")
     p.add_argument("--json", type=Path, default=None, help="also write the results (every repeat) as JSON")
+    p.add_argument(
+        "--cluster-secret",
+        default=None,
+        help="run the nodes (HA_CLUSTER_SECRET) and the in-process databases with this cluster secret, so "
+        "that every message carries a MAC; default: none (plain messages)",
+    )
     return p.parse_args(argv)
 
 
@@ -1288,6 +1299,10 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.cluster_secret:
+        global SEALER
+        SEALER = Sealer(ClusterKeys.from_text(args.cluster_secret))
+        os.environ["HA_CLUSTER_SECRET"] = args.cluster_secret  # the node processes inherit it
     logging.basicConfig(level=logging.WARNING, format="in-process %(levelname)s %(name)s: %(message)s")
     run = Run()
     with tempfile.TemporaryDirectory(prefix="sqlite-ha-bench-", dir=args.dir) as tmp:
@@ -1309,7 +1324,13 @@ def main(argv: list[str] | None = None) -> int:
             f"settings: {args.duration:g}s measured after {args.warmup:g}s warm-up, {args.repeats} repeats "
             f"(median shown), synchronous={args.synchronous}, WAL; 3 nodes on loopback sharing node1's "
             "nats-server (stream R1, sync_interval always); load generator: a lean keep-alive HTTP client "
-            "(bench/lean_http.py) in its own process\n"
+            "(bench/lean_http.py) in its own process; messages "
+            + (
+                "sealed (HMAC-SHA256, --cluster-secret)"
+                if args.cluster_secret
+                else "plain (no cluster secret)"
+            )
+            + "\n"
         )
         nodes = start_cluster(workdir / "cluster", args.synchronous)
         raw = open_raw(workdir / "raw.db", args.synchronous)

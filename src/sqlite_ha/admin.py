@@ -8,14 +8,16 @@ written under a temporary name and renamed only once complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
 import os
+import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +41,9 @@ class AdminError(HAError):
 class NodeClient:
     """Just enough HTTP for the admin commands: streaming bodies both ways, the node's JSON errors."""
 
-    def __init__(self, url: str, token: str = "") -> None:
+    def __init__(
+        self, url: str, token: str = "", *, cacert: str = "", client_cert: str = "", client_key: str = ""
+    ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise AdminError(f"--url {url!r}: give the node's HTTP address, e.g. http://127.0.0.1:8080")
@@ -48,10 +52,12 @@ class NodeClient:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._token = token
+        self._tls = tls_context(cacert, client_cert, client_key) if self._https else None
 
     def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=TIMEOUT)
+        if self._tls is not None:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=TIMEOUT, context=self._tls)
+        return http.client.HTTPConnection(self._host, self._port, timeout=TIMEOUT)
 
     @contextmanager
     def request(
@@ -68,6 +74,12 @@ class NodeClient:
             try:
                 conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
+            except ssl.SSLCertVerificationError as e:
+                raise AdminError(
+                    f"cannot reach the node at {self.url}: its certificate is not trusted "
+                    f"({e.verify_message})",
+                    hint="give the CA that signed it with --cacert (env HA_CACERT)",
+                ) from e
             except OSError as e:
                 raise AdminError(f"cannot reach the node at {self.url}: {e.strerror or e}") from e
             if resp.status >= 400:
@@ -79,6 +91,23 @@ class NodeClient:
     def json(self, method: str, path: str) -> Any:
         with self.request(method, path) as resp:
             return json.loads(resp.read())
+
+
+def tls_context(cacert: str, client_cert: str, client_key: str) -> ssl.SSLContext:
+    """The client side of a node's HTTPS: the system's CAs, or ``cacert`` alone; a client certificate for a
+    node started with ``--client-ca``."""
+    try:
+        context = ssl.create_default_context(cafile=cacert or None)
+    except (OSError, ssl.SSLError) as e:
+        raise AdminError(f"--cacert {cacert}: cannot load it: {e.strerror or e}") from e
+    if client_cert:
+        try:
+            context.load_cert_chain(client_cert, client_key or None)
+        except (OSError, ssl.SSLError) as e:
+            raise AdminError(f"--client-cert {client_cert}: cannot load it: {e.strerror or e}") from e
+    elif client_key:
+        raise AdminError("--client-key needs --client-cert")
+    return context
 
 
 def _error_text(status: int, body: bytes) -> str:
@@ -129,17 +158,54 @@ _url = click.option(
     help="HTTP address of a node (env HA_URL)",
 )
 _token = click.option("--token", envvar="HA_TOKEN", default="", help="the node's --token (env HA_TOKEN)")
+_cacert = click.option(
+    "--cacert",
+    envvar="HA_CACERT",
+    default="",
+    metavar="FILE",
+    help="CA (PEM) to trust for an https:// --url, instead of the system's (env HA_CACERT)",
+)
+_client_cert = click.option(
+    "--client-cert",
+    envvar="HA_CLIENT_CERT",
+    default="",
+    metavar="FILE",
+    help="client certificate (PEM, may hold the key too) for a node started with --client-ca "
+    "(env HA_CLIENT_CERT)",
+)
+_client_key = click.option(
+    "--client-key", envvar="HA_CLIENT_KEY", default="", metavar="FILE", help="its key (env HA_CLIENT_KEY)"
+)
 _db = click.option("--db", "db", default=None, help="database id on the node [default: its first database]")
 _progress = click.option(
     "--progress/--no-progress", default=None, help="show progress bars [default: when stderr is a terminal]"
 )
 
 
+ClientFactory = Callable[[], NodeClient]  # makes the client of the options given
+
+
+def _node(func: Callable[..., None]) -> Callable[..., None]:
+    """The options that reach a node (``--url``, ``--token``, TLS), handed to the command as one ``node``:
+    it makes the client inside the command's ``_run``, where a bad option is a one-line error."""
+
+    @functools.wraps(func)
+    def command(url: str, token: str, cacert: str, client_cert: str, client_key: str, **kwargs: Any) -> None:
+        def node() -> NodeClient:
+            return NodeClient(url, token, cacert=cacert, client_cert=client_cert, client_key=client_key)
+
+        func(node=node, **kwargs)
+
+    for option in (_client_key, _client_cert, _cacert, _token, _url):
+        command = option(command)
+    return command
+
+
 def _run(action: Any) -> None:
     try:
         action()
     except AdminError as e:
-        click.echo(f"sqlite-ha: {e.message}", err=True)
+        click.echo(f"sqlite-ha: {e.message}" + (f" ({e.hint})" if e.hint else ""), err=True)
         sys.exit(1)
 
 
@@ -160,15 +226,14 @@ def load_file(client: NodeClient, path: Path, db: str | None, progress: bool | N
 
 @click.command("load")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_url
-@_token
+@_node
 @_db
 @_progress
-def load_command(file: Path, url: str, token: str, db: str | None, progress: bool | None) -> None:
+def load_command(file: Path, node: ClientFactory, db: str | None, progress: bool | None) -> None:
     """Load a SQLite FILE into an empty database of a running cluster (every node gets its content)."""
 
     def action() -> None:
-        client = NodeClient(url, token)
+        client = node()
         if not sys.stderr.isatty() and progress is None:
             click.echo(f"loading {file} into {db or 'the default database'} on {client.url} ...", err=True)
         done = load_file(client, file, db, progress)
@@ -187,14 +252,13 @@ def snapshot_group() -> None:
 
 
 @snapshot_group.command("take")
-@_url
-@_token
+@_node
 @_db
-def take_command(url: str, token: str, db: str | None) -> None:
+def take_command(node: ClientFactory, db: str | None) -> None:
     """Snapshot a database now (skipped when nothing changed since the latest one)."""
 
     def action() -> None:
-        answer = NodeClient(url, token).json("POST", _db_path(db, "/snapshot"))
+        answer = node().json("POST", _db_path(db, "/snapshot"))
         meta = answer["snapshot"]
         verb = "took" if answer["taken"] else "nothing changed since"
         click.echo(f"{verb} snapshot of {meta['database']} at seq {meta['seq']} ({meta['size']:,} bytes)")
@@ -203,14 +267,13 @@ def take_command(url: str, token: str, db: str | None) -> None:
 
 
 @snapshot_group.command("list")
-@_url
-@_token
+@_node
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
-def list_command(url: str, token: str, as_json: bool) -> None:
+def list_command(node: ClientFactory, as_json: bool) -> None:
     """The latest snapshot of each database the node serves."""
 
     def action() -> None:
-        snapshots = NodeClient(url, token).json("GET", "/snapshots")["snapshots"]
+        snapshots = node().json("GET", "/snapshots")["snapshots"]
         if as_json:
             click.echo(json.dumps(snapshots, indent=2))
             return
@@ -252,18 +315,15 @@ def download(client: NodeClient, db: str | None, dest: Path, progress: bool | No
 
 
 @snapshot_group.command("download")
-@_url
-@_token
+@_node
 @_db
 @_progress
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="file to write")
-def download_command(
-    url: str, token: str, db: str | None, progress: bool | None, output: Path | None
-) -> None:
+def download_command(node: ClientFactory, db: str | None, progress: bool | None, output: Path | None) -> None:
     """Download the latest snapshot of a database to a file (a plain SQLite database), checked."""
 
     def action() -> None:
-        client = NodeClient(url, token)
+        client = node()
         dest = output or Path(f"{db or 'snapshot'}.snapshot.db")
         seq, sha = download(client, db, dest, progress)
         click.echo(f"wrote {dest} ({dest.stat().st_size:,} bytes): snapshot at seq {seq}, sha256 {sha}")
@@ -273,15 +333,14 @@ def download_command(
 
 @snapshot_group.command("restore")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_url
-@_token
+@_node
 @_db
 @_progress
-def restore_command(file: Path, url: str, token: str, db: str | None, progress: bool | None) -> None:
+def restore_command(file: Path, node: ClientFactory, db: str | None, progress: bool | None) -> None:
     """Restore a downloaded snapshot FILE into an empty database of a running cluster (as ``load``)."""
 
     def action() -> None:
-        done = load_file(NodeClient(url, token), file, db, progress)
+        done = load_file(node(), file, db, progress)
         click.echo(
             f"restored {file} into {done['database']}: {done['tables']} tables, {done['rows']:,} rows; "
             f"last seq {done['seq']}"

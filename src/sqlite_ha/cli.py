@@ -7,6 +7,7 @@ can never disagree. Every usage or configuration error prints one line and exits
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -70,14 +71,16 @@ def serve(databases: tuple[str, ...], config_file: str | None, **flags: Any) -> 
     """
     given = {name.replace("_", "-"): v for name, v in flags.items() if v is not None}
     config = resolve(given, databases=databases, config_file=config_file or os.environ.get("HA_CONFIG"))
-    _serve(config)
+    _serve(config, secret_flags=[s for s in SETTINGS if s.secret and s.name in given])
 
 
-def _serve(config: Config) -> None:
+def _serve(config: Config, secret_flags: list[Setting] | None = None) -> None:
     from sqlite_ha import log
     from sqlite_ha.node import run
 
     log.setup(config.log_level)
+    for s in secret_flags or ():
+        warn_secret_flag(s)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -97,6 +100,18 @@ def _serve(config: Config) -> None:
 
     with asyncio.Runner(loop_factory=event_loop_factory(config.event_loop)) as runner:
         runner.run(main())
+
+
+def warn_secret_flag(setting: Setting) -> None:
+    """A secret given as a flag is in the process's command line, which every local user can read (``ps``,
+    ``/proc/<pid>/cmdline``): say so once, naming the flag (never its value) and the safe ways."""
+    logging.getLogger("sqlite_ha.config").warning(
+        "%s was given on the command line, where every local user can read it (ps); set %s or %s_FILE "
+        "(a file holding it) instead",
+        setting.flag,
+        setting.env,
+        setting.env,
+    )
 
 
 def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

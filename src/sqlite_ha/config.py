@@ -9,10 +9,12 @@ flags > environment > config file > default, as in the ``ha`` command of the see
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import shlex
 import socket
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 from sqlite_ha.errors import ConfigError
 
 ENV_PREFIX = "HA_"
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------ parsers
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -286,7 +289,8 @@ SETTINGS: tuple[Setting, ...] = (
         "body-timeout",
         parse_duration,
         60.0,
-        "How long a client may take to send a request body once its headers arrived",
+        "How long a client may take to send a request body once its headers arrived (an upload: the longest "
+        "pause in it)",
     ),
     Setting(
         "max-result-bytes",
@@ -410,6 +414,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("nats-pass", _parse_str, "", "Password of --nats-user", secret=True, metavar="PASS"),
     Setting(
+        "nats-creds",
+        _parse_str,
+        "",
+        "NATS credentials the node logs in with instead of a password: a .creds file (JWT and nkey seed) or "
+        "an nkey seed file, for an external server or a --nats-config with nkey users",
+        metavar="FILE",
+    ),
+    Setting(
         "nats-config",
         _parse_str,
         "",
@@ -462,7 +474,7 @@ SETTINGS: tuple[Setting, ...] = (
         "cluster-secret-file",
         _parse_str,
         "",
-        "File holding the cluster secret (one line; a second line is the previous secret during a rotation)",
+        "File holding the cluster secret (one line; during a rotation two lines, the first signs)",
         metavar="FILE",
     ),
     Setting(
@@ -591,6 +603,7 @@ class Config:
     nats_store_dir: str = ""
     nats_user: str = ""
     nats_pass: str = field(default="", repr=False)
+    nats_creds: str = ""
     nats_config: str = ""
     nats_cluster_port: int = 0
     nats_cluster_name: str = "sqlite-ha"
@@ -689,10 +702,12 @@ def read_env(env: Mapping[str, str]) -> dict[str, str]:
     """Pick the ``HA_*`` variables that name a setting (and ``HA_<SECRET>_FILE`` for secrets); others are
     left alone (HA_ARGS is positional)."""
     out: dict[str, str] = {}
+    own_names = {s.env for s in SETTINGS}
     for s in SETTINGS:
         if s.env in env:
             out[s.name] = env[s.env]
-        elif s.secret and env.get(s.env + "_FILE"):
+        elif s.secret and env.get(s.env + "_FILE") and s.env + "_FILE" not in own_names:
+            # (HA_CLUSTER_SECRET_FILE is --cluster-secret-file's own variable: that setting reads it)
             out[s.name] = read_secret_file(env[s.env + "_FILE"], s.env + "_FILE")
     return out
 
@@ -706,7 +721,29 @@ def read_secret_file(path: str, source: str) -> str:
         raise ConfigError(source, f"cannot read {path}: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(source, f"{path} is not UTF-8 text") from e
+    warn_if_readable(Path(path), source)
     return text.rstrip("\r\n")
+
+
+def warn_if_readable(path: Path, source: str) -> None:
+    """Warn when a secret file is readable by its group or by others. A warning, not a refusal as ssh's
+    for a private key: container secrets are mounted readable by all (Docker 0444, Kubernetes 0644 by
+    default) in a container whose only user is the node, and refusing them would push operators to flags,
+    which ``ps`` shows."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "%s: %s is readable by %s (mode %04o): whoever can read it holds the secret; make it private "
+            "with: chmod 600 %s",
+            source,
+            path,
+            "others" if mode & 0o007 else "its group",
+            mode,
+            path,
+        )
 
 
 def resolve(
@@ -753,6 +790,14 @@ def resolve(
         dbs = tuple(shlex.split(env["HA_ARGS"]))
     if values["nats_pass"] and not values["nats_user"]:
         raise ConfigError("--nats-pass", "needs --nats-user")
+    if values["nats_creds"] and values["nats_user"]:
+        raise ConfigError("--nats-creds", "give --nats-creds or --nats-user/--nats-pass, not both")
+    if values["nats_creds"] and not (values["replication_url"] or values["nats_config"]):
+        raise ConfigError(
+            "--nats-creds",
+            "is for an external server (--replication-url) or a --nats-config of yours that defines nkey "
+            "users; the generated configuration of the embedded server uses the cluster secret",
+        )
     if bool(values["pg_cert"]) != bool(values["pg_key"]):
         raise ConfigError(
             "--pg-cert" if values["pg_key"] else "--pg-key", "--pg-cert and --pg-key go together"
@@ -765,6 +810,16 @@ def resolve(
         raise ConfigError("--client-ca", "needs --cert (client certificates are checked only over HTTPS)")
     if values["pg_tls"] == "require" and not values["pg_cert"]:
         raise ConfigError("--pg-tls", "require needs --pg-cert and --pg-key")
+    if values["cluster_secret"] and values["cluster_secret_file"]:
+        raise ConfigError(
+            "--cluster-secret-file", "give the cluster secret once: --cluster-secret-file or --cluster-secret"
+        )
+    if values["pg_auth"] == "password" and not values["pg_cert"] and not values["pg_allow_cleartext"]:
+        raise ConfigError(
+            "--pg-auth",
+            "password sends the password in clear and this node has no --pg-cert for TLS: give --pg-cert and "
+            "--pg-key, or --pg-allow-cleartext to accept it anyway",
+        )
     if values["insecure_replication"] and (values["cluster_secret"] or values["cluster_secret_file"]):
         raise ConfigError("--insecure-replication", "contradicts --cluster-secret / --cluster-secret-file")
     return Config(databases=dbs, **values)

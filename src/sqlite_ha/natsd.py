@@ -43,9 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote as quote_url
 
 from sqlite_ha.errors import NatsServerError
+from sqlite_ha.natsd_config import NatsServerOptions, render_config, url_host
 
 __all__ = ["NatsServer", "NatsServerOptions", "find_nats_server"]
 
@@ -58,40 +58,20 @@ _TAIL_LINES = 50
 _LOG_PREFIX = re.compile(r"^\[\d+\] \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+ ")
 _LOG_ID = re.compile(r"^\[INF\]\s+ID:\s+(\S+)\s*$")
 _LOG_LISTEN = re.compile(r"^\[INF\] Listening for client connections on (.+):(\d+)\s*$")
+# A route refused for its credentials: theirs (we refused it) or ours (they refused us); or its certificate.
+_ROUTE_AUTH_IN = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - authentication error")
+_ROUTE_AUTH_OUT = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - Route Error 'Authorization Violation'")
+_ROUTE_TLS = re.compile(r"^\[ERR\] (\S+) - rid:\d+ - TLS route handshake error: (.*)$")
+_ROUTE_AUTH_HINT = (
+    " Do the nodes share a cluster secret (--cluster-secret-file / HA_CLUSTER_SECRET), or the same "
+    "--nats-user/--nats-pass? (While the secret is being rotated, routes are tried with each secret and some "
+    "attempts are refused: expected.)"
+)
+ROUTE_HINT_EVERY = 30.0  # seconds between two hints about the same kind of refused route
 _PR_SET_PDEATHSIG = 1
 _NO_ANSWER = "no answer yet"
 RESTART_BACKOFF = (0.5, 30.0)  # first and longest pause before restarting a server that exited
 RESTART_RESET_AFTER = 60.0  # a server that ran this long starts the backoff over when it exits
-
-
-@dataclass(frozen=True, kw_only=True)
-class NatsServerOptions:
-    """How to run the embedded server; every field maps to a CLI setting of the node."""
-
-    name: str
-    """``server_name``; JetStream clustering needs it to be unique and stable per node."""
-    host: str = "127.0.0.1"
-    """Listen address for clients. Nothing else listens (no monitoring port) unless a config file says so."""
-    port: int = 4222
-    store_dir: Path
-    """JetStream store; created (with parents) if missing and kept across restarts — it *is* the log."""
-    user: str | None = None
-    password: str | None = None
-    config_file: Path | None = None
-    """The user's own nats config (``--nats-config``), used *instead of* the generated one. Then name,
-    store_dir and sync_always are the config's business; host/port must match its ``listen`` (they are how
-    the node finds the server) and user/password are the credentials the node connects with."""
-    cluster_port: int = 0
-    """Port for routes from the other servers of a NATS cluster; 0 runs no cluster listener."""
-    cluster_name: str = "sqlite-ha"
-    routes: tuple[str, ...] = ()
-    """``host:port`` of the other servers' cluster listeners. With a user and password, routes authenticate
-    with them too, so only servers that know the credentials can join."""
-    logs: bool = False
-    """Forward server log lines to the ``sqlite_ha.natsd`` logger at INFO (else at DEBUG)."""
-    sync_always: bool = True
-    """``jetstream { sync_interval: always }``: fsync before acknowledging, since an acknowledged write
-    is a committed transaction for us (the default lazy fsync loses acknowledged data on power loss)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,31 +127,6 @@ def find_nats_server() -> str:
     if found:
         return found
     raise NatsServerError("nats-server executable not found", hint=_INSTALL_HINT)
-
-
-def _quote(value: str) -> str:
-    """A nats-config double-quoted string: no variable expansion, only these escapes are understood."""
-    out = []
-    for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _probe_host(host: str) -> str:
@@ -234,11 +189,12 @@ class NatsServer:
         self._restarts = 0
         self._last_exit: tuple[int | None, float] | None = None
         self._restart_error: str | None = None
+        self._hinted: dict[str, float] = {}  # kind of refused route -> when it was last explained
 
     @property
     def url(self) -> str:
         """Client URL, without credentials (they are passed to the client separately, never logged)."""
-        return f"nats://{_url_host(self.options.host)}:{self.options.port}"
+        return f"nats://{url_host(self.options.host)}:{self.options.port}"
 
     @property
     def pid(self) -> int | None:
@@ -435,26 +391,7 @@ class NatsServer:
         if o.config_file is not None:
             return o.config_file
         assert self._runtime_dir is not None
-        lines = [
-            "# generated by sqlite-ha; deleted as soon as nats-server has read it",
-            f"server_name: {_quote(o.name)}",
-            f"listen: {_quote(f'{_url_host(o.host)}:{o.port}')}",
-            "max_payload: 8MB",
-            "jetstream {",
-            f"  store_dir: {_quote(str(o.store_dir.resolve()))}",
-        ]
-        if o.sync_always:
-            lines.append("  sync_interval: always")
-        lines.append("}")
-        if o.user is not None or o.password is not None:
-            lines += [
-                "authorization {",
-                f"  user: {_quote(o.user or '')}",
-                f"  password: {_quote(o.password or '')}",
-                "}",
-            ]
-        if o.cluster_port:
-            lines += _cluster_block(o)
+        lines = render_config(o)
         path = self._runtime_dir / "nats-server.conf"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -482,6 +419,8 @@ class NatsServer:
                 # Inherited so the store stays locked until the server itself is gone.
                 pass_fds=(self._lock_fd,),
                 preexec_fn=_child_preexec(),
+                # Not the node's HA_* settings: they may hold secrets (HA_CLUSTER_SECRET) it has no use for.
+                env={k: v for k, v in os.environ.items() if not k.startswith("HA_")},
             )
         except OSError as e:
             raise NatsServerError(f"cannot run {binary}: {e.strerror}", hint=_INSTALL_HINT) from e
@@ -490,7 +429,8 @@ class NatsServer:
     async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         level = logging.INFO if self.options.logs else logging.DEBUG
-        secret = self.options.password
+        o = self.options
+        secrets = [p for p in (o.password, *(p for _, p in (*o.other_users, *o.route_logins))) if p]
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -499,7 +439,7 @@ class NatsServer:
             if not raw:
                 return
             line = _LOG_PREFIX.sub("", raw.decode("utf-8", "replace").rstrip())
-            if secret:
+            for secret in secrets:
                 line = line.replace(secret, "***")
             self._tail.append(line)
             if (m := _LOG_ID.match(line)) and self._server_id is None:
@@ -509,6 +449,35 @@ class NatsServer:
             elif line.endswith("Server is ready"):
                 self._ready_line.set()
             logger.log(level, "%s", line)
+            self._explain_route_error(line)
+
+    def _explain_route_error(self, line: str) -> None:
+        """The server's own line about a refused route is terse and, by default, not shown: say at WARNING,
+        at most every ``ROUTE_HINT_EVERY`` seconds, what most likely causes it."""
+        if m := _ROUTE_AUTH_IN.match(line):
+            kind = "in"
+            text = (
+                f"the embedded NATS server refused a route from {m.group(1)}: wrong credentials."
+                + _ROUTE_AUTH_HINT
+            )
+        elif m := _ROUTE_AUTH_OUT.match(line):
+            kind = "out"
+            text = (
+                f"the NATS server at {m.group(1)} refused this node's route: wrong credentials."
+                + _ROUTE_AUTH_HINT
+            )
+        elif m := _ROUTE_TLS.match(line):
+            kind = "tls"
+            text = (
+                f"TLS handshake of a NATS route with {m.group(1)} failed ({m.group(2)}): do all nodes have a "
+                "certificate signed by the same --nats-ca, naming the address in --nats-routes?"
+            )
+        else:
+            return
+        now = time.monotonic()
+        if now - self._hinted.get(kind, -ROUTE_HINT_EVERY) >= ROUTE_HINT_EVERY:
+            self._hinted[kind] = now
+            logger.warning("%s", text)
 
     def _exit_error(self, returncode: int | None) -> NatsServerError:
         o = self.options
@@ -612,6 +581,10 @@ class NatsServer:
                     f"JetStream is not enabled{where}",
                     hint="the nats config needs a `jetstream { store_dir: ... }` block",
                 )
+            if info.get("tls_required"):
+                # Our server, serving: the node's client does the TLS and credentials handshake next and
+                # says why if it fails (the probe would need the client's TLS context for that).
+                return
             connect: dict[str, object] = {"verbose": False, "pedantic": False, "name": "sqlite-ha-probe"}
             if o.user is not None:
                 connect["user"] = o.user
@@ -643,30 +616,3 @@ def _exit_text(returncode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exit code {returncode}"
-
-
-def _cluster_block(o: NatsServerOptions) -> list[str]:
-    creds = ""
-    if o.user is not None or o.password is not None:
-        creds = f"{quote_url(o.user or '')}:{quote_url(o.password or '')}@"
-    routes = ", ".join(_quote(f"nats-route://{creds}{_route_host(r)}") for r in o.routes)
-    lines = [
-        "cluster {",
-        f"  name: {_quote(o.cluster_name)}",
-        f"  listen: {_quote(f'{_url_host(o.host)}:{o.cluster_port}')}",
-        f"  routes: [{routes}]",
-    ]
-    if creds:
-        lines += [
-            "  authorization {",
-            f"    user: {_quote(o.user or '')}",
-            f"    password: {_quote(o.password or '')}",
-            "  }",
-        ]
-    return [*lines, "}"]
-
-
-def _route_host(route: str) -> str:
-    """``host:port`` of a route, given as ``host:port`` or a ``nats-route://`` URL (credentials dropped)."""
-    hostport = route.split("://", 1)[-1]
-    return hostport.rsplit("@", 1)[-1]

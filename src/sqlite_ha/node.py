@@ -13,8 +13,8 @@ import errno
 import logging
 import os
 import signal
+import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -33,7 +33,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
 from sqlite_ha.interceptor import load as load_interceptor
-from sqlite_ha.natsd import NatsServer, NatsServerOptions
+from sqlite_ha.natsd import NatsServer
 from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
@@ -45,13 +45,19 @@ from sqlite_ha.replication.memory import LocalReplicator
 from sqlite_ha.replication.recovery import Recovery
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
+from sqlite_ha.replication.seal import Sealer
+from sqlite_ha.replication.signed_snapshots import SignedSnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
-from sqlite_ha.security.cluster_secret import cluster_keys
+from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.security.nats_access import nats_access, warn_insecure
+from sqlite_ha.security.tls import server_context
 from sqlite_ha.security.users import Users
+from sqlite_ha.server.descriptors import ensure_descriptors, needed
 from sqlite_ha.server.http.app import HTTPApi
 from sqlite_ha.server.http.fast import FastPath
+from sqlite_ha.server.http.fast import Limits as HttpLimits
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgServer
@@ -76,7 +82,25 @@ class Node:
         self.config = config
         self.name = config.name
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
-        self.keys: ClusterKeys | None = cluster_keys(config)
+        # TLS of the client interfaces, loaded now: a bad certificate or key stops the node before it opens
+        # anything (or makes a cluster secret), with the flag named.
+        self.http_tls = (
+            server_context(
+                config.cert, config.key, flag="--cert", client_ca=config.client_ca, alpn=("http/1.1",)
+            )
+            if config.cert
+            else None
+        )
+        self.pg_tls = (
+            server_context(config.pg_cert, config.pg_key, flag="--pg-cert") if config.pg_cert else None
+        )
+        secret = cluster_secret(config)
+        self.keys: ClusterKeys | None = secret.keys
+        if secret.created and secret.path is not None:
+            sys.stderr.write(join_instructions(secret.path))  # for the operator, not the log
+            sys.stderr.flush()
+        self.nats_access = nats_access(config, self.keys)
+        self.sealer = Sealer(self.keys)  # without keys: plain messages out, anything in (see ``seal``)
         # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
         self.users: Users | None = Users(config.auth_file) if config.auth_file else None
         self._watch_users: asyncio.Task[None] | None = None
@@ -86,7 +110,11 @@ class Node:
             DatabaseOptions(
                 synchronous=config.synchronous,
                 busy_timeout=config.busy_timeout,
-                limits=Limits(max_rows=config.max_result_rows, timeout=config.query_timeout),
+                limits=Limits(
+                    max_rows=config.max_result_rows,
+                    max_bytes=config.max_result_bytes,
+                    timeout=config.query_timeout,
+                ),
                 rowids=self.rowids,
             ),
             create_dir=config.create_db_dir,
@@ -97,6 +125,7 @@ class Node:
         self.replication: ReplicationManager | None = None
         self.snapshots: Snapshotter | None = None
         self.snapshot_requests: NatsSnapshotRequests | None = None  # asking live nodes, answering them
+        self.snapshot_store: SignedSnapshotStore | None = None
         self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
         self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
         self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
@@ -113,26 +142,18 @@ class Node:
         try:
             specs = parse_databases(cfg.databases, memory=cfg.memory)
             self._specs = {spec.id: spec for spec in specs}
+            access = self.nats_access
+            if cfg.insecure_replication and cfg.nats_url:
+                warn_insecure(cfg)
             if cfg.embedded_nats:
-                self.nats_server = NatsServer(
-                    NatsServerOptions(
-                        name=cfg.name,
-                        host=cfg.nats_host,
-                        port=cfg.nats_port,
-                        store_dir=cfg.store_dir(),
-                        user=cfg.nats_user or None,
-                        password=cfg.nats_pass or None,
-                        config_file=Path(cfg.nats_config) if cfg.nats_config else None,
-                        cluster_port=cfg.nats_cluster_port,
-                        cluster_name=cfg.nats_cluster_name,
-                        routes=cfg.nats_routes,
-                        logs=cfg.nats_logs,
-                    )
-                )
+                self.nats_server = NatsServer(access.server_options(cfg))
                 await self.nats_server.start()
             if cfg.nats_url:
                 self.nats = NatsConnection(
-                    cfg.nats_url, name=cfg.name, user=cfg.nats_user, password=cfg.nats_pass
+                    cfg.nats_url,
+                    name=cfg.name,
+                    login=access.client_login(),
+                    tls=access.client_tls(),
                 )
                 self.nats.start()
                 wait = (
@@ -153,6 +174,8 @@ class Node:
                 # ready when start returns.
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)
+            caps = (cfg.max_connections, *((cfg.pg_max_connections,) if cfg.pg_port else ()))
+            ensure_descriptors(needed(*caps))
             if self.users is not None:
                 self._watch_users = asyncio.create_task(self.users.watch(), name="watch-auth-file")
             if cfg.pg_port:
@@ -162,8 +185,9 @@ class Node:
             await self.stop()
             raise
         log.info(
-            "node %s ready: http://%s:%d (%d database%s)",
+            "node %s ready: %s://%s:%d (%d database%s)",
             self.name,
+            "https" if cfg.cert else "http",
             cfg.host,
             self.http_port,
             len(self.databases),
@@ -179,25 +203,47 @@ class Node:
             max_body_size=cfg.max_body_size,
             max_load_size=cfg.max_load_size,
             read_wait=cfg.replication_timeout,
+            body_timeout=cfg.body_timeout,
         )
         self._runner = web.AppRunner(
             api.app,
             access_log=log if cfg.log_level == "debug" else None,
             handle_signals=False,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+            # aiohttp closes a connection that has not sent a whole request head this long after its last
+            # answer: for the connections it serves, that is both the header timeout and the idle bound.
+            keepalive_timeout=cfg.header_timeout,
+            # After answering a request whose body it did not read (413, 408), aiohttp reads on for this long
+            # before it closes, so that the client sees the answer rather than a reset.
+            lingering_time=min(10.0, cfg.body_timeout),
         )
         await self._runner.setup()
-        assert self._runner.server is not None
+        server = self._runner.server
+        assert server is not None
         # Connections start on the fast path for plain queries; aiohttp takes over for anything else.
         self._fast = FastPath(
             api.fast_query,
-            self._runner.server,
+            server,
             max_body=cfg.max_body_size,
             access_log=log if cfg.log_level == "debug" else None,
+            limits=HttpLimits(
+                max_connections=cfg.max_connections,
+                header_timeout=cfg.header_timeout,
+                body_timeout=cfg.body_timeout,
+            ),
+            handed_over=lambda: len(server.connections),
+            health=api.health,
         )
+        tls = self.http_tls  # the fast path and aiohttp both read and write through the TLS transport
         try:
             self._listener = await asyncio.get_running_loop().create_server(
-                self._fast, cfg.host, cfg.port, reuse_address=True
+                self._fast,
+                cfg.host,
+                cfg.port,
+                reuse_address=True,
+                ssl=tls,
+                # a client that opens a connection and stalls the handshake is dropped as a slow header is
+                ssl_handshake_timeout=(cfg.header_timeout or None) if tls is not None else None,
             )
         except OSError as e:
             await self._runner.cleanup()
@@ -209,12 +255,17 @@ class Node:
             log.warning(
                 "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
             )
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.http_tls is None:
+            log.warning(
+                "the HTTP API listens on %s without TLS: tokens and data cross the network in clear "
+                "(--cert/--key, or TLS in a proxy in front of the node)",
+                cfg.host,
+            )
 
     async def _start_pg(self) -> None:
-        from sqlite_ha.server.pgwire.server import PgServer, PgSettings, tls_context
+        from sqlite_ha.server.pgwire.server import PgServer, PgSettings
 
         cfg = self.config
-        tls = tls_context(cfg.pg_cert, cfg.pg_key) if cfg.pg_cert else None
         settings = PgSettings(
             user=cfg.pg_user,
             password=cfg.pg_pass,
@@ -224,15 +275,30 @@ class Node:
             superuser=self.users is None or cfg.pg_pass != DEFAULT_PG_PASS,
             read_wait=cfg.replication_timeout,
             max_copy_size=cfg.pg_max_copy_size,
+            tls_required=cfg.pg_tls == "require",
+            allow_cleartext=cfg.pg_allow_cleartext,
+            max_connections=cfg.pg_max_connections,
+            startup_timeout=cfg.header_timeout,
         )
-        self.pg = PgServer(self, settings, tls=tls)
+        if cfg.pg_auth == "md5":
+            log.warning(
+                "--pg-auth md5 is weak: a captured login is cheap to crack offline; prefer scram-sha-256 "
+                "(the default)"
+            )
+        self.pg = PgServer(self, settings, tls=self.pg_tls)
         await self.pg.start(cfg.host, cfg.pg_port)
         if cfg.host not in ("127.0.0.1", "::1", "localhost") and settings.superuser and cfg.pg_pass == "ha":
             log.warning(
                 "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
             )
+        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.pg_tls is None:
+            log.warning(
+                "the PostgreSQL port listens on %s without TLS: queries and results cross the network in "
+                "clear (--pg-cert/--pg-key)",
+                cfg.host,
+            )
 
-    def _log(self) -> tuple[Replicator, JetStreamSnapshotStore | None]:
+    def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
         """The replication log and, with NATS, the snapshot store."""
         cfg = self.config
         if self.nats is None:
@@ -244,10 +310,12 @@ class Node:
             replicas=cfg.replicas,
             max_age=cfg.replication_max_age,
         )
-        self.snapshot_requests = NatsSnapshotRequests(self.nats, node=cfg.name, stream=cfg.replication_stream)
-        return replicator, JetStreamSnapshotStore(
-            self.nats, stream=cfg.replication_stream, replicas=cfg.replicas
+        self.snapshot_requests = NatsSnapshotRequests(
+            self.nats, node=cfg.name, stream=cfg.replication_stream, sealer=self.sealer
         )
+        store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
+        self.snapshot_store = SignedSnapshotStore(store, self.keys)  # manifests signed and verified
+        return replicator, self.snapshot_store
 
     async def _wait_log(self, replicator: Replicator) -> bool:
         """Wait (polling quickly) until the log answers, so that the start-up gap check can run: a NATS
@@ -272,7 +340,7 @@ class Node:
         return False
 
     async def _bootstrap(
-        self, specs: list[DatabaseSpec], replicator: Replicator, store: JetStreamSnapshotStore | None
+        self, specs: list[DatabaseSpec], replicator: Replicator, store: SignedSnapshotStore | None
     ) -> tuple[list[DatabaseSpec], list[str]]:
         """Start each database from a snapshot where the log alone cannot bring it up to date. Returns the
         specs to open and the temporary snapshot files that in-memory databases load."""
@@ -315,7 +383,7 @@ class Node:
         return out, loaded
 
     async def _bootstrap_one(
-        self, spec: DatabaseSpec, replicator: Replicator, store: JetStreamSnapshotStore, deadline: float
+        self, spec: DatabaseSpec, replicator: Replicator, store: SignedSnapshotStore, deadline: float
     ) -> Bootstrap:
         """``bootstrap`` one database, asking again while the log may just be forming: a stream another node
         created a moment ago answers nothing until its replicas elected a leader, and its first request
@@ -330,6 +398,7 @@ class Node:
                     force=cfg.from_latest_snapshot,
                     ask=self._ask_snapshot,
                     publish_timeout=cfg.replication_timeout,
+                    sealer=self.sealer,
                 )
             except ReplicationError as e:
                 left = deadline - time.monotonic()
@@ -339,7 +408,7 @@ class Node:
                 if not await replicator.wait_answering(left):
                     raise
 
-    def _start_replication(self, replicator: Replicator, store: JetStreamSnapshotStore | None) -> None:
+    def _start_replication(self, replicator: Replicator, store: SignedSnapshotStore | None) -> None:
         cfg = self.config
         self.replication = ReplicationManager(
             replicator,
@@ -351,6 +420,7 @@ class Node:
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
             rowids=self.rowids,
             max_transaction_size=cfg.max_transaction_size,
+            sealer=self.sealer,
         )
         self.replication.start(list(self.databases), verified=self._covered)
         if store is not None:
@@ -620,11 +690,13 @@ class Node:
                 for db in self.databases
             ],
             "nats": None,
+            "connections": self._connections(),
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None
         if self.snapshots is not None:
             out["snapshots"] = {
                 **self.snapshots.stats(),
+                "unauthenticated": self.snapshot_store.stats() if self.snapshot_store is not None else None,
                 "requests": self.snapshot_requests.stats() if self.snapshot_requests is not None else None,
             }
         if self.nats is not None:
@@ -636,9 +708,23 @@ class Node:
                 "jetstream": s.jetstream,
                 "last_error": s.last_error,
                 "embedded": self.nats_server is not None,
+                **self.nats_access.status(),
                 "embedded_server": None if self.nats_server is None else self.nats_server.state().to_dict(),
             }
         return out
+
+    def _connections(self) -> dict[str, Any]:
+        cfg, fast, pg = self.config, self._fast, self.pg
+        return {
+            "http": {
+                "open": fast.open_connections() if fast is not None else 0,
+                "max": cfg.max_connections,
+                "refused": fast.refused if fast is not None else 0,
+            },
+            "pg": None
+            if pg is None
+            else {"open": pg.open, "max": cfg.pg_max_connections, "refused": pg.refused},
+        }
 
     async def refresh_health(self) -> None:
         """Re-check JetStream so readiness follows the server (called periodically by ``run``)."""

@@ -10,8 +10,10 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+TEST_CLUSTER_SECRET = secrets.token_urlsafe(32)
+"""The cluster secret every ``NodeProcess`` gets (``HA_CLUSTER_SECRET``) unless its ``env`` says otherwise
+(``HA_CLUSTER_SECRET=""`` lets a node make its own): the nodes of one test process form one cluster."""
+
+
+def nats_credentials(secret: str = TEST_CLUSTER_SECRET) -> dict[str, str]:
+    """``nats.connect`` keyword arguments that log in to a node's embedded NATS server as the nodes of the
+    cluster of ``secret`` do (a test's raw client: it may then do anything a node can)."""
+    from sqlite_ha.security.keys import ClusterKeys
+    from sqlite_ha.security.nats_access import nats_user
+
+    password = ClusterKeys.from_text(secret).nats_password
+    return {"user": nats_user(password), "password": password}
 
 
 def free_port() -> int:
@@ -99,6 +115,10 @@ class NodeProcess:
     """Where the node listens (HTTP and embedded NATS) and is reached."""
     prefix: list[str] = field(default_factory=list)
     """Run the node through this command (``ip netns exec NS`` execs: the pid stays the node's)."""
+    ca: str = ""
+    """A CA file (PEM): the node serves HTTPS (``--cert`` in ``args``) and requests trust this CA."""
+    client_cert: str = ""
+    """A PEM file with a client certificate and its key, presented over HTTPS (nodes with ``--client-ca``)."""
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -135,7 +155,8 @@ class NodeProcess:
         return cmd + self.args
 
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> NodeProcess:
-        env = {**os.environ, **self.env}
+        env = {**os.environ, "HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET, **self.env}
+        env = {k: v for k, v in env.items() if v or k != "HA_CLUSTER_SECRET"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command,
@@ -201,6 +222,17 @@ class NodeProcess:
             return ""
 
     # ------------------------------------------------------------------------------------ HTTP
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ca else 'http'}://{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client side of the node's HTTPS: its CA trusted, the client certificate if one is set."""
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.client_cert:
+            context.load_cert_chain(self.client_cert)
+        return context
+
     def request(
         self,
         method: str,
@@ -212,7 +244,11 @@ class NodeProcess:
         timeout: float = 30.0,
         auth: bool = True,
     ) -> Response:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context())
+            if self.ca
+            else http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        )
         try:
             hdrs = dict(headers or {})
             if self.token and auth and "Authorization" not in hdrs:

@@ -226,7 +226,7 @@ def test_parse_takes_one_request_at_a_time() -> None:
 # ------------------------------------------------------------------------------------------- in process
 def test_an_idle_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     """As aiohttp's keep-alive timeout does (shortened here); one being answered is left alone."""
-    monkeypatch.setattr(fast, "IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(fast, "SWEEP", 0.1)
 
     async def scenario() -> None:
         release = asyncio.Event()
@@ -241,7 +241,9 @@ def test_an_idle_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
 
         aiohttp_server = web_server.Server(handler)
         server = await asyncio.get_running_loop().create_server(
-            fast.FastPath(respond, aiohttp_server, max_body=1024), "127.0.0.1", 0
+            fast.FastPath(respond, aiohttp_server, max_body=1024, limits=fast.Limits(keepalive_timeout=0.3)),
+            "127.0.0.1",
+            0,
         )
         port = server.sockets[0].getsockname()[1]
         try:

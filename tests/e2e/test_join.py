@@ -12,8 +12,10 @@ from typing import Any
 
 import nats
 
+from sqlite_ha.replication.seal import Sealer
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 from tests.e2e.test_recovery import content, frozen, serves
 from tests.e2e.test_snapshots import stream_state
@@ -55,7 +57,7 @@ def _seconds(stamp: str) -> float:
 
 def obj_stream_last_seq(nats_port: int) -> int:
     async def read() -> int:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             info = await nc.jetstream().stream_info(BUCKET_STREAM)
             return int(info.state.last_seq)
@@ -65,24 +67,28 @@ def obj_stream_last_seq(nats_port: int) -> int:
     return asyncio.run(read())
 
 
+SEALER = Sealer(ClusterKeys.from_text(TEST_CLUSTER_SECRET))  # requests are signed as the nodes' are
+
+
 def ask(nats_port: int, database: str, need: int, within: float) -> list[SnapshotReply]:
     """Send a snapshot request as a node would and collect every reply that comes ``within`` seconds."""
 
     async def run() -> list[SnapshotReply]:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
             request = SnapshotRequest(database=database, node="the-test", need=need)
             subject = f"_HA.ha_replication.snapshot.{database.replace('.', '_')}"
-            await nc.publish(subject, request.encode(), reply=inbox)
+            sealed = SEALER.seal(subject, request.encode(), kind=b"snapshot_request")
+            await nc.publish(subject, sealed, reply=inbox)
             replies, deadline = [], time.monotonic() + within
             while (left := deadline - time.monotonic()) > 0:
                 try:
                     msg = await sub.next_msg(timeout=left)
                 except (TimeoutError, nats.errors.TimeoutError):
                     break
-                reply = SnapshotReply.decode(msg.data)
+                reply = SnapshotReply.decode(SEALER.open(inbox, msg.data, kind=b"snapshot_reply"))
                 if not reply.pending:
                     replies.append(reply)
             return replies
@@ -329,7 +335,7 @@ def limit_stream_messages(nats_port: int, max_msgs: int) -> None:
     """An operator's limit on the stream: JetStream drops the oldest change sets beyond ``max_msgs``."""
 
     async def run() -> None:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             js = nc.jetstream()
             info = await js.stream_info("ha_replication")

@@ -28,7 +28,7 @@ from referencing.jsonschema import DRAFT202012
 
 from sqlite_ha.server.http.app import MIN_SEQ_HEADER, PUBLIC_PATHS, SEQ_HEADER, HTTPApi, openapi_text
 from sqlite_ha.server.http.docs import render_docs
-from sqlite_ha.testing import NodeProcess, Response, free_port, wait_for
+from sqlite_ha.testing import NodeProcess, Response, free_port, nats_credentials, wait_for
 
 NodeFactory = Callable[..., NodeProcess]
 
@@ -1035,7 +1035,7 @@ def _wait_for_empty_outbox(call: Client, database: str = "app.db") -> None:
 
 
 async def _delete_stream(nats_port: int) -> None:
-    nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+    nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
     try:
         assert await nc.jetstream().delete_stream("ha_replication")
     finally:

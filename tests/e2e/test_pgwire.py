@@ -81,8 +81,10 @@ def dsn(node: NodeProcess, **extra: str) -> str:
     return " ".join(f"{k}='{v}'" for k, v in parts.items())
 
 
-def psql(node: NodeProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PGPASSWORD": PASSWORD, "PGCONNECT_TIMEOUT": "10"}
+def psql(
+    node: NodeProcess, *args: str, stdin: str | None = None, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PGPASSWORD": PASSWORD, "PGCONNECT_TIMEOUT": "10", **(env_extra or {})}
     return subprocess.run(
         [
             "psql",
@@ -603,8 +605,10 @@ def test_sqlalchemy_orm_on_asyncpg(pg: NodeProcess) -> None:
 @pytest.mark.parametrize("method", ["md5", "password"])
 def test_md5_and_cleartext_authentication(node_factory: NodeFactory, method: str) -> None:
     port = free_port()
+    cleartext = ["--pg-allow-cleartext"] if method == "password" else []  # no TLS in this test
     node = node_factory(
-        args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD, "--pg-auth", method], nats_port=None
+        args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD, "--pg-auth", method, *cleartext],
+        nats_port=None,
     )
     node.pg_port = port  # type: ignore[attr-defined]
     with psycopg.connect(dsn(node), autocommit=True) as conn:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import random
 import threading
 from typing import Any
 
 import pytest
 
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.replication.seal import Sealer
+from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 
 
@@ -199,16 +202,22 @@ def test_poison_change_set_is_parked_and_the_rest_flows(cluster: Cluster) -> Non
     n1, n2, _ = cluster.nodes
     cluster.write(n1, "CREATE TABLE p(id INTEGER PRIMARY KEY, v)")
 
+    # Signed with the cluster's key, as a buggy node would publish them: poison that passes the MAC.
+    sealer = Sealer(ClusterKeys.from_text(TEST_CLUSTER_SECRET))
+
     async def publish_garbage() -> None:
-        nc = await nats.connect(f"nats://127.0.0.1:{n1.nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{n1.nats_port}", **nats_credentials())
         js = nc.jetstream()
-        await js.publish("ha_replication.app_db", b"{this is not a change set")
+        await js.publish("ha_replication.app_db", sealer.seal("app.db", b"{this is not a change set"))
         await js.publish(
             "ha_replication.app_db",
-            b'{"v": 1, "node": "evil", "database": "app.db", "hlc": 5,'
-            b' "changes": [{"operation": "INSERT", "table": "nope",'
-            b' "columns": ["x"], "pk_columns": ["x"], "key": [1],'
-            b' "new_values": [1]}]}',
+            sealer.seal(
+                "app.db",
+                b'{"v": 1, "node": "evil", "database": "app.db", "hlc": 5,'
+                b' "changes": [{"operation": "INSERT", "table": "nope",'
+                b' "columns": ["x"], "pk_columns": ["x"], "key": [1],'
+                b' "new_values": [1]}]}',
+            ),
         )
         await nc.close()
 
@@ -342,7 +351,7 @@ def test_cli_options_interceptor_ddl_sync_and_async(node_factory: NodeFactory, t
     second = node_factory(
         args=["app.db", "--replication-url", url, "-i", "myhooks:SkipSecrets", "--async-replication"],
         name="node2",
-        env={"PYTHONPATH": str(hooks)},
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))},
     )
     c = Cluster([first, second])
     for sql in ("CREATE TABLE seen(node TEXT)", "CREATE TABLE secrets(x)", "CREATE TABLE public(x)"):

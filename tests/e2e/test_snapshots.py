@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from sqlite_ha.testing import NodeProcess, wait_for
+from sqlite_ha.testing import NodeProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 
 
@@ -88,7 +88,7 @@ def stream_state(nats_port: int) -> tuple[int, int]:
     import nats
 
     async def read() -> tuple[int, int]:
-        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **nats_credentials())
         try:
             info = await nc.jetstream().stream_info("ha_replication")
             return int(info.state.messages), int(info.state.first_seq)

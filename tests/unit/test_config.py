@@ -154,3 +154,11 @@ def test_max_transaction_size() -> None:
     for bad in ("1GB", "1000", "lots"):  # beyond SQLite's longest value (1e9 bytes), under 1MB, not a size
         with pytest.raises(ConfigError, match="max-transaction-size"):
             resolve({"max-transaction-size": bad}, env={})
+
+
+def test_cleartext_pg_passwords_need_tls_or_an_explicit_yes() -> None:
+    with pytest.raises(ConfigError, match="--pg-auth: password sends the password in clear"):
+        resolve({"pg-auth": "password"}, env={})
+    assert resolve({"pg-auth": "password", "pg-allow-cleartext": True}, env={}).pg_allow_cleartext
+    with_cert = resolve({"pg-auth": "password", "pg-cert": "c.pem", "pg-key": "k.pem"}, env={})
+    assert with_cert.pg_tls == "allow"

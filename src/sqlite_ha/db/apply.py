@@ -7,17 +7,25 @@ newest version wins whatever the order), which is what makes every node end with
 
 The caller holds the transaction; triggers are off while applying, so changes made by triggers at the origin
 arrive as rows and are not made a second time here.
+
+What a change set may do is bounded whoever sealed it: its schema statements run under the authorizer's
+``replicated`` rule (no ATTACH, DETACH, VACUUM, ``load_extension``, PRAGMA but the header's two, nothing on
+internal tables), and its row changes may name user tables only. Anything else is ``Refused``: the change set
+is parked with the reason and never retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apsw
 
 from sqlite_ha.db import meta
+from sqlite_ha.db.authorizer import INTERNAL_PREFIX, Authorizer
 from sqlite_ha.db.changes import ChangeSet, Row, RowChange, encode_key
 from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache, TableInfo, quote
@@ -48,6 +56,12 @@ class UniqueConflict(ApplyError):
     code = "unique_conflict"
 
 
+class Refused(ApplyError):
+    """The change set asks for what no replicated change may do (the host's files, internal tables)."""
+
+    code = "apply_refused"
+
+
 @dataclass(slots=True)
 class ApplyResult:
     applied: int = 0  # rows changed
@@ -63,12 +77,26 @@ class Applier:
 
     def apply(self, conn: apsw.Connection, cs: ChangeSet) -> ApplyResult:
         result = ApplyResult()
-        self.hlc.observe(cs.hlc)
-        for sql in cs.ddl:
+        for change in cs.changes:
+            _refuse_table(change.table)
+        # A copy of a change set whose schema changes ran here already (published again by its node, or
+        # replayed by someone who can reach the log) runs none of them a second time.
+        ddl = cs.ddl if cs.ddl and meta.claim_ddl(conn, cs.node, cs.hlc) else ()
+        for sql in ddl:
             try:
-                conn.execute(sql)
-            except apsw.SQLError as e:
+                with _replicated(conn):
+                    conn.execute(sql)
+            except apsw.Error as e:
+                denied = _denied(conn)  # refused when prepared (SQLError) or run (AuthError: ATTACH)
+                if denied is not None:
+                    raise Refused(f"refused: {denied}: {sql[:200]}") from e
+                if not isinstance(e, apsw.SQLError):
+                    raise
                 message = str(e)
+                if "cannot VACUUM" in message:  # in the apply transaction it never runs: refused, not retried
+                    raise Refused(
+                        f"refused: VACUUM is not allowed in a replicated change set: {sql[:200]}"
+                    ) from e
                 if _ALREADY.search(message):
                     pass  # replayed: its effect is there already
                 elif "no such column" in message and _COLUMN_GONE.match(sql):
@@ -80,8 +108,9 @@ class Applier:
                 else:
                     raise ApplyError(f"schema change failed: {message}: {sql}") from e
             result.ddl += 1
-        if cs.ddl:
+        if ddl:
             self.schema.refresh(conn)
+        self.hlc.observe(cs.hlc)  # once it is known not to be refused: a refused one moves no clock
         version = cs.version
         for change in cs.changes:
             # The version first: a change already superseded here (a node's own, say) needs no schema, even
@@ -194,6 +223,33 @@ class Applier:
             if exists and not mapped:
                 return int(origin_rowid)  # type: ignore[arg-type]
         return None
+
+
+@contextlib.contextmanager
+def _replicated(conn: apsw.Connection) -> Iterator[None]:
+    """Run SQL that came from the log under the authorizer's ``replicated`` rule."""
+    auth = conn.authorizer
+    if not isinstance(auth, Authorizer):  # every connection of a Database has one; refuse to run without
+        raise Refused("the connection has no sqlite-ha authorizer: replicated SQL is not run without one")
+    before = auth.internal
+    auth.internal, auth.replicated, auth.denied = True, True, None
+    try:
+        yield
+    finally:
+        auth.internal, auth.replicated = before, False
+
+
+def _denied(conn: apsw.Connection) -> str | None:
+    """Why the authorizer refused the replicated statement that just failed, if it did."""
+    auth = conn.authorizer
+    return auth.denied if isinstance(auth, Authorizer) else None
+
+
+def _refuse_table(table: str) -> None:
+    """Row changes from the log go to user tables only: not to sqlite-ha's, nor to SQLite's own."""
+    name = table.lower()
+    if name.startswith(INTERNAL_PREFIX) or name.startswith("sqlite_"):
+        raise Refused(f"refused: a replicated change to table {table[:80]!r}, which is internal", table=table)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -6,6 +6,13 @@ DETACH (also ``VACUUM INTO``, which attaches), anything that creates or writes t
 belong to whichever client came next, and the change capture does not see it), writes to internal ``_ha_*``
 tables, and pragmas that set node-wide behaviour. Reading pragmas stays allowed.
 
+Applying from the log runs the schema statements a change set carries under a stricter rule (``replicated``,
+set by the applier around them): the node's own statements are otherwise unchecked, but SQL that came from
+the log is what an attacker who could sign a message would write, so it may do no more than what a client's
+schema change captured at the origin can be: no ATTACH, DETACH or VACUUM INTO (the host's files), no
+``load_extension``, no transaction control, nothing in TEMP, no PRAGMA but ``user_version`` and
+``application_id`` (which travel with the schema changes), and nothing on internal ``_ha_*`` tables.
+
 The table check of every ``DELETE`` statement is answered ``SQLITE_IGNORE`` rather than OK: SQLite's
 documented way to turn off its truncate optimisation for that statement, so that a ``DELETE`` without
 ``WHERE`` deletes row by row, which the session extension records. SQLite decides this when it prepares a
@@ -141,6 +148,9 @@ _TABLE_CHANGES = frozenset(
     }
 )
 INTERNAL_PREFIX = "_ha_"
+# The only pragmas a replicated change set may run: the two that set a value in the file's header.
+_REPLICATED_PRAGMAS = frozenset({"user_version", "application_id"})
+_REFUSED_FUNCTIONS = frozenset({"load_extension"})
 
 _DDL_ACTIONS = frozenset(
     {
@@ -168,6 +178,7 @@ class Authorizer:
 
     def __init__(self) -> None:
         self.internal = False
+        self.replicated = False  # with ``internal``: running SQL that came from the log (see the module doc)
         self.denied: str | None = None  # why the last statement was refused, for the error message
         self._dropping: str | None = None  # the table a DROP just asked about (its DELETE check follows)
         self.schema_changes = 0  # statements prepared that may change a table: caches of tables compare it
@@ -203,7 +214,13 @@ class Authorizer:
         dropping = self._dropping
         self._dropping = a1 if action in _DROPS else None
         if self.internal:
-            return allowed
+            if not self.replicated:
+                return allowed
+            reason = _replicated_deny_reason(action, a1, a2, db)
+            if reason is None:
+                return allowed
+            self.denied = reason
+            return apsw.SQLITE_DENY
         if action == apsw.SQLITE_CREATE_INDEX:
             self._indexing = a2
         elif action == apsw.SQLITE_SELECT or (
@@ -246,6 +263,8 @@ class Authorizer:
             return "TEMP tables, views, indexes and triggers are not allowed: clients share connections"
         if action in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return "ATTACH, DETACH and VACUUM INTO are not allowed"
+        if action == apsw.SQLITE_FUNCTION and (a2 or "").lower() in _REFUSED_FUNCTIONS:
+            return f"{a2}() is not allowed"
         if action == apsw.SQLITE_PRAGMA and a2 is not None:
             name = (a1 or "").lower()
             if name not in _PRAGMAS_WITH_SAFE_ARGUMENT:
@@ -275,6 +294,15 @@ def _needed(action: int, a1: str | None, a2: str | None, dropping: str | None) -
             return Permission.WRITE
         return Permission.READ
     return Permission.NONE  # functions, transactions, savepoints: they change nothing by themselves
+
+
+def _replicated_deny_reason(action: int, a1: str | None, a2: str | None, db: str | None) -> str | None:
+    """Why SQL from the log may not do this, or None: the client rule, and no pragma but the header's two."""
+    if action == apsw.SQLITE_PRAGMA and (a1 or "").lower() not in _REPLICATED_PRAGMAS:
+        return f"PRAGMA {(a1 or '').lower()} is not allowed in a replicated change set"
+    if action == apsw.SQLITE_SAVEPOINT:
+        return "transaction control is not allowed in a replicated change set"
+    return Authorizer._deny_reason(action, a1, a2, db)
 
 
 def _writes_temp(action: int, table: str | None) -> bool:

@@ -210,6 +210,8 @@ class Capture:
         conn.execute(
             "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)
         )
+        if ddl:
+            meta.claim_ddl(conn, self.node, hlc)
         if self.before_commit is None:  # else it stores the clock with the position
             meta.put(conn, meta.CLOCK, hlc)
         return cs, payload

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import time
@@ -31,12 +30,14 @@ from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.runner import (
     CLIENT_PREPARE,
+    Budget,
     Deadline,
     Limits,
     QueryTimeout,
+    collect,
     on_thread,
     run_statement,
-    too_many_rows,
+    too_many_bytes,
 )
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
@@ -47,6 +48,7 @@ from sqlite_ha.errors import BadRequest, ConfigError, HAError, PermissionDenied,
 log = logging.getLogger(__name__)
 
 _CLASSIFY_CACHE_MAX = 4096
+_SQLITE_MAX_LENGTH = 1_000_000_000  # SQLite's compiled-in ceiling of a string or blob
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +180,9 @@ class Database:
     def _open_file_reader(self) -> _Conn:
         conn = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READWRITE, statementcachesize=256)
         conn.execute("PRAGMA query_only=ON")
+        # No single value larger than a whole result may be: SQLite refuses to make it (SQLITE_TOOBIG)
+        # rather than hand it over, so one giant value never sits in memory either.
+        conn.limit(apsw.SQLITE_LIMIT_LENGTH, max(1, min(self.options.limits.max_bytes, _SQLITE_MAX_LENGTH)))
         return self._guard(conn)
 
     def _open_memory(self) -> _Conn:
@@ -334,8 +339,16 @@ class Database:
             c.authorizer.restrict(c.conn, grant)
         try:
             cursor = c.conn.execute(sql, bindings, prepare_flags=CLIENT_PREPARE)
-            rows = list(itertools.islice(cursor, limits.max_rows + 1))
-            cursor.close(True)
+            try:
+                rows = collect(cursor, Budget(limits))
+            finally:
+                cursor.close(True)
+        except HAError:
+            self.stats.errors += 1
+            raise
+        except apsw.TooBigError as e:
+            self.stats.errors += 1
+            raise too_many_bytes(limits.max_bytes) from e
         except apsw.InterruptError as e:
             if c.deadline.fired and not inline:
                 return None
@@ -352,9 +365,6 @@ class Database:
             if grant is not None:
                 c.authorizer.unrestrict()
         self.stats.reads += 1
-        if len(rows) > limits.max_rows:
-            self.stats.errors += 1
-            raise too_many_rows()
         return rows
 
     async def _write(self, statements: Sequence[Statement]) -> Execution:
@@ -525,7 +535,7 @@ class Database:
         escalate: bool,
     ) -> list[Result]:
         results: list[Result] = []
-        budget = self.options.limits.max_rows
+        budget = Budget(self.options.limits)
         c.conn.set_last_insert_rowid(0)  # each request's last_insert_id is its own (see ``runner``)
         keys = self.keys if c is self._writer else None
         for i, stmt in enumerate(statements):
@@ -535,9 +545,13 @@ class Database:
             try:
                 if keys is not None and (sql := keys.sql_for(stmt.sql)) is not stmt.sql:
                     stmt = Statement(sql=sql, bindings=stmt.bindings, grant=grant)
-                result, budget = run_statement(c.conn, stmt, budget, on_statement)
+                result = run_statement(c.conn, stmt, budget, on_statement)
             except apsw.AuthError as e:
                 raise self._refused(c, e, i) from e
+            except apsw.TooBigError as e:
+                if c is self._writer:  # a value too large to write is the statement's error, not the result's
+                    raise translate(e, i, conn=c.conn) from e
+                raise too_many_bytes(self.options.limits.max_bytes) from e
             except apsw.InterruptError as e:
                 if c.deadline.fired and escalate:
                     raise _Escalate from e

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlite_ha.errors import ConfigError
 
 DEFAULT_DATABASE = "ha.db"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: ``$`` would let a final newline in
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +31,7 @@ class DatabaseSpec:
 
 
 def valid_id(name: str) -> bool:
-    return bool(_ID.match(name)) and name not in (".", "..")
+    return bool(_ID.fullmatch(name)) and name not in (".", "..")
 
 
 def parse_dsn(arg: str, *, memory: bool) -> DatabaseSpec:

@@ -42,6 +42,11 @@ SCHEMA = (
     # Chunked change sets applied already: a late duplicate of one of their chunks is dropped.
     "CREATE TABLE IF NOT EXISTS _ha_chunks_done(msg_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
     " done_at REAL NOT NULL) WITHOUT ROWID",
+    # Schema changes committed or applied here, by their version. Rows need no such list (a copy of a change
+    # set finds its own version, or a newer one, in _ha_rows), but a schema statement run twice is not
+    # harmless: a DROP TABLE published again after the table was created anew would drop the new one.
+    "CREATE TABLE IF NOT EXISTS _ha_ddl_done(node TEXT NOT NULL, hlc INTEGER NOT NULL,"
+    " PRIMARY KEY (node, hlc)) WITHOUT ROWID",
 )
 
 APPLIED_SEQ = "applied_seq"
@@ -94,6 +99,12 @@ def set_version(conn: apsw.Connection, table: str, key: bytes, hlc: int, node: s
         "deleted = excluded.deleted",
         (table, key, hlc, node, int(deleted)),
     )
+
+
+def claim_ddl(conn: apsw.Connection, node: str, hlc: int) -> bool:
+    """Record that the schema changes of change set ``(node, hlc)`` ran here; False if they had already."""
+    conn.execute("INSERT OR IGNORE INTO _ha_ddl_done(node, hlc) VALUES (?, ?)", (node, hlc))
+    return bool(conn.changes())
 
 
 def claim_version(conn: apsw.Connection, table: str, key: bytes, hlc: int, node: str, deleted: bool) -> bool:

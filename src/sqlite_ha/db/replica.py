@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import apsw
 
 from sqlite_ha.db import meta
-from sqlite_ha.db.apply import Applier, ApplyResult, SchemaMissing
+from sqlite_ha.db.apply import Applier, ApplyResult, Refused, SchemaMissing
 from sqlite_ha.db.capture import Capture, Encoder
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.chunks import PARTIAL_EXPIRY, Chunk, ChunkStore, PartialSet
@@ -43,6 +43,8 @@ class ChangeSetInterceptor(Protocol):
     def after_apply(self, cs: ChangeSet, conn: apsw.Connection, error: BaseException | None) -> None: ...
 
 
+UNAUTHENTICATED = "unauthenticated"  # the parked state of a message whose MAC did not verify: never retried
+REFUSED = "refused"  # parked: it asks for what no replicated change may do (``apply.Refused``); never retried
 MAX_ATTEMPTS = 5  # a change set that failed this often for a reason other than missing schema is dead
 HEAVY_BATCH = 1024 * 1024  # bytes of change sets in a batch from which it is applied on a worker thread
 OUTBOX_INLINE = 1024 * 1024
@@ -57,6 +59,7 @@ class Incoming:
     msg_id: str | None = None
     changeset: ChangeSet | None = None
     error: str | None = None
+    error_state: str = "dead"  # how one with ``error`` is parked: "dead", or UNAUTHENTICATED
     own_clock: int | None = None  # committed by this very process: its rows are here, nothing to apply
     chunk: Chunk | None = None  # a piece of a change set too large for one message (see ``chunks``)
     published_at: float | None = None  # when the log stored it (wall clock), to expire stale chunks
@@ -361,8 +364,9 @@ class Replica:
             return False
         cs = item.changeset
         if cs is None:
-            self._park(conn, item, "dead", item.error or "unreadable change set", node=None)
-            outcome.parked.append((item.seq, item.error or "unreadable"))
+            self._park(conn, item, item.error_state, item.error or "unreadable change set", node=None)
+            if item.error_state != UNAUTHENTICATED:  # those are logged where they are refused, rate-limited
+                outcome.parked.append((item.seq, item.error or "unreadable"))
             return False
         if cs.node == self.node:
             outcome.own.append(cs.hlc)
@@ -372,7 +376,13 @@ class Replica:
         except Exception as e:  # any failure, the user's hooks' included, parks this change set only
             conn.execute("ROLLBACK TO apply_one")
             conn.execute("RELEASE apply_one")
-            state = "waiting" if isinstance(e, SchemaMissing) else "retrying"
+            state = (
+                "waiting"
+                if isinstance(e, SchemaMissing)
+                else REFUSED
+                if isinstance(e, Refused)
+                else "retrying"
+            )
             reason = e.message if isinstance(e, HAError) else f"{type(e).__name__}: {e}"
             self._park(conn, item, state, reason, node=cs.node)
             outcome.parked.append((item.seq, reason))
@@ -417,6 +427,7 @@ class Replica:
         ).fetchall()
         done = 0
         for seq, msg_id, payload, attempts in rows:
+            # Parked as received after its MAC was verified, without the seal: the database's own bytes.
             try:
                 cs = self.decode(bytes(payload))  # type: ignore[arg-type]
             except HAError:
@@ -433,7 +444,11 @@ class Replica:
                     "UPDATE _ha_parked SET attempts = attempts + 1, error = ?, state = ? WHERE seq = ?",
                     (
                         e.message if isinstance(e, HAError) else str(e),
-                        "dead" if dead else ("waiting" if waiting else "retrying"),
+                        REFUSED
+                        if isinstance(e, Refused)
+                        else "dead"
+                        if dead
+                        else ("waiting" if waiting else "retrying"),
                         seq,
                     ),
                 )

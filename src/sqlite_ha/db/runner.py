@@ -38,6 +38,14 @@ def too_many_rows() -> ResultTooLarge:
     )
 
 
+def too_many_bytes(limit: int) -> ResultTooLarge:
+    return ResultTooLarge(
+        f"the result is larger than --max-result-bytes ({limit} bytes)",
+        hint="select fewer or smaller columns, add LIMIT, or page through the rows with WHERE on a key",
+        limit=limit,
+    )
+
+
 class QueryTimeout(HAError):
     code = "query_timeout"
 
@@ -45,6 +53,7 @@ class QueryTimeout(HAError):
 @dataclass(frozen=True, kw_only=True)
 class Limits:
     max_rows: int = 500_000
+    max_bytes: int = 128 * 1024 * 1024  # the values of one request's rows, counted as they are stepped
     timeout: float = 30.0  # seconds a single request may keep SQLite busy
     inline_budget: float = 0.05  # seconds a request may run on the event loop before moving to a thread
 
@@ -95,6 +104,45 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class Budget:
+    """What a request's results may still hold: rows and bytes, taken row by row as SQLite steps them, so
+    that an oversized result is refused when it passes the limit, not once it sits whole in memory.
+
+    A value counts its length (text, blob) or 8 (a number, NULL): close to what it costs here and in the
+    answer, and cheap enough for every row of every read (``collect`` counts inline: a method call per row
+    would cost more than the count).
+    """
+
+    __slots__ = ("bytes", "max_bytes", "rows")
+
+    def __init__(self, limits: Limits) -> None:
+        self.rows = limits.max_rows
+        self.bytes = limits.max_bytes
+        self.max_bytes = limits.max_bytes
+
+
+def collect(cursor: apsw.Cursor, budget: Budget) -> list[Any]:
+    """The rows of ``cursor``, each taken from ``budget`` as SQLite steps it (``run_statement`` counts the
+    same way)."""
+    rows: list[Any] = []
+    append = rows.append
+    left_rows, left_bytes = budget.rows, budget.bytes
+    try:
+        for row in cursor:
+            left_rows -= 1
+            if left_rows < 0:
+                raise too_many_rows()
+            for value in row:
+                kind = type(value)
+                left_bytes -= len(value) if kind is str or kind is bytes else 8
+            if left_bytes < 0:
+                raise too_many_bytes(budget.max_bytes)
+            append(row)
+    finally:
+        budget.rows, budget.bytes = left_rows, left_bytes
+    return rows
+
+
 class Deadline:
     """Progress handler that interrupts a statement running past its deadline.
 
@@ -137,13 +185,13 @@ class Deadline:
 def run_statement(
     conn: apsw.Connection,
     stmt: Statement,
-    rows_budget: int,
+    budget: Budget,
     on_statement: Callable[[apsw.Cursor, str], None] | None = None,
-) -> tuple[Result, int]:
-    """Execute ``stmt`` (which may hold several SQL statements: the last one's result is returned).
+) -> Result:
+    """Execute ``stmt`` (which may hold several SQL statements: the last one's result is returned), its
+    rows taken from ``budget`` (shared by the request's statements).
 
-    Returns the result and the rows budget left. Raises apsw errors untranslated: the caller knows the
-    statement's index and translates.
+    Raises apsw errors untranslated: the caller knows the statement's index and translates.
     """
     results: list[Result] = []
     dml: list[bool] = []  # per result: whether its statement is an INSERT, UPDATE or DELETE
@@ -162,11 +210,20 @@ def run_statement(
     cur.exec_trace = trace
     try:
         cur.execute(stmt.sql, stmt.bindings, prepare_flags=CLIENT_PREPARE)
-        for row in cur:
-            rows_budget -= 1
-            if rows_budget < 0:
-                raise too_many_rows()
-            results[-1].rows.append(row)
+        left_rows, left_bytes = budget.rows, budget.bytes
+        try:
+            for row in cur:  # ``results[-1]``: a statement after the first one (same SQL) adds a result
+                left_rows -= 1
+                if left_rows < 0:
+                    raise too_many_rows()
+                for value in row:
+                    kind = type(value)
+                    left_bytes -= len(value) if kind is str or kind is bytes else 8
+                if left_bytes < 0:
+                    raise too_many_bytes(budget.max_bytes)
+                results[-1].rows.append(row)
+        finally:
+            budget.rows, budget.bytes = left_rows, left_bytes
     except BaseException:
         cur.close(True)  # finalize now, so the transaction can roll back with no statement pending
         raise
@@ -174,7 +231,7 @@ def run_statement(
         raise BadRequest("the statement is empty")
     if not results[-1].columns:
         _finish_exec(conn, results[-1], dml[-1])
-    return results[-1], rows_budget
+    return results[-1]
 
 
 def _finish_exec(conn: apsw.Connection, result: Result, dml: bool) -> None:

@@ -30,6 +30,7 @@ from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import Replicator
+from sqlite_ha.replication.seal import PLAIN, Sealer
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply
 
@@ -76,6 +77,7 @@ async def bootstrap(
     ask: AskSnapshot | None = None,
     outbox_in_log: int = 0,
     publish_timeout: float | None = None,
+    sealer: Sealer = PLAIN,
 ) -> Bootstrap:
     """``outbox_in_log``: how many change sets of the file's outbox are known to be in the log (re-published
     just before): the snapshot may replace those, as they reach the database again from the log or are in
@@ -113,7 +115,7 @@ async def bootstrap(
     if not gap and latest.seq <= applied:
         return Bootstrap(spec, None)  # the file is already as new as the snapshot
     if gap and outbox > outbox_in_log and publish_timeout is not None:
-        outbox_in_log = await publish_file_outbox(spec, replicator, publish_timeout)
+        outbox_in_log = await publish_file_outbox(spec, replicator, publish_timeout, sealer)
     if outbox > outbox_in_log:
         raise BootstrapError(
             f"database {spec.id}: {why}, but it holds {outbox} change set(s) of its own not yet in the log; "
@@ -178,14 +180,22 @@ async def ask_live_nodes(
     return await store.latest(database), ""
 
 
-async def publish_file_outbox(spec: DatabaseSpec, replicator: Replicator, timeout: float) -> int:
+async def publish_file_outbox(
+    spec: DatabaseSpec, replicator: Replicator, timeout: float, sealer: Sealer = PLAIN
+) -> int:
     """Publish again every change set in the outbox of a database file that is not open: the log
     deduplicates one it has, stores one it never had (or dropped) anew; applying one again is harmless
     (last-writer-wins). Returns how many; ``ReplicationError`` when the log does not take one."""
     rows = await asyncio.to_thread(_read_outbox, spec.path)
     for hlc, msg_id, payload in rows:
         await publish_changeset(
-            replicator, database=spec.id, hlc=hlc, msg_id=msg_id, payload=payload, timeout=timeout
+            replicator,
+            database=spec.id,
+            hlc=hlc,
+            msg_id=msg_id,
+            payload=payload,
+            timeout=timeout,
+            sealer=sealer,
         )
     if rows:
         log.info(

@@ -21,6 +21,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import Conflict, HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
+from sqlite_ha.replication.seal import PLAIN, Sealer
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class ReplicationManager:
         rowids: Rowids | None = None,
         claim_wait: float = CLAIM_AT_JOIN,
         max_transaction_size: int | None = None,
+        sealer: Sealer = PLAIN,
     ) -> None:
         self.replicator = replicator
+        self.sealer = sealer
         self.node = node
         # The node's rule for keys SQLite would choose: its slot is claimed in the log when joining.
         self.rowids = rowids
@@ -52,6 +55,7 @@ class ReplicationManager:
             "async_mode": async_mode,
             "policy": policy,
             "ddl_sync": ddl_sync,
+            "sealer": sealer,
         }
         if max_transaction_size is not None:
             self._options["max_transaction_size"] = max_transaction_size

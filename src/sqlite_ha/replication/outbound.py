@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from sqlite_ha.replication import chunk
 from sqlite_ha.replication.replicator import Replicator
+from sqlite_ha.replication.seal import Sealer
+
+SEAL_INLINE = 256 * 1024  # bytes of change set sealed on the event loop; larger ones on a worker thread
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,12 +32,23 @@ async def publish_changeset(
     msg_id: str,
     payload: bytes,
     timeout: float,
+    sealer: Sealer,
 ) -> Published:
     """Publish a change set; one over the log's max payload goes in chunks, in order, each after the log
-    acknowledged the one before. Sent again after a failure, every chunk goes again (deduplicated)."""
+    acknowledged the one before. Sent again after a failure, every chunk goes again (deduplicated).
+
+    Every message is sealed (a MAC with the node's current key, see ``seal``) as it goes: the outbox keeps
+    the plain change set. A seal is the same bytes for the same key, so a message published again is the
+    same message (deduplicated by the log); the chunks leave room for it."""
     limit = replicator.max_payload()
+    if limit is not None:
+        limit -= sealer.overhead
     if limit is None or len(payload) <= limit:
-        seq = await replicator.publish(database, payload, msg_id=msg_id, timeout=timeout)
+        if len(payload) < SEAL_INLINE:
+            message = sealer.seal(database, payload)
+        else:  # megabytes: off the event loop
+            message = await asyncio.to_thread(sealer.seal, database, payload)
+        seq = await replicator.publish(database, message, msg_id=msg_id, timeout=timeout)
         return Published(seq=seq, chunks=0)
     node = replicator.node
     part = chunk.part_size(limit, msg_id, node, database)
@@ -44,6 +58,7 @@ async def publish_changeset(
     )
     seq, count = 0, 0
     for piece_id, message in pieces:
-        seq = await replicator.publish(database, message, msg_id=piece_id, timeout=timeout)
+        sealed = await asyncio.to_thread(sealer.seal, database, message)
+        seq = await replicator.publish(database, sealed, msg_id=piece_id, timeout=timeout)
         count += 1
     return Published(seq=seq, chunks=count)

@@ -95,7 +95,9 @@ class Recovery:
             stale.db.close()
             spec = self.specs.get(ident, stale.db.spec)
             try:
-                started = await bootstrap(spec, manager.replicator, store, outbox_in_log=in_log)
+                started = await bootstrap(
+                    spec, manager.replicator, store, outbox_in_log=in_log, sealer=manager.sealer
+                )
             except BaseException:
                 # The file is as it was (an install is a rename); a memory database starts empty and is
                 # refused the same way. Either way the next gap check finds the gap and tries again.

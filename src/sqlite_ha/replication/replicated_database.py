@@ -29,7 +29,8 @@ from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import BadRequest, HAError
-from sqlite_ha.replication import changeset, chunk
+from sqlite_ha.replication import changeset
+from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
@@ -38,6 +39,7 @@ from sqlite_ha.replication.replicator import (
     Subscription,
     subject_token,
 )
+from sqlite_ha.replication.seal import PLAIN, Sealer
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,11 @@ class ReplicatedDatabase:
         ddl_sync: bool = True,
         interceptor: ChangeSetInterceptor | None = None,
         max_transaction_size: int | None = MAX_TRANSACTION_SIZE,
+        sealer: Sealer = PLAIN,
     ) -> None:
         self.db = db
+        self.sealer = sealer  # MACs on what this database publishes, checked on what it receives
+        self.inbound = Inbound(db.id, sealer)
         self.replicator = replicator
         self.node = node
         self.timeout = timeout
@@ -272,6 +277,7 @@ class ReplicatedDatabase:
             msg_id=msg_id,
             payload=payload,
             timeout=self.timeout,
+            sealer=self.sealer,
         )
         if sent.chunks:
             self.published_chunked += 1
@@ -350,7 +356,7 @@ class ReplicatedDatabase:
             self.replica.skip_own([d.seq for d in deliveries], seen)
         else:
             batch = [
-                _incoming(d)
+                self.inbound.read(d)
                 if clock is None
                 else Incoming(seq=d.seq, payload=b"", msg_id=d.msg_id, own_clock=clock)
                 for d, clock in zip(deliveries, clocks, strict=True)
@@ -597,6 +603,7 @@ class ReplicatedDatabase:
             "rows_applied": stats.rows_applied,
             "rows_skipped": stats.rows_skipped,
             "parked": self.replica.parked(),
+            "unauthenticated": self.inbound.status(),
             "chunks": self.replica.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
@@ -616,14 +623,3 @@ def _num_pending(info: dict[str, Any] | None, applied_seq: int) -> int | None:
     if isinstance(delivered, int) and delivered <= applied_seq:
         return pending
     return pending + (unacked if isinstance(unacked, int) else 0)
-
-
-def _incoming(d: Delivery) -> Incoming:
-    try:
-        if chunk.is_chunk(d.payload):
-            piece = chunk.parse(d.payload)
-            return Incoming(seq=d.seq, payload=b"", msg_id=d.msg_id, chunk=piece, published_at=d.published_at)
-        cs = changeset.decode(d.payload)
-    except changeset.DecodeError as e:
-        return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, error=e.message)
-    return Incoming(seq=d.seq, payload=d.payload, msg_id=d.msg_id, changeset=cs, published_at=d.published_at)

@@ -40,6 +40,9 @@ class SnapshotMeta:
     # A caught-up node checked that the database had no change set between ``seq`` and this position, so
     # the snapshot covers the log up to here (other databases' change sets may take the numbers between).
     covers_through: int = 0
+    # "v1 <key id> <HMAC-SHA256>" over every other field, keyed from the cluster secret (see
+    # ``signed_snapshots``); empty when the node that stored it had no secret.
+    mac: str = ""
 
     @property
     def covers(self) -> int:
@@ -62,12 +65,16 @@ class SnapshotMeta:
                 node=str(norm["ha-node"]),
                 taken_at=float(norm["ha-taken-at"]),
                 covers_through=int(norm.get("ha-covers-through", 0) or 0),
+                mac=str(norm.get("ha-mac", "") or ""),
             )
         except (KeyError, ValueError) as e:
             raise SnapshotError(f"the stored snapshot has no usable metadata ({e})") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For the API: the manifest without its MAC (which only nodes check)."""
+        out = asdict(self)
+        del out["mac"]
+        return out
 
 
 class SnapshotStore(Protocol):

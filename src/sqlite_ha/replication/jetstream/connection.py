@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +42,18 @@ class NatsState:
 
 
 class NatsConnection:
-    def __init__(self, url: str, *, name: str, user: str = "", password: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        login: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
         self._name = name
-        self._user = user
-        self._password = password
+        self._login = dict(login or {})  # nats.connect's user/password, or user_credentials / nkeys_seed
+        self._tls = tls  # used when the URL says tls:// or the server requires TLS
         self._nc: NATSClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -88,9 +96,9 @@ class NatsConnection:
         delay = 0.1
         while True:
             try:
-                kwargs: dict[str, Any] = {}
-                if self._user:
-                    kwargs.update(user=self._user, password=self._password)
+                kwargs: dict[str, Any] = dict(self._login)
+                if self._tls is not None:
+                    kwargs.update(tls=self._tls)
                 self._nc = await nats.connect(
                     servers=self.url.split(","),
                     name=f"sqlite-ha {self._name}",

@@ -3,8 +3,10 @@
 Subject ``_HA.<stream>.snapshot.<database token>``: outside the replication stream's subjects
 (``<stream>.>``), so a request is never stored as a change set. A request is published once to an inbox the
 asker reads every reply from, the first good one winning; NATS answers at once "no responders" when no node
-listens. For now a request is as trusted as the NATS connection it arrives on (the credentials of the
-account); the envelope has room for a MAC.
+listens. With a cluster secret, requests and replies are sealed like change sets (see ``seal``): a request
+bound to its subject, a reply to the inbox it answers; one that does not verify is ignored and counted.
+(Forging one could only make nodes take snapshots or an asker stop waiting: what is installed is the stored
+snapshot, whose manifest is verified on its own.)
 """
 
 from __future__ import annotations
@@ -21,17 +23,22 @@ from nats.errors import TimeoutError as NatsTimeout
 from sqlite_ha.replication.jetstream.common import describe
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.replicator import subject_token
+from sqlite_ha.replication.seal import PLAIN, Sealer, Unauthenticated
 from sqlite_ha.replication.snapshot_request import Answer, EnvelopeError, SnapshotReply, SnapshotRequest
 
 log = logging.getLogger(__name__)
 
 _NO_RESPONDERS = "503"
+_REQUEST, _REPLY = b"snapshot_request", b"snapshot_reply"  # what a seal says the message is
 ACK_WAIT = 3.0  # how long the asker waits for a node to say it is working on it
 
 
 class NatsSnapshotRequests:
-    def __init__(self, conn: NatsConnection, *, node: str, stream: str = "ha_replication") -> None:
+    def __init__(
+        self, conn: NatsConnection, *, node: str, stream: str = "ha_replication", sealer: Sealer = PLAIN
+    ) -> None:
         self._conn = conn
+        self.sealer = sealer
         self.node = node
         self.prefix = f"_HA.{stream}.snapshot"
         self._sub: Subscription | None = None
@@ -40,6 +47,7 @@ class NatsSnapshotRequests:
         self.asked = 0
         self.answered = 0
         self.refused = 0
+        self.unauthenticated = 0  # requests and replies ignored because their MAC did not verify
 
     def subject(self, database: str) -> str:
         return f"{self.prefix}.{subject_token(database)}"
@@ -63,8 +71,8 @@ class NatsSnapshotRequests:
 
         async def on_request(msg: Msg) -> None:
             try:
-                request = SnapshotRequest.decode(msg.data)
-            except EnvelopeError as e:
+                request = SnapshotRequest.decode(self._open(msg.subject, msg.data, _REQUEST))
+            except (EnvelopeError, Unauthenticated) as e:
                 log.warning("ignoring a malformed snapshot request on %s: %s", msg.subject, e)
                 return
             if request.node == self.node or not msg.reply or msg.subject != self.subject(request.database):
@@ -86,7 +94,7 @@ class NatsSnapshotRequests:
             if nc is None or not nc.is_connected:
                 return
             try:
-                await nc.publish(reply_to, reply.encode())
+                await nc.publish(reply_to, self.sealer.seal(reply_to, reply.encode(), kind=_REPLY))
             except Exception as e:  # the asker may ask again; nothing here depends on the reply arriving
                 log.warning("cannot answer %s's snapshot request: %s", request.node, describe(e))
 
@@ -108,7 +116,8 @@ class NatsSnapshotRequests:
         started = time.monotonic()
         try:
             # the server answers "no responders" at once to the inbox when no node listens
-            await nc.publish(self.subject(request.database), request.encode(), reply=inbox)
+            subject = self.subject(request.database)
+            await nc.publish(subject, self.sealer.seal(subject, request.encode(), kind=_REQUEST), reply=inbox)
             while (left := started + (timeout if working else ACK_WAIT) - time.monotonic()) > 0:
                 try:
                     msg = await sub.next_msg(timeout=left)
@@ -117,8 +126,8 @@ class NatsSnapshotRequests:
                 if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
                     break
                 try:
-                    reply = SnapshotReply.decode(msg.data)
-                except EnvelopeError as e:
+                    reply = SnapshotReply.decode(self._open(inbox, msg.data, _REPLY))
+                except (EnvelopeError, Unauthenticated) as e:
                     log.warning("ignoring a malformed snapshot reply: %s", e)
                     continue
                 if reply.database != request.database:
@@ -137,8 +146,20 @@ class NatsSnapshotRequests:
                 await sub.unsubscribe()
         return refusal
 
+    def _open(self, bound_to: str, data: bytes, kind: bytes) -> bytes:
+        try:
+            return self.sealer.open(bound_to, data, kind=kind)
+        except Unauthenticated:
+            self.unauthenticated += 1
+            raise
+
     def stats(self) -> dict[str, int]:
-        return {"asked": self.asked, "answered": self.answered, "refused": self.refused}
+        return {
+            "asked": self.asked,
+            "answered": self.answered,
+            "refused": self.refused,
+            "unauthenticated": self.unauthenticated,
+        }
 
     async def close(self) -> None:
         tasks = [t for t in (self._task, *self._answering) if t is not None]

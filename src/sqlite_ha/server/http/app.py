@@ -27,6 +27,7 @@ from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.users import User, Users
 from sqlite_ha.server.http.auth import HttpAuth, require, sql_grant
+from sqlite_ha.server.http.body import body_middleware, read_piece
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, answer_error, error_middleware
 from sqlite_ha.server.http.fast import Answer
@@ -102,12 +103,15 @@ class HTTPApi:
         max_body_size: int = 16 * 1024 * 1024,
         max_load_size: int = 64 * 1024**3,
         read_wait: float = 5.0,
+        body_timeout: float = 60.0,
     ) -> None:
         self.node = node
         self.auth = HttpAuth(token, users)
         self.max_load_size = max_load_size
         self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
-        middlewares: list[Any] = [error_middleware]
+        self.body_timeout = body_timeout
+        # The body's limits come before the token's check: an oversized body is refused at once either way.
+        middlewares: list[Any] = [error_middleware, body_middleware(max_body_size, body_timeout)]
         if self.auth.enabled:
             middlewares.append(auth_middleware(self.auth))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
@@ -204,7 +208,7 @@ class HTTPApi:
         try:
             size = 0
             with os.fdopen(fd, "wb") as f:
-                async for chunk in request.content.iter_chunked(_CHUNK):
+                while chunk := await read_piece(request, _CHUNK, self.body_timeout):
                     size += len(chunk)
                     if size > limit:
                         raise PayloadTooLarge(
@@ -332,15 +336,25 @@ class HTTPApi:
 
     # -------------------------------------------------------------------------------- health
     async def healthz(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok", "node": self.node.name})
+        return self._health_response("/healthz")
 
     async def readyz(self, request: web.Request) -> web.Response:
+        return self._health_response("/readyz")
+
+    def health(self, path: str) -> Answer:
+        """The answer to ``/healthz`` or ``/readyz``, also given by the listener over its connection cap."""
+        if path == "/healthz":
+            return 200, orjson.dumps({"status": "ok", "node": self.node.name}), None
         ready, checks = self.node.readiness()
         # Ready but with a check failing (its embedded nats-server down): it serves, but is degraded.
         body: dict[str, Any] = {"ready": ready, "checks": checks}
         if ready and not all(checks.values()):
             body["degraded"] = True
-        return json_response(body, status=200 if ready else 503)
+        return (200 if ready else 503), orjson.dumps(body), None
+
+    def _health_response(self, path: str) -> web.Response:
+        status, body, _ = self.health(path)
+        return web.Response(status=status, body=body, content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         require(_user(request), Permission.ADMIN, None)

@@ -28,11 +28,13 @@ _STATUS: tuple[tuple[type[e.HAError], int], ...] = (
 )
 _EXTRA_STATUS = {
     "query_timeout": 400,
+    "request_timeout": 408,
     "result_too_large": 400,
     "not_replicating": 503,
     "replication_error": 503,
     "replication_timeout": 503,
     "snapshot_error": 503,
+    "snapshot_unauthenticated": 503,
     "replication_gap": 503,
     "load_interrupted": 503,
     "no_snapshot": 404,

@@ -8,6 +8,13 @@ The first request that is anything else (another route, a chunked or oversized b
 not read with certainty) is handed, with every byte received so far, to aiohttp's own protocol, which serves
 the connection from then on. So the fast path never has to judge unusual input: what it does not recognise,
 aiohttp answers, exactly as before. Requests on one connection are answered in order, pipelined or not.
+
+Every connection starts here, so here too the listener keeps its limits (``Limits``): at most
+``max_connections`` at once (counting those aiohttp serves), the next ones answered 503 and closed, except the
+health checks, which are answered over the cap; a request head that takes longer than ``header_timeout``
+to arrive, or a body longer than ``body_timeout``, ends its connection with 408; an idle connection is
+closed after ``keepalive_timeout``. One timer a second checks the deadlines of every connection, so a
+request pays for none.
 """
 
 from __future__ import annotations
@@ -19,14 +26,18 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import cast
 
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.tcp_helpers import tcp_keepalive
 
+from sqlite_ha.server.http.errors import error_body
+
 MAX_HEAD = 8192  # a head this long without its end is not a plain query: aiohttp takes it
-IDLE_TIMEOUT = 3630.0  # an idle connection is closed after this long, as aiohttp's keep-alive timeout does
+SWEEP = 1.0  # seconds between two checks of the connections' deadlines
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 _ID = re.compile(r"[A-Za-z0-9_.\-]+")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
 _HANDS_OVER = frozenset({"transfer-encoding", "expect", "upgrade", "x-min-sequence", "content-encoding"})
@@ -35,6 +46,23 @@ _STATIC_HEADERS = f"Content-Type: application/json\r\nServer: {SERVER_SOFTWARE}\
 # (status, body, extra headers) for a query: what the API answers, errors included.
 Answer = tuple[int, bytes, dict[str, str] | None]
 Responder = Callable[[str | None, bytes, str], Awaitable[Answer]]
+Health = Callable[[str], Answer]  # the answer to GET /healthz or /readyz, given over the connection cap
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """What one client may take of the listener (see the module's docstring)."""
+
+    max_connections: int = 0  # 0: no cap
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0  # as nginx's: an idle connection waits this long for its next request
+
+    @property
+    def over_cap_max(self) -> int:
+        """Connections over the cap that are still answered (503, or a health check); beyond them a new
+        connection is closed at once, so a flood cannot hold descriptors for a header timeout each."""
+        return max(16, self.max_connections // 10)
 
 
 class _HandOver(Exception):
@@ -146,16 +174,44 @@ class FastPath:
         *,
         max_body: int,
         access_log: logging.Logger | None = None,
+        limits: Limits | None = None,
+        handed_over: Callable[[], int] | None = None,
+        health: Health | None = None,
     ) -> None:
         self.respond = respond  # (database, body, authorization) -> answer; never raises
         self.fallback = fallback  # aiohttp's protocol factory
         self.max_body = max_body
         self.access_log = access_log  # as aiohttp's (--log-level debug)
+        self.limits = limits or Limits()
+        self.handed_over = handed_over  # how many connections aiohttp serves now
+        self.health = health
         self.date = _Date()
         self.connections: set[_Connection] = set()
+        self.over_cap = 0  # connections in ``connections`` being refused
+        self.refused = 0  # connections refused since start (503 or closed at once)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __call__(self) -> asyncio.Protocol:
         return _Connection(self)
+
+    def open_connections(self) -> int:
+        """Connections served now (those being refused over the cap not counted)."""
+        served = len(self.connections) - self.over_cap
+        return served + (self.handed_over() if self.handed_over is not None else 0)
+
+    def watch(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        """End the connections past their deadline (those being answered are left alone)."""
+        self._sweeper = None
+        if not self.connections:
+            return
+        now = asyncio.get_running_loop().time()
+        for conn in [c for c in self.connections if c.deadline < now and c.task is None]:
+            conn.expire()
+        self.watch()
 
     async def close(self, timeout: float) -> None:
         """Answer the requests being served (for ``timeout`` at most), then close every fast connection."""
@@ -164,6 +220,9 @@ class FastPath:
             await asyncio.wait(busy, timeout=timeout)
         for conn in list(self.connections):
             conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
 
 class _Connection(asyncio.Protocol):
@@ -174,41 +233,67 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.paused = False
         self.eof = False
-        self.active = 0.0  # loop time of the last bytes received or answer sent
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.tls = False
+        self.over = False  # over the connection cap: answer the one request (503 or health), then close
+        self.answered = False  # over the cap, and answered: what else arrives is dropped
+        self.idle = False  # between two requests, nothing received yet
+        self.in_body = False  # the head is in, the body is not
+        self.deadline = 0.0  # loop time by which the current phase (idle, head, body) must end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not registered as one
-        self.fast.connections.add(self)
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        fast, limits = self.fast, self.fast.limits
+        if limits.max_connections and fast.open_connections() >= limits.max_connections:
+            fast.refused += 1
+            if fast.over_cap >= limits.over_cap_max:
+                self.transport.close()  # too many being refused already: no answer at all
+                self.transport = None
+                return
+            fast.over_cap += 1
+            self.over = True
+        fast.connections.add(self)
         tcp_keepalive(self.transport)  # as aiohttp does: a peer that vanished is noticed
-        loop = asyncio.get_running_loop()
-        self.active = loop.time()
-        self.idle_timer = loop.call_later(IDLE_TIMEOUT, self._check_idle)
+        self.deadline = asyncio.get_running_loop().time() + limits.header_timeout
+        fast.watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fast.connections.discard(self)
+        self._forget()
         self.transport = None
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
 
-    def _check_idle(self) -> None:
-        """Close the connection once nothing happened on it for IDLE_TIMEOUT (one timer, re-armed lazily)."""
-        if self.transport is None:
+    def _forget(self) -> None:
+        if self in self.fast.connections:
+            self.fast.connections.discard(self)
+            if self.over:
+                self.fast.over_cap -= 1
+
+    def expire(self) -> None:
+        """The deadline passed: a request half-received is answered 408, an idle connection just closed."""
+        transport = self.transport
+        if transport is None:
             return
-        loop = asyncio.get_running_loop()
-        left = self.active + IDLE_TIMEOUT - loop.time()
-        if left <= 0 and self.task is None:
-            self.transport.close()
-            return
-        self.idle_timer = loop.call_later(max(left, 1.0), self._check_idle)
+        if self.buf and not transport.is_closing():
+            if self.in_body:
+                phase, setting, limit = "body", "--body-timeout", self.fast.limits.body_timeout
+            else:
+                phase, setting, limit = "head", "--header-timeout", self.fast.limits.header_timeout
+            message = f"the request's {phase} did not arrive within {limit:g}s ({setting})"
+            body, _ = error_body(408, "request_timeout", message)
+            transport.write(response_bytes(408, body, None, self.fast.date(), True))
+        transport.close()
+        self._forget()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.answered:
+            return
         self.buf += data
-        self.active = asyncio.get_running_loop().time()
+        if self.idle:  # the next request begins: its head has the header timeout
+            self.idle = False
+            self.deadline = asyncio.get_running_loop().time() + self.fast.limits.header_timeout
         if self.task is None:
             self._next()
         elif len(self.buf) > self.fast.max_body + MAX_HEAD and self.transport is not None:
@@ -219,11 +304,16 @@ class _Connection(asyncio.Protocol):
         self.eof = True
         if self.task is None and self.transport is not None:
             self.transport.close()
-        return True  # keep the transport open to answer a request still being served
+        # Keep the transport open to answer a request still being served. Over TLS the client's close_notify
+        # ends the session whatever we answer (asyncio and uvloop warn when asked to keep it open).
+        return not self.tls
 
     def _next(self) -> None:
         """Serve the next request in the buffer, or hand the connection over."""
         if self.transport is None:
+            return
+        if self.over:
+            self._refuse()
             return
         try:
             request = parse(self.buf, self.fast.max_body)
@@ -236,8 +326,41 @@ class _Connection(asyncio.Protocol):
             elif self.paused:
                 self.paused = False
                 self.transport.resume_reading()
+            if not self.in_body and self.buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4) >= 0:
+                self.in_body = True  # the head is in: the body has its own timeout from now
+                self.deadline = asyncio.get_running_loop().time() + self.fast.limits.body_timeout
             return
+        self.in_body = False
         self.task = asyncio.get_running_loop().create_task(self._serve(request))
+
+    def _refuse(self) -> None:
+        """Over the cap: once the head is in, answer a health check, or 503, and close."""
+        assert self.transport is not None
+        end = self.buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+        if end < 0 and len(self.buf) <= MAX_HEAD and not self.eof:
+            return
+        line = bytes(self.buf[: self.buf.find(b"\r\n")]).split(b" ")
+        path = line[1].decode("latin-1") if len(line) == 3 and line[0] in (b"GET", b"HEAD") else ""
+        if path in HEALTH_PATHS and self.fast.health is not None:
+            status, body, headers = self.fast.health(path)
+        else:
+            status = 503
+            cap = self.fast.limits.max_connections
+            message = f"the node serves its most connections at once ({cap}, --max-connections); try again"
+            body, _ = error_body(status, "too_many_connections", message)
+            headers = {"Retry-After": "1"}
+        if line[0] == b"HEAD":
+            body = b""
+        self.transport.write(response_bytes(status, body, headers, self.fast.date(), True))
+        self.buf.clear()
+        self.answered = True
+        if self.eof or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # Half-close and read on until the client closes: closing with its body unread would reset the
+        # connection, and a reset can destroy the answer before the client reads it.
+        self.transport.write_eof()
+        self.deadline = asyncio.get_running_loop().time() + min(2.0, self.fast.limits.header_timeout)
 
     async def _serve(self, request: _Request) -> None:
         status, body, headers = await self.fast.respond(request.database, request.body, request.auth)
@@ -247,23 +370,26 @@ class _Connection(asyncio.Protocol):
             return
         close = request.close or self.eof
         transport.write(response_bytes(status, body, headers, self.fast.date(), close))
-        self.active = asyncio.get_running_loop().time()
         if self.fast.access_log is not None:
             path = "/query" if request.database is None else f"/databases/{request.database}"
             self.fast.access_log.debug('"POST %s HTTP/1.1" %d %d (fast path)', path, status, len(body))
         if close:
             transport.close()
             return
+        limits = self.fast.limits
+        if self.buf:  # the next request is under way (pipelined): its head has the header timeout
+            self.deadline = asyncio.get_running_loop().time() + limits.header_timeout
+        else:
+            self.idle = True
+            self.deadline = asyncio.get_running_loop().time() + limits.keepalive_timeout
         self._next()
 
     def _hand_over(self) -> None:
         """From here on aiohttp serves this connection, starting with the bytes not yet served."""
         transport = self.transport
         assert transport is not None
-        self.fast.connections.discard(self)
+        self._forget()
         self.transport = None
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
         protocol = self.fast.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -28,6 +28,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.receiver: Receiver | None = None
         self.eof = False
+        self.encrypted = False  # TLS started (the SSLRequest was accepted and the handshake done)
         self.write_paused = False
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -119,6 +120,7 @@ class Connection(asyncio.Protocol):
         if transport is None:
             raise ConnectionResetError("the client left during the TLS handshake")
         self.transport = transport
+        self.encrypted = True
 
     async def close(self) -> None:
         if self.transport is not None:

@@ -64,9 +64,38 @@ async def startup(session: Session, cancel_registry: dict[tuple[int, int], Sessi
                 target.cancel()
             return False
         if isinstance(msg, codec.StartupMessage):
+            if session.refusal is not None:  # over the connection cap, told after TLS, as PostgreSQL does
+                raise session.refusal
+            refuse_plaintext(session)
             await authenticate(session, msg.params)
             return True
         raise PgError("08P01", f"unexpected {type(msg).__name__} before the startup message", fatal=True)
+
+
+def refuse_plaintext(session: Session) -> None:
+    """A session that did not start TLS ends here, before any password is asked, when the node requires
+    TLS (``--pg-tls require``) or would otherwise ask for the password in clear (``--pg-auth password``
+    without ``--pg-allow-cleartext``). 28000, as PostgreSQL answers a connection no ``hostssl`` line
+    lets in."""
+    if session.conn.encrypted:
+        return
+    settings = session.settings
+    if settings.tls_required:
+        log.info("PostgreSQL client refused: it did not start TLS (--pg-tls require)")
+        raise PgError(
+            "28000",
+            "this server requires TLS (sslmode=require)",
+            hint="connect with sslmode=require, verify-ca or verify-full",
+            fatal=True,
+        )
+    if settings.auth == "password" and not settings.allow_cleartext:
+        log.info("PostgreSQL client refused: cleartext password authentication without TLS")
+        raise PgError(
+            "28000",
+            "this server refuses cleartext password authentication on a connection without TLS",
+            hint="connect with sslmode=require, so the password does not cross the network in clear",
+            fatal=True,
+        )
 
 
 async def authenticate(session: Session, params: dict[str, str]) -> None:

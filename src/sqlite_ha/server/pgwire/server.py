@@ -23,6 +23,7 @@ from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError
 from sqlite_ha.security.users import Users
 from sqlite_ha.server.pgwire.connection import Connection
+from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.session import Session
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,23 @@ class PgSettings:
     read_wait: float = 15.0  # how long a read with ha.min_seq waits for the node to catch up
     max_message_size: int = 64 * 1024 * 1024
     max_copy_size: int = 256 * 1024 * 1024  # data one COPY FROM STDIN may send (it is one transaction)
+    tls_required: bool = False  # --pg-tls require: a session that does not start TLS is refused
+    allow_cleartext: bool = False  # --pg-allow-cleartext: auth "password" also on sessions without TLS
+    max_connections: int = 0  # sessions at once (0: no cap); more are refused with 53300
+    startup_timeout: float = 10.0  # from the connection to the first ReadyForQuery (TLS and login included)
+
+    @property
+    def over_cap_max(self) -> int:
+        """Connections over the cap still told why (53300); beyond them a new one is closed at once, so a
+        flood cannot hold descriptors for a startup timeout each."""
+        return max(16, self.max_connections // 10)
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """The server-side TLS context of ``--pg-cert``/``--pg-key``; a bad file is a configuration error."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError("--pg-cert", f"cannot load {cert} / {key}: {e}") from e
-    return context
+class _Refused(asyncio.Protocol):
+    """A connection over the cap when too many are being refused already: closed at once, unanswered."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 class PgServer:
@@ -78,6 +86,8 @@ class PgServer:
         self._sessions: dict[tuple[int, int], Session] = {}  # (pid, secret) → session, for CancelRequest
         self._tasks: set[asyncio.Task[None]] = set()
         self._pids = itertools.count((os.getpid() % 10_000) * 100_000 + 1)
+        self._over_cap = 0  # sessions in ``_tasks`` being refused
+        self.refused = 0  # connections refused over the cap since start
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -91,20 +101,52 @@ class PgServer:
         self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("PostgreSQL wire protocol on %s:%d (auth %s)", host, self.port, self.settings.auth)
 
-    def _connection(self) -> Connection:
+    @property
+    def open(self) -> int:
+        """Sessions served now (those being refused over the cap not counted)."""
+        return len(self._tasks) - self._over_cap
+
+    def _connection(self) -> asyncio.Protocol:
+        cap = self.settings.max_connections
+        over = bool(cap) and len(self._tasks) - self._over_cap >= cap
+        if over:
+            self.refused += 1
+            if self._over_cap >= self.settings.over_cap_max:
+                return _Refused()
+            self._over_cap += 1
         conn = Connection()
         session = Session(self.node, self.settings, conn, pid=next(self._pids), tls=self.tls)
+        if over:
+            session.refusal = PgError(
+                "53300", f"sorry, too many clients already (--pg-max-connections {cap})", fatal=True
+            )
         conn.receiver = session
-        task = asyncio.get_running_loop().create_task(self._serve(session), name=f"pg-{session.pid}")
+        task = asyncio.get_running_loop().create_task(self._serve(session, over), name=f"pg-{session.pid}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return conn
 
-    async def _serve(self, session: Session) -> None:
+    async def _serve(self, session: Session, over: bool) -> None:
+        # The start-up (TLS, login) must end within the timeout; a client that dawdles is disconnected.
+        timer = asyncio.get_running_loop().call_later(
+            self.settings.startup_timeout, self._startup_expired, session
+        )
         try:
             await session.serve(self._sessions)
         except Exception:  # a fault in one session must not reach the server
             log.exception("PostgreSQL session %d failed", session.pid)
+        finally:
+            timer.cancel()
+            if over:
+                self._over_cap -= 1
+
+    def _startup_expired(self, session: Session) -> None:
+        if (session.pid, session.secret) in self._sessions:
+            return  # started: the session is registered for CancelRequest from then on
+        transport = session.conn.transport
+        if transport is not None and not transport.is_closing():
+            log.info("PostgreSQL client: start-up not done within %gs; closed", self.settings.startup_timeout)
+            transport.close()
 
     async def stop(self) -> None:
         server, self._server = self._server, None

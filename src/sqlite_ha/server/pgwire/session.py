@@ -99,6 +99,7 @@ class Session:
         self.cancelled = False
         self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
         self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
+        self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:

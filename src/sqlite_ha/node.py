@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from sqlite_ha import __version__
 from sqlite_ha.config import Config
@@ -52,23 +49,12 @@ from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
-from sqlite_ha.security.tls import server_context
 from sqlite_ha.security.users import Users
-from sqlite_ha.server.descriptors import ensure_descriptors, needed
-from sqlite_ha.server.http.app import HTTPApi
-from sqlite_ha.server.http.fast import FastPath
-from sqlite_ha.server.http.fast import Limits as HttpLimits
-
-if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.server import PgServer
+from sqlite_ha.server.frontends import Frontends
 
 log = logging.getLogger(__name__)
 
-HTTP_SHUTDOWN_TIMEOUT = 5.0  # requests being served when the node stops get this long to finish
 SNAPSHOT_ASK_TIMEOUT = 60.0  # how long a node that needs a snapshot waits for a live node to store one
-
-
-DEFAULT_PG_PASS = "ha"
 
 
 class LoadInterrupted(HAError):
@@ -81,19 +67,12 @@ class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.name = config.name
+        # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
+        self.users: Users | None = Users(config.auth_file) if config.auth_file else None
+        # HTTP and PostgreSQL; their TLS is loaded now: a bad certificate or key stops the node before it
+        # opens anything (or makes a cluster secret), with the flag named.
+        self.frontends = Frontends(config, self.users)
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
-        # TLS of the client interfaces, loaded now: a bad certificate or key stops the node before it opens
-        # anything (or makes a cluster secret), with the flag named.
-        self.http_tls = (
-            server_context(
-                config.cert, config.key, flag="--cert", client_ca=config.client_ca, alpn=("http/1.1",)
-            )
-            if config.cert
-            else None
-        )
-        self.pg_tls = (
-            server_context(config.pg_cert, config.pg_key, flag="--pg-cert") if config.pg_cert else None
-        )
         secret = cluster_secret(config)
         self.keys: ClusterKeys | None = secret.keys
         if secret.created and secret.path is not None:
@@ -101,8 +80,6 @@ class Node:
             sys.stderr.flush()
         self.nats_access = nats_access(config, self.keys)
         self.sealer = Sealer(self.keys)  # without keys: plain messages out, anything in (see ``seal``)
-        # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
-        self.users: Users | None = Users(config.auth_file) if config.auth_file else None
         self._watch_users: asyncio.Task[None] | None = None
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
         self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
@@ -130,12 +107,7 @@ class Node:
         self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
         self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
-        self._runner: web.AppRunner | None = None
-        self._listener: asyncio.Server | None = None
-        self._fast: FastPath | None = None
-        self.pg: PgServer | None = None
         self._started_at = time.time()
-        self.http_port: int | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -174,13 +146,9 @@ class Node:
                 # ready when start returns.
                 assert self.replication is not None
                 await self.replication.wait_started(15.0)
-            caps = (cfg.max_connections, *((cfg.pg_max_connections,) if cfg.pg_port else ()))
-            ensure_descriptors(needed(*caps))
             if self.users is not None:
                 self._watch_users = asyncio.create_task(self.users.watch(), name="watch-auth-file")
-            if cfg.pg_port:
-                await self._start_pg()  # before HTTP: once /readyz answers, every port does
-            await self._start_http()
+            await self.frontends.start(self)
         except BaseException:
             await self.stop()
             raise
@@ -189,114 +157,10 @@ class Node:
             self.name,
             "https" if cfg.cert else "http",
             cfg.host,
-            self.http_port,
+            self.frontends.http_port,
             len(self.databases),
             "" if len(self.databases) == 1 else "s",
         )
-
-    async def _start_http(self) -> None:
-        cfg = self.config
-        api = HTTPApi(
-            self,
-            token=cfg.token,
-            users=self.users,
-            max_body_size=cfg.max_body_size,
-            max_load_size=cfg.max_load_size,
-            read_wait=cfg.replication_timeout,
-            body_timeout=cfg.body_timeout,
-        )
-        self._runner = web.AppRunner(
-            api.app,
-            access_log=log if cfg.log_level == "debug" else None,
-            handle_signals=False,
-            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
-            # aiohttp closes a connection that has not sent a whole request head this long after its last
-            # answer: for the connections it serves, that is both the header timeout and the idle bound.
-            keepalive_timeout=cfg.header_timeout,
-            # After answering a request whose body it did not read (413, 408), aiohttp reads on for this long
-            # before it closes, so that the client sees the answer rather than a reset.
-            lingering_time=min(10.0, cfg.body_timeout),
-        )
-        await self._runner.setup()
-        server = self._runner.server
-        assert server is not None
-        # Connections start on the fast path for plain queries; aiohttp takes over for anything else.
-        self._fast = FastPath(
-            api.fast_query,
-            server,
-            max_body=cfg.max_body_size,
-            access_log=log if cfg.log_level == "debug" else None,
-            limits=HttpLimits(
-                max_connections=cfg.max_connections,
-                header_timeout=cfg.header_timeout,
-                body_timeout=cfg.body_timeout,
-            ),
-            handed_over=lambda: len(server.connections),
-            health=api.health,
-        )
-        tls = self.http_tls  # the fast path and aiohttp both read and write through the TLS transport
-        try:
-            self._listener = await asyncio.get_running_loop().create_server(
-                self._fast,
-                cfg.host,
-                cfg.port,
-                reuse_address=True,
-                ssl=tls,
-                # a client that opens a connection and stalls the handshake is dropped as a slow header is
-                ssl_handshake_timeout=(cfg.header_timeout or None) if tls is not None else None,
-            )
-        except OSError as e:
-            await self._runner.cleanup()
-            why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
-            raise ConfigError("--port", f"cannot listen on {cfg.host}:{cfg.port}: {why}") from e
-        sockets = self._listener.sockets
-        self.http_port = sockets[0].getsockname()[1] if sockets else cfg.port
-        if cfg.host not in ("127.0.0.1", "::1", "localhost") and not cfg.token and self.users is None:
-            log.warning(
-                "the HTTP API listens on %s without --token: anyone who can reach it can write", cfg.host
-            )
-        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.http_tls is None:
-            log.warning(
-                "the HTTP API listens on %s without TLS: tokens and data cross the network in clear "
-                "(--cert/--key, or TLS in a proxy in front of the node)",
-                cfg.host,
-            )
-
-    async def _start_pg(self) -> None:
-        from sqlite_ha.server.pgwire.server import PgServer, PgSettings
-
-        cfg = self.config
-        settings = PgSettings(
-            user=cfg.pg_user,
-            password=cfg.pg_pass,
-            auth=cfg.pg_auth,
-            users=self.users,
-            # With an auth file, --pg-user logs in only if its password was changed from the default.
-            superuser=self.users is None or cfg.pg_pass != DEFAULT_PG_PASS,
-            read_wait=cfg.replication_timeout,
-            max_copy_size=cfg.pg_max_copy_size,
-            tls_required=cfg.pg_tls == "require",
-            allow_cleartext=cfg.pg_allow_cleartext,
-            max_connections=cfg.pg_max_connections,
-            startup_timeout=cfg.header_timeout,
-        )
-        if cfg.pg_auth == "md5":
-            log.warning(
-                "--pg-auth md5 is weak: a captured login is cheap to crack offline; prefer scram-sha-256 "
-                "(the default)"
-            )
-        self.pg = PgServer(self, settings, tls=self.pg_tls)
-        await self.pg.start(cfg.host, cfg.pg_port)
-        if cfg.host not in ("127.0.0.1", "::1", "localhost") and settings.superuser and cfg.pg_pass == "ha":
-            log.warning(
-                "the PostgreSQL port listens on %s with the default password: set --pg-pass", cfg.host
-            )
-        if cfg.host not in ("127.0.0.1", "::1", "localhost") and self.pg_tls is None:
-            log.warning(
-                "the PostgreSQL port listens on %s without TLS: queries and results cross the network in "
-                "clear (--pg-cert/--pg-key)",
-                cfg.host,
-            )
 
     def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
         """The replication log and, with NATS, the snapshot store."""
@@ -607,17 +471,7 @@ class Node:
         if self.recovery is not None:
             await self.recovery.close()
             self.recovery = None
-        if self.pg is not None:
-            await self.pg.stop()
-            self.pg = None
-        if self._listener is not None:
-            self._listener.close()  # no new connections; the requests being served are answered
-            if self._fast is not None:
-                await self._fast.close(HTTP_SHUTDOWN_TIMEOUT)
-            self._listener = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.frontends.stop()
         await self._hand_over()
         if self.snapshot_requests is not None:
             await self.snapshot_requests.close()
@@ -690,7 +544,7 @@ class Node:
                 for db in self.databases
             ],
             "nats": None,
-            "connections": self._connections(),
+            "connections": self.frontends.connections(),
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None
         if self.snapshots is not None:
@@ -712,19 +566,6 @@ class Node:
                 "embedded_server": None if self.nats_server is None else self.nats_server.state().to_dict(),
             }
         return out
-
-    def _connections(self) -> dict[str, Any]:
-        cfg, fast, pg = self.config, self._fast, self.pg
-        return {
-            "http": {
-                "open": fast.open_connections() if fast is not None else 0,
-                "max": cfg.max_connections,
-                "refused": fast.refused if fast is not None else 0,
-            },
-            "pg": None
-            if pg is None
-            else {"open": pg.open, "max": cfg.pg_max_connections, "refused": pg.refused},
-        }
 
     async def refresh_health(self) -> None:
         """Re-check JetStream so readiness follows the server (called periodically by ``run``)."""

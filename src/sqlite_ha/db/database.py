@@ -21,17 +21,16 @@ from typing import Any
 
 import apsw
 
-from sqlite_ha.db import functions
-from sqlite_ha.db.authorizer import Authorizer, Permission
+from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.capture import Capture
 from sqlite_ha.db.changes import ChangeSet
+from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.runner import (
     CLIENT_PREPARE,
     Budget,
-    Deadline,
     Limits,
     QueryTimeout,
     collect,
@@ -48,7 +47,6 @@ from sqlite_ha.errors import BadRequest, ConfigError, HAError, PermissionDenied,
 log = logging.getLogger(__name__)
 
 _CLASSIFY_CACHE_MAX = 4096
-_SQLITE_MAX_LENGTH = 1_000_000_000  # SQLite's compiled-in ceiling of a string or blob
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,26 +56,6 @@ class DatabaseOptions:
     limits: Limits = field(default_factory=Limits)
     # How keys SQLite would choose are chosen (shared by the node's databases); None: SQLite's own way.
     rowids: Rowids | None = None
-
-
-@dataclass(slots=True)
-class _Conn:
-    """A connection with the per-connection guards installed on it."""
-
-    conn: apsw.Connection
-    authorizer: Authorizer
-    deadline: Deadline
-
-    def control(self, sql: str) -> None:
-        """Run one of the node's own statements, which the client authorizer would refuse.
-
-        Not cached: SQLite asks the authorizer only when it prepares, so a cached ``COMMIT`` prepared here
-        would run unchecked for a client that sends the same text."""
-        self.authorizer.internal = True
-        try:
-            self.conn.execute(sql, can_cache=False)
-        finally:
-            self.authorizer.internal = False
 
 
 @dataclass(slots=True)
@@ -122,7 +100,7 @@ class Database:
         self._readonly_cache: dict[str, bool] = {}
         self._write_lock = asyncio.Lock()
         self._slow = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"sqlite-{spec.id}")
-        self._slow_readers: list[_Conn] = []
+        self._slow_readers: list[Guarded] = []
         self.capture: Capture | None = None  # set when the database is replicated
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[Execution]]] = []  # writes to commit
         self._committers: set[asyncio.Task[None]] = set()
@@ -132,13 +110,15 @@ class Database:
         self.synchronous = "off"  # of client commits: "full", "normal"; "off" for memory and read-only
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
+        self._opener = Opener(spec, self.options.limits, self._busy_ms)
         try:
             if spec.memory:
-                self._writer = self._open_memory()
+                self._writer = self._opener.memory()
                 self._reader = self._writer
             else:
-                self._writer = self._open_file_writer()
-                self._reader = self._open_file_reader()
+                self._writer = self._opener.writer(self.spec.synchronous or self.options.synchronous)
+                self.synchronous = "off" if spec.read_only else self._writer.synchronous
+                self._reader = self._opener.reader()
         except apsw.Error as e:
             raise ConfigError(f"database {spec.path!r}", f"cannot open: {e}") from e
         rowids = self.options.rowids
@@ -147,56 +127,6 @@ class Database:
             if rowids is not None and not spec.read_only
             else None
         )
-
-    # ------------------------------------------------------------------------------------ opening
-    def _guard(self, conn: apsw.Connection) -> _Conn:
-        conn.set_busy_timeout(self._busy_ms)
-        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
-        conn.config(apsw.SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
-        if self.spec.foreign_keys:  # before the authorizer, which refuses to set pragmas
-            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, 1)
-        authorizer = Authorizer()
-        conn.authorizer = authorizer
-        deadline = Deadline()
-        deadline.install(conn)
-        functions.register(conn)
-        return _Conn(conn, authorizer, deadline)
-
-    def _open_file_writer(self) -> _Conn:
-        flags = (
-            apsw.SQLITE_OPEN_READONLY
-            if self.spec.read_only
-            else (apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
-        )
-        conn = apsw.Connection(self.spec.path, flags=flags, statementcachesize=256)
-        if not self.spec.read_only:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
-            if str(mode).lower() != "wal":
-                raise ConfigError(f"database {self.spec.path!r}", f"cannot switch to WAL (got {mode})")
-            self.synchronous = self.spec.synchronous or self.options.synchronous
-            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        return self._guard(conn)
-
-    def _open_file_reader(self) -> _Conn:
-        conn = apsw.Connection(self.spec.path, flags=apsw.SQLITE_OPEN_READWRITE, statementcachesize=256)
-        conn.execute("PRAGMA query_only=ON")
-        # No single value larger than a whole result may be: SQLite refuses to make it (SQLITE_TOOBIG)
-        # rather than hand it over, so one giant value never sits in memory either.
-        conn.limit(apsw.SQLITE_LIMIT_LENGTH, max(1, min(self.options.limits.max_bytes, _SQLITE_MAX_LENGTH)))
-        return self._guard(conn)
-
-    def _open_memory(self) -> _Conn:
-        conn = apsw.Connection(":memory:", statementcachesize=256)
-        if os.path.exists(self.spec.path):
-            # Through the backup API rather than reading bytes, so a file with a live WAL loads whole.
-            src = _open_query_only(self.spec.path)
-            try:
-                with conn.backup("main", src, "main") as backup:
-                    backup.step(-1)
-            finally:
-                src.close()
-            log.info("loaded %s into memory", self.spec.path)
-        return self._guard(conn)
 
     # ------------------------------------------------------------------------------------ requests
     @contextlib.asynccontextmanager
@@ -420,7 +350,7 @@ class Database:
                     future.set_result(outcome)
 
     async def _execute(
-        self, c: _Conn, requests: Sequence[Sequence[Statement]], begin: str | None, *, write: bool
+        self, c: Guarded, requests: Sequence[Sequence[Statement]], begin: str | None, *, write: bool
     ) -> list[Execution | HAError]:
         """Run inline first; a request still running after the inline budget moves to a worker thread.
 
@@ -447,12 +377,12 @@ class Database:
             if not write:
                 self._slow_readers.append(worker)
 
-    def _take_slow_reader(self) -> _Conn:
-        return self._slow_readers.pop() if self._slow_readers else self._open_file_reader()
+    def _take_slow_reader(self) -> Guarded:
+        return self._slow_readers.pop() if self._slow_readers else self._opener.reader()
 
     def _run(
         self,
-        c: _Conn,
+        c: Guarded,
         requests: Sequence[Sequence[Statement]],
         begin: str | None,
         seconds: float,
@@ -511,7 +441,7 @@ class Database:
         cs, payload = captured if captured is not None else (None, None)
         return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
 
-    def _capture_changeset(self, c: _Conn) -> tuple[ChangeSet, bytes] | None:
+    def _capture_changeset(self, c: Guarded) -> tuple[ChangeSet, bytes] | None:
         """The open transaction's change set (and its outbox entry), built with the authorizer off."""
         if self.capture is None:
             return None
@@ -529,7 +459,7 @@ class Database:
 
     def _run_request(
         self,
-        c: _Conn,
+        c: Guarded,
         statements: Sequence[Statement],
         on_statement: Callable[[apsw.Cursor, str], None] | None,
         escalate: bool,
@@ -566,13 +496,13 @@ class Database:
             results.append(result)
         return results
 
-    def _refused(self, c: _Conn, e: apsw.AuthError, i: int) -> HAError:
+    def _refused(self, c: Guarded, e: apsw.AuthError, i: int) -> HAError:
         """The authorizer's refusal: a permission the user lacks, or a statement no client may run."""
         if c.authorizer.grant is not None and c.authorizer.missing is not None:
             return PermissionDenied(c.authorizer.missing.names[0], self.id)
         return StatementNotAllowed(f"statement {i + 1}: {c.authorizer.denied or e}")
 
-    def _interrupted(self, c: _Conn, e: apsw.InterruptError, i: int) -> HAError:
+    def _interrupted(self, c: Guarded, e: apsw.InterruptError, i: int) -> HAError:
         if c.deadline.fired:
             return QueryTimeout(
                 f"statement {i + 1} ran longer than {self.options.limits.timeout:g}s",
@@ -648,7 +578,7 @@ class Database:
             with open(dest_path, "wb") as f:
                 f.write(data)
             return
-        src = _open_query_only(self.spec.path)
+        src = open_query_only(self.spec.path)
         try:
             src.set_busy_timeout(self._busy_ms)
             src.execute("BEGIN")
@@ -674,11 +604,3 @@ class Database:
                 c.conn.close()
             except apsw.Error as e:  # closing must not stop the shutdown of the other databases
                 log.warning("closing %s: %s", self.id, e)
-
-
-def _open_query_only(path: str) -> apsw.Connection:
-    """A connection that reads without writing. Not SQLITE_OPEN_READONLY: a read-only connection cannot
-    recover a WAL left by a crashed process, and then fails to open at all."""
-    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
-    conn.execute("PRAGMA query_only=ON")
-    return conn

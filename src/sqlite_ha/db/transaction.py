@@ -27,7 +27,8 @@ from sqlite_ha.errors import HAError
 
 if TYPE_CHECKING:
     from sqlite_ha.db.changes import ChangeSet
-    from sqlite_ha.db.database import Database, Execution, _Conn
+    from sqlite_ha.db.connection import Guarded
+    from sqlite_ha.db.database import Database, Execution
 
 
 class TransactionAborted(HAError):
@@ -50,7 +51,7 @@ OFF_LOOP_ROWS = 2000
 
 
 class WriteTransaction:
-    def __init__(self, db: Database, c: _Conn) -> None:
+    def __init__(self, db: Database, c: Guarded) -> None:
         self._db = db
         self._c = c
         self._savepoints: list[tuple[str, int]] = []  # (name, capture mark)

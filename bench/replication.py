@@ -656,13 +656,22 @@ async def inproc_repeat(
 def start_cluster(workdir: Path, synchronous: str) -> list[NodeProcess]:
     """node1 with the embedded NATS, node2 and node3 joined to it; returns them started (or raises)."""
     extra = ["--log-level", "warn"]
+    # Without --cluster-secret the nodes run the channel plain, as before MACs existed (a baseline);
+    # NodeProcess would otherwise give them its test secret.
+    secret = os.environ.get("HA_CLUSTER_SECRET", "")
+    if not secret:
+        extra.append("--insecure-replication")
     if synchronous != DEFAULT_SYNCHRONOUS:
         extra += ["--synchronous", synchronous]
-    first = NodeProcess(workdir=workdir / "node1", name="node1", nats_port=None, args=[DB, *extra])
+    env = {"HA_CLUSTER_SECRET": secret}  # "" removes it
+    first = NodeProcess(workdir=workdir / "node1", name="node1", nats_port=None, args=[DB, *extra], env=env)
     url = f"nats://127.0.0.1:{first.nats_port}"
     others = [
         NodeProcess(
-            workdir=workdir / f"node{i}", name=f"node{i}", args=[DB, "--replication-url", url, *extra]
+            workdir=workdir / f"node{i}",
+            name=f"node{i}",
+            args=[DB, "--replication-url", url, *extra],
+            env=env,
         )
         for i in (2, 3)
     ]

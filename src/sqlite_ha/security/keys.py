@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NATS_USER = "sqlite-ha"
 MIN_SECRET_LENGTH = 16  # characters; a generated secret has 43
@@ -40,10 +40,16 @@ def derive(secret: str, label: str) -> bytes:
 class MacKey:
     key_id: str  # 8 hex digits naming the key, so a receiver picks the right one during a rotation
     key: bytes
+    # The HMAC state after the key: copied for each message rather than keyed again (every change set a node
+    # publishes or receives is MACed; this saves a third of the cost of a small one).
+    _keyed: hmac.HMAC = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keyed", hmac.new(self.key, digestmod=hashlib.sha256))
 
     def mac(self, *parts: bytes) -> bytes:
         """HMAC-SHA256 over the parts, each length-prefixed so that no two splits of the bytes collide."""
-        h = hmac.new(self.key, digestmod=hashlib.sha256)
+        h = self._keyed.copy()
         for part in parts:
             h.update(len(part).to_bytes(8, "big"))
             h.update(part)

@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import apsw
@@ -314,8 +314,33 @@ def test_oversized_result_over_pg_is_54000(node: NodeProcess) -> None:
     asyncio.run(scenario())
 
 
+@pytest.fixture(scope="module")
+def memory_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """An in-memory node: its database has one connection, lent to a worker thread by a slow request."""
+    with running_node(tmp_path_factory.mktemp("memory"), token=TOKEN, args=["app.db", "--memory"]) as n:
+        n.query({"sql": "CREATE TABLE kept(v)"})
+        yield n
+
+
 def test_health_answers_in_milliseconds_during_a_slow_query(node: NodeProcess) -> None:
     """A recursive CTE of about 2 s runs; /healthz keeps answering meanwhile."""
+    health_during_a_slow_query(node)
+
+
+def test_an_in_memory_node_answers_too_and_writes_wait_for_the_slow_read(memory_node: NodeProcess) -> None:
+    """An in-memory database's one connection goes to a worker thread with the slow request: /healthz
+    answers meanwhile, and a write waits for the connection instead of blocking everyone."""
+    written: list[dict[str, object]] = []
+
+    def write_meanwhile() -> None:
+        written.append(memory_node.query({"sql": "INSERT INTO kept VALUES ('during')"}))
+
+    health_during_a_slow_query(memory_node, meanwhile=write_meanwhile)
+    assert written[0]["rows"][0][0] == 1  # rows_affected
+    assert memory_node.query({"sql": "SELECT v FROM kept"})["rows"] == [["during"]]
+
+
+def health_during_a_slow_query(node: NodeProcess, meanwhile: Callable[[], None] | None = None) -> None:
     slow = COUNT_TO.format(n=12_000_000) + "SELECT count(*) FROM c"
     outcome: list[dict[str, object]] = []
     worker = threading.Thread(target=lambda: outcome.append(node.query({"sql": slow})))
@@ -323,6 +348,9 @@ def test_health_answers_in_milliseconds_during_a_slow_query(node: NodeProcess) -
     with connect(node) as sock:
         worker.start()
         time.sleep(0.2)  # the query is under way
+        other = threading.Thread(target=meanwhile) if meanwhile is not None else None
+        if other is not None:
+            other.start()
         while worker.is_alive():
             started = time.monotonic()
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -330,6 +358,8 @@ def test_health_answers_in_milliseconds_during_a_slow_query(node: NodeProcess) -
             latencies.append(time.monotonic() - started)
             time.sleep(0.01)
     worker.join()
+    if other is not None:
+        other.join(30)
     assert outcome[0]["rows"] == [[12_000_000]]
     assert len(latencies) > 10, "the slow query ended too soon to measure anything"
     latencies.sort()

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 
@@ -45,6 +45,8 @@ from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import BadRequest, ConfigError, HAError, PermissionDenied, StatementNotAllowed
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _CLASSIFY_CACHE_MAX = 4096
 
@@ -101,6 +103,10 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._slow = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"sqlite-{spec.id}")
         self._slow_readers: list[Guarded] = []
+        # An in-memory database has one connection. A request that outlasts the inline budget runs on a
+        # worker thread like any other (so the event loop keeps answering, /healthz included), and the
+        # connection is lent to it: every other use of it waits until it is back (see ``connection_back``).
+        self._lent: asyncio.Event | None = None
         self.capture: Capture | None = None  # set when the database is replicated
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[Execution]]] = []  # writes to commit
         self._committers: set[asyncio.Task[None]] = set()
@@ -135,6 +141,7 @@ class Database:
         the client authorizer is off. Use it inline on the event loop, or on one worker thread that the
         holder awaits before it lets go (the applier does so for a large batch)."""
         async with self._write_lock:
+            await self.connection_back()
             self._writer.authorizer.internal = True
             last_rowid = self._writer.conn.last_insert_rowid()
             try:
@@ -190,6 +197,7 @@ class Database:
         await self._write_lock.acquire()
         c = self._writer
         try:
+            await self.connection_back()
             try:
                 c.control("BEGIN IMMEDIATE")
             except apsw.Error as e:
@@ -241,6 +249,8 @@ class Database:
         for i, stmt in enumerate(statements):
             if not stmt.sql.strip():
                 raise BadRequest(f"statement {i + 1} is empty")
+        if self._lent is not None:
+            await self.connection_back()  # classifying prepares on the connection a thread holds
         try:
             if self._all_read_only(statements):
                 self.stats.reads += 1
@@ -263,7 +273,9 @@ class Database:
         none of the per-statement bookkeeping of ``execute``, which is most of a point read's cost.
         """
         c, limits = self._reader, self.options.limits
-        inline = self.spec.memory or limits.inline_budget >= limits.timeout
+        if self._lent is not None:
+            return None  # an in-memory database's connection is busy on a thread: ``execute`` waits for it
+        inline = limits.inline_budget >= limits.timeout
         c.deadline.arm(limits.timeout if inline else limits.inline_budget)
         if grant is not None:
             c.authorizer.restrict(c.conn, grant)
@@ -359,8 +371,11 @@ class Database:
         Re-running is safe: the interrupted attempt was rolled back and left no trace.
         """
         limits = self.options.limits
+        memory = self.spec.memory
+        if memory:
+            await self.connection_back()
         started = time.monotonic()
-        if self.spec.memory or limits.inline_budget >= limits.timeout:
+        if limits.inline_budget >= limits.timeout:
             return self._run(c, requests, begin, limits.timeout)
         try:
             return self._run(c, requests, begin, limits.inline_budget, escalate=True)
@@ -368,6 +383,8 @@ class Database:
             pass
         self.stats.slow += 1
         remaining = max(limits.timeout - (time.monotonic() - started), 0.001)
+        if memory:  # its only connection: lent to the thread meanwhile
+            return await self.lend(c, self._run, c, requests, begin, remaining)
         worker = c if write else self._take_slow_reader()
         try:
             return await on_thread(
@@ -376,6 +393,24 @@ class Database:
         finally:
             if not write:
                 self._slow_readers.append(worker)
+
+    async def connection_back(self) -> None:
+        """Wait until an in-memory database's connection is back from the thread it was lent to."""
+        while self._lent is not None:
+            await self._lent.wait()
+
+    async def lend(self, c: Guarded, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on a worker thread that uses ``c``; for an in-memory database (whose one
+        connection ``c`` is) every other use of the connection waits until it returns."""
+        if not self.spec.memory:
+            return await on_thread(self._slow, c.conn, c.deadline, fn, *args)
+        await self.connection_back()
+        lent = self._lent = asyncio.Event()
+        try:
+            return await on_thread(self._slow, c.conn, c.deadline, fn, *args)
+        finally:
+            self._lent = None
+            lent.set()
 
     def _take_slow_reader(self) -> Guarded:
         return self._slow_readers.pop() if self._slow_readers else self._opener.reader()

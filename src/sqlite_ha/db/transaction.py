@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from sqlite_ha.db.runner import QueryTimeout, on_thread
+from sqlite_ha.db.runner import QueryTimeout
 from sqlite_ha.db.schema import quote
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
@@ -66,9 +66,7 @@ class WriteTransaction:
     async def run(self, statements: Sequence[Statement]) -> list[Result]:
         """Run statements inside the transaction; an error leaves it open (the caller decides)."""
         self._check_open()
-        if self._db.spec.memory:
-            return self._run(statements)
-        return await on_thread(self._db._slow, self._c.conn, self._c.deadline, self._run, statements)
+        return await self._db.lend(self._c, self._run, statements)
 
     def _run(self, statements: Sequence[Statement]) -> list[Result]:
         c = self._c

@@ -288,16 +288,20 @@ class ReplicatedDatabase:
         ``ReplicationError`` when the log does not take one. For a database about to be replaced by a
         snapshot: what only its outbox holds must be in the log first."""
         count, after = 0, 0
-        while batch := self.replica.outbox(RELAY_BATCH, after_hlc=after):
+        while True:
+            await self.db.connection_back()  # an in-memory database's connection may be on a worker thread
+            batch = self.replica.outbox(RELAY_BATCH, after_hlc=after)
+            if not batch:
+                return count
             for hlc, msg_id, payload in batch:
                 after = hlc
                 if payload is None:  # a large one: read now
+                    await self.db.connection_back()
                     payload = self.replica.outbox_payload(hlc)
                     if payload is None:
                         continue  # seen in the log meanwhile
                 await self._send(hlc, msg_id, payload)
                 count += 1
-        return count
 
     async def _relay(self) -> None:
         """Publish what the outbox holds: async-mode writes, and sync-mode writes whose publish failed."""
@@ -320,6 +324,7 @@ class ReplicatedDatabase:
 
     async def _relay_once(self) -> int:
         sent = 0
+        await self.db.connection_back()  # reading the outbox must not wait on the loop for a worker thread
         seen = self.replica.seen_in_log()  # back from the log, their outbox rows not deleted yet
         unclaimed, self._unclaimed = self._unclaimed, set()
         for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
@@ -335,6 +340,7 @@ class ReplicatedDatabase:
                     self._unclaimed.add(hlc)
                 continue
             if payload is None:  # a large one: read now
+                await self.db.connection_back()
                 payload = self.replica.outbox_payload(hlc)
                 if payload is None:
                     continue  # seen in the log meanwhile
@@ -578,6 +584,7 @@ class ReplicatedDatabase:
             last = await asyncio.wait_for(self.replicator.last_seq(self.db.id), 2.0)
         except (TimeoutError, ReplicationError):
             last = None
+        await self.db.connection_back()  # the counts below read an in-memory database's only connection
         behind = max(0, last - self.applied_seq) if last is not None else None
         pending = await self._pending_messages()
         if pending is not None:

@@ -138,15 +138,7 @@ async def _login_as_superuser(session: Session, user: str) -> None:
     """``--pg-user``/``--pg-pass``: every permission, by the configured method."""
     method = session.settings.auth
     if method == "scram-sha-256":
-        scram = ScramServer(session.settings.password)
-        session.send(codec.authentication_sasl(scram.mechanisms()))
-        first = await _password_message(session)
-        try:
-            session.send(codec.authentication_sasl_continue(scram.initial(first)))
-            final = await _password_message(session)
-            server_final = scram.final(final)
-        except AuthFailed:
-            _auth_failed(user)
+        server_final = await _scram(session, user, ScramServer(session.settings.password))
         _check_user(session, user)
         session.send(codec.authentication_sasl_final(server_final))
     elif method == "md5":
@@ -180,16 +172,20 @@ async def _login_with_verifier(session: Session, user: str, verifier: ScramVerif
         except AuthFailed:
             _auth_failed(user)
         return
-    scram = ScramServer(verifier=verifier)
+    server_final = await _scram(session, user, ScramServer(verifier=verifier))
+    session.send(codec.authentication_sasl_final(server_final))
+
+
+async def _scram(session: Session, user: str, scram: ScramServer) -> bytes:
+    """The SASL exchange up to the client's proof; the server's final message once the proof holds."""
     session.send(codec.authentication_sasl(scram.mechanisms()))
     first = await _password_message(session)
     try:
         session.send(codec.authentication_sasl_continue(scram.initial(first)))
         final = await _password_message(session)
-        server_final = scram.final(final)
+        return scram.final(final)
     except AuthFailed:
         _auth_failed(user)
-    session.send(codec.authentication_sasl_final(server_final))
 
 
 def check_connect(session: Session, db: Database, *, fatal: bool) -> None:

@@ -46,6 +46,7 @@ from typing import Any
 
 from sqlite_ha.errors import NatsServerError
 from sqlite_ha.natsd_config import NatsServerOptions, render_config, url_host
+from sqlite_ha.natsd_routes import RouteLogins
 
 __all__ = ["NatsServer", "NatsServerOptions", "find_nats_server"]
 
@@ -190,6 +191,10 @@ class NatsServer:
         self._last_exit: tuple[int | None, float] | None = None
         self._restart_error: str | None = None
         self._hinted: dict[str, float] = {}  # kind of refused route -> when it was last explained
+        self._route_logins = RouteLogins(options)  # during a rotation: which login each route presents
+        self._config_path: Path | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._reloaded = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -326,9 +331,11 @@ class NatsServer:
         """SIGTERM the server (it shuts JetStream down cleanly), SIGKILL it after ``timeout``; idempotent."""
         self._stopping = True
         supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None and not supervisor.done():
-            supervisor.cancel()
-            await asyncio.wait({supervisor})
+        reloading, self._reloading = self._reloading, None
+        for task in (supervisor, reloading):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait({task})
         proc, self._proc = self._proc, None
         self._set_state("stopped")
         try:
@@ -391,12 +398,43 @@ class NatsServer:
         if o.config_file is not None:
             return o.config_file
         assert self._runtime_dir is not None
-        lines = render_config(o)
+        lines = render_config(o, self._route_logins.choice)
         path = self._runtime_dir / "nats-server.conf"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
+        self._config_path = path
         return path
+
+    def _route_refused(self, address: str) -> None:
+        """A peer refused this server's route: during a rotation, present the other secret's login."""
+        route = self._route_logins.refused(address, time.monotonic())
+        if route is None or self.options.config_file is not None:
+            return
+        logger.info("route to %s: presenting the login of the other cluster secret (a rotation)", route)
+        if self._reloading is None or self._reloading.done():
+            loop = asyncio.get_running_loop()
+            self._reloading = loop.create_task(self._reload(), name="nats-server reload")
+
+    async def _reload(self) -> None:
+        """Give the running server its configuration again (a route's login changed). The file exists only
+        for the moment of the reload, in a private directory made anew (not one someone else made)."""
+        proc, path = self._proc, self._config_path
+        if proc is None or proc.returncode is not None or path is None:
+            return
+        try:
+            path.parent.mkdir(mode=0o700)
+        except FileExistsError:
+            return  # still there from the start: the server reads it at its next start anyway
+        try:
+            self._runtime_dir = path.parent
+            self._write_config()
+            self._reloaded.clear()
+            proc.send_signal(signal.SIGHUP)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reloaded.wait(), 5.0)
+        finally:
+            self._remove_runtime_dir()
 
     async def _spawn(self) -> None:
         binary = find_nats_server()
@@ -448,6 +486,8 @@ class NatsServer:
                 self._listen = (m.group(1), int(m.group(2)))
             elif line.endswith("Server is ready"):
                 self._ready_line.set()
+            elif line.endswith("Reloaded server configuration"):
+                self._reloaded.set()
             logger.log(level, "%s", line)
             self._explain_route_error(line)
 
@@ -461,6 +501,7 @@ class NatsServer:
                 + _ROUTE_AUTH_HINT
             )
         elif m := _ROUTE_AUTH_OUT.match(line):
+            self._route_refused(m.group(1))
             kind = "out"
             text = (
                 f"the NATS server at {m.group(1)} refused this node's route: wrong credentials."

@@ -445,6 +445,11 @@ class Node:
         if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
             await rdb.wait_applied(min_seq, timeout)
 
+    async def wait_current(self, db: Database, timeout: float) -> None:
+        """Before a strong read: this node has applied everything the log held when it was asked."""
+        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
+            await rdb.wait_current(timeout)
+
     async def create_database(self, dsn: str) -> Database:
         db = self.databases.create(dsn)
         if self.replication is not None and not db.spec.read_only:

@@ -108,3 +108,32 @@ def test_pg_min_seq_beyond_the_log_is_refused_at_once(pair: tuple[NodeProcess, N
         assert time.monotonic() - started < 2.5
         assert info.value.sqlstate == "22023"
         assert "beyond the end of the replication log" in str(info.value)
+
+
+def test_strong_reads_see_every_write_acknowledged_before_them(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    """A write acknowledged on node1, then at once a strong read on node2 (HTTP ``?level=strong``, the
+    header, PG ``SET ha.read_level``): the read sees it, every time, without the client passing a seq."""
+    n1, n2 = pair
+    write(n1, "CREATE TABLE s(id INTEGER PRIMARY KEY)")
+    for i in range(30):
+        write(n1, f"INSERT INTO s VALUES ({i})")
+        if i % 2:
+            resp = n2.request("POST", "/query?level=strong", {"sql": "SELECT max(id) FROM s"})
+        else:
+            headers = {"X-Read-Level": "linearizable"}
+            resp = n2.request("POST", "/query", {"sql": "SELECT max(id) FROM s"}, headers=headers)
+        assert resp.status == 200, resp.body
+        assert resp.json()["rows"] == [[i]]
+    resp = n2.request("POST", "/query?level=eventual", {"sql": "SELECT 1"})
+    assert resp.status == 400
+    assert "level must be none, strong or linearizable" in resp.json()["error"]["message"]
+    conninfo = f"host=127.0.0.1 port={n2.pg_port} user=ha password={PASSWORD} dbname=app"  # type: ignore[attr-defined]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SET ha.read_level = strong")
+        assert conn.execute("SHOW ha.read_level").fetchone() == ("strong",)
+        for i in range(30, 45):
+            write(n1, f"INSERT INTO s VALUES ({i})")
+            assert conn.execute("SELECT max(id) FROM s").fetchone() == (i,)
+            assert conn.execute("SELECT max(id) FROM s WHERE id >= %s", (i,)).fetchone() == (i,)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SET ha.read_level = eventual")

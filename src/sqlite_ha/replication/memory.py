@@ -220,6 +220,8 @@ class MemoryReplicator:
         self.hub._add_sub(_Sub(self.node, subscription, handler, cursor=subscription.after_seq))
 
     async def last_seq(self, database: str) -> int:
+        if not self.connected:
+            raise ReplicationError(f"node {self.node} is cut off from the hub")
         return self.hub.log(database).last_seq
 
     async def rowid_slot(self, node: str, stride: int) -> RowidSlot:

@@ -69,6 +69,12 @@ class StaleRead(HAError):
     code = "stale_read"
 
 
+class LogUnreachable(HAError):
+    """A strong read could not learn where the log ends: without that no node can promise a current read."""
+
+    code = "log_unreachable"
+
+
 class SeqBeyondLog(BadRequest):
     """``min_seq`` is past the end of the log: no write has that position (yet), waiting would be in vain."""
 
@@ -479,6 +485,24 @@ class ReplicatedDatabase:
                 log.exception("database %s: retrying parked change sets failed", self.db.id)
 
     # ------------------------------------------------------------------------------------ reads
+    async def wait_current(self, timeout: float) -> None:
+        """A strong read: return once this node has applied everything the log held when it was asked, so
+        the read that follows sees every write acknowledged anywhere before it began (a write is
+        acknowledged only once it is in the log). ``LogUnreachable`` when the log does not say where it
+        ends within ``timeout``; ``StaleRead`` when this node does not catch up within it."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                last = await self.replicator.last_seq(self.db.id)
+        except (TimeoutError, ReplicationError) as e:
+            why = e.message if isinstance(e, ReplicationError) else f"no answer within {timeout:g}s"
+            raise LogUnreachable(
+                f"a strong read of {self.db.id} needs the log's last position, and the log does not answer: "
+                f"{why}",
+                hint="retry, or read with level=none (this node's data, possibly behind)",
+            ) from e
+        await self.wait_applied(last, max(timeout - (time.monotonic() - started), 0.001))
+
     async def wait_applied(self, min_seq: int, timeout: float) -> None:
         """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``.
 

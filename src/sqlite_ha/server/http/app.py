@@ -39,6 +39,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.yaml", "/docs"})
 _CHUNK = 256 * 1024
 SEQ_HEADER = "X-Sequence"  # the log position of a write's change set: a read-your-writes token on any node
 MIN_SEQ_HEADER = "X-Min-Sequence"
+READ_LEVEL_HEADER = "X-Read-Level"
+READ_LEVELS = {"none": "none", "strong": "strong", "linearizable": "strong"}
 
 
 class NodeView(Protocol):
@@ -58,6 +60,8 @@ class NodeView(Protocol):
     async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
 
     async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
+
+    async def wait_current(self, db: Database, timeout: float) -> None: ...
 
     async def create_database(self, dsn: str) -> Database: ...
 
@@ -150,16 +154,21 @@ class HTTPApi:
 
     # -------------------------------------------------------------------------------- queries
     async def query(self, request: web.Request) -> web.Response:
-        """Run statements; ``?min_seq=N`` first waits until this node has applied the log up to N."""
+        """Run statements; ``?min_seq=N`` first waits until this node has applied the log up to N, and
+        ``?level=strong`` until it has applied everything the log held when the request arrived."""
         body = await request.read()
         status, body, headers = await self.run_query(
-            request.match_info.get("id"), body, _min_seq(request), _user(request)
+            request.match_info.get("id"), body, _min_seq(request), _user(request), _read_level(request)
         )
         return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
-    async def run_query(self, database: str | None, body: bytes, min_seq: int, user: User | None) -> Answer:
+    async def run_query(
+        self, database: str | None, body: bytes, min_seq: int, user: User | None, level: str = "none"
+    ) -> Answer:
         db = self.node.database(database)
         statements, as_list = parse_body(body, sql_grant(user, db.id))
+        if level == "strong":
+            await self.node.wait_current(db, self.read_wait)
         if min_seq:
             await self.node.wait_applied(db, min_seq, self.read_wait)
         try:
@@ -387,6 +396,14 @@ async def _stream_file(
             await resp.write(chunk)
         await resp.write_eof()
     return resp
+
+
+def _read_level(request: web.Request) -> str:
+    raw = request.query.get("level") or request.headers.get(READ_LEVEL_HEADER) or "none"
+    level = READ_LEVELS.get(raw.strip().lower())
+    if level is None:
+        raise BadRequest(f"level must be none, strong or linearizable, not {raw!r}")
+    return level
 
 
 def _min_seq(request: web.Request) -> int:

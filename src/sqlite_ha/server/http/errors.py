@@ -40,6 +40,7 @@ _EXTRA_STATUS = {
     "no_snapshot": 404,
     "snapshots_unavailable": 409,
     "stale_read": 504,
+    "log_unreachable": 503,
 }
 
 

@@ -40,7 +40,9 @@ SWEEP = 1.0  # seconds between two checks of the connections' deadlines
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 _ID = re.compile(r"[A-Za-z0-9_.\-]+")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
-_HANDS_OVER = frozenset({"transfer-encoding", "expect", "upgrade", "x-min-sequence", "content-encoding"})
+_HANDS_OVER = frozenset(
+    {"transfer-encoding", "expect", "upgrade", "x-min-sequence", "x-read-level", "content-encoding"}
+)
 _STATIC_HEADERS = f"Content-Type: application/json\r\nServer: {SERVER_SOFTWARE}\r\n"
 
 # (status, body, extra headers) for a query: what the API answers, errors included.

@@ -215,6 +215,14 @@ def _set(session: Session, sql: str) -> Outcome:
         check_connect(session, db, fatal=False)
         session.db = db
         return Outcome("SET")
+    if name == "ha.read_level":
+        level = {"none": "none", "strong": "strong", "linearizable": "strong", "default": "none"}.get(
+            value.lower()
+        )
+        if level is None:
+            raise PgError("22023", f"ha.read_level must be none, strong or linearizable, not {value!r}")
+        session.read_level = level
+        return Outcome("SET")
     if name == "ha.min_seq":
         try:
             session.min_seq = max(0, int(value))
@@ -252,6 +260,7 @@ def _setting(session: Session, name: str) -> str:
         "search_path": '"$user", public',
         "ha.seq": str(session.last_seq or 0),
         "ha.min_seq": str(session.min_seq),
+        "ha.read_level": session.read_level,
         "ha.database": session.db.id if session.db is not None else "",
     }
     if name in fixed:

@@ -46,6 +46,8 @@ class PgNode(Protocol):
 
     async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
 
+    async def wait_current(self, db: Database, timeout: float) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PgSettings:

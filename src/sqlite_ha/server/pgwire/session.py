@@ -93,6 +93,7 @@ class Session:
         self.pending_savepoints: list[str] = []  # made before the writer was taken
         self.last_seq: int | None = None
         self.min_seq = 0
+        self.read_level = "none"  # SET ha.read_level: "strong" reads wait until the node is current
         self.skip_to_sync = False  # after an error in the extended protocol
         self.extended = False  # inside an extended-protocol exchange (until Sync)
         self.running: asyncio.Task[Any] | None = None  # the session task, while a cancellable statement runs
@@ -591,7 +592,7 @@ class Session:
         columns = prepared.columns
         if prepared.kind != "query" or prepared.catalog or columns is None:
             return None
-        if self.failed or self.tx is not None or self.min_seq:
+        if self.failed or self.tx is not None or self.min_seq or self.read_level != "none":
             return None
         try:
             db = self._db()
@@ -643,6 +644,8 @@ class Session:
             return self._outcome(prepared, result, [])
         stmt = Statement(sql=prepared.run_sql, bindings=params or None, grant=self.grant(db))
         notices: list[str] = []
+        if self.read_level == "strong" and self.tx is None:  # in a write block the node is the writer
+            await self.node.wait_current(db, self.settings.read_wait)
         if self.min_seq:
             await self.node.wait_applied(db, self.min_seq, self.settings.read_wait)
         if self.tx is not None:

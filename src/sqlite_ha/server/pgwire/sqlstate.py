@@ -58,6 +58,7 @@ _BY_CODE = {
     "replication_error": "57P03",
     "replication_timeout": "57P03",
     "stale_read": "57014",
+    "log_unreachable": "57P03",
     "min_seq_beyond_log": "22023",
     "payload_too_large": "54000",
     "database_not_found": "3D000",

@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -37,7 +38,38 @@ def nats_credentials(secret: str = TEST_CLUSTER_SECRET) -> dict[str, str]:
     return {"user": nats_user(password), "password": password}
 
 
+_PORTS = random.Random(secrets.randbits(64))  # its own generator: tests (hypothesis) seed the global one
+_GIVEN: set[int] = set()
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A TCP port free on loopback now, for a process started next to listen on.
+
+    Not one the kernel picks with bind(0): those come from the ephemeral range, which every outgoing
+    connection draws from too, so between this call and the process's bind a client connection could take
+    it (seen in CI: "--nats-port … is already in use"). A random port below that range, checked by binding
+    it, and never handed out twice by this process."""
+    lo, _ = _ephemeral_range()
+    for _ in range(200 if lo > LOWEST_PORT + 1000 else 0):
+        port = _PORTS.randrange(LOWEST_PORT, lo)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -11,8 +11,6 @@ import orjson
 import pytest
 
 from sqlite_ha.db.changes import ChangeSet, RowChange
-from sqlite_ha.db.database import Database
-from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
@@ -20,27 +18,15 @@ from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.seal import Sealer, seal
 from sqlite_ha.security.keys import ClusterKeys
+from tests.cluster import nodes
+from tests.cluster.nodes import close
 
 S1 = "first-secret-0123456789"
 S2 = "second-secret-0123456789"
 
 
 async def open_node(tmp: Path, hub: MemoryHub, name: str, secret: str) -> ReplicatedDatabase:
-    (tmp / name).mkdir(exist_ok=True)
-    rdb = ReplicatedDatabase(
-        Database(parse_dsn(str(tmp / name / "app.db"), memory=False)),
-        hub.connect(name),
-        node=name,
-        sealer=Sealer(ClusterKeys.from_text(secret)),
-    )
-    await rdb.start()
-    return rdb
-
-
-async def close(rdb: ReplicatedDatabase) -> None:
-    await rdb.close()
-    await rdb.replicator.close()
-    rdb.db.close()
+    return await nodes.open_node(tmp, hub, name, sealer=Sealer(ClusterKeys.from_text(secret)))
 
 
 async def rows(rdb: ReplicatedDatabase, sql: str) -> list[tuple[Any, ...]]:

@@ -9,32 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from sqlite_ha.db.database import Database
-from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import (
     LogUnreachable,
-    ReplicatedDatabase,
     SeqBeyondLog,
     StaleRead,
 )
-
-
-async def open_node(tmp: Path, hub: MemoryHub, name: str) -> ReplicatedDatabase:
-    (tmp / name).mkdir()
-    rdb = ReplicatedDatabase(
-        Database(parse_dsn(str(tmp / name / "app.db"), memory=False)), hub.connect(name), node=name
-    )
-    await rdb.start()
-    return rdb
-
-
-async def close(*nodes: ReplicatedDatabase) -> None:
-    for rdb in nodes:
-        await rdb.close()
-        await rdb.replicator.close()
-        rdb.db.close()
+from tests.cluster.nodes import close, open_node
 
 
 def test_beyond_the_log_is_refused_at_once_and_within_it_waits(tmp_path: Path) -> None:

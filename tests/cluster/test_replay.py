@@ -7,20 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sqlite_ha.db.database import Database
-from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
-
-
-async def open_node(tmp: Path, hub: MemoryHub, name: str) -> ReplicatedDatabase:
-    (tmp / name).mkdir()
-    rdb = ReplicatedDatabase(
-        Database(parse_dsn(str(tmp / name / "app.db"), memory=False)), hub.connect(name), node=name
-    )
-    await rdb.start()
-    return rdb
+from tests.cluster.nodes import close, open_node
 
 
 async def rows(rdb: ReplicatedDatabase) -> list[tuple[object, ...]]:
@@ -52,9 +42,6 @@ def test_a_replayed_drop_and_replayed_rows_change_nothing(tmp_path: Path) -> Non
                 assert await rows(node) == [(2, "new")]
                 assert node.replica.parked() == {}
         finally:
-            for rdb in (a, b):
-                await rdb.close()
-                await rdb.replicator.close()
-                rdb.db.close()
+            await close(a, b)
 
     asyncio.run(scenario())

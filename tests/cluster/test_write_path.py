@@ -18,25 +18,11 @@ from sqlite_ha.errors import HAError
 from sqlite_ha.replication.memory import MemoryHub, MemoryReplicator
 from sqlite_ha.replication.replicated_database import NotReplicating, ReplicatedDatabase, ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError
+from tests.cluster.nodes import close, open_node
 
 
 def stmt(sql: str, *params: Any) -> list[Statement]:
     return [Statement(sql=sql, bindings=params or None)]
-
-
-async def open_node(tmp: Path, hub: MemoryHub, name: str, **kwargs: Any) -> ReplicatedDatabase:
-    (tmp / name).mkdir(exist_ok=True)
-    rdb = ReplicatedDatabase(
-        Database(parse_dsn(str(tmp / name / "app.db"), memory=False)), hub.connect(name), node=name, **kwargs
-    )
-    await rdb.start()
-    return rdb
-
-
-async def close(rdb: ReplicatedDatabase) -> None:
-    await rdb.close()
-    await rdb.replicator.close()
-    rdb.db.close()
 
 
 async def rows(rdb: ReplicatedDatabase, sql: str) -> list[tuple[Any, ...]]:

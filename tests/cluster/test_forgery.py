@@ -59,6 +59,7 @@ def test_what_fails_the_mac_is_parked_and_changes_nothing(tmp_path: Path) -> Non
             seal(good_key, "app.db", overwrite).replace(b"mine", b"x") + b" ",  # altered after sealing
             seal(good_key, "other.db", overwrite),  # sealed for another database, replayed onto this one
             seal(good_key, "app.db", forged(ddl=("CREATE TABLE t2(x)",)))[:-3],  # truncated
+            b"{" + b" " * 200_000 + b"}",  # large and unsigned: parked, but not kept whole on every node
         ]
         for i, message in enumerate(attempts):
             await evil.publish("app.db", message, msg_id=f"evil-{i}", timeout=1)
@@ -74,6 +75,7 @@ def test_what_fails_the_mac_is_parked_and_changes_nothing(tmp_path: Path) -> Non
             assert "no MAC" in parked[0][0]
             assert "not one of this node's" in parked[1][0]
             assert all("does not match" in r[0] for r in parked[2:4])
+            assert await rows(n, "SELECT max(length(payload)) FROM _ha_parked") == [(4096,)]
         for n in (a, b):
             await close(n)
 

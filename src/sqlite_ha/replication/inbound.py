@@ -20,6 +20,10 @@ from sqlite_ha.replication.seal import Sealer, Unauthenticated
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between two log lines about refused messages of one database
+# Bytes of a refused message kept in the dead-letter table: enough to see what it was. Not all of it: every
+# node parks every refused message, so a forger who can publish would otherwise fill each node's disk with
+# 8 MB messages nobody will ever apply.
+KEEP_REFUSED = 4096
 
 
 class Inbound:
@@ -38,8 +42,9 @@ class Inbound:
             payload = self.sealer.open(self.database, d.payload)
         except Unauthenticated as e:
             self._refused(d, e.message)
+            kept = d.payload[:KEEP_REFUSED]
             return Incoming(
-                seq=d.seq, payload=d.payload, msg_id=d.msg_id, error=e.message, error_state=UNAUTHENTICATED
+                seq=d.seq, payload=kept, msg_id=d.msg_id, error=e.message, error_state=UNAUTHENTICATED
             )
         try:
             if chunk.is_chunk(payload):

@@ -489,11 +489,12 @@ class NatsServer:
             elif line.endswith("Reloaded server configuration"):
                 self._reloaded.set()
             logger.log(level, "%s", line)
-            self._explain_route_error(line)
+            self._on_route_error(line)
 
-    def _explain_route_error(self, line: str) -> None:
-        """The server's own line about a refused route is terse and, by default, not shown: say at WARNING,
-        at most every ``ROUTE_HINT_EVERY`` seconds, what most likely causes it."""
+    def _on_route_error(self, line: str) -> None:
+        """A refused route: during a rotation, move it to the other secret's login (``_route_refused``);
+        and since the server's own line is terse and, by default, not shown, say at WARNING, at most every
+        ``ROUTE_HINT_EVERY`` seconds, what most likely causes it."""
         if m := _ROUTE_AUTH_IN.match(line):
             kind = "in"
             text = (

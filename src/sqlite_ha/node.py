@@ -51,6 +51,7 @@ from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
 from sqlite_ha.security.users import Users
 from sqlite_ha.server.frontends import Frontends
+from sqlite_ha.writer import Leaderless, WriterMode, make_mode
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class Node:
         self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
         self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
         self._started_at = time.time()
+        # Who takes writes (docs/writer-modes.md): every node by default; one node in a writer mode, the
+        # others forward their writes to it.
+        self.writer: WriterMode = Leaderless(self.name)
 
     async def start(self) -> None:
         cfg = self.config
@@ -148,6 +152,12 @@ class Node:
                 await self.replication.wait_started(15.0)
             if self.users is not None:
                 self._watch_users = asyncio.create_task(self.users.watch(), name="watch-auth-file")
+            self.writer = make_mode(
+                cfg, keys=self.keys, http_port=cfg.port, pg_port=cfg.pg_port or None, nats=self.nats
+            )
+            if self.replication is not None:
+                self.replication.set_writer_mode(self.writer)
+            await self.writer.start()
             await self.frontends.start(self)
         except BaseException:
             await self.stop()
@@ -477,6 +487,7 @@ class Node:
             await self.recovery.close()
             self.recovery = None
         await self.frontends.stop()
+        await self.writer.close()  # an elected writer gives its lease up: another node takes over at once
         await self._hand_over()
         if self.snapshot_requests is not None:
             await self.snapshot_requests.close()
@@ -550,6 +561,7 @@ class Node:
             ],
             "nats": None,
             "connections": self.frontends.connections(),
+            "writer": self.writer.status(),
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None
         if self.snapshots is not None:

@@ -110,7 +110,27 @@ class Config:
     disable_ddl_sync: bool = False
     row_identify: str = "pk"
     rowid_stride: int = 16
+    leader_static: str = ""
+    leader_addr: str = ""
+    leader_provider: str = ""
+    local_target: str = ""
+    peers: tuple[str, ...] = ()
+    node_id: str = ""
+    heartbeat_interval: float = 1.0
+    lease_timeout: float = 3.0
+    writer_wait: float = 10.0
     interceptor: str = ""
+
+    @property
+    def writer_mode(self) -> str:
+        """leaderless (every node writes), static, elected or pinned (see docs/writer-modes.md)."""
+        if self.leader_static:
+            return "static"
+        if self.leader_addr:
+            return "elected"
+        if self.local_target:
+            return "pinned"
+        return "leaderless"
 
     @property
     def embedded_nats(self) -> bool:
@@ -180,10 +200,20 @@ def read_config_file(path: str) -> dict[str, str]:
     return out
 
 
+# The variables of seed 000's writer pinning (the base-ha plugin), read as the settings they mean. An HA_*
+# variable of the same setting wins.
+BASE_ENV = {
+    "BASE_STATIC_WRITER": "leader-static",
+    "BASE_LOCAL_TARGET": "local-target",
+    "BASE_PEERS": "peers",
+    "BASE_NODE_ID": "node-id",
+}
+
+
 def read_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Pick the ``HA_*`` variables that name a setting (and ``HA_<SECRET>_FILE`` for secrets); others are
-    left alone (HA_ARGS is positional)."""
-    out: dict[str, str] = {}
+    """Pick the ``HA_*`` variables that name a setting (and ``HA_<SECRET>_FILE`` for secrets), and the
+    ``BASE_*`` ones of seed 000; others are left alone (HA_ARGS is positional)."""
+    out: dict[str, str] = {name: env[var] for var, name in BASE_ENV.items() if env.get(var)}
     own_names = {s.env for s in SETTINGS}
     for s in SETTINGS:
         if s.env in env:
@@ -304,4 +334,49 @@ def resolve(
         )
     if values["insecure_replication"] and (values["cluster_secret"] or values["cluster_secret_file"]):
         raise ConfigError("--insecure-replication", "contradicts --cluster-secret / --cluster-secret-file")
+    _check_writer_mode(values)
     return Config(databases=dbs, **values)
+
+
+def _check_writer_mode(values: dict[str, Any]) -> None:
+    """One writer mode at most, with what it needs; ``--leader-provider`` becomes the flag it stands for."""
+    provider = values["leader_provider"]
+    if provider:
+        kind, _, url = provider.partition(":")
+        attr = "leader_static" if kind == "static" else "leader_addr"
+        if values[attr] and values[attr] != url:
+            raise ConfigError("--leader-provider", f"contradicts --{attr.replace('_', '-')} {values[attr]}")
+        values[attr] = url
+    given = [f for f in ("leader_static", "leader_addr", "local_target") if values[f]]
+    if len(given) > 1:
+        flags = " and ".join("--" + f.replace("_", "-") for f in given)
+        raise ConfigError(
+            "--" + given[1].replace("_", "-"), f"{flags} choose different writer modes: give one"
+        )
+    if values["peers"] and not values["local_target"]:
+        raise ConfigError(
+            "--peers", "belongs to writer mode pinned: give --local-target (BASE_LOCAL_TARGET) too"
+        )
+    if not given:
+        return
+    mode = {"leader_static": "static", "leader_addr": "elected", "local_target": "pinned"}[given[0]]
+    if values["async_replication"]:
+        raise ConfigError(
+            "--async-replication",
+            f"cannot be combined with writer mode {mode}: a writer that answers before the log took its "
+            "write cannot be fenced, and a deposed writer's answered writes would be lost",
+        )
+    if mode in ("elected", "pinned"):
+        if values["heartbeat_interval"] <= 0:
+            raise ConfigError("--heartbeat-interval", "must be more than 0")
+        if values["lease_timeout"] < 2 * values["heartbeat_interval"]:
+            raise ConfigError(
+                "--lease-timeout",
+                f"must be at least twice --heartbeat-interval ({values['heartbeat_interval']:g}s): one lost "
+                "renewal must not cost the writer its lease",
+            )
+    if mode == "elected" and not (values["nats_port"] or values["replication_url"]):
+        raise ConfigError(
+            "--leader-addr",
+            "an elected writer holds its lease in NATS: give --nats-port or --replication-url",
+        )

@@ -14,9 +14,13 @@ from sqlite_ha.config.values import (
     parse_bool,
     parse_choice,
     parse_duration,
+    parse_http_url,
+    parse_http_urls,
     parse_int_range,
     parse_interceptor,
+    parse_leader_provider,
     parse_nats_url,
+    parse_node_id,
     parse_policy,
     parse_port,
     parse_routes,
@@ -69,6 +73,8 @@ _PLACEHOLDERS: dict[Callable[[str], Any], str] = {
     parse_transaction_size: "SIZE",
     parse_port: "PORT",
     parse_nats_url: "URL",
+    parse_http_url: "URL",
+    parse_http_urls: "URL,URL",
     parse_stream_name: "NAME",
 }
 
@@ -393,6 +399,66 @@ SETTINGS: tuple[Setting, ...] = (
         "at most N nodes insert such rows; 1 = SQLite's own keys (one writer only). The first node of a "
         "cluster sets it",
         metavar="N",
+    ),
+    Setting(
+        "leader-static",
+        parse_http_url,
+        "",
+        "Writer mode static: the HTTP URL of the node that takes every write (the same on every node; "
+        "that node writes, the others forward to it). Also BASE_STATIC_WRITER",
+    ),
+    Setting(
+        "leader-addr",
+        parse_http_url,
+        "",
+        "Writer mode elected: this node's own HTTP URL, as the other nodes reach it. The nodes elect one "
+        "writer through a lease in NATS; the others forward writes to it",
+    ),
+    Setting(
+        "leader-provider",
+        parse_leader_provider,
+        "",
+        "go-ha's leaderProvider: static:URL is --leader-static URL, dynamic:URL is --leader-addr URL",
+        metavar="KIND:URL",
+    ),
+    Setting(
+        "local-target",
+        parse_http_url,
+        "",
+        "Writer mode pinned (seed 000's BASE_LOCAL_TARGET): this node's own HTTP URL; with --peers, the "
+        "lowest node id alive by heartbeats writes",
+    ),
+    Setting(
+        "peers",
+        parse_http_urls,
+        (),
+        "Writer mode pinned (BASE_PEERS): the other nodes' HTTP URLs, comma-separated",
+    ),
+    Setting(
+        "node-id",
+        parse_node_id,
+        "",
+        "Node id ranked in writer mode pinned (lowest alive writes) [default: --name]",
+        metavar="ID",
+    ),
+    Setting(
+        "heartbeat-interval",
+        parse_duration,
+        1.0,
+        "Writer modes elected and pinned: how often the writer renews its lease, and nodes send heartbeats",
+    ),
+    Setting(
+        "lease-timeout",
+        parse_duration,
+        3.0,
+        "Writer modes elected and pinned: a writer not heard of for this long is replaced",
+    ),
+    Setting(
+        "writer-wait",
+        parse_duration,
+        10.0,
+        "How long a write waits for a writer while none is known (an election), before it fails with "
+        "no_writer",
     ),
     Setting(
         "interceptor",

@@ -161,3 +161,37 @@ def parse_stream_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
         raise ValueError(f"{text!r} is not a valid stream name (letters, digits, _ and -)")
     return text
+
+
+def parse_http_url(text: str) -> str:
+    """A node's HTTP base URL (``http://10.0.0.1:8080``), as writers are named in every writer mode; a
+    trailing slash is dropped so that URLs compare equal however they were written."""
+    value = text.strip()
+    if not value:
+        return ""
+    if not re.fullmatch(r"https?://[^\s/?#@]+(:\d{1,5})?/?", value):
+        raise ValueError(f"{text!r} is not an http(s) base URL (example: http://10.0.0.1:8080)")
+    return value.rstrip("/")
+
+
+def parse_http_urls(text: str) -> tuple[str, ...]:
+    """Comma-separated node URLs (``BASE_PEERS``)."""
+    return tuple(parse_http_url(part) for part in text.split(",") if part.strip())
+
+
+def parse_leader_provider(text: str) -> str:
+    """go-ha's ``leaderProvider``: ``static:URL`` (that node writes) or ``dynamic:URL`` (elected; the URL is
+    this node's own)."""
+    value = text.strip()
+    if not value:
+        return ""
+    kind, sep, url = value.partition(":")
+    if not sep or kind not in ("static", "dynamic"):
+        raise ValueError(f"{text!r} is not static:URL or dynamic:URL (example: dynamic:http://10.0.0.1:8080)")
+    return f"{kind}:{parse_http_url(url)}"
+
+
+def parse_node_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise ValueError(f"{text!r} is not a node id (letters, digits, '.', '_' and '-')")
+    return text

@@ -22,6 +22,7 @@ from sqlite_ha.errors import Conflict, HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.writer.role import WriterMode
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,13 @@ class ReplicationManager:
         self._claiming: asyncio.Task[None] | None = None  # retrying the rowid slot's claim
         self.last_error: str | None = None
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # see ReplicatedDatabase.on_gap
+        self.writer_mode: WriterMode | None = None  # a writer mode's: every write a conditional append
+
+    def set_writer_mode(self, mode: WriterMode) -> None:
+        """In a writer mode every database's writes are fenced (see ``replicated_database``)."""
+        self.writer_mode = mode if mode.fenced else None
+        for rdb in self.databases.values():
+            rdb.set_writer_mode(self.writer_mode)
 
     @property
     def started(self) -> bool:
@@ -88,6 +96,7 @@ class ReplicationManager:
             db, self.replicator, node=self.node, interceptor=self.interceptor, **self._options
         )
         rdb.on_gap = self._gap
+        rdb.set_writer_mode(self.writer_mode)
         self.databases[db.id] = rdb
         return rdb
 

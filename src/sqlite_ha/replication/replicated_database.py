@@ -40,6 +40,7 @@ from sqlite_ha.replication.replicator import (
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.writer.role import WriterMode
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ class ReplicatedDatabase:
         self.published_chunked = 0  # of them, change sets published in chunks
         self.publish_failures = 0
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
+        self.writer_mode: WriterMode | None = None  # set in a writer mode: writes are fenced
+
+    def set_writer_mode(self, mode: WriterMode | None) -> None:
+        self.writer_mode = mode
 
     async def start(self) -> None:
         sub = Subscription(

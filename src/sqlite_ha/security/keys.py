@@ -71,6 +71,9 @@ class ClusterKeys:
                 raise ValueError(f"a cluster secret must be at least {MIN_SECRET_LENGTH} characters long")
         self._secrets = tuple(cluster_secrets)
         self.mac_keys = tuple(_mac_key(s) for s in self._secrets)
+        # Node-to-node requests (heartbeats, forwarded sessions): a key of their own, so that a signature
+        # made for one use can never pass for a change set's MAC.
+        self.node_keys = tuple(_mac_key(s, "node/v1") for s in self._secrets)
 
     @classmethod
     def from_text(cls, text: str) -> ClusterKeys:
@@ -100,8 +103,8 @@ class ClusterKeys:
         return f"ClusterKeys({', '.join(k.key_id for k in self.mac_keys)})"
 
 
-def _mac_key(secret: str) -> MacKey:
-    key = derive(secret, "mac/v1")
+def _mac_key(secret: str, label: str = "mac/v1") -> MacKey:
+    key = derive(secret, label)
     return MacKey(key_id=hashlib.sha256(key).hexdigest()[:8], key=key)
 
 

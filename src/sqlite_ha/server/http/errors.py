@@ -41,6 +41,10 @@ _EXTRA_STATUS = {
     "snapshots_unavailable": 409,
     "stale_read": 504,
     "log_unreachable": 503,
+    "no_writer": 503,
+    "not_writer": 503,
+    "fenced": 409,
+    "write_outcome_unknown": 503,
 }
 
 

@@ -1,0 +1,148 @@
+"""Writer modes on real clusters: one history in one order, failover after SIGKILL, and the zombie writer.
+
+Three real node processes on one external nats-server (``writer_cluster.WriterCluster``), short leases
+(``--heartbeat-interval 200ms --lease-timeout 1s``). Clients are the chaos suite's: each write leaves a unique
+id in the ``chain`` table and every answer is recorded; after the run every node must hold the same chain,
+1..N without a hole, every acknowledged write in it at the link it was answered, in the order of its ``seq``,
+and no refused write in it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from sqlite_ha.chaos.history import Outcome
+from sqlite_ha.testing import NodeProcess, wait_for
+from tests.e2e.writer_cluster import (
+    HEARTBEAT,
+    LEASE,
+    Chain,
+    Mode,
+    WriterCluster,
+    failover_bound,
+    oks,
+    verdict,
+    wait_acknowledged,
+)
+
+MODES: list[Mode] = ["static", "elected"]
+"""The writer modes on main (add "pinned" when writer/pinned.py lands)."""
+
+FAILOVER_MODES: list[Mode] = ["elected"]
+"""The modes that replace a dead writer (static has no election: its writes wait for the one writer)."""
+
+ANY_NODE = False
+"""Whether clients send writes to every node (followers forward them) or to the writer only."""
+
+SLACK = 2.0
+"""Seconds added to the documented failover bound: CI shares two cores with everything else."""
+
+
+def write_targets(cluster: WriterCluster, writer: NodeProcess) -> list[NodeProcess]:
+    return list(cluster.nodes) if ANY_NODE else [writer]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", MODES)
+def test_writes_land_once_in_one_order(mode: Mode, tmp_path: Path) -> None:
+    """Concurrent writers, one chain: every write is answered 200 with its link and seq, and every node ends
+    with the same chain in the order of the seqs."""
+    chain = Chain()
+    with WriterCluster(tmp_path, mode) as cluster:
+        writer = cluster.writer()
+        cluster.create([chain], via=writer)
+        with cluster.clients(chain, write_targets(cluster, writer), per_node=2):
+            wait_acknowledged(cluster.history, 60, timeout=60)
+        snap = cluster.converge([chain])
+        result = verdict(cluster.history, chain, snap)
+        assert result.ok, result
+        ops = [op for op in cluster.history.snapshot() if op.workload == chain.name]
+        assert all(op.outcome is Outcome.OK for op in ops), result
+        assert cluster.agreed_writer() is writer  # nobody took over in a calm cluster
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", FAILOVER_MODES)
+def test_failover_after_sigkill_loses_no_acknowledged_write(mode: Mode, tmp_path: Path) -> None:
+    """SIGKILL the writer under load from clients on every node: another node writes within the bound, the
+    surviving nodes acknowledge writes again, nothing acknowledged is lost, and once the old writer is back
+    every node holds the same chain."""
+    chain = Chain()
+    bound = failover_bound(HEARTBEAT, LEASE)
+    with WriterCluster(tmp_path, mode) as cluster:
+        old = cluster.writer()
+        cluster.create([chain], via=old)
+        survivors = [n for n in cluster.nodes if n is not old]
+        with cluster.clients(chain, list(cluster.nodes)):
+            wait_acknowledged(cluster.history, 20, timeout=30)
+            killed_at = time.time()
+            cluster.kill(old)
+            new = cluster.writer(bound + SLACK, other_than=old)
+            first = wait_acknowledged(cluster.history, 1, bound + SLACK, after=killed_at, via=survivors)[0]
+            resumed = first.end - killed_at
+            print(f"{mode}: {new.name} writes; first write acknowledged {resumed:.2f}s after the kill")
+            assert resumed <= bound + SLACK, f"writes resumed {resumed:.2f}s after the kill (bound {bound}s)"
+            wait_acknowledged(cluster.history, 20, timeout=30, after=killed_at)
+        cluster.cluster.revive(old)
+        snap = cluster.converge([chain])
+        result = verdict(cluster.history, chain, snap)
+        assert result.ok, result
+        assert cluster.agreed_writer() is not None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", FAILOVER_MODES)
+def test_zombie_writer_gets_no_write_acknowledged(mode: Mode, tmp_path: Path) -> None:
+    """SIGSTOP the writer for longer than its lease while clients write, let another node take over and
+    acknowledge writes, then SIGCONT the old writer with writes waiting in its sockets (sent before and while
+    it was stopped). Every write it answered with success is in the final chain at the link it was answered;
+    the others got errors and are nowhere; every node ends with the new writer's chain.
+
+    Without fencing the old writer commits what it had in hand on its stale chain: its links collide with
+    the new writer's, last-writer-wins keeps one of each pair, and an acknowledged write disappears."""
+    chain = Chain()
+    bound = failover_bound(HEARTBEAT, LEASE)
+    with WriterCluster(tmp_path, mode) as cluster:
+        zombie = cluster.writer()
+        cluster.create([chain], via=zombie)
+        others = [n for n in cluster.nodes if n is not zombie]
+        with cluster.clients(chain, list(cluster.nodes), per_node=2):
+            wait_acknowledged(cluster.history, 30, timeout=30)
+            paused_at = time.time()
+            cluster.pause(zombie)
+            with cluster.clients(chain, [zombie], per_node=3, first_worker=10) as stuck:
+                cluster.writer(bound + SLACK, other_than=zombie)
+                wait_acknowledged(cluster.history, 20, timeout=30, after=paused_at, via=others)
+                resumed_at = time.time()
+                cluster.resume(zombie)
+
+                def stuck_answered() -> bool:
+                    ops = cluster.history.snapshot()
+                    return all(
+                        any(
+                            op.node == zombie.name
+                            and op.write_id.startswith(f"{zombie.name}-{chain.name}{t.worker}-")
+                            for op in ops
+                        )
+                        for t in stuck.threads
+                    )
+
+                wait_for(stuck_answered, 30, "the writes sent to the paused writer to be answered")
+                wait_acknowledged(cluster.history, 10, timeout=30, after=resumed_at)
+        snap = cluster.converge([chain])
+        result = verdict(cluster.history, chain, snap)
+        assert result.ok, result
+        during = [
+            op
+            for op in cluster.history.snapshot()
+            if op.node == zombie.name and paused_at <= op.start <= resumed_at
+        ]
+        assert during, "no write was sent to the writer while it was stopped"
+        final = {row[1] for row in snap.tables[chain.table][zombie.name]}
+        for op in during:
+            assert op.outcome is not Outcome.OK or op.write_id in final, op
+        print(f"writes sent to the stopped writer: {sorted((op.status, op.outcome.value) for op in during)}")
+        assert len(oks(cluster.history, after=paused_at, via=others)) >= 20

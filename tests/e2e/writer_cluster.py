@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -160,6 +161,8 @@ class WriterCluster:
         for i, node in enumerate(self.nodes):
             node.args += [*mode_args(mode, self.nodes, i), *timing, *extra]
         self.paused: set[str] = set()
+        self.last_writer = self.nodes[0]
+        """The writer as ``writer()`` last found it: where clients that follow the writer send writes."""
 
     def __enter__(self) -> WriterCluster:
         try:
@@ -261,6 +264,7 @@ class WriterCluster:
         except TimeoutError as e:
             states = {n.name: self.status(n) for n in self.alive()}
             raise TimeoutError(f"{e}; their writer sections: {states}") from None
+        self.last_writer = found[-1]
         return found[-1]
 
     # ------------------------------------------------------------------------------ data
@@ -291,15 +295,37 @@ class WriterCluster:
     def clients(
         self,
         workload: Workload,
-        targets: list[NodeProcess],
+        targets: list[NodeProcess] | None,
         per_node: int = 1,
         pause: float = 0.0,
         first_worker: int = 0,
     ) -> Load:
-        """Writers (chaos ``Client`` threads), ``per_node`` for each target, recording in ``history``;
-        numbered from ``first_worker`` (a second load on the same node needs other numbers: the write ids
-        are made of node, workload, worker and count)."""
-        return Load(self.history, workload, targets, per_node, pause, first_worker)
+        """Writers (chaos ``Client`` threads) recording in ``history``: ``per_node`` for each node of
+        ``targets``, or with ``targets`` None, ``per_node`` that send each write to the writer as this cluster
+        last found it (``writer()``). Numbered from ``first_worker``: a second load needs other numbers, the
+        write ids are made of node, workload, worker and count."""
+        routes: list[Callable[[], NodeProcess]] = (
+            [lambda: self.last_writer] * per_node
+            if targets is None
+            else [lambda node=node: node for node in targets for _ in range(per_node)]  # type: ignore[misc]
+        )
+        return Load(self.history, workload, routes, pause, first_worker)
+
+
+class RoutedClient(Client):
+    """A chaos client whose every request goes to the node ``route`` names then (e.g. the last writer)."""
+
+    def __init__(self, *, route: Callable[[], NodeProcess], **kwargs: Any) -> None:
+        node = route()
+        super().__init__(node=node.name, host=node.host, port=node.port, **kwargs)
+        self.route = route
+
+    def send(self, write_id: str) -> Op:
+        node = self.route()
+        if (node.host, node.port) != (self.host, self.port):
+            self._close()
+            self.node, self.host, self.port = node.name, node.host, node.port
+        return super().send(write_id)
 
 
 class Load:
@@ -309,25 +335,21 @@ class Load:
         self,
         history: History,
         workload: Workload,
-        targets: list[NodeProcess],
-        per_node: int,
+        routes: list[Callable[[], NodeProcess]],
         pause: float,
         first_worker: int = 0,
     ) -> None:
         self.stop_event = threading.Event()
         self.threads = [
-            Client(
-                node=node.name,
-                host=node.host,
-                port=node.port,
+            RoutedClient(
+                route=route,
                 workload=workload,
                 worker=first_worker + i,
                 history=history,
                 stop=self.stop_event,
                 pause=pause,
             )
-            for node in targets
-            for i in range(per_node)
+            for i, route in enumerate(routes)
         ]
 
     def __enter__(self) -> Load:

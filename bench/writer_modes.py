@@ -218,8 +218,8 @@ def failover(
             survivors = [n for n in cluster.nodes if n is not writer]
             with cluster.clients(chain, list(cluster.nodes), pause=0.01, first_worker=10 * repeat):
                 wait_acknowledged(cluster.history, 10, timeout=30, after=time.time())
-                killed_at = time.time()
                 cluster.kill(writer)
+                killed_at = time.time()  # dead by now: kill() waited for it
                 new = cluster.writer(max(30.0, 4 * result.bound), other_than=writer)
                 result.elected_s.append(time.time() - killed_at)
                 first = wait_acknowledged(cluster.history, 1, 60, after=killed_at, via=survivors)[0]

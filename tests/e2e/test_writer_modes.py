@@ -80,8 +80,8 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(mode: Mode, tmp_path
         survivors = [n for n in cluster.nodes if n is not old]
         with cluster.clients(chain, write_targets(cluster), per_node=2):
             wait_acknowledged(cluster.history, 20, timeout=30)
-            killed_at = time.time()
             cluster.kill(old)
+            killed_at = time.time()  # dead by now: kill() waited for it (writes sent before may be its)
             new = cluster.writer(bound + SLACK, other_than=old)
             elected = time.time() - killed_at
             first = wait_acknowledged(cluster.history, 1, bound + SLACK, after=killed_at, via=survivors)[0]

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from sqlite_ha.chaos.history import Outcome
+from sqlite_ha.chaos.nemesis import ELECTION
 from sqlite_ha.testing import NodeProcess, wait_for
 from tests.e2e.writer_cluster import (
     HEARTBEAT,
     LEASE,
     Chain,
     Mode,
+    Nats,
     WriterCluster,
     failover_bound,
     oks,
@@ -67,14 +69,18 @@ def test_writes_land_once_in_one_order(mode: Mode, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("nats", ["external", "embedded"])
 @pytest.mark.parametrize("mode", FAILOVER_MODES)
-def test_failover_after_sigkill_loses_no_acknowledged_write(mode: Mode, tmp_path: Path) -> None:
+def test_failover_after_sigkill_loses_no_acknowledged_write(mode: Mode, nats: Nats, tmp_path: Path) -> None:
     """SIGKILL the writer under load: another node writes within the bound, writes are acknowledged again
     through the surviving nodes, nothing acknowledged is lost, and once the old writer is back every node
-    holds the same chain."""
+    holds the same chain.
+
+    ``embedded``: the writer dies with its own nats-server, one of the three that replicate the stream and the
+    lease bucket; if it led either, NATS elects another leader first (up to ``ELECTION`` seconds)."""
     chain = Chain()
-    bound = failover_bound(HEARTBEAT, LEASE)
-    with WriterCluster(tmp_path, mode) as cluster:
+    bound = failover_bound(HEARTBEAT, LEASE) + (ELECTION if nats == "embedded" else 0.0)
+    with WriterCluster(tmp_path, mode, nats=nats) as cluster:
         old = cluster.writer()
         cluster.create([chain], via=old)
         survivors = [n for n in cluster.nodes if n is not old]

@@ -172,6 +172,7 @@ class ReplicatedDatabase:
         # change set there), established in the writer mode's term ``_expect_term``; None: to establish again.
         self._expect: int | None = None
         self._expect_term = -1
+        self._marked_term = -1  # the term this node last marked in the log as its writer
         self._resyncing = asyncio.Lock()
         self._held: dict[str, asyncio.Event] = {}  # msg id -> set once its held commit is settled
         self.fenced = 0  # writes the log refused: another node wrote since
@@ -438,11 +439,12 @@ class ReplicatedDatabase:
                     return
                 term = mode.changes
                 expect = await self._catch_up()
-                if mode.is_writer():
+                if mode.is_writer() and self._marked_term != term:
                     try:
                         expect = await self._mark_term(expect)
                     except Fenced:
                         continue  # someone wrote meanwhile: catch up again
+                    self._marked_term = term
                 self._expect, self._expect_term = expect, term
             raise Fenced(
                 f"{self.db.id}: other nodes keep writing while this node catches up; nothing was written",
@@ -481,6 +483,7 @@ class ReplicatedDatabase:
                 expect=last,
             )
         except WrongLastSequence as e:
+            self.fenced += 1
             raise Fenced(f"{self.db.id}: another node wrote while this one took over") from e
         except ReplicationError as e:
             raise NotReplicating(

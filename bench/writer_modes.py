@@ -1,11 +1,12 @@
 """Writer modes: write throughput on the writer against through a follower, and failover time after SIGKILL.
 
     python bench/writer_modes.py [--duration 5] [--clients 16] [--repeats 5] [--modes elected,pinned]
-                                 [--skip throughput|failover] [--json out.json]
+                                 [--nats external,embedded] [--skip throughput|failover] [--json out.json]
 
-Three real ``sqlite-ha serve`` processes on loopback, each on one external nats-server started here (so that
-killing a node kills no NATS server: what is measured is the writer's own failover, not a JetStream leader
-election), file databases, built with ``tests/e2e/writer_cluster.py`` as the tests are.
+Three real ``sqlite-ha serve`` processes on loopback, by default on one external nats-server started here (so
+that killing a node kills no NATS server: what is measured is the writer's own failover, not a JetStream
+leader election; ``--nats embedded``: each node runs its own server, R3, as well), file databases, built with
+``tests/e2e/writer_cluster.py`` as the tests are.
 
 1. Throughput. One cluster in mode elected. One-row ``INSERT`` transactions with unique ids from ``--clients``
    concurrent keep-alive clients (``bench/lean_http.py``, in this process), sent to the writer, then to the
@@ -53,6 +54,7 @@ from tests.e2e.writer_cluster import (
     LEASE,
     Chain,
     Mode,
+    Nats,
     WriterCluster,
     failover_bound,
     verdict,
@@ -193,6 +195,7 @@ def print_throughput(results: list[Throughput], clients: int) -> None:
 @dataclass(kw_only=True)
 class Failover:
     mode: str
+    nats: str
     setting: str
     heartbeat: float
     lease: float
@@ -206,12 +209,12 @@ class Failover:
 
 
 def failover(
-    mode: Mode, setting: str, args: argparse.Namespace, workdir: Path, problems: list[str]
+    mode: Mode, nats: Nats, setting: str, args: argparse.Namespace, workdir: Path, problems: list[str]
 ) -> Failover:
     heartbeat, lease = SETTINGS[setting]
-    result = Failover(mode=mode, setting=setting, heartbeat=heartbeat, lease=lease)
+    result = Failover(mode=mode, nats=nats, setting=setting, heartbeat=heartbeat, lease=lease)
     chain = Chain()
-    with WriterCluster(workdir, mode, timing=timing_flags(heartbeat, lease)) as cluster:
+    with WriterCluster(workdir, mode, nats=nats, timing=timing_flags(heartbeat, lease)) as cluster:
         writer = cluster.writer()
         cluster.create([chain], via=writer)
         for repeat in range(args.repeats):
@@ -233,7 +236,7 @@ def failover(
                 )
             )
             print(
-                f"  {mode}/{setting} kill {repeat + 1}: {writer.name} killed, {new.name} writes after "
+                f"  {mode}/{nats}/{setting} kill {repeat + 1}: {writer.name} killed, {new.name} writes after "
                 f"{result.elected_s[-1]:.2f}s, first write acknowledged after "
                 f"{result.first_write_s[-1]:.2f}s",
                 flush=True,
@@ -243,17 +246,18 @@ def failover(
         snap = cluster.converge([chain])
         found = verdict(cluster.history, chain, snap)
         if not found.ok:
-            problems.append(f"failover {mode}/{setting}: {found}")
+            problems.append(f"failover {mode}/{nats}/{setting}: {found}")
     return result
 
 
 def print_failover(results: list[Failover]) -> None:
-    print("## Failover: SIGKILL the writer under load (3 nodes, one external nats-server)\n")
+    print("## Failover: SIGKILL the writer under load (3 nodes)\n")
     rows = []
     for r in results:
         rows.append(
             [
                 r.mode,
+                "one external server" if r.nats == "external" else "embedded, R3",
                 f"{r.setting} ({r.heartbeat:g}s / {r.lease:g}s)",
                 f"{r.bound:.1f}",
                 f"{median(r.elected_s):.2f}",
@@ -267,6 +271,7 @@ def print_failover(results: list[Failover]) -> None:
     print_table(
         [
             "mode",
+            "NATS",
             "settings (interval / lease)",
             "bound s",
             "new writer: median s",
@@ -277,13 +282,15 @@ def print_failover(results: list[Failover]) -> None:
             "kills",
         ],
         rows,
-        left=2,
+        left=3,
     )
     print(
         "\nbound: --lease-timeout + 2 x --heartbeat-interval (docs/writer-modes.md). new writer: kill until "
         "the surviving nodes agree on another writer in GET /status. first write: kill until the first "
         "write sent after it was acknowledged (200 with seq) through a surviving node. errors: writes the "
-        "surviving nodes answered with an error meanwhile (all kills)."
+        "surviving nodes answered with an error meanwhile (all kills). embedded, R3: every node runs its own "
+        "nats-server, the writer dies with its server, and NATS may have to elect a new leader of the stream "
+        "or of the lease bucket first (4-9 s, docs/operations.md)."
     )
 
 
@@ -298,6 +305,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--modes", default="elected,pinned", help="failover modes, those this build has [elected,pinned]"
+    )
+    p.add_argument(
+        "--nats",
+        default="external",
+        help="failover topologies: external (one nats-server outside the nodes), embedded (each node its "
+        "own, R3) [external]",
     )
     p.add_argument("--skip", choices=("throughput", "failover"), default=None, help="leave one part out")
     p.add_argument("--dir", type=Path, default=None, help="where to make the temporary directory")
@@ -332,12 +345,12 @@ def main(argv: list[str] | None = None) -> int:
             out["throughput"] = [asdict(r) | {"tps": r.tps} for r in results]
         if args.skip != "failover":
             fails = []
-            for mode in modes:
-                for setting in SETTINGS:
-                    try:
-                        fails.append(failover(mode, setting, args, workdir / f"run{next(runs)}", problems))
-                    except Exception as e:  # reported below; the other settings still run
-                        problems.append(f"failover {mode}/{setting}: {type(e).__name__}: {e}")
+            topologies: list[Nats] = [t for t in ("external", "embedded") if t in args.nats.split(",")]
+            for mode, nats, setting in itertools.product(modes, topologies, SETTINGS):
+                try:
+                    fails.append(failover(mode, nats, setting, args, workdir / f"run{next(runs)}", problems))
+                except Exception as e:  # reported below; the other settings still run
+                    problems.append(f"failover {mode}/{nats}/{setting}: {type(e).__name__}: {e}")
             if fails:
                 print()
                 print_failover(fails)

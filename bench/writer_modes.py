@@ -64,6 +64,7 @@ from tests.e2e.writer_cluster import (
 CREATE = "CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)"
 INSERT = "INSERT INTO kv(id, v) VALUES(?, ?)"
 REQUEST_TIMEOUT = 20.0
+FAILOVER_MODES: tuple[Mode, ...] = ("elected", "pinned")
 SETTINGS = {
     "defaults": (DEFAULT_HEARTBEAT, DEFAULT_LEASE),
     "short": (HEARTBEAT, LEASE),
@@ -325,7 +326,7 @@ def available(mode: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    modes: list[Mode] = [m for m in args.modes.split(",") if m in ("elected", "pinned") and available(m)]  # type: ignore[misc]
+    modes = [m for m in FAILOVER_MODES if m in args.modes.split(",") and available(m)]
     problems: list[str] = []
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sqlite-ha-bench-", dir=args.dir) as tmp:

@@ -16,22 +16,25 @@ NATS cluster and the stream (and any bucket) with three replicas, as the chaos s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import http.client
 import itertools
+import json
 import socket
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sqlite_ha.chaos.checker import Snapshot, caught_up, read
 from sqlite_ha.chaos.client import REQUEST_TIMEOUT, Client
 from sqlite_ha.chaos.cluster import DB, NATS_PASS, NATS_USER, Cluster, Topology
-from sqlite_ha.chaos.history import History, Op, Outcome
+from sqlite_ha.chaos.history import History, Op, Outcome, classify
 from sqlite_ha.chaos.workloads import Findings, Rows, Workload
 from sqlite_ha.natsd import find_nats_server
 from sqlite_ha.testing import NodeProcess, free_port, wait_for
@@ -313,12 +316,18 @@ class WriterCluster:
         return Load(self.history, workload, routes, pause, first_worker)
 
 
-OUTCOME_UNKNOWN = '"write_outcome_unknown"'
+OUTCOME_UNKNOWN = "write_outcome_unknown"
 """The error code of a 503 after which a write may or may not have happened."""
+
+REDIRECTS = 3
+"""307s a client follows for one write (a follower in mode pinned answers 307 to the writer)."""
 
 
 class RoutedClient(Client):
-    """A chaos client whose every request goes to the node ``route`` names then (e.g. the last writer)."""
+    """A chaos client whose every request goes to the node ``route`` names then (e.g. the last writer), that
+    follows a 307 to the writer with the same method and body as HTTP clients do, and that counts a 503
+    ``write_outcome_unknown`` as an unknown outcome (the chaos suite's ``classify`` counts every 503 as a
+    refusal: nothing written)."""
 
     def __init__(self, *, route: Callable[[], NodeProcess], **kwargs: Any) -> None:
         node = route()
@@ -330,12 +339,57 @@ class RoutedClient(Client):
         if (node.host, node.port) != (self.host, self.port):
             self._close()
             self.node, self.host, self.port = node.name, node.host, node.port
-        op = super().send(write_id)
-        if op.status == 503 and OUTCOME_UNKNOWN in op.body:
-            # A forwarded write whose answer was lost between follower and writer: it may have happened.
-            # (The chaos suite's ``classify`` counts every 503 as refused: nothing written.)
-            op = dataclasses.replace(op, outcome=Outcome.UNKNOWN)
-        return op
+        body = json.dumps(self.workload.body(write_id, self.node)).encode()
+        headers = {"Content-Type": "application/json"}
+        start = time.time()
+        conn, owned, path = self._connection(), False, "/query"
+        try:
+            for _ in range(REDIRECTS + 1):
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                raw, status, location = resp.read(), resp.status, resp.getheader("Location")
+                if not owned and resp.getheader("Connection", "").lower() == "close":
+                    self._close()
+                if status != 307 or not location:
+                    break
+                if owned:
+                    conn.close()
+                target = urlsplit(location)
+                conn = http.client.HTTPConnection(
+                    target.hostname or "", target.port or 80, timeout=REQUEST_TIMEOUT
+                )
+                owned, path = True, target.path + (f"?{target.query}" if target.query else "")
+        except ConnectionRefusedError as e:  # nothing reached a node: certainly not written
+            self._close()
+            return self._op(write_id, start, 0, Outcome.REFUSED, f"{type(e).__name__}: {e}")
+        except (OSError, http.client.HTTPException) as e:  # sent, but no answer: it may have happened
+            self._close()
+            return self._op(write_id, start, 0, Outcome.UNKNOWN, f"{type(e).__name__}: {e}")
+        finally:
+            if owned:
+                conn.close()
+        answer: Any
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        outcome = classify(status, answer)
+        if (
+            status == 503
+            and isinstance(answer, dict)
+            and (answer.get("error") or {}).get("code") == OUTCOME_UNKNOWN
+        ):
+            outcome = Outcome.UNKNOWN
+        seq = answer.get("seq") if isinstance(answer, dict) else None
+        return self._op(
+            write_id,
+            start,
+            status,
+            outcome,
+            raw[:600].decode(errors="replace"),
+            seq=seq if isinstance(seq, int) else None,
+            result=self.workload.note(write_id, answer),
+        )
 
 
 class Load:

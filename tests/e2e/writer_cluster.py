@@ -36,6 +36,7 @@ from sqlite_ha.chaos.client import REQUEST_TIMEOUT, Client
 from sqlite_ha.chaos.cluster import DB, NATS_PASS, NATS_USER, Cluster, Topology
 from sqlite_ha.chaos.history import History, Op, Outcome, classify
 from sqlite_ha.chaos.workloads import Findings, Rows, Workload
+from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.natsd import find_nats_server
 from sqlite_ha.testing import NodeProcess, free_port, wait_for
 
@@ -47,8 +48,8 @@ LEASE = 1.0
 SHORT_TIMING = ("--heartbeat-interval", f"{int(HEARTBEAT * 1000)}ms", "--lease-timeout", f"{LEASE:g}s")
 """Short lease settings, so that a test's failover takes about a second."""
 
-DEFAULT_HEARTBEAT = 1.0
-DEFAULT_LEASE = 3.0
+DEFAULT_HEARTBEAT: float = SETTINGS_BY_NAME["heartbeat-interval"].default
+DEFAULT_LEASE: float = SETTINGS_BY_NAME["lease-timeout"].default
 """The defaults of ``--heartbeat-interval`` and ``--lease-timeout``."""
 
 

@@ -44,6 +44,7 @@ import orjson
 
 from lean_http import Connection, HTTPError
 from machine import code_state, machine_info, median, print_table
+from sqlite_ha.testing import NodeProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' cluster harness
 
@@ -209,6 +210,21 @@ class Failover:
         return failover_bound(self.heartbeat, self.lease)
 
 
+def settled_writer(cluster: WriterCluster, hold: float, timeout: float = 60.0) -> NodeProcess:
+    """The writer the nodes agree on once they have agreed on it for ``hold`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        writer = cluster.agreed_writer()
+        if writer is not last:
+            last, since = writer, time.monotonic()
+        elif writer is not None and time.monotonic() - since >= hold:
+            cluster.last_writer = writer
+            return writer
+        time.sleep(0.05)
+    raise TimeoutError(f"the nodes did not agree on one writer for {hold:g}s within {timeout:g}s")
+
+
 def failover(
     mode: Mode, nats: Nats, setting: str, args: argparse.Namespace, workdir: Path, problems: list[str]
 ) -> Failover:
@@ -216,9 +232,10 @@ def failover(
     result = Failover(mode=mode, nats=nats, setting=setting, heartbeat=heartbeat, lease=lease)
     chain = Chain()
     with WriterCluster(workdir, mode, nats=nats, timing=timing_flags(heartbeat, lease)) as cluster:
-        writer = cluster.writer()
-        cluster.create([chain], via=writer)
+        cluster.create([chain], via=cluster.writer())
         for repeat in range(args.repeats):
+            # the revived node may take the role back (pinned: the lowest id writes): wait until it settled
+            writer = settled_writer(cluster, result.bound)
             survivors = [n for n in cluster.nodes if n is not writer]
             with cluster.clients(chain, list(cluster.nodes), pause=0.01, first_worker=10 * repeat):
                 wait_acknowledged(cluster.history, 10, timeout=30, after=time.time())
@@ -243,7 +260,6 @@ def failover(
                 flush=True,
             )
             cluster.cluster.revive(writer)
-            writer = new
         snap = cluster.converge([chain])
         found = verdict(cluster.history, chain, snap)
         if not found.ok:

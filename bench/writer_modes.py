@@ -44,7 +44,6 @@ import orjson
 
 from lean_http import Connection, HTTPError
 from machine import code_state, machine_info, median, print_table
-from sqlite_ha.testing import NodeProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' cluster harness
 
@@ -210,21 +209,6 @@ class Failover:
         return failover_bound(self.heartbeat, self.lease)
 
 
-def settled_writer(cluster: WriterCluster, hold: float, timeout: float = 60.0) -> NodeProcess:
-    """The writer the nodes agree on once they have agreed on it for ``hold`` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        writer = cluster.agreed_writer()
-        if writer is not last:
-            last, since = writer, time.monotonic()
-        elif writer is not None and time.monotonic() - since >= hold:
-            cluster.last_writer = writer
-            return writer
-        time.sleep(0.05)
-    raise TimeoutError(f"the nodes did not agree on one writer for {hold:g}s within {timeout:g}s")
-
-
 def failover(
     mode: Mode, nats: Nats, setting: str, args: argparse.Namespace, workdir: Path, problems: list[str]
 ) -> Failover:
@@ -235,7 +219,7 @@ def failover(
         cluster.create([chain], via=cluster.writer())
         for repeat in range(args.repeats):
             # the revived node may take the role back (pinned: the lowest id writes): wait until it settled
-            writer = settled_writer(cluster, result.bound)
+            writer = cluster.settled_writer(result.bound)
             survivors = [n for n in cluster.nodes if n is not writer]
             with cluster.clients(chain, list(cluster.nodes), pause=0.01, first_worker=10 * repeat):
                 wait_acknowledged(cluster.history, 10, timeout=30, after=time.time())

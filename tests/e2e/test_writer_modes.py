@@ -136,7 +136,7 @@ def test_zombie_writer_gets_no_write_acknowledged(mode: Mode, tmp_path: Path) ->
             loads.enter_context(cluster.clients(chain, write_targets(cluster), per_node=4))
             wait_acknowledged(cluster.history, 30, timeout=30)
             for turn in range(ZOMBIE_ROUNDS):
-                zombie = cluster.writer()
+                zombie = cluster.settled_writer(bound)  # pinned: the resumed lowest id takes the role back
                 others = [n for n in cluster.nodes if n is not zombie]
                 paused_at = time.time()
                 cluster.pause(zombie)

@@ -272,6 +272,21 @@ class WriterCluster:
         self.last_writer = found[-1]
         return found[-1]
 
+    def settled_writer(self, hold: float, timeout: float = 60.0) -> NodeProcess:
+        """The writer the nodes alive agree on, once they have agreed on it for ``hold`` seconds: after a node
+        came back, which may take the role back (mode pinned: the lowest id alive writes)."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            writer = self.agreed_writer()
+            if writer is not last:
+                last, since = writer, time.monotonic()
+            elif writer is not None and time.monotonic() - since >= hold:
+                self.last_writer = writer
+                return writer
+            time.sleep(0.05)
+        raise TimeoutError(f"the nodes did not agree on one writer for {hold:g}s within {timeout:g}s")
+
     # ------------------------------------------------------------------------------ data
     def create(self, workloads: list[Workload], via: NodeProcess) -> None:
         """Create the workloads' tables through ``via`` and wait until every node has them."""

@@ -24,11 +24,15 @@ from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.node_auth import HEADER as NODE_AUTH
 from sqlite_ha.security.node_auth import sign
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, Response, free_port, nats_credentials
+from tests.e2e.test_openapi import Conformance, load_spec
 
 TOKEN = "forwarding-token"
 WRITER_WAIT = 2.0
 AUTH_HEADER = f"Authorization: Bearer {TOKEN}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+SPEC = Conformance(load_spec())
 
 
 class Cluster:
@@ -149,6 +153,7 @@ def test_forward_false_answers_307_and_following_it_keeps_method_and_body(cluste
     resp = query(f, {"sql": "INSERT INTO r(v) VALUES ('redirected')"}, path)
     assert resp.status == 307, resp.body
     assert resp.headers["Location"] == w.url + path
+    SPEC.check("POST", "/databases/{id}", resp)
     assert count(w, "r") == 0  # nothing written by the 307 itself
 
     # Clients keep method and body on a 307. They drop credentials on a redirect to another origin (the
@@ -252,6 +257,8 @@ def test_a_forged_forwarding_mark_is_refused_a_signed_one_not_forwarded_again(
 
 def test_leader_on_the_writer_and_a_follower(cluster: Cluster) -> None:
     w, f = cluster.writer, cluster.follower
+    for node in (w, f):
+        SPEC.check("GET", "/leader", node.request("GET", "/leader"))
     on_writer = ok(w.request("GET", "/leader"))
     assert on_writer["mode"] == "static"
     assert on_writer["role"] == "writer"
@@ -288,6 +295,7 @@ def test_with_the_writer_stopped_reads_stay_local_and_writes_fail_no_writer(clus
     resp = query(f, {"sql": "INSERT INTO s VALUES (1)"})
     elapsed = time.monotonic() - started
     assert resp.status == 503, resp.body
+    SPEC.check("POST", "/query", resp)
     error = resp.json()["error"]
     assert error["code"] == "no_writer", error
     assert "unreachable" in error["message"]

@@ -8,6 +8,7 @@ every node gets ``--leader-static`` with node 1's URL, built from its port befor
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import json
 import sqlite3
@@ -23,11 +24,18 @@ from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.node_auth import HEADER as NODE_AUTH
 from sqlite_ha.security.node_auth import sign
-from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, Response, free_port, nats_credentials
+from sqlite_ha.testing import (
+    TEST_CLUSTER_SECRET,
+    NodeProcess,
+    Response,
+    free_port,
+    nats_credentials,
+    wait_for,
+)
 from tests.e2e.test_openapi import Conformance, load_spec
 
 TOKEN = "forwarding-token"
-WRITER_WAIT = 2.0
+WRITER_WAIT = 5.0
 AUTH_HEADER = f"Authorization: Bearer {TOKEN}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -36,8 +44,9 @@ SPEC = Conformance(load_spec())
 
 
 class Cluster:
-    def __init__(self, nodes: list[NodeProcess]) -> None:
+    def __init__(self, nodes: list[NodeProcess], nats_url: str) -> None:
         self.nodes = nodes
+        self.nats_url = nats_url
         self.writer, self.follower, self.third = nodes
 
     def status(self, node: NodeProcess, db: str = "app.db") -> dict[str, Any]:
@@ -81,7 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
                 node.start(wait_ready=False)
             for node in nodes:
                 node.wait_ready()
-            yield Cluster(nodes)
+            yield Cluster(nodes, server.url)
         finally:
             failed = request.session.testsfailed > 0
             for node in nodes:
@@ -253,6 +262,58 @@ def test_a_forged_forwarding_mark_is_refused_a_signed_one_not_forwarded_again(
     read = json.dumps({"sql": "SELECT 1"}).encode()
     resp = f.request("POST", "/query", raw=read, headers={**AUTH, "X-HA-Forwarded-By": "node9"})
     assert resp.status == 200, resp.body
+
+
+def test_a_node_that_takes_a_follower_for_the_writer_gets_not_writer_not_a_loop(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A fourth node configured with the wrong writer (node 2, a follower): node 2 does not forward the
+    forwarded write again; node 4 retries within its --writer-wait, then answers node 2's not_writer."""
+    f = cluster.follower
+    args = ["app.db", "--replication-url", cluster.nats_url, "--writer-wait", "1s"]
+    args += ["--leader-static", f.url]  # a follower
+    wrong = NodeProcess(
+        workdir=tmp_path / "node4",
+        name="node4",
+        token=TOKEN,
+        args=args,
+    ).start()
+    try:
+        started = time.monotonic()
+        resp = query(wrong, {"sql": "CREATE TABLE never(x)"})
+        elapsed = time.monotonic() - started
+        assert resp.status == 503, resp.body
+        assert resp.json()["error"]["code"] == "not_writer"
+        assert resp.headers["X-HA-Forwarded-To"] == f.url
+        assert resp.headers["Retry-After"] == "1"
+        assert 0.9 <= elapsed < 4, elapsed
+        forwarding = ok(wrong.request("GET", "/leader"))["forwarding"]
+        assert forwarding["retries"] >= 2, forwarding
+    finally:
+        wrong.stop()
+    resp = query(cluster.writer, {"sql": "SELECT count(*) FROM never"})
+    assert resp.status == 400, resp.body  # nothing was written anywhere
+
+
+def test_a_write_waits_for_the_writer_to_come_back(cluster: Cluster) -> None:
+    """The writer restarts: a write sent to a follower meanwhile is refused a connection (nothing sent),
+    retried, and lands once the writer is back, within --writer-wait."""
+    w, f = cluster.writer, cluster.follower
+    seq = ok(query(w, {"sql": "CREATE TABLE back(id INTEGER PRIMARY KEY)"}))["seq"]
+    assert count(f, "back", seq) == 0
+    retries = ok(f.request("GET", "/leader"))["forwarding"]["retries"]
+    w.stop()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        pending = pool.submit(query, f, {"sql": "INSERT INTO back VALUES (1)"})
+        # the first attempt is refused (nothing sent): the write waits and tries again, it does not fail
+        wait_for(lambda: ok(f.request("GET", "/leader"))["forwarding"]["retries"] > retries, 5, "a retry")
+        assert not pending.done()
+        w.start()
+        resp = pending.result(timeout=WRITER_WAIT + 5)
+    assert resp.status == 200, resp.body
+    assert time.monotonic() - started < WRITER_WAIT + 1
+    assert count(cluster.third, "back", resp.json()["seq"]) == 1
 
 
 def test_leader_on_the_writer_and_a_follower(cluster: Cluster) -> None:

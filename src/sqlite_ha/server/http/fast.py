@@ -82,7 +82,7 @@ class _Request:
         self.body = body
         self.close = close
         self.auth = auth
-        self.head = head  # as received, with its blank line: to hand the request over after all
+        self.head = head  # as received, without the blank line that ends it
 
 
 def _route(target: str) -> str | None:
@@ -103,8 +103,9 @@ def parse(buf: bytearray, max_body: int) -> _Request | None:
         if len(buf) > MAX_HEAD:
             raise _HandOver
         return None
+    head = bytes(buf[:end])  # kept (no copy more) to hand the request over after all
     try:
-        lines = bytes(buf[:end]).decode("ascii").split("\r\n")
+        lines = head.decode("ascii").split("\r\n")
     except UnicodeDecodeError:
         raise _HandOver from None
     parts = lines[0].split(" ")
@@ -141,7 +142,6 @@ def parse(buf: bytearray, max_body: int) -> _Request | None:
     if len(buf) < total:
         return None
     body = bytes(buf[end + 4 : total])
-    head = bytes(buf[: end + 4])
     del buf[:total]
     return _Request(database, body, close, auth or "", head)
 
@@ -376,7 +376,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if status == 0:  # HAND_OVER: aiohttp serves it, from its first byte
-            self.buf[:0] = request.head + request.body
+            self.buf[:0] = b"".join((request.head, b"\r\n\r\n", request.body))
             self._hand_over()
             return
         close = request.close or self.eof

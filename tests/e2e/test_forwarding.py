@@ -32,6 +32,8 @@ from sqlite_ha.testing import (
     nats_credentials,
     wait_for,
 )
+from tests.conftest import NodeFactory
+from tests.e2e.test_https import make_tls
 from tests.e2e.test_openapi import Conformance, load_spec
 
 TOKEN = "forwarding-token"
@@ -364,3 +366,32 @@ def test_with_the_writer_stopped_reads_stay_local_and_writes_fail_no_writer(clus
     assert resp.headers["Retry-After"] == "1"
     assert WRITER_WAIT - 0.2 <= elapsed < WRITER_WAIT + 3, elapsed
     assert count(f, "s") == 0
+
+
+def test_forwarding_to_a_writer_over_https_with_client_certificates(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    """Nodes that serve HTTPS and require client certificates (``--client-ca``): the follower checks the
+    writer's certificate against that CA and presents its own ``--cert``."""
+    tls = make_tls(tmp_path / "tls")
+    client = str(tls.client_cert(tmp_path / "client.pem"))
+    port = free_port()
+    flags = ["--cert", str(tls.cert), "--key", str(tls.key), "--client-ca", str(tls.ca)]
+    flags += ["--leader-static", f"https://127.0.0.1:{port}", "--token", TOKEN]
+    writer = node_factory(
+        name="writer", port=port, nats_port=None, args=["app.db", *flags], ca=str(tls.ca), client_cert=client
+    )
+    follower = node_factory(
+        name="follower",
+        args=["app.db", "--replication-url", f"nats://127.0.0.1:{writer.nats_port}", *flags],
+        ca=str(tls.ca),
+        client_cert=client,
+    )
+    ok(query(follower, {"sql": "CREATE TABLE h(id INTEGER PRIMARY KEY)"}, headers=AUTH))
+    resp = query(follower, {"sql": "INSERT INTO h VALUES (1)"}, headers=AUTH)
+    doc = ok(resp)
+    assert resp.headers["X-HA-Forwarded-To"] == writer.url
+    assert writer.url.startswith("https://")
+    rows = ok(query(follower, {"sql": "SELECT id FROM h"}, f"/query?min_seq={doc['seq']}", headers=AUTH))
+    assert rows["rows"] == [[1]]
+    assert ok(writer.request("GET", "/leader", headers=AUTH))["role"] == "writer"

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from sqlite_ha.db.statement import Statement
+from sqlite_ha.replication.fence import Fenced, OutcomeUnknown
 from sqlite_ha.replication.memory import MemoryHub
-from sqlite_ha.replication.replicated_database import Fenced, OutcomeUnknown, ReplicatedDatabase
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.writer.role import NotWriter, Writer
 from sqlite_ha.writer.static import StaticWriter
 from tests.cluster.nodes import close, open_node
@@ -65,7 +66,7 @@ def test_two_nodes_that_both_believe_they_write_lose_no_update(tmp_path: Path) -
         await settled(a, b)
         assert await rows(a, "SELECT n FROM c") == [(50,)]
         assert await rows(b, "SELECT n FROM c") == [(50,)]
-        assert a.fenced + b.fenced > 0  # they did race: the log refused stale appends
+        assert a.fence.fenced + b.fence.fenced > 0  # they did race: the log refused stale appends
         await close(a, b)
 
     asyncio.run(scenario(tmp_path))
@@ -111,13 +112,13 @@ def test_a_new_writer_fences_the_old_one_before_writing_anything(tmp_path: Path)
         await settled(old, new)
         assert new.writer_mode is not None
         new.writer_mode._set(Writer(node="new", url="http://new", is_self=True, epoch=2))  # elected
-        await new._fence_ready()  # what its first write does: catch up, then mark the term
-        assert new.terms == 1
+        await new.fence.ready()  # what its first write does: catch up, then mark the term
+        assert new.fence.terms == 1
         before = await old.replicator.last_seq("app.db")
         # The old writer still believes it writes (paused, partitioned): a write it makes is refused first.
         # Then, being the writer in its own eyes, it catches up and runs it again: after the mark.
         _, seq = await old.execute(stmt("INSERT INTO t VALUES ('late')"))
-        assert old.fenced == 1
+        assert old.fence.fenced == 1
         assert seq is not None
         assert seq > before
         await settled(old, new)

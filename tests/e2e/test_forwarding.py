@@ -322,6 +322,7 @@ def test_leader_on_the_writer_and_a_follower(cluster: Cluster) -> None:
     w, f = cluster.writer, cluster.follower
     for node in (w, f):
         SPEC.check("GET", "/leader", node.request("GET", "/leader"))
+        SPEC.check("GET", "/status", node.request("GET", "/status"))
     on_writer = ok(w.request("GET", "/leader"))
     assert on_writer["mode"] == "static"
     assert on_writer["role"] == "writer"

@@ -143,6 +143,7 @@ class Forwarder:
         wait: float,
         timeout: float,
         tls: ssl.SSLContext | None = None,
+        keepalive: float = 5.0,
     ) -> None:
         self.node = node
         self.writer = writer
@@ -150,6 +151,10 @@ class Forwarder:
         self.wait = wait  # --writer-wait: how long a write waits for a writer that takes it
         self.timeout = timeout  # how long the writer may take to answer once it has the request
         self.tls = tls
+        # An idle connection to the writer is dropped before the writer would close it (its idle bound is
+        # --header-timeout on connections aiohttp serves): a request sent just as the writer closes one
+        # would fail after it was sent, and be answered write_outcome_unknown without need.
+        self.keepalive = keepalive
         self.forwarded = 0  # writes forwarded (answered by the writer, whatever it answered)
         self.retries = 0
         self._session: aiohttp.ClientSession | None = None
@@ -157,7 +162,9 @@ class Forwarder:
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True),
+                connector=aiohttp.TCPConnector(
+                    ssl=self.tls if self.tls is not None else True, keepalive_timeout=self.keepalive
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )

@@ -63,6 +63,7 @@ class WriteRouter:
             wait=config.writer_wait,
             timeout=config.replication_timeout + 5.0,
             tls=tls,
+            keepalive=min(5.0, config.header_timeout / 2) or 5.0,
         )
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import http.client
 import json
+import signal
 import sqlite3
 import subprocess
 import time
@@ -316,6 +317,36 @@ def test_a_write_waits_for_the_writer_to_come_back(cluster: Cluster) -> None:
     assert resp.status == 200, resp.body
     assert time.monotonic() - started < WRITER_WAIT + 1
     assert count(cluster.third, "back", resp.json()["seq"]) == 1
+
+
+def test_a_write_the_writer_does_not_answer_is_not_retried(cluster: Cluster, tmp_path: Path) -> None:
+    """The writer is paused (SIGSTOP) after the follower connected: the write is sent and never answered. The
+    follower does not retry it (it may have happened) and answers write_outcome_unknown after
+    --replication-timeout and a margin; once the writer resumes, the write does land, once."""
+    w = cluster.writer
+    seq = ok(query(w, {"sql": "CREATE TABLE unknown(id INTEGER PRIMARY KEY)"}))["seq"]
+    args = ["app.db", "--replication-url", cluster.nats_url, "--replication-timeout", "1s"]
+    args += ["--leader-static", w.url]
+    follower = NodeProcess(workdir=tmp_path / "node5", name="node5", token=TOKEN, args=args).start()
+    try:
+        assert count(follower, "unknown", seq) == 0
+        assert w.proc is not None
+        w.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            resp = query(follower, {"sql": "INSERT INTO unknown VALUES (1)"})
+            elapsed = time.monotonic() - started
+        finally:
+            w.proc.send_signal(signal.SIGCONT)
+        assert resp.status == 503, resp.body
+        assert resp.json()["error"]["code"] == "write_outcome_unknown"
+        assert "Retry-After" not in resp.headers
+        assert 1 + 5 - 0.5 <= elapsed < 1 + 5 + 3, elapsed
+        assert ok(follower.request("GET", "/leader"))["forwarding"]["retries"] == 0
+        # the writer had the request: it runs it once it resumes
+        wait_for(lambda: count(cluster.third, "unknown") == 1, 10, "the paused write to land")
+    finally:
+        follower.stop()
 
 
 def test_leader_on_the_writer_and_a_follower(cluster: Cluster) -> None:

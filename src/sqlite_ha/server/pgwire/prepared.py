@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.frontend_messages import Bind
 
 _FIRST_WORDS = re.compile(
     r"^\s*(\w+)(?:\s+(?:or\s+replace\s+|temp(?:orary)?\s+|unique\s+|if\s+not\s+exists\s+)*(\w+))?", re.I
@@ -74,6 +75,7 @@ class Portal:
     columns: list[t.Column] | None = None
     tag: str = ""
     sent: int = 0
+    bind: Bind | None = None  # the message that made it, replayed on the writer when it is forwarded
 
 
 @dataclass(slots=True)

@@ -40,7 +40,7 @@ from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.security.users import User
-from sqlite_ha.server.pgwire import catalog, codec, commands, explain, handshake
+from sqlite_ha.server.pgwire import catalog, codec, commands, explain, forwarded, handshake
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.colnames import pg_column_name
 from sqlite_ha.server.pgwire.connection import Connection
@@ -52,6 +52,8 @@ from sqlite_ha.server.pgwire.dialect import (
     translate_catalog,
 )
 from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.forward import Forward
+from sqlite_ha.server.pgwire.forwarded import NodeSessions
 from sqlite_ha.server.pgwire.infer import infer, result_types
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 
@@ -70,9 +72,11 @@ class Session:
         conn: Connection,
         *,
         pid: int,
+        links: NodeSessions,
         tls: Any = None,
     ) -> None:
         self.node = node
+        self.links = links
         self.settings = settings
         self.conn = conn
         self.pid = pid
@@ -101,6 +105,9 @@ class Session:
         self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
         self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
         self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
+        self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
+        self.forwarded_by: str | None = None  # the node that opened this session on the writer (forwarded.py)
+        self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:
@@ -167,6 +174,9 @@ class Session:
                 self._failed(msg, e)
 
     def error(self, e: PgError) -> None:
+        if e.raw is not None:
+            self.send(e.raw)
+            return
         self.send(
             codec.error_response(
                 "FATAL" if e.fatal else "ERROR",
@@ -188,6 +198,8 @@ class Session:
                 return
             cancel_registry[(self.pid, self.secret)] = self
             self.inline = True
+            if self.forwarded_by is None and self.node.writer.name != "leaderless":
+                self.forward = Forward(self)
             await self.loop()
         except codec.ProtocolError as e:
             self.error(PgError(e.code, e.message, fatal=True))
@@ -198,6 +210,8 @@ class Session:
         finally:
             cancel_registry.pop((self.pid, self.secret), None)
             self._abandon()
+            if self.forward is not None:
+                await self.forward.close()
             with contextlib.suppress(Exception):
                 await self.flush()
             with contextlib.suppress(Exception):
@@ -212,6 +226,9 @@ class Session:
         """A CancelRequest from another connection: stop the read or the transaction block's statement this
         session runs now (an autocommit write is never abandoned half-way: it completes, as PostgreSQL's
         cancel is best effort)."""
+        if self.forward is not None and self.forward.pinned:
+            self.forward.cancel()
+            return
         # Only while the session task is suspended inside such a statement (single-threaded loop: ``running``
         # is set exactly then), so the cancellation lands in that statement's await and nowhere else.
         if self.running is not None and not self.cancelled:
@@ -272,6 +289,8 @@ class Session:
             self.failed = True
 
     async def dispatch(self, msg: codec.FrontendMessage) -> None:
+        if self.forward is not None and self.forward.engaged and await self.forward.intercept(msg):
+            return
         if self._dispatch_now(msg):
             return
         self.extended = not isinstance(msg, codec.Query | codec.Sync)
@@ -315,6 +334,8 @@ class Session:
 
     # ------------------------------------------------------------------------------------ simple query
     async def simple_query(self, sql: str) -> None:
+        if self.forward is not None and await self.forward.query(sql):
+            return
         pieces = split_statements(sql)
         if not pieces:
             self.send(codec.empty_query_response())
@@ -455,7 +476,9 @@ class Session:
             )
         except t.BadParameter as e:
             raise PgError("22P02", str(e)) from e
-        self.portals[msg.portal] = Portal(prepared=prepared, params=params, result_binary=msg.result_formats)
+        self.portals[msg.portal] = Portal(
+            prepared=prepared, params=params, result_binary=msg.result_formats, bind=msg
+        )
         self.send(codec.bind_complete())
 
     def describe(self, msg: codec.Describe) -> None:
@@ -489,6 +512,8 @@ class Session:
     async def execute_portal(self, msg: codec.Execute) -> None:
         portal = self._portal(msg.portal)
         if portal.rows is None:
+            if self.forward is not None and await self.forward.execute(msg, portal):
+                return
             self._fill(portal, await self.run(portal.prepared, portal.params))
         self._send_rows(portal, msg.max_rows)
 
@@ -652,6 +677,8 @@ class Session:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
             self.tx = await self.node.begin(db)
+            if self.read_seq is not None:
+                await forwarded.check_read_seq(self, db)
             for name in self.pending_savepoints:
                 self.tx.savepoint(name)
             self.pending_savepoints.clear()
@@ -664,6 +691,8 @@ class Session:
                 notices.append(e.message)  # committed here, published later: not an error
             if seq is not None:
                 self.last_seq = seq
+                if self.forwarded_by is not None:
+                    forwarded.report_seq(self, seq)
             result = execution.results[-1]
         return self._outcome(prepared, result, notices)
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
@@ -34,13 +35,15 @@ from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
+    PublishTimeout,
     ReplicationError,
     Replicator,
     Subscription,
+    WrongLastSequence,
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
-from sqlite_ha.writer.role import WriterMode
+from sqlite_ha.writer.role import NotWriter, WriterMode
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ POSITION_FLUSH_EVERY = 1.0
 GAP_CHECK_EVERY = 5.0
 MAX_PUBLISHING = 1  # change sets of the write path awaiting the log's ack before the next group commits
 MAX_TRANSACTION_SIZE = 512 * 1024 * 1024  # the default of --max-transaction-size
+FENCED_RETRIES = 3  # a writer's write the log refused is run again this often (nothing of it was written)
 
 
 class NotReplicating(HAError):
@@ -64,6 +68,20 @@ class ReplicationPending(HAError):
     def __init__(self, message: str, *, execution: Execution, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.execution = execution
+
+
+class Fenced(HAError):
+    """Writer modes: the log refused a write because another node wrote to the database since this node's
+    view of it (it lost the writer role, or raced a write made elsewhere). Nothing was written: retry."""
+
+    code = "fenced"
+
+
+class OutcomeUnknown(HAError):
+    """Writer modes: the log did not answer in time. The write was not committed here; the log may or may
+    not hold it (if it does, every node applies it, this one included)."""
+
+    code = "write_outcome_unknown"
 
 
 class StaleRead(HAError):
@@ -150,9 +168,26 @@ class ReplicatedDatabase:
         self.publish_failures = 0
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
         self.writer_mode: WriterMode | None = None  # set in a writer mode: writes are fenced
+        # The fence (writer modes): this node's data is the log's up to ``_expect`` (the database's last
+        # change set there), established in the writer mode's term ``_expect_term``; None: to establish again.
+        self._expect: int | None = None
+        self._expect_term = -1
+        self._resyncing = asyncio.Lock()
+        self._held: dict[str, asyncio.Event] = {}  # msg id -> set once its held commit is settled
+        self.fenced = 0  # writes the log refused: another node wrote since
+        self.terms = 0  # marks this node put in the log as it became the writer
 
     def set_writer_mode(self, mode: WriterMode | None) -> None:
+        """In a writer mode (``mode`` not None) every write is a conditional append (see ``fence``)."""
         self.writer_mode = mode
+        self._expect = None
+        if mode is None:
+            self.db.publish_held = self.db.held_done = None
+            self.db.commit_gate = None if self.async_mode else self._publish_slot
+        else:
+            self.db.publish_held = self._publish_held
+            self.db.held_done = self._held_done
+            self.db.commit_gate = self._fence_ready
 
     async def start(self) -> None:
         sub = Subscription(
@@ -188,8 +223,24 @@ class ReplicatedDatabase:
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
             )
-        execution = await self.db.execute(statements)
+        if self.writer_mode is None or self.db.is_read_only(statements):
+            execution = await self.db.execute(statements)
+        else:
+            execution = await self._execute_fenced(statements)
         return execution, await self._replicate(execution)
+
+    async def _execute_fenced(self, statements: Sequence[Statement]) -> Execution:
+        """A write in a writer mode. On the writer a refusal by the log (``Fenced``: another node's write got
+        in first, e.g. a ``?local=true`` one) is retried at once, the fence established again: nothing of the
+        request was written, and the writer's view is current after the retry's resync."""
+        for attempt in range(FENCED_RETRIES + 1):
+            try:
+                return await self.db.execute(statements)
+            except Fenced:
+                mode = self.writer_mode
+                if attempt == FENCED_RETRIES or mode is None or not mode.is_writer():
+                    raise
+        raise AssertionError("unreachable")
 
     async def begin(self) -> WriteTransaction:
         """Start an interactive write transaction (PostgreSQL wire); ``commit`` replicates it."""
@@ -199,11 +250,16 @@ class ReplicatedDatabase:
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
             )
+        if self.writer_mode is not None:
+            await self._fence_ready()
         return await self.db.begin_transaction()
 
     async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
         """COMMIT an interactive transaction and publish its change set, as ``execute`` does for a write."""
-        execution = await tx.commit_off_loop()
+        if self.writer_mode is not None:
+            execution = await tx.commit_held()
+        else:
+            execution = await tx.commit_off_loop()
         return execution, await self._replicate(execution)
 
     async def _replicate(self, execution: Execution) -> int | None:
@@ -213,6 +269,8 @@ class ReplicatedDatabase:
         cs, payload = execution.changeset, execution.payload
         if cs is None or payload is None:
             return None
+        if execution.seq is not None:  # writer modes: the log took it before the commit
+            return execution.seq
         self._committed.add(cs.hlc)
         if self.async_mode:
             self._kick.set()
@@ -362,8 +420,153 @@ class ReplicatedDatabase:
             sent += 1
         return sent
 
+    # ------------------------------------------------------------------------------------ the fence
+    # In a writer mode every change set is a conditional append to the log: stored only if the database's
+    # last change set there is the one this node's data ends with (``_expect``). The log itself thus refuses
+    # a write based on an out-of-date view, whoever makes it: a deposed writer paused or cut off while another
+    # took over, or a node that only believes it writes. And a write commits here only once the log took it
+    # (``Database.publish_held``), so a refused writer keeps nothing the log does not have.
+
+    async def _fence_ready(self) -> None:
+        """Before a write takes the writer: establish the fence if the writer changed since it was."""
+        mode = self.writer_mode
+        if mode is None or (self._expect is not None and self._expect_term == mode.changes):
+            return
+        async with self._resyncing:
+            for _ in range(FENCED_RETRIES + 1):
+                if self._expect is not None and self._expect_term == mode.changes:
+                    return
+                term = mode.changes
+                expect = await self._catch_up()
+                if mode.is_writer():
+                    try:
+                        expect = await self._mark_term(expect)
+                    except Fenced:
+                        continue  # someone wrote meanwhile: catch up again
+                self._expect, self._expect_term = expect, term
+            raise Fenced(
+                f"{self.db.id}: other nodes keep writing while this node catches up; nothing was written",
+                hint="retry; in a writer mode, send writes to the writer (forwarding does it)",
+            )
+
+    async def _catch_up(self) -> int:
+        """Apply everything the log holds for this database now; its last change set's position."""
+        try:
+            last = await asyncio.wait_for(self.replicator.last_seq(self.db.id), self.timeout)
+        except (TimeoutError, ReplicationError) as e:
+            why = e.message if isinstance(e, ReplicationError) else f"no answer within {self.timeout:g}s"
+            raise NotReplicating(
+                f"a write must start from the log's latest state of {self.db.id}, and the log does not say "
+                f"where it ends: {why}; nothing was written",
+                hint="retry later; reads still work",
+            ) from e
+        await self.wait_applied(last, self.timeout)
+        return last
+
+    async def _mark_term(self, last: int) -> int:
+        """This node just became the writer: append an empty change set right after ``last``. From then on
+        the log refuses whatever the previous writer still sends (it expects an older last change set), even
+        before this node's first write. Its seq is the new fence."""
+        hlc = self.replica.hlc.now()
+        cs = ChangeSet(database=self.db.id, node=self.node, hlc=hlc, timestamp_ns=time.time_ns())
+        try:
+            sent = await publish_changeset(
+                self.replicator,
+                database=self.db.id,
+                hlc=hlc,
+                msg_id=f"{cs.msg_id}.term",  # never a change set's id: the log must not take one as its dup
+                payload=changeset.encode(cs),
+                timeout=self.timeout,
+                sealer=self.sealer,
+                expect=last,
+            )
+        except WrongLastSequence as e:
+            raise Fenced(f"{self.db.id}: another node wrote while this one took over") from e
+        except ReplicationError as e:
+            raise NotReplicating(
+                f"this node became the writer but cannot mark it in the log: {e.message}; nothing was "
+                "written",
+                hint="retry later",
+            ) from e
+        self.terms += 1
+        return sent.seq
+
+    async def _publish_held(self, cs: ChangeSet, payload: bytes) -> int:
+        """``Database.publish_held``: the conditional append of a write whose transaction is still open."""
+        mode = self.writer_mode
+        if mode is None or self._expect is None or self._expect_term != mode.changes:
+            raise Fenced(
+                f"the writer of {self.db.id} changed while this write ran; nothing was written",
+                hint="retry: the write goes to the new writer",
+            )
+        writer = mode.current()
+        if writer is not None and writer.is_self and not mode.holds():
+            raise NotWriter(
+                "this node's claim to write ran out before its write reached the log; nothing was written",
+                hint="retry: the write goes to the new writer",
+            )
+        self._held[cs.msg_id] = asyncio.Event()
+        expected = self._expect
+        try:
+            sent = await publish_changeset(
+                self.replicator,
+                database=self.db.id,
+                hlc=cs.hlc,
+                msg_id=cs.msg_id,
+                payload=payload,
+                timeout=self.timeout,
+                sealer=self.sealer,
+                expect=self._expect,
+            )
+        except WrongLastSequence as e:
+            self._expect = None
+            self.fenced += 1
+            raise Fenced(
+                f"the log refused this write to {self.db.id}: another node wrote since this node's view "
+                f"(the log's last change set is at {e.last if e.last is not None else 'a later position'}, "
+                f"this node's at {expected}); nothing was written",
+                hint="retry: the write goes to the writer with its current view",
+            ) from e
+        except PublishTimeout as e:
+            self._expect = None
+            self.publish_failures += 1
+            raise OutcomeUnknown(
+                f"the log did not answer within {self.timeout:g}s: this write may or may not be in it. It "
+                "was not committed on this node; if the log has it, every node applies it",
+                hint="check before retrying a write that is not idempotent (a read with level=strong)",
+            ) from e
+        except ReplicationError as e:
+            self._expect = None
+            self.publish_failures += 1
+            raise NotReplicating(
+                f"the log did not take this write: {e.message}; nothing was written", hint="retry later"
+            ) from e
+        self._expect = sent.seq
+        self.published += 1
+        if sent.chunks:
+            self.published_chunked += 1
+        self._acked[cs.hlc] = sent.seq  # not the relay's: in the log already
+        return sent.seq
+
+    def _held_done(self, cs: ChangeSet, committed: bool) -> None:
+        """``Database.held_done``: the held commit is settled. Committed, the change set's own delivery only
+        moves the position; rolled back (the log refused it, or did not answer: it may still be there), its
+        delivery, if any, applies it like another node's."""
+        if committed:
+            self._committed.add(cs.hlc)
+        else:
+            self._acked.pop(cs.hlc, None)
+        settled = self._held.pop(cs.msg_id, None)
+        if settled is not None:
+            settled.set()
+
     # ------------------------------------------------------------------------------------ applying
     async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        if self._held:  # one of ours is back before its commit settled: wait to know whether to apply it
+            for d in deliveries:
+                settled = self._held.get(d.msg_id or "")
+                if settled is not None:
+                    await settled.wait()
         if deliveries[0].seq > self.applied_seq + 1 and self._log_may_have_dropped():
             await self._check_hole(deliveries[0].seq)
         # Change sets this process committed have their rows here already: only the position moves past them.

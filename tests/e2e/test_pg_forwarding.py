@@ -68,17 +68,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
                         *("--replication-url", nats.url),
                         *("--pg-port", str(pg_port), "--pg-pass", PASSWORD),
                         *("--leader-static", f"http://127.0.0.1:{writer_port}"),
-                        *("--writer-wait", str(WRITER_WAIT)),
+                        *("--writer-wait", f"{WRITER_WAIT:g}s"),
                     ],
                 )
                 members.append(Member(node, pg_port))
                 node.start()
-            members[0].rows("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE, n INTEGER)")
+            with members[1].connect() as conn:  # DDL through a follower too
+                conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE, n INTEGER)")
             yield members
         finally:
             for m in members:
                 m.node.stop()
             runner.run(nats.stop())
+
+
+def forwarding(member: Member) -> dict[str, int]:
+    """The node's counters of forwarded PostgreSQL sessions (``GET /status``)."""
+    counters: dict[str, int] = member.node.request("GET", "/status").json()["connections"]["pg"]["forwarding"]
+    return counters
 
 
 def everywhere(cluster: list[Member], sql: str, expected: list[tuple[object, ...]]) -> None:
@@ -88,15 +95,19 @@ def everywhere(cluster: list[Member], sql: str, expected: list[tuple[object, ...
 
 def test_autocommit_write_through_a_follower_lands_once_and_is_read_back(cluster: list[Member]) -> None:
     follower = cluster[1]
+    before = forwarding(follower)["forwarded"]
     with follower.connect() as conn:
         returned = conn.execute("INSERT INTO t(v, n) VALUES ('auto', 1) RETURNING id, v").fetchall()
-        assert len(returned) == 1 and returned[0][1] == "auto"
+        assert len(returned) == 1
+        assert returned[0][1] == "auto"
         # read-your-writes: the same session's next read is local and sees it at once
         assert conn.execute("SELECT v, n FROM t WHERE v = 'auto'").fetchall() == [("auto", 1)]
         assert conn.execute("UPDATE t SET n = n + 1 WHERE v = 'auto'").rowcount == 1
         assert conn.execute("SELECT n FROM t WHERE v = 'auto'").fetchone() == (2,)
     everywhere(cluster, "SELECT v, n FROM t WHERE v = 'auto'", [("auto", 2)])
-    assert cluster[0].node.request("GET", "/status").json()["writer"]["role"] == "writer"
+    assert forwarding(follower)["forwarded"] == before + 2  # the INSERT and the UPDATE ran on the writer
+    assert forwarding(cluster[0])["accepted"] >= 1
+    assert forwarding(cluster[0])["forwarded"] == 0
 
 
 def test_transaction_block_runs_on_the_writer_atomically(cluster: list[Member]) -> None:
@@ -106,12 +117,14 @@ def test_transaction_block_runs_on_the_writer_atomically(cluster: list[Member]) 
         conn.execute("INSERT INTO t(v, n) VALUES ('tx-1', 1)")
         conn.execute("INSERT INTO t(v, n) VALUES (%s, %s)", ("tx-2", 2))
         # inside the block, after its first write: it reads its own writes (on the writer)
-        assert conn.execute("SELECT v FROM t WHERE v LIKE 'tx-%' ORDER BY v").fetchall() == [("tx-1",), ("tx-2",)]
+        mine = conn.execute("SELECT v FROM t WHERE v LIKE 'tx-%' ORDER BY v").fetchall()
+        assert mine == [("tx-1",), ("tx-2",)]
         assert cluster[0].rows("SELECT count(*) FROM t WHERE v LIKE 'tx-%'") == [(0,)]  # not committed yet
         conn.commit()
         assert conn.execute("SELECT count(*) FROM t WHERE v LIKE 'tx-%'").fetchone() == (2,)
         conn.commit()
     everywhere(cluster, "SELECT v, n FROM t WHERE v LIKE 'tx-%' ORDER BY v", [("tx-1", 1), ("tx-2", 2)])
+    assert forwarding(follower)["forwarded"] >= 1
 
     with follower.connect(autocommit=False) as conn:  # a rolled back block leaves nothing
         conn.execute("INSERT INTO t(v, n) VALUES ('tx-gone', 1)")
@@ -160,7 +173,8 @@ def test_asyncpg_prepared_binary_and_transaction(cluster: list[Member]) -> None:
         try:
             insert = await conn.prepare("INSERT INTO t(v, n) VALUES ($1, $2) RETURNING id, n")
             row = await insert.fetchrow("apg-1", 2**40)
-            assert row is not None and row["n"] == 2**40
+            assert row is not None
+            assert row["n"] == 2**40
             await conn.executemany("INSERT INTO t(v, n) VALUES ($1, $2)", [("apg-2", 2), ("apg-3", 3)])
             async with conn.transaction():
                 await conn.execute("UPDATE t SET n = n * 10 WHERE v = $1", "apg-2")
@@ -189,7 +203,9 @@ def test_psql_through_a_follower(cluster: list[Member]) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "7"
-    script = "BEGIN;\nINSERT INTO t(v, n) VALUES ('psql-2', 8);\nSELECT n FROM t WHERE v = 'psql-2';\nCOMMIT;\n"
+    script = (
+        "BEGIN;\nINSERT INTO t(v, n) VALUES ('psql-2', 8);\nSELECT n FROM t WHERE v = 'psql-2';\nCOMMIT;\n"
+    )
     done = subprocess.run(
         [*base, "-v", "ON_ERROR_STOP=1"], input=script, capture_output=True, text=True, timeout=30, env=env
     )
@@ -236,12 +252,12 @@ def _read(sock: socket.socket, parser: bp.BackendParser, until: str) -> list[tup
 def test_forged_forwarded_session_is_refused(cluster: list[Member]) -> None:
     writer = cluster[0]
     keys = ClusterKeys.from_text(TEST_CLUSTER_SECRET)
-    wrong = ClusterKeys.from_text("another cluster's secret, 0123456789")
+    wrong = ClusterKeys.from_text("another cluster's secret 0123456789")
 
     def attempt(key_of: ClusterKeys, answer: str | None = None) -> tuple[str, dict[str, str], str]:
         sock, parser = _startup(writer.pg_port, {"ha.forwarded_by": "node2"})
         with sock:
-            (type_, body), *_ = _read(sock, parser, "R")
+            (_, body), *_ = _read(sock, parser, "R")
             code, salt = bp.decode_authentication(body)
             assert code == 5  # a challenge, not a password prompt
             answer = answer or sign_session(key_of.node_keys[0], "node2", "ha", "app.db", salt[:4])
@@ -250,14 +266,19 @@ def test_forged_forwarded_session_is_refused(cluster: list[Member]) -> None:
             errors_ = [bp.decode_error_response(b) for t, b in got if t == "E"]
             return got[-1][0], (errors_[0] if errors_ else {}), answer
 
+    refused = forwarding(writer)["refused"]
     last, error, _ = attempt(wrong)
-    assert last == "E" and error["C"] == "28P01"
+    assert last == "E"
+    assert error["C"] == "28P01"
     last, error, _ = attempt(keys, answer="md5" + "0" * 32)  # a client's MD5 answer, say
-    assert last == "E" and error["C"] == "28P01"
+    assert last == "E"
+    assert error["C"] == "28P01"
     last, error, answer = attempt(keys)  # what a node answers is accepted …
     assert last == "Z", error
     last, error, _ = attempt(keys, answer=answer)  # … once: seen on the wire, it cannot be replayed
-    assert last == "E" and error["C"] == "28P01"
+    assert last == "E"
+    assert error["C"] == "28P01"
+    assert forwarding(writer)["refused"] == refused + 3
 
 
 def test_write_while_the_writer_is_down_fails_57P03_and_reads_go_on(cluster: list[Member]) -> None:
@@ -269,4 +290,3 @@ def test_write_while_the_writer_is_down_fails_57P03_and_reads_go_on(cluster: lis
         assert raised.value.sqlstate == "57P03"
         assert conn.execute("SELECT count(*) FROM t WHERE v = 'auto'").fetchone() == (1,)
     assert follower.rows("SELECT count(*) FROM t WHERE v = 'nobody'") == [(0,)]
-

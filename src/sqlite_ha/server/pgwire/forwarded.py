@@ -50,6 +50,15 @@ class NodeSessions:
         self.opened = 0  # sessions this node opened on a writer
         self.forwarded = 0  # exchanges (statements or blocks) this node's sessions ran on a writer
 
+    def stats(self) -> dict[str, int]:
+        """For ``GET /status`` (``connections.pg.forwarding``)."""
+        return {
+            "accepted": self.accepted,
+            "refused": self.verifier.refused,
+            "opened": self.opened,
+            "forwarded": self.forwarded,
+        }
+
 
 async def login(session: Session, params: dict[str, str], by: str) -> None:
     """Authenticate the node ``by`` that opened this session for its client (see the module's docstring)."""

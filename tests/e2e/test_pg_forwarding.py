@@ -25,6 +25,7 @@ from sqlite_ha.security.node_auth import sign_session
 from sqlite_ha.server.pgwire import backend_parser as bp
 from sqlite_ha.server.pgwire import codec
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, free_port, wait_for
+from tests.e2e.test_https import make_tls
 
 PASSWORD = "fwd pg pass"
 WRITER_WAIT = 2.0
@@ -55,6 +56,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
         nats = NatsServer(NatsServerOptions(name="fwd", port=free_port(), store_dir=tmp / "nats"))
         runner.run(nats.start())
         members: list[Member] = []
+        tls = make_tls(tmp / "tls")  # the writer offers TLS: forwarded sessions use it
         try:
             writer_port = free_port()
             for i in (1, 2, 3):
@@ -69,6 +71,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
                         *("--pg-port", str(pg_port), "--pg-pass", PASSWORD),
                         *("--leader-static", f"http://127.0.0.1:{writer_port}"),
                         *("--writer-wait", f"{WRITER_WAIT:g}s"),
+                        *(("--pg-cert", str(tls.cert), "--pg-key", str(tls.key)) if i == 1 else ()),
                     ],
                 )
                 members.append(Member(node, pg_port))
@@ -161,6 +164,16 @@ def test_psycopg_prepared_statements_and_executemany(cluster: list[Member]) -> N
         assert conn.execute("SELECT count(*), sum(n) FROM t WHERE v LIKE 'many-%'").fetchone() == (20, 490)
         assert conn.execute("SELECT n FROM t WHERE v = %s", ("many-1",), prepare=True).fetchone() == (101,)
     everywhere(cluster, "SELECT count(*), sum(n) FROM t WHERE v LIKE 'many-%'", [(20, 490)])
+
+
+def test_copy_from_stdin_through_a_follower(cluster: list[Member]) -> None:
+    follower = cluster[1]
+    with follower.connect() as conn:
+        with conn.cursor().copy("COPY t(v, n) FROM STDIN") as copy:
+            for i in range(50):
+                copy.write_row((f"copy-{i}", i))
+        assert conn.execute("SELECT count(*) FROM t WHERE v LIKE 'copy-%'").fetchone() == (50,)
+    everywhere(cluster, "SELECT count(*), sum(n) FROM t WHERE v LIKE 'copy-%'", [(50, 1225)])
 
 
 def test_asyncpg_prepared_binary_and_transaction(cluster: list[Member]) -> None:

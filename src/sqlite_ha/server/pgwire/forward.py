@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _COPY_FROM = re.compile(r"\bFROM\s+STDIN\b", re.I)
+# What preparing a statement fails with here when it names a table (column, …) this node has not applied yet
+_UNKNOWN_HERE = frozenset({"42P01", "42703", "42704", "42883"})
 _RETRY_EVERY = 0.2  # seconds between attempts to reach a writer that does not answer
 
 
@@ -70,13 +72,20 @@ class Forward:
         self.read_seq: int | None = None  # the log position the block's first local read saw
         self.written: tuple[str, int] | None = None  # (database, seq) of the session's last forwarded write
         self.mirror: dict[str, codec.Parse] = {}  # statements prepared on the writer only, to prepare here
+        self.deferred: tuple[codec.Parse, PgError] | None = None  # a Parse for the writer (``defer``)
         self._up_statements: dict[str, object] = {}  # what the writer holds under each statement name
         self._up_portals: set[str] = set()
 
     @property
     def engaged(self) -> bool:
         """Whether the session's messages must come through ``intercept`` (never answered inline)."""
-        return self.pinned or self.awaiting_read or self.written is not None or bool(self.mirror)
+        return (
+            self.pinned
+            or self.awaiting_read
+            or self.written is not None
+            or bool(self.mirror)
+            or self.deferred is not None
+        )
 
     def _update(self) -> None:
         self.session.inline = not self.engaged
@@ -114,8 +123,32 @@ class Forward:
         if self.pinned:
             await self._relay(msg)
             return True
+        if self.deferred is not None and self.deferred[0] is msg:
+            await self._parse_there(*self.deferred)
+            return True
         await self._catch_up()
         return False
+
+    def defer(self, msg: codec.Parse, error: PgError) -> bool:
+        """A Parse that failed here because this node lacks something the statement names (a table created
+        on the writer and not applied here yet): it goes to the writer, with the rest of the exchange."""
+        if error.code not in _UNKNOWN_HERE or self.session.tx is not None or self.session.failed:
+            return False
+        if self.session.node.writer.is_writer():
+            return False
+        self.deferred = (msg, error)
+        self._update()
+        return True
+
+    async def _parse_there(self, msg: codec.Parse, error: PgError) -> None:
+        self.deferred = None
+        self._update()
+        if not await self._connect():
+            raise error
+        await self._start_block()
+        self.pinned = True
+        self._update()
+        await self._relay(msg)
 
     async def query(self, sql: str) -> bool:
         """A simple Query outside a pinned block: True when it ran on the writer (answered, up to its
@@ -220,7 +253,7 @@ class Forward:
                 await self._open(writer)
                 self._flush_local()
                 return True
-            except (OSError, TimeoutError, UpstreamError) as e:
+            except (OSError, EOFError, TimeoutError, UpstreamError) as e:
                 why = e.message if isinstance(e, UpstreamError) else (str(e) or type(e).__name__)
                 if isinstance(e, UpstreamError) and e.code not in (None, "57P03"):
                     raise PgError(

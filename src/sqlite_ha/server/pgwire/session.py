@@ -56,6 +56,9 @@ from sqlite_ha.server.pgwire.forward import Forward
 from sqlite_ha.server.pgwire.forwarded import NodeSessions
 from sqlite_ha.server.pgwire.infer import infer, result_types
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
+from sqlite_ha.server.pgwire.prepared import column_field as _field
+from sqlite_ha.server.pgwire.prepared import formats as _formats
+from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode, PgSettings
@@ -293,6 +296,9 @@ class Session:
             return
         if self._dispatch_now(msg):
             return
+        if isinstance(msg, codec.Parse) and self.forward is not None:  # a statement only the writer knows
+            await self.forward.intercept(msg)
+            return
         self.extended = not isinstance(msg, codec.Query | codec.Sync)
         if isinstance(msg, codec.Query):
             await self.simple_query(msg.sql)
@@ -318,7 +324,7 @@ class Session:
             self.send(codec.ready_for_query(self.status()))
         elif isinstance(msg, codec.Parse):
             self.extended = True
-            self.parse(msg)
+            return self.parse(msg)
         elif isinstance(msg, codec.Describe):
             self.extended = True
             self.describe(msg)
@@ -356,12 +362,19 @@ class Session:
         self.send(codec.ready_for_query(self.status()))
 
     # ------------------------------------------------------------------------------------ extended query
-    def parse(self, msg: codec.Parse) -> None:
-        prepared = self._prepare(msg.sql, list(msg.param_oids))
+    def parse(self, msg: codec.Parse) -> bool:
+        """False when the statement goes to the writer (``Forward.defer``: this node cannot prepare it)."""
+        try:
+            prepared = self._prepare(msg.sql, list(msg.param_oids))
+        except PgError as e:
+            if self.forward is not None and self.forward.defer(msg, e):
+                return False
+            raise
         if msg.name and msg.name in self.statements:
             raise PgError("42P05", f'prepared statement "{msg.name}" already exists')
         self.statements[msg.name] = prepared
         self.send(codec.parse_complete())
+        return True
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
         kind = classify(sql)
@@ -374,7 +387,7 @@ class Session:
         except explain.AnalyzeRefused as e:
             raise PgError("0A000", str(e)) from e
         if explained is not None:
-            return self._prepare_explain(sql, explained, param_oids, describe=describe)
+            return explain.prepare(self, sql, explained, param_oids, describe=describe)
         refused = commands.unsupported_alter(sql)
         if refused is not None:
             raise PgError("0A000", refused[0], hint=refused[1])
@@ -398,25 +411,6 @@ class Session:
         prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
         if describe:
             self._describe_statement(prepared)
-        return prepared
-
-    def _prepare_explain(
-        self, sql: str, target_sql: str, param_oids: list[int], *, describe: bool
-    ) -> Prepared:
-        """EXPLAIN: the target statement translated as any other, its plan asked of SQLite."""
-        target = self._prepare(target_sql, param_oids, describe=False)
-        if target.kind != "query" or target.catalog:
-            raise PgError("0A000", "EXPLAIN is supported for queries and writes on the database's tables")
-        prepared = Prepared(
-            sql=sql,
-            kind="query",
-            run_sql=f"EXPLAIN QUERY PLAN {target.run_sql}",
-            param_oids=target.param_oids,
-        )
-        if describe:
-            self._describe_statement(prepared)
-        prepared.explain = True
-        prepared.columns = [t.Column(explain.COLUMN, t.TEXT, False)]
         return prepared
 
     def _describe_statement(self, prepared: Prepared) -> None:
@@ -714,32 +708,3 @@ class Session:
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
 # object whose file may hold another schema under the same schema_version.
 _CATALOGS: weakref.WeakKeyDictionary[Database, catalog.Catalog] = weakref.WeakKeyDictionary()
-
-
-def _guess_oid(name: str) -> int:
-    """Expression columns have no declared type; a few names say what they hold."""
-    low = name.lower()
-    if low.startswith(("count(", "length(", "changes(", "total_changes(", "last_insert_rowid(")):
-        return t.INT8
-    if low.startswith(("avg(", "total(")):
-        return t.FLOAT8
-    return t.TEXT
-
-
-def _formats(codes: Sequence[int], n: int) -> list[int]:
-    if not codes:
-        return [0] * n
-    if len(codes) == 1:
-        return [codes[0]] * n
-    if len(codes) != n:
-        raise PgError("08P01", f"{len(codes)} format codes for {n} values")
-    return list(codes)
-
-
-def _field(column: t.Column, fmt: int | None = None) -> codec.Field:
-    return codec.Field(
-        name=column.name,
-        type_oid=column.oid,
-        type_size=t.type_size(column.oid),
-        format=(1 if column.binary else 0) if fmt is None else fmt,
-    )

@@ -11,6 +11,8 @@ import asyncio
 import os
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -243,6 +245,25 @@ def test_block_whose_local_reads_went_stale_fails_with_40001(cluster: list[Membe
         conn.execute("UPDATE t SET n = %s WHERE v = 'counter'", ((n or 0) + 1,))
         conn.commit()
     everywhere(cluster, "SELECT n FROM t WHERE v = 'counter'", [(2,)])
+
+
+def test_cancel_reaches_the_statement_running_on_the_writer(cluster: list[Member]) -> None:
+    follower = cluster[2]
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
+        "SELECT count(*) FROM c"
+    )
+    with follower.connect(autocommit=False) as conn:
+        conn.execute("INSERT INTO t(v, n) VALUES ('cancelled', 1)")  # the block now runs on the writer
+        timer = threading.Timer(0.3, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute(slow)
+        timer.join()
+        assert time.monotonic() - started < 10
+        conn.rollback()
+    assert cluster[0].rows("SELECT count(*) FROM t WHERE v = 'cancelled'") == [(0,)]
 
 
 def _startup(port: int, params: dict[str, str]) -> tuple[socket.socket, bp.BackendParser]:

@@ -231,20 +231,22 @@ def test_psql_through_a_follower(cluster: list[Member]) -> None:
 
 def test_block_whose_local_reads_went_stale_fails_with_40001(cluster: list[Member]) -> None:
     writer, follower = cluster[0], cluster[1]
+    read = "SELECT n FROM t WHERE v = 'counter'"
     with follower.connect() as conn:
         conn.execute("INSERT INTO t(v, n) VALUES ('counter', 0)")
-    with follower.connect(autocommit=False) as conn:
-        (n,) = conn.execute("SELECT n FROM t WHERE v = 'counter'").fetchone() or (None,)  # a local read
+        conn.autocommit = False
+        assert conn.execute(read).fetchone() == (0,)  # a local read, in the block (its own write, read back)
         with writer.connect() as other:  # meanwhile, on the writer
             other.execute("UPDATE t SET n = n + 1 WHERE v = 'counter'")
-        with pytest.raises(errors.SerializationFailure):
-            conn.execute("UPDATE t SET n = %s WHERE v = 'counter'", ((n or 0) + 1,))
+        with pytest.raises(errors.SerializationFailure):  # the block would overwrite what it did not see
+            conn.execute("UPDATE t SET n = %s WHERE v = 'counter'", (0 + 1,))
         conn.rollback()
-        # retried, the block goes through
-        (n,) = conn.execute("SELECT n FROM t WHERE v = 'counter'").fetchone() or (None,)
-        conn.execute("UPDATE t SET n = %s WHERE v = 'counter'", ((n or 0) + 1,))
+        wait_for(lambda: follower.rows(read) == [(1,)], 15, "the writer's update to reach the follower")
+        (n,) = conn.execute(read).fetchone() or (0,)  # retried, it reads the new value and goes through
+        assert n == 1
+        conn.execute("UPDATE t SET n = %s WHERE v = 'counter'", (n + 1,))
         conn.commit()
-    everywhere(cluster, "SELECT n FROM t WHERE v = 'counter'", [(2,)])
+    everywhere(cluster, read, [(2,)])
 
 
 def test_cancel_reaches_the_statement_running_on_the_writer(cluster: list[Member]) -> None:

@@ -268,6 +268,30 @@ def test_cancel_reaches_the_statement_running_on_the_writer(cluster: list[Member
     assert cluster[0].rows("SELECT count(*) FROM t WHERE v = 'cancelled'") == [(0,)]
 
 
+def test_stale_block_with_asyncpg_prepared_reads_fails_with_40001(cluster: list[Member]) -> None:
+    writer, follower = cluster[0], cluster[2]
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=follower.pg_port, user="ha", password=PASSWORD, database="app"
+        )
+        try:
+            await conn.execute("INSERT INTO t(v, n) VALUES ('apg-counter', 0)")
+            tx = conn.transaction()
+            await tx.start()
+            assert await conn.fetchval("SELECT n FROM t WHERE v = $1", "apg-counter") == 0  # extended, local
+            with writer.connect() as other:
+                other.execute("UPDATE t SET n = n + 1 WHERE v = 'apg-counter'")
+            with pytest.raises(asyncpg.SerializationError):
+                await conn.execute("UPDATE t SET n = $1 WHERE v = $2", 1, "apg-counter")
+            await tx.rollback()
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    everywhere(cluster, "SELECT n FROM t WHERE v = 'apg-counter'", [(1,)])
+
+
 def _startup(port: int, params: dict[str, str]) -> tuple[socket.socket, bp.BackendParser]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(bp.startup("ha", "app.db", **params))

@@ -127,6 +127,10 @@ class Forward:
             await self._parse_there(*self.deferred)
             return True
         await self._catch_up()
+        if self.awaiting_read and isinstance(msg, codec.Execute):  # may be answered without ``execute``
+            portal = self.session.portals.get(msg.portal)
+            if portal is not None and portal.prepared.kind == "query" and not self._writes(portal.prepared):
+                self._noted_read()
         return False
 
     def defer(self, msg: codec.Parse, error: PgError) -> bool:

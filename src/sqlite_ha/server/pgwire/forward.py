@@ -158,6 +158,8 @@ class Forward:
         """A simple Query outside a pinned block: True when it ran on the writer (answered, up to its
         ReadyForQuery)."""
         session = self.session
+        if session.node.writer.is_writer():
+            return False
         if session.failed or not self._query_writes(sql):
             if session.in_block and self.awaiting_read:
                 self._noted_read()
@@ -174,6 +176,8 @@ class Forward:
         """An Execute outside a pinned block: True when it went to the writer (and with it every message up
         to the client's Sync, or the block's end)."""
         session = self.session
+        if session.node.writer.is_writer():
+            return False
         if session.failed or not self._writes(portal.prepared):
             if session.in_block and self.awaiting_read:
                 self._noted_read()

@@ -333,7 +333,16 @@ class Database:
 
     async def _commit_queued(self) -> None:
         if self.commit_gate is not None:
-            await self.commit_gate()
+            try:
+                await self.commit_gate()
+            except BaseException as e:  # the gate refuses (writer modes: no current view of the log)
+                queued, self._queue = self._queue, []
+                for _, future in queued:
+                    if not future.done():
+                        future.set_exception(e)
+                if not isinstance(e, Exception):
+                    raise
+                return
         async with self._write_lock:
             queued, self._queue = self._queue, []
             if not queued:

@@ -24,26 +24,26 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
-from sqlite_ha.errors import BadRequest, HAError
+from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
+from sqlite_ha.replication.fence import FENCED_RETRIES, Fence, Fenced
+from sqlite_ha.replication.freshness import ReadLevels
 from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
-    PublishTimeout,
+    NotReplicating,
     ReplicationError,
     Replicator,
     Subscription,
-    WrongLastSequence,
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
-from sqlite_ha.writer.role import NotWriter, WriterMode
+from sqlite_ha.writer.role import WriterMode
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ POSITION_FLUSH_EVERY = 1.0
 GAP_CHECK_EVERY = 5.0
 MAX_PUBLISHING = 1  # change sets of the write path awaiting the log's ack before the next group commits
 MAX_TRANSACTION_SIZE = 512 * 1024 * 1024  # the default of --max-transaction-size
-FENCED_RETRIES = 3  # a writer's write the log refused is run again this often (nothing of it was written)
-
-
-class NotReplicating(HAError):
-    code = "not_replicating"
 
 
 class ReplicationPending(HAError):
@@ -70,43 +65,13 @@ class ReplicationPending(HAError):
         self.execution = execution
 
 
-class Fenced(HAError):
-    """Writer modes: the log refused a write because another node wrote to the database since this node's
-    view of it (it lost the writer role, or raced a write made elsewhere). Nothing was written: retry."""
-
-    code = "fenced"
-
-
-class OutcomeUnknown(HAError):
-    """Writer modes: the log did not answer in time. The write was not committed here; the log may or may
-    not hold it (if it does, every node applies it, this one included)."""
-
-    code = "write_outcome_unknown"
-
-
-class StaleRead(HAError):
-    code = "stale_read"
-
-
-class LogUnreachable(HAError):
-    """A strong read could not learn where the log ends: without that no node can promise a current read."""
-
-    code = "log_unreachable"
-
-
-class SeqBeyondLog(BadRequest):
-    """``min_seq`` is past the end of the log: no write has that position (yet), waiting would be in vain."""
-
-    code = "min_seq_beyond_log"
-
-
 class Gap(HAError):
     """The log no longer holds change sets this node may have missed: its data may be stale."""
 
     code = "replication_gap"
 
 
-class ReplicatedDatabase:
+class ReplicatedDatabase(ReadLevels):
     def __init__(
         self,
         db: Database,
@@ -168,26 +133,19 @@ class ReplicatedDatabase:
         self.publish_failures = 0
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
         self.writer_mode: WriterMode | None = None  # set in a writer mode: writes are fenced
-        # The fence (writer modes): this node's data is the log's up to ``_expect`` (the database's last
-        # change set there), established in the writer mode's term ``_expect_term``; None: to establish again.
-        self._expect: int | None = None
-        self._expect_term = -1
-        self._resyncing = asyncio.Lock()
-        self._held: dict[str, asyncio.Event] = {}  # msg id -> set once its held commit is settled
-        self.fenced = 0  # writes the log refused: another node wrote since
-        self.terms = 0  # marks this node put in the log as it became the writer
+        self.fence = Fence(self)  # writer modes: every write a conditional append
 
     def set_writer_mode(self, mode: WriterMode | None) -> None:
         """In a writer mode (``mode`` not None) every write is a conditional append (see ``fence``)."""
         self.writer_mode = mode
-        self._expect = None
+        self.fence.reset()
         if mode is None:
             self.db.publish_held = self.db.held_done = None
             self.db.commit_gate = None if self.async_mode else self._publish_slot
         else:
-            self.db.publish_held = self._publish_held
-            self.db.held_done = self._held_done
-            self.db.commit_gate = self._fence_ready
+            self.db.publish_held = self.fence.publish_held
+            self.db.held_done = self.fence.held_done
+            self.db.commit_gate = self.fence.ready
 
     async def start(self) -> None:
         sub = Subscription(
@@ -251,7 +209,7 @@ class ReplicatedDatabase:
                 hint="retry later; reads still work",
             )
         if self.writer_mode is not None:
-            await self._fence_ready()
+            await self.fence.ready()
         return await self.db.begin_transaction()
 
     async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
@@ -420,153 +378,9 @@ class ReplicatedDatabase:
             sent += 1
         return sent
 
-    # ------------------------------------------------------------------------------------ the fence
-    # In a writer mode every change set is a conditional append to the log: stored only if the database's
-    # last change set there is the one this node's data ends with (``_expect``). The log itself thus refuses
-    # a write based on an out-of-date view, whoever makes it: a deposed writer paused or cut off while another
-    # took over, or a node that only believes it writes. And a write commits here only once the log took it
-    # (``Database.publish_held``), so a refused writer keeps nothing the log does not have.
-
-    async def _fence_ready(self) -> None:
-        """Before a write takes the writer: establish the fence if the writer changed since it was."""
-        mode = self.writer_mode
-        if mode is None or (self._expect is not None and self._expect_term == mode.changes):
-            return
-        async with self._resyncing:
-            for _ in range(FENCED_RETRIES + 1):
-                if self._expect is not None and self._expect_term == mode.changes:
-                    return
-                term = mode.changes
-                expect = await self._catch_up()
-                if mode.is_writer():
-                    try:
-                        expect = await self._mark_term(expect)
-                    except Fenced:
-                        continue  # someone wrote meanwhile: catch up again
-                self._expect, self._expect_term = expect, term
-            raise Fenced(
-                f"{self.db.id}: other nodes keep writing while this node catches up; nothing was written",
-                hint="retry; in a writer mode, send writes to the writer (forwarding does it)",
-            )
-
-    async def _catch_up(self) -> int:
-        """Apply everything the log holds for this database now; its last change set's position."""
-        try:
-            last = await asyncio.wait_for(self.replicator.last_seq(self.db.id), self.timeout)
-        except (TimeoutError, ReplicationError) as e:
-            why = e.message if isinstance(e, ReplicationError) else f"no answer within {self.timeout:g}s"
-            raise NotReplicating(
-                f"a write must start from the log's latest state of {self.db.id}, and the log does not say "
-                f"where it ends: {why}; nothing was written",
-                hint="retry later; reads still work",
-            ) from e
-        await self.wait_applied(last, self.timeout)
-        return last
-
-    async def _mark_term(self, last: int) -> int:
-        """This node just became the writer: append an empty change set right after ``last``. From then on
-        the log refuses whatever the previous writer still sends (it expects an older last change set), even
-        before this node's first write. Its seq is the new fence."""
-        hlc = self.replica.hlc.now()
-        cs = ChangeSet(database=self.db.id, node=self.node, hlc=hlc, timestamp_ns=time.time_ns())
-        try:
-            sent = await publish_changeset(
-                self.replicator,
-                database=self.db.id,
-                hlc=hlc,
-                msg_id=f"{cs.msg_id}.term",  # never a change set's id: the log must not take one as its dup
-                payload=changeset.encode(cs),
-                timeout=self.timeout,
-                sealer=self.sealer,
-                expect=last,
-            )
-        except WrongLastSequence as e:
-            raise Fenced(f"{self.db.id}: another node wrote while this one took over") from e
-        except ReplicationError as e:
-            raise NotReplicating(
-                f"this node became the writer but cannot mark it in the log: {e.message}; nothing was "
-                "written",
-                hint="retry later",
-            ) from e
-        self.terms += 1
-        return sent.seq
-
-    async def _publish_held(self, cs: ChangeSet, payload: bytes) -> int:
-        """``Database.publish_held``: the conditional append of a write whose transaction is still open."""
-        mode = self.writer_mode
-        if mode is None or self._expect is None or self._expect_term != mode.changes:
-            raise Fenced(
-                f"the writer of {self.db.id} changed while this write ran; nothing was written",
-                hint="retry: the write goes to the new writer",
-            )
-        writer = mode.current()
-        if writer is not None and writer.is_self and not mode.holds():
-            raise NotWriter(
-                "this node's claim to write ran out before its write reached the log; nothing was written",
-                hint="retry: the write goes to the new writer",
-            )
-        self._held[cs.msg_id] = asyncio.Event()
-        expected = self._expect
-        try:
-            sent = await publish_changeset(
-                self.replicator,
-                database=self.db.id,
-                hlc=cs.hlc,
-                msg_id=cs.msg_id,
-                payload=payload,
-                timeout=self.timeout,
-                sealer=self.sealer,
-                expect=self._expect,
-            )
-        except WrongLastSequence as e:
-            self._expect = None
-            self.fenced += 1
-            raise Fenced(
-                f"the log refused this write to {self.db.id}: another node wrote since this node's view "
-                f"(the log's last change set is at {e.last if e.last is not None else 'a later position'}, "
-                f"this node's at {expected}); nothing was written",
-                hint="retry: the write goes to the writer with its current view",
-            ) from e
-        except PublishTimeout as e:
-            self._expect = None
-            self.publish_failures += 1
-            raise OutcomeUnknown(
-                f"the log did not answer within {self.timeout:g}s: this write may or may not be in it. It "
-                "was not committed on this node; if the log has it, every node applies it",
-                hint="check before retrying a write that is not idempotent (a read with level=strong)",
-            ) from e
-        except ReplicationError as e:
-            self._expect = None
-            self.publish_failures += 1
-            raise NotReplicating(
-                f"the log did not take this write: {e.message}; nothing was written", hint="retry later"
-            ) from e
-        self._expect = sent.seq
-        self.published += 1
-        if sent.chunks:
-            self.published_chunked += 1
-        self._acked[cs.hlc] = sent.seq  # not the relay's: in the log already
-        return sent.seq
-
-    def _held_done(self, cs: ChangeSet, committed: bool) -> None:
-        """``Database.held_done``: the held commit is settled. Committed, the change set's own delivery only
-        moves the position; rolled back (the log refused it, or did not answer: it may still be there), its
-        delivery, if any, applies it like another node's."""
-        if committed:
-            self._committed.add(cs.hlc)
-        else:
-            self._acked.pop(cs.hlc, None)
-        settled = self._held.pop(cs.msg_id, None)
-        if settled is not None:
-            settled.set()
-
     # ------------------------------------------------------------------------------------ applying
     async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        if self._held:  # one of ours is back before its commit settled: wait to know whether to apply it
-            for d in deliveries:
-                settled = self._held.get(d.msg_id or "")
-                if settled is not None:
-                    await settled.wait()
+        await self.fence.settled(deliveries)
         if deliveries[0].seq > self.applied_seq + 1 and self._log_may_have_dropped():
             await self._check_hole(deliveries[0].seq)
         # Change sets this process committed have their rows here already: only the position moves past them.
@@ -692,123 +506,9 @@ class ReplicatedDatabase:
             except Exception:  # a failing retry must not stop the next ones; it is logged with its cause
                 log.exception("database %s: retrying parked change sets failed", self.db.id)
 
-    # ------------------------------------------------------------------------------------ reads
-    async def wait_current(self, timeout: float) -> None:
-        """A strong read: return once this node has applied everything the log held when it was asked, so
-        the read that follows sees every write acknowledged anywhere before it began (a write is
-        acknowledged only once it is in the log). ``LogUnreachable`` when the log does not say where it
-        ends within ``timeout``; ``StaleRead`` when this node does not catch up within it."""
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                last = await self.replicator.last_seq(self.db.id)
-        except (TimeoutError, ReplicationError) as e:
-            why = e.message if isinstance(e, ReplicationError) else f"no answer within {timeout:g}s"
-            raise LogUnreachable(
-                f"a strong read of {self.db.id} needs the log's last position, and the log does not answer: "
-                f"{why}",
-                hint="retry, or read with level=none (this node's data, possibly behind)",
-            ) from e
-        await self.wait_applied(last, max(timeout - (time.monotonic() - started), 0.001))
-
-    async def wait_applied(self, min_seq: int, timeout: float) -> None:
-        """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``.
-
-        While it waits it asks the log where it ends: ``SeqBeyondLog`` at once if ``min_seq`` is past that
-        (no acknowledged write has that position). Only the log can say: a write acknowledged a moment ago
-        on another node is newer than anything this node has seen. If the log cannot answer, the wait goes on.
-        """
-        if self.replica.applied_seq >= min_seq:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                applied = asyncio.ensure_future(self._wait_for(min_seq))
-                beyond = asyncio.ensure_future(self._refuse_beyond_log(min_seq))
-                try:
-                    await asyncio.wait((applied, beyond), return_when=asyncio.FIRST_COMPLETED)
-                    if not applied.done():
-                        beyond.result()  # raises when min_seq is past the log's end
-                    await applied
-                finally:
-                    applied.cancel()
-                    beyond.cancel()
-                    if beyond.done() and not beyond.cancelled():
-                        beyond.exception()  # retrieved: a refusal that came too late is not an error
-        except TimeoutError:
-            raise StaleRead(
-                f"this node has applied the log up to {self.replica.applied_seq}, not yet {min_seq}",
-                hint="retry, or read from the node that took the write",
-                applied_seq=self.replica.applied_seq,
-                min_seq=min_seq,
-            ) from None
-
-    async def _wait_for(self, min_seq: int) -> None:
-        async with self._applied:
-            await self._applied.wait_for(lambda: self.replica.applied_seq >= min_seq)
-
-    async def _refuse_beyond_log(self, min_seq: int) -> None:
-        """Raise ``SeqBeyondLog`` if the log ends before ``min_seq``; return if it does not or cannot say."""
-        try:
-            end = await asyncio.wait_for(self._log_end(), 2.0)
-        except (TimeoutError, ReplicationError):
-            return
-        if min_seq > end:
-            raise SeqBeyondLog(
-                f"min_seq {min_seq} is beyond the end of the replication log (its last sequence is {end}): "
-                "no write has that position",
-                hint="send the seq a write to this database answered; after the log was recreated, older "
-                "seq values mean nothing",
-                min_seq=min_seq,
-                last_seq=end,
-            )
-
-    async def _log_end(self) -> int:
-        """The last position of the log, asked of the log itself. With JetStream positions are the stream's,
-        shared by all databases: its last sequence (a database's own last one may be older than a seq from
-        a write to another database, which waits as any other). A log without stream-wide positions counts
-        each database on its own."""
-        stream_end = getattr(self.replicator, "stream_last_seq", None)
-        if stream_end is not None:
-            return int(await stream_end())
-        return int(await self.replicator.last_seq(self.db.id))
-
     @property
     def applied_seq(self) -> int:
         return self.replica.applied_seq
-
-    async def caught_up_through(self) -> int | None:
-        """A log position up to which this node has applied every change set of this database, if it can
-        tell (the log's end when its consumer has nothing pending, and nothing it lacked was dropped), else
-        None. What it finds is remembered (``verified_through``)."""
-        end = getattr(self.replicator, "stream_last_seq", None)
-        if end is None:
-            return None
-        asked_at = time.time()
-        try:
-            last = int(await asyncio.wait_for(end(), 2.0))
-            pending = await self._pending_messages()
-            if pending != 0:
-                return None
-            # An empty consumer proves nothing if the log dropped what it would have delivered.
-            if self._log_may_have_dropped():
-                first = await asyncio.wait_for(self.replicator.first_seq(self.db.id), 2.0)
-                if first > max(self.applied_seq, self._verified_through) + 1:
-                    return None
-        except (TimeoutError, ReplicationError):
-            return None
-        if last >= self._verified_through:
-            self._verified_through, self._verified_at = last, asked_at
-        return last
-
-    async def _pending_messages(self) -> int | None:
-        """How many of this database's change sets the log still has for this node, where it can say."""
-        consumer = getattr(self.replicator, "consumer", None)
-        if consumer is None:
-            return None
-        try:
-            return _num_pending(await asyncio.wait_for(consumer(self.consumer), 2.0), self.applied_seq)
-        except (TimeoutError, ReplicationError):
-            return None
 
     async def status(self) -> dict[str, Any]:
         stats = self.replica.stats
@@ -846,19 +546,6 @@ class ReplicatedDatabase:
             "chunks": self.replica.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
+            "fence": self.fence.status() if self.writer_mode is not None else None,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }
-
-
-def _num_pending(info: dict[str, Any] | None, applied_seq: int) -> int | None:
-    """Change sets not delivered yet, plus those delivered but not applied yet (the unacknowledged ones,
-    unless the node applied everything delivered: acks are sent a little later than the apply)."""
-    if not info:
-        return None
-    pending, unacked = info.get("num_pending"), info.get("num_ack_pending", 0)
-    if not isinstance(pending, int):
-        return None
-    delivered = info.get("delivered_stream_seq", 0)
-    if isinstance(delivered, int) and delivered <= applied_seq:
-        return pending
-    return pending + (unacked if isinstance(unacked, int) else 0)

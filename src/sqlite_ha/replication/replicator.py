@@ -30,6 +30,12 @@ class ReplicationError(HAError):
         self.retryable = retryable
 
 
+class NotReplicating(HAError):
+    """A write refused before anything ran: the log is known to be unreachable now."""
+
+    code = "not_replicating"
+
+
 class PublishTimeout(ReplicationError):
     """No acknowledgement in time: the change set may or may not be in the log."""
 

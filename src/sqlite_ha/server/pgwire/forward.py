@@ -36,7 +36,7 @@ import contextlib
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlite_ha.db.statement import Statement
@@ -322,27 +322,22 @@ class Forward:
             up.database = db.id
 
     async def _pg_port(self, writer: Writer) -> int:
-        """The writer's PostgreSQL port, asked of it (``GET /leader``, signed as a node request)."""
+        """The writer's PostgreSQL port, asked of it: ``GET /leader`` (signed as a node request); from a
+        writer without that route, its ``GET /status`` (with this node's ``--token``, the cluster's)."""
         links = self.session.links
         port = links.pg_ports.get(writer.url)
         if port:
             return port
-        import aiohttp  # only nodes that forward need the client
-
         node = self.session.node
-        headers = sign(node.keys, node.name, "GET", "/leader")
-        url = writer.url.rstrip("/") + "/leader"
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as http,
-                http.get(url, headers=headers) as answer,
-            ):
-                body = await answer.json(content_type=None) if answer.status == 200 else {}
-        except (aiohttp.ClientError, ValueError) as e:
-            raise UpstreamError(f"GET {url}: {e}") from e
-        port = body.get("pg_port") if isinstance(body, dict) else None
+        base = writer.url.rstrip("/")
+        body = await _get_json(base + "/leader", sign(node.keys, node.name, "GET", "/leader"))
+        if body is None:
+            token = node.config.token
+            status = await _get_json(base + "/status", {"Authorization": f"Bearer {token}"} if token else {})
+            body = (status or {}).get("writer", {}).get("writer") or {}
+        port = body.get("pg_port")
         if not isinstance(port, int) or not port:
-            raise UpstreamError(f"the writer {writer.url} has no PostgreSQL port (GET /leader)", "57P03")
+            raise UpstreamError(f"the writer {writer.url} says no PostgreSQL port (GET /leader)", "57P03")
         links.pg_ports[writer.url] = port
         return port
 
@@ -511,3 +506,23 @@ class Forward:
 
 
 _CANCELS: set[asyncio.Task[None]] = set()
+
+
+async def _get_json(url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """A JSON object from another node; None when it has no such route (404). ``UpstreamError`` when it
+    does not answer or answers something else."""
+    import aiohttp  # only nodes that forward need the client
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as http,
+            http.get(url, headers=headers) as answer,
+        ):
+            if answer.status == 404:
+                return None
+            body = await answer.json(content_type=None) if answer.status == 200 else None
+    except (aiohttp.ClientError, ValueError, TimeoutError) as e:
+        raise UpstreamError(f"GET {url}: {e or type(e).__name__}") from e
+    if not isinstance(body, dict):
+        raise UpstreamError(f"GET {url}: HTTP {answer.status}", "57P03")
+    return body

@@ -343,10 +343,15 @@ def test_forged_forwarded_session_is_refused(cluster: list[Member]) -> None:
 
 def test_write_while_the_writer_is_down_fails_57P03_and_reads_go_on(cluster: list[Member]) -> None:
     writer, follower = cluster[0], cluster[1]
+    blocked = cluster[2].connect(autocommit=False)
+    blocked.execute("INSERT INTO t(v, n) VALUES ('orphan', 1)")  # a block open on the writer
     writer.node.stop()
+    with pytest.raises(psycopg.OperationalError, match="connection to the writer was lost"):  # not silently
+        blocked.execute("SELECT 1")
+    blocked.close()
     with follower.connect() as conn:
         with pytest.raises(errors.CannotConnectNow) as raised:
             conn.execute("INSERT INTO t(v, n) VALUES ('nobody', 1)")
         assert raised.value.sqlstate == "57P03"
         assert conn.execute("SELECT count(*) FROM t WHERE v = 'auto'").fetchone() == (1,)
-    assert follower.rows("SELECT count(*) FROM t WHERE v = 'nobody'") == [(0,)]
+    assert follower.rows("SELECT count(*) FROM t WHERE v IN ('nobody', 'orphan')") == [(0,)]

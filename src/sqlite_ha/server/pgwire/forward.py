@@ -312,6 +312,7 @@ class Forward:
                 timeout=max(1.0, session.node.config.writer_wait),
                 relay=session.conn.write,
                 on_seq=self._written,
+                on_lost=self._upstream_lost,
             )
             links.opened += 1
             self.upstream = up
@@ -363,6 +364,16 @@ class Forward:
             f"the connection to the writer was lost ({why}); the transaction block was rolled back there",
             fatal=True,
         )
+
+    def _upstream_lost(self) -> None:
+        """The writer's session ended on its own (the writer stopped, or closed an idle block): a client
+        waiting inside a block held there is told at once, and its session ends."""
+        session = self.session
+        if self.pinned and session.conn.waiting:
+            error = self._lost()
+            session.conn.write(codec.error_response("FATAL", error.code, error.message))
+            if session.conn.transport is not None:
+                session.conn.transport.close()  # the session's task sees the end and cleans up
 
     def _flush_local(self) -> None:
         """What the session answered so far goes before anything relayed from the writer."""

@@ -85,6 +85,7 @@ class Upstream:
         target: tuple[str, int],
         relay: Callable[[bytes], None],
         on_seq: Callable[[int], None],
+        on_lost: Callable[[], None] = lambda: None,
     ) -> None:
         self.target = target
         self.database = ""  # the database the writer's session is on
@@ -98,6 +99,7 @@ class Upstream:
         self._writer = writer
         self._relay = relay
         self._on_seq = on_seq
+        self._on_lost = on_lost
         self._parser = BackendParser()
         self._requests: deque[_Request] = deque()
         self._at_rest = True  # nothing sent since the last ReadyForQuery, and every request answered
@@ -117,13 +119,14 @@ class Upstream:
         timeout: float,
         relay: Callable[[bytes], None],
         on_seq: Callable[[int], None],
+        on_lost: Callable[[], None],
     ) -> Upstream:
         """Open a forwarded session: TLS if the writer offers it, the node's answer to its challenge, up to
         the first ReadyForQuery. ``UpstreamError`` when it cannot be opened; ``OSError``/``TimeoutError``
         when the writer does not answer."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         try:
-            up = cls(reader, writer, target=(host, port), relay=relay, on_seq=on_seq)
+            up = cls(reader, writer, target=(host, port), relay=relay, on_seq=on_seq, on_lost=on_lost)
             await asyncio.wait_for(up._start(params, key, node), timeout)
         except BaseException:
             writer.close()
@@ -251,6 +254,8 @@ class Upstream:
         if self.lost is None:
             self.lost = why
             log.info("forwarded PostgreSQL session to %s:%d ended: %s", *self.target, why)
+            if why != "closed":
+                self._on_lost()
         self._progress.set()
 
     def _take(self) -> bytes:

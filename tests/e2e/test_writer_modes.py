@@ -74,6 +74,7 @@ def test_writes_land_once_in_one_order(mode: Mode, tmp_path: Path) -> None:
             wait_acknowledged(cluster.history, 60, timeout=60)
         snap = cluster.converge([chain])
         result = verdict(cluster.history, chain, snap)
+        print(result)
         assert result.ok, result
         ops = [op for op in cluster.history.snapshot() if op.workload == chain.name]
         assert all(op.outcome is Outcome.OK for op in ops), result
@@ -112,6 +113,7 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(mode: Mode, nats: Na
         cluster.cluster.revive(old)
         snap = cluster.converge([chain])
         result = verdict(cluster.history, chain, snap)
+        print(result)
         assert result.ok, result
         assert cluster.agreed_writer() is not None
 
@@ -164,6 +166,7 @@ def test_zombie_writer_gets_no_write_acknowledged(mode: Mode, tmp_path: Path) ->
                 wait_acknowledged(cluster.history, 10, timeout=30, after=resumed_at)
         snap = cluster.converge([chain])
         result = verdict(cluster.history, chain, snap)
+        print(result)
         assert result.ok, result
         final = {row[1] for row in snap.tables[chain.table][cluster.nodes[0].name]}
         for zombie, paused_at, resumed_at in windows:

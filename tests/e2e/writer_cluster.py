@@ -151,6 +151,7 @@ class WriterCluster:
         extra: tuple[str, ...] = (),
     ) -> None:
         self.mode = mode
+        self.workdir = workdir
         self.history = History()
         self.external: ExternalNats | None = None
         if nats == "embedded":
@@ -190,11 +191,13 @@ class WriterCluster:
         self.cluster.start(timeout)
 
     def close(self) -> None:
+        """Stop every process; the history stays in the work directory (``history.jsonl``)."""
         try:
             self.cluster.close()
         finally:
             if self.external is not None:
                 self.external.stop()
+            self.history.dump(self.workdir / "history.jsonl")
 
     def logs(self) -> str:
         parts = [f"----- log of {n.name} -----\n{n.logs()}" for n in self.nodes]

@@ -221,7 +221,7 @@ def failover(
             # the revived node may take the role back (pinned: the lowest id writes): wait until it settled
             writer = cluster.settled_writer(result.bound)
             survivors = [n for n in cluster.nodes if n is not writer]
-            with cluster.clients(chain, list(cluster.nodes), pause=0.01, first_worker=10 * repeat):
+            with cluster.clients(chain, list(cluster.nodes), pause=0.01):
                 wait_acknowledged(cluster.history, 10, timeout=30, after=time.time())
                 cluster.kill(writer)
                 killed_at = time.time()  # dead by now: kill() waited for it

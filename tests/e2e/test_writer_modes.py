@@ -138,18 +138,14 @@ def test_zombie_writer_gets_no_write_acknowledged(mode: Mode, tmp_path: Path) ->
         with contextlib.ExitStack() as loads:
             loads.enter_context(cluster.clients(chain, write_targets(cluster), per_node=4))
             wait_acknowledged(cluster.history, 30, timeout=30)
-            for turn in range(ZOMBIE_ROUNDS):
+            for _ in range(ZOMBIE_ROUNDS):
                 zombie = cluster.settled_writer(bound)  # pinned: the resumed lowest id takes the role back
                 others = [n for n in cluster.nodes if n is not zombie]
                 paused_at = time.time()
                 cluster.pause(zombie)
-                stuck = loads.enter_context(
-                    cluster.clients(chain, [zombie], per_node=3, first_worker=10 + 10 * turn)
-                )
+                stuck = loads.enter_context(cluster.clients(chain, [zombie], per_node=3))
                 cluster.writer(bound + SLACK, other_than=zombie)
-                loads.enter_context(
-                    cluster.clients(chain, write_targets(cluster), per_node=2, first_worker=50 + 10 * turn)
-                )
+                loads.enter_context(cluster.clients(chain, write_targets(cluster), per_node=2))
                 wait_acknowledged(cluster.history, 20, timeout=30, after=paused_at, via=others)
                 resumed_at = time.time()
                 cluster.resume(zombie)

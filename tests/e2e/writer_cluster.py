@@ -168,6 +168,7 @@ class WriterCluster:
             node.args += [*mode_args(mode, self.nodes, i), *timing, *extra]
         self.paused: set[str] = set()
         self.last_writer = self.nodes[0]
+        self._workers = itertools.count()  # client numbers, unique in the cluster
         """The writer as ``writer()`` last found it: where clients that follow the writer send writes."""
 
     def __enter__(self) -> WriterCluster:
@@ -321,18 +322,18 @@ class WriterCluster:
         targets: list[NodeProcess] | None,
         per_node: int = 1,
         pause: float = 0.0,
-        first_worker: int = 0,
     ) -> Load:
         """Writers (chaos ``Client`` threads) recording in ``history``: ``per_node`` for each node of
         ``targets``, or with ``targets`` None, ``per_node`` that send each write to the writer as this cluster
-        last found it (``writer()``). Numbered from ``first_worker``: a second load needs other numbers, the
-        write ids are made of node, workload, worker and count."""
+        last found it (``writer()``). Each client of the cluster gets its own number: write ids are made of
+        node, workload, client number and count, and must never repeat."""
         routes: list[Callable[[], NodeProcess]] = (
             [lambda: self.last_writer] * per_node
             if targets is None
             else [lambda node=node: node for node in targets for _ in range(per_node)]  # type: ignore[misc]
         )
-        return Load(self.history, workload, routes, pause, first_worker)
+        workers = [next(self._workers) for _ in routes]
+        return Load(self.history, workload, routes, pause, workers)
 
 
 OUTCOME_UNKNOWN = "write_outcome_unknown"
@@ -420,19 +421,19 @@ class Load:
         workload: Workload,
         routes: list[Callable[[], NodeProcess]],
         pause: float,
-        first_worker: int = 0,
+        workers: list[int],
     ) -> None:
         self.stop_event = threading.Event()
         self.threads = [
             RoutedClient(
                 route=route,
                 workload=workload,
-                worker=first_worker + i,
+                worker=worker,
                 history=history,
                 stop=self.stop_event,
                 pause=pause,
             )
-            for i, route in enumerate(routes)
+            for route, worker in zip(routes, workers, strict=True)
         ]
 
     def __enter__(self) -> Load:

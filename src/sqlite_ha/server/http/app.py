@@ -25,17 +25,23 @@ from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
 from sqlite_ha.replication.snapshotter import Snapshotter
+from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.users import User, Users
 from sqlite_ha.server.http.auth import HttpAuth, require, sql_grant
 from sqlite_ha.server.http.body import body_middleware, read_piece
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, answer_error, error_middleware
 from sqlite_ha.server.http.fast import Answer
+from sqlite_ha.server.http.heartbeat import HeartbeatRoute, heartbeat_size
 from sqlite_ha.server.http.query import encode_results, load_json, parse_body
+from sqlite_ha.writer.role import WriterMode
 
 # Health, readiness and documentation stay open so orchestrators and people can reach them without the token,
 # as in the ``ha`` command.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.yaml", "/docs"})
+# Requests between nodes: signed with the cluster secret (security/node_auth.py) instead of a client's login.
+NODE_PATHS = frozenset({"/_ha/heartbeat"})
+_NO_LOGIN = PUBLIC_PATHS | NODE_PATHS
 _CHUNK = 256 * 1024
 SEQ_HEADER = "X-Sequence"  # the log position of a write's change set: a read-your-writes token on any node
 MIN_SEQ_HEADER = "X-Min-Sequence"
@@ -50,6 +56,8 @@ class NodeView(Protocol):
     databases: Databases
     replication: ReplicationManager | None
     snapshots: Snapshotter | None
+    keys: ClusterKeys | None  # the cluster secret's keys: node requests are signed with them
+    writer: WriterMode
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
@@ -85,7 +93,7 @@ def auth_middleware(auth: HttpAuth) -> Callable[..., Awaitable[web.StreamRespons
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if request.path not in PUBLIC_PATHS:
+        if request.path not in _NO_LOGIN:
             request[_USER] = await auth.principal(request.headers.get("Authorization", ""))
         return await handler(request)
 
@@ -115,7 +123,11 @@ class HTTPApi:
         self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
         self.body_timeout = body_timeout
         # The body's limits come before the token's check: an oversized body is refused at once either way.
-        middlewares: list[Any] = [error_middleware, body_middleware(max_body_size, body_timeout)]
+        middlewares: list[Any] = [
+            error_middleware,
+            heartbeat_size,
+            body_middleware(max_body_size, body_timeout),
+        ]
         if self.auth.enabled:
             middlewares.append(auth_middleware(self.auth))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
@@ -145,6 +157,7 @@ class HTTPApi:
         r.add_get("/status", self.status)
         r.add_get("/openapi.yaml", self.openapi)
         r.add_get("/docs", self.docs)
+        r.add_post("/_ha/heartbeat", HeartbeatRoute(node).handle)
 
     def _database(self, request: web.Request, permission: Permission = Permission.READ) -> Database:
         """The database a route names, if the user has ``permission`` on it."""

@@ -104,9 +104,9 @@ def _text(doc: dict[str, Any], key: str, form: re.Pattern[str], *, required: boo
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise BadHeartbeat(f"heartbeat field {key!r} must be a string, not {type(value).__name__}", field=key)
+        raise BadHeartbeat(f"heartbeat field {key!r} must be a string, not {type(value).__name__}")
     if not form.fullmatch(value):
-        raise BadHeartbeat(f"heartbeat field {key!r} is malformed: {value[:80]!r}", field=key)
+        raise BadHeartbeat(f"heartbeat field {key!r} is malformed: {value[:80]!r}")
     return value
 
 
@@ -115,12 +115,12 @@ def _int(doc: dict[str, Any], key: str, most: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
-        raise BadHeartbeat(f"heartbeat field {key!r} must be an integer from 0 to {most}", field=key)
+        raise BadHeartbeat(f"heartbeat field {key!r} must be an integer from 0 to {most}")
     return value
 
 
 def _bool(doc: dict[str, Any], key: str) -> bool:
     value = doc.get(key, False)
     if not isinstance(value, bool):
-        raise BadHeartbeat(f"heartbeat field {key!r} must be true or false", field=key)
+        raise BadHeartbeat(f"heartbeat field {key!r} must be true or false")
     return value

@@ -75,6 +75,7 @@ class Execution:
     results: list[Result]
     changeset: ChangeSet | None = None
     payload: bytes | None = None  # the change set as encoded into the outbox
+    seq: int | None = None  # where the log took it, when it did so before COMMIT (writer modes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,9 @@ class Described:
     columns: list[tuple[str, str | None]]
 
 
-def _one(outcomes: list[Execution | HAError]) -> Execution:
+def _one(outcomes: Sequence[Execution | BaseException]) -> Execution:
     outcome = outcomes[0]
-    if isinstance(outcome, HAError):
+    if isinstance(outcome, BaseException):
         raise outcome
     return outcome
 
@@ -113,6 +114,12 @@ class Database:
         # Awaited before each group commit takes the queue; the replicated layer holds it while the log is
         # busy with earlier change sets, so that the writes arriving meanwhile commit together.
         self.commit_gate: Callable[[], Awaitable[None]] | None = None
+        # Writer modes: the log takes a change set *before* it commits here. ``publish_held`` is awaited with
+        # the transaction still open once its change set is built (the log's conditional append, answering
+        # its seq); COMMIT follows only if it returns, ROLLBACK if it raises, and ``held_done`` hears which.
+        # So a writer that lost its role, whose append the log refuses, keeps nothing the log does not have.
+        self.publish_held: Callable[[ChangeSet, bytes], Awaitable[int]] | None = None
+        self.held_done: Callable[[ChangeSet, bool], None] | None = None
         self.synchronous = "off"  # of client commits: "full", "normal"; "off" for memory and read-only
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
@@ -326,7 +333,16 @@ class Database:
 
     async def _commit_queued(self) -> None:
         if self.commit_gate is not None:
-            await self.commit_gate()
+            try:
+                await self.commit_gate()
+            except BaseException as e:  # the gate refuses (writer modes: no current view of the log)
+                queued, self._queue = self._queue, []
+                for _, future in queued:
+                    if not future.done():
+                        future.set_exception(e)
+                if not isinstance(e, Exception):
+                    raise
+                return
         async with self._write_lock:
             queued, self._queue = self._queue, []
             if not queued:
@@ -334,7 +350,7 @@ class Database:
             requests = [statements for statements, _ in queued]
             outcomes: list[Execution | BaseException]
             try:
-                outcomes = list(await self._execute(self._writer, requests, "BEGIN IMMEDIATE", write=True))
+                outcomes = list(await self._write_group(requests))
             except BaseException as e:
                 if len(queued) == 1 or not isinstance(e, HAError):
                     outcomes = [e] * len(queued)
@@ -342,13 +358,7 @@ class Database:
                     outcomes = []
                     for statements in requests:
                         try:
-                            outcomes.append(
-                                _one(
-                                    await self._execute(
-                                        self._writer, [statements], "BEGIN IMMEDIATE", write=True
-                                    )
-                                )
-                            )
+                            outcomes.append(_one(await self._write_group([statements])))
                         except HAError as alone:
                             outcomes.append(alone)
             for (_, future), outcome in zip(queued, outcomes, strict=True):
@@ -361,8 +371,63 @@ class Database:
                 else:
                     future.set_result(outcome)
 
+    async def _write_group(self, requests: Sequence[Sequence[Statement]]) -> list[Execution | BaseException]:
+        """Run requests as one write transaction; in writer modes the log takes its change set first."""
+        hold = self.publish_held is not None and self.capture is not None
+        outcomes = await self._execute(self._writer, requests, "BEGIN IMMEDIATE", write=True, hold=hold)
+        if not hold:
+            return list(outcomes)
+        return await self._settle_held(outcomes)
+
+    async def _settle_held(self, outcomes: list[Execution | HAError]) -> list[Execution | BaseException]:
+        """Publish a held transaction's change set, then COMMIT; ROLLBACK when the log did not take it (each
+        request that ran gets the log's error). The writer lock is held throughout."""
+        c, capture = self._writer, self.capture
+        done = next((o for o in outcomes if isinstance(o, Execution)), None)
+        cs = done.changeset if done is not None else None
+        payload = done.payload if done is not None else None
+        # An in-memory database's one connection shows the open transaction: lent meanwhile, so that
+        # nobody reads what may still be rolled back.
+        lent = self._lent = asyncio.Event() if self.spec.memory else self._lent
+        committed, seq = False, None
+        failure: BaseException | None = None
+        try:
+            if cs is not None and payload is not None and self.publish_held is not None:
+                seq = await self.publish_held(cs, payload)
+            try:
+                c.control("COMMIT")
+            except apsw.Error as e:
+                raise translate(e, conn=c.conn) from e
+            committed = True
+        except BaseException as e:  # the log refused or did not answer: nothing stays
+            failure = e
+        finally:
+            if capture is not None:
+                capture.abort()
+            if c.conn.in_transaction:
+                c.control("ROLLBACK")
+            if capture is not None:
+                capture.end(committed)
+            if cs is not None and self.held_done is not None:
+                self.held_done(cs, committed)
+            if self.spec.memory and lent is not None:
+                self._lent = None
+                lent.set()
+        if failure is not None:
+            return [failure if isinstance(o, Execution) else o for o in outcomes]
+        for o in outcomes:
+            if isinstance(o, Execution):
+                o.seq = seq
+        return list(outcomes)
+
     async def _execute(
-        self, c: Guarded, requests: Sequence[Sequence[Statement]], begin: str | None, *, write: bool
+        self,
+        c: Guarded,
+        requests: Sequence[Sequence[Statement]],
+        begin: str | None,
+        *,
+        write: bool,
+        hold: bool = False,
     ) -> list[Execution | HAError]:
         """Run inline first; a request still running after the inline budget moves to a worker thread.
 
@@ -376,19 +441,28 @@ class Database:
             await self.connection_back()
         started = time.monotonic()
         if limits.inline_budget >= limits.timeout:
-            return self._run(c, requests, begin, limits.timeout)
+            return self._run(c, requests, begin, limits.timeout, hold=hold)
         try:
-            return self._run(c, requests, begin, limits.inline_budget, escalate=True)
+            return self._run(c, requests, begin, limits.inline_budget, escalate=True, hold=hold)
         except _Escalate:
             pass
         self.stats.slow += 1
         remaining = max(limits.timeout - (time.monotonic() - started), 0.001)
         if memory:  # its only connection: lent to the thread meanwhile
-            return await self.lend(c, self._run, c, requests, begin, remaining)
+            return await self.lend(c, self._run, c, requests, begin, remaining, False, hold)
         worker = c if write else self._take_slow_reader()
         try:
             return await on_thread(
-                self._slow, worker.conn, worker.deadline, self._run, worker, requests, begin, remaining
+                self._slow,
+                worker.conn,
+                worker.deadline,
+                self._run,
+                worker,
+                requests,
+                begin,
+                remaining,
+                False,
+                hold,
             )
         finally:
             if not write:
@@ -422,14 +496,16 @@ class Database:
         begin: str | None,
         seconds: float,
         escalate: bool = False,
+        hold: bool = False,
     ) -> list[Execution | HAError]:
         """Run requests in one transaction; with several, each in a savepoint so that one failing rolls
-        back alone (its error takes its place in the outcomes). A single request's error is raised."""
+        back alone (its error takes its place in the outcomes). A single request's error is raised.
+        With ``hold`` the transaction is left open once its change set is built (see ``_settle_held``)."""
         outcomes: list[list[Result] | HAError] = []
         capture = self.capture if c is self._writer else None
         captured: tuple[ChangeSet, bytes] | None = None
         grouped = len(requests) > 1
-        committed = False
+        committed = held = False
         c.deadline.arm(seconds)
         try:
             if begin:
@@ -459,7 +535,9 @@ class Database:
             if capture is not None:
                 c.deadline.disarm()  # the statements are done: building the change set is not theirs to time
                 captured = self._capture_changeset(c)
-            if begin:
+            if hold and begin:
+                held = True
+            elif begin:
                 try:
                     c.control("COMMIT")
                 except apsw.Error as e:
@@ -467,12 +545,13 @@ class Database:
             committed = True
         finally:
             c.deadline.disarm()
-            if capture is not None:
-                capture.abort()
-            if c.conn.in_transaction:
-                c.control("ROLLBACK")
-            if capture is not None:
-                capture.end(committed)
+            if not held:  # (a held one ``_settle_held`` commits or rolls back once the log answered)
+                if capture is not None:
+                    capture.abort()
+                if c.conn.in_transaction:
+                    c.control("ROLLBACK")
+                if capture is not None:
+                    capture.end(committed)
         cs, payload = captured if captured is not None else (None, None)
         return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
 

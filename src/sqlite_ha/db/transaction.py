@@ -133,6 +133,34 @@ class WriteTransaction:
             raise asyncio.CancelledError
         return self._committed(job.result())
 
+    async def commit_held(self) -> Execution:
+        """``commit`` in a writer mode: the log takes the change set first (``Database.publish_held``, with
+        the transaction still open), then COMMIT; if the log refuses or does not answer, ROLLBACK and the
+        error. A deposed writer keeps nothing the log does not have."""
+        self._check_open()
+        db, c = self._db, self._c
+        committed = False
+        captured: tuple[ChangeSet, bytes] | None = None
+        seq = None
+        try:
+            if not db.spec.memory and c.conn.total_changes() - self._changes_at_begin >= OFF_LOOP_ROWS:
+                job = asyncio.get_running_loop().run_in_executor(db._slow, db._capture_changeset, c)
+                await asyncio.wait({job})  # not cancelled half-way: the change set is built or not
+                captured = job.result()
+            else:
+                captured = db._capture_changeset(c)
+            if captured is not None and db.publish_held is not None:
+                seq = await db.publish_held(*captured)
+            self._control("COMMIT")
+            committed = True
+        finally:
+            self._end(committed)
+            if captured is not None and db.held_done is not None:
+                db.held_done(captured[0], committed)
+        execution = self._committed(captured)
+        execution.seq = seq
+        return execution
+
     def _capture_and_commit(self) -> tuple[ChangeSet, bytes] | None:
         c = self._c
         captured = self._db._capture_changeset(c)

@@ -22,6 +22,7 @@ from sqlite_ha.replication.replicator import (
     PublishTimeout,
     ReplicationError,
     Subscription,
+    WrongLastSequence,
 )
 
 
@@ -81,10 +82,14 @@ class MemoryHub:
         return self._logs[database]
 
     # ------------------------------------------------------------------------------------ driver side
-    def _append(self, database: str, payload: bytes, msg_id: str) -> int:
+    def _append(self, database: str, payload: bytes, msg_id: str, expect: int | None = None) -> int:
         log = self.log(database)
         if msg_id in log.ids:
             return log.ids[msg_id]
+        if expect is not None and log.last_seq != expect:
+            raise WrongLastSequence(
+                f"{database}: the log's last change set is at {log.last_seq}, not {expect}", last=log.last_seq
+            )
         seq = log.last_seq + 1
         log.entries.append(Delivery(seq=seq, payload=payload, msg_id=msg_id, published_at=time.time()))
         log.ids[msg_id] = seq
@@ -198,7 +203,9 @@ class MemoryReplicator:
     def max_payload(self) -> int | None:
         return self.hub.max_payload
 
-    async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
+    async def publish(
+        self, database: str, payload: bytes, *, msg_id: str, timeout: float, expect: int | None = None
+    ) -> int:
         if not self.connected:
             raise ReplicationError(f"node {self.node} is cut off from the hub")
         limit = self.hub.max_payload
@@ -213,8 +220,9 @@ class MemoryReplicator:
             await asyncio.sleep(self.publish_delay)
         if self.publish_error is not None:
             raise self.publish_error
+        seq = self.hub._append(database, payload, msg_id, expect)
         self.published += 1
-        return self.hub._append(database, payload, msg_id)
+        return seq
 
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:
         self.hub._add_sub(_Sub(self.node, subscription, handler, cursor=subscription.after_seq))

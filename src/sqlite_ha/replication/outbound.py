@@ -33,13 +33,17 @@ async def publish_changeset(
     payload: bytes,
     timeout: float,
     sealer: Sealer,
+    expect: int | None = None,
 ) -> Published:
     """Publish a change set; one over the log's max payload goes in chunks, in order, each after the log
     acknowledged the one before. Sent again after a failure, every chunk goes again (deduplicated).
 
     Every message is sealed (a MAC with the node's current key, see ``seal``) as it goes: the outbox keeps
     the plain change set. A seal is the same bytes for the same key, so a message published again is the
-    same message (deduplicated by the log); the chunks leave room for it."""
+    same message (deduplicated by the log); the chunks leave room for it.
+
+    With ``expect`` every message is a conditional append (writer modes): the first expects the database's
+    last change set at ``expect``, each further chunk the one before it."""
     limit = replicator.max_payload()
     if limit is not None:
         limit -= sealer.overhead
@@ -48,7 +52,7 @@ async def publish_changeset(
             message = sealer.seal(database, payload)
         else:  # megabytes: off the event loop
             message = await asyncio.to_thread(sealer.seal, database, payload)
-        seq = await replicator.publish(database, message, msg_id=msg_id, timeout=timeout)
+        seq = await replicator.publish(database, message, msg_id=msg_id, timeout=timeout, expect=expect)
         return Published(seq=seq, chunks=0)
     node = replicator.node
     part = chunk.part_size(limit, msg_id, node, database)
@@ -59,6 +63,8 @@ async def publish_changeset(
     seq, count = 0, 0
     for piece_id, message in pieces:
         sealed = await asyncio.to_thread(sealer.seal, database, message)
-        seq = await replicator.publish(database, sealed, msg_id=piece_id, timeout=timeout)
+        seq = await replicator.publish(database, sealed, msg_id=piece_id, timeout=timeout, expect=expect)
+        if expect is not None:
+            expect = seq
         count += 1
     return Published(seq=seq, chunks=count)

@@ -30,10 +30,12 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import BadRequest, HAError
 from sqlite_ha.replication import changeset
+from sqlite_ha.replication.fence import FENCED_RETRIES, Fence, Fenced
 from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
+    NotReplicating,
     ReplicationError,
     Replicator,
     Subscription,
@@ -50,10 +52,6 @@ POSITION_FLUSH_EVERY = 1.0
 GAP_CHECK_EVERY = 5.0
 MAX_PUBLISHING = 1  # change sets of the write path awaiting the log's ack before the next group commits
 MAX_TRANSACTION_SIZE = 512 * 1024 * 1024  # the default of --max-transaction-size
-
-
-class NotReplicating(HAError):
-    code = "not_replicating"
 
 
 class ReplicationPending(HAError):
@@ -150,9 +148,19 @@ class ReplicatedDatabase:
         self.publish_failures = 0
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
         self.writer_mode: WriterMode | None = None  # set in a writer mode: writes are fenced
+        self.fence = Fence(self)  # writer modes: every write a conditional append
 
     def set_writer_mode(self, mode: WriterMode | None) -> None:
+        """In a writer mode (``mode`` not None) every write is a conditional append (see ``fence``)."""
         self.writer_mode = mode
+        self.fence.reset()
+        if mode is None:
+            self.db.publish_held = self.db.held_done = None
+            self.db.commit_gate = None if self.async_mode else self._publish_slot
+        else:
+            self.db.publish_held = self.fence.publish_held
+            self.db.held_done = self.fence.held_done
+            self.db.commit_gate = self.fence.ready
 
     async def start(self) -> None:
         sub = Subscription(
@@ -188,8 +196,24 @@ class ReplicatedDatabase:
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
             )
-        execution = await self.db.execute(statements)
+        if self.writer_mode is None or self.db.is_read_only(statements):
+            execution = await self.db.execute(statements)
+        else:
+            execution = await self._execute_fenced(statements)
         return execution, await self._replicate(execution)
+
+    async def _execute_fenced(self, statements: Sequence[Statement]) -> Execution:
+        """A write in a writer mode. On the writer a refusal by the log (``Fenced``: another node's write got
+        in first, e.g. a ``?local=true`` one) is retried at once, the fence established again: nothing of the
+        request was written, and the writer's view is current after the retry's resync."""
+        for attempt in range(FENCED_RETRIES + 1):
+            try:
+                return await self.db.execute(statements)
+            except Fenced:
+                mode = self.writer_mode
+                if attempt == FENCED_RETRIES or mode is None or not mode.is_writer():
+                    raise
+        raise AssertionError("unreachable")
 
     async def begin(self) -> WriteTransaction:
         """Start an interactive write transaction (PostgreSQL wire); ``commit`` replicates it."""
@@ -199,11 +223,16 @@ class ReplicatedDatabase:
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
             )
+        if self.writer_mode is not None:
+            await self.fence.ready()
         return await self.db.begin_transaction()
 
     async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
         """COMMIT an interactive transaction and publish its change set, as ``execute`` does for a write."""
-        execution = await tx.commit_off_loop()
+        if self.writer_mode is not None:
+            execution = await tx.commit_held()
+        else:
+            execution = await tx.commit_off_loop()
         return execution, await self._replicate(execution)
 
     async def _replicate(self, execution: Execution) -> int | None:
@@ -213,6 +242,8 @@ class ReplicatedDatabase:
         cs, payload = execution.changeset, execution.payload
         if cs is None or payload is None:
             return None
+        if execution.seq is not None:  # writer modes: the log took it before the commit
+            return execution.seq
         self._committed.add(cs.hlc)
         if self.async_mode:
             self._kick.set()
@@ -364,6 +395,7 @@ class ReplicatedDatabase:
 
     # ------------------------------------------------------------------------------------ applying
     async def _on_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        await self.fence.settled(deliveries)
         if deliveries[0].seq > self.applied_seq + 1 and self._log_may_have_dropped():
             await self._check_hole(deliveries[0].seq)
         # Change sets this process committed have their rows here already: only the position moves past them.
@@ -643,6 +675,7 @@ class ReplicatedDatabase:
             "chunks": self.replica.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
+            "fence": self.fence.status() if self.writer_mode is not None else None,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }
 

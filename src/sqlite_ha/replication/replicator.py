@@ -30,10 +30,27 @@ class ReplicationError(HAError):
         self.retryable = retryable
 
 
+class NotReplicating(HAError):
+    """A write refused before anything ran: the log is known to be unreachable now."""
+
+    code = "not_replicating"
+
+
 class PublishTimeout(ReplicationError):
     """No acknowledgement in time: the change set may or may not be in the log."""
 
     code = "replication_timeout"
+
+
+class WrongLastSequence(ReplicationError):
+    """A conditional publish refused: the database's last change set in the log is not the one the
+    publisher expected (another node wrote since). Nothing of this publish is in the log."""
+
+    code = "wrong_last_sequence"
+
+    def __init__(self, message: str, *, last: int | None) -> None:
+        super().__init__(message, retryable=False)
+        self.last = last
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,12 +98,17 @@ class Replicator(Protocol):
         the caller splits larger ones. One beyond the log's limit is refused with a ``ReplicationError``
         that is not retryable."""
 
-    async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
+    async def publish(
+        self, database: str, payload: bytes, *, msg_id: str, timeout: float, expect: int | None = None
+    ) -> int:
         """Store one change set and return its sequence once the log acknowledged it.
 
         Publishing the same ``msg_id`` again returns the first sequence and stores nothing new (dedup).
-        Raises ``PublishTimeout`` when no acknowledgement came in ``timeout`` seconds, ``ReplicationError``
-        when the log refused it.
+        With ``expect`` the publish is conditional (a compare-and-append, the fence of writer modes): it is
+        stored only if the database's last change set in the log is at ``expect`` (0: none), else
+        ``WrongLastSequence``; an attempt of the same ``msg_id`` that already landed right after ``expect``
+        returns its sequence. Raises ``PublishTimeout`` when no acknowledgement came in ``timeout`` seconds
+        (it may or may not be in the log), ``ReplicationError`` when the log refused it.
         """
 
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:

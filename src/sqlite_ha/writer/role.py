@@ -104,8 +104,9 @@ class WriterMode:
     def _set(self, writer: Writer | None) -> None:
         """Record a new writer (or none) and wake whoever waits for one."""
         if writer != self._writer:
-            if writer is not None and (self._writer is None or writer.node != self._writer.node):
-                self.changes += 1
+            old = self._writer
+            if writer is not None and (old is None or (writer.node, writer.epoch) != (old.node, old.epoch)):
+                self.changes += 1  # a new term: a write fenced in an older one is refused (see fence)
             self._writer = writer
             self._changed.set()
 

@@ -40,6 +40,7 @@ from sqlite_ha.replication.replicator import (
     Replicator,
     Retention,
     Subscription,
+    WrongLastSequence,
     subject_token,
 )
 
@@ -99,6 +100,7 @@ class JetStreamReplicator:
         self._js_nc: NATSClient | None = None
         self.published = 0
         self.duplicates = 0
+        self.fenced = 0  # conditional publishes refused: another node wrote since (writer modes)
         self.publish_errors = 0
         self.publish_timeouts = 0
         self.in_process = 0  # publishes answered "duplicate message id is in process" before their ack
@@ -228,7 +230,9 @@ class JetStreamReplicator:
         nc = self._conn.client
         return nc is not None and nc.is_connected
 
-    async def publish(self, database: str, payload: bytes, *, msg_id: str, timeout: float) -> int:
+    async def publish(
+        self, database: str, payload: bytes, *, msg_id: str, timeout: float, expect: int | None = None
+    ) -> int:
         """Store one change set and return its stream sequence once JetStream acknowledged it.
 
         Short attempts with the same ``Nats-Msg-Id`` until ``timeout`` (see ``publisher``), so a stream
@@ -245,7 +249,7 @@ class JetStreamReplicator:
             with contextlib.suppress(Exception):  # without advisories, retries still go out in time
                 await self._publisher.watch(self._js_nc)
             outcome = await self._publisher.publish(
-                self._js_nc, subject, payload, msg_id=msg_id, timeout=timeout
+                self._js_nc, subject, payload, msg_id=msg_id, timeout=timeout, expect=expect
             )
             if outcome.in_process:
                 self.in_process += 1
@@ -254,6 +258,11 @@ class JetStreamReplicator:
                 if outcome.timed_out:
                     raise _GaveUp(outcome.error, outcome.attempts)
                 assert outcome.error is not None
+                if expect is not None and _wrong_last_sequence(outcome.error):
+                    left = max(timeout - (time.monotonic() - started), 0.001)
+                    return await asyncio.wait_for(
+                        self._landed_after(subject, expect, msg_id, outcome.error), left
+                    )
                 raise outcome.error
             if ack.duplicate:
                 self.duplicates += 1
@@ -283,6 +292,26 @@ class JetStreamReplicator:
             raise self._publish_error(e, database) from e
         self.published += 1
         return int(ack.seq)
+
+    async def _landed_after(self, subject: str, expect: int, msg_id: str, refusal: BaseException) -> int:
+        """A conditional publish refused: did an earlier attempt of it land (JetStream checks the expected
+        sequence before the message id, so the retry of an attempt that landed is refused too)? Only right
+        after ``expect`` can it have: the first message of the subject after it says."""
+        try:
+            first = await self._jetstream().get_msg(self.stream, seq=expect + 1, subject=subject, next=True)
+        except NotFoundError:
+            first = None
+        if first is not None and first.headers and first.headers.get("Nats-Msg-Id") == msg_id:
+            self.duplicates += 1
+            self.published += 1
+            return int(first.seq or 0)
+        self.fenced += 1
+        last = _last_in(refusal)
+        raise WrongLastSequence(
+            f"{subject}: the log's last change set is at {last if last is not None else 'another position'}, "
+            f"not {expect}: another node wrote since",
+            last=last,
+        )
 
     def _publish_error(self, e: Exception, database: str) -> ReplicationError:
         where = f"publishing to {self.subject(database)}"
@@ -410,6 +439,7 @@ class JetStreamReplicator:
             "stream": self.stream,
             "published": self.published,
             "duplicates": self.duplicates,
+            "fenced": self.fenced,
             "publish_errors": self.publish_errors,
             "publish_timeouts": self.publish_timeouts,
             "publish_attempts": self._publisher.attempts,
@@ -501,3 +531,17 @@ def _iso(value: Any) -> str | None:
 
 def _conforms(driver: JetStreamReplicator) -> Replicator:
     return driver  # mypy checks here that the driver implements the protocol
+
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream: "wrong last sequence: N"
+
+
+def _wrong_last_sequence(e: BaseException) -> bool:
+    return isinstance(e, APIError) and e.err_code == WRONG_LAST_SEQUENCE
+
+
+def _last_in(e: BaseException) -> int | None:
+    """N of JetStream's "wrong last sequence: N"."""
+    text = getattr(e, "description", None) or str(e)
+    tail = str(text).rsplit(":", 1)[-1].strip()
+    return int(tail) if tail.isdigit() else None

@@ -127,7 +127,14 @@ class Publisher:
 
     # ------------------------------------------------------------------------------------ publish
     async def publish(
-        self, nc: NATSClient, subject: str, payload: bytes, *, msg_id: str, timeout: float
+        self,
+        nc: NATSClient,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str,
+        timeout: float,
+        expect: int | None = None,
     ) -> Outcome:
         """Attempt until acknowledged or ``timeout``; never raises for what another attempt may fix."""
         deadline = time.monotonic() + timeout
@@ -149,7 +156,9 @@ class Publisher:
             if attempts > 1:
                 self.retries += 1
             try:
-                ack = await self._attempt(nc, subject, payload, msg_id, min(per_attempt, left), changed)
+                ack = await self._attempt(
+                    nc, subject, payload, msg_id, min(per_attempt, left), changed, expect
+                )
                 return Outcome(ack=ack, error=None, attempts=attempts, in_process=in_process, timed_out=False)
             except _Retry as retry:
                 log.debug(
@@ -179,10 +188,14 @@ class Publisher:
         msg_id: str,
         timeout: float,
         changed: asyncio.Future[str],
+        expect: int | None,
     ) -> PubAck:
         js = nc.jetstream()
+        headers = {"Nats-Msg-Id": msg_id}
+        if expect is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(expect)
         request = asyncio.ensure_future(
-            js.publish(subject, payload, timeout=timeout, stream=self.stream, headers={"Nats-Msg-Id": msg_id})
+            js.publish(subject, payload, timeout=timeout, stream=self.stream, headers=headers)
         )
         try:
             waiters: set[asyncio.Future[Any]] = {request, changed}

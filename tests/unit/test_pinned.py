@@ -253,6 +253,16 @@ class FakeNode:
     writer: WriterMode
 
 
+async def serve(w: PinnedWriter, keys: ClusterKeys | None, port: int) -> web.AppRunner:
+    """The heartbeat route of ``w``, as a node serves it, on ``port``."""
+    app = web.Application(middlewares=[error_middleware, heartbeat_size])
+    app.router.add_post("/_ha/heartbeat", HeartbeatRoute(FakeNode(w.node, keys, w)).handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
 @asynccontextmanager
 async def cluster(ids: list[str], keys: list[ClusterKeys | None]) -> AsyncIterator[list[PinnedWriter]]:
     ports = [free_port() for _ in ids]
@@ -269,13 +279,8 @@ async def cluster(ids: list[str], keys: list[ClusterKeys | None]) -> AsyncIterat
             keys=keys[i],
             pg_port=None,
         )
-        app = web.Application(middlewares=[error_middleware, heartbeat_size])
-        app.router.add_post("/_ha/heartbeat", HeartbeatRoute(FakeNode(w.node, keys[i], w)).handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", ports[i]).start()
         writers.append(w)
-        runners.append(runner)
+        runners.append(await serve(w, keys[i], ports[i]))
     for w in writers:
         await w.start()
     try:
@@ -316,5 +321,61 @@ def test_a_node_of_another_secret_is_refused_both_ways() -> None:
             assert peer.error is not None
             assert "401" in peer.error
             assert w1.status()["heartbeats"]["refused"]["node_unauthorized"] > 0
+
+    run(main)
+
+
+def test_without_a_cluster_secret_heartbeats_go_unsigned() -> None:
+    async def main() -> None:
+        async with cluster(["n2", "n1"], [None, None]) as (w2, w1):
+            await until(lambda: pinned(w1) == pinned(w2) == "n1")
+            assert w1.is_writer()
+
+    run(main)
+
+
+def test_a_peer_that_answers_as_another_url_is_not_taken() -> None:
+    """A node listed in --peers under a URL that is not its --local-target (here: localhost for 127.0.0.1)
+    answers as its own URL: its answers are not taken, and the status says why."""
+
+    async def main() -> None:
+        p0, p9 = free_port(), free_port()
+        url0, url9 = f"http://127.0.0.1:{p0}", f"http://127.0.0.1:{p9}"
+        alias = f"http://localhost:{p9}"
+        w0 = PinnedWriter(
+            "name-n0",
+            node_id="n0",
+            local_target=url0,
+            peers=[alias],
+            interval=INTERVAL,
+            timeout=TIMEOUT,
+            keys=KEYS,
+            pg_port=None,
+        )
+        w9 = PinnedWriter(
+            "name-n9",
+            node_id="n9",
+            local_target=url9,
+            peers=[url0],
+            interval=INTERVAL,
+            timeout=TIMEOUT,
+            keys=KEYS,
+            pg_port=None,
+        )
+        runners = [await serve(w0, KEYS, p0), await serve(w9, KEYS, p9)]
+        await w0.start()
+        await w9.start()
+        try:
+            peer = w0.peers[alias]
+            await until(lambda: peer.error is not None and "answers as" in peer.error)
+            assert peer.error is not None
+            assert url9 in peer.error
+            assert peer.heard is None
+            await until(lambda: pinned(w9) == "n0")  # w9 hears w0's own heartbeats: it lists url0 right
+        finally:
+            await w0.close()
+            await w9.close()
+            for runner in runners:
+                await runner.cleanup()
 
     run(main)

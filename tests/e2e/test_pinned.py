@@ -122,7 +122,7 @@ def test_the_lowest_alive_node_id_writes_and_a_killed_writer_is_replaced(
     epoch = mode(n1)["writer"]["epoch"]
     n2.kill()
     took = wait_agree([n1, n3], "hb-b")
-    assert TIMEOUT - INTERVAL - 0.1 < took < TIMEOUT + INTERVAL + 0.5, took
+    assert TIMEOUT - 3 * INTERVAL < took < TIMEOUT + INTERVAL + 0.5, took
     assert mode(n1)["writer"]["epoch"] == epoch + 1  # this node's count of writer changes
     assert {p["node_id"]: p["alive"] for p in mode(n1)["peers"]} == {"hb-a": False, "hb-c": True}
 
@@ -134,11 +134,12 @@ def test_the_lowest_alive_node_id_writes_and_a_killed_writer_is_replaced(
     samples: list[tuple[dict[str, Any], str | None]] = []
 
     def n2_ready() -> bool:
+        n1_pins = pins(n1)  # first: if node2 was still starting after this, it was when node1 answered
         try:
             status = mode(n2)
         except OSError:
             return False  # not listening yet
-        samples.append((status, pins(n1)))
+        samples.append((status, n1_pins))
         return bool(status["start_up"]["over"])
 
     wait_for(n2_ready, 20, "node2's start-up to end", interval=0.02)

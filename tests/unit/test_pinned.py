@@ -10,13 +10,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
 from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.server.http.body import body_middleware
 from sqlite_ha.server.http.errors import error_middleware
-from sqlite_ha.server.http.heartbeat import HeartbeatRoute, heartbeat_size
+from sqlite_ha.server.http.heartbeat import LIMITS, HeartbeatRoute
 from sqlite_ha.testing import free_port
 from sqlite_ha.writer.heartbeat import MAX_SIZE, BadHeartbeat, Heartbeat, UnknownSender
 from sqlite_ha.writer.pinned import PinnedWriter
@@ -255,7 +257,7 @@ class FakeNode:
 
 async def serve(w: PinnedWriter, keys: ClusterKeys | None, port: int) -> web.AppRunner:
     """The heartbeat route of ``w``, as a node serves it, on ``port``."""
-    app = web.Application(middlewares=[error_middleware, heartbeat_size])
+    app = web.Application(middlewares=[error_middleware, body_middleware(1 << 20, 5.0, small=LIMITS)])
     app.router.add_post("/_ha/heartbeat", HeartbeatRoute(FakeNode(w.node, keys, w)).handle)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -377,5 +379,31 @@ def test_a_peer_that_answers_as_another_url_is_not_taken() -> None:
             await w9.close()
             for runner in runners:
                 await runner.cleanup()
+
+    run(main)
+
+
+def test_an_unsized_or_long_heartbeat_is_refused_before_it_is_read() -> None:
+    async def main() -> None:
+        port = free_port()
+        w = writer("b")
+        runner = await serve(w, KEYS, port)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"node_id": "a", '
+            yield b'"target": "http://127.0.0.1:9"}'
+
+        try:
+            async with aiohttp.ClientSession() as session:
+                for body in (chunks(), b" " * (MAX_SIZE + 1)):
+                    url = f"http://127.0.0.1:{port}/_ha/heartbeat"
+                    async with session.post(url, data=body) as resp:
+                        assert resp.status == 413
+                        error = (await resp.json())["error"]
+                        assert error["code"] == "payload_too_large"
+                        assert f"at most {MAX_SIZE} bytes" in error["message"]
+            assert w.received == 0
+        finally:
+            await runner.cleanup()
 
     run(main)

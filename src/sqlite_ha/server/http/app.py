@@ -32,7 +32,8 @@ from sqlite_ha.server.http.body import body_middleware, read_piece
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, answer_error, error_middleware
 from sqlite_ha.server.http.fast import Answer
-from sqlite_ha.server.http.heartbeat import HeartbeatRoute, heartbeat_size
+from sqlite_ha.server.http.heartbeat import LIMITS as HEARTBEAT_LIMITS
+from sqlite_ha.server.http.heartbeat import HeartbeatRoute
 from sqlite_ha.server.http.query import encode_results, load_json, parse_body
 from sqlite_ha.writer.role import WriterMode
 
@@ -125,8 +126,7 @@ class HTTPApi:
         # The body's limits come before the token's check: an oversized body is refused at once either way.
         middlewares: list[Any] = [
             error_middleware,
-            heartbeat_size,
-            body_middleware(max_body_size, body_timeout),
+            body_middleware(max_body_size, body_timeout, small=HEARTBEAT_LIMITS),
         ]
         if self.auth.enabled:
             middlewares.append(auth_middleware(self.auth))

@@ -3,15 +3,15 @@
 Not behind the client login (``--token``, ``--auth-file``): nodes do not hold client credentials. Behind the
 node signature instead (``security/node_auth.py``): a heartbeat must be signed with the cluster secret,
 fresh and never seen before (401 ``node_unauthorized``), come from one of this node's ``--peers`` (403
-``unknown_sender``) and be a heartbeat (400 ``bad_heartbeat``, 413 over ``MAX_SIZE`` bytes, refused before
-its body is read). Only then is it taken, and the answer is this node's own heartbeat, signed as a reply.
+``unknown_sender``) and be a heartbeat (400 ``bad_heartbeat``; 413 over ``MAX_SIZE`` bytes or without a
+``Content-Length``, refused by ``body_middleware`` before the body is read: see ``LIMITS``). Only then is it
+taken, and the answer is this node's own heartbeat, signed as a reply.
 Without a cluster secret (``--insecure-replication``) heartbeats cannot be signed and are taken unsigned:
 anyone who reaches the port can then claim the lowest node id, as anyone can write to such a cluster's log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -19,12 +19,11 @@ from aiohttp import web
 from sqlite_ha.errors import HAError
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.node_auth import HEADER, NodeVerifier, sign
-from sqlite_ha.server.http.errors import error_response
 from sqlite_ha.writer.heartbeat import MAX_SIZE, PATH, REPLY, Heartbeat, WrongMode
 from sqlite_ha.writer.pinned import PinnedWriter
 from sqlite_ha.writer.role import WriterMode
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LIMITS = {PATH: MAX_SIZE}  # for ``body_middleware``: a heartbeat's body is refused before it is read
 
 
 class HeartbeatNode(Protocol):
@@ -59,17 +58,3 @@ class HeartbeatRoute:
         data = answer.encode()
         headers = sign(self.node.keys, self.node.name, REPLY, PATH, data)
         return web.Response(body=data, content_type="application/json", headers=headers)
-
-
-@web.middleware
-async def heartbeat_size(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A heartbeat is a few hundred bytes: a longer (or unsized) body is refused before it is read."""
-    if request.path == PATH and request.method == "POST":
-        length = request.content_length
-        if length is None or length > MAX_SIZE:
-            size = "an unsized body" if length is None else f"{length} bytes"
-            message = f"a heartbeat is at most {MAX_SIZE} bytes with a Content-Length, not {size}"
-            resp = error_response(413, "payload_too_large", message)
-            resp.force_close()  # the body is not read: the connection cannot carry another request
-            return resp
-    return await handler(request)

@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 
 from sqlite_ha.db.statement import Statement
+from sqlite_ha.replication.freshness import LogUnreachable, SeqBeyondLog, StaleRead
 from sqlite_ha.replication.memory import MemoryHub
-from sqlite_ha.replication.replicated_database import (
-    LogUnreachable,
-    SeqBeyondLog,
-    StaleRead,
-)
 from tests.cluster.nodes import close, open_node
 
 

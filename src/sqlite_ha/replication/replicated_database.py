@@ -28,9 +28,10 @@ from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
-from sqlite_ha.errors import BadRequest, HAError
+from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
 from sqlite_ha.replication.fence import FENCED_RETRIES, Fence, Fenced
+from sqlite_ha.replication.freshness import ReadLevels
 from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
@@ -64,29 +65,13 @@ class ReplicationPending(HAError):
         self.execution = execution
 
 
-class StaleRead(HAError):
-    code = "stale_read"
-
-
-class LogUnreachable(HAError):
-    """A strong read could not learn where the log ends: without that no node can promise a current read."""
-
-    code = "log_unreachable"
-
-
-class SeqBeyondLog(BadRequest):
-    """``min_seq`` is past the end of the log: no write has that position (yet), waiting would be in vain."""
-
-    code = "min_seq_beyond_log"
-
-
 class Gap(HAError):
     """The log no longer holds change sets this node may have missed: its data may be stale."""
 
     code = "replication_gap"
 
 
-class ReplicatedDatabase:
+class ReplicatedDatabase(ReadLevels):
     def __init__(
         self,
         db: Database,
@@ -521,123 +506,9 @@ class ReplicatedDatabase:
             except Exception:  # a failing retry must not stop the next ones; it is logged with its cause
                 log.exception("database %s: retrying parked change sets failed", self.db.id)
 
-    # ------------------------------------------------------------------------------------ reads
-    async def wait_current(self, timeout: float) -> None:
-        """A strong read: return once this node has applied everything the log held when it was asked, so
-        the read that follows sees every write acknowledged anywhere before it began (a write is
-        acknowledged only once it is in the log). ``LogUnreachable`` when the log does not say where it
-        ends within ``timeout``; ``StaleRead`` when this node does not catch up within it."""
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                last = await self.replicator.last_seq(self.db.id)
-        except (TimeoutError, ReplicationError) as e:
-            why = e.message if isinstance(e, ReplicationError) else f"no answer within {timeout:g}s"
-            raise LogUnreachable(
-                f"a strong read of {self.db.id} needs the log's last position, and the log does not answer: "
-                f"{why}",
-                hint="retry, or read with level=none (this node's data, possibly behind)",
-            ) from e
-        await self.wait_applied(last, max(timeout - (time.monotonic() - started), 0.001))
-
-    async def wait_applied(self, min_seq: int, timeout: float) -> None:
-        """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``.
-
-        While it waits it asks the log where it ends: ``SeqBeyondLog`` at once if ``min_seq`` is past that
-        (no acknowledged write has that position). Only the log can say: a write acknowledged a moment ago
-        on another node is newer than anything this node has seen. If the log cannot answer, the wait goes on.
-        """
-        if self.replica.applied_seq >= min_seq:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                applied = asyncio.ensure_future(self._wait_for(min_seq))
-                beyond = asyncio.ensure_future(self._refuse_beyond_log(min_seq))
-                try:
-                    await asyncio.wait((applied, beyond), return_when=asyncio.FIRST_COMPLETED)
-                    if not applied.done():
-                        beyond.result()  # raises when min_seq is past the log's end
-                    await applied
-                finally:
-                    applied.cancel()
-                    beyond.cancel()
-                    if beyond.done() and not beyond.cancelled():
-                        beyond.exception()  # retrieved: a refusal that came too late is not an error
-        except TimeoutError:
-            raise StaleRead(
-                f"this node has applied the log up to {self.replica.applied_seq}, not yet {min_seq}",
-                hint="retry, or read from the node that took the write",
-                applied_seq=self.replica.applied_seq,
-                min_seq=min_seq,
-            ) from None
-
-    async def _wait_for(self, min_seq: int) -> None:
-        async with self._applied:
-            await self._applied.wait_for(lambda: self.replica.applied_seq >= min_seq)
-
-    async def _refuse_beyond_log(self, min_seq: int) -> None:
-        """Raise ``SeqBeyondLog`` if the log ends before ``min_seq``; return if it does not or cannot say."""
-        try:
-            end = await asyncio.wait_for(self._log_end(), 2.0)
-        except (TimeoutError, ReplicationError):
-            return
-        if min_seq > end:
-            raise SeqBeyondLog(
-                f"min_seq {min_seq} is beyond the end of the replication log (its last sequence is {end}): "
-                "no write has that position",
-                hint="send the seq a write to this database answered; after the log was recreated, older "
-                "seq values mean nothing",
-                min_seq=min_seq,
-                last_seq=end,
-            )
-
-    async def _log_end(self) -> int:
-        """The last position of the log, asked of the log itself. With JetStream positions are the stream's,
-        shared by all databases: its last sequence (a database's own last one may be older than a seq from
-        a write to another database, which waits as any other). A log without stream-wide positions counts
-        each database on its own."""
-        stream_end = getattr(self.replicator, "stream_last_seq", None)
-        if stream_end is not None:
-            return int(await stream_end())
-        return int(await self.replicator.last_seq(self.db.id))
-
     @property
     def applied_seq(self) -> int:
         return self.replica.applied_seq
-
-    async def caught_up_through(self) -> int | None:
-        """A log position up to which this node has applied every change set of this database, if it can
-        tell (the log's end when its consumer has nothing pending, and nothing it lacked was dropped), else
-        None. What it finds is remembered (``verified_through``)."""
-        end = getattr(self.replicator, "stream_last_seq", None)
-        if end is None:
-            return None
-        asked_at = time.time()
-        try:
-            last = int(await asyncio.wait_for(end(), 2.0))
-            pending = await self._pending_messages()
-            if pending != 0:
-                return None
-            # An empty consumer proves nothing if the log dropped what it would have delivered.
-            if self._log_may_have_dropped():
-                first = await asyncio.wait_for(self.replicator.first_seq(self.db.id), 2.0)
-                if first > max(self.applied_seq, self._verified_through) + 1:
-                    return None
-        except (TimeoutError, ReplicationError):
-            return None
-        if last >= self._verified_through:
-            self._verified_through, self._verified_at = last, asked_at
-        return last
-
-    async def _pending_messages(self) -> int | None:
-        """How many of this database's change sets the log still has for this node, where it can say."""
-        consumer = getattr(self.replicator, "consumer", None)
-        if consumer is None:
-            return None
-        try:
-            return _num_pending(await asyncio.wait_for(consumer(self.consumer), 2.0), self.applied_seq)
-        except (TimeoutError, ReplicationError):
-            return None
 
     async def status(self) -> dict[str, Any]:
         stats = self.replica.stats
@@ -678,17 +549,3 @@ class ReplicatedDatabase:
             "fence": self.fence.status() if self.writer_mode is not None else None,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }
-
-
-def _num_pending(info: dict[str, Any] | None, applied_seq: int) -> int | None:
-    """Change sets not delivered yet, plus those delivered but not applied yet (the unacknowledged ones,
-    unless the node applied everything delivered: acks are sent a little later than the apply)."""
-    if not info:
-        return None
-    pending, unacked = info.get("num_pending"), info.get("num_ack_pending", 0)
-    if not isinstance(pending, int):
-        return None
-    delivered = info.get("delivered_stream_seq", 0)
-    if isinstance(delivered, int) and delivered <= applied_seq:
-        return pending
-    return pending + (unacked if isinstance(unacked, int) else 0)

@@ -31,7 +31,8 @@ from typing import Any
 
 from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.errors import HAError
-from sqlite_ha.replication.replicated_database import ReplicatedDatabase, StaleRead
+from sqlite_ha.replication.freshness import StaleRead
+from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import Replicator, Retention
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import Send, SnapshotReply, SnapshotRequest

@@ -28,9 +28,9 @@ from referencing.jsonschema import DRAFT202012
 
 from sqlite_ha.server.http.app import (
     MIN_SEQ_HEADER,
-    NODE_PATHS,
     PUBLIC_PATHS,
     SEQ_HEADER,
+    SIGNED_PATHS,
     HTTPApi,
     openapi_text,
 )
@@ -290,7 +290,7 @@ def test_spec_security_matches_the_public_paths(spec: dict[str, Any]) -> None:
             if path in PUBLIC_PATHS:
                 assert op.get("security") == [], f"{method} {path} is public: it needs security: []"
                 assert "401" not in op["responses"], f"{method} {path} never answers 401"
-            elif path in NODE_PATHS:
+            elif path in SIGNED_PATHS:
                 assert op.get("security") == [{"nodeSignature": []}], f"{method} {path}: node signature"
                 assert "401" in op["responses"], f"{method} {path} answers 401 without the signature"
             else:
@@ -470,7 +470,7 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
     for route in ("/healthz", "/readyz", "/openapi.yaml", "/docs"):
         call("GET", route, auth=False, expect=200)
     for method, route in sorted(conf.operations()):
-        if route in PUBLIC_PATHS or route in NODE_PATHS:
+        if route in PUBLIC_PATHS or route in SIGNED_PATHS:
             continue
         resp = call(
             method,

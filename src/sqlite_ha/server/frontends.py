@@ -189,5 +189,10 @@ class Frontends:
             },
             "pg": None
             if pg is None
-            else {"open": pg.open, "max": cfg.pg_max_connections, "refused": pg.refused},
+            else {
+                "open": pg.open,
+                "max": cfg.pg_max_connections,
+                "refused": pg.refused,
+                "forwarding": pg.links.stats(),
+            },
         }

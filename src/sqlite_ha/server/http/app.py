@@ -7,10 +7,10 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import orjson
 from aiohttp import web
@@ -25,24 +25,30 @@ from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
 from sqlite_ha.replication.snapshotter import Snapshotter
-from sqlite_ha.security.keys import ClusterKeys
+from sqlite_ha.security.node_auth import HEADER as NODE_AUTH
 from sqlite_ha.security.users import User, Users
 from sqlite_ha.server.http.auth import HttpAuth, require, sql_grant
 from sqlite_ha.server.http.body import body_middleware, read_piece
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, answer_error, error_middleware
-from sqlite_ha.server.http.fast import Answer
+from sqlite_ha.server.http.fast import HAND_OVER, Answer
 from sqlite_ha.server.http.heartbeat import LIMITS as HEARTBEAT_LIMITS
 from sqlite_ha.server.http.heartbeat import HeartbeatRoute
 from sqlite_ha.server.http.query import encode_results, load_json, parse_body
-from sqlite_ha.writer.role import WriterMode
+from sqlite_ha.server.http.writes import WriteRouter
+
+if TYPE_CHECKING:
+    from sqlite_ha.config import Config
+    from sqlite_ha.security.keys import ClusterKeys
+    from sqlite_ha.writer.role import WriterMode
 
 # Health, readiness and documentation stay open so orchestrators and people can reach them without the token,
 # as in the ``ha`` command.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.yaml", "/docs"})
-# Requests between nodes: signed with the cluster secret (security/node_auth.py) instead of a client's login.
-NODE_PATHS = frozenset({"/_ha/heartbeat"})
-_NO_LOGIN = PUBLIC_PATHS | NODE_PATHS
+# Routes for nodes only (heartbeats): never a client's login; their handler checks the node signature
+# (security/node_auth.py) instead.
+SIGNED_PATHS = frozenset({"/_ha/heartbeat"})
+_NO_LOGIN = PUBLIC_PATHS | SIGNED_PATHS
 _CHUNK = 256 * 1024
 SEQ_HEADER = "X-Sequence"  # the log position of a write's change set: a read-your-writes token on any node
 MIN_SEQ_HEADER = "X-Min-Sequence"
@@ -54,10 +60,11 @@ class NodeView(Protocol):
     """What the HTTP API needs of a node."""
 
     name: str
+    config: Config
+    keys: ClusterKeys | None
     databases: Databases
     replication: ReplicationManager | None
     snapshots: Snapshotter | None
-    keys: ClusterKeys | None  # the cluster secret's keys: node requests are signed with them
     writer: WriterMode
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
@@ -86,14 +93,23 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 _USER = "sqlite_ha.user"
+_NODE = "sqlite_ha.node"  # the node that signed a node request (GET /leader)
+NODE_PATHS = frozenset({"/leader"})  # routes other nodes may ask with a node signature instead of a login
 
 
-def auth_middleware(auth: HttpAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
+def auth_middleware(
+    auth: HttpAuth, node_signer: Callable[[web.Request], str | None]
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def check(
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
+        if request.path in NODE_PATHS and NODE_AUTH in request.headers:
+            node = node_signer(request)  # a wrong signature is a 401; None: no cluster secret to check
+            if node is not None:
+                request[_NODE] = node
+                return await handler(request)
         if request.path not in _NO_LOGIN:
             request[_USER] = await auth.principal(request.headers.get("Authorization", ""))
         return await handler(request)
@@ -129,9 +145,17 @@ class HTTPApi:
             body_middleware(max_body_size, body_timeout, small=HEARTBEAT_LIMITS),
         ]
         if self.auth.enabled:
-            middlewares.append(auth_middleware(self.auth))
+            middlewares.append(auth_middleware(self.auth, self._node_signer))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
         self.app[MAX_BODY_SIZE] = max_body_size
+        self._writes: WriteRouter | None = None  # made on start: the node is complete by then
+        self.app.on_startup.append(self._start)
+        self.app.on_cleanup.append(self._close)
+        # In a writer mode, the routes that write replicated data go to the writer from a node that is not
+        # it: the queries (when they write) and the loads. The other POST and DELETE routes act on this node
+        # alone and stay here: a database created or deleted over the API is this node's (each node
+        # attaches its own), a snapshot is taken of this node's copy, and a replication consumer is removed
+        # from the shared log by whichever node is asked.
         r = self.app.router
         r.add_post("/", self.query)
         r.add_post("/query", self.query)
@@ -155,9 +179,32 @@ class HTTPApi:
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         r.add_get("/status", self.status)
+        r.add_get("/leader", self.leader)
         r.add_get("/openapi.yaml", self.openapi)
         r.add_get("/docs", self.docs)
         r.add_post("/_ha/heartbeat", HeartbeatRoute(node).handle)
+
+    async def _start(self, app: web.Application) -> None:
+        node = self.node
+        self._writes = WriteRouter(name=node.name, writer=node.writer, keys=node.keys, config=node.config)
+        await self._writes.start()
+
+    async def _close(self, app: web.Application) -> None:
+        if self._writes is not None:
+            await self._writes.close()
+
+    @property
+    def writes(self) -> WriteRouter:
+        if self._writes is None:
+            self._writes = WriteRouter(
+                name=self.node.name, writer=self.node.writer, keys=self.node.keys, config=self.node.config
+            )
+        return self._writes
+
+    def _node_signer(self, request: web.Request) -> str | None:
+        return self.writes.verifier.verify(
+            request.headers.get(NODE_AUTH), request.method, request.raw_path, b""
+        )
 
     def _database(self, request: web.Request, permission: Permission = Permission.READ) -> Database:
         """The database a route names, if the user has ``permission`` on it."""
@@ -166,20 +213,41 @@ class HTTPApi:
         return db
 
     # -------------------------------------------------------------------------------- queries
-    async def query(self, request: web.Request) -> web.Response:
+    async def query(self, request: web.Request) -> web.StreamResponse:
         """Run statements; ``?min_seq=N`` first waits until this node has applied the log up to N, and
         ``?level=strong`` until it has applied everything the log held when the request arrived."""
         body = await request.read()
-        status, body, headers = await self.run_query(
-            request.match_info.get("id"), body, _min_seq(request), _user(request), _read_level(request)
-        )
+        if request.query_string:
+            self.writes.check_flags(request)
+        database, user = request.match_info.get("id"), _user(request)
+        answer = await self.run_query(database, body, _min_seq(request), user, _read_level(request), request)
+        if not isinstance(answer, tuple):
+            return answer  # the writer's answer, or a 307 to it
+        status, body, headers = answer
         return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
     async def run_query(
-        self, database: str | None, body: bytes, min_seq: int, user: User | None, level: str = "none"
-    ) -> Answer:
+        self,
+        database: str | None,
+        body: bytes,
+        min_seq: int,
+        user: User | None,
+        level: str = "none",
+        request: web.Request | None = None,
+    ) -> Answer | web.StreamResponse:
+        """The answer to a query; a write on a node that is not the writer goes to the writer (from the
+        fast path, without ``request``: ``HAND_OVER``, so aiohttp serves it with the request whole)."""
         db = self.node.database(database)
         statements, as_list = parse_body(body, sql_grant(user, db.id))
+        # A batch with one write goes whole; a statement SQLite cannot classify (an unknown table) too: the
+        # writer answers it. On a writer and a leaderless node this costs one check.
+        if not self.node.writer.is_writer() and not db.is_read_only(statements):
+            if request is None:
+                return HAND_OVER
+            if not self.writes.local(request):
+                forwarded = await self.writes.to_writer(request, body)
+                if forwarded is not None:
+                    return forwarded
         if level == "strong":
             await self.node.wait_current(db, self.read_wait)
         if min_seq:
@@ -197,7 +265,9 @@ class HTTPApi:
         """A query served by the fast path (``fast``): checked and answered as the middlewares would."""
         try:
             user = await self.auth.principal(authorization) if self.auth.enabled else None
-            return await self.run_query(database, body, 0, user)
+            answer = await self.run_query(database, body, 0, user)
+            assert isinstance(answer, tuple)  # without a request: never a response
+            return answer
         except Exception as err:
             path = "/query" if database is None else f"/databases/{database}"
             return answer_error(err, "POST", path)
@@ -219,9 +289,19 @@ class HTTPApi:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         return await _stream_file(request, f, f"{stamp}_{db.id}")
 
-    async def load(self, request: web.Request) -> web.Response:
-        """Load an uploaded SQLite file into an empty database through the write path (every node gets it)."""
+    async def _upload(self, request: web.Request) -> AsyncIterator[bytes]:
+        """An upload's body, piece by piece (each within --body-timeout), to forward it as it arrives."""
+        while chunk := await read_piece(request, _CHUNK, self.body_timeout):
+            yield chunk
+
+    async def load(self, request: web.Request) -> web.StreamResponse:
+        """Load an uploaded SQLite file into an empty database through the write path (every node gets it).
+        It writes replicated data: on a node that is not the writer it goes to the writer, streamed."""
         db = self._database(request, Permission.ADMIN)
+        if not self.node.writer.is_writer() and not self.writes.local(request):
+            forwarded = await self.writes.to_writer(request, self._upload(request))
+            if forwarded is not None:
+                return forwarded
         limit = self.max_load_size
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"the file is larger than --max-load-size ({limit} bytes)", limit=limit)
@@ -381,6 +461,12 @@ class HTTPApi:
     async def status(self, request: web.Request) -> web.Response:
         require(_user(request), Permission.ADMIN, None)
         return json_response(await self.node.status())
+
+    async def leader(self, request: web.Request) -> web.Response:
+        """Who writes: asked by clients (as ``/status``) and by other nodes (with a node signature)."""
+        if _NODE not in request:
+            require(_user(request), Permission.ADMIN, None)
+        return json_response(self.writes.leader())
 
     # -------------------------------------------------------------------------------- docs
     async def openapi(self, request: web.Request) -> web.Response:

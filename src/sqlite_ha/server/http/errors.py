@@ -50,6 +50,10 @@ _EXTRA_STATUS = {
 }
 
 
+# Errors after which nothing was written and a retry soon may succeed: their answers say when.
+_RETRY_AFTER = frozenset({"no_writer", "not_writer"})
+
+
 def status_for(err: e.HAError) -> int:
     for cls, status in _STATUS:
         if isinstance(err, cls):
@@ -79,7 +83,10 @@ def answer_error(err: Exception, method: str, path: str) -> tuple[int, bytes, di
             log.warning("%s %s: %s", method, path, err.message)
         extra = {k: v for k, v in err.to_dict().items() if k not in ("code", "message")}
         challenge = err.scheme if isinstance(err, e.Unauthorized) else "Bearer"
-        return (status, *error_body(status, err.code, err.message, challenge=challenge, **extra))
+        body, headers = error_body(status, err.code, err.message, challenge=challenge, **extra)
+        if err.code in _RETRY_AFTER:
+            headers = {**(headers or {}), "Retry-After": "1"}
+        return status, body, headers
     if isinstance(err, OSError) and err.errno in e.NO_ROOM:  # an upload or a temporary file
         log.warning("%s %s: %s", method, path, err)
         message = f"the node has no room to store this: {err.strerror}"

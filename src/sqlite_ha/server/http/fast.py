@@ -47,6 +47,9 @@ _STATIC_HEADERS = f"Content-Type: application/json\r\nServer: {SERVER_SOFTWARE}\
 
 # (status, body, extra headers) for a query: what the API answers, errors included.
 Answer = tuple[int, bytes, dict[str, str] | None]
+HAND_OVER: Answer = (0, b"", None)
+"""A responder's answer that it does not serve the request here (a write on a node that is not the writer,
+forwarded by the full app): the request, whole, and the rest of its connection go to aiohttp."""
 Responder = Callable[[str | None, bytes, str], Awaitable[Answer]]
 Health = Callable[[str], Answer]  # the answer to GET /healthz or /readyz, given over the connection cap
 
@@ -72,13 +75,14 @@ class _HandOver(Exception):
 
 
 class _Request:
-    __slots__ = ("auth", "body", "close", "database")
+    __slots__ = ("auth", "body", "close", "database", "head")
 
-    def __init__(self, database: str | None, body: bytes, close: bool, auth: str) -> None:
+    def __init__(self, database: str | None, body: bytes, close: bool, auth: str, head: bytes = b"") -> None:
         self.database = database
         self.body = body
         self.close = close
         self.auth = auth
+        self.head = head  # as received, without the blank line that ends it
 
 
 def _route(target: str) -> str | None:
@@ -99,8 +103,9 @@ def parse(buf: bytearray, max_body: int) -> _Request | None:
         if len(buf) > MAX_HEAD:
             raise _HandOver
         return None
+    head = bytes(buf[:end])  # kept (no copy more) to hand the request over after all
     try:
-        lines = bytes(buf[:end]).decode("ascii").split("\r\n")
+        lines = head.decode("ascii").split("\r\n")
     except UnicodeDecodeError:
         raise _HandOver from None
     parts = lines[0].split(" ")
@@ -138,7 +143,7 @@ def parse(buf: bytearray, max_body: int) -> _Request | None:
         return None
     body = bytes(buf[end + 4 : total])
     del buf[:total]
-    return _Request(database, body, close, auth or "")
+    return _Request(database, body, close, auth or "", head)
 
 
 class _Date:
@@ -369,6 +374,10 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         self.task = None
         if transport is None or transport.is_closing():
+            return
+        if status == 0:  # HAND_OVER: aiohttp serves it, from its first byte
+            self.buf[:0] = b"".join((request.head, b"\r\n\r\n", request.body))
+            self._hand_over()
             return
         close = request.close or self.eof
         transport.write(response_bytes(status, body, headers, self.fast.date(), close))

@@ -47,9 +47,14 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
     if kind == "begin":
         if session.in_block:
             session.notice("there is already a transaction in progress", "25001")
+        elif session.forward is not None:
+            session.forward.began(sql)
         session.in_block = True
         return Outcome("BEGIN")
     if kind in ("commit", "rollback"):
+        if session.forward is not None:
+            session.forward.ended()
+        session.read_seq = None
         return await _end_block(session, commit=kind == "commit" and not session.failed)
     if kind in ("savepoint", "release", "rollback_to"):
         return _savepoint(session, kind, sql)
@@ -222,6 +227,12 @@ def _set(session: Session, sql: str) -> Outcome:
         if level is None:
             raise PgError("22023", f"ha.read_level must be none, strong or linearizable, not {value!r}")
         session.read_level = level
+        return Outcome("SET")
+    if name == "ha.read_seq" and session.forwarded_by is not None:  # see forwarded.py
+        try:
+            session.read_seq = int(value)
+        except ValueError:
+            raise PgError("22023", f"ha.read_seq must be a sequence number, not {value!r}") from None
         return Outcome("SET")
     if name == "ha.min_seq":
         try:

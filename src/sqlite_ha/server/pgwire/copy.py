@@ -31,7 +31,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError, SQLError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire import codec, forwarded
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.copy_format import CopyError, CopyRow, RowEncoder, row_parser
 from sqlite_ha.server.pgwire.copy_statement import CopyStatement, parse_copy
@@ -287,8 +287,7 @@ class _CopyIn:
             except HAError as e:
                 raise self._error(e) from e
             self.count += len(self.statements)
-            if seq is not None:
-                s.last_seq = seq
+            self._written(seq)
             return
         await self._flush()
         tx, self.tx = self.tx, None
@@ -308,8 +307,14 @@ class _CopyIn:
         except HAError as e:
             tx.rollback()
             raise self._error(e) from e
+        self._written(seq)
+
+    def _written(self, seq: int | None) -> None:
+        s = self.session
         if seq is not None:
             s.last_seq = seq
+            if s.forwarded_by is not None:
+                forwarded.report_seq(s, seq)
 
     def _abandon(self) -> None:
         """Undo everything this COPY wrote; the writer goes back unless the session's block holds it."""

@@ -19,6 +19,7 @@ class PgError(Exception):
         detail: str | None = None,
         fatal: bool = False,
         context: str | None = None,
+        raw: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -27,6 +28,7 @@ class PgError(Exception):
         self.detail = detail
         self.fatal = fatal
         self.context = context  # the error's CONTEXT line (``COPY t, line 3``)
+        self.raw = raw  # the ErrorResponse as the writer sent it, for a forwarded statement: sent unchanged
 
     @classmethod
     def of(cls, e: HAError) -> PgError:

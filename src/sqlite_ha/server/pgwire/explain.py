@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.prepared import Prepared
+
+if TYPE_CHECKING:
+    from sqlite_ha.server.pgwire.session import Session
 
 COLUMN = "QUERY PLAN"
 _EXPLAIN = re.compile(
@@ -49,3 +56,23 @@ def plan_lines(rows: Sequence[Sequence[SQLiteValue]]) -> list[tuple[SQLiteValue,
         depth[node] = level
         lines.append((detail if level == 0 else " " * (6 * level - 4) + "->  " + detail,))
     return lines
+
+
+def prepare(
+    session: Session, sql: str, target_sql: str, param_oids: list[int], *, describe: bool
+) -> Prepared:
+    """EXPLAIN: the target statement translated as any other, its plan asked of SQLite."""
+    target = session._prepare(target_sql, param_oids, describe=False)
+    if target.kind != "query" or target.catalog:
+        raise PgError("0A000", "EXPLAIN is supported for queries and writes on the database's tables")
+    prepared = Prepared(
+        sql=sql,
+        kind="query",
+        run_sql=f"EXPLAIN QUERY PLAN {target.run_sql}",
+        param_oids=target.param_oids,
+    )
+    if describe:
+        session._describe_statement(prepared)
+    prepared.explain = True
+    prepared.columns = [t.Column(COLUMN, t.TEXT, False)]
+    return prepared

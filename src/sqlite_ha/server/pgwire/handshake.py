@@ -17,7 +17,7 @@ from sqlite_ha import __version__
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.database import Database
 from sqlite_ha.security.passwords import ScramVerifier
-from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire import codec, forwarded
 from sqlite_ha.server.pgwire.auth import (
     AuthFailed,
     ScramServer,
@@ -28,6 +28,7 @@ from sqlite_ha.server.pgwire.auth import (
     mock_verifier,
 )
 from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.upstream import FORWARDED_BY
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode
@@ -104,7 +105,10 @@ async def authenticate(session: Session, params: dict[str, str]) -> None:
     session.params = {"application_name": params.get("application_name", "")}
     settings = session.settings
     account = settings.users.get(user) if settings.users is not None else None
-    if account is not None and account.verifier is not None:
+    by = params.get(FORWARDED_BY)
+    if by is not None:  # another node, running its client's writes here: the node logs in, not the user
+        await forwarded.login(session, params, by)
+    elif account is not None and account.verifier is not None:
         await _login_with_verifier(session, user, account.verifier)
         session.principal = account
     elif settings.superuser:
@@ -144,7 +148,7 @@ async def _login_as_superuser(session: Session, user: str) -> None:
     elif method == "md5":
         salt = md5_salt()
         session.send(codec.authentication_md5(salt))
-        data = await _password_message(session)
+        data = await password_message(session)
         try:
             check_md5(session.settings.user, session.settings.password, salt, data)
         except AuthFailed:
@@ -152,7 +156,7 @@ async def _login_as_superuser(session: Session, user: str) -> None:
         _check_user(session, user)
     else:
         session.send(codec.authentication_cleartext())
-        data = await _password_message(session)
+        data = await password_message(session)
         try:
             check_cleartext(session.settings.password, data)
         except AuthFailed:
@@ -166,7 +170,7 @@ async def _login_with_verifier(session: Session, user: str, verifier: ScramVerif
     The cleartext method checks the password against the verifier."""
     if session.settings.auth == "password":
         session.send(codec.authentication_cleartext())
-        data = await _password_message(session)
+        data = await password_message(session)
         try:
             await asyncio.to_thread(check_cleartext_verifier, verifier, data)
         except AuthFailed:
@@ -179,10 +183,10 @@ async def _login_with_verifier(session: Session, user: str, verifier: ScramVerif
 async def _scram(session: Session, user: str, scram: ScramServer) -> bytes:
     """The SASL exchange up to the client's proof; the server's final message once the proof holds."""
     session.send(codec.authentication_sasl(scram.mechanisms()))
-    first = await _password_message(session)
+    first = await password_message(session)
     try:
         session.send(codec.authentication_sasl_continue(scram.initial(first)))
-        final = await _password_message(session)
+        final = await password_message(session)
         return scram.final(final)
     except AuthFailed:
         _auth_failed(user)
@@ -200,7 +204,7 @@ def check_connect(session: Session, db: Database, *, fatal: bool) -> None:
         )
 
 
-async def _password_message(session: Session) -> bytes:
+async def password_message(session: Session) -> bytes:
     msg = await session.next_message(timeout=30.0)
     if msg is None:
         raise ConnectionError("the client left during authentication")

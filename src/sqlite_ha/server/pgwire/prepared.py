@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.backend_messages import Field
+from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.frontend_messages import Bind
 
 _FIRST_WORDS = re.compile(
     r"^\s*(\w+)(?:\s+(?:or\s+replace\s+|temp(?:orary)?\s+|unique\s+|if\s+not\s+exists\s+)*(\w+))?", re.I
@@ -74,6 +77,7 @@ class Portal:
     columns: list[t.Column] | None = None
     tag: str = ""
     sent: int = 0
+    bind: Bind | None = None  # the message that made it, replayed on the writer when it is forwarded
 
 
 @dataclass(slots=True)
@@ -90,3 +94,34 @@ def verb(sql: str) -> str:
     """A statement's first word, upper case: it makes the command tag."""
     found = _FIRST_WORDS.match(sql)
     return found.group(1).upper() if found else ""
+
+
+def guess_oid(name: str) -> int:
+    """Expression columns have no declared type; a few names say what they hold."""
+    low = name.lower()
+    if low.startswith(("count(", "length(", "changes(", "total_changes(", "last_insert_rowid(")):
+        return t.INT8
+    if low.startswith(("avg(", "total(")):
+        return t.FLOAT8
+    return t.TEXT
+
+
+def formats(codes: Sequence[int], n: int) -> list[int]:
+    """Bind's format codes (none, one for all, or one each) as one per value."""
+    if not codes:
+        return [0] * n
+    if len(codes) == 1:
+        return [codes[0]] * n
+    if len(codes) != n:
+        raise PgError("08P01", f"{len(codes)} format codes for {n} values")
+    return list(codes)
+
+
+def column_field(column: t.Column, fmt: int | None = None) -> Field:
+    """A column as RowDescription announces it."""
+    return Field(
+        name=column.name,
+        type_oid=column.oid,
+        type_size=t.type_size(column.oid),
+        format=(1 if column.binary else 0) if fmt is None else fmt,
+    )

@@ -17,20 +17,31 @@ import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlite_ha.config import Config
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError
+from sqlite_ha.replication.manager import ReplicationManager
+from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.users import Users
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.forwarded import NodeSessions
 from sqlite_ha.server.pgwire.session import Session
+from sqlite_ha.writer.role import WriterMode
 
 log = logging.getLogger(__name__)
 
 
 class PgNode(Protocol):
     """What a session needs of the node."""
+
+    name: str
+    config: Config
+    keys: ClusterKeys | None  # the cluster secret's: forwarded sessions are keyed from it
+    writer: WriterMode  # who takes writes: a session on another node forwards its writes there
+    replication: ReplicationManager | None
 
     def database(self, ident: str | None = None) -> Database: ...
 
@@ -91,6 +102,7 @@ class PgServer:
         self._over_cap = 0  # sessions in ``_tasks`` being refused
         self.refused = 0  # connections refused over the cap since start
         self.port: int | None = None
+        self.links = NodeSessions(node, settings)  # forwarded sessions: to the writer, and from other nodes
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -117,7 +129,9 @@ class PgServer:
                 return _Refused()
             self._over_cap += 1
         conn = Connection()
-        session = Session(self.node, self.settings, conn, pid=next(self._pids), tls=self.tls)
+        session = Session(
+            self.node, self.settings, conn, pid=next(self._pids), links=self.links, tls=self.tls
+        )
         if over:
             session.refusal = PgError(
                 "53300", f"sorry, too many clients already (--pg-max-connections {cap})", fatal=True

@@ -40,7 +40,7 @@ from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.security.users import User
-from sqlite_ha.server.pgwire import catalog, codec, commands, explain, handshake
+from sqlite_ha.server.pgwire import catalog, codec, commands, explain, forwarded, handshake
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.colnames import pg_column_name
 from sqlite_ha.server.pgwire.connection import Connection
@@ -52,8 +52,13 @@ from sqlite_ha.server.pgwire.dialect import (
     translate_catalog,
 )
 from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.forward import Forward
+from sqlite_ha.server.pgwire.forwarded import NodeSessions
 from sqlite_ha.server.pgwire.infer import infer, result_types
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
+from sqlite_ha.server.pgwire.prepared import column_field as _field
+from sqlite_ha.server.pgwire.prepared import formats as _formats
+from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode, PgSettings
@@ -70,9 +75,11 @@ class Session:
         conn: Connection,
         *,
         pid: int,
+        links: NodeSessions,
         tls: Any = None,
     ) -> None:
         self.node = node
+        self.links = links
         self.settings = settings
         self.conn = conn
         self.pid = pid
@@ -101,6 +108,9 @@ class Session:
         self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
         self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
         self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
+        self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
+        self.forwarded_by: str | None = None  # the node that opened this session on the writer (forwarded.py)
+        self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:
@@ -167,6 +177,9 @@ class Session:
                 self._failed(msg, e)
 
     def error(self, e: PgError) -> None:
+        if e.raw is not None:
+            self.send(e.raw)
+            return
         self.send(
             codec.error_response(
                 "FATAL" if e.fatal else "ERROR",
@@ -188,6 +201,8 @@ class Session:
                 return
             cancel_registry[(self.pid, self.secret)] = self
             self.inline = True
+            if self.forwarded_by is None and self.node.writer.name != "leaderless":
+                self.forward = Forward(self)
             await self.loop()
         except codec.ProtocolError as e:
             self.error(PgError(e.code, e.message, fatal=True))
@@ -198,6 +213,8 @@ class Session:
         finally:
             cancel_registry.pop((self.pid, self.secret), None)
             self._abandon()
+            if self.forward is not None:
+                await self.forward.close()
             with contextlib.suppress(Exception):
                 await self.flush()
             with contextlib.suppress(Exception):
@@ -212,6 +229,9 @@ class Session:
         """A CancelRequest from another connection: stop the read or the transaction block's statement this
         session runs now (an autocommit write is never abandoned half-way: it completes, as PostgreSQL's
         cancel is best effort)."""
+        if self.forward is not None and self.forward.pinned:
+            self.forward.cancel()
+            return
         # Only while the session task is suspended inside such a statement (single-threaded loop: ``running``
         # is set exactly then), so the cancellation lands in that statement's await and nowhere else.
         if self.running is not None and not self.cancelled:
@@ -272,7 +292,12 @@ class Session:
             self.failed = True
 
     async def dispatch(self, msg: codec.FrontendMessage) -> None:
+        if self.forward is not None and self.forward.engaged and await self.forward.intercept(msg):
+            return
         if self._dispatch_now(msg):
+            return
+        if isinstance(msg, codec.Parse) and self.forward is not None:  # a statement only the writer knows
+            await self.forward.intercept(msg)
             return
         self.extended = not isinstance(msg, codec.Query | codec.Sync)
         if isinstance(msg, codec.Query):
@@ -299,7 +324,7 @@ class Session:
             self.send(codec.ready_for_query(self.status()))
         elif isinstance(msg, codec.Parse):
             self.extended = True
-            self.parse(msg)
+            return self.parse(msg)
         elif isinstance(msg, codec.Describe):
             self.extended = True
             self.describe(msg)
@@ -315,6 +340,8 @@ class Session:
 
     # ------------------------------------------------------------------------------------ simple query
     async def simple_query(self, sql: str) -> None:
+        if self.forward is not None and await self.forward.query(sql):
+            return
         pieces = split_statements(sql)
         if not pieces:
             self.send(codec.empty_query_response())
@@ -335,12 +362,19 @@ class Session:
         self.send(codec.ready_for_query(self.status()))
 
     # ------------------------------------------------------------------------------------ extended query
-    def parse(self, msg: codec.Parse) -> None:
-        prepared = self._prepare(msg.sql, list(msg.param_oids))
+    def parse(self, msg: codec.Parse) -> bool:
+        """False when the statement goes to the writer (``Forward.defer``: this node cannot prepare it)."""
+        try:
+            prepared = self._prepare(msg.sql, list(msg.param_oids))
+        except PgError as e:
+            if self.forward is not None and self.forward.defer(msg, e):
+                return False
+            raise
         if msg.name and msg.name in self.statements:
             raise PgError("42P05", f'prepared statement "{msg.name}" already exists')
         self.statements[msg.name] = prepared
         self.send(codec.parse_complete())
+        return True
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
         kind = classify(sql)
@@ -353,7 +387,7 @@ class Session:
         except explain.AnalyzeRefused as e:
             raise PgError("0A000", str(e)) from e
         if explained is not None:
-            return self._prepare_explain(sql, explained, param_oids, describe=describe)
+            return explain.prepare(self, sql, explained, param_oids, describe=describe)
         refused = commands.unsupported_alter(sql)
         if refused is not None:
             raise PgError("0A000", refused[0], hint=refused[1])
@@ -377,25 +411,6 @@ class Session:
         prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
         if describe:
             self._describe_statement(prepared)
-        return prepared
-
-    def _prepare_explain(
-        self, sql: str, target_sql: str, param_oids: list[int], *, describe: bool
-    ) -> Prepared:
-        """EXPLAIN: the target statement translated as any other, its plan asked of SQLite."""
-        target = self._prepare(target_sql, param_oids, describe=False)
-        if target.kind != "query" or target.catalog:
-            raise PgError("0A000", "EXPLAIN is supported for queries and writes on the database's tables")
-        prepared = Prepared(
-            sql=sql,
-            kind="query",
-            run_sql=f"EXPLAIN QUERY PLAN {target.run_sql}",
-            param_oids=target.param_oids,
-        )
-        if describe:
-            self._describe_statement(prepared)
-        prepared.explain = True
-        prepared.columns = [t.Column(explain.COLUMN, t.TEXT, False)]
         return prepared
 
     def _describe_statement(self, prepared: Prepared) -> None:
@@ -455,7 +470,9 @@ class Session:
             )
         except t.BadParameter as e:
             raise PgError("22P02", str(e)) from e
-        self.portals[msg.portal] = Portal(prepared=prepared, params=params, result_binary=msg.result_formats)
+        self.portals[msg.portal] = Portal(
+            prepared=prepared, params=params, result_binary=msg.result_formats, bind=msg
+        )
         self.send(codec.bind_complete())
 
     def describe(self, msg: codec.Describe) -> None:
@@ -489,6 +506,8 @@ class Session:
     async def execute_portal(self, msg: codec.Execute) -> None:
         portal = self._portal(msg.portal)
         if portal.rows is None:
+            if self.forward is not None and await self.forward.execute(msg, portal):
+                return
             self._fill(portal, await self.run(portal.prepared, portal.params))
         self._send_rows(portal, msg.max_rows)
 
@@ -652,6 +671,8 @@ class Session:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
             self.tx = await self.node.begin(db)
+            if self.read_seq is not None:
+                await forwarded.check_read_seq(self, db)
             for name in self.pending_savepoints:
                 self.tx.savepoint(name)
             self.pending_savepoints.clear()
@@ -664,6 +685,8 @@ class Session:
                 notices.append(e.message)  # committed here, published later: not an error
             if seq is not None:
                 self.last_seq = seq
+                if self.forwarded_by is not None:
+                    forwarded.report_seq(self, seq)
             result = execution.results[-1]
         return self._outcome(prepared, result, notices)
 
@@ -685,32 +708,3 @@ class Session:
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
 # object whose file may hold another schema under the same schema_version.
 _CATALOGS: weakref.WeakKeyDictionary[Database, catalog.Catalog] = weakref.WeakKeyDictionary()
-
-
-def _guess_oid(name: str) -> int:
-    """Expression columns have no declared type; a few names say what they hold."""
-    low = name.lower()
-    if low.startswith(("count(", "length(", "changes(", "total_changes(", "last_insert_rowid(")):
-        return t.INT8
-    if low.startswith(("avg(", "total(")):
-        return t.FLOAT8
-    return t.TEXT
-
-
-def _formats(codes: Sequence[int], n: int) -> list[int]:
-    if not codes:
-        return [0] * n
-    if len(codes) == 1:
-        return [codes[0]] * n
-    if len(codes) != n:
-        raise PgError("08P01", f"{len(codes)} format codes for {n} values")
-    return list(codes)
-
-
-def _field(column: t.Column, fmt: int | None = None) -> codec.Field:
-    return codec.Field(
-        name=column.name,
-        type_oid=column.oid,
-        type_size=t.type_size(column.oid),
-        format=(1 if column.binary else 0) if fmt is None else fmt,
-    )

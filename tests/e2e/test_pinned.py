@@ -84,6 +84,13 @@ def pins(node: NodeProcess) -> str | None:
     return None if writer is None else writer["node"]  # type: ignore[no-any-return]
 
 
+def redirected(node: NodeProcess, body: Any) -> str:
+    """Where ``node`` sends a write: the ``Location`` of its 307."""
+    resp = node.request("POST", "/query", body)
+    assert resp.status == 307, (resp.status, resp.body)
+    return resp.headers["Location"]
+
+
 def wait_agree(nodes: list[NodeProcess], node_id: str, timeout: float = 15.0) -> float:
     """Seconds until every node pins ``node_id``, the writer says it writes and the others follow."""
     started = time.monotonic()
@@ -115,7 +122,23 @@ def test_the_lowest_alive_node_id_writes_and_a_killed_writer_is_replaced(
     assert mode(n2)["writer"]["self"] is True
     assert mode(n1)["writer"]["self"] is False
     seq = n2.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})["seq"]
-    n1.query({"sql": "SELECT count(*) FROM t"}, db=f"app.db?min_seq={seq}")
+    assert n1.query({"sql": "SELECT count(*) FROM t"}, db=f"app.db?min_seq={seq}")["rows"] == [[0]]
+
+    # A write sent to a follower is answered 307 to the writer, as the plugin does; following it (same
+    # method, same body) writes once. Reads stay local; ?forward=true forwards instead.
+    insert = {"sql": "INSERT INTO t(v) VALUES ('redirected')"}
+    assert redirected(n1, insert) == n2.url + "/query"
+    assert redirected(n3, insert) == n2.url + "/query"
+    assert n2.query({"sql": "SELECT count(*) FROM t"})["rows"] == [[0]]  # the 307 wrote nothing
+    seq = n2.query(insert)["seq"]
+    assert n1.query({"sql": "SELECT v FROM t"}, db=f"app.db?min_seq={seq}")["rows"] == [["redirected"]]
+    forwarded = n3.request("POST", "/query?forward=true", {"sql": "INSERT INTO t(v) VALUES ('forwarded')"})
+    assert forwarded.status == 200, forwarded.body
+    seq = forwarded.json()["seq"]
+    assert n2.query({"sql": "SELECT v FROM t ORDER BY id"}, db=f"app.db?min_seq={seq}")["rows"] == [
+        ["redirected"],
+        ["forwarded"],
+    ]
 
     # The writer dies without a word: its peers rank it out when its last heartbeat is older than the
     # lease timeout (heard at most one interval before the kill), not before.
@@ -125,6 +148,8 @@ def test_the_lowest_alive_node_id_writes_and_a_killed_writer_is_replaced(
     assert TIMEOUT - 3 * INTERVAL < took < TIMEOUT + INTERVAL + 0.5, took
     assert mode(n1)["writer"]["epoch"] == epoch + 1  # this node's count of writer changes
     assert {p["node_id"]: p["alive"] for p in mode(n1)["peers"]} == {"hb-a": False, "hb-c": True}
+    assert redirected(n3, {"sql": "INSERT INTO t(v) VALUES ('after')"}) == n1.url + "/query"
+    assert n1.query({"sql": "INSERT INTO t(v) VALUES ('after')"})["seq"] > seq  # the new writer writes
 
     # node2 comes back while node3 is down: it must not rank itself before it has heard from every peer or
     # waited one lease timeout, and node1 writes on meanwhile (a starting node is not ranked by its peers).
@@ -151,6 +176,7 @@ def test_the_lowest_alive_node_id_writes_and_a_killed_writer_is_replaced(
     assert start_up["took"] >= TIMEOUT, start_up
     assert start_up["why"] == "no answer from 1", start_up
     wait_agree([n1, n2], "hb-a", timeout=5)
+    assert redirected(n1, {"sql": "INSERT INTO t(v) VALUES ('back')"}) == n2.url + "/query"
 
     # node3 comes back with every peer up: its start-up ends as soon as both answered.
     n3.start()

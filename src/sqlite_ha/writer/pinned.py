@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class PinnedWriter(WriterMode):
         self._ready_at: float | None = None  # when start-up ended (monotonic)
         self._ready_why = ""
         self._closed = False
+        self._valid_until = 0.0  # the writer computed last holds until then (monotonic; see ``_refresh``)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0
@@ -168,8 +170,12 @@ class PinnedWriter(WriterMode):
             peer.kick.set()
 
     def _refresh(self) -> Writer | None:
-        """Compute the writer from the view now and record it (runs on the event loop: it wakes waiters)."""
+        """The writer by the view now, recorded (runs on the event loop: it wakes waiters). Asked on every
+        request, so the answer is kept until the view can next change by time alone (a peer's heartbeat
+        getting ``timeout`` old, the start-up's end); a heartbeat taken computes it again at once."""
         now = time.monotonic()
+        if now < self._valid_until:
+            return self._writer
         if self._started is not None and self._ready_at is None and not self._starting(now):
             self._end_start_up(now)
         best = self._choose(now)
@@ -178,7 +184,19 @@ class PinnedWriter(WriterMode):
             where = "this node" if writer.is_self else writer.url
             log.info("writer mode pinned: the writer is now %s (%s)", writer.node, where)
         self._set(writer)
+        self._valid_until = self._next_change(now)
         return writer
+
+    def _next_change(self, now: float) -> float:
+        """When the view changes next if no heartbeat comes: an alive peer times out, or start-up ends."""
+        deadlines = [
+            p.heard + self.timeout
+            for p in self.peers.values()
+            if p.heard is not None and p.alive(now, self.timeout)
+        ]
+        if self._started is not None and self._ready_at is None:
+            deadlines.append(self._started + self.timeout)
+        return min(deadlines, default=math.inf)
 
     def _writer_for(self, node_id: str, target: str, peer: Peer | None) -> Writer:
         old = self._writer
@@ -206,7 +224,11 @@ class PinnedWriter(WriterMode):
     def holds(self) -> bool:
         """True while this node is the lowest ranked node id by its own view (without side effects: safe to
         ask from any thread)."""
-        best = self._choose(time.monotonic())
+        now = time.monotonic()
+        if now < self._valid_until:
+            writer = self._writer
+            return writer is not None and writer.is_self and not self._closed
+        best = self._choose(now)
         return best is not None and best[2] is None
 
     # ------------------------------------------------------------------------------------ heartbeats
@@ -268,6 +290,7 @@ class PinnedWriter(WriterMode):
         peer.starting, peer.leaving, peer.writer = hb.starting, hb.leaving, hb.writer
         peer.heard = time.monotonic()
         self.received += 1
+        self._valid_until = 0.0
         self._refresh()
 
     async def _beat(self, peer: Peer) -> None:
@@ -322,6 +345,7 @@ class PinnedWriter(WriterMode):
     # ------------------------------------------------------------------------------------ life
     async def start(self) -> None:
         self._started = time.monotonic()
+        self._valid_until = 0.0
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True), raise_for_status=False
         )
@@ -344,6 +368,7 @@ class PinnedWriter(WriterMode):
         if self._closed:
             return
         self._closed = True
+        self._valid_until = 0.0
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

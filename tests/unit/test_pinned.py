@@ -407,3 +407,35 @@ def test_an_unsized_or_long_heartbeat_is_refused_before_it_is_read() -> None:
             await runner.cleanup()
 
     run(main)
+
+
+def test_its_own_url_under_another_name_is_found_and_skipped() -> None:
+    """--peers lists this node as localhost while its --local-target says 127.0.0.1: its first heartbeat
+    there comes back to itself, and from then on that URL is no peer (start-up does not wait for it)."""
+
+    async def main() -> None:
+        port = free_port()
+        alias = f"http://localhost:{port}"
+        w = PinnedWriter(
+            "name-a",
+            node_id="a",
+            local_target=f"http://127.0.0.1:{port}",
+            peers=[alias],
+            interval=INTERVAL,
+            timeout=TIMEOUT * 10,
+            keys=KEYS,
+            pg_port=None,
+        )
+        runner = await serve(w, KEYS, port)
+        await w.start()
+        try:
+            took = await until(lambda: w.holds())
+            assert took < TIMEOUT * 10
+            assert list(w.peers) == []
+            assert w.status()["start_up"]["why"] == "every peer answered"
+            assert w.refused == {"unknown_sender": 1}
+        finally:
+            await w.close()
+            await runner.cleanup()
+
+    run(main)

@@ -5,7 +5,8 @@ ours adds fields that let the receiver rank and order them: the sender's node na
 PostgreSQL port, a random ``boot`` id per process and a ``seq`` that grows with every heartbeat of that
 process (a heartbeat older than one already taken is ignored: a delayed one cannot revive a dead node),
 ``starting`` (the sender has not heard from all its peers yet: not ranked), ``leaving`` (it stops: drop it
-now) and ``writer`` (whom it pins, for the status page). Readers ignore fields they do not know.
+now), ``writer`` (whom it pins, for the status page) and ``to`` (the URL it was sent to: a node that gets its
+own heartbeat back learns that this URL of its ``--peers`` is itself). Readers ignore fields they do not know.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Heartbeat:
     starting: bool = False
     leaving: bool = False
     writer: str | None = None  # the node id the sender pins now (informative only)
+    to: str = ""  # the URL it was sent to: a node that receives its own heartbeat learns an alias of itself
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -72,6 +74,7 @@ class Heartbeat:
                 "starting": self.starting,
                 "leaving": self.leaving,
                 "writer": self.writer,
+                "to": self.to or None,
             }
         )
 
@@ -96,6 +99,7 @@ class Heartbeat:
             starting=_bool(doc, "starting"),
             leaving=_bool(doc, "leaving"),
             writer=_text(doc, "writer", _NODE_ID) or None,
+            to=_text(doc, "to", _TARGET).rstrip("/"),
         )
 
 

@@ -119,7 +119,7 @@ class PinnedWriter(WriterMode):
         self._closed = False
         self._valid_until = 0.0  # the writer computed last holds until then (monotonic; see ``_refresh``)
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # the heartbeat loop of each peer
         self.sent = 0
         self.received = 0
         self.stale = 0  # heartbeats ignored: older than one already taken from the same process
@@ -232,8 +232,8 @@ class PinnedWriter(WriterMode):
         return best is not None and best[2] is None
 
     # ------------------------------------------------------------------------------------ heartbeats
-    def heartbeat(self) -> Heartbeat:
-        """This node's next heartbeat (each one has a higher ``seq``)."""
+    def heartbeat(self, to: str = "") -> Heartbeat:
+        """This node's next heartbeat (each one has a higher ``seq``), to be sent to ``to``."""
         self._seq += 1
         writer = self._writer
         return Heartbeat(
@@ -246,12 +246,20 @@ class PinnedWriter(WriterMode):
             starting=self._starting(time.monotonic()),
             leaving=self._closed,
             writer=writer.node if writer is not None else None,
+            to=to,
         )
 
     def ingest(self, heartbeat: Heartbeat, signer: str | None = None) -> Heartbeat:
         """Take a heartbeat a peer sent (its signature already checked: ``signer`` is the node that signed
         it, None without a cluster secret) and return this node's own, the answer. ``UnknownSender`` when
         its target is not one of ``--peers`` or it names another node than the signer."""
+        if heartbeat.boot and heartbeat.boot == self.boot:
+            self._forget_alias(heartbeat.to)
+            raise UnknownSender(
+                f"unknown sender: this is this node's own heartbeat: --peers lists this node as "
+                f"{heartbeat.to or 'another URL'}, which it no longer sends heartbeats to",
+                target=heartbeat.target,
+            )
         peer = self.peers.get(heartbeat.target)
         if peer is None:
             raise UnknownSender(
@@ -266,6 +274,23 @@ class PinnedWriter(WriterMode):
             )
         self._take(peer, heartbeat)
         return self.heartbeat()
+
+    def _forget_alias(self, url: str) -> None:
+        """``url``, one of ``--peers``, is this node itself (under another name than ``--local-target``):
+        stop sending it heartbeats, and do not wait for it at start-up."""
+        if url not in self.peers:
+            return
+        log.warning(
+            "writer mode pinned: %s in --peers is this node itself (--local-target %s): skipped",
+            url,
+            self.local_target,
+        )
+        self.peers = {t: p for t, p in self.peers.items() if t != url}  # one swap: holds() may iterate
+        task = self._tasks.pop(url, None)
+        if task is not None:
+            task.cancel()
+        self._valid_until = 0.0
+        self._refresh()
 
     def refuse(self, code: str) -> None:
         """Count a heartbeat the route refused (shown in the status)."""
@@ -297,7 +322,11 @@ class PinnedWriter(WriterMode):
         """Send ``peer`` a heartbeat every interval (or at once when kicked), for as long as the mode runs."""
         while True:
             peer.kick.clear()
-            await self._send(peer)
+            try:
+                await self._send(peer)
+            except Exception as e:  # a bug must not end this peer's heartbeats for good: log it, go on
+                log.exception("writer mode pinned: heartbeat to %s", peer.target)
+                self._failed(peer, _describe(e))
             with contextlib.suppress(TimeoutError):  # (asyncio.timeout: 3.11's wait_for can lose a cancel)
                 async with asyncio.timeout(self.interval):
                     await peer.kick.wait()
@@ -306,7 +335,7 @@ class PinnedWriter(WriterMode):
         session = self._session
         if session is None:
             return
-        body = self.heartbeat().encode()
+        body = self.heartbeat(peer.target).encode()
         headers = {"Content-Type": "application/json", **sign(self.keys, self.node, "POST", PATH, body)}
         self.sent += 1
         try:
@@ -349,9 +378,9 @@ class PinnedWriter(WriterMode):
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True), raise_for_status=False
         )
-        self._tasks = [
-            asyncio.create_task(self._beat(p), name=f"heartbeat {p.target}") for p in self.peers.values()
-        ]
+        self._tasks = {
+            t: asyncio.create_task(self._beat(p), name=f"heartbeat {t}") for t, p in self.peers.items()
+        }
         self._refresh()
         log.info(
             "writer mode pinned: node id %s at %s, %d peer%s, heartbeat every %gs, lease timeout %gs",
@@ -369,12 +398,12 @@ class PinnedWriter(WriterMode):
             return
         self._closed = True
         self._valid_until = 0.0
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        for task in self._tasks:
+        for task in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks = []
+        self._tasks = {}
         if self._session is not None:
             if self._started is not None:
                 await asyncio.gather(*(self._send(p, _LEAVE_TIMEOUT) for p in self.peers.values()))

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.replication.fence import Fenced, OutcomeUnknown
 from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
-from sqlite_ha.writer.role import NotWriter, Writer
+from sqlite_ha.writer.role import Fenced, NotWriter, OutcomeUnknown, Writer
 from sqlite_ha.writer.static import StaticWriter
 from tests.cluster.nodes import close, open_node
 

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlite_ha.db.changes import ChangeSet
-from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
@@ -27,26 +26,12 @@ from sqlite_ha.replication.replicator import (
     ReplicationError,
     WrongLastSequence,
 )
-from sqlite_ha.writer.role import NotWriter
+from sqlite_ha.writer.role import Fenced, NotWriter, OutcomeUnknown
 
 if TYPE_CHECKING:
     from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 
 FENCED_RETRIES = 3  # a writer's write the log refused is run again this often (nothing of it was written)
-
-
-class Fenced(HAError):
-    """Writer modes: the log refused a write because another node wrote to the database since this node's
-    view of it (it lost the writer role, or raced a write made elsewhere). Nothing was written: retry."""
-
-    code = "fenced"
-
-
-class OutcomeUnknown(HAError):
-    """Writer modes: the log did not answer in time. The write was not committed here; the log may or may
-    not hold it (if it does, every node applies it, this one included)."""
-
-    code = "write_outcome_unknown"
 
 
 class Fence:

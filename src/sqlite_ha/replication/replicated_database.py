@@ -30,7 +30,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication import changeset
-from sqlite_ha.replication.fence import FENCED_RETRIES, Fence, Fenced
+from sqlite_ha.replication.fence import FENCED_RETRIES, Fence
 from sqlite_ha.replication.freshness import ReadLevels
 from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
@@ -43,7 +43,7 @@ from sqlite_ha.replication.replicator import (
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
-from sqlite_ha.writer.role import WriterMode
+from sqlite_ha.writer.role import Fenced, WriterMode
 
 log = logging.getLogger(__name__)
 

@@ -53,6 +53,7 @@ class Frontends:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._fast: FastPath | None = None
+        self._api: HTTPApi | None = None
 
     async def start(self, node: Node) -> None:
         cfg = self.config
@@ -64,7 +65,7 @@ class Frontends:
 
     async def _start_http(self, node: Node) -> None:
         cfg = self.config
-        api = HTTPApi(
+        api = self._api = HTTPApi(
             node,
             token=cfg.token,
             users=self.users,
@@ -186,6 +187,7 @@ class Frontends:
                 "open": fast.open_connections() if fast is not None else 0,
                 "max": cfg.max_connections,
                 "refused": fast.refused if fast is not None else 0,
+                "forwarding": self._api.writes.forwarder.stats() if self._api is not None else None,
             },
             "pg": None
             if pg is None

@@ -30,6 +30,21 @@ class NotWriter(HAError):
     code = "not_writer"
 
 
+class Fenced(HAError):
+    """The log refused a write because another node wrote to the database since this node's view of it (it
+    lost the writer role, or raced a write made elsewhere). Nothing was written: retry."""
+
+    code = "fenced"
+
+
+class OutcomeUnknown(HAError):
+    """A write got no answer in time (from the log, or from the writer it was forwarded to): it may or may
+    not have been written. If the log has it, every node applies it. Check before retrying a write that is
+    not idempotent."""
+
+    code = "write_outcome_unknown"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Writer:
     """The node that takes writes, as this node knows it."""

@@ -34,10 +34,9 @@ import orjson
 from multidict import CIMultiDict
 from yarl import URL
 
-from sqlite_ha.errors import HAError
 from sqlite_ha.security.node_auth import HEADER as NODE_AUTH
 from sqlite_ha.security.node_auth import NodeUnauthorized, NodeVerifier, sign
-from sqlite_ha.writer.role import NotWriter, NoWriter, Writer, WriterMode
+from sqlite_ha.writer.role import NotWriter, NoWriter, OutcomeUnknown, Writer, WriterMode
 
 if TYPE_CHECKING:
     from sqlite_ha.config import Config
@@ -82,13 +81,6 @@ _RESPONSE_DROPPED = frozenset(
         "upgrade",
     }
 )
-
-
-class WriteOutcomeUnknown(HAError):
-    """A write forwarded to the writer got no answer: it may or may not have been written (check before
-    retrying, e.g. with a read at the writer)."""
-
-    code = "write_outcome_unknown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,7 +258,7 @@ class Forwarder:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             raise _NotSent(str(e) or type(e).__name__) from e
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise WriteOutcomeUnknown(
+            raise OutcomeUnknown(
                 f"the write was sent to the writer {writer.url} but no answer came "
                 f"({e or type(e).__name__}): it may or may not have been written",
                 hint="read the data back (at the writer, or with min_seq/level=strong) before retrying",

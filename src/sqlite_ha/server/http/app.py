@@ -239,6 +239,11 @@ class HTTPApi:
         fast path, without ``request``: ``HAND_OVER``, so aiohttp serves it with the request whole)."""
         db = self.node.database(database)
         statements, as_list = parse_body(body, sql_grant(user, db.id))
+        # Freshness first: a read of a table created by the write it waits for classifies only after it.
+        if level == "strong":
+            await self.node.wait_current(db, self.read_wait)
+        if min_seq:
+            await self.node.wait_applied(db, min_seq, self.read_wait)
         # A batch with one write goes whole; a statement SQLite cannot classify (an unknown table) too: the
         # writer answers it. On a writer and a leaderless node this costs one check.
         if not self.node.writer.is_writer() and not db.is_read_only(statements):
@@ -248,10 +253,6 @@ class HTTPApi:
                 forwarded = await self.writes.to_writer(request, body)
                 if forwarded is not None:
                     return forwarded
-        if level == "strong":
-            await self.node.wait_current(db, self.read_wait)
-        if min_seq:
-            await self.node.wait_applied(db, min_seq, self.read_wait)
         try:
             execution, seq = await self.node.execute(db, statements)
         except ReplicationPending as pending:

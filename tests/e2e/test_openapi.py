@@ -26,7 +26,14 @@ import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from sqlite_ha.server.http.app import MIN_SEQ_HEADER, PUBLIC_PATHS, SEQ_HEADER, HTTPApi, openapi_text
+from sqlite_ha.server.http.app import (
+    MIN_SEQ_HEADER,
+    PUBLIC_PATHS,
+    SEQ_HEADER,
+    SIGNED_PATHS,
+    HTTPApi,
+    openapi_text,
+)
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.testing import NodeProcess, Response, free_port, nats_credentials, wait_for
 
@@ -283,6 +290,9 @@ def test_spec_security_matches_the_public_paths(spec: dict[str, Any]) -> None:
             if path in PUBLIC_PATHS:
                 assert op.get("security") == [], f"{method} {path} is public: it needs security: []"
                 assert "401" not in op["responses"], f"{method} {path} never answers 401"
+            elif path in SIGNED_PATHS:
+                assert op.get("security") == [{"nodeSignature": []}], f"{method} {path}: node signature"
+                assert "401" in op["responses"], f"{method} {path} answers 401 without the signature"
             else:
                 assert "security" not in op, f"{method} {path} must keep the global security"
                 assert "401" in op["responses"], f"{method} {path} answers 401 without the token"
@@ -460,7 +470,7 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
     for route in ("/healthz", "/readyz", "/openapi.yaml", "/docs"):
         call("GET", route, auth=False, expect=200)
     for method, route in sorted(conf.operations()):
-        if route in PUBLIC_PATHS:
+        if route in PUBLIC_PATHS or route in SIGNED_PATHS:
             continue
         resp = call(
             method,
@@ -705,6 +715,10 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
     assert status["databases"][0]["errors"] > 0
     docs = call("GET", "/docs", auth=False, expect=200)
     assert docs.headers["Content-Type"].startswith("text/html")
+
+    # Heartbeats are for nodes in writer mode pinned (tests/e2e/test_pinned.py): this one runs none.
+    heartbeat = {"node_id": "n2", "target": "http://127.0.0.1:1"}
+    call.error("POST", "/_ha/heartbeat", heartbeat, auth=False, expect=409, code="not_pinned")
 
     # Every operation of the spec was exercised, with a success and with its characteristic errors.
     assert {(m, r) for m, r, _ in conf.seen} == conf.operations()

@@ -32,6 +32,8 @@ from sqlite_ha.server.http.body import body_middleware, read_piece
 from sqlite_ha.server.http.docs import render_docs
 from sqlite_ha.server.http.errors import MAX_BODY_SIZE, answer_error, error_middleware
 from sqlite_ha.server.http.fast import HAND_OVER, Answer
+from sqlite_ha.server.http.heartbeat import LIMITS as HEARTBEAT_LIMITS
+from sqlite_ha.server.http.heartbeat import HeartbeatRoute
 from sqlite_ha.server.http.query import encode_results, load_json, parse_body
 from sqlite_ha.server.http.writes import WriteRouter
 
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
 # Health, readiness and documentation stay open so orchestrators and people can reach them without the token,
 # as in the ``ha`` command.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.yaml", "/docs"})
+# Routes for nodes only (heartbeats): never a client's login; their handler checks the node signature
+# (security/node_auth.py) instead.
+SIGNED_PATHS = frozenset({"/_ha/heartbeat"})
+_NO_LOGIN = PUBLIC_PATHS | SIGNED_PATHS
 _CHUNK = 256 * 1024
 SEQ_HEADER = "X-Sequence"  # the log position of a write's change set: a read-your-writes token on any node
 MIN_SEQ_HEADER = "X-Min-Sequence"
@@ -104,7 +110,7 @@ def auth_middleware(
             if node is not None:
                 request[_NODE] = node
                 return await handler(request)
-        if request.path not in PUBLIC_PATHS:
+        if request.path not in _NO_LOGIN:
             request[_USER] = await auth.principal(request.headers.get("Authorization", ""))
         return await handler(request)
 
@@ -134,7 +140,10 @@ class HTTPApi:
         self.read_wait = read_wait  # how long a read with min_seq waits for this node to catch up
         self.body_timeout = body_timeout
         # The body's limits come before the token's check: an oversized body is refused at once either way.
-        middlewares: list[Any] = [error_middleware, body_middleware(max_body_size, body_timeout)]
+        middlewares: list[Any] = [
+            error_middleware,
+            body_middleware(max_body_size, body_timeout, small=HEARTBEAT_LIMITS),
+        ]
         if self.auth.enabled:
             middlewares.append(auth_middleware(self.auth, self._node_signer))
         self.app = web.Application(middlewares=middlewares, client_max_size=max_body_size)
@@ -173,6 +182,7 @@ class HTTPApi:
         r.add_get("/leader", self.leader)
         r.add_get("/openapi.yaml", self.openapi)
         r.add_get("/docs", self.docs)
+        r.add_post("/_ha/heartbeat", HeartbeatRoute(node).handle)
 
     async def _start(self, app: web.Application) -> None:
         node = self.node
@@ -229,6 +239,11 @@ class HTTPApi:
         fast path, without ``request``: ``HAND_OVER``, so aiohttp serves it with the request whole)."""
         db = self.node.database(database)
         statements, as_list = parse_body(body, sql_grant(user, db.id))
+        # Freshness first: a read of a table created by the write it waits for classifies only after it.
+        if level == "strong":
+            await self.node.wait_current(db, self.read_wait)
+        if min_seq:
+            await self.node.wait_applied(db, min_seq, self.read_wait)
         # A batch with one write goes whole; a statement SQLite cannot classify (an unknown table) too: the
         # writer answers it. On a writer and a leaderless node this costs one check.
         if not self.node.writer.is_writer() and not db.is_read_only(statements):
@@ -238,10 +253,6 @@ class HTTPApi:
                 forwarded = await self.writes.to_writer(request, body)
                 if forwarded is not None:
                     return forwarded
-        if level == "strong":
-            await self.node.wait_current(db, self.read_wait)
-        if min_seq:
-            await self.node.wait_applied(db, min_seq, self.read_wait)
         try:
             execution, seq = await self.node.execute(db, statements)
         except ReplicationPending as pending:

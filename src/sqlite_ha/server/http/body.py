@@ -12,7 +12,7 @@ limit is between two pieces of the body, not the whole of it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -31,13 +31,27 @@ def _is_upload(request: web.Request) -> bool:
     return request.method == "POST" and (request.path == "/load" or request.path.endswith("/load"))
 
 
-def body_middleware(max_body: int, timeout: float) -> Callable[..., Awaitable[web.StreamResponse]]:
+def body_middleware(
+    max_body: int, timeout: float, small: Mapping[str, int] | None = None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """``small`` maps the paths whose bodies are a few bytes (node requests such as heartbeats) to their
+    limit: a longer body there, or one without ``Content-Length``, is refused before it is read."""
+
     @web.middleware
     async def limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.body_exists:
             return await handler(request)
         upload = _is_upload(request)
         length = request.content_length
+        tight = small.get(request.path) if small else None
+        if tight is not None and (length is None or length > tight):
+            size = "a body without Content-Length" if length is None else f"{length} bytes"
+            message = (
+                f"a request to {request.path} is at most {tight} bytes with a Content-Length, not {size}"
+            )
+            resp = error_response(413, "payload_too_large", message)
+            resp.force_close()
+            return resp
         if not upload and length is not None and length > max_body:
             resp = error_response(
                 413,

@@ -45,6 +45,8 @@ _EXTRA_STATUS = {
     "not_writer": 503,
     "fenced": 409,
     "write_outcome_unknown": 503,
+    "unknown_sender": 403,
+    "not_pinned": 409,
 }
 
 

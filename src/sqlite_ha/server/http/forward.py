@@ -9,10 +9,10 @@ answers 503 ``not_writer`` instead of forwarding it again, so two nodes that dis
 bounce a request between them. The mark grants nothing: the writer still checks the client's credentials.
 
 Retries stay within ``--writer-wait`` and only where nothing can have been written: no writer known yet, a
-connection to the writer refused (nothing was sent), or an answer ``not_writer``, ``fenced`` or ``no_writer``
-from it (it wrote nothing). A connection that fails after the request was sent, or an answer that does not
-come within the time a write takes (``--replication-timeout`` and a margin), is not retried: the write may
-have happened, and the client hears 503 ``write_outcome_unknown``.
+connection to the writer refused (nothing was sent), or an answer ``not_writer``, ``fenced``, ``no_writer``
+or ``not_ready`` (a writer starting) from it (it wrote nothing). A connection that fails after the request
+was sent, or an answer that does not come within the time a write takes (``--replication-timeout`` and a
+margin), is not retried: the write may have happened, and the client hears 503 ``write_outcome_unknown``.
 
 HTTPS to a writer whose URL says ``https``: its certificate is checked against the system's CAs (and
 ``SSL_CERT_FILE``) and the node's ``--client-ca``; with ``--client-ca`` the node presents its own ``--cert``
@@ -48,7 +48,7 @@ FORWARDED_BY = "X-HA-Forwarded-By"  # the node that forwarded a write (signed in
 FORWARDED_TO = "X-HA-Forwarded-To"  # on the answer a follower returns: the writer that answered
 MARGIN = 5.0  # seconds a forwarded write may take beyond --replication-timeout (the writer's own bound)
 CONNECT_TIMEOUT = 5.0
-_RETRIED = frozenset({"not_writer", "fenced", "no_writer"})  # the writer's answers that wrote nothing
+_RETRIED = frozenset({"not_writer", "fenced", "no_writer", "not_ready"})  # answers that wrote nothing
 _PAUSE_FIRST, _PAUSE_MAX = 0.05, 0.5  # between two attempts while the writer is refused or changing
 # Not passed on: hop-by-hop headers, those the client library recomputes, and the forwarding marks (set anew).
 _REQUEST_DROPPED = frozenset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,10 @@ from tests.e2e.writer_cluster import (
     wait_acknowledged,
 )
 
-MODES: list[Mode] = ["static", "elected"]
-"""The writer modes on main (add "pinned" when writer/pinned.py lands)."""
+MODES: list[Mode] = ["static", "elected", "pinned"]
+"""Every writer mode."""
 
-FAILOVER_MODES: list[Mode] = ["elected"]
+FAILOVER_MODES: list[Mode] = ["elected", "pinned"]
 """The modes that replace a dead writer (static has no election: its writes wait for the one writer)."""
 
 FAILOVER_CASES: list[tuple[Mode, Nats]] = [
@@ -176,5 +177,5 @@ def test_zombie_writer_gets_no_write_acknowledged(mode: Mode, tmp_path: Path) ->
             assert waiting, f"no write was waiting in {zombie.name} while it was stopped"
             for op in waiting:
                 assert op.outcome is not Outcome.OK or op.write_id in final, op
-            answers = sorted((op.status, op.outcome.value) for op in waiting)
-            print(f"writes waiting in the stopped writer {zombie.name}: {answers}")
+            answers = Counter(f"{op.status} {op.outcome.value}" for op in waiting)
+            print(f"writes waiting in the stopped writer {zombie.name}: {dict(answers)}")

@@ -336,18 +336,13 @@ class WriterCluster:
         return Load(self.history, workload, routes, pause, workers)
 
 
-OUTCOME_UNKNOWN = "write_outcome_unknown"
-"""The error code of a 503 after which a write may or may not have happened."""
-
 REDIRECTS = 3
 """307s a client follows for one write (a follower in mode pinned answers 307 to the writer)."""
 
 
 class RoutedClient(Client):
     """A chaos client whose every request goes to the node ``route`` names then (e.g. the last writer), that
-    follows a 307 to the writer with the same method and body as HTTP clients do, and that counts a 503
-    ``write_outcome_unknown`` as an unknown outcome (the chaos suite's ``classify`` counts every 503 as a
-    refusal: nothing written)."""
+    follows a 307 to the writer with the same method and body as HTTP clients do."""
 
     def __init__(self, *, route: Callable[[], NodeProcess], **kwargs: Any) -> None:
         node = route()
@@ -393,13 +388,7 @@ class RoutedClient(Client):
             answer = json.loads(raw)
         except ValueError:
             answer = None
-        outcome = classify(status, answer)
-        if (
-            status == 503
-            and isinstance(answer, dict)
-            and (answer.get("error") or {}).get("code") == OUTCOME_UNKNOWN
-        ):
-            outcome = Outcome.UNKNOWN
+        outcome = classify(status, answer)  # 503 write_outcome_unknown: unknown, not refused
         seq = answer.get("seq") if isinstance(answer, dict) else None
         return self._op(
             write_id,

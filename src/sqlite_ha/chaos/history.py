@@ -57,6 +57,9 @@ def classify(status: int, body: Any) -> Outcome:
     if status == 202:
         pending = isinstance(body, dict) and (body.get("replication") or {}).get("status") == "pending"
         return Outcome.PENDING if pending else Outcome.ANOMALY
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("code") == "write_outcome_unknown":
+        return Outcome.UNKNOWN  # writer modes: no answer from the log or the writer, it may have been written
     if status == 503 or 400 <= status < 500:
         return Outcome.REFUSED
     return Outcome.UNKNOWN

@@ -10,7 +10,6 @@ only fail, never diverge. The mode decides who *should* write; the log decides w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +77,7 @@ class WriterMode:
 
     def __init__(self, node: str) -> None:
         self.node = node
-        self._changed = asyncio.Event()  # set at each change of writer; waiters clear it
+        self._change_waiter: asyncio.Future[None] | None = None  # resolved at the next change of writer
         self._writer: Writer | None = None
         self.changes = 0
 
@@ -112,9 +111,13 @@ class WriterMode:
                     hint="retry in a moment: writes resume once a writer is elected",
                     mode=self.name,
                 )
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.25))
+            await self.wait_change(min(left, 0.25))
+
+    async def wait_change(self, timeout: float) -> None:
+        """Return at the next change of writer, or after ``timeout``."""
+        if self._change_waiter is None or self._change_waiter.done():
+            self._change_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.wait({self._change_waiter}, timeout=timeout)
 
     def _set(self, writer: Writer | None) -> None:
         """Record a new writer (or none) and wake whoever waits for one."""
@@ -123,7 +126,9 @@ class WriterMode:
             if writer is not None and (old is None or (writer.node, writer.epoch) != (old.node, old.epoch)):
                 self.changes += 1  # a new term: a write fenced in an older one is refused (see fence)
             self._writer = writer
-            self._changed.set()
+            if self._change_waiter is not None and not self._change_waiter.done():
+                self._change_waiter.set_result(None)
+            self._change_waiter = None
 
     # ------------------------------------------------------------------------------------ life
     async def start(self) -> None:

@@ -211,7 +211,7 @@ class Forwarder:
                 )
             self.retries += 1
             log.debug("forwarding %s %s: %s; trying again", method, target, why)
-            await asyncio.sleep(min(pause, left))
+            await self.writer.wait_change(min(pause, left))  # a new writer: at once
             pause = min(pause * 2, _PAUSE_MAX)
 
     async def _send_once(

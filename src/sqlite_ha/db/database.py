@@ -382,7 +382,7 @@ class Database:
     async def _settle_held(self, outcomes: list[Execution | HAError]) -> list[Execution | BaseException]:
         """Publish a held transaction's change set, then COMMIT; ROLLBACK when the log did not take it (each
         request that ran gets the log's error). The writer lock is held throughout."""
-        c, capture = self._writer, self.capture
+        c = self._writer
         done = next((o for o in outcomes if isinstance(o, Execution)), None)
         cs = done.changeset if done is not None else None
         payload = done.payload if done is not None else None
@@ -402,12 +402,7 @@ class Database:
         except BaseException as e:  # the log refused or did not answer: nothing stays
             failure = e
         finally:
-            if capture is not None:
-                capture.abort()
-            if c.conn.in_transaction:
-                c.control("ROLLBACK")
-            if capture is not None:
-                capture.end(committed)
+            self.end_write(committed)
             if cs is not None and self.held_done is not None:
                 self.held_done(cs, committed)
             if self.spec.memory and lent is not None:
@@ -419,6 +414,17 @@ class Database:
             if isinstance(o, Execution):
                 o.seq = seq
         return list(outcomes)
+
+    def end_write(self, committed: bool) -> None:
+        """A write transaction on the writer is over, committed or not: close its capture (telling it which)
+        and roll back whatever is left open."""
+        c, capture = self._writer, self.capture
+        if capture is not None:
+            capture.abort()
+        if c.conn.in_transaction:
+            c.control("ROLLBACK")
+        if capture is not None:
+            capture.end(committed)
 
     async def _execute(
         self,
@@ -545,13 +551,12 @@ class Database:
             committed = True
         finally:
             c.deadline.disarm()
-            if not held:  # (a held one ``_settle_held`` commits or rolls back once the log answered)
-                if capture is not None:
-                    capture.abort()
-                if c.conn.in_transaction:
-                    c.control("ROLLBACK")
-                if capture is not None:
-                    capture.end(committed)
+            if held:
+                pass  # ``_settle_held`` commits or rolls back once the log answered
+            elif capture is not None:
+                self.end_write(committed)
+            elif c.conn.in_transaction:
+                c.control("ROLLBACK")
         cs, payload = captured if captured is not None else (None, None)
         return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
 

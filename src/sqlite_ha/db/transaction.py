@@ -184,15 +184,8 @@ class WriteTransaction:
 
     # ------------------------------------------------------------------------------------------------
     def _end(self, committed: bool) -> None:
-        c = self._c
-        capture = self._db.capture
         try:
-            if capture is not None:
-                capture.abort()
-            if c.conn.in_transaction:
-                c.control("ROLLBACK")
-            if capture is not None:
-                capture.end(committed)
+            self._db.end_write(committed)
         finally:
             self.open = False
             self._savepoints.clear()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.replication import changeset
+from sqlite_ha.replication.freshness import LogUnreachable
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
     Delivery,
@@ -89,16 +90,13 @@ class Fence:
     async def _catch_up(self) -> int:
         """Apply everything the log holds for this database now; its last change set's position."""
         try:
-            last = await asyncio.wait_for(self.rdb.replicator.last_seq(self.rdb.db.id), self.rdb.timeout)
-        except (TimeoutError, ReplicationError) as e:
-            why = e.message if isinstance(e, ReplicationError) else f"no answer within {self.rdb.timeout:g}s"
+            return await self.rdb.wait_current(self.rdb.timeout)
+        except LogUnreachable as e:
             raise NotReplicating(
-                f"a write must start from the log's latest state of {self.rdb.db.id}, and the log does not "
-                f"say where it ends: {why}; nothing was written",
+                f"a write must start from the log's latest state of {self.rdb.db.id}: {e.message}; nothing "
+                "was written",
                 hint="retry later; reads still work",
             ) from e
-        await self.rdb.wait_applied(last, self.rdb.timeout)
-        return last
 
     async def _mark_term(self, last: int) -> int:
         """This node just became the writer: append an empty change set right after ``last``. From then on

@@ -50,11 +50,12 @@ class ReadLevels:
     def _log_may_have_dropped(self) -> bool:
         raise NotImplementedError
 
-    async def wait_current(self, timeout: float) -> None:
+    async def wait_current(self, timeout: float) -> int:
         """A strong read: return once this node has applied everything the log held when it was asked, so
         the read that follows sees every write acknowledged anywhere before it began (a write is
-        acknowledged only once it is in the log). ``LogUnreachable`` when the log does not say where it
-        ends within ``timeout``; ``StaleRead`` when this node does not catch up within it."""
+        acknowledged only once it is in the log); the position of the database's last change set then.
+        ``LogUnreachable`` when the log does not say where it ends within ``timeout``; ``StaleRead`` when
+        this node does not catch up within it."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
@@ -67,6 +68,7 @@ class ReadLevels:
                 hint="retry, or read with level=none (this node's data, possibly behind)",
             ) from e
         await self.wait_applied(last, max(timeout - (time.monotonic() - started), 0.001))
+        return last
 
     async def wait_applied(self, min_seq: int, timeout: float) -> None:
         """Return once this node has applied the log up to ``min_seq``; ``StaleRead`` after ``timeout``.

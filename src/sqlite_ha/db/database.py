@@ -26,6 +26,8 @@ from sqlite_ha.db.capture import Capture
 from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
+from sqlite_ha.db.group_commit import Execution as Execution  # where every caller looks for it
+from sqlite_ha.db.group_commit import GroupCommit, first_outcome
 from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.runner import (
@@ -68,33 +70,16 @@ class DatabaseStats:
     slow: int = 0  # requests that outran the inline budget and finished on a worker thread
 
 
-@dataclass(slots=True)
-class Execution:
-    """What a request produced: one result per statement, and the change set if it changed anything."""
-
-    results: list[Result]
-    changeset: ChangeSet | None = None
-    payload: bytes | None = None  # the change set as encoded into the outbox
-    seq: int | None = None  # where the log took it, when it did so before COMMIT (writer modes)
-
-
 @dataclass(frozen=True, slots=True)
 class Described:
     columns: list[tuple[str, str | None]]
-
-
-def _one(outcomes: Sequence[Execution | BaseException]) -> Execution:
-    outcome = outcomes[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
 
 
 class _Escalate(Exception):
     """The inline budget ran out: run the request again on a worker thread."""
 
 
-class Database:
+class Database(GroupCommit):
     def __init__(self, spec: DatabaseSpec, options: DatabaseOptions | None = None) -> None:
         self.spec = spec
         self.id = spec.id
@@ -262,7 +247,7 @@ class Database:
             if self._all_read_only(statements):
                 self.stats.reads += 1
                 begin = "BEGIN" if len(statements) > 1 else None
-                return _one(await self._execute(self._reader, [statements], begin, write=False))
+                return first_outcome(await self._execute(self._reader, [statements], begin, write=False))
             self.stats.writes += 1
             return await self._write(statements)
         except HAError:
@@ -315,116 +300,6 @@ class Database:
                 c.authorizer.unrestrict()
         self.stats.reads += 1
         return rows
-
-    async def _write(self, statements: Sequence[Statement]) -> Execution:
-        """Queue a write; the writes queued while the writer is busy commit together (group commit).
-
-        Each request keeps its own atomicity (a savepoint each: a failing request rolls back alone), and
-        the group is one SQLite transaction and one change set: one commit, one publish, one apply on every
-        other node, however many clients wrote at once.
-        """
-        future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
-        self._queue.append((statements, future))
-        if len(self._queue) == 1:
-            task = asyncio.create_task(self._commit_queued(), name=f"commit-{self.id}")
-            self._committers.add(task)
-            task.add_done_callback(self._committers.discard)
-        return await future
-
-    async def _commit_queued(self) -> None:
-        if self.commit_gate is not None:
-            try:
-                await self.commit_gate()
-            except BaseException as e:  # the gate refuses (writer modes: no current view of the log)
-                queued, self._queue = self._queue, []
-                for _, future in queued:
-                    if not future.done():
-                        future.set_exception(e)
-                if not isinstance(e, Exception):
-                    raise
-                return
-        async with self._write_lock:
-            queued, self._queue = self._queue, []
-            if not queued:
-                return
-            requests = [statements for statements, _ in queued]
-            outcomes: list[Execution | BaseException]
-            try:
-                outcomes = list(await self._write_group(requests))
-            except BaseException as e:
-                if len(queued) == 1 or not isinstance(e, HAError):
-                    outcomes = [e] * len(queued)
-                else:  # the group failed as a whole (SQLite rolled it all back): each request on its own
-                    outcomes = []
-                    for statements in requests:
-                        try:
-                            outcomes.append(_one(await self._write_group([statements])))
-                        except HAError as alone:
-                            outcomes.append(alone)
-            for (_, future), outcome in zip(queued, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, asyncio.CancelledError):
-                    future.cancel()
-                elif isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-
-    async def _write_group(self, requests: Sequence[Sequence[Statement]]) -> list[Execution | BaseException]:
-        """Run requests as one write transaction; in writer modes the log takes its change set first."""
-        hold = self.publish_held is not None and self.capture is not None
-        outcomes = await self._execute(self._writer, requests, "BEGIN IMMEDIATE", write=True, hold=hold)
-        if not hold:
-            return list(outcomes)
-        return await self._settle_held(outcomes)
-
-    async def _settle_held(self, outcomes: list[Execution | HAError]) -> list[Execution | BaseException]:
-        """Publish a held transaction's change set, then COMMIT; ROLLBACK when the log did not take it (each
-        request that ran gets the log's error). The writer lock is held throughout."""
-        c = self._writer
-        done = next((o for o in outcomes if isinstance(o, Execution)), None)
-        cs = done.changeset if done is not None else None
-        payload = done.payload if done is not None else None
-        # An in-memory database's one connection shows the open transaction: lent meanwhile, so that
-        # nobody reads what may still be rolled back.
-        lent = self._lent = asyncio.Event() if self.spec.memory else self._lent
-        committed, seq = False, None
-        failure: BaseException | None = None
-        try:
-            if cs is not None and payload is not None and self.publish_held is not None:
-                seq = await self.publish_held(cs, payload)
-            try:
-                c.control("COMMIT")
-            except apsw.Error as e:
-                raise translate(e, conn=c.conn) from e
-            committed = True
-        except BaseException as e:  # the log refused or did not answer: nothing stays
-            failure = e
-        finally:
-            self.end_write(committed)
-            if cs is not None and self.held_done is not None:
-                self.held_done(cs, committed)
-            if self.spec.memory and lent is not None:
-                self._lent = None
-                lent.set()
-        if failure is not None:
-            return [failure if isinstance(o, Execution) else o for o in outcomes]
-        for o in outcomes:
-            if isinstance(o, Execution):
-                o.seq = seq
-        return list(outcomes)
-
-    def end_write(self, committed: bool) -> None:
-        """A write transaction on the writer is over, committed or not: close its capture (telling it which)
-        and roll back whatever is left open."""
-        c, capture = self._writer, self.capture
-        if capture is not None:
-            capture.abort()
-        if c.conn.in_transaction:
-            c.control("ROLLBACK")
-        if capture is not None:
-            capture.end(committed)
 
     async def _execute(
         self,

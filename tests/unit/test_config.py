@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,56 @@ def test_cleartext_pg_passwords_need_tls_or_an_explicit_yes() -> None:
     assert resolve({"pg-auth": "password", "pg-allow-cleartext": True}, env={}).pg_allow_cleartext
     with_cert = resolve({"pg-auth": "password", "pg-cert": "c.pem", "pg-key": "k.pem"}, env={})
     assert with_cert.pg_tls == "allow"
+
+
+def test_go_ha_variables_are_read_as_the_settings_they_mean() -> None:
+    env = {
+        "HA_PUBLISHER_TIMEOUT": "7s",
+        "HA_STREAM_MAX_AGE": "2h",
+        "HA_DELIVER_POLICY": "new",
+        "HA_ROW_IDENTIDY": "rowid",  # sic, the seed's spelling
+        "HA_NATS_CONFIG_NAME": "/etc/nats.conf",
+        "HA_LEADER_PROVIDER": "static:http://10.0.0.1:8080",
+        "HA_AUTO_START": "true",
+        "HA_DISABLE_SNAPSHOTTER": "false",
+    }
+    c = resolve({}, env=env)
+    assert c.replication_timeout == 7.0
+    assert c.replication_max_age == 7200.0
+    assert c.replication_policy == "new"
+    assert c.row_identify == "rowid"
+    assert c.nats_config == "/etc/nats.conf"
+    assert c.leader_static == "http://10.0.0.1:8080"
+    # ours wins over theirs
+    assert resolve({}, env={**env, "HA_REPLICATION_TIMEOUT": "3s"}).replication_timeout == 3.0
+
+
+def test_go_ha_variables_that_cannot_be_honoured_are_refused_by_name() -> None:
+    for var, value, words in (
+        ("HA_DISABLE_PUBLISHER", "true", "always publishes"),
+        ("HA_DISABLE_SUBSCRIBER", "1", "always applies"),
+        ("HA_AUTO_START", "false", "always starts"),
+        ("HA_GRPC_PORT", "9090", "no gRPC server"),
+        ("HA_REPLICATION_ID", "shared", "not supported"),
+        ("HA_DISABLE_SNAPSHOTTER", "maybe", "not a boolean"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            resolve({}, env={var: value})
+        assert refused.value.setting == var
+        assert words in refused.value.message
+    with pytest.raises(ConfigError) as refused:
+        resolve({}, env={"HA_STREAM_MAX_AGE": "forever"})
+    assert "HA_STREAM_MAX_AGE" in refused.value.message  # a bad value names the variable it came from
+
+
+def test_unknown_ha_variables_get_a_warning_with_the_closest_name(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sqlite_ha.config.aliases"):
+        resolve(
+            {}, env={"HA_REPLICATION_TIMOUT": "5s", "HA_NATS_NAME": "x", "HA_ARGS": "a.db", "HA_URL": "u"}
+        )
+    text = caplog.text
+    assert "HA_REPLICATION_TIMOUT is not a sqlite-ha setting" in text
+    assert "did you mean HA_REPLICATION_TIMEOUT?" in text
+    assert "HA_NATS_NAME is ignored" in text
+    assert "HA_ARGS" not in text
+    assert "HA_URL" not in text

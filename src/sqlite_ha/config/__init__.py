@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlite_ha.config.aliases import foreign_env
 from sqlite_ha.config.settings import ENV_PREFIX, SETTINGS, SETTINGS_BY_NAME, Setting
 from sqlite_ha.config.values import parse_bool, parse_duration, parse_size
 from sqlite_ha.errors import ConfigError
@@ -200,27 +201,23 @@ def read_config_file(path: str) -> dict[str, str]:
     return out
 
 
-# The variables of seed 000's writer pinning (the base-ha plugin), read as the settings they mean. An HA_*
-# variable of the same setting wins.
-BASE_ENV = {
-    "BASE_STATIC_WRITER": "leader-static",
-    "BASE_LOCAL_TARGET": "local-target",
-    "BASE_PEERS": "peers",
-    "BASE_NODE_ID": "node-id",
-}
-
-
 def read_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Pick the ``HA_*`` variables that name a setting (and ``HA_<SECRET>_FILE`` for secrets), and the
-    ``BASE_*`` ones of seed 000; others are left alone (HA_ARGS is positional)."""
-    out: dict[str, str] = {name: env[var] for var, name in BASE_ENV.items() if env.get(var)}
+    """The settings the environment gives (see ``read_env_sources``)."""
+    return {name: value for name, (value, _) in read_env_sources(env).items()}
+
+
+def read_env_sources(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """``{setting: (value, variable)}`` from the ``HA_*`` variables that name a setting (and
+    ``HA_<SECRET>_FILE`` for secrets), and those of seed 000 (``BASE_*``) and go-ha (``config/aliases.py``);
+    an ``HA_*`` variable of ours wins over theirs. HA_ARGS (positional) is read by ``resolve``."""
     own_names = {s.env for s in SETTINGS}
+    out = foreign_env(env, own_names)
     for s in SETTINGS:
         if s.env in env:
-            out[s.name] = env[s.env]
+            out[s.name] = (env[s.env], s.env)
         elif s.secret and env.get(s.env + "_FILE") and s.env + "_FILE" not in own_names:
             # (HA_CLUSTER_SECRET_FILE is --cluster-secret-file's own variable: that setting reads it)
-            out[s.name] = read_secret_file(env[s.env + "_FILE"], s.env + "_FILE")
+            out[s.name] = (read_secret_file(env[s.env + "_FILE"], s.env + "_FILE"), s.env + "_FILE")
     return out
 
 
@@ -273,14 +270,14 @@ def resolve(
     env = os.environ if env is None else env
     _check_names_known(flags, "command line")
     file_values = read_config_file(config_file) if config_file else {}
-    env_values = read_env(env)
+    env_values = read_env_sources(env)
     values: dict[str, Any] = {}
     for s in SETTINGS:
         raw: Any
         if s.name in flags and flags[s.name] is not None:
             raw, source = flags[s.name], None
         elif s.name in env_values:
-            raw, source = env_values[s.name], s.env
+            raw, source = env_values[s.name]
         elif s.name in file_values:
             raw, source = file_values[s.name], config_file
         else:

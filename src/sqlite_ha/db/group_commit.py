@@ -59,16 +59,8 @@ class GroupCommit:
     _writer: Guarded
     _lent: asyncio.Event | None
 
-    async def _execute(
-        self,
-        c: Guarded,
-        requests: Sequence[Sequence[Statement]],
-        begin: str | None,
-        *,
-        write: bool,
-        hold: bool = False,
-    ) -> list[Execution | HAError]:
-        raise NotImplementedError
+    # Database._execute(c, requests, begin, *, write, hold=False): runs requests on a connection
+    _execute: Callable[..., Awaitable[list[Execution | HAError]]]
 
     async def _write(self, statements: Sequence[Statement]) -> Execution:
         """Queue a write; the writes queued while the writer is busy commit together (group commit).

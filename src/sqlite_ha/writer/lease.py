@@ -129,8 +129,10 @@ class LeaseWriter(WriterMode):
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # NATS away, no JetStream quorum: try again at the next tick
-                self.last_error = describe(e)
-                log.debug("writer lease: %s", self.last_error)
+                why = describe(e)
+                # Said once when it starts failing (or fails otherwise), not at every tick; /status has it.
+                (log.warning if why != self.last_error else log.debug)("writer lease: %s (retrying)", why)
+                self.last_error = why
                 if self._revision is not None and not self.holds():
                     self._step_down("cannot renew the lease: " + self.last_error)
             # While no writer is known, look twice as often: writes are waiting.

@@ -36,6 +36,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -157,16 +158,8 @@ class Forward:
     async def query(self, sql: str) -> bool:
         """A simple Query outside a pinned block: True when it ran on the writer (answered, up to its
         ReadyForQuery)."""
-        session = self.session
-        if session.node.writer.is_writer():
+        if not await self._to_writer(lambda: self._query_writes(sql)):
             return False
-        if session.failed or not self._query_writes(sql):
-            if session.in_block and self.awaiting_read:
-                self._noted_read()
-            return False
-        if not await self._connect():
-            return False
-        await self._start_block()
         self.pinned = True
         self._update()
         await self._relay(codec.Query(sql=sql))
@@ -176,15 +169,8 @@ class Forward:
         """An Execute outside a pinned block: True when it went to the writer (and with it every message up
         to the client's Sync, or the block's end)."""
         session = self.session
-        if session.node.writer.is_writer():
+        if not await self._to_writer(lambda: self._writes(portal.prepared)):
             return False
-        if session.failed or not self._writes(portal.prepared):
-            if session.in_block and self.awaiting_read:
-                self._noted_read()
-            return False
-        if not await self._connect():
-            return False
-        await self._start_block()
         up = self._up()
         self.pinned = True
         self._update()
@@ -194,6 +180,22 @@ class Forward:
             session.conn.write(error)
         else:
             up.send([msg])
+        return True
+
+    async def _to_writer(self, writes: Callable[[], bool]) -> bool:
+        """Whether a statement outside a pinned block goes to the writer: this node does not write and the
+        statement does (``writes``, asked only then: it prepares). Then the block is started there; a read
+        in a local block is noted instead (its position, for the lost-update check)."""
+        session = self.session
+        if session.node.writer.is_writer():
+            return False
+        if session.failed or not writes():
+            if session.in_block and self.awaiting_read:
+                self._noted_read()
+            return False
+        if not await self._connect():
+            return False
+        await self._start_block()
         return True
 
     def cancel(self) -> None:

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlite_ha.changes.rowids import Rowids, RowidSlot
 from sqlite_ha.db.database import Database, DatabaseOptions
 from sqlite_ha.db.dsn import parse_dsn
-from sqlite_ha.db.rowids import Rowids, RowidSlot
 from sqlite_ha.db.statement import Statement
 
 _KEYS = itertools.count(10_000_000)

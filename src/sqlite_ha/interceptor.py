@@ -6,7 +6,7 @@ import importlib
 import inspect
 from typing import Any
 
-from sqlite_ha.db.replica import ChangeSetInterceptor
+from sqlite_ha.changes.store import ChangeSetInterceptor
 from sqlite_ha.errors import ConfigError
 
 

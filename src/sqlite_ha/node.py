@@ -17,13 +17,13 @@ import time
 from typing import Any
 
 from sqlite_ha import __version__
+from sqlite_ha.changes.rowids import Rowids
 from sqlite_ha.config import Config
 from sqlite_ha.db.database import Database, DatabaseOptions, Execution
 from sqlite_ha.db.dsn import DatabaseSpec, parse_databases
 from sqlite_ha.db.load import open_source, read_chunk
 from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
-from sqlite_ha.db.rowids import Rowids
 from sqlite_ha.db.runner import Limits
 from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Statement

@@ -31,7 +31,7 @@ async def source_snapshot(tmp: Path, store: MemorySnapshotStore, hub: MemoryHub,
         _, seq = await rdb.execute([Statement(sql="INSERT INTO t VALUES (?)", bindings=(i,))])
     assert seq is not None
     await rdb.wait_applied(seq, 2)
-    await rdb.replica.flush_position()
+    await rdb.changes.flush_position()
     made = make_snapshot_file(rdb.db, str(tmp / "snap.db"))
     meta = SnapshotMeta(
         database="app.db",

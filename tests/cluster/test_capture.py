@@ -312,7 +312,7 @@ async def converged(nodes: list[ReplicatedDatabase], seq: int) -> None:
     for rdb in nodes[1:]:
         assert contents(rdb) == expected, f"node {rdb.node} differs from node {nodes[0].node}"
     for rdb in nodes:
-        assert rdb.replica.parked() == {}, rdb.replica.stats.last_error
+        assert rdb.changes.parked() == {}, rdb.changes.stats.last_error
         fts5_integrity_check(rdb)
 
 

@@ -82,9 +82,9 @@ def test_a_transaction_larger_than_a_message_replicates_in_chunks(tmp_path: Path
             assert await rows(n, "SELECT count(*) FROM t") == [(300,)]
             status = (await n.status())["chunks"]
             assert (status["complete"], status["incomplete"], status["received"]) == (1, 0, len(pieces))
-        await eventually(lambda: true(a.replica.outbox_size() == 0))  # seen back whole: outbox empty
+        await eventually(lambda: true(a.changes.outbox_size() == 0))  # seen back whole: outbox empty
         assert [leftovers(n) for n in (a, b, c)] == [0, 0, 0]
-        assert (a.replica.stats.rows_applied, b.replica.stats.rows_applied) == (0, 300)  # not twice on a
+        assert (a.changes.stats.rows_applied, b.changes.stats.rows_applied) == (0, 300)  # not twice on a
         assert (a.published, a.published_chunked) == (2, 1)  # the relay did not publish it a second time
         for n in (a, b, c):
             await close(n)
@@ -159,7 +159,7 @@ def test_duplicate_chunks_are_harmless_and_late_copies_are_dropped(tmp_path: Pat
         assert c.applied_seq == hub.log(DB).last_seq
         assert checksum(c) == checksum(a)
         assert leftovers(c) == 0
-        assert c.replica.stats.chunked == 1  # applied once; the copies found it done
+        assert c.changes.stats.chunked == 1  # applied once; the copies found it done
         assert (await c.status())["chunks"]["incomplete"] == 0
         assert seq is not None
         for n in (a, c):
@@ -207,7 +207,7 @@ def test_a_publish_that_fails_between_chunks_is_finished_by_the_relay(tmp_path: 
         with pytest.raises(ReplicationPending):
             await write
         published = len(chunk_seqs(hub))
-        await eventually(lambda: true((b.replica.partials()[0]) == 1))
+        await eventually(lambda: true((b.changes.partials()[0]) == 1))
         assert await rows(b, "SELECT count(*) FROM t") == [(0,)]
         a.replicator.publish_delay = 0.0
         a.replicator.connected = True  # the relay publishes it whole; the first chunks are deduplicated
@@ -215,7 +215,7 @@ def test_a_publish_that_fails_between_chunks_is_finished_by_the_relay(tmp_path: 
         assert checksum(b) == checksum(a)
         count = chunk.parse(entries(hub)[-1].payload).count
         assert published < count == len(chunk_seqs(hub))
-        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        await eventually(lambda: true(a.changes.outbox_size() == 0))
         assert leftovers(b) == 0
         for n in (a, b):
             await close(n)
@@ -228,7 +228,7 @@ def test_a_publisher_that_stops_between_chunks_finishes_after_restart(tmp_path: 
         hub = MemoryHub(max_payload=LIMIT)
         a, b = await open_node(tmp, hub, "a", async_mode=True), await open_node(tmp, hub, "b")
         await a.execute(stmt(TABLE))
-        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        await eventually(lambda: true(a.changes.outbox_size() == 0))
         assert isinstance(a.replicator, MemoryReplicator)
         a.replicator.publish_delay = 0.01
         await a.execute(big())  # async: answered after the local commit, the relay publishes
@@ -240,7 +240,7 @@ def test_a_publisher_that_stops_between_chunks_finishes_after_restart(tmp_path: 
         assert checksum(b) == checksum(a)
         count = chunk.parse(entries(hub)[-1].payload).count
         assert published < count == len(chunk_seqs(hub))  # the first ones were not stored twice
-        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        await eventually(lambda: true(a.changes.outbox_size() == 0))
         assert [leftovers(n) for n in (a, b)] == [0, 0]
         for n in (a, b):
             await close(n)
@@ -283,8 +283,8 @@ def test_a_snapshot_taken_between_chunks_completes_them(tmp_path: Path) -> None:
         for n in (b, d, e):
             assert checksum(n) == checksum(a)
             assert leftovers(n) == 0
-        assert d.replica.stats.applied == 0  # the copy of the origin had the rows: nothing to apply
-        assert e.replica.stats.applied == 1
+        assert d.changes.stats.applied == 0  # the copy of the origin had the rows: nothing to apply
+        assert e.changes.stats.applied == 1
         for n in (a, b, d, e):
             await close(n)
 
@@ -322,7 +322,7 @@ def test_a_set_that_never_completes_expires(tmp_path: Path) -> None:
         await a.execute(stmt("INSERT INTO t(v) VALUES ('later')"))
         await hub.deliver_all()
         assert (await c.status())["chunks"]["incomplete"] == 1  # an hour of log time has not passed
-        c.replica.partial_expiry = 0.0
+        c.changes.partial_expiry = 0.0
         _, seq = await a.execute(stmt("INSERT INTO t(v) VALUES ('later still')"))
         await hub.deliver_all()
         status = (await c.status())["chunks"]
@@ -350,7 +350,7 @@ def test_a_corrupt_chunked_change_set_is_parked(tmp_path: Path) -> None:
         ):
             seq = await a.replicator.publish(DB, message, msg_id=piece_id, timeout=1)
         await c.wait_applied(seq, 5)
-        assert c.replica.parked() == {"dead": 1}
+        assert c.changes.parked() == {"dead": 1}
         assert "SHA-256" in str((await c.status())["last_error"])
         assert leftovers(c) == 0
         for n in (a, c):
@@ -364,13 +364,13 @@ def test_a_transaction_over_the_size_limit_is_refused_before_commit(tmp_path: Pa
         hub = MemoryHub(max_payload=LIMIT)
         a = await open_node(tmp, hub, "a", max_transaction_size=100 * 1024)
         await a.execute(stmt(TABLE))
-        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        await eventually(lambda: true(a.changes.outbox_size() == 0))
         before = hub.log(DB).last_seq
         with pytest.raises(PayloadTooLarge) as info:
             await a.execute(big())  # about 240 KB
         assert "--max-transaction-size" in info.value.message
         assert await rows(a, "SELECT count(*) FROM t") == [(0,)]
-        assert a.replica.outbox_size() == 0
+        assert a.changes.outbox_size() == 0
         assert hub.log(DB).last_seq == before
         _, seq = await a.execute(big(rows_=100))  # about 80 KB: under the limit, over a message
         assert seq is not None
@@ -389,12 +389,12 @@ def test_a_write_whose_request_went_away_after_commit_is_published_once(tmp_path
         await asyncio.sleep(0)  # queued for the next group commit
         request.cancel()  # the client goes away: the write commits, but its request publishes nothing
         await eventually(lambda: rows_are(a, 300))
-        assert a.replica.outbox_size() == 1
+        assert a.changes.outbox_size() == 1
         await eventually(lambda: rows_are(b, 300), timeout=10)  # the relay took it over
         assert checksum(b) == checksum(a)
         assert a.published_chunked == 1
         assert len(chunk_seqs(hub)) == chunk.parse(entries(hub)[-1].payload).count
-        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        await eventually(lambda: true(a.changes.outbox_size() == 0))
         for n in (a, b):
             await close(n)
 
@@ -450,12 +450,12 @@ def test_an_outbox_published_again_before_a_snapshot_goes_in_chunks(tmp_path: Pa
         hub = MemoryHub(max_payload=LIMIT)
         a, b = await open_node(tmp, hub, "a", async_mode=True), await open_node(tmp, hub, "b")
         await a.execute(stmt(TABLE))
-        await eventually(lambda: true(a.replica.outbox_size() == 0))
+        await eventually(lambda: true(a.changes.outbox_size() == 0))
         assert isinstance(a.replicator, MemoryReplicator)
         a.replicator.connected = False  # the log is away: the large write stays in the outbox
         await a.execute(big(rows_=100))
         await a.execute(big(rows_=100))
-        assert a.replica.outbox_size() == 2
+        assert a.changes.outbox_size() == 2
         a.replicator.connected = True
         assert await a.republish_outbox() == 2
         assert len(chunk_seqs(hub)) > 2

@@ -192,8 +192,8 @@ async def scenario(size: int, steps: list[Step], max_payload: int | None = None)
         await run_steps(cluster, steps)
         await cluster.hub.deliver_all()
         for node in cluster.nodes.values():
-            await node.replica.retry_parked()
-            assert node.replica.parked() == {}, node.replica.stats.last_error
+            await node.changes.retry_parked()
+            assert node.changes.parked() == {}, node.changes.stats.last_error
         sums = [await cluster.checksum(name) for name in sorted(cluster.nodes)]
         for node in list(cluster.nodes.values()):
             await node.close()

@@ -88,8 +88,8 @@ def test_a_refused_write_leaves_nothing_behind(tmp_path: Path) -> None:
         await settled(a, b)
         for rdb in (a, b):
             assert await rows(rdb, "SELECT k FROM t ORDER BY k") == [("a1",), ("b1",)]
-            await rdb.replica.flush_position()  # (own change sets seen back leave the outbox lazily)
-            assert rdb.replica.outbox_size() == 0
+            await rdb.changes.flush_position()  # (own change sets seen back leave the outbox lazily)
+            assert rdb.changes.outbox_size() == 0
         await b.execute(stmt("INSERT INTO t VALUES ('b2', 'again')"))
         await settled(a, b)
         for rdb in (a, b):
@@ -155,7 +155,7 @@ def test_no_answer_from_the_log_commits_nothing_here(tmp_path: Path) -> None:
             await a.execute(stmt("INSERT INTO t VALUES (1)"))
         assert unknown.value.code == "write_outcome_unknown"
         assert await rows(a, "SELECT count(*) FROM t") == [(0,)]
-        assert a.replica.outbox_size() == 0
+        assert a.changes.outbox_size() == 0
         a.replicator.publish_delay = 0.0  # type: ignore[attr-defined]
         await a.execute(stmt("INSERT INTO t VALUES (2)"))  # the fence is established again, and it lands
         assert await rows(a, "SELECT x FROM t") == [(2,)]

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from sqlite_ha.db.changes import ChangeSet, RowChange
+from sqlite_ha.changes.changeset import ChangeSet, RowChange
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import HAError
-from sqlite_ha.replication import changeset
+from sqlite_ha.replication import codec
 from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.seal import Sealer, seal
@@ -34,7 +34,7 @@ async def rows(rdb: ReplicatedDatabase, sql: str) -> list[tuple[Any, ...]]:
 
 
 def forged(ddl: tuple[str, ...] = (), changes: tuple[RowChange, ...] = (), hlc: int = 10**18) -> bytes:
-    return changeset.encode(ChangeSet(database="app.db", node="evil", hlc=hlc, ddl=ddl, changes=changes))
+    return codec.encode(ChangeSet(database="app.db", node="evil", hlc=hlc, ddl=ddl, changes=changes))
 
 
 def test_what_fails_the_mac_is_parked_and_changes_nothing(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_what_fails_the_mac_is_parked_and_changes_nothing(tmp_path: Path) -> Non
             await n.wait_applied(later or 0, 2)
             assert await rows(n, "SELECT id, v FROM t ORDER BY id") == [(1, "mine"), (2, "later")]
             assert await rows(n, "SELECT name FROM sqlite_schema WHERE name = 't2'") == []
-            assert n.replica.parked() == {"unauthenticated": len(attempts)}
+            assert n.changes.parked() == {"unauthenticated": len(attempts)}
             status = await n.status()
             assert status["unauthenticated"]["refused"] == len(attempts)
             parked = await rows(n, "SELECT error FROM _ha_parked ORDER BY seq")
@@ -93,7 +93,7 @@ def test_during_a_rotation_a_node_with_both_secrets_accepts_the_old_key(tmp_path
         _, seq = await b.execute([Statement(sql="INSERT INTO t VALUES (2)")])  # signed with S2: a refuses it
         await a.wait_applied(seq or 0, 2)
         assert await rows(a, "SELECT x FROM t ORDER BY x") == [(1,)]
-        assert a.replica.parked() == {"unauthenticated": 1}
+        assert a.changes.parked() == {"unauthenticated": 1}
         for n in (a, b):
             await close(n)
 
@@ -138,8 +138,8 @@ def test_a_signed_change_set_cannot_reach_the_host_or_internal_tables(
         assert await rows(a, "SELECT name, sql FROM sqlite_schema ORDER BY name") == before
         assert await rows(a, "PRAGMA database_list") == [(0, "main", str(tmp_path / "a" / "app.db"))]
         assert await rows(a, "SELECT v FROM t") == [("later",)]
-        assert a.replica.parked() == {"refused": 1}
-        assert a.replica.hlc.last < 10**18  # the refused change set's clock moved nothing
+        assert a.changes.parked() == {"refused": 1}
+        assert a.changes.hlc.last < 10**18  # the refused change set's clock moved nothing
         (error,) = (await rows(a, "SELECT error FROM _ha_parked"))[0]
         assert error.startswith("refused: ")
         assert why in error
@@ -167,8 +167,8 @@ def test_replicated_row_changes_cannot_write_internal_tables(tmp_path: Path, tab
         await hub.connect("evil").publish("app.db", message, msg_id="evil", timeout=1)
         _, later = await a.execute([Statement(sql="INSERT INTO t(v) VALUES ('later')")])
         await a.wait_applied(later or 0, 2)
-        assert a.replica.parked() == {"refused": 1}
-        assert a.replica.hlc.last < 10**18
+        assert a.changes.parked() == {"refused": 1}
+        assert a.changes.hlc.last < 10**18
         after = await rows(a, "SELECT * FROM _ha_rows WHERE tbl != 't' ORDER BY 1, 2")
         assert after == [r for r in before if r[0] != "t"]
         await close(a)
@@ -192,7 +192,7 @@ def test_the_origin_refuses_the_same_statements_to_clients(tmp_path: Path, sql: 
         with pytest.raises(HAError) as refused:
             await a.execute([Statement(sql=sql)])
         assert refused.value.code in ("statement_not_allowed", "sql_error"), refused.value.to_dict()
-        assert a.replica.outbox_size() == 0
+        assert a.changes.outbox_size() == 0
         await close(a)
 
     asyncio.run(scenario())

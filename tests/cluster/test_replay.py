@@ -40,7 +40,7 @@ def test_a_replayed_drop_and_replayed_rows_change_nothing(tmp_path: Path) -> Non
             await b.wait_applied(end, 10)
             for node in (a, b):
                 assert await rows(node) == [(2, "new")]
-                assert node.replica.parked() == {}
+                assert node.changes.parked() == {}
         finally:
             await close(a, b)
 

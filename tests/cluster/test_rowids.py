@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sqlite_ha.changes.rowids import NoRowidSlot, Rowids
 from sqlite_ha.db.database import Database, DatabaseOptions
 from sqlite_ha.db.dsn import parse_dsn
-from sqlite_ha.db.rowids import NoRowidSlot, Rowids
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import MemoryHub, MemoryReplicator

@@ -10,7 +10,7 @@ from typing import Any
 import apsw
 import pytest
 
-from sqlite_ha.db.changes import ChangeSet
+from sqlite_ha.changes.changeset import ChangeSet
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.statement import Statement
@@ -52,7 +52,7 @@ def test_success_returns_the_seq_and_reaches_others(tmp_path: Path) -> None:
         assert await rows(b, "SELECT x FROM t") == [(1,)]
         _, none = await a.execute(stmt("SELECT * FROM t"))
         assert none is None  # reads have no seq
-        await eventually(lambda: _true(a.replica.outbox_size() == 0))  # seen back in the log: outbox empty
+        await eventually(lambda: _true(a.changes.outbox_size() == 0))  # seen back in the log: outbox empty
         for n in (a, b):
             await close(n)
 
@@ -97,12 +97,12 @@ def test_failed_publish_is_pending_then_delivered(tmp_path: Path, failure: str) 
         assert pending.results[0].rows_affected == 1
         assert pending.changeset is not None
         assert await rows(a, "SELECT x FROM t") == [(42,)]
-        assert pending.changeset.hlc in [hlc for hlc, _, _ in a.replica.outbox()]
+        assert pending.changeset.hlc in [hlc for hlc, _, _ in a.changes.outbox()]
         # the log comes back: the relay publishes it and the other node gets it
         a.replicator.publish_delay = 0.0
         a.replicator.publish_error = None
         await eventually(lambda: rows_equal(b, "SELECT x FROM t", [(42,)]))
-        await eventually(lambda: _true(a.replica.outbox_size() == 0))
+        await eventually(lambda: _true(a.changes.outbox_size() == 0))
         for n in (a, b):
             await close(n)
 
@@ -126,11 +126,11 @@ def test_async_mode_outbox_survives_a_restart(tmp_path: Path) -> None:
         _, seq = await a.execute(stmt("CREATE TABLE t(x)"))
         assert seq is None
         await a.execute(stmt("INSERT INTO t VALUES (1)"))
-        assert a.replica.outbox_size() == 2
+        assert a.changes.outbox_size() == 2
         await close(a)  # the node stops with its outbox full
         a = await open_node(tmp, hub, "a", async_mode=True)  # and comes back with the log reachable
         await eventually(lambda: rows_equal(b, "SELECT x FROM t", [(1,)]))
-        await eventually(lambda: _true(a.replica.outbox_size() == 0))
+        await eventually(lambda: _true(a.changes.outbox_size() == 0))
         assert hub.log("app.db").last_seq == 2  # published once each, no duplicate
         for n in (a, b):
             await close(n)
@@ -184,7 +184,7 @@ def test_own_change_set_applies_after_a_later_schema_change(tmp_path: Path) -> N
         await close(a)
         a = await open_node(tmp, hub, "a")  # a new process: its own change sets are applied like any other
         await hub.deliver_all()
-        assert a.replica.parked() == {}
+        assert a.changes.parked() == {}
         assert await rows(a, "SELECT id, w FROM t") == [(1, "x")]
         await close(a)
 
@@ -207,11 +207,11 @@ def test_own_change_sets_in_a_mixed_batch_are_not_applied_again(tmp_path: Path) 
         assert own is not None
         assert other is not None
         await hub.deliver("a", db, [ddl, own, other])
-        assert a.replica.stats.applied == 1  # b's insert only
-        assert a.replica.stats.rows_skipped == 0  # a's own rows were not looked at again
+        assert a.changes.stats.applied == 1  # b's insert only
+        assert a.changes.stats.rows_skipped == 0  # a's own rows were not looked at again
         assert a.applied_seq == max(ddl, own, other)
         assert await rows(a, "SELECT id, v FROM t ORDER BY id") == [(1, "a"), (2, "b")]
-        assert a.replica.outbox_size() == 0  # seen back in the log, removed with the batch
+        assert a.changes.outbox_size() == 0  # seen back in the log, removed with the batch
         for n in (a, b):
             await close(n)
 
@@ -276,7 +276,7 @@ def test_foreign_keys_are_not_checked_when_applying(tmp_path: Path) -> None:
         await hub.deliver("a", db_id, [schema, parent, child, gone])
         await hub.deliver("b", db_id, [child, gone])
         for n in (a, b):
-            assert n.replica.parked() == {}
+            assert n.changes.parked() == {}
             assert await rows(n, "SELECT id FROM p") == []
             assert await rows(n, "SELECT id, p FROM c") == [(1, 1)]
         with pytest.raises(HAError):  # and checks are on again for clients
@@ -305,7 +305,7 @@ def test_a_dropped_constraint_replays_harmlessly(tmp_path: Path) -> None:
         await close(a)  # records the position: the DROP is after it
         a = await open_node(tmp, hub, "a")
         await hub.deliver_all()  # the DROP again, on a table without the constraint
-        assert a.replica.parked() == {}
+        assert a.changes.parked() == {}
         await a.execute(stmt("INSERT INTO t VALUES (1, -5)"))  # the constraint stays dropped
         await close(a)
 

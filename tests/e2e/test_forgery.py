@@ -17,9 +17,9 @@ import nats
 import pytest
 from nats.js.api import ObjectMeta
 
-from sqlite_ha.db.changes import ChangeSet, RowChange
+from sqlite_ha.changes.changeset import ChangeSet, RowChange
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
-from sqlite_ha.replication import changeset
+from sqlite_ha.replication import codec
 from sqlite_ha.replication.seal import Sealer, seal
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.testing import NodeProcess, free_port, wait_for
@@ -54,7 +54,7 @@ def status(node: NodeProcess, db: str = "app.db") -> dict[str, Any]:
 
 
 def forged(**kwargs: Any) -> bytes:
-    return changeset.encode(ChangeSet(database="app.db", node="evil", hlc=2**62, **kwargs))
+    return codec.encode(ChangeSet(database="app.db", node="evil", hlc=2**62, **kwargs))
 
 
 def overwrite() -> bytes:

@@ -1,5 +1,5 @@
 """The CDC format, as published for outside consumers: ``docs/cdc.schema.json`` and ``docs/cdc.md`` checked
-against the messages the code really writes (capture + ``changeset.encode``) and reads (``changeset.decode``).
+against the messages the code really writes (capture + ``codec.encode``) and reads (``codec.decode``).
 
 - the schema is a valid draft 2020-12 schema;
 - real messages of a representative set of transactions validate, and hold the rules the schema cannot say;
@@ -28,13 +28,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from sqlite_ha.db.changes import ChangeSet, Operation, Row, RowChange
+from sqlite_ha.changes.changeset import ChangeSet, Operation, Row, RowChange
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.values import INT64_MAX, INT64_MIN
 from sqlite_ha.errors import HAError
-from sqlite_ha.replication.changeset import MAX_MESSAGE, DecodeError, decode, encode
+from sqlite_ha.replication.codec import MAX_MESSAGE, DecodeError, decode, encode
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.memory import MemoryHub
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
@@ -115,7 +115,7 @@ async def _produce(path: Path, transactions: Sequence[Transaction], check_parked
                 await node.wait_applied(seq, 10.0)
             out.append(execution)
         if check_parked:
-            assert node.replica.parked() == {}, "a node parked its own change set"
+            assert node.changes.parked() == {}, "a node parked its own change set"
     finally:
         await node.close()
         await node.replicator.close()

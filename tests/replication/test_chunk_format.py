@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from sqlite_ha.replication import chunk
-from sqlite_ha.replication.changeset import DecodeError
+from sqlite_ha.replication.codec import DecodeError
 
 ID = "node1.app.db.117657408264798208"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from sqlite_ha.changes.rowids import NoRowidSlot, Rowids, RowidSlot
 from sqlite_ha.db.database import Database, DatabaseOptions
 from sqlite_ha.db.dsn import parse_dsn
-from sqlite_ha.db.rowids import NoRowidSlot, Rowids, RowidSlot
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.errors import HAError, StatementNotAllowed
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlite_ha.db.changes import ChangeSet, RowChange
-from sqlite_ha.db.replica import UNAUTHENTICATED
-from sqlite_ha.replication import changeset, chunk
+from sqlite_ha.changes.changeset import ChangeSet, RowChange
+from sqlite_ha.changes.store import UNAUTHENTICATED
+from sqlite_ha.replication import chunk, codec
 from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.replicator import Delivery
 from sqlite_ha.replication.seal import OVERHEAD, PLAIN, Sealer, Unauthenticated, open_sealed, seal
@@ -27,7 +27,7 @@ KEYS = ClusterKeys.from_text(S1)
 
 
 def a_changeset(database: str = "app.db") -> bytes:
-    return changeset.encode(
+    return codec.encode(
         ChangeSet(
             database=database,
             node="n1",
@@ -159,9 +159,9 @@ def _mutated(doc: Any, data: st.DataObject) -> Any:
 @settings(max_examples=400)
 @given(st.binary(max_size=512))
 def test_decode_of_arbitrary_bytes_raises_only_decode_error(data: bytes) -> None:
-    with contextlib.suppress(changeset.DecodeError):
-        changeset.decode(data)
-    with contextlib.suppress(changeset.DecodeError):
+    with contextlib.suppress(codec.DecodeError):
+        codec.decode(data)
+    with contextlib.suppress(codec.DecodeError):
         chunk.parse(data)
 
 
@@ -174,8 +174,8 @@ def test_decode_of_a_mutated_change_set_raises_only_decode_error(data: st.DataOb
     except (TypeError, orjson.JSONEncodeError):
         return  # NaN keys and the like: not JSON
     try:
-        cs = changeset.decode(encoded)
-    except changeset.DecodeError:
+        cs = codec.decode(encoded)
+    except codec.DecodeError:
         return
     assert isinstance(cs, ChangeSet)
 

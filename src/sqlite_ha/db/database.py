@@ -21,15 +21,15 @@ from typing import Any, TypeVar
 
 import apsw
 
+from sqlite_ha.changes.capture import Capture
+from sqlite_ha.changes.changeset import ChangeSet
+from sqlite_ha.changes.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.authorizer import Permission
-from sqlite_ha.db.capture import Capture
-from sqlite_ha.db.changes import ChangeSet
 from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.group_commit import Execution as Execution  # where every caller looks for it
 from sqlite_ha.db.group_commit import GroupCommit, first_outcome
 from sqlite_ha.db.params import Bindings
-from sqlite_ha.db.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.runner import (
     CLIENT_PREPARE,
     Budget,

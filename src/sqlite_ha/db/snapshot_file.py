@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from sqlite_ha.db import meta
+from sqlite_ha.changes import meta
 from sqlite_ha.db.database import Database
 from sqlite_ha.errors import HAError
 

@@ -26,7 +26,7 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.errors import HAError
 
 if TYPE_CHECKING:
-    from sqlite_ha.db.changes import ChangeSet
+    from sqlite_ha.changes.changeset import ChangeSet
     from sqlite_ha.db.connection import Guarded
     from sqlite_ha.db.database import Database, Execution
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import apsw
 
-from sqlite_ha.db import meta
+from sqlite_ha.changes import meta
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.outbound import publish_changeset

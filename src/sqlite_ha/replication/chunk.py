@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import orjson
 
-from sqlite_ha.db.chunks import Chunk
-from sqlite_ha.replication.changeset import MAX_MESSAGE, DecodeError
+from sqlite_ha.changes.chunks import Chunk
+from sqlite_ha.replication.codec import MAX_MESSAGE, DecodeError
 
 MAGIC = b"#chunk "
 FORMAT_VERSION = 1

@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlite_ha.db.changes import ChangeSet
-from sqlite_ha.replication import changeset
+from sqlite_ha.changes.changeset import ChangeSet
+from sqlite_ha.replication import codec
 from sqlite_ha.replication.freshness import LogUnreachable
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
@@ -102,7 +102,7 @@ class Fence:
         """This node just became the writer: append an empty change set right after ``last``. From then on
         the log refuses whatever the previous writer still sends (it expects an older last change set), even
         before this node's first write. Its seq is the new fence."""
-        hlc = self.rdb.replica.hlc.now()
+        hlc = self.rdb.changes.hlc.now()
         cs = ChangeSet(database=self.rdb.db.id, node=self.rdb.node, hlc=hlc, timestamp_ns=time.time_ns())
         try:
             sent = await publish_changeset(
@@ -110,7 +110,7 @@ class Fence:
                 database=self.rdb.db.id,
                 hlc=hlc,
                 msg_id=f"{cs.msg_id}.term",  # never a change set's id: the log must not take one as its dup
-                payload=changeset.encode(cs),
+                payload=codec.encode(cs),
                 timeout=self.rdb.timeout,
                 sealer=self.rdb.sealer,
                 expect=last,

@@ -11,8 +11,8 @@ from sqlite_ha.errors import BadRequest, HAError
 from sqlite_ha.replication.replicator import ReplicationError
 
 if TYPE_CHECKING:
+    from sqlite_ha.changes.store import ChangeStore
     from sqlite_ha.db.database import Database
-    from sqlite_ha.db.replica import Replica
     from sqlite_ha.replication.replicator import Replicator
 
 
@@ -36,7 +36,7 @@ class ReadLevels:
     """The read side of a ``ReplicatedDatabase`` (a mixin: it uses the attributes declared below)."""
 
     db: Database
-    replica: Replica
+    changes: ChangeStore
     replicator: Replicator
     consumer: str
     _applied: asyncio.Condition
@@ -77,7 +77,7 @@ class ReadLevels:
         (no acknowledged write has that position). Only the log can say: a write acknowledged a moment ago
         on another node is newer than anything this node has seen. If the log cannot answer, the wait goes on.
         """
-        if self.replica.applied_seq >= min_seq:
+        if self.changes.applied_seq >= min_seq:
             return
         try:
             async with asyncio.timeout(timeout):
@@ -95,15 +95,15 @@ class ReadLevels:
                         beyond.exception()  # retrieved: a refusal that came too late is not an error
         except TimeoutError:
             raise StaleRead(
-                f"this node has applied the log up to {self.replica.applied_seq}, not yet {min_seq}",
+                f"this node has applied the log up to {self.changes.applied_seq}, not yet {min_seq}",
                 hint="retry, or read from the node that took the write",
-                applied_seq=self.replica.applied_seq,
+                applied_seq=self.changes.applied_seq,
                 min_seq=min_seq,
             ) from None
 
     async def _wait_for(self, min_seq: int) -> None:
         async with self._applied:
-            await self._applied.wait_for(lambda: self.replica.applied_seq >= min_seq)
+            await self._applied.wait_for(lambda: self.changes.applied_seq >= min_seq)
 
     async def _refuse_beyond_log(self, min_seq: int) -> None:
         """Raise ``SeqBeyondLog`` if the log ends before ``min_seq``; return if it does not or cannot say."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlite_ha.db.replica import UNAUTHENTICATED, Incoming
-from sqlite_ha.replication import changeset, chunk
+from sqlite_ha.changes.store import UNAUTHENTICATED, Incoming
+from sqlite_ha.replication import chunk, codec
 from sqlite_ha.replication.replicator import Delivery
 from sqlite_ha.replication.seal import Sealer, Unauthenticated
 
@@ -52,8 +52,8 @@ class Inbound:
                 return Incoming(
                     seq=d.seq, payload=b"", msg_id=d.msg_id, chunk=piece, published_at=d.published_at
                 )
-            cs = changeset.decode(payload)
-        except changeset.DecodeError as e:
+            cs = codec.decode(payload)
+        except codec.DecodeError as e:
             return Incoming(seq=d.seq, payload=payload, msg_id=d.msg_id, error=e.message)
         return Incoming(
             seq=d.seq, payload=payload, msg_id=d.msg_id, changeset=cs, published_at=d.published_at

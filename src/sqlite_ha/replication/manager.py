@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlite_ha.changes.rowids import Rowids
+from sqlite_ha.changes.store import ChangeSetInterceptor
 from sqlite_ha.db.database import Database, Execution
-from sqlite_ha.db.replica import ChangeSetInterceptor
-from sqlite_ha.db.rowids import Rowids
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import Conflict, HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase

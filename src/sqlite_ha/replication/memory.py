@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_ha.db.rowids import PLAIN, RowidSlot
+from sqlite_ha.changes.rowids import PLAIN, RowidSlot
 from sqlite_ha.replication.replicator import (
     Delivery,
     Handler,

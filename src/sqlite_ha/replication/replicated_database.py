@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlite_ha.changes.store import ChangeSetInterceptor, ChangeStore, Incoming
 from sqlite_ha.db.database import Database, Execution
-from sqlite_ha.db.replica import ChangeSetInterceptor, Incoming, Replica
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError
-from sqlite_ha.replication import changeset
+from sqlite_ha.replication import codec
 from sqlite_ha.replication.fence import FENCED_RETRIES, Fence
 from sqlite_ha.replication.freshness import ReadLevels
 from sqlite_ha.replication.inbound import Inbound
@@ -94,11 +94,11 @@ class ReplicatedDatabase(ReadLevels):
         self.timeout = timeout
         self.async_mode = async_mode
         self.policy = policy
-        self.replica = Replica(
+        self.changes = ChangeStore(
             db,
             node=node,
-            encode=changeset.encode,
-            decode=changeset.decode,
+            encode=codec.encode,
+            decode=codec.decode,
             ddl_sync=ddl_sync,
             interceptor=interceptor,
             max_size=max_transaction_size,
@@ -118,7 +118,7 @@ class ReplicatedDatabase(ReadLevels):
         self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
         self._failed: set[int] = set()  # clocks of writes whose publish failed: the relay's to publish
         self._unclaimed: set[int] = set()  # outbox entries the relay's last round found nobody publishing
-        self._start_clock = self.replica.hlc.last  # outbox entries up to it are from an earlier process
+        self._start_clock = self.changes.hlc.last  # outbox entries up to it are from an earlier process
         self._own_prefix = f"{node}.{db.id}."  # of msg ids: ChangeSet.msg_id is <node>.<database>.<hlc>
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -151,14 +151,14 @@ class ReplicatedDatabase(ReadLevels):
         sub = Subscription(
             database=self.db.id,
             consumer=self.consumer,
-            after_seq=self.replica.applied_seq,
+            after_seq=self.changes.applied_seq,
             policy=self.policy,
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
         self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
         self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
         self._tasks.append(asyncio.create_task(self._flush_position(), name=f"position-{self.db.id}"))
-        if self.replica.outbox_size():
+        if self.changes.outbox_size():
             self._kick.set()
 
     async def close(self) -> None:
@@ -170,7 +170,7 @@ class ReplicatedDatabase(ReadLevels):
                 await task
         self._tasks.clear()
         await self.replicator.unsubscribe(self.consumer)
-        await self.replica.flush_position()
+        await self.changes.flush_position()
 
     # ------------------------------------------------------------------------------------ writes
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
@@ -317,14 +317,14 @@ class ReplicatedDatabase(ReadLevels):
         count, after = 0, 0
         while True:
             await self.db.connection_back()  # an in-memory database's connection may be on a worker thread
-            batch = self.replica.outbox(RELAY_BATCH, after_hlc=after)
+            batch = self.changes.outbox(RELAY_BATCH, after_hlc=after)
             if not batch:
                 return count
             for hlc, msg_id, payload in batch:
                 after = hlc
                 if payload is None:  # a large one: read now
                     await self.db.connection_back()
-                    payload = self.replica.outbox_payload(hlc)
+                    payload = self.changes.outbox_payload(hlc)
                     if payload is None:
                         continue  # seen in the log meanwhile
                 await self._send(hlc, msg_id, payload)
@@ -352,9 +352,9 @@ class ReplicatedDatabase(ReadLevels):
     async def _relay_once(self) -> int:
         sent = 0
         await self.db.connection_back()  # reading the outbox must not wait on the loop for a worker thread
-        seen = self.replica.seen_in_log()  # back from the log, their outbox rows not deleted yet
+        seen = self.changes.seen_in_log()  # back from the log, their outbox rows not deleted yet
         unclaimed, self._unclaimed = self._unclaimed, set()
-        for hlc, msg_id, payload in self.replica.outbox(RELAY_BATCH):
+        for hlc, msg_id, payload in self.changes.outbox(RELAY_BATCH):
             if hlc in self._publishing or hlc in self._acked or hlc in seen:
                 continue
             if not (self.async_mode or hlc in self._failed or hlc in unclaimed or hlc <= self._start_clock):
@@ -368,7 +368,7 @@ class ReplicatedDatabase(ReadLevels):
                 continue
             if payload is None:  # a large one: read now
                 await self.db.connection_back()
-                payload = self.replica.outbox_payload(hlc)
+                payload = self.changes.outbox_payload(hlc)
                 if payload is None:
                     continue  # seen in the log meanwhile
             seq = await self._send(hlc, msg_id, payload)
@@ -387,7 +387,7 @@ class ReplicatedDatabase(ReadLevels):
         clocks = [self._own_clock(d) for d in deliveries]
         if None not in clocks:
             seen = [c for c in clocks if c is not None]
-            self.replica.skip_own([d.seq for d in deliveries], seen)
+            self.changes.skip_own([d.seq for d in deliveries], seen)
         else:
             batch = [
                 self.inbound.read(d)
@@ -395,14 +395,14 @@ class ReplicatedDatabase(ReadLevels):
                 else Incoming(seq=d.seq, payload=b"", msg_id=d.msg_id, own_clock=clock)
                 for d, clock in zip(deliveries, clocks, strict=True)
             ]
-            seen = (await self.replica.apply(batch)).own
+            seen = (await self.changes.apply(batch)).own
         for hlc in seen:
             self._acked.pop(hlc, None)
             self._committed.discard(hlc)
             self._failed.discard(hlc)
         published = [d.published_at for d in deliveries if d.published_at is not None]
         if published:
-            self.replica.stats.last_published_at = max(published)
+            self.changes.stats.last_published_at = max(published)
         async with self._applied:
             self._applied.notify_all()
 
@@ -420,7 +420,7 @@ class ReplicatedDatabase(ReadLevels):
             return True  # a log that cannot say: ask it (the in-memory ones answer at once)
         if max_age <= 0:
             return False  # kept forever
-        anchor = max(self.replica.stats.last_published_at or 0.0, self._verified_at)
+        anchor = max(self.changes.stats.last_published_at or 0.0, self._verified_at)
         return time.time() - anchor > max_age / 2
 
     async def _check_hole(self, next_seq: int) -> None:
@@ -461,7 +461,7 @@ class ReplicatedDatabase(ReadLevels):
             now = time.monotonic()
             if now - flushed >= POSITION_FLUSH_EVERY:
                 flushed = now
-                await self.replica.flush_position()
+                await self.changes.flush_position()
             if now - checked >= gap_every:
                 checked = now
                 with contextlib.suppress(ReplicationError, TimeoutError):
@@ -502,16 +502,16 @@ class ReplicatedDatabase(ReadLevels):
         while not self._closed:
             await asyncio.sleep(RETRY_PARKED_EVERY)
             try:
-                await self.replica.retry_parked()
+                await self.changes.retry_parked()
             except Exception:  # a failing retry must not stop the next ones; it is logged with its cause
                 log.exception("database %s: retrying parked change sets failed", self.db.id)
 
     @property
     def applied_seq(self) -> int:
-        return self.replica.applied_seq
+        return self.changes.applied_seq
 
     async def status(self) -> dict[str, Any]:
-        stats = self.replica.stats
+        stats = self.changes.stats
         try:
             last = await asyncio.wait_for(self.replicator.last_seq(self.db.id), 2.0)
         except (TimeoutError, ReplicationError):
@@ -533,7 +533,7 @@ class ReplicatedDatabase(ReadLevels):
             "last_seq": last,
             "lag_messages": behind,
             "lag_seconds": lag_s,
-            "outbox": self.replica.outbox_size(),
+            "outbox": self.changes.outbox_size(),
             "published": self.published,
             "publish_failures": self.publish_failures,
             "published_chunked": self.published_chunked,
@@ -541,9 +541,9 @@ class ReplicatedDatabase(ReadLevels):
             "apply_batches": stats.batches,
             "rows_applied": stats.rows_applied,
             "rows_skipped": stats.rows_skipped,
-            "parked": self.replica.parked(),
+            "parked": self.changes.parked(),
             "unauthenticated": self.inbound.status(),
-            "chunks": self.replica.chunk_status(),
+            "chunks": self.changes.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
             "fence": self.fence.status() if self.writer_mode is not None else None,

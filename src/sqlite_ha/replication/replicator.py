@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlite_ha.db.rowids import RowidSlot
+from sqlite_ha.changes.rowids import RowidSlot
 from sqlite_ha.errors import HAError
 
 
@@ -129,7 +129,7 @@ class Replicator(Protocol):
         missed change sets the log no longer has: it must start over from a snapshot."""
 
     async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
-        """Claim ``node``'s share of the keys SQLite would choose (see ``db/rowids``): a residue modulo the
+        """Claim ``node``'s share of the keys SQLite would choose (see ``changes/rowids``): a residue modulo the
         cluster's stride that no other node holds. The stride is the one the cluster already uses if it has
         one (``stride`` only proposes it); a node asking again, after a restart, gets its own slot back.
         A log without other nodes answers stride 1 (SQLite's own keys). ``ReplicationError`` (not

@@ -87,7 +87,7 @@ class Snapshotter:
                 return await self._certify(rdb, latest, through), False
             # The position moved by this node's own change sets is written lazily: write it now, so that the
             # copy records everything it holds.
-            await rdb.replica.flush_position()
+            await rdb.changes.flush_position()
             fd, tmp = tempfile.mkstemp(prefix=f"sqlite-ha-snapshot-{db.id}-", suffix=".db")
             os.close(fd)
             try:

@@ -27,7 +27,7 @@ from nats.js.errors import (
     NotFoundError,
 )
 
-from sqlite_ha.db.rowids import RowidSlot
+from sqlite_ha.changes.rowids import RowidSlot
 from sqlite_ha.replication.jetstream import rowid_slots
 from sqlite_ha.replication.jetstream.common import describe, parse_policy, valid_name
 from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url

@@ -19,7 +19,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from sqlite_ha.db.rowids import RowidSlot
+from sqlite_ha.changes.rowids import RowidSlot
 from sqlite_ha.replication.jetstream.common import describe
 from sqlite_ha.replication.replicator import ReplicationError
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from sqlite_ha.db.changes import ChangeSet, Row, RowChange
+from sqlite_ha.changes.changeset import ChangeSet, Row, RowChange
 from sqlite_ha.db.values import from_json, row_to_json
 from sqlite_ha.errors import HAError
 

@@ -24,9 +24,10 @@ from typing import Any
 
 import apsw
 
-from sqlite_ha.db import meta
-from sqlite_ha.db.changes import ChangeSet, Operation, Row, RowChange, encode_key
-from sqlite_ha.db.hlc import HLC
+from sqlite_ha.changes import meta
+from sqlite_ha.changes.changeset import ChangeSet, Operation, Row, RowChange, encode_key
+from sqlite_ha.changes.hlc import HLC
+from sqlite_ha.changes.unique import UniqueResolver
 from sqlite_ha.db.schema import (
     SchemaCache,
     Shadow,
@@ -35,7 +36,6 @@ from sqlite_ha.db.schema import (
     quote,
     unreplicable_virtual_table,
 )
-from sqlite_ha.db.unique import UniqueResolver
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import PayloadTooLarge, StatementNotAllowed
 

@@ -15,13 +15,13 @@ from typing import Any, Protocol
 
 import apsw
 
-from sqlite_ha.db import meta
-from sqlite_ha.db.apply import Applier, ApplyResult, Refused, SchemaMissing
-from sqlite_ha.db.capture import Capture, Encoder
-from sqlite_ha.db.changes import ChangeSet
-from sqlite_ha.db.chunks import PARTIAL_EXPIRY, Chunk, ChunkStore, PartialSet
+from sqlite_ha.changes import meta
+from sqlite_ha.changes.capture import Capture, Encoder
+from sqlite_ha.changes.changeset import ChangeSet
+from sqlite_ha.changes.chunks import PARTIAL_EXPIRY, Chunk, ChunkStore, PartialSet
+from sqlite_ha.changes.hlc import HLC
+from sqlite_ha.changes.lww import Applier, ApplyResult, Refused, SchemaMissing
 from sqlite_ha.db.database import Database
-from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache
 from sqlite_ha.errors import HAError
 
@@ -66,7 +66,7 @@ class Incoming:
 
 
 @dataclass(slots=True)
-class ReplicaStats:
+class ApplyStats:
     applied: int = 0  # change sets applied
     rows_applied: int = 0
     rows_skipped: int = 0  # older than the local version (including a node's own change sets)
@@ -88,7 +88,7 @@ class BatchOutcome:
     own: list[int] = field(default_factory=list)  # clocks of this node's change sets seen in the log
 
 
-class Replica:
+class ChangeStore:
     """Replication state of one database."""
 
     def __init__(
@@ -106,7 +106,7 @@ class Replica:
         self.interceptor = interceptor
         self.node = node
         self.decode = decode
-        self.stats = ReplicaStats()
+        self.stats = ApplyStats()
         with db.internal() as conn:
             meta.create(conn)
             self.hlc = HLC(int(meta.get(conn, meta.CLOCK, 0) or 0))

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import apsw
 
-from sqlite_ha.db import meta
+from sqlite_ha.changes import meta
+from sqlite_ha.changes.changeset import ChangeSet, Row, RowChange, encode_key
+from sqlite_ha.changes.hlc import HLC
+from sqlite_ha.changes.unique import Candidate, UniqueResolver, Version
 from sqlite_ha.db.authorizer import INTERNAL_PREFIX, Authorizer
-from sqlite_ha.db.changes import ChangeSet, Row, RowChange, encode_key
-from sqlite_ha.db.hlc import HLC
 from sqlite_ha.db.schema import SchemaCache, TableInfo, quote
-from sqlite_ha.db.unique import Candidate, UniqueResolver, Version
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 

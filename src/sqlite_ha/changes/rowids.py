@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import apsw
 
-from sqlite_ha.db import autokeys
+from sqlite_ha.changes import autokeys
+from sqlite_ha.changes.autokeys import KeyedTable
 from sqlite_ha.db.authorizer import Authorizer
-from sqlite_ha.db.autokeys import KeyedTable
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import Conflict, NotReady, StatementNotAllowed
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import apsw
 import orjson
 
-from sqlite_ha.db import meta
-from sqlite_ha.db.changes import Row, encode_key
+from sqlite_ha.changes import meta
+from sqlite_ha.changes.changeset import Row, encode_key
 from sqlite_ha.db.schema import SchemaCache, TableInfo, UniqueIndex, quote
 from sqlite_ha.db.values import SQLiteValue, from_json, row_to_json
 

@@ -65,8 +65,11 @@ class LoadInterrupted(HAError):
 
 
 class Node:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, serve: bool = True) -> None:
+        """``serve=False``: no HTTP or PostgreSQL listener (a node embedded in an application by the
+        driver, or a read replica); everything else runs as in a server node."""
         self.config = config
+        self.serve = serve
         self.name = config.name
         # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
         self.users: Users | None = Users(config.auth_file) if config.auth_file else None
@@ -158,16 +161,20 @@ class Node:
             if self.replication is not None:
                 self.replication.set_writer_mode(self.writer)
             await self.writer.start()
-            await self.frontends.start(self)
+            if self.serve:
+                await self.frontends.start(self)
         except BaseException:
             await self.stop()
             raise
+        where = (
+            f"{'https' if cfg.cert else 'http'}://{cfg.host}:{self.frontends.http_port}"
+            if self.serve
+            else "embedded, no listener"
+        )
         log.info(
-            "node %s ready: %s://%s:%d (%d database%s)",
+            "node %s ready: %s (%d database%s)",
             self.name,
-            "https" if cfg.cert else "http",
-            cfg.host,
-            self.frontends.http_port,
+            where,
             len(self.databases),
             "" if len(self.databases) == 1 else "s",
         )

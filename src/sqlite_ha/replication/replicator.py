@@ -129,9 +129,9 @@ class Replicator(Protocol):
         missed change sets the log no longer has: it must start over from a snapshot."""
 
     async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
-        """Claim ``node``'s share of the keys SQLite would choose (see ``changes/rowids``): a residue modulo the
-        cluster's stride that no other node holds. The stride is the one the cluster already uses if it has
-        one (``stride`` only proposes it); a node asking again, after a restart, gets its own slot back.
+        """Claim ``node``'s share of the keys SQLite would choose (see ``changes/rowids``): a residue modulo
+        the cluster's stride that no other node holds. The stride is the one the cluster already uses if it
+        has one (``stride`` only proposes it); a node asking again, after a restart, gets its own slot back.
         A log without other nodes answers stride 1 (SQLite's own keys). ``ReplicationError`` (not
         retryable) when every slot is held by another node."""
 

@@ -138,7 +138,7 @@ class Session:
             if many:
                 raise ProgrammingError("executemany() can only execute DML statements.")
             await self._control(parsed)
-            return Outcome()
+            return Outcome(lastrowid=self.last_rowid)
         statements = [Statement(sql=sql, bindings=b) for b in params]
         if many and statements and self.served.db.is_read_only(statements[:1]):
             raise ProgrammingError("executemany() can only execute DML statements.")
@@ -181,15 +181,15 @@ class Session:
     def _outcome(self, parsed: Parsed, results: list[Result], many: bool) -> Outcome:
         last = results[-1]
         dml = parsed.kind is Kind.DML
-        changed = sum(r.rows_affected for r in results) if dml else 0
-        self.total_changes += changed
+        changed = sum(r.rows_affected for r in results)
+        self.total_changes += changed  # SQLite counts every INSERT/UPDATE/DELETE, also after WITH
         for r in results:
             if r.last_insert_id:
                 self.last_rowid = r.last_insert_id
         return Outcome(
             columns=list(last.columns) if last.columns else None,
             rows=last.rows if last.columns else [],
-            rowcount=changed if dml else -1,
+            rowcount=changed if dml else -1,  # sqlite3: only for statements that start as DML
             lastrowid=None if many else self.last_rowid,
         )
 

@@ -84,11 +84,11 @@ class ConnectionBase:
             )
         self.connector = connector
         try:
-            served = connector.served
+            connector._check_usable()
         except HAError as e:
             raise to_dbapi(e) from e
         self._session = Session(
-            served,
+            connector.served,
             isolation_level=check_isolation_level(isolation_level),
             autocommit=check_autocommit(autocommit),
             timeout=timeout,

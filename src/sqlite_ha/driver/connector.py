@@ -26,18 +26,15 @@ from sqlite_ha.driver.options import DriverOptions, parse_options
 from sqlite_ha.driver.runtime import runtime
 from sqlite_ha.driver.session import Session, rollback_all
 from sqlite_ha.errors import HAError
+from sqlite_ha.replication.snapshot import SnapshotsUnavailable
 
 if TYPE_CHECKING:
-    from sqlite_ha.db.database import Database, Execution
-    from sqlite_ha.db.statement import Statement
-    from sqlite_ha.db.transaction import WriteTransaction
     from sqlite_ha.driver.connection import Connection
-    from sqlite_ha.node import Node
     from sqlite_ha.replication.manager import ReplicationManager
-    from sqlite_ha.replication.replicated_database import ReplicatedDatabase
+    from sqlite_ha.served import ServedDatabase
 
 
-class SnapshotterNotConfigured(HAError):
+class SnapshotterNotConfigured(SnapshotsUnavailable):
     """go-ha's ErrSnapshotterNotConfigured: snapshots need a replication log with a snapshot store (NATS)."""
 
     code = "snapshotter_not_configured"
@@ -65,23 +62,6 @@ class NotStarted(HAError):
     code = "not_started"
 
 
-class _NodeServed:
-    """The served-database calls the driver uses, over the node's per-database methods."""
-
-    def __init__(self, node: Node, db: Database) -> None:
-        self.node = node
-        self.db = db
-
-    async def execute(self, statements: list[Statement]) -> tuple[Execution, int | None]:
-        return await self.node.execute(self.node.database(self.db.id), statements)
-
-    async def begin(self) -> WriteTransaction:
-        return await self.node.begin(self.node.database(self.db.id))
-
-    async def commit(self, tx: WriteTransaction) -> tuple[Execution, int | None]:
-        return await self.node.commit(self.db, tx)
-
-
 class Connector:
     """One embedded node serving the DSN's database. Prefer ``get_connector`` (cached) to building one."""
 
@@ -94,7 +74,6 @@ class Connector:
         self.options: DriverOptions = parse_options(dsn, options, os.environ if env is None else env)
         self.node = Node(self.options.config, serve=False)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        self._served: _NodeServed | None = None
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
@@ -115,18 +94,11 @@ class Connector:
             self._started = True
             rt.add_closer(self._close)
 
-    @property
-    def served(self) -> _NodeServed:
-        if self._closed:
-            raise ConnectorClosed(f"the connector of {self.dsn!r} is closed")
-        if not self._started:
-            raise NotStarted(
-                f"the connector of {self.dsn!r} was made with autoStart=false",
-                hint="call connector.start() first",
-            )
-        if self._served is None:
-            self._served = _NodeServed(self.node, self.node.databases.get(self.options.database))
-        return self._served
+    def served(self) -> ServedDatabase:
+        """The database as the node serves it now (call on the runtime's loop): refused while the node may
+        be stale (a gap in the log), or before ``start``."""
+        self._check_usable()
+        return self.node.database(self.options.database)
 
     def connect(self, **kwargs: Any) -> Connection:
         """A new DB-API connection to the database (``sqlite_ha.connect``'s keyword arguments)."""
@@ -173,29 +145,31 @@ class Connector:
     @property
     def latest_seq(self) -> int:
         """The log position this node has applied the database up to (0 without replication)."""
-        rdb = self._replicated(required=False)
-        return rdb.applied_seq if rdb is not None else 0
+        self._check_usable()
+        return runtime().call(self._applied_seq())
+
+    async def _applied_seq(self) -> int:
+        return self.served().applied_seq or 0
 
     def take_snapshot(self) -> int:
         """Store a snapshot of the database in the log's snapshot store now (unless the latest one already
         holds everything applied here); returns the snapshot's seq."""
-        self.served  # noqa: B018 - open and started
+        self._check_usable()
         return runtime().call(self._take_snapshot())
 
     async def _take_snapshot(self) -> int:
-        snapshots = self.node.snapshots
-        rdb = self._replicated(required=True)
-        if snapshots is None or rdb is None:
-            raise self._no_snapshotter()
-        meta, _ = await snapshots.take(rdb)
-        return meta.seq if meta is not None else 0
+        try:
+            meta, _ = await self.node.take_snapshot(self.options.database)
+        except SnapshotsUnavailable as e:
+            raise self._no_snapshotter() from e
+        return meta.seq
 
     def latest_snapshot(self, dest: str | os.PathLike[str] | None = None) -> tuple[int, Path]:
-        """The latest stored snapshot of the database: ``(seq, path)``, the SQLite file downloaded to
-        ``dest`` (default: a new file in the temporary directory, which the caller owns and removes).
-        go-ha returns a reader; a file is the Python shape for a database that may be large, and opens
+        """The latest stored snapshot of the database: ``(seq, path)``, the SQLite file downloaded (and
+        verified) to ``dest``; by default a new file in the temporary directory, which the caller owns.
+        go-ha returns a reader; a file is the Python shape for a database that may be large, and it opens
         with ``sqlite3`` as it is."""
-        self.served  # noqa: B018
+        self._check_usable()
         if dest is None:
             fd, name = tempfile.mkstemp(prefix=f"sqlite-ha-{self.options.database}-", suffix=".db")
             os.close(fd)
@@ -211,26 +185,37 @@ class Connector:
         return seq, path
 
     async def _latest_snapshot(self, path: Path) -> int:
-        store = self.node.snapshot_store
-        if store is None:
-            raise self._no_snapshotter()
-        meta = await store.fetch(self.options.database, path)
+        try:
+            meta = await self.node.fetch_snapshot(self.options.database, path)
+        except SnapshotsUnavailable as e:
+            raise self._no_snapshotter() from e
         return meta.seq
 
     def remove_consumer(self, name: str) -> bool:
         """Delete the log's consumer ``name`` (a departed node's); True when it existed."""
-        self.served  # noqa: B018
+        self._check_usable()
         return runtime().call(self._manager().delete_consumer(name))
 
     def delivered_info(self, name: str) -> dict[str, Any] | None:
         """What the log delivered to consumer ``name`` (``delivered_seq``, ``num_pending``, …), or None."""
-        self.served  # noqa: B018
+        self._check_usable()
         return runtime().call(self._manager().consumer(name))
 
-    async def status(self) -> dict[str, Any]:
-        return await self.node.status()
+    def status(self) -> dict[str, Any]:
+        """The embedded node's status (as ``GET /status`` of a server)."""
+        self._check_usable()
+        return runtime().call(self.node.status())
 
     # ------------------------------------------------------------------------------------ helpers
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ConnectorClosed(f"the connector of {self.dsn!r} is closed")
+        if not self._started:
+            raise NotStarted(
+                f"the connector of {self.dsn!r} was made with autoStart=false",
+                hint="call connector.start() first",
+            )
+
     def _manager(self) -> ReplicationManager:
         manager = self.node.replication
         if manager is None:
@@ -238,13 +223,6 @@ class Connector:
                 "this connector's node replicates through no log", hint="set replicationURL"
             )
         return manager
-
-    def _replicated(self, *, required: bool) -> ReplicatedDatabase | None:
-        manager = self.node.replication
-        rdb = manager.databases.get(self.options.database) if manager is not None else None
-        if rdb is None and required:
-            raise self._no_snapshotter()
-        return rdb
 
     def _no_snapshotter(self) -> SnapshotterNotConfigured:
         return SnapshotterNotConfigured(

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,7 +38,7 @@ from sqlite_ha.driver.sqltext import Kind, Parsed, classify, split
 from sqlite_ha.errors import HAError
 
 if TYPE_CHECKING:
-    from sqlite_ha.db.database import Database, Execution
+    from sqlite_ha.db.database import Execution
     from sqlite_ha.db.transaction import WriteTransaction
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,11 @@ LEGACY = -1  # ``autocommit`` of sqlite3's legacy transaction control (sqlite3.L
 
 
 class Served(Protocol):
-    """What a session needs of the served database (``node.database(id)``)."""
+    """What a session needs of the served database (``node.database(id)``: a ``ServedDatabase``)."""
 
-    @property
-    def db(self) -> Database: ...
+    def is_read_only(self, statements: Sequence[Statement]) -> bool: ...
 
-    async def execute(self, statements: list[Statement]) -> tuple[Execution, int | None]: ...
+    async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]: ...
 
     async def begin(self) -> WriteTransaction: ...
 
@@ -86,13 +85,15 @@ def _busy() -> OperationalError:
 class Session:
     def __init__(
         self,
-        served: Served,
+        served: Callable[[], Served],
         *,
         isolation_level: str | None = "",
         autocommit: int | bool = LEGACY,
         timeout: float = 5.0,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
+        # the database as the node serves it now (asked each time: recovery may reopen it; refuses while
+        # the node may be stale)
         self.served = served
         self.isolation_level = isolation_level
         self.autocommit = autocommit
@@ -140,7 +141,7 @@ class Session:
             await self._control(parsed)
             return Outcome(lastrowid=self.last_rowid)
         statements = [Statement(sql=sql, bindings=b) for b in params]
-        if many and statements and self.served.db.is_read_only(statements[:1]):
+        if many and statements and self.served().is_read_only(statements[:1]):
             raise ProgrammingError("executemany() can only execute DML statements.")
         if self.tx is None and self._implicit_begin(parsed, statements):
             await self._begin()
@@ -156,13 +157,13 @@ class Session:
         if self.autocommit is True:
             return False
         if self.autocommit is False:
-            return not self.served.db.is_read_only(statements[:1]) if statements else False
+            return not self.served().is_read_only(statements[:1]) if statements else False
         return self.isolation_level is not None and parsed.kind is Kind.DML
 
     async def _run(self, statements: list[Statement]) -> list[Result]:
         tx = self.tx
         if tx is None:
-            execution, seq = await self.served.execute(statements)
+            execution, seq = await self.served().execute(statements)
             if seq is not None:
                 self.seq = seq
             return execution.results
@@ -257,7 +258,7 @@ class Session:
 
     async def _begin(self) -> None:
         """Take the database's writer, waiting at most ``timeout`` for another transaction to end."""
-        task = asyncio.ensure_future(self.served.begin())
+        task = asyncio.ensure_future(self.served().begin())
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
         if not done:
             task.cancel()
@@ -276,7 +277,7 @@ class Session:
         assert tx is not None
         self._ended()
         # shielded: a caller that gives up (Ctrl-C) must not cut a commit and its publish half-way
-        _, seq = await asyncio.shield(self.served.commit(tx))
+        _, seq = await asyncio.shield(self.served().commit(tx))
         if seq is not None:
             self.seq = seq
 

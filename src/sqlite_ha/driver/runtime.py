@@ -73,7 +73,7 @@ class Runtime:
     def loop(self) -> asyncio.AbstractEventLoop:
         """The loop, started on first use (in a daemon thread named ``sqlite-ha-driver``)."""
         loop = self._loop
-        if loop is not None:
+        if loop is not None and not self._closed:
             return loop
         with self._lock:
             if self._closed:

@@ -15,10 +15,12 @@ def test_execute_fetch_commit(dsn: str) -> None:
         async with sqlite_ha.aio.connect(dsn) as conn:
             await conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
             cur = await conn.executemany("INSERT INTO t (name) VALUES (?)", [("a",), ("b",)])
-            assert cur.rowcount == 2 and conn.in_transaction
+            assert cur.rowcount == 2
+            assert conn.in_transaction
             await conn.commit()
             cur = await conn.execute("SELECT id, name FROM t ORDER BY id")
-            assert cur.description is not None and [d[0] for d in cur.description] == ["id", "name"]
+            assert cur.description is not None
+            assert [d[0] for d in cur.description] == ["id", "name"]
             assert await cur.fetchone() == (1, "a")
             rows = [row async for row in cur]
             assert rows == [(2, "b")]
@@ -33,10 +35,14 @@ def test_context_manager_rolls_back_on_error_and_closes(dsn: str) -> None:
     async def main() -> None:
         conn = await sqlite_ha.aio.connect(dsn)
         await conn.execute("CREATE TABLE t (x)")
-        with pytest.raises(ZeroDivisionError):
+
+        async def fail_inside() -> None:
             async with conn:
                 await conn.execute("INSERT INTO t VALUES (1)")
                 raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            await fail_inside()
         assert conn.closed
         async with sqlite_ha.aio.connect(dsn) as again:
             assert await again.execute_fetchall("SELECT count(*) FROM t") == [(0,)]

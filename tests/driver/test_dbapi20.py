@@ -40,7 +40,8 @@ def test_module_globals() -> None:
 
 def test_exception_hierarchy() -> None:
     d = sqlite_ha
-    assert issubclass(d.Warning, Exception) and issubclass(d.Error, Exception)
+    assert issubclass(d.Warning, Exception)
+    assert issubclass(d.Error, Exception)
     for cls in (d.InterfaceError, d.DatabaseError):
         assert issubclass(cls, d.Error)
     for cls in (d.DataError, d.OperationalError, d.IntegrityError, d.InternalError, d.ProgrammingError):
@@ -82,7 +83,8 @@ def test_description(con: Connection) -> None:
     assert cur.description is None
     cur.execute("SELECT name FROM booze")
     assert cur.description is not None
-    assert len(cur.description) == 1 and len(cur.description[0]) == 7
+    assert len(cur.description) == 1
+    assert len(cur.description[0]) == 7
     assert cur.description[0][0].lower() == "name"
     cur.execute(DDL2)
     assert cur.description is None  # reset by a statement without result
@@ -202,7 +204,8 @@ def test_mixedfetch(con: Connection) -> None:
     two_three = cur.fetchmany(2)
     four = cur.fetchone()
     rest = cur.fetchall()
-    assert one is not None and four is not None
+    assert one is not None
+    assert four is not None
     names = [one[0], two_three[0][0], two_three[1][0], four[0], rest[0][0], rest[1][0]]
     assert sorted(names) == SAMPLES
 
@@ -241,9 +244,12 @@ def test_type_constructors() -> None:
 
 def test_type_objects() -> None:
     d = sqlite_ha
-    assert d.STRING == "TEXT" and d.STRING == "varchar" and d.STRING != "BLOB"
+    assert d.STRING == "TEXT"
+    assert d.STRING == "varchar"
+    assert d.STRING != "BLOB"
     assert d.BINARY == "BLOB"
-    assert d.NUMBER == "INTEGER" and d.NUMBER == "REAL"
+    assert d.NUMBER == "INTEGER"
+    assert d.NUMBER == "REAL"
     assert d.DATETIME == "TIMESTAMP"
     assert d.ROWID == "ROWID"
 

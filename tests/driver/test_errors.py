@@ -82,4 +82,5 @@ def test_replication_pending_is_operational_and_says_committed() -> None:
     assert isinstance(mapped, sqlite_ha.OperationalError)
     assert mapped.code == "replication_pending"  # type: ignore[attr-defined]
     assert "committed on this node" in str(mapped)
-    assert mapped.hint and "do not retry" in mapped.hint  # type: ignore[attr-defined]
+    assert mapped.hint
+    assert "do not retry" in mapped.hint

@@ -26,24 +26,33 @@ def count(conn: sqlite_ha.Connection) -> int:
 def test_commit_publishes_to_other_connections_and_rollback_discards(dsn: str) -> None:
     a, b = setup(dsn), setup(dsn)
     a.execute("INSERT INTO t VALUES (1)")
-    assert a.in_transaction and count(a) == 1
+    assert a.in_transaction
+    assert count(a) == 1
     assert count(b) == 0  # not committed: other connections read the last committed state
     a.commit()
     assert count(b) == 1
     a.execute("INSERT INTO t VALUES (2)")
     a.rollback()
-    assert not a.in_transaction and count(a) == 1 == count(b)
+    assert not a.in_transaction
+    assert count(a) == 1 == count(b)
 
 
 def test_context_manager_commits_or_rolls_back(dsn: str) -> None:
     conn = setup(dsn)
     with conn:
         conn.execute("INSERT INTO t VALUES (1)")
-    assert not conn.in_transaction and count(conn) == 1
-    with pytest.raises(ZeroDivisionError), conn:
-        conn.execute("INSERT INTO t VALUES (2)")
-        raise ZeroDivisionError
-    assert not conn.in_transaction and count(conn) == 1
+    assert not conn.in_transaction
+    assert count(conn) == 1
+
+    def fail_inside() -> None:
+        with conn:
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        fail_inside()
+    assert not conn.in_transaction
+    assert count(conn) == 1
     with conn:  # the connection stays usable after the block, as sqlite3's
         conn.execute("INSERT INTO t VALUES (3)")
     assert count(conn) == 2
@@ -53,10 +62,12 @@ def test_isolation_level_none_is_autocommit(dsn: str) -> None:
     conn = setup(dsn, isolation_level=None)
     other = setup(dsn)
     conn.execute("INSERT INTO t VALUES (1)")
-    assert not conn.in_transaction and count(other) == 1
+    assert not conn.in_transaction
+    assert count(other) == 1
     conn.execute("BEGIN")
     conn.execute("INSERT INTO t VALUES (2)")
-    assert conn.in_transaction and count(other) == 1
+    assert conn.in_transaction
+    assert count(other) == 1
     conn.execute("COMMIT")
     assert count(other) == 2
 
@@ -65,26 +76,29 @@ def test_setting_isolation_level_none_commits_pending(dsn: str) -> None:
     conn, other = setup(dsn), setup(dsn)
     conn.execute("INSERT INTO t VALUES (1)")
     conn.isolation_level = None
-    assert not conn.in_transaction and count(other) == 1
-    with pytest.raises(ValueError):
+    assert not conn.in_transaction
+    assert count(other) == 1
+    with pytest.raises(ValueError, match="isolation_level string must be"):
         conn.isolation_level = "SOMETIMES"
 
 
 def test_autocommit_attribute(dsn: str) -> None:
     conn, other = setup(dsn, autocommit=True), setup(dsn)
     conn.execute("INSERT INTO t VALUES (1)")
-    assert not conn.in_transaction and count(other) == 1
+    assert not conn.in_transaction
+    assert count(other) == 1
     conn.autocommit = False  # PEP 249 mode: a transaction is open whenever something was written
     conn.execute("SELECT 1")
     assert not conn.in_transaction  # reads do not hold the writer
     conn.execute("INSERT INTO t VALUES (2)")
-    assert conn.in_transaction and count(other) == 1
+    assert conn.in_transaction
+    assert count(other) == 1
     conn.commit()
     assert count(other) == 2
     conn.execute("DELETE FROM t")
     conn.autocommit = True  # commits what is pending
     assert count(other) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="autocommit must be"):
         conn.autocommit = 5  # type: ignore[assignment]
 
 
@@ -116,7 +130,8 @@ def test_an_autocommit_write_waits_for_the_open_transaction(dsn: str) -> None:
     assert not done.wait(0.2)  # queued behind a's transaction
     a.commit()
     thread.join(10)
-    assert done.is_set() and count(a) == 2
+    assert done.is_set()
+    assert count(a) == 2
 
 
 def test_idle_transaction_is_rolled_back_and_says_so(dsn: str) -> None:
@@ -126,7 +141,7 @@ def test_idle_transaction_is_rolled_back_and_says_so(dsn: str) -> None:
     wait_for(lambda: not a.in_transaction, 10, "the idle transaction to be rolled back")
     b.execute("INSERT INTO t VALUES (2)")  # the writer is free again
     b.commit()
-    with pytest.raises(sqlite_ha.OperationalError, match="rolled back after 0.2s idle") as e:
+    with pytest.raises(sqlite_ha.OperationalError, match=r"rolled back after 0\.2s idle") as e:
         a.commit()
     assert getattr(e.value, "code", None) == "transaction_idle_timeout"
     a.commit()  # said once; the connection goes on
@@ -200,5 +215,6 @@ def test_seq_is_the_log_position_of_the_last_commit(dsn: str) -> None:
     assert conn.seq == first  # reads move nothing
     conn.execute("INSERT INTO t VALUES (1)")
     conn.commit()
-    assert conn.seq is not None and conn.seq > first
+    assert conn.seq is not None
+    assert conn.seq > first
     assert conn.connector.latest_seq >= conn.seq

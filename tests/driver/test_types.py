@@ -40,7 +40,8 @@ def test_round_trip_as_parameter_and_stored(dsn: str, value: Any) -> None:
     conn.execute("INSERT INTO v VALUES (?)", (value,))
     conn.commit()
     (got,) = conn.execute("SELECT x FROM v").fetchone()
-    assert type(got) is type(value) and (got == value or got is value)
+    assert type(got) is type(value)
+    assert got == value or got is value
     if isinstance(value, float):
         assert math.copysign(1, got) == math.copysign(1, value)
     (echo,) = conn.execute("SELECT ?", (value,)).fetchone()

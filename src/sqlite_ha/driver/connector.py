@@ -14,6 +14,7 @@ is refused (two nodes on one file would each capture and replicate the other's w
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 import threading
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from sqlite_ha.driver.connection import Connection
     from sqlite_ha.replication.manager import ReplicationManager
     from sqlite_ha.served import ServedDatabase
+
+log = logging.getLogger(__name__)
 
 
 class SnapshotterNotConfigured(SnapshotsUnavailable):
@@ -90,9 +93,25 @@ class Connector:
             if self._started:
                 return
             rt = runtime()
-            rt.call(self.node.start())
+            rt.call(self._start())
             self._started = True
             rt.add_closer(self._close)
+
+    async def _start(self) -> None:
+        """Start the node and wait (up to ``replicationTimeout``) until it has joined the log: an app
+        writes right after connecting, and a node that has not joined yet refuses writes. One that cannot
+        join in time starts anyway (reads work; writes say why they are refused) and joins later."""
+        node = self.node
+        await node.start()
+        if node.replication is not None and not await node.replication.wait_started(
+            node.config.replication_timeout
+        ):
+            log.warning(
+                "sqlite-ha driver: %s has not joined the replication log yet (%s); writes are refused "
+                "until it does",
+                self.options.database,
+                node.replication.last_error or "no answer",
+            )
 
     def served(self) -> ServedDatabase:
         """The database as the node serves it now (call on the runtime's loop): refused while the node may

@@ -8,9 +8,13 @@ from sqlite_ha.driver.connector import Connector, get_connector, shutdown
 from sqlite_ha.driver.cursor import Cursor
 from sqlite_ha.driver.dbapi import (
     LEGACY_TRANSACTION_CONTROL,
+    PARSE_COLNAMES,
+    PARSE_DECLTYPES,
     apilevel,
     connect,
     paramstyle,
+    sqlite_version,
+    sqlite_version_info,
     threadsafety,
 )
 from sqlite_ha.driver.exceptions import (
@@ -48,6 +52,8 @@ __all__ = [  # noqa: RUF022 - the version first, then the driver's names
     "DATETIME",
     "LEGACY_TRANSACTION_CONTROL",
     "NUMBER",
+    "PARSE_COLNAMES",
+    "PARSE_DECLTYPES",
     "ROWID",
     "STRING",
     "Binary",
@@ -76,5 +82,7 @@ __all__ = [  # noqa: RUF022 - the version first, then the driver's names
     "get_connector",
     "paramstyle",
     "shutdown",
+    "sqlite_version",
+    "sqlite_version_info",
     "threadsafety",
 ]

@@ -42,6 +42,14 @@ def test_statements_the_node_refuses_are_not_supported(dsn: str, tmp_path: objec
     assert e.value.code == "statement_not_allowed"
 
 
+def test_one_file_with_two_configurations_is_refused(dsn: str) -> None:
+    """Two nodes on one file would each replicate the other's writes as their own."""
+    first = sqlite_ha.connect(dsn)
+    assert sqlite_ha.connect(f"file:{dsn}").connector is first.connector  # same file, same options
+    with pytest.raises(sqlite_ha.InterfaceError, match="already open through the driver with other options"):
+        sqlite_ha.connect(dsn, name="other")
+
+
 def test_bad_option_is_an_interface_error_naming_it(dsn: str) -> None:
     with pytest.raises(sqlite_ha.InterfaceError, match="bogusOption") as e:
         sqlite_ha.connect(dsn, bogusOption="1")

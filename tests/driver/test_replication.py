@@ -54,7 +54,9 @@ def test_two_embedded_nodes_replicate(tmp_path: Path, nats_url: str) -> None:
 
     with b:  # and back
         b.execute("INSERT INTO users (id, name) VALUES (2, 'grace')")
-    wait_for(lambda: rows(a) == [(1, "ada"), (2, "grace")], 15, "b's write to reach a")
+    assert b.seq is not None
+    a.connector.wait_applied(b.seq, 15)  # read-your-writes across nodes
+    assert rows(a) == [(1, "ada"), (2, "grace")]
 
     # snapshots: taken through one node, read through the other
     snap_seq = a.connector.take_snapshot()

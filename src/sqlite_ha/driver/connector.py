@@ -220,6 +220,15 @@ class Connector:
         self._check_usable()
         return runtime().call(self._manager().consumer(name))
 
+    def wait_applied(self, seq: int, timeout: float = 10.0) -> None:
+        """Wait until this node has applied the log up to ``seq`` (another node's ``Connection.seq``):
+        read-your-writes across nodes. Raises ``StaleRead`` (an ``HAError``) after ``timeout``."""
+        self._check_usable()
+        runtime().call(self._wait_applied(seq, timeout))
+
+    async def _wait_applied(self, seq: int, timeout: float) -> None:
+        await self.served().wait_applied(seq, timeout)
+
     def status(self) -> dict[str, Any]:
         """The embedded node's status (as ``GET /status`` of a server)."""
         self._check_usable()

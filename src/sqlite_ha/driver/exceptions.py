@@ -124,6 +124,12 @@ def make(cls: type[Error], message: str, *, sqlite_name: str | None = None, **fi
     return err
 
 
+# the driver's own usage errors (connector not started, closed, a file opened twice with other options)
+_INTERFACE_CODES = frozenset(
+    {"not_started", "connector_closed", "already_open", "runtime_thread", "runtime_closed"}
+)
+
+
 def to_dbapi(exc: BaseException) -> BaseException:
     """The PEP 249 exception for an error of the node (anything else is returned as it is).
 
@@ -140,6 +146,8 @@ def to_dbapi(exc: BaseException) -> BaseException:
         name = exc.sqlite_code
         cls = _BY_PRIMARY.get(_primary(name), DatabaseError)
         message = _without_statement_prefix(message)
+    elif exc.code in _INTERFACE_CODES:
+        cls = InterfaceError
     elif isinstance(exc, InvalidParams | ConfigError):
         cls = ProgrammingError if isinstance(exc, InvalidParams) else InterfaceError
         message = _without_statement_prefix(message)

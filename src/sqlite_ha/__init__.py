@@ -8,13 +8,9 @@ from sqlite_ha.driver.connector import Connector, get_connector, shutdown
 from sqlite_ha.driver.cursor import Cursor
 from sqlite_ha.driver.dbapi import (
     LEGACY_TRANSACTION_CONTROL,
-    PARSE_COLNAMES,
-    PARSE_DECLTYPES,
     apilevel,
     connect,
     paramstyle,
-    sqlite_version,
-    sqlite_version_info,
     threadsafety,
 )
 from sqlite_ha.driver.exceptions import (
@@ -52,8 +48,6 @@ __all__ = [  # noqa: RUF022 - the version first, then the driver's names
     "DATETIME",
     "LEGACY_TRANSACTION_CONTROL",
     "NUMBER",
-    "PARSE_COLNAMES",
-    "PARSE_DECLTYPES",
     "ROWID",
     "STRING",
     "Binary",
@@ -82,7 +76,5 @@ __all__ = [  # noqa: RUF022 - the version first, then the driver's names
     "get_connector",
     "paramstyle",
     "shutdown",
-    "sqlite_version",
-    "sqlite_version_info",
     "threadsafety",
 ]

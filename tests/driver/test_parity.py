@@ -67,6 +67,7 @@ def basics(conn: Any, seen: list[Any]) -> None:
     observe(conn, seen, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, n REAL)")
     observe(conn, seen, "INSERT INTO t (name, n) VALUES (?, ?)", ("a", 1.5))
     observe(conn, seen, "INSERT INTO t (name, n) VALUES (:name, :n)", {"name": "b", "n": None})
+    observe(conn, seen, "INSERT INTO t (name) VALUES (?)", [], many=True)
     observe(conn, seen, "INSERT INTO t (name) VALUES (?)", [("c",), ("d",), ("e",)], many=True)
     observe(conn, seen, "SELECT id, name, n AS number FROM t ORDER BY id")
     observe(conn, seen, "SELECT * FROM t WHERE id > 100")

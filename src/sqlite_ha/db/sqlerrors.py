@@ -17,6 +17,22 @@ def sqlite_code_name(exc: apsw.Error) -> str:
     return str(name or "SQLITE_ERROR")
 
 
+def result_code(name: str) -> int | None:
+    """The number of an SQLite result code name (``SQLITE_CONSTRAINT_UNIQUE`` -> 2067), None if unknown."""
+    code = apsw.mapping_extended_result_codes.get(name)
+    if code is None:
+        code = apsw.mapping_result_codes.get(name)
+    return code if isinstance(code, int) else None
+
+
+def primary_code_name(name: str) -> str:
+    """The primary result code an extended one belongs to (``SQLITE_CONSTRAINT_UNIQUE`` ->
+    ``SQLITE_CONSTRAINT``)."""
+    code = result_code(name)
+    primary = apsw.mapping_result_codes.get(code & 0xFF) if code is not None else None
+    return str(primary) if primary else name
+
+
 def translate(
     exc: BaseException, statement: int | None = None, conn: apsw.Connection | None = None
 ) -> HAError:

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import apsw
-
 from sqlite_ha.driver.connection import Connection
 from sqlite_ha.driver.connector import get_connector
 from sqlite_ha.driver.exceptions import to_dbapi
@@ -29,11 +27,6 @@ apilevel = "2.0"
 threadsafety = 2
 paramstyle = "qmark"
 LEGACY_TRANSACTION_CONTROL = LEGACY
-PARSE_DECLTYPES = 1  # sqlite3's names, for code that mentions them; ``detect_types`` only accepts 0
-PARSE_COLNAMES = 2
-# The SQLite library the node runs (apsw's), which is what SQL features depend on (not sqlite3's).
-sqlite_version: str = apsw.sqlite_lib_version()
-sqlite_version_info: tuple[int, ...] = tuple(int(p) for p in sqlite_version.split(".")[:3])
 
 
 def connect(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import apsw
-
+from sqlite_ha.db.sqlerrors import primary_code_name, result_code
 from sqlite_ha.errors import (
     BadRequest,
     Busy,
@@ -98,27 +97,11 @@ _BY_PRIMARY: dict[str, type[Error]] = {
 }
 
 
-def sqlite_code(name: str) -> int | None:
-    """The number of an SQLite result code name (``SQLITE_CONSTRAINT_UNIQUE`` -> 2067)."""
-    code = apsw.mapping_extended_result_codes.get(name)
-    if code is None:
-        code = apsw.mapping_result_codes.get(name)
-    return code if isinstance(code, int) else None
-
-
-def _primary(name: str) -> str:
-    code = sqlite_code(name)
-    if code is None:
-        return name
-    primary = apsw.mapping_result_codes.get(code & 0xFF)
-    return str(primary) if primary else name
-
-
 def make(cls: type[Error], message: str, *, sqlite_name: str | None = None, **fields: Any) -> Error:
     err = cls(message)
     if sqlite_name is not None:
         err.sqlite_errorname = sqlite_name
-        err.sqlite_errorcode = sqlite_code(sqlite_name)
+        err.sqlite_errorcode = result_code(sqlite_name)
     for key, value in fields.items():
         setattr(err, key, value)
     return err
@@ -144,7 +127,7 @@ def to_dbapi(exc: BaseException) -> BaseException:
     name: str | None = None
     if isinstance(exc, SQLError):
         name = exc.sqlite_code
-        cls = _BY_PRIMARY.get(_primary(name), DatabaseError)
+        cls = _BY_PRIMARY.get(primary_code_name(name), DatabaseError)
         message = _without_statement_prefix(message)
     elif exc.code in _INTERFACE_CODES:
         cls = InterfaceError

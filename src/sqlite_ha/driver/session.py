@@ -143,10 +143,10 @@ class Session:
         statements = [Statement(sql=sql, bindings=b) for b in params]
         if many and statements and self.served().is_read_only(statements[:1]):
             raise ProgrammingError("executemany() can only execute DML statements.")
+        if not statements:  # executemany over nothing: no transaction opened (sqlite3 begins per row)
+            return Outcome(rowcount=0 if parsed.kind is Kind.DML else -1)
         if self.tx is None and self._implicit_begin(parsed, statements):
             await self._begin()
-        if not statements:
-            return Outcome(rowcount=0 if parsed.kind is Kind.DML else -1)
         results = await self._run(statements)
         return self._outcome(parsed, results, many)
 

@@ -34,7 +34,7 @@ from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import TransactionAborted
 from sqlite_ha.driver.exceptions import OperationalError, ProgrammingError, make, to_dbapi
-from sqlite_ha.driver.sqltext import Kind, Parsed, classify, split
+from sqlite_ha.driver.sqltext import Kind, Parsed, classify, inspect, split
 from sqlite_ha.errors import HAError
 
 if TYPE_CHECKING:
@@ -131,10 +131,9 @@ class Session:
 
     async def _execute(self, sql: str, params: Sequence[Bindings], many: bool) -> Outcome:
         self._check_usable()
-        parts = split(sql)
-        if len(parts) > 1:
+        count, parsed = inspect(sql)
+        if count > 1:
             raise ProgrammingError("You can only execute one statement at a time.")
-        parsed = classify(sql)
         if parsed.kind not in (Kind.DML, Kind.OTHER):
             if many:
                 raise ProgrammingError("executemany() can only execute DML statements.")

@@ -9,6 +9,7 @@ recognise is passed to SQLite as it is, which reports real errors itself.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -120,3 +121,11 @@ def split(script: str) -> list[str]:
 def is_single(sql: str) -> bool:
     """Whether ``sql`` holds at most one statement (a trailing ``;`` and comments allowed)."""
     return len(split(sql)) <= 1
+
+
+@functools.lru_cache(maxsize=1024)
+def inspect(sql: str) -> tuple[int, Parsed]:
+    """How many statements ``sql`` holds and the kind of its first, remembered per text: an application
+    sends the same few statements over and over, and tokenizing costs more than the rest of a point read's
+    work on the caller's side."""
+    return len(split(sql)), classify(sql)

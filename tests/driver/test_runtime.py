@@ -105,3 +105,18 @@ def test_call_timeout_cancels() -> None:
         assert cancelled.wait(5)
     finally:
         rt.shutdown()
+
+
+def test_a_connection_used_on_the_drivers_own_loop_says_why_it_cannot(tmp_path: object) -> None:
+    import sqlite_ha
+    from sqlite_ha.driver.runtime import runtime
+
+    conn = sqlite_ha.connect(f"{tmp_path}/app.db")
+
+    async def on_the_loop() -> None:
+        conn.execute("SELECT 1")
+
+    with pytest.raises(sqlite_ha.InterfaceError, match="would wait for itself forever") as e:
+        runtime().call(on_the_loop())
+    assert getattr(e.value, "code", None) == "runtime_thread"
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # from any other thread it works

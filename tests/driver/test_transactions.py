@@ -116,6 +116,19 @@ def test_a_transaction_holds_the_writer_others_get_database_is_locked(dsn: str) 
     assert count(a) == 2
 
 
+def test_an_autocommit_write_in_the_same_thread_gets_database_is_locked(dsn: str) -> None:
+    """Two connections in one thread: the write cannot wait for a transaction only its own thread can end
+    (sqlite3 says "database is locked" after its timeout; so does the driver, not a 60 s stall)."""
+    a, b = setup(dsn), setup(dsn, isolation_level=None, timeout=0.2)
+    a.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite_ha.OperationalError, match="database is locked"):
+        b.execute("INSERT INTO t VALUES (2)")
+    assert b.execute("SELECT count(*) FROM t").fetchone() == (0,)  # reads do not wait
+    a.commit()
+    b.execute("INSERT INTO t VALUES (2)")
+    assert count(a) == 2
+
+
 def test_an_autocommit_write_waits_for_the_open_transaction(dsn: str) -> None:
     a, b = setup(dsn), setup(dsn, isolation_level=None)
     a.execute("INSERT INTO t VALUES (1)")

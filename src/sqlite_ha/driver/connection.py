@@ -93,6 +93,7 @@ class ConnectionBase:
             autocommit=check_autocommit(autocommit),
             timeout=timeout,
             idle_timeout=transaction_idle_timeout,
+            transactions=connector.transactions,
         )
         connector._register(self._session)
         self._finalizer = weakref.finalize(self, _abandon, self._session)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_ha.driver.options import DriverOptions, parse_options
 from sqlite_ha.driver.runtime import runtime
-from sqlite_ha.driver.session import Session, rollback_all
+from sqlite_ha.driver.session import OpenTransactions, Session, rollback_all
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.snapshot import SnapshotsUnavailable
 
@@ -77,6 +77,7 @@ class Connector:
         self.options: DriverOptions = parse_options(dsn, options, os.environ if env is None else env)
         self.node = Node(self.options.config, serve=False)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        self.transactions = OpenTransactions()  # its connections' open transactions (see the session)
         self._started = False
         self._closed = False
         self._lock = threading.Lock()

@@ -70,6 +70,43 @@ class Outcome:
     lastrowid: int | None = None
 
 
+class OpenTransactions:
+    """The driver transactions open on one database, shared by its connector's sessions.
+
+    An autocommit write queues for the writer, where it would wait behind an open transaction for as long
+    as that stays open: forever if the thread that opened it is the one now waiting (two connections in one
+    thread). So a write outside a transaction first waits at most its connection's ``timeout`` for the
+    other connections' transactions to end, then fails with "database is locked", as in ``sqlite3``.
+    Brief holds of the writer (group commits, applying replicated changes) are not waited for here."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._none: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._none is None:
+            self._none = asyncio.Event()
+            if self.count == 0:
+                self._none.set()
+        return self._none
+
+    def opened(self) -> None:
+        self.count += 1
+        self._event().clear()
+
+    def closed(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._event().set()
+
+    async def wait_none(self, timeout: float) -> None:
+        if self.count:
+            try:
+                await asyncio.wait_for(self._event().wait(), timeout)
+            except TimeoutError:
+                raise _busy() from None
+
+
 def _busy() -> OperationalError:
     err = make(
         OperationalError,
@@ -91,6 +128,7 @@ class Session:
         autocommit: int | bool = LEGACY,
         timeout: float = 5.0,
         idle_timeout: float = IDLE_TIMEOUT,
+        transactions: OpenTransactions | None = None,
     ) -> None:
         # the database as the node serves it now (asked each time: recovery may reopen it; refuses while
         # the node may be stale)
@@ -100,6 +138,7 @@ class Session:
         self.timeout = timeout  # waiting for the writer to begin a transaction (sqlite3's ``timeout``)
         self.idle_timeout = idle_timeout
         self.tx: WriteTransaction | None = None
+        self._transactions = transactions if transactions is not None else OpenTransactions()
         self.total_changes = 0
         self.last_rowid = 0  # the connection's last_insert_rowid(), as sqlite3 reports it
         self.seq: int | None = None  # log seq of this connection's last replicated write
@@ -162,7 +201,10 @@ class Session:
     async def _run(self, statements: list[Statement]) -> list[Result]:
         tx = self.tx
         if tx is None:
-            execution, seq = await self.served().execute(statements)
+            served = self.served()
+            if self._transactions.count and not served.is_read_only(statements):
+                await self._transactions.wait_none(self.timeout)
+            execution, seq = await served.execute(statements)
             if seq is not None:
                 self.seq = seq
             return execution.results
@@ -268,6 +310,7 @@ class Session:
         else:
             tx = task.result()
         self.tx = tx
+        self._transactions.opened()
         self._last_used = time.monotonic()
         self._arm_idle(self.idle_timeout)
 
@@ -287,6 +330,8 @@ class Session:
             tx.rollback()
 
     def _ended(self) -> None:
+        if self.tx is not None:
+            self._transactions.closed()
         self.tx = None
         self._outer_savepoint = None
         if self._idle is not None:

@@ -77,11 +77,11 @@ class Connector:
         self.options: DriverOptions = parse_options(dsn, options, os.environ if env is None else env)
         self.node = Node(self.options.config, serve=False)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        self.transactions = OpenTransactions()  # its connections' open transactions (see the session)
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
+        self.transactions = OpenTransactions()  # its connections' open transactions (see the session)
         if self.options.auto_start:
             self.start()
 

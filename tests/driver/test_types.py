@@ -109,3 +109,23 @@ def test_text_factory_bytes(dsn: str) -> None:
     conn = sqlite_ha.connect(dsn)
     conn.text_factory = bytes
     assert conn.execute("SELECT 'é', 1").fetchone() == ("é".encode(), 1)
+
+
+def test_row_like_sqlite3_row(dsn: str) -> None:
+    conn = sqlite_ha.connect(dsn)
+    conn.row_factory = sqlite_ha.Row
+    cur = conn.execute("SELECT 1 AS id, 'ada' AS Name")
+    row = cur.fetchone()
+    assert row.keys() == ["id", "Name"]
+    assert (row["ID"], row["name"], row[0], row[-1]) == (1, "ada", 1, "ada")
+    assert row[0:2] == (1, "ada")
+    assert tuple(row) == (1, "ada")
+    assert dict(zip(row.keys(), row, strict=True)) == {"id": 1, "Name": "ada"}
+    again = conn.execute("SELECT 1 AS id, 'ada' AS Name").fetchone()
+    assert row == again
+    assert hash(row) == hash(again)
+    assert row != conn.execute("SELECT 2 AS id, 'ada' AS Name").fetchone()
+    with pytest.raises(IndexError, match="No item with that key"):
+        row["missing"]
+    cur.row_factory = None  # a cursor's own factory, as in sqlite3
+    assert cur.execute("SELECT 1").fetchone() == (1,)

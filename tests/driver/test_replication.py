@@ -16,6 +16,8 @@ from sqlite_ha.driver.runtime import runtime
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, wait_for
 
+_servers: dict[str, NatsServer] = {}
+
 
 @pytest.fixture
 def nats_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
@@ -23,9 +25,16 @@ def nats_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("HA_CLUSTER_SECRET", TEST_CLUSTER_SECRET)
     server = NatsServer(NatsServerOptions(name="driver-test", port=free_port(), store_dir=tmp_path / "js"))
     runtime().call(server.start())
+    _servers[server.url] = server
     yield server.url
     sqlite_ha.driver.connector.close_all()
-    runtime().call(server.stop())
+    stop_nats(server.url)
+
+
+def stop_nats(url: str) -> None:
+    server = _servers.pop(url, None)
+    if server is not None:
+        runtime().call(server.stop())
 
 
 def rows(conn: sqlite_ha.Connection) -> list[tuple[object, ...]]:
@@ -92,3 +101,25 @@ def test_snapshots_need_a_replication_log(dsn: str) -> None:
         conn.connector.take_snapshot()
     with pytest.raises(SnapshotterNotConfigured):
         conn.connector.latest_snapshot()
+
+
+def test_commit_the_log_did_not_take_is_an_operational_error_saying_it_is_committed(
+    tmp_path: Path, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """commit() returns only once the log holds the change set; when the log goes away meanwhile, it raises
+    (replication_pending: committed here, kept in the outbox); the next write is refused before anything
+    runs (not_replicating)."""
+    monkeypatch.setenv("HA_REPLICATION_TIMEOUT", "1s")
+    conn = sqlite_ha.connect(str(tmp_path / "app.db"), name="a", replicationURL=nats_url)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    stop_nats(nats_url)
+    with pytest.raises(sqlite_ha.OperationalError, match="committed on this node but not yet in the") as e:
+        conn.commit()
+    assert getattr(e.value, "code", None) == "replication_pending"
+    assert not conn.in_transaction
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]  # kept here, published when the log answers
+    with pytest.raises(sqlite_ha.OperationalError, match="nothing was written") as e:
+        conn.execute("INSERT INTO t VALUES (2)")  # the transaction it would open is refused
+    assert getattr(e.value, "code", None) == "not_replicating"
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]

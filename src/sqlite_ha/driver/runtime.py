@@ -97,8 +97,11 @@ class Runtime:
         try:
             loop.run_forever()
         finally:
-            with contextlib.suppress(Exception):
+            try:
+                _cancel_remaining(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
+            except Exception:  # closing must go on: the process is on its way out
+                log.debug("closing the driver's loop", exc_info=True)
             loop.close()
 
     @property
@@ -196,6 +199,17 @@ class Runtime:
             log.warning("sqlite-ha driver shutdown: the connectors did not close within %gs", timeout)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs on the stopped loop (a client library's reader tasks after a connection was
+    lost) and let it finish, as ``asyncio.run`` does: closing a loop with pending tasks leaves them to be
+    destroyed noisily at garbage collection."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 _runtime: Runtime | None = None

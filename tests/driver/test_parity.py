@@ -80,6 +80,8 @@ def basics(conn: Any, seen: list[Any]) -> None:
     observe(conn, seen, "INSERT OR IGNORE INTO t (name) VALUES ('a')")
     observe(conn, seen, "WITH x AS (SELECT 1) INSERT INTO t (name) SELECT 'w' FROM x")
     observe(conn, seen, "VALUES (1, 'x'), (2, 'y')")
+    observe(conn, seen, "")
+    observe(conn, seen, "  -- only a comment\n")
     observe(conn, seen, "PRAGMA table_info(t)")
     conn.rollback()
     observe(conn, seen, "SELECT name FROM t ORDER BY id")

@@ -173,6 +173,8 @@ class Session:
         count, parsed = inspect(sql)
         if count > 1:
             raise ProgrammingError("You can only execute one statement at a time.")
+        if count == 0:  # blank, or only comments: nothing to run, as in sqlite3
+            return Outcome()
         if parsed.kind not in (Kind.DML, Kind.OTHER):
             if many:
                 raise ProgrammingError("executemany() can only execute DML statements.")

@@ -180,6 +180,24 @@ def test_lastrowid_kept_by_statements_that_insert_nothing(tmp_path: Path) -> Non
     both(tmp_path, script)
 
 
+def test_returning(tmp_path: Path) -> None:
+    """Rows, rowcount and total_changes as sqlite3 (lastrowid is not updated by a RETURNING statement:
+    the node reports the rows, not the last rowid, of a statement that returns rows)."""
+
+    def script(conn: Any, seen: list[Any]) -> None:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name UNIQUE, n)")
+        for sql in (
+            "INSERT INTO t (name) VALUES ('r1'), ('r2') RETURNING id, name",
+            "INSERT OR IGNORE INTO t (name) VALUES ('r1'), ('r3') RETURNING name",
+            "UPDATE t SET n = 7 WHERE name LIKE 'r%' RETURNING name",
+            "DELETE FROM t WHERE id > 2 RETURNING *",
+        ):
+            cur = conn.execute(sql)
+            seen.append((sql, cur.description, cur.fetchall(), cur.rowcount, conn.in_transaction))
+
+    both(tmp_path, script)
+
+
 def test_row_factory_same_as_sqlite3_row(tmp_path: Path) -> None:
     def script(conn: Any, seen: list[Any]) -> None:
         conn.row_factory = sqlite3.Row

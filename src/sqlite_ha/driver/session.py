@@ -225,7 +225,9 @@ class Session:
     def _outcome(self, parsed: Parsed, results: list[Result], many: bool) -> Outcome:
         last = results[-1]
         dml = parsed.kind is Kind.DML
-        changed = sum(r.rows_affected for r in results)
+        # INSERT/UPDATE/DELETE … RETURNING: one row per changed row (the node counts changes only for
+        # statements without rows)
+        changed = sum(len(r.rows) if dml and r.columns else r.rows_affected for r in results)
         self.total_changes += changed  # SQLite counts every INSERT/UPDATE/DELETE, also after WITH
         for r in results:
             if r.last_insert_id:

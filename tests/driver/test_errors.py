@@ -92,3 +92,11 @@ def test_replication_pending_is_operational_and_says_committed() -> None:
     assert "committed on this node" in str(mapped)
     assert mapped.hint
     assert "do not retry" in mapped.hint
+
+
+def test_a_failed_start_leaves_the_file_free(tmp_path: object) -> None:
+    missing = f"{tmp_path}/no/such/dir/app.db"
+    with pytest.raises(sqlite_ha.InterfaceError, match="cannot open"):
+        sqlite_ha.connect(missing)
+    with pytest.raises(sqlite_ha.InterfaceError, match="cannot open"):
+        sqlite_ha.connect(missing, name="other")  # not "already open": nothing holds it

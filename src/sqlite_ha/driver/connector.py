@@ -268,6 +268,7 @@ class Connector:
 # ------------------------------------------------------------------------------------ the cache
 _connectors: dict[tuple[Any, ...], Connector] = {}
 _by_file: dict[str, tuple[Any, ...]] = {}
+_starting: dict[tuple[Any, ...], threading.Lock] = {}  # configurations whose node is being started
 _cache_lock = threading.Lock()
 
 
@@ -285,7 +286,10 @@ def _absolute(dsn: str) -> str:
 
 
 def get_connector(dsn: str, options: Mapping[str, Any] | None = None) -> Connector:
-    """The connector of ``dsn`` and ``options``, made and started on first use (go-ha's GetConnector)."""
+    """The connector of ``dsn`` and ``options``, made and started on first use (go-ha's GetConnector).
+
+    Starting a node can take a while (joining the log): only callers of the same configuration wait for
+    it, connections to other databases go on meanwhile."""
     parsed = parse_options(dsn, options, os.environ)
     key = _key(parsed)
     with _cache_lock:
@@ -294,17 +298,39 @@ def get_connector(dsn: str, options: Mapping[str, Any] | None = None) -> Connect
             return connector
         for database in key[0]:
             other = _by_file.get(database)
-            if other is not None and other != key and not _connectors[other]._closed:
+            if other is not None and other != key and _live(other):
                 raise AlreadyOpen(
                     f"{database} is already open through the driver with other options",
                     hint="use the same DSN and options for every connection to one file in a process",
                 )
-        connector = Connector(dsn, options)
-        connector._key = key
-        _connectors[key] = connector
         for database in key[0]:
-            _by_file[database] = key
+            _by_file[database] = key  # claimed now: a different configuration of it is refused from here
+        starting = _starting.setdefault(key, threading.Lock())
+    with starting:
+        with _cache_lock:
+            connector = _connectors.get(key)
+            if connector is not None and not connector._closed:
+                return connector
+        try:
+            connector = Connector(dsn, options)
+        except BaseException:
+            with _cache_lock:
+                _starting.pop(key, None)
+                for database in key[0]:
+                    if _by_file.get(database) == key and key not in _connectors:
+                        del _by_file[database]
+            raise
+        with _cache_lock:
+            connector._key = key
+            _connectors[key] = connector
+            _starting.pop(key, None)
         return connector
+
+
+def _live(key: tuple[Any, ...]) -> bool:
+    """Whether a configuration holds its files: started and open, or starting now."""
+    connector = _connectors.get(key)
+    return (connector is not None and not connector._closed) or key in _starting
 
 
 def _forget(connector: Connector) -> None:

@@ -1,0 +1,25 @@
+"""Shared by the SQLAlchemy and Alembic tests: the ``sqlite+ha`` URL of a file, and the dialect registered
+under its name when the installed package metadata predates its entry point (an editable install made
+before the entry point was declared; ``pip install -e .`` refreshes it)."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.dialects import registry
+
+ENTRY_POINT = "sqlite.ha"
+
+
+def ensure_registered() -> None:
+    if not entry_points(group="sqlalchemy.dialects", name=ENTRY_POINT):
+        registry.register(ENTRY_POINT, "sqlite_ha.sqlalchemy", "SQLiteHADialect")
+
+
+def url(path: Path, **options: Any) -> str:
+    """``sqlite+ha:////abs/path/app.db?option=value``: options under their go-ha names."""
+    query = f"?{urlencode(options)}" if options else ""
+    return f"sqlite+ha:///{path}{query}"

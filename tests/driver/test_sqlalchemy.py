@@ -1,0 +1,335 @@
+"""The ``sqlite+ha`` dialect with SQLAlchemy's ORM and Core, over the real embedded driver: models, sessions,
+transactions and savepoints, executemany, reflection, URL handling; and two engines replicating through one
+real nats-server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Numeric,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    exc,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.pool import QueuePool
+
+from sqlite_ha.sqlalchemy import SQLiteHADialect
+from tests.driver.sqla import ENTRY_POINT, ensure_registered, url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "author"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    joined: Mapped[dt.datetime] = mapped_column(DateTime)
+    books: Mapped[list[Book]] = relationship(back_populates="author", cascade="all, delete-orphan")
+
+
+class Book(Base):
+    __tablename__ = "book"
+    __table_args__ = (UniqueConstraint("author_id", "title"), Index("ix_book_price", "price"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("author.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    isbn: Mapped[int] = mapped_column(BigInteger)
+    cover: Mapped[bytes | None] = mapped_column(LargeBinary)
+    author: Mapped[Author] = relationship(back_populates="books")
+
+
+JOINED = dt.datetime(2024, 2, 29, 23, 59, 58, 123456)
+COVER = bytes(range(256)) * 4
+
+
+@pytest.fixture(autouse=True)
+def _dialect() -> None:
+    ensure_registered()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(url(tmp_path / "app.db", name="n1"))
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def a_book(title: str, price: str = "9.99", isbn: int = 2**62 + 7) -> Book:
+    return Book(title=title, price=Decimal(price), isbn=isbn, cover=COVER)
+
+
+def titles(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Book.title).order_by(Book.title)))
+
+
+# ---------------------------------------------------------------------------------------------- the URL
+
+
+def test_the_entry_point_is_declared_and_names_the_dialect() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    declared = project["entry-points"]["sqlalchemy.dialects"]
+    assert declared == {ENTRY_POINT: "sqlite_ha.sqlalchemy:SQLiteHADialect"}
+    assert any(dep.startswith("sqlalchemy") for dep in project["optional-dependencies"]["sqlalchemy"])
+    assert isinstance(make_url("sqlite+ha:///x.db").get_dialect()(), SQLiteHADialect)
+
+
+def test_the_url_path_is_the_file_and_its_query_the_driver_options(tmp_path: Path) -> None:
+    dialect = SQLiteHADialect()
+    args, kwargs = dialect.create_connect_args(
+        make_url("sqlite+ha:///rel/app.db?replicationURL=nats://h:4222&name=n1&timeout=2.5")
+    )
+    assert args == [str(Path.cwd() / "rel" / "app.db")]
+    assert kwargs == {"replicationURL": "nats://h:4222", "name": "n1", "timeout": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("sqlite+ha://user@host/app.db", "names no host or user"),
+        ("sqlite+ha://", "needs a database file"),
+        ("sqlite+ha:///:memory:", "needs a database file"),
+        ("sqlite+ha:///app.db?name=a&name=b", "'name' is given 2 times"),
+        ("sqlite+ha:///app.db?timeout=soon", "timeout='soon': not a number"),
+        ("sqlite+ha:///app.db?check_same_thread=perhaps", "not a boolean"),
+    ],
+)
+def test_a_bad_url_is_refused_with_its_reason(bad: str, message: str) -> None:
+    with pytest.raises(exc.ArgumentError, match=message):
+        SQLiteHADialect().create_connect_args(make_url(bad))
+
+
+def test_an_unknown_option_is_refused_by_name(tmp_path: Path) -> None:
+    engine = create_engine(url(tmp_path / "app.db", replicationUrl="nats://h:4222"))
+    with pytest.raises(exc.DBAPIError, match="replicationUrl"):
+        engine.connect()
+    assert not (tmp_path / "app.db").exists()  # refused before anything was opened
+
+
+def test_the_pool_reuses_driver_connections(engine: Engine) -> None:
+    assert isinstance(engine.pool, QueuePool)
+    with engine.connect() as conn:
+        first = conn.connection.dbapi_connection
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection is first
+
+
+# ---------------------------------------------------------------------------------------------- the ORM
+
+
+def test_models_round_trip_with_their_types(engine: Engine) -> None:
+    with Session(engine) as session:
+        author = Author(name="Ursula", joined=JOINED, books=[a_book("Earthsea", "12.50"), a_book("Lathe")])
+        session.add(author)
+        session.commit()
+        author_id = author.id
+    with Session(engine) as session:
+        got = session.get_one(Author, author_id)
+        assert (got.name, got.joined) == ("Ursula", JOINED)
+        books = sorted(got.books, key=lambda b: b.title)
+        assert [(b.title, b.price, b.isbn, b.cover) for b in books] == [
+            ("Earthsea", Decimal("12.50"), 2**62 + 7, COVER),
+            ("Lathe", Decimal("9.99"), 2**62 + 7, COVER),
+        ]
+        assert isinstance(books[0].price, Decimal)
+        assert books[0].author is got
+
+
+def test_update_delete_and_cascade(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Author(name="A", joined=JOINED, books=[a_book("one"), a_book("two")]))
+        session.commit()
+    with Session(engine) as session:
+        book = session.scalars(select(Book).where(Book.title == "one")).one()
+        book.price = Decimal("1.05")
+        session.commit()
+        assert session.scalars(select(Book.price).where(Book.title == "one")).one() == Decimal("1.05")
+        session.delete(session.scalars(select(Author)).one())
+        session.commit()
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Book)) == 0
+        assert session.scalar(select(func.count()).select_from(Author)) == 0
+
+
+def test_rollback_forgets_flushed_rows(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Author(name="kept", joined=JOINED))
+        session.commit()
+        session.add(Author(name="dropped", joined=JOINED, books=[a_book("gone")]))
+        session.flush()  # written inside the transaction: the driver has begun it
+        assert session.scalar(select(func.count()).select_from(Author)) == 2
+        session.rollback()
+    with Session(engine) as session:
+        assert list(session.scalars(select(Author.name))) == ["kept"]
+    assert titles(engine) == []
+
+
+def test_a_unique_violation_is_an_integrity_error_and_the_session_recovers(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Author(name="same", joined=JOINED))
+        session.commit()
+        session.add(Author(name="same", joined=JOINED))
+        with pytest.raises(exc.IntegrityError, match=r"UNIQUE constraint failed: author\.name"):
+            session.commit()
+        session.rollback()
+        session.add(Author(name="other", joined=JOINED))
+        session.commit()
+        assert sorted(session.scalars(select(Author.name))) == ["other", "same"]
+
+
+def test_a_savepoint_rolled_back_keeps_the_rest_of_the_transaction(engine: Engine) -> None:
+    with Session(engine) as session:
+        author = Author(name="A", joined=JOINED)
+        session.add(author)
+        session.flush()
+        nested = session.begin_nested()
+        author.books.append(a_book("inner"))
+        session.flush()
+        nested.rollback()
+        author.books.append(a_book("outer"))
+        session.commit()
+    assert titles(engine) == ["outer"]
+
+
+def test_a_released_savepoint_is_undone_by_the_enclosing_rollback(engine: Engine) -> None:
+    """The pysqlite SAVEPOINT problem: a savepoint opened before any write must not commit on release."""
+    with engine.connect() as conn:
+        author_id = conn.execute(insert(Author).values(name="A", joined=JOINED)).inserted_primary_key[0]
+        conn.commit()
+        with conn.begin():
+            with conn.begin_nested():  # the first statement of the transaction
+                conn.execute(
+                    insert(Book).values(author_id=author_id, title="released", price=1, isbn=1, cover=b"")
+                )
+            assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+            conn.rollback()
+    assert titles(engine) == []
+
+
+def test_a_session_with_begin_nested_first(engine: Engine) -> None:
+    with Session(engine) as session:
+        with session.begin_nested():
+            session.add(Author(name="in savepoint", joined=JOINED))
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(Author)) == 0
+        with session.begin_nested():
+            session.add(Author(name="kept", joined=JOINED))
+        session.commit()
+    with Session(engine) as session:
+        assert list(session.scalars(select(Author.name))) == ["kept"]
+
+
+def test_autocommit_isolation_level(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        assert conn.get_isolation_level() == "AUTOCOMMIT"
+        conn.execute(insert(Author).values(name="at once", joined=JOINED))
+        conn.rollback()  # nothing to roll back: the write was committed on its own
+        with engine.connect() as other:
+            assert other.scalar(select(Author.name)) == "at once"
+    with engine.connect() as conn:  # the pool gave the connection back with the engine's default level
+        assert conn.get_isolation_level() == "SERIALIZABLE"
+        conn.execute(insert(Author).values(name="pending", joined=JOINED))
+        conn.rollback()
+        assert list(conn.scalars(select(Author.name))) == ["at once"]
+
+
+def test_the_begin_recipe_of_sqlalchemys_sqlite_docs_works(tmp_path: Path) -> None:
+    """SQLAlchemy's documented recipe for SERIALIZABLE reads: the driver's implicit BEGIN off, BEGIN at the
+    start of every transaction; savepoints then sit in that transaction without a second BEGIN."""
+    engine = create_engine(url(tmp_path / "app.db"))
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            with session.begin_nested():
+                session.add(Author(name="nested", joined=JOINED))
+            session.add(Author(name="outer", joined=JOINED))
+            session.rollback()
+            session.add(Author(name="kept", joined=JOINED))
+            session.commit()
+        with Session(engine) as session:
+            assert list(session.scalars(select(Author.name))) == ["kept"]
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------- Core
+
+
+def test_core_executemany_and_insertmanyvalues(engine: Engine) -> None:
+    with engine.begin() as conn:
+        author_id = conn.execute(insert(Author).values(name="many", joined=JOINED)).inserted_primary_key[0]
+        rows = [
+            {"author_id": author_id, "title": f"t{i:03}", "price": Decimal(i) / 100, "isbn": i, "cover": None}
+            for i in range(300)
+        ]
+        assert conn.execute(insert(Book), rows).rowcount == 300  # DB-API executemany
+        returned = conn.execute(
+            insert(Book).returning(Book.id, Book.title, sort_by_parameter_order=True),
+            [{**r, "title": f"r{i:03}"} for i, r in enumerate(rows[:50])],
+        ).all()
+        assert [t for _, t in returned] == [f"r{i:03}" for i in range(50)]
+        assert len({i for i, _ in returned}) == 50
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Book)) == 350
+        assert conn.scalar(select(Book.price).where(Book.title == "t150")) == Decimal("1.50")
+        assert conn.scalar(text("SELECT 'abc' REGEXP 'b+'")) == 1  # the dialect's regexp function
+
+
+def test_reflection(engine: Engine) -> None:
+    inspector = inspect(engine)
+    assert sorted(inspector.get_table_names()) == ["author", "book"]
+    columns = {c["name"]: c for c in inspector.get_columns("book")}
+    assert list(columns) == ["id", "author_id", "title", "price", "isbn", "cover"]
+    assert str(columns["price"]["type"]) == "NUMERIC(10, 2)"
+    assert str(columns["isbn"]["type"]) == "BIGINT"
+    assert columns["title"]["nullable"] is False
+    assert columns["cover"]["nullable"] is True
+    assert inspector.get_pk_constraint("book")["constrained_columns"] == ["id"]
+    (fk,) = inspector.get_foreign_keys("book")
+    assert (fk["referred_table"], fk["constrained_columns"], fk["referred_columns"]) == (
+        "author",
+        ["author_id"],
+        ["id"],
+    )
+    assert [i["name"] for i in inspector.get_indexes("book")] == ["ix_book_price"]
+    uniques = inspector.get_unique_constraints("book")
+    assert [u["column_names"] for u in uniques] == [["author_id", "title"]]
+    assert [u["column_names"] for u in inspector.get_unique_constraints("author")] == [["name"]]

@@ -4,6 +4,7 @@ real nats-server."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import tomllib
 from collections.abc import Iterator
@@ -35,7 +36,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import QueuePool
 
+from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.sqlalchemy import SQLiteHADialect
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, nats_credentials, wait_for
 from tests.driver.sqla import ENTRY_POINT, ensure_registered, url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,3 +336,69 @@ def test_reflection(engine: Engine) -> None:
     uniques = inspector.get_unique_constraints("book")
     assert [u["column_names"] for u in uniques] == [["author_id", "title"]]
     assert [u["column_names"] for u in inspector.get_unique_constraints("author")] == [["name"]]
+
+
+# ---------------------------------------------------------------------------------------------- replication
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real nats-server that requires the test cluster's credentials, as a node's embedded one does."""
+    with asyncio.Runner() as runner:
+        server = NatsServer(
+            NatsServerOptions(
+                name="sqlalchemy",
+                port=free_port(),
+                store_dir=tmp_path_factory.mktemp("nats"),
+                **nats_credentials(TEST_CLUSTER_SECRET),
+            )
+        )
+        runner.run(server.start())
+        try:
+            yield server.url
+        finally:
+            runner.run(server.stop())
+
+
+def test_two_engines_replicate_through_nats(
+    tmp_path: Path, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two engines, two files named alike (one database of the cluster), two node names, one stream: what
+    the ORM commits through one is read through the other, types intact, and so back."""
+    monkeypatch.setenv("HA_CLUSTER_SECRET", TEST_CLUSTER_SECRET)
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n2").mkdir()
+    one = create_engine(url(tmp_path / "n1" / "app.db", name="n1", replicationURL=nats_url))
+    two = create_engine(url(tmp_path / "n2" / "app.db", name="n2", replicationURL=nats_url))
+    try:
+        Base.metadata.create_all(one)  # the schema replicates too
+        wait_for(lambda: sorted(inspect(two).get_table_names()) == ["author", "book"], 30, "the schema on n2")
+
+        with Session(one) as session:
+            session.add(Author(name="Ursula", joined=JOINED, books=[a_book("Earthsea", "12.50")]))
+            session.commit()
+
+        def on_two() -> list[tuple[str, dt.datetime, str, Decimal, int, bytes | None]]:
+            with Session(two) as session:
+                rows = session.execute(
+                    select(Author.name, Author.joined, Book.title, Book.price, Book.isbn, Book.cover).join(
+                        Author.books
+                    )
+                )
+                return [tuple(row) for row in rows]  # type: ignore[misc]
+
+        wait_for(lambda: bool(on_two()), 30, "the row committed on n1 to be read on n2")
+        assert on_two() == [("Ursula", JOINED, "Earthsea", Decimal("12.50"), 2**62 + 7, COVER)]
+
+        with Session(two) as session:
+            session.scalars(select(Book)).one().price = Decimal("7.25")
+            session.commit()
+        wait_for(lambda: titles_and_prices(one) == [("Earthsea", Decimal("7.25"))], 30, "n2's update on n1")
+    finally:
+        one.dispose()
+        two.dispose()
+
+
+def titles_and_prices(engine: Engine) -> list[tuple[str, Decimal]]:
+    with Session(engine) as session:
+        return [(t, p) for t, p in session.execute(select(Book.title, Book.price))]

@@ -34,7 +34,13 @@ __all__ = ["SQLiteHADialect", "dialect"]
 
 # Arguments of ``sqlite_ha.connect`` that are the DB-API's own (``sqlite3.connect``'s), not driver options: a
 # URL carries every value as text, so these are converted as pysqlite converts them.
-_DBAPI_ARGS: dict[str, type] = {"timeout": float, "isolation_level": str, "check_same_thread": bool}
+_DBAPI_ARGS: dict[str, type] = {
+    "timeout": float,
+    "transaction_idle_timeout": float,
+    "isolation_level": str,
+    "autocommit": bool,
+    "check_same_thread": bool,
+}
 
 
 class SQLiteHADialect(SQLiteDialect_pysqlite):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import Engine
 from sqlalchemy.dialects import registry
 
 ENTRY_POINT = "sqlite.ha"
@@ -23,3 +24,12 @@ def url(path: Path, **options: Any) -> str:
     """``sqlite+ha:////abs/path/app.db?option=value``: options under their go-ha names."""
     query = f"?{urlencode(options)}" if options else ""
     return f"sqlite+ha:///{path}{query}"
+
+
+def dispose(engine: Engine) -> None:
+    """Close the engine's connections and stop the embedded node of its database (``engine.dispose()``
+    alone leaves the node running, for other engines and connections of the same DSN)."""
+    with engine.connect() as conn:
+        connector = conn.connection.dbapi_connection.connector  # type: ignore[union-attr]
+    engine.dispose()
+    connector.close()

@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from tests.driver.sqla import ensure_registered, url
+from tests.driver.sqla import dispose, ensure_registered, url
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +110,7 @@ def body_of(script: Script, function: str) -> str:
 def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine(url(tmp_path / "app.db", name="n1"))
     yield engine
-    engine.dispose()
+    dispose(engine)
 
 
 def test_autogenerate_upgrade_and_downgrade(tmp_path: Path, engine: Engine) -> None:

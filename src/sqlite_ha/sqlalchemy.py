@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import exc, pool
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
+from sqlite_ha.db.authorizer import INTERNAL_PREFIX
+
 if TYPE_CHECKING:
     from sqlalchemy.engine.base import Connection
     from sqlalchemy.engine.interfaces import ConnectArgsType, DBAPIConnection, DBAPIModule, IsolationLevel
@@ -51,9 +53,9 @@ class SQLiteHADialect(SQLiteDialect_pysqlite):
 
     @classmethod
     def import_dbapi(cls) -> DBAPIModule:
-        from sqlite_ha import driver
+        import sqlite_ha  # the package is the driver's PEP 249 module: connect, paramstyle, exceptions
 
-        return cast("DBAPIModule", driver)
+        return cast("DBAPIModule", sqlite_ha)
 
     @classmethod
     def get_pool_class(cls, url: URL) -> type[pool.Pool]:
@@ -95,8 +97,10 @@ class SQLiteHADialect(SQLiteDialect_pysqlite):
         return [os.path.abspath(url.database)], options
 
     def on_connect(self) -> Any:
-        """pysqlite's connection set-up (``regexp`` and ``floor`` functions) where the driver can register
-        functions, then the isolation level the engine was given."""
+        """pysqlite registers ``regexp`` (and ``floor``) on each connection; the driver's statements run on
+        the node's connections, which a DB-API connection cannot add functions to, so this happens only
+        where the driver offers ``create_function``. SQLite has ``floor`` built in; ``regexp_match()`` needs
+        a driver with functions."""
         functions = super().on_connect()
 
         def connect(dbapi_connection: DBAPIConnection) -> None:
@@ -105,13 +109,48 @@ class SQLiteHADialect(SQLiteDialect_pysqlite):
 
         return connect
 
+    # ------------------------------------------------------------------------------------ isolation
+    # Two levels: SERIALIZABLE (transactions as ``sqlite3``'s) and AUTOCOMMIT (``isolation_level = None``).
+    # pysqlite's third, READ UNCOMMITTED, is ``PRAGMA read_uncommitted``: it means something only to
+    # connections sharing one cache, which the node's are not, and the node refuses clients' PRAGMA writes.
+
+    def get_isolation_level_values(self, dbapi_connection: DBAPIConnection) -> list[IsolationLevel]:
+        return ["SERIALIZABLE", "AUTOCOMMIT"]
+
+    def set_isolation_level(self, dbapi_connection: DBAPIConnection, level: IsolationLevel) -> None:
+        dbapi_connection.isolation_level = None if level == "AUTOCOMMIT" else ""
+
     def get_isolation_level(self, dbapi_connection: DBAPIConnection) -> IsolationLevel:
-        """AUTOCOMMIT when the driver commits each statement (``isolation_level is None``), which the PRAGMA
-        pysqlite asks cannot tell; else SQLite's own level."""
-        if self.detect_autocommit_setting(dbapi_connection):
-            return "AUTOCOMMIT"
-        level = super().get_isolation_level(dbapi_connection)  # type: ignore[no-untyped-call]
-        return cast("IsolationLevel", level)
+        return "AUTOCOMMIT" if self.detect_autocommit_setting(dbapi_connection) else "SERIALIZABLE"
+
+    # ------------------------------------------------------------------------------------ reflection
+    # The node's own tables (``_ha_*``: replication state, key allocation, the outbox) are not the
+    # application's: reflection leaves them out, as SQLAlchemy leaves out ``sqlite_*``, so that
+    # ``metadata.reflect()`` does not see them and Alembic's autogenerate does not drop them. Asking with
+    # ``sqlite_include_internal=True`` lists them all.
+
+    # Signatures as SQLite's dialect has them: untyped there, and its temp ones differ from the interface.
+    def get_table_names(
+        self, connection: Any, schema: Any = None, sqlite_include_internal: Any = False, **kw: Any
+    ) -> Any:
+        names = super().get_table_names(connection, schema, sqlite_include_internal, **kw)  # type: ignore[no-untyped-call]
+        return _application(names, sqlite_include_internal)
+
+    def get_view_names(
+        self, connection: Any, schema: Any = None, sqlite_include_internal: Any = False, **kw: Any
+    ) -> Any:
+        names = super().get_view_names(connection, schema, sqlite_include_internal, **kw)  # type: ignore[no-untyped-call]
+        return _application(names, sqlite_include_internal)
+
+    def get_temp_table_names(self, connection: Any, sqlite_include_internal: Any = False, **kw: Any) -> Any:  # type: ignore[override]
+        names = super().get_temp_table_names(connection, sqlite_include_internal, **kw)  # type: ignore[no-untyped-call]
+        return _application(names, sqlite_include_internal)
+
+    def get_temp_view_names(self, connection: Any, sqlite_include_internal: Any = False, **kw: Any) -> Any:  # type: ignore[override]
+        names = super().get_temp_view_names(connection, sqlite_include_internal, **kw)  # type: ignore[no-untyped-call]
+        return _application(names, sqlite_include_internal)
+
+    # ------------------------------------------------------------------------------------ savepoints
 
     def do_savepoint(self, connection: Connection, name: str) -> None:
         """``BEGIN`` before the first SAVEPOINT of a transaction that has not written yet.
@@ -128,6 +167,12 @@ class SQLiteHADialect(SQLiteDialect_pysqlite):
         ):
             connection.exec_driver_sql("BEGIN")
         super().do_savepoint(connection, name)  # type: ignore[no-untyped-call]  # SQLAlchemy's, untyped
+
+
+def _application(names: list[str], sqlite_include_internal: bool) -> list[str]:
+    if sqlite_include_internal:
+        return names
+    return [name for name in names if not name.lower().startswith(INTERNAL_PREFIX)]
 
 
 def _boolean(key: str, value: str) -> bool:

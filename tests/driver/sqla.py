@@ -4,6 +4,9 @@ before the entry point was declared; ``pip install -e .`` refreshes it)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,9 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects import registry
+
+from sqlite_ha.natsd import NatsServer, NatsServerOptions
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, nats_credentials
 
 ENTRY_POINT = "sqlite.ha"
 
@@ -33,3 +39,19 @@ def dispose(engine: Engine) -> None:
         connector = conn.connection.dbapi_connection.connector  # type: ignore[union-attr]
     engine.dispose()
     connector.close()
+
+
+@contextlib.contextmanager
+def running_nats(store_dir: Path) -> Iterator[str]:
+    """A real nats-server that requires the test cluster's credentials, as a node's embedded one does; its
+    URL. Engines reach it with ``replicationURL`` and ``HA_CLUSTER_SECRET=TEST_CLUSTER_SECRET``."""
+    with asyncio.Runner() as runner:
+        options = NatsServerOptions(
+            name="sqlalchemy", port=free_port(), store_dir=store_dir, **nats_credentials(TEST_CLUSTER_SECRET)
+        )
+        server = NatsServer(options)
+        runner.run(server.start())
+        try:
+            yield server.url
+        finally:
+            runner.run(server.stop())

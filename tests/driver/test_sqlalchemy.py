@@ -4,7 +4,6 @@ real nats-server."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import tomllib
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
+    MetaData,
     Numeric,
     String,
     UniqueConstraint,
@@ -35,10 +35,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import QueuePool
 
-from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.sqlalchemy import SQLiteHADialect
-from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, nats_credentials, wait_for
-from tests.driver.sqla import ENTRY_POINT, dispose, ensure_registered, url
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, wait_for
+from tests.driver.sqla import ENTRY_POINT, dispose, ensure_registered, running_nats, url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -316,7 +315,13 @@ def test_core_executemany_and_insertmanyvalues(engine: Engine) -> None:
 
 def test_reflection(engine: Engine) -> None:
     inspector = inspect(engine)
-    assert sorted(inspector.get_table_names()) == ["author", "book"]
+    assert sorted(inspector.get_table_names()) == ["author", "book"]  # not the node's own _ha_* tables
+    internal = set(inspector.get_table_names(sqlite_include_internal=True)) - {"author", "book"}
+    assert internal
+    assert all(name.startswith("_ha_") for name in internal)
+    reflected = MetaData()
+    reflected.reflect(engine)
+    assert sorted(reflected.tables) == ["author", "book"]
     columns = {c["name"]: c for c in inspector.get_columns("book")}
     assert list(columns) == ["id", "author_id", "title", "price", "isbn", "cover"]
     assert str(columns["price"]["type"]) == "NUMERIC(10, 2)"
@@ -341,21 +346,8 @@ def test_reflection(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real nats-server that requires the test cluster's credentials, as a node's embedded one does."""
-    with asyncio.Runner() as runner:
-        server = NatsServer(
-            NatsServerOptions(
-                name="sqlalchemy",
-                port=free_port(),
-                store_dir=tmp_path_factory.mktemp("nats"),
-                **nats_credentials(TEST_CLUSTER_SECRET),
-            )
-        )
-        runner.run(server.start())
-        try:
-            yield server.url
-        finally:
-            runner.run(server.stop())
+    with running_nats(tmp_path_factory.mktemp("nats")) as url:
+        yield url
 
 
 def test_two_engines_replicate_through_nats(

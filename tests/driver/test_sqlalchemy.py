@@ -144,6 +144,41 @@ def test_the_pool_reuses_driver_connections(engine: Engine) -> None:
         assert conn.connection.dbapi_connection is first
 
 
+def test_dispose_leaves_the_node_to_the_other_engines_of_the_file(engine: Engine, tmp_path: Path) -> None:
+    other = create_engine(url(tmp_path / "app.db", name="n1"))
+    with other.connect() as conn:
+        node = conn.connection.dbapi_connection.connector  # type: ignore[union-attr]
+    with engine.begin() as conn:
+        conn.execute(insert(Author).values(name="before", joined=JOINED))
+    other.dispose()
+    with engine.connect() as conn:  # the same node, still running
+        assert conn.connection.dbapi_connection.connector is node  # type: ignore[union-attr]
+        assert conn.scalar(select(Author.name)) == "before"
+
+
+def test_the_engine_reconnects_after_its_node_was_closed(engine: Engine) -> None:
+    """``connector.close()`` (or ``sqlite_ha.shutdown()``) under a pooled engine: its connections are closed
+    ones ("Cannot operate on a closed database."), which the dialect counts as a disconnect; the pool drops
+    them and the next checkout opens the node again."""
+    with engine.connect() as conn:
+        conn.execute(insert(Author).values(name="kept", joined=JOINED))
+        conn.commit()
+        conn.connection.dbapi_connection.connector.close()  # type: ignore[union-attr]
+        with pytest.raises(exc.DBAPIError) as e:
+            conn.scalar(select(Author.name))
+        assert e.value.connection_invalidated
+    with engine.connect() as conn:
+        assert conn.scalar(select(Author.name)) == "kept"
+    pinging = create_engine(engine.url, pool_pre_ping=True)
+    try:
+        with pinging.connect() as conn:
+            conn.connection.dbapi_connection.connector.close()  # type: ignore[union-attr]
+        with pinging.connect() as conn:  # the ping finds the connection closed: a new one, transparently
+            assert conn.scalar(select(Author.name)) == "kept"
+    finally:
+        dispose(pinging)
+
+
 # ---------------------------------------------------------------------------------------------- the ORM
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import sqlite_ha
 from sqlite_ha.testing import child_pids, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +99,8 @@ def instances(tmp_path: Path) -> Iterator[list[Instance]]:
         return line.replace("python app.py", f"{sys.executable} {EXAMPLE / 'app.py'}")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HA_")}  # the README's settings only
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    package_root = str(Path(sqlite_ha.__file__).resolve().parents[1])  # the sqlite_ha this test runs with
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     for line in lines:
         if line.startswith(("pip install", "cd ")) or line in servers or line.startswith("curl "):
             continue  # installed already; the test's directory instead; the servers next; the test's requests

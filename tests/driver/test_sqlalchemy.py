@@ -77,7 +77,7 @@ def _dialect() -> None:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(url(tmp_path / "app.db", name="n1"))
+    engine = create_engine(url(tmp_path / "app.db", name="n1", _fk="1"))  # SQLite's foreign keys on
     Base.metadata.create_all(engine)
     yield engine
     dispose(engine)
@@ -145,7 +145,7 @@ def test_the_pool_reuses_driver_connections(engine: Engine) -> None:
 
 
 def test_dispose_leaves_the_node_to_the_other_engines_of_the_file(engine: Engine, tmp_path: Path) -> None:
-    other = create_engine(url(tmp_path / "app.db", name="n1"))
+    other = create_engine(url(tmp_path / "app.db", name="n1", _fk="1"))
     with other.connect() as conn:
         node = conn.connection.dbapi_connection.connector  # type: ignore[union-attr]
     with engine.begin() as conn:
@@ -240,6 +240,13 @@ def test_a_unique_violation_is_an_integrity_error_and_the_session_recovers(engin
         session.add(Author(name="other", joined=JOINED))
         session.commit()
         assert sorted(session.scalars(select(Author.name))) == ["other", "same"]
+
+
+def test_foreign_keys_are_enforced_with_fk_1(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Book(author_id=404, title="orphan", price=Decimal(1), isbn=1))
+        with pytest.raises(exc.IntegrityError, match="FOREIGN KEY constraint failed"):
+            session.commit()
 
 
 def test_a_savepoint_rolled_back_keeps_the_rest_of_the_transaction(engine: Engine) -> None:

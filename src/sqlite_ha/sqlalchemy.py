@@ -7,14 +7,18 @@ changing the URL. Everything SQL-shaped (compiler, types, reflection, DDL) is SQ
 unchanged: the driver behaves as CPython's ``sqlite3`` does, so only the seams between the two differ —
 
 - the DB-API module (``import_dbapi``) and how a URL becomes ``connect()`` arguments;
-- the pool: a ``QueuePool`` of the driver's connections, which are cheap (every connection of one DSN shares
-  the process's one embedded node), so the pool only bounds concurrency; closing them (``engine.dispose()``)
-  does not stop a node that another engine or connection of the same DSN still uses;
+- the pool: a ``QueuePool`` of the driver's connections. They are cheap (every connection of one DSN shares
+  the process's one embedded node), but a new one still reads its DSN into a configuration: a pooled checkout
+  costs about 0.2 ms where ``NullPool``'s connect-per-checkout costs 0.5 ms. Closing them
+  (``engine.dispose()``) does not stop the node, which other engines and connections of the DSN share;
 - transactions: like ``sqlite3``'s legacy mode, the driver begins a transaction implicitly before a write, so
   a read-only unit of work never holds the cluster's write path. SQLAlchemy's ``begin_nested()`` before any
   write would then open a SAVEPOINT outside a transaction (whose RELEASE commits on its own: the "pysqlite
   SAVEPOINT" problem); this dialect emits ``BEGIN`` first, so a savepoint always sits inside the enclosing
-  transaction and its rollback undoes what the released savepoint did.
+  transaction and its rollback undoes what the released savepoint did. Isolation levels are SERIALIZABLE and
+  AUTOCOMMIT, set through the driver's ``isolation_level`` (no PRAGMA: the node refuses clients' PRAGMA
+  writes);
+- reflection leaves out the node's own ``_ha_*`` tables, so that Alembic's autogenerate never drops them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import exc, pool
-from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+try:
+    from sqlalchemy import exc, pool
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+except ImportError as e:  # pragma: no cover - only without the extra
+    raise ImportError("the sqlite+ha dialect needs SQLAlchemy 2: pip install 'sqlite-ha[sqlalchemy]'") from e
 
 from sqlite_ha.db.authorizer import INTERNAL_PREFIX
 

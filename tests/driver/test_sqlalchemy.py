@@ -5,6 +5,7 @@ real nats-server."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import tomllib
 from collections.abc import Iterator
 from decimal import Decimal
@@ -331,6 +332,34 @@ def test_the_begin_recipe_of_sqlalchemys_sqlite_docs_works(tmp_path: Path) -> No
             assert list(session.scalars(select(Author.name))) == ["kept"]
     finally:
         dispose(engine)
+
+
+def test_sessions_in_threads_share_the_pool_and_the_writer(engine: Engine) -> None:
+    """A web app's shape: threads, each with its own sessions, checking connections out of one pool. Their
+    transactions take turns at the database's writer; none is lost, none fails."""
+    with Session(engine) as session:
+        session.add(Author(name="shared", joined=JOINED))
+        session.commit()
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(15):
+                with Session(engine) as session:
+                    author = session.scalars(select(Author).where(Author.name == "shared")).one()
+                    author.books.append(a_book(f"w{worker}-{i:02}"))
+                    session.commit()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]  # more than pool_size (5)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(titles(engine)) == 6 * 15
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------- Core

@@ -19,6 +19,9 @@ from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, nats_credentials
 
 ENTRY_POINT = "sqlite.ha"
+LOCAL = {"name": "n1", "natsPort": "0"}
+"""Options of a database without replication. Without ``replicationURL`` the driver (as go-ha) runs an
+embedded NATS server, on port 4222 with its store in the user's data directory, unless ``natsPort=0``."""
 
 
 def ensure_registered() -> None:

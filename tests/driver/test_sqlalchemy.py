@@ -38,7 +38,7 @@ from sqlalchemy.pool import QueuePool
 
 from sqlite_ha.sqlalchemy import SQLiteHADialect
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, wait_for
-from tests.driver.sqla import ENTRY_POINT, dispose, ensure_registered, running_nats, url
+from tests.driver.sqla import ENTRY_POINT, LOCAL, dispose, ensure_registered, running_nats, url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def _dialect() -> None:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(url(tmp_path / "app.db", name="n1", _fk="1"))  # SQLite's foreign keys on
+    engine = create_engine(url(tmp_path / "app.db", **LOCAL, _fk="1"))  # SQLite's foreign keys on
     Base.metadata.create_all(engine)
     yield engine
     dispose(engine)
@@ -131,8 +131,8 @@ def test_a_bad_url_is_refused_with_its_reason(bad: str, message: str) -> None:
 
 
 def test_an_unknown_option_is_refused_by_name(tmp_path: Path) -> None:
-    engine = create_engine(url(tmp_path / "app.db", replicationUrl="nats://h:4222"))
-    with pytest.raises(exc.DBAPIError, match="replicationUrl"):
+    engine = create_engine(url(tmp_path / "app.db", replicationUri="nats://h:4222"))
+    with pytest.raises(exc.DBAPIError, match="replicationUri"):
         engine.connect()
     assert not (tmp_path / "app.db").exists()  # refused before anything was opened
 
@@ -146,7 +146,7 @@ def test_the_pool_reuses_driver_connections(engine: Engine) -> None:
 
 
 def test_dispose_leaves_the_node_to_the_other_engines_of_the_file(engine: Engine, tmp_path: Path) -> None:
-    other = create_engine(url(tmp_path / "app.db", name="n1", _fk="1"))
+    other = create_engine(url(tmp_path / "app.db", **LOCAL, _fk="1"))
     with other.connect() as conn:
         node = conn.connection.dbapi_connection.connector  # type: ignore[union-attr]
     with engine.begin() as conn:
@@ -309,7 +309,7 @@ def test_autocommit_isolation_level(engine: Engine) -> None:
 def test_the_begin_recipe_of_sqlalchemys_sqlite_docs_works(tmp_path: Path) -> None:
     """SQLAlchemy's documented recipe for SERIALIZABLE reads: the driver's implicit BEGIN off, BEGIN at the
     start of every transaction; savepoints then sit in that transaction without a second BEGIN."""
-    engine = create_engine(url(tmp_path / "app.db"))
+    engine = create_engine(url(tmp_path / "app.db", **LOCAL))
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

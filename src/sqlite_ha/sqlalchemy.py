@@ -23,12 +23,15 @@ unchanged: the driver behaves as CPython's ``sqlite3`` does, so only the seams b
 
 from __future__ import annotations
 
+import collections
 import os
 from typing import TYPE_CHECKING, Any, cast
 
 try:
     from sqlalchemy import exc, pool
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+    from sqlalchemy.engine.interfaces import AdaptedConnection
+    from sqlalchemy.util.concurrency import await_only, in_greenlet
 except ImportError as e:  # pragma: no cover - only without the extra
     raise ImportError("the sqlite+ha dialect needs SQLAlchemy 2: pip install 'sqlite-ha[sqlalchemy]'") from e
 
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import ConnectArgsType, DBAPIConnection, DBAPIModule, IsolationLevel
     from sqlalchemy.engine.url import URL
 
-__all__ = ["SQLiteHADialect", "dialect"]
+__all__ = ["SQLiteHAAsyncDialect", "SQLiteHADialect", "dialect"]
 
 # Arguments of ``sqlite_ha.connect`` that are the DB-API's own (``sqlite3.connect``'s), not driver options: a
 # URL carries every value as text, so these are converted as pysqlite converts them.
@@ -189,6 +192,157 @@ def _boolean(key: str, value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise exc.ArgumentError(f"sqlite+ha URL option {key}={value!r}: not a boolean (true or false)")
+
+
+# ---------------------------------------------------------------------------------------------- asyncio
+# ``sqlite+ha_async``: the same dialect for ``create_async_engine``, over ``sqlite_ha.aio``. SQLAlchemy's
+# asyncio layer runs the dialect's sync code in a greenlet and expects a DB-API-shaped connection whose calls
+# await the driver (``await_only``); these two small classes are that shape. Every call runs on the driver's
+# own loop while the application's loop awaits it, so no query blocks the application's loop.
+
+
+class _AsyncCursor:
+    """A DB-API cursor over ``sqlite_ha.aio.AsyncCursor``, for SQLAlchemy's greenlet.
+
+    ``execute`` takes the whole result at once (the driver holds it in memory anyway), so the ``fetch*``
+    calls need no await: SQLAlchemy's asyncio results read rows after leaving the greenlet."""
+
+    server_side = False
+
+    def __init__(self, connection: _AsyncConnection) -> None:
+        self._connection = connection
+        self._cursor: Any = connection._call(connection.driver_connection.cursor())
+        self._rows: collections.deque[Any] = collections.deque()
+        self.arraysize = 1
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    @property
+    def lastrowid(self) -> int | None:
+        return cast("int | None", self._cursor.lastrowid)
+
+    def execute(self, operation: str, parameters: Any = None) -> None:
+        parameters = () if parameters is None else parameters
+        self._take(self._cursor.execute(operation, parameters))
+
+    def executemany(self, operation: str, seq_of_parameters: Any) -> None:
+        self._take(self._cursor.executemany(operation, seq_of_parameters))
+
+    def _take(self, running: Any) -> None:
+        async def run_and_fetch() -> list[Any]:
+            cursor = await running
+            return list(await cursor.fetchall()) if cursor.description else []
+
+        self._rows = collections.deque(self._connection._call(run_and_fetch()))
+
+    def fetchone(self) -> Any:
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        return [self._rows.popleft() for _ in range(min(count, len(self._rows)))]
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = list(self._rows), collections.deque()
+        return rows
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def setinputsizes(self, *sizes: Any) -> None:
+        pass
+
+    async def _async_soft_close(self) -> None:
+        """Called by SQLAlchemy's asyncio results (2.0.44+) before a result goes back to sync code, for
+        drivers whose cursors must be closed with an await; the rows are already here: nothing to do."""
+
+
+class _AsyncConnection(AdaptedConnection):
+    """A DB-API connection over ``sqlite_ha.aio.AsyncConnection``, for SQLAlchemy's greenlet."""
+
+    __slots__ = ("dbapi",)
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        self.dbapi = dbapi
+        self._connection = connection
+
+    @staticmethod
+    def _call(awaitable: Any) -> Any:
+        return await_only(awaitable)
+
+    def cursor(self, server_side: bool = False) -> _AsyncCursor:
+        return _AsyncCursor(self)
+
+    @property
+    def isolation_level(self) -> str | None:
+        return cast("str | None", self._connection.isolation_level)
+
+    @isolation_level.setter
+    def isolation_level(self, level: str | None) -> None:
+        self._call(self._connection.set_isolation_level(level))
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._connection.in_transaction)
+
+    def commit(self) -> None:
+        self._call(self._connection.commit())
+
+    def rollback(self) -> None:
+        self._call(self._connection.rollback())
+
+    def close(self) -> None:
+        """Close the driver's connection (rolling back what it left open). Outside SQLAlchemy's greenlet (a
+        connection the pool drops while it is garbage-collected) nothing can be awaited: the driver's own
+        finalizer rolls back the abandoned connection's transaction."""
+        if in_greenlet():
+            self._call(self._connection.close())
+
+
+class _AsyncDBAPI:
+    """``sqlite_ha`` as SQLAlchemy's asyncio layer wants a DB-API module: its globals and exceptions, and a
+    ``connect`` that awaits ``sqlite_ha.aio.connect``."""
+
+    def __init__(self) -> None:
+        import sqlite_ha
+        import sqlite_ha.aio
+
+        self.driver = sqlite_ha
+        self.aio = sqlite_ha.aio
+        for name in (
+            *("Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError"),
+            *("IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError", "Binary"),
+            *("apilevel", "threadsafety", "paramstyle", "sqlite_version", "sqlite_version_info"),
+        ):
+            setattr(self, name, getattr(sqlite_ha, name))
+
+    def connect(self, *args: Any, **kwargs: Any) -> _AsyncConnection:
+        return _AsyncConnection(self, await_only(self.aio.connect(*args, **kwargs)))
+
+
+class SQLiteHAAsyncDialect(SQLiteHADialect):
+    """``sqlite+ha_async://``: ``sqlite+ha`` for ``create_async_engine``, over ``sqlite_ha.aio``."""
+
+    driver = "ha_async"
+    is_async = True
+    supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> DBAPIModule:
+        return cast("DBAPIModule", _AsyncDBAPI())
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        return pool.AsyncAdaptedQueuePool
+
+    def get_driver_connection(self, connection: DBAPIConnection) -> Any:
+        return connection._connection
 
 
 dialect = SQLiteHADialect

@@ -19,20 +19,22 @@ from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, nats_credentials
 
 ENTRY_POINT = "sqlite.ha"
+DIALECTS = {ENTRY_POINT: "SQLiteHADialect", "sqlite.ha_async": "SQLiteHAAsyncDialect"}
 LOCAL = {"name": "n1", "natsPort": "0"}
 """Options of a database without replication. Without ``replicationURL`` the driver (as go-ha) runs an
 embedded NATS server, on port 4222 with its store in the user's data directory, unless ``natsPort=0``."""
 
 
 def ensure_registered() -> None:
-    if not entry_points(group="sqlalchemy.dialects", name=ENTRY_POINT):
-        registry.register(ENTRY_POINT, "sqlite_ha.sqlalchemy", "SQLiteHADialect")
+    for name, cls in DIALECTS.items():
+        if not entry_points(group="sqlalchemy.dialects", name=name):
+            registry.register(name, "sqlite_ha.sqlalchemy", cls)
 
 
-def url(path: Path, **options: Any) -> str:
+def url(path: Path, *, driver: str = "ha", **options: Any) -> str:
     """``sqlite+ha:////abs/path/app.db?option=value``: options under their go-ha names."""
     query = f"?{urlencode(options)}" if options else ""
-    return f"sqlite+ha:///{path}{query}"
+    return f"sqlite+{driver}:///{path}{query}"
 
 
 def dispose(engine: Engine) -> None:

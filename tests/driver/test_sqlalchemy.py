@@ -100,7 +100,10 @@ def test_the_entry_point_is_declared_and_names_the_dialect() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = pyproject["project"]
     declared = project["entry-points"]["sqlalchemy.dialects"]
-    assert declared == {ENTRY_POINT: "sqlite_ha.sqlalchemy:SQLiteHADialect"}
+    assert declared == {
+        ENTRY_POINT: "sqlite_ha.sqlalchemy:SQLiteHADialect",
+        "sqlite.ha_async": "sqlite_ha.sqlalchemy:SQLiteHAAsyncDialect",
+    }
     assert any(dep.startswith("sqlalchemy") for dep in project["optional-dependencies"]["sqlalchemy"])
     assert isinstance(make_url("sqlite+ha:///x.db").get_dialect()(), SQLiteHADialect)
 

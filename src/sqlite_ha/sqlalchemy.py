@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 try:
     from sqlalchemy import exc, pool
+    from sqlalchemy.dialects.sqlite.base import SQLiteExecutionContext
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
     from sqlalchemy.engine.interfaces import AdaptedConnection
     from sqlalchemy.util.concurrency import await_only, in_greenlet
@@ -39,7 +40,13 @@ from sqlite_ha.db.authorizer import INTERNAL_PREFIX
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.base import Connection
-    from sqlalchemy.engine.interfaces import ConnectArgsType, DBAPIConnection, DBAPIModule, IsolationLevel
+    from sqlalchemy.engine.interfaces import (
+        ConnectArgsType,
+        DBAPIConnection,
+        DBAPICursor,
+        DBAPIModule,
+        IsolationLevel,
+    )
     from sqlalchemy.engine.url import URL
 
 __all__ = ["SQLiteHAAsyncDialect", "SQLiteHADialect", "dialect"]
@@ -207,9 +214,8 @@ class _AsyncCursor:
     ``execute`` takes the whole result at once (the driver holds it in memory anyway), so the ``fetch*``
     calls need no await: SQLAlchemy's asyncio results read rows after leaving the greenlet."""
 
-    server_side = False
-
-    def __init__(self, connection: _AsyncConnection) -> None:
+    def __init__(self, connection: _AsyncConnection, server_side: bool = False) -> None:
+        self.server_side = server_side  # rows in memory either way: ``stream()`` reads them from there
         self._connection = connection
         self._cursor: Any = connection._call(connection.driver_connection.cursor())
         self._rows: collections.deque[Any] = collections.deque()
@@ -277,7 +283,7 @@ class _AsyncConnection(AdaptedConnection):
         return await_only(awaitable)
 
     def cursor(self, server_side: bool = False) -> _AsyncCursor:
-        return _AsyncCursor(self)
+        return _AsyncCursor(self, server_side)
 
     @property
     def isolation_level(self) -> str | None:
@@ -326,12 +332,19 @@ class _AsyncDBAPI:
         return _AsyncConnection(self, await_only(self.aio.connect(*args, **kwargs)))
 
 
+class _AsyncExecutionContext(SQLiteExecutionContext):
+    def create_server_side_cursor(self) -> DBAPICursor:
+        return self._dbapi_connection.cursor(server_side=True)
+
+
 class SQLiteHAAsyncDialect(SQLiteHADialect):
     """``sqlite+ha_async://``: ``sqlite+ha`` for ``create_async_engine``, over ``sqlite_ha.aio``."""
 
     driver = "ha_async"
     is_async = True
     supports_statement_cache = True
+    supports_server_side_cursors = True  # for ``AsyncConnection.stream()``; the rows are in memory anyway
+    execution_ctx_cls = _AsyncExecutionContext
 
     @classmethod
     def import_dbapi(cls) -> DBAPIModule:

@@ -98,6 +98,18 @@ def test_autocommit(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_stream(tmp_path: Path) -> None:
+    async def body(engine: AsyncEngine) -> list[str]:
+        async with AsyncSession(engine) as session:
+            session.add_all([Author(name=f"a{i}", joined=JOINED) for i in range(5)])
+            await session.commit()
+        async with engine.connect() as conn:
+            result = await conn.stream(select(Author.name).order_by(Author.name))
+            return [name async for (name,) in result]
+
+    assert run(tmp_path, body) == ["a0", "a1", "a2", "a3", "a4"]
+
+
 def test_waiting_for_the_writer_does_not_block_the_loop(tmp_path: Path) -> None:
     """One session holds the writer (an open transaction that wrote) while another session's write waits for
     it; meanwhile the loop keeps running other tasks, the holder's included, so both commit. A dialect that

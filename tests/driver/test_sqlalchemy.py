@@ -14,16 +14,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
-    BigInteger,
-    DateTime,
     Engine,
-    ForeignKey,
-    Index,
-    LargeBinary,
     MetaData,
-    Numeric,
-    String,
-    UniqueConstraint,
     create_engine,
     event,
     exc,
@@ -33,42 +25,15 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
 from sqlite_ha.sqlalchemy import SQLiteHADialect
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, wait_for
 from tests.driver.sqla import ENTRY_POINT, LOCAL, dispose, ensure_registered, running_nats, url
+from tests.driver.sqla_models import COVER, JOINED, Author, Base, Book, a_book
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Author(Base):
-    __tablename__ = "author"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    joined: Mapped[dt.datetime] = mapped_column(DateTime)
-    books: Mapped[list[Book]] = relationship(back_populates="author", cascade="all, delete-orphan")
-
-
-class Book(Base):
-    __tablename__ = "book"
-    __table_args__ = (UniqueConstraint("author_id", "title"), Index("ix_book_price", "price"))
-    id: Mapped[int] = mapped_column(primary_key=True)
-    author_id: Mapped[int] = mapped_column(ForeignKey("author.id"))
-    title: Mapped[str] = mapped_column(String(200))
-    price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
-    isbn: Mapped[int] = mapped_column(BigInteger)
-    cover: Mapped[bytes | None] = mapped_column(LargeBinary)
-    author: Mapped[Author] = relationship(back_populates="books")
-
-
-JOINED = dt.datetime(2024, 2, 29, 23, 59, 58, 123456)
-COVER = bytes(range(256)) * 4
 
 
 @pytest.fixture(autouse=True)
@@ -82,10 +47,6 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     Base.metadata.create_all(engine)
     yield engine
     dispose(engine)
-
-
-def a_book(title: str, price: str = "9.99", isbn: int = 2**62 + 7) -> Book:
-    return Book(title=title, price=Decimal(price), isbn=isbn, cover=COVER)
 
 
 def titles(engine: Engine) -> list[str]:

@@ -18,7 +18,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from sqlite_ha.sqlalchemy import SQLiteHAAsyncDialect
 from tests.driver.sqla import LOCAL, ensure_registered, url
-from tests.driver.test_sqlalchemy import COVER, JOINED, Author, Base, Book, a_book
+from tests.driver.sqla_models import COVER, JOINED, Author, Base, Book, a_book
 
 T = TypeVar("T")
 

@@ -96,7 +96,8 @@ def instances(tmp_path: Path) -> Iterator[list[Instance]]:
     def adapted(line: str) -> str:
         for old, new in ports.items():
             line = re.sub(rf"\b{old}\b", new, line)
-        return line.replace("python app.py", f"{sys.executable} {EXAMPLE / 'app.py'}")
+        line = line.replace("python app.py", f"python {EXAMPLE / 'app.py'}")
+        return re.sub(r"(?<![\w/.-])python(?= )", sys.executable, line)  # this test's Python, venv or not
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HA_")}  # the README's settings only
     package_root = str(Path(sqlite_ha.__file__).resolve().parents[1])  # the sqlite_ha this test runs with
@@ -104,7 +105,7 @@ def instances(tmp_path: Path) -> Iterator[list[Instance]]:
     for line in lines:
         if line.startswith(("pip install", "cd ")) or line in servers or line.startswith("curl "):
             continue  # installed already; the test's directory instead; the servers next; the test's requests
-        subprocess.run(["bash", "-euc", line], cwd=tmp_path, env=env, check=True, timeout=30)
+        subprocess.run(["bash", "-euc", adapted(line)], cwd=tmp_path, env=env, check=True, timeout=30)
 
     started: list[Instance] = []
     try:

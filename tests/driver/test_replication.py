@@ -13,6 +13,7 @@ import pytest
 import sqlite_ha
 from sqlite_ha.driver.connector import SnapshotterNotConfigured
 from sqlite_ha.driver.runtime import runtime
+from sqlite_ha.errors import Conflict
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, free_port, wait_for
 
@@ -95,8 +96,22 @@ def test_two_embedded_nodes_replicate(tmp_path: Path, nats_url: str) -> None:
     assert a.connector.remove_consumer(consumer) is False
 
 
-def test_snapshots_need_a_replication_log(dsn: str) -> None:
-    conn = sqlite_ha.connect(dsn)
+def test_without_nats_the_node_has_a_log_of_its_own_and_no_snapshots(dsn: str) -> None:
+    conn = sqlite_ha.connect(dsn, name="solo")
+    connector = conn.connector
+    assert (connector.node_name, connector.latest_seq) == ("solo", 0)
+    with conn:
+        conn.execute("CREATE TABLE t (x)")
+    seq = conn.seq
+    assert seq is not None
+    wait_for(lambda: connector.latest_seq == seq, 10, "the node to apply its own change set from its log")
+    own = connector.delivered_info("solo_app_db")
+    assert own is not None
+    assert own["delivered_seq"] == seq
+    assert connector.delivered_info("someone_else") is None
+    assert connector.remove_consumer("someone_else") is False
+    with pytest.raises(Conflict, match="keeps no consumers to delete"):
+        connector.remove_consumer("solo_app_db")
     with pytest.raises(SnapshotterNotConfigured, match="need a replication log"):
         conn.connector.take_snapshot()
     with pytest.raises(SnapshotterNotConfigured):

@@ -230,4 +230,5 @@ def test_seq_is_the_log_position_of_the_last_commit(dsn: str) -> None:
     conn.commit()
     assert conn.seq is not None
     assert conn.seq > first
-    assert conn.connector.latest_seq >= conn.seq
+    last = conn.seq
+    wait_for(lambda: conn.connector.latest_seq >= last, 10, "the node to apply its own change set")

@@ -100,3 +100,27 @@ def test_a_failed_start_leaves_the_file_free(tmp_path: object) -> None:
         sqlite_ha.connect(missing)
     with pytest.raises(sqlite_ha.InterfaceError, match="cannot open"):
         sqlite_ha.connect(missing, name="other")  # not "already open": nothing holds it
+
+
+@pytest.mark.parametrize("isolation_level", ["", None])
+def test_node_limits_hold_for_reads_in_and_out_of_transactions(
+    dsn: str, monkeypatch: pytest.MonkeyPatch, isolation_level: str | None
+) -> None:
+    """Reads outside a transaction run on the connection's own reader, inside one on the node's writer:
+    the node's query timeout and result limits bound both."""
+    monkeypatch.setenv("HA_QUERY_TIMEOUT", "200ms")
+    monkeypatch.setenv("HA_MAX_RESULT_ROWS", "10")
+    conn = sqlite_ha.connect(dsn, isolation_level=isolation_level)
+    conn.execute("CREATE TABLE t (x)")
+    if isolation_level is not None:
+        conn.execute("INSERT INTO t VALUES (1)")  # a transaction is open from here
+    slow = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c"
+    with pytest.raises(sqlite_ha.OperationalError, match=r"longer than 0\.2s") as e:
+        conn.execute(slow)
+    assert (e.value.code, e.value.sqlite_errorname) == ("query_timeout", "SQLITE_INTERRUPT")
+    with pytest.raises(sqlite_ha.OperationalError, match="more rows than --max-result-rows") as e:
+        conn.execute(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 11) SELECT i FROM c"
+        )
+    assert e.value.code == "result_too_large"
+    assert len(conn.execute("SELECT * FROM (VALUES (1), (2), (3))").fetchall()) == 3

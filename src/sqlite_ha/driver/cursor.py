@@ -115,7 +115,10 @@ class Cursor(Results):
     def execute(self, sql: str, parameters: Any = ()) -> Cursor:
         self._check()
         self._reset()
-        outcome = self.connection._call(self.connection._session.execute(sql, params_of(parameters)))
+        params = params_of(parameters)
+        outcome = self.connection._read_directly(sql, params[0])
+        if outcome is None:
+            outcome = self.connection._call(self.connection._session.execute(sql, params))
         self._take(outcome)
         return self
 

@@ -154,6 +154,11 @@ class Session:
     def in_transaction(self) -> bool:
         return self.tx is not None
 
+    @property
+    def lost(self) -> bool:
+        """A transaction was rolled back behind the caller's back, and the next call must say so."""
+        return self._lost is not None
+
     def _locked(self) -> asyncio.Lock:
         if self._lock is None:
             self._lock = asyncio.Lock()

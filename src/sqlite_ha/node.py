@@ -29,16 +29,15 @@ from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
-from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer
+from sqlite_ha.plugins import Plugins
 from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
+from sqlite_ha.replication.drivers import LogContext, open_log
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.handover import hand_over
 from sqlite_ha.replication.jetstream.snapshot_requests import NatsSnapshotRequests
-from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
-from sqlite_ha.replication.memory import LocalReplicator
 from sqlite_ha.replication.recovery import Recovery
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
@@ -65,11 +64,14 @@ class LoadInterrupted(HAError):
 
 
 class Node:
-    def __init__(self, config: Config, *, serve: bool = True) -> None:
+    def __init__(self, config: Config, *, serve: bool = True, plugins: Plugins | None = None) -> None:
         """``serve=False``: no HTTP or PostgreSQL listener (a node embedded in an application by the
-        driver, or a read replica); everything else runs as in a server node."""
+        driver, or a read replica); everything else runs as in a server node. ``plugins``: the publisher,
+        subscriber, snapshotter and apply hooks an embedding application chooses (``sqlite_ha.plugins``);
+        by default those of ``config`` (``Plugins.from_config``)."""
         self.config = config
         self.serve = serve
+        self.plugins = (plugins or Plugins()).completed(config)
         self.name = config.name
         # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
         self.users: Users | None = Users(config.auth_file) if config.auth_file else None
@@ -180,23 +182,11 @@ class Node:
         )
 
     def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
-        """The replication log and, with NATS, the snapshot store."""
-        cfg = self.config
-        if self.nats is None:
-            return LocalReplicator(cfg.name), None
-        replicator = JetStreamReplicator(
-            self.nats,
-            node=cfg.name,
-            stream=cfg.replication_stream,
-            replicas=cfg.replicas,
-            max_age=cfg.replication_max_age,
-        )
-        self.snapshot_requests = NatsSnapshotRequests(
-            self.nats, node=cfg.name, stream=cfg.replication_stream, sealer=self.sealer
-        )
-        store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
-        self.snapshot_store = SignedSnapshotStore(store, self.keys)  # manifests signed and verified
-        return replicator, self.snapshot_store
+        """The replication log and, where the driver has one, the snapshot store (``replication/drivers``)."""
+        opened = open_log(LogContext(config=self.config, nats=self.nats, sealer=self.sealer, keys=self.keys))
+        self.snapshot_requests = opened.requests
+        self.snapshot_store = opened.snapshots
+        return opened.replicator, opened.snapshots
 
     async def _wait_log(self, replicator: Replicator) -> bool:
         """Wait (polling quickly) until the log answers, so that the start-up gap check can run: a NATS
@@ -226,6 +216,8 @@ class Node:
         """Start each database from a snapshot where the log alone cannot bring it up to date. Returns the
         specs to open and the temporary snapshot files that in-memory databases load."""
         cfg = self.config
+        if not self.plugins.subscriber:
+            return specs, []  # applies nothing of the log: nothing to catch up with
         if store is None or self.nats is None:
             if cfg.from_latest_snapshot:
                 raise ConfigError(
@@ -290,21 +282,26 @@ class Node:
                     raise
 
     def _start_replication(self, replicator: Replicator, store: SignedSnapshotStore | None) -> None:
-        cfg = self.config
+        cfg, plugins = self.config, self.plugins
         self.replication = ReplicationManager(
             replicator,
             node=cfg.name,
             timeout=cfg.replication_timeout,
-            async_mode=cfg.async_replication,
+            async_mode=plugins.publisher == "outbox",
             policy=cfg.replication_policy,
             ddl_sync=not cfg.disable_ddl_sync,
-            interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
+            interceptor=plugins.interceptor,
+            apply_strategy=plugins.apply_strategy,
+            publish=plugins.publishes,
+            subscribe=plugins.subscriber,
+            cdc=plugins.cdc,
+            auto_subscribe=plugins.auto_start,
             rowids=self.rowids,
             max_transaction_size=cfg.max_transaction_size,
             sealer=self.sealer,
         )
         self.replication.start(list(self.databases), verified=self._covered)
-        if store is not None:
+        if store is not None and plugins.subscriber:
             self.recovery = Recovery(
                 manager=self.replication,
                 store=store,
@@ -313,13 +310,28 @@ class Node:
                 ask=self._ask_snapshot,
             )
             self.replication.on_gap = self.recovery.on_gap
+        if store is not None and plugins.snapshotter:
             self.snapshots = Snapshotter(
                 store, node=cfg.name, interval=cfg.snapshot_interval, replicator=replicator
             )
-            manager = self.replication
-            self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
-            if self.snapshot_requests is not None:
-                self.snapshot_requests.serve(self.snapshots.answer)
+            if plugins.auto_start:
+                self._start_snapshotter()
+
+    def _start_snapshotter(self) -> None:
+        snapshots, manager = self.snapshots, self.replication
+        if snapshots is None or manager is None or snapshots.running:
+            return
+        snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
+        if self.snapshot_requests is not None:
+            self.snapshot_requests.serve(snapshots.answer)
+
+    async def start_replication(self) -> None:
+        """What ``Plugins(auto_start=False)`` (go-ha's autoStart=false) held back at ``start``: the
+        subscribers (the log's change sets are applied from now on) and the snapshotter. Idempotent."""
+        if self.replication is None:
+            raise NotReady("the node is not started: call start() first")
+        await self.replication.start_subscribers()
+        self._start_snapshotter()
 
     # ------------------------------------------------------------------------------------ recovery
     def database(self, ident: str | None = None) -> Database:

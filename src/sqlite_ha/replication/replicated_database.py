@@ -22,9 +22,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlite_ha.changes.store import ChangeSetInterceptor, ChangeStore, Incoming
+from sqlite_ha.changes.changeset import ChangeSet
+from sqlite_ha.changes.store import ApplyStrategy, ChangeSetInterceptor, ChangeStore, Incoming
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
@@ -43,6 +44,9 @@ from sqlite_ha.replication.replicator import (
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
+
+if TYPE_CHECKING:
+    from sqlite_ha.plugins import ChangeSetPublisher
 from sqlite_ha.writer.role import Fenced, WriterMode
 
 log = logging.getLogger(__name__)
@@ -83,10 +87,22 @@ class ReplicatedDatabase(ReadLevels):
         policy: str = "all",
         ddl_sync: bool = True,
         interceptor: ChangeSetInterceptor | None = None,
+        apply_strategy: ApplyStrategy | None = None,
         max_transaction_size: int | None = MAX_TRANSACTION_SIZE,
         sealer: Sealer = PLAIN,
+        publish: bool = True,
+        subscribe: bool = True,
+        cdc: Sequence[ChangeSetPublisher] = (),
     ) -> None:
+        """``publish=False``: committed change sets go to no log (go-ha's disablePublisher).
+        ``subscribe=False``: nothing of the log is applied here (disableSubscriber); the node diverges from
+        the others by design. ``cdc``: publishers told of every committed change set (JSON lines)."""
         self.db = db
+        self.publishes = publish
+        self.subscribes = subscribe
+        self.subscribed = False
+        self.cdc = tuple(cdc)
+        self.cdc_failures = 0
         self.sealer = sealer  # MACs on what this database publishes, checked on what it receives
         self.inbound = Inbound(db.id, sealer)
         self.replicator = replicator
@@ -101,10 +117,13 @@ class ReplicatedDatabase(ReadLevels):
             decode=codec.decode,
             ddl_sync=ddl_sync,
             interceptor=interceptor,
+            apply_strategy=apply_strategy,
             max_size=max_transaction_size,
+            outbox=publish,
+            committed=self._tell_cdc if self.cdc else None,
         )
         self.consumer = f"{node}_{subject_token(db.id)}"
-        if replicator.durable and not async_mode:
+        if replicator.durable and not async_mode and publish:
             # A write is answered only once the log stored it durably: the local fsync adds nothing but
             # latency. (Async writes keep it, and a write the log did not take is fsynced in ``execute``.)
             db.set_synchronous("normal")
@@ -112,7 +131,7 @@ class ReplicatedDatabase(ReadLevels):
         self._kick = asyncio.Event()
         self._publishing: dict[int, asyncio.Future[int]] = {}  # clock -> the one publish of that change set
         self._publish_done = asyncio.Event()
-        if not async_mode:
+        if not async_mode and publish:
             db.commit_gate = self._publish_slot
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
         self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
@@ -141,13 +160,28 @@ class ReplicatedDatabase(ReadLevels):
         self.fence.reset()
         if mode is None:
             self.db.publish_held = self.db.held_done = None
-            self.db.commit_gate = None if self.async_mode else self._publish_slot
+            self.db.commit_gate = None if self.async_mode or not self.publishes else self._publish_slot
         else:
             self.db.publish_held = self.fence.publish_held
             self.db.held_done = self.fence.held_done
             self.db.commit_gate = self.fence.ready
 
-    async def start(self) -> None:
+    async def start(self, *, subscribe: bool = True) -> None:
+        """Join the log: publish (the relay) and, unless ``subscribe`` is False (autoStart=false: later, by
+        ``subscribe``) or this database applies nothing, read the log."""
+        if subscribe:
+            await self.subscribe()
+        if self.publishes:
+            self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
+        self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
+        self._tasks.append(asyncio.create_task(self._flush_position(), name=f"position-{self.db.id}"))
+        if self.publishes and self.changes.outbox_size():
+            self._kick.set()
+
+    async def subscribe(self) -> None:
+        """Start applying the log's change sets (after the applied position); once."""
+        if not self.subscribes or self.subscribed:
+            return
         sub = Subscription(
             database=self.db.id,
             consumer=self.consumer,
@@ -155,11 +189,19 @@ class ReplicatedDatabase(ReadLevels):
             policy=self.policy,
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
-        self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
-        self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
-        self._tasks.append(asyncio.create_task(self._flush_position(), name=f"position-{self.db.id}"))
-        if self.changes.outbox_size():
-            self._kick.set()
+        self.subscribed = True
+
+    def _tell_cdc(self, cs: ChangeSet, payload: bytes) -> None:
+        """``Capture.committed``: a change set committed here, for the CDC publishers. A failing one must
+        not fail the write path (the transaction is committed): logged and counted."""
+        for publisher in self.cdc:
+            try:
+                publisher.publish(cs, payload)
+            except Exception:
+                self.cdc_failures += 1
+                log.exception(
+                    "database %s: CDC publisher %r failed on change set %s", self.db.id, publisher, cs.msg_id
+                )
 
     async def close(self) -> None:
         self._closed = True
@@ -169,14 +211,20 @@ class ReplicatedDatabase(ReadLevels):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.replicator.unsubscribe(self.consumer)
+        if self.subscribed:
+            await self.replicator.unsubscribe(self.consumer)
         await self.changes.flush_position()
 
     # ------------------------------------------------------------------------------------ writes
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
         """Run a request; for a write, also publish its change set. Returns the execution and the seq."""
         self.refuse_if_stale()
-        if not self.async_mode and not self.replicator.available() and not self.db.is_read_only(statements):
+        if (
+            self.publishes
+            and not self.async_mode
+            and not self.replicator.available()
+            and not self.db.is_read_only(statements)
+        ):
             raise NotReplicating(
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
@@ -203,7 +251,7 @@ class ReplicatedDatabase(ReadLevels):
     async def begin(self) -> WriteTransaction:
         """Start an interactive write transaction (PostgreSQL wire); ``commit`` replicates it."""
         self.refuse_if_stale()
-        if not self.async_mode and not self.replicator.available():
+        if self.publishes and not self.async_mode and not self.replicator.available():
             raise NotReplicating(
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
@@ -225,7 +273,7 @@ class ReplicatedDatabase(ReadLevels):
         write is asynchronous). ``ReplicationPending`` when the log did not take it (it stays in the
         outbox)."""
         cs, payload = execution.changeset, execution.payload
-        if cs is None or payload is None:
+        if cs is None or payload is None or not self.publishes:
             return None
         if execution.seq is not None:  # writer modes: the log took it before the commit
             return execution.seq
@@ -292,8 +340,18 @@ class ReplicatedDatabase(ReadLevels):
         """(``_publish_once`` marks it in flight and, however it ends, frees its slot.)"""
         seq = await self._send(hlc, msg_id, payload)
         self.published += 1
-        self._acked[hlc] = seq
+        self._acked_now(hlc, seq)
         return seq
+
+    def _acked_now(self, hlc: int, seq: int) -> None:
+        """The log took one of this node's change sets. Its delivery back here moves the position past it
+        and drops its outbox entry; a database that reads nothing of the log drops the entry now."""
+        if self.subscribes:
+            self._acked[hlc] = seq
+            return
+        self._committed.discard(hlc)
+        self._failed.discard(hlc)
+        self.changes.forget_published([hlc])
 
     async def _send(self, hlc: int, msg_id: str, payload: bytes) -> int:
         """Put one change set in the log (in chunks when it is larger than a message); its seq."""
@@ -373,7 +431,7 @@ class ReplicatedDatabase(ReadLevels):
                     continue  # seen in the log meanwhile
             seq = await self._send(hlc, msg_id, payload)
             self._failed.discard(hlc)
-            self._acked[hlc] = seq
+            self._acked_now(hlc, seq)
             self.published += 1
             sent += 1
         return sent
@@ -462,7 +520,7 @@ class ReplicatedDatabase(ReadLevels):
             if now - flushed >= POSITION_FLUSH_EVERY:
                 flushed = now
                 await self.changes.flush_position()
-            if now - checked >= gap_every:
+            if now - checked >= gap_every and self.subscribed:
                 checked = now
                 with contextlib.suppress(ReplicationError, TimeoutError):
                     await self.check_gap()
@@ -546,6 +604,11 @@ class ReplicatedDatabase(ReadLevels):
             "chunks": self.changes.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
+            "publishes": self.publishes,
+            "subscribed": self.subscribed,
+            "cdc": {"publishers": [repr(p) for p in self.cdc], "failures": self.cdc_failures}
+            if self.cdc
+            else None,
             "fence": self.fence.status() if self.writer_mode is not None else None,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }

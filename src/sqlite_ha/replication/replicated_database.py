@@ -473,8 +473,8 @@ class ReplicatedDatabase(ReadLevels):
         be gone, and neither a jump in the delivered sequences (normal: the other databases' change sets lie
         in between) nor an empty consumer needs a look at the log's start.
         """
-        max_age = getattr(self.replicator, "max_age", None)
-        if not isinstance(max_age, int | float):
+        max_age = self.replicator.max_age
+        if max_age is None:
             return True  # a log that cannot say: ask it (the in-memory ones answer at once)
         if max_age <= 0:
             return False  # kept forever
@@ -528,8 +528,8 @@ class ReplicatedDatabase(ReadLevels):
     def _gap_check_every(self) -> float:
         """Often enough that the caught-up position keeps up with a short max age (see
         ``_log_may_have_dropped``)."""
-        max_age = getattr(self.replicator, "max_age", None)
-        if isinstance(max_age, int | float) and max_age > 0:
+        max_age = self.replicator.max_age
+        if max_age is not None and max_age > 0:
             return max(0.05, min(GAP_CHECK_EVERY, max_age / 8))
         return GAP_CHECK_EVERY
 

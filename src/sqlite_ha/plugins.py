@@ -155,6 +155,12 @@ class Plugins:
                 "disablePublisher",
                 f"a node that publishes nothing cannot take part in writer mode {config.writer_mode}",
             )
+        if not self.subscriber and config.writer_mode != "leaderless":
+            raise ConfigError(
+                "disableSubscriber",
+                f"writer mode {config.writer_mode} needs every node to read the log (a writer starts from "
+                "its latest state)",
+            )
         return replace(self, **changes) if changes else self
 
     @property

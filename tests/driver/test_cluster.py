@@ -1,0 +1,118 @@
+"""Two driver-embedded processes and one ``sqlite-ha serve`` node on one stream, with a cluster secret: each
+writes, all three converge to the same table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, wait_for
+
+ROWS = 20
+SECRET = TEST_CLUSTER_SECRET
+
+# An application embedding the driver: argv = DSN, its name, how many rows the cluster will hold. It waits
+# for the table the cluster has, writes its rows, waits until it has everyone's and prints the table.
+APP = r"""
+import asyncio, json, sys, time
+from sqlite_ha.db.statement import Statement
+from sqlite_ha.driver.options import parse_options
+from sqlite_ha.node import Node
+
+async def main(dsn, me, total, rows):
+    opts = parse_options(dsn, {"name": me})
+    node = Node(opts.config, serve=False, plugins=opts.plugins)
+    await node.start()
+    try:
+        assert await node.replication.wait_started(20), "did not join the log"
+
+        async def query(sql, *args):
+            db = node.database(opts.database)
+            execution, _ = await db.execute([Statement(sql=sql, bindings=args or None)])
+            return [list(r) for r in execution.results[0].rows]
+
+        async def until(sql, want):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    got = await query(sql)
+                except Exception:
+                    got = None
+                if got == want:
+                    return
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{me}: waited for {sql} == {want}, have {got}")
+                await asyncio.sleep(0.05)
+
+        await until("SELECT count(*) FROM sqlite_schema WHERE name = 't'", [[1]])
+        for i in range(rows):
+            await query("INSERT INTO t (k, v) VALUES (?, ?)", f"{me}-{i}", i)
+        await until("SELECT count(*) FROM t", [[total]])
+        print(json.dumps(await query("SELECT k, v FROM t ORDER BY k")), flush=True)
+    finally:
+        await node.stop()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+def test_two_driver_processes_and_a_serve_node_converge(node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server: NodeProcess = node_factory(name="server", args=["app.db"], nats_port=None)
+    server.query({"sql": "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"}, db="app.db")
+    url = f"nats://127.0.0.1:{server.nats_port}"
+    secret = tmp_path / "cluster-secret"
+    secret.write_text(TEST_CLUSTER_SECRET + "\n")
+    secret.chmod(0o600)
+    total = 3 * ROWS
+    apps = []
+    for name, dsn, env in (
+        # one takes the secret from HA_CLUSTER_SECRET, the other from a file named in its DSN
+        (
+            "app1",
+            f"file:{tmp_path / 'app1' / 'app.db'}?replicationURL={url}",
+            {"HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET},
+        ),
+        ("app2", f"file:{tmp_path / 'app2' / 'app.db'}?replicationURL={url}&clusterSecretFile={secret}", {}),
+    ):
+        (tmp_path / name).mkdir()
+        apps.append(
+            subprocess.Popen(
+                [sys.executable, "-c", APP, dsn, name, str(total), str(ROWS)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**_env(), **env},
+                cwd=tmp_path / name,
+            )
+        )
+    try:
+        for i in range(ROWS):
+            server.query(
+                {"sql": "INSERT INTO t (k, v) VALUES (?, ?)", "params": [f"server-{i}", i]}, db="app.db"
+            )
+        outputs = []
+        for app in apps:
+            out, err = app.communicate(timeout=60)
+            assert app.returncode == 0, err.decode()
+            outputs.append(json.loads(out))
+        wait_for(lambda: _rows(server) == outputs[0], 15, "the serve node to have every row")
+    finally:
+        for app in apps:
+            if app.poll() is None:
+                app.kill()
+                app.wait()
+    assert len(outputs[0]) == total
+    assert outputs[0] == outputs[1] == _rows(server)
+    assert {k.split("-")[0] for k, _ in outputs[0]} == {"server", "app1", "app2"}
+
+
+def _rows(server: NodeProcess) -> list[list[object]]:
+    answer = server.query({"sql": "SELECT k, v FROM t ORDER BY k"}, db="app.db")
+    return [list(r) for r in answer["rows"]]
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("HA_")}

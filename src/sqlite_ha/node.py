@@ -27,7 +27,7 @@ from sqlite_ha.db.runner import Limits
 from sqlite_ha.errors import ConfigError, NotReady
 from sqlite_ha.loader import Loader
 from sqlite_ha.natsd import NatsServer
-from sqlite_ha.plugins import Plugins
+from sqlite_ha.plugins import JSONLinesPublisher, Plugins
 from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
 from sqlite_ha.replication.drivers import LogContext, open_log
 from sqlite_ha.replication.jetstream.connection import NatsConnection
@@ -435,6 +435,9 @@ class Node:
             await self.nats_server.stop()
             self.nats_server = None
         self.databases.close()
+        for publisher in self.plugins.cdc:
+            if isinstance(publisher, JSONLinesPublisher):
+                publisher.close()  # its own file only (opened again if the node starts again)
 
     async def _hand_over(self) -> None:
         """Before the embedded server stops: move the stream and consumer leaderships it holds to the other

@@ -66,17 +66,15 @@ class JSONLinesPublisher:
 
     def __init__(self, target: IO[str] | IO[bytes] | str | Path) -> None:
         self._owned: IO[bytes] | None = None
+        self._path: Path | None = None  # a file of ours: opened again after ``close`` (a node restarted)
         self._stream: IO[str] | IO[bytes]
         if isinstance(target, str | Path):
             if str(target) == "-":
                 self._stream = sys.stdout
                 self.name = "stdout"
             else:
-                try:
-                    self._owned = open(target, "ab")  # noqa: SIM115 (closed by ``close``)
-                except OSError as e:
-                    raise ConfigError("publisher", f"cannot open {target} for the JSON lines: {e}") from e
-                self._stream = self._owned
+                self._path = Path(target)
+                self._stream = self._open()
                 self.name = str(target)
         else:
             self._stream = target
@@ -85,8 +83,18 @@ class JSONLinesPublisher:
         self._lock = threading.Lock()
         self.lines = 0  # change sets written
 
+    def _open(self) -> IO[bytes]:
+        assert self._path is not None
+        try:
+            self._owned = open(self._path, "ab")  # noqa: SIM115 (closed by ``close``)
+        except OSError as e:
+            raise ConfigError("publisher", f"cannot open {self._path} for the JSON lines: {e}") from e
+        return self._owned
+
     def publish(self, cs: ChangeSet, payload: bytes) -> None:
         with self._lock:
+            if self._path is not None and self._owned is None:
+                self._stream = self._open()
             if self._text:
                 cast("IO[str]", self._stream).write(payload.decode() + "\n")
             else:
@@ -95,9 +103,11 @@ class JSONLinesPublisher:
             self.lines += 1
 
     def close(self) -> None:
-        if self._owned is not None:
-            self._owned.close()
-            self._owned = None
+        """Close the file this publisher opened (a stream it was given stays open: it is the caller's)."""
+        with self._lock:
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None
 
     def __repr__(self) -> str:
         return f"JSONLinesPublisher({self.name!r})"

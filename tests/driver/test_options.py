@@ -265,3 +265,25 @@ def test_replication_id_sets_the_database_id_for_the_server_too() -> None:
     assert (spec.id, spec.path) == ("shared.db", "x.db")
     (spec,) = parse_databases(("file:x.db?cdcID=other",), memory=False)
     assert spec.id == "other"
+
+
+def test_json_lines_publisher_targets(tmp_path: Path) -> None:
+    from sqlite_ha.changes.changeset import ChangeSet
+    from sqlite_ha.replication import codec
+
+    cs = ChangeSet(database="app.db", node="n", hlc=1, timestamp_ns=1)
+    payload = codec.encode(cs)
+    path = tmp_path / "feed.jsonl"
+    to_file = JSONLinesPublisher(path)
+    to_file.publish(cs, payload)
+    to_file.close()  # a stopped node closes it; started again, it appends again
+    to_file.publish(cs, payload)
+    to_file.close()
+    assert [codec.decode(line).node for line in path.read_bytes().splitlines()] == ["n", "n"]
+    binary, text = io.BytesIO(), io.StringIO()
+    JSONLinesPublisher(binary).publish(cs, payload)
+    JSONLinesPublisher(text).publish(cs, payload)
+    assert binary.getvalue() == text.getvalue().encode() == payload + b"\n"
+    with pytest.raises(ConfigError) as refused:
+        JSONLinesPublisher(tmp_path / "no" / "such" / "dir.jsonl")
+    assert "cannot open" in refused.value.message

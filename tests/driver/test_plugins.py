@@ -279,3 +279,32 @@ def test_writes_on_a_non_writer_name_the_writer(tmp_path: Path) -> None:
             await me.stop()
 
     _run(body())
+
+
+def test_dynamic_leader_provider_elects_one_writer_and_the_other_names_it(tmp_path: Path) -> None:
+    async def body() -> None:
+        a, b = await pair(
+            tmp_path,
+            a={"leaderProvider": "dynamic:http://127.0.0.1:1111"},
+            b={"leaderProvider": "dynamic:http://127.0.0.1:2222"},
+        )
+        try:
+
+            async def elected() -> bool:
+                return a.node.writer.is_writer() != b.node.writer.is_writer() and all(
+                    n.node.writer.current() is not None for n in (a, b)
+                )
+
+            await until(elected, "one writer elected and known to both")
+            writer, follower = (a, b) if a.node.writer.is_writer() else (b, a)
+            url = writer.opts.config.leader_addr
+            await writer.run("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            with pytest.raises(NotWriter) as refused:
+                await follower.run("INSERT INTO t VALUES (1)")
+            assert refused.value.fields["writer"] == url
+            await writer.run("INSERT INTO t VALUES (2)")
+            await until(lambda: _has(follower, "SELECT id FROM t", [(2,)]), "the follower to apply the write")
+        finally:
+            await _stop(b, a)
+
+    _run(body())

@@ -178,6 +178,10 @@ def test_sqlite_parameters_go_to_the_database() -> None:
     opts = parse_options("file:data/app.db?_journal=WAL&_fk=1&_busy_timeout=2500&natsPort=0", env=NO_ENV)
     (spec,) = parse_databases(opts.config.databases, memory=False)
     assert (spec.path, spec.id, spec.foreign_keys, spec.busy_timeout) == ("data/app.db", "app.db", True, 2.5)
+    (spec,) = parse_databases(
+        parse_options("app.db?_fk=0", {"_fk": True}, env=NO_ENV).config.databases, memory=False
+    )
+    assert spec.foreign_keys is True  # a keyword over the DSN
     with pytest.raises(ConfigError) as refused:  # SQLite's parameters are checked as a node checks them
         parse_databases(parse_options("app.db?_journal=DELETE", env=NO_ENV).config.databases, memory=False)
     assert "always uses WAL" in refused.value.message

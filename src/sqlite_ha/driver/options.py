@@ -199,7 +199,11 @@ def parse_options(
         else:
             given[_canonical(key, "DSN")] = _Given(key, value, "DSN")
     for key, value in (options or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        if key.startswith("_"):  # SQLite's, as a keyword (``_fk=1``): over the DSN's
+            sqlite_params[key] = str(int(value)) if isinstance(value, bool) else str(value)
+        else:
             given[_canonical(key, "keyword option")] = _Given(key, value, "keyword option")
     for var, name in _PLUGIN_ENV.items():
         if var in env and name not in given:

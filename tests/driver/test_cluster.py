@@ -1,5 +1,5 @@
-"""Two driver-embedded processes and one ``sqlite-ha serve`` node on one stream, with a cluster secret: each
-writes, all three converge to the same table."""
+"""Two driver-embedded processes (``sqlite_ha.connect``) and one ``sqlite-ha serve`` node on one stream,
+with a cluster secret: each writes, all three converge to the same table."""
 
 from __future__ import annotations
 
@@ -16,45 +16,30 @@ SECRET = TEST_CLUSTER_SECRET
 # An application embedding the driver: argv = DSN, its name, how many rows the cluster will hold. It waits
 # for the table the cluster has, writes its rows, waits until it has everyone's and prints the table.
 APP = r"""
-import asyncio, json, sys, time
-from sqlite_ha.db.statement import Statement
-from sqlite_ha.driver.options import parse_options
-from sqlite_ha.node import Node
+import json, sys, time
+import sqlite_ha
 
-async def main(dsn, me, total, rows):
-    opts = parse_options(dsn, {"name": me})
-    node = Node(opts.config, serve=False, plugins=opts.plugins)
-    await node.start()
-    try:
-        assert await node.replication.wait_started(20), "did not join the log"
+dsn, me, total, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+conn = sqlite_ha.connect(dsn, name=me)
 
-        async def query(sql, *args):
-            db = node.database(opts.database)
-            execution, _ = await db.execute([Statement(sql=sql, bindings=args or None)])
-            return [list(r) for r in execution.results[0].rows]
+def until(sql, want):
+    deadline = time.monotonic() + 30
+    while True:
+        got = [list(r) for r in conn.execute(sql).fetchall()]
+        if got == want:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{me}: waited for {sql} == {want}, have {got}")
+        time.sleep(0.05)
 
-        async def until(sql, want):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    got = await query(sql)
-                except Exception:
-                    got = None
-                if got == want:
-                    return
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{me}: waited for {sql} == {want}, have {got}")
-                await asyncio.sleep(0.05)
-
-        await until("SELECT count(*) FROM sqlite_schema WHERE name = 't'", [[1]])
-        for i in range(rows):
-            await query("INSERT INTO t (k, v) VALUES (?, ?)", f"{me}-{i}", i)
-        await until("SELECT count(*) FROM t", [[total]])
-        print(json.dumps(await query("SELECT k, v FROM t ORDER BY k")), flush=True)
-    finally:
-        await node.stop()
-
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+until("SELECT count(*) FROM sqlite_schema WHERE name = 't'", [[1]])
+for i in range(rows):
+    conn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (f"{me}-{i}", i))
+    conn.commit()
+until("SELECT count(*) FROM t", [[total]])
+print(json.dumps([list(r) for r in conn.execute("SELECT k, v FROM t ORDER BY k").fetchall()]), flush=True)
+conn.close()
+sqlite_ha.shutdown()
 """
 
 

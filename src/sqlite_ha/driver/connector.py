@@ -75,7 +75,7 @@ class Connector:
         from sqlite_ha.node import Node  # on first use: importing the driver stays light
 
         self.options: DriverOptions = parse_options(dsn, options, os.environ if env is None else env)
-        self.node = Node(self.options.config, serve=False)
+        self.node = Node(self.options.config, serve=False, plugins=self.options.plugins)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._started = False
         self._closed = False
@@ -103,6 +103,7 @@ class Connector:
         join in time starts anyway (reads work; writes say why they are refused) and joins later."""
         node = self.node
         await node.start()
+        await node.start_replication()  # what autoStart=false held back (Plugins.auto_start) starts now
         if node.replication is not None and not await node.replication.wait_started(
             node.config.replication_timeout
         ):

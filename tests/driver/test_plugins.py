@@ -308,3 +308,20 @@ def test_dynamic_leader_provider_elects_one_writer_and_the_other_names_it(tmp_pa
             await _stop(b, a)
 
     _run(body())
+
+
+def test_plugins_through_sqlite_ha_connect(tmp_path: Path) -> None:
+    import sqlite_ha
+
+    sink = io.BytesIO()
+    conn = sqlite_ha.connect(str(tmp_path / "app.db"), natsPort=0, publisher=JSONLinesPublisher(sink))
+    try:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.commit()
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b")])
+        conn.commit()
+    finally:
+        conn.close()
+        sqlite_ha.shutdown()
+    sets = [codec.decode(line) for line in sink.getvalue().splitlines()]
+    assert [len(s.changes) for s in sets] == [0, 2]  # the table, then one transaction of two rows

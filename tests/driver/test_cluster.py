@@ -53,13 +53,19 @@ def test_two_driver_processes_and_a_serve_node_converge(node_factory, tmp_path: 
     total = 3 * ROWS
     apps = []
     for name, dsn, env in (
-        # one takes the secret from HA_CLUSTER_SECRET, the other from a file named in its DSN
+        # one takes the secret from HA_CLUSTER_SECRET, the other from a file named in its DSN; the other's
+        # file has a name of its own, joined to the server's app.db by replicationID
         (
             "app1",
             f"file:{tmp_path / 'app1' / 'app.db'}?replicationURL={url}",
             {"HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET},
         ),
-        ("app2", f"file:{tmp_path / 'app2' / 'app.db'}?replicationURL={url}&clusterSecretFile={secret}", {}),
+        (
+            "app2",
+            f"file:{tmp_path / 'app2' / 'mine.sqlite'}?replicationURL={url}&clusterSecretFile={secret}"
+            "&replicationID=app.db",
+            {},
+        ),
     ):
         (tmp_path / name).mkdir()
         apps.append(

@@ -4,11 +4,13 @@ with a cluster secret: each writes, all three converge to the same table."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, wait_for
+from tests.conftest import NodeFactory
 
 ROWS = 20
 SECRET = TEST_CLUSTER_SECRET
@@ -43,7 +45,7 @@ sqlite_ha.shutdown()
 """
 
 
-def test_two_driver_processes_and_a_serve_node_converge(node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_two_driver_processes_and_a_serve_node_converge(node_factory: NodeFactory, tmp_path: Path) -> None:
     server: NodeProcess = node_factory(name="server", args=["app.db"], nats_port=None)
     server.query({"sql": "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"}, db="app.db")
     url = f"nats://127.0.0.1:{server.nats_port}"
@@ -104,6 +106,4 @@ def _rows(server: NodeProcess) -> list[list[object]]:
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("HA_")}

@@ -30,6 +30,7 @@ import io
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
@@ -111,6 +112,32 @@ class JSONLinesPublisher:
 
     def __repr__(self) -> str:
         return f"JSONLinesPublisher({self.name!r})"
+
+
+class CDCFanout:
+    """One database's CDC publishers, told of each change set committed there (``Capture.committed``). A
+    failing publisher must not fail the write path (the transaction is committed): logged and counted."""
+
+    def __init__(self, database: str, publishers: Sequence[ChangeSetPublisher]) -> None:
+        self.database = database
+        self.publishers = tuple(publishers)
+        self.failures = 0
+
+    def publish(self, cs: ChangeSet, payload: bytes) -> None:
+        for publisher in self.publishers:
+            try:
+                publisher.publish(cs, payload)
+            except Exception:
+                self.failures += 1
+                log.exception(
+                    "database %s: CDC publisher %r failed on change set %s",
+                    self.database,
+                    publisher,
+                    cs.msg_id,
+                )
+
+    def status(self) -> dict[str, Any]:
+        return {"publishers": [repr(p) for p in self.publishers], "failures": self.failures}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -325,3 +325,22 @@ def test_plugins_through_sqlite_ha_connect(tmp_path: Path) -> None:
         sqlite_ha.shutdown()
     sets = [codec.decode(line) for line in sink.getvalue().splitlines()]
     assert [len(s.changes) for s in sets] == [0, 2]  # the table, then one transaction of two rows
+
+
+def test_a_failing_cdc_publisher_does_not_fail_the_write(tmp_path: Path) -> None:
+    class Broken:
+        def publish(self, cs: Any, payload: bytes) -> None:
+            raise OSError("disk full")
+
+    async def body() -> None:
+        n = await embed(str(tmp_path / "app.db"), natsPort=0, publisher=["nats", Broken()])
+        try:
+            await n.run("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            await n.run("INSERT INTO t VALUES (1)")
+            assert await n.rows("SELECT id FROM t") == [(1,)]
+            cdc = (await n.db.status())["replication"]["cdc"]
+            assert cdc["failures"] == 2
+        finally:
+            await n.stop()
+
+    _run(body())

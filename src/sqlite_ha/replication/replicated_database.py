@@ -31,6 +31,7 @@ from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError
+from sqlite_ha.plugins import CDCFanout
 from sqlite_ha.replication import codec
 from sqlite_ha.replication.fence import FENCED_RETRIES, Fence
 from sqlite_ha.replication.freshness import ReadLevels
@@ -102,8 +103,7 @@ class ReplicatedDatabase(ReadLevels):
         self.publishes = publish
         self.subscribes = subscribe
         self.subscribed = False
-        self.cdc = tuple(cdc)
-        self.cdc_failures = 0
+        self.cdc = CDCFanout(db.id, cdc) if cdc else None
         self.sealer = sealer  # MACs on what this database publishes, checked on what it receives
         self.inbound = Inbound(db.id, sealer)
         self.replicator = replicator
@@ -121,7 +121,7 @@ class ReplicatedDatabase(ReadLevels):
             apply_strategy=apply_strategy,
             max_size=max_transaction_size,
             outbox=publish,
-            committed=self._tell_cdc if self.cdc else None,
+            committed=self.cdc.publish if self.cdc is not None else None,
         )
         self.consumer = f"{node}_{subject_token(db.id)}"
         if replicator.durable and not async_mode and publish:
@@ -210,18 +210,6 @@ class ReplicatedDatabase(ReadLevels):
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
         self.subscribed = True
-
-    def _tell_cdc(self, cs: ChangeSet, payload: bytes) -> None:
-        """``Capture.committed``: a change set committed here, for the CDC publishers. A failing one must
-        not fail the write path (the transaction is committed): logged and counted."""
-        for publisher in self.cdc:
-            try:
-                publisher.publish(cs, payload)
-            except Exception:
-                self.cdc_failures += 1
-                log.exception(
-                    "database %s: CDC publisher %r failed on change set %s", self.db.id, publisher, cs.msg_id
-                )
 
     async def close(self) -> None:
         self._closed = True
@@ -626,9 +614,7 @@ class ReplicatedDatabase(ReadLevels):
             "async": self.async_mode,
             "publishes": self.publishes,
             "subscribed": self.subscribed,
-            "cdc": {"publishers": [repr(p) for p in self.cdc], "failures": self.cdc_failures}
-            if self.cdc
-            else None,
+            "cdc": self.cdc.status() if self.cdc is not None else None,
             "fence": self.fence.status() if self.writer_mode is not None else None,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }

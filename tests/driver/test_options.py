@@ -291,3 +291,33 @@ def test_json_lines_publisher_targets(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         JSONLinesPublisher(tmp_path / "no" / "such" / "dir.jsonl")
     assert "cannot open" in refused.value.message
+
+
+def test_the_server_takes_its_plugins_from_its_configuration() -> None:
+    from sqlite_ha.config import resolve
+    from sqlite_ha.plugins import Plugins
+    from sqlite_ha.security.nats_access import nats_access
+
+    config = resolve(
+        {
+            "interceptor": "tests.driver.hooks:Recorder",
+            "apply-strategy": "tests.driver.hooks:only_t",
+            "async-replication": True,
+            "nats-name": "srv-7",
+        },
+        env={},
+    )
+    plugins = Plugins.from_config(config)
+    assert type(plugins.interceptor).__name__ == "Recorder"
+    assert plugins.apply_strategy is not None
+    assert plugins.publisher == "outbox"
+    assert (plugins.subscriber, plugins.snapshotter, plugins.auto_start, plugins.cdc) == (
+        True,
+        True,
+        True,
+        (),
+    )
+    assert nats_access(config, None).server_options(config).name == "srv-7"
+    with pytest.raises(ConfigError) as refused:
+        Plugins.from_config(resolve({"apply-strategy": "tests.driver.hooks:nothing_here"}, env={}))
+    assert refused.value.setting == "--apply-strategy"

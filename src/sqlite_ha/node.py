@@ -309,7 +309,9 @@ class Node:
                 ask=self._ask_snapshot,
             )
             self.replication.on_gap = self.recovery.on_gap
-        if store is not None and plugins.snapshotter:
+        if store is not None:
+            # Built even when the plug-ins turn it off: reading the stored snapshots stays possible; a
+            # snapshotter that is off is never started (no snapshots taken, no request answered).
             self.snapshots = Snapshotter(
                 store, node=cfg.name, interval=cfg.snapshot_interval, replicator=replicator
             )
@@ -318,7 +320,7 @@ class Node:
 
     def _start_snapshotter(self) -> None:
         snapshots, manager = self.snapshots, self.replication
-        if snapshots is None or manager is None or snapshots.running:
+        if snapshots is None or manager is None or snapshots.running or not self.plugins.snapshotter:
             return
         snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
         if self.snapshot_requests is not None:
@@ -362,6 +364,11 @@ class Node:
         """Snapshot a database now, unless the stored snapshot already includes everything applied here
         (``taken`` False then). Raises ``NoSnapshot`` for a database that is not replicated or still empty."""
         snapshots = self._snapshotter()
+        if not self.plugins.snapshotter:
+            raise SnapshotsUnavailable(
+                "this node's snapshotter is off (disableDBSnapshotter): it takes no snapshots",
+                hint="take it on a node whose snapshotter runs; reading stored snapshots works here",
+            )
         db = self.databases.get(ident)
         assert self.replication is not None
         rdb = self.replication.databases.get(db.id)

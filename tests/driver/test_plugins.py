@@ -344,3 +344,27 @@ def test_a_failing_cdc_publisher_does_not_fail_the_write(tmp_path: Path) -> None
             await n.stop()
 
     _run(body())
+
+
+def test_disable_snapshotter_takes_none_but_reads_the_others(tmp_path: Path) -> None:
+    from sqlite_ha.errors import HAError
+
+    async def body() -> None:
+        a, b = await pair(tmp_path, b={"disableDBSnapshotter": True, "snapshotInterval": "50ms"})
+        try:
+            await a.run("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            await a.run("INSERT INTO t VALUES (1)")
+            await until(lambda: _has(b, "SELECT id FROM t", [(1,)]), "b to apply")
+            assert b.node.snapshots is not None
+            assert not b.node.snapshots.running
+            with pytest.raises(HAError) as refused:
+                await b.node.take_snapshot("app.db")
+            assert "disableDBSnapshotter" in refused.value.message
+            meta, _ = await a.node.take_snapshot("app.db")
+            latest = await b.node.latest_snapshot("app.db")
+            assert latest is not None
+            assert latest.seq == meta.seq
+        finally:
+            await _stop(b, a)
+
+    _run(body())

@@ -53,8 +53,10 @@ SWITCHES = {
 
 # go-ha's variables sqlite-ha has no counterpart for.
 REFUSED = {
-    "HA_GRPC_PORT": "sqlite-ha has no gRPC server: the HTTP API and the PostgreSQL wire serve clients",
-    "HA_GRPC_TIMEOUT": "sqlite-ha has no gRPC server",
+    "HA_GRPC_PORT": "sqlite-ha has no gRPC server: remote clients use the HTTP API or the PostgreSQL wire "
+    "protocol of sqlite-ha serve (--port, --pg-port)",
+    "HA_GRPC_TIMEOUT": "sqlite-ha has no gRPC server: a request's time limit is --query-timeout, a write's "
+    "wait for the log --replication-timeout",
     "HA_GRPC_TOKEN": "sqlite-ha has no gRPC server: protect the HTTP API with --token or --auth-file",
     "HA_REPLICATION_ID": "a node serves several databases and each needs its own id: give it per database "
     "as the DSN parameter replicationID (file:app.db?replicationID=ID)",

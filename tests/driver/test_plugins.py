@@ -156,13 +156,19 @@ def test_disable_subscriber_publishes_but_applies_nothing(tmp_path: Path) -> Non
             assert seq is not None
             # b's own outbox empties although it never reads its change sets back
             await until(lambda: _outbox_empty(b), "b's outbox to empty")
-            await asyncio.sleep(0.3)  # (a negative: give a wrongly running subscriber time to apply)
+            # b never made a consumer of the log (a's is there), so it can never apply a's rows
+            assert await _consumers(a) == {"a_app_db"}
             assert await b.rows("SELECT id FROM t ORDER BY id") == [(1,)]
             assert (await b.db.status())["replication"]["subscribed"] is False
         finally:
             await _stop(b, a)
 
     _run(body())
+
+
+async def _consumers(n: Embedded) -> set[str]:
+    assert n.node.replication is not None
+    return {c["name"] for c in await n.node.replication.consumers()}
 
 
 async def _outbox_empty(n: Embedded) -> bool:
@@ -198,12 +204,13 @@ def test_auto_start_false_holds_the_subscriber_until_start_replication(tmp_path:
             await a.run("INSERT INTO t VALUES (1)")
             await b.run("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)")  # b writes and publishes
             await until(lambda: _has(a, "SELECT count(*) FROM t", [(1,)]), "a to have its row")
-            await asyncio.sleep(0.3)  # (a negative: give a wrongly started subscriber time to apply)
+            assert await _consumers(a) == {"a_app_db"}  # b reads nothing of the log yet
             assert await b.rows("SELECT count(*) FROM t") == [(0,)]
             assert b.node.snapshots is not None
             assert not b.node.snapshots.running
             await b.node.start_replication()
             await until(lambda: _has(b, "SELECT id FROM t", [(1,)]), "b to apply after start_replication")
+            assert await _consumers(a) == {"a_app_db", "b_app_db"}
             assert b.node.snapshots.running
         finally:
             await _stop(b, a)

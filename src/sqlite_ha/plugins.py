@@ -200,14 +200,41 @@ class Plugins:
             )
         return replace(self, **changes) if changes else self
 
+    def key(self) -> tuple[Any, ...]:
+        """What tells two plug-in choices apart, objects by identity (the driver's cache of connectors)."""
+        return (
+            self.publisher,
+            tuple(id(p) for p in self.cdc),
+            self.subscriber,
+            self.snapshotter,
+            self.auto_start,
+            id(self.interceptor),
+            id(self.apply_strategy),
+        )
+
     @property
     def publishes(self) -> bool:
         """Whether change sets go to the replication log."""
         return self.publisher != "none"
 
 
+# What ``module:object`` and ``jsonl:PATH`` texts gave, once per process: the same text is the same object,
+# so that connections opened with one DSN share one node (the driver caches its connectors by plug-ins).
+_LOADED: dict[str, Any] = {}
+_JSON_LINES: dict[str, JSONLinesPublisher] = {}
+_LOADING = threading.Lock()
+
+
 def import_object(spec: str, setting: str) -> Any:
-    """Import ``module:object`` (``object`` may be dotted); a class is instantiated without arguments."""
+    """Import ``module:object`` (``object`` may be dotted); a class is instantiated without arguments. The
+    same text gives the same object for the life of the process."""
+    with _LOADING:
+        if spec not in _LOADED:
+            _LOADED[spec] = _import(spec, setting)
+        return _LOADED[spec]
+
+
+def _import(spec: str, setting: str) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(setting, f"{spec!r} is not module:object (example: myapp.hooks:interceptor)")
@@ -247,6 +274,15 @@ def load_apply_strategy(spec: str, setting: str = "--apply-strategy") -> ApplySt
     return obj  # type: ignore[no-any-return]
 
 
+def json_lines(target: str) -> JSONLinesPublisher:
+    """The ``JSONLinesPublisher`` of a path (or ``-``) given as text: one per target for the process."""
+    key = "-" if target == "-" else str(Path(target).resolve())
+    with _LOADING:
+        if key not in _JSON_LINES:
+            _JSON_LINES[key] = JSONLinesPublisher(target)
+        return _JSON_LINES[key]
+
+
 def publisher_from_text(
     text: str, setting: str = "publisher"
 ) -> tuple[LogPublisher, tuple[ChangeSetPublisher, ...]]:
@@ -261,7 +297,7 @@ def publisher_from_text(
             continue
         kind, _, where = part.partition(":")
         if kind == "jsonl":
-            cdc.append(JSONLinesPublisher(where or "-"))
+            cdc.append(json_lines(where or "-"))
         elif part in LOG_PUBLISHERS:
             if log_publisher is not None and log_publisher != part:
                 raise ConfigError(setting, f"{log_publisher} and {part} are two log publishers: give one")

@@ -375,3 +375,25 @@ def test_disable_snapshotter_takes_none_but_reads_the_others(tmp_path: Path) -> 
             await _stop(b, a)
 
     _run(body())
+
+
+def test_one_dsn_one_node_plugins_included(tmp_path: Path) -> None:
+    import sqlite_ha
+
+    dsn = (
+        f"file:{tmp_path / 'app.db'}?natsPort=0&publisher=jsonl:{tmp_path / 'feed.jsonl'}"
+        "&interceptor=tests.driver.hooks:Recorder"
+    )
+    try:
+        first, second = sqlite_ha.connect(dsn), sqlite_ha.connect(dsn)  # the same text: the same plug-ins
+        assert sqlite_ha.get_connector(dsn) is first.connector is second.connector
+        # other plug-ins for the same file would be another node: refused
+        with pytest.raises(sqlite_ha.OperationalError, match="already open through the driver with other"):
+            sqlite_ha.connect(str(tmp_path / "app.db"), natsPort=0, interceptor=Recorder())
+        first.execute("CREATE TABLE t (x)")
+        first.commit()
+        second.close()
+        first.close()
+    finally:
+        sqlite_ha.shutdown()
+    assert len((tmp_path / "feed.jsonl").read_bytes().splitlines()) == 1

@@ -263,9 +263,11 @@ _cache_lock = threading.Lock()
 
 
 def _key(options: DriverOptions) -> tuple[Any, ...]:
-    """Same configuration, same node: the resolved Config (frozen) with database paths made absolute."""
+    """Same configuration, same node: the resolved Config (frozen) with database paths made absolute, and
+    the same plug-ins (objects by identity: those named by text are loaded once per process)."""
     databases = tuple(_absolute(d) for d in options.config.databases)
-    return (databases, dataclasses.replace(options.config, databases=databases), options.database)
+    config = dataclasses.replace(options.config, databases=databases)
+    return (databases, config, options.database, options.plugins.key())
 
 
 def _absolute(dsn: str) -> str:

@@ -182,7 +182,8 @@ class Node:
 
     def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
         """The replication log and, where the driver has one, the snapshot store (``replication/drivers``)."""
-        opened = open_log(LogContext(config=self.config, nats=self.nats, sealer=self.sealer, keys=self.keys))
+        context = LogContext(config=self.config, nats=self.nats, sealer=self.sealer, keys=self.keys)
+        opened = open_log(context, self.plugins.log_driver)
         self.snapshot_requests = opened.requests
         self.snapshot_store = opened.snapshots
         return opened.replicator, opened.snapshots

@@ -17,6 +17,8 @@ stored for nodes that join later). ``Plugins`` chooses each of them, and the hoo
   subscribers and snapshotter wait for ``Node.start_replication()``.
 - ``interceptor`` (a ``ChangeSetInterceptor`` object) and ``apply_strategy`` (an ``ApplyStrategy``): hooks
   around, and in place of, applying another node's change set (see ``changes/store.py``).
+- ``log_driver``: the replication log by its name in ``replication/drivers.py`` (a ``Replicator`` of the
+  application's own, registered there); by default the configuration chooses.
 
 ``Plugins.from_config`` gives what a ``sqlite-ha serve`` node runs: everything on, the interceptor and apply
 strategy its configuration names as ``module:object``.
@@ -151,6 +153,9 @@ class Plugins:
     auto_start: bool = True
     interceptor: ChangeSetInterceptor | None = None
     apply_strategy: ApplyStrategy | None = None
+    # The replication driver, by its name in ``replication/drivers.py`` (None: the configuration's choice,
+    # jetstream with NATS and local without): a log of the application's own, registered there.
+    log_driver: str | None = None
 
     def __post_init__(self) -> None:
         if self.publisher not in LOG_PUBLISHERS:
@@ -210,6 +215,7 @@ class Plugins:
             self.auto_start,
             id(self.interceptor),
             id(self.apply_strategy),
+            self.log_driver,
         )
 
     @property

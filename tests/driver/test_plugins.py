@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sqlite_ha.driver.options import parse_options
 from sqlite_ha.plugins import JSONLinesPublisher
 from sqlite_ha.replication import codec
 from sqlite_ha.writer import NotWriter
@@ -397,3 +398,39 @@ def test_one_dsn_one_node_plugins_included(tmp_path: Path) -> None:
     finally:
         sqlite_ha.shutdown()
     assert len((tmp_path / "feed.jsonl").read_bytes().splitlines()) == 1
+
+
+def test_a_log_driver_of_the_applications_own(tmp_path: Path) -> None:
+    from sqlite_ha.node import Node
+    from sqlite_ha.plugins import Plugins
+    from sqlite_ha.replication.drivers import DRIVERS, Log, register
+    from sqlite_ha.replication.memory import MemoryHub
+
+    hub = MemoryHub()
+    register("test-hub", lambda ctx: Log(replicator=hub.connect(ctx.config.name)))
+
+    async def body() -> None:
+        nodes = []
+        for name in ("a", "b"):
+            opts = parse_options(
+                str(tmp_path / f"{name}.db"), {"name": name, "natsPort": 0, "replicationID": "x"}, env={}
+            )
+            node = Node(opts.config, serve=False, plugins=Plugins(log_driver="test-hub"))
+            await node.start()
+            assert node.replication is not None
+            assert await node.replication.wait_started(5)
+            nodes.append(Embedded(node, opts))
+        a, b = nodes
+        try:
+            assert a.node.replication is not None
+            assert a.node.replication.replicator.name == "memory"
+            await a.run("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            await a.run("INSERT INTO t VALUES (1, 'through the hub')")
+            await until(
+                lambda: _has(b, "SELECT v FROM t", [("through the hub",)]), "b to apply through the hub"
+            )
+        finally:
+            await _stop(b, a)
+            DRIVERS.pop("test-hub")
+
+    _run(body())

@@ -389,7 +389,7 @@ def test_one_dsn_one_node_plugins_included(tmp_path: Path) -> None:
         first, second = sqlite_ha.connect(dsn), sqlite_ha.connect(dsn)  # the same text: the same plug-ins
         assert sqlite_ha.get_connector(dsn) is first.connector is second.connector
         # other plug-ins for the same file would be another node: refused
-        with pytest.raises(sqlite_ha.OperationalError, match="already open through the driver with other"):
+        with pytest.raises(sqlite_ha.InterfaceError, match="already open through the driver with other"):
             sqlite_ha.connect(str(tmp_path / "app.db"), natsPort=0, interceptor=Recorder())
         first.execute("CREATE TABLE t (x)")
         first.commit()

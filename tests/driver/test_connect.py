@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import sqlite_ha
 
 
@@ -26,3 +28,17 @@ def test_two_connections_share_one_node(dsn: str) -> None:
     with a:
         a.execute("INSERT INTO t VALUES (1)")
     assert b.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_auto_start_false_waits_for_connector_start(dsn: str) -> None:
+    connector = sqlite_ha.get_connector(dsn, {"autoStart": "false"})
+    with pytest.raises(sqlite_ha.InterfaceError, match="autoStart=false") as e:
+        connector.connect()
+    assert e.value.code == "not_started"
+    with pytest.raises(sqlite_ha.InterfaceError):
+        sqlite_ha.connect(dsn, autoStart="false")  # the same connector, still not started
+    connector.start()
+    conn = sqlite_ha.connect(dsn, autoStart="false")
+    assert conn.connector is connector
+    conn.execute("CREATE TABLE t (x)")
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)

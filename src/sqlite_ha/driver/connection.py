@@ -1,9 +1,9 @@
 """The DB-API connection (sync): ``sqlite3.Connection``'s interface over a ``Session`` on the driver's loop.
 
-Thread safety (``threadsafety = 2``): threads may share the module and connections. A connection's calls are
-serialised (its session runs one at a time on the driver's loop), so two threads can use one connection;
-a cursor's result is its own state, so threads should not share a cursor. ``check_same_thread`` is
-accepted and ignored: nothing here is tied to the thread that connected.
+Thread safety (``threadsafety = 2``): threads may share the module and connections. A connection's session
+runs one call at a time on the driver's loop, and its own reader one read at a time, so two threads can use
+one connection; a cursor's result is its own state, so threads should not share a cursor.
+``check_same_thread`` is accepted and ignored: nothing here is tied to the thread that connected.
 """
 
 from __future__ import annotations

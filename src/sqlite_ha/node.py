@@ -31,7 +31,13 @@ from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
 from sqlite_ha.interceptor import load as load_interceptor
 from sqlite_ha.natsd import NatsServer
-from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
+from sqlite_ha.replication.bootstrap import (
+    Bootstrap,
+    BootstrapError,
+    Install,
+    bootstrap,
+    install_in_place,
+)
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.handover import hand_over
@@ -46,6 +52,7 @@ from sqlite_ha.replication.seal import Sealer
 from sqlite_ha.replication.signed_snapshots import SignedSnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
+from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
@@ -65,11 +72,22 @@ class LoadInterrupted(HAError):
 
 
 class Node:
-    def __init__(self, config: Config, *, serve: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        serve: bool = True,
+        subscriber: Subscriber | None = None,
+        databases: list[DatabaseSpec] | None = None,
+    ) -> None:
         """``serve=False``: no HTTP or PostgreSQL listener (a node embedded in an application by the
-        driver, or a read replica); everything else runs as in a server node."""
+        driver, or a read replica); everything else runs as in a server node. ``subscriber``: the node only
+        follows the log (a read replica, see ``Subscriber``). ``databases``: the files to open, instead of
+        ``config.databases`` (a replica's file names need not be the database ids)."""
         self.config = config
         self.serve = serve
+        self.subscriber = subscriber
+        self._given_specs = databases
         self.name = config.name
         # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
         self.users: Users | None = Users(config.auth_file) if config.auth_file else None
@@ -86,7 +104,7 @@ class Node:
         self.sealer = Sealer(self.keys)  # without keys: plain messages out, anything in (see ``seal``)
         self._watch_users: asyncio.Task[None] | None = None
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
-        self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
+        self.rowids = Rowids(config.rowid_stride) if config.nats_url and not subscriber else Rowids.plain()
         self.databases = Databases(
             DatabaseOptions(
                 synchronous=config.synchronous,
@@ -119,7 +137,7 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         try:
-            specs = parse_databases(cfg.databases, memory=cfg.memory)
+            specs = self._given_specs or parse_databases(cfg.databases, memory=cfg.memory)
             self._specs = {spec.id: spec for spec in specs}
             access = self.nats_access
             if cfg.insecure_replication and cfg.nats_url:
@@ -190,6 +208,7 @@ class Node:
             stream=cfg.replication_stream,
             replicas=cfg.replicas,
             max_age=cfg.replication_max_age,
+            subscribe_only=self.subscriber is not None,
         )
         self.snapshot_requests = NatsSnapshotRequests(
             self.nats, node=cfg.name, stream=cfg.replication_stream, sealer=self.sealer
@@ -280,6 +299,7 @@ class Node:
                     ask=self._ask_snapshot,
                     publish_timeout=cfg.replication_timeout,
                     sealer=self.sealer,
+                    install=self._install,
                 )
             except ReplicationError as e:
                 left = deadline - time.monotonic()
@@ -299,9 +319,10 @@ class Node:
             policy=cfg.replication_policy,
             ddl_sync=not cfg.disable_ddl_sync,
             interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
-            rowids=self.rowids,
+            rowids=self.rowids if self.subscriber is None else None,
             max_transaction_size=cfg.max_transaction_size,
             sealer=self.sealer,
+            durable=self.subscriber is None or self.subscriber.durable,
         )
         self.replication.start(list(self.databases), verified=self._covered)
         if store is not None:
@@ -311,8 +332,11 @@ class Node:
                 databases=self.databases,
                 specs=self._specs,
                 ask=self._ask_snapshot,
+                install=self._install,
             )
             self.replication.on_gap = self.recovery.on_gap
+            if self.subscriber is not None:
+                return  # a replica takes no snapshots and answers no requests for them
             self.snapshots = Snapshotter(
                 store, node=cfg.name, interval=cfg.snapshot_interval, replicator=replicator
             )
@@ -320,6 +344,11 @@ class Node:
             self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
             if self.snapshot_requests is not None:
                 self.snapshot_requests.serve(self.snapshots.answer)
+
+    @property
+    def _install(self) -> Install | None:
+        """How a snapshot replaces a database file: a replica's is read by other processes meanwhile."""
+        return install_in_place if self.subscriber is not None else None
 
     # ------------------------------------------------------------------------------------ recovery
     def database(self, ident: str | None = None) -> Database:

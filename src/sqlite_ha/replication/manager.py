@@ -44,6 +44,7 @@ class ReplicationManager:
         claim_wait: float = CLAIM_AT_JOIN,
         max_transaction_size: int | None = None,
         sealer: Sealer = PLAIN,
+        durable: bool = True,
     ) -> None:
         self.replicator = replicator
         self.sealer = sealer
@@ -57,6 +58,7 @@ class ReplicationManager:
             "policy": policy,
             "ddl_sync": ddl_sync,
             "sealer": sealer,
+            "durable": durable,
         }
         if max_transaction_size is not None:
             self._options["max_transaction_size"] = max_transaction_size

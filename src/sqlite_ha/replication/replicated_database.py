@@ -85,8 +85,10 @@ class ReplicatedDatabase(ReadLevels):
         interceptor: ChangeSetInterceptor | None = None,
         max_transaction_size: int | None = MAX_TRANSACTION_SIZE,
         sealer: Sealer = PLAIN,
+        durable: bool = True,
     ) -> None:
         self.db = db
+        self.durable = durable  # the consumer outlives the process (see ``Subscription.durable``)
         self.sealer = sealer  # MACs on what this database publishes, checked on what it receives
         self.inbound = Inbound(db.id, sealer)
         self.replicator = replicator
@@ -153,6 +155,7 @@ class ReplicatedDatabase(ReadLevels):
             consumer=self.consumer,
             after_seq=self.changes.applied_seq,
             policy=self.policy,
+            durable=self.durable,
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
         self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))

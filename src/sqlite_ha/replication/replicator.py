@@ -75,6 +75,10 @@ class Subscription:
     consumer: str  # the durable consumer's name (in JetStream), shown by GET /replications
     after_seq: int  # deliver change sets with seq > after_seq
     policy: str = "all"  # --replication-policy, used only when the consumer is created
+    # A durable consumer outlives the process in the log (a node's, or ``sqlite-ha sync --durable``); an
+    # ephemeral one (a read replica's default) is removed when the subscriber goes away. Either way the
+    # subscriber resumes from ``after_seq``, the position it stored itself.
+    durable: bool = True
 
 
 class Replicator(Protocol):

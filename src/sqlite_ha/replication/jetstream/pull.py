@@ -51,6 +51,9 @@ ACK_BYTES = 4 * 1024 * 1024  # or once they hold this much: a large change set's
 ACK_DELAY = 0.02
 HANDLER_BACKOFF = (0.05, 5.0)
 STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
+# An ephemeral consumer the server removes after this long without a pull request (its subscriber died
+# without deleting it); a pull request is open nearly all the time while the subscriber lives.
+INACTIVE_THRESHOLD = 60.0
 _NS = 1_000_000_000
 
 
@@ -156,6 +159,21 @@ class PullConsumer:
                 inflight.cancel()
                 await asyncio.wait({inflight})
         await self._unsubscribe()
+        if not self.subscription.durable:
+            await self._delete_ephemeral()
+
+    async def _delete_ephemeral(self) -> None:
+        """An ephemeral consumer goes with its subscriber (the server would drop it after
+        ``INACTIVE_THRESHOLD`` anyway): nothing of a departed read replica stays in the log."""
+        nc = self._conn.client
+        if nc is None or not nc.is_connected or not self._ever_attached:
+            return
+        try:
+            await asyncio.wait_for(nc.jetstream().delete_consumer(self._stream, self.name), 2.0)
+        except NotFoundError:
+            pass
+        except Exception as e:  # gone with the connection: the inactivity threshold removes it
+            log.debug("deleting ephemeral consumer %s: %s", self.name, describe(e))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -226,9 +244,11 @@ class PullConsumer:
         if resume or (after > 0 and start.deliver in (DeliverPolicy.ALL, DeliverPolicy.BY_START_SEQUENCE)):
             first = max(after + 1, start.start_seq or 0)
             start = StartPolicy(DeliverPolicy.BY_START_SEQUENCE, start_seq=first)
+        durable = self.subscription.durable
         return ConsumerConfig(
             name=self.name,
-            durable_name=self.name,
+            durable_name=self.name if durable else None,
+            inactive_threshold=None if durable else INACTIVE_THRESHOLD,
             description=f"sqlite-ha node {self._node}, database {self.subscription.database}",
             deliver_policy=start.deliver,
             opt_start_seq=start.start_seq,

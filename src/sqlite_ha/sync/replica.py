@@ -1,0 +1,342 @@
+"""A live local read replica: local SQLite files that follow a cluster's databases through its log.
+
+Built on ``Node`` in the ``Subscriber`` role: the node's bootstrap (a snapshot when the log no longer holds
+what the file lacks), its applier (one transaction per batch, the position stored in the same transaction,
+last-writer-wins), its gap checks and its recovery, with nothing of a node that writes. The files are
+ordinary SQLite databases in WAL mode: any SQLite client reads them while they update, and sees each
+replicated transaction whole or not at all.
+
+``AsyncReplica`` runs on the caller's event loop; ``Replica`` (what ``sqlite_ha.replica`` returns) owns a
+background thread with its own loop, for code that is not asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import apsw
+
+from sqlite_ha.changes import meta
+from sqlite_ha.db.schema import USER_OBJECTS
+from sqlite_ha.errors import HAError
+from sqlite_ha.node import Node
+from sqlite_ha.replication.replicator import ReplicationError
+from sqlite_ha.replication.subscriber import Subscriber
+from sqlite_ha.sync.options import STATUS_INTERVAL, FileState, ReplicaOptions, check_start, replica_options
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far the replica is behind the log: change sets not applied yet, and how long ago the oldest of
+    them was published (0 when caught up; None where the log could not be asked)."""
+
+    messages: int | None
+    seconds: float | None
+
+
+class AsyncReplica:
+    """The replica on the caller's event loop: ``await start()``, ``await status()``, ``await stop()``."""
+
+    def __init__(self, options: ReplicaOptions) -> None:
+        self.options = options
+        self.node: Node | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self.lag = Lag(None, None)  # as of the last ``status()``
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """The local file of each database, by database id."""
+        return {spec.id: spec.path for spec in self.options.databases}
+
+    async def start(self) -> None:
+        """Check each file against the delivery policy, bootstrap what needs a snapshot, and follow the log.
+        Raises ``ConfigError`` for a policy that would give an incomplete replica, ``BootstrapError`` when
+        the log no longer holds what a file lacks and no snapshot covers it."""
+        opts = self.options
+        for spec in opts.databases:
+            state = await asyncio.to_thread(read_file_state, spec.path)
+            base = check_start(opts.deliver_policy, state, spec.path)
+            if base is not None:
+                await asyncio.to_thread(record_position, spec.path, base)
+                log.info("%s: taken as the database %s up to seq %d", spec.path, spec.id, base)
+        node = Node(
+            opts.config,
+            serve=False,
+            subscriber=Subscriber(durable=opts.durable),
+            databases=list(opts.databases),
+        )
+        await node.start()
+        self.node = node
+        if opts.status_interval > 0:
+            self._lag_task = asyncio.create_task(self._log_lag(opts.status_interval), name="sync-lag")
+
+    async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
+        if self.node is not None:
+            node, self.node = self.node, None
+            await node.stop()
+
+    async def wait_current(self, timeout: float) -> None:
+        """Return once every database has applied everything the log held when asked (``StaleRead`` or
+        ``LogUnreachable`` after ``timeout``)."""
+        manager = self._node().replication
+        assert manager is not None
+        for spec in self.options.databases:
+            await manager.databases[spec.id].wait_current(timeout)
+
+    async def status(self) -> dict[str, Any]:
+        """Where each database is, against the log: position, lag in change sets and seconds, consumer,
+        parked change sets, a gap being recovered."""
+        node = self._node()
+        manager = node.replication
+        assert manager is not None
+        out: list[dict[str, Any]] = []
+        worst_n: int | None = 0
+        worst_s: float | None = 0.0
+        for spec in self.options.databases:
+            rdb = manager.databases.get(spec.id)
+            if rdb is None:
+                out.append({"database": spec.id, "path": spec.path, "error": "not replicating"})
+                worst_n = worst_s = None
+                continue
+            try:
+                s = await rdb.status()
+            except HAError as e:
+                out.append({"database": spec.id, "path": spec.path, "error": e.message})
+                worst_n = worst_s = None
+                continue
+            behind: int | None = s["lag_messages"]
+            seconds = await self._seconds_behind(spec.id, rdb.applied_seq, behind)
+            out.append(
+                {
+                    "database": spec.id,
+                    "path": spec.path,
+                    "consumer": rdb.consumer,
+                    "durable": self.options.durable,
+                    "applied_seq": s["applied_seq"],
+                    "last_seq": s["last_seq"],
+                    "lag_messages": behind,
+                    "lag_seconds": seconds,
+                    "applied": s["applied"],
+                    "parked": s["parked"],
+                    "gap": s["gap"],
+                    "last_error": s["last_error"],
+                }
+            )
+            worst_n = None if worst_n is None or behind is None else max(worst_n, behind)
+            worst_s = None if worst_s is None or seconds is None else max(worst_s, seconds)
+        self.lag = Lag(worst_n, worst_s)
+        nats = node.nats.state() if node.nats is not None else None
+        return {
+            "name": node.name,
+            "stream": node.config.replication_stream,
+            "joined": manager.started,
+            "connected": nats.connected if nats is not None else False,
+            "last_error": manager.last_error or (nats.last_error if nats is not None else None),
+            "lag_messages": worst_n,
+            "lag_seconds": worst_s,
+            "databases": out,
+        }
+
+    async def _seconds_behind(self, database: str, applied: int, behind: int | None) -> float | None:
+        """How long ago the oldest change set not applied yet was published (0 when none waits)."""
+        if behind == 0:
+            return 0.0
+        replicator = self._node().replication
+        assert replicator is not None
+        oldest = getattr(replicator.replicator, "oldest_after", None)
+        if oldest is None:
+            return None
+        try:
+            found = await asyncio.wait_for(oldest(database, applied), 2.0)
+        except (TimeoutError, ReplicationError):
+            return None
+        if found is None:
+            return 0.0
+        return round(max(0.0, time.time() - float(found[1])), 3)
+
+    async def _log_lag(self, every: float) -> None:
+        """One line per database every ``every`` seconds: where it is and how far behind."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                status = await self.status()
+            except Exception:  # a status that fails now must not end the lag lines for good
+                log.exception("sync: reading the replica's status failed")
+                continue
+            for d in status["databases"]:
+                log.info("sync: %s", lag_line(d))
+
+    def connect(self, database: str | None = None) -> sqlite3.Connection:
+        """A read-only ``sqlite3`` connection to a database's file (the only one, if ``database`` is None).
+        SQLite refuses writes on it."""
+        return connect_read_only(self._path(database))
+
+    def _path(self, database: str | None) -> str:
+        paths = self.paths
+        if database is None:
+            if len(paths) != 1:
+                raise HAError(f"this replica has {len(paths)} databases: name one ({', '.join(paths)})")
+            return next(iter(paths.values()))
+        if database not in paths:
+            raise HAError(f"this replica has no database {database!r} (it has {', '.join(paths)})")
+        return paths[database]
+
+    def _node(self) -> Node:
+        if self.node is None:
+            raise HAError("the replica is not running")
+        return self.node
+
+
+def lag_line(d: Mapping[str, Any]) -> str:
+    """One database's status as a log line."""
+    if d.get("error"):
+        return f"{d['database']}: {d['error']}"
+    n, s = d.get("lag_messages"), d.get("lag_seconds")
+    behind = (
+        "caught up"
+        if n == 0
+        else f"{'?' if n is None else n} change set(s) behind"
+        + ("" if s is None else f", the oldest published {s:.1f}s ago")
+    )
+    gap = " (recovering from a gap in the log)" if d.get("gap") else ""
+    return f"{d['database']}: applied seq {d.get('applied_seq')}; {behind}{gap}"
+
+
+def connect_read_only(path: str) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def read_file_state(path: str) -> FileState:
+    """The position a file has applied and how many user tables it holds (0, 0 for a missing file)."""
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.CantOpenError:
+        return FileState(0, 0)
+    try:
+        has_meta = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_ha_state'").fetchall()
+        position = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0) if has_meta else 0
+        tables = conn.execute(
+            f"SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND {USER_OBJECTS}"
+        ).fetchall()
+        return FileState(position, int(tables[0][0] or 0))
+    except apsw.Error as e:
+        raise HAError(f"{path} is not a usable SQLite database: {e}") from e
+    finally:
+        conn.close()
+
+
+def record_position(path: str, seq: int) -> None:
+    """Record in a file the position up to which it holds the database (the user says so)."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        meta.create(conn)
+        with conn:
+            meta.put_position(conn, seq, 0)
+    finally:
+        conn.close()
+
+
+class Replica:
+    """A replica running on a background thread of its own (``sqlite_ha.replica``): for code that is not
+    asyncio. Thread-safe; close it (or use it as a context manager) to stop the thread."""
+
+    def __init__(self, options: ReplicaOptions) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sqlite-ha-replica", daemon=True)
+        self._thread.start()
+        self._core = AsyncReplica(options)
+        try:
+            self._call(self._core.start())
+        except BaseException:
+            self._call(self._core.stop())
+            self._end_loop()
+            raise
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return self._core.paths
+
+    def status(self) -> dict[str, Any]:
+        return self._call(self._core.status())
+
+    @property
+    def lag(self) -> Lag:
+        """The lag now (asks the log: up to a few seconds when it does not answer)."""
+        self.status()
+        return self._core.lag
+
+    def wait_current(self, timeout: float = 10.0) -> None:
+        self._call(self._core.wait_current(timeout))
+
+    def connect(self, database: str | None = None) -> sqlite3.Connection:
+        return self._core.connect(database)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self._call(self._core.stop())
+            finally:
+                self._end_loop()
+
+    def _end_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def replica(
+    target: str,
+    *,
+    replication_url: str | None = None,
+    databases: Sequence[str] = (),
+    durable: str | None = None,
+    deliver_policy: str = "all",
+    status_interval: float = STATUS_INTERVAL,
+    env: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> Replica:
+    """Start a live read replica of a cluster's database(s) in ``target`` and return it running.
+
+    ``target`` is the local file (the database is ``databases[0]``, else the file's name) or a directory for
+    several ``databases``. ``settings`` are node settings a replica takes (``replication_stream``,
+    ``cluster_secret_file``, ``nats_user``, ``nats_pass``, ``nats_creds``, ``nats_ca``, ...; see
+    docs/sync.md); ``HA_*`` variables of those settings are read too. ``durable`` names consumers that
+    outlive the process; ``deliver_policy`` is ha-sync's, refused where it would give an incomplete replica.
+    """
+    options = replica_options(
+        target,
+        databases=databases,
+        durable=durable,
+        deliver_policy=deliver_policy,
+        status_interval=status_interval,
+        settings={**settings, "replication-url": replication_url},
+        env=env,
+    )
+    return Replica(options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,10 @@ from typing import Any
 import nats
 import pytest
 
-from sqlite_ha.testing import NodeProcess, SyncProcess, nats_credentials, wait_for
+from sqlite_ha.errors import ConfigError, HAError
+from sqlite_ha.sync import Lag, replica
+from sqlite_ha.sync.replica import record_position
+from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, SyncProcess, nats_credentials, wait_for
 from tests.conftest import NodeFactory
 
 
@@ -40,8 +45,13 @@ def count(path: Path) -> int:
 
 
 def wait_rows(path: Path, n: int, sync: SyncProcess, timeout: float = 20.0) -> None:
+    def there() -> bool:
+        if sync.proc is not None and sync.proc.poll() is not None:
+            raise AssertionError(f"sync exited with {sync.proc.returncode}:\n{sync.logs()}")
+        return count(path) == n
+
     try:
-        wait_for(lambda: count(path) == n, timeout, f"{n} rows in the replica")
+        wait_for(there, timeout, f"{n} rows in the replica")
     except TimeoutError as e:
         raise TimeoutError(f"{e} (has {count(path)})\n{sync.logs()}") from None
 
@@ -154,3 +164,135 @@ def test_bootstrap_from_a_snapshot_tail_kill_and_resume(
     assert sync.status()["databases"][0]["applied_seq"] == later
     assert sync.stop() == 0
     assert js_call(port, lambda js: js.consumer_info("ha_replication", "r1_app_db"))  # durable: kept
+
+
+def sync_consumers(port: int) -> dict[str, Any]:
+    async def listing(js: Any) -> dict[str, Any]:
+        return {c.name: c for c in await js.consumers_info("ha_replication") if c.name.startswith("sync-")}
+
+    return js_call(port, listing)  # type: ignore[no-any-return]
+
+
+def test_ephemeral_consumers_resume_and_a_snapshot_reaches_open_readers(
+    node_factory: NodeFactory, tmp_path: Path, syncs: list[SyncProcess]
+) -> None:
+    node = node_factory(args=["app.db"], nats_port=None)
+    port = node.nats_port or 0
+    node.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    insert(node, range(10))
+    target = tmp_path / "replica" / "app.db"
+    sync = SyncProcess(workdir=tmp_path / "replica", target=str(target), nats_url=f"nats://127.0.0.1:{port}")
+    syncs.append(sync)
+    sync.start()
+    wait_rows(target, 10, sync)
+    assert len(sync_consumers(port)) == 1
+    reader = sqlite3.connect(target)  # open across everything below
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (10,)
+    assert sync.stop() == 0
+    assert sync_consumers(port) == {}  # an ephemeral consumer goes with its replica
+
+    # the log drops what the replica lacks: at its restart it installs the snapshot, under the open reader
+    seq = insert(node, range(10, 20))
+    assert node.request("POST", "/snapshot").json()["snapshot"]["seq"] == seq
+    js_call(port, lambda js: js.purge_stream("ha_replication"))
+    sync.start()
+    sync.wait_for_log("installed the snapshot")
+    wait_for(lambda: reader.execute("SELECT count(*) FROM t").fetchone() == (20,), 20, "the reader to see it")
+
+    # killed: its consumer stays until the server drops it; the next one starts right after the file's seq
+    wait_for(lambda: sync.status()["databases"][0]["applied_seq"] == seq, 10, "the position to be stored")
+    sync.kill()
+    before = set(sync_consumers(port))
+    last = insert(node, range(20, 25))
+    sync.start()
+    wait_for(
+        lambda: reader.execute("SELECT count(*) FROM t").fetchone() == (25,), 20, "the reader to see more"
+    )
+    (new,) = [c for name, c in sync_consumers(port).items() if name not in before]
+    assert new.config.opt_start_seq == seq + 1
+    assert new.delivered.stream_seq == last
+    reader.close()
+    assert sync.stop() == 0
+    check = sqlite3.connect(target)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert check.execute("SELECT count(*), max(id) FROM t").fetchone() == (25, 24)
+    check.close()
+
+
+def test_bad_flags_are_refused_precisely_and_touch_nothing(tmp_path: Path) -> None:
+    def refused(target: Path, *flags: str, env: dict[str, str] | None = None) -> str:
+        sync = SyncProcess(workdir=tmp_path, target=str(target), nats_url="nats://127.0.0.1:1", env=env or {})
+        done = sync.run(*flags)
+        assert done.returncode == 2, (done.returncode, done.stderr)
+        assert done.stderr.count("\n") == 1, done.stderr  # one line
+        return done.stderr
+
+    fresh = tmp_path / "app.db"
+    assert "--deliver-policy: 'sometimes' is not a delivery policy" in refused(
+        fresh, "--deliver-policy", "sometimes"
+    )
+    assert "new would give a replica with only what is published from now on" in refused(
+        fresh, "--deliver-policy", "new"
+    )
+    assert "is a new replica: starting at seq 5 it would lack every change set before" in refused(
+        fresh, "--deliver-policy", "by_start_sequence=5"
+    )
+    assert "--durable: 'a.b' is not a consumer name" in refused(fresh, "--durable", "a.b")
+    assert "is not a directory: several databases" in refused(fresh, "-d", "a.db", "-d", "b.db")
+    assert "needs the cluster secret" in refused(fresh, env={"HA_CLUSTER_SECRET": ""})
+    assert not fresh.exists()  # nothing was made
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sqlite_ha", "sync", str(fresh)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "--replication-url: is required" in done.stderr
+
+    mine = tmp_path / "mine.db"  # tables of its own, never a replica
+    conn = sqlite3.connect(mine)
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()
+    before = mine.read_bytes()
+    assert "holds tables but was never a replica" in refused(mine)
+    assert mine.read_bytes() == before
+
+    replica = tmp_path / "replica.db"  # a replica at seq 7
+    sqlite3.connect(replica).close()
+    record_position(str(replica), 7)
+    assert "has applied the log up to seq 7: starting at 20 would skip seq 8 to 19" in refused(
+        replica, "--deliver-policy", "by_start_sequence=20"
+    )
+    assert "by_start_time=2020-01-01 00:00:00 would give a replica with only what was published after" in (
+        refused(replica, "--deliver-policy", "by_start_time=2020-01-01 00:00:00")
+    )
+
+
+def test_the_python_api(node_factory: NodeFactory, tmp_path: Path) -> None:
+    node = node_factory(args=["app.db", "other.db"], nats_port=None)
+    node.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    node.query({"sql": "CREATE TABLE o(x)"}, db="other.db")
+    last = insert(node, range(3))
+    url = f"nats://127.0.0.1:{node.nats_port}"
+    with replica(
+        str(tmp_path),
+        replication_url=url,
+        databases=["app.db", "other.db"],
+        env={"HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET},
+        status_interval=0,
+    ) as r:
+        assert r.paths == {"app.db": str(tmp_path / "app.db"), "other.db": str(tmp_path / "other.db")}
+        seq = node.query({"sql": "INSERT INTO o VALUES ('x')"}, db="other.db")["seq"]
+        r.wait_current(10)
+        assert r.lag == Lag(0, 0.0)
+        status = r.status()
+        assert [d["applied_seq"] for d in status["databases"]] == [last, seq]
+        conn = r.connect("app.db")
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("INSERT INTO t(v) VALUES ('local')")
+        conn.close()
+        with pytest.raises(HAError, match="name one"):
+            r.connect()
+    with pytest.raises(ConfigError, match="--replication-url: is required"):
+        replica(str(tmp_path / "x.db"), env={})

@@ -86,7 +86,7 @@ def _duration(value: str) -> float:
 )
 @click.option(
     "--status-interval",
-    default=str(STATUS_INTERVAL),
+    default=f"{STATUS_INTERVAL:g}s",
     metavar="DURATION",
     help=f"How often the lag is logged; 0 = never [default: {STATUS_INTERVAL:g}s]",
 )

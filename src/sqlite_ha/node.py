@@ -14,22 +14,19 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlite_ha import __version__
 from sqlite_ha.changes.rowids import Rowids
 from sqlite_ha.config import Config
-from sqlite_ha.db.database import Database, DatabaseOptions, Execution
+from sqlite_ha.db.database import DatabaseOptions
 from sqlite_ha.db.dsn import DatabaseSpec, parse_databases
-from sqlite_ha.db.load import open_source, read_chunk
-from sqlite_ha.db.load import plan as make_plan
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
-from sqlite_ha.db.schema import USER_OBJECTS
-from sqlite_ha.db.statement import Statement
-from sqlite_ha.db.transaction import WriteTransaction
-from sqlite_ha.errors import ConfigError, Conflict, HAError, NotReady
+from sqlite_ha.errors import ConfigError
 from sqlite_ha.interceptor import load as load_interceptor
+from sqlite_ha.loader import Loader
 from sqlite_ha.natsd import NatsServer
 from sqlite_ha.replication.bootstrap import (
     Bootstrap,
@@ -46,10 +43,10 @@ from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.memory import LocalReplicator
 from sqlite_ha.replication.recovery import Recovery
-from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import Sealer
 from sqlite_ha.replication.signed_snapshots import SignedSnapshotStore
+from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotMeta, SnapshotsUnavailable
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.replication.subscriber import Subscriber
@@ -57,18 +54,13 @@ from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
 from sqlite_ha.security.users import Users
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.frontends import Frontends
 from sqlite_ha.writer import Leaderless, WriterMode, make_mode
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_ASK_TIMEOUT = 60.0  # how long a node that needs a snapshot waits for a live node to store one
-
-
-class LoadInterrupted(HAError):
-    """A load failed part-way: what was loaded stays (each chunk is its own committed transaction)."""
-
-    code = "load_interrupted"
 
 
 class Node:
@@ -128,7 +120,8 @@ class Node:
         self._covered: dict[str, int] = {}  # databases started from a snapshot: how far it covers the log
         self._specs: dict[str, DatabaseSpec] = {}  # as configured (a memory database opens from a snapshot)
         self.recovery: Recovery | None = None  # databases re-bootstrapping after a gap, while running
-        self._loading: dict[str, asyncio.Lock] = {}  # one load at a time per database
+        self._served: dict[str, ServedDatabase] = {}  # what ``database`` answers, one per database
+        self.loader = Loader()  # loads of existing SQLite files, one at a time per database
         self._started_at = time.time()
         # Who takes writes (docs/writer-modes.md): every node by default; one node in a writer mode, the
         # others forward their writes to it.
@@ -351,12 +344,47 @@ class Node:
         return install_in_place if self.subscriber is not None else None
 
     # ------------------------------------------------------------------------------------ recovery
-    def database(self, ident: str | None = None) -> Database:
-        """The database to serve a request on; refused (503) while it may be stale (a gap in the log)."""
+    def database(self, ident: str | None = None) -> ServedDatabase:
+        """The database to serve a request on (None: the default one); refused (503) while it may be stale
+        (a gap in the log). One object per database, rebuilt only when the database was reopened
+        (recovery) or replication started."""
         db = self.databases.get(ident)
-        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
-            rdb.refuse_if_stale()
-        return db
+        served = self._served.get(db.id)
+        if served is None or served.db is not db or served.replication is not self.replication:
+            served = self._served[db.id] = ServedDatabase(db, self.replication)
+        served.check_fresh()
+        return served
+
+    # ------------------------------------------------------------------------------------ snapshots
+    def _snapshotter(self) -> Snapshotter:
+        if self.snapshots is None or self.replication is None:
+            raise SnapshotsUnavailable(
+                "snapshots are stored in the JetStream object store, and this node runs without NATS",
+                hint="use GET /download (or Database.backup_to) for a backup of this node",
+            )
+        return self.snapshots
+
+    async def take_snapshot(self, ident: str | None = None) -> tuple[SnapshotMeta, bool]:
+        """Snapshot a database now, unless the stored snapshot already includes everything applied here
+        (``taken`` False then). Raises ``NoSnapshot`` for a database that is not replicated or still empty."""
+        snapshots = self._snapshotter()
+        db = self.databases.get(ident)
+        assert self.replication is not None
+        rdb = self.replication.databases.get(db.id)
+        if rdb is None:
+            raise NoSnapshot(f"{db.id!r} is read-only: it is not replicated, so it has no snapshots")
+        meta, taken = await snapshots.take(rdb)
+        if meta is None:
+            raise NoSnapshot(f"nothing to snapshot in {db.id!r} yet")
+        return meta, taken
+
+    async def latest_snapshot(self, ident: str | None = None) -> SnapshotMeta | None:
+        """The latest stored snapshot of a database (verified), or None."""
+        return await self._snapshotter().store.latest(self.databases.get(ident).id)
+
+    async def fetch_snapshot(self, ident: str | None, dest: Path) -> SnapshotMeta:
+        """Write a database's latest snapshot to ``dest`` (verified against its signed manifest)."""
+        return await self._snapshotter().store.fetch(self.databases.get(ident).id, dest)
 
     async def _ask_snapshot(self, database: str, need: int) -> SnapshotReply | None:
         """Ask the live nodes to store a snapshot of ``database`` covering the log up to ``need``."""
@@ -367,146 +395,24 @@ class Node:
 
     # ------------------------------------------------------------------------------------ load
     async def load(self, ident: str, path: str, size: int) -> dict[str, Any]:
-        """Load a SQLite file into the empty database ``ident`` through the write path, chunk by chunk, so
-        every node ends with its content. Returns what was loaded and the seq of the last change set."""
-        db = self.database(ident)
-        lock = self._loading.setdefault(db.id, asyncio.Lock())
-        if lock.locked():
-            raise Conflict(f"a load into {db.id!r} is already running", database=db.id)
-        async with lock:
-            started = time.monotonic()
-            source = await asyncio.to_thread(open_source, path)
-            try:
-                plan = await asyncio.to_thread(make_plan, source, size)
-                existing = await self._user_tables(db)
-                if existing:
-                    raise Conflict(
-                        f"database {db.id!r} already has tables ({', '.join(existing[:5])}"
-                        f"{', …' if len(existing) > 5 else ''}); load only fills an empty database",
-                        hint="load into a new database (POST /databases, with --create-db-dir), or drop them",
-                        database=db.id,
-                    )
-                seq, rows, changesets = None, 0, 0
-
-                async def write(statements: list[Statement]) -> None:
-                    nonlocal seq, changesets
-                    try:
-                        _, got = await self.execute(db, statements)
-                    except HAError as e:
-                        if not changesets:
-                            raise  # nothing written yet: the plain error says it all
-                        pending = isinstance(e, ReplicationPending)
-                        raise LoadInterrupted(
-                            f"the load into {db.id!r} stopped after {rows:,} rows: {e.message}"
-                            + (
-                                "; that last chunk is committed here and reaches the other nodes when the "
-                                "log answers"
-                                if pending
-                                else ""
-                            ),
-                            hint="what was loaded stays; drop the tables and load the file again",
-                            database=db.id,
-                            rows=rows,
-                            seq=seq,
-                        ) from e
-                    seq = got if got is not None else seq
-                    changesets += 1
-
-                if plan.tables:
-                    await write([Statement(sql=t.sql) for t in plan.tables])
-                for table in plan.tables:
-                    after = None
-                    while True:
-                        statements, after, _ = await asyncio.to_thread(read_chunk, source, table, after)
-                        if not statements:
-                            break
-                        await write(statements)
-                        rows += len(statements)
-                if plan.after_rows:
-                    await write([Statement(sql=sql) for sql in plan.after_rows])
-            finally:
-                source.close()
-        seconds = time.monotonic() - started
-        log.info(
-            "loaded %d bytes into %s: %d tables, %d rows, %d change sets in %.1fs",
-            size,
-            db.id,
-            len(plan.tables),
-            rows,
-            changesets,
-            seconds,
-        )
-        return {
-            "database": db.id,
-            "bytes": size,
-            "tables": len(plan.tables),
-            "rows": rows,
-            "changesets": changesets,
-            "seconds": round(seconds, 3),
-            "seq": seq,
-        }
-
-    async def _user_tables(self, db: Database) -> list[str]:
-        execution = await db.execute(
-            [
-                Statement(
-                    sql="SELECT name FROM sqlite_schema "
-                    f"WHERE type = 'table' AND {USER_OBJECTS} ORDER BY name"
-                )
-            ]
-        )
-        return [str(r[0]) for r in execution.results[0].rows]
+        """Load a SQLite file into the empty database ``ident`` through the write path (see ``Loader``)."""
+        return await self.loader.load(self.database(ident), path, size)
 
     def database_ids(self) -> list[str]:
         return [db.id for db in self.databases]
 
-    async def begin(self, db: Database) -> WriteTransaction:
-        """An interactive write transaction (PostgreSQL sessions); ``commit`` replicates it."""
-        if self.replication is None or (rdb := self.replication.databases.get(db.id)) is None:
-            return await db.begin_transaction()
-        if not self.replication.started and not rdb.async_mode:
-            raise NotReady(
-                "this node has not joined the replication log yet; nothing was written",
-                hint=self.replication.last_error,
-            )
-        return await rdb.begin()
-
-    async def commit(self, db: Database, tx: WriteTransaction) -> tuple[Execution, int | None]:
-        if self.replication is None or (rdb := self.replication.databases.get(db.id)) is None:
-            return tx.commit(), None
-        return await rdb.commit(tx)
-
-    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]:
-        """Run a request on a database, replicating what it writes; returns the execution and its seq."""
-        if self.replication is None:
-            return await db.execute(statements), None
-        return await self.replication.execute(db, statements)
-
-    def check_fresh(self, db: Database) -> None:
-        """Raise while the database may be stale (a gap in the log): reads are refused then too."""
-        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
-            rdb.refuse_if_stale()
-
-    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None:
-        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
-            await rdb.wait_applied(min_seq, timeout)
-
-    async def wait_current(self, db: Database, timeout: float) -> None:
-        """Before a strong read: this node has applied everything the log held when it was asked."""
-        if self.replication is not None and (rdb := self.replication.databases.get(db.id)) is not None:
-            await rdb.wait_current(timeout)
-
-    async def create_database(self, dsn: str) -> Database:
+    async def create_database(self, dsn: str) -> ServedDatabase:
         db = self.databases.create(dsn)
         if self.replication is not None and not db.spec.read_only:
             await self.replication.attach(db)
-        return db
+        return self.database(db.id)
 
     async def delete_database(self, ident: str) -> None:
         self.databases.get(ident)
         if self.replication is not None and self.databases.created_over_api(ident):
             await self.replication.detach(ident)
         self.databases.delete(ident)
+        self._served.pop(ident, None)
 
     def reload(self) -> None:
         """SIGHUP: read the auth file again (a broken one keeps the users loaded before)."""

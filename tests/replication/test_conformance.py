@@ -295,6 +295,42 @@ def test_subscribe_delivers_after_after_seq_in_order_in_batches(aio: Aio, harnes
     aio.run(body())
 
 
+def test_consumers_positions_and_retention_are_declared_by_every_driver(aio: Aio, harness: Harness) -> None:
+    """What the node asks of any log (consumer admin, the stream's end, retention) answers the same way in
+    every driver: nothing is probed with getattr any more."""
+
+    async def body() -> None:
+        r = await harness.node("n1")
+        rec = Recorder()
+        await r.subscribe(sub("n1"), rec)
+        seqs = await publish_many(r, "main.db", 4)
+        await publish_many(r, "other.db", 2)
+        await rec.wait_for(seqs)
+
+        listed = {c["name"]: c for c in await r.consumers()}
+        assert "n1_main_db" in listed
+        one = listed["n1_main_db"]
+        assert (one["node"], one["database"]) == ("n1", "main.db")
+        delivered = one.get("delivered_stream_seq", one.get("delivered_seq"))
+        assert delivered == seqs[-1]
+        assert (await r.consumer("n1_main_db") or {})["num_pending"] == 0
+        assert await r.consumer("nobody_main_db") is None
+        assert await r.delete_consumer("nobody_main_db") is False
+
+        end = await r.stream_last_seq()
+        assert end is None or end >= max(seqs), end
+        assert (await r.oldest_after("main.db", 0) or (0, 0.0))[0] == seqs[0]
+        first, stored_at = await r.oldest_after("main.db", seqs[1]) or (0, 0.0)
+        assert first == seqs[2]
+        assert abs(stored_at - time.time()) < 300
+        assert await r.oldest_after("main.db", seqs[-1]) is None
+        kept = await r.retention()
+        assert kept is None or kept.last_seq >= max(seqs)
+        assert r.max_age is None or r.max_age >= 0
+
+    aio.run(body())
+
+
 def test_two_nodes_both_get_everything(aio: Aio, harness: Harness) -> None:
     async def body() -> None:
         n1, n2 = await harness.node("n1"), await harness.node("n2")

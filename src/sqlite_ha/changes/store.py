@@ -132,7 +132,7 @@ class ChangeStore:
         )
         capture.before_commit = self._record_position
         capture.after_end = self._position_written
-        db.capture = capture
+        self.capture = capture  # the database gets it with the replicated layer's hooks
 
     # ------------------------------------------------------------------------------------ outbox
     def outbox(self, limit: int = 256, after_hlc: int = 0) -> list[tuple[int, str, bytes | None]]:

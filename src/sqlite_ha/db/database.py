@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.group_commit import Execution as Execution  # where every caller looks for it
 from sqlite_ha.db.group_commit import GroupCommit, first_outcome
+from sqlite_ha.db.hooks import WriteHooks
 from sqlite_ha.db.params import Bindings
 from sqlite_ha.db.runner import (
     CLIENT_PREPARE,
@@ -93,18 +94,12 @@ class Database(GroupCommit):
         # worker thread like any other (so the event loop keeps answering, /healthz included), and the
         # connection is lent to it: every other use of it waits until it is back (see ``connection_back``).
         self._lent: asyncio.Event | None = None
-        self.capture: Capture | None = None  # set when the database is replicated
+        # The layer above (replication), given once by ``attach``; ``capture`` is its capture, kept here
+        # for the write path.
+        self.hooks: WriteHooks | None = None
+        self.capture: Capture | None = None
         self._queue: list[tuple[Sequence[Statement], asyncio.Future[Execution]]] = []  # writes to commit
         self._committers: set[asyncio.Task[None]] = set()
-        # Awaited before each group commit takes the queue; the replicated layer holds it while the log is
-        # busy with earlier change sets, so that the writes arriving meanwhile commit together.
-        self.commit_gate: Callable[[], Awaitable[None]] | None = None
-        # Writer modes: the log takes a change set *before* it commits here. ``publish_held`` is awaited with
-        # the transaction still open once its change set is built (the log's conditional append, answering
-        # its seq); COMMIT follows only if it returns, ROLLBACK if it raises, and ``held_done`` hears which.
-        # So a writer that lost its role, whose append the log refuses, keeps nothing the log does not have.
-        self.publish_held: Callable[[ChangeSet, bytes], Awaitable[int]] | None = None
-        self.held_done: Callable[[ChangeSet, bool], None] | None = None
         self.synchronous = "off"  # of client commits: "full", "normal"; "off" for memory and read-only
         busy = spec.busy_timeout if spec.busy_timeout is not None else self.options.busy_timeout
         self._busy_ms = int(busy * 1000)
@@ -125,6 +120,14 @@ class Database(GroupCommit):
             if rowids is not None and not spec.read_only
             else None
         )
+
+    def attach(self, hooks: WriteHooks) -> None:
+        """Give the database the layer above it (replication: capture, commit pacing, held commits in
+        writer modes), once, before its first write."""
+        if self.hooks is not None and self.hooks is not hooks:
+            raise RuntimeError(f"database {self.id} already has its write hooks")
+        self.hooks = hooks
+        self.capture = hooks.capture
 
     # ------------------------------------------------------------------------------------ requests
     @contextlib.asynccontextmanager

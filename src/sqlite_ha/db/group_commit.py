@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlite_ha.changes.capture import Capture
     from sqlite_ha.db.connection import Guarded
     from sqlite_ha.db.dsn import DatabaseSpec
+    from sqlite_ha.db.hooks import WriteHooks
 
 
 @dataclass(slots=True)
@@ -50,9 +51,7 @@ class GroupCommit:
     id: str
     spec: DatabaseSpec
     capture: Capture | None
-    commit_gate: Callable[[], Awaitable[None]] | None
-    publish_held: Callable[[ChangeSet, bytes], Awaitable[int]] | None
-    held_done: Callable[[ChangeSet, bool], None] | None
+    hooks: WriteHooks | None
     _queue: list[tuple[Sequence[Statement], asyncio.Future[Execution]]]
     _committers: set[asyncio.Task[None]]
     _write_lock: asyncio.Lock
@@ -78,9 +77,9 @@ class GroupCommit:
         return await future
 
     async def _commit_queued(self) -> None:
-        if self.commit_gate is not None:
+        if self.hooks is not None:
             try:
-                await self.commit_gate()
+                await self.hooks.gate()
             except BaseException as e:  # the gate refuses (writer modes: no current view of the log)
                 queued, self._queue = self._queue, []
                 for _, future in queued:
@@ -119,7 +118,7 @@ class GroupCommit:
 
     async def _write_group(self, requests: Sequence[Sequence[Statement]]) -> list[Execution | BaseException]:
         """Run requests as one write transaction; in writer modes the log takes its change set first."""
-        hold = self.publish_held is not None and self.capture is not None
+        hold = self.hooks is not None and self.hooks.holds_commits
         outcomes = await self._execute(self._writer, requests, "BEGIN IMMEDIATE", write=True, hold=hold)
         if not hold:
             return list(outcomes)
@@ -138,8 +137,8 @@ class GroupCommit:
         committed, seq = False, None
         failure: BaseException | None = None
         try:
-            if cs is not None and payload is not None and self.publish_held is not None:
-                seq = await self.publish_held(cs, payload)
+            if cs is not None and payload is not None and self.hooks is not None:
+                seq = await self.hooks.publish_held(cs, payload)
             try:
                 c.control("COMMIT")
             except apsw.Error as e:
@@ -149,8 +148,8 @@ class GroupCommit:
             failure = e
         finally:
             self.end_write(committed)
-            if cs is not None and self.held_done is not None:
-                self.held_done(cs, committed)
+            if cs is not None and self.hooks is not None:
+                self.hooks.held_done(cs, committed)
             if self.spec.memory and lent is not None:
                 self._lent = None
                 lent.set()

@@ -134,7 +134,7 @@ class WriteTransaction:
         return self._committed(job.result())
 
     async def commit_held(self) -> Execution:
-        """``commit`` in a writer mode: the log takes the change set first (``Database.publish_held``, with
+        """``commit`` in a writer mode: the log takes the change set first (``WriteHooks.publish_held``, with
         the transaction still open), then COMMIT; if the log refuses or does not answer, ROLLBACK and the
         error. A deposed writer keeps nothing the log does not have."""
         self._check_open()
@@ -149,14 +149,14 @@ class WriteTransaction:
                 captured = job.result()
             else:
                 captured = db._capture_changeset(c)
-            if captured is not None and db.publish_held is not None:
-                seq = await db.publish_held(*captured)
+            if captured is not None and db.hooks is not None:
+                seq = await db.hooks.publish_held(*captured)
             self._control("COMMIT")
             committed = True
         finally:
             self._end(committed)
-            if captured is not None and db.held_done is not None:
-                db.held_done(captured[0], committed)
+            if captured is not None and db.hooks is not None:
+                db.hooks.held_done(captured[0], committed)
         execution = self._committed(captured)
         execution.seq = seq
         return execution

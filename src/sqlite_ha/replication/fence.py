@@ -3,7 +3,7 @@
 In a writer mode every change set is appended to the log on condition that the database's last change set
 there is the one this node's data ends with (``expect``). The log itself thus refuses a write based on an
 out-of-date view, whoever makes it: a deposed writer paused or cut off while another took over, or a node that
-only believes it writes. And a write commits here only once the log took it (``Database.publish_held``), so
+only believes it writes. And a write commits here only once the log took it (``WriteHooks.publish_held``), so
 a refused writer keeps nothing the log does not have. A node that becomes the writer first appends an empty
 change set (its *term mark*) right after the log's last one: from then on the log refuses whatever the
 previous writer still sends, even before the new writer's first write.
@@ -128,7 +128,7 @@ class Fence:
         return sent.seq
 
     async def publish_held(self, cs: ChangeSet, payload: bytes) -> int:
-        """``Database.publish_held``: the conditional append of a write whose transaction is still open."""
+        """``WriteHooks.publish_held``: the conditional append of a write whose transaction is still open."""
         mode = self.rdb.writer_mode
         if mode is None or self._expect is None or self._expect_term != mode.changes:
             raise Fenced(
@@ -185,7 +185,7 @@ class Fence:
         return sent.seq
 
     def held_done(self, cs: ChangeSet, committed: bool) -> None:
-        """``Database.held_done``: the held commit is settled. Committed, the change set's own delivery only
+        """``WriteHooks.held_done``: the held commit is settled. Committed, the change set's own delivery only
         moves the position; rolled back (the log refused it, or did not answer: it may still be there), its
         delivery, if any, applies it like another node's."""
         if committed:

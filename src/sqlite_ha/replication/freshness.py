@@ -126,21 +126,21 @@ class ReadLevels:
         shared by all databases: its last sequence (a database's own last one may be older than a seq from
         a write to another database, which waits as any other). A log without stream-wide positions counts
         each database on its own."""
-        stream_end = getattr(self.replicator, "stream_last_seq", None)
+        stream_end = await self.replicator.stream_last_seq()
         if stream_end is not None:
-            return int(await stream_end())
+            return stream_end
         return int(await self.replicator.last_seq(self.db.id))
 
     async def caught_up_through(self) -> int | None:
         """A log position up to which this node has applied every change set of this database, if it can
         tell (the log's end when its consumer has nothing pending, and nothing it lacked was dropped), else
         None. What it finds is remembered (``verified_through``)."""
-        end = getattr(self.replicator, "stream_last_seq", None)
-        if end is None:
-            return None
         asked_at = time.time()
         try:
-            last = int(await asyncio.wait_for(end(), 2.0))
+            end = await asyncio.wait_for(self.replicator.stream_last_seq(), 2.0)
+            if end is None:
+                return None
+            last = end
             pending = await self._pending_messages()
             if pending != 0:
                 return None
@@ -157,11 +157,9 @@ class ReadLevels:
 
     async def _pending_messages(self) -> int | None:
         """How many of this database's change sets the log still has for this node, where it can say."""
-        consumer = getattr(self.replicator, "consumer", None)
-        if consumer is None:
-            return None
         try:
-            return _num_pending(await asyncio.wait_for(consumer(self.consumer), 2.0), self.applied_seq)
+            info = await asyncio.wait_for(self.replicator.consumer(self.consumer), 2.0)
+            return _num_pending(info, self.applied_seq)
         except (TimeoutError, ReplicationError):
             return None
 

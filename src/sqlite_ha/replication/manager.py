@@ -18,7 +18,7 @@ from sqlite_ha.changes.rowids import Rowids
 from sqlite_ha.changes.store import ChangeSetInterceptor
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
-from sqlite_ha.errors import Conflict, HAError, NotReady
+from sqlite_ha.errors import HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import PLAIN, Sealer
@@ -217,32 +217,14 @@ class ReplicationManager:
 
     # ------------------------------------------------------------------------------------ consumers
     async def consumers(self) -> list[dict[str, Any]]:
-        """The log's consumers (every node's, in JetStream); the local driver has only this node's."""
-        listing = getattr(self.replicator, "consumers", None)
-        if listing is not None:
-            return await listing()  # type: ignore[no-any-return]
-        return [
-            {"name": rdb.consumer, "database": ident, "delivered_seq": rdb.applied_seq, "num_pending": 0}
-            for ident, rdb in self.databases.items()
-        ]
+        """The log's consumers (every node's, in JetStream; the live subscriptions of an in-process log)."""
+        return await self.replicator.consumers()
 
     async def consumer(self, name: str) -> dict[str, Any] | None:
-        one = getattr(self.replicator, "consumer", None)
-        if one is not None:
-            return await one(name)  # type: ignore[no-any-return]
-        return next((c for c in await self.consumers() if c["name"] == name), None)
+        return await self.replicator.consumer(name)
 
     async def delete_consumer(self, name: str) -> bool:
-        delete = getattr(self.replicator, "delete_consumer", None)
-        if delete is None:
-            if await self.consumer(name) is not None:
-                raise Conflict(
-                    f"the {self.replicator.name} log keeps no consumers to delete; {name!r} is "
-                    "this node's own reader",
-                    consumer=name,
-                )
-            return False
-        return bool(await delete(name))
+        return await self.replicator.delete_consumer(name)
 
     async def close(self) -> None:
         if self._claiming is not None:

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlite_ha.changes.rowids import PLAIN, RowidSlot
+from sqlite_ha.errors import Conflict
 from sqlite_ha.replication.replicator import (
     Delivery,
     Handler,
     PublishTimeout,
     ReplicationError,
+    Retention,
     Subscription,
     WrongLastSequence,
 )
@@ -185,6 +187,7 @@ class MemoryReplicator:
 
     name = "memory"
     durable = False
+    max_age: float | None = None  # the hub drops only what a test tells it to: ask ``first_seq``
 
     def __init__(self, hub: MemoryHub, node: str) -> None:
         self.hub = hub
@@ -239,6 +242,43 @@ class MemoryReplicator:
 
     async def first_seq(self, database: str) -> int:
         return self.hub.log(database).base + 1
+
+    async def stream_last_seq(self) -> int | None:
+        return None  # each database has its own sequence
+
+    async def retention(self) -> Retention | None:
+        return None  # keeps everything
+
+    async def oldest_after(self, database: str, seq: int) -> tuple[int, float] | None:
+        log = self.hub.log(database)
+        found = log.after(seq, 1)
+        if not found:
+            return None
+        return found[0].seq, found[0].published_at or 0.0
+
+    async def consumers(self) -> list[dict[str, Any]]:
+        """Every live subscription on the hub, as the log's consumers (the hub keeps no durable ones)."""
+        return [
+            {
+                "name": s.subscription.consumer,
+                "node": s.node,
+                "database": s.subscription.database,
+                "delivered_seq": s.cursor,
+                "num_pending": max(0, self.hub.log(s.subscription.database).last_seq - s.cursor),
+            }
+            for s in self.hub._subs
+        ]
+
+    async def consumer(self, name: str) -> dict[str, Any] | None:
+        return next((c for c in await self.consumers() if c["name"] == name), None)
+
+    async def delete_consumer(self, name: str) -> bool:
+        if await self.consumer(name) is not None:
+            raise Conflict(
+                f"the {self.name} log keeps no consumers to delete; {name!r} is a node's live reader",
+                consumer=name,
+            )
+        return False
 
     def stats(self) -> dict[str, Any]:
         subs = [s for s in self.hub._subs if s.node == self.node]

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlite_ha.changes.capture import Capture
+from sqlite_ha.changes.changeset import ChangeSet
 from sqlite_ha.changes.store import ChangeSetInterceptor, ChangeStore, Incoming
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
@@ -114,8 +116,6 @@ class ReplicatedDatabase(ReadLevels):
         self._kick = asyncio.Event()
         self._publishing: dict[int, asyncio.Future[int]] = {}  # clock -> the one publish of that change set
         self._publish_done = asyncio.Event()
-        if not async_mode:
-            db.commit_gate = self._publish_slot
         self._acked: dict[int, int] = {}  # clock -> seq, published but not seen back in the log yet
         self._committed: set[int] = set()  # clocks of change sets this process committed, not seen back yet
         self._failed: set[int] = set()  # clocks of writes whose publish failed: the relay's to publish
@@ -136,18 +136,39 @@ class ReplicatedDatabase(ReadLevels):
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # called at each check finding a gap
         self.writer_mode: WriterMode | None = None  # set in a writer mode: writes are fenced
         self.fence = Fence(self)  # writer modes: every write a conditional append
+        db.attach(self)
+
+    # ------------------------------------------------------------------------------------ write hooks
+    @property
+    def capture(self) -> Capture:
+        return self.changes.capture
+
+    @property
+    def holds_commits(self) -> bool:
+        """In a writer mode the log takes a change set *before* it commits here (the fence's conditional
+        append); COMMIT follows only if it took it. So a writer that lost its role keeps nothing the log
+        does not have."""
+        return self.writer_mode is not None
+
+    async def gate(self) -> None:
+        """Before a group commit: in a writer mode, a current view of the log (the fence); otherwise, while
+        the log is busy with earlier change sets, wait, so the writes arriving meanwhile commit together.
+        Async mode publishes later: nothing to wait for."""
+        if self.writer_mode is not None:
+            await self.fence.ready()
+        elif not self.async_mode:
+            await self._publish_slot()
+
+    async def publish_held(self, cs: ChangeSet, payload: bytes) -> int:
+        return await self.fence.publish_held(cs, payload)
+
+    def held_done(self, cs: ChangeSet, committed: bool) -> None:
+        self.fence.held_done(cs, committed)
 
     def set_writer_mode(self, mode: WriterMode | None) -> None:
         """In a writer mode (``mode`` not None) every write is a conditional append (see ``fence``)."""
         self.writer_mode = mode
         self.fence.reset()
-        if mode is None:
-            self.db.publish_held = self.db.held_done = None
-            self.db.commit_gate = None if self.async_mode else self._publish_slot
-        else:
-            self.db.publish_held = self.fence.publish_held
-            self.db.held_done = self.fence.held_done
-            self.db.commit_gate = self.fence.ready
 
     async def start(self) -> None:
         sub = Subscription(
@@ -418,8 +439,8 @@ class ReplicatedDatabase(ReadLevels):
         be gone, and neither a jump in the delivered sequences (normal: the other databases' change sets lie
         in between) nor an empty consumer needs a look at the log's start.
         """
-        max_age = getattr(self.replicator, "max_age", None)
-        if not isinstance(max_age, int | float):
+        max_age = self.replicator.max_age
+        if max_age is None:
             return True  # a log that cannot say: ask it (the in-memory ones answer at once)
         if max_age <= 0:
             return False  # kept forever
@@ -473,8 +494,8 @@ class ReplicatedDatabase(ReadLevels):
     def _gap_check_every(self) -> float:
         """Often enough that the caught-up position keeps up with a short max age (see
         ``_log_may_have_dropped``)."""
-        max_age = getattr(self.replicator, "max_age", None)
-        if isinstance(max_age, int | float) and max_age > 0:
+        max_age = self.replicator.max_age
+        if max_age is not None and max_age > 0:
             return max(0.05, min(GAP_CHECK_EVERY, max_age / 8))
         return GAP_CHECK_EVERY
 

@@ -91,6 +91,11 @@ class Replicator(Protocol):
     # log holds the write, and a node that lost its last commits applies them again from the log.
     durable: bool
 
+    @property
+    def max_age(self) -> float | None:
+        """How long the log keeps a change set, in seconds: 0 forever, None when it cannot say (callers then
+        ask ``first_seq`` whether something was dropped)."""
+
     async def start(self) -> None:
         """Create or update what the driver needs (the stream, with its replicas and max age)."""
 
@@ -131,6 +136,30 @@ class Replicator(Protocol):
         """The lowest sequence the log still holds that may belong to this database (1 for a log that has
         lost nothing; 0 when it cannot tell). A node whose applied position is below ``first_seq - 1``
         missed change sets the log no longer has: it must start over from a snapshot."""
+
+    async def stream_last_seq(self) -> int | None:
+        """The last position of the whole log, when positions are shared by all databases (JetStream's
+        stream sequence); None for a log that counts each database on its own."""
+
+    async def retention(self) -> Retention | None:
+        """What the log keeps and holds now (None: it drops nothing), so snapshots are taken before change
+        sets age out."""
+
+    async def oldest_after(self, database: str, seq: int) -> tuple[int, float] | None:
+        """The first change set of ``database`` after ``seq`` that the log holds: its position and when it
+        was stored (wall-clock seconds); None when there is none."""
+
+    async def consumers(self) -> list[dict[str, Any]]:
+        """The log's consumers (every node's where the log keeps them), for ``GET /replications``: each with
+        ``name``, ``node``, ``database``, ``num_pending`` and the position delivered (``delivered_stream_seq``
+        in JetStream, ``delivered_seq`` in the in-process logs)."""
+
+    async def consumer(self, name: str) -> dict[str, Any] | None:
+        """One consumer as ``consumers`` lists it, or None."""
+
+    async def delete_consumer(self, name: str) -> bool:
+        """Delete a consumer the log keeps (False: there is none by that name). ``Conflict`` for one that
+        cannot be deleted: a live in-process subscription."""
 
     async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
         """Claim ``node``'s share of the keys SQLite would choose (see ``changes/rowids``): a residue modulo

@@ -33,7 +33,7 @@ from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.freshness import StaleRead
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
-from sqlite_ha.replication.replicator import Replicator, Retention
+from sqlite_ha.replication.replicator import Replicator
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import Send, SnapshotReply, SnapshotRequest
 
@@ -141,8 +141,8 @@ class Snapshotter:
     def tick(self) -> float:
         """How often the automatic snapshots look at each database."""
         tick = min(self.interval, MAX_TICK)
-        max_age = getattr(self.replicator, "max_age", 0)
-        if isinstance(max_age, int | float) and max_age > 0:
+        max_age = self.replicator.max_age if self.replicator is not None else None
+        if max_age is not None and max_age > 0:
             tick = min(tick, max_age / 8)
         return max(0.05, tick)
 
@@ -193,19 +193,18 @@ class Snapshotter:
 
     async def _retention_pressure(self, rdb: ReplicatedDatabase) -> str | None:
         """Why change sets of the database that no snapshot covers are close to leaving the log, or None."""
-        oldest_after = getattr(self.replicator, "oldest_after", None)
-        retention = getattr(self.replicator, "retention", None)
-        if oldest_after is None or retention is None:
-            return None
+        replicator = rdb.replicator
         try:
+            keeps = await replicator.retention()
+            if keeps is None:
+                return None  # the log drops nothing
             latest = await self.store.latest(rdb.db.id)
-            oldest = await oldest_after(rdb.db.id, latest.covers if latest is not None else 0)
+            oldest = await replicator.oldest_after(rdb.db.id, latest.covers if latest is not None else 0)
             if oldest is None:
                 return None  # the snapshot covers every change set the log holds
             seq, stored_at = oldest
             if seq > rdb.applied_seq:
                 return None  # not applied here yet: a snapshot from this node would not cover it
-            keeps: Retention = await retention()
         except HAError as e:  # the log or the store does not answer now: nothing to snapshot into either
             log.debug("retention of %s unknown: %s", rdb.db.id, e.message)
             return None
@@ -297,12 +296,12 @@ class Snapshotter:
         through = await rdb.caught_up_through()
         if through is not None and rdb.gap is None:
             return through
-        stream_end = getattr(rdb.replicator, "stream_last_seq", None)
-        if stream_end is None:
+        if await rdb.replicator.stream_last_seq() is None:
             return None
         for _ in range(CATCH_UP_TRIES):
             try:
-                end = int(await asyncio.wait_for(stream_end(), 2.0))
+                end = await asyncio.wait_for(rdb.replicator.stream_last_seq(), 2.0)
+                assert end is not None
                 last = await asyncio.wait_for(rdb.replicator.last_seq(rdb.db.id), 2.0)
                 await rdb.wait_applied(last, CATCH_UP_WAIT)
                 first = await asyncio.wait_for(rdb.replicator.first_seq(rdb.db.id), 2.0)

@@ -16,17 +16,17 @@ import orjson
 from aiohttp import web
 
 from sqlite_ha.db.authorizer import Permission
-from sqlite_ha.db.database import Database, Execution
+from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
 from sqlite_ha.db.registry import Databases
-from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import BadRequest, HAError, NotFound, NotReady, PayloadTooLarge
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotsUnavailable
+from sqlite_ha.replication.snapshot import SnapshotMeta
 from sqlite_ha.replication.snapshotter import Snapshotter
 from sqlite_ha.security.node_auth import HEADER as NODE_AUTH
 from sqlite_ha.security.users import User, Users
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.http.auth import HttpAuth, require, sql_grant
 from sqlite_ha.server.http.body import body_middleware, read_piece
 from sqlite_ha.server.http.docs import render_docs
@@ -69,17 +69,17 @@ class NodeView(Protocol):
 
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
-    def database(self, ident: str | None = None) -> Database: ...
+    def database(self, ident: str | None = None) -> ServedDatabase: ...
 
     async def status(self) -> dict[str, Any]: ...
 
-    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
+    async def create_database(self, dsn: str) -> ServedDatabase: ...
 
-    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
+    async def take_snapshot(self, ident: str | None = None) -> tuple[SnapshotMeta, bool]: ...
 
-    async def wait_current(self, db: Database, timeout: float) -> None: ...
+    async def latest_snapshot(self, ident: str | None = None) -> SnapshotMeta | None: ...
 
-    async def create_database(self, dsn: str) -> Database: ...
+    async def fetch_snapshot(self, ident: str | None, dest: Path) -> SnapshotMeta: ...
 
     async def delete_database(self, ident: str) -> None: ...
 
@@ -206,7 +206,7 @@ class HTTPApi:
             request.headers.get(NODE_AUTH), request.method, request.raw_path, b""
         )
 
-    def _database(self, request: web.Request, permission: Permission = Permission.READ) -> Database:
+    def _database(self, request: web.Request, permission: Permission = Permission.READ) -> ServedDatabase:
         """The database a route names, if the user has ``permission`` on it."""
         db = self.node.database(request.match_info.get("id"))
         require(_user(request), permission, db.id)
@@ -241,9 +241,9 @@ class HTTPApi:
         statements, as_list = parse_body(body, sql_grant(user, db.id))
         # Freshness first: a read of a table created by the write it waits for classifies only after it.
         if level == "strong":
-            await self.node.wait_current(db, self.read_wait)
+            await db.wait_current(self.read_wait)
         if min_seq:
-            await self.node.wait_applied(db, min_seq, self.read_wait)
+            await db.wait_applied(min_seq, self.read_wait)
         # A batch with one write goes whole; a statement SQLite cannot classify (an unknown table) too: the
         # writer answers it. On a writer and a leaderless node this costs one check.
         if not self.node.writer.is_writer() and not db.is_read_only(statements):
@@ -254,7 +254,7 @@ class HTTPApi:
                 if forwarded is not None:
                     return forwarded
         try:
-            execution, seq = await self.node.execute(db, statements)
+            execution, seq = await db.execute(statements)
         except ReplicationPending as pending:
             replication = {"status": "pending", **pending.to_dict()}
             body = encode_results(pending.execution.results, as_list, None, replication=replication)
@@ -281,9 +281,9 @@ class HTTPApi:
         os.close(fd)
         try:
             if db.spec.memory:
-                db.backup_to(tmp)  # serialize must run on the thread that owns the connection
+                db.db.backup_to(tmp)  # serialize must run on the thread that owns the connection
             else:
-                await asyncio.to_thread(db.backup_to, tmp)
+                await asyncio.to_thread(db.db.backup_to, tmp)
             f = await asyncio.to_thread(open, tmp, "rb")
         finally:
             os.unlink(tmp)  # the open handle keeps the data until it is closed
@@ -326,36 +326,21 @@ class HTTPApi:
         return json_response(summary, headers={SEQ_HEADER: str(seq)} if seq else None)
 
     # -------------------------------------------------------------------------------- snapshots
-    def _snapshots(self) -> tuple[Snapshotter, ReplicationManager]:
-        if self.node.snapshots is None or self.node.replication is None:
-            raise SnapshotsUnavailable(
-                "snapshots are stored in the JetStream object store, and this node runs without NATS",
-                hint="use GET /download for a backup of this node",
-            )
-        return self.node.snapshots, self.node.replication
-
     async def list_snapshots(self, request: web.Request) -> web.Response:
         """The latest snapshot of each database this node serves (null where there is none)."""
-        snapshots, _ = self._snapshots()
         user = _user(request)
         out = {}
         for db in self.node.databases:
             if user is not None and not user.allows(Permission.ADMIN, db.id):
                 continue
-            latest = await snapshots.store.latest(db.id)
+            latest = await self.node.latest_snapshot(db.id)
             out[db.id] = latest.to_dict() if latest is not None else None
         return json_response({"snapshots": out})
 
     async def take_snapshot(self, request: web.Request) -> web.Response:
         """Snapshot the database now, unless the stored snapshot already includes everything applied here."""
         db = self._database(request, Permission.ADMIN)
-        snapshots, replication = self._snapshots()
-        rdb = replication.databases.get(db.id)
-        if rdb is None:
-            raise NoSnapshot(f"{db.id!r} is read-only: it is not replicated, so it has no snapshots")
-        meta, taken = await snapshots.take(rdb)
-        if meta is None:
-            raise NoSnapshot(f"nothing to snapshot in {db.id!r} yet")
+        meta, taken = await self.node.take_snapshot(db.id)
         return web.Response(
             body=orjson.dumps({"snapshot": meta.to_dict(), "taken": taken}),
             content_type="application/json",
@@ -366,11 +351,10 @@ class HTTPApi:
         """Stream the database's latest snapshot, with the log position it includes in ``X-Sequence``."""
         db = self.node.databases.get(request.match_info.get("id"))  # served from the store: even when stale
         require(_user(request), Permission.ADMIN, db.id)
-        snapshots, _ = self._snapshots()
         fd, tmp = tempfile.mkstemp(prefix=f"sqlite-ha-snapshot-{db.id}-", suffix=".db")
         os.close(fd)
         try:
-            meta = await snapshots.store.fetch(db.id, Path(tmp))
+            meta = await self.node.fetch_snapshot(db.id, Path(tmp))
             f = await asyncio.to_thread(open, tmp, "rb")
         finally:
             os.unlink(tmp)
@@ -406,7 +390,7 @@ class HTTPApi:
             raise BadRequest('expected {"dsn": "<file name>"}')
         require(_user(request), Permission.ADMIN, _database_id(doc["dsn"]))
         db = await self.node.create_database(doc["dsn"])
-        return json_response(self._describe(db), status=201)
+        return json_response(self._describe(db.db), status=201)
 
     async def delete_database(self, request: web.Request) -> web.Response:
         require(_user(request), Permission.ADMIN, request.match_info["id"])

@@ -155,7 +155,7 @@ async def _end_block(session: Session, *, commit: bool) -> Outcome:
     db = session._db()
     notices = []
     try:
-        _, seq = await session.node.commit(db, tx)
+        _, seq = await db.commit(tx)
     except ReplicationPending as e:
         notices.append(e.message)  # committed here, published later: not an error
         seq = None

@@ -8,9 +8,9 @@ COPY FROM STDIN writes through the same path as every other write, as ONE transa
 
 - in autocommit, rows are parsed as CopyData arrives and turned into one ``INSERT`` statement per row (so
   an error names its line). A COPY that fits in one chunk (``CHUNK_ROWS`` rows, ``CHUNK_BYTES`` of data) is
-  one ``node.execute`` request at CopyDone, like any autocommit statement: the writer is never held while
-  the client is still sending. A larger one takes the writer (``node.begin``) at its first full chunk, runs
-  each chunk in that transaction as it comes, and commits at CopyDone (``node.commit``): memory stays at one
+  one ``execute`` request at CopyDone, like any autocommit statement: the writer is never held while
+  the client is still sending. A larger one takes the writer (``begin``) at its first full chunk, runs
+  each chunk in that transaction as it comes, and commits at CopyDone (``commit``): memory stays at one
   chunk however large the COPY, and the answer comes after the log's ack as for any write. While it holds
   the writer, a client that stops sending for ``idle_in_transaction_timeout`` is disconnected.
 - inside ``BEGIN … COMMIT`` the rows go into the session's write transaction, within a savepoint, so a
@@ -38,7 +38,7 @@ from sqlite_ha.server.pgwire.copy_statement import CopyStatement, parse_copy
 from sqlite_ha.server.pgwire.sqlstate import sqlstate
 
 if TYPE_CHECKING:
-    from sqlite_ha.db.database import Database
+    from sqlite_ha.served import ServedDatabase
     from sqlite_ha.server.pgwire.session import Session
 
 __all__ = ["Copy", "CopyError"]
@@ -121,7 +121,7 @@ class _CopyIn:
     def __init__(self, session: Session, stmt: CopyStatement) -> None:
         self.session = session
         self.stmt = stmt
-        self.db: Database = session._db()
+        self.db: ServedDatabase = session._db()
         self.grant = session.grant(self.db)
         self.names: list[str] = []
         self.oids: list[int] = []
@@ -182,7 +182,7 @@ class _CopyIn:
         table = f"{quote(stmt.schema)}.{quote(stmt.table)}" if stmt.schema else quote(stmt.table)
         columns = ", ".join(quote(c) for c in stmt.columns) if stmt.columns else "*"
         try:
-            described = self.db.describe(
+            described = self.db.db.describe(
                 f"SELECT {columns} FROM {table}", 0, on_writer=s.tx is not None, grant=s.grant(self.db)
             )
         except HAError as e:
@@ -248,14 +248,14 @@ class _CopyIn:
         try:
             if s.in_block:
                 if s.tx is None:  # the block's first write takes the writer, as in Session._run_query
-                    s.tx = await s.node.begin(self.db)
+                    s.tx = await self.db.begin()
                     for name in s.pending_savepoints:
                         s.tx.savepoint(name)
                     s.pending_savepoints.clear()
                 s.tx.savepoint(SAVEPOINT)
                 self.tx = s.tx
             else:
-                self.tx = await s.node.begin(self.db)
+                self.tx = await self.db.begin()
                 self.owned = True
         except HAError as e:
             raise CopyError(sqlstate(e), e.message, hint=e.hint) from e
@@ -280,7 +280,7 @@ class _CopyIn:
             if not self.statements:
                 return
             try:
-                _, seq = await s.node.execute(self.db, self.statements)
+                _, seq = await self.db.execute(self.statements)
             except ReplicationPending as e:
                 seq = None
                 s.notice(e.message)  # committed here, published later: not an error
@@ -300,7 +300,7 @@ class _CopyIn:
                 raise self._error(e) from e
             return
         try:
-            _, seq = await s.node.commit(self.db, tx)
+            _, seq = await self.db.commit(tx)
         except ReplicationPending as e:
             seq = None
             s.notice(e.message)

@@ -112,9 +112,7 @@ class Forward:
         """The block's first local statement: the position it reads at, for the check at its first write."""
         self.awaiting_read = False
         db = self.session.db
-        replication = self.session.node.replication
-        rdb = replication.databases.get(db.id) if replication is not None and db is not None else None
-        self.read_seq = rdb.applied_seq if rdb is not None else None
+        self.read_seq = db.applied_seq if db is not None else None
         self._update()
 
     # ------------------------------------------------------------------------------------ entry points
@@ -504,8 +502,7 @@ class Forward:
         if self.written is not None:
             database, seq = self.written
             try:
-                db = session.node.database(database)
-                await session.node.wait_applied(db, seq, session.settings.read_wait)
+                await session.node.database(database).wait_applied(seq, session.settings.read_wait)
             except HAError as e:
                 raise PgError.of(e) from e
             self.written = None

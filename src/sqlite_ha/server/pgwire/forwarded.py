@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlite_ha.db.database import Database
 from sqlite_ha.errors import HAError
 from sqlite_ha.security.node_auth import NodeUnauthorized, SessionVerifier, session_keys
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import codec
 from sqlite_ha.server.pgwire.auth import md5_salt
 from sqlite_ha.server.pgwire.errors import PgError
@@ -99,20 +99,18 @@ def report_seq(session: Session, seq: int) -> None:
     session.send(codec.parameter_status("ha.seq", str(seq)))
 
 
-async def check_read_seq(session: Session, db: Database) -> None:
+async def check_read_seq(session: Session, db: ServedDatabase) -> None:
     """The block's first write has just taken the writer: refuse it (40001) if the database changed in the
     log after the position its earlier reads saw on the forwarding node."""
     seen, session.read_seq = session.read_seq, None
-    replication = session.node.replication
-    rdb = replication.databases.get(db.id) if replication is not None and seen is not None else None
-    if rdb is None or seen is None:
+    if seen is None:
         return
     try:
-        last = int(await rdb.replicator.last_seq(db.id))
+        last = await db.log_last_seq()
     except HAError as e:
         _abort(session)
         raise PgError.of(e) from e
-    if last > seen:
+    if last is not None and last > seen:
         _abort(session)
         raise PgError(
             "40001",

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 from sqlite_ha import __version__
 from sqlite_ha.db.authorizer import Permission
-from sqlite_ha.db.database import Database
 from sqlite_ha.security.passwords import ScramVerifier
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import codec, forwarded
 from sqlite_ha.server.pgwire.auth import (
     AuthFailed,
@@ -192,7 +192,7 @@ async def _scram(session: Session, user: str, scram: ScramServer) -> bytes:
         _auth_failed(user)
 
 
-def check_connect(session: Session, db: Database, *, fatal: bool) -> None:
+def check_connect(session: Session, db: ServedDatabase, *, fatal: bool) -> None:
     """A user of the auth file with no permission on ``db`` may not use it at all (PostgreSQL's CONNECT)."""
     principal = session.principal
     if principal is not None and principal.grant(db.id) & Permission.SQL == Permission.NONE:
@@ -223,7 +223,7 @@ def _auth_failed(user: str) -> NoReturn:
     raise PgError("28P01", f'password authentication failed for user "{user}"', fatal=True)
 
 
-def _startup_database(session: Session, name: str) -> Database:
+def _startup_database(session: Session, name: str) -> ServedDatabase:
     """The database named at startup; clients default to the user's name, which means the default."""
     found = find_database(session.node, name)
     if found is not None:
@@ -233,7 +233,7 @@ def _startup_database(session: Session, name: str) -> Database:
     raise PgError("3D000", f'database "{name}" does not exist', hint=databases_hint(session.node), fatal=True)
 
 
-def find_database(node: PgNode, name: str) -> Database | None:
+def find_database(node: PgNode, name: str) -> ServedDatabase | None:
     for ident in node.database_ids():
         if name in (ident, ident.rsplit(".", 1)[0]):
             return node.database(ident)

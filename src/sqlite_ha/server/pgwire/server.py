@@ -18,13 +18,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlite_ha.config import Config
-from sqlite_ha.db.database import Database, Execution
-from sqlite_ha.db.statement import Statement
-from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import ConfigError
-from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.users import Users
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarded import NodeSessions
@@ -41,23 +38,10 @@ class PgNode(Protocol):
     config: Config
     keys: ClusterKeys | None  # the cluster secret's: forwarded sessions are keyed from it
     writer: WriterMode  # who takes writes: a session on another node forwards its writes there
-    replication: ReplicationManager | None
 
-    def database(self, ident: str | None = None) -> Database: ...
+    def database(self, ident: str | None = None) -> ServedDatabase: ...
 
     def database_ids(self) -> list[str]: ...
-
-    async def execute(self, db: Database, statements: list[Statement]) -> tuple[Execution, int | None]: ...
-
-    def check_fresh(self, db: Database) -> None: ...
-
-    async def begin(self, db: Database) -> WriteTransaction: ...
-
-    async def commit(self, db: Database, tx: WriteTransaction) -> tuple[Execution, int | None]: ...
-
-    async def wait_applied(self, db: Database, min_seq: int, timeout: float) -> None: ...
-
-    async def wait_current(self, db: Database, timeout: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

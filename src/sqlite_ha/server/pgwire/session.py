@@ -40,6 +40,7 @@ from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.security.users import User
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import catalog, codec, commands, explain, forwarded, handshake
 from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.colnames import pg_column_name
@@ -89,7 +90,7 @@ class Session:
         self.out: list[bytes] = []
         self.user = ""
         self.principal: User | None = None  # a user of the auth file; None: --pg-user, every permission
-        self.db: Database | None = None
+        self.db: ServedDatabase | None = None
         self.params: dict[str, str] = {}
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
@@ -431,7 +432,7 @@ class Session:
             prepared.param_oids = [oid or t.TEXT for oid in prepared.param_oids]
             return
         try:
-            described = db.describe(
+            described = db.db.describe(
                 prepared.run_sql,
                 len(prepared.param_oids),
                 on_writer=self.tx is not None,
@@ -441,14 +442,14 @@ class Session:
             raise PgError.of(e) from e
         declared = [decl for _, decl in described.columns]
         if not all(declared):  # expressions: ask the statement what they compute
-            inferred = result_types(prepared.run_sql, db.table_types)
+            inferred = result_types(prepared.run_sql, db.db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
         prepared.columns = [
             t.Column(pg_column_name(name, prepared.sql), t.oid_for_declared(decl) or _guess_oid(name), False)
             for (name, _), decl in zip(described.columns, declared, strict=True)
         ]
         if not all(prepared.param_oids):
-            declared = infer(prepared.run_sql, len(prepared.param_oids), db.table_types)
+            declared = infer(prepared.run_sql, len(prepared.param_oids), db.db.table_types)
             for i, decl in enumerate(declared):
                 if not prepared.param_oids[i]:
                     prepared.param_oids[i] = t.oid_for_declared(decl) or t.TEXT
@@ -564,12 +565,12 @@ class Session:
         self.send(codec.command_complete(portal.tag))
 
     # ------------------------------------------------------------------------------------ running
-    def _db(self) -> Database:
+    def _db(self) -> ServedDatabase:
         if self.db is None:
             raise PgError("3D000", "no database selected")
         return self.db
 
-    def grant(self, db: Database) -> Permission | None:
+    def grant(self, db: ServedDatabase) -> Permission | None:
         """What this session's statements on ``db`` may do; None: everything (no check at all)."""
         return None if self.principal is None else self.principal.sql_grant(db.id)
 
@@ -620,8 +621,8 @@ class Session:
                 prepared.read_only = db.is_read_only([stmt])
             if not prepared.read_only:
                 return None
-            self.node.check_fresh(db)
-            rows = db.read_rows_now(prepared.run_sql, params or None, self.grant(db))
+            db.check_fresh()
+            rows = db.db.read_rows_now(prepared.run_sql, params or None, self.grant(db))
         except HAError as e:
             raise PgError.of(e) from e
         if rows is None or (rows and len(rows[0]) != len(columns)):
@@ -643,10 +644,10 @@ class Session:
             own.sync(self.tx.connection)
             return own
         self._tx_catalog = None
-        cat = _CATALOGS.get(db)
+        cat = _CATALOGS.get(db.db)
         if cat is None:
-            cat = _CATALOGS[db] = catalog.Catalog(db.id, self.settings.user)
-        cat.sync(db.reader_connection)
+            cat = _CATALOGS[db.db] = catalog.Catalog(db.id, self.settings.user)
+        cat.sync(db.db.reader_connection)
         return cat
 
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
@@ -664,13 +665,13 @@ class Session:
         stmt = Statement(sql=prepared.run_sql, bindings=params or None, grant=self.grant(db))
         notices: list[str] = []
         if self.read_level == "strong" and self.tx is None:  # in a write block the node is the writer
-            await self.node.wait_current(db, self.settings.read_wait)
+            await db.wait_current(self.settings.read_wait)
         if self.min_seq:
-            await self.node.wait_applied(db, self.min_seq, self.settings.read_wait)
+            await db.wait_applied(self.min_seq, self.settings.read_wait)
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
-            self.tx = await self.node.begin(db)
+            self.tx = await db.begin()
             if self.read_seq is not None:
                 await forwarded.check_read_seq(self, db)
             for name in self.pending_savepoints:
@@ -679,7 +680,7 @@ class Session:
             result = (await self.tx.run([stmt]))[-1]
         else:
             try:
-                execution, seq = await self.node.execute(db, [stmt])
+                execution, seq = await db.execute([stmt])
             except ReplicationPending as e:
                 execution, seq = e.execution, None
                 notices.append(e.message)  # committed here, published later: not an error

@@ -180,6 +180,8 @@ class Node:
         where = (
             f"{'https' if cfg.cert else 'http'}://{cfg.host}:{self.frontends.http_port}"
             if self.serve
+            else "read replica, no listener"
+            if self.subscriber is not None
             else "embedded, no listener"
         )
         log.info(
@@ -315,7 +317,7 @@ class Node:
             rowids=self.rowids if self.subscriber is None else None,
             max_transaction_size=cfg.max_transaction_size,
             sealer=self.sealer,
-            durable=self.subscriber is None or self.subscriber.durable,
+            subscriber=self.subscriber,
         )
         self.replication.start(list(self.databases), verified=self._covered)
         if store is not None:

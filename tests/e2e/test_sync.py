@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -296,3 +297,54 @@ def test_the_python_api(node_factory: NodeFactory, tmp_path: Path) -> None:
             r.connect()
     with pytest.raises(ConfigError, match="--replication-url: is required"):
         replica(str(tmp_path / "x.db"), env={})
+
+
+def test_a_gap_while_running_is_closed_from_a_snapshot_under_open_readers(
+    node_factory: NodeFactory, tmp_path: Path, syncs: list[SyncProcess]
+) -> None:
+    node = node_factory(args=["app.db", "--replication-max-age", "2s"], nats_port=None)
+    port = node.nats_port or 0
+    node.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    insert(node, range(5))
+    target = tmp_path / "replica" / "app.db"
+    sync = SyncProcess(workdir=tmp_path / "replica", target=str(target), nats_url=f"nats://127.0.0.1:{port}")
+    syncs.append(sync)
+    sync.start()
+    wait_rows(target, 5, sync)
+    reader = sqlite3.connect(target)
+    assert sync.proc is not None
+    sync.proc.send_signal(signal.SIGSTOP)  # frozen across the age-out: what it lacks leaves the stream
+    try:
+        seq = insert(node, range(5, 300))
+        assert node.request("POST", "/snapshot").json()["snapshot"]["seq"] == seq
+        wait_for(
+            lambda: js_call(port, lambda js: js.stream_info("ha_replication")).state.messages == 0,
+            30,
+            "the stream to age out",
+        )
+    finally:
+        sync.proc.send_signal(signal.SIGCONT)
+    sync.wait_for_log("recovered from the snapshot")
+    wait_for(
+        lambda: reader.execute("SELECT count(*) FROM t").fetchone() == (300,), 10, "the reader to see it"
+    )
+    assert "installing the snapshot at seq" in sync.logs()
+    insert(node, range(300, 305))
+    wait_for(lambda: reader.execute("SELECT count(*) FROM t").fetchone() == (305,), 10, "it to follow on")
+    reader.close()
+
+
+def test_a_replica_never_takes_over_a_nodes_consumer(
+    node_factory: NodeFactory, tmp_path: Path, syncs: list[SyncProcess]
+) -> None:
+    node = node_factory(args=["app.db"], nats_port=None)
+    sync = SyncProcess(
+        workdir=tmp_path / "replica",
+        target=str(tmp_path / "replica" / "app.db"),
+        nats_url=f"nats://127.0.0.1:{node.nats_port}",
+        args=["--durable", "node1"],
+    )
+    done = sync.run()
+    assert done.returncode == 1
+    assert "consumer node1_app_db of stream ha_replication belongs to a node" in done.stderr
+    assert "--durable name no node has" in done.stderr

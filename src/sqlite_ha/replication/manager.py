@@ -22,6 +22,7 @@ from sqlite_ha.errors import HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.writer.role import WriterMode
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class ReplicationManager:
         claim_wait: float = CLAIM_AT_JOIN,
         max_transaction_size: int | None = None,
         sealer: Sealer = PLAIN,
-        durable: bool = True,
+        subscriber: Subscriber | None = None,
     ) -> None:
         self.replicator = replicator
         self.sealer = sealer
@@ -58,7 +59,7 @@ class ReplicationManager:
             "policy": policy,
             "ddl_sync": ddl_sync,
             "sealer": sealer,
-            "durable": durable,
+            "subscriber": subscriber,
         }
         if max_transaction_size is not None:
             self._options["max_transaction_size"] = max_transaction_size
@@ -69,6 +70,7 @@ class ReplicationManager:
         self._task: asyncio.Task[None] | None = None
         self._claiming: asyncio.Task[None] | None = None  # retrying the rowid slot's claim
         self.last_error: str | None = None
+        self.refused: ReplicationError | None = None  # the last attempt to join failed for good (it retries)
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # see ReplicatedDatabase.on_gap
         self.writer_mode: WriterMode | None = None  # a writer mode's: every write a conditional append
 
@@ -117,11 +119,12 @@ class ReplicationManager:
                     await rdb.start()
             except ReplicationError as e:
                 self.last_error = e.message
+                self.refused = None if e.retryable else e
                 log.warning("cannot join the replication log yet: %s (retrying)", e.message)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self.last_error = None
+            self.last_error = self.refused = None
             self._started.set()
             log.info("replicating %d database(s) through %s", len(self.databases), self.replicator.name)
             return

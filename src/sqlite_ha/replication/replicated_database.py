@@ -45,6 +45,7 @@ from sqlite_ha.replication.replicator import (
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.writer.role import Fenced, WriterMode
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,10 @@ class ReplicatedDatabase(ReadLevels):
         interceptor: ChangeSetInterceptor | None = None,
         max_transaction_size: int | None = MAX_TRANSACTION_SIZE,
         sealer: Sealer = PLAIN,
-        durable: bool = True,
+        subscriber: Subscriber | None = None,
     ) -> None:
         self.db = db
-        self.durable = durable  # the consumer outlives the process (see ``Subscription.durable``)
+        self.subscriber = subscriber  # a read replica's: it only follows the log
         self.sealer = sealer  # MACs on what this database publishes, checked on what it receives
         self.inbound = Inbound(db.id, sealer)
         self.replicator = replicator
@@ -176,7 +177,8 @@ class ReplicatedDatabase(ReadLevels):
             consumer=self.consumer,
             after_seq=self.changes.applied_seq,
             policy=self.policy,
-            durable=self.durable,
+            durable=self.subscriber is None or self.subscriber.durable,
+            role="node" if self.subscriber is None else "replica",
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
         self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))

@@ -79,6 +79,9 @@ class Subscription:
     # ephemeral one (a read replica's default) is removed when the subscriber goes away. Either way the
     # subscriber resumes from ``after_seq``, the position it stored itself.
     durable: bool = True
+    # Who reads: "node" or "replica" (a read replica, see ``Subscriber``). Recorded with the consumer, so
+    # that a replica given a node's name cannot take over that node's consumer (and the reverse).
+    role: str = "node"
 
 
 class Replicator(Protocol):

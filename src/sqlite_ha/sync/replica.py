@@ -79,8 +79,28 @@ class AsyncReplica:
         )
         await node.start()
         self.node = node
+        try:
+            await self._joined(opts.config.replication_timeout)
+        except BaseException:
+            await self.stop()
+            raise
         if opts.status_interval > 0:
             self._lag_task = asyncio.create_task(self._log_lag(opts.status_interval), name="sync-lag")
+
+    async def _joined(self, timeout: float) -> None:
+        """Wait until the replica follows the log, for up to ``timeout`` (then it goes on trying in the
+        background, as a node does when the log is not there yet); raise at once what no retry can mend (a
+        consumer of that name belongs to a node)."""
+        manager = self._node().replication
+        assert manager is not None
+        deadline = time.monotonic() + timeout
+        while not manager.started:
+            if manager.refused is not None:
+                raise manager.refused
+            if time.monotonic() > deadline:
+                log.warning("sync: not following the log yet: %s (still trying)", manager.last_error)
+                return
+            await manager.wait_started(0.05)
 
     async def stop(self) -> None:
         if self._lag_task is not None:
@@ -94,11 +114,10 @@ class AsyncReplica:
 
     async def wait_current(self, timeout: float) -> None:
         """Return once every database has applied everything the log held when asked (``StaleRead`` or
-        ``LogUnreachable`` after ``timeout``)."""
-        manager = self._node().replication
-        assert manager is not None
+        ``LogUnreachable`` after ``timeout``; ``Gap`` at once while a database recovers from a gap)."""
+        node = self._node()
         for spec in self.options.databases:
-            await manager.databases[spec.id].wait_current(timeout)
+            await node.database(spec.id).wait_current(timeout)
 
     async def status(self) -> dict[str, Any]:
         """Where each database is, against the log: position, lag in change sets and seconds, consumer,

@@ -215,6 +215,17 @@ class PullConsumer:
 
     def _check(self, info: ConsumerInfo) -> None:
         config = info.config
+        role = (config.metadata or {}).get("sqlite_ha_role", "node")
+        if role != self.subscription.role:
+            # Two processes pulling one consumer would each miss what the other was handed.
+            raise ReplicationError(
+                f"consumer {self.name} of stream {self._stream} belongs to a {role}, not to this "
+                f"{self.subscription.role}",
+                retryable=False,
+                hint="give the read replica a --durable name no node has"
+                if role == "node"
+                else "give the node a name no read replica uses (--name)",
+            )
         if config.deliver_subject or config.filter_subject != self._subject:
             raise ReplicationError(
                 f"consumer {self.name} of stream {self._stream} exists but is not a pull consumer on "
@@ -257,7 +268,11 @@ class PullConsumer:
             ack_wait=ACK_WAIT,
             filter_subject=self._subject,
             max_ack_pending=max(1000, 2 * self._batch),
-            metadata={"sqlite_ha_node": self._node, "sqlite_ha_database": self.subscription.database},
+            metadata={
+                "sqlite_ha_node": self._node,
+                "sqlite_ha_database": self.subscription.database,
+                "sqlite_ha_role": self.subscription.role,
+            },
         )
 
     async def _create(self, js: JetStreamContext, config: ConsumerConfig) -> None:

@@ -298,6 +298,34 @@ def test_the_python_api(node_factory: NodeFactory, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--replication-url: is required"):
         replica(str(tmp_path / "x.db"), env={})
 
+    # a copy the user vouches for, complete up to seq N-1, follows the log from N (ha-sync's use of it)
+    copy = tmp_path / "copy.db"
+    conn = sqlite3.connect(copy)
+    conn.executescript(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);INSERT INTO t VALUES (0, 'v0'), (1, 'v1'), (2, 'v2');"
+    )
+    conn.close()
+    with replica(
+        str(copy),
+        replication_url=url,
+        databases=["app.db"],
+        deliver_policy=f"by_start_sequence={last + 1}",
+        env={"HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET},
+        status_interval=0,
+    ) as r:
+        node.query({"sql": "UPDATE t SET v = 'new' WHERE id = 0"})
+        insert(node, range(3, 4))
+        r.wait_current(10)
+        conn = r.connect()
+        assert conn.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [
+            (0, "new"),
+            (1, "v1"),
+            (2, "v2"),
+            (3, "v3"),
+        ]
+        conn.close()
+        assert r.status()["databases"][0]["applied"] == 2  # those two only: nothing before N was replayed
+
 
 def test_a_gap_while_running_is_closed_from_a_snapshot_under_open_readers(
     node_factory: NodeFactory, tmp_path: Path, syncs: list[SyncProcess]

@@ -65,18 +65,21 @@ class AsyncReplica:
         Raises ``ConfigError`` for a policy that would give an incomplete replica, ``BootstrapError`` when
         the log no longer holds what a file lacks and no snapshot covers it."""
         opts = self.options
-        for spec in opts.databases:
-            state = await asyncio.to_thread(read_file_state, spec.path)
-            base = check_start(opts.deliver_policy, state, spec.path)
-            if base is not None:
-                await asyncio.to_thread(record_position, spec.path, base)
-                log.info("%s: taken as the database %s up to seq %d", spec.path, spec.id, base)
+        # (built first: a missing cluster secret or a bad CA file is refused before any file is touched)
         node = Node(
             opts.config,
             serve=False,
             subscriber=Subscriber(durable=opts.durable),
             databases=list(opts.databases),
         )
+        bases = {}
+        for spec in opts.databases:
+            state = await asyncio.to_thread(read_file_state, spec.path)
+            bases[spec.path] = check_start(opts.deliver_policy, state, spec.path)
+        for path, base in bases.items():
+            if base is not None:
+                await asyncio.to_thread(record_position, path, base)
+                log.info("%s: taken as complete up to seq %d", path, base)
         await node.start()
         self.node = node
         try:
@@ -98,9 +101,18 @@ class AsyncReplica:
             if manager.refused is not None:
                 raise manager.refused
             if time.monotonic() > deadline:
-                log.warning("sync: not following the log yet: %s (still trying)", manager.last_error)
+                log.warning("sync: not following the log yet: %s (still trying)", self._trouble())
                 return
             await manager.wait_started(0.05)
+
+    def _trouble(self) -> str:
+        """Why the replica does not follow the log, as far as it knows (a refused NATS login shows here)."""
+        node = self._node()
+        nats = node.nats.state() if node.nats is not None else None
+        if nats is not None and not nats.connected:
+            return f"not connected to NATS at {nats.url}" + (f": {nats.last_error}" if nats.last_error else "")
+        manager = node.replication
+        return (manager.last_error if manager is not None else None) or "joining"
 
     async def stop(self) -> None:
         if self._lag_task is not None:
@@ -198,6 +210,9 @@ class AsyncReplica:
                 status = await self.status()
             except Exception:  # a status that fails now must not end the lag lines for good
                 log.exception("sync: reading the replica's status failed")
+                continue
+            if not status["connected"] or not status["joined"]:
+                log.warning("sync: not following the log: %s", self._trouble())
                 continue
             for d in status["databases"]:
                 log.info("sync: %s", lag_line(d))

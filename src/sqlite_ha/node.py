@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlite_ha import __version__
 from sqlite_ha.changes.rowids import Rowids
@@ -55,8 +55,10 @@ from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
 from sqlite_ha.security.users import Users
 from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.frontends import Frontends
 from sqlite_ha.writer import Leaderless, WriterMode, make_mode
+
+if TYPE_CHECKING:
+    from sqlite_ha.server.frontends import Frontends
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,11 @@ class Node:
         self.users: Users | None = Users(config.auth_file) if config.auth_file else None
         # HTTP and PostgreSQL; their TLS is loaded now: a bad certificate or key stops the node before it
         # opens anything (or makes a cluster secret), with the flag named.
-        self.frontends = Frontends(config, self.users)
+        self.frontends: Frontends | None = None
+        if serve:  # imported only here: an embedded node never loads the HTTP and PostgreSQL servers
+            from sqlite_ha.server.frontends import Frontends
+
+            self.frontends = Frontends(config, self.users)
         # The cluster secret's keys: NATS credentials and the MACs of change sets and snapshots.
         secret = cluster_secret(config)
         self.keys: ClusterKeys | None = secret.keys
@@ -172,14 +178,14 @@ class Node:
             if self.replication is not None:
                 self.replication.set_writer_mode(self.writer)
             await self.writer.start()
-            if self.serve:
+            if self.frontends is not None:
                 await self.frontends.start(self)
         except BaseException:
             await self.stop()
             raise
         where = (
             f"{'https' if cfg.cert else 'http'}://{cfg.host}:{self.frontends.http_port}"
-            if self.serve
+            if self.frontends is not None
             else "read replica, no listener"
             if self.subscriber is not None
             else "embedded, no listener"
@@ -430,7 +436,8 @@ class Node:
         if self.recovery is not None:
             await self.recovery.close()
             self.recovery = None
-        await self.frontends.stop()
+        if self.frontends is not None:
+            await self.frontends.stop()
         await self.writer.close()  # an elected writer gives its lease up: another node takes over at once
         await self._hand_over()
         if self.snapshot_requests is not None:
@@ -504,7 +511,7 @@ class Node:
                 for db in self.databases
             ],
             "nats": None,
-            "connections": self.frontends.connections(),
+            "connections": self.frontends.connections() if self.frontends is not None else None,
             "writer": self.writer.status(),
         }
         out["replication"] = await self.replication.status() if self.replication is not None else None

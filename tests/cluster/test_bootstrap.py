@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sqlite_ha.changes.snapshot_file import make_snapshot_file
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.dsn import parse_dsn
-from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.replication.bootstrap import BootstrapError, bootstrap
 from sqlite_ha.replication.memory import MemoryHub

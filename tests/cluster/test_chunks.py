@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sqlite_ha.changes.snapshot_file import make_snapshot_file
 from sqlite_ha.db.dsn import parse_dsn
-from sqlite_ha.db.snapshot_file import make_snapshot_file
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import PayloadTooLarge
 from sqlite_ha.replication import chunk

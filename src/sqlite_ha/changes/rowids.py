@@ -108,6 +108,11 @@ class Rowids:
             "error": self.refusal,
         }
 
+    def allocator(self, conn: apsw.Connection, authorizer: Authorizer) -> RowidAllocator:
+        """The chooser of one database's keys, on its writer connection (the database calls this: it does
+        not import this package)."""
+        return RowidAllocator(self, conn, authorizer)
+
 
 class RowidAllocator:
     """Applies a node's ``Rowids`` to one database's writer connection."""

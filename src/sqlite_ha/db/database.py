@@ -17,13 +17,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 
-from sqlite_ha.changes.capture import Capture
-from sqlite_ha.changes.changeset import ChangeSet
-from sqlite_ha.changes.rowids import RowidAllocator, Rowids
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
@@ -46,6 +43,13 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import BadRequest, ConfigError, HAError, PermissionDenied, StatementNotAllowed
+
+if (
+    TYPE_CHECKING
+):  # the storage side of replication plugs in (hooks, key choice); this package needs only types
+    from sqlite_ha.changes.capture import Capture
+    from sqlite_ha.changes.changeset import ChangeSet
+    from sqlite_ha.changes.rowids import Rowids
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,7 @@ class Database(GroupCommit):
             raise ConfigError(f"database {spec.path!r}", f"cannot open: {e}") from e
         rowids = self.options.rowids
         self.keys = (
-            RowidAllocator(rowids, self._writer.conn, self._writer.authorizer)
+            rowids.allocator(self._writer.conn, self._writer.authorizer)
             if rowids is not None and not spec.read_only
             else None
         )

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from sqlite_ha.changes.changeset import ChangeSet
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.errors import HAError
 
 if TYPE_CHECKING:
     from sqlite_ha.changes.capture import Capture
+    from sqlite_ha.changes.changeset import ChangeSet
     from sqlite_ha.db.connection import Guarded
     from sqlite_ha.db.dsn import DatabaseSpec
     from sqlite_ha.db.hooks import WriteHooks

@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlite_ha.db.snapshot_file import make_snapshot_file
+from sqlite_ha.changes.snapshot_file import make_snapshot_file
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.freshness import StaleRead
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase

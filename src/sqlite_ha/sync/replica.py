@@ -6,8 +6,8 @@ last-writer-wins), its gap checks and its recovery, with nothing of a node that 
 ordinary SQLite databases in WAL mode: any SQLite client reads them while they update, and sees each
 replicated transaction whole or not at all.
 
-``AsyncReplica`` runs on the caller's event loop; ``Replica`` (what ``sqlite_ha.replica`` returns) owns a
-background thread with its own loop, for code that is not asyncio.
+``AsyncReplica`` runs on the caller's event loop; ``Replica`` (what ``sqlite_ha.replica`` returns) runs on
+the library's background loop, for code that is not asyncio.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import apsw
 
 from sqlite_ha.changes import meta
 from sqlite_ha.db.schema import USER_OBJECTS
+from sqlite_ha.driver.runtime import runtime
 from sqlite_ha.errors import HAError
 from sqlite_ha.node import Node
 from sqlite_ha.replication.replicator import ReplicationError
@@ -33,8 +33,6 @@ from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.sync.options import STATUS_INTERVAL, FileState, ReplicaOptions, check_start, replica_options
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +108,9 @@ class AsyncReplica:
         node = self._node()
         nats = node.nats.state() if node.nats is not None else None
         if nats is not None and not nats.connected:
-            return f"not connected to NATS at {nats.url}" + (f": {nats.last_error}" if nats.last_error else "")
+            return f"not connected to NATS at {nats.url}" + (
+                f": {nats.last_error}" if nats.last_error else ""
+            )
         manager = node.replication
         return (manager.last_error if manager is not None else None) or "joining"
 
@@ -289,30 +289,24 @@ def record_position(path: str, seq: int) -> None:
 
 
 class Replica:
-    """A replica running on a background thread of its own (``sqlite_ha.replica``): for code that is not
-    asyncio. Thread-safe; close it (or use it as a context manager) to stop the thread."""
+    """A replica running on the library's background event loop (the one the DB-API driver uses, see
+    ``driver.runtime``), for code that is not asyncio: what ``sqlite_ha.replica`` returns. Thread-safe.
+    Close it, or use it as a context manager; ``sqlite_ha.shutdown()`` (also run at interpreter exit)
+    stops any still running."""
 
     def __init__(self, options: ReplicaOptions) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sqlite-ha-replica", daemon=True)
-        self._thread.start()
+        self._runtime = runtime()
         self._core = AsyncReplica(options)
-        try:
-            self._call(self._core.start())
-        except BaseException:
-            self._call(self._core.stop())
-            self._end_loop()
-            raise
-
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        self._runtime.call(self._core.start())
+        self._runtime.add_closer(self._core.stop)
+        self._closed = False
 
     @property
     def paths(self) -> dict[str, str]:
         return self._core.paths
 
     def status(self) -> dict[str, Any]:
-        return self._call(self._core.status())
+        return self._runtime.call(self._core.status())
 
     @property
     def lag(self) -> Lag:
@@ -321,22 +315,18 @@ class Replica:
         return self._core.lag
 
     def wait_current(self, timeout: float = 10.0) -> None:
-        self._call(self._core.wait_current(timeout))
+        self._runtime.call(self._core.wait_current(timeout))
 
     def connect(self, database: str | None = None) -> sqlite3.Connection:
         return self._core.connect(database)
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            try:
-                self._call(self._core.stop())
-            finally:
-                self._end_loop()
-
-    def _end_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._runtime.remove_closer(self._core.stop)
+        if self._runtime.running:
+            self._runtime.call(self._core.stop())
 
     def __enter__(self) -> Replica:
         return self

@@ -376,3 +376,34 @@ def test_a_replica_never_takes_over_a_nodes_consumer(
     assert done.returncode == 1
     assert "consumer node1_app_db of stream ha_replication belongs to a node" in done.stderr
     assert "--durable name no node has" in done.stderr
+
+
+def test_nats_login_as_a_node_gives_it(
+    node_factory: NodeFactory, tmp_path: Path, syncs: list[SyncProcess]
+) -> None:
+    node = node_factory(args=["app.db", "--nats-user", "reader"], nats_port=None, env={"HA_NATS_PASS": "pw"})
+    node.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    insert(node, range(2))
+    target = tmp_path / "replica" / "app.db"
+    url = f"nats://127.0.0.1:{node.nats_port}"
+    sync = SyncProcess(
+        workdir=tmp_path / "replica",
+        target=str(target),
+        nats_url=url,
+        args=["--nats-user", "reader"],
+        env={"HA_NATS_PASS": "pw"},
+    )
+    syncs.append(sync)
+    sync.start()
+    wait_rows(target, 2, sync)
+    assert "given on the command line" not in sync.logs()  # the password came from the environment
+    wrong = SyncProcess(
+        workdir=tmp_path / "wrong",
+        target=str(tmp_path / "wrong" / "app.db"),
+        nats_url=url,
+        args=["--nats-user", "reader", "--status"],
+        env={"HA_NATS_PASS": "nope"},
+    )
+    done = wrong.run()
+    assert done.returncode == 1
+    assert "Authorization Violation" in done.stderr

@@ -30,11 +30,7 @@ async def file_status(options: ReplicaOptions, timeout: float = 5.0) -> dict[str
     conn = NatsConnection(cfg.nats_url, name=cfg.name, login=access.client_login(), tls=access.client_tls())
     conn.start()
     try:
-        if not await conn.wait_connected(timeout):
-            state = conn.state()
-            raise ReplicationError(
-                f"cannot reach NATS at {state.url}" + (f": {state.last_error}" if state.last_error else "")
-            )
+        await _connected(conn, timeout)
         log = JetStreamReplicator(conn, node=cfg.name, stream=cfg.replication_stream, subscribe_only=True)
         out = []
         for spec in options.databases:
@@ -58,6 +54,18 @@ async def file_status(options: ReplicaOptions, timeout: float = 5.0) -> dict[str
         return {"stream": cfg.replication_stream, "databases": out}
     finally:
         await conn.close()
+
+
+async def _connected(conn: NatsConnection, timeout: float) -> None:
+    """Wait for the connection; fail at once when the server refused the login (no retry mends that)."""
+    deadline = time.monotonic() + timeout
+    while not await conn.wait_connected(0.1):
+        state = conn.state()
+        refused = "authorization" in (state.last_error or "").lower()
+        if refused or time.monotonic() > deadline:
+            raise ReplicationError(
+                f"cannot reach NATS at {state.url}" + (f": {state.last_error}" if state.last_error else "")
+            )
 
 
 async def _count_after(conn: NatsConnection, log: JetStreamReplicator, database: str, seq: int) -> int:

@@ -70,7 +70,7 @@ class AsyncReplica:
             subscriber=Subscriber(durable=opts.durable),
             databases=list(opts.databases),
         )
-        bases = {}
+        bases: dict[str, int | None] = {}
         for spec in opts.databases:
             state = await asyncio.to_thread(read_file_state, spec.path)
             bases[spec.path] = check_start(opts.deliver_policy, state, spec.path)

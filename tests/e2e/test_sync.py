@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,14 @@ import pytest
 from sqlite_ha.errors import ConfigError, HAError
 from sqlite_ha.sync import Lag, replica
 from sqlite_ha.sync.replica import record_position
-from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, SyncProcess, nats_credentials, wait_for
+from sqlite_ha.testing import (
+    TEST_CLUSTER_SECRET,
+    NodeProcess,
+    SyncProcess,
+    free_port,
+    nats_credentials,
+    wait_for,
+)
 from tests.conftest import NodeFactory
 
 
@@ -407,3 +415,62 @@ def test_nats_login_as_a_node_gives_it(
     done = wrong.run()
     assert done.returncode == 1
     assert "Authorization Violation" in done.stderr
+
+
+# All a read replica may do on NATS (docs/sync.md, "What a replica needs of NATS"): no publish to the
+# stream's subjects, no stream or key-value changes.
+REPLICA_PERMISSIONS = [
+    "$JS.API.INFO",
+    "$JS.API.STREAM.INFO.ha_replication",
+    "$JS.API.STREAM.MSG.GET.ha_replication",
+    "$JS.API.CONSUMER.*.ha_replication.>",
+    "$JS.API.CONSUMER.MSG.NEXT.ha_replication.>",
+    "$JS.ACK.ha_replication.>",
+    "$JS.API.STREAM.INFO.OBJ_ha_replication_SNAPSHOTS",
+    "$JS.API.STREAM.MSG.GET.OBJ_ha_replication_SNAPSHOTS",
+    "$JS.API.CONSUMER.*.OBJ_ha_replication_SNAPSHOTS.>",
+    "$JS.API.CONSUMER.MSG.NEXT.OBJ_ha_replication_SNAPSHOTS.>",
+    "_HA.ha_replication.snapshot.>",
+]
+
+
+def test_a_replica_needs_no_more_of_nats_than_a_consumer(
+    node_factory: NodeFactory, tmp_path: Path, syncs: list[SyncProcess]
+) -> None:
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    replica_user = {
+        "user": "replica",
+        "password": "rp",
+        "permissions": {"publish": {"allow": REPLICA_PERMISSIONS}, "subscribe": {"allow": ["_INBOX.>"]}},
+    }
+    conf.write_text(
+        f'server_name: "restricted"\nlisten: "127.0.0.1:{port}"\n'
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        f"authorization {{ users: {json.dumps([{'user': 'node', 'password': 'np'}, replica_user])} }}\n"
+    )
+    node = node_factory(
+        args=["app.db", "--nats-config", str(conf), "--nats-user", "node"],
+        nats_port=port,
+        env={"HA_NATS_PASS": "np"},
+    )
+    node.query({"sql": "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})
+    seq = insert(node, range(5))
+    assert node.request("POST", "/snapshot").json()["snapshot"]["seq"] == seq
+    target = tmp_path / "replica" / "app.db"
+    sync = SyncProcess(
+        workdir=tmp_path / "replica",
+        target=str(target),
+        nats_url=f"nats://127.0.0.1:{port}",
+        args=["--nats-user", "replica", "--from-latest-snapshot", "--log-level", "debug"],
+        env={"HA_NATS_PASS": "rp"},
+    )
+    syncs.append(sync)
+    sync.start()
+    wait_rows(target, 5, sync)
+    assert "installed the snapshot" in sync.logs()
+    last = insert(node, range(5, 8))
+    wait_rows(target, 8, sync)
+    assert sync.status()["databases"][0]["applied_seq"] == last
+    assert sync.stop() == 0
+    assert "permissions violation" not in sync.logs().lower()

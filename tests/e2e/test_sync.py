@@ -17,8 +17,8 @@ import nats
 import pytest
 
 from sqlite_ha.errors import ConfigError, HAError
+from sqlite_ha.replication.bootstrap import record_position
 from sqlite_ha.sync import Lag, replica
-from sqlite_ha.sync.replica import record_position
 from sqlite_ha.testing import (
     TEST_CLUSTER_SECRET,
     NodeProcess,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from sqlite_ha.errors import ConfigError
-from sqlite_ha.sync.options import FileState, check_start, replica_options
+from sqlite_ha.replication.bootstrap import FileState
+from sqlite_ha.sync.options import check_start, replica_options
 
 NEW, RESUMING, FOREIGN = FileState(0, 0), FileState(41, 3), FileState(0, 2)
 URL = {"replication-url": "nats://127.0.0.1:4222"}

@@ -27,6 +27,7 @@ import apsw
 
 from sqlite_ha.changes import meta
 from sqlite_ha.db.dsn import DatabaseSpec
+from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import Replicator
@@ -68,6 +69,45 @@ def applied_position(path: str) -> tuple[int, int]:
             return 0, 0
         outbox = int(conn.execute("SELECT count(*) FROM _ha_outbox").fetchall()[0][0] or 0)
         return int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0), outbox
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What a database file holds before a read replica starts on it (see ``sync.options.check_start``)."""
+
+    position: int  # the log position it has applied (0: never replicated into)
+    user_tables: int  # tables other than the replication's own and SQLite's
+
+
+def file_state(path: str) -> FileState:
+    """The position a file has applied and how many user tables it holds (0, 0 for a missing file)."""
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.CantOpenError:
+        return FileState(0, 0)
+    try:
+        has_meta = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_ha_state'").fetchall()
+        position = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0) if has_meta else 0
+        tables = conn.execute(
+            f"SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND {USER_OBJECTS}"
+        ).fetchall()
+        return FileState(position, int(tables[0][0] or 0))
+    except apsw.Error as e:
+        raise BootstrapError(f"{path} is not a usable SQLite database: {e}") from e
+    finally:
+        conn.close()
+
+
+def record_position(path: str, seq: int) -> None:
+    """Record in a file the position up to which it holds the database (the user says so)."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        meta.create(conn)
+        with conn:
+            meta.put_position(conn, seq, 0)
     finally:
         conn.close()
 

@@ -28,6 +28,7 @@ from sqlite_ha.config import SETTINGS_BY_NAME, Config, resolve
 from sqlite_ha.config.values import parse_policy
 from sqlite_ha.db.dsn import DatabaseSpec, valid_id
 from sqlite_ha.errors import ConfigError
+from sqlite_ha.replication.bootstrap import FileState
 
 # The node settings a replica takes, by setting name (flags --<name>, variables HA_<NAME>).
 SETTINGS = (
@@ -141,14 +142,6 @@ def _specs(target: Path, databases: Sequence[str]) -> list[DatabaseSpec]:
     if not target.parent.is_dir():
         raise ConfigError("TARGET", f"directory {target.parent} does not exist")
     return [DatabaseSpec(id=ident, path=str(target))]
-
-
-@dataclass(frozen=True, slots=True)
-class FileState:
-    """What a local file holds before the replica starts."""
-
-    position: int  # the log position it has applied (0: never replicated into)
-    user_tables: int  # tables other than the replication's own and SQLite's
 
 
 def check_start(policy: str, state: FileState, path: str) -> int | None:

@@ -21,16 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import apsw
-
-from sqlite_ha.changes import meta
-from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.driver.runtime import runtime
 from sqlite_ha.errors import HAError
 from sqlite_ha.node import Node
+from sqlite_ha.replication.bootstrap import file_state, record_position
 from sqlite_ha.replication.replicator import ReplicationError
 from sqlite_ha.replication.subscriber import Subscriber
-from sqlite_ha.sync.options import STATUS_INTERVAL, FileState, ReplicaOptions, check_start, replica_options
+from sqlite_ha.sync.options import STATUS_INTERVAL, ReplicaOptions, check_start, replica_options
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,7 @@ class AsyncReplica:
         )
         bases: dict[str, int | None] = {}
         for spec in opts.databases:
-            state = await asyncio.to_thread(read_file_state, spec.path)
+            state = await asyncio.to_thread(file_state, spec.path)
             bases[spec.path] = check_start(opts.deliver_policy, state, spec.path)
         for path, base in bases.items():
             if base is not None:
@@ -255,37 +252,6 @@ def lag_line(d: Mapping[str, Any]) -> str:
 
 def connect_read_only(path: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
-def read_file_state(path: str) -> FileState:
-    """The position a file has applied and how many user tables it holds (0, 0 for a missing file)."""
-    try:
-        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
-    except apsw.CantOpenError:
-        return FileState(0, 0)
-    try:
-        has_meta = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_ha_state'").fetchall()
-        position = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0) if has_meta else 0
-        tables = conn.execute(
-            f"SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND {USER_OBJECTS}"
-        ).fetchall()
-        return FileState(position, int(tables[0][0] or 0))
-    except apsw.Error as e:
-        raise HAError(f"{path} is not a usable SQLite database: {e}") from e
-    finally:
-        conn.close()
-
-
-def record_position(path: str, seq: int) -> None:
-    """Record in a file the position up to which it holds the database (the user says so)."""
-    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        meta.create(conn)
-        with conn:
-            meta.put_position(conn, seq, 0)
-    finally:
-        conn.close()
 
 
 class Replica:

@@ -4,22 +4,16 @@ stream, whether the replica runs or not (an operator's check, a monitoring probe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
 import time
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
-
-from sqlite_ha.replication.jetstream.common import describe
+from sqlite_ha.replication.bootstrap import file_state
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.replicator import ReplicationError
 from sqlite_ha.security.cluster_secret import cluster_secret
 from sqlite_ha.security.nats_access import nats_access
 from sqlite_ha.sync.options import ReplicaOptions
-from sqlite_ha.sync.replica import read_file_state
 
 
 async def file_status(options: ReplicaOptions, timeout: float = 5.0) -> dict[str, Any]:
@@ -34,9 +28,9 @@ async def file_status(options: ReplicaOptions, timeout: float = 5.0) -> dict[str
         log = JetStreamReplicator(conn, node=cfg.name, stream=cfg.replication_stream, subscribe_only=True)
         out = []
         for spec in options.databases:
-            file = await asyncio.to_thread(read_file_state, spec.path)
+            file = await asyncio.to_thread(file_state, spec.path)
             last = await log.last_seq(spec.id)
-            behind = await _count_after(conn, log, spec.id, file.position)
+            behind = await log.count_after(spec.id, file.position)
             oldest = await log.oldest_after(spec.id, file.position) if behind else None
             first = await log.first_seq(spec.id)
             out.append(
@@ -66,31 +60,3 @@ async def _connected(conn: NatsConnection, timeout: float) -> None:
             raise ReplicationError(
                 f"cannot reach NATS at {state.url}" + (f": {state.last_error}" if state.last_error else "")
             )
-
-
-async def _count_after(conn: NatsConnection, log: JetStreamReplicator, database: str, seq: int) -> int:
-    """The database's change sets in the stream after ``seq``: the pending count of an ephemeral consumer
-    that starts right after it (JetStream counts per subject; stream sequences are shared by all)."""
-    js = conn.jetstream()
-    name = f"sync-status-{secrets.token_hex(4)}"
-    try:
-        info = await js.add_consumer(
-            log.stream,
-            ConsumerConfig(
-                name=name,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=seq + 1,
-                ack_policy=AckPolicy.NONE,
-                filter_subject=log.subject(database),
-                inactive_threshold=5.0,
-            ),
-        )
-    except NotFoundError:
-        raise ReplicationError(f"stream {log.stream} does not exist", retryable=False) from None
-    except Exception as e:
-        raise ReplicationError(f"counting the change sets of {database}: {describe(e)}") from e
-    try:
-        return int(info.num_pending or 0)
-    finally:
-        with contextlib.suppress(Exception):  # else it goes by itself after its inactivity threshold
-            await js.delete_consumer(log.stream, name)

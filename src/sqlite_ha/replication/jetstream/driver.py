@@ -32,7 +32,7 @@ from sqlite_ha.replication.jetstream import rowid_slots
 from sqlite_ha.replication.jetstream.common import describe, parse_policy, valid_name
 from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url
 from sqlite_ha.replication.jetstream.publisher import STREAM_NOT_FOUND, Publisher
-from sqlite_ha.replication.jetstream.pull import PullConsumer
+from sqlite_ha.replication.jetstream.pull import PullConsumer, count_after
 from sqlite_ha.replication.replicator import (
     Handler,
     PublishTimeout,
@@ -435,6 +435,10 @@ class JetStreamReplicator:
             raise ReplicationError(f"oldest change set of {database} after {seq}: {describe(e)}") from e
         stored = msg.time.timestamp() if msg.time is not None else time.time()
         return int(msg.seq or 0), stored
+
+    async def count_after(self, database: str, seq: int) -> int:
+        """How many change sets of the database the stream holds after ``seq`` (see ``pull.count_after``)."""
+        return await count_after(self._jetstream(), self.stream, self.subject(database), seq)
 
     # ------------------------------------------------------------------------------------ subscribe
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -73,6 +74,30 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def count_after(js: JetStreamContext, stream: str, subject: str, seq: int) -> int:
+    """How many messages of ``subject`` the stream holds after ``seq`` (stream sequences are shared by every
+    subject, so a difference of positions says nothing): the pending count of a short-lived ephemeral
+    consumer that starts right after ``seq``, deleted at once."""
+    name = f"count-{secrets.token_hex(6)}"
+    try:
+        info = await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                name=name,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=seq + 1,
+                ack_policy=AckPolicy.NONE,
+                filter_subject=subject,
+                inactive_threshold=5.0,
+            ),
+        )
+    except Exception as e:
+        raise ReplicationError(f"counting the messages of {subject}: {describe(e)}") from e
+    with contextlib.suppress(Exception):  # else the server drops it after its inactivity threshold
+        await js.delete_consumer(stream, name)
+    return int(info.num_pending or 0)
 
 
 class _Reattach(Exception):

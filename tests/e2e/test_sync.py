@@ -195,6 +195,11 @@ def test_ephemeral_consumers_resume_and_a_snapshot_reaches_open_readers(
     sync.start()
     wait_rows(target, 10, sync)
     assert len(sync_consumers(port)) == 1
+    second = sync.run()  # a second replica process on the same file is refused
+    assert second.returncode == 1
+    assert (
+        f"is already kept a replica by another process (pid {sync.proc and sync.proc.pid})" in second.stderr
+    )
     reader = sqlite3.connect(target)  # open across everything below
     assert reader.execute("SELECT count(*) FROM t").fetchone() == (10,)
     assert sync.stop() == 0

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +43,46 @@ class Lag:
     seconds: float | None
 
 
+class ReplicaBusy(HAError):
+    """Another process keeps this file a replica already: two would apply every change set twice and move
+    the stored position back and forth."""
+
+    code = "replica_busy"
+
+
+class FileLock:
+    """An exclusive lock on ``<file>.sync-lock`` for as long as a replica runs on the file (released by the
+    kernel if the process dies). The lock file holds the pid of its holder, for the error the next one
+    gets."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path + ".sync-lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ReplicaBusy(
+                f"{self.path.removesuffix('.sync-lock')} is already kept a replica by another process "
+                f"(pid {holder})",
+                hint="stop that one first; several readers need no second replica",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            os.close(fd)
+
+
 class AsyncReplica:
     """The replica on the caller's event loop: ``await start()``, ``await status()``, ``await stop()``."""
 
@@ -48,6 +90,7 @@ class AsyncReplica:
         self.options = options
         self.node: Node | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._locks: list[FileLock] = []
         self.lag = Lag(None, None)  # as of the last ``status()``
 
     @property
@@ -67,6 +110,20 @@ class AsyncReplica:
             subscriber=Subscriber(durable=opts.durable),
             databases=list(opts.databases),
         )
+        try:
+            for spec in opts.databases:
+                lock = FileLock(spec.path)
+                lock.acquire()
+                self._locks.append(lock)
+            await self._start(node)
+        except BaseException:
+            await self.stop()
+            raise
+        if opts.status_interval > 0:
+            self._lag_task = asyncio.create_task(self._log_lag(opts.status_interval), name="sync-lag")
+
+    async def _start(self, node: Node) -> None:
+        opts = self.options
         bases: dict[str, int | None] = {}
         for spec in opts.databases:
             state = await asyncio.to_thread(file_state, spec.path)
@@ -77,13 +134,7 @@ class AsyncReplica:
                 log.info("%s: taken as complete up to seq %d", path, base)
         await node.start()
         self.node = node
-        try:
-            await self._joined(opts.config.replication_timeout)
-        except BaseException:
-            await self.stop()
-            raise
-        if opts.status_interval > 0:
-            self._lag_task = asyncio.create_task(self._log_lag(opts.status_interval), name="sync-lag")
+        await self._joined(opts.config.replication_timeout)
 
     async def _joined(self, timeout: float) -> None:
         """Wait until the replica follows the log, for up to ``timeout`` (then it goes on trying in the
@@ -120,6 +171,9 @@ class AsyncReplica:
         if self.node is not None:
             node, self.node = self.node, None
             await node.stop()
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
 
     async def wait_current(self, timeout: float) -> None:
         """Return once every database has applied everything the log held when asked (``StaleRead`` or

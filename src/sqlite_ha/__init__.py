@@ -11,6 +11,8 @@ from sqlite_ha.driver.dbapi import (
     apilevel,
     connect,
     paramstyle,
+    sqlite_version,
+    sqlite_version_info,
     threadsafety,
 )
 from sqlite_ha.driver.exceptions import (
@@ -76,5 +78,7 @@ __all__ = [  # noqa: RUF022 - the version first, then the driver's names
     "get_connector",
     "paramstyle",
     "shutdown",
+    "sqlite_version",
+    "sqlite_version_info",
     "threadsafety",
 ]

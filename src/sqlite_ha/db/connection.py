@@ -23,6 +23,7 @@ from sqlite_ha.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SQLITE_MAX_LENGTH = 1_000_000_000  # SQLite's compiled-in ceiling of a string or blob
+SQLITE_VERSION: str = apsw.sqlite_lib_version()  # the SQLite library every connection runs, "3.54.1"
 STATEMENT_CACHE = 256
 
 

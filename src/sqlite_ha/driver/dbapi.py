@@ -10,6 +10,8 @@ accepted: ``timeout``, ``isolation_level``, ``autocommit``, ``check_same_thread`
 - ``paramstyle = "qmark"``: ``?`` placeholders with a sequence; ``:name`` (also ``$name``, ``@name``) with
   a mapping is accepted too, as ``sqlite3`` does.
 - ``threadsafety = 2``: threads may share the module and connections, not cursors.
+- ``sqlite_version`` and ``sqlite_version_info``: the SQLite library the node runs, as ``sqlite3`` has them
+  (SQLAlchemy's SQLite dialects read them to know what SQL they may use).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlite_ha.db.connection import SQLITE_VERSION
 from sqlite_ha.driver.connection import Connection
 from sqlite_ha.driver.connector import get_connector
 from sqlite_ha.driver.exceptions import to_dbapi
@@ -27,6 +30,8 @@ apilevel = "2.0"
 threadsafety = 2
 paramstyle = "qmark"
 LEGACY_TRANSACTION_CONTROL = LEGACY
+sqlite_version = SQLITE_VERSION
+sqlite_version_info = tuple(int(part) for part in SQLITE_VERSION.split(".")[:3])
 
 
 def connect(

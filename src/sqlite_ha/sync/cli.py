@@ -160,7 +160,16 @@ async def _run(options: Any) -> None:
         loop.add_signal_handler(sig, on_signal)
     replica = AsyncReplica(options)
     try:
-        await replica.start()
+        # a signal during the start (a large snapshot downloading) stops it there, cleanly
+        starting = asyncio.ensure_future(replica.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.wait({starting})
+            return
+        starting.result()
         paths = ", ".join(f"{ident} -> {path}" for ident, path in replica.paths.items())
         click.echo(f"sqlite-ha sync: replicating {paths}", err=True)
         await stop.wait()

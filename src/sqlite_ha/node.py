@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,10 @@ from sqlite_ha.db.database import DatabaseOptions
 from sqlite_ha.db.dsn import DatabaseSpec, parse_databases
 from sqlite_ha.db.registry import Databases
 from sqlite_ha.db.runner import Limits
-from sqlite_ha.errors import ConfigError
-from sqlite_ha.interceptor import load as load_interceptor
+from sqlite_ha.errors import ConfigError, NotReady
 from sqlite_ha.loader import Loader
 from sqlite_ha.natsd import NatsServer
+from sqlite_ha.plugins import JSONLinesPublisher, Plugins
 from sqlite_ha.replication.bootstrap import (
     Bootstrap,
     BootstrapError,
@@ -35,13 +36,12 @@ from sqlite_ha.replication.bootstrap import (
     bootstrap,
     install_in_place,
 )
+from sqlite_ha.replication.drivers import LogContext, open_log
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.jetstream.handover import hand_over
 from sqlite_ha.replication.jetstream.snapshot_requests import NatsSnapshotRequests
-from sqlite_ha.replication.jetstream.snapshots import JetStreamSnapshotStore
 from sqlite_ha.replication.manager import ReplicationManager
-from sqlite_ha.replication.memory import LocalReplicator
 from sqlite_ha.replication.recovery import Recovery
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import Sealer
@@ -71,17 +71,24 @@ class Node:
         config: Config,
         *,
         serve: bool = True,
+        plugins: Plugins | None = None,
         subscriber: Subscriber | None = None,
         databases: list[DatabaseSpec] | None = None,
     ) -> None:
         """``serve=False``: no HTTP or PostgreSQL listener (a node embedded in an application by the
-        driver, or a read replica); everything else runs as in a server node. ``subscriber``: the node only
-        follows the log (a read replica, see ``Subscriber``). ``databases``: the files to open, instead of
-        ``config.databases`` (a replica's file names need not be the database ids)."""
+        driver, or a read replica); everything else runs as in a server node. ``plugins``: the publisher,
+        subscriber, snapshotter and apply hooks an embedding application chooses (``sqlite_ha.plugins``);
+        by default those of ``config`` (``Plugins.from_config``). ``subscriber``: the node only follows the
+        log (a read replica, see ``Subscriber``): no publisher, no snapshotter, whatever ``plugins`` say.
+        ``databases``: the files to open instead of ``config.databases`` (a replica's file names need not
+        be the database ids)."""
         self.config = config
         self.serve = serve
         self.subscriber = subscriber
         self._given_specs = databases
+        if subscriber is not None:
+            plugins = replace(plugins or Plugins(), publisher="none", cdc=(), snapshotter=False)
+        self.plugins = (plugins or Plugins()).completed(config)
         self.name = config.name
         # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
         self.users: Users | None = Users(config.auth_file) if config.auth_file else None
@@ -199,24 +206,18 @@ class Node:
         )
 
     def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
-        """The replication log and, with NATS, the snapshot store."""
-        cfg = self.config
-        if self.nats is None:
-            return LocalReplicator(cfg.name), None
-        replicator = JetStreamReplicator(
-            self.nats,
-            node=cfg.name,
-            stream=cfg.replication_stream,
-            replicas=cfg.replicas,
-            max_age=cfg.replication_max_age,
+        """The replication log and, where the driver has one, the snapshot store (``replication/drivers``)."""
+        context = LogContext(
+            config=self.config,
+            nats=self.nats,
+            sealer=self.sealer,
+            keys=self.keys,
             subscribe_only=self.subscriber is not None,
         )
-        self.snapshot_requests = NatsSnapshotRequests(
-            self.nats, node=cfg.name, stream=cfg.replication_stream, sealer=self.sealer
-        )
-        store = JetStreamSnapshotStore(self.nats, stream=cfg.replication_stream, replicas=cfg.replicas)
-        self.snapshot_store = SignedSnapshotStore(store, self.keys)  # manifests signed and verified
-        return replicator, self.snapshot_store
+        opened = open_log(context, self.plugins.log_driver)
+        self.snapshot_requests = opened.requests
+        self.snapshot_store = opened.snapshots
+        return opened.replicator, opened.snapshots
 
     async def _wait_log(self, replicator: Replicator) -> bool:
         """Wait (polling quickly) until the log answers, so that the start-up gap check can run: a NATS
@@ -246,6 +247,8 @@ class Node:
         """Start each database from a snapshot where the log alone cannot bring it up to date. Returns the
         specs to open and the temporary snapshot files that in-memory databases load."""
         cfg = self.config
+        if not self.plugins.subscriber:
+            return specs, []  # applies nothing of the log: nothing to catch up with
         if store is None or self.nats is None:
             if cfg.from_latest_snapshot:
                 raise ConfigError(
@@ -311,22 +314,27 @@ class Node:
                     raise
 
     def _start_replication(self, replicator: Replicator, store: SignedSnapshotStore | None) -> None:
-        cfg = self.config
+        cfg, plugins = self.config, self.plugins
         self.replication = ReplicationManager(
             replicator,
             node=cfg.name,
             timeout=cfg.replication_timeout,
-            async_mode=cfg.async_replication,
+            async_mode=plugins.publisher == "outbox",
             policy=cfg.replication_policy,
             ddl_sync=not cfg.disable_ddl_sync,
-            interceptor=load_interceptor(cfg.interceptor) if cfg.interceptor else None,
+            interceptor=plugins.interceptor,
+            apply_strategy=plugins.apply_strategy,
+            publish=plugins.publishes,
+            subscribe=plugins.subscriber,
+            cdc=plugins.cdc,
+            auto_subscribe=plugins.auto_start,
             rowids=self.rowids if self.subscriber is None else None,
+            subscriber=self.subscriber,
             max_transaction_size=cfg.max_transaction_size,
             sealer=self.sealer,
-            subscriber=self.subscriber,
         )
         self.replication.start(list(self.databases), verified=self._covered)
-        if store is not None:
+        if store is not None and plugins.subscriber:
             self.recovery = Recovery(
                 manager=self.replication,
                 store=store,
@@ -336,15 +344,30 @@ class Node:
                 install=self._install,
             )
             self.replication.on_gap = self.recovery.on_gap
-            if self.subscriber is not None:
-                return  # a replica takes no snapshots and answers no requests for them
+        if store is not None:
+            # Built even when the plug-ins turn it off: reading the stored snapshots stays possible; a
+            # snapshotter that is off is never started (no snapshots taken, no request answered).
             self.snapshots = Snapshotter(
                 store, node=cfg.name, interval=cfg.snapshot_interval, replicator=replicator
             )
-            manager = self.replication
-            self.snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
-            if self.snapshot_requests is not None:
-                self.snapshot_requests.serve(self.snapshots.answer)
+            if plugins.auto_start:
+                self._start_snapshotter()
+
+    def _start_snapshotter(self) -> None:
+        snapshots, manager = self.snapshots, self.replication
+        if snapshots is None or manager is None or snapshots.running or not self.plugins.snapshotter:
+            return
+        snapshots.start(lambda: list(manager.databases.values()) if manager.started else [])
+        if self.snapshot_requests is not None:
+            self.snapshot_requests.serve(snapshots.answer)
+
+    async def start_replication(self) -> None:
+        """What ``Plugins(auto_start=False)`` (go-ha's autoStart=false) held back at ``start``: the
+        subscribers (the log's change sets are applied from now on) and the snapshotter. Idempotent."""
+        if self.replication is None:
+            raise NotReady("the node is not started: call start() first")
+        await self.replication.start_subscribers()
+        self._start_snapshotter()
 
     @property
     def _install(self) -> Install | None:
@@ -359,9 +382,14 @@ class Node:
         db = self.databases.get(ident)
         served = self._served.get(db.id)
         if served is None or served.db is not db or served.replication is not self.replication:
-            served = self._served[db.id] = ServedDatabase(db, self.replication)
+            guard = None if self.serve else self._writes_here
+            served = self._served[db.id] = ServedDatabase(db, self.replication, guard=guard)
         served.check_fresh()
         return served
+
+    async def _writes_here(self) -> None:
+        """The guard of a node without listeners (the driver): it cannot hand a write to another writer."""
+        await self.writer.refuse_unless_writer(self.config.writer_wait)
 
     # ------------------------------------------------------------------------------------ snapshots
     def _snapshotter(self) -> Snapshotter:
@@ -376,6 +404,11 @@ class Node:
         """Snapshot a database now, unless the stored snapshot already includes everything applied here
         (``taken`` False then). Raises ``NoSnapshot`` for a database that is not replicated or still empty."""
         snapshots = self._snapshotter()
+        if not self.plugins.snapshotter:
+            raise SnapshotsUnavailable(
+                "this node's snapshotter is off (disableDBSnapshotter): it takes no snapshots",
+                hint="take it on a node whose snapshotter runs; reading stored snapshots works here",
+            )
         db = self.databases.get(ident)
         assert self.replication is not None
         rdb = self.replication.databases.get(db.id)
@@ -456,6 +489,9 @@ class Node:
             await self.nats_server.stop()
             self.nats_server = None
         self.databases.close()
+        for publisher in self.plugins.cdc:
+            if isinstance(publisher, JSONLinesPublisher):
+                publisher.close()  # its own file only (opened again if the node starts again)
 
     async def _hand_over(self) -> None:
         """Before the embedded server stops: move the stream and consumer leaderships it holds to the other

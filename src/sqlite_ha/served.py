@@ -7,7 +7,7 @@ work (describing a statement, the reader connection, backups) goes to ``served.d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlite_ha.db.database import Database, DatabaseStats, Execution
@@ -25,11 +25,20 @@ class ServedDatabase:
     """``db`` is the plain database; ``replication`` the node's (None: a node without a log). A read-only
     database (``?mode=ro``) is served but never replicated."""
 
-    __slots__ = ("db", "replication")
+    __slots__ = ("db", "guard", "replication")
 
-    def __init__(self, db: Database, replication: ReplicationManager | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        replication: ReplicationManager | None,
+        *,
+        guard: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``guard`` runs before every write and may refuse it (a node without listeners in a writer mode:
+        ``Node._writes_here``)."""
         self.db = db
         self.replication = replication
+        self.guard = guard
 
     @property
     def id(self) -> str:
@@ -56,6 +65,8 @@ class ServedDatabase:
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
         """Run a request (one transaction), replicating what it writes; returns the execution and the log
         position of its change set (None: nothing written, or no log)."""
+        if self.guard is not None and not self.db.is_read_only(statements):
+            await self.guard()
         rdb = self._replicated
         if rdb is None:
             return await self.db.execute(statements), None
@@ -69,6 +80,8 @@ class ServedDatabase:
 
     async def begin(self) -> WriteTransaction:
         """An interactive write transaction (PostgreSQL sessions, the driver); ``commit`` replicates it."""
+        if self.guard is not None:
+            await self.guard()
         rdb = self._replicated
         if rdb is None:
             return await self.db.begin_transaction()

@@ -18,6 +18,9 @@ def dsn(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def _close_connectors() -> Iterator[None]:
+def _close_connectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # A DSN without replicationURL runs an embedded NATS server on natsPort (4222), as go-ha does; these
+    # tests serve a local file unless they say otherwise (their natsPort or replicationURL wins).
+    monkeypatch.setenv("HA_NATS_PORT", "0")
     yield
     connectors.close_all()

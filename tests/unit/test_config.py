@@ -193,7 +193,7 @@ def test_go_ha_variables_that_cannot_be_honoured_are_refused_by_name() -> None:
         ("HA_DISABLE_SUBSCRIBER", "1", "always applies"),
         ("HA_AUTO_START", "false", "always starts"),
         ("HA_GRPC_PORT", "9090", "no gRPC server"),
-        ("HA_REPLICATION_ID", "shared", "not supported"),
+        ("HA_REPLICATION_ID", "shared", "replicationID"),
         ("HA_DISABLE_SNAPSHOTTER", "maybe", "not a boolean"),
     ):
         with pytest.raises(ConfigError) as refused:
@@ -208,11 +208,17 @@ def test_go_ha_variables_that_cannot_be_honoured_are_refused_by_name() -> None:
 def test_unknown_ha_variables_get_a_warning_with_the_closest_name(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="sqlite_ha.config.aliases"):
         resolve(
-            {}, env={"HA_REPLICATION_TIMOUT": "5s", "HA_NATS_NAME": "x", "HA_ARGS": "a.db", "HA_URL": "u"}
+            {},
+            env={
+                "HA_REPLICATION_TIMOUT": "5s",
+                "HA_ASYNC_PUBLISHER_OUTBOX_DIR": "x",
+                "HA_ARGS": "a.db",
+                "HA_URL": "u",
+            },
         )
     text = caplog.text
     assert "HA_REPLICATION_TIMOUT is not a sqlite-ha setting" in text
     assert "did you mean HA_REPLICATION_TIMEOUT?" in text
-    assert "HA_NATS_NAME is ignored" in text
+    assert "HA_ASYNC_PUBLISHER_OUTBOX_DIR is ignored" in text
     assert "HA_ARGS" not in text
     assert "HA_URL" not in text

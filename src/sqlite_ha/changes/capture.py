@@ -91,8 +91,16 @@ class Capture:
         encode: Encoder,
         ddl_sync: bool = True,
         max_size: int | None = None,
+        outbox: bool = True,
+        committed: Callable[[ChangeSet, bytes], None] | None = None,
     ) -> None:
         self.database = database
+        # Whether each change set is kept in the outbox until the log has it; off for a node that publishes
+        # to no log (go-ha's disablePublisher): nothing would ever take the entries out again.
+        self.outbox = outbox
+        # Told of each change set once its transaction committed, in commit order (the CDC publishers).
+        self.committed = committed
+        self._finished: tuple[ChangeSet, bytes] | None = None
         self.node = node
         self.hlc = hlc
         self.schema = schema
@@ -121,6 +129,7 @@ class Capture:
         self._ddl = []
         self._schema_changed = False
         self._created_virtual = set()
+        self._finished = None
 
     def record_statement(self, cursor: apsw.Cursor, sql: str) -> None:
         """Called as each statement starts; keeps the schema changes, with their bindings expanded."""
@@ -150,8 +159,11 @@ class Capture:
     def end(self, committed: bool) -> None:
         """The transaction is over: tell ``after_end`` if ``before_commit`` ran in it."""
         ran, self._before_commit_ran = self._before_commit_ran, False
+        finished, self._finished = self._finished, None
         if ran and self.after_end is not None:
             self.after_end(committed)
+        if committed and finished is not None and self.committed is not None:
+            self.committed(*finished)
 
     def abort(self) -> None:
         if self._session is not None:
@@ -207,9 +219,12 @@ class Capture:
                 size=len(payload),
                 limit=limit,
             )
-        conn.execute(
-            "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)
-        )
+        if self.outbox:
+            conn.execute(
+                "INSERT INTO _ha_outbox(hlc, msg_id, payload) VALUES (?, ?, ?)", (hlc, cs.msg_id, payload)
+            )
+        if self.committed is not None:
+            self._finished = (cs, payload)
         if ddl:
             meta.claim_ddl(conn, self.node, hlc)
         if self.before_commit is None:  # else it stores the clock with the position

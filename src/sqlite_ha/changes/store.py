@@ -43,6 +43,19 @@ class ChangeSetInterceptor(Protocol):
     def after_apply(self, cs: ChangeSet, conn: apsw.Connection, error: BaseException | None) -> None: ...
 
 
+class ApplyStrategy(Protocol):
+    """How a change set from another node is applied, in place of last-writer-wins (go-ha's
+    ``SetApplyStrategy``). ``lww()`` applies it the default way and returns what it did: a strategy may call
+    it (after looking at or changing the rows it touches), or apply the change set itself and return None.
+    It runs where the default would, inside the apply transaction on the writer connection, between the
+    interceptor's ``before_apply`` and ``after_apply``; an exception parks the change set with that error.
+    A strategy that is not deterministic makes the nodes diverge: that is its author's contract."""
+
+    def __call__(
+        self, cs: ChangeSet, conn: apsw.Connection, lww: Callable[[], ApplyResult]
+    ) -> ApplyResult | None: ...
+
+
 UNAUTHENTICATED = "unauthenticated"  # the parked state of a message whose MAC did not verify: never retried
 REFUSED = "refused"  # parked: it asks for what no replicated change may do (``apply.Refused``); never retried
 MAX_ATTEMPTS = 5  # a change set that failed this often for a reason other than missing schema is dead
@@ -100,10 +113,16 @@ class ChangeStore:
         decode: Decoder,
         ddl_sync: bool = True,
         interceptor: ChangeSetInterceptor | None = None,
+        apply_strategy: ApplyStrategy | None = None,
         max_size: int | None = None,
+        outbox: bool = True,
+        committed: Callable[[ChangeSet, bytes], None] | None = None,
     ) -> None:
+        """``outbox=False``: change sets are not kept for a log (a node that publishes to none).
+        ``committed`` is told of each change set committed here, in commit order (CDC publishers)."""
         self.db = db
         self.interceptor = interceptor
+        self.apply_strategy = apply_strategy
         self.node = node
         self.decode = decode
         self.stats = ApplyStats()
@@ -129,6 +148,8 @@ class ChangeStore:
             encode=encode,
             ddl_sync=ddl_sync,
             max_size=max_size,
+            outbox=outbox,
+            committed=committed,
         )
         capture.before_commit = self._record_position
         capture.after_end = self._position_written
@@ -321,6 +342,12 @@ class ChangeStore:
         self._own_seen.extend(clocks)
         self._position_dirty = True
 
+    def forget_published(self, clocks: Sequence[int]) -> None:
+        """Own change sets the log acknowledged, on a node that does not read the log back (no subscriber):
+        their outbox entries go with the next transaction, as if they had been seen in the log."""
+        self._own_seen.extend(clocks)
+        self._position_dirty = True
+
     def _record_position(self, conn: apsw.Connection) -> None:
         """Inside a transaction: store the applied position and the clock, and drop outbox entries seen in
         the log."""
@@ -398,7 +425,7 @@ class ChangeStore:
         if hooks is not None and hooks.before_apply(cs, conn):
             return ApplyResult()
         try:
-            result = self.applier.apply(conn, cs)
+            result = self._apply_with_strategy(conn, cs)
         except Exception as e:
             if hooks is not None:
                 hooks.after_apply(cs, conn, e)
@@ -406,6 +433,13 @@ class ChangeStore:
         if hooks is not None:
             hooks.after_apply(cs, conn, None)
         return result
+
+    def _apply_with_strategy(self, conn: apsw.Connection, cs: ChangeSet) -> ApplyResult:
+        strategy = self.apply_strategy
+        if strategy is None:
+            return self.applier.apply(conn, cs)
+        result = strategy(cs, conn, lambda: self.applier.apply(conn, cs))
+        return result if isinstance(result, ApplyResult) else ApplyResult()
 
     def _park(self, conn: apsw.Connection, item: Incoming, state: str, reason: str, node: str | None) -> None:
         self.stats.parked += 1
@@ -434,7 +468,7 @@ class ChangeStore:
                 continue
             conn.execute("SAVEPOINT retry_one")
             try:
-                self.applier.apply(conn, cs)
+                self._apply_with_strategy(conn, cs)
             except (HAError, apsw.Error) as e:
                 conn.execute("ROLLBACK TO retry_one")
                 conn.execute("RELEASE retry_one")

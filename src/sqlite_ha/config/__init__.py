@@ -83,6 +83,7 @@ class Config:
     max_result_rows: int = 500_000
     nats_host: str = "127.0.0.1"
     nats_port: int = 4222
+    nats_name: str = ""
     nats_store_dir: str = ""
     nats_user: str = ""
     nats_pass: str = field(default="", repr=False)
@@ -121,6 +122,7 @@ class Config:
     lease_timeout: float = 3.0
     writer_wait: float = 10.0
     interceptor: str = ""
+    apply_strategy: str = ""
 
     @property
     def writer_mode(self) -> str:

@@ -37,7 +37,7 @@ GO_HA_ENV = {
 }
 
 # go-ha's switches a server cannot turn: accepted with the value that changes nothing, else refused.
-_SWITCHES = {
+SWITCHES = {
     "HA_AUTO_START": (True, "sqlite-ha serve always starts replicating and snapshotting as it starts"),
     "HA_DISABLE_PUBLISHER": (
         False,
@@ -52,17 +52,18 @@ _SWITCHES = {
 }
 
 # go-ha's variables sqlite-ha has no counterpart for.
-_REFUSED = {
-    "HA_GRPC_PORT": "sqlite-ha has no gRPC server: the HTTP API and the PostgreSQL wire serve clients",
-    "HA_GRPC_TIMEOUT": "sqlite-ha has no gRPC server",
+REFUSED = {
+    "HA_GRPC_PORT": "sqlite-ha has no gRPC server: remote clients use the HTTP API or the PostgreSQL wire "
+    "protocol of sqlite-ha serve (--port, --pg-port)",
+    "HA_GRPC_TIMEOUT": "sqlite-ha has no gRPC server: a request's time limit is --query-timeout, a write's "
+    "wait for the log --replication-timeout",
     "HA_GRPC_TOKEN": "sqlite-ha has no gRPC server: protect the HTTP API with --token or --auth-file",
-    "HA_REPLICATION_ID": "sharing one stream subject between databases of different names is not supported "
-    "by sqlite-ha serve",
+    "HA_REPLICATION_ID": "a node serves several databases and each needs its own id: give it per database "
+    "as the DSN parameter replicationID (file:app.db?replicationID=ID)",
 }
-_IGNORED = {
+IGNORED = {
     "HA_ASYNC_PUBLISHER_OUTBOX_DIR": "sqlite-ha keeps the outbox inside the database file, committed with "
     "each write, so it needs no directory",
-    "HA_NATS_NAME": "the embedded NATS server is named after --name",
 }
 
 # HA_* variables that are not settings but are ours: positional databases, the config file, the admin client.
@@ -77,7 +78,7 @@ def foreign_env(env: Mapping[str, str], own: Iterable[str]) -> dict[str, tuple[s
     for var, name in (*BASE_ENV.items(), *GO_HA_ENV.items()):
         if env.get(var):
             out[name] = (env[var], var)
-    for var, (harmless, why) in _SWITCHES.items():
+    for var, (harmless, why) in SWITCHES.items():
         if var in env:
             try:
                 value = parse_bool(env[var])
@@ -85,13 +86,13 @@ def foreign_env(env: Mapping[str, str], own: Iterable[str]) -> dict[str, tuple[s
                 raise ConfigError(var, str(e)) from None
             if value is not harmless:
                 raise ConfigError(var, f"{env[var]!r} is not supported: {why}")
-    for var, why in _REFUSED.items():
+    for var, why in REFUSED.items():
         if env.get(var):
             raise ConfigError(var, f"is not supported: {why}")
-    for var, why in _IGNORED.items():
+    for var, why in IGNORED.items():
         if env.get(var):
             log.warning("%s is ignored: %s", var, why)
-    known = own | OTHER_OWN | set(GO_HA_ENV) | set(_SWITCHES) | set(_REFUSED) | set(_IGNORED)
+    known = own | OTHER_OWN | set(GO_HA_ENV) | set(SWITCHES) | set(REFUSED) | set(IGNORED)
     for var in env:
         if var.startswith("HA_") and var not in known and not _secret_file(var, own):
             close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.75)

@@ -19,6 +19,7 @@ from sqlite_ha.config.values import (
     parse_int_range,
     parse_interceptor,
     parse_leader_provider,
+    parse_nats_name,
     parse_nats_url,
     parse_node_id,
     parse_policy,
@@ -251,6 +252,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("nats-port", parse_port, 4222, "Embedded NATS port; 0 starts no embedded server"),
     Setting(
+        "nats-name",
+        parse_nats_name,
+        "",
+        "server_name of the embedded NATS server (unique in a NATS cluster) [default: --name]",
+        metavar="NAME",
+    ),
+    Setting(
         "nats-store-dir",
         parse_str,
         "",
@@ -466,6 +474,14 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Python hooks around applying change sets, as module:object (see docs/replication.md)",
         short="i",
+        metavar="MODULE:OBJ",
+    ),
+    Setting(
+        "apply-strategy",
+        parse_interceptor,
+        "",
+        "Python callable that applies change sets from other nodes in place of last-writer-wins, as "
+        "module:object (see docs/replication.md)",
         metavar="MODULE:OBJ",
     ),
 )

@@ -157,6 +157,13 @@ def parse_routes(text: str) -> tuple[str, ...]:
     return routes
 
 
+def parse_nats_name(text: str) -> str:
+    """A NATS ``server_name``: it goes into the generated server configuration, so no quotes or spaces."""
+    if text and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise ValueError(f"{text!r} is not a NATS server name (letters, digits, '.', '_' and '-')")
+    return text
+
+
 def parse_stream_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
         raise ValueError(f"{text!r} is not a valid stream name (letters, digits, _ and -)")

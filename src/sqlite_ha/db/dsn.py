@@ -1,7 +1,8 @@
 """Database arguments as users of ``ha`` write them: a path, or a ``file:`` DSN with parameters.
 
 Go driver parameters (``_journal``, ``_busy_timeout``, ``_fk``, …) are understood so that existing command
-lines keep working; anything unknown is an error rather than silently ignored.
+lines keep working; anything unknown is an error rather than silently ignored. go-ha's ``replicationID``
+(seed 001's ``cdcID``) sets the database's id, which is otherwise the file's base name.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: ``$`` would 
 class DatabaseSpec:
     """Where a database lives and how it is opened."""
 
-    id: str  # the file's base name: routes, stream subjects and consumer names use it
+    # The file's base name, or the DSN's ``replicationID``: routes, stream subjects and consumer names use
+    # it, so two files of different names with one replicationID are one replicated database.
+    id: str
     path: str  # file path; for in-memory databases the file loaded at start, if it exists
     memory: bool = False
     busy_timeout: float | None = None
@@ -48,8 +51,6 @@ def parse_dsn(arg: str, *, memory: bool) -> DatabaseSpec:
     if not path:
         raise ConfigError(setting, "no file name")
     ident = os.path.basename(path.rstrip("/"))
-    if not valid_id(ident):
-        raise ConfigError(setting, f"{ident!r} is not a usable database name (letters, digits, . _ -)")
     kwargs: dict[str, object] = {}
     for key, value in params.items():
         k = key.lower()
@@ -76,10 +77,22 @@ def parse_dsn(arg: str, *, memory: bool) -> DatabaseSpec:
                 kwargs["read_only"] = True
             elif value not in ("rw", "rwc"):
                 raise ConfigError(setting, f"mode={value!r}: use ro, rw, rwc or memory")
+        elif k in ("replicationid", "cdcid"):
+            if not valid_id(value):
+                raise ConfigError(
+                    setting, f"{key}={value!r} is not a usable database id (letters, digits, . _ -)"
+                )
+            ident = value
         elif k in ("_txlock", "cache", "_loc", "_mutex", "vfs"):
             continue  # connection details of the Go driver that do not apply here
         else:
             raise ConfigError(setting, f"unknown parameter {key!r}")
+    if not valid_id(ident):
+        raise ConfigError(
+            setting,
+            f"{ident!r} is not a usable database name (letters, digits, . _ -): rename the file or give "
+            "replicationID=ID",
+        )
     return DatabaseSpec(id=ident, path=path, memory=memory, **kwargs)  # type: ignore[arg-type]
 
 

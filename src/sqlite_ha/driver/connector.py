@@ -75,7 +75,7 @@ class Connector:
         from sqlite_ha.node import Node  # on first use: importing the driver stays light
 
         self.options: DriverOptions = parse_options(dsn, options, os.environ if env is None else env)
-        self.node = Node(self.options.config, serve=False)
+        self.node = Node(self.options.config, serve=False, plugins=self.options.plugins)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._started = False
         self._closed = False
@@ -103,6 +103,7 @@ class Connector:
         join in time starts anyway (reads work; writes say why they are refused) and joins later."""
         node = self.node
         await node.start()
+        await node.start_replication()  # what autoStart=false held back (Plugins.auto_start) starts now
         if node.replication is not None and not await node.replication.wait_started(
             node.config.replication_timeout
         ):
@@ -262,9 +263,11 @@ _cache_lock = threading.Lock()
 
 
 def _key(options: DriverOptions) -> tuple[Any, ...]:
-    """Same configuration, same node: the resolved Config (frozen) with database paths made absolute."""
+    """Same configuration, same node: the resolved Config (frozen) with database paths made absolute, and
+    the same plug-ins (objects by identity: those named by text are loaded once per process)."""
     databases = tuple(_absolute(d) for d in options.config.databases)
-    return (databases, dataclasses.replace(options.config, databases=databases), options.database)
+    config = dataclasses.replace(options.config, databases=databases)
+    return (databases, config, options.database, options.plugins.key())
 
 
 def _absolute(dsn: str) -> str:

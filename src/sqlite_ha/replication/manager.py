@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlite_ha.changes.rowids import Rowids
-from sqlite_ha.changes.store import ChangeSetInterceptor
+from sqlite_ha.changes.store import ApplyStrategy, ChangeSetInterceptor
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import HAError, NotReady
@@ -24,6 +24,9 @@ from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import PLAIN, Sealer
 from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.writer.role import WriterMode
+
+if TYPE_CHECKING:
+    from sqlite_ha.plugins import ChangeSetPublisher
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,16 @@ class ReplicationManager:
         claim_wait: float = CLAIM_AT_JOIN,
         max_transaction_size: int | None = None,
         sealer: Sealer = PLAIN,
+        apply_strategy: ApplyStrategy | None = None,
+        publish: bool = True,
+        subscribe: bool = True,
+        cdc: Sequence[ChangeSetPublisher] = (),
+        auto_subscribe: bool = True,
         subscriber: Subscriber | None = None,
     ) -> None:
+        """``publish``, ``subscribe``, ``cdc``, ``apply_strategy``: see ``ReplicatedDatabase``.
+        ``auto_subscribe=False`` (autoStart=false): the databases publish from the start but read the log
+        only after ``start_subscribers``."""
         self.replicator = replicator
         self.sealer = sealer
         self.node = node
@@ -59,8 +70,13 @@ class ReplicationManager:
             "policy": policy,
             "ddl_sync": ddl_sync,
             "sealer": sealer,
+            "apply_strategy": apply_strategy,
+            "publish": publish,
+            "subscribe": subscribe,
+            "cdc": tuple(cdc),
             "subscriber": subscriber,
         }
+        self.auto_subscribe = auto_subscribe
         if max_transaction_size is not None:
             self._options["max_transaction_size"] = max_transaction_size
         self.interceptor = interceptor
@@ -116,7 +132,10 @@ class ReplicationManager:
                 if self._claiming is None and not await self._claim_rowid_slot_soon(self.claim_wait):
                     self._claiming = asyncio.create_task(self._keep_claiming(), name="rowid-slot")
                 for rdb in list(self.databases.values()):
-                    await rdb.start()
+                    await rdb.start(subscribe=self.auto_subscribe)
+                if self.auto_subscribe:  # ``start_subscribers`` may have been called meanwhile
+                    for rdb in list(self.databases.values()):
+                        await rdb.subscribe()
             except ReplicationError as e:
                 self.last_error = e.message
                 self.refused = None if e.retryable else e
@@ -182,7 +201,14 @@ class ReplicationManager:
         rdb = self._prepare(db)
         rdb.verified_through(verified)
         if self.started:
-            await rdb.start()
+            await rdb.start(subscribe=self.auto_subscribe)
+
+    async def start_subscribers(self) -> None:
+        """autoStart=false: the databases start reading the log now (those that join later do at once)."""
+        self.auto_subscribe = True
+        if self.started:
+            for rdb in list(self.databases.values()):
+                await rdb.subscribe()
 
     async def detach(self, ident: str) -> None:
         rdb = self.databases.pop(ident, None)

@@ -22,15 +22,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlite_ha.changes.capture import Capture
 from sqlite_ha.changes.changeset import ChangeSet
-from sqlite_ha.changes.store import ChangeSetInterceptor, ChangeStore, Incoming
+from sqlite_ha.changes.store import ApplyStrategy, ChangeSetInterceptor, ChangeStore, Incoming
 from sqlite_ha.db.database import Database, Execution
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError
+from sqlite_ha.plugins import CDCFanout
 from sqlite_ha.replication import codec
 from sqlite_ha.replication.fence import FENCED_RETRIES, Fence
 from sqlite_ha.replication.freshness import ReadLevels
@@ -46,6 +47,9 @@ from sqlite_ha.replication.replicator import (
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
 from sqlite_ha.replication.subscriber import Subscriber
+
+if TYPE_CHECKING:
+    from sqlite_ha.plugins import ChangeSetPublisher
 from sqlite_ha.writer.role import Fenced, WriterMode
 
 log = logging.getLogger(__name__)
@@ -86,12 +90,23 @@ class ReplicatedDatabase(ReadLevels):
         policy: str = "all",
         ddl_sync: bool = True,
         interceptor: ChangeSetInterceptor | None = None,
+        apply_strategy: ApplyStrategy | None = None,
         max_transaction_size: int | None = MAX_TRANSACTION_SIZE,
         sealer: Sealer = PLAIN,
+        publish: bool = True,
+        subscribe: bool = True,
+        cdc: Sequence[ChangeSetPublisher] = (),
         subscriber: Subscriber | None = None,
     ) -> None:
+        """``publish=False``: committed change sets go to no log (go-ha's disablePublisher).
+        ``subscribe=False``: nothing of the log is applied here (disableSubscriber); the node diverges from
+        the others by design. ``cdc``: publishers told of every committed change set (JSON lines)."""
         self.db = db
-        self.subscriber = subscriber  # a read replica's: it only follows the log
+        self.subscriber = subscriber  # a read replica's: it only follows the log (``Subscriber``)
+        self.publishes = publish
+        self.subscribes = subscribe
+        self.subscribed = False
+        self.cdc = CDCFanout(db.id, cdc) if cdc else None
         self.sealer = sealer  # MACs on what this database publishes, checked on what it receives
         self.inbound = Inbound(db.id, sealer)
         self.replicator = replicator
@@ -106,10 +121,13 @@ class ReplicatedDatabase(ReadLevels):
             decode=codec.decode,
             ddl_sync=ddl_sync,
             interceptor=interceptor,
+            apply_strategy=apply_strategy,
             max_size=max_transaction_size,
+            outbox=publish,
+            committed=self.cdc.publish if self.cdc is not None else None,
         )
         self.consumer = f"{node}_{subject_token(db.id)}"
-        if replicator.durable and not async_mode:
+        if replicator.durable and not async_mode and publish:
             # A write is answered only once the log stored it durably: the local fsync adds nothing but
             # latency. (Async writes keep it, and a write the log did not take is fsynced in ``execute``.)
             db.set_synchronous("normal")
@@ -157,7 +175,7 @@ class ReplicatedDatabase(ReadLevels):
         Async mode publishes later: nothing to wait for."""
         if self.writer_mode is not None:
             await self.fence.ready()
-        elif not self.async_mode:
+        elif not self.async_mode and self.publishes:
             await self._publish_slot()
 
     async def publish_held(self, cs: ChangeSet, payload: bytes) -> int:
@@ -171,7 +189,22 @@ class ReplicatedDatabase(ReadLevels):
         self.writer_mode = mode
         self.fence.reset()
 
-    async def start(self) -> None:
+    async def start(self, *, subscribe: bool = True) -> None:
+        """Join the log: publish (the relay) and, unless ``subscribe`` is False (autoStart=false: later, by
+        ``subscribe``) or this database applies nothing, read the log."""
+        if subscribe:
+            await self.subscribe()
+        if self.publishes:
+            self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
+        self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
+        self._tasks.append(asyncio.create_task(self._flush_position(), name=f"position-{self.db.id}"))
+        if self.publishes and self.changes.outbox_size():
+            self._kick.set()
+
+    async def subscribe(self) -> None:
+        """Start applying the log's change sets (after the applied position); once."""
+        if not self.subscribes or self.subscribed:
+            return
         sub = Subscription(
             database=self.db.id,
             consumer=self.consumer,
@@ -181,11 +214,7 @@ class ReplicatedDatabase(ReadLevels):
             role="node" if self.subscriber is None else "replica",
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
-        self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
-        self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))
-        self._tasks.append(asyncio.create_task(self._flush_position(), name=f"position-{self.db.id}"))
-        if self.changes.outbox_size():
-            self._kick.set()
+        self.subscribed = True
 
     async def close(self) -> None:
         self._closed = True
@@ -195,14 +224,20 @@ class ReplicatedDatabase(ReadLevels):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.replicator.unsubscribe(self.consumer)
+        if self.subscribed:
+            await self.replicator.unsubscribe(self.consumer)
         await self.changes.flush_position()
 
     # ------------------------------------------------------------------------------------ writes
     async def execute(self, statements: Sequence[Statement]) -> tuple[Execution, int | None]:
         """Run a request; for a write, also publish its change set. Returns the execution and the seq."""
         self.refuse_if_stale()
-        if not self.async_mode and not self.replicator.available() and not self.db.is_read_only(statements):
+        if (
+            self.publishes
+            and not self.async_mode
+            and not self.replicator.available()
+            and not self.db.is_read_only(statements)
+        ):
             raise NotReplicating(
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
@@ -229,7 +264,7 @@ class ReplicatedDatabase(ReadLevels):
     async def begin(self) -> WriteTransaction:
         """Start an interactive write transaction (PostgreSQL wire); ``commit`` replicates it."""
         self.refuse_if_stale()
-        if not self.async_mode and not self.replicator.available():
+        if self.publishes and not self.async_mode and not self.replicator.available():
             raise NotReplicating(
                 "the replication log is unreachable, so writes are refused; nothing was written",
                 hint="retry later; reads still work",
@@ -251,7 +286,7 @@ class ReplicatedDatabase(ReadLevels):
         write is asynchronous). ``ReplicationPending`` when the log did not take it (it stays in the
         outbox)."""
         cs, payload = execution.changeset, execution.payload
-        if cs is None or payload is None:
+        if cs is None or payload is None or not self.publishes:
             return None
         if execution.seq is not None:  # writer modes: the log took it before the commit
             return execution.seq
@@ -318,8 +353,18 @@ class ReplicatedDatabase(ReadLevels):
         """(``_publish_once`` marks it in flight and, however it ends, frees its slot.)"""
         seq = await self._send(hlc, msg_id, payload)
         self.published += 1
-        self._acked[hlc] = seq
+        self._acked_now(hlc, seq)
         return seq
+
+    def _acked_now(self, hlc: int, seq: int) -> None:
+        """The log took one of this node's change sets. Its delivery back here moves the position past it
+        and drops its outbox entry; a database that reads nothing of the log drops the entry now."""
+        if self.subscribes:
+            self._acked[hlc] = seq
+            return
+        self._committed.discard(hlc)
+        self._failed.discard(hlc)
+        self.changes.forget_published([hlc])
 
     async def _send(self, hlc: int, msg_id: str, payload: bytes) -> int:
         """Put one change set in the log (in chunks when it is larger than a message); its seq."""
@@ -399,7 +444,7 @@ class ReplicatedDatabase(ReadLevels):
                     continue  # seen in the log meanwhile
             seq = await self._send(hlc, msg_id, payload)
             self._failed.discard(hlc)
-            self._acked[hlc] = seq
+            self._acked_now(hlc, seq)
             self.published += 1
             sent += 1
         return sent
@@ -488,7 +533,7 @@ class ReplicatedDatabase(ReadLevels):
             if now - flushed >= POSITION_FLUSH_EVERY:
                 flushed = now
                 await self.changes.flush_position()
-            if now - checked >= gap_every:
+            if now - checked >= gap_every and self.subscribed:
                 checked = now
                 with contextlib.suppress(ReplicationError, TimeoutError):
                     await self.check_gap()
@@ -572,6 +617,9 @@ class ReplicatedDatabase(ReadLevels):
             "chunks": self.changes.chunk_status(),
             "last_error": stats.last_error,
             "async": self.async_mode,
+            "publishes": self.publishes,
+            "subscribed": self.subscribed,
+            "cdc": self.cdc.status() if self.cdc is not None else None,
             "fence": self.fence.status() if self.writer_mode is not None else None,
             "gap": None if self.gap is None else {"known_through": self.gap[0], "log_starts_at": self.gap[1]},
         }

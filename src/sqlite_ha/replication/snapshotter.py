@@ -61,6 +61,7 @@ class Snapshotter:
         self.replicator = replicator  # the log, for its retention (where it can say: JetStream)
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
+        self.running = False  # started: answering requests, snapshotting at the interval
         self._databases: Callable[[], list[ReplicatedDatabase]] = list
         self._due: dict[str, float] = {}  # database -> monotonic time of its next periodic snapshot
         self.taken = 0
@@ -135,6 +136,7 @@ class Snapshotter:
         """Answer requests for ``databases`` from now on; snapshot them automatically unless the interval
         is 0."""
         self._databases = databases
+        self.running = True
         if self.interval > 0:
             self._task = asyncio.create_task(self._every(), name="snapshots")
 

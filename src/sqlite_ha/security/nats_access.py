@@ -77,7 +77,7 @@ class NatsAccess:
         """How the node runs its embedded server, with these credentials and TLS."""
         creds = self.credentials
         return NatsServerOptions(
-            name=config.name,
+            name=config.nats_name or config.name,
             host=config.nats_host,
             port=config.nats_port,
             store_dir=config.store_dir(),

@@ -113,6 +113,25 @@ class WriterMode:
                 )
             await self.wait_change(min(left, 0.25))
 
+    async def refuse_unless_writer(self, timeout: float) -> None:
+        """Before a write on a node that cannot hand it over (the embedded driver: no HTTP listener to
+        forward from, no client to redirect): ``NotWriter`` naming the writer unless this node is it (go-ha's
+        application redirects its own clients there). Waits up to ``timeout`` while no writer is known
+        (``NoWriter`` after that). Leaderless: every node writes."""
+        if not self.fenced:
+            return
+        writer = await self.wait_writer(timeout)
+        if writer.is_self:
+            return
+        raise NotWriter(
+            f"node {self.node} does not take writes in writer mode {self.name}: the writer is "
+            f"{writer.node or 'the node'} at {writer.url}; nothing was written",
+            hint=f"send the write to the writer ({writer.url}); reads work here",
+            writer=writer.url,
+            writer_node=writer.node,
+            mode=self.name,
+        )
+
     async def wait_change(self, timeout: float) -> None:
         """Return at the next change of writer, or after ``timeout``."""
         if self._change_waiter is None or self._change_waiter.done():

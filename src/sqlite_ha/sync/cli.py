@@ -16,7 +16,7 @@ import click
 from sqlite_ha.config import SETTINGS_BY_NAME, parse_duration
 from sqlite_ha.errors import ConfigError, HAError
 from sqlite_ha.replication.bootstrap import BootstrapError
-from sqlite_ha.sync.options import SETTINGS, STATUS_INTERVAL, replica_options
+from sqlite_ha.sync.options import SETTINGS, STATUS_INTERVAL, ReplicaOptions, replica_options
 
 
 def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -142,7 +142,7 @@ def sync_command(
         sys.exit(1)
 
 
-async def _run(options: Any) -> None:
+async def _run(options: ReplicaOptions) -> None:
     from sqlite_ha.sync.replica import AsyncReplica
 
     stop = asyncio.Event()

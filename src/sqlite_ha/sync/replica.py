@@ -240,18 +240,15 @@ class AsyncReplica:
         """How long ago the oldest change set not applied yet was published (0 when none waits)."""
         if behind == 0:
             return 0.0
-        replicator = self._node().replication
-        assert replicator is not None
-        oldest = getattr(replicator.replicator, "oldest_after", None)
-        if oldest is None:
-            return None
+        manager = self._node().replication
+        assert manager is not None
         try:
-            found = await asyncio.wait_for(oldest(database, applied), 2.0)
+            found = await asyncio.wait_for(manager.replicator.oldest_after(database, applied), 2.0)
         except (TimeoutError, ReplicationError):
             return None
         if found is None:
             return 0.0
-        return round(max(0.0, time.time() - float(found[1])), 3)
+        return round(max(0.0, time.time() - found[1]), 3)
 
     async def _log_lag(self, every: float) -> None:
         """One line per database every ``every`` seconds: where it is and how far behind."""

@@ -152,6 +152,9 @@ class Replicator(Protocol):
         """The first change set of ``database`` after ``seq`` that the log holds: its position and when it
         was stored (wall-clock seconds); None when there is none."""
 
+    async def count_after(self, database: str, seq: int) -> int:
+        """How many change sets of ``database`` after ``seq`` the log holds (a read replica's lag)."""
+
     async def consumers(self) -> list[dict[str, Any]]:
         """The log's consumers (every node's where the log keeps them), for ``GET /replications``: each with
         ``name``, ``node``, ``database``, ``num_pending`` and the position delivered (``delivered_stream_seq``

@@ -8,24 +8,29 @@ import time
 from typing import Any
 
 from sqlite_ha.replication.bootstrap import file_state
+from sqlite_ha.replication.drivers import LogContext, open_log
 from sqlite_ha.replication.jetstream.connection import NatsConnection
-from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
 from sqlite_ha.replication.replicator import ReplicationError
+from sqlite_ha.replication.seal import Sealer
 from sqlite_ha.security.cluster_secret import cluster_secret
 from sqlite_ha.security.nats_access import nats_access
 from sqlite_ha.sync.options import ReplicaOptions
 
 
 async def file_status(options: ReplicaOptions, timeout: float = 5.0) -> dict[str, Any]:
-    """Each file's position against the stream: the change sets of its database after that position (an
-    ephemeral consumer counts them, and is deleted), and how long ago the oldest of them was published."""
+    """Each file's position against the stream: the change sets of its database after that position, and
+    how long ago the oldest of them was published."""
     cfg = options.config
-    access = nats_access(cfg, cluster_secret(cfg).keys)
+    keys = cluster_secret(cfg).keys
+    access = nats_access(cfg, keys)
     conn = NatsConnection(cfg.nats_url, name=cfg.name, login=access.client_login(), tls=access.client_tls())
     conn.start()
     try:
         await _connected(conn, timeout)
-        log = JetStreamReplicator(conn, node=cfg.name, stream=cfg.replication_stream, subscribe_only=True)
+        opened = open_log(
+            LogContext(config=cfg, nats=conn, sealer=Sealer(keys), keys=keys, subscribe_only=True)
+        )
+        log = opened.replicator
         out = []
         for spec in options.databases:
             file = await asyncio.to_thread(file_state, spec.path)

@@ -173,9 +173,11 @@ def passwd(make_token: bool, iterations: int) -> None:
 
 def _admin_commands() -> None:
     from sqlite_ha.admin import load_command, snapshot_group
+    from sqlite_ha.sync.cli import sync_command
 
     cli.add_command(load_command)
     cli.add_command(snapshot_group)
+    cli.add_command(sync_command)
 
 
 _admin_commands()

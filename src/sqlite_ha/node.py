@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,13 @@ from sqlite_ha.errors import ConfigError, NotReady
 from sqlite_ha.loader import Loader
 from sqlite_ha.natsd import NatsServer
 from sqlite_ha.plugins import JSONLinesPublisher, Plugins
-from sqlite_ha.replication.bootstrap import Bootstrap, BootstrapError, bootstrap
+from sqlite_ha.replication.bootstrap import (
+    Bootstrap,
+    BootstrapError,
+    Install,
+    bootstrap,
+    install_in_place,
+)
 from sqlite_ha.replication.drivers import LogContext, open_log
 from sqlite_ha.replication.jetstream.connection import NatsConnection
 from sqlite_ha.replication.jetstream.driver import JetStreamReplicator
@@ -42,6 +49,7 @@ from sqlite_ha.replication.signed_snapshots import SignedSnapshotStore
 from sqlite_ha.replication.snapshot import NoSnapshot, SnapshotMeta, SnapshotsUnavailable
 from sqlite_ha.replication.snapshot_request import SnapshotReply, SnapshotRequest
 from sqlite_ha.replication.snapshotter import Snapshotter
+from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.security.cluster_secret import cluster_secret, join_instructions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.nats_access import nats_access, warn_insecure
@@ -58,13 +66,28 @@ SNAPSHOT_ASK_TIMEOUT = 60.0  # how long a node that needs a snapshot waits for a
 
 
 class Node:
-    def __init__(self, config: Config, *, serve: bool = True, plugins: Plugins | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        serve: bool = True,
+        plugins: Plugins | None = None,
+        subscriber: Subscriber | None = None,
+        databases: list[DatabaseSpec] | None = None,
+    ) -> None:
         """``serve=False``: no HTTP or PostgreSQL listener (a node embedded in an application by the
         driver, or a read replica); everything else runs as in a server node. ``plugins``: the publisher,
         subscriber, snapshotter and apply hooks an embedding application chooses (``sqlite_ha.plugins``);
-        by default those of ``config`` (``Plugins.from_config``)."""
+        by default those of ``config`` (``Plugins.from_config``). ``subscriber``: the node only follows the
+        log (a read replica, see ``Subscriber``): no publisher, no snapshotter, whatever ``plugins`` say.
+        ``databases``: the files to open instead of ``config.databases`` (a replica's file names need not
+        be the database ids)."""
         self.config = config
         self.serve = serve
+        self.subscriber = subscriber
+        self._given_specs = databases
+        if subscriber is not None:
+            plugins = replace(plugins or Plugins(), publisher="none", cdc=(), snapshotter=False)
         self.plugins = (plugins or Plugins()).completed(config)
         self.name = config.name
         # The users of --auth-file (a broken file stops the start with a ConfigError naming the fault).
@@ -86,7 +109,7 @@ class Node:
         self.sealer = Sealer(self.keys)  # without keys: plain messages out, anything in (see ``seal``)
         self._watch_users: asyncio.Task[None] | None = None
         # Leaderless nodes choose keys from their own slot; alone (no NATS), SQLite's own keys.
-        self.rowids = Rowids(config.rowid_stride) if config.nats_url else Rowids.plain()
+        self.rowids = Rowids(config.rowid_stride) if config.nats_url and not subscriber else Rowids.plain()
         self.databases = Databases(
             DatabaseOptions(
                 synchronous=config.synchronous,
@@ -120,7 +143,7 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         try:
-            specs = parse_databases(cfg.databases, memory=cfg.memory)
+            specs = self._given_specs or parse_databases(cfg.databases, memory=cfg.memory)
             self._specs = {spec.id: spec for spec in specs}
             access = self.nats_access
             if cfg.insecure_replication and cfg.nats_url:
@@ -170,6 +193,8 @@ class Node:
         where = (
             f"{'https' if cfg.cert else 'http'}://{cfg.host}:{self.frontends.http_port}"
             if self.frontends is not None
+            else "read replica, no listener"
+            if self.subscriber is not None
             else "embedded, no listener"
         )
         log.info(
@@ -182,7 +207,13 @@ class Node:
 
     def _log(self) -> tuple[Replicator, SignedSnapshotStore | None]:
         """The replication log and, where the driver has one, the snapshot store (``replication/drivers``)."""
-        context = LogContext(config=self.config, nats=self.nats, sealer=self.sealer, keys=self.keys)
+        context = LogContext(
+            config=self.config,
+            nats=self.nats,
+            sealer=self.sealer,
+            keys=self.keys,
+            subscribe_only=self.subscriber is not None,
+        )
         opened = open_log(context, self.plugins.log_driver)
         self.snapshot_requests = opened.requests
         self.snapshot_store = opened.snapshots
@@ -272,6 +303,7 @@ class Node:
                     ask=self._ask_snapshot,
                     publish_timeout=cfg.replication_timeout,
                     sealer=self.sealer,
+                    install=self._install,
                 )
             except ReplicationError as e:
                 left = deadline - time.monotonic()
@@ -296,7 +328,8 @@ class Node:
             subscribe=plugins.subscriber,
             cdc=plugins.cdc,
             auto_subscribe=plugins.auto_start,
-            rowids=self.rowids,
+            rowids=self.rowids if self.subscriber is None else None,
+            subscriber=self.subscriber,
             max_transaction_size=cfg.max_transaction_size,
             sealer=self.sealer,
         )
@@ -308,6 +341,7 @@ class Node:
                 databases=self.databases,
                 specs=self._specs,
                 ask=self._ask_snapshot,
+                install=self._install,
             )
             self.replication.on_gap = self.recovery.on_gap
         if store is not None:
@@ -334,6 +368,11 @@ class Node:
             raise NotReady("the node is not started: call start() first")
         await self.replication.start_subscribers()
         self._start_snapshotter()
+
+    @property
+    def _install(self) -> Install | None:
+        """How a snapshot replaces a database file: a replica's is read by other processes meanwhile."""
+        return install_in_place if self.subscriber is not None else None
 
     # ------------------------------------------------------------------------------------ recovery
     def database(self, ident: str | None = None) -> ServedDatabase:

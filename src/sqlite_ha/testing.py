@@ -309,3 +309,97 @@ def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
         yield node
     finally:
         node.stop()
+
+
+@dataclass(kw_only=True)
+class SyncProcess:
+    """One ``sqlite-ha sync`` process (a live read replica) of ``target`` from the NATS at ``nats_url``;
+    ``args`` are extra flags. The test cluster's secret unless ``env`` says otherwise."""
+
+    workdir: Path
+    target: str
+    nats_url: str
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    name: str = "sync"
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "sqlite_ha", "sync", "--replication-url", self.nats_url, *self.args]
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "HA_CLUSTER_SECRET": TEST_CLUSTER_SECRET, **self.env}
+        return {k: v for k, v in env.items() if v or k != "HA_CLUSTER_SECRET"}
+
+    def start(self) -> SyncProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.command, self.target],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+            )
+        return self
+
+    def run(self, *extra: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run the command to its end with ``extra`` flags (``--status``, or flags it refuses)."""
+        return subprocess.run(
+            [*self.command, *extra, self.target],
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            env=self._env(),
+            timeout=timeout,
+            check=False,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """``sqlite-ha sync --status``: the target's position against the stream."""
+        done = self.run("--status")
+        if done.returncode != 0:
+            raise AssertionError(f"sync --status exited {done.returncode}: {done.stderr}")
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        def found() -> bool:
+            if text in self.logs():
+                return True
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"sync exited with {self.proc.returncode}:\n{self.logs()}")
+            return False
+
+        try:
+            wait_for(found, timeout, f"{text!r} in the log of {self.name}")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.logs()}") from None
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise TimeoutError(f"{self.name} did not stop in {timeout:g}s:\n{self.logs()}") from None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""

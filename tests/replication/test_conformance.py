@@ -324,6 +324,9 @@ def test_consumers_positions_and_retention_are_declared_by_every_driver(aio: Aio
         assert first == seqs[2]
         assert abs(stored_at - time.time()) < 300
         assert await r.oldest_after("main.db", seqs[-1]) is None
+        # the database's own change sets after a position (a read replica's lag), not the other's between
+        assert [await r.count_after("main.db", s) for s in (0, seqs[1], seqs[-1])] == [4, 2, 0]
+        assert await r.count_after("other.db", 0) == 2
         kept = await r.retention()
         assert kept is None or kept.last_seq >= max(seqs)
         assert r.max_age is None or r.max_age >= 0

@@ -27,12 +27,17 @@ import apsw
 
 from sqlite_ha.changes import meta
 from sqlite_ha.db.dsn import DatabaseSpec
+from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import Replicator
 from sqlite_ha.replication.seal import PLAIN, Sealer
 from sqlite_ha.replication.snapshot import SnapshotMeta, SnapshotStore
 from sqlite_ha.replication.snapshot_request import SnapshotReply
+
+# Put a verified snapshot file (first argument) in the place of a database file (second): ``install`` by a
+# rename, or ``install_in_place`` through SQLite for a file other processes may be reading.
+Install = Callable[[Path, str], None]
 
 # Ask the live nodes for a snapshot of a database covering the log up to a position: the first good reply,
 # else a refusal saying why, else None (nobody answered).
@@ -68,6 +73,45 @@ def applied_position(path: str) -> tuple[int, int]:
         conn.close()
 
 
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What a database file holds before a read replica starts on it (see ``sync.options.check_start``)."""
+
+    position: int  # the log position it has applied (0: never replicated into)
+    user_tables: int  # tables other than the replication's own and SQLite's
+
+
+def file_state(path: str) -> FileState:
+    """The position a file has applied and how many user tables it holds (0, 0 for a missing file)."""
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.CantOpenError:
+        return FileState(0, 0)
+    try:
+        has_meta = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = '_ha_state'").fetchall()
+        position = int(meta.get(conn, meta.APPLIED_SEQ, 0) or 0) if has_meta else 0
+        tables = conn.execute(
+            f"SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND {USER_OBJECTS}"
+        ).fetchall()
+        return FileState(position, int(tables[0][0] or 0))
+    except apsw.Error as e:
+        raise BootstrapError(f"{path} is not a usable SQLite database: {e}") from e
+    finally:
+        conn.close()
+
+
+def record_position(path: str, seq: int) -> None:
+    """Record in a file the position up to which it holds the database (the user says so)."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        meta.create(conn)
+        with conn:
+            meta.put_position(conn, seq, 0)
+    finally:
+        conn.close()
+
+
 async def bootstrap(
     spec: DatabaseSpec,
     replicator: Replicator,
@@ -78,6 +122,7 @@ async def bootstrap(
     outbox_in_log: int = 0,
     publish_timeout: float | None = None,
     sealer: Sealer = PLAIN,
+    install: Install | None = None,
 ) -> Bootstrap:
     """``outbox_in_log``: how many change sets of the file's outbox are known to be in the log (re-published
     just before): the snapshot may replace those, as they reach the database again from the log or are in
@@ -133,7 +178,7 @@ async def bootstrap(
         if spec.memory:
             installed = replace(spec, path=str(tmp))  # loaded into memory by Database; deleted by the node
         else:
-            await asyncio.to_thread(_install, tmp, spec.path)
+            await asyncio.to_thread(install or _install, tmp, spec.path)
             installed = spec
     except BaseException:
         await asyncio.to_thread(_remove, tmp)
@@ -257,6 +302,37 @@ def _install(tmp: Path, path: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def install_in_place(tmp: Path, path: str) -> None:
+    """Copy the snapshot into the database file through SQLite's backup API, as one write transaction, then
+    remove the snapshot file. For a file that other processes may have open (a read replica's): a reader
+    sees the old content or the new, never a mix, and keeps working. A rename would leave such a reader on
+    the old, unlinked file for good; and when the last old connection closed, SQLite would checkpoint and
+    delete the WAL by its name, which is then the new file's ("How To Corrupt An SQLite Database File",
+    section 2.4). The file stays in WAL mode."""
+    try:
+        source = apsw.Connection(str(tmp), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            target = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+            try:
+                target.set_busy_timeout(30_000)
+                with target.backup("main", source, "main") as copy:
+                    copy.step(-1)
+                target.execute("PRAGMA journal_mode=WAL")
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except apsw.ReadOnlyError as e:
+        raise BootstrapError(
+            f"cannot copy the snapshot into {path}: its page size differs from the snapshot's and a file in "
+            "WAL mode cannot change it",
+            hint="replicate into a new file",
+        ) from e
+    except apsw.Error as e:
+        raise BootstrapError(f"cannot copy the snapshot into {path}: {e}") from e
+    _remove(tmp)
 
 
 def _remove(path: Path) -> None:

@@ -32,6 +32,8 @@ class LogContext:
     nats: NatsConnection | None
     sealer: Sealer
     keys: ClusterKeys | None
+    # A read replica's log: the stream is read, never created, changed or published to (``Subscriber``).
+    subscribe_only: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +64,7 @@ def _jetstream(ctx: LogContext) -> Log:
         stream=cfg.replication_stream,
         replicas=cfg.replicas,
         max_age=cfg.replication_max_age,
+        subscribe_only=ctx.subscribe_only,
     )
     requests = NatsSnapshotRequests(nats, node=cfg.name, stream=cfg.replication_stream, sealer=ctx.sealer)
     store = JetStreamSnapshotStore(nats, stream=cfg.replication_stream, replicas=cfg.replicas)

@@ -22,6 +22,7 @@ from sqlite_ha.errors import HAError, NotReady
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError, Replicator
 from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.replication.subscriber import Subscriber
 from sqlite_ha.writer.role import WriterMode
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class ReplicationManager:
         subscribe: bool = True,
         cdc: Sequence[ChangeSetPublisher] = (),
         auto_subscribe: bool = True,
+        subscriber: Subscriber | None = None,
     ) -> None:
         """``publish``, ``subscribe``, ``cdc``, ``apply_strategy``: see ``ReplicatedDatabase``.
         ``auto_subscribe=False`` (autoStart=false): the databases publish from the start but read the log
@@ -72,6 +74,7 @@ class ReplicationManager:
             "publish": publish,
             "subscribe": subscribe,
             "cdc": tuple(cdc),
+            "subscriber": subscriber,
         }
         self.auto_subscribe = auto_subscribe
         if max_transaction_size is not None:
@@ -83,6 +86,7 @@ class ReplicationManager:
         self._task: asyncio.Task[None] | None = None
         self._claiming: asyncio.Task[None] | None = None  # retrying the rowid slot's claim
         self.last_error: str | None = None
+        self.refused: ReplicationError | None = None  # the last attempt to join failed for good (it retries)
         self.on_gap: Callable[[ReplicatedDatabase], None] | None = None  # see ReplicatedDatabase.on_gap
         self.writer_mode: WriterMode | None = None  # a writer mode's: every write a conditional append
 
@@ -134,11 +138,12 @@ class ReplicationManager:
                         await rdb.subscribe()
             except ReplicationError as e:
                 self.last_error = e.message
+                self.refused = None if e.retryable else e
                 log.warning("cannot join the replication log yet: %s (retrying)", e.message)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self.last_error = None
+            self.last_error = self.refused = None
             self._started.set()
             log.info("replicating %d database(s) through %s", len(self.databases), self.replicator.name)
             return

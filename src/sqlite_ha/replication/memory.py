@@ -256,6 +256,9 @@ class MemoryReplicator:
             return None
         return found[0].seq, found[0].published_at or 0.0
 
+    async def count_after(self, database: str, seq: int) -> int:
+        return len(self.hub.log(database).after(seq, 2**62))
+
     async def consumers(self) -> list[dict[str, Any]]:
         """Every live subscription on the hub, as the log's consumers (the hub keeps no durable ones)."""
         return [

@@ -18,7 +18,13 @@ import time
 
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.registry import Databases
-from sqlite_ha.replication.bootstrap import AskSnapshot, BootstrapError, ask_live_nodes, bootstrap
+from sqlite_ha.replication.bootstrap import (
+    AskSnapshot,
+    BootstrapError,
+    Install,
+    ask_live_nodes,
+    bootstrap,
+)
 from sqlite_ha.replication.manager import ReplicationManager
 from sqlite_ha.replication.replicated_database import ReplicatedDatabase
 from sqlite_ha.replication.replicator import ReplicationError
@@ -39,12 +45,14 @@ class Recovery:
         databases: Databases,
         specs: dict[str, DatabaseSpec],
         ask: AskSnapshot,
+        install: Install | None = None,
     ) -> None:
         self.manager = manager
         self.store = store
         self.databases = databases
         self.specs = specs  # as configured: a memory database reopens from its spec, not the snapshot's file
         self.ask = ask
+        self.install = install  # how a snapshot takes the file's place (see ``bootstrap.Install``)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # databases recovering now
         self._no_cover: dict[str, int] = {}  # databases waiting for a snapshot to cover their gap: the gap
         self._ask_after: dict[str, tuple[float, float]] = {}  # database -> (next ask, backoff) until one came
@@ -96,7 +104,12 @@ class Recovery:
             spec = self.specs.get(ident, stale.db.spec)
             try:
                 started = await bootstrap(
-                    spec, manager.replicator, store, outbox_in_log=in_log, sealer=manager.sealer
+                    spec,
+                    manager.replicator,
+                    store,
+                    outbox_in_log=in_log,
+                    sealer=manager.sealer,
+                    install=self.install,
                 )
             except BaseException:
                 # The file is as it was (an install is a rename); a memory database starts empty and is

@@ -46,6 +46,7 @@ from sqlite_ha.replication.replicator import (
     subject_token,
 )
 from sqlite_ha.replication.seal import PLAIN, Sealer
+from sqlite_ha.replication.subscriber import Subscriber
 
 if TYPE_CHECKING:
     from sqlite_ha.plugins import ChangeSetPublisher
@@ -95,11 +96,13 @@ class ReplicatedDatabase(ReadLevels):
         publish: bool = True,
         subscribe: bool = True,
         cdc: Sequence[ChangeSetPublisher] = (),
+        subscriber: Subscriber | None = None,
     ) -> None:
         """``publish=False``: committed change sets go to no log (go-ha's disablePublisher).
         ``subscribe=False``: nothing of the log is applied here (disableSubscriber); the node diverges from
         the others by design. ``cdc``: publishers told of every committed change set (JSON lines)."""
         self.db = db
+        self.subscriber = subscriber  # a read replica's: it only follows the log (``Subscriber``)
         self.publishes = publish
         self.subscribes = subscribe
         self.subscribed = False
@@ -207,6 +210,8 @@ class ReplicatedDatabase(ReadLevels):
             consumer=self.consumer,
             after_seq=self.changes.applied_seq,
             policy=self.policy,
+            durable=self.subscriber is None or self.subscriber.durable,
+            role="node" if self.subscriber is None else "replica",
         )
         await self.replicator.subscribe(sub, self._on_deliveries)
         self.subscribed = True

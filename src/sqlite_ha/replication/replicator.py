@@ -75,6 +75,13 @@ class Subscription:
     consumer: str  # the durable consumer's name (in JetStream), shown by GET /replications
     after_seq: int  # deliver change sets with seq > after_seq
     policy: str = "all"  # --replication-policy, used only when the consumer is created
+    # A durable consumer outlives the process in the log (a node's, or ``sqlite-ha sync --durable``); an
+    # ephemeral one (a read replica's default) is removed when the subscriber goes away. Either way the
+    # subscriber resumes from ``after_seq``, the position it stored itself.
+    durable: bool = True
+    # Who reads: "node" or "replica" (a read replica, see ``Subscriber``). Recorded with the consumer, so
+    # that a replica given a node's name cannot take over that node's consumer (and the reverse).
+    role: str = "node"
 
 
 class Replicator(Protocol):
@@ -144,6 +151,9 @@ class Replicator(Protocol):
     async def oldest_after(self, database: str, seq: int) -> tuple[int, float] | None:
         """The first change set of ``database`` after ``seq`` that the log holds: its position and when it
         was stored (wall-clock seconds); None when there is none."""
+
+    async def count_after(self, database: str, seq: int) -> int:
+        """How many change sets of ``database`` after ``seq`` the log holds (a read replica's lag)."""
 
     async def consumers(self) -> list[dict[str, Any]]:
         """The log's consumers (every node's where the log keeps them), for ``GET /replications``: each with

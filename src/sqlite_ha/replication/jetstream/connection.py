@@ -61,6 +61,7 @@ class NatsConnection:
         self._last_error: str | None = None
         self._since: float | None = None
         self._reconnect_listeners: list[Callable[[], None]] = []
+        self._closing = False  # close() called: the disconnection that follows is expected
 
     @property
     def client(self) -> NATSClient | None:
@@ -157,7 +158,8 @@ class NatsConnection:
     async def _on_disconnected(self) -> None:
         self._mark(False)
         self._jetstream_ok = False
-        log.warning("disconnected from NATS")
+        # (closing on purpose disconnects too: not worth a warning)
+        log.log(logging.DEBUG if self._closing else logging.WARNING, "disconnected from NATS")
 
     async def _on_reconnected(self) -> None:
         self._mark(True)
@@ -179,6 +181,7 @@ class NatsConnection:
         )
 
     async def close(self) -> None:
+        self._closing = True
         task = self._task
         if task is not None:
             # nats-py's first connect retries forever and may swallow one cancellation: insist until done.

@@ -32,7 +32,7 @@ from sqlite_ha.replication.jetstream import rowid_slots
 from sqlite_ha.replication.jetstream.common import describe, parse_policy, valid_name
 from sqlite_ha.replication.jetstream.connection import NatsConnection, redact_url
 from sqlite_ha.replication.jetstream.publisher import STREAM_NOT_FOUND, Publisher
-from sqlite_ha.replication.jetstream.pull import PullConsumer
+from sqlite_ha.replication.jetstream.pull import PullConsumer, count_after
 from sqlite_ha.replication.replicator import (
     Handler,
     PublishTimeout,
@@ -84,7 +84,12 @@ class JetStreamReplicator:
         max_age: float = 86400.0,
         fetch_batch: int = 256,
         start_timeout: float = 30.0,
+        subscribe_only: bool = False,
     ) -> None:
+        """``subscribe_only``: a read replica's log. It reads the stream the nodes made and never changes
+        it: ``start`` waits for the stream instead of creating or reconfiguring it (its max age is the
+        stream's, not a setting's), and publishing and claiming a rowid slot are refused. It needs no more
+        of JetStream than a consumer does."""
         if not valid_name(stream):
             raise ReplicationError(f"invalid stream name {stream!r}", retryable=False)
         self._conn = conn
@@ -94,6 +99,7 @@ class JetStreamReplicator:
         self.max_age = max_age
         self.fetch_batch = max(1, fetch_batch)
         self.start_timeout = start_timeout
+        self.subscribe_only = subscribe_only
         self._consumers: dict[str, PullConsumer] = {}
         self._closed = False
         self._js: JetStreamContext | None = None
@@ -134,7 +140,10 @@ class JetStreamReplicator:
         delay = 0.1
         while True:
             try:
-                await self._ensure_stream()
+                if self.subscribe_only:
+                    await self._read_stream()
+                else:
+                    await self._ensure_stream()
                 return
             except APIError as e:
                 if isinstance(e, BadRequestError) or e.err_code == _NOT_CLUSTERED:
@@ -181,6 +190,24 @@ class JetStreamReplicator:
             if left <= 0:
                 return False
             await asyncio.sleep(min(POLL_INTERVAL, left))
+
+    async def _read_stream(self) -> None:
+        """A subscriber's start: the stream must exist (a node creates it); its max age is what gap checks
+        compare with (``ReplicatedDatabase._log_may_have_dropped``)."""
+        try:
+            info = await self._jetstream().stream_info(self.stream)
+        except NotFoundError:
+            raise ReplicationError(
+                f"stream {self.stream} does not exist (yet)",
+                hint="start a node of the cluster first (it creates the stream), or check "
+                "--replication-stream",
+            ) from None
+        if f"{self.stream}.>" not in (info.config.subjects or []):
+            raise ReplicationError(
+                f"stream {self.stream} exists with subjects {info.config.subjects}, not {self.stream}.>",
+                retryable=False,
+            )
+        self.max_age = float(info.config.max_age or 0)
 
     async def _ensure_stream(self) -> None:
         js = self._jetstream()
@@ -241,6 +268,11 @@ class JetStreamReplicator:
         dedups per stream, not per subject: a ``msg_id`` already used for another database raises
         ``ReplicationError`` rather than return that database's sequence.
         """
+        if self.subscribe_only:
+            raise ReplicationError(
+                f"this log is subscribe-only (a read replica): it publishes nothing to {database}",
+                retryable=False,
+            )
         subject = self.subject(database)
         started = time.monotonic()
         try:
@@ -363,6 +395,8 @@ class JetStreamReplicator:
 
     async def rowid_slot(self, node: str, stride: int) -> RowidSlot:
         """Claimed in the key-value bucket ``<stream>_ROWID_SLOTS`` (see ``rowid_slots``)."""
+        if self.subscribe_only:
+            raise ReplicationError("a read replica inserts nothing: it claims no rowid slot", retryable=False)
         return await rowid_slots.claim(
             self._jetstream(), stream=self.stream, replicas=self.replicas, node=node, stride=stride
         )
@@ -401,6 +435,10 @@ class JetStreamReplicator:
             raise ReplicationError(f"oldest change set of {database} after {seq}: {describe(e)}") from e
         stored = msg.time.timestamp() if msg.time is not None else time.time()
         return int(msg.seq or 0), stored
+
+    async def count_after(self, database: str, seq: int) -> int:
+        """How many change sets of the database the stream holds after ``seq`` (see ``pull.count_after``)."""
+        return await count_after(self._jetstream(), self.stream, self.subject(database), seq)
 
     # ------------------------------------------------------------------------------------ subscribe
     async def subscribe(self, subscription: Subscription, handler: Handler) -> None:

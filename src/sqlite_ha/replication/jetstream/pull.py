@@ -20,6 +20,7 @@ import collections
 import contextlib
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -51,6 +52,9 @@ ACK_BYTES = 4 * 1024 * 1024  # or once they hold this much: a large change set's
 ACK_DELAY = 0.02
 HANDLER_BACKOFF = (0.05, 5.0)
 STOP_GRACE = 10.0  # close() lets a running handler call finish for this long
+# An ephemeral consumer the server removes after this long without a pull request (its subscriber died
+# without deleting it); a pull request is open nearly all the time while the subscriber lives.
+INACTIVE_THRESHOLD = 60.0
 _NS = 1_000_000_000
 
 
@@ -70,6 +74,30 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def count_after(js: JetStreamContext, stream: str, subject: str, seq: int) -> int:
+    """How many messages of ``subject`` the stream holds after ``seq`` (stream sequences are shared by every
+    subject, so a difference of positions says nothing): the pending count of a short-lived ephemeral
+    consumer that starts right after ``seq``, deleted at once."""
+    name = f"count-{secrets.token_hex(6)}"
+    try:
+        info = await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                name=name,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=seq + 1,
+                ack_policy=AckPolicy.NONE,
+                filter_subject=subject,
+                inactive_threshold=5.0,
+            ),
+        )
+    except Exception as e:
+        raise ReplicationError(f"counting the messages of {subject}: {describe(e)}") from e
+    with contextlib.suppress(Exception):  # else the server drops it after its inactivity threshold
+        await js.delete_consumer(stream, name)
+    return int(info.num_pending or 0)
 
 
 class _Reattach(Exception):
@@ -156,6 +184,21 @@ class PullConsumer:
                 inflight.cancel()
                 await asyncio.wait({inflight})
         await self._unsubscribe()
+        if not self.subscription.durable:
+            await self._delete_ephemeral()
+
+    async def _delete_ephemeral(self) -> None:
+        """An ephemeral consumer goes with its subscriber (the server would drop it after
+        ``INACTIVE_THRESHOLD`` anyway): nothing of a departed read replica stays in the log."""
+        nc = self._conn.client
+        if nc is None or not nc.is_connected or not self._ever_attached:
+            return
+        try:
+            await asyncio.wait_for(nc.jetstream().delete_consumer(self._stream, self.name), 2.0)
+        except NotFoundError:
+            pass
+        except Exception as e:  # gone with the connection: the inactivity threshold removes it
+            log.debug("deleting ephemeral consumer %s: %s", self.name, describe(e))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -197,6 +240,17 @@ class PullConsumer:
 
     def _check(self, info: ConsumerInfo) -> None:
         config = info.config
+        role = (config.metadata or {}).get("sqlite_ha_role", "node")
+        if role != self.subscription.role:
+            # Two processes pulling one consumer would each miss what the other was handed.
+            raise ReplicationError(
+                f"consumer {self.name} of stream {self._stream} belongs to a {role}, not to this "
+                f"{self.subscription.role}",
+                retryable=False,
+                hint="give the read replica a --durable name no node has"
+                if role == "node"
+                else "give the node a name no read replica uses (--name)",
+            )
         if config.deliver_subject or config.filter_subject != self._subject:
             raise ReplicationError(
                 f"consumer {self.name} of stream {self._stream} exists but is not a pull consumer on "
@@ -226,9 +280,11 @@ class PullConsumer:
         if resume or (after > 0 and start.deliver in (DeliverPolicy.ALL, DeliverPolicy.BY_START_SEQUENCE)):
             first = max(after + 1, start.start_seq or 0)
             start = StartPolicy(DeliverPolicy.BY_START_SEQUENCE, start_seq=first)
+        durable = self.subscription.durable
         return ConsumerConfig(
             name=self.name,
-            durable_name=self.name,
+            durable_name=self.name if durable else None,
+            inactive_threshold=None if durable else INACTIVE_THRESHOLD,
             description=f"sqlite-ha node {self._node}, database {self.subscription.database}",
             deliver_policy=start.deliver,
             opt_start_seq=start.start_seq,
@@ -237,7 +293,11 @@ class PullConsumer:
             ack_wait=ACK_WAIT,
             filter_subject=self._subject,
             max_ack_pending=max(1000, 2 * self._batch),
-            metadata={"sqlite_ha_node": self._node, "sqlite_ha_database": self.subscription.database},
+            metadata={
+                "sqlite_ha_node": self._node,
+                "sqlite_ha_database": self.subscription.database,
+                "sqlite_ha_role": self.subscription.role,
+            },
         )
 
     async def _create(self, js: JetStreamContext, config: ConsumerConfig) -> None:

@@ -11,7 +11,8 @@ option may also be a Python value (``True``, a number of seconds, an interceptor
 
 Each go-ha option is read as the sqlite-ha setting that does the same (``GO_HA_OPTIONS``; the environment
 names come from ``config/aliases.py``, the one table of them), as a plug-in choice (``sqlite_ha.plugins``),
-or refused with a ``ConfigError`` that names it and says why. docs/library-options.md has the table.
+or refused with a ``ConfigError`` that names it and says why. docs/library.md, "Driver options", has
+the table.
 """
 
 from __future__ import annotations

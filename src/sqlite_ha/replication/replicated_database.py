@@ -35,6 +35,8 @@ from sqlite_ha.plugins import CDCFanout
 from sqlite_ha.replication import codec
 from sqlite_ha.replication.fence import FENCED_RETRIES, Fence
 from sqlite_ha.replication.freshness import ReadLevels
+from sqlite_ha.replication.gaps import Gap as Gap  # where callers look for it
+from sqlite_ha.replication.gaps import GapChecks
 from sqlite_ha.replication.inbound import Inbound
 from sqlite_ha.replication.outbound import publish_changeset
 from sqlite_ha.replication.replicator import (
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 RELAY_BATCH = 256
 RETRY_PARKED_EVERY = 30.0
 POSITION_FLUSH_EVERY = 1.0
-GAP_CHECK_EVERY = 5.0
 MAX_PUBLISHING = 1  # change sets of the write path awaiting the log's ack before the next group commits
 MAX_TRANSACTION_SIZE = 512 * 1024 * 1024  # the default of --max-transaction-size
 
@@ -72,13 +73,7 @@ class ReplicationPending(HAError):
         self.execution = execution
 
 
-class Gap(HAError):
-    """The log no longer holds change sets this node may have missed: its data may be stale."""
-
-    code = "replication_gap"
-
-
-class ReplicatedDatabase(ReadLevels):
+class ReplicatedDatabase(GapChecks, ReadLevels):
     def __init__(
         self,
         db: Database,
@@ -309,20 +304,6 @@ class ReplicatedDatabase(ReadLevels):
                 execution=execution,
             ) from e
 
-    def refuse_if_stale(self) -> None:
-        """Raise ``Gap`` while this node may lack change sets the log dropped (until it recovers)."""
-        if self.gap is not None:
-            known, first = self.gap
-            raise Gap(
-                f"this node has every change set of {self.db.id} up to {known}, but the log now starts at "
-                f"{first}: what it missed in between is gone, so it refuses to serve possibly stale data "
-                "until it has installed a snapshot that covers the gap",
-                hint="the node recovers by itself: it installs a snapshot that covers the gap, asking the "
-                "live nodes for one (an up-to-date node answers); GET /status shows the state",
-                known=known,
-                first=first,
-            )
-
     def _publish_once(self, hlc: int, msg_id: str, payload: bytes) -> asyncio.Future[int]:
         """Publish a change set once, however many requests it carries (group commit): they share the
         answer, and with it the outcome."""
@@ -477,42 +458,6 @@ class ReplicatedDatabase(ReadLevels):
         async with self._applied:
             self._applied.notify_all()
 
-    def _log_may_have_dropped(self) -> bool:
-        """Could change sets after what this node knows it has have aged out of the log already?
-
-        Change sets age out ``max_age`` after the log stored them. Everything after the known position was
-        stored after a moment this node remembers (when it applied the change set at that position, or
-        verified it was caught up); while that moment is younger than half the max age, nothing after it can
-        be gone, and neither a jump in the delivered sequences (normal: the other databases' change sets lie
-        in between) nor an empty consumer needs a look at the log's start.
-        """
-        max_age = self.replicator.max_age
-        if max_age is None:
-            return True  # a log that cannot say: ask it (the in-memory ones answer at once)
-        if max_age <= 0:
-            return False  # kept forever
-        anchor = max(self.changes.stats.last_published_at or 0.0, self._verified_at)
-        return time.time() - anchor > max_age / 2
-
-    async def _check_hole(self, next_seq: int) -> None:
-        """Refuse to apply past change sets the log dropped before this node applied them."""
-        first = await self.replicator.first_seq(self.db.id)
-        known = max(self.applied_seq, self._verified_through)
-        if first <= known + 1:
-            return
-        if self.gap is None:
-            log.error(
-                "database %s: the log jumps from %d to %d and dropped what lies between before this node "
-                "applied it; refusing requests until it has installed a snapshot that covers the gap",
-                self.db.id,
-                known,
-                next_seq,
-            )
-        self.gap = (known, first)
-        if self.on_gap is not None:
-            self.on_gap(self)
-        raise ReplicationError(f"gap in the log after seq {known}: waiting for a snapshot", retryable=True)
-
     def _own_clock(self, d: Delivery) -> int | None:
         """The clock of a change set this process committed (and has not seen back yet), else None."""
         msg_id = d.msg_id
@@ -537,37 +482,6 @@ class ReplicatedDatabase(ReadLevels):
                 checked = now
                 with contextlib.suppress(ReplicationError, TimeoutError):
                     await self.check_gap()
-
-    def _gap_check_every(self) -> float:
-        """Often enough that the caught-up position keeps up with a short max age (see
-        ``_log_may_have_dropped``)."""
-        max_age = self.replicator.max_age
-        if max_age is not None and max_age > 0:
-            return max(0.05, min(GAP_CHECK_EVERY, max_age / 8))
-        return GAP_CHECK_EVERY
-
-    def verified_through(self, seq: int) -> None:
-        """This node is known to have every change set of this database up to ``seq`` (a snapshot's cover)."""
-        self._verified_through = max(self._verified_through, seq)
-
-    async def check_gap(self) -> None:
-        """Compare what this node knows it has with where the log starts now; a change set the log dropped
-        before this node applied it would make its data silently stale."""
-        await self.caught_up_through()
-        known = max(self.applied_seq, self._verified_through)
-        first = await asyncio.wait_for(self.replicator.first_seq(self.db.id), 2.0)
-        gap = (known, first) if first > known + 1 else None
-        if gap is not None and self.gap is None:
-            log.error(
-                "database %s: the log starts at %d but this node only knows it has everything up to %d; "
-                "refusing requests until it has installed a snapshot that covers the gap",
-                self.db.id,
-                first,
-                known,
-            )
-        self.gap = gap
-        if gap is not None and self.on_gap is not None:
-            self.on_gap(self)
 
     async def _retry_parked(self) -> None:
         while not self._closed:

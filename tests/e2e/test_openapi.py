@@ -594,7 +594,7 @@ def test_every_route_answers_as_the_spec_declares(node_factory: NodeFactory, tmp
 
     # The local log: this node's one consumer per database, which cannot be deleted.
     consumer = f"{node.name}_app_db"
-    local = {"name": consumer, "database": "app.db", "delivered_seq": 4, "num_pending": 0}
+    local = {"name": consumer, "node": node.name, "database": "app.db", "delivered_seq": 4, "num_pending": 0}
     assert call("GET", "/replications", expect=200).json() == {"replications": [local]}
     assert call("GET", "/replications/{name}", name=consumer, expect=200).json() == local
     err = call.error("GET", "/replications/{name}", name="nope", expect=404, code="not_found")

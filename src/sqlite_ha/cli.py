@@ -83,23 +83,29 @@ def _serve(config: Config, secret_flags: list[Setting] | None = None) -> None:
         warn_secret_flag(s)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                os._exit(130)  # a second Ctrl-C: the operator wants out now
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        await run(config, stop)
+        await run(config, stop_on_signals())
 
     with asyncio.Runner(loop_factory=event_loop_factory(config.event_loop)) as runner:
         runner.run(main())
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set, for the running loop's process to stop cleanly; a second signal
+    exits at once (the operator wants out now)."""
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            os._exit(130)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    return stop
 
 
 def warn_secret_flag(setting: Setting) -> None:

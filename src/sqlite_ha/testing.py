@@ -131,8 +131,41 @@ class Response:
         return json.loads(self.body)
 
 
+class _Child:
+    """A child process of a test, with its log file: how it is stopped and read, for every kind."""
+
+    name: str
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int:
+        """Stop with ``sig`` and return the exit code; SIGKILL if it does not stop in time."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise TimeoutError(f"{self.name} did not stop in {timeout:g}s:\n{self.logs()}") from None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
 @dataclass(kw_only=True)
-class NodeProcess:
+class NodeProcess(_Child):
     """One node process. ``args`` are extra command-line arguments (databases, flags)."""
 
     workdir: Path
@@ -216,25 +249,6 @@ class NodeProcess:
         except TimeoutError as e:
             raise TimeoutError(f"{e}\n{self.logs()}") from None
 
-    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int:
-        """Stop with ``sig`` and return the exit code; SIGKILL if it does not stop in time."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise TimeoutError(f"node {self.name} did not stop in {timeout:g}s:\n{self.logs()}") from None
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
     @property
     def pid(self) -> int | None:
         """The node's pid while its process runs (or is stopped by a signal), else None."""
@@ -246,12 +260,6 @@ class NodeProcess:
         """The pids of the node's embedded nats-server (none without one or while the node is down)."""
         pid = self.pid
         return [] if pid is None else child_pids(pid, "nats-server")
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # ------------------------------------------------------------------------------------ HTTP
     @property
@@ -312,7 +320,7 @@ def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
 
 
 @dataclass(kw_only=True)
-class SyncProcess:
+class SyncProcess(_Child):
     """One ``sqlite-ha sync`` process (a live read replica) of ``target`` from the NATS at ``nats_url``;
     ``args`` are extra flags. The test cluster's secret unless ``env`` says otherwise."""
 
@@ -379,27 +387,3 @@ class SyncProcess:
             wait_for(found, timeout, f"{text!r} in the log of {self.name}")
         except TimeoutError as e:
             raise TimeoutError(f"{e}\n{self.logs()}") from None
-
-    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise TimeoutError(f"{self.name} did not stop in {timeout:g}s:\n{self.logs()}") from None
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""

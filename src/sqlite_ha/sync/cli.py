@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -143,21 +141,10 @@ def sync_command(
 
 
 async def _run(options: ReplicaOptions) -> None:
+    from sqlite_ha.cli import stop_on_signals
     from sqlite_ha.sync.replica import AsyncReplica
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            os._exit(130)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     replica = AsyncReplica(options)
     try:
         # a signal during the start (a large snapshot downloading) stops it there, cleanly

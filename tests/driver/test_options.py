@@ -321,3 +321,17 @@ def test_the_server_takes_its_plugins_from_its_configuration() -> None:
     with pytest.raises(ConfigError) as refused:
         Plugins.from_config(resolve({"apply-strategy": "tests.driver.hooks:nothing_here"}, env={}))
     assert refused.value.setting == "--apply-strategy"
+
+
+@pytest.mark.parametrize("dsn", [":memory:", "", "file::memory:?cache=shared"])
+def test_a_dsn_without_a_file_is_refused_with_the_way_to_name_one(dsn: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_options(dsn, env=NO_ENV)
+    assert "mode=memory" in refused.value.message
+
+
+def test_a_bad_database_name_fails_while_the_options_are_read() -> None:
+    """Before any node (or its embedded NATS server, or a cluster secret) is made for it."""
+    with pytest.raises(ConfigError) as refused:
+        parse_options("a b.db", env=NO_ENV)
+    assert "not a usable database name" in refused.value.message

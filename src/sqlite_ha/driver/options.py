@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlite_ha.config import SETTINGS_BY_NAME, Config, parse_bool, parse_duration, resolve
 from sqlite_ha.config.aliases import GO_HA_ENV, IGNORED, REFUSED
-from sqlite_ha.db.dsn import valid_id
+from sqlite_ha.db.dsn import parse_dsn, valid_id
 from sqlite_ha.errors import ConfigError
 from sqlite_ha.plugins import (
     LOG_PUBLISHERS,
@@ -192,6 +192,12 @@ def parse_options(
     drivers allow). ``options`` are keyword options; ``env`` the environment (default ``os.environ``)."""
     env = os.environ if env is None else env
     path, query = _split(dsn)
+    if path in (":memory:", "") or path.startswith(":memory:"):
+        raise ConfigError(
+            "dsn",
+            f"{dsn!r} names no file, and a replicated database is replicated under its name: give a file "
+            "(app.db), or file:NAME?mode=memory for one kept in memory and replicated under NAME",
+        )
     given: dict[str, _Given] = {}  # canonical name -> the option that wins
     sqlite_params: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -233,6 +239,7 @@ def parse_options(
     if "port" not in flags and not env.get("HA_PORT"):
         flags["port"] = "0"  # no listener: a static:URL names this process only if its port is given
     database = f"file:{path}?{urlencode(sqlite_params)}" if sqlite_params else path
+    parse_dsn(database, memory=False)  # a bad name or SQLite parameter fails here, before a node starts
     server_env = {k: v for k, v in env.items() if k.startswith(("HA_", "BASE_")) and k not in _PLUGIN_ENV}
     try:
         config = resolve(flags, databases=[database], env=server_env)

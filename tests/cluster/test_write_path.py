@@ -63,6 +63,25 @@ async def _true(value: bool) -> bool:
     return value
 
 
+def test_starting_again_runs_each_background_task_once(tmp_path: Path) -> None:
+    """Joining the log starts every database again when one of them failed to subscribe: a database
+    started twice must not relay its outbox (or flush its position) twice."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub()
+        rdb = await open_node(tmp, hub, "n1")
+        await rdb.start()
+        await rdb.start()
+        names = [t.get_name() for t in asyncio.all_tasks() if not t.done()]
+        assert names.count("relay-app.db") == 1
+        assert names.count("position-app.db") == 1
+        _, seq = await rdb.execute(stmt("CREATE TABLE t(a)"))
+        assert seq == 1
+        await close(rdb)
+
+    run(scenario, tmp_path)
+
+
 def test_unreachable_log_refuses_writes_before_writing(tmp_path: Path) -> None:
     async def scenario(tmp: Path) -> None:
         a = await open_node(tmp, MemoryHub(), "a")

@@ -186,9 +186,12 @@ class ReplicatedDatabase(GapChecks, ReadLevels):
 
     async def start(self, *, subscribe: bool = True) -> None:
         """Join the log: publish (the relay) and, unless ``subscribe`` is False (autoStart=false: later, by
-        ``subscribe``) or this database applies nothing, read the log."""
+        ``subscribe``) or this database applies nothing, read the log. Idempotent: joining the log retries
+        ``start`` for every database when one of them failed to subscribe, and each task must run once."""
         if subscribe:
             await self.subscribe()
+        if self._tasks:
+            return
         if self.publishes:
             self._tasks.append(asyncio.create_task(self._relay(), name=f"relay-{self.db.id}"))
         self._tasks.append(asyncio.create_task(self._retry_parked(), name=f"parked-{self.db.id}"))

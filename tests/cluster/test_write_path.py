@@ -191,6 +191,30 @@ def test_interceptor_can_skip_and_sees_outcomes(tmp_path: Path) -> None:
     run(scenario, tmp_path)
 
 
+def test_a_parked_change_set_goes_through_the_interceptor_when_retried(tmp_path: Path) -> None:
+    """An insert that arrives before its table waits parked; when the table comes, it applies through the
+    user's hooks as it would have at first (an audit hook sees it succeed)."""
+
+    async def scenario(tmp: Path) -> None:
+        hub = MemoryHub(auto=False)
+        hooks = Recorder()
+        a = await open_node(tmp, hub, "a")
+        b = await open_node(tmp, hub, "b", interceptor=hooks)
+        _, create = await a.execute(stmt("CREATE TABLE kept(x)"))
+        _, insert = await a.execute(stmt("INSERT INTO kept VALUES (1)"))
+        assert create is not None
+        assert insert is not None
+        await hub.deliver("b", "app.db", [insert])
+        assert hooks.seen == [("a", "SchemaMissing")]  # parked, waiting for its table
+        await hub.deliver("b", "app.db", [create])
+        assert await rows(b, "SELECT x FROM kept") == [(1,)]
+        assert hooks.seen == [("a", "SchemaMissing"), ("a", None), ("a", None)]
+        for n in (a, b):
+            await close(n)
+
+    run(scenario, tmp_path)
+
+
 def test_own_change_set_applies_after_a_later_schema_change(tmp_path: Path) -> None:
     """A node's change set that comes back after the table changed again is superseded, not parked."""
 

@@ -468,8 +468,9 @@ class ChangeStore:
                 continue
             conn.execute("SAVEPOINT retry_one")
             try:
-                self._apply_with_strategy(conn, cs)
-            except (HAError, apsw.Error) as e:
+                # as when it first came: the user's hooks may skip it, and see the outcome
+                self._apply_intercepted(conn, cs)
+            except Exception as e:  # any failure, the user's hooks' included, keeps it parked
                 conn.execute("ROLLBACK TO retry_one")
                 conn.execute("RELEASE retry_one")
                 waiting = isinstance(e, SchemaMissing)
@@ -477,7 +478,7 @@ class ChangeStore:
                 conn.execute(
                     "UPDATE _ha_parked SET attempts = attempts + 1, error = ?, state = ? WHERE seq = ?",
                     (
-                        e.message if isinstance(e, HAError) else str(e),
+                        e.message if isinstance(e, HAError) else f"{type(e).__name__}: {e}",
                         REFUSED
                         if isinstance(e, Refused)
                         else "dead"

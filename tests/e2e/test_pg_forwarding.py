@@ -24,8 +24,8 @@ from psycopg import errors
 from sqlite_ha.natsd import NatsServer, NatsServerOptions
 from sqlite_ha.security.keys import ClusterKeys
 from sqlite_ha.security.node_auth import sign_session
-from sqlite_ha.server.pgwire import backend_parser as bp
-from sqlite_ha.server.pgwire import codec
+from sqlite_ha.server.pgwire.wire import backend_parser as bp
+from sqlite_ha.server.pgwire.wire import codec
 from sqlite_ha.testing import TEST_CLUSTER_SECRET, NodeProcess, free_port, wait_for
 from tests.e2e.test_https import make_tls
 

@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
-from sqlite_ha.server.pgwire import catalog
+from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.testing import NodeProcess, free_port
 from tests.conftest import NodeFactory
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlite_ha.server.pgwire.auth import (
+from sqlite_ha.server.pgwire.wire.auth import (
     AuthFailed,
     ScramServer,
     ScramState,
@@ -22,7 +22,7 @@ from sqlite_ha.server.pgwire.auth import (
     saslprep,
     scram_verifier,
 )
-from sqlite_ha.server.pgwire.codec import ProtocolError
+from sqlite_ha.server.pgwire.wire.codec import ProtocolError
 
 # RFC 7677, section 3
 SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")

@@ -12,10 +12,10 @@ import apsw
 import pytest
 
 from sqlite_ha.db.statement import Result
-from sqlite_ha.server.pgwire import arrays
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.catalog import Catalog, empty_answer, is_catalog_query, prepare
-from sqlite_ha.server.pgwire.dialect import split_statements, translate, translate_catalog
+from sqlite_ha.server.pgwire.catalog.catalog import Catalog, empty_answer, is_catalog_query, prepare
+from sqlite_ha.server.pgwire.sql.dialect import split_statements, translate, translate_catalog
+from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import values as t
 
 SCHEMA = [
     "CREATE TABLE authors (id SERIAL NOT NULL, name VARCHAR(50), PRIMARY KEY (id), UNIQUE (name))",

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlite_ha.server.pgwire import backend_parser as bp
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.codec import (
+from sqlite_ha.server.pgwire.wire import backend_parser as bp
+from sqlite_ha.server.pgwire.wire import codec
+from sqlite_ha.server.pgwire.wire.codec import (
     Bind,
     CancelRequest,
     Close,

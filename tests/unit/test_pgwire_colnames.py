@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sqlite_ha.server.pgwire.colnames import pg_column_name
+from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 
 
 @pytest.mark.parametrize(

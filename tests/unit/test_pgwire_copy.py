@@ -12,9 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sqlite_ha.server.pgwire import backend_parser as bp
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.copy_format import (
+from sqlite_ha.server.pgwire.copy.format import (
     BINARY_SIGNATURE,
     CopyError,
     CopyOptions,
@@ -23,7 +21,9 @@ from sqlite_ha.server.pgwire.copy_format import (
     row_parser,
     unescape_text,
 )
-from sqlite_ha.server.pgwire.copy_statement import parse_copy
+from sqlite_ha.server.pgwire.copy.statement import parse_copy
+from sqlite_ha.server.pgwire.wire import backend_parser as bp
+from sqlite_ha.server.pgwire.wire import codec
 
 TEXT = CopyOptions()
 CSV = CopyOptions(format="csv", delimiter=b",", null=b"")

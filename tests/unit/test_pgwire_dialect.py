@@ -12,9 +12,9 @@ import pytest
 
 from sqlite_ha.db import functions
 from sqlite_ha.errors import HAError
-from sqlite_ha.server.pgwire import dialect
-from sqlite_ha.server.pgwire.catalog import is_catalog_query
-from sqlite_ha.server.pgwire.dialect import (
+from sqlite_ha.server.pgwire.catalog.catalog import is_catalog_query
+from sqlite_ha.server.pgwire.sql import dialect
+from sqlite_ha.server.pgwire.sql.dialect import (
     Translation,
     TranslationError,
     classify,

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.infer import infer
+from sqlite_ha.server.pgwire.sql.infer import infer
+from sqlite_ha.server.pgwire.types import values as t
 
 
 @pytest.mark.parametrize(

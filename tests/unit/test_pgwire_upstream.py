@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.upstream import Upstream
+from sqlite_ha.server.pgwire.forwarding.upstream import Upstream
+from sqlite_ha.server.pgwire.wire import codec
 
 
 class Sink:

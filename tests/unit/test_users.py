@@ -18,7 +18,7 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import ConfigError, PermissionDenied, StatementNotAllowed
 from sqlite_ha.security.passwords import hash_password, parse_verifier, verify_password
 from sqlite_ha.security.users import Users, load, token_hash
-from sqlite_ha.server.pgwire.auth import ScramServer
+from sqlite_ha.server.pgwire.wire.auth import ScramServer
 
 R, W, D = Permission.READ, Permission.WRITE, Permission.DDL
 

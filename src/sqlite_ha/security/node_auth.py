@@ -9,7 +9,7 @@ everything else on such a cluster is.
 
 Header: ``X-HA-Node-Auth: v1 <key id> <node> <unix ms> <nonce> <mac, base64url>``.
 
-Forwarded PostgreSQL sessions (``server/pgwire/forward.py``) prove the same way that a node opened them: the
+Forwarded PostgreSQL sessions (``server/pgwire/forwarding/``) prove the same way that a node opened them: the
 writer sends a random challenge (the 4-byte salt of AuthenticationMD5Password) and the node answers
 ``v1 <key id> <unix ms> <nonce> <mac>``, the MAC covering the node, the user and database the session acts
 for, and the challenge (``sign_session`` / ``SessionVerifier``). The nonce is remembered as for requests, so

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.copy import Copy, CopyError
+from sqlite_ha.server.pgwire.copy.operation import Copy, CopyError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
 from sqlite_ha.server.pgwire.prepared import Outcome, Prepared
 from sqlite_ha.server.pgwire.sqlstate import sqlstate
+from sqlite_ha.server.pgwire.types import values as t
+from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.session import Session
@@ -132,7 +132,7 @@ def _enum_type(session: Session, sql: str) -> Outcome:
 
 
 async def _copy(session: Session, prepared: Prepared) -> Outcome:
-    """COPY FROM STDIN / TO STDOUT: ``copy.py`` runs the CopyData exchange; its errors become ours."""
+    """COPY FROM STDIN / TO STDOUT: ``copy/operation.py`` runs the CopyData exchange; its errors are ours."""
     try:
         return Outcome(await Copy(session, prepared.sql).run())
     except CopyError as e:
@@ -228,7 +228,7 @@ def _set(session: Session, sql: str) -> Outcome:
             raise PgError("22023", f"ha.read_level must be none, strong or linearizable, not {value!r}")
         session.read_level = level
         return Outcome("SET")
-    if name == "ha.read_seq" and session.forwarded_by is not None:  # see forwarded.py
+    if name == "ha.read_seq" and session.forwarded_by is not None:  # see forwarding/writer.py
         try:
             session.read_seq = int(value)
         except ValueError:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire import types as t
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.prepared import Prepared
+from sqlite_ha.server.pgwire.types import values as t
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.session import Session

@@ -2,7 +2,7 @@
 another session, password authentication, and the database the session starts on.
 
 It runs once per connection, before the session answers anything else, so it is apart from the message
-loop in ``session.py``. ``auth.py`` holds the password methods' checks, sans-IO; this holds the messages
+loop in ``session.py``. ``wire/auth.py`` holds the password methods' checks, sans-IO; this holds the messages
 around them. Every failure here is fatal (the connection ends), and a wrong user gets the same 28P01 as a
 wrong password, so a client learns nothing about which it was.
 """
@@ -17,8 +17,11 @@ from sqlite_ha import __version__
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.security.passwords import ScramVerifier
 from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.pgwire import codec, forwarded
-from sqlite_ha.server.pgwire.auth import (
+from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.forwarding import writer as forwarded
+from sqlite_ha.server.pgwire.forwarding.upstream import FORWARDED_BY
+from sqlite_ha.server.pgwire.wire import codec
+from sqlite_ha.server.pgwire.wire.auth import (
     AuthFailed,
     ScramServer,
     check_cleartext,
@@ -27,8 +30,6 @@ from sqlite_ha.server.pgwire.auth import (
     md5_salt,
     mock_verifier,
 )
-from sqlite_ha.server.pgwire.errors import PgError
-from sqlite_ha.server.pgwire.upstream import FORWARDED_BY
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode

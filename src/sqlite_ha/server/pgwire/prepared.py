@@ -2,7 +2,7 @@
 ``Portal`` (Bind) and the ``Outcome`` of running one, with the command tags a client reads from them.
 
 They are plain data, apart from the session, so that its parts (``handshake.py``, ``commands.py``,
-``copy.py``) can use them without importing the session. Command tags come from the client's SQL, not from
+``copy/``) can use them without importing the session. Command tags come from the client's SQL, not from
 SQLite: a tag names what PostgreSQL would have run (``CREATE TABLE``, ``INSERT 0 n``), which SQLite's
 result does not say.
 """
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.backend_messages import Field
 from sqlite_ha.server.pgwire.errors import PgError
-from sqlite_ha.server.pgwire.frontend_messages import Bind
+from sqlite_ha.server.pgwire.types import values as t
+from sqlite_ha.server.pgwire.wire.backend_messages import Field
+from sqlite_ha.server.pgwire.wire.frontend_messages import Bind
 
 _FIRST_WORDS = re.compile(
     r"^\s*(\w+)(?:\s+(?:or\s+replace\s+|temp(?:orary)?\s+|unique\s+|if\s+not\s+exists\s+)*(\w+))?", re.I

@@ -24,7 +24,7 @@ from sqlite_ha.security.users import Users
 from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
-from sqlite_ha.server.pgwire.forwarded import NodeSessions
+from sqlite_ha.server.pgwire.forwarding.writer import NodeSessions
 from sqlite_ha.server.pgwire.session import Session
 from sqlite_ha.writer.role import WriterMode
 

@@ -41,25 +41,28 @@ from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.security.users import User
 from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.pgwire import catalog, codec, commands, explain, forwarded, handshake
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.colnames import pg_column_name
+from sqlite_ha.server.pgwire import commands, explain, handshake
+from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.connection import Connection
-from sqlite_ha.server.pgwire.dialect import (
+from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.forwarding import writer as forwarded
+from sqlite_ha.server.pgwire.forwarding.follower import Forward
+from sqlite_ha.server.pgwire.forwarding.writer import NodeSessions
+from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
+from sqlite_ha.server.pgwire.prepared import column_field as _field
+from sqlite_ha.server.pgwire.prepared import formats as _formats
+from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
+from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
+from sqlite_ha.server.pgwire.sql.dialect import (
     TranslationError,
     classify,
     split_statements,
     translate,
     translate_catalog,
 )
-from sqlite_ha.server.pgwire.errors import PgError
-from sqlite_ha.server.pgwire.forward import Forward
-from sqlite_ha.server.pgwire.forwarded import NodeSessions
-from sqlite_ha.server.pgwire.infer import infer, result_types
-from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
-from sqlite_ha.server.pgwire.prepared import column_field as _field
-from sqlite_ha.server.pgwire.prepared import formats as _formats
-from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
+from sqlite_ha.server.pgwire.sql.infer import infer, result_types
+from sqlite_ha.server.pgwire.types import values as t
+from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode, PgSettings
@@ -110,7 +113,7 @@ class Session:
         self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
         self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
         self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
-        self.forwarded_by: str | None = None  # the node that opened this session on the writer (forwarded.py)
+        self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
         self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
 
     # ------------------------------------------------------------------------------------ I/O

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
-from sqlite_ha.server.pgwire.frontend_messages import (
+from sqlite_ha.server.pgwire.wire.frontend_messages import (
     Bind,
     CancelRequest,
     Close,
@@ -36,7 +36,7 @@ from sqlite_ha.server.pgwire.frontend_messages import (
     Sync,
     Terminate,
 )
-from sqlite_ha.server.pgwire.protocol import (
+from sqlite_ha.server.pgwire.wire.protocol import (
     CANCEL_REQUEST_CODE,
     FEATURE_NOT_SUPPORTED,
     GSSENC_REQUEST_CODE,

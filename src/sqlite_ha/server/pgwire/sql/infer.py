@@ -18,9 +18,9 @@ from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
-from sqlite_ha.server.pgwire import arrays
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.translation import NOW_SQL
+from sqlite_ha.server.pgwire.sql.translation import NOW_SQL
+from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import values as t
 
 _NAME = r'(?:"(?:[^"]|"")+"|\[[^\]]+\]|`[^`]+`|[A-Za-z_][\w$]*)'
 _TABLES = re.compile(rf"\b(?:from|join|into|update)\s+(?:{_NAME}\s*\.\s*)?({_NAME})", re.I)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire import arrays
+from sqlite_ha.server.pgwire.types import arrays
 
 # OIDs of pg_type (PostgreSQL 15)
 BOOL = 16

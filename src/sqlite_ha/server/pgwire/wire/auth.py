@@ -28,8 +28,8 @@ from sqlite_ha.security.passwords import (
     scram_verifier,
     verify_password,
 )
-from sqlite_ha.server.pgwire.codec import ProtocolError
-from sqlite_ha.server.pgwire.protocol import BodyReader
+from sqlite_ha.server.pgwire.wire.codec import ProtocolError
+from sqlite_ha.server.pgwire.wire.protocol import BodyReader
 
 SCRAM_SHA_256 = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"

@@ -19,9 +19,9 @@ import sqlglot
 from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
-from sqlite_ha.server.pgwire import arrays
-from sqlite_ha.server.pgwire.intervals import interval_modifiers
-from sqlite_ha.server.pgwire.translation import NOW_SQL, TranslationError, check_param
+from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
+from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
+from sqlite_ha.server.pgwire.types import arrays
 
 DType = exp.DataType.Type
 

@@ -12,7 +12,7 @@ from. The code lives in modules named after what they hold, which import each ot
 
 from __future__ import annotations
 
-from sqlite_ha.server.pgwire.backend_messages import (
+from sqlite_ha.server.pgwire.wire.backend_messages import (
     Field,
     authentication_cleartext,
     authentication_md5,
@@ -43,7 +43,7 @@ from sqlite_ha.server.pgwire.backend_messages import (
     ssl_accepted,
     ssl_refused,
 )
-from sqlite_ha.server.pgwire.frontend_messages import (
+from sqlite_ha.server.pgwire.wire.frontend_messages import (
     Bind,
     CancelRequest,
     Close,
@@ -64,14 +64,14 @@ from sqlite_ha.server.pgwire.frontend_messages import (
     Sync,
     Terminate,
 )
-from sqlite_ha.server.pgwire.frontend_parser import (
+from sqlite_ha.server.pgwire.wire.frontend_parser import (
     MAX_AUTH_TOKEN,
     MAX_STARTUP_PACKET,
     SMALL_MESSAGE_LIMIT,
     FrontendParser,
     Phase,
 )
-from sqlite_ha.server.pgwire.protocol import (
+from sqlite_ha.server.pgwire.wire.protocol import (
     CANCEL_REQUEST_CODE,
     CHARACTER_NOT_IN_REPERTOIRE,
     FEATURE_NOT_SUPPORTED,

@@ -1,6 +1,6 @@
 """COPY on a PostgreSQL session: the messages around the data, and the rows' way into and out of SQLite.
 
-The formats are in ``copy_format.py`` and the statement in ``copy_statement.py``, both sans-IO; this is the
+The formats are in ``format.py`` and the statement in ``statement.py``, both sans-IO; this is the
 thin part that talks to the session (its messages) and to the node (its write path). The session hands a
 COPY statement to ``Copy.run`` and gets the command tag back (``COPY n``); errors come out as ``CopyError``.
 
@@ -31,11 +31,12 @@ from sqlite_ha.db.statement import Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.errors import HAError, SQLError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import codec, forwarded
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.copy_format import CopyError, CopyRow, RowEncoder, row_parser
-from sqlite_ha.server.pgwire.copy_statement import CopyStatement, parse_copy
+from sqlite_ha.server.pgwire.copy.format import CopyError, CopyRow, RowEncoder, row_parser
+from sqlite_ha.server.pgwire.copy.statement import CopyStatement, parse_copy
+from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.sqlstate import sqlstate
+from sqlite_ha.server.pgwire.types import values as t
+from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
     from sqlite_ha.served import ServedDatabase

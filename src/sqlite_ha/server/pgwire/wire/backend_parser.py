@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from sqlite_ha.server.pgwire.codec import (
+from sqlite_ha.server.pgwire.wire.codec import (
     CANCEL_REQUEST_CODE,
     GSSENC_REQUEST_CODE,
     PROTOCOL_3_0,
@@ -37,7 +37,7 @@ from sqlite_ha.server.pgwire.codec import (
     Sync,
     Terminate,
 )
-from sqlite_ha.server.pgwire.protocol import BodyReader
+from sqlite_ha.server.pgwire.wire.protocol import BodyReader
 
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")

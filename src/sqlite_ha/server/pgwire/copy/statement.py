@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlite_ha.server.pgwire.copy_format import CopyError, CopyOptions
+from sqlite_ha.server.pgwire.copy.format import CopyError, CopyOptions
 
 SYNTAX_ERROR = "42601"
 INVALID_PARAMETER = "22023"

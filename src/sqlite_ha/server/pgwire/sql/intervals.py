@@ -11,7 +11,7 @@ import re
 
 from sqlglot import exp
 
-from sqlite_ha.server.pgwire.translation import TranslationError
+from sqlite_ha.server.pgwire.sql.translation import TranslationError
 
 # PostgreSQL interval units → (SQLite modifier unit, factor), in the order SQLite must apply them
 _INTERVAL_UNITS: dict[str, tuple[str, float]] = {}

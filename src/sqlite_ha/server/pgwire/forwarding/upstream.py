@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from sqlite_ha.security.keys import MacKey
 from sqlite_ha.security.node_auth import sign_session
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.backend_parser import (
+from sqlite_ha.server.pgwire.wire import codec
+from sqlite_ha.server.pgwire.wire.backend_parser import (
     BackendParser,
     decode_authentication,
     decode_backend_key_data,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sqlite_ha.server.pgwire.translation import NOW_SQL
+from sqlite_ha.server.pgwire.sql.translation import NOW_SQL
 
 _IDENTIFIER = re.compile(r"[^\W\d][\w$]*")
 _CALL = re.compile(r"(?:[^\W\d][\w$]*\s*\.\s*)?([^\W\d][\w$]*)\s*\(", re.S)

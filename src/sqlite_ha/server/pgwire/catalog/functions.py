@@ -16,8 +16,8 @@ from typing import Any
 import apsw
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire import arrays
-from sqlite_ha.server.pgwire import types as t
+from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import values as t
 
 
 def register(conn: apsw.Connection) -> None:

@@ -25,9 +25,10 @@ from sqlite_ha import __version__
 from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire import arrays, catalog_functions
-from sqlite_ha.server.pgwire import types as t
-from sqlite_ha.server.pgwire.catalog_tables import ForeignKey, Index, Table
+from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
+from sqlite_ha.server.pgwire.catalog.tables import ForeignKey, Index, Table
+from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import values as t
 
 VERSION = f"PostgreSQL 15.0 (sqlite-ha {__version__}, SQLite {apsw.sqlite_lib_version()})"
 PUBLIC, PG_CATALOG, INFORMATION_SCHEMA = 2200, 11, 13000

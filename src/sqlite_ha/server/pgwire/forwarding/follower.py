@@ -2,7 +2,7 @@
 
 In a writer mode one node takes writes. A client connected to another node does not need to know that: its
 session runs every read locally, and hands every write to the writer over a forwarded session of its own
-(``upstream.py``; the writer's side is ``forwarded.py``), relaying the writer's answers to the client byte for
+(``upstream.py``; the writer's side is ``writer.py``), relaying the writer's answers to the client byte for
 byte, so results, errors and SQLSTATEs are the writer's own.
 
 What is handed over, and for how long (``Forward.pinned`` while messages go to the writer):
@@ -15,7 +15,7 @@ What is handed over, and for how long (``Forward.pinned`` while messages go to t
   that write replays the block's BEGIN, with its options, and its savepoints on the writer, and from there the
   block runs there until the writer says it ended (ReadyForQuery 'I'). Its local reads must not let an update
   be lost: the block passes the position of the log it read at (``SET ha.read_seq``), and its first write
-  fails with 40001 if the database changed in the log since (see ``forwarded.py``).
+  fails with 40001 if the database changed in the log since (see ``writer.py``).
 
 After a write, the session's next local statement waits until this node has applied it (the writer reports
 each write's position as ParameterStatus ``ha.seq``): a session reads its own writes. Statements prepared on
@@ -43,11 +43,11 @@ from urllib.parse import urlsplit
 from sqlite_ha.db.statement import Statement
 from sqlite_ha.errors import HAError
 from sqlite_ha.security.node_auth import sign
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.dialect import split_statements
 from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.forwarding.upstream import FORWARDED_BY, Upstream, UpstreamError
 from sqlite_ha.server.pgwire.prepared import Portal, Prepared
-from sqlite_ha.server.pgwire.upstream import FORWARDED_BY, Upstream, UpstreamError
+from sqlite_ha.server.pgwire.sql.dialect import split_statements
+from sqlite_ha.server.pgwire.wire import codec
 from sqlite_ha.writer.role import NoWriter, Writer
 
 if TYPE_CHECKING:

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 from sqlite_ha.errors import HAError
 from sqlite_ha.security.node_auth import NodeUnauthorized, SessionVerifier, session_keys
 from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.pgwire import codec
-from sqlite_ha.server.pgwire.auth import md5_salt
 from sqlite_ha.server.pgwire.errors import PgError
+from sqlite_ha.server.pgwire.wire import codec
+from sqlite_ha.server.pgwire.wire.auth import md5_salt
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.server import PgNode, PgSettings

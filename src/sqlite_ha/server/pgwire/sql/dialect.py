@@ -43,16 +43,16 @@ import re
 import sqlglot
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
-from sqlite_ha.server.pgwire import catalog_query
-from sqlite_ha.server.pgwire.intervals import normalized_interval
-from sqlite_ha.server.pgwire.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
-from sqlite_ha.server.pgwire.rewrites import (
+from sqlite_ha.server.pgwire.catalog import query as catalog_query
+from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
+from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
+from sqlite_ha.server.pgwire.sql.rewrites import (
     RewriteContext,
     rewrite_tree,
     split_statement,
     values_aliases_to_ctes,
 )
-from sqlite_ha.server.pgwire.translation import Translation, TranslationError, check_param
+from sqlite_ha.server.pgwire.sql.translation import Translation, TranslationError, check_param
 
 __all__ = [
     "Translation",

@@ -1,0 +1,1 @@
+"""COPY FROM STDIN / TO STDOUT: the statement, the data formats, and the rows' way in and out."""

@@ -1,0 +1,1 @@
+"""PostgreSQL types for SQLite values: OIDs announced, text and binary encodings, arrays."""

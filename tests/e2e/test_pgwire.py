@@ -197,6 +197,22 @@ def test_psycopg_sync_and_transactions(pg: NodeProcess) -> None:
         assert names == ["widget", "second", "kept", "dropped"]
 
 
+def test_names_that_are_sqlite_keywords_work_bare(pg: NodeProcess) -> None:
+    """A column ``index`` (pandas' ``to_sql`` makes one) is a bare name in PostgreSQL, a keyword in SQLite."""
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kw (index BIGINT, set TEXT, v TEXT)")
+        conn.execute("INSERT INTO kw (index, set, v) VALUES (%s, %s, %s)", (1, "a", "x"))
+        conn.execute("INSERT INTO kw (index, set, v) VALUES (2, 'b', 'y')", prepare=False)
+        conn.execute("UPDATE kw SET set = %s WHERE index = %s", ("c", 2))
+        rows = conn.execute("SELECT kw.index, set FROM kw WHERE index >= %s ORDER BY index", (1,)).fetchall()
+        assert rows == [(1, "a"), (2, "c")]
+        cursor = conn.execute("SELECT index FROM kw WHERE index = 1")
+        assert cursor.description is not None
+        assert [c.name for c in cursor.description] == ["index"]
+    done = psql(pg, "-A", "-t", "-c", "SELECT max(index) FROM kw")
+    assert done.stdout.strip() == "2", done.stderr
+
+
 def test_pipelined_reads_and_writes_answer_in_order(pg: NodeProcess) -> None:
     """Reads are answered as their bytes arrive and writes wait for the log: in a pipeline the two mix,
     and every answer must still come back in order, each read seeing the writes sent before it."""

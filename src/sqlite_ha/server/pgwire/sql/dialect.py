@@ -41,6 +41,7 @@ import functools
 import re
 
 import sqlglot
+from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
@@ -124,6 +125,62 @@ _PG_IN_CONTEXT = re.compile(
 )
 _WORD = re.compile(r"[A-Z_][A-Z0-9_$]*")
 
+# SQLite keywords that PostgreSQL does not reserve and that SQLite does not take as a bare name: a column
+# ``index`` (pandas' ``to_sql`` makes one) is ``SELECT index FROM t`` in PostgreSQL and a syntax error in
+# SQLite. Where one is used as a name, the statement goes through sqlglot, which quotes it. ALTER, BETWEEN,
+# DROP and INSERT qualify too, but sqlglot cannot read them as names either. (Derived with SQLite itself:
+# tests/unit/test_dialect_keywords.py checks the list against the SQLite in use.)
+SQLITE_ONLY_KEYWORDS = frozenset(
+    {"ADD", "AUTOINCREMENT", "COMMIT", "DELETE", "ESCAPE", "EXISTS", "INDEX", "NOTHING", "RAISE", "SET"}
+    | {"TRANSACTION", "UPDATE", "VALUES"}
+)
+# Where each is the keyword: every pattern ends with the word it vouches for.
+_START = r"(?:^|[;(])\s*"  # a statement's start, or a subquery's
+_KEYWORD_CONTEXTS: dict[str, tuple[re.Pattern[str], ...]] = {
+    word: tuple(re.compile(p) for p in patterns)
+    for word, patterns in {
+        "ADD": (_START + r"ALTER\b[^;]*\bADD$",),
+        "AUTOINCREMENT": (r"\bKEY(?:\s+(?:ASC|DESC))?\s+AUTOINCREMENT$",),
+        "COMMIT": (_START + "COMMIT$",),
+        "DELETE": (_START + "DELETE$", r"\)\s*DELETE$", r"\b(?:ON|BEFORE|AFTER|OF|BEGIN)\s+DELETE$"),
+        "ESCAPE": (r"(?:''|\$\d+|\?\d*)\s*ESCAPE$",),
+        "EXISTS": (r"\bIF(?:\s+NOT)?\s+EXISTS$", r"\bEXISTS(?=\s*\()"),
+        "INDEX": (r"\b(?:CREATE(?:\s+UNIQUE)?|DROP|REINDEX)\s+INDEX$",),
+        "NOTHING": (r"\bDO\s+NOTHING$",),
+        "RAISE": (r"\bRAISE(?=\s*\()",),
+        "SET": (r"\bUPDATE\b[^;]*?\bSET$", r"\bSET(?=\s+(?:NULL|DEFAULT)\b)", _START + r"ALTER\b[^;]*\bSET$"),
+        "TRANSACTION": (r"\b(?:BEGIN|END|COMMIT|ROLLBACK)\s+TRANSACTION$",),
+        "UPDATE": (_START + "UPDATE$", r"\)\s*UPDATE$", r"\b(?:ON|DO|FOR|BEFORE|AFTER|OF|BEGIN)\s+UPDATE$"),
+        "VALUES": (r"\bVALUES(?=\s*\()", r"\bDEFAULT\s+VALUES$"),
+    }.items()
+}
+_QUOTED_NAME = re.compile(r'"[^"]*"')
+_WORD_AT = {word: re.compile(rf"\b{word}\b") for word in SQLITE_ONLY_KEYWORDS}
+
+
+def _keyword_used_as_name(upper: str, words: list[str]) -> bool:
+    """Whether one of ``SQLITE_ONLY_KEYWORDS`` in ``upper`` (strings and comments masked) stands where it is
+    not that keyword: then it is a name, which SQLite reads only quoted."""
+    present = SQLITE_ONLY_KEYWORDS.intersection(words)
+    if not present:
+        return False
+    if '"' in upper:
+        upper = _QUOTED_NAME.sub('""', upper)  # a quoted name is a name already
+    for word in present:
+        contexts = _KEYWORD_CONTEXTS[word]
+        for m in _WORD_AT[word].finditer(upper):
+            if not any(_vouches(pattern, upper, m.start(), m.end()) for pattern in contexts):
+                return True
+    return False
+
+
+def _vouches(pattern: re.Pattern[str], upper: str, start: int, end: int) -> bool:
+    """Whether ``pattern`` says the word at ``upper[start:end]`` is the keyword: a pattern ending in ``$``
+    ends exactly at the word, the others (a look-ahead after the word) start at it."""
+    if pattern.pattern.endswith("$"):
+        return pattern.search(upper, 0, end) is not None
+    return pattern.match(upper, start) is not None
+
 
 def _has_pg_syntax(masked: str) -> bool:
     upper = masked.upper()
@@ -132,6 +189,7 @@ def _has_pg_syntax(masked: str) -> bool:
         not _PG_WORDS.isdisjoint(words)
         or (_SYMBOL_START.search(masked) is not None and _PG_SYMBOLS.search(masked) is not None)
         or (not _CONTEXT_WORDS.isdisjoint(words) and _PG_IN_CONTEXT.search(upper) is not None)
+        or _keyword_used_as_name(upper, words)
     )
 
 
@@ -262,12 +320,20 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
             values_aliases_to_ctes(statement)
             header = catalog_query.rewrite(statement) if catalog else ""
             rewrite_tree(statement, ctx)
+            _quote_keyword_names(statement)
             try:
                 out.append(header + statement.sql(dialect="sqlite", unsupported_level=ErrorLevel.RAISE))
             except SqlglotError as e:
                 raise TranslationError(f"SQLite has no equivalent: {_describe(e)}") from e
     types = tuple(ctx.param_types.get(n) for n in range(1, ctx.highest + 1))
     return Translation("; ".join(out), ctx.highest, True, types)
+
+
+def _quote_keyword_names(statement: exp.Expr) -> None:
+    """Quote names that are SQLite keywords (``index``): PostgreSQL reads them bare, SQLite only quoted."""
+    for ident in statement.find_all(exp.Identifier):
+        if not ident.quoted and ident.name.upper() in SQLITE_ONLY_KEYWORDS:
+            ident.set("quoted", True)
 
 
 _PARAM_ALONE = re.compile(r"(?<![\w$])\$(\d+)")

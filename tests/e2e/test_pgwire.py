@@ -213,6 +213,27 @@ def test_names_that_are_sqlite_keywords_work_bare(pg: NodeProcess) -> None:
     assert done.stdout.strip() == "2", done.stderr
 
 
+def test_a_table_dropped_and_created_again_is_described_as_it_is_now(pg: NodeProcess) -> None:
+    """The column types announced for a statement follow the table as it is now, not as a connection last
+    prepared it: after DROP and CREATE with another type, ``1.5`` must not be announced as an integer."""
+    with psycopg.connect(dsn(pg), autocommit=True) as conn:
+        conn.execute("CREATE TABLE redo (x INTEGER)")
+        conn.execute("INSERT INTO redo VALUES (1)")
+        assert conn.execute("SELECT redo.x FROM redo").fetchall() == [(1,)]
+        assert conn.execute("SELECT redo.x FROM redo WHERE redo.x > %s", (0,)).fetchall() == [(1,)]
+        conn.execute("DROP TABLE redo")
+        conn.execute("CREATE TABLE redo (x FLOAT)")
+        conn.execute("INSERT INTO redo VALUES (1.5)")
+        assert conn.execute("SELECT redo.x FROM redo").fetchall() == [(1.5,)]
+        assert conn.execute("SELECT redo.x FROM redo WHERE redo.x > %s", (0,)).fetchall() == [(1.5,)]
+        with conn.transaction():  # described on the writer, inside the transaction that changed it
+            conn.execute("DROP TABLE redo")
+            conn.execute("CREATE TABLE redo (x TEXT)")
+            conn.execute("INSERT INTO redo VALUES ('a')")
+            assert conn.execute("SELECT redo.x FROM redo").fetchall() == [("a",)]
+        assert conn.execute("SELECT redo.x FROM redo").fetchall() == [("a",)]
+
+
 def test_pipelined_reads_and_writes_answer_in_order(pg: NodeProcess) -> None:
     """Reads are answered as their bytes arrive and writes wait for the log: in a pipeline the two mix,
     and every answer must still come back in order, each read seeing the writes sent before it."""
@@ -237,16 +258,34 @@ def test_pipelined_reads_and_writes_answer_in_order(pg: NodeProcess) -> None:
             failing_batch()
         assert conn.execute("SELECT v FROM p WHERE id = 1").fetchone() == ("v1",)
         assert conn.execute("SELECT count(*) FROM p WHERE id = 99").fetchone() == (0,)
-        # a prepared read whose table changed shape since it was described: PostgreSQL's error once,
-        # then the statement answers in its new shape
+        # psycopg prepares its statements again after DDL: the read answers in the table's new shape
         query = "SELECT * FROM p WHERE id = %s"
         assert conn.execute(query, (2,), prepare=True).fetchone() == (2, "v2")
         conn.execute("ALTER TABLE p ADD COLUMN extra TEXT DEFAULT 'x'")
-        with pytest.raises(
-            psycopg.errors.FeatureNotSupported, match="cached plan must not change result type"
-        ):
-            conn.execute(query, (2,), prepare=True)
         assert conn.execute(query, (2,), prepare=True).fetchone() == (2, "v2", "x")
+
+
+def test_a_statement_prepared_before_its_table_changed_shape(pg: NodeProcess) -> None:
+    """A statement prepared before another session changed its table's shape gets PostgreSQL's error once
+    (asyncpg takes it as "prepare again"); prepared again, it answers in the new shape."""
+
+    async def body() -> None:
+        conn, other = await asyncpg_connect(pg), await asyncpg_connect(pg)
+        try:
+            await conn.execute("CREATE TABLE shape (id INTEGER PRIMARY KEY, v TEXT)")
+            await conn.execute("INSERT INTO shape VALUES (1, 'a')")
+            stmt = await conn.prepare("SELECT * FROM shape WHERE id = $1")
+            assert [tuple(r) for r in await stmt.fetch(1)] == [(1, "a")]
+            await other.execute("ALTER TABLE shape ADD COLUMN extra TEXT DEFAULT 'x'")
+            with pytest.raises(asyncpg.exceptions.FeatureNotSupportedError, match="cached plan"):
+                await stmt.fetch(1)
+            again = await conn.prepare("SELECT * FROM shape WHERE id = $1")
+            assert [tuple(r) for r in await again.fetch(1)] == [(1, "a", "x")]
+        finally:
+            await conn.close()
+            await other.close()
+
+    asyncio.run(body())
 
 
 def test_psycopg_async(pg: NodeProcess) -> None:

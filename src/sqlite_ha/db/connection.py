@@ -35,6 +35,23 @@ class Guarded:
     authorizer: Authorizer
     deadline: Deadline
     synchronous: str = "off"  # of a file writer: "full" or "normal"
+    described_schema: int = -1  # the schema version ``current_schema`` last brought this connection to
+
+    def current_schema(self) -> int:
+        """The database's schema version, with this connection's copy of the schema brought up to it.
+
+        A connection reloads the schema only when a statement it runs reads the database, so one that only
+        prepares (to describe a statement) would describe tables as another connection left them before it
+        dropped and created them again. Run after such a change, a read of ``sqlite_schema`` reloads it."""
+        self.authorizer.internal = True
+        try:
+            version = int(self.conn.execute("PRAGMA schema_version").fetchall()[0][0] or 0)
+            if version != self.described_schema:
+                self.conn.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
+                self.described_schema = version
+        finally:
+            self.authorizer.internal = False
+        return version
 
     def control(self, sql: str) -> None:
         """Run one of the node's own statements, which the client authorizer would refuse.

@@ -161,6 +161,10 @@ class Database(GroupCommit):
         the execution trace stops it before the first step. ``on_writer`` inside an interactive
         transaction, which may have created the tables it names. Prepared under ``grant``, as it will run."""
         c = self._writer if on_writer else self._reader
+        # apsw caches prepared statements by text, and an expired one keeps the column types it was prepared
+        # with until it runs (describing never runs it): keyed by the schema version, a text is prepared anew
+        # after every schema change. A comment changes nothing else.
+        sql = f"{sql}\n/* schema {c.current_schema()} */"
         seen: list[list[tuple[str, str | None]]] = []
 
         def trace(cursor: apsw.Cursor, text: str, bindings: Any) -> bool:

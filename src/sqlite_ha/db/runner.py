@@ -211,8 +211,15 @@ def run_statement(
     try:
         cur.execute(stmt.sql, stmt.bindings, prepare_flags=CLIENT_PREPARE)
         left_rows, left_bytes = budget.rows, budget.bytes
+        typed = 0  # results whose column types were read once their statement ran
         try:
             for row in cur:  # ``results[-1]``: a statement after the first one (same SQL) adds a result
+                if typed != len(results):
+                    # Its first row: SQLite has run the statement, and one prepared before a schema change
+                    # (apsw's cache) was prepared again. The types the trace saw may be the old table's, and
+                    # ``description`` keeps them; ``description_full`` reads them anew.
+                    typed = len(results)
+                    results[-1].types = [d[1] for d in cur.description_full]
                 left_rows -= 1
                 if left_rows < 0:
                     raise too_many_rows()

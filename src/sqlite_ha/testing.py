@@ -131,7 +131,7 @@ class Response:
         return json.loads(self.body)
 
 
-class _Child:
+class ChildProcess:
     """A child process of a test, with its log file: how it is stopped and read, for every kind."""
 
     name: str
@@ -165,7 +165,7 @@ class _Child:
 
 
 @dataclass(kw_only=True)
-class NodeProcess(_Child):
+class NodeProcess(ChildProcess):
     """One node process. ``args`` are extra command-line arguments (databases, flags)."""
 
     workdir: Path
@@ -320,7 +320,7 @@ def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
 
 
 @dataclass(kw_only=True)
-class SyncProcess(_Child):
+class SyncProcess(ChildProcess):
     """One ``sqlite-ha sync`` process (a live read replica) of ``target`` from the NATS at ``nats_url``;
     ``args`` are extra flags. The test cluster's secret unless ``env`` says otherwise."""
 

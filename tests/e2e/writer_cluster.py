@@ -38,7 +38,7 @@ from sqlite_ha.chaos.history import History, Op, Outcome, classify
 from sqlite_ha.chaos.workloads import Findings, Rows, Workload
 from sqlite_ha.config import SETTINGS_BY_NAME
 from sqlite_ha.natsd import find_nats_server
-from sqlite_ha.testing import NodeProcess, free_port, wait_for
+from sqlite_ha.testing import ChildProcess, NodeProcess, free_port, wait_for
 
 Mode = Literal["static", "elected", "pinned"]
 Nats = Literal["external", "embedded"]
@@ -62,11 +62,12 @@ def failover_bound(heartbeat: float, lease: float) -> float:
 
 
 # -------------------------------------------------------------------------------------- the nats-server
-class ExternalNats:
+class ExternalNats(ChildProcess):
     """One ``nats-server`` with JetStream, the nodes' shared log, outside every node: a node paused or
     killed leaves it running. Credentials as the chaos cluster's nodes present them."""
 
     def __init__(self, workdir: Path) -> None:
+        self.name = "nats-server"
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -105,21 +106,6 @@ class ExternalNats:
             return False
 
         wait_for(listening, timeout, f"nats-server on port {self.port}", interval=0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 # -------------------------------------------------------------------------------------- the cluster

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import apsw
 import pytest
 
@@ -166,3 +168,12 @@ def test_such_names_are_quoted(sql: str, want: str) -> None:
 def test_the_keywords_themselves_keep_the_fast_path(sql: str) -> None:
     """The common statements (every INSERT has VALUES) are not sent to sqlglot for these words."""
     assert not translate(sql).translated
+
+
+def test_a_long_statement_full_of_keywords_is_checked_in_linear_time() -> None:
+    """Each word's context is looked for near it, not in the whole text before it: 5,000 ``EXISTS`` in one
+    230 kB statement took 8 s when every look went back to the start, 0.04 s now."""
+    sql = "SELECT 1 WHERE " + " AND ".join(["x NOT IN (SELECT 1) AND EXISTS (SELECT 1)"] * 5000)
+    started = time.monotonic()
+    assert not translate(sql).translated
+    assert time.monotonic() - started < 2.0

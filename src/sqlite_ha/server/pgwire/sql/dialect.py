@@ -174,11 +174,15 @@ def _keyword_used_as_name(upper: str, words: list[str]) -> bool:
     return False
 
 
+_CONTEXT_REACH = 256  # how far before a word its context is looked for: a hostile statement stays linear
+
+
 def _vouches(pattern: re.Pattern[str], upper: str, start: int, end: int) -> bool:
     """Whether ``pattern`` says the word at ``upper[start:end]`` is the keyword: a pattern ending in ``$``
-    ends exactly at the word, the others (a look-ahead after the word) start at it."""
+    ends exactly at the word, the others (a look-ahead after the word) start at it. ``^`` matches only at the
+    text's real start, so a bounded search cannot take a word far into a statement for its first."""
     if pattern.pattern.endswith("$"):
-        return pattern.search(upper, 0, end) is not None
+        return pattern.search(upper, max(0, start - _CONTEXT_REACH), end) is not None
     return pattern.match(upper, start) is not None
 
 

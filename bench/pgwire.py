@@ -53,11 +53,9 @@ import glob
 import math
 import multiprocessing
 import os
-import pwd
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -76,6 +74,7 @@ import psycopg
 
 from machine import code_state, machine_info, median, print_table, spread
 from sqlite_ha.testing import NodeProcess, free_port
+from sqlite_ha.testing_pg import PostgresServer, default_os_user, os_user
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "ha"
@@ -534,131 +533,6 @@ def server_children(pid: int) -> list[psutil.Process]:
 
 
 # ------------------------------------------------------------------------------------------------ PostgreSQL
-def os_user(name: str) -> tuple[int, int]:
-    pw = pwd.getpwnam(name)
-    return pw.pw_uid, pw.pw_gid
-
-
-def default_pg_os_user() -> str:
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return "nobody"
-    return "postgres"
-
-
-@dataclass(kw_only=True)
-class PostgresServer:
-    """A throw-away PostgreSQL cluster in ``root`` (data, socket directory, log), started as ``run_as``."""
-
-    bindir: Path
-    root: Path
-    port: int
-    run_as: tuple[int, int] | None  # (uid, gid) when this process is root
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "postgres.log"
-
-    def _user_kwargs(self) -> dict[str, Any]:
-        if self.run_as is None:
-            return {}
-        return {"user": self.run_as[0], "group": self.run_as[1], "extra_groups": []}
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_", "LANG"))}
-        return {**env, "LC_ALL": "C", "HOME": str(self.root)}
-
-    def init(self) -> None:
-        self.root.mkdir(parents=True)
-        (self.root / "sock").mkdir()
-        pwfile = self.root / "pwfile"
-        pwfile.write_text(PASSWORD + "\n")
-        if self.run_as is not None:
-            for path in (self.root, self.root / "sock", pwfile):
-                os.chown(path, *self.run_as)
-            probe = subprocess.run(["test", "-w", str(self.root)], **self._user_kwargs(), check=False)
-            if probe.returncode != 0:
-                raise RuntimeError(
-                    f"uid {self.run_as[0]} cannot write {self.root}: is every directory above it "
-                    "traversable (o+x)? Use --dir elsewhere (e.g. /tmp)"
-                )
-        proc = subprocess.run(
-            [
-                *(str(self.bindir / "initdb"), "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}"),
-                *("--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-instructions"),
-            ],
-            capture_output=True,
-            text=True,
-            env=self._env(),
-            cwd=self.root,
-            **self._user_kwargs(),
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"initdb failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-
-    def start(self, timeout: float = 60.0) -> None:
-        cmd = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
-        cmd += ["-k", str(self.root / "sock")]
-        for setting in (
-            "listen_addresses=127.0.0.1",
-            "fsync=on",
-            "synchronous_commit=on",
-            "shared_buffers=128MB",
-        ):
-            cmd += ["-c", setting]
-        with self.log_path.open("ab") as log:
-            if self.run_as is not None:
-                os.chown(self.log_path, *self.run_as)
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self._env(),
-                cwd=self.root,
-                **self._user_kwargs(),
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                connect(self.port, PG_DBNAME).close()
-                return
-            except psycopg.OperationalError as e:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"PostgreSQL not ready after {timeout:g}s: {e}\n{self.logs()}"
-                    ) from None
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """Fast shutdown (SIGINT); SIGKILL if it does not stop in time. Returns the exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise TimeoutError(f"PostgreSQL did not stop in {timeout:g}s:\n{self.logs()}") from None
-        return self.proc.returncode
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-
 def connect(port: int, dbname: str) -> psycopg.Connection[tuple[Any, ...]]:
     return psycopg.connect(
         host="127.0.0.1",
@@ -896,10 +770,17 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="sqlite-ha-bench-pg-", dir=args.dir))
     run_as: tuple[int, int] | None = None
     if os.geteuid() == 0:
-        run_as = os_user(args.pg_os_user or default_pg_os_user())
+        run_as = os_user(args.pg_os_user or default_os_user())
         os.chmod(workdir, 0o711)  # the PostgreSQL user must reach its directory inside
     machine = machine_info(workdir)
-    pg = PostgresServer(bindir=args.pg_bin, root=workdir / "postgres", port=free_port(), run_as=run_as)
+    pg = PostgresServer(
+        bindir=args.pg_bin,
+        root=workdir / "postgres",
+        port=free_port(),
+        run_as=run_as,
+        user=USER,
+        password=PASSWORD,
+    )
     node_pg_port = free_port()
     node = NodeProcess(
         workdir=workdir / "node",

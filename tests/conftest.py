@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sqlite_ha.testing import NodeProcess
+from sqlite_ha.testing import NodeProcess, free_port
+from sqlite_ha.testing_pg import PostgresServer, available
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -53,3 +55,23 @@ def node_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nod
 def node(node_factory: NodeFactory) -> NodeProcess:
     """One node serving app.db, without NATS."""
     return node_factory(args=["app.db"])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 for the whole test run, to compare a node's answers with the real thing.
+
+    Required, not optional: CI machines have it (Debian's postgresql-15); a run without it fails here with
+    what is missing instead of skipping the comparisons.
+    """
+    if not available():
+        pytest.fail(
+            "PostgreSQL 15 binaries not found in /usr/lib/postgresql/15/bin (apt install postgresql-15)"
+        )
+    server = PostgresServer.in_temp_dir(free_port())
+    server.init().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root.parent, ignore_errors=True)

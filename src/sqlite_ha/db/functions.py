@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import apsw
 
+from sqlite_ha.db import jsonb
 from sqlite_ha.db.values import SQLiteValue
 
 _GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
@@ -52,7 +53,21 @@ def _pg_like_glob(*args: SQLiteValue) -> str | None:
     return like_to_glob(*args)
 
 
+_JSONB_FUNCTIONS = {
+    "pg_jsonb_contains": (jsonb.contains, 2),
+    "pg_jsonb_exists": (jsonb.exists, 2),
+    "pg_jsonb_exists_any": (jsonb.exists_any, 2),
+    "pg_jsonb_exists_all": (jsonb.exists_all, 2),
+    "pg_jsonb_path": (jsonb.path, 2),
+    "pg_jsonb_path_text": (jsonb.path_text, 2),
+    "pg_jsonb_text": (jsonb.text, 1),
+}
+
+
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
     )
+    for name, (fn, arity) in _JSONB_FUNCTIONS.items():
+        conn.create_scalar_function(name, fn, arity, deterministic=True, flags=apsw.SQLITE_INNOCUOUS)
+    conn.create_collation("pg_jsonb", jsonb.collate)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import weakref
 from collections.abc import Sequence
@@ -701,13 +702,21 @@ class Session:
             if prepared.columns and len(prepared.columns) == len(result.columns):
                 columns = prepared.columns  # what Describe announced
             else:
+                declared = list(result.types)
+                if not all(declared) and _COMPUTED_TYPES.search(prepared.run_sql):
+                    # a timestamp, date or jsonb an expression computes: typed as Describe would type it, not
+                    # from its text (a date_trunc sent without parameters, as Django sends it)
+                    inferred = result_types(prepared.run_sql, self._db().db.table_types)
+                    declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
                 columns = [
                     t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
-                    for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
+                    for i, (name, decl) in enumerate(zip(result.columns, declared, strict=True))
                 ]
             return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
         return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
 
+
+_COMPUTED_TYPES = re.compile(r"\b(?:DATETIME|DATE|PG_JSONB_PATH)\(|->", re.I)
 
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
 # object whose file may hold another schema under the same schema_version.

@@ -46,6 +46,8 @@ from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
+from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
+from sqlite_ha.server.pgwire.sql.unnest import rewrite_unnest_tables
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
     RewriteContext,
@@ -323,6 +325,9 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
         for statement in split_statement(tree):
             values_aliases_to_ctes(statement)
             header = catalog_query.rewrite(statement) if catalog else ""
+            if not catalog:
+                rewrite_unnest_tables(statement)
+                mark_jsonb_comparisons(statement)
             rewrite_tree(statement, ctx)
             _quote_keyword_names(statement)
             try:

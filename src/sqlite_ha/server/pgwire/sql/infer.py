@@ -142,7 +142,14 @@ def _computed_type(expression: exp.Expr) -> str | None:
     text = expression.sql(dialect="sqlite")
     if text == NOW_SQL:
         return "TIMESTAMPTZ"
-    return "TIMESTAMP" if text.upper().startswith("DATETIME(") else None
+    upper = text.upper()
+    if upper.startswith("DATETIME("):
+        return "TIMESTAMP"
+    if upper.startswith("DATE("):
+        return "DATE"
+    if upper.startswith("PG_JSONB_PATH("):
+        return "JSONB"
+    return None
 
 
 _DTYPES = {

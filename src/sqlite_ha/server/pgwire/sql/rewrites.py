@@ -19,6 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
+from sqlite_ha.server.pgwire.sql import jsonb
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
 from sqlite_ha.server.pgwire.types import arrays
@@ -126,8 +127,9 @@ def _key_name(key: exp.Expr) -> str:
 
 def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
     """Apply the node rewrites bottom-up, so each sees its operands already translated."""
+    rewrites = _CATALOG_REWRITES if ctx.catalog else _REWRITES
     for node in reversed(list(tree.walk(bfs=False))):
-        rewrite = _REWRITES.get(type(node))
+        rewrite = rewrites.get(type(node))
         if rewrite is None:
             continue
         new = rewrite(node, ctx)
@@ -608,3 +610,5 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.ByteString: _as_string,
     exp.RawString: _as_string,
 }
+_CATALOG_REWRITES = dict(_REWRITES)
+_REWRITES.update(jsonb.REWRITES)

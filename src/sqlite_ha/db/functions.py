@@ -8,6 +8,8 @@ on every connection, not only on those serving PostgreSQL clients. They are dete
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import apsw
 
 from sqlite_ha.db import jsonb
@@ -53,7 +55,7 @@ def _pg_like_glob(*args: SQLiteValue) -> str | None:
     return like_to_glob(*args)
 
 
-_JSONB_FUNCTIONS = {
+_JSONB_FUNCTIONS: dict[str, tuple[Callable[..., SQLiteValue], int]] = {
     "pg_jsonb_contains": (jsonb.contains, 2),
     "pg_jsonb_exists": (jsonb.exists, 2),
     "pg_jsonb_exists_any": (jsonb.exists_any, 2),

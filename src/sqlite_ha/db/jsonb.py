@@ -221,8 +221,8 @@ def compare_values(a: Any, b: Any) -> int:
         return 0
     if isinstance(a, str):
         ea, eb = a.encode(), b.encode()
-        return (ea > eb) - (ea < eb)
-    return (a > b) - (a < b)
+        return int(ea > eb) - int(ea < eb)
+    return int(a > b) - int(a < b)
 
 
 def collate(a: str, b: str) -> int:

@@ -1,4 +1,5 @@
-"""A typical app (as of migration 0002: 0001 made the first version): FK, M2M, JSONField, DecimalField, DateTimeField, a UniqueConstraint and indexes."""
+"""A typical app (as of migration 0002: 0001 made the first version): FK, M2M, JSONField, DecimalField,
+DateTimeField, a UniqueConstraint and indexes."""
 
 from django.db import models
 

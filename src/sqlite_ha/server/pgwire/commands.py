@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.server.pgwire import cursors
 from sqlite_ha.server.pgwire.copy.operation import Copy, CopyError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
@@ -74,8 +75,6 @@ async def run(session: SessionState, prepared: Prepared) -> Outcome:
         return Outcome("LISTEN")
     if kind == "unlisten":
         return Outcome("UNLISTEN")
-    if kind == "close":
-        return Outcome("CLOSE CURSOR ALL")
     if kind == "copy":
         return await _copy(session, prepared)
     if kind == "deallocate":
@@ -142,6 +141,8 @@ async def _copy(session: SessionState, prepared: Prepared) -> Outcome:
 
 async def _end_block(session: SessionState, *, commit: bool) -> Outcome:
     ended = session.block.end(commit=commit)
+    if ended.was_open:
+        cursors.block_ended(session, committed=ended.commit)
     tag = "COMMIT" if ended.commit else "ROLLBACK"
     if not ended.was_open:
         session.notice("there is no transaction in progress", "25P01")

@@ -78,6 +78,8 @@ class Portal:
     tag: str = ""
     sent: int = 0
     bind: Bind | None = None  # the message that made it, replayed on the writer when it is forwarded
+    cursor: str | None = None  # a DECLAREd cursor (cursors.py): "hold" (WITH HOLD) or "block"; None: Bind's
+    cursor_block: bool = False  # declared inside the transaction block still open
 
 
 @dataclass(slots=True)

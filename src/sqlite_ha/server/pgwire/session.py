@@ -37,7 +37,7 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import commands, explain, handshake
+from sqlite_ha.server.pgwire import commands, cursors, explain, handshake
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
@@ -284,6 +284,10 @@ class Session(SessionState):
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
         kind = classify(sql)
+        if kind == "query" and "pg_cursors" in sql:
+            kind = cursors.classify(sql) or kind
+        if kind in cursors.KINDS:
+            return cursors.prepare(self, sql, kind, param_oids)
         if kind != "query":
             # SHOW answers one text column; every other session command answers no rows
             columns = [t.Column(commands.show_label(sql), t.TEXT, False)] if kind == "show" else None
@@ -477,6 +481,8 @@ class Session(SessionState):
             )
         if prepared.kind == "empty":
             return Outcome("SELECT 0", prepared.columns, [])
+        if prepared.kind in cursors.KINDS:
+            return await cursors.run(self, prepared, params)
         if prepared.kind != "query":
             return await commands.run(self, prepared)
         try:
@@ -598,7 +604,9 @@ class Session(SessionState):
                     # a timestamp, date or jsonb an expression computes: typed as Describe would type it, not
                     # from its text (a date_trunc sent without parameters, as Django sends it)
                     inferred = result_types(prepared.run_sql, self._db().db.table_types)
-                    declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
+                    declared = [
+                        d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)
+                    ]
                 columns = [
                     t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
                     for i, (name, decl) in enumerate(zip(result.columns, declared, strict=True))

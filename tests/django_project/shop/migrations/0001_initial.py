@@ -5,65 +5,95 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Tag',
+            name="Tag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(max_length=30)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("label", models.CharField(max_length=30)),
             ],
         ),
         migrations.CreateModel(
-            name='Category',
+            name="Category",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=50, unique=True)),
-                ('slug', models.SlugField(max_length=60)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=50, unique=True)),
+                ("slug", models.SlugField(max_length=60)),
             ],
             options={
-                'unique_together': {('name', 'slug')},
+                "unique_together": {("name", "slug")},
             },
         ),
         migrations.CreateModel(
-            name='Product',
+            name="Product",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(db_index=True, max_length=100)),
-                ('sku', models.CharField(max_length=20)),
-                ('price', models.DecimalField(decimal_places=2, max_digits=10)),
-                ('stock', models.IntegerField(default=0)),
-                ('rating', models.FloatField(null=True)),
-                ('attrs', models.JSONField(default=dict)),
-                ('created', models.DateTimeField()),
-                ('note', models.TextField(blank=True, null=True)),
-                ('active', models.BooleanField(default=True)),
-                ('category', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='products', to='shop.category')),
-                ('tags', models.ManyToManyField(related_name='products', to='shop.tag')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(db_index=True, max_length=100)),
+                ("sku", models.CharField(max_length=20)),
+                ("price", models.DecimalField(decimal_places=2, max_digits=10)),
+                ("stock", models.IntegerField(default=0)),
+                ("rating", models.FloatField(null=True)),
+                ("attrs", models.JSONField(default=dict)),
+                ("created", models.DateTimeField()),
+                ("note", models.TextField(blank=True, null=True)),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "category",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="products",
+                        to="shop.category",
+                    ),
+                ),
+                ("tags", models.ManyToManyField(related_name="products", to="shop.tag")),
             ],
         ),
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('quantity', models.PositiveIntegerField()),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=12)),
-                ('placed', models.DateTimeField()),
-                ('day', models.DateField()),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='shop.product')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("quantity", models.PositiveIntegerField()),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=12)),
+                ("placed", models.DateTimeField()),
+                ("day", models.DateField()),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="orders", to="shop.product"
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='product',
-            index=models.Index(fields=['created'], name='product_created_idx'),
+            model_name="product",
+            index=models.Index(fields=["created"], name="product_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='product',
-            constraint=models.UniqueConstraint(fields=('category', 'sku'), name='product_category_sku_uniq'),
+            model_name="product",
+            constraint=models.UniqueConstraint(fields=("category", "sku"), name="product_category_sku_uniq"),
         ),
     ]

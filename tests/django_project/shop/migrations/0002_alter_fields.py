@@ -4,43 +4,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('shop', '0001_initial'),
+        ("shop", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='category',
-            name='slug',
+            model_name="category",
+            name="slug",
             field=models.SlugField(max_length=60, null=True),
         ),
         migrations.AlterField(
-            model_name='order',
-            name='quantity',
+            model_name="order",
+            name="quantity",
             field=models.PositiveIntegerField(default=1),
         ),
         migrations.AlterField(
-            model_name='product',
-            name='note',
-            field=models.TextField(blank=True, default=''),
+            model_name="product",
+            name="note",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AlterField(
-            model_name='product',
-            name='stock',
+            model_name="product",
+            name="stock",
             field=models.BigIntegerField(default=5),
         ),
         migrations.AlterField(
-            model_name='tag',
-            name='label',
+            model_name="tag",
+            name="label",
             field=models.CharField(db_index=True, max_length=60),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['placed', 'product'], name='order_placed_idx'),
+            model_name="order",
+            index=models.Index(fields=["placed", "product"], name="order_placed_idx"),
         ),
         migrations.AddIndex(
-            model_name='product',
-            index=models.Index(fields=['category', '-price'], name='product_cat_price_idx'),
+            model_name="product",
+            index=models.Index(fields=["category", "-price"], name="product_cat_price_idx"),
         ),
     ]

@@ -47,7 +47,6 @@ from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
-from sqlite_ha.server.pgwire.sql.unnest import rewrite_unnest_tables
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
     RewriteContext,
@@ -56,6 +55,7 @@ from sqlite_ha.server.pgwire.sql.rewrites import (
     values_aliases_to_ctes,
 )
 from sqlite_ha.server.pgwire.sql.translation import Translation, TranslationError, check_param
+from sqlite_ha.server.pgwire.sql.unnest import rewrite_unnest_tables
 
 __all__ = [
     "Translation",

@@ -44,10 +44,7 @@ def mark_comparisons(tree: exp.Expr) -> None:
     """``COLLATE pg_jsonb`` on jsonb operands of comparisons, ``IN`` and ORDER BY (before the rewrites,
     while casts to jsonb are still to be seen)."""
     for node in list(tree.find_all(*_COMPARISONS, exp.In, exp.Ordered)):
-        if isinstance(node, exp.Ordered):
-            if _is_jsonb(node.this):
-                node.set("this", _collated(node.this))
-        elif isinstance(node, exp.In):
+        if isinstance(node, exp.Ordered | exp.In):
             if _is_jsonb(node.this):
                 node.set("this", _collated(node.this))
         elif _is_jsonb(node.this):
@@ -80,7 +77,8 @@ def _exists_all(node: exp.JSONBContainsAllTopKeys, ctx: Any) -> exp.Expr:
     return _call("pg_jsonb_exists_all", node.this, node.expression)
 
 
-# The path of ``#>`` is a text-array literal ``'{a,b}'`` or ``ARRAY[…]`` (JSON by then): the function reads both.
+# The path of ``#>`` is a text-array literal ``'{a,b}'`` or ``ARRAY[…]`` (JSON by then): the function reads
+# both.
 def _path(node: exp.JSONBExtract, ctx: Any) -> exp.Expr:
     return _call("pg_jsonb_path", node.this, node.expression)
 

@@ -332,9 +332,9 @@ def _rewrite_interval_arithmetic(node: exp.Add | exp.Sub, ctx: RewriteContext) -
 
 
 _TRUNC = {
-    "second": "strftime('%Y-%m-%d %H:%M:%S', _x_)",
-    "minute": "strftime('%Y-%m-%d %H:%M:00', _x_)",
-    "hour": "strftime('%Y-%m-%d %H:00:00', _x_)",
+    "second": "datetime(strftime('%Y-%m-%d %H:%M:%S', _x_))",  # datetime(…): typed as a timestamp
+    "minute": "datetime(strftime('%Y-%m-%d %H:%M:00', _x_))",
+    "hour": "datetime(strftime('%Y-%m-%d %H:00:00', _x_))",
     "day": "datetime(_x_, 'start of day')",
     "week": "datetime(_x_, 'start of day', '-6 days', 'weekday 1')",  # PostgreSQL weeks start on Monday
     "month": "datetime(_x_, 'start of month')",

@@ -31,7 +31,11 @@ def rewrite_unnest_tables(tree: exp.Expr) -> None:
         if isinstance(node.parent, exp.From | exp.Join) and node.expressions:
             select = node.parent.parent
             node.replace(_rows(node))
-            if isinstance(select, exp.Select) and isinstance(select.parent, exp.Insert) and not select.args.get("where"):
+            if (
+                isinstance(select, exp.Select)
+                and isinstance(select.parent, exp.Insert)
+                and not select.args.get("where")
+            ):
                 # INSERT … SELECT … ON CONFLICT: SQLite would read ON as a join's; WHERE true ends the SELECT
                 select.where(exp.true(), copy=False)
 
@@ -93,7 +97,9 @@ def _rows(node: exp.Unnest) -> exp.Subquery:
             for column in list(key_rows.find_all(exp.Column)):
                 if column.name == f"_a{i}_":
                     column.replace(source.copy())
-        select = exp.select().from_(exp.Subquery(this=key_rows, alias=exp.TableAlias(this=exp.to_identifier("_k"))))
+        select = exp.select().from_(
+            exp.Subquery(this=key_rows, alias=exp.TableAlias(this=exp.to_identifier("_k")))
+        )
         values = []
         for i, (source, _) in enumerate(sources):
             select = select.join(_each(source, f"_j{i}"), on=f"_j{i}.key = _k.key", join_type="LEFT")

@@ -1,0 +1,224 @@
+"""A real Django project (tests/django_project: the stock ``django.db.backends.postgresql`` backend,
+psycopg 3) against a node and against a real PostgreSQL 15: the same management commands in subprocesses,
+the printed
+results compared line by line. Also SQL cursors (DECLARE/FETCH/MOVE/CLOSE, what ``.iterator()`` sends),
+statement by statement against PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from sqlite_ha.testing import NodeProcess, free_port
+from sqlite_ha.testing_pg import PostgresServer
+from tests.conftest import NodeFactory
+
+pytest.importorskip("django")
+
+PROJECT = Path(__file__).resolve().parent.parent / "django_project"
+PASSWORD = "s3cret dj"
+
+# The schema changes of Django's migrations that need table rebuilds (ALTER TABLE … ADD CONSTRAINT, ALTER
+# COLUMN … TYPE, varchar_pattern_ops, …) are another branch of issue 16. Until it is merged the node's schema
+# is made by ``migrate_skipping_ddl`` (which prints what it leaves out), and the full ``migrate`` test is an
+# expected failure; set this to True with that merge (the strict xfail then reminds whoever forgets).
+DDL_LANDED = False
+
+# Lines whose values wait for the types branch of issue 16: NUMERIC aggregates computed in binary floating
+# point (Sum of a DecimalField is 786.4800000000000181…) and timestamps cut to milliseconds. Compared once it
+# lands; until then they are printed.
+AWAITING_TYPES = {"sum_avg", "order_sum", "group_by", "final_sum", "values_dict", "crud"}
+
+
+@pytest.fixture
+def pg_node(node_factory: NodeFactory) -> NodeProcess:
+    port = free_port()
+    node = node_factory(args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD])
+    node.pg_port = port  # type: ignore[attr-defined]
+    return node
+
+
+def _node_env(node: NodeProcess) -> dict[str, str]:
+    return {
+        "DJ_PG_HOST": "127.0.0.1",
+        "DJ_PG_PORT": str(node.pg_port),  # type: ignore[attr-defined]
+        "DJ_PG_NAME": "app",
+        "DJ_PG_USER": "ha",
+        "DJ_PG_PASSWORD": PASSWORD,
+    }
+
+
+def _postgres_env(postgres: PostgresServer) -> dict[str, str]:
+    name = f"dj_{uuid.uuid4().hex[:10]}"
+    postgres.psql(f"CREATE DATABASE {name}")
+    return {
+        "DJ_PG_HOST": "127.0.0.1",
+        "DJ_PG_PORT": str(postgres.port),
+        "DJ_PG_NAME": name,
+        "DJ_PG_USER": postgres.user,
+        "DJ_PG_PASSWORD": postgres.password,
+    }
+
+
+def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``manage.py args`` of the project, against the database ``env`` names."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | env
+    full["PYTHONPATH"] = os.pathsep.join([str(PROJECT), full.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), *args],
+        cwd=PROJECT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"manage.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def _lines(output: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in output.splitlines():
+        label, sep, value = line.partition(": ")
+        if sep:
+            out[label] = value
+    return out
+
+
+def test_orm_answers_as_postgresql(pg_node: NodeProcess, postgres: PostgresServer) -> None:
+    """ormcheck (CRUD, select/prefetch_related, aggregates, date lookups and truncation, JSON lookups,
+    bulk_create, .iterator(), select_for_update, atomic and savepoints, get_or_create, update with F, Q,
+    ILIKE/LIKE escapes, distinct, nulls first/last, Count(filter=), Window) prints the same on both."""
+    node_env, pg_env = _node_env(pg_node), _postgres_env(postgres)
+    manage(pg_env, "migrate", "-v", "0")
+    if DDL_LANDED:
+        manage(node_env, "migrate", "-v", "0")
+    else:
+        left_out = manage(node_env, "migrate_skipping_ddl").stdout
+        print(left_out)
+    for env in (pg_env, node_env):
+        done = manage(
+            env | {"DJANGO_SUPERUSER_PASSWORD": "pw-123-xyz"},
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "admin",
+            "--email",
+            "admin@example.com",
+        )
+        assert "Superuser created successfully" in done.stdout
+    expected = _lines(manage(pg_env, "ormcheck").stdout)
+    got = _lines(manage(node_env, "ormcheck").stdout)
+    assert len(expected) > 90, expected
+    assert set(got) == set(expected)
+    differ = {k: (expected[k], got[k]) for k in expected if expected[k] != got[k] and k not in AWAITING_TYPES}
+    for k in sorted(AWAITING_TYPES & set(expected)):
+        if expected[k] != got[k]:
+            print(f"awaiting the types branch: {k}\n  postgres: {expected[k]}\n  node:     {got[k]}")
+    assert not differ, "\n".join(f"{k}:\n  postgres: {a}\n  node:     {b}" for k, (a, b) in differ.items())
+    # the lines that had to work for the comparison to mean anything
+    assert expected["setup"] == "'ok'"
+    assert got["iterator_while_writing"].count("SKU-") == 12
+    check = (
+        "from django.contrib.auth.models import User; print(User.objects.get(username='admin').is_superuser)"
+    )
+    assert manage(node_env, "shell", "-c", check).stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.xfail(
+    not DDL_LANDED, reason="migrations' ALTER TABLE … ADD CONSTRAINT: the ddl branch", strict=True
+)
+def test_migrate_back_and_forth_and_inspectdb(pg_node: NodeProcess, postgres: PostgresServer) -> None:
+    node_env, pg_env = _node_env(pg_node), _postgres_env(postgres)
+    for env in (pg_env, node_env):
+        manage(env, "migrate", "-v", "0")
+        sql = manage(env, "sqlmigrate", "shop", "0002").stdout
+        assert "ALTER TABLE" in sql
+        manage(env, "migrate", "shop", "zero", "-v", "0")
+        manage(env, "migrate", "shop", "-v", "0")
+    assert manage(node_env, "inspectdb").stdout == manage(pg_env, "inspectdb").stdout
+
+
+# --- SQL cursors, statement by statement ---------------------------------------------------------------
+
+
+CURSOR_SCRIPT: list[tuple[str, str]] = [
+    # (step, SQL); "autocommit"/"block" switch the connection's mode
+    ("setup", "CREATE TABLE cur_t (id INTEGER PRIMARY KEY, v TEXT)"),
+    ("fill", "INSERT INTO cur_t (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')"),
+    ("no hold outside a block", "DECLARE c0 CURSOR FOR SELECT v FROM cur_t ORDER BY id"),
+    ("hold", 'DECLARE "Held" NO SCROLL CURSOR WITH HOLD FOR SELECT id, v FROM cur_t ORDER BY id'),
+    ("exists", "SELECT 1 FROM pg_catalog.pg_cursors WHERE name = 'Held'"),
+    ("fetch 2", 'FETCH FORWARD 2 FROM "Held"'),
+    ("fetch next", 'FETCH NEXT FROM "Held"'),
+    ("move", 'MOVE FORWARD 1 IN "Held"'),
+    ("fetch all", 'FETCH ALL FROM "Held"'),
+    ("fetch past end", 'FETCH FORWARD 3 FROM "Held"'),
+    ("backward", 'FETCH BACKWARD 1 FROM "Held"'),
+    ("close", 'CLOSE "Held"'),
+    ("gone", 'FETCH 1 FROM "Held"'),
+    ("not exists", "SELECT 1 FROM pg_catalog.pg_cursors WHERE name = 'Held'"),
+    ("begin", "BEGIN"),
+    ("in block", "DECLARE c1 CURSOR FOR SELECT v FROM cur_t WHERE id > 2 ORDER BY id"),
+    ("held in block", "DECLARE c2 CURSOR WITH HOLD FOR SELECT v FROM cur_t ORDER BY id DESC"),
+    ("duplicate", "DECLARE c1 CURSOR FOR SELECT 1"),
+    ("rollback", "ROLLBACK"),
+    ("c2 rolled back", "FETCH 1 FROM c2"),
+    ("begin 2", "BEGIN"),
+    ("in block 2", "DECLARE c1 CURSOR FOR SELECT v FROM cur_t WHERE id > 2 ORDER BY id"),
+    ("held 2", "DECLARE c2 CURSOR WITH HOLD FOR SELECT v FROM cur_t ORDER BY id DESC"),
+    ("write after declare", "UPDATE cur_t SET v = 'changed' WHERE id = 5"),
+    ("snapshot of declare", "FETCH 2 FROM c2"),
+    ("fetch c1", "FETCH 1 FROM c1"),
+    ("commit", "COMMIT"),
+    ("c1 ended", "FETCH 1 FROM c1"),
+    ("c2 survives", "FETCH ALL FROM c2"),
+    ("close all", "CLOSE ALL"),
+    ("c2 closed", "CLOSE c2"),
+    ("not a query", "DECLARE c3 CURSOR WITH HOLD FOR DELETE FROM cur_t"),
+]
+
+
+def _run_cursor_script(conninfo: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS cur_t")
+        for step, sql in CURSOR_SCRIPT:
+            try:
+                cur = conn.execute(sql)
+                rows = cur.fetchall() if cur.description is not None else None
+                out.append((step, (cur.statusmessage, rows)))
+            except psycopg.Error as e:
+                out.append((step, e.sqlstate))
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                    conn.execute("ROLLBACK")
+                    out.append((step, "rolled back"))
+    return out
+
+
+def test_sql_cursors_as_postgresql(pg_node: NodeProcess, postgres: PostgresServer) -> None:
+    """DECLARE (WITH/WITHOUT HOLD), FETCH, MOVE, CLOSE, pg_cursors: same rows, tags and SQLSTATEs, except
+    that backward fetches are refused (0A000) where PostgreSQL's NO SCROLL refuses them with 55000."""
+    pg_env = _postgres_env(postgres)
+    pg_conninfo = postgres.dsn(pg_env["DJ_PG_NAME"])
+    node_conninfo = (
+        f"host=127.0.0.1 port={pg_node.pg_port} user=ha password='{PASSWORD}' dbname=app sslmode=disable"  # type: ignore[attr-defined]
+    )
+    expected, got = _run_cursor_script(pg_conninfo), _run_cursor_script(node_conninfo)
+    assert dict(expected)["backward"] == "55000"
+    assert dict(got)["backward"] == "0A000"
+    drop = {"backward"}
+    assert [s for s in got if s[0] not in drop] == [s for s in expected if s[0] not in drop]
+    assert dict(got)["snapshot of declare"] == ("FETCH 2", [("e",), ("d",)])

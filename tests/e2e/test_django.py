@@ -1,8 +1,7 @@
 """A real Django project (tests/django_project: the stock ``django.db.backends.postgresql`` backend,
 psycopg 3) against a node and against a real PostgreSQL 15: the same management commands in subprocesses,
-the printed
-results compared line by line. Also SQL cursors (DECLARE/FETCH/MOVE/CLOSE, what ``.iterator()`` sends),
-statement by statement against PostgreSQL.
+the printed results compared line by line. Also SQL cursors (DECLARE/FETCH/MOVE/CLOSE, what ``.iterator()``
+sends), statement by statement against PostgreSQL.
 """
 
 from __future__ import annotations

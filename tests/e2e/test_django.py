@@ -238,8 +238,8 @@ CREATE TABLE insp_child (id SERIAL PRIMARY KEY, parent_id BIGINT NOT NULL REFERE
 CREATE INDEX insp_child_at ON insp_child (at);
 """
 
-# What the catalog does not say yet, taken out of both sides before comparing: VARCHAR(n)'s and NUMERIC(p, s)'s
-# type modifiers (the catalog branch of issue 16), INTEGER announced as bigint (the types branch), and an
+# What the catalog does not say yet, taken out of both sides before comparing: VARCHAR(n)'s and NUMERIC(p,
+# s)'s type modifiers (the catalog branch of issue 16), INTEGER announced as bigint (the types branch), and an
 # INTEGER PRIMARY KEY's identity (attidentity is empty: Django prints BigIntegerField(primary_key=True)).
 _NOT_YET = [
     (re.compile(r",? ?max_length=\d+"), ""),

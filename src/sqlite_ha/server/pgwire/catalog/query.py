@@ -348,7 +348,7 @@ def _expand_star(select: exp.Select, name: str, named: dict[str, exp.Expr]) -> N
     reads ``idx.key``, ``idx.option`` from such a subquery)."""
     if not any(isinstance(e, exp.Star) for e in select.expressions):
         return
-    sources = [select.args.get("from_")] + list(select.args.get("joins") or [])
+    sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
     expanded: list[exp.Expr] = []
     for source in sources:
         table = source.this if isinstance(source, exp.From | exp.Join) else None

@@ -270,3 +270,49 @@ def test_inspectdb_as_postgresql(pg_node: NodeProcess, postgres: PostgresServer)
     assert "models.ForeignKey(InspParent, models.DO_NOTHING)" in got
     assert "unique_together = (('code', 'name'),)" in got
     assert got == expected
+
+
+def test_cursor_reads_lazily_from_its_snapshot(node_factory: NodeFactory) -> None:
+    """A WITH HOLD cursor (what ``.iterator()`` declares in autocommit) is read a FETCH at a time from its
+    own snapshot: it goes through more rows than one result may hold (``--max-result-rows 50``, which a
+    plain SELECT of them passes with 54000), and rows written by another session after DECLARE, even
+    committed, are not in it. DECLARE inside a block that holds the writer sees the block's own writes up to
+    the DECLARE, and not those after it."""
+    port = free_port()
+    node = node_factory(
+        args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD, "--max-result-rows", "50"]
+    )
+    node.pg_port = port  # type: ignore[attr-defined]
+    with (
+        psycopg.connect(_node_conninfo(node), autocommit=True) as a,
+        psycopg.connect(_node_conninfo(node), autocommit=True) as b,
+    ):
+        a.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)")
+        with a.cursor() as cur:
+            cur.executemany("INSERT INTO big (id, v) VALUES (%s, %s)", [(i, f"v{i}") for i in range(1, 201)])
+        with pytest.raises(psycopg.Error) as refused:
+            a.execute("SELECT id FROM big").fetchall()
+        assert refused.value.sqlstate == "54000"
+        a.execute("DECLARE big_c NO SCROLL CURSOR WITH HOLD FOR SELECT id, v FROM big ORDER BY id")
+        first = a.execute("FETCH FORWARD 40 FROM big_c").fetchall()
+        b.execute("DELETE FROM big WHERE id > 100")  # committed by another session, after DECLARE
+        b.execute("INSERT INTO big (id, v) VALUES (1000, 'late')")
+        rest: list[tuple[Any, ...]] = []
+        while batch := a.execute("FETCH FORWARD 40 FROM big_c").fetchall():
+            rest += batch
+        assert [r[0] for r in first + rest] == list(range(1, 201))
+        a.execute("DECLARE all_c CURSOR WITH HOLD FOR SELECT id FROM big ORDER BY id")
+        with pytest.raises(psycopg.Error) as too_many:
+            a.execute("FETCH ALL FROM all_c")
+        assert too_many.value.sqlstate == "54000"  # one FETCH is one result: bounded as any
+        a.execute("CLOSE ALL")
+        # psycopg's own named cursor, as Django's .iterator() uses it
+        with a.cursor(name="named", withhold=True) as named:
+            named.itersize = 30
+            named.execute("SELECT id FROM big ORDER BY id")
+            assert [r[0] for r in named] == [*range(1, 101), 1000]
+        with a.transaction():
+            a.execute("INSERT INTO big (id, v) VALUES (2000, 'mine')")
+            a.execute("DECLARE w CURSOR FOR SELECT id FROM big WHERE id >= 1000 ORDER BY id")
+            a.execute("DELETE FROM big WHERE id = 2000")
+            assert a.execute("FETCH ALL FROM w").fetchall() == [(1000,), (2000,)]

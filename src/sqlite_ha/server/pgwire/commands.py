@@ -68,6 +68,7 @@ async def run(session: SessionState, prepared: Prepared) -> Outcome:
         return Outcome("RESET")
     if kind == "discard":
         session.statements = {k: v for k, v in session.statements.items() if k == ""}
+        cursors.close_all(session)
         session.portals.clear()
         session.min_seq = 0
         return Outcome("DISCARD ALL")

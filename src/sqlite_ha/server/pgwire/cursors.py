@@ -26,7 +26,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from sqlite_ha.db.cursor import RowCursor
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.errors import HAError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared
 from sqlite_ha.server.pgwire.prepared import formats as _formats
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 KINDS = frozenset({"declare", "fetch", "move", "close", "cursor_exists"})
 MAX_CURSORS = 64
+MAX_LAZY = 8  # cursors of a session that keep a reader connection (and its snapshot) open
 
 _NAME = r'(?:"((?:[^"]|"")+)"|([A-Za-z_][\w$]*))'
 _DECLARE = re.compile(
@@ -91,7 +94,7 @@ async def run(session: SessionState, prepared: Prepared, params: tuple[SQLiteVal
     if kind == "declare":
         return await _declare(session, prepared.sql, prepared.param_oids, params)
     if kind in ("fetch", "move"):
-        return _fetch(session, prepared.sql)
+        return await _fetch(session, prepared.sql)
     if kind == "close":
         return _close(session, prepared.sql)
     found = _EXISTS.match(prepared.sql)
@@ -124,22 +127,54 @@ async def _declare(
     if sum(1 for p in session.portals.values() if p.cursor is not None) >= MAX_CURSORS:
         raise PgError("54000", f"too many open cursors (at most {MAX_CURSORS} a session): close some first")
     inner = session._prepare(query, list(param_oids))
-    outcome = await session.run(inner, params)
+    if session.failed:
+        raise PgError(
+            "25P02", "current transaction is aborted, commands ignored until end of transaction block"
+        )
+    lazy = await _open_lazily(session, inner, params)
+    if lazy is not None:
+        rows, notices, described = None, [], inner.columns or []
+    else:
+        outcome = await session.run(inner, params)
+        rows, notices, described = outcome.rows, outcome.notices, inner.columns or outcome.columns or []
     binary = "BINARY" in options
-    described = inner.columns or outcome.columns or []
     codes = _formats([1] if binary else [], len(described))
     portal = Portal(
         prepared=inner,
         params=params,
         result_binary=[1] if binary else [],
-        rows=outcome.rows,
+        rows=rows,
         columns=[t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)],
         tag="",
         cursor="hold" if hold else "block",
         cursor_block=session.in_block,
+        lazy=lazy,
     )
     session.portals[name] = portal
-    return Outcome("DECLARE CURSOR", notices=outcome.notices)
+    return Outcome("DECLARE CURSOR", notices=notices)
+
+
+async def _open_lazily(
+    session: SessionState, inner: Prepared, params: tuple[SQLiteValue, ...]
+) -> RowCursor | None:
+    """A cursor read as FETCH asks, on a reader of its own; None where its rows are taken at once instead:
+    inside a block holding the writer (the cursor must see the block's writes, which only the writer's
+    connection sees), for a catalog query, an in-memory database, or past ``MAX_LAZY`` such cursors."""
+    if session.tx is not None or inner.kind != "query" or inner.catalog or inner.explain or not inner.columns:
+        return None
+    if sum(1 for p in session.portals.values() if p.lazy is not None) >= MAX_LAZY:
+        return None
+    served = session._db()
+    if served.db.spec.memory:
+        return None
+    try:
+        if session.read_level == "strong":
+            await served.wait_current(session.settings.read_wait)
+        if session.min_seq:
+            await served.wait_applied(session.min_seq, session.settings.read_wait)
+        return await served.db.open_cursor(inner.run_sql, params or None, session.grant(served))
+    except HAError as e:
+        raise PgError.of(e) from e
 
 
 def _count(direction: str) -> int | None:
@@ -163,17 +198,23 @@ def _cursor(session: SessionState, name: str) -> Portal:
     return portal
 
 
-def _fetch(session: SessionState, sql: str) -> Outcome:
+async def _fetch(session: SessionState, sql: str) -> Outcome:
     found = _FETCH.match(sql)
     if found is None:
         raise PgError("42601", "cannot read the FETCH statement", hint="FETCH FORWARD n FROM name")
     verb = found.group(1).upper()
     count = _count(found.group(2) or "")
     portal = _cursor(session, _name(found.group(3), found.group(4)))
-    rows = portal.rows or []
-    end = len(rows) if count is None else min(len(rows), portal.sent + count)
-    taken = rows[portal.sent : end]
-    portal.sent = end
+    if portal.lazy is not None:
+        try:
+            taken = await portal.lazy.fetch(count)
+        except HAError as e:
+            raise PgError.of(e) from e
+    else:
+        rows = portal.rows or []
+        end = len(rows) if count is None else min(len(rows), portal.sent + count)
+        taken = rows[portal.sent : end]
+        portal.sent = end
     if verb == "MOVE":
         return Outcome(f"MOVE {len(taken)}")
     return Outcome(f"FETCH {len(taken)}", portal.columns, taken)
@@ -184,13 +225,24 @@ def _close(session: SessionState, sql: str) -> Outcome:
     if found is None:
         raise PgError("42601", "cannot read the CLOSE statement", hint="CLOSE name, or CLOSE ALL")
     if found.group(1):
-        for name in [n for n, p in session.portals.items() if p.cursor is not None]:
-            del session.portals[name]
+        close_all(session)
         return Outcome("CLOSE CURSOR ALL")
     name = _name(found.group(2), found.group(3))
     _cursor(session, name)
-    del session.portals[name]
+    _drop(session, name)
     return Outcome("CLOSE CURSOR")
+
+
+def _drop(session: SessionState, name: str) -> None:
+    portal = session.portals.pop(name, None)
+    if portal is not None and portal.lazy is not None:
+        portal.lazy.close()
+
+
+def close_all(session: SessionState) -> None:
+    """CLOSE ALL, DISCARD ALL and the session's end: every cursor goes, and its reader with it."""
+    for name in [n for n, p in session.portals.items() if p.cursor is not None]:
+        _drop(session, name)
 
 
 def block_ended(session: SessionState, *, committed: bool) -> None:
@@ -200,6 +252,6 @@ def block_ended(session: SessionState, *, committed: bool) -> None:
         if portal.cursor is None:
             continue
         if portal.cursor == "block" or (portal.cursor_block and not committed):
-            del session.portals[name]
+            _drop(session, name)
         else:
             portal.cursor_block = False

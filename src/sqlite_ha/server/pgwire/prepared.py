@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlite_ha.db.cursor import RowCursor
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.types import values as t
@@ -80,6 +81,7 @@ class Portal:
     bind: Bind | None = None  # the message that made it, replayed on the writer when it is forwarded
     cursor: str | None = None  # a DECLAREd cursor (cursors.py): "hold" (WITH HOLD) or "block"; None: Bind's
     cursor_block: bool = False  # declared inside the transaction block still open
+    lazy: RowCursor | None = None  # a cursor whose rows are read as FETCH asks (else ``rows`` holds them)
 
 
 @dataclass(slots=True)

@@ -124,6 +124,7 @@ class Session(SessionState):
             pass
         finally:
             cancel_registry.pop((self.pid, self.secret), None)
+            cursors.close_all(self)  # their readers, and the snapshots they keep
             self._abandon()
             if self.forward is not None:
                 await self.forward.close()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 
+from sqlite_ha.db import rebuild
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
@@ -480,7 +481,10 @@ class Database(GroupCommit):
             try:
                 if keys is not None and (sql := keys.sql_for(stmt.sql)) is not stmt.sql:
                     stmt = Statement(sql=sql, bindings=stmt.bindings, grant=grant)
-                result = run_statement(c.conn, stmt, budget, on_statement)
+                if rebuild.mentioned(stmt.sql) and c is self._writer:
+                    result = rebuild.execute(c, stmt, budget, on_statement, self.capture, self.id)
+                else:
+                    result = run_statement(c.conn, stmt, budget, on_statement)
             except apsw.AuthError as e:
                 raise self._refused(c, e, i) from e
             except apsw.TooBigError as e:

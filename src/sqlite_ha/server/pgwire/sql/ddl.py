@@ -198,6 +198,31 @@ def _constraint(body: str, translate: Translate) -> str:
     return re.sub(r"\bREFERENCES\s+(?:public|\"public\")\s*\.\s*", "REFERENCES ", body, flags=re.IGNORECASE)
 
 
+_DROP_TABLE = re.compile(
+    r"^\s*DROP\s+TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<names>.*?)\s*(?:\b(?:CASCADE|RESTRICT)\s*)?;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def drop_tables(sql: str) -> str | None:
+    """``DROP TABLE [IF EXISTS] a, b [CASCADE]`` as one DROP TABLE per table (SQLite drops one at a time);
+    None when ``sql`` is not a DROP TABLE of several tables."""
+    found = _DROP_TABLE.match(sql)
+    if found is None:
+        return None
+    names = split_top(found.group("names"))
+    if len(names) < 2:
+        return None
+    verb = "DROP TABLE IF EXISTS " if found.group("if") else "DROP TABLE "
+    out = []
+    for name in names:
+        parts = [unquote(p) for p in _split_qualified(name.strip())]
+        if len(parts) == 2 and parts[0].lower() not in ("public", "main"):
+            raise TranslationError(f'schema "{parts[0]}" does not exist')
+        out.append(verb + quote(parts[-1]))
+    return "; ".join(out)
+
+
 def strip_storage(sql: str) -> str:
     """CREATE TABLE/INDEX without ``WITH (fillfactor=…)`` and operator classes."""
     if _CREATE.match(sql) is None:
@@ -207,29 +232,22 @@ def strip_storage(sql: str) -> str:
 
 
 def vacuum(sql: str) -> str | None:
-    """``VACUUM [options] [t, …]`` and ``ANALYZE [VERBOSE] [t, …]`` as SQLite statements: ANALYZE of the
-    tables (or of all) when statistics are asked for; a VACUUM without ANALYZE reclaims nothing here (SQLite's
-    VACUUM cannot run inside the node's transactions) and is answered with no statement (""). None when
-    ``sql`` is neither."""
+    """``VACUUM [options] [t, …]`` and ``ANALYZE [VERBOSE] [t, …]`` as SQLite's ANALYZE of the tables (of
+    all without names). SQLite's own VACUUM rewrites the whole file and cannot run in the node's
+    transactions; space freed by deletes is reused by SQLite as PostgreSQL's VACUUM makes it reusable, and
+    what remains of VACUUM, statistics for the planner, is ANALYZE. None when ``sql`` is neither."""
     found = _VACUUM.match(sql)
     if found is None:
         return None
-    verb, rest = found.group(1).upper(), found.group(2).strip()
-    analyze = verb != "VACUUM"
+    rest = found.group(2).strip()
     if rest.startswith("("):
-        close = rest.find(")")
-        options = [o.strip().split()[0].upper() for o in rest[1:close].split(",") if o.strip()]
-        analyze = analyze or "ANALYZE" in options or "ANALYSE" in options
-        rest = rest[close + 1 :].strip()
+        rest = rest[rest.find(")") + 1 :].strip()
     else:
         words = rest.split()
         while words and words[0].upper() in _VACUUM_OPTIONS:
-            analyze = analyze or words[0].upper() in ("ANALYZE", "ANALYSE")
             rest = rest[rest.upper().index(words[0].upper()) + len(words[0]) :].strip()
             words = words[1:]
     tables = [unquote(_words(t)[0].split(".")[-1]) for t in split_top(rest) if _words(t)]
-    if not analyze:
-        return ""
     if not tables:
         return "ANALYZE"
     return "; ".join(f"ANALYZE {quote(t)}" for t in tables)

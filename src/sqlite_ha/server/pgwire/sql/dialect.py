@@ -282,7 +282,7 @@ def translate(sql: str) -> Translation:
 def _translated(sql: str) -> Translation | tuple[str, str | None]:
     try:
         head = sql.lstrip()[:7].upper()
-        if head.startswith(("ALTER", "CREATE", "VACUUM", "ANALY")):  # schema statements: see ``ddl``
+        if head.startswith(("ALTER", "CREATE", "DROP", "VACUUM", "ANALY")):  # schema statements: see ``ddl``
             special = _schema_statement(sql, head)
             if isinstance(special, Translation):
                 return special
@@ -298,6 +298,9 @@ def _schema_statement(sql: str, head: str) -> Translation | str:
     translate as usual (CREATE without storage parameters and operator classes)."""
     if head.startswith("CREATE"):
         return ddl.strip_storage(sql)
+    if head.startswith("DROP"):
+        dropped = ddl.drop_tables(sql)
+        return sql if dropped is None else Translation(sql=dropped, param_count=0, translated=True)
     if head.startswith("ALTER"):
         if not ddl.needs_rebuild(sql):
             return sql
@@ -307,7 +310,7 @@ def _schema_statement(sql: str, head: str) -> Translation | str:
     statements = ddl.vacuum(sql)
     if statements is None:
         return sql
-    return Translation(sql=statements or "PRAGMA optimize", param_count=0, translated=True)
+    return Translation(sql=statements, param_count=0, translated=True)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -9,8 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from sqlite_ha.testing import NodeProcess
-from tests.e2e.test_pgwire import dsn, pg  # noqa: F401  (the fixture)
+from sqlite_ha.testing import NodeProcess, free_port
+from tests.conftest import NodeFactory
+from tests.e2e.test_pgwire import PASSWORD, dsn, pg  # noqa: F401  (the fixture)
 
 
 def _schema(conn: psycopg.Connection[Any], table: str) -> str:
@@ -112,3 +113,40 @@ def test_a_failed_rebuild_leaves_the_transaction_usable(pg: NodeProcess) -> None
         assert conn.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [(1, 1), (2, 2), (3, 3), (4, 4)]
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("INSERT INTO t VALUES (5, 4)")
+
+
+def test_foreign_keys_added_by_rebuild_are_enforced_and_set_constraints(node_factory: NodeFactory) -> None:
+    port = free_port()
+    node = node_factory(
+        args=["file:app.db?_fk=1", "--pg-port", str(port), "--pg-pass", PASSWORD], nats_port=None
+    )
+    node.pg_port = port  # type: ignore[attr-defined]
+    with psycopg.connect(dsn(node)) as conn:
+        conn.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE child (id int PRIMARY KEY, parent_id int)")
+        conn.execute("INSERT INTO parent VALUES (1)")
+        conn.execute("INSERT INTO child VALUES (1, 1), (2, 2)")
+        conn.commit()
+        add_fk = (
+            "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) "
+            "DEFERRABLE INITIALLY DEFERRED"
+        )
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # the existing rows are checked
+            conn.execute(add_fk)
+        conn.rollback()
+        conn.execute("DELETE FROM child WHERE id = 2")
+        conn.execute(add_fk)
+        conn.commit()
+        # deferred: a missing parent may come later in the transaction; IMMEDIATE checks what is pending
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        conn.execute("INSERT INTO child VALUES (3, 3)")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        conn.rollback()
+        conn.execute("INSERT INTO child VALUES (3, 3)")
+        conn.execute("INSERT INTO parent VALUES (3)")
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        conn.commit()
+        conn.execute("INSERT INTO child VALUES (4, 4)")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.commit()

@@ -4,14 +4,16 @@ with PostgreSQL's SQLSTATE."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 
 from sqlite_ha.testing import NodeProcess, free_port
 from tests.conftest import NodeFactory
-from tests.e2e.test_pgwire import PASSWORD, dsn, pg  # noqa: F401  (the fixture)
+from tests.e2e.test_pgwire import PASSWORD, asyncpg_connect, dsn, pg  # noqa: F401  (the fixture)
 
 
 def _schema(conn: psycopg.Connection[Any], table: str) -> str:
@@ -150,3 +152,26 @@ def test_foreign_keys_added_by_rebuild_are_enforced_and_set_constraints(node_fac
         conn.execute("INSERT INTO child VALUES (4, 4)")
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.commit()
+
+
+def test_rebuilds_through_the_extended_protocol(pg: NodeProcess) -> None:  # noqa: F811
+    """asyncpg prepares every statement (Parse, Describe) before it runs it, as JDBC does."""
+
+    async def body() -> None:
+        conn = await asyncpg_connect(pg)
+        try:
+            await conn.execute("CREATE TABLE e (id int PRIMARY KEY, v int)")
+            await conn.executemany("INSERT INTO e VALUES ($1, $2)", [(1, 10), (2, 20)])
+            statement = await conn.prepare("ALTER TABLE e ADD CONSTRAINT e_v UNIQUE (v)")
+            await statement.fetch()
+            await conn.execute("ALTER TABLE e ALTER COLUMN v SET DEFAULT 5", timeout=10)
+            async with conn.transaction():
+                await conn.execute("INSERT INTO e (id) VALUES ($1)", 3)
+                await conn.execute("ALTER TABLE e ALTER COLUMN v DROP DEFAULT")
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await conn.execute("INSERT INTO e VALUES ($1, $2)", 4, 10)
+            assert await conn.fetch("SELECT id, v FROM e ORDER BY id") == [(1, 10), (2, 20), (3, 5)]
+        finally:
+            await conn.close()
+
+    asyncio.run(body())

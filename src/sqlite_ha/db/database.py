@@ -161,6 +161,10 @@ class Database(GroupCommit):
         """The result columns (name, declared type) of ``sql`` without running it: SQLite prepares it and
         the execution trace stops it before the first step. ``on_writer`` inside an interactive
         transaction, which may have created the tables it names. Prepared under ``grant``, as it will run."""
+        if rebuild.mentioned(sql):
+            return Described(
+                columns=[]
+            )  # a table rebuild (``rebuild``) returns no rows; SQLite cannot prepare it
         c = self._writer if on_writer else self._reader
         # apsw caches prepared statements by text, and an expired one keeps the column types it was prepared
         # with until it runs (describing never runs it): keyed by the schema version, a text is prepared anew

@@ -29,7 +29,7 @@ _ALTER_TABLE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _REBUILD_ACTION = re.compile(
-    r"^(?:ADD\s+(?:CONSTRAINT\s+\S+\s+)?(?:UNIQUE|PRIMARY\s+KEY|FOREIGN\s+KEY)\b"
+    r"^(?:ADD\s+(?:CONSTRAINT\s+\S+\s+)?(?:UNIQUE|PRIMARY\s+KEY|FOREIGN\s+KEY|EXCLUDE)\b"
     r"|DROP\s+CONSTRAINT\b|DROP\s+(?!CONSTRAINT\b)|RENAME\s+CONSTRAINT\b"
     r"|ALTER\s+(?:COLUMN\s+)?\S+\s+(?:(?:SET\s+DATA\s+)?TYPE\b|SET\s+DEFAULT\b|DROP\s+DEFAULT\b))",
     re.IGNORECASE | re.DOTALL,
@@ -76,11 +76,14 @@ def _split_qualified(name: str) -> list[str]:
     out: list[str] = []
     current = ""
     for tok in tokens(name):
-        if tok == ".":
-            out.append(current)
-            current = ""
-        elif not tok.isspace():
+        if tok[0] in '"`[':
             current += tok
+            continue
+        pieces = tok.split(".")  # an unquoted token holds its dots: public.t
+        for piece in pieces[:-1]:
+            out.append(current + piece.strip())
+            current = ""
+        current += pieces[-1].strip()
     out.append(current)
     return out
 

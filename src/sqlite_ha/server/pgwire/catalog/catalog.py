@@ -109,6 +109,7 @@ CREATE TABLE pg_catalog.pg_proc(
 CREATE TABLE pg_catalog.pg_am(oid oid PRIMARY KEY, amname TEXT);
 CREATE TABLE pg_catalog.pg_tablespace(oid oid PRIMARY KEY, spcname TEXT, spcowner oid);
 CREATE TABLE pg_catalog.pg_description(objoid oid, classoid oid, objsubid INTEGER, description TEXT);
+CREATE TABLE pg_catalog.pg_partitioned_table(partrelid oid PRIMARY KEY, partstrat TEXT, partnatts INTEGER);
 CREATE TABLE pg_catalog.pg_inherits(
   inhrelid oid, inhparent oid, inhseqno INTEGER, inhdetachpending BOOLEAN);
 CREATE TABLE pg_catalog.pg_attrdef(oid oid PRIMARY KEY, adrelid oid, adnum INTEGER, adbin TEXT);
@@ -183,7 +184,7 @@ _AM = {"r": 2, "i": 403}  # heap, btree
 # it is answered with no rows rather than an error.
 _EMPTY = re.compile(
     r"\b(?:pg_catalog\.)?(?:pg_policy|pg_statistic_ext|pg_publication|pg_publication_namespace|"
-    r"pg_publication_rel|pg_inherits|pg_trigger|pg_rewrite)\b",
+    r"pg_publication_rel|pg_inherits|pg_partitioned_table|pg_trigger|pg_rewrite)\b",
     re.I,
 )
 

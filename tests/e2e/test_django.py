@@ -27,8 +27,9 @@ PROJECT = Path(__file__).resolve().parent.parent / "django_project"
 PASSWORD = "s3cret dj"
 
 # Lines whose values wait for the types branch of issue 16: NUMERIC aggregates computed in binary floating
-# point (Sum of a DecimalField is 786.4800000000000181…) and timestamps cut to milliseconds. Compared once it
-# lands; until then they are printed.
+# point (Sum of a DecimalField is 786.4800000000000181…) and timestamps cut to milliseconds (with server-side
+# binding, a datetime parameter keeps its microseconds, so = finds no row). Compared once it lands; until then
+# they are printed.
 AWAITING_TYPES = {"sum_avg", "order_sum", "group_by", "final_sum", "values_dict", "crud"}
 
 
@@ -96,11 +97,17 @@ def _lines(output: str) -> dict[str, str]:
     return out
 
 
-def test_orm_answers_as_postgresql(pg_node: NodeProcess, postgres: PostgresServer) -> None:
+@pytest.mark.parametrize("binding", ["client", "server"])
+def test_orm_answers_as_postgresql(pg_node: NodeProcess, postgres: PostgresServer, binding: str) -> None:
     """ormcheck (CRUD, select/prefetch_related, aggregates, date lookups and truncation, JSON lookups,
     bulk_create, .iterator(), select_for_update, atomic and savepoints, get_or_create, update with F, Q,
-    ILIKE/LIKE escapes, distinct, nulls first/last, Count(filter=), Window) prints the same on both."""
-    node_env, pg_env = _node_env(pg_node), _postgres_env(postgres)
+    ILIKE/LIKE escapes, distinct, nulls first/last, Count(filter=), Window) prints the same on both; with
+    Django's default client-side binding (values in the SQL text, the simple protocol) and with
+    ``server_side_binding`` (parameters apart: ``unnest(%s::type[])``, ``AT TIME ZONE %s``,
+    ``date_trunc(%s, …)``)."""
+    mode = {"DJ_SERVER_SIDE_BINDING": "1" if binding == "server" else "0"}
+    node_env, pg_env = _node_env(pg_node) | mode, _postgres_env(postgres) | mode
+    awaiting = AWAITING_TYPES | ({"datetime_eq"} if binding == "server" else set())
     for env in (pg_env, node_env):
         manage(env, "migrate", "-v", "0")
     for env in (pg_env, node_env):
@@ -118,8 +125,8 @@ def test_orm_answers_as_postgresql(pg_node: NodeProcess, postgres: PostgresServe
     got = _lines(manage(node_env, "ormcheck").stdout)
     assert len(expected) > 90, expected
     assert set(got) == set(expected)
-    differ = {k: (expected[k], got[k]) for k in expected if expected[k] != got[k] and k not in AWAITING_TYPES}
-    for k in sorted(AWAITING_TYPES & set(expected)):
+    differ = {k: (expected[k], got[k]) for k in expected if expected[k] != got[k] and k not in awaiting}
+    for k in sorted(awaiting & set(expected)):
         if expected[k] != got[k]:
             print(f"awaiting the types branch: {k}\n  postgres: {expected[k]}\n  node:     {got[k]}")
     assert not differ, "\n".join(f"{k}:\n  postgres: {a}\n  node:     {b}" for k, (a, b) in differ.items())

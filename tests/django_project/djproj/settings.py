@@ -22,7 +22,12 @@ DATABASES = {
         "NAME": os.environ["DJ_PG_NAME"],
         "USER": os.environ["DJ_PG_USER"],
         "PASSWORD": os.environ["DJ_PG_PASSWORD"],
-        "OPTIONS": {"sslmode": "disable"},
+        # DJ_SERVER_SIDE_BINDING=1: parameters travel apart from the SQL (extended protocol), else psycopg
+        # binds them into the text (Django's default)
+        "OPTIONS": {
+            "sslmode": "disable",
+            "server_side_binding": os.environ.get("DJ_SERVER_SIDE_BINDING") == "1",
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

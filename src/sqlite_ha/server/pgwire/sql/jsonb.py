@@ -10,7 +10,8 @@ compare as jsonb does (``'10' > '8'``, objects whatever their key order) and not
 ``x AT TIME ZONE 'UTC'`` is ``x``: timestamps are stored in UTC, and ``timestamptz AT TIME ZONE 'UTC'`` is
 that same wall-clock time (what Django sends for every date lookup and truncation with ``USE_TZ``).
 Another zone is refused: a ``timestamp`` and a ``timestamptz`` are the same text here, and the two
-directions of the conversion would need to know which one the operand is.
+directions of the conversion would need to know which one the operand is. A zone given as a parameter (Django
+with server-side binding) is checked when the statement runs (``pg_at_utc``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any
 
 from sqlglot import exp
 
+from sqlite_ha.db.functions import UTC_NAMES
 from sqlite_ha.server.pgwire.sql.translation import TranslationError
 
 DType = exp.DataType.Type
 
-_UTC_NAMES = frozenset({"utc", "etc/utc", "gmt", "etc/gmt", "z", "zulu", "uct", "+00", "+00:00", "00:00"})
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 
 
@@ -94,8 +95,10 @@ def _text(node: exp.JSONExtractScalar, ctx: Any) -> exp.Expr:
 
 def _at_time_zone(node: exp.AtTimeZone, ctx: Any) -> exp.Expr:
     zone = node.args.get("zone")
-    if isinstance(zone, exp.Literal) and zone.is_string and zone.name.strip().lower() in _UTC_NAMES:
+    if isinstance(zone, exp.Literal) and zone.is_string and zone.name.strip().lower() in UTC_NAMES:
         return exp.Paren(this=node.this)
+    if not isinstance(zone, exp.Literal) and isinstance(zone, exp.Expr):  # a parameter: told at execution
+        return _call("pg_at_utc", node.this, zone)
     shown = zone.sql(dialect="postgres") if isinstance(zone, exp.Expr) else "?"
     raise TranslationError(
         f"AT TIME ZONE {shown} is not supported, only 'UTC'",

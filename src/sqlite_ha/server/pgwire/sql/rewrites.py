@@ -346,6 +346,12 @@ _TRUNC = {
 
 def _rewrite_date_trunc(node: exp.TimestampTrunc | exp.DateTrunc, ctx: RewriteContext) -> exp.Expr:
     unit = node.text("unit").lower()
+    given = node.args.get("unit")
+    if given is not None and (
+        _param_number(given) is not None or not isinstance(given, exp.Literal | exp.Var)
+    ):
+        # a parameter (Django with server-side binding): the unit is known when the statement runs
+        return exp.Anonymous(this="pg_date_trunc", expressions=[given, node.this])
     if unit not in _TRUNC:
         raise TranslationError(f"date_trunc to {unit or node.args.get('unit')!r} is not supported")
     return _fill(_TRUNC[unit], _x_=node.this)

@@ -57,8 +57,10 @@ def _array_source(arg: exp.Expr) -> tuple[exp.Expr, exp.DataType | None]:
                 return exp.Literal.string(_literal_to_json(inner.name)), element
             if isinstance(inner, exp.ByteString):  # E'…', its escapes already read
                 return exp.Literal.string(_literal_to_json(inner.name)), element
+            if isinstance(inner, exp.Parameter):  # (%s)::type[]: the cast rewrite types the parameter
+                return exp.Cast(this=inner, to=node.to.copy()), element
             if not isinstance(inner, exp.Cast):
-                return node, element  # a parameter or an expression: the cast rewrite keeps it (JSON)
+                return node, element  # an expression: the cast rewrite keeps it (arrays are JSON)
             node = inner
         else:
             return node, element
@@ -107,7 +109,10 @@ def _rows(node: exp.Unnest) -> exp.Subquery:
     columns: list[exp.Expr] = []
     for i, ((_, element), value) in enumerate(zip(sources, values, strict=True)):
         cell: exp.Expr = value if element is None else exp.Cast(this=value, to=element.copy())
-        columns.append(exp.alias_(cell, names[i] if i < len(names) else "unnest", quoted=True))
+        # unnamed columns are all "unnest" in PostgreSQL; "unnest(2)" keeps them apart for SQLite and the type
+        # inference, and the front end names it "unnest" as it names a call
+        default = "unnest" if len(sources) == 1 else f"unnest({i + 1})"
+        columns.append(exp.alias_(cell, names[i] if i < len(names) else default, quoted=True))
     if offset:
         position = exp.Add(this=exp.column("key", "_k"), expression=exp.Literal.number(1))
         name = offset.name if isinstance(offset, exp.Identifier) else "ordinality"

@@ -123,5 +123,6 @@ def column_field(column: t.Column, fmt: int | None = None) -> Field:
         name=column.name,
         type_oid=column.oid,
         type_size=t.type_size(column.oid),
+        type_modifier=column.typmod,
         format=(1 if column.binary else 0) if fmt is None else fmt,
     )

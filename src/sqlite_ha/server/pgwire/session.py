@@ -360,8 +360,11 @@ class Session:
             if columns is not None:
                 self.send(codec.row_description([_field(c) for c in columns]))
                 encoders = [c.encode for c in columns]
-                for row in outcome.rows:
-                    self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+                try:
+                    for row in outcome.rows:
+                        self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+                except t.NotEncodable as e:  # an int4 column holding a larger value: 22003, never a wrong one
+                    raise PgError(e.sqlstate, str(e)) from e
             self.send(codec.command_complete(outcome.tag))
         self.send(codec.ready_for_query(self.status()))
 
@@ -448,7 +451,7 @@ class Session:
             inferred = result_types(prepared.run_sql, db.db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
         prepared.columns = [
-            t.Column(pg_column_name(name, prepared.sql), t.oid_for_declared(decl) or _guess_oid(name), False)
+            t.declared_column(pg_column_name(name, prepared.sql), decl, _guess_oid(name))
             for (name, _), decl in zip(described.columns, declared, strict=True)
         ]
         if not all(prepared.param_oids):
@@ -473,7 +476,7 @@ class Session:
                 for data, oid, fmt in zip(msg.params, prepared.param_oids, formats, strict=True)
             )
         except t.BadParameter as e:
-            raise PgError("22P02", str(e)) from e
+            raise PgError(e.sqlstate, str(e)) from e
         self.portals[msg.portal] = Portal(
             prepared=prepared, params=params, result_binary=msg.result_formats, bind=msg
         )
@@ -548,7 +551,7 @@ class Session:
             described = portal.prepared.columns or outcome.columns
             codes = _formats(portal.result_binary, len(described))
             portal.columns = [
-                t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)
+                t.Column(c.name, c.oid, fmt == 1, c.typmod) for c, fmt in zip(described, codes, strict=True)
             ]
 
     def _send_rows(self, portal: Portal, max_rows: int) -> None:
@@ -560,7 +563,7 @@ class Session:
                 for row in rows[portal.sent : end]:
                     self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
             except t.NotEncodable as e:
-                raise PgError("22P02", str(e)) from e
+                raise PgError(e.sqlstate, str(e)) from e
             portal.sent = end
             if end < len(rows):
                 self.send(codec.portal_suspended())

@@ -52,6 +52,7 @@ from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
 from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
+from sqlite_ha.server.pgwire.prepared import parameter_type as _parameter_type
 from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 from sqlite_ha.server.pgwire.sql.dialect import (
     TranslationError,
@@ -404,7 +405,7 @@ class Session:
         except TranslationError as e:
             width = catalog.empty_answer(sql) if is_catalog else None
             if width is None:
-                raise PgError("42601", str(e)) from e
+                raise PgError(e.sqlstate, str(e)) from e
             columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
             return Prepared(sql=sql, kind="empty", run_sql="", param_oids=param_oids, columns=columns)
         except Exception as e:  # a fault of the translation, not of the session: this statement fails alone
@@ -450,6 +451,7 @@ class Session:
         if not all(declared):  # expressions: ask the statement what they compute
             inferred = result_types(prepared.run_sql, db.db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
+            declared = [_parameter_type(d, prepared.param_oids) for d in declared]
         prepared.columns = [
             t.declared_column(pg_column_name(name, prepared.sql), decl, _guess_oid(name))
             for (name, _), decl in zip(described.columns, declared, strict=True)

@@ -226,10 +226,10 @@ def test_declared_types_keep_their_postgres_names(conn: apsw.Connection) -> None
         "h": "DATE",
         "i": "NUMERIC(10, 2)",
         "j": "DOUBLE PRECISION",
-        "k": "REAL",
+        "k": "FLOAT4",
         "l": "BYTEA",
-        "m": "JSON",
-        "n": "JSONB",
+        "m": "JSON TEXT",  # TEXT affinity, so that a document '3.0' stays text
+        "n": "JSONB TEXT",
         "o": "UUID",
         "p": "INT",  # PostgreSQL's integer: int4 (SQLite's INTEGER is announced int8)
         "q": "BIGINT",

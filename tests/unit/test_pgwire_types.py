@@ -34,6 +34,8 @@ from sqlite_ha.server.pgwire.types import values as t
         ("timestamptz", t.TIMESTAMPTZ),
         ("DATE", t.DATE),
         ("JSONB", t.JSONB),
+        ("JSONB TEXT", t.JSONB),
+        ("json text", t.JSON),
         ("UUID", t.UUID),
         ("UNSIGNED BIG INT", t.INT8),
         ("NCHAR(55)", t.TEXT),

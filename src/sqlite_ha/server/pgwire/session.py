@@ -597,12 +597,21 @@ class Session(SessionState):
             if prepared.columns and len(prepared.columns) == len(result.columns):
                 columns = prepared.columns  # what Describe announced
             else:
+                declared = list(result.types)
+                if not all(declared) and self.db is not None:  # expressions: what they compute (1 is int4)
+                    inferred = result_types(prepared.run_sql, self.db.db.table_types)
+                    declared = [d or _inferred(inferred, i) for i, d in enumerate(declared)]
                 columns = [
-                    t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
-                    for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
+                    t.result_column(pg_column_name(name, prepared.sql), decl, result.rows, i)
+                    for i, (name, decl) in enumerate(zip(result.columns, declared, strict=True))
                 ]
             return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
         return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
+
+
+def _inferred(inferred: list[str | None], i: int) -> str | None:
+    found = inferred[i] if i < len(inferred) else None
+    return None if found is None or found.startswith("$") else found  # (no parameters here)
 
 
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new

@@ -508,9 +508,12 @@ def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
     SQLite's ``INTEGER`` int8). An ``integer PRIMARY KEY`` becomes ``INTEGER``, the rowid alias."""
     kind = node.args.get("kind")
     if isinstance(kind, exp.DataType) and kind.this != DType.USERDEFINED:
-        name = re.sub(r"^DECIMAL\b", "NUMERIC", kind.sql(dialect="postgres"))
+        # (PostgreSQL's real is a float4; SQLite's REAL, which it prints, is announced float8)
+        name = re.sub(r"^DECIMAL\b", "NUMERIC", re.sub(r"^REAL\b", "FLOAT4", kind.sql(dialect="postgres")))
         primary = any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in node.constraints)
         name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER" if primary else "INT", name)
+        if name in ("JSON", "JSONB"):  # TEXT affinity: a document '3.0' must not become the integer 3
+            name += " TEXT"
         node.set("kind", exp.DataType(this=DType.USERDEFINED, kind=name))
     return node
 

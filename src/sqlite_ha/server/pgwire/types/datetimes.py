@@ -115,9 +115,10 @@ def _fields(m: re.Match[str], text: str, kind: str) -> dt.datetime:
         raise DatetimeError(
             "22008", f'date/time field value out of range: "{text}" (sqlite-ha stores years 1-9999)'
         )
-    hour = int(m["h"] or 0)
-    minute, second = int(m["mi"] or 0), int(m["s"] or 0)
-    micro = _fraction(m["f"])
+    fields = m.groupdict()
+    hour = int(fields.get("h") or 0)
+    minute, second = int(fields.get("mi") or 0), int(fields.get("s") or 0)
+    micro = _fraction(fields.get("f"))
     if minute > 59 or second > 60 or hour > 24 or (hour == 24 and (minute or second or micro)):
         raise _range(text)
     try:

@@ -95,7 +95,7 @@ def scaled(scale: int) -> tuple[Callable[[SQLiteValue], bytes], Callable[[SQLite
 def storable(d: Decimal, text: str) -> SQLiteValue:
     """What SQLite stores for the decimal ``d``: an int, a float that reads back as ``d``, or a 22003."""
     if d.is_nan():
-        return math.nan
+        return "NaN"  # SQLite would store a float NaN as NULL
     if d.is_infinite():
         return math.inf if d > 0 else -math.inf
     if d == d.to_integral_value() and _INT64[0] <= d <= _INT64[1]:

@@ -209,9 +209,14 @@ def float4_out(v: SQLiteValue) -> bytes:
 def float_in(data: bytes) -> SQLiteValue:
     text = data.decode()
     try:
-        return float(text)
+        return not_nan(float(text))
     except ValueError:
         raise BadParameter(f'invalid input syntax for type double precision: "{text}"') from None
+
+
+def not_nan(value: float) -> SQLiteValue:
+    """SQLite stores a NaN as NULL: it is stored as the text 'NaN', which reads back as NaN."""
+    return "NaN" if value != value else value
 
 
 def float4_binary(v: SQLiteValue) -> bytes:
@@ -226,11 +231,11 @@ def float4_recv(data: bytes) -> SQLiteValue:
     """A float4 as the float8 its shortest text reads as (1.1, not 1.100000023841858), as PostgreSQL's
     real→double conversion would not, but as every client meant it."""
     single = float(_F4.unpack(data)[0])
-    return float(float4_text(single)) if math.isfinite(single) else single
+    return float(float4_text(single)) if math.isfinite(single) else not_nan(single)
 
 
 def float8_recv(data: bytes) -> SQLiteValue:
-    return float(_F8.unpack(data)[0])
+    return not_nan(_F8.unpack(data)[0])
 
 
 # ---------------------------------------------------------------------------------------- bytea

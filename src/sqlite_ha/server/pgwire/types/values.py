@@ -88,6 +88,10 @@ _DECLARED: dict[str, int] = {
 }
 
 
+# types whose columns the dialect declares with a TEXT suffix, for SQLite's TEXT affinity
+_TEXT_STORED = frozenset(("json", "jsonb"))
+
+
 def oid_for_declared(declared: str | None) -> int | None:
     """The OID a column of this declared type announces; None when there is no declared type."""
     if not declared:
@@ -104,6 +108,8 @@ def declared_type(declared: str) -> tuple[int, int]:
     modifiers, _, after = rest.partition(")")
     if after.strip():  # "timestamp(3) with time zone"
         base = f"{base} {after.strip()}"
+    if base.endswith(" text") and base[:-5] in _TEXT_STORED:  # "JSONB TEXT": a jsonb with TEXT affinity
+        base = base[:-5]
     oid = _DECLARED.get(base)
     if oid is None:
         known = REGISTRY.by_name.get(base)
@@ -211,6 +217,13 @@ def declared_column(name: str, declared: str | None, default: int = TEXT, binary
         return Column(name, default, binary)
     oid, typmod = declared_type(declared)
     return Column(name, oid, binary, typmod)
+
+
+def result_column(name: str, declared: str | None, rows: list[tuple[SQLiteValue, ...]], index: int) -> Column:
+    """A result column as its declared type announces it, else as its first non-NULL value does."""
+    if declared:
+        return declared_column(name, declared)
+    return Column(name, column_oid(None, rows, index), False)
 
 
 def to_text(value: SQLiteValue, oid: int) -> bytes:

@@ -112,6 +112,9 @@ def _stamp(rng: random.Random) -> dt.datetime:
                        rng.randrange(60), rng.randrange(60), micro)  # fmt: skip
 
 
+FLOAT8_EDGES = [math.inf, -math.inf, math.nan, 0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2]
+
+
 def random_row(rng: random.Random, row_id: int) -> tuple[Any, ...]:
     def maybe(value: Callable[[], Any]) -> Any:
         return None if rng.random() < 0.08 else value()
@@ -130,21 +133,7 @@ def random_row(rng: random.Random, row_id: int) -> tuple[Any, ...]:
         maybe(lambda: rng.choice([-(2**31), 2**31 - 1, rng.randrange(-(2**31), 2**31)])),
         maybe(lambda: rng.choice([-(2**63), 2**63 - 1, rng.randrange(-(2**63), 2**63)])),
         maybe(lambda: rng.choice([1.1, 0.0, 3.4e38, 1e-30, round(rng.uniform(-1e6, 1e6), rng.randrange(6))])),
-        maybe(
-            lambda: rng.choice(
-                [
-                    math.inf,
-                    -math.inf,
-                    math.nan,
-                    0.0,
-                    5e-324,
-                    1.7976931348623157e308,
-                    0.1 + 0.2,
-                    rng.uniform(-1e300, 1e300),
-                    rng.uniform(-1, 1),
-                ]
-            )
-        ),  # fmt: skip
+        maybe(lambda: rng.choice([*FLOAT8_EDGES, rng.uniform(-1e300, 1e300), rng.uniform(-1, 1)])),
         maybe(lambda: numeric(3, 12)),  # numeric(12,3)
         maybe(lambda: rng.choice([Decimal("NaN"), numeric(0, 15), numeric(5, 15), Decimal("70.40")])),
         maybe(lambda: _text(rng)),

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from sqlite_ha.testing import NodeProcess, free_port
+from sqlite_ha.testing import free_port
 from sqlite_ha.testing_pg import PostgresServer
 from tests.conftest import NodeFactory
 
@@ -38,13 +38,9 @@ def run_script(url: str) -> dict[str, Any]:
     return result
 
 
-def test_node_postgres_sees_what_postgresql_gives(
-    node_factory: NodeFactory, postgres: PostgresServer
-) -> None:
+def test_node_postgres_as_with_postgresql(node_factory: NodeFactory, postgres: PostgresServer) -> None:
     port = free_port()
-    node: NodeProcess = node_factory(
-        args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD], nats_port=None
-    )
+    node_factory(args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD], nats_port=None)
     name = f"np_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.dsn(), autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")

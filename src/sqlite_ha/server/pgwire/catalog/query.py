@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sqlite_ha.server.pgwire.catalog.catalog import column_types
+from sqlite_ha.server.pgwire.catalog.schema import column_types
 
 DType = exp.DataType.Type
 

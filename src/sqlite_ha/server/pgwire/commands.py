@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.copy.operation import Copy, CopyError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
@@ -50,6 +51,7 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
         elif session.forward is not None:
             session.forward.began(sql)
         session.in_block = True
+        isolation.began(session, sql)
         return Outcome("BEGIN")
     if kind in ("commit", "rollback"):
         if session.forward is not None:
@@ -77,6 +79,9 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
         return Outcome("CLOSE CURSOR ALL")
     if kind == "copy":
         return await _copy(session, prepared)
+    if kind == "lock":
+        await isolation.lock_table(session, sql)
+        return Outcome("LOCK TABLE")
     if kind == "deallocate":
         found = _DEALLOCATE.match(sql)
         name = found.group(1).strip('"') if found else ""
@@ -145,6 +150,7 @@ async def _end_block(session: Session, *, commit: bool) -> Outcome:
         session.notice("there is no transaction in progress", "25P01")
         return Outcome(tag)
     tx, session.tx = session.tx, None
+    isolation.ended(session)
     session.in_block = session.failed = False
     session.pending_savepoints.clear()
     if tx is None:
@@ -204,6 +210,9 @@ def _savepoint(session: Session, kind: str, sql: str) -> Outcome:
 
 
 def _set(session: Session, sql: str) -> Outcome:
+    if isolation.is_set_transaction(sql):
+        isolation.set_transaction(session, sql)
+        return Outcome("SET")
     found = _SET.match(sql) or _SET_NAMES.match(sql)
     if found is None:
         raise PgError("42601", f"cannot read {sql!r}")
@@ -261,9 +270,11 @@ def _setting(session: Session, name: str) -> str:
         "server_encoding": "UTF8",
         "client_encoding": "UTF8",
         "standard_conforming_strings": "on",
-        "transaction isolation level": "read committed",
-        "default_transaction_isolation": "read committed",
-        "transaction_isolation": "read committed",
+        "transaction isolation level": session.mode.level,
+        "default_transaction_isolation": session.default_mode.level,
+        "transaction_isolation": session.mode.level,
+        "transaction_read_only": "on" if session.mode.read_only else "off",
+        "default_transaction_read_only": "on" if session.default_mode.read_only else "off",
         "datestyle": "ISO, MDY",
         "timezone": "UTC",
         "integer_datetimes": "on",

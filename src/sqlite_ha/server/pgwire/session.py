@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from sqlite_ha.db.authorizer import Permission
-from sqlite_ha.db.database import Database
+from sqlite_ha.db.database import Database, ReadView
 from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
@@ -42,7 +43,9 @@ from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.security.users import User
 from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import commands, explain, handshake
+from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.catalog import catalog
+from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
@@ -87,6 +90,9 @@ class Session:
         self.settings = settings
         self.conn = conn
         self.pid = pid
+        self.started = time.time()
+        self.last_query = ""  # the last statement prepared, for pg_stat_activity
+        self.registry: dict[tuple[int, int], Session] = {}  # the node's sessions (set once logged in)
         self.secret = secrets.randbits(31)
         self.tls = tls
         self.parser = codec.FrontendParser(max_message_size=settings.max_message_size)
@@ -114,7 +120,11 @@ class Session:
         self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
         self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
         self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
-        self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
+        self.read_seq: int | None = None
+        self.default_mode = isolation.Mode()  # SET SESSION CHARACTERISTICS AS TRANSACTION …
+        self.mode = self.default_mode  # the block's (BEGIN …, SET TRANSACTION …)
+        self.read_view: ReadView | None = None  # a REPEATABLE READ block's snapshot, from its first read
+        self.block_read = False  # the block has read  # a forwarded block's read position (SET ha.read_seq)
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:
@@ -204,6 +214,7 @@ class Session:
             if not await handshake.startup(self, cancel_registry):
                 return
             cancel_registry[(self.pid, self.secret)] = self
+            self.registry = cancel_registry
             self.inline = True
             if self.forwarded_by is None and self.node.writer.name != "leaderless":
                 self.forward = Forward(self)
@@ -225,6 +236,7 @@ class Session:
                 await self.conn.close()
 
     def _abandon(self) -> None:
+        isolation.ended(self)
         if self.tx is not None:
             self.tx.rollback()
             self.tx = None
@@ -381,6 +393,7 @@ class Session:
         return True
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
+        self.last_query = sql
         kind = classify(sql)
         if kind != "query":
             # SHOW answers one text column; every other session command answers no rows
@@ -653,11 +666,37 @@ class Session:
         cat.sync(db.db.reader_connection)
         return cat
 
+    def _catalog_context(self, query: str) -> SessionContext:
+        """The session as the catalog's session-dependent views and functions show it."""
+        me = self.view(query, "active")
+        registry = self.registry
+
+        def sessions() -> list[SessionView]:
+            return [me if s is self else s.view(s.last_query, s.idle_state()) for s in registry.values()]
+
+        return SessionContext(me=me, settings=self.params, sessions=sessions)
+
+    def view(self, query: str, state: str) -> SessionView:
+        return SessionView(
+            pid=self.pid,
+            user=self.user,
+            database=self.db.id if self.db is not None else "",
+            application_name=self.params.get("application_name", ""),
+            backend_start=self.started,
+            state=state,
+            query=query,
+        )
+
+    def idle_state(self) -> str:
+        if not self.in_block:
+            return "idle"
+        return "idle in transaction (aborted)" if self.failed else "idle in transaction"
+
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         db = self._db()
         if prepared.catalog:
             try:
-                result = self._catalog().run(prepared.run_sql, params)
+                result = self._catalog().run(prepared.run_sql, params, self._catalog_context(prepared.sql))
             except apsw.Error as e:
                 width = catalog.empty_answer(prepared.sql)
                 if width is None:
@@ -674,6 +713,7 @@ class Session:
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
+            isolation.refuse_write(self, prepared.verb)
             self.tx = await db.begin()
             if self.read_seq is not None:
                 await forwarded.check_read_seq(self, db)
@@ -681,7 +721,14 @@ class Session:
                 self.tx.savepoint(name)
             self.pending_savepoints.clear()
             result = (await self.tx.run([stmt]))[-1]
+        elif self.in_block and self.mode.snapshot:  # REPEATABLE READ: every read on the block's snapshot
+            if self.read_view is None:
+                self.read_view = db.db.read_view()
+            self.block_read = True
+            result = (await self.read_view.execute([stmt])).results[-1]
         else:
+            if self.default_mode.read_only and not self.in_block and not db.is_read_only([stmt]):
+                isolation.refuse_write(self, prepared.verb)
             try:
                 execution, seq = await db.execute([stmt])
             except ReplicationPending as e:

@@ -25,7 +25,8 @@ from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
-from sqlite_ha.server.pgwire.catalog.schema import SCHEMA
+from sqlite_ha.server.pgwire.catalog.activity import Activity, SessionContext, search_path_schemas
+from sqlite_ha.server.pgwire.catalog.schema import CATALOG_OIDS, SCHEMA, catalog_names
 from sqlite_ha.server.pgwire.catalog.tables import ForeignKey, Index, Table
 from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
@@ -33,16 +34,24 @@ from sqlite_ha.server.pgwire.types import values as t
 VERSION = f"PostgreSQL 15.0 (sqlite-ha {__version__}, SQLite {apsw.sqlite_lib_version()})"
 PUBLIC, PG_CATALOG, INFORMATION_SCHEMA = 2200, 11, 13000
 FIRST_OID = 16384
+DATABASE_OWNER = 6171  # pg_database_owner
+PUBLIC_ACL = "{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner}"
 
+# a query naming a catalog table or one of these functions runs on the catalog database
+_CATALOG_FUNCTIONS = (
+    "to_regtype|pg_table_is_visible|current_database|pg_get_userbyid|has_table_privilege|current_setting|"
+    "set_config|current_user|session_user|current_role|pg_is_in_recovery|pg_backend_pid|current_schemas|"
+    "pg_get_viewdef|pg_postmaster_start_time|inet_server_port|inet_server_addr|txid_current|"
+    "pg_current_xact_id|pg_get_keywords"
+)
 _CATALOG = re.compile(
-    r"\b(?:pg_catalog|information_schema|pg_class|pg_namespace|pg_type|pg_attribute|pg_index|pg_database|"
-    r"pg_roles|pg_am|pg_tables|pg_settings|to_regtype|pg_table_is_visible|current_database|"
-    r"pg_get_userbyid|has_table_privilege|current_setting|set_config|current_user|session_user|current_role)\b"
-    r"|\bversion\s*\(\s*\)",
+    rf"\b(?:pg_catalog|information_schema|{'|'.join(sorted(catalog_names(), key=len, reverse=True))}|"
+    rf"{_CATALOG_FUNCTIONS})\b|\bversion\s*\(\s*\)",
     re.I,
 )
 _REG_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(~|~\*|!~|!~\*)\s*\)", re.I)
 _COLLATE = re.compile(r"\bCOLLATE\s+pg_catalog\.\"?default\"?", re.I)
+_CHAR_CAST = re.compile(r'::\s*(?:pg_catalog\.)?"char"', re.I)  # PostgreSQL's one-byte type: text here
 _OID_ARRAY = re.compile(r"::\s*(?:pg_catalog\.)?oid\s*\[\s*\]", re.I)  # sqlglot reads no oid[]; _oid it does
 _VERSION_CALL = re.compile(r"\b(?:pg_catalog\.)?version\s*\(\s*\)", re.I)
 _USER_KEYWORD = re.compile(r"\b(current_user|session_user|current_role)\b(?!\s*\()", re.I)  # no parentheses
@@ -62,12 +71,6 @@ _PER_DATABASE = (
     "information_schema.tables",
     "information_schema.columns",
 )
-_SETTINGS = {
-    "jit": "off",
-    "default_table_access_method": "heap",
-    "server_version": "15.0",
-    "search_path": '"$user", public',
-}
 
 
 def _quote(name: str) -> str:
@@ -123,6 +126,7 @@ def prepare(sql: str) -> str:
     sql = _VERSION_CALL.sub("pg_version()", sql)
     sql = _USER_KEYWORD.sub(lambda m: f"pg_{m.group(1).lower()}()", sql)
     sql = _OID_ARRAY.sub("::_oid", sql)
+    sql = _CHAR_CAST.sub("", sql)
     sql = _REG_OPERATOR.sub(lambda m: "REGEXP" if m.group(1) == "~" else "NOT REGEXP", sql)
     return _COLLATE.sub("", sql)
 
@@ -137,10 +141,14 @@ class Catalog:
         self.conn.execute("ATTACH ':memory:' AS pg_catalog; ATTACH ':memory:' AS information_schema")
         self.conn.execute(SCHEMA)
         self._register()
+        self.activity = Activity(self.conn)
         self._fill_fixed()
         self.version: int | None = None
         self._definitions: dict[int, str] = {}  # index and constraint oid → its SQL, for pg_get_*def
-        self._index_keys: dict[int, list[str]] = {}  # index oid → its key columns and expressions
+        self._index_keys: dict[int, list[str]] = {}
+        self._qualified: dict[
+            int, str
+        ] = {}  # foreign keys' definitions naming "public.parent"  # index oid → its key columns and expressions
 
     def _register(self) -> None:
         catalog_functions.register(self.conn)
@@ -151,11 +159,10 @@ class Catalog:
             "pg_current_role": (lambda: self.user, 0),
             "pg_get_userbyid": (lambda oid: self.user, 1),
             "current_database": (lambda: self.database, 0),
-            "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
-            "set_config": (lambda name, value, local: value, 3),  # session settings are the session's
             "pg_get_indexdef": (self._indexdef, -1),
-            "pg_get_constraintdef": (lambda oid, *a: self._definitions.get(oid), -1),
+            "pg_get_constraintdef": (self._constraintdef, -1),
             "pg_get_triggerdef": (lambda *a: None, -1),
+            "pg_get_viewdef": (lambda oid, *a: self._definitions.get(self._regoid("regclass", oid) or 0), -1),
             "to_regclass": (lambda value: self._regoid("regclass", value), 1),
             "to_regnamespace": (lambda value: self._regoid("regnamespace", value), 1),
             "pg_regoid": (self._regoid, 2),
@@ -163,6 +170,18 @@ class Catalog:
         }
         for name, (fn, nargs) in functions.items():
             self.conn.create_scalar_function(name, fn, nargs)
+
+    def _constraintdef(self, oid: SQLiteValue, *pretty: SQLiteValue) -> str | None:
+        """``pg_get_constraintdef``: a foreign key names its table with the schema unless the session's
+        search_path has public (pg_dump empties it: its output must stand alone)."""
+        if not isinstance(oid, int):
+            return None
+        context = self.activity.context
+        if oid in self._qualified and context is not None:
+            path = search_path_schemas(context.setting("search_path"), context.me.user)
+            if "public" not in path:
+                return self._qualified[oid]
+        return self._definitions.get(oid)
 
     def _indexdef(self, oid: SQLiteValue, column: SQLiteValue = 0, *pretty: SQLiteValue) -> str | None:
         """``pg_get_indexdef(index)``: CREATE INDEX …; with a column number, that key column only."""
@@ -185,7 +204,9 @@ class Catalog:
         if text.isdigit():
             return int(text)
         name = text.removeprefix("public.").removeprefix("pg_catalog.").strip('"')
-        if kind == "regclass":
+        if kind == "regclass" and text.removeprefix("pg_catalog.") in CATALOG_OIDS:
+            found = CATALOG_OIDS[text.removeprefix("pg_catalog.")]
+        elif kind == "regclass":
             found = self._lookup("SELECT oid FROM pg_class WHERE relname = ?", name)
         elif kind == "regnamespace":
             found = self._lookup("SELECT oid FROM pg_namespace WHERE nspname = ?", name)
@@ -219,11 +240,24 @@ class Catalog:
     def _fill_fixed(self) -> None:
         c = self.conn
         c.executemany(
-            "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)",
-            [(PG_CATALOG, "pg_catalog"), (PUBLIC, "public"), (INFORMATION_SCHEMA, "information_schema")],
+            "INSERT INTO pg_namespace(oid, nspname, nspowner, nspacl) VALUES (?, ?, ?, ?)",
+            [
+                (PG_CATALOG, "pg_catalog", 10, None),
+                # as PostgreSQL 15 makes it: owned by the database's owner, usable by all
+                (PUBLIC, "public", DATABASE_OWNER, PUBLIC_ACL),
+                (INFORMATION_SCHEMA, "information_schema", 10, None),
+            ],
         )
+        c.execute("INSERT INTO pg_description VALUES (?, 2615, 0, 'standard public schema')", (PUBLIC,))
         c.execute("INSERT INTO pg_roles(oid, rolname, rolsuper) VALUES (10, ?, 1)", (self.user,))
-        c.execute("INSERT INTO pg_am VALUES (2, 'heap'), (403, 'btree')")
+        c.execute(  # PostgreSQL's predefined role that owns "public"; not a login
+            "INSERT INTO pg_roles(oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, "
+            "rolcanlogin, rolbypassrls, rolpassword) VALUES (?, 'pg_database_owner', 0, 1, 0, 0, 0, 0, NULL)",
+            (DATABASE_OWNER,),
+        )
+        c.execute(
+            "INSERT INTO pg_am VALUES (2, 'heap', 't', 'heap_tableam_handler'), (403, 'btree', 'i', 'bthandler')"
+        )
         c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
         array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}
         c.executemany(
@@ -242,6 +276,7 @@ class Catalog:
                 for oid, (name, size) in t.TYPE_INFO.items()
             ],
         )
+        c.execute("UPDATE pg_type SET typstorage = CASE WHEN typlen < 0 THEN 'x' ELSE 'p' END")
 
     def sync(self, conn: apsw.Connection) -> None:
         """Rebuild the per-database tables from ``conn``'s schema if it changed since the last time."""
@@ -260,6 +295,7 @@ class Catalog:
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
         self._definitions.clear()
+        self._qualified.clear()
         self._index_keys.clear()
         c.execute(
             "INSERT INTO pg_database(oid, datname, datdba, encoding, datcollate, datctype, "
@@ -286,6 +322,8 @@ class Catalog:
                 (self.database, table.name, "BASE TABLE" if table.kind == "r" else "VIEW"),
             )
             self._columns(oid, table, oids)
+            if table.query is not None:
+                self._definitions[oid] = table.query
             positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
             for index in table.indexes:
                 self._index(oid, table, index, positions, oids)
@@ -305,7 +343,8 @@ class Catalog:
                     parent_keys=[parent_positions.get(col.lower(), 0) for col in fk.parent_columns],
                     actions=(fk.on_update, fk.on_delete),
                 )
-                self._definitions[con_oid] = _foreign_key_definition(fk)
+                self._definitions[con_oid] = _foreign_key_definition(fk, "")
+                self._qualified[con_oid] = _foreign_key_definition(fk, "public.")
             for check in table.checks:
                 con_oid = next(oids)
                 used = [
@@ -321,9 +360,12 @@ class Catalog:
         for n, col in enumerate(table.columns, start=1):
             type_oid = t.oid_for_declared(col.declared) or t.TEXT
             c.execute(
-                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, -1, ?, '', '', 0, 0, ?, '', -1)",
+                "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, attisdropped, "
+                "atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, attstorage) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?)",
                 (
                     *(oid, col.name, type_oid, n, col.notnull, col.default is not None),
+                    catalog_functions.typmod(type_oid, col.declared),
                     *(t.type_size(type_oid), "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
                 ),
             )
@@ -443,7 +485,9 @@ class Catalog:
             ),
         )
 
-    def run(self, sql: str, params: tuple[SQLiteValue, ...]) -> Result:
+    def run(self, sql: str, params: tuple[SQLiteValue, ...], context: SessionContext | None = None) -> Result:
+        self.activity.context = context
+        self.activity.fill(sql.lower())
         cursor = self.conn.cursor()
         rows: list[tuple[SQLiteValue, ...]] = []
         description: list[tuple[str, str | None]] = []
@@ -487,7 +531,7 @@ class Catalog:
 _ACTION_NAMES = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
-def _foreign_key_definition(fk: ForeignKey) -> str:
+def _foreign_key_definition(fk: ForeignKey, schema: str) -> str:
     """pg_get_constraintdef of a foreign key: ``FOREIGN KEY (a) REFERENCES t(id) ON DELETE CASCADE``."""
     actions = "".join(
         f" ON {event} {_ACTION_NAMES[code]}"
@@ -496,7 +540,7 @@ def _foreign_key_definition(fk: ForeignKey) -> str:
     )
     columns = ", ".join(_quote(col) for col in fk.columns)
     referenced = ", ".join(_quote(col) for col in fk.parent_columns)
-    return f"FOREIGN KEY ({columns}) REFERENCES {_quote(fk.parent)}({referenced}){actions}"
+    return f"FOREIGN KEY ({columns}) REFERENCES {schema}{_quote(fk.parent)}({referenced}){actions}"
 
 
 def _typed(sql: str, description: Any) -> list[tuple[str, str | None]]:

@@ -52,7 +52,11 @@ def register(conn: apsw.Connection) -> None:
         "pg_size_pretty": (size_pretty, 1),
         "regexp": (regexp, 2),
         "json_build_object": (json_build_object, -1),
+        "acldefault": (lambda kind, owner: "{}", 2),  # no privileges are kept: every ACL is NULL (default)
+        "quote_ident": (quote_ident, 1),
+        "quote_literal": (quote_literal, 1),
         # arrays
+        "array_remove": (array_remove, 2),
         "array_to_string": (array_to_string, -1),
         "array_length": (array_length, -1),
         "array_upper": (array_upper, 2),
@@ -83,6 +87,26 @@ def to_regtype(name: SQLiteValue) -> int | None:
     return None
 
 
+_PARAMETERS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+_LENGTH_TYPES = {t.VARCHAR, t.BPCHAR}
+_PRECISION_TYPES = {t.TIME, t.TIMESTAMP, t.TIMESTAMPTZ}
+
+
+def typmod(oid: int, declared: str) -> int:
+    """``atttypmod`` of a column declared ``varchar(n)``, ``numeric(p,s)``, ``timestamp(p)``; -1 else."""
+    found = _PARAMETERS.search(declared)
+    if found is None:
+        return -1
+    first, second = int(found.group(1)), int(found.group(2) or 0)
+    if oid in _LENGTH_TYPES:
+        return first + 4  # PostgreSQL counts the 4-byte length word
+    if oid == t.NUMERIC:
+        return ((first << 16) | second) + 4
+    if oid in _PRECISION_TYPES:
+        return first
+    return -1
+
+
 def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
     if not isinstance(oid, int):
         return None
@@ -90,9 +114,44 @@ def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
         return "-"
     array = arrays.ARRAY_TYPES.get(oid)
     if array is not None and not array.vector:
-        element = format_type(array.element)
+        element = format_type(array.element, typmod)
         return f"{element}[]" if element else None
-    return t.SQL_NAMES.get(oid, t.TYPE_INFO.get(oid, ("???",))[0])
+    name = t.SQL_NAMES.get(oid, t.TYPE_INFO.get(oid, ("???",))[0])
+    if not isinstance(typmod, int) or typmod < 0:
+        return name
+    if oid in _LENGTH_TYPES and typmod >= 4:
+        return f"{name}({typmod - 4})"
+    if oid == t.NUMERIC and typmod >= 4:
+        return f"numeric({(typmod - 4) >> 16},{(typmod - 4) & 0xFFFF})"
+    if oid in _PRECISION_TYPES:
+        head, _, zone = name.partition(" ")  # "timestamp(3) with time zone"
+        return f"{head}({typmod}) {zone}".strip()
+    return name
+
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def quote_ident(name: SQLiteValue) -> str | None:
+    """``quote_ident``: quoted unless a plain lower-case name (keywords are not looked up)."""
+    if name is None:
+        return None
+    text = str(name)
+    return text if _PLAIN_NAME.fullmatch(text) else '"' + text.replace('"', '""') + '"'
+
+
+def quote_literal(value: SQLiteValue) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    quoted = "'" + text.replace("'", "''") + "'"
+    return "E" + quoted.replace("\\", "\\\\") if "\\" in text else quoted
+
+
+def array_remove(array: SQLiteValue, element: SQLiteValue) -> str | None:
+    if array is None:
+        return None
+    return json.dumps([v for v in arrays.items(array) if v != element])
 
 
 def regexp(pattern: SQLiteValue, value: SQLiteValue) -> int | None:

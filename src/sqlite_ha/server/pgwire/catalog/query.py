@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sqlite_ha.server.pgwire.catalog.schema import column_types
+from sqlite_ha.server.pgwire.catalog.schema import CATALOG_OIDS, column_types
 
 DType = exp.DataType.Type
 
@@ -49,6 +49,12 @@ _BOOLEAN = (exp.Predicate, exp.Not, exp.Connector, exp.Boolean, exp.LogicalAnd, 
 def rewrite(statement: exp.Expr) -> str:
     """Rewrite ``statement`` in place; return the comment naming its output columns' types (or "")."""
     types = output_types(statement)
+    for column in list(statement.find_all(exp.Column)):
+        if column.name.lower() == "tableoid":
+            _rewrite_tableoid(column)
+    for table in list(statement.find_all(exp.Table)):
+        if isinstance(table.this, exp.Anonymous) and table.this.name.lower() == "pg_options_to_table":
+            _rewrite_options_to_table(table)
     for cast in list(statement.find_all(exp.Cast)):
         _rewrite_reg_cast(cast)
     for n, select in enumerate(list(statement.find_all(exp.Select))):
@@ -222,6 +228,36 @@ def _table_column_type(table: str, column: str) -> str | None:
     if declared is None:
         return None
     return {"INTEGER": "int8", "TEXT": "text", "BOOLEAN": "bool", "REAL": "float8"}.get(declared, declared)
+
+
+# --- system columns and functions --------------------------------------------------------------------------
+
+
+def _rewrite_tableoid(column: exp.Column) -> None:
+    """``c.tableoid``: the OID of the catalog the row is in (a system column SQLite's tables have not)."""
+    select = column.parent_select
+    if select is None:
+        return
+    for source in _sources(select):
+        if column.table and column.table != source.alias_or_name:
+            continue
+        if isinstance(source, exp.Table) and source.name.lower() in CATALOG_OIDS:
+            value: exp.Expr = exp.Literal.number(CATALOG_OIDS[source.name.lower()])
+            if isinstance(column.parent, exp.Select):  # a bare output column keeps its name
+                value = exp.alias_(value, "tableoid")
+            column.replace(value)
+            return
+
+
+def _rewrite_options_to_table(table: exp.Table) -> None:
+    """``pg_options_to_table(options)``: no rows (nothing here has options: foreign data, attoptions)."""
+    empty = exp.select(exp.alias_(exp.null(), "option_name"), exp.alias_(exp.null(), "option_value")).where(
+        exp.false()
+    )
+    alias = table.args.get("alias")
+    table.replace(
+        exp.Subquery(this=empty, alias=alias.copy() if alias else exp.TableAlias(this=exp.to_identifier("o")))
+    )
 
 
 # --- reg* casts --------------------------------------------------------------------------------------------

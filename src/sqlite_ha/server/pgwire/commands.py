@@ -100,6 +100,8 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
         return Outcome(sql.split()[0].upper())
     if kind == "extension":
         return _extension(session, sql)
+    if kind == "owner":
+        return _owner(session, sql)
     raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
 
 
@@ -207,6 +209,23 @@ def _savepoint(session: Session, kind: str, sql: str) -> Outcome:
         return Outcome("ROLLBACK")
     except HAError as e:
         raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
+
+
+_OWNER_TO = re.compile(r"^\s*ALTER\s+(.+?)\s+OWNER\s+TO\s+(.+?)\s*;?\s*$", re.I | re.S)
+
+
+def _owner(session: Session, sql: str) -> Outcome:
+    """``ALTER TABLE … OWNER TO role`` (pg_dump writes one per object): everything belongs to the one
+    owner already, so the session's own user (or CURRENT_USER) is granted as is; another role does not
+    exist here."""
+    found = _OWNER_TO.match(sql)
+    what, role = (found.group(1), found.group(2)) if found else ("", "")
+    name = role.strip('"')
+    if role.lower() not in ("current_user", "session_user", "current_role") and name != session.user:
+        raise PgError("42704", f'role "{name}" does not exist')
+    words = what.split()
+    tag = "ALTER " + " ".join(words[:2] if words[0].upper() == "MATERIALIZED" else words[:1]).upper()
+    return Outcome(tag)
 
 
 def _set(session: Session, sql: str) -> Outcome:

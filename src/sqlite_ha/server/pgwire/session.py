@@ -674,7 +674,9 @@ class Session:
         def sessions() -> list[SessionView]:
             return [me if s is self else s.view(s.last_query, s.idle_state()) for s in registry.values()]
 
-        return SessionContext(me=me, settings=self.params, sessions=sessions)
+        return SessionContext(
+            me=me, settings=self.params, sessions=sessions, databases=self.node.database_ids()
+        )
 
     def view(self, query: str, state: str) -> SessionView:
         return SessionView(

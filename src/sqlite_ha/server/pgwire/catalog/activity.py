@@ -15,7 +15,7 @@ recovery on a follower would make them refuse writes the node can do.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -155,6 +155,7 @@ class SessionContext:
     me: SessionView
     settings: MutableMapping[str, str] = field(default_factory=dict)  # the session's SET values
     sessions: Callable[[], Iterable[SessionView]] = lambda: ()  # every session of the node
+    databases: Sequence[str] = ()  # the databases the node serves, in its order
 
     def setting(self, name: str) -> str | None:
         wanted = name.lower()
@@ -188,7 +189,7 @@ class Activity:
     def _current_setting(self, name: SQLiteValue, missing_ok: SQLiteValue = 0) -> str | None:
         value = self.context.setting(str(name)) if self.context else _default(str(name))
         if value is None and not missing_ok:
-            raise apsw.SQLError(f'unrecognized configuration parameter "{name}"')
+            raise apsw.SQLError(f'unrecognized configuration parameter "{name!s}"')
         return value
 
     def _set_config(self, name: SQLiteValue, value: SQLiteValue, local: SQLiteValue) -> SQLiteValue:
@@ -217,14 +218,23 @@ class Activity:
                     for s in SETTINGS
                 ],
             )
+        databases = self.context.databases if self.context is not None else ()
+        if "pg_database" in sql_lower and databases:
+            self.conn.execute("DELETE FROM pg_database")
+            self.conn.executemany(
+                "INSERT INTO pg_database(oid, datname, datdba, encoding, datcollate, datctype, "
+                "datistemplate, datallowconn, datlocprovider) VALUES (?, ?, 10, 6, 'C', 'C', 0, 1, 'c')",
+                [(database_oid(databases, name), name) for name in databases],
+            )
         if "pg_stat_activity" in sql_lower:
             self.conn.execute("DELETE FROM pg_stat_activity")
             sessions = list(self.context.sessions()) if self.context else []
             self.conn.executemany(
-                "INSERT INTO pg_stat_activity VALUES (16384, ?, ?, 10, ?, ?, '127.0.0.1', NULL, -1, ?, NULL, "
+                "INSERT INTO pg_stat_activity VALUES (?, ?, ?, 10, ?, ?, '127.0.0.1', NULL, -1, ?, NULL, "
                 "NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 'client backend')",
                 [
                     (
+                        database_oid(databases, s.database),
                         s.database,
                         s.pid,
                         s.user,
@@ -256,3 +266,8 @@ def search_path_schemas(path: str | None, user: str) -> list[str]:
         path = _BY_NAME["search_path"].default
     names = [part.strip().strip('"') for part in path.split(",") if part.strip()]
     return [name for name in names if name in ("public", "pg_catalog", "information_schema")]
+
+
+def database_oid(databases: Sequence[str], name: str) -> int:
+    """A served database's OID: 16384 for the node's first, then one more for each."""
+    return 16384 + (databases.index(name) if name in databases else 0)

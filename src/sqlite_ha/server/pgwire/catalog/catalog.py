@@ -204,6 +204,7 @@ class Catalog:
         if text.isdigit():
             return int(text)
         name = text.removeprefix("public.").removeprefix("pg_catalog.").strip('"')
+        found: SQLiteValue
         if kind == "regclass" and text.removeprefix("pg_catalog.") in CATALOG_OIDS:
             found = CATALOG_OIDS[text.removeprefix("pg_catalog.")]
         elif kind == "regclass":
@@ -258,7 +259,10 @@ class Catalog:
         c.execute(
             "INSERT INTO pg_am VALUES (2, 'heap', 't', 'heap_tableam_handler'), (403, 'btree', 'i', 'bthandler')"
         )
-        c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
+        c.execute(
+            "INSERT INTO pg_tablespace(oid, spcname, spcowner) VALUES (1663, 'pg_default', 10), "
+            "(1664, 'pg_global', 10)"
+        )
         array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}
         c.executemany(
             "INSERT INTO pg_type(oid, typname, typnamespace, typlen, typtype, typarray, typdelim, typrelid, "

@@ -32,6 +32,7 @@ def register(conn: apsw.Connection) -> None:
         "to_regtype": (to_regtype, 1),
         "format_type": (format_type, 2),
         "pg_encoding_to_char": (lambda n: "UTF8", 1),
+        "pg_tablespace_location": (lambda oid: "", 1),  # the built-in tablespaces: no location
         "obj_description": (lambda *a: None, -1),
         "col_description": (lambda *a: None, 2),
         "shobj_description": (lambda *a: None, 2),

@@ -52,9 +52,9 @@ def rewrite(statement: exp.Expr) -> str:
     for column in list(statement.find_all(exp.Column)):
         if column.name.lower() == "tableoid":
             _rewrite_tableoid(column)
-    for table in list(statement.find_all(exp.Table)):
-        if isinstance(table.this, exp.Anonymous) and table.this.name.lower() == "pg_options_to_table":
-            _rewrite_options_to_table(table)
+    for source in list(statement.find_all(exp.Table)):
+        if isinstance(source.this, exp.Anonymous) and source.this.name.lower() == "pg_options_to_table":
+            _rewrite_options_to_table(source)
     for cast in list(statement.find_all(exp.Cast)):
         _rewrite_reg_cast(cast)
     for n, select in enumerate(list(statement.find_all(exp.Select))):

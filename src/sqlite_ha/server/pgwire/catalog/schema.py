@@ -51,7 +51,8 @@ CREATE TABLE pg_catalog.pg_proc(
   oid oid PRIMARY KEY, proname TEXT, pronamespace oid, proowner oid, prokind TEXT, prorettype oid,
   proargtypes oidvector, proretset BOOLEAN, prolang oid, pronargs INTEGER, proacl "_aclitem");
 CREATE TABLE pg_catalog.pg_am(oid oid PRIMARY KEY, amname TEXT, amtype TEXT, amhandler TEXT);
-CREATE TABLE pg_catalog.pg_tablespace(oid oid PRIMARY KEY, spcname TEXT, spcowner oid);
+CREATE TABLE pg_catalog.pg_tablespace(
+  oid oid PRIMARY KEY, spcname TEXT, spcowner oid, spcacl "_aclitem", spcoptions "_text");
 CREATE TABLE pg_catalog.pg_description(objoid oid, classoid oid, objsubid INTEGER, description TEXT);
 CREATE TABLE pg_catalog.pg_inherits(
   inhrelid oid, inhparent oid, inhseqno INTEGER, inhdetachpending BOOLEAN);
@@ -147,6 +148,11 @@ CREATE TABLE pg_catalog.pg_seclabels(
   objoid oid, classoid oid, objsubid INTEGER, provider TEXT, label TEXT);
 CREATE TABLE pg_catalog.pg_shdescription(objoid oid, classoid oid, description TEXT);
 CREATE TABLE pg_catalog.pg_shseclabel(objoid oid, classoid oid, provider TEXT, label TEXT);
+CREATE TABLE pg_catalog.pg_parameter_acl(oid oid PRIMARY KEY, parname TEXT, paracl "_aclitem");
+-- the roles with what pg_dumpall reads; no password hash is shown (the node keeps none in the catalog)
+CREATE VIEW pg_catalog.pg_authid AS
+  SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
+         rolbypassrls, rolconnlimit, NULL AS rolpassword, rolvaliduntil FROM pg_catalog.pg_roles;
 CREATE TABLE pg_catalog.pg_db_role_setting(setdatabase oid, setrole oid, setconfig "_text");
 CREATE TABLE pg_catalog.pg_subscription(
   oid oid PRIMARY KEY, subdbid oid, subname TEXT, subowner oid, subenabled BOOLEAN, subconninfo TEXT,

@@ -157,7 +157,7 @@ class Catalog:
             "pg_current_user": (lambda: self.user, 0),
             "pg_session_user": (lambda: self.user, 0),
             "pg_current_role": (lambda: self.user, 0),
-            "pg_get_userbyid": (lambda oid: self.user, 1),
+            "pg_get_userbyid": (self._user_name, 1),
             "current_database": (lambda: self.database, 0),
             "pg_get_indexdef": (self._indexdef, -1),
             "pg_get_constraintdef": (self._constraintdef, -1),
@@ -170,6 +170,11 @@ class Catalog:
         }
         for name, (fn, nargs) in functions.items():
             self.conn.create_scalar_function(name, fn, nargs)
+
+    def _user_name(self, oid: SQLiteValue) -> str:
+        """``pg_get_userbyid``: the role's name; PostgreSQL's ``unknown (OID=n)`` for one that is not."""
+        found = self._lookup("SELECT rolname FROM pg_roles WHERE oid = ?", oid)
+        return str(found) if found is not None else f"unknown (OID={oid})"
 
     def _constraintdef(self, oid: SQLiteValue, *pretty: SQLiteValue) -> str | None:
         """``pg_get_constraintdef``: a foreign key names its table with the schema unless the session's

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from sqlite_ha.server.pgwire.errors import PgError
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState as Session
 
 LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 _SET_TRANSACTION = re.compile(
@@ -94,9 +94,9 @@ def set_transaction(session: Session, sql: str) -> None:
         session.notice("SET TRANSACTION can only be used in transaction blocks", "25P01")
         return
     mode = parse_modes(found.group(2), session.mode)
-    if session.tx is not None or session.read_view is not None or session.block_read:
-        if mode.level != session.mode.level:
-            raise PgError("25001", "SET TRANSACTION ISOLATION LEVEL must be called before any query")
+    started = session.tx is not None or session.read_view is not None or session.block_read
+    if started and mode.level != session.mode.level:
+        raise PgError("25001", "SET TRANSACTION ISOLATION LEVEL must be called before any query")
     session.mode = mode
 
 
@@ -148,7 +148,6 @@ async def lock_table(session: Session, sql: str) -> None:
         return
     if session.tx is None:
         refuse_write(session, "LOCK TABLE")
-        session.tx = await db.begin()
-        for savepoint in session.pending_savepoints:
-            session.tx.savepoint(savepoint)
-        session.pending_savepoints.clear()
+        tx = await db.begin()
+        for savepoint in session.block.took_writer(tx):
+            tx.savepoint(savepoint)

@@ -25,32 +25,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
-import time
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import apsw
 
-from sqlite_ha.db.authorizer import Permission
-from sqlite_ha.db.database import Database, ReadView
+from sqlite_ha.db.database import Database
 from sqlite_ha.db.statement import Result, Statement
-from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.security.users import User
-from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.pgwire import commands, explain, handshake
-from sqlite_ha.server.pgwire import isolation
+from sqlite_ha.server.pgwire import commands, explain, handshake, isolation
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
-from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
-from sqlite_ha.server.pgwire.forwarding.writer import NodeSessions
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
@@ -64,94 +55,19 @@ from sqlite_ha.server.pgwire.sql.dialect import (
     translate_catalog,
 )
 from sqlite_ha.server.pgwire.sql.infer import infer, result_types
+from sqlite_ha.server.pgwire.state import SessionState
 from sqlite_ha.server.pgwire.types import values as t
 from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.server import PgNode, PgSettings
+    pass
 
 
 log = logging.getLogger(__name__)
 
 
-class Session:
-    def __init__(
-        self,
-        node: PgNode,
-        settings: PgSettings,
-        conn: Connection,
-        *,
-        pid: int,
-        links: NodeSessions,
-        tls: Any = None,
-    ) -> None:
-        self.node = node
-        self.links = links
-        self.settings = settings
-        self.conn = conn
-        self.pid = pid
-        self.started = time.time()
-        self.last_query = ""  # the last statement prepared, for pg_stat_activity
-        self.registry: dict[tuple[int, int], Session] = {}  # the node's sessions (set once logged in)
-        self.secret = secrets.randbits(31)
-        self.tls = tls
-        self.parser = codec.FrontendParser(max_message_size=settings.max_message_size)
-        self.out: list[bytes] = []
-        self.user = ""
-        self.principal: User | None = None  # a user of the auth file; None: --pg-user, every permission
-        self.db: ServedDatabase | None = None
-        self.params: dict[str, str] = {}
-        self.statements: dict[str, Prepared] = {}
-        self.portals: dict[str, Portal] = {}
-        self.in_block = False  # between BEGIN and COMMIT/ROLLBACK
-        self.failed = False  # a statement failed inside the block: only ROLLBACK now
-        self.tx: WriteTransaction | None = None
-        self._tx_catalog: tuple[WriteTransaction, catalog.Catalog] | None = None  # the catalog the tx sees
-        self.pending_savepoints: list[str] = []  # made before the writer was taken
-        self.last_seq: int | None = None
-        self.min_seq = 0
-        self.read_level = "none"  # SET ha.read_level: "strong" reads wait until the node is current
-        self.skip_to_sync = False  # after an error in the extended protocol
-        self.extended = False  # inside an extended-protocol exchange (until Sync)
-        self.running: asyncio.Task[Any] | None = None  # the session task, while a cancellable statement runs
-        self.cancelled = False
-        self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
-        self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
-        self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
-        self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
-        self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
-        self.read_seq: int | None = None
-        self.default_mode = isolation.Mode()  # SET SESSION CHARACTERISTICS AS TRANSACTION …
-        self.mode = self.default_mode  # the block's (BEGIN …, SET TRANSACTION …)
-        self.read_view: ReadView | None = None  # a REPEATABLE READ block's snapshot, from its first read
-        self.block_read = False  # the block has read  # a forwarded block's read position (SET ha.read_seq)
-
-    # ------------------------------------------------------------------------------------ I/O
-    def send(self, data: bytes) -> None:
-        self.out.append(data)
-
-    async def flush(self) -> None:
-        if self.out:
-            data = b"".join(self.out)
-            self.out.clear()
-            self.conn.write(data)
-            await self.conn.drain()
-
-    async def next_message(self, timeout: float | None = None) -> codec.FrontendMessage | None:
-        """The next frontend message; None when the client closed the connection."""
-        while True:
-            pending, self.pending = self.pending, None
-            if isinstance(pending, Exception):
-                raise pending
-            if pending is not None:
-                return pending
-            msg = self.parser.next_message()
-            if msg is not None:
-                return msg
-            await self.flush()
-            if self.conn.eof:
-                return None
-            await self.conn.wait(timeout)
+class Session(SessionState):
+    """The loop of one client connection and its query path."""
 
     def received(self, data: bytes) -> None:
         """Bytes from the client (the socket's callback): answered here while nothing needs to wait."""
@@ -190,31 +106,13 @@ class Session:
                     return
                 self._failed(msg, e)
 
-    def error(self, e: PgError) -> None:
-        if e.raw is not None:
-            self.send(e.raw)
-            return
-        self.send(
-            codec.error_response(
-                "FATAL" if e.fatal else "ERROR",
-                e.code,
-                e.message,
-                detail=e.detail,
-                hint=e.hint,
-                where=e.context,
-            )
-        )
-
-    def notice(self, message: str, code: str = "01000") -> None:
-        self.send(codec.notice_response("WARNING", code, message))
-
     # ------------------------------------------------------------------------------------ life
     async def serve(self, cancel_registry: dict[tuple[int, int], Session]) -> None:
         try:
             if not await handshake.startup(self, cancel_registry):
                 return
             cancel_registry[(self.pid, self.secret)] = self
-            self.registry = cancel_registry
+            self.registry = cancel_registry  # type: ignore[assignment]  # its sessions are Sessions
             self.inline = True
             if self.forwarded_by is None and self.node.writer.name != "leaderless":
                 self.forward = Forward(self)
@@ -237,9 +135,9 @@ class Session:
 
     def _abandon(self) -> None:
         isolation.ended(self)
-        if self.tx is not None:
-            self.tx.rollback()
-            self.tx = None
+        tx = self.block.abandon()
+        if tx is not None:
+            tx.rollback()
 
     def cancel(self) -> None:
         """A CancelRequest from another connection: stop the read or the transaction block's statement this
@@ -255,11 +153,6 @@ class Session:
             self.running.cancel()
 
     # ------------------------------------------------------------------------------------ messages
-    def status(self) -> str:
-        if not self.in_block:
-            return "I"
-        return "E" if self.failed else "T"
-
     async def loop(self) -> None:
         while True:
             timeout = self.settings.idle_in_transaction_timeout if self.tx is not None else None
@@ -304,8 +197,7 @@ class Session:
             self.send(codec.ready_for_query(self.status()))
 
     def _after_error(self) -> None:
-        if self.in_block:
-            self.failed = True
+        self.block.fail()
 
     async def dispatch(self, msg: codec.FrontendMessage) -> None:
         if self.forward is not None and self.forward.engaged and await self.forward.intercept(msg):
@@ -581,15 +473,6 @@ class Session:
         self.send(codec.command_complete(portal.tag))
 
     # ------------------------------------------------------------------------------------ running
-    def _db(self) -> ServedDatabase:
-        if self.db is None:
-            raise PgError("3D000", "no database selected")
-        return self.db
-
-    def grant(self, db: ServedDatabase) -> Permission | None:
-        """What this session's statements on ``db`` may do; None: everything (no check at all)."""
-        return None if self.principal is None else self.principal.sql_grant(db.id)
-
     async def run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         if self.failed and prepared.kind not in ("rollback", "commit", "rollback_to"):
             raise PgError(
@@ -668,31 +551,15 @@ class Session:
 
     def _catalog_context(self, query: str) -> SessionContext:
         """The session as the catalog's session-dependent views and functions show it."""
-        me = self.view(query, "active")
+        me = _view(self, query, "active")
         registry = self.registry
 
         def sessions() -> list[SessionView]:
-            return [me if s is self else s.view(s.last_query, s.idle_state()) for s in registry.values()]
+            return [me if s is self else _view(s, s.last_query, _idle_state(s)) for s in registry.values()]
 
         return SessionContext(
             me=me, settings=self.params, sessions=sessions, databases=self.node.database_ids()
         )
-
-    def view(self, query: str, state: str) -> SessionView:
-        return SessionView(
-            pid=self.pid,
-            user=self.user,
-            database=self.db.id if self.db is not None else "",
-            application_name=self.params.get("application_name", ""),
-            backend_start=self.started,
-            state=state,
-            query=query,
-        )
-
-    def idle_state(self) -> str:
-        if not self.in_block:
-            return "idle"
-        return "idle in transaction (aborted)" if self.failed else "idle in transaction"
 
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         db = self._db()
@@ -716,13 +583,12 @@ class Session:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
             isolation.refuse_write(self, prepared.verb)
-            self.tx = await db.begin()
+            tx = await db.begin()
+            for name in self.block.took_writer(tx):
+                tx.savepoint(name)
             if self.read_seq is not None:
                 await forwarded.check_read_seq(self, db)
-            for name in self.pending_savepoints:
-                self.tx.savepoint(name)
-            self.pending_savepoints.clear()
-            result = (await self.tx.run([stmt]))[-1]
+            result = (await tx.run([stmt]))[-1]
         elif self.in_block and self.mode.snapshot:  # REPEATABLE READ: every read on the block's snapshot
             if self.read_view is None:
                 self.read_view = db.db.read_view()
@@ -761,3 +627,22 @@ class Session:
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
 # object whose file may hold another schema under the same schema_version.
 _CATALOGS: weakref.WeakKeyDictionary[Database, catalog.Catalog] = weakref.WeakKeyDictionary()
+
+
+def _view(session: SessionState, query: str, state: str) -> SessionView:
+    """A session as pg_stat_activity shows it."""
+    return SessionView(
+        pid=session.pid,
+        user=session.user,
+        database=session.db.id if session.db is not None else "",
+        application_name=session.params.get("application_name", ""),
+        backend_start=session.started,
+        state=state,
+        query=query,
+    )
+
+
+def _idle_state(session: SessionState) -> str:
+    if not session.in_block:
+        return "idle"
+    return "idle in transaction (aborted)" if session.failed else "idle in transaction"

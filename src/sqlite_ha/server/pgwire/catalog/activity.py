@@ -208,7 +208,8 @@ class Activity:
         if "pg_settings" in sql_lower:
             self.conn.execute("DELETE FROM pg_settings")
             self.conn.executemany(
-                "INSERT INTO pg_settings VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, ?, ?, ?, NULL, NULL, 0)",
+                "INSERT INTO pg_settings VALUES "
+                "(?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, NULL, ?, ?, ?, NULL, NULL, 0)",
                 [
                     (
                         *(s.name, self._value(s), s.unit, s.category, s.short_desc, s.context, s.vartype),

@@ -146,9 +146,7 @@ class Catalog:
         self.version: int | None = None
         self._definitions: dict[int, str] = {}  # index and constraint oid → its SQL, for pg_get_*def
         self._index_keys: dict[int, list[str]] = {}
-        self._qualified: dict[
-            int, str
-        ] = {}  # foreign keys' definitions naming "public.parent"  # index oid → its key columns and expressions
+        self._qualified: dict[int, str] = {}  # foreign keys' definitions naming "public.parent"
 
     def _register(self) -> None:
         catalog_functions.register(self.conn)
@@ -174,7 +172,7 @@ class Catalog:
     def _user_name(self, oid: SQLiteValue) -> str:
         """``pg_get_userbyid``: the role's name; PostgreSQL's ``unknown (OID=n)`` for one that is not."""
         found = self._lookup("SELECT rolname FROM pg_roles WHERE oid = ?", oid)
-        return str(found) if found is not None else f"unknown (OID={oid})"
+        return str(found) if found is not None else f"unknown (OID={oid!s})"
 
     def _constraintdef(self, oid: SQLiteValue, *pretty: SQLiteValue) -> str | None:
         """``pg_get_constraintdef``: a foreign key names its table with the schema unless the session's
@@ -262,7 +260,8 @@ class Catalog:
             (DATABASE_OWNER,),
         )
         c.execute(
-            "INSERT INTO pg_am VALUES (2, 'heap', 't', 'heap_tableam_handler'), (403, 'btree', 'i', 'bthandler')"
+            "INSERT INTO pg_am VALUES (2, 'heap', 't', 'heap_tableam_handler'), "
+            "(403, 'btree', 'i', 'bthandler')"
         )
         c.execute(
             "INSERT INTO pg_tablespace(oid, spcname, spcowner) VALUES (1663, 'pg_default', 10), "
@@ -369,8 +368,9 @@ class Catalog:
         for n, col in enumerate(table.columns, start=1):
             type_oid = t.oid_for_declared(col.declared) or t.TEXT
             c.execute(
-                "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, attisdropped, "
-                "atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, attstorage) "
+                "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, "
+                "attisdropped, atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, "
+                "attstorage) "
                 "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?)",
                 (
                     *(oid, col.name, type_oid, n, col.notnull, col.default is not None),

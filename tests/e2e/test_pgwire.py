@@ -621,7 +621,7 @@ def test_sqlalchemy_orm_on_psycopg(pg: NodeProcess) -> None:
         assert set(inspector.get_table_names()) >= {"authors", "books"}
         columns = {c["name"]: c for c in inspector.get_columns("books")}
         assert list(columns) == ["id", "author_id", "title"]
-        assert (columns["author_id"]["nullable"], str(columns["title"]["type"])) == (False, "VARCHAR")
+        assert (columns["author_id"]["nullable"], str(columns["title"]["type"])) == (False, "VARCHAR(100)")
         (fk,) = inspector.get_foreign_keys("books")
         assert (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"]) == (
             ["author_id"],

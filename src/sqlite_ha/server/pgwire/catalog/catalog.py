@@ -50,6 +50,7 @@ _CATALOG = re.compile(
     re.I,
 )
 _REG_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(~|~\*|!~|!~\*)\s*\)", re.I)
+_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(=|<>|!=|<=|>=|<|>)\s*\)", re.I)  # pg_dump -t
 _COLLATE = re.compile(r"\bCOLLATE\s+pg_catalog\.\"?default\"?", re.I)
 _CHAR_CAST = re.compile(r'::\s*(?:pg_catalog\.)?"char"', re.I)  # PostgreSQL's one-byte type: text here
 _OID_ARRAY = re.compile(r"::\s*(?:pg_catalog\.)?oid\s*\[\s*\]", re.I)  # sqlglot reads no oid[]; _oid it does
@@ -68,6 +69,8 @@ _PER_DATABASE = (
     "pg_index",
     "pg_constraint",
     "pg_database",
+    "pg_rewrite",
+    "pg_depend",
     "information_schema.tables",
     "information_schema.columns",
 )
@@ -85,7 +88,7 @@ _AM = {"r": 2, "i": 403}  # heap, btree
 # it is answered with no rows rather than an error.
 _EMPTY = re.compile(
     r"\b(?:pg_catalog\.)?(?:pg_policy|pg_statistic_ext|pg_publication|pg_publication_namespace|"
-    r"pg_publication_rel|pg_inherits|pg_trigger|pg_rewrite)\b",
+    r"pg_publication_rel|pg_inherits|pg_trigger)\b",
     re.I,
 )
 
@@ -127,6 +130,7 @@ def prepare(sql: str) -> str:
     sql = _USER_KEYWORD.sub(lambda m: f"pg_{m.group(1).lower()}()", sql)
     sql = _OID_ARRAY.sub("::_oid", sql)
     sql = _CHAR_CAST.sub("", sql)
+    sql = _OPERATOR.sub(lambda m: m.group(1), sql)
     sql = _REG_OPERATOR.sub(lambda m: "REGEXP" if m.group(1) == "~" else "NOT REGEXP", sql)
     return _COLLATE.sub("", sql)
 
@@ -332,6 +336,9 @@ class Catalog:
             self._columns(oid, table, oids)
             if table.query is not None:
                 self._definitions[oid] = table.query
+            if table.kind == "v":
+                uses = [table_oids[name.lower()] for name in table.uses if name.lower() in table_oids]
+                self._view_rule(oid, uses, oids)
             positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
             for index in table.indexes:
                 self._index(oid, table, index, positions, oids)
@@ -362,6 +369,17 @@ class Catalog:
                 ]
                 self._constraint(con_oid, check.name, "c", oid, keys=used, check=check.expression)
                 self._definitions[con_oid] = f"CHECK ({check.expression})"
+
+    def _view_rule(self, oid: int, uses: list[int], oids: Iterator[int]) -> None:
+        """A view's ``_RETURN`` rule and what it depends on, as PostgreSQL records them: pg_dump creates a
+        view after the tables it reads by these."""
+        rule = next(oids)
+        c = self.conn
+        c.execute("INSERT INTO pg_rewrite VALUES (?, '_RETURN', ?, '1', 'O', 1, NULL, NULL)", (rule, oid))
+        c.executemany(
+            "INSERT INTO pg_depend VALUES (2618, ?, 0, 1259, ?, ?, ?)",
+            [(rule, oid, 0, "i")] + [(rule, used, 0, "n") for used in uses],
+        )
 
     def _columns(self, oid: int, table: Table, oids: Iterator[int]) -> None:
         c = self.conn

@@ -67,6 +67,7 @@ class Table:
     foreign_keys: tuple[ForeignKey, ...] = ()
     checks: tuple[Check, ...] = ()
     query: str | None = None  # a view's SELECT, in PostgreSQL syntax, its tables qualified with "public."
+    uses: tuple[str, ...] = ()  # the tables and views a view reads
 
     @classmethod
     def read(cls, conn: apsw.Connection, kind: str, name: str) -> Table:
@@ -76,7 +77,8 @@ class Table:
             Column(str(r[0]), str(r[1] or ""), bool(r[2]) or bool(r[4]), _opt(r[3])) for r in rows
         )
         if kind != "table":
-            return cls(name, "v", columns, query=view_query(_sql(conn, "view", name)))
+            query, uses = view_query(_sql(conn, "view", name))
+            return cls(name, "v", columns, query=query, uses=uses)
         declared = _declared(name, _sql(conn, "table", name))
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared)
@@ -249,18 +251,20 @@ def _foreign_keys(conn: apsw.Connection, table: str, declared: _Declared) -> tup
 
 
 @functools.lru_cache(maxsize=1024)
-def view_query(sql: str | None) -> str | None:
+def view_query(sql: str | None) -> tuple[str | None, tuple[str, ...]]:
     """The SELECT of a CREATE VIEW statement as PostgreSQL prints it (pg_get_viewdef): PostgreSQL syntax,
-    tables qualified with their schema (pg_dump empties the search_path, so the text must stand alone)."""
+    tables qualified with their schema (pg_dump empties the search_path, so the text must stand alone); and
+    the tables it reads (pg_dump orders a view after them)."""
     try:
         tree = sqlglot.parse_one(sql or "", read="sqlite")
     except SqlglotError:
-        return None
+        return None, ()
     query = tree.expression if isinstance(tree, exp.Create) else None
     if not isinstance(query, exp.Query):
-        return None
+        return None, ()
     query = query.copy()
     ctes = {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
+    uses: list[str] = []
     for table in query.find_all(exp.Table):
         if (
             isinstance(table.this, exp.Identifier)
@@ -268,4 +272,5 @@ def view_query(sql: str | None) -> str | None:
             and table.name.lower() not in ctes
         ):
             table.set("db", exp.to_identifier("public"))
-    return " " + query.sql(dialect="postgres") + ";"
+            uses.append(table.name)
+    return " " + query.sql(dialect="postgres") + ";", tuple(dict.fromkeys(uses))

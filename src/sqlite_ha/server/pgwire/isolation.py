@@ -89,6 +89,8 @@ def set_transaction(session: Session, sql: str) -> None:
         raise PgError("42601", f"cannot read {sql!r}")
     if found.group(1):
         session.default_mode = parse_modes(found.group(2), session.default_mode)
+        if not session.in_block:
+            session.mode = session.default_mode
         return
     if not session.in_block:
         session.notice("SET TRANSACTION can only be used in transaction blocks", "25P01")

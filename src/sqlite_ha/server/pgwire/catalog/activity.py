@@ -86,6 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
         unit="ms",
     ),
     Setting(
+        "max_index_keys", "32", _PRESET, "Shows the maximum number of index keys.", "integer", "internal"
+    ),
+    Setting(
         "max_identifier_length", "63", _PRESET, "Shows the maximum identifier length.", "integer", "internal"
     ),
     Setting("search_path", '"$user", public', _STATEMENT, "Sets the schema search order for names."),

@@ -369,6 +369,24 @@ class Catalog:
                 ]
                 self._constraint(con_oid, check.name, "c", oid, keys=used, check=check.expression)
                 self._definitions[con_oid] = f"CHECK ({check.expression})"
+        self._link_foreign_keys()
+
+    def _link_foreign_keys(self) -> None:
+        """A foreign key's ``conindid``: the referenced table's unique index on the referenced columns (JDBC's
+        getImportedKeys joins it for PK_NAME)."""
+        c = self.conn
+        unique: dict[tuple[int, tuple[int, ...]], int] = {}
+        for index, table, keys in c.execute(
+            "SELECT indexrelid, indrelid, indkey FROM pg_index WHERE indisunique ORDER BY NOT indisprimary"
+        ).fetchall():
+            unique.setdefault((int(table), tuple(int(k) for k in str(keys).split())), int(index))  # type: ignore[arg-type]
+        for oid, parent, keys in c.execute(
+            "SELECT oid, confrelid, confkey FROM pg_constraint WHERE contype = 'f'"
+        ).fetchall():
+            wanted = tuple(int(k) for k in str(keys).strip("{}").split(",") if k)
+            index = unique.get((int(parent), wanted)) or unique.get((int(parent), tuple(sorted(wanted))))  # type: ignore[arg-type]
+            if index is not None:
+                c.execute("UPDATE pg_constraint SET conindid = ? WHERE oid = ?", (index, oid))
 
     def _view_rule(self, oid: int, uses: list[int], oids: Iterator[int]) -> None:
         """A view's ``_RETURN`` rule and what it depends on, as PostgreSQL records them: pg_dump creates a
@@ -397,7 +415,9 @@ class Catalog:
                 ),
             )
             if col.default is not None:
-                c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, col.default))
+                c.execute(
+                    "INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, _default(col.default))
+                )
             c.execute(
                 "INSERT INTO information_schema.columns VALUES (?, 'public', ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -405,7 +425,7 @@ class Catalog:
                     table.name,
                     col.name,
                     n,
-                    col.default,
+                    _default(col.default),
                     "NO" if col.notnull else "YES",
                     t.SQL_NAMES.get(type_oid, "text"),
                     t.TYPE_INFO.get(type_oid, ("text", -1))[0],
@@ -556,6 +576,13 @@ class Catalog:
 
 
 _ACTION_NAMES = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def _default(text: str | None) -> str | None:
+    """A column default as PostgreSQL prints it (pg_get_expr): ``true``/``false`` in lower case."""
+    if text is not None and text.upper() in ("TRUE", "FALSE"):
+        return text.lower()
+    return text
 
 
 def _foreign_key_definition(fk: ForeignKey, schema: str) -> str:

@@ -66,6 +66,7 @@ def register(conn: apsw.Connection) -> None:
         "pg_json": (lambda a: None if a is None else arrays.to_json(a), 1),
         "pg_positions": (pg_positions, -1),
         "pg_nth": (pg_nth, 2),
+        "pg_expand": (pg_expand, 2),
         "pg_subscript": (pg_subscript, -1),
         "pg_element": (pg_element, 2),
         "pg_series": (pg_series, -1),
@@ -202,6 +203,15 @@ def pg_nth(array: SQLiteValue, position: SQLiteValue) -> SQLiteValue:
     """The element at a 0-based position (``unnest`` in a select list), NULL past the end."""
     values = arrays.items(array) if array is not None else []
     return values[position] if isinstance(position, int) and 0 <= position < len(values) else None
+
+
+def pg_expand(array: SQLiteValue, position: SQLiteValue) -> str | None:
+    """``information_schema._pg_expandarray(a)`` at a 0-based position: the record (x: the element,
+    n: its 1-based index) as a JSON object, NULL past the end."""
+    values = arrays.items(array) if array is not None else []
+    if not isinstance(position, int) or not 0 <= position < len(values):
+        return None
+    return json.dumps({"x": values[position], "n": position + 1})
 
 
 def pg_subscript(array: SQLiteValue, position: SQLiteValue, dimension: SQLiteValue = 1) -> int | None:

@@ -26,7 +26,8 @@ from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
 from sqlite_ha.server.pgwire.catalog.activity import Activity, SessionContext, search_path_schemas
-from sqlite_ha.server.pgwire.catalog.schema import CATALOG_OIDS, SCHEMA, catalog_names
+from sqlite_ha.server.pgwire.catalog.names import Names, quote
+from sqlite_ha.server.pgwire.catalog.schema import SCHEMA, catalog_names
 from sqlite_ha.server.pgwire.catalog.tables import ForeignKey, Index, Table
 from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
@@ -74,10 +75,6 @@ _PER_DATABASE = (
     "information_schema.tables",
     "information_schema.columns",
 )
-
-
-def _quote(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
 
 
 _AM = {"r": 2, "i": 403}  # heap, btree
@@ -144,6 +141,7 @@ class Catalog:
         self.conn = apsw.Connection(":memory:")
         self.conn.execute("ATTACH ':memory:' AS pg_catalog; ATTACH ':memory:' AS information_schema")
         self.conn.execute(SCHEMA)
+        self.names = Names(self.conn)
         self._register()
         self.activity = Activity(self.conn)
         self._fill_fixed()
@@ -159,24 +157,22 @@ class Catalog:
             "pg_current_user": (lambda: self.user, 0),
             "pg_session_user": (lambda: self.user, 0),
             "pg_current_role": (lambda: self.user, 0),
-            "pg_get_userbyid": (self._user_name, 1),
+            "pg_get_userbyid": (self.names.user_name, 1),
             "current_database": (lambda: self.database, 0),
             "pg_get_indexdef": (self._indexdef, -1),
             "pg_get_constraintdef": (self._constraintdef, -1),
             "pg_get_triggerdef": (lambda *a: None, -1),
-            "pg_get_viewdef": (lambda oid, *a: self._definitions.get(self._regoid("regclass", oid) or 0), -1),
-            "to_regclass": (lambda value: self._regoid("regclass", value), 1),
-            "to_regnamespace": (lambda value: self._regoid("regnamespace", value), 1),
-            "pg_regoid": (self._regoid, 2),
-            "pg_regname": (self._regname, 2),
+            "pg_get_viewdef": (
+                lambda oid, *a: self._definitions.get(self.names.regoid("regclass", oid) or 0),
+                -1,
+            ),
+            "to_regclass": (lambda value: self.names.regoid("regclass", value), 1),
+            "to_regnamespace": (lambda value: self.names.regoid("regnamespace", value), 1),
+            "pg_regoid": (self.names.regoid, 2),
+            "pg_regname": (self.names.regname, 2),
         }
         for name, (fn, nargs) in functions.items():
             self.conn.create_scalar_function(name, fn, nargs)
-
-    def _user_name(self, oid: SQLiteValue) -> str:
-        """``pg_get_userbyid``: the role's name; PostgreSQL's ``unknown (OID=n)`` for one that is not."""
-        found = self._lookup("SELECT rolname FROM pg_roles WHERE oid = ?", oid)
-        return str(found) if found is not None else f"unknown (OID={oid!s})"
 
     def _constraintdef(self, oid: SQLiteValue, *pretty: SQLiteValue) -> str | None:
         """``pg_get_constraintdef``: a foreign key names its table with the schema unless the session's
@@ -198,52 +194,6 @@ class Catalog:
             keys = self._index_keys.get(oid, [])
             return keys[column - 1] if column <= len(keys) else None
         return self._definitions.get(oid)
-
-    def _lookup(self, sql: str, value: SQLiteValue) -> SQLiteValue:
-        found = self.conn.execute(sql, (value,)).fetchall()
-        return found[0][0] if found else None
-
-    def _regoid(self, kind: SQLiteValue, value: SQLiteValue) -> int | None:
-        """``value::regclass`` (and the other reg* types) compared or joined: the object's OID."""
-        if value is None or isinstance(value, int):
-            return value
-        text = str(value).strip()
-        if text.isdigit():
-            return int(text)
-        name = text.removeprefix("public.").removeprefix("pg_catalog.").strip('"')
-        found: SQLiteValue
-        if kind == "regclass" and text.removeprefix("pg_catalog.") in CATALOG_OIDS:
-            found = CATALOG_OIDS[text.removeprefix("pg_catalog.")]
-        elif kind == "regclass":
-            found = self._lookup("SELECT oid FROM pg_class WHERE relname = ?", name)
-        elif kind == "regnamespace":
-            found = self._lookup("SELECT oid FROM pg_namespace WHERE nspname = ?", name)
-        elif kind == "regrole":
-            found = self._lookup("SELECT oid FROM pg_roles WHERE rolname = ?", name)
-        elif kind == "regtype":
-            found = catalog_functions.to_regtype(text)
-        else:
-            found = None
-        return found if isinstance(found, int) else None
-
-    def _regname(self, kind: SQLiteValue, value: SQLiteValue) -> str | None:
-        """``value::regclass`` printed or cast to text: the object's name."""
-        if value is None:
-            return None
-        if not isinstance(value, int) and not str(value).strip().isdigit():
-            return str(value)  # a name already
-        oid = int(str(value))
-        if kind == "regclass":
-            name = self._lookup("SELECT relname FROM pg_class WHERE oid = ?", oid)
-            return _quote(str(name)) if name is not None else str(oid)
-        if kind == "regtype":
-            return catalog_functions.format_type(oid)
-        queries = {
-            "regnamespace": "SELECT nspname FROM pg_namespace WHERE oid = ?",
-            "regrole": "SELECT rolname FROM pg_roles WHERE oid = ?",
-        }
-        name = self._lookup(queries[str(kind)], oid) if kind in queries else None
-        return str(oid) if name is None else str(name)
 
     def _fill_fixed(self) -> None:
         c = self.conn
@@ -440,7 +390,7 @@ class Catalog:
         keys = [positions.get(col.lower(), 0) if col is not None else 0 for col in index.columns]
         spelt = index.expressions or (None,) * count
         # each key as pg_get_indexdef(index, n) prints it: a column's name, or the expression
-        texts = [_quote(col) if col is not None else (spelt[i] or "?") for i, col in enumerate(index.columns)]
+        texts = [quote(col) if col is not None else (spelt[i] or "?") for i, col in enumerate(index.columns)]
         expressions = [text for text, col in zip(texts, index.columns, strict=True) if col is None]
         descending = index.descending or (False,) * count
         self._relation(index_oid, index.name, "i", count)
@@ -468,7 +418,7 @@ class Catalog:
         where = f" WHERE {index.predicate}" if index.predicate else ""  # as pretty-printed: psql shows it
         unique = "UNIQUE " if index.unique else ""
         self._definitions[index_oid] = (
-            f"CREATE {unique}INDEX {_quote(index.name)} ON public.{_quote(table.name)} "
+            f"CREATE {unique}INDEX {quote(index.name)} ON public.{quote(table.name)} "
             f"USING btree ({shown}){where}"
         )
         if index.primary or index.constraint:
@@ -592,9 +542,9 @@ def _foreign_key_definition(fk: ForeignKey, schema: str) -> str:
         for event, code in (("UPDATE", fk.on_update), ("DELETE", fk.on_delete))
         if code != "a"
     )
-    columns = ", ".join(_quote(col) for col in fk.columns)
-    referenced = ", ".join(_quote(col) for col in fk.parent_columns)
-    return f"FOREIGN KEY ({columns}) REFERENCES {schema}{_quote(fk.parent)}({referenced}){actions}"
+    columns = ", ".join(quote(col) for col in fk.columns)
+    referenced = ", ".join(quote(col) for col in fk.parent_columns)
+    return f"FOREIGN KEY ({columns}) REFERENCES {schema}{quote(fk.parent)}({referenced}){actions}"
 
 
 def _typed(sql: str, description: Any) -> list[tuple[str, str | None]]:

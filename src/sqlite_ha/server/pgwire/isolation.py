@@ -87,6 +87,7 @@ def set_transaction(session: Session, sql: str) -> None:
     found = _SET_TRANSACTION.match(sql)
     if found is None:
         raise PgError("42601", f"cannot read {sql!r}")
+    mode = parse_modes(found.group(2), session.mode)  # a syntax error comes first, as in PostgreSQL
     if found.group(1):
         session.default_mode = parse_modes(found.group(2), session.default_mode)
         if not session.in_block:
@@ -95,7 +96,6 @@ def set_transaction(session: Session, sql: str) -> None:
     if not session.in_block:
         session.notice("SET TRANSACTION can only be used in transaction blocks", "25P01")
         return
-    mode = parse_modes(found.group(2), session.mode)
     started = session.tx is not None or session.read_view is not None or session.block_read
     if started and mode.level != session.mode.level:
         raise PgError("25001", "SET TRANSACTION ISOLATION LEVEL must be called before any query")

@@ -152,8 +152,10 @@ def _type(node: exp.Expr, depth: int) -> str | None:
         return _element_of(_type(node.this, depth))
     if isinstance(node, exp.Anonymous) and node.name.lower() == "generate_subscripts":
         return "int4"
-    if isinstance(node, exp.Anonymous) and node.name.lower() in _FUNCTION_TYPES:
-        return _FUNCTION_TYPES[node.name.lower()]
+    if isinstance(node, exp.Func):
+        name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+        if name.lower() in _FUNCTION_TYPES:
+            return _FUNCTION_TYPES[name.lower()]
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Identifier):
         inner = node.this.this if isinstance(node.this, exp.Paren) else None
         if isinstance(inner, exp.Dot):

@@ -75,7 +75,7 @@ class Session(SessionState):
         if not self.conn.waiting:
             self.conn.backlog(self.parser.buffered)  # the task is busy: it reads the parser when it is back
             return
-        if self.inline and self.tx is None and not self.conn.write_paused:
+        if self.inline and self.block.tx is None and not self.conn.write_paused:
             self._answer_inline()
             if self.out:
                 self.conn.write(b"".join(self.out))
@@ -511,7 +511,7 @@ class Session(SessionState):
         columns = prepared.columns
         if prepared.kind != "query" or prepared.catalog or columns is None:
             return None
-        if self.failed or self.tx is not None or self.min_seq or self.read_level != "none":
+        if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
         try:
             db = self._db()

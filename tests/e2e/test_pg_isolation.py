@@ -40,6 +40,9 @@ def test_repeatable_read_reads_one_snapshot_while_others_write(pg: NodeProcess) 
         writer.execute("INSERT INTO t VALUES (3, 'c')")
         writer.execute("UPDATE t SET v = 'changed' WHERE id = 1")
         assert reader.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [(1, "a"), (2, "b")]
+        for _ in range(2):  # a prepared read (Bind/Execute, answered inline otherwise) reads it too
+            found = reader.execute("SELECT count(*) FROM t WHERE id > %s", (0,), prepare=True).fetchone()
+            assert found == (2,)
         with reader.cursor().copy("COPY t TO STDOUT") as copy:
             assert b"".join(bytes(chunk) for chunk in copy) == b"1\ta\n2\tb\n"  # pg_dump's COPY: the snapshot
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):

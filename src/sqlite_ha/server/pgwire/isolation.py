@@ -24,7 +24,7 @@ from other nodes, so it is never weaker than the mode asked for.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sqlite_ha.server.pgwire.errors import PgError
@@ -56,11 +56,10 @@ class Mode:
 
     level: str = "read committed"
     read_only: bool = False
+    snapshot: bool = field(init=False)  # the block reads one snapshot (REPEATABLE READ, SERIALIZABLE)
 
-    @property
-    def snapshot(self) -> bool:
-        """Whether the block reads one snapshot (REPEATABLE READ or SERIALIZABLE)."""
-        return self.level in ("repeatable read", "serializable")
+    def __post_init__(self) -> None:  # a field, not a property: the inline read path checks it
+        object.__setattr__(self, "snapshot", self.level in ("repeatable read", "serializable"))
 
 
 def parse_modes(text: str, base: Mode) -> Mode:

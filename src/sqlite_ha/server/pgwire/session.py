@@ -513,6 +513,8 @@ class Session(SessionState):
             return None
         if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
+        if self.mode.snapshot:  # a REPEATABLE READ block reads its snapshot, in _run_query
+            return None
         try:
             db = self._db()
             if prepared.read_only is None:

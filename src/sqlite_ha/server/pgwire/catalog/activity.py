@@ -230,6 +230,16 @@ class Activity:
                 "datistemplate, datallowconn, datlocprovider) VALUES (?, ?, 10, 6, 'C', 'C', 0, 1, 'c')",
                 [(database_oid(databases, name), name) for name in databases],
             )
+        if "pg_stat_database" in sql_lower:  # sessions per database; the counters are not kept: NULL
+            self.conn.execute("DELETE FROM pg_stat_database")
+            sessions = list(self.context.sessions()) if self.context else []
+            self.conn.executemany(
+                "INSERT INTO pg_stat_database(datid, datname, numbackends) VALUES (?, ?, ?)",
+                [
+                    (database_oid(databases, name), name, sum(s.database == name for s in sessions))
+                    for name in databases
+                ],
+            )
         if "pg_stat_activity" in sql_lower:
             self.conn.execute("DELETE FROM pg_stat_activity")
             sessions = list(self.context.sessions()) if self.context else []

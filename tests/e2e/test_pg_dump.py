@@ -229,3 +229,18 @@ def test_pg_dump_restores_into_a_fresh_node(
         assert _node_tool(target, "pg_dump", "--schema-only", "app") == _node_tool(
             source, "pg_dump", "--schema-only", "app"
         )
+
+
+def test_what_postgresql_cannot_express_fails_to_restore_loudly(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
+) -> None:
+    """A SQLite trigger (made over HTTP, in SQLite's syntax) is dumped as SQLite keeps it: restoring into
+    PostgreSQL stops at it with PostgreSQL's syntax error, instead of a dump that silently lacks it."""
+    with _fresh_node(tmp_path_factory.mktemp("trigger"), "trigger") as node:
+        _node_tool(node, "psql", "-X", "-q", "-d", "app", "-c", "CREATE TABLE t (id INT PRIMARY KEY, n INT)")
+        trigger = "CREATE TRIGGER t_touch AFTER INSERT ON t BEGIN UPDATE t SET n = 1 WHERE id = NEW.id; END"
+        node.query({"sql": trigger})
+        dump = _node_tool(node, "pg_dump", "app")
+        assert "CREATE TRIGGER t_touch AFTER INSERT ON t BEGIN" in dump
+        with pytest.raises(AssertionError, match='syntax error at or near "BEGIN"'):
+            _restore(postgres, dump, _pg_database(postgres))

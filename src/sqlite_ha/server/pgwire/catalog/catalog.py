@@ -72,6 +72,7 @@ _PER_DATABASE = (
     "pg_database",
     "pg_rewrite",
     "pg_depend",
+    "pg_trigger",
     "information_schema.tables",
     "information_schema.columns",
 )
@@ -161,7 +162,10 @@ class Catalog:
             "current_database": (lambda: self.database, 0),
             "pg_get_indexdef": (self._indexdef, -1),
             "pg_get_constraintdef": (self._constraintdef, -1),
-            "pg_get_triggerdef": (lambda *a: None, -1),
+            "pg_get_triggerdef": (
+                lambda oid, *a: self._definitions.get(oid) if isinstance(oid, int) else None,
+                -1,
+            ),
             "pg_get_viewdef": (
                 lambda oid, *a: self._definitions.get(self.names.regoid("regclass", oid) or 0),
                 -1,
@@ -276,7 +280,8 @@ class Catalog:
                 table.kind,
                 len(table.columns),
                 has_index=bool(table.indexes),
-                has_triggers=bool(table.foreign_keys) or table.name.lower() in referenced,  # FKs are triggers
+                # PostgreSQL's foreign keys are triggers too
+                has_triggers=bool(table.foreign_keys or table.triggers) or table.name.lower() in referenced,
                 checks=len(table.checks),
             )
             c.execute(
@@ -286,6 +291,12 @@ class Catalog:
             self._columns(oid, table, oids)
             if table.query is not None:
                 self._definitions[oid] = table.query
+            for name, sql in table.triggers:
+                # SQLite's trigger, as SQLite keeps it: PostgreSQL has no such statement (its triggers call a
+                # function), so a dump restores it into PostgreSQL only with an error, never silently without
+                trigger = next(oids)
+                c.execute("INSERT INTO pg_trigger VALUES (?, ?, 0, ?, 'O', 0, 0)", (trigger, oid, name))
+                self._definitions[trigger] = sql.strip().rstrip(";")
             if table.kind == "v":
                 uses = [table_oids[name.lower()] for name in table.uses if name.lower() in table_oids]
                 self._view_rule(oid, uses, oids)

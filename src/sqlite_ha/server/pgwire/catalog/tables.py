@@ -68,6 +68,7 @@ class Table:
     checks: tuple[Check, ...] = ()
     query: str | None = None  # a view's SELECT, in PostgreSQL syntax, its tables qualified with "public."
     uses: tuple[str, ...] = ()  # the tables and views a view reads
+    triggers: tuple[tuple[str, str], ...] = ()  # (name, CREATE TRIGGER text as SQLite keeps it)
 
     @classmethod
     def read(cls, conn: apsw.Connection, kind: str, name: str) -> Table:
@@ -84,7 +85,22 @@ class Table:
         indexes = _indexes(conn, name, declared)
         if pk and not any(index.primary for index in indexes):  # the rowid alias: SQLite lists no index
             indexes.insert(0, Index(declared.primary_key or f"{name}_pkey", pk, True, True, True))
-        return cls(name, "r", columns, tuple(indexes), _foreign_keys(conn, name, declared), declared.checks)
+        triggers = tuple(
+            (str(n), str(sql))
+            for n, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? ORDER BY name",
+                (name,),
+            ).fetchall()
+        )
+        return cls(
+            name,
+            "r",
+            columns,
+            tuple(indexes),
+            _foreign_keys(conn, name, declared),
+            declared.checks,
+            triggers=triggers,
+        )
 
 
 def _opt(value: Any) -> str | None:

@@ -18,7 +18,7 @@ from sqlite_ha.testing import NodeProcess, free_port, running_node
 from sqlite_ha.testing_pg import DEFAULT_BINDIR, PostgresServer
 
 PASSWORD = "dump pass"
-TABLES = ("authors", "books", "tags")
+TABLES = ("authors", "books", "tags", '"Odd Name"')
 
 # Every kind of object pg_dump writes for a sqlite-ha database, and values that are easy to get wrong in
 # a dump: quotes, tabs, newlines, backslashes, NULL and empty strings, bytes, 64-bit integers, microseconds.
@@ -43,6 +43,9 @@ CREATE TABLE books (
 );
 CREATE INDEX books_published_idx ON books (published);
 CREATE TABLE tags (book_id BIGINT REFERENCES books(id), tag TEXT, PRIMARY KEY (book_id, tag));
+CREATE TABLE "Odd Name" (id INT PRIMARY KEY, "select" TEXT, "Mixed" INT UNIQUE);
+CREATE INDEX "odd idx" ON "Odd Name" ("select");
+INSERT INTO "Odd Name" VALUES (1, 'keyword column', 7);
 CREATE VIEW cheap_books AS SELECT id, title FROM books WHERE price < 10;
 CREATE VIEW a_titles AS SELECT b.title, a.name FROM books b JOIN authors a ON a.id = b.author_id;
 INSERT INTO authors (id, name, born, active) VALUES (1, 'Ann', '1970-01-02', true),
@@ -155,8 +158,12 @@ def test_pg_dump_restores_into_postgres_with_the_same_data(
             ("books", "books_price_check", "c"),
             ("tags", "tags_pkey", "p"),
             ("tags", "tags_book_id_fkey", "f"),
+            ('"Odd Name"', "Odd Name_pkey", "p"),
+            ('"Odd Name"', "Odd Name_Mixed_key", "u"),
         }
         indexdef = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'books_published_idx'")
+        odd = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'odd idx'").fetchone()
+        assert odd == ('CREATE INDEX "odd idx" ON public."Odd Name" USING btree ("select")',)
         assert indexdef.fetchone() == (
             "CREATE INDEX books_published_idx ON public.books USING btree (published)",
         )

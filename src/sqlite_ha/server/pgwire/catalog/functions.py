@@ -16,6 +16,7 @@ from typing import Any
 import apsw
 
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire.catalog.keywords import QUOTED
 from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
 
@@ -135,11 +136,14 @@ _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 def quote_ident(name: SQLiteValue) -> str | None:
-    """``quote_ident``: quoted unless a plain lower-case name (keywords are not looked up)."""
+    """``quote_ident``: bare when a plain lower-case name that is no keyword needing quotes (``select``
+    is quoted, ``name`` is not), else double-quoted."""
     if name is None:
         return None
     text = str(name)
-    return text if _PLAIN_NAME.fullmatch(text) else '"' + text.replace('"', '""') + '"'
+    if _PLAIN_NAME.fullmatch(text) and text not in QUOTED:
+        return text
+    return '"' + text.replace('"', '""') + '"'
 
 
 def quote_literal(value: SQLiteValue) -> str | None:

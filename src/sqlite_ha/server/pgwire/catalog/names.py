@@ -7,8 +7,6 @@ OIDs (``'pg_class'::regclass`` is 1259), which pg_dump and JDBC compare ``classi
 
 from __future__ import annotations
 
-import re
-
 import apsw
 
 from sqlite_ha.db.values import SQLiteValue
@@ -17,8 +15,8 @@ from sqlite_ha.server.pgwire.catalog.schema import CATALOG_OIDS
 
 
 def quote(name: str) -> str:
-    """An identifier as PostgreSQL prints it: bare when plain lower case, else double-quoted."""
-    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
+    """An identifier as PostgreSQL prints it (quote_ident)."""
+    return catalog_functions.quote_ident(name) or ""
 
 
 class Names:

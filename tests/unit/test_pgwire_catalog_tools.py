@@ -13,7 +13,7 @@ from sqlite_ha.db.statement import Result
 from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.catalog.catalog import Catalog, prepare
-from sqlite_ha.server.pgwire.catalog.functions import format_type, quote_ident, quote_literal, typmod
+from sqlite_ha.server.pgwire.catalog.functions import format_type, quote_ident, quote_literal
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.sql.dialect import split_statements, translate, translate_catalog
 from sqlite_ha.server.pgwire.types import values as t
@@ -57,10 +57,9 @@ def query(cat: Catalog, sql: str, ctx: SessionContext | None = None, *params: An
 
 
 def test_type_modifiers_are_kept_and_printed() -> None:
-    assert typmod(t.VARCHAR, "VARCHAR(100)") == 104
-    assert typmod(t.NUMERIC, "NUMERIC(10, 2)") == (10 << 16 | 2) + 4
-    assert typmod(t.TIMESTAMP, "TIMESTAMP(3)") == 3
-    assert typmod(t.TEXT, "TEXT") == -1
+    assert t.declared_type("VARCHAR(100)") == (t.VARCHAR, 104)
+    assert t.declared_type("NUMERIC(10, 2)") == (t.NUMERIC, (10 << 16 | 2) + 4)
+    assert t.declared_type("TEXT") == (t.TEXT, -1)
     assert format_type(t.VARCHAR, 104) == "character varying(100)"
     assert format_type(t.NUMERIC, (10 << 16 | 2) + 4) == "numeric(10,2)"
     assert format_type(t.TIMESTAMPTZ, 3) == "timestamp(3) with time zone"

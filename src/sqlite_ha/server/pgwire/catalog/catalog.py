@@ -225,21 +225,17 @@ class Catalog:
             "INSERT INTO pg_tablespace(oid, spcname, spcowner) VALUES (1663, 'pg_default', 10), "
             "(1664, 'pg_global', 10)"
         )
-        array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}
-        c.executemany(
+        c.executemany(  # one row per record of the type registry
             "INSERT INTO pg_type(oid, typname, typnamespace, typlen, typtype, typarray, typdelim, typrelid, "
-            "typelem, typbasetype, typnotnull, typtypmod, typcollation, typowner) "
-            "VALUES (?, ?, ?, ?, 'b', ?, ',', 0, ?, 0, 0, -1, 0, 10)",
+            "typelem, typbasetype, typnotnull, typtypmod, typcollation, typowner, typcategory, typbyval, "
+            "typispreferred) VALUES (?, ?, ?, ?, ?, ?, ',', 0, ?, 0, 0, -1, ?, 10, ?, ?, ?)",
             [
                 (
-                    oid,
-                    name,
-                    PG_CATALOG,
-                    size,
-                    array_of.get(oid, 0),
-                    getattr(arrays.ARRAY_TYPES.get(oid), "element", 0),
+                    *(p.oid, p.name, PG_CATALOG, p.length, "p" if p.oid == t.UNKNOWN else "b", p.array),
+                    *(p.element, 100 if p.category == "S" else 0, p.category, p.by_value),
+                    p.oid in (t.TEXT, t.FLOAT8, t.BOOL, t.TIMESTAMPTZ, t.OID),
                 )
-                for oid, (name, size) in t.TYPE_INFO.items()
+                for p in t.REGISTRY
             ],
         )
         c.execute("UPDATE pg_type SET typstorage = CASE WHEN typlen < 0 THEN 'x' ELSE 'p' END")
@@ -363,15 +359,14 @@ class Catalog:
     def _columns(self, oid: int, table: Table, oids: Iterator[int]) -> None:
         c = self.conn
         for n, col in enumerate(table.columns, start=1):
-            type_oid = t.oid_for_declared(col.declared) or t.TEXT
+            type_oid, typmod = t.declared_type(col.declared) if col.declared else (t.TEXT, -1)
             c.execute(
                 "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, "
                 "attisdropped, atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, "
                 "attstorage) "
                 "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?)",
                 (
-                    *(oid, col.name, type_oid, n, col.notnull, col.default is not None),
-                    catalog_functions.typmod(type_oid, col.declared),
+                    *(oid, col.name, type_oid, n, col.notnull, col.default is not None, typmod),
                     *(t.type_size(type_oid), "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
                 ),
             )

@@ -81,33 +81,13 @@ def to_regtype(name: SQLiteValue) -> int | None:
         return None
     wanted = name.strip().lower().removeprefix("pg_catalog.")
     if wanted.endswith("[]"):
-        element = to_regtype(wanted[:-2])
-        found = [a.oid for a in arrays.ARRAY_TYPES.values() if a.element == element and a.lower == 1]
-        return found[0] if found else None
-    for oid, (typname, _) in t.TYPE_INFO.items():
-        if wanted == typname or wanted == t.SQL_NAMES.get(oid):
-            return oid
-    return None
+        element = t.REGISTRY.named(wanted[:-2])
+        return element.array or None if element is not None else None
+    found = t.REGISTRY.named(wanted)
+    return found.oid if found is not None else None
 
 
-_PARAMETERS = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
-_LENGTH_TYPES = {t.VARCHAR, t.BPCHAR}
 _PRECISION_TYPES = {t.TIME, t.TIMESTAMP, t.TIMESTAMPTZ}
-
-
-def typmod(oid: int, declared: str) -> int:
-    """``atttypmod`` of a column declared ``varchar(n)``, ``numeric(p,s)``, ``timestamp(p)``; -1 else."""
-    found = _PARAMETERS.search(declared)
-    if found is None:
-        return -1
-    first, second = int(found.group(1)), int(found.group(2) or 0)
-    if oid in _LENGTH_TYPES:
-        return first + 4  # PostgreSQL counts the 4-byte length word
-    if oid == t.NUMERIC:
-        return ((first << 16) | second) + 4
-    if oid in _PRECISION_TYPES:
-        return first
-    return -1
 
 
 def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
@@ -119,17 +99,18 @@ def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
     if array is not None and not array.vector:
         element = format_type(array.element, typmod)
         return f"{element}[]" if element else None
-    name = t.SQL_NAMES.get(oid, t.TYPE_INFO.get(oid, ("???",))[0])
-    if not isinstance(typmod, int) or typmod < 0:
-        return name
-    if oid in _LENGTH_TYPES and typmod >= 4:
-        return f"{name}({typmod - 4})"
-    if oid == t.NUMERIC and typmod >= 4:
-        return f"numeric({(typmod - 4) >> 16},{(typmod - 4) & 0xFFFF})"
-    if oid in _PRECISION_TYPES:
-        head, _, zone = name.partition(" ")  # "timestamp(3) with time zone"
+    found = t.REGISTRY.get(oid)
+    if found is None:
+        return "???"
+    scale = typmod - 4 if isinstance(typmod, int) and typmod >= 4 else None
+    if scale is not None and oid == t.NUMERIC:
+        return f"numeric({scale >> 16},{scale & 0x7FF})"
+    if scale is not None and oid in (t.VARCHAR, t.BPCHAR):
+        return f"{found.sql_name}({scale})"
+    if isinstance(typmod, int) and typmod >= 0 and oid in _PRECISION_TYPES:
+        head, _, zone = found.sql_name.partition(" ")  # "timestamp(3) with time zone"
         return f"{head}({typmod}) {zone}".strip()
-    return name
+    return found.sql_name
 
 
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")

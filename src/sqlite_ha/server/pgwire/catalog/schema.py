@@ -28,7 +28,7 @@ CREATE TABLE pg_catalog.pg_type(
   typarray oid, typdelim TEXT, typrelid oid, typelem oid, typbasetype oid,
   typnotnull BOOLEAN, typtypmod INTEGER, typcollation oid, typinput TEXT, typowner oid, typacl TEXT,
   typisdefined BOOLEAN DEFAULT 1, typstorage TEXT DEFAULT 'p', typalign TEXT DEFAULT 'i',
-  typcategory TEXT DEFAULT 'U', typbyval BOOLEAN DEFAULT 0);
+  typcategory TEXT DEFAULT 'U', typbyval BOOLEAN DEFAULT 0, typispreferred BOOLEAN DEFAULT 0);
 CREATE TABLE pg_catalog.pg_attribute(
   attrelid oid, attname TEXT, atttypid oid, attnum INTEGER, attnotnull BOOLEAN, atthasdef BOOLEAN,
   attisdropped BOOLEAN, atttypmod INTEGER, attlen INTEGER, attidentity TEXT, attgenerated TEXT,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -37,8 +36,9 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import commands, cursors, explain, handshake
+from sqlite_ha.server.pgwire import commands, cursors, explain, handshake, isolation
 from sqlite_ha.server.pgwire.catalog import catalog
+from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
@@ -46,6 +46,7 @@ from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
 from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
+from sqlite_ha.server.pgwire.prepared import parameter_type as _parameter_type
 from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 from sqlite_ha.server.pgwire.sql.dialect import (
     TranslationError,
@@ -112,6 +113,7 @@ class Session(SessionState):
             if not await handshake.startup(self, cancel_registry):
                 return
             cancel_registry[(self.pid, self.secret)] = self
+            self.registry = cancel_registry  # type: ignore[assignment]  # its sessions are Sessions
             self.inline = True
             if self.forwarded_by is None and self.node.writer.name != "leaderless":
                 self.forward = Forward(self)
@@ -134,6 +136,7 @@ class Session(SessionState):
                 await self.conn.close()
 
     def _abandon(self) -> None:
+        isolation.ended(self)
         tx = self.block.abandon()
         if tx is not None:
             tx.rollback()
@@ -263,8 +266,11 @@ class Session(SessionState):
             if columns is not None:
                 self.send(codec.row_description([_field(c) for c in columns]))
                 encoders = [c.encode for c in columns]
-                for row in outcome.rows:
-                    self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+                try:
+                    for row in outcome.rows:
+                        self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+                except t.NotEncodable as e:  # an int4 column holding a larger value: 22003, never a wrong one
+                    raise PgError(e.sqlstate, str(e)) from e
             self.send(codec.command_complete(outcome.tag))
         self.send(codec.ready_for_query(self.status()))
 
@@ -284,6 +290,7 @@ class Session(SessionState):
         return True
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
+        self.last_query = sql
         kind = classify(sql)
         if kind == "query" and "pg_cursors" in sql:
             kind = cursors.classify(sql) or kind
@@ -305,7 +312,7 @@ class Session(SessionState):
         except TranslationError as e:
             width = catalog.empty_answer(sql) if is_catalog else None
             if width is None:
-                raise PgError("42601", str(e)) from e
+                raise PgError(e.sqlstate, str(e)) from e
             columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
             return Prepared(sql=sql, kind="empty", run_sql="", param_oids=param_oids, columns=columns)
         except Exception as e:  # a fault of the translation, not of the session: this statement fails alone
@@ -351,8 +358,9 @@ class Session(SessionState):
         if not all(declared):  # expressions: ask the statement what they compute
             inferred = result_types(prepared.run_sql, db.db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
+            declared = [_parameter_type(d, prepared.param_oids) for d in declared]
         prepared.columns = [
-            t.Column(pg_column_name(name, prepared.sql), t.oid_for_declared(decl) or _guess_oid(name), False)
+            t.declared_column(pg_column_name(name, prepared.sql), decl, _guess_oid(name))
             for (name, _), decl in zip(described.columns, declared, strict=True)
         ]
         if not all(prepared.param_oids):
@@ -377,7 +385,7 @@ class Session(SessionState):
                 for data, oid, fmt in zip(msg.params, prepared.param_oids, formats, strict=True)
             )
         except t.BadParameter as e:
-            raise PgError("22P02", str(e)) from e
+            raise PgError(e.sqlstate, str(e)) from e
         self.portals[msg.portal] = Portal(
             prepared=prepared, params=params, result_binary=msg.result_formats, bind=msg
         )
@@ -452,7 +460,7 @@ class Session(SessionState):
             described = portal.prepared.columns or outcome.columns
             codes = _formats(portal.result_binary, len(described))
             portal.columns = [
-                t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)
+                t.Column(c.name, c.oid, fmt == 1, c.typmod) for c, fmt in zip(described, codes, strict=True)
             ]
 
     def _send_rows(self, portal: Portal, max_rows: int) -> None:
@@ -464,7 +472,7 @@ class Session(SessionState):
                 for row in rows[portal.sent : end]:
                     self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
             except t.NotEncodable as e:
-                raise PgError("22P02", str(e)) from e
+                raise PgError(e.sqlstate, str(e)) from e
             portal.sent = end
             if end < len(rows):
                 self.send(codec.portal_suspended())
@@ -514,6 +522,8 @@ class Session(SessionState):
             return None
         if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
+        if self.mode.snapshot:  # a REPEATABLE READ block reads its snapshot, in _run_query
+            return None
         try:
             db = self._db()
             if prepared.read_only is None:
@@ -550,11 +560,23 @@ class Session(SessionState):
         cat.sync(db.db.reader_connection)
         return cat
 
+    def _catalog_context(self, query: str) -> SessionContext:
+        """The session as the catalog's session-dependent views and functions show it."""
+        me = _view(self, query, "active")
+        registry = self.registry
+
+        def sessions() -> list[SessionView]:
+            return [me if s is self else _view(s, s.last_query, _idle_state(s)) for s in registry.values()]
+
+        return SessionContext(
+            me=me, settings=self.params, sessions=sessions, databases=self.node.database_ids()
+        )
+
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         db = self._db()
         if prepared.catalog:
             try:
-                result = self._catalog().run(prepared.run_sql, params)
+                result = self._catalog().run(prepared.run_sql, params, self._catalog_context(prepared.sql))
             except apsw.Error as e:
                 width = catalog.empty_answer(prepared.sql)
                 if width is None:
@@ -571,13 +593,21 @@ class Session(SessionState):
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
+            isolation.refuse_write(self, prepared.verb)
             tx = await db.begin()
             for name in self.block.took_writer(tx):
                 tx.savepoint(name)
             if self.read_seq is not None:
                 await forwarded.check_read_seq(self, db)
             result = (await tx.run([stmt]))[-1]
+        elif self.in_block and self.mode.snapshot:  # REPEATABLE READ: every read on the block's snapshot
+            if self.read_view is None:
+                self.read_view = db.db.read_view()
+            self.block_read = True
+            result = (await self.read_view.execute([stmt])).results[-1]
         else:
+            if self.default_mode.read_only and not self.in_block and not db.is_read_only([stmt]):
+                isolation.refuse_write(self, prepared.verb)
             try:
                 execution, seq = await db.execute([stmt])
             except ReplicationPending as e:
@@ -598,23 +628,41 @@ class Session(SessionState):
                 columns = prepared.columns  # what Describe announced
             else:
                 declared = list(result.types)
-                if not all(declared) and _COMPUTED_TYPES.search(prepared.run_sql):
-                    # a timestamp, date or jsonb an expression computes: typed as Describe would type it, not
-                    # from its text (a date_trunc sent without parameters, as Django sends it)
-                    inferred = result_types(prepared.run_sql, self._db().db.table_types)
-                    declared = [
-                        d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)
-                    ]
+                if not all(declared) and self.db is not None:  # expressions: what they compute (1 is int4)
+                    inferred = result_types(prepared.run_sql, self.db.db.table_types)
+                    declared = [d or _inferred(inferred, i) for i, d in enumerate(declared)]
                 columns = [
-                    t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
+                    t.result_column(pg_column_name(name, prepared.sql), decl, result.rows, i)
                     for i, (name, decl) in enumerate(zip(result.columns, declared, strict=True))
                 ]
             return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
         return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
 
 
-_COMPUTED_TYPES = re.compile(r"\b(?:DATETIME|DATE|PG_JSONB_PATH)\(|->", re.I)
+def _inferred(inferred: list[str | None], i: int) -> str | None:
+    found = inferred[i] if i < len(inferred) else None
+    return None if found is None or found.startswith("$") else found  # (no parameters here)
+
 
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
 # object whose file may hold another schema under the same schema_version.
 _CATALOGS: weakref.WeakKeyDictionary[Database, catalog.Catalog] = weakref.WeakKeyDictionary()
+
+
+def _view(session: SessionState, query: str, state: str) -> SessionView:
+    """A session as pg_stat_activity shows it."""
+    return SessionView(
+        pid=session.pid,
+        user=session.user,
+        database=session.db.id if session.db is not None else "",
+        application_name=session.params.get("application_name", ""),
+        backend_start=session.started,
+        state=state,
+        query=query,
+    )
+
+
+def _idle_state(session: SessionState) -> str:
+    if not session.in_block:
+        return "idle"
+    return "idle in transaction (aborted)" if session.failed else "idle in transaction"

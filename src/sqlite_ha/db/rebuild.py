@@ -124,12 +124,14 @@ def execute(
             result = run_statement(c.conn, Statement(sql=piece, bindings=stmt.bindings), budget, on_statement)
             continue
         outcomes: list[Outcome] | None = None
-        c.authorizer.internal = True  # its savepoint and the renamed table are the procedure's own
+        # The procedure's own steps (its savepoint, the capture's tables) run as the node's; the statements
+        # made of the client's text (the new table, the copy, SQLite's own ALTERs) under the client's rules.
+        c.authorizer.internal = True
         try:
             if capture is not None:
                 capture.pause(c.conn)
             try:
-                outcomes = run(c.conn, piece)
+                outcomes = run(c.conn, piece, guard=lambda: _as_client(c))
             finally:
                 if capture is not None:
                     capture.resume(c.conn, piece, outcomes)
@@ -137,6 +139,15 @@ def execute(
             c.authorizer.internal = False
         result = Result()
     return result
+
+
+@contextlib.contextmanager
+def _as_client(c: Guarded) -> Iterator[None]:
+    c.authorizer.internal = False
+    try:
+        yield
+    finally:
+        c.authorizer.internal = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 FUNCTION = "sqlite_ha_rebuild"
 _STATEMENT = re.compile(r"SELECT\s+sqlite_ha_rebuild\('((?:[^']|'')*)'\)\s*;?", re.IGNORECASE)
 _NEW_SUFFIX = "__sqlite_ha_rebuild"
+_INTEGER_TYPE = re.compile(r"^\s*(?:INT[248]?|INTEGER|SMALLINT|BIGINT|(?:SMALL|BIG)?SERIAL[248]?)\s*$", re.I)
 
 Edit = tuple[Any, ...]  # ("add_constraint", text), ("drop_column", name), … (see ``TableDef``)
 _EDITS = frozenset(
@@ -193,11 +194,10 @@ def run(
 
 
 def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, savepoint: bool) -> Outcome:
-    create = str(
-        conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()[
-            0
-        ][0]
-    )
+    found = conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+    ).fetchall()
+    create = str(found[0][0])
     old_info = read_table(conn, name)
     if old_info is None:
         raise TableDefError(f'"{name}" is not a table that can be altered', sqlstate="42809")
@@ -206,6 +206,10 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
     dropped: list[str] = []
     for edit in edits:
         _apply(definition, edit, expressions, dropped)
+    if old_info.pk_columns and not definition.has_primary_key():
+        raise TableDefError(
+            f'table "{name}" would lose its primary key, by which its rows are replicated', sqlstate="0A000"
+        )
     new_name = name + _NEW_SUFFIX
     saved = [
         (str(kind), str(obj), str(sql))
@@ -226,10 +230,10 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
             conn.execute(definition.sql(new_name))
             conn.execute(f"INSERT INTO {quote(new_name)}({targets}) SELECT {sources} FROM {quote(name)}")
         conn.execute(f"DROP TABLE {quote(name)}")
+        # legacy: the views and triggers that name the table are left as written (they name it again once
+        # renamed), instead of being checked while it is missing
         legacy = conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, -1)
-        conn.config(
-            apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1
-        )  # views and triggers of others stay as written
+        conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1)
         try:
             conn.execute(f"ALTER TABLE {quote(new_name)} RENAME TO {quote(name)}")
         finally:
@@ -246,11 +250,6 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
                 )
     new_info = read_table(conn, name)
     assert new_info is not None
-    if old_info.pk_columns and not new_info.pk_columns:
-        raise TableDefError(
-            f'table "{name}" would lose its primary key, by which its rows are replicated',
-            sqlstate="0A000",
-        )
     return Outcome(old=old_info, new=new_info, expressions=tuple(expressions[c] for c in columns))
 
 
@@ -264,7 +263,11 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         definition.rename_constraint(str(edit[1]), str(edit[2]))
     elif op == "set_type":
         column = definition.column(str(edit[1]))
-        column.type = str(edit[2])
+        # INTEGER PRIMARY KEY is the rowid, which numbers new rows: an integer type of any width keeps it so
+        # (Django widens an AutoField's id to bigint; "BIGINT PRIMARY KEY" would leave new ids NULL)
+        alias = column.type.upper() == "INTEGER" and column.constraint("PRIMARY") is not None
+        if not (alias and _INTEGER_TYPE.match(str(edit[2]))):
+            column.type = str(edit[2])
         if len(edit) > 3 and edit[3]:
             expressions[column.name] = f"({edit[3]})"
     elif op == "set_default":

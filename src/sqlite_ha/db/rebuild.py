@@ -131,13 +131,15 @@ def execute(
         try:
             if capture is not None:
                 capture.pause(c.conn)
-            try:
-                outcomes = run(c.conn, piece, guard=lambda: _as_client(c))
-            finally:
-                if capture is not None:
-                    capture.resume(c.conn, piece, outcomes)
+            outcomes = run(c.conn, piece, guard=lambda: _as_client(c))
         finally:
-            c.authorizer.internal = False
+            try:
+                if (
+                    capture is not None
+                ):  # even after a failed pause: what the transaction does next is captured
+                    capture.resume(c.conn, piece, outcomes)
+            finally:
+                c.authorizer.internal = False
         result = Result()
     return result
 

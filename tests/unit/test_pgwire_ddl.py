@@ -166,3 +166,17 @@ def test_widening_an_integer_primary_key_keeps_it_numbering_new_rows(conn: apsw.
     run(conn, 'ALTER TABLE "a" ALTER COLUMN "id" TYPE bigint USING "id"::bigint')
     conn.execute("INSERT INTO a (v) VALUES ('y')")
     assert conn.execute("SELECT id, v FROM a ORDER BY id").fetchall() == [(1, "x"), (2, "y")]
+
+
+def test_views_on_a_dropped_column_stop_it_or_go_with_cascade(conn: apsw.Connection) -> None:
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
+    conn.execute("CREATE VIEW va AS SELECT a FROM t")
+    conn.execute("CREATE VIEW vva AS SELECT * FROM va")
+    conn.execute("CREATE VIEW vb AS SELECT b FROM t")
+    with pytest.raises(TableDefError) as refused:
+        run(conn, "ALTER TABLE t DROP COLUMN a")
+    assert refused.value.fields["sqlstate"] == "2BP01"
+    assert "a" in [str(r[1]) for r in conn.execute("PRAGMA table_info(t)")]
+    run(conn, "ALTER TABLE t DROP COLUMN a CASCADE")
+    views = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'view'")}
+    assert views == {"vb"}

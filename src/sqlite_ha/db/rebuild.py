@@ -226,6 +226,7 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
     keep_rowid = not old_info.without_rowid and not definition.without_rowid
     targets = ", ".join((["rowid"] if keep_rowid else []) + [quote(c) for c in columns])
     sources = ", ".join((["rowid"] if keep_rowid else []) + [expressions[c] for c in columns])
+    broken_before = _broken_views(conn) if dropped else []
     foreign_keys = bool(conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, -1))
     with _foreign_keys_off(conn, foreign_keys), _savepoint(conn) if savepoint else contextlib.nullcontext():
         with guard():
@@ -242,6 +243,9 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
             conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy)
         for _, _, sql in saved:
             conn.execute(sql)
+        if dropped:
+            cascade = any(e[0] == "drop_column" and e[3:4] == (True,) for e in edits)
+            _dependent_views(conn, name, broken_before, cascade=cascade)
         if foreign_keys:
             broken = conn.execute(f"PRAGMA foreign_key_check({quote(name)})").fetchall()
             if broken:
@@ -292,6 +296,36 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         definition.drop_column(column.name)
         expressions.pop(column.name, None)
         dropped.append(column.name)
+
+
+def _broken_views(conn: apsw.Connection) -> list[str]:
+    """Views that cannot be read (they name a column or table that is not there)."""
+    broken = []
+    for (view,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'view'").fetchall():
+        try:
+            conn.execute(f"SELECT * FROM {quote(str(view))} LIMIT 0").fetchall()
+        except apsw.SQLError as e:
+            if "no such column" not in str(e) and "no such table" not in str(e):
+                raise
+            broken.append(str(view))
+    return broken
+
+
+def _dependent_views(conn: apsw.Connection, table: str, before: list[str], *, cascade: bool) -> None:
+    """Views that no longer work without the dropped columns: dropped with CASCADE, as PostgreSQL drops
+    them; else the column may not go (2BP01). (Views of views that then break go the same way; views
+    broken before are not this change's.)"""
+    for _ in range(64):
+        broken = [v for v in _broken_views(conn) if v not in before]
+        if not broken:
+            return
+        if not cascade:
+            raise TableDefError(
+                f'cannot drop a column of table "{table}" because view "{broken[0]}" depends on it',
+                sqlstate="2BP01",
+            )
+        for view in broken:
+            conn.execute(f"DROP VIEW {quote(view)}")
 
 
 def _uses(conn: apsw.Connection, index: str, sql: str, dropped: list[str]) -> bool:

@@ -84,7 +84,7 @@ def test_rebuilds_replicate_during_concurrent_writes(cluster: Cluster) -> None:
                 errors.append(f"{node.name}: {resp.status} {resp.body!r}")
             k = rows[i % len(rows)]
             for sql, params in (
-                ("UPDATE items SET qty = qty + 1 WHERE id = ?", [1 + (key % 200)]),
+                ("UPDATE items SET qty = qty + 1 WHERE id = ?", [3 + (key % 198)]),  # not node1's rows 1, 2
                 ("UPDATE plain SET v = v + 1 WHERE k = ?", [k]),
             ):
                 resp = node.request("POST", "/query", {"sql": sql, "params": params})

@@ -881,3 +881,26 @@ def test_temporary_tables_are_not_replicated(tmp_path: Path) -> None:
     except HAError:
         return
     assert execution.changeset is None
+
+
+def test_a_rebuild_among_row_changes_keeps_its_place() -> None:
+    """A table rebuild travels where it happened among the row changes; the message validates and decodes
+    to the same change set; one with every schema change first reads as every older message did."""
+    row = RowChange(table="t", op="INSERT", columns=("id",), pk_columns=("id",), key=(1,), new=(1,))
+    later = RowChange(table="t", op="INSERT", columns=("id",), pk_columns=("id",), key=(2,), new=(2,))
+    rebuild = 'SELECT sqlite_ha_rebuild(\'{"table":"t","edits":[["set_default","id","0"]]}\')'
+    cs = ChangeSet(
+        database="app.db",
+        node="n1",
+        hlc=7,
+        ddl=("CREATE TABLE IF NOT EXISTS u(x)", rebuild),
+        ddl_positions=(0, 1),
+        changes=(row, later),
+    )
+    doc = orjson.loads(encode(cs))
+    assert [c.get("command", c.get("table")) for c in doc["changes"]] == [cs.ddl[0], "t", rebuild, "t"]
+    assert_valid(doc)
+    check_rules(doc)
+    assert decode(encode(cs)) == cs
+    first = ChangeSet(database="app.db", node="n1", hlc=7, ddl=cs.ddl, changes=cs.changes)
+    assert decode(encode(first)).ddl_positions == ()

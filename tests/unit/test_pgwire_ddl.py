@@ -72,7 +72,7 @@ def test_django_migration_statements(conn: apsw.Connection) -> None:
     assert "app_book_author_id_fk" not in sql
     assert 'constraint "app_book_title_key" unique ("title")' in sql
     assert '"price" numeric(10, 2) null default (1.5)' in sql
-    assert '"pages" integer not null,' in sql
+    assert '"pages" int not null,' in sql
     conn.execute("INSERT INTO app_book (id, title, author_id, pages) VALUES (3, 'c', 1, 10)")
     assert conn.execute("SELECT price, pages FROM app_book WHERE id = 3").fetchall() == [(1.5, 10)]
     with pytest.raises(apsw.ConstraintError):
@@ -158,3 +158,25 @@ def test_table_definitions_keep_what_is_not_edited() -> None:
     d.drop_column("c")
     assert d.constraints == []  # the UNIQUE on it went too
     assert d.sql("t").endswith("WITHOUT ROWID")
+
+
+def test_widening_an_integer_primary_key_keeps_it_numbering_new_rows(conn: apsw.Connection) -> None:
+    run(conn, 'CREATE TABLE "a" ("id" serial NOT NULL PRIMARY KEY, "v" text)')
+    conn.execute("INSERT INTO a (v) VALUES ('x')")
+    run(conn, 'ALTER TABLE "a" ALTER COLUMN "id" TYPE bigint USING "id"::bigint')
+    conn.execute("INSERT INTO a (v) VALUES ('y')")
+    assert conn.execute("SELECT id, v FROM a ORDER BY id").fetchall() == [(1, "x"), (2, "y")]
+
+
+def test_views_on_a_dropped_column_stop_it_or_go_with_cascade(conn: apsw.Connection) -> None:
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER)")
+    conn.execute("CREATE VIEW va AS SELECT a FROM t")
+    conn.execute("CREATE VIEW vva AS SELECT * FROM va")
+    conn.execute("CREATE VIEW vb AS SELECT b FROM t")
+    with pytest.raises(TableDefError) as refused:
+        run(conn, "ALTER TABLE t DROP COLUMN a")
+    assert refused.value.fields["sqlstate"] == "2BP01"
+    assert "a" in [str(r[1]) for r in conn.execute("PRAGMA table_info(t)")]
+    run(conn, "ALTER TABLE t DROP COLUMN a CASCADE")
+    views = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'view'")}
+    assert views == {"vb"}

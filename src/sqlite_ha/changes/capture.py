@@ -193,7 +193,9 @@ class Capture:
         try:
             raw = session.changeset()
         except apsw.SchemaChangeError as e:
-            raise _schema_change_refused() from e
+            refused = _schema_change_refused()
+            self._poisoned = refused.message  # those rows are lost to the change set: it must not commit
+            raise refused from e
         finally:
             session.close()
         if self._schema_changed:

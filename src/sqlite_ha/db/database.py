@@ -546,7 +546,7 @@ class Database(GroupCommit):
             try:
                 if keys is not None and (sql := keys.sql_for(stmt.sql)) is not stmt.sql:
                     stmt = Statement(sql=sql, bindings=stmt.bindings, grant=grant)
-                if rebuild.mentioned(stmt.sql) and c is self._writer:
+                if c is self._writer and rebuild.mentioned(stmt.sql):
                     result = rebuild.execute(c, stmt, budget, on_statement, self.capture, self.id)
                 else:
                     result = run_statement(c.conn, stmt, budget, on_statement)

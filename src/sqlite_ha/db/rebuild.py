@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 FUNCTION = "sqlite_ha_rebuild"
 _STATEMENT = re.compile(r"SELECT\s+sqlite_ha_rebuild\('((?:[^']|'')*)'\)\s*;?", re.IGNORECASE)
 _NEW_SUFFIX = "__sqlite_ha_rebuild"
+_INTEGER_TYPE = re.compile(r"^\s*(?:INT[248]?|INTEGER|SMALLINT|BIGINT|(?:SMALL|BIG)?SERIAL[248]?)\s*$", re.I)
 
 Edit = tuple[Any, ...]  # ("add_constraint", text), ("drop_column", name), … (see ``TableDef``)
 _EDITS = frozenset(
@@ -124,19 +125,32 @@ def execute(
             result = run_statement(c.conn, Statement(sql=piece, bindings=stmt.bindings), budget, on_statement)
             continue
         outcomes: list[Outcome] | None = None
-        c.authorizer.internal = True  # its savepoint and the renamed table are the procedure's own
+        # The procedure's own steps (its savepoint, the capture's tables) run as the node's; the statements
+        # made of the client's text (the new table, the copy, SQLite's own ALTERs) under the client's rules.
+        c.authorizer.internal = True
         try:
             if capture is not None:
                 capture.pause(c.conn)
-            try:
-                outcomes = run(c.conn, piece)
-            finally:
-                if capture is not None:
-                    capture.resume(c.conn, piece, outcomes)
+            outcomes = run(c.conn, piece, guard=lambda: _as_client(c))
         finally:
-            c.authorizer.internal = False
+            try:
+                if (
+                    capture is not None
+                ):  # even after a failed pause: what the transaction does next is captured
+                    capture.resume(c.conn, piece, outcomes)
+            finally:
+                c.authorizer.internal = False
         result = Result()
     return result
+
+
+@contextlib.contextmanager
+def _as_client(c: Guarded) -> Iterator[None]:
+    c.authorizer.internal = False
+    try:
+        yield
+    finally:
+        c.authorizer.internal = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +196,10 @@ def run(
 
 
 def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, savepoint: bool) -> Outcome:
-    create = str(
-        conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()[
-            0
-        ][0]
-    )
+    found = conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+    ).fetchall()
+    create = str(found[0][0])
     old_info = read_table(conn, name)
     if old_info is None:
         raise TableDefError(f'"{name}" is not a table that can be altered', sqlstate="42809")
@@ -195,6 +208,10 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
     dropped: list[str] = []
     for edit in edits:
         _apply(definition, edit, expressions, dropped)
+    if old_info.pk_columns and not definition.has_primary_key():
+        raise TableDefError(
+            f'table "{name}" would lose its primary key, by which its rows are replicated', sqlstate="0A000"
+        )
     new_name = name + _NEW_SUFFIX
     saved = [
         (str(kind), str(obj), str(sql))
@@ -209,22 +226,26 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
     keep_rowid = not old_info.without_rowid and not definition.without_rowid
     targets = ", ".join((["rowid"] if keep_rowid else []) + [quote(c) for c in columns])
     sources = ", ".join((["rowid"] if keep_rowid else []) + [expressions[c] for c in columns])
+    broken_before = _broken_views(conn) if dropped else []
     foreign_keys = bool(conn.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, -1))
     with _foreign_keys_off(conn, foreign_keys), _savepoint(conn) if savepoint else contextlib.nullcontext():
         with guard():
             conn.execute(definition.sql(new_name))
             conn.execute(f"INSERT INTO {quote(new_name)}({targets}) SELECT {sources} FROM {quote(name)}")
         conn.execute(f"DROP TABLE {quote(name)}")
+        # legacy: the views and triggers that name the table are left as written (they name it again once
+        # renamed), instead of being checked while it is missing
         legacy = conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, -1)
-        conn.config(
-            apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1
-        )  # views and triggers of others stay as written
+        conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1)
         try:
             conn.execute(f"ALTER TABLE {quote(new_name)} RENAME TO {quote(name)}")
         finally:
             conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy)
         for _, _, sql in saved:
             conn.execute(sql)
+        if dropped:
+            cascade = any(e[0] == "drop_column" and e[3:4] == (True,) for e in edits)
+            _dependent_views(conn, name, broken_before, cascade=cascade)
         if foreign_keys:
             broken = conn.execute(f"PRAGMA foreign_key_check({quote(name)})").fetchall()
             if broken:
@@ -235,11 +256,6 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
                 )
     new_info = read_table(conn, name)
     assert new_info is not None
-    if old_info.pk_columns and not new_info.pk_columns:
-        raise TableDefError(
-            f'table "{name}" would lose its primary key, by which its rows are replicated',
-            sqlstate="0A000",
-        )
     return Outcome(old=old_info, new=new_info, expressions=tuple(expressions[c] for c in columns))
 
 
@@ -253,7 +269,11 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         definition.rename_constraint(str(edit[1]), str(edit[2]))
     elif op == "set_type":
         column = definition.column(str(edit[1]))
-        column.type = str(edit[2])
+        # INTEGER PRIMARY KEY is the rowid, which numbers new rows: an integer type of any width keeps it so
+        # (Django widens an AutoField's id to bigint; "BIGINT PRIMARY KEY" would leave new ids NULL)
+        alias = column.type.upper() == "INTEGER" and column.constraint("PRIMARY") is not None
+        if not (alias and _INTEGER_TYPE.match(str(edit[2]))):
+            column.type = str(edit[2])
         if len(edit) > 3 and edit[3]:
             expressions[column.name] = f"({edit[3]})"
     elif op == "set_default":
@@ -276,6 +296,36 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         definition.drop_column(column.name)
         expressions.pop(column.name, None)
         dropped.append(column.name)
+
+
+def _broken_views(conn: apsw.Connection) -> list[str]:
+    """Views that cannot be read (they name a column or table that is not there)."""
+    broken = []
+    for (view,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'view'").fetchall():
+        try:
+            conn.execute(f"SELECT * FROM {quote(str(view))} LIMIT 0").fetchall()
+        except apsw.SQLError as e:
+            if "no such column" not in str(e) and "no such table" not in str(e):
+                raise
+            broken.append(str(view))
+    return broken
+
+
+def _dependent_views(conn: apsw.Connection, table: str, before: list[str], *, cascade: bool) -> None:
+    """Views that no longer work without the dropped columns: dropped with CASCADE, as PostgreSQL drops
+    them; else the column may not go (2BP01). (Views of views that then break go the same way; views
+    broken before are not this change's.)"""
+    for _ in range(64):
+        broken = [v for v in _broken_views(conn) if v not in before]
+        if not broken:
+            return
+        if not cascade:
+            raise TableDefError(
+                f'cannot drop a column of table "{table}" because view "{broken[0]}" depends on it',
+                sqlstate="2BP01",
+            )
+        for view in broken:
+            conn.execute(f"DROP VIEW {quote(view)}")
 
 
 def _uses(conn: apsw.Connection, index: str, sql: str, dropped: list[str]) -> bool:

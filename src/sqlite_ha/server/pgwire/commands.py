@@ -246,6 +246,9 @@ def _owner(session: SessionState, sql: str) -> Outcome:
 
 
 def _set(session: SessionState, sql: str) -> Outcome:
+    constraints = _SET_CONSTRAINTS.match(sql)
+    if constraints is not None:
+        return _set_constraints(session, constraints.group(2))
     if isolation.is_set_transaction(sql):
         isolation.set_transaction(session, sql)
         return Outcome("SET")

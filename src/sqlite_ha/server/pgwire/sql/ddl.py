@@ -117,7 +117,7 @@ def _action(table: str, action: str, translate: Translate) -> list[Edit]:
         at = 2 if upper[1:2] == ["COLUMN"] else 1
         missing_ok = upper[at : at + 2] == ["IF", "EXISTS"]
         name = words[at + 2] if missing_ok else words[at]
-        return [("drop_column", unquote(name), missing_ok)]
+        return [("drop_column", unquote(name), missing_ok, upper[-1] == "CASCADE")]
     if upper[0] == "RENAME":
         if upper[1:2] == ["CONSTRAINT"] and len(words) >= 5 and upper[3] == "TO":
             return [("rename_constraint", unquote(words[2]), unquote(words[4]))]

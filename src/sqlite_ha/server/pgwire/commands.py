@@ -252,9 +252,6 @@ def _set(session: SessionState, sql: str) -> Outcome:
     if isolation.is_set_transaction(sql):
         isolation.set_transaction(session, sql)
         return Outcome("SET")
-    constraints = _SET_CONSTRAINTS.match(sql)
-    if constraints is not None:
-        return _set_constraints(session, constraints.group(2))
     found = _SET.match(sql) or _SET_NAMES.match(sql)
     if found is None:
         raise PgError("42601", f"cannot read {sql!r}")

@@ -42,7 +42,16 @@ def _load(value: SQLiteValue) -> Any:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """As PostgreSQL prints a jsonb: ``{"a": 1, "bb": [1, 2]}``, keys in jsonb's order (shorter first)."""
+    return json.dumps(_ordered(value), separators=(", ", ": "), ensure_ascii=False)
+
+
+def _ordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _ordered(value[k]) for k in sorted(value, key=_storage_order)}
+    if isinstance(value, list):
+        return [_ordered(v) for v in value]
+    return value
 
 
 def _contains(a: Any, b: Any, top: bool = True) -> bool:

@@ -301,7 +301,7 @@ def test_cursor_reads_lazily_from_its_snapshot(node_factory: NodeFactory) -> Non
     own snapshot: it goes through more rows than one result may hold (``--max-result-rows 50``, which a
     plain SELECT of them passes with 54000), and rows written by another session after DECLARE, even
     committed, are not in it. DECLARE inside a block that holds the writer sees the block's own writes up to
-    the DECLARE, and not those after it."""
+    the DECLARE, and not those after it; in a REPEATABLE READ block, the block's snapshot."""
     port = free_port()
     node = node_factory(
         args=["app.db", "--pg-port", str(port), "--pg-pass", PASSWORD, "--max-result-rows", "50"]
@@ -340,6 +340,13 @@ def test_cursor_reads_lazily_from_its_snapshot(node_factory: NodeFactory) -> Non
             a.execute("DECLARE w CURSOR FOR SELECT id FROM big WHERE id >= 1000 ORDER BY id")
             a.execute("DELETE FROM big WHERE id = 2000")
             assert a.execute("FETCH ALL FROM w").fetchall() == [(1000,), (2000,)]
+        # REPEATABLE READ: a cursor sees the block's snapshot, taken at its first read, not its DECLARE's
+        a.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert a.execute("SELECT count(*) FROM big").fetchone() == (101,)
+        b.execute("INSERT INTO big (id, v) VALUES (3000, 'after the snapshot')")
+        a.execute("DECLARE rr CURSOR FOR SELECT id FROM big WHERE id >= 1000 ORDER BY id")
+        assert a.execute("FETCH ALL FROM rr").fetchall() == [(1000,)]
+        a.execute("COMMIT")
 
 
 # --- jsonb operators, against PostgreSQL ---------------------------------------------------------------

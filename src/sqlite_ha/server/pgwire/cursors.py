@@ -159,8 +159,11 @@ async def _open_lazily(
 ) -> RowCursor | None:
     """A cursor read as FETCH asks, on a reader of its own; None where its rows are taken at once instead:
     inside a block holding the writer (the cursor must see the block's writes, which only the writer's
-    connection sees), for a catalog query, an in-memory database, or past ``MAX_LAZY`` such cursors."""
+    connection sees), in a REPEATABLE READ or SERIALIZABLE block (it must see the block's snapshot, not one
+    of its own), for a catalog query, an in-memory database, or past ``MAX_LAZY`` such cursors."""
     if session.tx is not None or inner.kind != "query" or inner.catalog or inner.explain or not inner.columns:
+        return None
+    if session.in_block and session.mode.snapshot:
         return None
     if sum(1 for p in session.portals.values() if p.lazy is not None) >= MAX_LAZY:
         return None

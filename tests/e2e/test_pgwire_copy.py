@@ -84,7 +84,7 @@ def test_psql_copy_csv_both_ways(pg: NodeProcess, tmp_path: Path) -> None:
     assert target.read_text() == (
         '1,"comma, and ""quotes""",1.5,t,\\x0102,2026-01-02 03:04:05+00\n'
         '2,"two\nlines",,f,,\n'
-        '3,"",-2.0,t,\\x,\n'
+        '3,"",-2,t,\\x,\n'
     )
     text = tmp_path / "out.txt"
     query = psql(pg, "-c", f"\\copy (SELECT id, name FROM t WHERE id > 1 ORDER BY id) TO '{text}'")

@@ -157,10 +157,6 @@ def test_migrate_back_and_forth(pg_node: NodeProcess, postgres: PostgresServer) 
     assert got == _inspected(pg_env, *SHOP_TABLES)
 
 
-@pytest.mark.xfail(
-    reason="the ddl branch: ALTER TABLE … SET DEFAULT after a -- comment (as sqlmigrate prints it) is 42601",
-    strict=True,
-)
 def test_sqlmigrate_output_runs(pg_node: NodeProcess, postgres: PostgresServer) -> None:
     """sqlmigrate's SQL of 0002, run by hand (one simple query, comments and all) on 0001, then recorded
     with --fake: the same schema as migrate makes."""

@@ -104,3 +104,10 @@ def test_collation_sorts_as_jsonb() -> None:
     docs = ['"b"', "null", "2", "10", "true", "[1]", '{"a":1}', "[]", '"a"', "false"]
     ordered = sorted(docs, key=functools.cmp_to_key(jsonb.collate))
     assert ordered == ["null", '"a"', '"b"', "2", "10", "false", "true", "[]", "[1]", '{"a":1}']
+
+
+def test_a_schema_change_after_comments_is_still_one() -> None:
+    """sqlmigrate prints ``--`` comments before each statement; the ALTER after them is rebuilt as without."""
+    plain = 'ALTER TABLE "t" ALTER COLUMN "note" SET DEFAULT \'\''
+    assert translate("--\n-- Alter field note\n--\n" + plain).sql == translate(plain).sql
+    assert "sqlite_ha_rebuild" in translate("/* c */ " + plain).sql

@@ -287,9 +287,11 @@ def translate(sql: str) -> Translation:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
     try:
-        head = sql.lstrip()[:7].upper()
+        lead = LEADING_NOISE.match(sql)  # comments too: sqlmigrate prints one before each statement
+        body = sql[lead.end() :] if lead is not None else sql
+        head = body[:7].upper()
         if head.startswith(("ALTER", "CREATE", "DROP", "VACUUM", "ANALY")):  # schema statements: see ``ddl``
-            special = _schema_statement(sql, head)
+            special = _schema_statement(body, head)
             if isinstance(special, Translation):
                 return special
             sql = special

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -403,3 +404,40 @@ def test_jsonb_operators_as_postgresql(pg_node: NodeProcess, postgres: PostgresS
     got = _json_answers(_node_conninfo(pg_node))
     differ = [(e[0], e[1], g[1]) for e, g in zip(expected, got, strict=True) if e != g]
     assert not differ, "\n".join(f"{sql}\n  postgres: {a}\n  node:     {b}" for sql, a, b in differ)
+
+
+def _no_lost_update(conninfo: str) -> tuple[int, bool]:
+    """Session A reads a counter FOR UPDATE in a block; session B's increment must wait until A commits its
+    own increment, so both count. Returns the final counter and whether B still waited 1 s into A's block
+    (a slow B passes that too; the counter is what fails without the lock)."""
+    with psycopg.connect(conninfo, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS fu")
+        setup.execute("CREATE TABLE fu (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        setup.execute("INSERT INTO fu (id, n) VALUES (1, 0)")
+    b_done = threading.Event()
+
+    def b_increments() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as b:
+            b.execute("UPDATE fu SET n = n + 1 WHERE id = 1")
+        b_done.set()
+
+    with psycopg.connect(conninfo) as a:  # psycopg opens the block with the first statement
+        (n,) = a.execute("SELECT n FROM fu WHERE id = 1 FOR UPDATE").fetchone()  # type: ignore[misc]
+        writer = threading.Thread(target=b_increments)
+        writer.start()
+        waited = not b_done.wait(1.0)  # B blocks on A's lock (the row's, or here the database's writer)
+        a.execute("UPDATE fu SET n = %s WHERE id = 1", (n + 1,))
+        a.commit()
+    writer.join(30)
+    with psycopg.connect(conninfo, autocommit=True) as check:
+        (final,) = check.execute("SELECT n FROM fu WHERE id = 1").fetchone()  # type: ignore[misc]
+    return final, waited
+
+
+def test_select_for_update_holds_off_other_writers(pg_node: NodeProcess, postgres: PostgresServer) -> None:
+    """``select_for_update()``: SELECT … FOR UPDATE in a block takes the database's writer (SQLite has no row
+    locks), so a concurrent write waits for the block as PostgreSQL makes it wait for the row: no lost
+    update."""
+    pg_env = _postgres_env(postgres)
+    assert _no_lost_update(postgres.dsn(pg_env["DJ_PG_NAME"])) == (2, True)
+    assert _no_lost_update(_node_conninfo(pg_node)) == (2, True)

@@ -323,7 +323,14 @@ class Session(SessionState):
         for i, cast in enumerate(translation.param_types[: len(oids)]):
             if not oids[i] and cast:
                 oids[i] = t.oid_for_declared(cast) or 0  # "$1::int": the cast says the type
-        prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
+        prepared = Prepared(
+            sql=sql,
+            kind=kind,
+            run_sql=translation.sql,
+            param_oids=oids,
+            catalog=is_catalog,
+            locks=translation.locks,
+        )
         if describe:
             self._describe_statement(prepared)
         return prepared
@@ -524,6 +531,8 @@ class Session(SessionState):
             return None
         if self.mode.snapshot:  # a REPEATABLE READ block reads its snapshot, in _run_query
             return None
+        if prepared.locks and self.in_block and self.forward is None:  # it takes the writer, in _run_query
+            return None
         try:
             db = self._db()
             if prepared.read_only is None:
@@ -592,7 +601,9 @@ class Session(SessionState):
             await db.wait_applied(self.min_seq, self.settings.read_wait)
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
-        elif self.in_block and not db.is_read_only([stmt]):
+        elif self.in_block and ((prepared.locks and self.forward is None) or not db.is_read_only([stmt])):
+            # a write, or SELECT … FOR UPDATE/SHARE: its row locks are the writer, held to the block's end (in
+            # a writer mode the block's first write checks that nothing changed since its reads: 40001)
             isolation.refuse_write(self, prepared.verb)
             tx = await db.begin()
             for name in self.block.took_writer(tx):

@@ -28,8 +28,9 @@ Rules the front end relies on:
 * Arrays are JSON text: the front end passes an array parameter as JSON, ``x = ANY($1)`` becomes
   ``x IN (SELECT value FROM json_each(?1))``, ``ARRAY[…]`` becomes ``json_array(…)``.
 * ``ORDER BY`` goes through sqlglot so NULLs sort as in PostgreSQL (last when ascending).
-* Dropped: ``FOR UPDATE``/``FOR SHARE`` (SQLite serialises writers), ``CASCADE`` on ``DROP``, ``USING
-  method`` and ``CONCURRENTLY`` on indexes, the ``public`` and ``pg_catalog`` qualifiers.
+* Dropped: ``FOR UPDATE``/``FOR SHARE`` (``Translation.locks`` says so: in a block the session takes the
+  writer for it), ``CASCADE`` on ``DROP``, ``USING method`` and ``CONCURRENTLY`` on indexes, the ``public``
+  and ``pg_catalog`` qualifiers.
 
 Session commands (``SET``, ``BEGIN``, ``LISTEN``, …) are not translated: ``classify`` names them and the
 session answers them; ``split_statements`` cuts a simple-query message into statements first.
@@ -368,7 +369,7 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
             except SqlglotError as e:
                 raise TranslationError(f"SQLite has no equivalent: {_describe(e)}") from e
     types = tuple(ctx.param_types.get(n) for n in range(1, ctx.highest + 1))
-    return Translation("; ".join(out), ctx.highest, True, types)
+    return Translation("; ".join(out), ctx.highest, True, types, locks=ctx.locks)
 
 
 def _quote_keyword_names(statement: exp.Expr) -> None:

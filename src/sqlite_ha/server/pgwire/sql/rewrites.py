@@ -35,6 +35,7 @@ class RewriteContext:
     param_types: dict[int, str] = field(default_factory=dict)
     # a catalog query: casts to the reg* types become lookups by the catalog's functions
     catalog: bool = False
+    locks: bool = False  # a FOR UPDATE / FOR SHARE was dropped
 
 
 # --- statement rewrites ------------------------------------------------------------------------------------
@@ -537,7 +538,10 @@ def _rewrite_default(node: exp.DefaultColumnConstraint, ctx: RewriteContext) -> 
 
 
 def _drop_locks(node: exp.Select, ctx: RewriteContext) -> exp.Expr:
-    node.set("locks", None)  # FOR UPDATE / FOR SHARE: SQLite serialises writers
+    """FOR UPDATE / FOR SHARE: SQLite has no row locks; the session takes the writer instead (``locks``)."""
+    if node.args.get("locks"):
+        ctx.locks = True
+        node.set("locks", None)
     return node
 
 

@@ -22,7 +22,7 @@ SCHEMA = [
     "CREATE TABLE authors (id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL UNIQUE, "
     "active BOOLEAN DEFAULT true)",
     "CREATE TABLE books (id BIGINT PRIMARY KEY, author_id BIGINT REFERENCES authors(id), "
-    "price NUMERIC(10,2))",
+    "price NUMERIC(10,2), meta JSON TEXT, CONSTRAINT price_positive CHECK (price >= 0))",
     "CREATE VIEW a_view AS SELECT b.id, a.name FROM books b JOIN authors a ON a.id = b.author_id",
 ]
 
@@ -81,6 +81,19 @@ def test_columns_carry_their_modifiers(catalog: Catalog) -> None:
     assert rows == [("id", "bigint"), ("name", "character varying(100)"), ("active", "boolean")]
     default = query(catalog, "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef").rows
     assert default == [("true",)]  # as PostgreSQL prints it
+
+
+def test_constraints_of_a_table_with_a_json_column(catalog: Catalog) -> None:
+    """The node declares json columns ``JSON TEXT`` (text affinity), which sqlglot does not read: the
+    named constraints and the CHECKs must not be lost on the way."""
+    rows = query(catalog, "SELECT conname, contype FROM pg_constraint ORDER BY conname").rows
+    assert rows == [
+        ("authors_name_key", "u"),
+        ("authors_pkey", "p"),
+        ("books_author_id_fkey", "f"),
+        ("books_pkey", "p"),
+        ("price_positive", "c"),
+    ]
 
 
 def test_views_depend_on_what_they_read(catalog: Catalog) -> None:

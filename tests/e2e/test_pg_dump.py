@@ -177,7 +177,7 @@ def test_pg_dump_restores_into_postgres_with_the_same_data(
             conn.execute("UPDATE books SET price = -1 WHERE id = 1")
 
 
-def test_pg_dump_options(source: NodeProcess, postgres: PostgresServer) -> None:
+def test_pg_dump_options(source: NodeProcess, postgres: PostgresServer, tmp_path: Path) -> None:
     expected = _data(source.pg_port, PASSWORD, "app")  # type: ignore[attr-defined]
     schema = _node_tool(source, "pg_dump", "--schema-only", "app")
     assert "CREATE TABLE public.books" in schema
@@ -192,6 +192,18 @@ def test_pg_dump_options(source: NodeProcess, postgres: PostgresServer) -> None:
     assert "COPY public.books" in data
     _restore(postgres, data, target)
     assert _data(postgres.port, postgres.password, target) == expected
+
+    custom = tmp_path / "app.dump"  # the custom format, restored by pg_restore
+    _node_tool(source, "pg_dump", "-Fc", "-f", str(custom), "app")
+    target = _pg_database(postgres)
+    _pg_tool(postgres, "pg_restore", "--exit-on-error", "-d", target, str(custom))
+    assert _data(postgres.port, postgres.password, target) == expected
+    # a parallel dump needs a snapshot shared between connections: refused, saying what to do instead
+    parallel = _node_tool(
+        source, "pg_dump", "-Fd", "-j", "2", "-f", str(tmp_path / "dir"), "app", check=False
+    )
+    assert "exporting a snapshot to other sessions is not supported" in parallel
+    assert "--no-synchronized-snapshots" in parallel
 
     one = _node_tool(source, "pg_dump", "-t", "authors", "app")
     assert "CREATE TABLE public.authors" in one

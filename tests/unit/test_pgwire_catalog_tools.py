@@ -13,7 +13,7 @@ from sqlite_ha.db.statement import Result
 from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.catalog.catalog import Catalog, prepare
-from sqlite_ha.server.pgwire.catalog.functions import format_type, quote_ident, quote_literal
+from sqlite_ha.server.pgwire.catalog.functions import FunctionError, format_type, quote_ident, quote_literal
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.sql.dialect import split_statements, translate, translate_catalog
 from sqlite_ha.server.pgwire.types import values as t
@@ -140,8 +140,9 @@ def test_session_functions_answer_for_the_session(catalog: Catalog) -> None:
     assert query(catalog, "SELECT current_schemas(false), current_setting('search_path')", ctx).rows == [
         ("{}", "")
     ]
-    with pytest.raises(apsw.SQLError, match="unrecognized configuration parameter"):
+    with pytest.raises(FunctionError, match="unrecognized configuration parameter") as e:
         query(catalog, "SELECT current_setting('no_such')", ctx)
+    assert e.value.code == "42704"
     assert query(catalog, "SELECT current_setting('no_such', true)", ctx).rows == [(None,)]
     settings = query(catalog, "SELECT name, setting, source FROM pg_settings WHERE name = 'search_path'", ctx)
     assert settings.rows == [("search_path", "", "session")]

@@ -39,6 +39,7 @@ from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.server.pgwire import commands, explain, handshake, isolation
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
+from sqlite_ha.server.pgwire.catalog.functions import FunctionError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
@@ -573,6 +574,8 @@ class Session(SessionState):
         if prepared.catalog:
             try:
                 result = self._catalog().run(prepared.run_sql, params, self._catalog_context(prepared.sql))
+            except FunctionError as e:  # a catalog function's own refusal, with PostgreSQL's SQLSTATE
+                raise PgError(e.code, e.message, hint=e.hint) from e
             except apsw.Error as e:
                 width = catalog.empty_answer(prepared.sql)
                 if width is None:

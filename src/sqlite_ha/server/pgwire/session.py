@@ -157,7 +157,10 @@ class Session(SessionState):
     # ------------------------------------------------------------------------------------ messages
     async def loop(self) -> None:
         while True:
-            timeout = self.settings.idle_in_transaction_timeout if self.tx is not None else None
+            # a block holding the writer, or a REPEATABLE READ snapshot (which keeps the WAL from being
+            # checkpointed past it), may not idle forever
+            holding = self.tx is not None or self.read_view is not None
+            timeout = self.settings.idle_in_transaction_timeout if holding else None
             try:
                 msg = await self.next_message(timeout)
             except codec.ProtocolError as e:
@@ -171,10 +174,10 @@ class Session(SessionState):
                     self.send(codec.ready_for_query(self.status()))
                 continue
             except TimeoutError:
+                held = "the database's writer" if self.tx is not None else "a snapshot of the database"
                 raise PgError(
                     "25P03",
-                    "terminating connection due to idle-in-transaction timeout: the transaction held the "
-                    "database's writer",
+                    f"terminating connection due to idle-in-transaction timeout: the transaction held {held}",
                     fatal=True,
                 ) from None
             if msg is None or isinstance(msg, codec.Terminate):

@@ -9,6 +9,7 @@ Unnamed constraints are named as PostgreSQL names them (``t_pkey``, ``t_a_b_key`
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+_TEXT_STORED = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 
 
@@ -135,8 +137,8 @@ class _Declared:
     @classmethod
     def parse(cls, table: str, sql: str | None) -> _Declared:
         declared = cls(table)
-        try:
-            tree = sqlglot.parse_one(sql or "", read="sqlite")
+        try:  # "meta JSON TEXT": how the front end declares a json column (text affinity): sqlglot reads JSON
+            tree = sqlglot.parse_one(_TEXT_STORED.sub(r"\1", sql or ""), read="sqlite")
         except SqlglotError:
             return declared  # a statement beyond sqlglot: PostgreSQL's default names, no CHECKs
         if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Schema):

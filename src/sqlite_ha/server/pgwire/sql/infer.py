@@ -132,8 +132,47 @@ def _result_types(
             decl = "INT" if int(value.name) <= 2**31 - 1 else "BIGINT"  # SELECT 1 is an int4
         elif isinstance(value, exp.Placeholder) and value.name[1:].isdigit():
             decl = f"${value.name[1:]}"  # a bare parameter: the session gives it the parameter's type
+        elif (
+            decl in ("DOUBLE PRECISION", "NUMERIC") or (decl is None and isinstance(value, _ARITHMETIC))
+        ) and _numeric(value):
+            decl = _numeric_type(value, tables)
         out.append(decl if decl is not None else _computed_type(value))
     return tuple(out)
+
+
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.Paren)
+_FLOATS = (exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT)
+_DECIMAL = exp.DataType.Type.DECIMAL
+
+
+def _numeric(value: exp.Expr) -> bool:
+    """Whether PostgreSQL computes ``value`` as a numeric: arithmetic over numeric columns, decimal literals
+    (1.5 is a numeric there) and integers, avg() and round() of them; not when a float takes part."""
+    for node in value.walk():
+        if isinstance(node, exp.Column | exp.Cast) and node.type is not None and node.type.this in _FLOATS:
+            return False
+    return any(
+        (
+            isinstance(node, exp.Column)
+            and node.type is not None
+            and node.type.this == exp.DataType.Type.DECIMAL
+        )
+        or (isinstance(node, exp.Literal) and not node.is_string and not node.name.isdigit())
+        or isinstance(node, exp.Avg | exp.Round)
+        or (isinstance(node, exp.Anonymous) and node.name.lower() == "pg_numeric")
+        for node in value.walk()
+    )
+
+
+def _numeric_type(value: exp.Expr, tables: dict[str, object]) -> str:
+    """NUMERIC, with the column's scale where PostgreSQL keeps it (the column itself, max, min, sum)."""
+    inner = value.this if isinstance(value, exp.Max | exp.Min | exp.Sum | exp.Coalesce) else value
+    if isinstance(inner, exp.Column):
+        columns = tables.get(inner.table)
+        declared = columns.get(inner.name) if isinstance(columns, dict) else None
+        if isinstance(declared, str) and declared.upper().startswith(("NUMERIC", "DECIMAL")):
+            return declared
+    return "NUMERIC"
 
 
 _NUMBERED_PARAM = re.compile(r"\?(\d+)")
@@ -148,6 +187,9 @@ def _computed_type(expression: exp.Expr) -> str | None:
     if text == NOW_SQL:
         return "TIMESTAMPTZ"
     if isinstance(expression, exp.Anonymous) and expression.name.lower() in _CAST_FUNCTIONS:
+        args = expression.expressions
+        if expression.name.lower() == "pg_numeric" and len(args) == 3:  # numeric(p, s): its scale shows
+            return f"NUMERIC({args[1].name},{args[2].name})"
         return _CAST_FUNCTIONS[expression.name.lower()]
     return "TIMESTAMP" if text.upper().startswith("DATETIME(") else None
 
@@ -158,6 +200,7 @@ _CAST_FUNCTIONS = {
     "pg_timestamptz": "TIMESTAMPTZ",
     "pg_date": "DATE",
     "pg_time": "TIME",
+    "pg_numeric": "NUMERIC",
 }
 
 

@@ -285,7 +285,9 @@ def _rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
     literal = value.name if isinstance(value, exp.Literal) and value.is_string else None
     if strategy is None:
         raise TranslationError(f"a cast to {to.sql(dialect='postgres').lower()} has no SQLite equivalent")
-    if strategy in ("INTEGER", "TEXT", "REAL", "NUMERIC", "BLOB"):
+    if strategy == "NUMERIC":
+        return _numeric_cast(value, to)
+    if strategy in ("INTEGER", "TEXT", "REAL", "BLOB"):
         if strategy == "TEXT" and literal is not None:
             return value
         if strategy == "BLOB" and literal is not None and literal.startswith("\\x"):
@@ -328,6 +330,16 @@ def _datetime_cast(value: exp.Expr, literal: str | None, kind: str) -> exp.Expr:
     if kind != "date" and _is_call(value, "datetime"):
         return value
     return _call(f"pg_{kind}", value)
+
+
+def _numeric_cast(value: exp.Expr, to: exp.DataType) -> exp.Expr:
+    """A numeric is a float here, as numeric columns hold them (types/numeric.py): CAST(7 AS numeric) / 2
+    is 3.5, not SQLite's integer 3; ``numeric(p, s)`` rounds to its scale. ``pg_numeric(x[, p, s])``
+    (``sqlite_ha.db.functions``) refuses what is no number, or has more digits than a float keeps."""
+    params = [p.name for p in to.expressions if isinstance(p, exp.DataTypeParam)]
+    if len(params) == 2 and all(p.isdigit() for p in params):
+        return _call("pg_numeric", value, *(exp.Literal.number(int(p)) for p in params))
+    return _call("pg_numeric", value)
 
 
 def _boolean_literal(text: str) -> exp.Boolean:
@@ -514,6 +526,8 @@ def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
         name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER" if primary else "INT", name)
         if name in ("JSON", "JSONB"):  # TEXT affinity: a document '3.0' must not become the integer 3
             name += " TEXT"
+        elif name.startswith("NUMERIC"):  # REAL affinity: 7 stays 7.0, so 7 / 2 is 3.5 as in PostgreSQL
+            name = "NUMERIC REAL" + name[len("NUMERIC") :]
         node.set("kind", exp.DataType(this=DType.USERDEFINED, kind=name))
     return node
 

@@ -88,8 +88,9 @@ _DECLARED: dict[str, int] = {
 }
 
 
-# types whose columns the dialect declares with a TEXT suffix, for SQLite's TEXT affinity
-_TEXT_STORED = frozenset(("json", "jsonb"))
+# types whose columns the dialect declares with an affinity word after the name (SQLite reads the affinity
+# from the whole declared type): JSON documents stay text, numerics are always floats (never int / int)
+_AFFINITY_SUFFIX = {"json": "text", "jsonb": "text", "numeric": "real", "decimal": "real"}
 
 
 def oid_for_declared(declared: str | None) -> int | None:
@@ -108,8 +109,9 @@ def declared_type(declared: str) -> tuple[int, int]:
     modifiers, _, after = rest.partition(")")
     if after.strip():  # "timestamp(3) with time zone"
         base = f"{base} {after.strip()}"
-    if base.endswith(" text") and base[:-5] in _TEXT_STORED:  # "JSONB TEXT": a jsonb with TEXT affinity
-        base = base[:-5]
+    first, _, affinity = base.rpartition(" ")
+    if _AFFINITY_SUFFIX.get(first) == affinity:  # "JSONB TEXT": a jsonb with TEXT affinity
+        base = first
     oid = _DECLARED.get(base)
     if oid is None:
         known = REGISTRY.by_name.get(base)

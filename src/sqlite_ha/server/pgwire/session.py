@@ -610,8 +610,10 @@ class Session(SessionState):
 
 
 def _inferred(inferred: list[str | None], i: int) -> str | None:
+    """An inferred type for a column of rows at hand: "TEXT" (what a column without declared type is
+    assumed to be) and parameters are left to the values."""
     found = inferred[i] if i < len(inferred) else None
-    return None if found is None or found.startswith("$") else found  # (no parameters here)
+    return None if found is None or found == "TEXT" or found.startswith("$") else found
 
 
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new

@@ -103,8 +103,9 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
             continue
         for constraint in identity:
             constraint.pop()
-        # exactly INTEGER: the rowid alias (announced int8, SQLite's 64-bit integer; see docs/pg.md Types)
-        column.set("kind", exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
+        # exactly INTEGER: the rowid alias. The PostgreSQL type stays in a comment that sqlite_schema keeps
+        # and that replicates with the DDL text; the catalog reads it back (types.values.pg_type_comments)
+        column.set("kind", exp.DataType(this=DType.USERDEFINED, kind=f"INTEGER /*pg:{_key_type(kind)}*/"))
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
         key_names = [[_key_name(k) for k in key.expressions] for key in table_keys]
@@ -119,6 +120,18 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
                 hint="SQLite generates values only for an INTEGER PRIMARY KEY column",
             )
         column.append("constraints", exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()))
+
+
+def _key_type(kind: object) -> str:
+    """The PostgreSQL type of a SERIAL or IDENTITY column (int4 for serial and for an int identity)."""
+    if not isinstance(kind, exp.DataType):
+        return "int4"
+    return {
+        DType.BIGSERIAL: "int8",
+        DType.BIGINT: "int8",
+        DType.SMALLSERIAL: "int2",
+        DType.SMALLINT: "int2",
+    }.get(kind.this, "int4")
 
 
 def _key_name(key: exp.Expr) -> str:
@@ -523,7 +536,7 @@ def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
         # (PostgreSQL's real is a float4; SQLite's REAL, which it prints, is announced float8)
         name = re.sub(r"^DECIMAL\b", "NUMERIC", re.sub(r"^REAL\b", "FLOAT4", kind.sql(dialect="postgres")))
         primary = any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in node.constraints)
-        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER" if primary else "INT", name)
+        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER /*pg:int4*/" if primary else "INT", name)
         if name in ("JSON", "JSONB"):  # TEXT affinity: a document '3.0' must not become the integer 3
             name += " TEXT"
         elif name.startswith("NUMERIC"):  # REAL affinity: 7 stays 7.0, so 7 / 2 is 3.5 as in PostgreSQL

@@ -146,6 +146,24 @@ def _affinity(base: str, t: str) -> int:
     return NUMERIC if ("numeric" in base or "decimal" in base) else TEXT
 
 
+_TYPE_COMMENT = re.compile(r'("(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[^\s(,]+)\s+INTEGER\s*/\*pg:(\w+)\*/', re.I)
+
+
+def pg_type_comments(create_sql: str | None) -> dict[str, str]:
+    """The PostgreSQL types kept in a CREATE TABLE's comments, by lower-case column name: a SERIAL or
+    integer primary key must be declared exactly INTEGER to be SQLite's rowid alias, so the dialect
+    writes ``id INTEGER /*pg:int4*/ PRIMARY KEY`` and the catalog announces int4 for it, not int8."""
+    if not create_sql or "/*pg:" not in create_sql:
+        return {}
+    out = {}
+    for m in _TYPE_COMMENT.finditer(create_sql):
+        name = m.group(1)
+        if name[:1] in '"`[':
+            name = name[1:-1].replace('""', '"')
+        out[name.lower()] = m.group(2).lower()
+    return out
+
+
 def oid_for_value(value: SQLiteValue) -> int:
     """The OID for a column without declared type, from one of its values (NULL: text)."""
     if isinstance(value, bool):

@@ -95,6 +95,17 @@ def infer(sql: str, count: int, table_types: Callable[[str], dict[str, str]]) ->
     return out
 
 
+def key_types(sql: str, names: list[str], create_sql: Callable[[str], str | None]) -> list[str | None]:
+    """The PostgreSQL types of result columns that are a rowid alias declared ``INTEGER /*pg:int4*/``
+    (SERIAL and the like: their CREATE TABLE keeps the type), for a statement over one table; None for
+    the others, which keep SQLite's INTEGER (int8). Over several tables a name could be either's."""
+    tables = {_unquote(m.group(1)).lower() for m in _TABLES.finditer(sql)}
+    if len(tables) != 1:
+        return [None] * len(names)
+    kept = t.pg_type_comments(create_sql(tables.pop()))
+    return [kept.get(name.lower()) for name in names]
+
+
 def result_types(sql: str, table_types: Callable[[str], dict[str, str]]) -> list[str | None]:
     """Declared-type names for a query's result columns, expressions included (``count(*)`` is a bigint):
     SQLite gives no type to expressions, but asyncpg decodes by the type announced before any row exists.

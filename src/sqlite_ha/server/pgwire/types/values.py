@@ -149,13 +149,14 @@ def _affinity(base: str, t: str) -> int:
 _TYPE_COMMENT = re.compile(r'("(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[^\s(,]+)\s+INTEGER\s*/\*pg:(\w+)\*/', re.I)
 
 
+@functools.lru_cache(maxsize=1024)
 def pg_type_comments(create_sql: str | None) -> dict[str, str]:
     """The PostgreSQL types kept in a CREATE TABLE's comments, by lower-case column name: a SERIAL or
     integer primary key must be declared exactly INTEGER to be SQLite's rowid alias, so the dialect
     writes ``id INTEGER /*pg:int4*/ PRIMARY KEY`` and the catalog announces int4 for it, not int8."""
+    out: dict[str, str] = {}
     if not create_sql or "/*pg:" not in create_sql:
-        return {}
-    out = {}
+        return out
     for m in _TYPE_COMMENT.finditer(create_sql):
         name = m.group(1)
         if name[:1] in '"`[':

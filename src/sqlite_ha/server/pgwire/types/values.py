@@ -226,7 +226,7 @@ class Column:
         except NotEncodable:
             raise
         except _ENCODE_ERRORS as e:
-            if not self.binary and not isinstance(e, DatetimeError):
+            if not self.binary:
                 return REGISTRY.by_oid[TEXT].text_out(value)  # text: what is stored, as it is stored
             name = TYPE_INFO.get(self.oid, (str(self.oid),))[0]
             raise NotEncodable(f"{value!r} cannot be sent as {name}: {e}") from e

@@ -51,6 +51,7 @@ COLUMNS = (
     ("ts", "timestamp"),
     ("tz", "timestamptz"),
     ("u", "uuid"),
+    ("iv", "interval"),
     ("j", "json"),
     ("jb", "jsonb"),
 )
@@ -144,6 +145,16 @@ def random_row(rng: random.Random, row_id: int) -> tuple[Any, ...]:
         maybe(lambda: _stamp(rng)),
         maybe(lambda: _stamp(rng).replace(year=rng.randrange(2, 9999), tzinfo=offset)),
         maybe(lambda: uuid.UUID(int=rng.getrandbits(128))),
+        maybe(
+            lambda: rng.choice(
+                [
+                    dt.timedelta(0),
+                    dt.timedelta(days=-1, hours=3),
+                    dt.timedelta(microseconds=1),
+                    dt.timedelta(days=rng.randrange(-400, 400), microseconds=rng.randrange(86400 * 10**6)),
+                ]
+            )
+        ),
         maybe(lambda: _json(rng)),
         maybe(lambda: _json(rng)),
     )

@@ -22,6 +22,7 @@ from sqlite_ha.db.functions import PatternError, like_to_glob
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
 from sqlite_ha.server.pgwire.types import arrays, datetimes
+from sqlite_ha.server.pgwire.types.interval import interval_text
 
 DType = exp.DataType.Type
 
@@ -154,12 +155,24 @@ def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
             f"the subscript {subscript.sql(dialect='postgres')!r} is not supported",
             hint="arrays are JSON text in SQLite: use json_extract(col, '$[0]'); a jsonb takes doc['key']",
         )
+    for interval in list(tree.find_all(exp.Interval)):  # a value of its own: as an interval column stores it
+        if isinstance(interval.this, exp.Literal) and interval is not tree:
+            interval.replace(_interval_value(interval))
     leftover = tree.find(exp.Interval, exp.Any, exp.All)
     if leftover is not None:
         raise TranslationError(
             f"{leftover.sql(dialect='postgres')!r} is supported only as "
             + ("timestamp ± interval" if isinstance(leftover, exp.Interval) else "= ANY (…) or <> ALL (…)")
         )
+
+
+def _interval_value(interval: exp.Interval) -> exp.Expr:
+    unit = interval.text("unit")
+    text = f"{interval.this.name} {unit}" if unit else interval.this.name
+    try:
+        return exp.Literal.string(interval_text(text))
+    except ValueError as e:
+        raise TranslationError(str(e), sqlstate="22007") from None
 
 
 # --- node rewrites -----------------------------------------------------------------------------------------

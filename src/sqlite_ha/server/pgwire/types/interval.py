@@ -54,8 +54,13 @@ def _text(months: int, days: int, micros: int) -> str:
     return " ".join(out)
 
 
+def interval_text(text: str) -> str:
+    """An interval's text as stored (PostgreSQL's output); BadParameter (a ValueError) if it is none."""
+    return _text(*_fields(text))
+
+
 def text_in(data: bytes) -> SQLiteValue:
-    return _text(*_fields(data.decode()))
+    return interval_text(data.decode())
 
 
 def binary_in(data: bytes) -> SQLiteValue:

@@ -45,6 +45,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
+from sqlite_ha.server.pgwire.sql import ddl
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
@@ -284,10 +285,36 @@ def translate(sql: str) -> Translation:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
     try:
+        head = sql.lstrip()[:7].upper()
+        if head.startswith(("ALTER", "CREATE", "DROP", "VACUUM", "ANALY")):  # schema statements: see ``ddl``
+            special = _schema_statement(sql, head)
+            if isinstance(special, Translation):
+                return special
+            sql = special
         fast = _fast_translate(sql)
         return fast if fast is not None else _translate_with_sqlglot(sql)
     except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
         return e.reason, e.hint, e.sqlstate
+
+
+def _schema_statement(sql: str, head: str) -> Translation | str:
+    """The translation of an ALTER TABLE SQLite cannot run as it is, or of VACUUM/ANALYZE; else the text to
+    translate as usual (CREATE without storage parameters and operator classes)."""
+    if head.startswith("CREATE"):
+        return ddl.strip_storage(sql)
+    if head.startswith("DROP"):
+        dropped = ddl.drop_tables(sql)
+        return sql if dropped is None else Translation(sql=dropped, param_count=0, translated=True)
+    if head.startswith("ALTER"):
+        if not ddl.needs_rebuild(sql):
+            return sql
+        return Translation(
+            sql=ddl.alter_table(sql, lambda s: translate(s).sql), param_count=0, translated=True
+        )
+    statements = ddl.vacuum(sql)
+    if statements is None:
+        return sql
+    return Translation(sql=statements, param_count=0, translated=True)
 
 
 @functools.lru_cache(maxsize=1024)

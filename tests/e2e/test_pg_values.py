@@ -3,7 +3,8 @@
 Random values (a seeded generator: a failure prints its seed) plus the edge cases of each type go into the
 same table on a node and on the session's real PostgreSQL, through psycopg in text and in binary format
 and through asyncpg (binary); every reader (psycopg text, psycopg binary, asyncpg) must then get from the
-node exactly what it gets from PostgreSQL. Input texts of dates and times (offsets, 'T', zone names, the
+node exactly what it gets from PostgreSQL. node-postgres (text) writes and reads rows of its own the same
+way (``node_values.js``). Input texts of dates and times (offsets, 'T', zone names, the
 special words, garbage) must give the same value or the same SQLSTATE. Where sqlite-ha differs on purpose
 (docs/pg.md, Types), the clear error is asserted instead.
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import math
 import os
 import random
 import string
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -307,3 +311,69 @@ def test_deliberate_limits_are_clear_errors(pg_node: NodeProcess) -> None:
         assert "cannot be stored exactly" in str(info.value)
         c.execute("INSERT INTO lim VALUES (3, 1, %s)", (Decimal("123456789012.345"),))
         assert c.execute("SELECT amount FROM lim WHERE id = 3").fetchone() == (Decimal("123456789012.345"),)
+
+
+# ---------------------------------------------------------------------------------------- node-postgres
+NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def node_params(row: tuple[Any, ...]) -> list[Any]:
+    """A row as node-postgres would be given it from JSON: numbers, strings (ISO dates, an offset with a
+    timestamptz, big integers and decimals as text), Buffers and JSON documents."""
+
+    def one(name: str, value: Any) -> Any:
+        if name in ("j", "jb") and value is not None:
+            return {"json": value}
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, int):
+            return value if abs(value) < 2**53 else str(value)
+        if isinstance(value, float):
+            return (
+                value
+                if math.isfinite(value)
+                else {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
+            )
+        if isinstance(value, Decimal | uuid.UUID):
+            return str(value)
+        if isinstance(value, bytes):
+            return {"hex": value.hex()}
+        if isinstance(value, dt.timedelta):
+            return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+        if isinstance(value, dt.date | dt.time):
+            return value.isoformat()
+        raise TypeError(f"no JSON form for {value!r}")
+
+    return [one(name, v) for (name, _), v in zip((("id", ""), *COLUMNS), row, strict=True)]
+
+
+def node_values(url: str, seed: int) -> list[list[Any]]:
+    from tests.e2e.test_node_postgres import MODULES, node_postgres
+
+    spec = {"create": CREATE, "insert": INSERT_ASYNCPG, "select": SELECT}
+    spec["rows"] = [node_params(r) for r in rows(seed, 300, 30)]  # type: ignore[assignment]
+    env = {**os.environ, "NODE_PATH": str(MODULES), "TZ": "UTC"}
+    script = Path(__file__).with_name("node_values.js")
+    done = subprocess.run(
+        [node_postgres(), str(script), url],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    result: list[list[Any]] = json.loads(done.stdout)
+    return result
+
+
+def test_values_through_node_postgres(pg_node: NodeProcess, real_pg: str) -> None:
+    """Random rows written by node-postgres (text) and read back by it: the same JSON as from PostgreSQL."""
+    want, got = node_values(real_pg, SEED), node_values(node_dsn(pg_node), SEED)
+    assert len(got) == len(want) == 30
+    nu = [name for name, _ in COLUMNS].index("nu") + 1
+    for want_row, got_row in zip(want, got, strict=True):
+        for i, (w, g) in enumerate(zip(want_row, got_row, strict=True)):
+            if i == nu and w is not None and g is not None and w.get("string") not in (None, "NaN"):
+                w, g = Decimal(w["string"]).normalize(), Decimal(g["string"]).normalize()  # see above
+            assert g == w, f"row {want_row[0]}, column {i}: {g!r} != {w!r} (seed {SEED})"

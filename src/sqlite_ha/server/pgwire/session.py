@@ -40,6 +40,7 @@ from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import commands, explain, handshake, isolation
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
+from sqlite_ha.server.pgwire.catalog.functions import FunctionError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
@@ -157,7 +158,10 @@ class Session(SessionState):
     # ------------------------------------------------------------------------------------ messages
     async def loop(self) -> None:
         while True:
-            timeout = self.settings.idle_in_transaction_timeout if self.tx is not None else None
+            # a block holding the writer, or a REPEATABLE READ snapshot (which keeps the WAL from being
+            # checkpointed past it), may not idle forever
+            holding = self.tx is not None or self.read_view is not None
+            timeout = self.settings.idle_in_transaction_timeout if holding else None
             try:
                 msg = await self.next_message(timeout)
             except codec.ProtocolError as e:
@@ -171,10 +175,10 @@ class Session(SessionState):
                     self.send(codec.ready_for_query(self.status()))
                 continue
             except TimeoutError:
+                held = "the database's writer" if self.tx is not None else "a snapshot of the database"
                 raise PgError(
                     "25P03",
-                    "terminating connection due to idle-in-transaction timeout: the transaction held the "
-                    "database's writer",
+                    f"terminating connection due to idle-in-transaction timeout: the transaction held {held}",
                     fatal=True,
                 ) from None
             if msg is None or isinstance(msg, codec.Terminate):
@@ -573,6 +577,8 @@ class Session(SessionState):
         if prepared.catalog:
             try:
                 result = self._catalog().run(prepared.run_sql, params, self._catalog_context(prepared.sql))
+            except FunctionError as e:  # a catalog function's own refusal, with PostgreSQL's SQLSTATE
+                raise PgError(e.code, e.message, hint=e.hint) from e
             except apsw.Error as e:
                 width = catalog.empty_answer(prepared.sql)
                 if width is None:

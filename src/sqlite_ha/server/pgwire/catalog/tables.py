@@ -9,6 +9,7 @@ Unnamed constraints are named as PostgreSQL names them (``t_pkey``, ``t_a_b_key`
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,8 @@ from sqlglot.errors import SqlglotError
 
 from sqlite_ha.server.pgwire.types.values import pg_type_comments
 
+# the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"): sqlglot reads no such
+_TEXT_STORED = re.compile(r"\b(JSONB?|NUMERIC)\s+(?:TEXT|REAL)\b", re.I)
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 
 
@@ -146,8 +149,8 @@ class _Declared:
     @classmethod
     def parse(cls, table: str, sql: str | None) -> _Declared:
         declared = cls(table)
-        try:
-            tree = sqlglot.parse_one(sql or "", read="sqlite")
+        try:  # "meta JSON TEXT": how the front end declares a json column (text affinity): sqlglot reads JSON
+            tree = sqlglot.parse_one(_TEXT_STORED.sub(r"\1", sql or ""), read="sqlite")
         except SqlglotError:
             return declared  # a statement beyond sqlglot: PostgreSQL's default names, no CHECKs
         if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Schema):

@@ -108,6 +108,7 @@ _PG_OTHER = (
     "TRUNCATE",
     "CONCURRENTLY",
     "FETCH",
+    "ONLY",
 )
 _PG_WORDS = frozenset((*_PG_TYPES, *_PG_TIME, *_PG_FUNCTIONS, *_PG_STRINGS, *_PG_OTHER))
 _SYMBOL_START = re.compile(r"[?~^\[:#@<]")  # one character class is 3x faster than the alternation

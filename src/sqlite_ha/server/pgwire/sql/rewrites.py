@@ -299,6 +299,8 @@ def _rewrite_array(node: exp.Array, ctx: RewriteContext) -> exp.Expr:
 
 
 def _rewrite_table(node: exp.Table, ctx: RewriteContext) -> exp.Expr:
+    if node.args.get("only"):  # FROM ONLY t (pg_dump --inserts): no table inherits here, so it is t
+        node.set("only", None)
     if isinstance(node.this, exp.ExplodingGenerateSeries | exp.GenerateSeries) and not ctx.catalog:
         return _generate_series(node, node.this)
     return _drop_public_schema(node, ctx)

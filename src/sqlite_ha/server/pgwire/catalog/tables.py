@@ -20,7 +20,7 @@ from sqlglot.errors import SqlglotError
 
 from sqlite_ha.server.pgwire.types.values import pg_type_comments
 
-# the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"): sqlglot reads no such
+# the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"), unknown to sqlglot
 _TEXT_STORED = re.compile(r"\b(JSONB?|NUMERIC)\s+(?:TEXT|REAL)\b", re.I)
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 

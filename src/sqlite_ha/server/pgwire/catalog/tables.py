@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apsw
@@ -18,7 +18,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-_TEXT_STORED = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
+from sqlite_ha.server.pgwire.types.values import pg_type_comments
+
+# the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"), unknown to sqlglot
+_TEXT_STORED = re.compile(r"\b(JSONB?|NUMERIC)\s+(?:TEXT|REAL)\b", re.I)
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 
 
@@ -82,7 +85,16 @@ class Table:
         if kind != "table":
             query, uses = view_query(_sql(conn, "view", name))
             return cls(name, "v", columns, query=query, uses=uses)
-        declared = _declared(name, _sql(conn, "table", name))
+        create_sql = _sql(conn, "table", name)
+        kept = pg_type_comments(create_sql)  # "id INTEGER /*pg:int4*/ PRIMARY KEY": a serial is an int4
+        if kept:
+            columns = tuple(
+                replace(c, declared=kept[c.name.lower()])
+                if c.declared.upper() == "INTEGER" and c.name.lower() in kept
+                else c
+                for c in columns
+            )
+        declared = _declared(name, create_sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared)
         if pk and not any(index.primary for index in indexes):  # the rowid alias: SQLite lists no index

@@ -162,7 +162,7 @@ def test_such_names_are_quoted(sql: str, want: str) -> None:
         "CREATE TABLE x (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)",
         "ALTER TABLE t ADD COLUMN w TEXT",
         "WITH c AS (SELECT 1 AS a) UPDATE t SET v = (SELECT a FROM c)",
-        "CREATE TABLE z (a INTEGER REFERENCES t (id) ON DELETE SET NULL ON UPDATE CASCADE)",
+        "CREATE TABLE z (a BIGINT REFERENCES t (id) ON DELETE SET NULL ON UPDATE CASCADE)",  # integer: INT
     ],
 )
 def test_the_keywords_themselves_keep_the_fast_path(sql: str) -> None:

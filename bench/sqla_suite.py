@@ -125,8 +125,10 @@ def fetch_suite(cache: Path, sqla_version: str) -> Path:
     # --no-binary only for SQLAlchemy itself: for all of them pip would also build its build requirements
     # (Cython) from source to read the metadata, which takes minutes.
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-binary", "sqlalchemy", "--no-deps"]
-        + ["--disable-pip-version-check", f"sqlalchemy=={sqla_version}", "-d", str(cache)],
+        [
+            *(sys.executable, "-m", "pip", "download", "--no-binary", "sqlalchemy", "--no-deps"),
+            *("--disable-pip-version-check", f"sqlalchemy=={sqla_version}", "-d", str(cache)),
+        ],
         check=True,
     )
     archive = cache / f"sqlalchemy-{sqla_version}.tar.gz"
@@ -230,7 +232,12 @@ def report(pg: Outcome, node: Outcome, show: int) -> dict[str, Any]:
     header = ("system", "passed", "failed", "errors", "skipped", "tests", "time")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+        print(
+            "  ".join(
+                str(v).rjust(w) if i else str(v).ljust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     pg_pass = {t for t, r in pg.results.items() if r.startswith("passed")}
     node_pass = {t for t, r in node.results.items() if r.startswith("passed")}
     ratio = len(node_pass) / len(pg_pass) if pg_pass else 0.0
@@ -251,8 +258,8 @@ def report(pg: Outcome, node: Outcome, show: int) -> dict[str, Any]:
         for test in gained[:show]:
             print(f"  {test}  (PostgreSQL: {cause(pg.messages.get(test, pg.results.get(test, 'not run')))})")
     return {
-        "postgres": {k: v for k, v in zip(header[1:], rows[0][1:])},
-        "node": {k: v for k, v in zip(header[1:], rows[1][1:])},
+        "postgres": {k: v for k, v in zip(header[1:], rows[0][1:], strict=True)},
+        "node": {k: v for k, v in zip(header[1:], rows[1][1:], strict=True)},
         "ratio": ratio,
         "causes": {why: len(tests) for why, tests in groups.items()},
         "counts_by_cause": Counter({why: len(t) for why, t in groups.items()}).most_common(),
@@ -269,7 +276,7 @@ def main() -> int:
     parser.add_argument(
         "--no-lock-check",
         action="store_true",
-        help="skip the teardown's look into pg_stat_activity for sessions idle in transaction (a warning only)",
+        help="skip the teardown's look into pg_stat_activity for sessions idle in transaction (it only warns)",
     )
     parser.add_argument("--show", type=int, default=30, help="how many causes to list")
     parser.add_argument("--dir", type=Path, help="where the servers and logs go (kept); default: temporary")
@@ -295,8 +302,13 @@ def main() -> int:
             for problem in set_up(pg.dsn()):
                 print(f"PostgreSQL set-up: {problem}")
             outcomes["postgres"] = run_suite(
-                "postgres", root, pg.url(driver="postgresql+psycopg"), workdir, args.timeout, args.pytest_args,
-                args.no_lock_check
+                "postgres",
+                root,
+                pg.url(driver="postgresql+psycopg"),
+                workdir,
+                args.timeout,
+                args.pytest_args,
+                args.no_lock_check,
             )
             pg.stop()
         if args.only != "postgres":

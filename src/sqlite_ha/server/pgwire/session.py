@@ -41,7 +41,7 @@ from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.security.users import User
 from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.pgwire import commands, explain, handshake
+from sqlite_ha.server.pgwire import commands, explain, handshake, temp
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
@@ -115,6 +115,7 @@ class Session:
         self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
         self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
         self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
+        self.temp: temp.SessionTemp | None = None  # the session's TEMP tables and views, once it makes one
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:
@@ -217,6 +218,7 @@ class Session:
         finally:
             cancel_registry.pop((self.pid, self.secret), None)
             self._abandon()
+            temp.close(self)
             if self.forward is not None:
                 await self.forward.close()
             with contextlib.suppress(Exception):
@@ -413,6 +415,7 @@ class Session:
             if not oids[i] and cast:
                 oids[i] = t.oid_for_declared(cast) or 0  # "$1::int": the cast says the type
         prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
+        prepared.temp = not is_catalog and temp.is_temp(self, sql, translation.sql)
         if describe:
             self._describe_statement(prepared)
         return prepared
@@ -421,6 +424,8 @@ class Session:
         """Columns and parameter types without running anything (SQLite prepares, the trace stops it)."""
         db = self._db()
         prepared.descriptions.clear()
+        if prepared.temp:
+            return temp.describe(self, prepared)
         if prepared.catalog:
             try:
                 columns = self._catalog().describe(prepared.run_sql, len(prepared.param_oids))
@@ -586,6 +591,8 @@ class Session:
             return Outcome("SELECT 0", prepared.columns, [])
         if prepared.kind != "query":
             return await commands.run(self, prepared)
+        if prepared.temp:
+            return temp.run(self, prepared, params)
         try:
             db = self._db()
             if prepared.read_only is None:
@@ -613,7 +620,7 @@ class Session:
     def _read_now(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome | None:
         """A read answered without waiting, or None: it needs the task (``run``)."""
         columns = prepared.columns
-        if prepared.kind != "query" or prepared.catalog or columns is None:
+        if prepared.kind != "query" or prepared.catalog or prepared.temp or columns is None:
             return None
         if self.failed or self.tx is not None or self.min_seq or self.read_level != "none":
             return None
@@ -640,6 +647,10 @@ class Session:
         see its own changes, and no other session may see them before COMMIT.
         """
         db = self._db()
+        # a session with TEMP objects sees them listed (inside a write block it sees the block's view)
+        own_temp = temp.visible_catalog(self) if self.temp is not None and self.tx is None else None
+        if own_temp is not None:
+            return own_temp
         if self.tx is not None:
             if self._tx_catalog is None or self._tx_catalog[0] is not self.tx:
                 self._tx_catalog = (self.tx, catalog.Catalog(db.id, self.settings.user))

@@ -33,6 +33,8 @@ from sqlite_ha.server.pgwire.types import values as t
 VERSION = f"PostgreSQL 15.0 (sqlite-ha {__version__}, SQLite {apsw.sqlite_lib_version()})"
 PUBLIC, PG_CATALOG, INFORMATION_SCHEMA = 2200, 11, 13000
 FIRST_OID = 16384
+# a session's TEMP objects (pgwire/temp.py), as PostgreSQL names the first backend's temporary schema
+PG_TEMP, PG_TEMP_NAME = 16383, "pg_temp_3"
 
 _CATALOG = re.compile(
     r"\b(?:pg_catalog|information_schema|pg_class|pg_namespace|pg_type|pg_attribute|pg_index|pg_database|"
@@ -52,6 +54,7 @@ _TYPES_HEADER = re.compile(r"^/\* pg_types: ([^*]*) \*/ ")
 _USER_OBJECTS = (
     f"SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND {USER_OBJECTS} ORDER BY rowid"
 )
+_TEMP_OBJECTS = "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('table', 'view') ORDER BY rowid"
 _PER_DATABASE = (
     "pg_class",
     "pg_attribute",
@@ -242,6 +245,8 @@ class Catalog:
         self.version: int | None = None
         self._definitions: dict[int, str] = {}  # index and constraint oid → its SQL, for pg_get_*def
         self._index_keys: dict[int, list[str]] = {}  # index oid → its key columns and expressions
+        # where the relation being filled lives: namespace oid, its name, relpersistence
+        self._namespace: tuple[int, str, str] = (PUBLIC, "public", "p")
 
     def _register(self) -> None:
         catalog_functions.register(self.conn)
@@ -251,6 +256,8 @@ class Catalog:
             "pg_session_user": (lambda: self.user, 0),
             "pg_current_role": (lambda: self.user, 0),
             "pg_get_userbyid": (lambda oid: self.user, 1),
+            "pg_my_temp_schema": (lambda: PG_TEMP, 0),
+            "pg_is_other_temp_schema": (lambda oid: 0, 1),
             "current_database": (lambda: self.database, 0),
             "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
             "set_config": (lambda name, value, local: value, 3),  # session settings are the session's
@@ -344,19 +351,29 @@ class Catalog:
             ],
         )
 
-    def sync(self, conn: apsw.Connection) -> None:
-        """Rebuild the per-database tables from ``conn``'s schema if it changed since the last time."""
+    def sync(self, conn: apsw.Connection, *, temp: bool = False) -> None:
+        """Rebuild the per-database tables from ``conn``'s schema if it changed since the last time.
+
+        ``temp``: ``conn`` is a session's own connection, whose TEMP tables and views are listed too, in the
+        schema ``pg_temp_3`` with ``relpersistence`` ``t``, as PostgreSQL shows a session its own."""
         version = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
+        if temp:
+            version = (version << 32) + int(conn.execute("PRAGMA temp.schema_version").fetchall()[0][0])  # type: ignore[arg-type]
         if version == self.version:
             return
         tables = [
             Table.read(conn, str(kind), str(name)) for kind, name in conn.execute(_USER_OBJECTS).fetchall()
         ]
+        temp_tables = (
+            [Table.read(conn, str(kind), str(name), "temp") for kind, name in conn.execute(_TEMP_OBJECTS)]
+            if temp
+            else []
+        )
         with self.conn:
-            self._fill(tables)
+            self._fill(tables, temp_tables)
         self.version = version
 
-    def _fill(self, tables: list[Table]) -> None:
+    def _fill(self, tables: list[Table], temp_tables: list[Table] | None = None) -> None:
         c = self.conn
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
@@ -367,12 +384,20 @@ class Catalog:
             "datistemplate, datallowconn, datlocprovider) VALUES (16384, ?, 10, 6, 'C', 'C', 0, 1, 'c')",
             (self.database,),
         )
+        c.execute("DELETE FROM pg_namespace WHERE oid = ?", (PG_TEMP,))
+        if temp_tables:
+            c.execute(
+                "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (PG_TEMP, PG_TEMP_NAME)
+            )
+        temps = {id(table) for table in temp_tables or ()}
+        tables = [*tables, *(temp_tables or ())]
         oids = iter(range(FIRST_OID + 1, 2**31))
         table_oids = {table.name.lower(): next(oids) for table in tables}
         by_name = {table.name.lower(): table for table in tables}
         referenced = {fk.parent.lower() for table in tables for fk in table.foreign_keys}
         for table in tables:
             oid = table_oids[table.name.lower()]
+            self._namespace = (PG_TEMP, PG_TEMP_NAME, "t") if id(table) in temps else (PUBLIC, "public", "p")
             self._relation(
                 oid,
                 table.name,
@@ -383,8 +408,13 @@ class Catalog:
                 checks=len(table.checks),
             )
             c.execute(
-                "INSERT INTO information_schema.tables VALUES (?, 'public', ?, ?)",
-                (self.database, table.name, "BASE TABLE" if table.kind == "r" else "VIEW"),
+                "INSERT INTO information_schema.tables VALUES (?, ?, ?, ?)",
+                (
+                    self.database,
+                    self._namespace[1],
+                    table.name,
+                    "BASE TABLE" if table.kind == "r" else "VIEW",
+                ),
             )
             self._columns(oid, table, oids)
             positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
@@ -431,9 +461,10 @@ class Catalog:
             if col.default is not None:
                 c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, col.default))
             c.execute(
-                "INSERT INTO information_schema.columns VALUES (?, 'public', ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO information_schema.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.database,
+                    self._namespace[1],
                     table.name,
                     col.name,
                     n,
@@ -480,7 +511,7 @@ class Catalog:
         where = f" WHERE {index.predicate}" if index.predicate else ""  # as pretty-printed: psql shows it
         unique = "UNIQUE " if index.unique else ""
         self._definitions[index_oid] = (
-            f"CREATE {unique}INDEX {_quote(index.name)} ON public.{_quote(table.name)} "
+            f"CREATE {unique}INDEX {_quote(index.name)} ON {self._namespace[1]}.{_quote(table.name)} "
             f"USING btree ({shown}){where}"
         )
         if index.primary or index.constraint:
@@ -507,8 +538,11 @@ class Catalog:
             "INSERT INTO pg_class(oid, relname, relnamespace, reltype, relowner, relam, relkind, "
             "relpersistence, relhasindex, relispartition, reltuples, relchecks, relhasrules, relhastriggers, "
             "relrowsecurity, relforcerowsecurity, reltablespace, reloftype, relreplident, relnatts) "
-            "VALUES (?, ?, ?, 0, 10, ?, ?, 'p', ?, 0, -1, ?, 0, ?, 0, 0, 0, 0, 'd', ?)",
-            (oid, name, PUBLIC, _AM.get(kind, 0), kind, has_index, checks, has_triggers, natts),
+            "VALUES (?, ?, ?, 0, 10, ?, ?, ?, ?, 0, -1, ?, 0, ?, 0, 0, 0, 0, 'd', ?)",
+            (
+                *(oid, name, self._namespace[0], _AM.get(kind, 0), kind, self._namespace[2]),
+                *(has_index, checks, has_triggers, natts),
+            ),
         )
 
     def _constraint(
@@ -531,7 +565,7 @@ class Catalog:
             (
                 oid,
                 name,
-                PUBLIC,
+                self._namespace[0],
                 kind,
                 table,
                 index,

@@ -132,7 +132,8 @@ class Frontends:
             )
 
     async def _start_pg(self, node: Node) -> None:
-        from sqlite_ha.server.pgwire.server import PgServer, PgSettings
+        from sqlite_ha.server.pgwire.server import PgServer
+        from sqlite_ha.server.pgwire.settings import PgSettings
 
         cfg = self.config
         settings = PgSettings(

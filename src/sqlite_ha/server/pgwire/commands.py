@@ -3,9 +3,10 @@ answers itself instead of handing them to SQLite (BEGIN, COMMIT and ROLLBACK, sa
 DISCARD, DEALLOCATE, COPY, and no-ops drivers send such as LISTEN or CLOSE).
 
 They act on the session's own state (its transaction block, settings, prepared statements), not on the
-message flow, so they sit apart from the loop in ``session.py``. Savepoints made before the block's first
-write wait in ``pending_savepoints`` until that write takes the writer (``Session._run_query``); COMMIT is
-acknowledged once the change set is in the log, and its stream sequence goes to the client as ``ha.seq``.
+message flow, so they sit apart from the loop in ``session.py``. The block's state changes only through
+``transaction.TransactionBlock``: savepoints made before the block's first write wait there until that write
+takes the writer (``Session._run_query``); COMMIT is acknowledged once the change set is in the log, and its
+stream sequence goes to the client as ``ha.seq``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
 from sqlite_ha.server.pgwire.prepared import Outcome, Prepared
 from sqlite_ha.server.pgwire.sqlstate import sqlstate
+from sqlite_ha.server.pgwire.transaction import BlockError
 from sqlite_ha.server.pgwire.types import values as t
 from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState
 
 _SET = re.compile(r"^\s*set\s+(?:(session|local)\s+)?(.+?)\s*(?:=|\bto\b)\s*(.+?)\s*;?\s*$", re.I | re.S)
 _SET_NAMES = re.compile(r"^\s*set\s+(?:session\s+)?(names|time\s+zone)\s+(.+?)\s*;?\s*$", re.I | re.S)
@@ -42,20 +44,19 @@ _ADD_VALUE = re.compile(r"\bADD\s+VALUE\b", re.I)
 _DEALLOCATE = re.compile(r"^\s*deallocate\s+(?:prepare\s+)?(.+?)\s*;?\s*$", re.I | re.S)
 
 
-async def run(session: Session, prepared: Prepared) -> Outcome:
+async def run(session: SessionState, prepared: Prepared) -> Outcome:
     kind, sql = prepared.kind, prepared.sql
     if kind == "begin":
-        if session.in_block:
+        if not session.block.begin():
             session.notice("there is already a transaction in progress", "25001")
         elif session.forward is not None:
             session.forward.began(sql)
-        session.in_block = True
         return Outcome("BEGIN")
     if kind in ("commit", "rollback"):
         if session.forward is not None:
             session.forward.ended()
         session.read_seq = None
-        return await _end_block(session, commit=kind == "commit" and not session.failed)
+        return await _end_block(session, commit=kind == "commit")
     if kind in ("savepoint", "release", "rollback_to"):
         return _savepoint(session, kind, sql)
     if kind == "set":
@@ -98,7 +99,7 @@ async def run(session: Session, prepared: Prepared) -> Outcome:
     raise PgError("0A000", f"{sql.split()[0] if sql.split() else sql!r} is not supported")
 
 
-def _extension(session: Session, sql: str) -> Outcome:
+def _extension(session: SessionState, sql: str) -> Outcome:
     """``CREATE EXTENSION`` of what is built in succeeds and does nothing, so that migrations asking for it
     run: pgcrypto's ``gen_random_uuid()`` and uuid-ossp's ``uuid_generate_v4()`` are translated, and plpgsql
     is there in every PostgreSQL (though no function can be created here). Any other is refused."""
@@ -114,7 +115,7 @@ def _extension(session: Session, sql: str) -> Outcome:
     return Outcome("CREATE EXTENSION")
 
 
-def _enum_type(session: Session, sql: str) -> Outcome:
+def _enum_type(session: SessionState, sql: str) -> Outcome:
     """``CREATE TYPE … AS ENUM``, ``ALTER TYPE … ADD VALUE``, ``DROP TYPE``: accepted, and nothing to do.
 
     SQLite has no types to create: a column declared with the enum's name holds its labels as text, and is
@@ -131,7 +132,7 @@ def _enum_type(session: Session, sql: str) -> Outcome:
     return Outcome(f"{verb} TYPE")
 
 
-async def _copy(session: Session, prepared: Prepared) -> Outcome:
+async def _copy(session: SessionState, prepared: Prepared) -> Outcome:
     """COPY FROM STDIN / TO STDOUT: ``copy/operation.py`` runs the CopyData exchange; its errors are ours."""
     try:
         return Outcome(await Copy(session, prepared.sql).run())
@@ -139,17 +140,16 @@ async def _copy(session: Session, prepared: Prepared) -> Outcome:
         raise PgError(e.code, e.message, hint=e.hint, context=e.context, fatal=e.fatal) from e
 
 
-async def _end_block(session: Session, *, commit: bool) -> Outcome:
-    tag = "COMMIT" if commit else "ROLLBACK"
-    if not session.in_block:
+async def _end_block(session: SessionState, *, commit: bool) -> Outcome:
+    ended = session.block.end(commit=commit)
+    tag = "COMMIT" if ended.commit else "ROLLBACK"
+    if not ended.was_open:
         session.notice("there is no transaction in progress", "25P01")
-        return Outcome(tag)
-    tx, session.tx = session.tx, None
-    session.in_block = session.failed = False
-    session.pending_savepoints.clear()
+        return Outcome("COMMIT" if commit else "ROLLBACK")
+    tx = ended.tx
     if tx is None:
         return Outcome(tag)
-    if not commit:
+    if not ended.commit:
         tx.rollback()
         return Outcome("ROLLBACK")
     db = session._db()
@@ -169,41 +169,32 @@ async def _end_block(session: Session, *, commit: bool) -> Outcome:
     return Outcome("COMMIT")
 
 
-def _savepoint(session: Session, kind: str, sql: str) -> Outcome:
+def _savepoint(session: SessionState, kind: str, sql: str) -> Outcome:
     found = _SAVEPOINT.match(sql)
     if found is None:
         raise PgError("42601", f"cannot read the savepoint name in {sql!r}")
     name = found.group(2)
-    if not session.in_block:
-        raise PgError("25P01", f"{kind.upper().replace('_', ' ')} can only be used in transaction blocks")
-    if session.tx is None:
-        if kind == "savepoint":
-            session.pending_savepoints.append(name)
-            return Outcome("SAVEPOINT")
-        if name not in session.pending_savepoints:
-            raise PgError("3B001", f'savepoint "{name}" does not exist')
-        index = len(session.pending_savepoints) - 1 - session.pending_savepoints[::-1].index(name)
-        if kind == "release":
-            del session.pending_savepoints[index:]
-            return Outcome("RELEASE")
-        del session.pending_savepoints[index + 1 :]
-        session.failed = False
-        return Outcome("ROLLBACK")
+    block = session.block
     try:
         if kind == "savepoint":
-            session.tx.savepoint(name)
+            if block.savepoint(name) and block.tx is not None:
+                block.tx.savepoint(name)
             return Outcome("SAVEPOINT")
         if kind == "release":
-            session.tx.release(name)
+            if block.release(name) and block.tx is not None:
+                block.tx.release(name)
             return Outcome("RELEASE")
-        session.tx.rollback_to(name)
-        session.failed = False
+        if block.rollback_to(name) and block.tx is not None:
+            block.tx.rollback_to(name)
+            block.rolled_back_to()
         return Outcome("ROLLBACK")
+    except BlockError as e:
+        raise PgError(e.code, e.message) from e
     except HAError as e:
         raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
 
 
-def _set(session: Session, sql: str) -> Outcome:
+def _set(session: SessionState, sql: str) -> Outcome:
     found = _SET.match(sql) or _SET_NAMES.match(sql)
     if found is None:
         raise PgError("42601", f"cannot read {sql!r}")
@@ -244,7 +235,7 @@ def _set(session: Session, sql: str) -> Outcome:
     return Outcome("SET")
 
 
-def _show(session: Session, sql: str) -> Outcome:
+def _show(session: SessionState, sql: str) -> Outcome:
     found = _SHOW.match(sql)
     name = " ".join(found.group(1).lower().split()) if found else ""
     if name == "databases":
@@ -254,7 +245,7 @@ def _show(session: Session, sql: str) -> Outcome:
     return Outcome("SHOW", [t.Column(show_label(sql), t.TEXT, False)], [(value,)])
 
 
-def _setting(session: Session, name: str) -> str:
+def _setting(session: SessionState, name: str) -> str:
     fixed = {
         "server_version": SERVER_VERSION,
         "server_version_num": "150000",

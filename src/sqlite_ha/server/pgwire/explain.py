@@ -18,7 +18,7 @@ from sqlite_ha.server.pgwire.prepared import Prepared
 from sqlite_ha.server.pgwire.types import values as t
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState
 
 COLUMN = "QUERY PLAN"
 _EXPLAIN = re.compile(
@@ -59,7 +59,7 @@ def plan_lines(rows: Sequence[Sequence[SQLiteValue]]) -> list[tuple[SQLiteValue,
 
 
 def prepare(
-    session: Session, sql: str, target_sql: str, param_oids: list[int], *, describe: bool
+    session: SessionState, sql: str, target_sql: str, param_oids: list[int], *, describe: bool
 ) -> Prepared:
     """EXPLAIN: the target statement translated as any other, its plan asked of SQLite."""
     target = session._prepare(target_sql, param_oids, describe=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NoReturn
 
 from sqlite_ha import __version__
@@ -32,15 +33,15 @@ from sqlite_ha.server.pgwire.wire.auth import (
 )
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.server import PgNode
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.settings import PgNode
+    from sqlite_ha.server.pgwire.state import SessionState
 
 log = logging.getLogger(__name__)
 
 SERVER_VERSION = "15.0"
 
 
-async def startup(session: Session, cancel_registry: dict[tuple[int, int], Session]) -> bool:
+async def startup(session: SessionState, cancel_registry: Mapping[tuple[int, int], SessionState]) -> bool:
     while True:
         msg = await session.next_message(timeout=30.0)
         if msg is None:
@@ -74,7 +75,7 @@ async def startup(session: Session, cancel_registry: dict[tuple[int, int], Sessi
         raise PgError("08P01", f"unexpected {type(msg).__name__} before the startup message", fatal=True)
 
 
-def refuse_plaintext(session: Session) -> None:
+def refuse_plaintext(session: SessionState) -> None:
     """A session that did not start TLS ends here, before any password is asked, when the node requires
     TLS (``--pg-tls require``) or would otherwise ask for the password in clear (``--pg-auth password``
     without ``--pg-allow-cleartext``). 28000, as PostgreSQL answers a connection no ``hostssl`` line
@@ -100,7 +101,7 @@ def refuse_plaintext(session: Session) -> None:
         )
 
 
-async def authenticate(session: Session, params: dict[str, str]) -> None:
+async def authenticate(session: SessionState, params: dict[str, str]) -> None:
     user = params.get("user", "")
     session.user = user
     session.params = {"application_name": params.get("application_name", "")}
@@ -139,7 +140,7 @@ async def authenticate(session: Session, params: dict[str, str]) -> None:
     session.send(codec.ready_for_query("I"))
 
 
-async def _login_as_superuser(session: Session, user: str) -> None:
+async def _login_as_superuser(session: SessionState, user: str) -> None:
     """``--pg-user``/``--pg-pass``: every permission, by the configured method."""
     method = session.settings.auth
     if method == "scram-sha-256":
@@ -149,7 +150,7 @@ async def _login_as_superuser(session: Session, user: str) -> None:
     elif method == "md5":
         salt = md5_salt()
         session.send(codec.authentication_md5(salt))
-        data = await password_message(session)
+        data = await session.password_message()
         try:
             check_md5(session.settings.user, session.settings.password, salt, data)
         except AuthFailed:
@@ -157,7 +158,7 @@ async def _login_as_superuser(session: Session, user: str) -> None:
         _check_user(session, user)
     else:
         session.send(codec.authentication_cleartext())
-        data = await password_message(session)
+        data = await session.password_message()
         try:
             check_cleartext(session.settings.password, data)
         except AuthFailed:
@@ -165,13 +166,13 @@ async def _login_as_superuser(session: Session, user: str) -> None:
         _check_user(session, user)
 
 
-async def _login_with_verifier(session: Session, user: str, verifier: ScramVerifier) -> None:
+async def _login_with_verifier(session: SessionState, user: str, verifier: ScramVerifier) -> None:
     """A user of the auth file. SCRAM for the scram-sha-256 and md5 methods alike: an MD5 exchange cannot
     be checked against a SCRAM verifier, and PostgreSQL too answers md5 with SCRAM for such a user.
     The cleartext method checks the password against the verifier."""
     if session.settings.auth == "password":
         session.send(codec.authentication_cleartext())
-        data = await password_message(session)
+        data = await session.password_message()
         try:
             await asyncio.to_thread(check_cleartext_verifier, verifier, data)
         except AuthFailed:
@@ -181,19 +182,19 @@ async def _login_with_verifier(session: Session, user: str, verifier: ScramVerif
     session.send(codec.authentication_sasl_final(server_final))
 
 
-async def _scram(session: Session, user: str, scram: ScramServer) -> bytes:
+async def _scram(session: SessionState, user: str, scram: ScramServer) -> bytes:
     """The SASL exchange up to the client's proof; the server's final message once the proof holds."""
     session.send(codec.authentication_sasl(scram.mechanisms()))
-    first = await password_message(session)
+    first = await session.password_message()
     try:
         session.send(codec.authentication_sasl_continue(scram.initial(first)))
-        final = await password_message(session)
+        final = await session.password_message()
         return scram.final(final)
     except AuthFailed:
         _auth_failed(user)
 
 
-def check_connect(session: Session, db: ServedDatabase, *, fatal: bool) -> None:
+def check_connect(session: SessionState, db: ServedDatabase, *, fatal: bool) -> None:
     """A user of the auth file with no permission on ``db`` may not use it at all (PostgreSQL's CONNECT)."""
     principal = session.principal
     if principal is not None and principal.grant(db.id) & Permission.SQL == Permission.NONE:
@@ -205,16 +206,7 @@ def check_connect(session: Session, db: ServedDatabase, *, fatal: bool) -> None:
         )
 
 
-async def password_message(session: Session) -> bytes:
-    msg = await session.next_message(timeout=30.0)
-    if msg is None:
-        raise ConnectionError("the client left during authentication")
-    if not isinstance(msg, codec.PasswordMessage):
-        raise PgError("08P01", f"expected a password message, got {type(msg).__name__}", fatal=True)
-    return msg.data
-
-
-def _check_user(session: Session, user: str) -> None:
+def _check_user(session: SessionState, user: str) -> None:
     if user != session.settings.user:
         _auth_failed(user)
 
@@ -224,7 +216,7 @@ def _auth_failed(user: str) -> NoReturn:
     raise PgError("28P01", f'password authentication failed for user "{user}"', fatal=True)
 
 
-def _startup_database(session: Session, name: str) -> ServedDatabase:
+def _startup_database(session: SessionState, name: str) -> ServedDatabase:
     """The database named at startup; clients default to the user's name, which means the default."""
     found = find_database(session.node, name)
     if found is not None:

@@ -25,29 +25,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import apsw
 
-from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.database import Database
 from sqlite_ha.db.statement import Result, Statement
-from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.security.users import User
-from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import commands, explain, handshake, temp
 from sqlite_ha.server.pgwire.catalog import catalog
-from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
-from sqlite_ha.server.pgwire.forwarding.writer import NodeSessions
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
@@ -61,88 +54,19 @@ from sqlite_ha.server.pgwire.sql.dialect import (
     translate_catalog,
 )
 from sqlite_ha.server.pgwire.sql.infer import infer, result_types
+from sqlite_ha.server.pgwire.state import SessionState
 from sqlite_ha.server.pgwire.types import values as t
 from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.server import PgNode, PgSettings
+    pass
 
 
 log = logging.getLogger(__name__)
 
 
-class Session:
-    def __init__(
-        self,
-        node: PgNode,
-        settings: PgSettings,
-        conn: Connection,
-        *,
-        pid: int,
-        links: NodeSessions,
-        tls: Any = None,
-    ) -> None:
-        self.node = node
-        self.links = links
-        self.settings = settings
-        self.conn = conn
-        self.pid = pid
-        self.secret = secrets.randbits(31)
-        self.tls = tls
-        self.parser = codec.FrontendParser(max_message_size=settings.max_message_size)
-        self.out: list[bytes] = []
-        self.user = ""
-        self.principal: User | None = None  # a user of the auth file; None: --pg-user, every permission
-        self.db: ServedDatabase | None = None
-        self.params: dict[str, str] = {}
-        self.statements: dict[str, Prepared] = {}
-        self.portals: dict[str, Portal] = {}
-        self.in_block = False  # between BEGIN and COMMIT/ROLLBACK
-        self.failed = False  # a statement failed inside the block: only ROLLBACK now
-        self.tx: WriteTransaction | None = None
-        self._tx_catalog: tuple[WriteTransaction, catalog.Catalog] | None = None  # the catalog the tx sees
-        self.pending_savepoints: list[str] = []  # made before the writer was taken
-        self.last_seq: int | None = None
-        self.min_seq = 0
-        self.read_level = "none"  # SET ha.read_level: "strong" reads wait until the node is current
-        self.skip_to_sync = False  # after an error in the extended protocol
-        self.extended = False  # inside an extended-protocol exchange (until Sync)
-        self.running: asyncio.Task[Any] | None = None  # the session task, while a cancellable statement runs
-        self.cancelled = False
-        self.inline = False  # messages may be answered as they arrive (after startup, outside transactions)
-        self.pending: codec.FrontendMessage | Exception | None = None  # handed from ``received`` to the task
-        self.refusal: PgError | None = None  # over the server's connection cap: the answer to the startup
-        self.forward: Forward | None = None  # in a writer mode: runs the session's writes on the writer
-        self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
-        self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
-        self.temp: temp.SessionTemp | None = None  # the session's TEMP tables and views, once it makes one
-
-    # ------------------------------------------------------------------------------------ I/O
-    def send(self, data: bytes) -> None:
-        self.out.append(data)
-
-    async def flush(self) -> None:
-        if self.out:
-            data = b"".join(self.out)
-            self.out.clear()
-            self.conn.write(data)
-            await self.conn.drain()
-
-    async def next_message(self, timeout: float | None = None) -> codec.FrontendMessage | None:
-        """The next frontend message; None when the client closed the connection."""
-        while True:
-            pending, self.pending = self.pending, None
-            if isinstance(pending, Exception):
-                raise pending
-            if pending is not None:
-                return pending
-            msg = self.parser.next_message()
-            if msg is not None:
-                return msg
-            await self.flush()
-            if self.conn.eof:
-                return None
-            await self.conn.wait(timeout)
+class Session(SessionState):
+    """The loop of one client connection and its query path."""
 
     def received(self, data: bytes) -> None:
         """Bytes from the client (the socket's callback): answered here while nothing needs to wait."""
@@ -150,7 +74,7 @@ class Session:
         if not self.conn.waiting:
             self.conn.backlog(self.parser.buffered)  # the task is busy: it reads the parser when it is back
             return
-        if self.inline and self.tx is None and not self.conn.write_paused:
+        if self.inline and self.block.tx is None and not self.conn.write_paused:
             self._answer_inline()
             if self.out:
                 self.conn.write(b"".join(self.out))
@@ -181,24 +105,6 @@ class Session:
                     return
                 self._failed(msg, e)
 
-    def error(self, e: PgError) -> None:
-        if e.raw is not None:
-            self.send(e.raw)
-            return
-        self.send(
-            codec.error_response(
-                "FATAL" if e.fatal else "ERROR",
-                e.code,
-                e.message,
-                detail=e.detail,
-                hint=e.hint,
-                where=e.context,
-            )
-        )
-
-    def notice(self, message: str, code: str = "01000") -> None:
-        self.send(codec.notice_response("WARNING", code, message))
-
     # ------------------------------------------------------------------------------------ life
     async def serve(self, cancel_registry: dict[tuple[int, int], Session]) -> None:
         try:
@@ -227,9 +133,9 @@ class Session:
                 await self.conn.close()
 
     def _abandon(self) -> None:
-        if self.tx is not None:
-            self.tx.rollback()
-            self.tx = None
+        tx = self.block.abandon()
+        if tx is not None:
+            tx.rollback()
 
     def cancel(self) -> None:
         """A CancelRequest from another connection: stop the read or the transaction block's statement this
@@ -245,11 +151,6 @@ class Session:
             self.running.cancel()
 
     # ------------------------------------------------------------------------------------ messages
-    def status(self) -> str:
-        if not self.in_block:
-            return "I"
-        return "E" if self.failed else "T"
-
     async def loop(self) -> None:
         while True:
             timeout = self.settings.idle_in_transaction_timeout if self.tx is not None else None
@@ -294,8 +195,7 @@ class Session:
             self.send(codec.ready_for_query(self.status()))
 
     def _after_error(self) -> None:
-        if self.in_block:
-            self.failed = True
+        self.block.fail()
 
     async def dispatch(self, msg: codec.FrontendMessage) -> None:
         if self.forward is not None and self.forward.engaged and await self.forward.intercept(msg):
@@ -573,15 +473,6 @@ class Session:
         self.send(codec.command_complete(portal.tag))
 
     # ------------------------------------------------------------------------------------ running
-    def _db(self) -> ServedDatabase:
-        if self.db is None:
-            raise PgError("3D000", "no database selected")
-        return self.db
-
-    def grant(self, db: ServedDatabase) -> Permission | None:
-        """What this session's statements on ``db`` may do; None: everything (no check at all)."""
-        return None if self.principal is None else self.principal.sql_grant(db.id)
-
     async def run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         if self.failed and prepared.kind not in ("rollback", "commit", "rollback_to"):
             raise PgError(
@@ -622,7 +513,7 @@ class Session:
         columns = prepared.columns
         if prepared.kind != "query" or prepared.catalog or prepared.temp or columns is None:
             return None
-        if self.failed or self.tx is not None or self.min_seq or self.read_level != "none":
+        if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
         try:
             db = self._db()
@@ -685,13 +576,12 @@ class Session:
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
-            self.tx = await db.begin()
+            tx = await db.begin()
+            for name in self.block.took_writer(tx):
+                tx.savepoint(name)
             if self.read_seq is not None:
                 await forwarded.check_read_seq(self, db)
-            for name in self.pending_savepoints:
-                self.tx.savepoint(name)
-            self.pending_savepoints.clear()
-            result = (await self.tx.run([stmt]))[-1]
+            result = (await tx.run([stmt]))[-1]
         else:
             try:
                 execution, seq = await db.execute([stmt])

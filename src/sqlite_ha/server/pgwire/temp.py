@@ -22,7 +22,7 @@ from sqlite_ha.server.pgwire.types import values as t
 
 if TYPE_CHECKING:
     from sqlite_ha.db.values import SQLiteValue
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState as Session
 
 
 class SessionTemp:

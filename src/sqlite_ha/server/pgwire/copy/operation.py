@@ -40,7 +40,7 @@ from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
     from sqlite_ha.served import ServedDatabase
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState
 
 __all__ = ["Copy", "CopyError"]
 
@@ -55,7 +55,7 @@ _STATEMENT_PREFIX = re.compile(r"^statement \d+: ")
 class Copy:
     """One COPY statement on a session."""
 
-    def __init__(self, session: Session, sql: str) -> None:
+    def __init__(self, session: SessionState, sql: str) -> None:
         self.session = session
         self.statement = parse_copy(sql)
 
@@ -119,7 +119,7 @@ class Copy:
 class _CopyIn:
     """COPY FROM STDIN: CopyInResponse, then CopyData until CopyDone (or CopyFail), rows written in chunks."""
 
-    def __init__(self, session: Session, stmt: CopyStatement) -> None:
+    def __init__(self, session: SessionState, stmt: CopyStatement) -> None:
         self.session = session
         self.stmt = stmt
         self.db: ServedDatabase = session._db()
@@ -248,13 +248,13 @@ class _CopyIn:
         s = self.session
         try:
             if s.in_block:
-                if s.tx is None:  # the block's first write takes the writer, as in Session._run_query
-                    s.tx = await self.db.begin()
-                    for name in s.pending_savepoints:
-                        s.tx.savepoint(name)
-                    s.pending_savepoints.clear()
-                s.tx.savepoint(SAVEPOINT)
-                self.tx = s.tx
+                tx = s.tx
+                if tx is None:  # the block's first write takes the writer, as in SessionState._run_query
+                    tx = await self.db.begin()
+                    for name in s.block.took_writer(tx):
+                        tx.savepoint(name)
+                tx.savepoint(SAVEPOINT)
+                self.tx = tx
             else:
                 self.tx = await self.db.begin()
                 self.owned = True

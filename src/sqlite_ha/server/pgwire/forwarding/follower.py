@@ -51,7 +51,7 @@ from sqlite_ha.server.pgwire.wire import codec
 from sqlite_ha.writer.role import NoWriter, Writer
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ _RETRY_EVERY = 0.2  # seconds between attempts to reach a writer that does not a
 class Forward:
     """The forwarding state of one session on a node of a writer mode."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: SessionState) -> None:
         self.session = session
         self.upstream: Upstream | None = None
         self.pinned = False  # the client's messages go to the writer
@@ -405,11 +405,11 @@ class Forward:
         sql = [self.begin_sql or "BEGIN"]
         if self.read_seq is not None:
             sql.append(f"SET ha.read_seq = {self.read_seq}")
-        sql += [f'SAVEPOINT "{name}"' for name in session.pending_savepoints]
+        sql += [f'SAVEPOINT "{name}"' for name in session.block.pending_savepoints]
         error = await self._replay([codec.Query(sql="; ".join(sql))])
         if error is not None:
             raise PgError("25000", "the transaction block could not be opened on the writer", raw=error)
-        session.pending_savepoints.clear()
+        session.block.savepoints_forwarded()
         self.awaiting_read = False
 
     def _statement_messages(self, name: str) -> list[codec.FrontendMessage]:
@@ -475,15 +475,14 @@ class Forward:
         session = self.session
         if status == "I":
             self.pinned = False
-            session.in_block = session.failed = False
+            session.block.mirror(status)
             self.begin_sql = None
             self.read_seq = None
             self.awaiting_read = False
             self._up_portals.clear()
             self.session.links.forwarded += 1
         else:
-            session.in_block = True
-            session.failed = status == "E"
+            session.block.mirror(status)
         self._update()
 
     # ------------------------------------------------------------------------------------ read-your-writes

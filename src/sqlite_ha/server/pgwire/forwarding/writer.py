@@ -25,51 +25,27 @@ import logging
 from typing import TYPE_CHECKING
 
 from sqlite_ha.errors import HAError
-from sqlite_ha.security.node_auth import NodeUnauthorized, SessionVerifier, session_keys
+from sqlite_ha.security.node_auth import NodeUnauthorized
 from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.wire import codec
 from sqlite_ha.server.pgwire.wire.auth import md5_salt
 
 if TYPE_CHECKING:
-    from sqlite_ha.server.pgwire.server import PgNode, PgSettings
-    from sqlite_ha.server.pgwire.session import Session
+    from sqlite_ha.server.pgwire.state import SessionState
 
 log = logging.getLogger(__name__)
 
 
-class NodeSessions:
-    """One per PostgreSQL server: the keys of forwarded sessions, both ways, and their counters."""
-
-    def __init__(self, node: PgNode, settings: PgSettings) -> None:
-        self.node_name = node.name
-        self.keys = session_keys(node.keys, settings.password if settings.superuser else None)
-        self.verifier = SessionVerifier(self.keys)
-        self.pg_ports: dict[str, int] = {}  # a writer's PostgreSQL port, by its URL, once asked
-        self.accepted = 0  # forwarded sessions opened here by other nodes
-        self.opened = 0  # sessions this node opened on a writer
-        self.forwarded = 0  # exchanges (statements or blocks) this node's sessions ran on a writer
-
-    def stats(self) -> dict[str, int]:
-        """For ``GET /status`` (``connections.pg.forwarding``)."""
-        return {
-            "accepted": self.accepted,
-            "refused": self.verifier.refused,
-            "opened": self.opened,
-            "forwarded": self.forwarded,
-        }
-
-
-async def login(session: Session, params: dict[str, str], by: str) -> None:
+async def login(session: SessionState, params: dict[str, str], by: str) -> None:
     """Authenticate the node ``by`` that opened this session for its client (see the module's docstring)."""
-    from sqlite_ha.server.pgwire.handshake import password_message  # handshake imports this module
 
     links = session.links
     user = params.get("user", "")
     database = params.get("database") or user
     salt = md5_salt()
     session.send(codec.authentication_md5(salt))
-    data = await password_message(session)
+    data = await session.password_message()
     try:
         links.verifier.verify(data.rstrip(b"\0").decode("ascii", "replace"), by, user, database, salt)
     except NodeUnauthorized as e:
@@ -94,12 +70,12 @@ async def login(session: Session, params: dict[str, str], by: str) -> None:
     links.accepted += 1
 
 
-def report_seq(session: Session, seq: int) -> None:
+def report_seq(session: SessionState, seq: int) -> None:
     """After a write in a forwarded session: its position, for the forwarding node's read-your-writes."""
     session.send(codec.parameter_status("ha.seq", str(seq)))
 
 
-async def check_read_seq(session: Session, db: ServedDatabase) -> None:
+async def check_read_seq(session: SessionState, db: ServedDatabase) -> None:
     """The block's first write has just taken the writer: refuse it (40001) if the database changed in the
     log after the position its earlier reads saw on the forwarding node."""
     seen, session.read_seq = session.read_seq, None
@@ -121,7 +97,7 @@ async def check_read_seq(session: Session, db: ServedDatabase) -> None:
         )
 
 
-def _abort(session: Session) -> None:
-    tx, session.tx = session.tx, None
+def _abort(session: SessionState) -> None:
+    tx = session.block.abandon()
     if tx is not None:
         tx.rollback()

@@ -276,7 +276,7 @@ def main() -> int:
     parser.add_argument(
         "--no-lock-check",
         action="store_true",
-        help="skip the teardown's look into pg_stat_activity for sessions idle in transaction (it only warns)",
+        help="skip the teardown's look into pg_stat_activity for sessions idle in transaction (only warns)",
     )
     parser.add_argument("--show", type=int, default=30, help="how many causes to list")
     parser.add_argument("--dir", type=Path, help="where the servers and logs go (kept); default: temporary")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import apsw
 
+from sqlite_ha.db import regex
 from sqlite_ha.db.values import SQLiteValue
 
 _GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
@@ -55,4 +56,10 @@ def _pg_like_glob(*args: SQLiteValue) -> str | None:
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
+    )
+    innocuous = apsw.SQLITE_INNOCUOUS
+    conn.create_scalar_function("regexp", regex.regexp, 2, deterministic=True, flags=innocuous)
+    conn.create_scalar_function("regexp_i_like", regex.regexp_i_like, 2, deterministic=True, flags=innocuous)
+    conn.create_scalar_function(
+        "regexp_replace", regex.regexp_replace, -1, deterministic=True, flags=innocuous
     )

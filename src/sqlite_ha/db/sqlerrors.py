@@ -62,6 +62,10 @@ def translate(
     if isinstance(exc, apsw.Error):
         return SQLError(f"{where}{_sqlite_words(exc)}", sqlite_code=sqlite_code_name(exc), index=statement)
     if isinstance(exc, UnicodeError | ValueError | TypeError):
+        # a SQL function's refusal may name its SQLSTATE (pg_timestamp: 22007), which the PG front end uses
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return InvalidParams(f"{where}{exc}", sqlstate=sqlstate)
         return InvalidParams(f"{where}{exc}")
     raise exc
 

@@ -84,4 +84,6 @@ def sqlstate(error: HAError) -> str:
             if words in text:
                 return state
         return "42000" if sqlite_code == "SQLITE_ERROR" else "XX000"
+    if code == "invalid_params" and isinstance(error.fields.get("sqlstate"), str):
+        return str(error.fields["sqlstate"])  # a function's own: 22007 for a bad timestamp
     return _BY_CODE.get(code, "XX000")

@@ -25,8 +25,8 @@ from sqlite_ha.server.pgwire.wire import codec
 
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.catalog import catalog
-    from sqlite_ha.server.pgwire.temp import SessionTemp
     from sqlite_ha.server.pgwire.forwarding.sessions import NodeSessions
+    from sqlite_ha.server.pgwire.temp import SessionTemp
 
 
 class Forwarding(Protocol):

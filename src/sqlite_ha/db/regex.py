@@ -1,9 +1,9 @@
 """PostgreSQL's regular expressions (``~``, ``~*``, ``!~``, ``!~*``, ``regexp_replace``) as SQL
 functions.
 
-Translated PostgreSQL SQL runs ``x ~ p`` as SQLite's ``x REGEXP p`` (which calls ``regexp(p, x)``) and ``x ~* p``
-as ``regexp_i_like(x, p)``; SQLite has no implementation of either, so a node registers them on every
-connection (see ``functions.py``). They run Python's ``re``, after rewriting what PostgreSQL's POSIX
+Translated PostgreSQL SQL runs ``x ~ p`` as SQLite's ``x REGEXP p`` (which calls ``regexp(p, x)``) and
+``x ~* p`` as ``regexp_i_like(x, p)``; SQLite has no implementation of either, so a node registers them on
+every connection (see ``functions.py``). They run Python's ``re``, after rewriting what PostgreSQL's POSIX
 "advanced" expressions spell differently: bracket classes (``[[:digit:]]``), word boundaries ``\\m``,
 ``\\M``, ``\\y``, ``\\Y``, and in replacements ``\\&`` for the whole match. What else differs (back
 references inside lookarounds, ARE's embedded options, collating elements) is rare in applications; a
@@ -59,15 +59,17 @@ def compile_pattern(pattern: str, flags: str = "") -> re.Pattern[str]:
         raise InvalidRegex(f"invalid regular expression: {e}") from e
 
 
-def regexp(pattern: SQLiteValue, value: SQLiteValue) -> int | None:
-    """``value REGEXP pattern``: PostgreSQL's ``value ~ pattern``."""
+def regexp(*args: SQLiteValue) -> int | None:
+    """``value REGEXP pattern`` (SQLite calls ``regexp(pattern, value)``): PostgreSQL's ``value ~ p``."""
+    pattern, value = args
     if pattern is None or value is None:
         return None
     return 1 if compile_pattern(str(pattern)).search(str(value)) else 0
 
 
-def regexp_i_like(value: SQLiteValue, pattern: SQLiteValue) -> int | None:
+def regexp_i_like(*args: SQLiteValue) -> int | None:
     """PostgreSQL's ``value ~* pattern``, case-insensitive."""
+    value, pattern = args
     if pattern is None or value is None:
         return None
     return 1 if compile_pattern(str(pattern), "i").search(str(value)) else 0

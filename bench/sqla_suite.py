@@ -241,8 +241,8 @@ def report(pg: Outcome, node: Outcome, show: int) -> dict[str, Any]:
     pg_pass = {t for t, r in pg.results.items() if r.startswith("passed")}
     node_pass = {t for t, r in node.results.items() if r.startswith("passed")}
     ratio = len(node_pass) / len(pg_pass) if pg_pass else 0.0
-    print(f"\nnode passes {len(node_pass)} of the {len(pg_pass)} tests PostgreSQL passes' count: {ratio:.1%}")
-    print(f"  of PostgreSQL's passing tests, the node passes {len(pg_pass & node_pass)}")
+    print(f"\nnode: {len(node_pass)} passed, {ratio:.1%} of PostgreSQL's {len(pg_pass)}")
+    print(f"  of the tests PostgreSQL passes, the node passes {len(pg_pass & node_pass)}")
     # with one side only, every test the node does not pass
     lost = sorted((pg_pass or set(node.results)) - node_pass)
     groups: dict[str, list[str]] = defaultdict(list)

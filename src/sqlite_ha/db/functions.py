@@ -8,10 +8,16 @@ on every connection, not only on those serving PostgreSQL clients. They are dete
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import apsw
 
 from sqlite_ha.db import regex
 from sqlite_ha.db.values import SQLiteValue
+
+# PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
+from sqlite_ha.server.pgwire.types import datetimes
+from sqlite_ha.server.pgwire.types.datetimes import DatetimeError
 
 _GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
 
@@ -53,6 +59,21 @@ def _pg_like_glob(*args: SQLiteValue) -> str | None:
     return like_to_glob(*args)
 
 
+def _cast(parse: Callable[[str], str], type_name: str) -> Callable[..., SQLiteValue]:
+    """A cast to a date/time type of what is not a literal (a column, an expression): the value in the
+    storage form, or PostgreSQL's error (22007) for a text that is no date."""
+
+    def cast(*args: SQLiteValue) -> SQLiteValue:
+        value = args[0]
+        if value is None:
+            return None
+        if isinstance(value, int | float):
+            raise DatetimeError("42846", f"cannot cast type numeric to {type_name}")
+        return parse(value.decode() if isinstance(value, bytes) else value)
+
+    return cast
+
+
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
@@ -63,3 +84,13 @@ def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "regexp_replace", regex.regexp_replace, -1, deterministic=True, flags=innocuous
     )
+    # casts to date/time types (types/datetimes.py holds the storage forms); 'now' makes them
+    # non-deterministic, so they are not flagged deterministic
+    casts: dict[str, tuple[Callable[[str], str], str]] = {
+        "pg_timestamp": (lambda text: datetimes.parse_timestamp(text, False), "timestamp without time zone"),
+        "pg_timestamptz": (lambda text: datetimes.parse_timestamp(text, True), "timestamp with time zone"),
+        "pg_date": (datetimes.parse_date, "date"),
+        "pg_time": (datetimes.parse_time, "time without time zone"),
+    }
+    for name, (parse, type_name) in casts.items():
+        conn.create_scalar_function(name, _cast(parse, type_name), 1, flags=apsw.SQLITE_INNOCUOUS)

@@ -124,5 +124,16 @@ def column_field(column: t.Column, fmt: int | None = None) -> Field:
         name=column.name,
         type_oid=column.oid,
         type_size=t.type_size(column.oid),
+        type_modifier=column.typmod,
         format=(1 if column.binary else 0) if fmt is None else fmt,
     )
+
+
+def parameter_type(declared: str | None, param_oids: list[int]) -> str | None:
+    """``SELECT $1`` has the type of its parameter (psycopg's Decimal: numeric; untyped: text)."""
+    if declared is None or not declared.startswith("$"):
+        return declared
+    n = int(declared[1:]) - 1
+    oid = param_oids[n] if 0 <= n < len(param_oids) else 0
+    found = t.REGISTRY.get(oid) if oid else None
+    return found.name if found is not None else "TEXT"

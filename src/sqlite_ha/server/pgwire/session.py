@@ -45,6 +45,7 @@ from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared, verb
 from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
 from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
+from sqlite_ha.server.pgwire.prepared import parameter_type as _parameter_type
 from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 from sqlite_ha.server.pgwire.sql.dialect import (
     TranslationError,
@@ -262,8 +263,11 @@ class Session(SessionState):
             if columns is not None:
                 self.send(codec.row_description([_field(c) for c in columns]))
                 encoders = [c.encode for c in columns]
-                for row in outcome.rows:
-                    self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+                try:
+                    for row in outcome.rows:
+                        self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
+                except t.NotEncodable as e:  # an int4 column holding a larger value: 22003, never a wrong one
+                    raise PgError(e.sqlstate, str(e)) from e
             self.send(codec.command_complete(outcome.tag))
         self.send(codec.ready_for_query(self.status()))
 
@@ -303,7 +307,7 @@ class Session(SessionState):
         except TranslationError as e:
             width = catalog.empty_answer(sql) if is_catalog else None
             if width is None:
-                raise PgError("42601", str(e)) from e
+                raise PgError(e.sqlstate, str(e)) from e
             columns = [t.Column("?column?", t.TEXT, False) for _ in range(width)]
             return Prepared(sql=sql, kind="empty", run_sql="", param_oids=param_oids, columns=columns)
         except Exception as e:  # a fault of the translation, not of the session: this statement fails alone
@@ -352,8 +356,9 @@ class Session(SessionState):
         if not all(declared):  # expressions: ask the statement what they compute
             inferred = result_types(prepared.run_sql, db.db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
+            declared = [_parameter_type(d, prepared.param_oids) for d in declared]
         prepared.columns = [
-            t.Column(pg_column_name(name, prepared.sql), t.oid_for_declared(decl) or _guess_oid(name), False)
+            t.declared_column(pg_column_name(name, prepared.sql), decl, _guess_oid(name))
             for (name, _), decl in zip(described.columns, declared, strict=True)
         ]
         if not all(prepared.param_oids):
@@ -378,7 +383,7 @@ class Session(SessionState):
                 for data, oid, fmt in zip(msg.params, prepared.param_oids, formats, strict=True)
             )
         except t.BadParameter as e:
-            raise PgError("22P02", str(e)) from e
+            raise PgError(e.sqlstate, str(e)) from e
         self.portals[msg.portal] = Portal(
             prepared=prepared, params=params, result_binary=msg.result_formats, bind=msg
         )
@@ -453,7 +458,7 @@ class Session(SessionState):
             described = portal.prepared.columns or outcome.columns
             codes = _formats(portal.result_binary, len(described))
             portal.columns = [
-                t.Column(c.name, c.oid, fmt == 1) for c, fmt in zip(described, codes, strict=True)
+                t.Column(c.name, c.oid, fmt == 1, c.typmod) for c, fmt in zip(described, codes, strict=True)
             ]
 
     def _send_rows(self, portal: Portal, max_rows: int) -> None:
@@ -465,7 +470,7 @@ class Session(SessionState):
                 for row in rows[portal.sent : end]:
                     self.send(codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)]))
             except t.NotEncodable as e:
-                raise PgError("22P02", str(e)) from e
+                raise PgError(e.sqlstate, str(e)) from e
             portal.sent = end
             if end < len(rows):
                 self.send(codec.portal_suspended())
@@ -602,12 +607,21 @@ class Session(SessionState):
             if prepared.columns and len(prepared.columns) == len(result.columns):
                 columns = prepared.columns  # what Describe announced
             else:
+                declared = list(result.types)
+                if not all(declared) and self.db is not None:  # expressions: what they compute (1 is int4)
+                    inferred = result_types(prepared.run_sql, self.db.db.table_types)
+                    declared = [d or _inferred(inferred, i) for i, d in enumerate(declared)]
                 columns = [
-                    t.Column(pg_column_name(name, prepared.sql), t.column_oid(decl, result.rows, i), False)
-                    for i, (name, decl) in enumerate(zip(result.columns, result.types, strict=True))
+                    t.result_column(pg_column_name(name, prepared.sql), decl, result.rows, i)
+                    for i, (name, decl) in enumerate(zip(result.columns, declared, strict=True))
                 ]
             return Outcome(prepared.row_tag(len(result.rows)), columns, result.rows, notices)
         return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
+
+
+def _inferred(inferred: list[str | None], i: int) -> str | None:
+    found = inferred[i] if i < len(inferred) else None
+    return None if found is None or found.startswith("$") else found  # (no parameters here)
 
 
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new

@@ -90,7 +90,8 @@ CREATE TABLE pg_catalog.pg_class(
 CREATE TABLE pg_catalog.pg_type(
   oid oid PRIMARY KEY, typname TEXT, typnamespace oid, typlen INTEGER, typtype TEXT,
   typarray oid, typdelim TEXT, typrelid oid, typelem oid, typbasetype oid,
-  typnotnull BOOLEAN, typtypmod INTEGER, typcollation oid, typinput TEXT, typowner oid);
+  typnotnull BOOLEAN, typtypmod INTEGER, typcollation oid, typinput TEXT, typowner oid,
+  typcategory TEXT DEFAULT 'U', typbyval BOOLEAN DEFAULT 0, typispreferred BOOLEAN DEFAULT 0);
 CREATE TABLE pg_catalog.pg_attribute(
   attrelid oid, attname TEXT, atttypid oid, attnum INTEGER, attnotnull BOOLEAN, atthasdef BOOLEAN,
   attisdropped BOOLEAN, atttypmod INTEGER, attlen INTEGER, attidentity TEXT, attgenerated TEXT,
@@ -333,21 +334,17 @@ class Catalog:
         c.execute("INSERT INTO pg_roles(oid, rolname, rolsuper) VALUES (10, ?, 1)", (self.user,))
         c.execute("INSERT INTO pg_am VALUES (2, 'heap'), (403, 'btree')")
         c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
-        array_of = {a.element: a.oid for a in arrays.ARRAY_TYPES.values() if not a.vector}
-        c.executemany(
+        c.executemany(  # one row per record of the type registry
             "INSERT INTO pg_type(oid, typname, typnamespace, typlen, typtype, typarray, typdelim, typrelid, "
-            "typelem, typbasetype, typnotnull, typtypmod, typcollation, typowner) "
-            "VALUES (?, ?, ?, ?, 'b', ?, ',', 0, ?, 0, 0, -1, 0, 10)",
+            "typelem, typbasetype, typnotnull, typtypmod, typcollation, typowner, typcategory, typbyval, "
+            "typispreferred) VALUES (?, ?, ?, ?, ?, ?, ',', 0, ?, 0, 0, -1, ?, 10, ?, ?, ?)",
             [
                 (
-                    oid,
-                    name,
-                    PG_CATALOG,
-                    size,
-                    array_of.get(oid, 0),
-                    getattr(arrays.ARRAY_TYPES.get(oid), "element", 0),
+                    *(p.oid, p.name, PG_CATALOG, p.length, "p" if p.oid == t.UNKNOWN else "b", p.array),
+                    *(p.element, 100 if p.category == "S" else 0, p.category, p.by_value),
+                    p.oid in (t.TEXT, t.FLOAT8, t.BOOL, t.TIMESTAMPTZ, t.OID),
                 )
-                for oid, (name, size) in t.TYPE_INFO.items()
+                for p in t.REGISTRY
             ],
         )
 
@@ -450,11 +447,11 @@ class Catalog:
     def _columns(self, oid: int, table: Table, oids: Iterator[int]) -> None:
         c = self.conn
         for n, col in enumerate(table.columns, start=1):
-            type_oid = t.oid_for_declared(col.declared) or t.TEXT
+            type_oid, typmod = t.declared_type(col.declared) if col.declared else (t.TEXT, -1)
             c.execute(
-                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, -1, ?, '', '', 0, 0, ?, '', -1)",
+                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?, '', -1)",
                 (
-                    *(oid, col.name, type_oid, n, col.notnull, col.default is not None),
+                    *(oid, col.name, type_oid, n, col.notnull, col.default is not None, typmod),
                     *(t.type_size(type_oid), "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
                 ),
             )

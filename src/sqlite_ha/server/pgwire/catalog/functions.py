@@ -74,13 +74,10 @@ def to_regtype(name: SQLiteValue) -> int | None:
         return None
     wanted = name.strip().lower().removeprefix("pg_catalog.")
     if wanted.endswith("[]"):
-        element = to_regtype(wanted[:-2])
-        found = [a.oid for a in arrays.ARRAY_TYPES.values() if a.element == element and a.lower == 1]
-        return found[0] if found else None
-    for oid, (typname, _) in t.TYPE_INFO.items():
-        if wanted == typname or wanted == t.SQL_NAMES.get(oid):
-            return oid
-    return None
+        element = t.REGISTRY.named(wanted[:-2])
+        return element.array or None if element is not None else None
+    found = t.REGISTRY.named(wanted)
+    return found.oid if found is not None else None
 
 
 def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
@@ -92,7 +89,15 @@ def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
     if array is not None and not array.vector:
         element = format_type(array.element)
         return f"{element}[]" if element else None
-    return t.SQL_NAMES.get(oid, t.TYPE_INFO.get(oid, ("???",))[0])
+    found = t.REGISTRY.get(oid)
+    if found is None:
+        return "???"
+    scale = typmod - 4 if isinstance(typmod, int) and typmod >= 4 else None
+    if scale is not None and oid == t.NUMERIC:
+        return f"numeric({scale >> 16},{scale & 0x7FF})"
+    if scale is not None and oid in (t.VARCHAR, t.BPCHAR):
+        return f"{found.sql_name}({scale})"
+    return found.sql_name
 
 
 def regexp(pattern: SQLiteValue, value: SQLiteValue) -> int | None:

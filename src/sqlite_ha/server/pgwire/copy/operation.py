@@ -89,7 +89,7 @@ class Copy:
         if outcome.columns is None:
             raise CopyError("0A000", "COPY query must return rows (a write needs a RETURNING clause)")
         binary = stmt.options.binary
-        columns = [t.Column(c.name, c.oid, binary) for c in outcome.columns]
+        columns = [t.Column(c.name, c.oid, binary, c.typmod) for c in outcome.columns]
         encoder = RowEncoder(stmt.options, [c.name for c in columns])
         s.send(codec.copy_out_response(binary, len(columns)))
         head = encoder.header() or b""
@@ -101,7 +101,7 @@ class Copy:
             try:
                 data = encoder.row([c.encode(v) for c, v in zip(columns, row, strict=True)])
             except t.NotEncodable as e:
-                raise CopyError("22P02", str(e)) from e
+                raise CopyError(e.sqlstate, str(e)) from e
             if head:  # binary COPY's file header goes with the first row, as PostgreSQL sends it (psycopg
                 data, head = head + data, b""  # reads the first message as header and row together)
             s.send(codec.copy_data(data))
@@ -238,7 +238,7 @@ class _CopyIn:
                 t.decode_param(value, oid, binary)
             except t.BadParameter as e:
                 shown = "" if binary or value is None else f': "{value.decode("utf-8", "replace")[:60]}"'
-                return CopyError("22P02", str(e), context=f"line {row.line}, column {name}{shown}")
+                return CopyError(e.sqlstate, str(e), context=f"line {row.line}, column {name}{shown}")
         return CopyError("22P02", message, context=f"line {row.line}")
 
     async def _writer(self) -> WriteTransaction:

@@ -112,12 +112,16 @@ _PG_WORDS = frozenset((*_PG_TYPES, *_PG_TIME, *_PG_FUNCTIONS, *_PG_STRINGS, *_PG
 _SYMBOL_START = re.compile(r"[?~^\[:#@<]")  # one character class is 3x faster than the alternation
 _PG_SYMBOLS = re.compile(r"::|[?~^\[]|#>|@>|<@")
 _CONTEXT_WORDS = frozenset(
-    ["DISTINCT", "ALL", "DEFAULT", "USING", "CASCADE", "RESTRICT", "CONSTRAINT", "PUBLIC", "PG_CATALOG"]
+    [
+        *("DISTINCT", "ALL", "DEFAULT", "USING", "CASCADE", "RESTRICT", "CONSTRAINT", "PUBLIC", "PG_CATALOG"),
+        "INTEGER",
+    ]
 )
 _PG_IN_CONTEXT = re.compile(
     "|".join(
         (
-            r"\bDISTINCT\s+ON\b|\bALL\s*\(|\bLIMIT\s+ALL\b|\bUSING\s+\w+\s*\(|\bON\s+CONSTRAINT\b",
+            # PostgreSQL's integer is int4, declared INT (SQLite's INTEGER, the rowid alias, is int8)
+            r"\bINTEGER\b(?!\s+PRIMARY\s+KEY\b)|\bDISTINCT\s+ON\b|\bALL\s*\(|\bLIMIT\s+ALL\b|\bUSING\s+\w+\s*\(|\bON\s+CONSTRAINT\b",
             r"\bDROP\b[^;]*\b(?:CASCADE|RESTRICT)\b|(?:\bPUBLIC|\"PUBLIC\"|\bPG_CATALOG|\"PG_CATALOG\")\s*\.",
             r"\bDEFAULT\s+(?!VALUES\b|NULL\b|TRUE\b|FALSE\b|CURRENT_DATE\b|CURRENT_TIME\b|[-+\d.'(])",
         )
@@ -273,17 +277,17 @@ def translate(sql: str) -> Translation:
     found = _translated(sql)
     if isinstance(found, Translation):
         return found
-    reason, hint = found
-    raise TranslationError(reason, hint=hint)
+    reason, hint, sqlstate = found
+    raise TranslationError(reason, hint=hint, sqlstate=sqlstate)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def _translated(sql: str) -> Translation | tuple[str, str | None]:
+def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
     try:
         fast = _fast_translate(sql)
         return fast if fast is not None else _translate_with_sqlglot(sql)
     except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
-        return e.reason, e.hint
+        return e.reason, e.hint, e.sqlstate
 
 
 @functools.lru_cache(maxsize=1024)

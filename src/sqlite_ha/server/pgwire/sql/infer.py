@@ -109,8 +109,8 @@ def _result_types(
     sql: str, schema: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
 ) -> tuple[str | None, ...]:
     tables: dict[str, object] = {table: {c: d or "TEXT" for c, d in cols} for table, cols in schema if cols}
-    try:  # sqlglot reads SQLite's ?NNN parameters as plain ?, which types the same
-        tree = sqlglot.parse_one(_NUMBERED_PARAM.sub("?", sql), read="sqlite")
+    try:  # sqlglot reads SQLite's ?NNN parameters as plain ?: they are named :pNNN to keep their numbers
+        tree = sqlglot.parse_one(_NUMBERED_PARAM.sub(r":p\1", sql), read="sqlite")
     except Exception:
         return ()
     # Columns bound to their tables first: unbound, max(id) or sum(id) would have no type. What qualify
@@ -125,13 +125,18 @@ def _result_types(
         return ()
     out: list[str | None] = []
     for select in typed.selects:
+        value = select.unalias()
         kind = select.type.this if select.type is not None else None
         decl = _DTYPES.get(kind.name) if kind is not None else None
-        out.append(decl if decl is not None else _computed_type(select.unalias()))
+        if isinstance(value, exp.Literal) and not value.is_string and value.name.isdigit():
+            decl = "INT" if int(value.name) <= 2**31 - 1 else "BIGINT"  # SELECT 1 is an int4
+        elif isinstance(value, exp.Placeholder) and value.name[1:].isdigit():
+            decl = f"${value.name[1:]}"  # a bare parameter: the session gives it the parameter's type
+        out.append(decl if decl is not None else _computed_type(value))
     return tuple(out)
 
 
-_NUMBERED_PARAM = re.compile(r"\?\d+")
+_NUMBERED_PARAM = re.compile(r"\?(\d+)")
 
 
 def _computed_type(expression: exp.Expr) -> str | None:
@@ -142,7 +147,18 @@ def _computed_type(expression: exp.Expr) -> str | None:
     text = expression.sql(dialect="sqlite")
     if text == NOW_SQL:
         return "TIMESTAMPTZ"
+    if isinstance(expression, exp.Anonymous) and expression.name.lower() in _CAST_FUNCTIONS:
+        return _CAST_FUNCTIONS[expression.name.lower()]
     return "TIMESTAMP" if text.upper().startswith("DATETIME(") else None
+
+
+# what the dialect's casts to date/time types call (``sqlite_ha.db.functions``)
+_CAST_FUNCTIONS = {
+    "pg_timestamp": "TIMESTAMP",
+    "pg_timestamptz": "TIMESTAMPTZ",
+    "pg_date": "DATE",
+    "pg_time": "TIME",
+}
 
 
 _DTYPES = {

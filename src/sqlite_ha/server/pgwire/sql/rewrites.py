@@ -21,7 +21,7 @@ from sqlglot import exp
 from sqlite_ha.db.functions import PatternError, like_to_glob
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
-from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import arrays, datetimes
 
 DType = exp.DataType.Type
 
@@ -103,7 +103,8 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
             continue
         for constraint in identity:
             constraint.pop()
-        column.set("kind", exp.DataType.build("INT"))
+        # exactly INTEGER: the rowid alias (announced int8, SQLite's 64-bit integer; see docs/pg.md Types)
+        column.set("kind", exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
         key_names = [[_key_name(k) for k in key.expressions] for key in table_keys]
@@ -233,10 +234,11 @@ _CASTS: dict[Any, tuple[str, str]] = {
     DType.JSON: ("json", "json"),
     DType.JSONB: ("jsonb", "json"),
     DType.DATE: ("date", "date"),
-    DType.TIMESTAMP: ("timestamp", "datetime"),
-    DType.TIMESTAMPTZ: ("timestamptz", "datetime"),
+    DType.TIMESTAMP: ("timestamp", "timestamp"),
+    DType.TIMESTAMPTZ: ("timestamptz", "timestamptz"),
     DType.TIME: ("time", "time"),
     DType.TIMETZ: ("timetz", "time"),
+    DType.DATETIME: ("timestamp", "timestamp"),
     DType.INTERVAL: ("interval", "interval"),
 }
 _BOOLEAN_CAST = (
@@ -303,7 +305,29 @@ def _rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
         if literal is None:
             raise TranslationError("only a literal string can be cast to interval")
         return exp.Interval(this=value)
-    return _call(strategy, value) if strategy == "date" else _call(strategy, value, "subsec")
+    return _datetime_cast(value, literal, strategy)
+
+
+_DATETIME_PARSERS: dict[str, Callable[[str], str]] = {
+    "timestamp": lambda text: datetimes.parse_timestamp(text, False),
+    "timestamptz": lambda text: datetimes.parse_timestamp(text, True),
+    "date": datetimes.parse_date,
+    "time": datetimes.parse_time,
+}
+
+
+def _datetime_cast(value: exp.Expr, literal: str | None, kind: str) -> exp.Expr:
+    """A cast to a date/time type: a literal becomes its storage form now ('garbage' is PostgreSQL's 22007
+    at once); anything else goes through ``pg_<type>`` (``sqlite_ha.db.functions``) when it runs. A
+    datetime(…) that SQLite computes (now(), interval arithmetic) is in the storage form already."""
+    if literal is not None and literal.strip().lower() not in ("now", "today", "tomorrow", "yesterday"):
+        try:  # (still a call: the result column keeps its type)
+            return _call(f"pg_{kind}", _DATETIME_PARSERS[kind](literal))
+        except datetimes.DatetimeError as e:
+            raise TranslationError(str(e), sqlstate=e.sqlstate) from None
+    if kind != "date" and _is_call(value, "datetime"):
+        return value
+    return _call(f"pg_{kind}", value)
 
 
 def _boolean_literal(text: str) -> exp.Boolean:
@@ -480,10 +504,16 @@ def _rewrite_index_parameters(node: exp.IndexParameters, ctx: RewriteContext) ->
 
 
 def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
+    """A column's PostgreSQL type as its declared type, which the wire announces back (``INT`` is int4,
+    SQLite's ``INTEGER`` int8). An ``integer PRIMARY KEY`` becomes ``INTEGER``, the rowid alias."""
     kind = node.args.get("kind")
     if isinstance(kind, exp.DataType) and kind.this != DType.USERDEFINED:
-        name = kind.sql(dialect="postgres")
-        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER", re.sub(r"^DECIMAL\b", "NUMERIC", name))
+        # (PostgreSQL's real is a float4; SQLite's REAL, which it prints, is announced float8)
+        name = re.sub(r"^DECIMAL\b", "NUMERIC", re.sub(r"^REAL\b", "FLOAT4", kind.sql(dialect="postgres")))
+        primary = any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in node.constraints)
+        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER" if primary else "INT", name)
+        if name in ("JSON", "JSONB"):  # TEXT affinity: a document '3.0' must not become the integer 3
+            name += " TEXT"
         node.set("kind", exp.DataType(this=DType.USERDEFINED, kind=name))
     return node
 

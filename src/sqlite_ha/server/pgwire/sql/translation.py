@@ -32,13 +32,16 @@ class Translation:
 
 
 class TranslationError(HAError):
-    """The statement cannot be expressed in SQLite; the PG server reports it as SQLSTATE 42601."""
+    """The statement cannot be expressed in SQLite; the PG server reports it as SQLSTATE 42601, or as the
+    ``sqlstate`` given: a literal PostgreSQL itself refuses ('garbage'::timestamp is 22007), in its words."""
 
     code = "translation_error"
 
-    def __init__(self, reason: str, *, hint: str | None = None) -> None:
-        super().__init__(f"could not translate the statement to SQLite: {reason}", hint=hint, reason=reason)
+    def __init__(self, reason: str, *, hint: str | None = None, sqlstate: str = "42601") -> None:
+        message = reason if sqlstate != "42601" else f"could not translate the statement to SQLite: {reason}"
+        super().__init__(message, hint=hint, reason=reason)
         self.reason = reason
+        self.sqlstate = sqlstate
 
 
 def check_param(n: int) -> int:

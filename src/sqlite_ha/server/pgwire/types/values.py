@@ -4,29 +4,30 @@ SQLite has five storage classes and a free-form declared type per column; Postgr
 per result column (asyncpg and psycopg pick their decoder by it, and asyncpg encodes arguments strictly by
 the OIDs of ParameterDescription). The OID comes from the declared type, read the way SQLite reads it (the
 name decides, not the exact spelling), and for expressions without one (``count(*)``, ``1 + 1``) from the
-values. Declared ``INTEGER`` is announced as int8: SQLite integers are 64-bit, and announcing int4 would make
-a large value unrepresentable in binary format.
+values. A declared ``INTEGER`` is SQLite's 64-bit integer and announced as int8 (tables made over HTTP, the
+rowid alias); PostgreSQL's ``integer``/``int`` columns are written ``INT`` by the dialect and announced int4.
 
-Text format is what PostgreSQL prints; binary format is PostgreSQL's send/recv representation. A value that
-does not fit the announced type (SQLite lets a TEXT column hold a BLOB) is sent in text format as the closest
-faithful text (a BLOB as ``\\x`` hex), never silently changed.
+Everything per type (names, length, codecs) is one record of the registry (``registry``, ``builtin``); this
+module is the API the session, the catalog and COPY use: ``Column`` picks its encoder once, so a value costs
+one call; ``decode_param`` turns a Bind parameter into what SQLite stores.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import functools
-import json
-import math
+import re
 import struct
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import builtin, numeric
+from sqlite_ha.server.pgwire.types.datetimes import DatetimeError
+from sqlite_ha.server.pgwire.types.registry import REGISTRY, BadParameter, NotEncodable, PgType
+from sqlite_ha.server.pgwire.types.scalars import json_text
+
+__all__ = ["REGISTRY", "BadParameter", "Column", "NotEncodable", "PgType", "builtin", "json_text"]
 
 # OIDs of pg_type (PostgreSQL 15)
 BOOL = 16
@@ -57,76 +58,73 @@ TEXT_ARRAY = 1009
 INT8_ARRAY = 1016
 INT4_ARRAY = 1007
 
-# (oid, typlen) of the names ``format_type`` and catalogs use
-TYPE_INFO: dict[int, tuple[str, int]] = {
-    BOOL: ("bool", 1),
-    BYTEA: ("bytea", -1),
-    CHAR: ("char", 1),
-    NAME: ("name", 64),
-    INT8: ("int8", 8),
-    INT2: ("int2", 2),
-    INT4: ("int4", 4),
-    REGPROC: ("regproc", 4),
-    TEXT: ("text", -1),
-    OID: ("oid", 4),
-    JSON: ("json", -1),
-    FLOAT4: ("float4", 4),
-    FLOAT8: ("float8", 8),
-    UNKNOWN: ("unknown", -2),
-    BPCHAR: ("bpchar", -1),
-    VARCHAR: ("varchar", -1),
-    DATE: ("date", 4),
-    TIME: ("time", 8),
-    TIMESTAMP: ("timestamp", 8),
-    TIMESTAMPTZ: ("timestamptz", 8),
-    INTERVAL: ("interval", 16),
-    NUMERIC: ("numeric", -1),
-    UUID: ("uuid", 16),
-    JSONB: ("jsonb", -1),
-    **{a.oid: (a.name, -1) for a in arrays.ARRAY_TYPES.values()},
-}
 
-# SQL type names (as written in CREATE TABLE or casts) for each OID, for format_type and DDL answers
-SQL_NAMES: dict[int, str] = {
-    BOOL: "boolean",
-    BYTEA: "bytea",
-    INT8: "bigint",
-    INT2: "smallint",
-    INT4: "integer",
-    TEXT: "text",
-    JSON: "json",
-    FLOAT4: "real",
-    FLOAT8: "double precision",
-    VARCHAR: "character varying",
-    BPCHAR: "character",
-    DATE: "date",
-    TIME: "time without time zone",
-    TIMESTAMP: "timestamp without time zone",
-    TIMESTAMPTZ: "timestamp with time zone",
-    INTERVAL: "interval",
-    NUMERIC: "numeric",
-    UUID: "uuid",
-    JSONB: "jsonb",
-    NAME: "name",
-    OID: "oid",
-    CHAR: '"char"',
-}
+# What ``format_type`` and the catalogs name each type, derived from the registry (older callers' views)
+TYPE_INFO: dict[int, tuple[str, int]] = {p.oid: (p.name, p.length) for p in REGISTRY}
+SQL_NAMES: dict[int, str] = {p.oid: p.sql_name for p in REGISTRY}
 
 
 def type_size(oid: int) -> int:
-    return TYPE_INFO.get(oid, ("", -1))[1]
+    found = REGISTRY.by_oid.get(oid)
+    return found.length if found is not None else -1
+
+
+# Declared types whose SQLite meaning differs from the PostgreSQL type of the same name: SQLite's INTEGER
+# and REAL are 64-bit; a declared CHAR is PostgreSQL's character (bpchar), not the one-byte "char".
+_DECLARED: dict[str, int] = {
+    "integer": INT8,
+    "real": FLOAT8,
+    "char": BPCHAR,
+    "character": BPCHAR,
+    "double": FLOAT8,
+    "float": FLOAT8,
+    "tinyint": INT2,
+    "datetime": TIMESTAMP,
+    "timestamp with time zone": TIMESTAMPTZ,
+    "timestamp without time zone": TIMESTAMP,
+    "time with time zone": TIME,
+    "time without time zone": TIME,
+    "timetz": TIME,
+}
+
+
+# types whose columns the dialect declares with a TEXT suffix, for SQLite's TEXT affinity
+_TEXT_STORED = frozenset(("json", "jsonb"))
 
 
 def oid_for_declared(declared: str | None) -> int | None:
     """The OID a column of this declared type announces; None when there is no declared type."""
     if not declared:
         return None
-    t = declared.strip().lower()
-    base = t.split("(", 1)[0].strip()
-    exact = _EXACT.get(base)
-    if exact is not None:
-        return exact
-    # SQLite's affinity rules, in its order, for everything else
+    return declared_type(declared)[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def declared_type(declared: str) -> tuple[int, int]:
+    """(OID, type modifier) of a declared type: ``NUMERIC(10,2)`` → (numeric, its typmod)."""
+    t = " ".join(declared.strip().lower().split())
+    base, _, rest = t.partition("(")
+    base = base.strip()
+    modifiers, _, after = rest.partition(")")
+    if after.strip():  # "timestamp(3) with time zone"
+        base = f"{base} {after.strip()}"
+    if base.endswith(" text") and base[:-5] in _TEXT_STORED:  # "JSONB TEXT": a jsonb with TEXT affinity
+        base = base[:-5]
+    oid = _DECLARED.get(base)
+    if oid is None:
+        known = REGISTRY.by_name.get(base)
+        oid = known.oid if known is not None else _affinity(base, t)
+    typmod = -1
+    numbers = [int(n) for n in re.findall(r"\d+", modifiers)]
+    if oid == NUMERIC and numbers:
+        typmod = numeric.typmod_of(numbers[0], numbers[1] if len(numbers) > 1 else 0)
+    elif oid in (VARCHAR, BPCHAR) and numbers:
+        typmod = numbers[0] + 4
+    return oid, typmod
+
+
+def _affinity(base: str, t: str) -> int:
+    """SQLite's affinity rules, in its order, for a declared type no record names."""
     if "int" in base:
         return INT8
     if "char" in base or "clob" in base or "text" in base:
@@ -144,56 +142,6 @@ def oid_for_declared(declared: str | None) -> int | None:
             else TIMESTAMP
         )
     return NUMERIC if ("numeric" in base or "decimal" in base) else TEXT
-
-
-_EXACT: dict[str, int] = {
-    "bool": BOOL,
-    "boolean": BOOL,
-    "smallint": INT2,
-    "int2": INT2,
-    "int": INT4,
-    "int4": INT4,
-    "mediumint": INT4,
-    "serial": INT4,
-    "smallserial": INT2,
-    "integer": INT8,
-    "bigint": INT8,
-    "int8": INT8,
-    "bigserial": INT8,
-    "real": FLOAT8,
-    "float4": FLOAT4,
-    "float": FLOAT8,
-    "float8": FLOAT8,
-    "double": FLOAT8,
-    "double precision": FLOAT8,
-    "numeric": NUMERIC,
-    "decimal": NUMERIC,
-    "text": TEXT,
-    "clob": TEXT,
-    "varchar": VARCHAR,
-    "character varying": VARCHAR,
-    "nvarchar": VARCHAR,
-    "char": BPCHAR,
-    "character": BPCHAR,
-    "bpchar": BPCHAR,
-    "blob": BYTEA,
-    "bytea": BYTEA,
-    "date": DATE,
-    "time": TIME,
-    "datetime": TIMESTAMP,
-    "timestamp": TIMESTAMP,
-    "timestamp without time zone": TIMESTAMP,
-    "timestamptz": TIMESTAMPTZ,
-    "timestamp with time zone": TIMESTAMPTZ,
-    "interval": INTERVAL,
-    "json": JSON,
-    "jsonb": JSONB,
-    "uuid": UUID,
-    "name": NAME,
-    "oid": OID,
-    # the catalog's array columns ("_text", "int2vector"); a user's INTEGER[] stays JSON text
-    **{name: a.oid for name, a in arrays.BY_NAME.items()},
-}
 
 
 def oid_for_value(value: SQLiteValue) -> int:
@@ -220,348 +168,104 @@ def column_oid(declared: str | None, rows: list[tuple[SQLiteValue, ...]], index:
     return TEXT
 
 
-# ---------------------------------------------------------------------------------------- text format
-def _float_text(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return repr(v)
+# ---------------------------------------------------------------------------------------- output
+_ENCODE_ERRORS = (struct.error, ValueError, TypeError, OverflowError, decimal.InvalidOperation)
 
 
-def _bytes_text(v: bytes) -> str:
-    return "\\x" + v.hex()
-
-
-def to_text(value: SQLiteValue, oid: int) -> bytes:
-    """PostgreSQL's text output of ``value`` as a column of type ``oid``."""
-    if isinstance(value, bytes):
-        if oid in (BYTEA, UNKNOWN):
-            return _bytes_text(value).encode()
-        if oid == UUID and len(value) == 16:
-            return str(uuid.UUID(bytes=value)).encode()
-        try:
-            value.decode()  # text as it is stored, if it is text at all
-        except UnicodeDecodeError:
-            return _bytes_text(value).encode()
-        return value
-    if oid == BOOL and isinstance(value, int | float | str):
-        return b"t" if _truthy(value) else b"f"
-    if isinstance(value, float):
-        return _float_text(value).encode()
-    if isinstance(value, int):
-        if oid in (TIMESTAMPTZ, TIMESTAMP):
-            stamp = dt.datetime.fromtimestamp(value, dt.UTC)
-            return _timestamp_text(stamp, oid == TIMESTAMPTZ).encode()
-        return str(value).encode()
-    text = str(value)
-    if oid == TIMESTAMPTZ and _lacks_offset(text):
-        text += "+00"
-    return text.encode()
-
-
-def _truthy(value: int | float | str) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("t", "true", "1", "yes", "on", "y")
-    return bool(value)
-
-
-def _lacks_offset(text: str) -> bool:
-    tail = text[10:]  # after the date
-    return bool(tail) and not (tail.endswith("Z") or "+" in tail or tail.count("-") > 0)
-
-
-def _timestamp_text(stamp: dt.datetime, tz: bool) -> str:
-    text = stamp.strftime("%Y-%m-%d %H:%M:%S") + (
-        f".{stamp.microsecond:06d}".rstrip("0") if stamp.microsecond else ""
-    )
-    return text + ("+00" if tz else "")
-
-
-# ---------------------------------------------------------------------------------------- binary format
-_EPOCH_DATE = dt.date(2000, 1, 1)
-_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-_I2, _I4, _I8 = struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
-_F4, _F8 = struct.Struct(">f"), struct.Struct(">d")
-
-
-class NotEncodable(ValueError):
-    """A value that the announced type cannot carry in binary format."""
-
-
-def to_binary(value: SQLiteValue, oid: int) -> bytes:
-    """PostgreSQL's binary (send) representation of ``value`` as type ``oid``."""
-    try:
-        encode = _BINARY[oid]
-    except KeyError:
-        return to_text(value, oid)  # text-like types: the same bytes
-    try:
-        return encode(value)
-    except (struct.error, ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
-        raise NotEncodable(f"{value!r} cannot be sent as {TYPE_INFO.get(oid, (str(oid),))[0]}: {e}") from e
-
-
-def _int_value(value: SQLiteValue) -> int:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str | bytes):
-        return int(value)
-    raise TypeError(f"not an integer: {value!r}")
-
-
-def _float_value(value: SQLiteValue) -> float:
-    if isinstance(value, bytes):
-        return float(value.decode())
-    if value is None:
-        raise TypeError("NULL")
-    return float(value)
-
-
-def _parse_timestamp(value: SQLiteValue) -> dt.datetime:
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    text = text.strip().replace("T", " ")
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    if len(text) > 3 and text[-3] in "+-" and text[-3:].lstrip("+-").isdigit() and ":" not in text[-6:]:
-        text += ":00"  # "+00" → "+00:00"
-    stamp = dt.datetime.fromisoformat(text)
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)
-
-
-def _timestamp_binary(value: SQLiteValue) -> bytes:
-    delta = _parse_timestamp(value) - _EPOCH
-    return _I8.pack((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds)
-
-
-def _date_binary(value: SQLiteValue) -> bytes:
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    return _I4.pack((dt.date.fromisoformat(text[:10]) - _EPOCH_DATE).days)
-
-
-def _time_binary(value: SQLiteValue) -> bytes:
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    t = dt.time.fromisoformat(text)
-    return _I8.pack(((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond)
-
-
-def _uuid_binary(value: SQLiteValue) -> bytes:
-    if isinstance(value, bytes) and len(value) == 16:
-        return value
-    return uuid.UUID(str(value.decode() if isinstance(value, bytes) else value)).bytes
-
-
-def _numeric_binary(value: SQLiteValue) -> bytes:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return struct.pack(">hhHH", 0, 0, 0xC000, 0)
-        if math.isinf(value):
-            return struct.pack(">hhHH", 0, 0, 0xD000 if value > 0 else 0xF000, 0)
-        d = decimal.Decimal(repr(value))
-    else:
-        d = decimal.Decimal(value.decode() if isinstance(value, bytes) else str(value))
-    return numeric_send(d)
-
-
-def numeric_send(d: decimal.Decimal) -> bytes:
-    """PostgreSQL's numeric binary format: base-10000 digits, weight, sign and display scale."""
-    if d.is_nan():
-        return struct.pack(">hhHH", 0, 0, 0xC000, 0)
-    sign, digits, exponent = d.as_tuple()
-    assert isinstance(exponent, int)
-    dscale = max(0, -exponent)
-    text = "".join(map(str, digits))
-    if exponent >= 0:
-        int_part, frac_part = text + "0" * exponent, ""
-    else:
-        cut = len(text) + exponent
-        int_part, frac_part = (text[:cut] if cut > 0 else ""), (text[cut:] if cut >= 0 else "0" * -cut + text)
-    int_part = int_part.lstrip("0")
-    int_groups = []
-    if int_part:
-        pad = (-len(int_part)) % 4
-        padded = "0" * pad + int_part
-        int_groups = [int(padded[i : i + 4]) for i in range(0, len(padded), 4)]
-    frac_groups = []
-    if frac_part:
-        padded = frac_part + "0" * ((-len(frac_part)) % 4)
-        frac_groups = [int(padded[i : i + 4]) for i in range(0, len(padded), 4)]
-    groups = int_groups + frac_groups
-    weight = len(int_groups) - 1
-    while groups and groups[-1] == 0:
-        groups.pop()
-    while groups and groups[0] == 0:
-        groups.pop(0)
-        weight -= 1
-    if not groups:
-        weight = 0
-    return struct.pack(f">hhHH{len(groups)}H", len(groups), weight, 0x4000 if sign else 0, dscale, *groups)
-
-
-def _jsonb_binary(value: SQLiteValue) -> bytes:
-    return b"\x01" + to_text(value, JSONB)
-
-
-_BINARY: dict[int, Callable[[SQLiteValue], bytes]] = {
-    BOOL: lambda v: b"\x01" if _truthy(v) else b"\x00",  # type: ignore[arg-type]
-    INT2: lambda v: _I2.pack(_int_value(v)),
-    INT4: lambda v: _I4.pack(_int_value(v)),
-    INT8: lambda v: _I8.pack(_int_value(v)),
-    OID: lambda v: struct.pack(">I", _int_value(v)),
-    FLOAT4: lambda v: _F4.pack(_float_value(v)),
-    FLOAT8: lambda v: _F8.pack(_float_value(v)),
-    BYTEA: lambda v: v if isinstance(v, bytes) else str(v).encode(),
-    TIMESTAMP: _timestamp_binary,
-    TIMESTAMPTZ: _timestamp_binary,
-    DATE: _date_binary,
-    TIME: _time_binary,
-    UUID: _uuid_binary,
-    NUMERIC: _numeric_binary,
-    JSONB: _jsonb_binary,
-}
-
-
-def _array_binary(value: SQLiteValue, array: arrays.ArrayType) -> bytes:
-    return arrays.pack(
-        [None if v is None else to_binary(v, array.element) for v in arrays.items(value)], array
-    )
-
-
-_BINARY.update({oid: functools.partial(_array_binary, array=a) for oid, a in arrays.ARRAY_TYPES.items()})
+def encoder(oid: int, binary: bool, typmod: int = -1) -> Callable[[SQLiteValue], bytes]:
+    """The function that encodes a non-NULL value of a column of this type and format."""
+    pg_type = REGISTRY.by_oid.get(oid) or REGISTRY.by_oid[TEXT]
+    scale = numeric.scale_of(typmod) if oid == NUMERIC else None
+    if scale is not None:
+        text, binary_out = numeric.scaled(scale)
+        return binary_out if binary else text
+    if binary:
+        return pg_type.binary_out or pg_type.text_out
+    return pg_type.text_out
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """How one result column is announced and encoded."""
+    """How one result column is announced and encoded (the encoder is picked once, from the registry)."""
 
     name: str
     oid: int
     binary: bool
+    typmod: int = -1
+    _encode: Callable[[SQLiteValue], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_encode", encoder(self.oid, self.binary, self.typmod))
 
     def encode(self, value: SQLiteValue) -> bytes | None:
         if value is None:
             return None
-        if self.binary:
-            return to_binary(value, self.oid)
-        return to_text(value, self.oid)
+        try:
+            return self._encode(value)
+        except NotEncodable:
+            raise
+        except _ENCODE_ERRORS as e:
+            if not self.binary and not isinstance(e, DatetimeError):
+                return REGISTRY.by_oid[TEXT].text_out(value)  # text: what is stored, as it is stored
+            name = TYPE_INFO.get(self.oid, (str(self.oid),))[0]
+            raise NotEncodable(f"{value!r} cannot be sent as {name}: {e}") from e
+
+
+def declared_column(name: str, declared: str | None, default: int = TEXT, binary: bool = False) -> Column:
+    """A column of a declared type (its OID and type modifier); ``default`` when it has none."""
+    if not declared:
+        return Column(name, default, binary)
+    oid, typmod = declared_type(declared)
+    return Column(name, oid, binary, typmod)
+
+
+def result_column(name: str, declared: str | None, rows: list[tuple[SQLiteValue, ...]], index: int) -> Column:
+    """A result column as its declared type announces it, else as its first non-NULL value does."""
+    if declared:
+        return declared_column(name, declared)
+    return Column(name, column_oid(None, rows, index), False)
+
+
+def to_text(value: SQLiteValue, oid: int) -> bytes:
+    """PostgreSQL's text output of ``value`` as a column of type ``oid``."""
+    out = Column("", oid, False).encode(value)
+    return b"" if out is None else out
+
+
+def to_binary(value: SQLiteValue, oid: int) -> bytes:
+    """PostgreSQL's binary (send) representation of ``value`` as type ``oid``."""
+    out = Column("", oid, True).encode(value)
+    return b"" if out is None else out
+
+
+numeric_send = numeric.numeric_send
+numeric_recv = numeric.numeric_recv
 
 
 # ---------------------------------------------------------------------------------------- parameters
-class BadParameter(ValueError):
-    """A parameter value that does not parse as its type (SQLSTATE 22P02)."""
+_DECODE_ERRORS = (ValueError, struct.error, UnicodeDecodeError, decimal.InvalidOperation, OverflowError)
 
 
 def decode_param(data: bytes | None, oid: int, binary: bool) -> SQLiteValue:
-    """A Bind parameter as the SQLite value it binds as."""
+    """A Bind parameter as the SQLite value it binds as (its storage form)."""
     if data is None:
         return None
+    pg_type = REGISTRY.by_oid.get(oid)
+    if pg_type is None:
+        if binary and oid:
+            raise BadParameter(f"binary parameters of type {oid} are not supported")
+        try:
+            return data.decode()
+        except UnicodeDecodeError as e:
+            raise BadParameter("invalid byte sequence for encoding UTF8", "22021") from e
+    decode = pg_type.binary_in if binary else pg_type.text_in
+    if decode is None:
+        raise BadParameter(f"binary parameters of type {pg_type.name} are not supported", "0A000")
     try:
-        return _decode_binary(data, oid) if binary else _decode_text(data, oid)
+        return decode(data)
     except BadParameter:
         raise
-    except (ValueError, struct.error, UnicodeDecodeError, decimal.InvalidOperation) as e:
-        name = TYPE_INFO.get(oid, (f"type {oid}",))[0]
-        raise BadParameter(f"invalid input for {name}: {data[:60]!r}") from e
-
-
-def _decode_text(data: bytes, oid: int) -> SQLiteValue:
-    if oid == BYTEA:
-        text = data.decode()
-        if text.startswith("\\x"):
-            return bytes.fromhex(text[2:])
-        return data
-    text = data.decode()
-    if oid in (INT2, INT4, INT8, OID):
-        return int(text)
-    if oid in (FLOAT4, FLOAT8):
-        return float(text)
-    if oid == BOOL:
-        low = text.strip().lower()
-        if low in ("t", "true", "yes", "on", "1", "y"):
-            return 1
-        if low in ("f", "false", "no", "off", "0", "n"):
-            return 0
-        raise BadParameter(f"invalid input syntax for type boolean: {text!r}")
-    if oid == NUMERIC:
-        d = decimal.Decimal(text)
-        return int(d) if d == d.to_integral_value() and "." not in text and "e" not in text.lower() else text
-    array = arrays.ARRAY_TYPES.get(oid)
-    if array is not None and text.lstrip().startswith("{"):  # arrays are JSON text in SQLite
-        element = array.element
-        values = [
-            None if v is None else _decode_text(v.encode(), element) for v in arrays.literal_items(text)
-        ]
-        return json_text([_bytes_text(v) if isinstance(v, bytes) else v for v in values])
-    return text
-
-
-def _decode_binary(data: bytes, oid: int) -> SQLiteValue:
-    if oid == INT2:
-        return int(_I2.unpack(data)[0])
-    if oid == INT4:
-        return int(_I4.unpack(data)[0])
-    if oid == INT8:
-        return int(_I8.unpack(data)[0])
-    if oid == OID:
-        return int(struct.unpack(">I", data)[0])
-    if oid == FLOAT4:
-        return float(_F4.unpack(data)[0])
-    if oid == FLOAT8:
-        return float(_F8.unpack(data)[0])
-    if oid == BOOL:
-        if len(data) != 1:
-            raise BadParameter("a binary boolean is one byte")
-        return 1 if data != b"\x00" else 0
-    if oid == BYTEA:
-        return data
-    if oid == UUID:
-        return str(uuid.UUID(bytes=data))
-    if oid == DATE:
-        return (_EPOCH_DATE + dt.timedelta(days=_I4.unpack(data)[0])).isoformat()
-    if oid in (TIMESTAMP, TIMESTAMPTZ):
-        stamp = _EPOCH + dt.timedelta(microseconds=_I8.unpack(data)[0])
-        text = stamp.strftime("%Y-%m-%d %H:%M:%S") + (
-            f".{stamp.microsecond:06d}" if stamp.microsecond else ""
-        )
-        return text + ("+00:00" if oid == TIMESTAMPTZ else "")
-    if oid == TIME:
-        micros = _I8.unpack(data)[0]
-        seconds, micro = divmod(micros, 1_000_000)
-        return (dt.datetime.min + dt.timedelta(seconds=seconds, microseconds=micro)).time().isoformat()
-    if oid == NUMERIC:
-        return str(numeric_recv(data))
-    if oid == JSONB:
-        if not data or data[0] != 1:
-            raise BadParameter("unsupported jsonb version")
-        return data[1:].decode()
-    if oid in (JSON, TEXT, VARCHAR, BPCHAR, NAME, UNKNOWN, 0):
-        return data.decode()
-    if oid in arrays.ARRAY_TYPES:  # arrays are JSON text in SQLite
-        element, raw = arrays.unpack(data)
-        values = [None if b is None else _decode_binary(b, element) for b in raw]
-        return json_text([_bytes_text(v) if isinstance(v, bytes) else v for v in values])
-    raise BadParameter(f"binary parameters of type {TYPE_INFO.get(oid, (str(oid),))[0]} are not supported")
-
-
-def numeric_recv(data: bytes) -> decimal.Decimal:
-    ndigits, weight, sign, dscale = struct.unpack(">hhHH", data[:8])
-    if sign == 0xC000:
-        return decimal.Decimal("NaN")
-    if sign in (0xD000, 0xF000):
-        return decimal.Decimal("Infinity" if sign == 0xD000 else "-Infinity")
-    digits = struct.unpack(f">{ndigits}H", data[8 : 8 + 2 * ndigits])
-    value = decimal.Decimal(0)
-    for i, group in enumerate(digits):
-        value += decimal.Decimal(group) * (decimal.Decimal(10000) ** (weight - i))
-    if sign == 0x4000:
-        value = -value
-    return (
-        value.quantize(decimal.Decimal(1).scaleb(-dscale)) if dscale else value.quantize(decimal.Decimal(1))
-    )
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    except DatetimeError as e:
+        raise BadParameter(str(e), e.sqlstate) from e
+    except _DECODE_ERRORS as e:
+        raise BadParameter(f"invalid input for {pg_type.name}: {data[:60]!r}") from e

@@ -177,12 +177,6 @@ def node(node_factory: NodeFactory) -> NodeProcess:
     return node
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the catalog announces INTEGER as bigint and varchar/numeric without their length and scale until "
-    "the type registry lands (issue 16, types); with it, only Integer primary keys (SERIAL, kept as the "
-    "rowid alias INTEGER PRIMARY KEY) still reflect as bigint. Strict: remove this mark once it passes",
-)
 def test_alembic_autogenerate_upgrade_downgrade_as_on_postgresql(
     tmp_path: Path, node: NodeProcess, postgres: PostgresServer
 ) -> None:

@@ -8,7 +8,9 @@ Unnamed constraints are named as PostgreSQL names them (``t_pkey``, ``t_a_b_key`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,12 +81,35 @@ class Table:
         )
         if kind != "table":
             return cls(name, "v", columns)
-        declared = _declared(name, _sql(conn, "table", name, schema))
+        sql = _sql(conn, "table", name, schema)
+        serial = _serial_types(sql)
+        if serial:  # a SERIAL rowid alias: declared INTEGER for SQLite, PostgreSQL's integer to clients
+            columns = tuple(
+                dataclasses.replace(c, declared=serial.get(c.name.lower(), c.declared)) for c in columns
+            )
+        declared = _declared(name, sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared, schema)
         if pk and not any(index.primary for index in indexes):  # the rowid alias: SQLite lists no index
             indexes.insert(0, Index(declared.primary_key or f"{name}_pkey", pk, True, True, True))
         return cls(name, "r", columns, tuple(indexes), _foreign_keys(conn, name, declared), declared.checks)
+
+
+_JSON_TEXT = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
+# the comment the dialect leaves after a SERIAL or IDENTITY column's INTEGER (sql/rewrites.py)
+SERIAL_TYPE = re.compile(
+    r'(?:"((?:[^"]|"")+)"|`([^`]+)`|\[([^\]]+)\]|(\w+))\s+INTEGER\s*/\* pg:(int[248]) \*/', re.I
+)
+
+
+def _serial_types(sql: str | None) -> dict[str, str]:
+    """Column (lower case) → the PostgreSQL type of each SERIAL/IDENTITY column of a CREATE TABLE."""
+    if not sql or "/* pg:" not in sql:
+        return {}
+    return {
+        (m.group(1) or m.group(2) or m.group(3) or m.group(4)).replace('""', '"').lower(): m.group(5)
+        for m in SERIAL_TYPE.finditer(sql)
+    }
 
 
 def _opt(value: Any) -> str | None:
@@ -121,7 +146,9 @@ class _Declared:
     def parse(cls, table: str, sql: str | None) -> _Declared:
         declared = cls(table)
         try:
-            tree = sqlglot.parse_one(sql or "", read="sqlite")
+            # "JSON TEXT" (the dialect's JSON column, TEXT for its affinity) is one type to SQLite, two words
+            # to sqlglot, which then cannot read the table at all
+            tree = sqlglot.parse_one(_JSON_TEXT.sub(r"\1", sql or ""), read="sqlite")
         except SqlglotError:
             return declared  # a statement beyond sqlglot: PostgreSQL's default names, no CHECKs
         if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Schema):

@@ -103,10 +103,26 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
             continue
         for constraint in identity:
             constraint.pop()
-        # exactly INTEGER: the rowid alias (announced int8, SQLite's 64-bit integer; see docs/pg.md Types)
-        column.set("kind", exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
+        # exactly INTEGER: the rowid alias (announced int8, SQLite's 64-bit integer; see docs/pg.md Types).
+        # The PostgreSQL type it was (serial: integer) stays in a comment SQLite keeps in the schema, which
+        # the catalog reads (catalog/tables.py: SERIAL_TYPE), so reflection sees int4 as PostgreSQL shows it.
+        integer = exp.DataType(this=DType.USERDEFINED, kind="INTEGER")
+        pg_type = _SERIAL_TYPES.get(kind.this) if is_serial and isinstance(kind, exp.DataType) else None
+        if identity and isinstance(kind, exp.DataType):
+            pg_type = _IDENTITY_TYPES.get(kind.this)
+        if pg_type:
+            integer.add_comments([f"pg:{pg_type}"])
+        column.set("kind", integer)
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
+        # PRIMARY KEY (id), also named: CONSTRAINT t_pk PRIMARY KEY (id)
+        table_keys = table_keys + [
+            k
+            for e in schema.expressions
+            if isinstance(e, exp.Constraint)
+            for k in e.expressions
+            if isinstance(k, exp.PrimaryKey)
+        ]
         key_names = [[_key_name(k) for k in key.expressions] for key in table_keys]
         if key_names == [[column.name]]:
             continue  # PRIMARY KEY (id) on an INTEGER column is the rowid alias as well
@@ -119,6 +135,10 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
                 hint="SQLite generates values only for an INTEGER PRIMARY KEY column",
             )
         column.append("constraints", exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()))
+
+
+_SERIAL_TYPES = {DType.SERIAL: "int4", DType.SMALLSERIAL: "int2"}
+_IDENTITY_TYPES = {DType.INT: "int4", DType.SMALLINT: "int2"}
 
 
 def _key_name(key: exp.Expr) -> str:

@@ -27,6 +27,7 @@ from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
 from sqlite_ha.server.pgwire.catalog.tables import ForeignKey, Index, Table
+from sqlite_ha.server.pgwire.sql import schemas
 from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
 
@@ -258,6 +259,7 @@ class Catalog:
             "pg_current_role": (lambda: self.user, 0),
             "pg_get_userbyid": (lambda oid: self.user, 1),
             "pg_my_temp_schema": (lambda: PG_TEMP, 0),
+            "pg_table_is_visible": (self._visible, 1),
             "pg_is_other_temp_schema": (lambda oid: 0, 1),
             "current_database": (lambda: self.database, 0),
             "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
@@ -358,19 +360,26 @@ class Catalog:
             version = (version << 32) + int(conn.execute("PRAGMA temp.schema_version").fetchall()[0][0])  # type: ignore[arg-type]
         if version == self.version:
             return
-        tables = [
-            Table.read(conn, str(kind), str(name)) for kind, name in conn.execute(_USER_OBJECTS).fetchall()
-        ]
+        objects = [(str(kind), str(name)) for kind, name in conn.execute(_USER_OBJECTS).fetchall()]
+        # CREATE SCHEMA s made the view "s." (sql/schemas.py); its tables are "s.t"
+        user_schemas = {name[:-1] for kind, name in objects if kind == "view" and name.endswith(".")}
+        schemas.note({name.lower() for name in user_schemas})
+        tables = [_read(conn, kind, name) for kind, name in objects if not name.endswith(".")]
         temp_tables = (
-            [Table.read(conn, str(kind), str(name), "temp") for kind, name in conn.execute(_TEMP_OBJECTS)]
+            [_read(conn, str(kind), str(name), "temp") for kind, name in conn.execute(_TEMP_OBJECTS)]
             if temp
             else []
         )
         with self.conn:
-            self._fill(tables, temp_tables)
+            self._fill(tables, temp_tables, sorted(user_schemas))
         self.version = version
 
-    def _fill(self, tables: list[Table], temp_tables: list[Table] | None = None) -> None:
+    def _fill(
+        self,
+        tables: list[Table],
+        temp_tables: list[Table] | None = None,
+        user_schemas: list[str] | None = None,
+    ) -> None:
         c = self.conn
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
@@ -381,7 +390,7 @@ class Catalog:
             "datistemplate, datallowconn, datlocprovider) VALUES (16384, ?, 10, 6, 'C', 'C', 0, 1, 'c')",
             (self.database,),
         )
-        c.execute("DELETE FROM pg_namespace WHERE oid = ?", (PG_TEMP,))
+        c.execute("DELETE FROM pg_namespace WHERE oid = ? OR oid > ?", (PG_TEMP, FIRST_OID))
         if temp_tables:
             c.execute(
                 "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (PG_TEMP, PG_TEMP_NAME)
@@ -389,12 +398,18 @@ class Catalog:
         temps = {id(table) for table in temp_tables or ()}
         tables = [*tables, *(temp_tables or ())]
         oids = iter(range(FIRST_OID + 1, 2**31))
+        namespaces = {name.lower(): (next(oids), name) for name in user_schemas or ()}
+        for oid, name in namespaces.values():
+            c.execute("INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (oid, name))
         table_oids = {table.name.lower(): next(oids) for table in tables}
         by_name = {table.name.lower(): table for table in tables}
         referenced = {fk.parent.lower() for table in tables for fk in table.foreign_keys}
         for table in tables:
             oid = table_oids[table.name.lower()]
             self._namespace = (PG_TEMP, PG_TEMP_NAME, "t") if id(table) in temps else (PUBLIC, "public", "p")
+            schema, _ = schemas.split(table.name, frozenset(namespaces))
+            if schema is not None and id(table) not in temps:
+                self._namespace = (namespaces[schema.lower()][0], namespaces[schema.lower()][1], "p")
             self._relation(
                 oid,
                 table.name,
@@ -409,7 +424,7 @@ class Catalog:
                 (
                     self.database,
                     self._namespace[1],
-                    table.name,
+                    self._local(table.name),
                     "BASE TABLE" if table.kind == "r" else "VIEW",
                 ),
             )
@@ -433,7 +448,7 @@ class Catalog:
                     parent_keys=[parent_positions.get(col.lower(), 0) for col in fk.parent_columns],
                     actions=(fk.on_update, fk.on_delete),
                 )
-                self._definitions[con_oid] = _foreign_key_definition(fk)
+                self._definitions[con_oid] = _foreign_key_definition(fk, frozenset(namespaces))
             for check in table.checks:
                 con_oid = next(oids)
                 used = [
@@ -462,7 +477,7 @@ class Catalog:
                 (
                     self.database,
                     self._namespace[1],
-                    table.name,
+                    self._local(table.name),
                     col.name,
                     n,
                     col.default,
@@ -508,7 +523,8 @@ class Catalog:
         where = f" WHERE {index.predicate}" if index.predicate else ""  # as pretty-printed: psql shows it
         unique = "UNIQUE " if index.unique else ""
         self._definitions[index_oid] = (
-            f"CREATE {unique}INDEX {_quote(index.name)} ON {self._namespace[1]}.{_quote(table.name)} "
+            f"CREATE {unique}INDEX {_quote(self._local(index.name))} ON {self._namespace[1]}."
+            f"{_quote(self._local(table.name))} "
             f"USING btree ({shown}){where}"
         )
         if index.primary or index.constraint:
@@ -519,6 +535,18 @@ class Catalog:
             self._definitions[con_oid] = (
                 f"{'PRIMARY KEY' if index.primary else 'UNIQUE'} ({', '.join(texts)})"
             )
+
+    def _local(self, name: str) -> str:
+        """A name as its schema shows it: ``"s.t"`` of the schema ``s`` (sql/schemas.py) is ``t`` there."""
+        if self._namespace[0] in (PUBLIC, PG_TEMP):
+            return name
+        prefix = self._namespace[1] + "."
+        return name[len(prefix) :] if name.lower().startswith(prefix.lower()) else name
+
+    def _visible(self, oid: SQLiteValue) -> int:
+        """pg_table_is_visible: the search path is "$user", public (and the session's pg_temp)."""
+        found = self.conn.execute("SELECT relnamespace FROM pg_class WHERE oid = ?", (oid,)).fetchall()
+        return 1 if not found or found[0][0] in (PUBLIC, PG_TEMP, PG_CATALOG, INFORMATION_SCHEMA) else 0
 
     def _relation(
         self,
@@ -537,7 +565,7 @@ class Catalog:
             "relrowsecurity, relforcerowsecurity, reltablespace, reloftype, relreplident, relnatts) "
             "VALUES (?, ?, ?, 0, 10, ?, ?, ?, ?, 0, -1, ?, 0, ?, 0, 0, 0, 0, 'd', ?)",
             (
-                *(oid, name, self._namespace[0], _AM.get(kind, 0), kind, self._namespace[2]),
+                *(oid, self._local(name), self._namespace[0], _AM.get(kind, 0), kind, self._namespace[2]),
                 *(has_index, checks, has_triggers, natts),
             ),
         )
@@ -561,7 +589,7 @@ class Catalog:
             "(?, ?, ?, ?, 0, 0, 1, ?, 0, ?, 0, ?, ?, ?, 's', 1, 0, 0, ?, ?, ?)",
             (
                 oid,
-                name,
+                self._local(name),
                 self._namespace[0],
                 kind,
                 table,
@@ -619,7 +647,18 @@ class Catalog:
 _ACTION_NAMES = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
-def _foreign_key_definition(fk: ForeignKey) -> str:
+def _read(conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> Table:
+    """A table or view as the catalog lists it; a view over a table dropped since (SQLite allows that)
+    has no columns, rather than failing every catalog query."""
+    try:
+        return Table.read(conn, kind, name, schema)
+    except apsw.SQLError:
+        if kind != "view":
+            raise
+        return Table(name, "v", ())
+
+
+def _foreign_key_definition(fk: ForeignKey, user_schemas: frozenset[str] = frozenset()) -> str:
     """pg_get_constraintdef of a foreign key: ``FOREIGN KEY (a) REFERENCES t(id) ON DELETE CASCADE``."""
     actions = "".join(
         f" ON {event} {_ACTION_NAMES[code]}"
@@ -628,7 +667,9 @@ def _foreign_key_definition(fk: ForeignKey) -> str:
     )
     columns = ", ".join(_quote(col) for col in fk.columns)
     referenced = ", ".join(_quote(col) for col in fk.parent_columns)
-    return f"FOREIGN KEY ({columns}) REFERENCES {_quote(fk.parent)}({referenced}){actions}"
+    schema, parent = schemas.split(fk.parent, user_schemas)  # "s.t" is s.t, as PostgreSQL prints it
+    shown = _quote(parent) if schema is None else f"{_quote(schema)}.{_quote(parent)}"
+    return f"FOREIGN KEY ({columns}) REFERENCES {shown}({referenced}){actions}"
 
 
 def _typed(sql: str, description: Any) -> list[tuple[str, str | None]]:

@@ -45,6 +45,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
+from sqlite_ha.server.pgwire.sql import schemas
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
@@ -198,6 +199,7 @@ def _has_pg_syntax(masked: str) -> bool:
         or (_SYMBOL_START.search(masked) is not None and _PG_SYMBOLS.search(masked) is not None)
         or (not _CONTEXT_WORDS.isdisjoint(words) and _PG_IN_CONTEXT.search(upper) is not None)
         or _keyword_used_as_name(upper, words)
+        or schemas.needs_sqlglot(upper, words)
     )
 
 
@@ -274,6 +276,10 @@ def _renumber(code: str) -> tuple[str, int]:
 def translate(sql: str) -> Translation:
     """SQLite text for a PostgreSQL query string (possibly several statements); cached by text, refusals
     too: a client repeating a statement that cannot be translated would otherwise pay sqlglot every time."""
+    global _schema_generation
+    if schemas.generation != _schema_generation:  # a schema appeared: cached fast-path texts may name it
+        _schema_generation = schemas.generation
+        _translated.cache_clear()
     found = _translated(sql)
     if isinstance(found, Translation):
         return found
@@ -288,6 +294,14 @@ def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
         return fast if fast is not None else _translate_with_sqlglot(sql)
     except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
         return e.reason, e.hint, e.sqlstate
+
+
+_schema_generation = 0
+
+
+def note_schemas(names: set[str] | frozenset[str]) -> None:
+    """Schemas of a served database (``sql/schemas.py``): statements naming one must go through sqlglot."""
+    schemas.note(names)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -19,6 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
+from sqlite_ha.server.pgwire.sql import schemas
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
 from sqlite_ha.server.pgwire.types import arrays, datetimes
@@ -78,11 +79,33 @@ def split_statement(tree: exp.Expr) -> list[exp.Expr]:
             for drop, table in zip(drops, tables, strict=True):
                 drop.set("tables", [table.copy()])
             return drops
+    if isinstance(tree, exp.Create | exp.Drop) and str(tree.args.get("kind") or "").upper() == "SCHEMA":
+        return [_schema_statement(tree)]
     if isinstance(tree, exp.Create):
         tree.set("concurrently", False)
         if isinstance(tree.this, exp.Schema):
             _rewrite_identity_columns(tree.this)
     return [tree]
+
+
+def _schema_statement(tree: exp.Create | exp.Drop) -> exp.Expr:
+    """``CREATE SCHEMA s``: the view that records it (see ``schemas.py``). ``DROP SCHEMA`` is refused."""
+    target = tree.this if isinstance(tree, exp.Create) else (tree.args.get("tables") or [None])[0]
+    db = target.args.get("db") if isinstance(target, exp.Table) else None
+    name = db.name if isinstance(db, exp.Identifier) else ""
+    if isinstance(tree, exp.Drop):
+        raise TranslationError(
+            "DROP SCHEMA is not supported",
+            hint="drop the schema's tables; the schema itself stays",
+            sqlstate="0A000",
+        )
+    if not name or not schemas.is_user_schema(name):
+        raise TranslationError(f'schema "{name}" already exists', sqlstate="42P06")
+    schemas.note({name})  # statements naming it must now go through sqlglot (their cache is dropped later)
+    view = sqlglot.parse_one(schemas.marker_view(name), read="sqlite")
+    if tree.args.get("exists"):
+        view.set("exists", True)
+    return view
 
 
 def _rewrite_identity_columns(schema: exp.Schema) -> None:
@@ -500,8 +523,28 @@ def _generate_series(table: exp.Table, series: exp.Expr) -> exp.Expr:
 
 def _drop_public_schema(node: exp.Table | exp.Column, ctx: RewriteContext) -> exp.Expr:
     db = node.args.get("db")
-    if isinstance(db, exp.Identifier) and db.name.lower() == "public" and not node.args.get("catalog"):
+    if not isinstance(db, exp.Identifier) or node.args.get("catalog"):
+        return node
+    if db.name.lower() == "public":
         node.set("db", None)
+    elif not ctx.catalog and schemas.is_user_schema(db.name):
+        # s.t is the table "s.t" (schemas.py); s.t.col a column of it
+        if isinstance(node, exp.Table) and node.name:
+            node.set("this", exp.to_identifier(schemas.prefixed(db.name, node.name), quoted=True))
+            node.set("db", None)
+        elif isinstance(node, exp.Column) and node.table:
+            node.set("table", exp.to_identifier(schemas.prefixed(db.name, node.table), quoted=True))
+            node.set("db", None)
+    return node
+
+
+def _rewrite_index(node: exp.Index, ctx: RewriteContext) -> exp.Expr:
+    """``CREATE INDEX ix ON s.t``: the index is ``"s.ix"``, in its table's schema as in PostgreSQL."""
+    table, name = node.args.get("table"), node.args.get("this")
+    if isinstance(table, exp.Table) and isinstance(name, exp.Identifier):
+        schema, dot, _ = table.name.partition(".")
+        if dot and table.this.args.get("quoted") and schemas.is_user_schema(schema):
+            node.set("this", exp.to_identifier(schemas.prefixed(schema, name.name), quoted=True))
     return node
 
 
@@ -650,6 +693,7 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.Array: _rewrite_array,
     exp.Table: _rewrite_table,
     exp.Column: _drop_public_schema,
+    exp.Index: _rewrite_index,
     exp.OnConflict: _rewrite_on_conflict,
     exp.IndexParameters: _rewrite_index_parameters,
     exp.ColumnDef: _rewrite_column_def,

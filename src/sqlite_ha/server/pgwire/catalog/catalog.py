@@ -14,6 +14,7 @@ a query computes are JSON and are printed in PostgreSQL's form on the way out.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator
@@ -180,7 +181,7 @@ def column_types() -> dict[tuple[str, str], str]:
     return found
 
 
-_AM = {"r": 2, "i": 403}  # heap, btree
+_AM = {"r": 2, "m": 2, "i": 403}  # heap, btree
 
 
 # Catalogs of features SQLite has not (row security, extended statistics, publications, inheritance): always
@@ -364,7 +365,20 @@ class Catalog:
         # CREATE SCHEMA s made the view "s." (sql/schemas.py); its tables are "s.t"
         user_schemas = {name[:-1] for kind, name in objects if kind == "view" and name.endswith(".")}
         schemas.note({name.lower() for name in user_schemas})
-        tables = [_read(conn, kind, name) for kind, name in objects if not name.endswith(".")]
+        # a materialized view v is the table v, its query the view "pg_matview.v" (sql/rewrites.py)
+        matviews = {
+            name[len(schemas.MATVIEW) :].lower()
+            for kind, name in objects
+            if kind == "view" and name.startswith(schemas.MATVIEW)
+        }
+        tables = [
+            dataclasses.replace(table, kind="m") if table.name.lower() in matviews else table
+            for table in (
+                _read(conn, kind, name)
+                for kind, name in objects
+                if not name.endswith(".") and not name.startswith(schemas.MATVIEW)
+            )
+        ]
         temp_tables = (
             [_read(conn, str(kind), str(name), "temp") for kind, name in conn.execute(_TEMP_OBJECTS)]
             if temp

@@ -81,11 +81,69 @@ def split_statement(tree: exp.Expr) -> list[exp.Expr]:
             return drops
     if isinstance(tree, exp.Create | exp.Drop) and str(tree.args.get("kind") or "").upper() == "SCHEMA":
         return [_schema_statement(tree)]
+    materialized = _materialized_view(tree)
+    if materialized is not None:
+        return materialized
     if isinstance(tree, exp.Create):
         tree.set("concurrently", False)
         if isinstance(tree.this, exp.Schema):
             _rewrite_identity_columns(tree.this)
     return [tree]
+
+
+_REFRESH = re.compile(
+    r"^\s*MATERIALIZED\s+VIEW\s+(?:CONCURRENTLY\s+)?(.+?)(?:\s+WITH\s+(NO\s+)?DATA)?\s*$", re.I
+)
+
+
+def _materialized_view(tree: exp.Expr) -> list[exp.Expr] | None:
+    """A materialized view ``v`` is a table ``v`` holding the rows of its query as they were when it was
+    made or last refreshed (what PostgreSQL answers from one), with the query kept as the view
+    ``"pg_matview.v"`` (``schemas.MATVIEW``): ``REFRESH`` empties the table and fills it from that view,
+    and the catalog shows ``v`` with ``relkind 'm'``. All of it is ordinary DDL and rows: it replicates."""
+    if isinstance(tree, exp.Create) and tree.find(exp.MaterializedProperty) is not None:
+        if not isinstance(tree.this, exp.Table) or not isinstance(tree.expression, exp.Query):
+            return None
+        target = tree.this
+        definition = exp.Create(
+            this=exp.Table(this=exp.to_identifier(schemas.matview(_dotted(target)), quoted=True)),
+            kind="VIEW",
+            expression=tree.expression,
+        )
+        rows = exp.select("*").from_(
+            exp.Table(this=exp.to_identifier(schemas.matview(_dotted(target)), quoted=True))
+        )
+        table = exp.Create(this=target.copy(), kind="TABLE", expression=rows)
+        if tree.args.get("exists"):
+            definition.set("exists", True)
+            table.set("exists", True)
+        return [definition, table]
+    if isinstance(tree, exp.Drop) and tree.args.get("materialized"):
+        statements: list[exp.Expr] = []
+        for target in tree.args.get("tables") or []:
+            exists = bool(tree.args.get("exists"))
+            statements.append(exp.Drop(this=None, kind="TABLE", tables=[target.copy()], exists=exists))
+            marker = exp.Table(this=exp.to_identifier(schemas.matview(_dotted(target)), quoted=True))
+            statements.append(exp.Drop(kind="VIEW", tables=[marker], exists=exists))
+        return statements
+    if isinstance(tree, exp.Command) and str(tree.this).upper() == "REFRESH":
+        text = tree.expression.name if isinstance(tree.expression, exp.Literal) else str(tree.expression)
+        found = _REFRESH.match(text)
+        if found is None:
+            return None
+        target = exp.to_table(found.group(1), dialect="postgres")
+        marker = exp.Table(this=exp.to_identifier(schemas.matview(_dotted(target)), quoted=True))
+        fill = exp.insert(exp.select("*").from_(marker), target.copy())
+        return [exp.Delete(this=target.copy()), *([] if found.group(2) else [fill])]
+    return None
+
+
+def _dotted(table: exp.Table) -> str:
+    db = table.args.get("db")
+    name = table.name
+    if isinstance(db, exp.Identifier) and schemas.is_user_schema(db.name):
+        return schemas.prefixed(db.name, name)
+    return name
 
 
 def _schema_statement(tree: exp.Create | exp.Drop) -> exp.Expr:

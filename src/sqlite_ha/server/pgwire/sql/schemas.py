@@ -41,6 +41,13 @@ def split(name: str, schemas: set[str] | frozenset[str]) -> tuple[str | None, st
     return None, name
 
 
+MATVIEW = "pg_matview."  # the view "pg_matview.v" keeps the query of the materialized view v (rewrites.py)
+
+
+def matview(name: str) -> str:
+    return MATVIEW + name
+
+
 def marker_view(schema: str) -> str:
     return f'CREATE VIEW "{schema}{MARKER_SUFFIX}" AS SELECT NULL WHERE 0'
 
@@ -61,4 +68,6 @@ def note(names: set[str] | frozenset[str]) -> bool:
 def needs_sqlglot(upper: str, words: list[str]) -> bool:
     """Whether upper-cased, string-masked SQL is about schemas (``CREATE SCHEMA``) or names a known one
     (``S.T``): sqlglot must rewrite it."""
-    return "SCHEMA" in words or (_pattern is not None and _pattern.search(upper) is not None)
+    if "SCHEMA" in words or "MATERIALIZED" in words:
+        return True
+    return _pattern is not None and _pattern.search(upper) is not None

@@ -46,6 +46,7 @@ from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
 from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
 from sqlite_ha.server.pgwire.prepared import parameter_type as _parameter_type
+from sqlite_ha.server.pgwire.sql import schemas as schema_names
 from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 from sqlite_ha.server.pgwire.sql.dialect import (
     TranslationError,
@@ -321,7 +322,12 @@ class Session(SessionState):
         prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
         prepared.temp = not is_catalog and temp.is_temp(self, sql, translation.sql)
         if describe:
-            self._describe_statement(prepared)
+            try:
+                self._describe_statement(prepared)
+            except PgError as e:
+                if schema_names.unknown_schema(e.message) and schema_names.learn(self._db().db):
+                    return self._prepare(sql, param_oids, describe=describe)  # it names a schema now known
+                raise
         return prepared
 
     def _describe_statement(self, prepared: Prepared) -> None:
@@ -479,6 +485,17 @@ class Session(SessionState):
 
     # ------------------------------------------------------------------------------------ running
     async def run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
+        try:
+            return await self._run(prepared, params)
+        except PgError as e:
+            # a schema another node made (or made before this process started): learn it, translate again
+            if not (schema_names.unknown_schema(e.message) and schema_names.learn(self._db().db)):
+                raise
+        fresh = self._prepare(prepared.sql, prepared.param_oids, describe=False)
+        prepared.run_sql, prepared.read_only = fresh.run_sql, None
+        return await self._run(prepared, params)
+
+    async def _run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         if self.failed and prepared.kind not in ("rollback", "commit", "rollback_to"):
             raise PgError(
                 "25P02", "current transaction is aborted, commands ignored until end of transaction block"

@@ -157,6 +157,8 @@ def _schema_statement(tree: exp.Create | exp.Drop) -> exp.Expr:
             hint="drop the schema's tables; the schema itself stays",
             sqlstate="0A000",
         )
+    if name.lower().startswith("pg_"):
+        raise TranslationError(f'unacceptable schema name "{name}"', sqlstate="42939")
     if not name or not schemas.is_user_schema(name):
         raise TranslationError(f'schema "{name}" already exists', sqlstate="42P06")
     schemas.note({name})  # statements naming it must now go through sqlglot (their cache is dropped later)

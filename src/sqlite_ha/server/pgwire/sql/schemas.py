@@ -15,6 +15,10 @@ of the schemas it has seen (``note``) and a statement naming one goes through sq
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlite_ha.db.database import Database
 
 # schemas that are not prefixes: PostgreSQL's own, and SQLite's (main, temp) which clients may name
 SYSTEM = frozenset({"public", "pg_catalog", "information_schema", "main", "temp", "pg_temp", "pg_toast"})
@@ -71,3 +75,19 @@ def needs_sqlglot(upper: str, words: list[str]) -> bool:
     if "SCHEMA" in words or "MATERIALIZED" in words:
         return True
     return _pattern is not None and _pattern.search(upper) is not None
+
+
+_NO_SUCH_QUALIFIED = re.compile(r"no such (?:table|view|index): [^.\s]+\.")
+
+
+def unknown_schema(message: str) -> bool:
+    """Whether SQLite's error says a statement named a schema it does not know (``s.t`` read as ATTACHed)."""
+    return "unknown database" in message or _NO_SUCH_QUALIFIED.search(message) is not None
+
+
+def learn(db: Database) -> bool:
+    """Note the schemas recorded in ``db`` (a ``Database``: its marker views); True when one was new."""
+    rows = db.reader_connection.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'view' AND name LIKE '%.'"
+    ).fetchall()
+    return note({str(row[0])[:-1] for row in rows})

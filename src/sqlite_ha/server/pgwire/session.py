@@ -36,7 +36,7 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import commands, explain, handshake, temp
+from sqlite_ha.server.pgwire import commands, comments, explain, handshake, temp
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
@@ -289,6 +289,9 @@ class Session(SessionState):
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
         kind = classify(sql)
+        if kind == "comment" and comments.kept(sql):  # written as the table's comment view: a write
+            run_sql = comments.statement(sql, self._catalog())
+            return Prepared(sql=sql, kind="query", run_sql=run_sql, param_oids=param_oids, columns=None)
         if kind != "query":
             # SHOW answers one text column; every other session command answers no rows
             columns = [t.Column(commands.show_label(sql), t.TEXT, False)] if kind == "show" else None

@@ -64,6 +64,7 @@ _PER_DATABASE = (
     "pg_index",
     "pg_constraint",
     "pg_database",
+    "pg_description",
     "information_schema.tables",
     "information_schema.columns",
 )
@@ -182,6 +183,21 @@ def column_types() -> dict[tuple[str, str], str]:
 
 
 _AM = {"r": 2, "m": 2, "i": 403}  # heap, btree
+# the catalogs' own OIDs (as PostgreSQL's): pg_description.classoid says which catalog an object is in
+_SYSTEM_CLASSES = {
+    "pg_class": 1259,
+    "pg_type": 1247,
+    "pg_proc": 1255,
+    "pg_attribute": 1249,
+    "pg_namespace": 2615,
+    "pg_constraint": 2606,
+    "pg_index": 2610,
+    "pg_description": 2609,
+    "pg_database": 1262,
+    "pg_am": 2601,
+    "pg_trigger": 2620,
+    "pg_rewrite": 2618,
+}
 
 
 # Catalogs of features SQLite has not (row security, extended statistics, publications, inheritance): always
@@ -250,6 +266,7 @@ class Catalog:
         self._index_keys: dict[int, list[str]] = {}  # index oid → its key columns and expressions
         # where the relation being filled lives: namespace oid, its name, relpersistence
         self._namespace: tuple[int, str, str] = (PUBLIC, "public", "p")
+        self._comments: dict[str, dict[str, str]] = {}  # table (lower case) → column ('' the table) → text
 
     def _register(self) -> None:
         catalog_functions.register(self.conn)
@@ -261,6 +278,8 @@ class Catalog:
             "pg_get_userbyid": (lambda oid: self.user, 1),
             "pg_my_temp_schema": (lambda: PG_TEMP, 0),
             "pg_table_is_visible": (self._visible, 1),
+            "obj_description": (lambda oid, *kind: self._description(oid, 0), -1),
+            "col_description": (self._description, 2),
             "pg_is_other_temp_schema": (lambda oid: 0, 1),
             "current_database": (lambda: self.database, 0),
             "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
@@ -285,9 +304,31 @@ class Catalog:
             return keys[column - 1] if column <= len(keys) else None
         return self._definitions.get(oid)
 
-    def _lookup(self, sql: str, value: SQLiteValue) -> SQLiteValue:
-        found = self.conn.execute(sql, (value,)).fetchall()
+    def _lookup(self, sql: str, *values: SQLiteValue) -> SQLiteValue:
+        found = self.conn.execute(sql, values).fetchall()
         return found[0][0] if found else None
+
+    def _regclass(self, text: str, name: str) -> SQLiteValue:
+        """The OID of a relation named as ``regclass`` input: ``t`` (the session's TEMP one first, then
+        public), ``s.t`` in a schema, or one of the catalogs (``pg_catalog.pg_class``)."""
+        schema, dot, relname = text.partition(".")
+        schema = schema.strip('"')
+        if dot and schema.lower() not in ("public", "pg_catalog"):
+            return self._lookup(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ? AND c.relname = ?",
+                schema,
+                relname.strip('"'),
+            )
+        found = self._lookup(
+            "SELECT oid FROM pg_class WHERE relname = ? AND relnamespace IN (?, ?) "
+            "ORDER BY relnamespace = ? DESC",
+            name,
+            PG_TEMP,
+            PUBLIC,
+            PG_TEMP,
+        )
+        return _SYSTEM_CLASSES.get(name) if found is None else found
 
     def _regoid(self, kind: SQLiteValue, value: SQLiteValue) -> int | None:
         """``value::regclass`` (and the other reg* types) compared or joined: the object's OID."""
@@ -298,7 +339,7 @@ class Catalog:
             return int(text)
         name = text.removeprefix("public.").removeprefix("pg_catalog.").strip('"')
         if kind == "regclass":
-            found = self._lookup("SELECT oid FROM pg_class WHERE relname = ?", name)
+            found = self._regclass(text, name)
         elif kind == "regnamespace":
             found = self._lookup("SELECT oid FROM pg_namespace WHERE nspname = ?", name)
         elif kind == "regrole":
@@ -365,6 +406,15 @@ class Catalog:
         # CREATE SCHEMA s made the view "s." (sql/schemas.py); its tables are "s.t"
         user_schemas = {name[:-1] for kind, name in objects if kind == "view" and name.endswith(".")}
         schemas.note({name.lower() for name in user_schemas})
+        # comments of t: the view "pg_comment:t" (pgwire/comments.py)
+        self._comments = {
+            name[len(schemas.COMMENTS) :].lower(): {
+                str(attname): str(text)
+                for attname, text in conn.execute(f'SELECT attname, description FROM "{name}"').fetchall()
+            }
+            for kind, name in objects
+            if kind == "view" and name.startswith(schemas.COMMENTS)
+        }
         # a materialized view v is the table v, its query the view "pg_matview.v" (sql/rewrites.py)
         matviews = {
             name[len(schemas.MATVIEW) :].lower()
@@ -376,7 +426,7 @@ class Catalog:
             for table in (
                 _read(conn, kind, name)
                 for kind, name in objects
-                if not name.endswith(".") and not name.startswith(schemas.MATVIEW)
+                if not name.endswith(".") and not name.startswith((schemas.MATVIEW, schemas.COMMENTS))
             )
         ]
         temp_tables = (
@@ -444,6 +494,10 @@ class Catalog:
             )
             self._columns(oid, table, oids)
             positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
+            for column, text in self._comments.get(table.name.lower(), {}).items():
+                sub = positions.get(column.lower()) if column else 0
+                if sub is not None:
+                    c.execute("INSERT INTO pg_description VALUES (?, 1259, ?, ?)", (oid, sub, text))
             for index in table.indexes:
                 self._index(oid, table, index, positions, oids)
             for fk in table.foreign_keys:
@@ -549,6 +603,16 @@ class Catalog:
             self._definitions[con_oid] = (
                 f"{'PRIMARY KEY' if index.primary else 'UNIQUE'} ({', '.join(texts)})"
             )
+
+    def comments_of(self, table: str) -> dict[str, str]:
+        """The comments of ``table`` (as SQLite names it): column name (``''`` the table's) → text."""
+        return dict(self._comments.get(table.lower(), {}))
+
+    def _description(self, oid: SQLiteValue, sub: SQLiteValue) -> SQLiteValue:
+        found = self.conn.execute(
+            "SELECT description FROM pg_description WHERE objoid = ? AND objsubid = ?", (oid, sub)
+        ).fetchall()
+        return found[0][0] if found else None
 
     def _local(self, name: str) -> str:
         """A name as its schema shows it: ``"s.t"`` of the schema ``s`` (sql/schemas.py) is ``t`` there."""

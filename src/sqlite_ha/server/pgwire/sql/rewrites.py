@@ -69,21 +69,17 @@ def split_statement(tree: exp.Expr) -> list[exp.Expr]:
     """Statement-level rewrites, some of which turn one statement into several."""
     if isinstance(tree, exp.TruncateTable):  # RESTART IDENTITY is implied for a rowid alias; CASCADE ignored
         return [exp.Delete(this=table.copy()) for table in tree.expressions]
-    if isinstance(tree, exp.Drop):
-        tree.set("cascade", False)
-        tree.set("restrict", False)
-        tree.set("concurrently", False)
-        tables = tree.args.get("tables") or []
-        if len(tables) > 1:  # SQLite drops one object per statement
-            drops: list[exp.Expr] = [tree.copy() for _ in tables]
-            for drop, table in zip(drops, tables, strict=True):
-                drop.set("tables", [table.copy()])
-            return drops
     if isinstance(tree, exp.Create | exp.Drop) and str(tree.args.get("kind") or "").upper() == "SCHEMA":
         return [_schema_statement(tree)]
     materialized = _materialized_view(tree)
     if materialized is not None:
         return materialized
+    if isinstance(tree, exp.Drop):
+        drops: list[exp.Expr] = list(_split_drop(tree))
+        if str(tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+            # and its comments (pgwire/comments.py): a table made again under this name has none
+            return [statement for drop in drops for statement in (drop, _drop_comments(drop))]  # type: ignore[arg-type]
+        return drops
     if isinstance(tree, exp.Create):
         tree.set("concurrently", False)
         if isinstance(tree.this, exp.Schema):
@@ -125,6 +121,7 @@ def _materialized_view(tree: exp.Expr) -> list[exp.Expr] | None:
             statements.append(exp.Drop(this=None, kind="TABLE", tables=[target.copy()], exists=exists))
             marker = exp.Table(this=exp.to_identifier(schemas.matview(_dotted(target)), quoted=True))
             statements.append(exp.Drop(kind="VIEW", tables=[marker], exists=exists))
+            statements.append(_drop_comments(exp.Drop(kind="TABLE", tables=[target.copy()])))
         return statements
     if isinstance(tree, exp.Command) and str(tree.this).upper() == "REFRESH":
         text = tree.expression.name if isinstance(tree.expression, exp.Literal) else str(tree.expression)
@@ -136,6 +133,25 @@ def _materialized_view(tree: exp.Expr) -> list[exp.Expr] | None:
         fill = exp.insert(exp.select("*").from_(marker), target.copy())
         return [exp.Delete(this=target.copy()), *([] if found.group(2) else [fill])]
     return None
+
+
+def _split_drop(tree: exp.Drop) -> list[exp.Drop]:
+    tree.set("cascade", False)
+    tree.set("restrict", False)
+    tree.set("concurrently", False)
+    tables = tree.args.get("tables") or []
+    if len(tables) <= 1:
+        return [tree]
+    drops = [tree.copy() for _ in tables]  # SQLite drops one object per statement
+    for drop, table in zip(drops, tables, strict=True):
+        drop.set("tables", [table.copy()])
+    return drops
+
+
+def _drop_comments(drop: exp.Drop) -> exp.Drop:
+    table = (drop.args.get("tables") or [exp.Table(this=exp.to_identifier(""))])[0]
+    marker = exp.Table(this=exp.to_identifier(schemas.COMMENTS + _dotted(table), quoted=True))
+    return exp.Drop(kind="VIEW", tables=[marker], exists=True)
 
 
 def _dotted(table: exp.Table) -> str:

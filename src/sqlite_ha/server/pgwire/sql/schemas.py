@@ -45,6 +45,7 @@ def split(name: str, schemas: set[str] | frozenset[str]) -> tuple[str | None, st
     return None, name
 
 
+COMMENTS = "pg_comment:"  # the view "pg_comment:t" holds the comments of t and its columns (comments.py)
 MATVIEW = "pg_matview."  # the view "pg_matview.v" keeps the query of the materialized view v (rewrites.py)
 
 
@@ -72,8 +73,8 @@ def note(names: set[str] | frozenset[str]) -> bool:
 def needs_sqlglot(upper: str, words: list[str]) -> bool:
     """Whether upper-cased, string-masked SQL is about schemas (``CREATE SCHEMA``) or names a known one
     (``S.T``): sqlglot must rewrite it."""
-    if "SCHEMA" in words or "MATERIALIZED" in words:
-        return True
+    if "SCHEMA" in words or "MATERIALIZED" in words or (words and words[0] == "DROP"):
+        return True  # (a DROP drops the object's comments too: sql/rewrites.py)
     return _pattern is not None and _pattern.search(upper) is not None
 
 

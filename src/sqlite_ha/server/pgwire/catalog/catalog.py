@@ -76,6 +76,10 @@ _SETTINGS = {
 }
 
 
+def _quote_always(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _quote(name: str) -> str:
     return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
 
@@ -410,7 +414,7 @@ class Catalog:
         self._comments = {
             name[len(schemas.COMMENTS) :].lower(): {
                 str(attname): str(text)
-                for attname, text in conn.execute(f'SELECT attname, description FROM "{name}"').fetchall()
+                for attname, text in conn.execute(f"SELECT attname, description FROM {_quote_always(name)}")
             }
             for kind, name in objects
             if kind == "view" and name.startswith(schemas.COMMENTS)

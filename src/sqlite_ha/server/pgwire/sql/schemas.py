@@ -73,8 +73,10 @@ def note(names: set[str] | frozenset[str]) -> bool:
 def needs_sqlglot(upper: str, words: list[str]) -> bool:
     """Whether upper-cased, string-masked SQL is about schemas (``CREATE SCHEMA``) or names a known one
     (``S.T``): sqlglot must rewrite it."""
-    if "SCHEMA" in words or "MATERIALIZED" in words or (words and words[0] == "DROP"):
-        return True  # (a DROP drops the object's comments too: sql/rewrites.py)
+    if "SCHEMA" in words or "MATERIALIZED" in words:
+        return True
+    if len(words) > 1 and words[0] == "DROP" and words[1] in ("TABLE", "VIEW"):
+        return True  # it drops the object's comments too (sql/rewrites.py)
     return _pattern is not None and _pattern.search(upper) is not None
 
 

@@ -27,10 +27,22 @@ SCRIPT = Path(__file__).with_name("node_postgres.js")
 PASSWORD = "node pg"
 
 
-def run_script(url: str) -> dict[str, Any]:
-    node = shutil.which("node")
+def node_postgres() -> str:
+    """The node binary, with pg installed from the lock file (as .ci/run does) if it is not there yet."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (MODULES / "pg").is_dir() and npm is not None:
+        subprocess.run(
+            [npm, "ci", "--prefix", str(MODULES.parent), "--no-audit", "--no-fund", "--silent"],
+            check=False,
+            timeout=300,
+        )
     if node is None or not (MODULES / "pg").is_dir():
-        pytest.fail("node and node-postgres are needed: .ci/run installs pg into .ci/node-pg (npm ci)")
+        pytest.fail("node and node-postgres are needed: apt install nodejs npm; .ci/run installs pg (npm ci)")
+    return node
+
+
+def run_script(url: str) -> dict[str, Any]:
+    node = node_postgres()
     env = {**os.environ, "NODE_PATH": str(MODULES), "TZ": "UTC"}
     done = subprocess.run([node, str(SCRIPT), url], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr

@@ -378,6 +378,39 @@ class Database(GroupCommit):
             self._lent = None
             lent.set()
 
+    def read_view(self) -> ReadView:
+        """A read transaction of its own, for a REPEATABLE READ block: every read sees one snapshot."""
+        if self.spec.memory:
+            raise StatementNotAllowed(
+                "REPEATABLE READ needs a reader connection of its own, which an in-memory database has not",
+                hint="use READ COMMITTED, or serve the database from a file",
+            )
+        c = self._take_slow_reader()
+        try:
+            c.control("BEGIN")
+            c.conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # the snapshot starts here
+        except BaseException:
+            if c.conn.in_transaction:
+                c.control("ROLLBACK")
+            self._slow_readers.append(c)
+            raise
+        return ReadView(self, c)
+
+    async def _read_in_view(self, c: Guarded, statements: Sequence[Statement]) -> Execution:
+        """Run reads inside a ReadView's open transaction (on a thread: it may not be interrupted and
+        moved to another connection as a slow inline read is)."""
+        timeout = self.options.limits.timeout
+        self.stats.reads += 1
+        outcomes = await on_thread(
+            self._slow, c.conn, c.deadline, self._run, c, [statements], None, timeout, False, True
+        )
+        return first_outcome(outcomes)
+
+    def _end_read_view(self, c: Guarded) -> None:
+        if c.conn.in_transaction:
+            c.control("ROLLBACK")
+        self._slow_readers.append(c)
+
     def _take_slow_reader(self) -> Guarded:
         return self._slow_readers.pop() if self._slow_readers else self._opener.reader()
 
@@ -441,7 +474,7 @@ class Database(GroupCommit):
                 pass  # ``_settle_held`` commits or rolls back once the log answered
             elif capture is not None:
                 self.end_write(committed)
-            elif c.conn.in_transaction:
+            elif c.conn.in_transaction and not (hold and not begin):  # a ReadView's transaction stays
                 c.control("ROLLBACK")
         cs, payload = captured if captured is not None else (None, None)
         return [o if isinstance(o, HAError) else Execution(o, cs, payload) for o in outcomes]
@@ -609,3 +642,24 @@ class Database(GroupCommit):
                 c.conn.close()
             except apsw.Error as e:  # closing must not stop the shutdown of the other databases
                 log.warning("closing %s: %s", self.id, e)
+
+
+class ReadView:
+    """A snapshot of the database that stays while a transaction block runs (REPEATABLE READ): reads run in
+    one open read transaction on a reader connection of its own; WAL keeps what it sees until it ends."""
+
+    def __init__(self, db: Database, c: Guarded) -> None:
+        self._db = db
+        self._c: Guarded | None = c
+
+    async def execute(self, statements: Sequence[Statement]) -> Execution:
+        if self._c is None:
+            raise BadRequest("the read view has ended")
+        if not self._db.is_read_only(statements):
+            raise StatementNotAllowed("cannot execute a write in a read-only transaction")
+        return await self._db._read_in_view(self._c, statements)
+
+    def close(self) -> None:
+        c, self._c = self._c, None
+        if c is not None:
+            self._db._end_read_view(c)

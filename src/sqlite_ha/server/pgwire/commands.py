@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.copy.operation import Copy, CopyError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
@@ -49,7 +50,9 @@ async def run(session: SessionState, prepared: Prepared) -> Outcome:
     if kind == "begin":
         if not session.block.begin():
             session.notice("there is already a transaction in progress", "25001")
-        elif session.forward is not None:
+            return Outcome("BEGIN")
+        isolation.began(session, sql)
+        if session.forward is not None:
             session.forward.began(sql)
         return Outcome("BEGIN")
     if kind in ("commit", "rollback"):
@@ -78,6 +81,11 @@ async def run(session: SessionState, prepared: Prepared) -> Outcome:
         return Outcome("CLOSE CURSOR ALL")
     if kind == "copy":
         return await _copy(session, prepared)
+    if kind == "lock":
+        await isolation.lock_table(session, sql)
+        return Outcome("LOCK TABLE")
+    if kind == "owner":
+        return _owner(session, sql)
     if kind == "deallocate":
         found = _DEALLOCATE.match(sql)
         name = found.group(1).strip('"') if found else ""
@@ -147,6 +155,7 @@ async def _end_block(session: SessionState, *, commit: bool) -> Outcome:
         session.notice("there is no transaction in progress", "25P01")
         return Outcome("COMMIT" if commit else "ROLLBACK")
     tx = ended.tx
+    isolation.ended(session)
     if tx is None:
         return Outcome(tag)
     if not ended.commit:
@@ -194,7 +203,27 @@ def _savepoint(session: SessionState, kind: str, sql: str) -> Outcome:
         raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
 
 
+_OWNER_TO = re.compile(r"^\s*ALTER\s+(.+?)\s+OWNER\s+TO\s+(.+?)\s*;?\s*$", re.I | re.S)
+
+
+def _owner(session: SessionState, sql: str) -> Outcome:
+    """``ALTER TABLE … OWNER TO role`` (pg_dump writes one per object): everything belongs to the one
+    owner already, so the session's own user (or CURRENT_USER) is granted as is; another role does not
+    exist here."""
+    found = _OWNER_TO.match(sql)
+    what, role = (found.group(1), found.group(2)) if found else ("", "")
+    name = role.strip('"')
+    if role.lower() not in ("current_user", "session_user", "current_role") and name != session.user:
+        raise PgError("42704", f'role "{name}" does not exist')
+    words = what.split()
+    tag = "ALTER " + " ".join(words[:2] if words[0].upper() == "MATERIALIZED" else words[:1]).upper()
+    return Outcome(tag)
+
+
 def _set(session: SessionState, sql: str) -> Outcome:
+    if isolation.is_set_transaction(sql):
+        isolation.set_transaction(session, sql)
+        return Outcome("SET")
     found = _SET.match(sql) or _SET_NAMES.match(sql)
     if found is None:
         raise PgError("42601", f"cannot read {sql!r}")
@@ -252,9 +281,11 @@ def _setting(session: SessionState, name: str) -> str:
         "server_encoding": "UTF8",
         "client_encoding": "UTF8",
         "standard_conforming_strings": "on",
-        "transaction isolation level": "read committed",
-        "default_transaction_isolation": "read committed",
-        "transaction_isolation": "read committed",
+        "transaction isolation level": session.mode.level,
+        "default_transaction_isolation": session.default_mode.level,
+        "transaction_isolation": session.mode.level,
+        "transaction_read_only": "on" if session.mode.read_only else "off",
+        "default_transaction_read_only": "on" if session.default_mode.read_only else "off",
         "datestyle": "ISO, MDY",
         "timezone": "UTC",
         "integer_datetimes": "on",

@@ -36,8 +36,9 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import commands, comments, explain, handshake, temp
+from sqlite_ha.server.pgwire import commands, comments, explain, handshake, isolation, temp
 from sqlite_ha.server.pgwire.catalog import catalog
+from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
@@ -113,6 +114,7 @@ class Session(SessionState):
             if not await handshake.startup(self, cancel_registry):
                 return
             cancel_registry[(self.pid, self.secret)] = self
+            self.registry = cancel_registry  # type: ignore[assignment]  # its sessions are Sessions
             self.inline = True
             if self.forwarded_by is None and self.node.writer.name != "leaderless":
                 self.forward = Forward(self)
@@ -135,6 +137,7 @@ class Session(SessionState):
                 await self.conn.close()
 
     def _abandon(self) -> None:
+        isolation.ended(self)
         tx = self.block.abandon()
         if tx is not None:
             tx.rollback()
@@ -288,6 +291,7 @@ class Session(SessionState):
         return True
 
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
+        self.last_query = sql
         kind = classify(sql)
         if kind == "comment" and comments.kept(sql):  # written as the table's comment view: a write
             run_sql = comments.statement(sql, self._catalog())
@@ -540,6 +544,8 @@ class Session(SessionState):
             return None
         if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
+        if self.mode.snapshot:  # a REPEATABLE READ block reads its snapshot, in _run_query
+            return None
         try:
             db = self._db()
             if prepared.read_only is None:
@@ -580,11 +586,23 @@ class Session(SessionState):
         cat.sync(db.db.reader_connection)
         return cat
 
+    def _catalog_context(self, query: str) -> SessionContext:
+        """The session as the catalog's session-dependent views and functions show it."""
+        me = _view(self, query, "active")
+        registry = self.registry
+
+        def sessions() -> list[SessionView]:
+            return [me if s is self else _view(s, s.last_query, _idle_state(s)) for s in registry.values()]
+
+        return SessionContext(
+            me=me, settings=self.params, sessions=sessions, databases=self.node.database_ids()
+        )
+
     async def _run_query(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         db = self._db()
         if prepared.catalog:
             try:
-                result = self._catalog().run(prepared.run_sql, params)
+                result = self._catalog().run(prepared.run_sql, params, self._catalog_context(prepared.sql))
             except apsw.Error as e:
                 width = catalog.empty_answer(prepared.sql)
                 if width is None:
@@ -601,13 +619,21 @@ class Session(SessionState):
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
         elif self.in_block and not db.is_read_only([stmt]):
+            isolation.refuse_write(self, prepared.verb)
             tx = await db.begin()
             for name in self.block.took_writer(tx):
                 tx.savepoint(name)
             if self.read_seq is not None:
                 await forwarded.check_read_seq(self, db)
             result = (await tx.run([stmt]))[-1]
+        elif self.in_block and self.mode.snapshot:  # REPEATABLE READ: every read on the block's snapshot
+            if self.read_view is None:
+                self.read_view = db.db.read_view()
+            self.block_read = True
+            result = (await self.read_view.execute([stmt])).results[-1]
         else:
+            if self.default_mode.read_only and not self.in_block and not db.is_read_only([stmt]):
+                isolation.refuse_write(self, prepared.verb)
             try:
                 execution, seq = await db.execute([stmt])
             except ReplicationPending as e:
@@ -647,3 +673,22 @@ def _inferred(inferred: list[str | None], i: int) -> str | None:
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new
 # object whose file may hold another schema under the same schema_version.
 _CATALOGS: weakref.WeakKeyDictionary[Database, catalog.Catalog] = weakref.WeakKeyDictionary()
+
+
+def _view(session: SessionState, query: str, state: str) -> SessionView:
+    """A session as pg_stat_activity shows it."""
+    return SessionView(
+        pid=session.pid,
+        user=session.user,
+        database=session.db.id if session.db is not None else "",
+        application_name=session.params.get("application_name", ""),
+        backend_start=session.started,
+        state=state,
+        query=query,
+    )
+
+
+def _idle_state(session: SessionState) -> str:
+    if not session.in_block:
+        return "idle"
+    return "idle in transaction (aborted)" if session.failed else "idle in transaction"

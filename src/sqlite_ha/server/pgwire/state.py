@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlite_ha.db.authorizer import Permission
+from sqlite_ha.db.database import ReadView
 from sqlite_ha.db.transaction import WriteTransaction
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.security.users import User
 from sqlite_ha.served import ServedDatabase
+from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.connection import Connection
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.prepared import Outcome, Portal, Prepared
@@ -103,6 +106,14 @@ class SessionState:
         self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
         self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
         self.temp: SessionTemp | None = None  # the session's TEMP tables and views, once it makes one
+        self.started = time.time()
+        self.last_query = ""  # the last statement prepared, for pg_stat_activity
+        self.registry: dict[tuple[int, int], SessionState] = {}  # the node's sessions (set once logged in)
+        # transaction modes (isolation.py): SET SESSION CHARACTERISTICS, then BEGIN … / SET TRANSACTION …
+        self.default_mode = isolation.Mode()
+        self.mode = self.default_mode
+        self.read_view: ReadView | None = None  # a REPEATABLE READ block's snapshot, from its first read
+        self.block_read = False  # the block has read (on its snapshot)
 
     # ------------------------------------------------------------------------------------ I/O
     def send(self, data: bytes) -> None:

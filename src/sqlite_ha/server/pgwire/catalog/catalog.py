@@ -14,8 +14,6 @@ a query computes are JSON and are printed in PostgreSQL's form on the way out.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,10 +21,14 @@ from typing import Any
 import apsw
 
 from sqlite_ha import __version__
-from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
+from sqlite_ha.server.pgwire.catalog import namespaces
+from sqlite_ha.server.pgwire.catalog.activity import Activity, SessionContext, search_path_schemas
+from sqlite_ha.server.pgwire.catalog.names import Names, quote
+from sqlite_ha.server.pgwire.catalog.namespaces import PG_TEMP, PG_TEMP_NAME
+from sqlite_ha.server.pgwire.catalog.schema import SCHEMA, catalog_names
 from sqlite_ha.server.pgwire.catalog.tables import ForeignKey, Index, Table
 from sqlite_ha.server.pgwire.sql import schemas
 from sqlite_ha.server.pgwire.types import arrays
@@ -35,28 +37,31 @@ from sqlite_ha.server.pgwire.types import values as t
 VERSION = f"PostgreSQL 15.0 (sqlite-ha {__version__}, SQLite {apsw.sqlite_lib_version()})"
 PUBLIC, PG_CATALOG, INFORMATION_SCHEMA = 2200, 11, 13000
 FIRST_OID = 16384
-# a session's TEMP objects (pgwire/temp.py), as PostgreSQL names the first backend's temporary schema
-PG_TEMP, PG_TEMP_NAME = 16383, "pg_temp_3"
+DATABASE_OWNER = 6171  # pg_database_owner
+PUBLIC_ACL = "{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner}"
 
+# a query naming a catalog table or one of these functions runs on the catalog database
+_CATALOG_FUNCTIONS = (
+    "to_regtype|pg_table_is_visible|current_database|pg_get_userbyid|has_table_privilege|current_setting|"
+    "set_config|current_user|session_user|current_role|pg_is_in_recovery|pg_backend_pid|current_schemas|"
+    "pg_get_viewdef|pg_postmaster_start_time|inet_server_port|inet_server_addr|txid_current|"
+    "pg_current_xact_id|pg_get_keywords"
+)
 _CATALOG = re.compile(
-    r"\b(?:pg_catalog|information_schema|pg_class|pg_namespace|pg_type|pg_attribute|pg_index|pg_database|"
-    r"pg_roles|pg_am|pg_tables|pg_settings|to_regtype|pg_table_is_visible|current_database|"
-    r"pg_get_userbyid|has_table_privilege|current_setting|set_config|current_user|session_user|current_role)\b"
-    r"|\bversion\s*\(\s*\)",
+    rf"\b(?:pg_catalog|information_schema|{'|'.join(sorted(catalog_names(), key=len, reverse=True))}|"
+    rf"{_CATALOG_FUNCTIONS})\b|\bversion\s*\(\s*\)",
     re.I,
 )
 _REG_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(~|~\*|!~|!~\*)\s*\)", re.I)
+_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\.(=|<>|!=|<=|>=|<|>)\s*\)", re.I)  # pg_dump -t
 _COLLATE = re.compile(r"\bCOLLATE\s+pg_catalog\.\"?default\"?", re.I)
+_CHAR_CAST = re.compile(r'::\s*(?:pg_catalog\.)?"char"', re.I)  # PostgreSQL's one-byte type: text here
 _OID_ARRAY = re.compile(r"::\s*(?:pg_catalog\.)?oid\s*\[\s*\]", re.I)  # sqlglot reads no oid[]; _oid it does
 _VERSION_CALL = re.compile(r"\b(?:pg_catalog\.)?version\s*\(\s*\)", re.I)
 _USER_KEYWORD = re.compile(r"\b(current_user|session_user|current_role)\b(?!\s*\()", re.I)  # no parentheses
 # what catalog_query.rewrite puts before a translated query: the PostgreSQL types of the output columns
 _TYPES_HEADER = re.compile(r"^/\* pg_types: ([^*]*) \*/ ")
 
-_USER_OBJECTS = (
-    f"SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND {USER_OBJECTS} ORDER BY rowid"
-)
-_TEMP_OBJECTS = "SELECT type, name FROM temp.sqlite_schema WHERE type IN ('table', 'view') ORDER BY rowid"
 _PER_DATABASE = (
     "pg_class",
     "pg_attribute",
@@ -64,144 +69,15 @@ _PER_DATABASE = (
     "pg_index",
     "pg_constraint",
     "pg_database",
-    "pg_description",
+    "pg_rewrite",
+    "pg_depend",
+    "pg_trigger",
     "information_schema.tables",
     "information_schema.columns",
 )
-_SETTINGS = {
-    "jit": "off",
-    "default_table_access_method": "heap",
-    "server_version": "15.0",
-    "search_path": '"$user", public',
-}
-
-
-def _quote_always(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
-
-
-_SCHEMA = """
-CREATE TABLE pg_catalog.pg_namespace(oid oid PRIMARY KEY, nspname TEXT, nspowner oid, nspacl TEXT);
-CREATE TABLE pg_catalog.pg_class(
-  oid oid PRIMARY KEY, relname TEXT, relnamespace oid, reltype oid, relowner oid,
-  relam oid, relkind TEXT, relpersistence TEXT, relhasindex BOOLEAN, relispartition BOOLEAN,
-  reltuples REAL, relchecks INTEGER, relhasrules BOOLEAN, relhastriggers BOOLEAN, relrowsecurity BOOLEAN,
-  relforcerowsecurity BOOLEAN, reltablespace oid, reloftype oid, relreplident TEXT,
-  relpartbound TEXT, relacl TEXT, reloptions "_text", relnatts INTEGER, reltoastrelid oid DEFAULT 0,
-  relfilenode oid DEFAULT 0, relpages INTEGER DEFAULT 0, relisshared BOOLEAN DEFAULT 0,
-  relhassubclass BOOLEAN DEFAULT 0, relrewrite INTEGER DEFAULT 0, relfrozenxid INTEGER DEFAULT 0);
-CREATE TABLE pg_catalog.pg_type(
-  oid oid PRIMARY KEY, typname TEXT, typnamespace oid, typlen INTEGER, typtype TEXT,
-  typarray oid, typdelim TEXT, typrelid oid, typelem oid, typbasetype oid,
-  typnotnull BOOLEAN, typtypmod INTEGER, typcollation oid, typinput TEXT, typowner oid,
-  typcategory TEXT DEFAULT 'U', typbyval BOOLEAN DEFAULT 0, typispreferred BOOLEAN DEFAULT 0);
-CREATE TABLE pg_catalog.pg_attribute(
-  attrelid oid, attname TEXT, atttypid oid, attnum INTEGER, attnotnull BOOLEAN, atthasdef BOOLEAN,
-  attisdropped BOOLEAN, atttypmod INTEGER, attlen INTEGER, attidentity TEXT, attgenerated TEXT,
-  attcollation oid, attndims INTEGER, attstorage TEXT, attcompression TEXT DEFAULT '',
-  attstattarget INTEGER DEFAULT -1);
-CREATE TABLE pg_catalog.pg_database(
-  oid oid PRIMARY KEY, datname TEXT, datdba oid, encoding INTEGER, datcollate TEXT, datctype TEXT,
-  datistemplate BOOLEAN, datallowconn BOOLEAN, datacl TEXT, daticulocale TEXT, datlocprovider TEXT,
-  dattablespace oid DEFAULT 1663);
-CREATE TABLE pg_catalog.pg_roles(
-  oid oid PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN, rolinherit BOOLEAN DEFAULT 1,
-  rolcreaterole BOOLEAN DEFAULT 1, rolcreatedb BOOLEAN DEFAULT 1, rolcanlogin BOOLEAN DEFAULT 1,
-  rolconnlimit INTEGER DEFAULT -1, rolvaliduntil TEXT, rolreplication BOOLEAN DEFAULT 0,
-  rolbypassrls BOOLEAN DEFAULT 1);
-CREATE TABLE pg_catalog.pg_auth_members(roleid oid, member oid, grantor oid, admin_option BOOLEAN);
-CREATE TABLE pg_catalog.pg_proc(
-  oid oid PRIMARY KEY, proname TEXT, pronamespace oid, proowner oid, prokind TEXT, prorettype oid,
-  proargtypes oidvector, proretset BOOLEAN);
-CREATE TABLE pg_catalog.pg_am(oid oid PRIMARY KEY, amname TEXT);
-CREATE TABLE pg_catalog.pg_tablespace(oid oid PRIMARY KEY, spcname TEXT, spcowner oid);
-CREATE TABLE pg_catalog.pg_description(objoid oid, classoid oid, objsubid INTEGER, description TEXT);
-CREATE TABLE pg_catalog.pg_inherits(
-  inhrelid oid, inhparent oid, inhseqno INTEGER, inhdetachpending BOOLEAN);
-CREATE TABLE pg_catalog.pg_attrdef(oid oid PRIMARY KEY, adrelid oid, adnum INTEGER, adbin TEXT);
-CREATE TABLE pg_catalog.pg_collation(oid oid PRIMARY KEY, collname TEXT, collnamespace oid);
-CREATE TABLE pg_catalog.pg_range(
-  rngtypid oid PRIMARY KEY, rngsubtype oid, rngmultitypid oid, rngcollation oid);
-CREATE TABLE pg_catalog.pg_index(
-  indexrelid oid PRIMARY KEY, indrelid oid, indnatts INTEGER, indnkeyatts INTEGER,
-  indisunique BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN,
-  indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN,
-  indisreplident BOOLEAN, indkey int2vector, indcollation oidvector, indclass oidvector,
-  indoption int2vector, indexprs TEXT, indpred TEXT, indnullsnotdistinct BOOLEAN);
-CREATE TABLE pg_catalog.pg_constraint(
-  oid oid PRIMARY KEY, conname TEXT, connamespace oid, contype TEXT, condeferrable BOOLEAN,
-  condeferred BOOLEAN, convalidated BOOLEAN, conrelid oid, contypid oid, conindid oid,
-  conparentid oid, confrelid oid, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT,
-  conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey "_int2", confkey "_int2",
-  conbin TEXT);
-CREATE TABLE pg_catalog.pg_trigger(
-  oid oid PRIMARY KEY, tgrelid oid, tgparentid oid, tgname TEXT, tgenabled TEXT,
-  tgisinternal BOOLEAN);
-CREATE TABLE pg_catalog.pg_policy(
-  oid oid PRIMARY KEY, polname TEXT, polrelid oid, polcmd TEXT, polpermissive BOOLEAN,
-  polroles "_oid", polqual TEXT, polwithcheck TEXT);
-CREATE TABLE pg_catalog.pg_statistic_ext(
-  oid oid PRIMARY KEY, stxrelid oid, stxname TEXT, stxnamespace oid, stxkind "_char",
-  stxstattarget INTEGER);
-CREATE TABLE pg_catalog.pg_publication(oid oid PRIMARY KEY, pubname TEXT, puballtables BOOLEAN);
-CREATE TABLE pg_catalog.pg_sequence(
-  seqrelid oid PRIMARY KEY, seqtypid oid, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER,
-  seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN);
-CREATE TABLE pg_catalog.pg_opclass(
-  oid oid PRIMARY KEY, opcname TEXT, opcmethod oid, opcdefault BOOLEAN);
-CREATE TABLE pg_catalog.pg_publication_namespace(oid oid PRIMARY KEY, pnpubid oid, pnnspid oid);
-CREATE TABLE pg_catalog.pg_publication_rel(
-  oid oid PRIMARY KEY, prpubid oid, prrelid oid, prqual TEXT, prattrs int2vector);
-CREATE VIEW pg_catalog.pg_tables AS
-  SELECT n.nspname AS schemaname, c.relname AS tablename,
-         (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10) AS tableowner, NULL AS tablespace,
-         c.relhasindex AS hasindexes, 0 AS hasrules, c.relhastriggers AS hastriggers, 0 AS rowsecurity
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
-CREATE TABLE information_schema.tables(
-  table_catalog TEXT, table_schema TEXT, table_name TEXT, table_type TEXT);
-CREATE TABLE information_schema.columns(
-  table_catalog TEXT, table_schema TEXT, table_name TEXT, column_name TEXT, ordinal_position INTEGER,
-  column_default TEXT, is_nullable TEXT, data_type TEXT, udt_name TEXT);
-"""
-
-
-@functools.cache
-def column_types() -> dict[tuple[str, str], str]:
-    """(table, column) → the declared type of every column of the catalog database, lower-case names."""
-    conn = apsw.Connection(":memory:")
-    conn.execute("ATTACH ':memory:' AS pg_catalog; ATTACH ':memory:' AS information_schema")
-    conn.execute(_SCHEMA)
-    found: dict[tuple[str, str], str] = {}
-    for schema in ("pg_catalog", "information_schema"):
-        for (table,) in conn.execute(f"SELECT name FROM {schema}.sqlite_schema").fetchall():
-            for name, declared in conn.execute(
-                "SELECT name, type FROM pragma_table_info(?, ?)", (table, schema)
-            ).fetchall():
-                found[(str(table).lower(), str(name).lower())] = str(declared)
-    conn.close()
-    return found
 
 
 _AM = {"r": 2, "m": 2, "i": 403}  # heap, btree
-# the catalogs' own OIDs (as PostgreSQL's): pg_description.classoid says which catalog an object is in
-_SYSTEM_CLASSES = {
-    "pg_class": 1259,
-    "pg_type": 1247,
-    "pg_proc": 1255,
-    "pg_attribute": 1249,
-    "pg_namespace": 2615,
-    "pg_constraint": 2606,
-    "pg_index": 2610,
-    "pg_description": 2609,
-    "pg_database": 1262,
-    "pg_am": 2601,
-    "pg_trigger": 2620,
-    "pg_rewrite": 2618,
-}
 
 
 # Catalogs of features SQLite has not (row security, extended statistics, publications, inheritance): always
@@ -209,7 +85,7 @@ _SYSTEM_CLASSES = {
 # it is answered with no rows rather than an error.
 _EMPTY = re.compile(
     r"\b(?:pg_catalog\.)?(?:pg_policy|pg_statistic_ext|pg_publication|pg_publication_namespace|"
-    r"pg_publication_rel|pg_inherits|pg_trigger|pg_rewrite)\b",
+    r"pg_publication_rel|pg_inherits|pg_trigger)\b",
     re.I,
 )
 
@@ -250,6 +126,8 @@ def prepare(sql: str) -> str:
     sql = _VERSION_CALL.sub("pg_version()", sql)
     sql = _USER_KEYWORD.sub(lambda m: f"pg_{m.group(1).lower()}()", sql)
     sql = _OID_ARRAY.sub("::_oid", sql)
+    sql = _CHAR_CAST.sub("", sql)
+    sql = _OPERATOR.sub(lambda m: m.group(1), sql)
     sql = _REG_OPERATOR.sub(lambda m: "REGEXP" if m.group(1) == "~" else "NOT REGEXP", sql)
     return _COLLATE.sub("", sql)
 
@@ -262,13 +140,16 @@ class Catalog:
         self.user = user  # --pg-user: the one role, owner of everything
         self.conn = apsw.Connection(":memory:")
         self.conn.execute("ATTACH ':memory:' AS pg_catalog; ATTACH ':memory:' AS information_schema")
-        self.conn.execute(_SCHEMA)
+        self.conn.execute(SCHEMA)
+        self.names = Names(self.conn)
         self._register()
+        self.activity = Activity(self.conn)
         self._fill_fixed()
         self.version: int | None = None
         self._definitions: dict[int, str] = {}  # index and constraint oid → its SQL, for pg_get_*def
-        self._index_keys: dict[int, list[str]] = {}  # index oid → its key columns and expressions
-        # where the relation being filled lives: namespace oid, its name, relpersistence
+        self._index_keys: dict[int, list[str]] = {}
+        self._qualified: dict[int, str] = {}  # foreign keys' definitions naming "public.parent"
+        # where the relation being filled lives: namespace oid, its name, relpersistence (namespaces.py)
         self._namespace: tuple[int, str, str] = (PUBLIC, "public", "p")
         self._comments: dict[str, dict[str, str]] = {}  # table (lower case) → column ('' the table) → text
 
@@ -279,25 +160,42 @@ class Catalog:
             "pg_current_user": (lambda: self.user, 0),
             "pg_session_user": (lambda: self.user, 0),
             "pg_current_role": (lambda: self.user, 0),
-            "pg_get_userbyid": (lambda oid: self.user, 1),
-            "pg_my_temp_schema": (lambda: PG_TEMP, 0),
+            "pg_get_userbyid": (self.names.user_name, 1),
+            "current_database": (lambda: self.database, 0),
+            "pg_get_indexdef": (self._indexdef, -1),
+            "pg_get_constraintdef": (self._constraintdef, -1),
+            "pg_get_triggerdef": (
+                lambda oid, *a: self._definitions.get(oid) if isinstance(oid, int) else None,
+                -1,
+            ),
+            "pg_get_viewdef": (
+                lambda oid, *a: self._definitions.get(self.names.regoid("regclass", oid) or 0),
+                -1,
+            ),
+            "to_regclass": (lambda value: self.names.regoid("regclass", value), 1),
+            "to_regnamespace": (lambda value: self.names.regoid("regnamespace", value), 1),
+            "pg_regoid": (self.names.regoid, 2),
+            "pg_regname": (self.names.regname, 2),
             "pg_table_is_visible": (self._visible, 1),
             "obj_description": (lambda oid, *kind: self._description(oid, 0), -1),
             "col_description": (self._description, 2),
+            "pg_my_temp_schema": (lambda: PG_TEMP, 0),
             "pg_is_other_temp_schema": (lambda oid: 0, 1),
-            "current_database": (lambda: self.database, 0),
-            "current_setting": (lambda name, *a: _SETTINGS.get(str(name)), -1),
-            "set_config": (lambda name, value, local: value, 3),  # session settings are the session's
-            "pg_get_indexdef": (self._indexdef, -1),
-            "pg_get_constraintdef": (lambda oid, *a: self._definitions.get(oid), -1),
-            "pg_get_triggerdef": (lambda *a: None, -1),
-            "to_regclass": (lambda value: self._regoid("regclass", value), 1),
-            "to_regnamespace": (lambda value: self._regoid("regnamespace", value), 1),
-            "pg_regoid": (self._regoid, 2),
-            "pg_regname": (self._regname, 2),
         }
         for name, (fn, nargs) in functions.items():
             self.conn.create_scalar_function(name, fn, nargs)
+
+    def _constraintdef(self, oid: SQLiteValue, *pretty: SQLiteValue) -> str | None:
+        """``pg_get_constraintdef``: a foreign key names its table with the schema unless the session's
+        search_path has public (pg_dump empties it: its output must stand alone)."""
+        if not isinstance(oid, int):
+            return None
+        context = self.activity.context
+        if oid in self._qualified and context is not None:
+            path = search_path_schemas(context.setting("search_path"), context.me.user)
+            if "public" not in path:
+                return self._qualified[oid]
+        return self._definitions.get(oid)
 
     def _indexdef(self, oid: SQLiteValue, column: SQLiteValue = 0, *pretty: SQLiteValue) -> str | None:
         """``pg_get_indexdef(index)``: CREATE INDEX …; with a column number, that key column only."""
@@ -308,80 +206,32 @@ class Catalog:
             return keys[column - 1] if column <= len(keys) else None
         return self._definitions.get(oid)
 
-    def _lookup(self, sql: str, *values: SQLiteValue) -> SQLiteValue:
-        found = self.conn.execute(sql, values).fetchall()
-        return found[0][0] if found else None
-
-    def _regclass(self, text: str, name: str) -> SQLiteValue:
-        """The OID of a relation named as ``regclass`` input: ``t`` (the session's TEMP one first, then
-        public), ``s.t`` in a schema, or one of the catalogs (``pg_catalog.pg_class``)."""
-        schema, dot, relname = text.partition(".")
-        schema = schema.strip('"')
-        if dot and schema.lower() not in ("public", "pg_catalog"):
-            return self._lookup(
-                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = ? AND c.relname = ?",
-                schema,
-                relname.strip('"'),
-            )
-        found = self._lookup(
-            "SELECT oid FROM pg_class WHERE relname = ? AND relnamespace IN (?, ?) "
-            "ORDER BY relnamespace = ? DESC",
-            name,
-            PG_TEMP,
-            PUBLIC,
-            PG_TEMP,
-        )
-        return _SYSTEM_CLASSES.get(name) if found is None else found
-
-    def _regoid(self, kind: SQLiteValue, value: SQLiteValue) -> int | None:
-        """``value::regclass`` (and the other reg* types) compared or joined: the object's OID."""
-        if value is None or isinstance(value, int):
-            return value
-        text = str(value).strip()
-        if text.isdigit():
-            return int(text)
-        name = text.removeprefix("public.").removeprefix("pg_catalog.").strip('"')
-        if kind == "regclass":
-            found = self._regclass(text, name)
-        elif kind == "regnamespace":
-            found = self._lookup("SELECT oid FROM pg_namespace WHERE nspname = ?", name)
-        elif kind == "regrole":
-            found = self._lookup("SELECT oid FROM pg_roles WHERE rolname = ?", name)
-        elif kind == "regtype":
-            found = catalog_functions.to_regtype(text)
-        else:
-            found = None
-        return found if isinstance(found, int) else None
-
-    def _regname(self, kind: SQLiteValue, value: SQLiteValue) -> str | None:
-        """``value::regclass`` printed or cast to text: the object's name."""
-        if value is None:
-            return None
-        if not isinstance(value, int) and not str(value).strip().isdigit():
-            return str(value)  # a name already
-        oid = int(str(value))
-        if kind == "regclass":
-            name = self._lookup("SELECT relname FROM pg_class WHERE oid = ?", oid)
-            return _quote(str(name)) if name is not None else str(oid)
-        if kind == "regtype":
-            return catalog_functions.format_type(oid)
-        queries = {
-            "regnamespace": "SELECT nspname FROM pg_namespace WHERE oid = ?",
-            "regrole": "SELECT rolname FROM pg_roles WHERE oid = ?",
-        }
-        name = self._lookup(queries[str(kind)], oid) if kind in queries else None
-        return str(oid) if name is None else str(name)
-
     def _fill_fixed(self) -> None:
         c = self.conn
         c.executemany(
-            "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)",
-            [(PG_CATALOG, "pg_catalog"), (PUBLIC, "public"), (INFORMATION_SCHEMA, "information_schema")],
+            "INSERT INTO pg_namespace(oid, nspname, nspowner, nspacl) VALUES (?, ?, ?, ?)",
+            [
+                (PG_CATALOG, "pg_catalog", 10, None),
+                # as PostgreSQL 15 makes it: owned by the database's owner, usable by all
+                (PUBLIC, "public", DATABASE_OWNER, PUBLIC_ACL),
+                (INFORMATION_SCHEMA, "information_schema", 10, None),
+            ],
         )
+        c.execute("INSERT INTO pg_description VALUES (?, 2615, 0, 'standard public schema')", (PUBLIC,))
         c.execute("INSERT INTO pg_roles(oid, rolname, rolsuper) VALUES (10, ?, 1)", (self.user,))
-        c.execute("INSERT INTO pg_am VALUES (2, 'heap'), (403, 'btree')")
-        c.execute("INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10), (1664, 'pg_global', 10)")
+        c.execute(  # PostgreSQL's predefined role that owns "public"; not a login
+            "INSERT INTO pg_roles(oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, "
+            "rolcanlogin, rolbypassrls, rolpassword) VALUES (?, 'pg_database_owner', 0, 1, 0, 0, 0, 0, NULL)",
+            (DATABASE_OWNER,),
+        )
+        c.execute(
+            "INSERT INTO pg_am VALUES (2, 'heap', 't', 'heap_tableam_handler'), "
+            "(403, 'btree', 'i', 'bthandler')"
+        )
+        c.execute(
+            "INSERT INTO pg_tablespace(oid, spcname, spcowner) VALUES (1663, 'pg_default', 10), "
+            "(1664, 'pg_global', 10)"
+        )
         c.executemany(  # one row per record of the type registry
             "INSERT INTO pg_type(oid, typname, typnamespace, typlen, typtype, typarray, typdelim, typrelid, "
             "typelem, typbasetype, typnotnull, typtypmod, typcollation, typowner, typcategory, typbyval, "
@@ -395,96 +245,89 @@ class Catalog:
                 for p in t.REGISTRY
             ],
         )
+        c.execute("UPDATE pg_type SET typstorage = CASE WHEN typlen < 0 THEN 'x' ELSE 'p' END")
 
     def sync(self, conn: apsw.Connection, *, temp: bool = False) -> None:
         """Rebuild the per-database tables from ``conn``'s schema if it changed since the last time.
 
         ``temp``: ``conn`` is a session's own connection, whose TEMP tables and views are listed too, in the
         schema ``pg_temp_3`` with ``relpersistence`` ``t``, as PostgreSQL shows a session its own."""
-        version = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
-        if temp:
-            version = (version << 32) + int(conn.execute("PRAGMA temp.schema_version").fetchall()[0][0])  # type: ignore[arg-type]
+        version = namespaces.version(conn, temp)
         if version == self.version:
             return
-        objects = [(str(kind), str(name)) for kind, name in conn.execute(_USER_OBJECTS).fetchall()]
-        # CREATE SCHEMA s made the view "s." (sql/schemas.py); its tables are "s.t"
-        user_schemas = {name[:-1] for kind, name in objects if kind == "view" and name.endswith(".")}
-        schemas.note({name.lower() for name in user_schemas})
-        # comments of t: the view "pg_comment:t" (pgwire/comments.py)
-        self._comments = {
-            name[len(schemas.COMMENTS) :].lower(): {
-                str(attname): str(text)
-                for attname, text in conn.execute(f"SELECT attname, description FROM {_quote_always(name)}")
-            }
-            for kind, name in objects
-            if kind == "view" and name.startswith(schemas.COMMENTS)
-        }
-        # a materialized view v is the table v, its query the view "pg_matview.v" (sql/rewrites.py)
-        matviews = {
-            name[len(schemas.MATVIEW) :].lower()
-            for kind, name in objects
-            if kind == "view" and name.startswith(schemas.MATVIEW)
-        }
-        tables = [
-            dataclasses.replace(table, kind="m") if table.name.lower() in matviews else table
-            for table in (
-                _read(conn, kind, name)
-                for kind, name in objects
-                if not name.endswith(".") and not name.startswith((schemas.MATVIEW, schemas.COMMENTS))
-            )
-        ]
-        temp_tables = (
-            [_read(conn, str(kind), str(name), "temp") for kind, name in conn.execute(_TEMP_OBJECTS)]
-            if temp
-            else []
-        )
+        objects = namespaces.read(conn, temp)
         with self.conn:
-            self._fill(tables, temp_tables, sorted(user_schemas))
+            self._fill(objects)
         self.version = version
 
-    def _fill(
-        self,
-        tables: list[Table],
-        temp_tables: list[Table] | None = None,
-        user_schemas: list[str] | None = None,
-    ) -> None:
+    def comments_of(self, table: str) -> dict[str, str]:
+        """The comments of ``table`` (as SQLite names it): column name (``''`` the table's) → text."""
+        return dict(self._comments.get(table.lower(), {}))
+
+    def _description(self, oid: SQLiteValue, sub: SQLiteValue) -> SQLiteValue:
+        found = self.conn.execute(
+            "SELECT description FROM pg_description WHERE objoid = ? AND objsubid = ? AND classoid = 1259",
+            (oid, sub),
+        ).fetchall()
+        return found[0][0] if found else None
+
+    def _visible(self, oid: SQLiteValue) -> int:
+        """pg_table_is_visible: the search path is "$user", public (and the session's pg_temp)."""
+        found = self.conn.execute("SELECT relnamespace FROM pg_class WHERE oid = ?", (oid,)).fetchall()
+        return 1 if not found or found[0][0] in (PUBLIC, PG_TEMP, PG_CATALOG, INFORMATION_SCHEMA) else 0
+
+    def _local(self, name: str) -> str:
+        """A name as its schema shows it: ``"s.t"`` of the schema ``s`` (sql/schemas.py) is ``t`` there."""
+        if self._namespace[0] in (PUBLIC, PG_TEMP):
+            return name
+        prefix = self._namespace[1] + "."
+        return name[len(prefix) :] if name.lower().startswith(prefix.lower()) else name
+
+    def _fill(self, objects: namespaces.Objects) -> None:
         c = self.conn
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
+        c.execute("DELETE FROM pg_description WHERE classoid = 1259")  # tables' and columns' comments
+        c.execute("DELETE FROM pg_namespace WHERE oid = ? OR oid > ?", (PG_TEMP, FIRST_OID))
+        if objects.temp:
+            c.execute(
+                "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (PG_TEMP, PG_TEMP_NAME)
+            )
+        self._comments = objects.comments
+        temps = {id(table) for table in objects.temp}
+        tables = [*objects.tables, *objects.temp]
         self._definitions.clear()
+        self._qualified.clear()
         self._index_keys.clear()
         c.execute(
             "INSERT INTO pg_database(oid, datname, datdba, encoding, datcollate, datctype, "
             "datistemplate, datallowconn, datlocprovider) VALUES (16384, ?, 10, 6, 'C', 'C', 0, 1, 'c')",
             (self.database,),
         )
-        c.execute("DELETE FROM pg_namespace WHERE oid = ? OR oid > ?", (PG_TEMP, FIRST_OID))
-        if temp_tables:
-            c.execute(
-                "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (PG_TEMP, PG_TEMP_NAME)
-            )
-        temps = {id(table) for table in temp_tables or ()}
-        tables = [*tables, *(temp_tables or ())]
         oids = iter(range(FIRST_OID + 1, 2**31))
-        namespaces = {name.lower(): (next(oids), name) for name in user_schemas or ()}
-        for oid, name in namespaces.values():
+        spaces = {name.lower(): (next(oids), name) for name in objects.schemas}
+        for oid, name in spaces.values():
             c.execute("INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (oid, name))
         table_oids = {table.name.lower(): next(oids) for table in tables}
         by_name = {table.name.lower(): table for table in tables}
         referenced = {fk.parent.lower() for table in tables for fk in table.foreign_keys}
         for table in tables:
             oid = table_oids[table.name.lower()]
-            self._namespace = (PG_TEMP, PG_TEMP_NAME, "t") if id(table) in temps else (PUBLIC, "public", "p")
-            schema, _ = schemas.split(table.name, frozenset(namespaces))
-            if schema is not None and id(table) not in temps:
-                self._namespace = (namespaces[schema.lower()][0], namespaces[schema.lower()][1], "p")
+            schema, _ = schemas.split(table.name, frozenset(spaces))
+            if id(table) in temps:
+                self._namespace = (PG_TEMP, PG_TEMP_NAME, "t")
+            elif schema is not None:
+                self._namespace = (*spaces[schema.lower()], "p")
+            else:
+                self._namespace = (PUBLIC, "public", "p")
             self._relation(
                 oid,
                 table.name,
                 table.kind,
                 len(table.columns),
                 has_index=bool(table.indexes),
-                has_triggers=bool(table.foreign_keys) or table.name.lower() in referenced,  # FKs are triggers
+                # PostgreSQL's foreign keys are triggers too
+                has_triggers=bool(table.foreign_keys or table.triggers) or table.name.lower() in referenced,
                 checks=len(table.checks),
             )
             c.execute(
@@ -502,6 +345,18 @@ class Catalog:
                 sub = positions.get(column.lower()) if column else 0
                 if sub is not None:
                     c.execute("INSERT INTO pg_description VALUES (?, 1259, ?, ?)", (oid, sub, text))
+            if table.query is not None:
+                self._definitions[oid] = table.query
+            for name, sql in table.triggers:
+                # SQLite's trigger, as SQLite keeps it: PostgreSQL has no such statement (its triggers call a
+                # function), so a dump restores it into PostgreSQL only with an error, never silently without
+                trigger = next(oids)
+                c.execute("INSERT INTO pg_trigger VALUES (?, ?, 0, ?, 'O', 0, 0)", (trigger, oid, name))
+                self._definitions[trigger] = sql.strip().rstrip(";")
+            if table.kind == "v":
+                uses = [table_oids[name.lower()] for name in table.uses if name.lower() in table_oids]
+                self._view_rule(oid, uses, oids)
+            positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
             for index in table.indexes:
                 self._index(oid, table, index, positions, oids)
             for fk in table.foreign_keys:
@@ -520,7 +375,13 @@ class Catalog:
                     parent_keys=[parent_positions.get(col.lower(), 0) for col in fk.parent_columns],
                     actions=(fk.on_update, fk.on_delete),
                 )
-                self._definitions[con_oid] = _foreign_key_definition(fk, frozenset(namespaces))
+                parent_schema, parent_name = schemas.split(fk.parent, frozenset(spaces))
+                if parent_schema is None:
+                    self._definitions[con_oid] = _foreign_key_definition(fk, "", fk.parent)
+                    self._qualified[con_oid] = _foreign_key_definition(fk, "public.", fk.parent)
+                else:  # "s.t" is s.t, as PostgreSQL prints a table outside the search path
+                    prefix = quote(parent_schema) + "."
+                    self._definitions[con_oid] = _foreign_key_definition(fk, prefix, parent_name)
             for check in table.checks:
                 con_oid = next(oids)
                 used = [
@@ -530,20 +391,55 @@ class Catalog:
                 ]
                 self._constraint(con_oid, check.name, "c", oid, keys=used, check=check.expression)
                 self._definitions[con_oid] = f"CHECK ({check.expression})"
+        self._namespace = (PUBLIC, "public", "p")
+        self._link_foreign_keys()
+
+    def _link_foreign_keys(self) -> None:
+        """A foreign key's ``conindid``: the referenced table's unique index on the referenced columns (JDBC's
+        getImportedKeys joins it for PK_NAME)."""
+        c = self.conn
+        unique: dict[tuple[int, tuple[int, ...]], int] = {}
+        for index, table, keys in c.execute(
+            "SELECT indexrelid, indrelid, indkey FROM pg_index WHERE indisunique ORDER BY NOT indisprimary"
+        ).fetchall():
+            unique.setdefault((int(table), tuple(int(k) for k in str(keys).split())), int(index))  # type: ignore[arg-type]
+        for oid, parent, keys in c.execute(
+            "SELECT oid, confrelid, confkey FROM pg_constraint WHERE contype = 'f'"
+        ).fetchall():
+            wanted = tuple(int(k) for k in str(keys).strip("{}").split(",") if k)
+            index = unique.get((int(parent), wanted)) or unique.get((int(parent), tuple(sorted(wanted))))  # type: ignore[arg-type]
+            if index is not None:
+                c.execute("UPDATE pg_constraint SET conindid = ? WHERE oid = ?", (index, oid))
+
+    def _view_rule(self, oid: int, uses: list[int], oids: Iterator[int]) -> None:
+        """A view's ``_RETURN`` rule and what it depends on, as PostgreSQL records them: pg_dump creates a
+        view after the tables it reads by these."""
+        rule = next(oids)
+        c = self.conn
+        c.execute("INSERT INTO pg_rewrite VALUES (?, '_RETURN', ?, '1', 'O', 1, NULL, NULL)", (rule, oid))
+        c.executemany(
+            "INSERT INTO pg_depend VALUES (2618, ?, 0, 1259, ?, ?, ?)",
+            [(rule, oid, 0, "i")] + [(rule, used, 0, "n") for used in uses],
+        )
 
     def _columns(self, oid: int, table: Table, oids: Iterator[int]) -> None:
         c = self.conn
         for n, col in enumerate(table.columns, start=1):
             type_oid, typmod = t.declared_type(col.declared) if col.declared else (t.TEXT, -1)
             c.execute(
-                "INSERT INTO pg_attribute VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?, '', -1)",
+                "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, "
+                "attisdropped, atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, "
+                "attstorage) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?)",
                 (
                     *(oid, col.name, type_oid, n, col.notnull, col.default is not None, typmod),
                     *(t.type_size(type_oid), "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
                 ),
             )
             if col.default is not None:
-                c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, col.default))
+                c.execute(
+                    "INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, _default(col.default))
+                )
             c.execute(
                 "INSERT INTO information_schema.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -552,7 +448,7 @@ class Catalog:
                     self._local(table.name),
                     col.name,
                     n,
-                    col.default,
+                    _default(col.default),
                     "NO" if col.notnull else "YES",
                     t.SQL_NAMES.get(type_oid, "text"),
                     t.TYPE_INFO.get(type_oid, ("text", -1))[0],
@@ -567,7 +463,7 @@ class Catalog:
         keys = [positions.get(col.lower(), 0) if col is not None else 0 for col in index.columns]
         spelt = index.expressions or (None,) * count
         # each key as pg_get_indexdef(index, n) prints it: a column's name, or the expression
-        texts = [_quote(col) if col is not None else (spelt[i] or "?") for i, col in enumerate(index.columns)]
+        texts = [quote(col) if col is not None else (spelt[i] or "?") for i, col in enumerate(index.columns)]
         expressions = [text for text, col in zip(texts, index.columns, strict=True) if col is None]
         descending = index.descending or (False,) * count
         self._relation(index_oid, index.name, "i", count)
@@ -595,8 +491,8 @@ class Catalog:
         where = f" WHERE {index.predicate}" if index.predicate else ""  # as pretty-printed: psql shows it
         unique = "UNIQUE " if index.unique else ""
         self._definitions[index_oid] = (
-            f"CREATE {unique}INDEX {_quote(self._local(index.name))} ON {self._namespace[1]}."
-            f"{_quote(self._local(table.name))} "
+            f"CREATE {unique}INDEX {quote(self._local(index.name))} ON {self._namespace[1]}."
+            f"{quote(self._local(table.name))} "
             f"USING btree ({shown}){where}"
         )
         if index.primary or index.constraint:
@@ -607,28 +503,6 @@ class Catalog:
             self._definitions[con_oid] = (
                 f"{'PRIMARY KEY' if index.primary else 'UNIQUE'} ({', '.join(texts)})"
             )
-
-    def comments_of(self, table: str) -> dict[str, str]:
-        """The comments of ``table`` (as SQLite names it): column name (``''`` the table's) → text."""
-        return dict(self._comments.get(table.lower(), {}))
-
-    def _description(self, oid: SQLiteValue, sub: SQLiteValue) -> SQLiteValue:
-        found = self.conn.execute(
-            "SELECT description FROM pg_description WHERE objoid = ? AND objsubid = ?", (oid, sub)
-        ).fetchall()
-        return found[0][0] if found else None
-
-    def _local(self, name: str) -> str:
-        """A name as its schema shows it: ``"s.t"`` of the schema ``s`` (sql/schemas.py) is ``t`` there."""
-        if self._namespace[0] in (PUBLIC, PG_TEMP):
-            return name
-        prefix = self._namespace[1] + "."
-        return name[len(prefix) :] if name.lower().startswith(prefix.lower()) else name
-
-    def _visible(self, oid: SQLiteValue) -> int:
-        """pg_table_is_visible: the search path is "$user", public (and the session's pg_temp)."""
-        found = self.conn.execute("SELECT relnamespace FROM pg_class WHERE oid = ?", (oid,)).fetchall()
-        return 1 if not found or found[0][0] in (PUBLIC, PG_TEMP, PG_CATALOG, INFORMATION_SCHEMA) else 0
 
     def _relation(
         self,
@@ -685,7 +559,9 @@ class Catalog:
             ),
         )
 
-    def run(self, sql: str, params: tuple[SQLiteValue, ...]) -> Result:
+    def run(self, sql: str, params: tuple[SQLiteValue, ...], context: SessionContext | None = None) -> Result:
+        self.activity.context = context
+        self.activity.fill(sql.lower())
         cursor = self.conn.cursor()
         rows: list[tuple[SQLiteValue, ...]] = []
         description: list[tuple[str, str | None]] = []
@@ -729,29 +605,23 @@ class Catalog:
 _ACTION_NAMES = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
-def _read(conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> Table:
-    """A table or view as the catalog lists it; a view over a table dropped since (SQLite allows that)
-    has no columns, rather than failing every catalog query."""
-    try:
-        return Table.read(conn, kind, name, schema)
-    except apsw.SQLError:
-        if kind != "view":
-            raise
-        return Table(name, "v", ())
+def _default(text: str | None) -> str | None:
+    """A column default as PostgreSQL prints it (pg_get_expr): ``true``/``false`` in lower case."""
+    if text is not None and text.upper() in ("TRUE", "FALSE"):
+        return text.lower()
+    return text
 
 
-def _foreign_key_definition(fk: ForeignKey, user_schemas: frozenset[str] = frozenset()) -> str:
+def _foreign_key_definition(fk: ForeignKey, schema: str, parent: str) -> str:
     """pg_get_constraintdef of a foreign key: ``FOREIGN KEY (a) REFERENCES t(id) ON DELETE CASCADE``."""
     actions = "".join(
         f" ON {event} {_ACTION_NAMES[code]}"
         for event, code in (("UPDATE", fk.on_update), ("DELETE", fk.on_delete))
         if code != "a"
     )
-    columns = ", ".join(_quote(col) for col in fk.columns)
-    referenced = ", ".join(_quote(col) for col in fk.parent_columns)
-    schema, parent = schemas.split(fk.parent, user_schemas)  # "s.t" is s.t, as PostgreSQL prints it
-    shown = _quote(parent) if schema is None else f"{_quote(schema)}.{_quote(parent)}"
-    return f"FOREIGN KEY ({columns}) REFERENCES {shown}({referenced}){actions}"
+    columns = ", ".join(quote(col) for col in fk.columns)
+    referenced = ", ".join(quote(col) for col in fk.parent_columns)
+    return f"FOREIGN KEY ({columns}) REFERENCES {schema}{quote(parent)}({referenced}){actions}"
 
 
 def _typed(sql: str, description: Any) -> list[tuple[str, str | None]]:

@@ -16,6 +16,7 @@ from typing import Any
 import apsw
 
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire.catalog.keywords import QUOTED
 from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
 
@@ -32,6 +33,7 @@ def register(conn: apsw.Connection) -> None:
         "to_regtype": (to_regtype, 1),
         "format_type": (format_type, 2),
         "pg_encoding_to_char": (lambda n: "UTF8", 1),
+        "pg_tablespace_location": (lambda oid: "", 1),  # the built-in tablespaces: no location
         "obj_description": (lambda *a: None, -1),
         "col_description": (lambda *a: None, 2),
         "shobj_description": (lambda *a: None, 2),
@@ -52,7 +54,11 @@ def register(conn: apsw.Connection) -> None:
         "pg_size_pretty": (size_pretty, 1),
         "regexp": (regexp, 2),
         "json_build_object": (json_build_object, -1),
+        "acldefault": (lambda kind, owner: "{}", 2),  # no privileges are kept: every ACL is NULL (default)
+        "quote_ident": (quote_ident, 1),
+        "quote_literal": (quote_literal, 1),
         # arrays
+        "array_remove": (array_remove, 2),
         "array_to_string": (array_to_string, -1),
         "array_length": (array_length, -1),
         "array_upper": (array_upper, 2),
@@ -61,6 +67,7 @@ def register(conn: apsw.Connection) -> None:
         "pg_json": (lambda a: None if a is None else arrays.to_json(a), 1),
         "pg_positions": (pg_positions, -1),
         "pg_nth": (pg_nth, 2),
+        "pg_expand": (pg_expand, 2),
         "pg_subscript": (pg_subscript, -1),
         "pg_element": (pg_element, 2),
         "pg_series": (pg_series, -1),
@@ -80,6 +87,9 @@ def to_regtype(name: SQLiteValue) -> int | None:
     return found.oid if found is not None else None
 
 
+_PRECISION_TYPES = {t.TIME, t.TIMESTAMP, t.TIMESTAMPTZ}
+
+
 def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
     if not isinstance(oid, int):
         return None
@@ -87,7 +97,7 @@ def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
         return "-"
     array = arrays.ARRAY_TYPES.get(oid)
     if array is not None and not array.vector:
-        element = format_type(array.element)
+        element = format_type(array.element, typmod)
         return f"{element}[]" if element else None
     found = t.REGISTRY.get(oid)
     if found is None:
@@ -97,7 +107,38 @@ def format_type(oid: SQLiteValue, typmod: SQLiteValue = None) -> str | None:
         return f"numeric({scale >> 16},{scale & 0x7FF})"
     if scale is not None and oid in (t.VARCHAR, t.BPCHAR):
         return f"{found.sql_name}({scale})"
+    if isinstance(typmod, int) and typmod >= 0 and oid in _PRECISION_TYPES:
+        head, _, zone = found.sql_name.partition(" ")  # "timestamp(3) with time zone"
+        return f"{head}({typmod}) {zone}".strip()
     return found.sql_name
+
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def quote_ident(name: SQLiteValue) -> str | None:
+    """``quote_ident``: bare when a plain lower-case name that is no keyword needing quotes (``select``
+    is quoted, ``name`` is not), else double-quoted."""
+    if name is None:
+        return None
+    text = str(name)
+    if _PLAIN_NAME.fullmatch(text) and text not in QUOTED:
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def quote_literal(value: SQLiteValue) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    quoted = "'" + text.replace("'", "''") + "'"
+    return "E" + quoted.replace("\\", "\\\\") if "\\" in text else quoted
+
+
+def array_remove(array: SQLiteValue, element: SQLiteValue) -> str | None:
+    if array is None:
+        return None
+    return json.dumps([v for v in arrays.items(array) if v != element])
 
 
 def regexp(pattern: SQLiteValue, value: SQLiteValue) -> int | None:
@@ -147,6 +188,15 @@ def pg_nth(array: SQLiteValue, position: SQLiteValue) -> SQLiteValue:
     """The element at a 0-based position (``unnest`` in a select list), NULL past the end."""
     values = arrays.items(array) if array is not None else []
     return values[position] if isinstance(position, int) and 0 <= position < len(values) else None
+
+
+def pg_expand(array: SQLiteValue, position: SQLiteValue) -> str | None:
+    """``information_schema._pg_expandarray(a)`` at a 0-based position: the record (x: the element,
+    n: its 1-based index) as a JSON object, NULL past the end."""
+    values = arrays.items(array) if array is not None else []
+    if not isinstance(position, int) or not 0 <= position < len(values):
+        return None
+    return json.dumps({"x": values[position], "n": position + 1})
 
 
 def pg_subscript(array: SQLiteValue, position: SQLiteValue, dimension: SQLiteValue = 1) -> int | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sqlite_ha.server.pgwire.catalog.catalog import column_types
+from sqlite_ha.server.pgwire.catalog.schema import CATALOG_OIDS, column_types
 
 DType = exp.DataType.Type
 
@@ -43,12 +43,40 @@ _CAST_TYPES = {
     DType.FLOAT: "float4",
     DType.DECIMAL: "numeric",
 }
+# what the catalog's functions return, where a client reads the type (JDBC: getBoolean on a bool column)
+_FUNCTION_TYPES = {
+    "pg_is_in_recovery": "bool",
+    "pg_backend_pid": "int4",
+    "current_schemas": "_name",
+    "pg_table_is_visible": "bool",
+    "pg_type_is_visible": "bool",
+    "pg_function_is_visible": "bool",
+    "has_table_privilege": "bool",
+    "has_schema_privilege": "bool",
+    "has_database_privilege": "bool",
+    "current_setting": "text",
+    "set_config": "text",
+    "pg_get_expr": "text",
+    "pg_get_indexdef": "text",
+    "pg_get_constraintdef": "text",
+    "pg_get_viewdef": "text",
+    "format_type": "text",
+    "pg_postmaster_start_time": "timestamptz",
+}
 _BOOLEAN = (exp.Predicate, exp.Not, exp.Connector, exp.Boolean, exp.LogicalAnd, exp.LogicalOr)
 
 
 def rewrite(statement: exp.Expr) -> str:
     """Rewrite ``statement`` in place; return the comment naming its output columns' types (or "")."""
     types = output_types(statement)
+    for column in list(statement.find_all(exp.Column)):
+        if column.name.lower() == "tableoid":
+            _rewrite_tableoid(column)
+    for source in list(statement.find_all(exp.Table)):
+        if isinstance(source.this, exp.Anonymous) and source.this.name.lower() == "pg_options_to_table":
+            _rewrite_options_to_table(source)
+    for dot in list(statement.find_all(exp.Dot)):
+        _rewrite_record_field(dot)
     for cast in list(statement.find_all(exp.Cast)):
         _rewrite_reg_cast(cast)
     for n, select in enumerate(list(statement.find_all(exp.Select))):
@@ -102,6 +130,8 @@ def _type(node: exp.Expr, depth: int) -> str | None:
         return "bool"
     if isinstance(node, exp.Count):
         return "int8"
+    if isinstance(node, exp.Literal) and not node.is_string:
+        return "int4" if node.this.lstrip("-").isdigit() else "numeric"
     if isinstance(node, exp.Min | exp.Max | exp.Coalesce):
         return _first_known([node.this, *node.expressions], depth)
     if isinstance(node, exp.Case):
@@ -122,6 +152,16 @@ def _type(node: exp.Expr, depth: int) -> str | None:
         return _element_of(_type(node.this, depth))
     if isinstance(node, exp.Anonymous) and node.name.lower() == "generate_subscripts":
         return "int4"
+    if isinstance(node, exp.Func):
+        name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+        if name.lower() in _FUNCTION_TYPES:
+            return _FUNCTION_TYPES[name.lower()]
+    if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Identifier):
+        inner = node.this.this if isinstance(node.this, exp.Paren) else None
+        if isinstance(inner, exp.Dot):
+            inner = inner.expression
+        if isinstance(inner, exp.Anonymous) and inner.name.lower() == "_pg_expandarray":
+            return "int4" if node.expression.name.lower() == "n" else "int2"
     if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
         return _column_type(node, depth)
     return None
@@ -166,7 +206,11 @@ def _column_type(column: exp.Column, depth: int) -> str | None:
             if column.table and column.table != source.alias_or_name:
                 continue
             query, names = _query_of(source)
-            if query is not None:
+            if isinstance(source, exp.Table) and isinstance(
+                source.this, exp.ExplodingGenerateSeries | exp.GenerateSeries
+            ):
+                found: str | None = "int4"  # generate_series of integers
+            elif query is not None:
                 found = _query_column_type(query, column.name, depth, names)
             else:
                 found = _table_column_type(source.name, column.name)
@@ -224,6 +268,50 @@ def _table_column_type(table: str, column: str) -> str | None:
     return {"INTEGER": "int8", "TEXT": "text", "BOOLEAN": "bool", "REAL": "float8"}.get(declared, declared)
 
 
+# --- system columns and functions --------------------------------------------------------------------------
+
+
+def _rewrite_tableoid(column: exp.Column) -> None:
+    """``c.tableoid``: the OID of the catalog the row is in (a system column SQLite's tables have not)."""
+    select = column.parent_select
+    if select is None:
+        return
+    for source in _sources(select):
+        if column.table and column.table != source.alias_or_name:
+            continue
+        if isinstance(source, exp.Table) and source.name.lower() in CATALOG_OIDS:
+            value: exp.Expr = exp.Literal.number(CATALOG_OIDS[source.name.lower()])
+            if isinstance(column.parent, exp.Select):  # a bare output column keeps its name
+                value = exp.alias_(value, "tableoid")
+            column.replace(value)
+            return
+
+
+def _rewrite_options_to_table(table: exp.Table) -> None:
+    """``pg_options_to_table(options)``: no rows (nothing here has options: foreign data, attoptions)."""
+    empty = exp.select(exp.alias_(exp.null(), "option_name"), exp.alias_(exp.null(), "option_value")).where(
+        exp.false()
+    )
+    alias = table.args.get("alias")
+    table.replace(
+        exp.Subquery(this=empty, alias=alias.copy() if alias else exp.TableAlias(this=exp.to_identifier("o")))
+    )
+
+
+def _rewrite_record_field(dot: exp.Dot) -> None:
+    """``information_schema._pg_expandarray(a)``: the schema goes (the function is the catalog's own);
+    ``(record).field``: a field of a record, which the catalog makes as a JSON object (pgjdbc reads
+    ``(information_schema._pg_expandarray(indkey)).n``)."""
+    if dot.parent is None:
+        return
+    inner = dot.this
+    if isinstance(inner, exp.Identifier) and inner.name.lower() == "information_schema":
+        dot.replace(dot.expression)
+    elif isinstance(inner, exp.Paren) and isinstance(dot.expression, exp.Identifier):
+        path = exp.Literal.string(f"$.{dot.expression.name.lower()}")
+        dot.replace(_call("json_extract", inner.this, path))
+
+
 # --- reg* casts --------------------------------------------------------------------------------------------
 
 
@@ -266,6 +354,8 @@ def _rewrite_set_returning_functions(select: exp.Select, alias: str) -> None:
             and node.expressions
         ):
             found.append((node, list(node.expressions), "pg_subscript"))  # (array, dimension)
+        elif isinstance(node, exp.Anonymous) and node.name.lower() == "_pg_expandarray" and node.expressions:
+            found.append((node, [node.expressions[0]], "pg_expand"))  # records (x, n) as JSON objects
         elif isinstance(node, exp.ExplodingGenerateSeries | exp.GenerateSeries):
             series = _call("pg_series", *(node.args[k] for k in ("start", "end", "step") if node.args.get(k)))
             found.append((node, [series], "pg_nth"))
@@ -326,12 +416,17 @@ def _rewrite_table_function(node: exp.Expr) -> None:
     for column in list(select.find_all(exp.Column)):
         if column.table not in ("", name):
             continue
+        replacement: exp.Expr | None = None
         if column.name == value_name:
-            column.replace(exp.column("value", name))
+            replacement = exp.column("value", name)
         elif ordinality_name and column.name == ordinality_name:
-            column.replace(
-                exp.Paren(this=exp.Add(this=exp.column("key", name), expression=exp.Literal.number(1)))
+            replacement = exp.Paren(
+                this=exp.Add(this=exp.column("key", name), expression=exp.Literal.number(1))
             )
+        if replacement is not None:
+            if isinstance(column.parent, exp.Select):  # an output column keeps its name
+                replacement = exp.alias_(replacement, column.name)
+            column.replace(replacement)
 
 
 # --- arrays ------------------------------------------------------------------------------------------------

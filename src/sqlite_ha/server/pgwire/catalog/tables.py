@@ -68,6 +68,9 @@ class Table:
     indexes: tuple[Index, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     checks: tuple[Check, ...] = ()
+    query: str | None = None  # a view's SELECT, in PostgreSQL syntax, its tables qualified with "public."
+    uses: tuple[str, ...] = ()  # the tables and views a view reads
+    triggers: tuple[tuple[str, str], ...] = ()  # (name, CREATE TRIGGER text as SQLite keeps it)
 
     @classmethod
     def read(cls, conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> Table:
@@ -80,7 +83,8 @@ class Table:
             Column(str(r[0]), str(r[1] or ""), bool(r[2]) or bool(r[4]), _opt(r[3])) for r in rows
         )
         if kind != "table":
-            return cls(name, "v", columns)
+            query, uses = view_query(_sql(conn, "view", name, schema))
+            return cls(name, "v", columns, query=query, uses=uses)
         sql = _sql(conn, "table", name, schema)
         serial = _serial_types(sql)
         if serial:  # a SERIAL rowid alias: declared INTEGER for SQLite, PostgreSQL's integer to clients
@@ -92,7 +96,22 @@ class Table:
         indexes = _indexes(conn, name, declared, schema)
         if pk and not any(index.primary for index in indexes):  # the rowid alias: SQLite lists no index
             indexes.insert(0, Index(declared.primary_key or f"{name}_pkey", pk, True, True, True))
-        return cls(name, "r", columns, tuple(indexes), _foreign_keys(conn, name, declared), declared.checks)
+        triggers = tuple(
+            (str(n), str(sql))
+            for n, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? ORDER BY name",
+                (name,),
+            ).fetchall()
+        )
+        return cls(
+            name,
+            "r",
+            columns,
+            tuple(indexes),
+            _foreign_keys(conn, name, declared),
+            declared.checks,
+            triggers=triggers,
+        )
 
 
 _JSON_TEXT = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
@@ -276,3 +295,29 @@ def _foreign_keys(conn: apsw.Connection, table: str, declared: _Declared) -> tup
         on_update, on_delete = (_ACTIONS.get(str(rows[0][i]).upper(), "a") for i in (4, 5))
         keys.append(ForeignKey(name, columns, parent, parent_columns, on_update, on_delete))
     return tuple(keys)
+
+
+@functools.lru_cache(maxsize=1024)
+def view_query(sql: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """The SELECT of a CREATE VIEW statement as PostgreSQL prints it (pg_get_viewdef): PostgreSQL syntax,
+    tables qualified with their schema (pg_dump empties the search_path, so the text must stand alone); and
+    the tables it reads (pg_dump orders a view after them)."""
+    try:
+        tree = sqlglot.parse_one(sql or "", read="sqlite")
+    except SqlglotError:
+        return None, ()
+    query = tree.expression if isinstance(tree, exp.Create) else None
+    if not isinstance(query, exp.Query):
+        return None, ()
+    query = query.copy()
+    ctes = {cte.alias_or_name.lower() for cte in query.find_all(exp.CTE)}
+    uses: list[str] = []
+    for table in query.find_all(exp.Table):
+        if (
+            isinstance(table.this, exp.Identifier)
+            and not table.args.get("db")
+            and table.name.lower() not in ctes
+        ):
+            table.set("db", exp.to_identifier("public"))
+            uses.append(table.name)
+    return " " + query.sql(dialect="postgres") + ";", tuple(dict.fromkeys(uses))

@@ -108,7 +108,10 @@ def result_types(sql: str, table_types: Callable[[str], dict[str, str]]) -> list
 def _result_types(
     sql: str, schema: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
 ) -> tuple[str | None, ...]:
-    tables: dict[str, object] = {table: {c: d or "TEXT" for c, d in cols} for table, cols in schema if cols}
+    # a column without declared type is unknown (its values decide), not text
+    tables: dict[str, object] = {
+        table: {c: d or "UNKNOWN" for c, d in cols} for table, cols in schema if cols
+    }
     try:  # sqlglot reads SQLite's ?NNN parameters as plain ?: they are named :pNNN to keep their numbers
         tree = sqlglot.parse_one(_NUMBERED_PARAM.sub(r":p\1", sql), read="sqlite")
     except Exception:

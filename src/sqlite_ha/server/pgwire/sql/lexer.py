@@ -107,9 +107,11 @@ _SESSION_COMMAND = re.compile(
     r"|(?P<rollback>(?:ROLLBACK|ABORT)\b)"
     r"|(?P<set>SET\b)|(?P<show>SHOW\b)|(?P<reset>RESET\b)|(?P<savepoint>SAVEPOINT\b)|(?P<release>RELEASE\b)"
     r"|(?P<discard>DISCARD\b)|(?P<listen>LISTEN\b)|(?P<unlisten>UNLISTEN\b)|(?P<close>CLOSE\b)"
-    r"|(?P<deallocate>DEALLOCATE\b)|(?P<copy>COPY\b)"
+    r"|(?P<deallocate>DEALLOCATE\b)|(?P<copy>COPY\b)|(?P<lock>LOCK\b)"
     r"|(?P<enum_type>(?:CREATE|DROP|ALTER)\s+TYPE\b)|(?P<comment>COMMENT\s+ON\b)|(?P<grant>(?:GRANT|REVOKE)\b)"
-    r"|(?P<extension>(?:CREATE|DROP)\s+EXTENSION\b)",
+    r"|(?P<extension>(?:CREATE|DROP)\s+EXTENSION\b)"
+    r"|(?P<owner>ALTER\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|SCHEMA|INDEX|TYPE|DATABASE)\s+"
+    r"(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?(?:\"[^\"]*\"|[\w$.])+\s+OWNER\s+TO\b)",
     re.I,
 )
 

@@ -17,7 +17,7 @@ from sqlite_ha.server.pgwire.sql.dialect import TranslationError, translate
         ("CREATE TABLE t (id SERIAL NOT NULL, x INT, PRIMARY KEY (id))", "int4"),
         ("CREATE TABLE t (id SMALLSERIAL PRIMARY KEY, x INT)", "int2"),
         ("CREATE TABLE t (id INTEGER GENERATED ALWAYS AS IDENTITY, x INT, PRIMARY KEY (id))", "int4"),
-        ("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, x INT)", "INTEGER"),
+        ("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, x INT)", "int8"),
     ],
 )
 def test_serial_is_the_rowid_alias_and_keeps_its_type(pg: str, declared: str) -> None:
@@ -27,6 +27,8 @@ def test_serial_is_the_rowid_alias_and_keeps_its_type(pg: str, declared: str) ->
     assert conn.execute("SELECT rowid, id, x FROM t").fetchall() == [(1, 1, 7)]  # numbered: the rowid alias
     table = Table.read(conn, "table", "t")
     assert table.columns[0].declared == declared
+    # PostgreSQL's SERIAL default (SQLAlchemy reads autoincrement from it); an identity column has none
+    assert table.columns[0].default == (None if "IDENTITY" in pg else "nextval('t_id_seq'::regclass)")
     assert [i.name for i in table.indexes if i.primary] == ["t_pk" if "t_pk" in pg else "t_pkey"]
 
 

@@ -27,7 +27,12 @@ from sqlite_ha.server.pgwire.sql import schemas
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.catalog.catalog import Catalog
 
-_KEPT = re.compile(r"^\s*COMMENT\s+ON\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW|COLUMN|FOREIGN\s+TABLE)\b", re.I)
+_KEPT = re.compile(
+    r"^\s*COMMENT\s+ON\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW|COLUMN|FOREIGN\s+TABLE|CONSTRAINT)\b", re.I
+)
+# COMMENT ON CONSTRAINT c ON t: kept with t's comments under the key "pg_constraint:c"
+_CONSTRAINT = re.compile(r'^\s*COMMENT\s+ON\s+CONSTRAINT\s+("(?:[^"]|"")+"|\w+)\s+ON\s+(.*)$', re.I | re.S)
+CONSTRAINT_KEY = schemas.CONSTRAINT_KEY
 _IS_NULL = re.compile(r"\bIS\s+NULL\s*;?\s*$", re.I)
 
 
@@ -39,6 +44,13 @@ def kept(sql: str) -> bool:
 def statement(sql: str, catalog: Catalog) -> str:
     """The SQLite statements that record what ``sql`` (a ``COMMENT ON …`` of a kept kind) says."""
     text = _IS_NULL.sub("IS ''", sql)
+    constraint = _CONSTRAINT.match(text)
+    key_prefix = ""
+    if constraint is not None:
+        name = constraint.group(1)
+        name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+        key_prefix = CONSTRAINT_KEY + name
+        text = f"COMMENT ON TABLE {constraint.group(2)}"
     try:
         tree = sqlglot.parse_one(text, read="postgres")
     except SqlglotError as e:
@@ -51,7 +63,7 @@ def statement(sql: str, catalog: Catalog) -> str:
         column = target.name
     elif isinstance(target, exp.Table):
         table = _name(target.args.get("db"), target.this)
-        column = ""
+        column = key_prefix
     else:
         raise PgError("42601", "COMMENT ON: a table, view or column name expected")
     if not table:

@@ -287,7 +287,9 @@ class Catalog:
         c = self.conn
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
-        c.execute("DELETE FROM pg_description WHERE classoid = 1259")  # tables' and columns' comments
+        c.execute(
+            "DELETE FROM pg_description WHERE classoid IN (1259, 2606)"
+        )  # tables', columns', constraints'
         c.execute("DELETE FROM pg_namespace WHERE oid = ? OR oid > ?", (PG_TEMP, FIRST_OID))
         if objects.temp:
             c.execute(
@@ -343,7 +345,7 @@ class Catalog:
             positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
             for column, text in self._comments.get(table.name.lower(), {}).items():
                 sub = positions.get(column.lower()) if column else 0
-                if sub is not None:
+                if sub is not None and not column.startswith(schemas.CONSTRAINT_KEY):
                     c.execute("INSERT INTO pg_description VALUES (?, 1259, ?, ?)", (oid, sub, text))
             if table.query is not None:
                 self._definitions[oid] = table.query
@@ -393,6 +395,15 @@ class Catalog:
                 self._definitions[con_oid] = f"CHECK ({check.expression})"
         self._namespace = (PUBLIC, "public", "p")
         self._link_foreign_keys()
+        # constraints' comments (pgwire/comments.py), once the constraints have their OIDs
+        for table in tables:
+            for key, text in self._comments.get(table.name.lower(), {}).items():
+                if key.startswith(schemas.CONSTRAINT_KEY):
+                    c.execute(
+                        "INSERT INTO pg_description SELECT oid, 2606, 0, ? FROM pg_constraint "
+                        "WHERE conrelid = ? AND conname = ?",
+                        (text, table_oids[table.name.lower()], key[len(schemas.CONSTRAINT_KEY) :]),
+                    )
 
     def _link_foreign_keys(self) -> None:
         """A foreign key's ``conindid``: the referenced table's unique index on the referenced columns (JDBC's

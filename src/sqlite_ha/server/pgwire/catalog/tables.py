@@ -88,9 +88,7 @@ class Table:
         sql = _sql(conn, "table", name, schema)
         serial = _serial_types(sql)
         if serial:  # a SERIAL rowid alias: declared INTEGER for SQLite, PostgreSQL's integer to clients
-            columns = tuple(
-                dataclasses.replace(c, declared=serial.get(c.name.lower(), c.declared)) for c in columns
-            )
+            columns = tuple(_serial_column(name, c, serial.get(c.name.lower())) for c in columns)
         declared = _declared(name, sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared, schema)
@@ -117,18 +115,36 @@ class Table:
 _JSON_TEXT = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
 # the comment the dialect leaves after a SERIAL or IDENTITY column's INTEGER (sql/rewrites.py)
 SERIAL_TYPE = re.compile(
-    r'(?:"((?:[^"]|"")+)"|`([^`]+)`|\[([^\]]+)\]|(\w+))\s+INTEGER\s*/\* pg:(int[248]) \*/', re.I
+    r'(?:"((?:[^"]|"")+)"|`([^`]+)`|\[([^\]]+)\]|(\w+))\s+INTEGER\s*'
+    r"/\* pg:(int[248])(?: (serial|identity))? \*/",
+    re.I,
 )
 
 
-def _serial_types(sql: str | None) -> dict[str, str]:
-    """Column (lower case) → the PostgreSQL type of each SERIAL/IDENTITY column of a CREATE TABLE."""
+def _serial_types(sql: str | None) -> dict[str, tuple[str, str]]:
+    """Column (lower case) → (PostgreSQL type, serial or identity) of the SERIAL/IDENTITY columns of a
+    CREATE TABLE."""
     if not sql or "/* pg:" not in sql:
         return {}
     return {
-        (m.group(1) or m.group(2) or m.group(3) or m.group(4)).replace('""', '"').lower(): m.group(5)
+        (m.group(1) or m.group(2) or m.group(3) or m.group(4)).replace('""', '"').lower(): (
+            m.group(5),
+            m.group(6) or "serial",
+        )
         for m in SERIAL_TYPE.finditer(sql)
     }
+
+
+def _serial_column(table: str, column: Column, serial: tuple[str, str] | None) -> Column:
+    """A SERIAL column as PostgreSQL describes it: its integer type, and its sequence's nextval as its
+    default (SQLAlchemy reads autoincrement from it); an identity column has no default."""
+    if serial is None:
+        return column
+    pg_type, kind = serial
+    default = column.default
+    if kind == "serial" and default is None:
+        default = f"nextval('{table}_{column.name}_seq'::regclass)".replace('"', "")
+    return dataclasses.replace(column, declared=pg_type, default=default)
 
 
 def _opt(value: Any) -> str | None:

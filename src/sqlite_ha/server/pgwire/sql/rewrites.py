@@ -209,8 +209,8 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
         pg_type = _SERIAL_TYPES.get(kind.this) if is_serial and isinstance(kind, exp.DataType) else None
         if identity and isinstance(kind, exp.DataType):
             pg_type = _IDENTITY_TYPES.get(kind.this)
-        if pg_type:
-            integer.add_comments([f"pg:{pg_type}"])
+        if pg_type:  # "pg:int4 serial": its default is nextval of its sequence, as PostgreSQL shows it
+            integer.add_comments([f"pg:{pg_type} {'serial' if is_serial else 'identity'}"])
         column.set("kind", integer)
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
@@ -236,8 +236,8 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
         column.append("constraints", exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()))
 
 
-_SERIAL_TYPES = {DType.SERIAL: "int4", DType.SMALLSERIAL: "int2"}
-_IDENTITY_TYPES = {DType.INT: "int4", DType.SMALLINT: "int2"}
+_SERIAL_TYPES = {DType.SERIAL: "int4", DType.SMALLSERIAL: "int2", DType.BIGSERIAL: "int8"}
+_IDENTITY_TYPES = {DType.INT: "int4", DType.SMALLINT: "int2", DType.BIGINT: "int8"}
 
 
 def _key_name(key: exp.Expr) -> str:

@@ -46,6 +46,7 @@ def split(name: str, schemas: set[str] | frozenset[str]) -> tuple[str | None, st
 
 
 COMMENTS = "pg_comment:"  # the view "pg_comment:t" holds the comments of t and its columns (comments.py)
+CONSTRAINT_KEY = "pg_constraint:"  # in it, the comment of t's constraint c is the row "pg_constraint:c"
 MATVIEW = "pg_matview."  # the view "pg_matview.v" keeps the query of the materialized view v (rewrites.py)
 
 

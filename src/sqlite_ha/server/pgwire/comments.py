@@ -1,5 +1,6 @@
-"""``COMMENT ON TABLE | VIEW | MATERIALIZED VIEW | COLUMN``: comments kept, replicated, and read back through
-``obj_description``, ``col_description`` and ``pg_description``.
+"""``COMMENT ON TABLE | VIEW | MATERIALIZED VIEW | COLUMN | CONSTRAINT``: comments kept, replicated, and read
+back through ``obj_description``, ``col_description`` and ``pg_description``; and ``DROP SCHEMA``, which
+like them turns into statements over what the session's catalog lists.
 
 SQLite has no place for comments, so the comments of a table ``t`` live in one view of its own,
 ``"pg_comment:t"``, whose rows are ``(attname, description)`` (``''`` for the table itself): ordinary DDL,
@@ -91,3 +92,51 @@ def _name(db: exp.Expr | None, name: exp.Expr | None) -> str:
     if isinstance(db, exp.Identifier) and db.name.lower() != "public" and schemas.is_user_schema(db.name):
         return schemas.prefixed(db.name, table)
     return table
+
+
+# --- DROP SCHEMA, which also needs the catalog's view of what is in the schema ---------------------------
+
+_DROP_SCHEMA = re.compile(
+    r'^\s*DROP\s+SCHEMA\s+(IF\s+EXISTS\s+)?("(?:[^"]|"")+"|\w+)\s*(CASCADE|RESTRICT)?\s*;?\s*$', re.I
+)
+
+
+def drop_schema(sql: str, catalog: Catalog) -> str | None:
+    """``DROP SCHEMA s [CASCADE]``: the SQLite statements that drop its tables, views and materialized
+    views (with their comments) and the view that records it (``sql/schemas.py``); None when ``sql`` is not
+    one (several schemas at once are refused by the dialect)."""
+    found = _DROP_SCHEMA.match(sql)
+    if found is None:
+        return None
+    name = found.group(2)
+    name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+    if not schemas.is_user_schema(name):
+        raise PgError("2BP01", f"cannot drop schema {name} because other objects depend on it")
+    exists = catalog.conn.execute("SELECT oid FROM pg_namespace WHERE nspname = ?", (name,)).fetchall()
+    if not exists:
+        if found.group(1):
+            return "SELECT 1 WHERE 0"  # IF EXISTS: nothing to drop
+        raise PgError("3F000", f'schema "{name}" does not exist')
+    inside = catalog.conn.execute(
+        "SELECT relname, relkind FROM pg_class WHERE relnamespace = ? AND relkind IN ('r', 'v', 'm')",
+        (exists[0][0],),
+    ).fetchall()
+    if inside and (found.group(3) or "").upper() != "CASCADE":
+        raise PgError(
+            "2BP01",
+            f"cannot drop schema {name} because other objects depend on it",
+            hint="Use DROP ... CASCADE to drop the dependent objects too.",
+        )
+    out: list[str] = []
+    for relname, relkind in inside:
+        table = schemas.prefixed(name, str(relname))
+        quoted = exp.to_identifier(table, quoted=True).sql(dialect="sqlite")
+        out.append(f"DROP {'VIEW' if relkind == 'v' else 'TABLE'} IF EXISTS {quoted}")
+        if relkind == "m":
+            marker = exp.to_identifier(schemas.matview(table), quoted=True).sql(dialect="sqlite")
+            out.append(f"DROP VIEW IF EXISTS {marker}")
+        comments = exp.to_identifier(view_name(table), quoted=True).sql(dialect="sqlite")
+        out.append(f"DROP VIEW IF EXISTS {comments}")
+    marker = exp.to_identifier(name + schemas.MARKER_SUFFIX, quoted=True).sql(dialect="sqlite")
+    out.append(f"DROP VIEW IF EXISTS {marker}")
+    return "; ".join(out)

@@ -296,6 +296,10 @@ class Session(SessionState):
         if kind == "comment" and comments.kept(sql):  # written as the table's comment view: a write
             run_sql = comments.statement(sql, self._catalog())
             return Prepared(sql=sql, kind="query", run_sql=run_sql, param_oids=param_oids, columns=None)
+        if kind == "query" and sql.lstrip()[:4].upper() == "DROP":
+            dropped = comments.drop_schema(sql, self._catalog())  # what is in it: the catalog knows
+            if dropped is not None:
+                return Prepared(sql=sql, kind="query", run_sql=dropped, param_oids=param_oids, columns=None)
         if kind != "query":
             # SHOW answers one text column; every other session command answers no rows
             columns = [t.Column(commands.show_label(sql), t.TEXT, False)] if kind == "show" else None

@@ -61,7 +61,7 @@ def read(conn: apsw.Connection, temp: bool = False) -> Objects:
     matviews = {name[len(schemas.MATVIEW) :].lower() for name in views if name.startswith(schemas.MATVIEW)}
     hidden = (schemas.MATVIEW, schemas.COMMENTS)
     tables = [
-        dataclasses.replace(table, kind="m") if table.name.lower() in matviews else table
+        _materialized(conn, table) if table.name.lower() in matviews else table
         for table in (
             _read(conn, kind, name)
             for kind, name in found
@@ -72,6 +72,12 @@ def read(conn: apsw.Connection, temp: bool = False) -> Objects:
     if temp:
         temp_tables = [_read(conn, str(k), str(n), "temp") for k, n in conn.execute(_TEMP_OBJECTS)]
     return Objects(tables, temp_tables, user_schemas, comments)
+
+
+def _materialized(conn: apsw.Connection, table: Table) -> Table:
+    """The table of a materialized view, with its query (pg_get_viewdef) from the view that keeps it."""
+    query = _read(conn, "view", schemas.MATVIEW + table.name)
+    return dataclasses.replace(table, kind="m", query=query.query, uses=query.uses)
 
 
 def _read(conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> Table:

@@ -19,6 +19,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from sqlite_ha.server.pgwire.sql import schemas
+
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 
 
@@ -334,6 +336,9 @@ def view_query(sql: str | None) -> tuple[str | None, tuple[str, ...]]:
             and not table.args.get("db")
             and table.name.lower() not in ctes
         ):
-            table.set("db", exp.to_identifier("public"))
             uses.append(table.name)
+            schema, name = schemas.split(table.name, schemas.known())  # "s.t": s.t (sql/schemas.py)
+            if schema is not None:
+                table.set("this", exp.to_identifier(name))
+            table.set("db", exp.to_identifier(schema or "public"))
     return " " + query.sql(dialect="postgres") + ";", tuple(dict.fromkeys(uses))

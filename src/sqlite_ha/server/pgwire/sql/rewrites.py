@@ -163,14 +163,14 @@ def _dotted(table: exp.Table) -> str:
 
 
 def _schema_statement(tree: exp.Create | exp.Drop) -> exp.Expr:
-    """``CREATE SCHEMA s``: the view that records it (see ``schemas.py``). ``DROP SCHEMA`` is refused."""
+    """``CREATE SCHEMA s``: the view that records it (see ``schemas.py``)."""
     target = tree.this if isinstance(tree, exp.Create) else (tree.args.get("tables") or [None])[0]
     db = target.args.get("db") if isinstance(target, exp.Table) else None
     name = db.name if isinstance(db, exp.Identifier) else ""
     if isinstance(tree, exp.Drop):
-        raise TranslationError(
-            "DROP SCHEMA is not supported",
-            hint="drop the schema's tables; the schema itself stays",
+        raise TranslationError(  # one schema is dropped by the session (pgwire/comments.py)
+            "DROP SCHEMA of several schemas at once is not supported",
+            hint="drop them one by one",
             sqlstate="0A000",
         )
     if name.lower().startswith("pg_"):

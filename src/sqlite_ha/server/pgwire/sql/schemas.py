@@ -71,6 +71,11 @@ def note(names: set[str] | frozenset[str]) -> bool:
     return True
 
 
+def known() -> frozenset[str]:
+    """The schemas this process has seen (lower case)."""
+    return frozenset(_known)
+
+
 def needs_sqlglot(upper: str, words: list[str]) -> bool:
     """Whether upper-cased, string-masked SQL is about schemas (``CREATE SCHEMA``) or names a known one
     (``S.T``): sqlglot must rewrite it."""

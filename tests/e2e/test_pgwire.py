@@ -994,11 +994,14 @@ def test_migration_statements(pg: NodeProcess) -> None:
         assert conn.execute("ALTER TABLE m ALTER COLUMN name SET NOT NULL").statusmessage == "ALTER TABLE"
         with pytest.raises(psycopg.errors.NotNullViolation):
             conn.execute("INSERT INTO m(name) VALUES (NULL)")
+        for statement in [  # a table rebuild (tests/e2e/test_pgwire_ddl.py)
+            "ALTER TABLE m ALTER COLUMN n TYPE BIGINT",
+            "ALTER TABLE m ALTER COLUMN n SET DEFAULT 5",
+            "ALTER TABLE m ADD CONSTRAINT m_name UNIQUE (name)",
+            "ALTER TABLE m ADD CONSTRAINT m_fk FOREIGN KEY (n) REFERENCES m(id)",
+        ]:
+            assert conn.execute(statement).statusmessage == "ALTER TABLE"
         for statement, words in [
-            ("ALTER TABLE m ALTER COLUMN n TYPE BIGINT", "type"),
-            ("ALTER TABLE m ALTER COLUMN n SET DEFAULT 5", "default"),
-            ("ALTER TABLE m ADD CONSTRAINT m_name UNIQUE (name)", "CREATE UNIQUE INDEX"),
-            ("ALTER TABLE m ADD CONSTRAINT m_fk FOREIGN KEY (n) REFERENCES m(id)", "foreign key"),
             ("CREATE EXTENSION postgis", "not available"),
         ]:
             with pytest.raises(psycopg.errors.FeatureNotSupported) as refused:

@@ -71,10 +71,10 @@ def test_psql_copy_csv_both_ways(pg: NodeProcess, tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:5] == [
-        '1|integer|comma, and "quotes"|0|1.5|real|t|integer|0102|0',
+        '1|integer|comma, and "quotes"|f|1.5|real|t|integer|0102|f',  # IS NULL: a boolean
         "2|integer|two",  # the newline inside the quoted field is data
-        "lines|0||null|f|integer||1",
-        "3|integer||0|-2.0|real|t|integer||0",  # quoted empty: an empty string; \x: empty bytes
+        "lines|f||null|f|integer||t",
+        "3|integer||f|-2|real|t|integer||f",  # -2.0 prints -2; \x: empty bytes
         "",
     ]
     target = tmp_path / "out.csv"
@@ -84,7 +84,7 @@ def test_psql_copy_csv_both_ways(pg: NodeProcess, tmp_path: Path) -> None:
     assert target.read_text() == (
         '1,"comma, and ""quotes""",1.5,t,\\x0102,2026-01-02 03:04:05+00\n'
         '2,"two\nlines",,f,,\n'
-        '3,"",-2.0,t,\\x,\n'
+        '3,"",-2,t,\\x,\n'
     )
     text = tmp_path / "out.txt"
     query = psql(pg, "-c", f"\\copy (SELECT id, name FROM t WHERE id > 1 ORDER BY id) TO '{text}'")

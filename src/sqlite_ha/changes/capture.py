@@ -28,6 +28,8 @@ from sqlite_ha.changes import meta
 from sqlite_ha.changes.changeset import ChangeSet, Operation, Row, RowChange, encode_key
 from sqlite_ha.changes.hlc import HLC
 from sqlite_ha.changes.unique import UniqueResolver
+from sqlite_ha.db.rebuild import Outcome as RebuildOutcome
+from sqlite_ha.db.rebuild import Rebuild
 from sqlite_ha.db.schema import (
     SchemaCache,
     Shadow,
@@ -117,16 +119,26 @@ class Capture:
         self.max_size = max_size
         self._session: apsw.Session | None = None
         self._ddl: list[str] = []
+        # A table rebuild (``db.rebuild``) splits the transaction: the rows changed before it are taken when
+        # it starts (``pause``), the rebuild travels as one schema step, a new session records what follows.
+        self._rows: list[RowChange] = []  # row changes taken at pauses, in order
+        self._positions: list[int] = []  # per schema statement: how many of ``_rows`` come before it
+        self._pause_rows: list[int] = []  # per pause: how many row changes it took
+        self._clock: int | None = None  # the transaction's clock, once a pause needed it
+        self._poisoned: str | None = None
+        self._conn: apsw.Connection | None = None
         self._schema_changed = False
         self._created_virtual: set[str] = set()  # virtual tables this transaction created (lower case)
 
     def begin(self, conn: apsw.Connection) -> None:
-        session = apsw.Session(conn, "main")
-        session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)  # tables without a primary key too
-        session.table_filter(is_user_table)
-        session.attach()
-        self._session = session
+        self._open_session(conn)
+        self._conn = conn
         self._ddl = []
+        self._rows = []
+        self._positions = []
+        self._pause_rows = []
+        self._clock = None
+        self._poisoned = None
         self._schema_changed = False
         self._created_virtual = set()
         self._finished = None
@@ -148,13 +160,86 @@ class Capture:
                 self._created_virtual.add(_unquote(created.group(1)).lower())
             if self.ddl_sync:
                 self._ddl.append(idempotent(cursor.expanded_sql or sql))
+                self._positions.append(len(self._rows))
+
+    def _open_session(self, conn: apsw.Connection) -> None:
+        session = apsw.Session(conn, "main")
+        session.config(apsw.SQLITE_SESSION_OBJCONFIG_ROWID, 1)  # tables without a primary key too
+        session.table_filter(is_user_table)
+        session.attach()
+        self._session = session
+
+    def _still_there(self, change: RowChange) -> bool:
+        conn = self._conn
+        info = self.schema.table(conn, change.table) if conn is not None else None
+        if conn is None or info is None or info.columns != change.columns:
+            return False
+        if info.by_rowid:
+            rowid = change.new_rowid if change.new_rowid is not None else change.old_rowid
+            found = conn.execute(
+                f"SELECT {', '.join(quote(c) for c in info.columns)} FROM {quote(info.name)} WHERE rowid = ?",
+                (rowid,),
+            ).fetchall()
+        else:
+            found = conn.execute(info.select_sql(), change.key).fetchall()
+        return (tuple(found[0]) if found else None) == change.new
+
+    def pause(self, conn: apsw.Connection) -> None:
+        """A table rebuild starts: take the rows changed so far (their images as they are now, before the
+        table changes shape) and stop recording, so that the rows the rebuild copies do not travel."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            raw = session.changeset()
+        except apsw.SchemaChangeError as e:
+            refused = _schema_change_refused()
+            self._poisoned = refused.message  # those rows are lost to the change set: it must not commit
+            raise refused from e
+        finally:
+            session.close()
+        if self._schema_changed:
+            self.schema.refresh(conn)
+        taken = 0
+        if raw:
+            if self._clock is None:
+                self._clock = self.hlc.now()
+            changes = self._row_changes(conn, raw, self._clock)
+            self._rows.extend(changes)
+            taken = len(changes)
+        self._pause_rows.append(taken)
+
+    def resume(self, conn: apsw.Connection, spec: Rebuild, outcomes: list[RebuildOutcome] | None) -> None:
+        """The rebuild is over (``outcomes`` None: it failed and rolled itself back): it travels as one
+        schema statement; the rows' versions follow a new primary key; recording goes on."""
+        if outcomes is not None:
+            self._schema_changed = True
+            self.schema.refresh(conn)
+            if self.ddl_sync:
+                self._ddl.append(spec.sql())
+                self._positions.append(len(self._rows))
+            for outcome in outcomes:
+                meta.rebuilt(conn, outcome.old, outcome.new, outcome.expressions)
+        self._open_session(conn)
 
     def mark(self) -> int:
-        """Where the schema changes recorded so far end: ``rewind`` to it when a savepoint rolls back."""
-        return len(self._ddl)
+        """Where the schema changes recorded so far end: ``rewind`` to it when a savepoint rolls back. (The
+        number of pauses so far rides in the high bits.)"""
+        return len(self._ddl) | (len(self._pause_rows) << 32)
 
     def rewind(self, mark: int) -> None:
-        del self._ddl[mark:]
+        ddl, pauses = mark & 0xFFFFFFFF, mark >> 32
+        del self._ddl[ddl:]
+        del self._positions[ddl:]
+        taken = sum(self._pause_rows[pauses:])
+        # Rows taken at a pause after the savepoint may be among those the rollback undid: if each is still
+        # as it was taken, it stays true (a rebuild that failed alone, after rows changed before the
+        # savepoint); else the change set would tell other nodes of a change that did not happen.
+        if taken and not all(self._still_there(c) for c in self._rows[len(self._rows) - taken :]):
+            self._poisoned = (
+                "a savepoint was rolled back past a table rebuild that followed row changes in the same "
+                "transaction; such a transaction cannot be replicated, so it was rolled back"
+            )
 
     def end(self, committed: bool) -> None:
         """The transaction is over: tell ``after_end`` if ``before_commit`` ran in it."""
@@ -170,6 +255,8 @@ class Capture:
             self._session.close()
             self._session = None
         self._ddl = []
+        self._rows = []
+        self._positions = []
 
     def finish(self, conn: apsw.Connection) -> tuple[ChangeSet, bytes] | None:
         """Build the change set, store versions and the outbox entry; returns the change set and its
@@ -180,21 +267,20 @@ class Capture:
         try:
             raw = session.changeset()
         except apsw.SchemaChangeError as e:
-            raise StatementNotAllowed(
-                "this transaction changed rows of a table and then dropped or renamed it or one of its "
-                "columns; such a transaction cannot be replicated as one change set, so it was rolled back",
-                hint="send the schema change as a request of its own; with foreign keys on, DROP TABLE of a "
-                "table that others reference deletes its rows first: empty it with DELETE, then drop it",
-            ) from e
+            raise _schema_change_refused() from e
         finally:
             session.close()
+        if self._poisoned is not None:
+            raise StatementNotAllowed(self._poisoned, hint="send the schema change as a request of its own")
         ddl, self._ddl = tuple(self._ddl), []
+        positions, self._positions = tuple(self._positions), []
+        earlier, self._rows = self._rows, []
         if self._schema_changed:
             self.schema.refresh(conn)  # kept current for the applier too, even when DDL does not travel
-        if not raw and not ddl:
+        if not raw and not ddl and not earlier:
             return None
-        hlc = self.hlc.now()
-        changes = tuple(self._row_changes(conn, raw, hlc)) if raw else ()
+        hlc = self._clock if self._clock is not None else self.hlc.now()
+        changes = tuple(earlier) + (tuple(self._row_changes(conn, raw, hlc)) if raw else ())
         if not changes and not ddl:
             return None
         cs = ChangeSet(
@@ -202,6 +288,7 @@ class Capture:
             node=self.node,
             hlc=hlc,
             ddl=ddl,
+            ddl_positions=positions if any(positions) else (),
             changes=changes,
             timestamp_ns=time.time_ns(),
             process_id=os.getpid(),
@@ -338,6 +425,15 @@ class Capture:
         if op == "DELETE" and found:
             conn.execute("DELETE FROM _ha_rowids WHERE tbl = ? AND local_rowid = ?", (info.name, rowid))
         return tuple(found[0]) if found else ("", rowid)
+
+
+def _schema_change_refused() -> StatementNotAllowed:
+    return StatementNotAllowed(
+        "this transaction changed rows of a table and then dropped or renamed it or one of its "
+        "columns; such a transaction cannot be replicated as one change set, so it was rolled back",
+        hint="send the schema change as a request of its own; with foreign keys on, DROP TABLE of a "
+        "table that others reference deletes its rows first: empty it with DELETE, then drop it",
+    )
 
 
 def _unquote(name: str) -> str:

@@ -49,6 +49,9 @@ class ChangeSet:
     hlc: int  # the transaction's version: every row it changed gets (hlc, node)
     ddl: tuple[str, ...] = ()  # schema statements, in order, applied before the row changes
     changes: tuple[RowChange, ...] = ()
+    # Per schema statement, how many row changes come before it (a table rebuild in the middle of the
+    # transaction, see ``db.rebuild``); () when all of them come first, as in every older change set.
+    ddl_positions: tuple[int, ...] = ()
     timestamp_ns: int = 0
     process_id: int = 0
 

@@ -17,19 +17,23 @@ is parked with the reason and never retried.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apsw
+import orjson
 
 from sqlite_ha.changes import meta
 from sqlite_ha.changes.changeset import ChangeSet, Row, RowChange, encode_key
 from sqlite_ha.changes.hlc import HLC
 from sqlite_ha.changes.unique import Candidate, UniqueResolver, Version
+from sqlite_ha.db import rebuild
 from sqlite_ha.db.authorizer import INTERNAL_PREFIX, Authorizer
 from sqlite_ha.db.schema import SchemaCache, TableInfo, quote
+from sqlite_ha.db.tabledef import TableDefError
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 
@@ -82,48 +86,117 @@ class Applier:
         # A copy of a change set whose schema changes ran here already (published again by its node, or
         # replayed by someone who can reach the log) runs none of them a second time.
         ddl = cs.ddl if cs.ddl and meta.claim_ddl(conn, cs.node, cs.hlc) else ()
-        for sql in ddl:
-            try:
-                with _replicated(conn):
-                    conn.execute(sql)
-            except apsw.Error as e:
-                denied = _denied(conn)  # refused when prepared (SQLError) or run (AuthError: ATTACH)
-                if denied is not None:
-                    raise Refused(f"refused: {denied}: {sql[:200]}") from e
-                if not isinstance(e, apsw.SQLError):
-                    raise
-                message = str(e)
-                if "cannot VACUUM" in message:  # in the apply transaction it never runs: refused, not retried
-                    raise Refused(
-                        f"refused: VACUUM is not allowed in a replicated change set: {sql[:200]}"
-                    ) from e
-                if _ALREADY.search(message):
-                    pass  # replayed: its effect is there already
-                elif "no such column" in message and _COLUMN_GONE.match(sql):
-                    pass  # a column dropped or renamed by an earlier replay
-                elif "no such constraint" in message and _CONSTRAINT_GONE.match(sql):
-                    pass  # a constraint dropped by an earlier replay
-                elif _NO_SUCH.search(message):
-                    raise SchemaMissing(f"schema change needs what is not here yet: {message}: {sql}") from e
-                else:
-                    raise ApplyError(f"schema change failed: {message}: {sql}") from e
-            result.ddl += 1
-        if ddl:
-            self.schema.refresh(conn)
+        positions = cs.ddl_positions or (0,) * len(ddl)
+        at = 0  # the next schema statement
+        while at < len(ddl) and positions[at] == 0:
+            self._schema_statement(conn, ddl[at], result)
+            at += 1
         self.hlc.observe(cs.hlc)  # once it is known not to be refused: a refused one moves no clock
         version = cs.version
-        for change in cs.changes:
+        claimed: set[tuple[str, bytes]] = set()  # rows this change set changed already (around a rebuild)
+        for i, change in enumerate(cs.changes):
+            while at < len(ddl) and positions[at] <= i:  # a table rebuild between the row changes
+                self._schema_statement(conn, ddl[at], result)
+                at += 1
+            change = self._current_shape(conn, change)
             # The version first: a change already superseded here (a node's own, say) needs no schema, even
             # if the table has changed or gone since. A newer version is recorded at once; if the row then
             # cannot be written, the caller's savepoint takes the version back with it.
             key = encode_key(change.key)
-            if not meta.claim_version(conn, change.table, key, cs.hlc, cs.node, change.op == "DELETE"):
-                result.skipped += 1
-                continue
+            if (change.table, key) not in claimed:
+                if not meta.claim_version(conn, change.table, key, cs.hlc, cs.node, change.op == "DELETE"):
+                    result.skipped += 1
+                    continue
+                claimed.add((change.table, key))
             info = self._table(conn, change)
             self._write_row(conn, info, change, version)
             result.applied += 1
+        while at < len(ddl):
+            self._schema_statement(conn, ddl[at], result)
+            at += 1
         return result
+
+    def _schema_statement(self, conn: apsw.Connection, sql: str, result: ApplyResult) -> None:
+        if rebuild.mentioned(sql):
+            self._rebuild(conn, sql)
+            result.ddl += 1
+            self.schema.refresh(conn)
+            return
+        try:
+            with _replicated(conn):
+                conn.execute(sql)
+        except apsw.Error as e:
+            denied = _denied(conn)  # refused when prepared (SQLError) or run (AuthError: ATTACH)
+            if denied is not None:
+                raise Refused(f"refused: {denied}: {sql[:200]}") from e
+            if not isinstance(e, apsw.SQLError):
+                raise
+            message = str(e)
+            if "cannot VACUUM" in message:  # in the apply transaction it never runs: refused, not retried
+                raise Refused(
+                    f"refused: VACUUM is not allowed in a replicated change set: {sql[:200]}"
+                ) from e
+            if _ALREADY.search(message):
+                pass  # replayed: its effect is there already
+            elif "no such column" in message and _COLUMN_GONE.match(sql):
+                pass  # a column dropped or renamed by an earlier replay
+            elif "no such constraint" in message and _CONSTRAINT_GONE.match(sql):
+                pass  # a constraint dropped by an earlier replay
+            elif _NO_SUCH.search(message):
+                raise SchemaMissing(f"schema change needs what is not here yet: {message}: {sql}") from e
+            else:
+                raise ApplyError(f"schema change failed: {message}: {sql}") from e
+        result.ddl += 1
+        self.schema.refresh(conn)
+
+    def _rebuild(self, conn: apsw.Connection, sql: str) -> None:
+        """A table rebuild from the log, run on this node's own rows (see ``db.rebuild``)."""
+        for piece in rebuild.split(sql):
+            if isinstance(piece, str):
+                raise Refused(f"refused: SQL beside a table rebuild: {piece[:200]}")
+            try:
+                outcomes = rebuild.run(conn, piece, guard=lambda: _replicated(conn), savepoint=False)
+            except TableDefError as e:
+                if e.fields.get("sqlstate") in ("42P01", "42703"):
+                    raise SchemaMissing(f"table rebuild needs what is not here yet: {e.message}") from e
+                raise ApplyError(f"table rebuild failed: {e.message}") from e
+            except apsw.Error as e:
+                denied = _denied(conn)
+                if denied is not None:
+                    raise Refused(f"refused: {denied}: {sql[:200]}") from e
+                if _NO_SUCH.search(str(e)):
+                    raise SchemaMissing(f"table rebuild needs what is not here yet: {e}") from e
+                raise ApplyError(f"table rebuild failed: {e}: {sql[:200]}") from e
+            for outcome in outcomes:
+                meta.rebuilt(conn, outcome.old, outcome.new, outcome.expressions)
+
+    def _current_shape(self, conn: apsw.Connection, change: RowChange) -> RowChange:
+        """A change written in a table's shape from before a rebuild, in the table's shape now."""
+        for _ in range(8):  # one step per rebuild since the change was written
+            info = self.schema.table(conn, change.table)
+            if info is None or (change.columns == info.columns and change.pk_columns == info.pk_columns):
+                return change
+            shape = conn.execute(
+                "SELECT new_columns, expressions FROM _ha_shapes WHERE tbl = ? AND columns = ?",
+                (change.table, orjson.dumps(list(change.columns)).decode()),
+            ).fetchall()
+            if not shape:
+                return change
+            columns = tuple(orjson.loads(str(shape[0][0])))
+            expressions = orjson.loads(str(shape[0][1]))
+            new = _project(conn, change.columns, expressions, change.new)
+            old = _project(conn, change.columns, expressions, change.old)
+            pk_columns = info.pk_columns if set(info.pk_columns) <= set(columns) else ()
+            key = change.key
+            if pk_columns != change.pk_columns:
+                image = new if new is not None else old
+                if image is None or not pk_columns:
+                    return change  # cannot tell its new identity: applying it says why
+                key = tuple(image[columns.index(c)] for c in pk_columns)
+            change = dataclasses.replace(
+                change, columns=columns, pk_columns=pk_columns, key=key, new=new, old=old
+            )
+        return change
 
     def _table(self, conn: apsw.Connection, change: RowChange) -> TableInfo:
         info = self.schema.table(conn, change.table)
@@ -243,6 +316,18 @@ def _denied(conn: apsw.Connection) -> str | None:
     """Why the authorizer refused the replicated statement that just failed, if it did."""
     auth = conn.authorizer
     return auth.denied if isinstance(auth, Authorizer) else None
+
+
+def _project(
+    conn: apsw.Connection, columns: tuple[str, ...], expressions: list[str], row: Row | None
+) -> Row | None:
+    """``row`` (of ``columns``) computed into the new shape, as the rebuild computed the rows it copied."""
+    if row is None:
+        return None
+    source = ", ".join(f"? AS {quote(c)}" for c in columns)
+    with _replicated(conn):
+        found = conn.execute(f"SELECT {', '.join(expressions)} FROM (SELECT {source})", row).fetchall()
+    return tuple(found[0])
 
 
 def _refuse_table(table: str) -> None:

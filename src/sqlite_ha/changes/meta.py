@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import apsw
+import orjson
+
+from sqlite_ha.changes.changeset import encode_key
+from sqlite_ha.db.schema import TableInfo, quote
 
 SCHEMA = (
     # Small named values: the applied stream position, the clock.
@@ -47,6 +51,11 @@ SCHEMA = (
     # harmless: a DROP TABLE published again after the table was created anew would drop the new one.
     "CREATE TABLE IF NOT EXISTS _ha_ddl_done(node TEXT NOT NULL, hlc INTEGER NOT NULL,"
     " PRIMARY KEY (node, hlc)) WITHOUT ROWID",
+    # The former column lists of rebuilt tables (``db.rebuild``), with what each new column is computed from:
+    # a row change written in a former shape, arriving after the rebuild, is applied to the new one.
+    "CREATE TABLE IF NOT EXISTS _ha_shapes(tbl TEXT NOT NULL, columns TEXT NOT NULL,"
+    " pk_columns TEXT NOT NULL, new_columns TEXT NOT NULL, expressions TEXT NOT NULL,"
+    " PRIMARY KEY (tbl, columns)) WITHOUT ROWID",
 )
 
 APPLIED_SEQ = "applied_seq"
@@ -120,3 +129,53 @@ def claim_version(conn: apsw.Connection, table: str, key: bytes, hlc: int, node:
         (table, key, hlc, node, int(deleted)),
     )
     return bool(conn.changes())
+
+
+def rebuilt(conn: apsw.Connection, old: TableInfo, new: TableInfo, expressions: tuple[str, ...]) -> None:
+    """After a table rebuild: keep its former shape (``_ha_shapes``) if its columns changed, and move the
+    rows' versions to their new identity if the primary key changed (a table given one: from (origin
+    node, rowid) to the key's values)."""
+    plain = tuple(quote(c) for c in new.columns)
+    if old.columns != new.columns or expressions != plain or old.pk_columns != new.pk_columns:
+        conn.execute(
+            "INSERT OR REPLACE INTO _ha_shapes(tbl, columns, pk_columns, new_columns, expressions) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                new.name,
+                orjson.dumps(list(old.columns)).decode(),
+                orjson.dumps(list(old.pk_columns)).decode(),
+                orjson.dumps(list(new.columns)).decode(),
+                orjson.dumps(list(expressions)).decode(),
+            ),
+        )
+    if old.pk_columns == new.pk_columns:
+        return
+    table = quote(new.name)
+    cols = ", ".join(quote(c) for c in new.pk_columns)
+    if old.by_rowid:
+        rows = conn.execute(
+            f"SELECT r.origin, r.origin_rowid, t.rowid, {', '.join('t.' + quote(c) for c in new.pk_columns)} "
+            f"FROM {table} AS t LEFT JOIN _ha_rowids AS r ON r.tbl = ? AND r.local_rowid = t.rowid",
+            (new.name,),
+        ).fetchall()
+        moves = [
+            (encode_key((r[0], r[1]) if r[0] is not None else ("", r[2])), encode_key(tuple(r[3:])))
+            for r in rows
+        ]
+        conn.execute("DELETE FROM _ha_rowids WHERE tbl = ?", (new.name,))
+    else:
+        old_cols = ", ".join(quote(c) for c in old.pk_columns)
+        rows = conn.execute(f"SELECT {old_cols}, {cols} FROM {table}").fetchall()
+        n = len(old.pk_columns)
+        moves = [(encode_key(tuple(r[:n])), encode_key(tuple(r[n:]))) for r in rows]
+    versions = {
+        bytes(k): (h, nd)  # type: ignore[arg-type]
+        for k, h, nd in conn.execute(
+            "SELECT key, hlc, node FROM _ha_rows WHERE tbl = ? AND deleted = 0", (new.name,)
+        ).fetchall()
+    }
+    conn.execute("DELETE FROM _ha_rows WHERE tbl = ?", (new.name,))
+    conn.executemany(
+        "INSERT OR REPLACE INTO _ha_rows(tbl, key, hlc, node, deleted) VALUES (?, ?, ?, ?, 0)",
+        [(new.name, after, *versions[before]) for before, after in moves if before in versions],
+    )

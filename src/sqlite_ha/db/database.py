@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 
+from sqlite_ha.db import rebuild
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.connection import Guarded, Opener, open_query_only
 from sqlite_ha.db.dsn import DatabaseSpec
@@ -160,6 +161,10 @@ class Database(GroupCommit):
         """The result columns (name, declared type) of ``sql`` without running it: SQLite prepares it and
         the execution trace stops it before the first step. ``on_writer`` inside an interactive
         transaction, which may have created the tables it names. Prepared under ``grant``, as it will run."""
+        if rebuild.mentioned(sql):
+            return Described(
+                columns=[]
+            )  # a table rebuild (``rebuild``) returns no rows; SQLite cannot prepare it
         c = self._writer if on_writer else self._reader
         # apsw caches prepared statements by text, and an expired one keeps the column types it was prepared
         # with until it runs (describing never runs it): keyed by the schema version, a text is prepared anew
@@ -513,7 +518,10 @@ class Database(GroupCommit):
             try:
                 if keys is not None and (sql := keys.sql_for(stmt.sql)) is not stmt.sql:
                     stmt = Statement(sql=sql, bindings=stmt.bindings, grant=grant)
-                result = run_statement(c.conn, stmt, budget, on_statement)
+                if c is self._writer and rebuild.mentioned(stmt.sql):
+                    result = rebuild.execute(c, stmt, budget, on_statement, self.capture, self.id)
+                else:
+                    result = run_statement(c.conn, stmt, budget, on_statement)
             except apsw.AuthError as e:
                 raise self._refused(c, e, i) from e
             except apsw.TooBigError as e:

@@ -183,6 +183,11 @@ def _read_shadow(conn: apsw.Connection, name: str) -> Shadow | None:
     return Shadow(owner=owner, role="index" if suffix in _FTS5_INDEX_SHADOWS else "config", fts=fts)
 
 
+def read_table(conn: apsw.Connection, name: str) -> TableInfo | None:
+    """The table ``name`` as it is now, uncached."""
+    return _read(conn, name)
+
+
 def _read(conn: apsw.Connection, name: str, kind: str = "table") -> TableInfo | None:
     listed = conn.execute(
         "SELECT type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (name,)

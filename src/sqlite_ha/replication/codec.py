@@ -32,10 +32,17 @@ class DecodeError(HAError):
 
 
 def encode(cs: ChangeSet) -> bytes:
-    changes: list[dict[str, Any]] = [
-        {"database": "main", "operation": "SQL", "command": sql, "args": []} for sql in cs.ddl
-    ]
-    for ch in cs.changes:
+    """Schema statements come first, except where ``ddl_positions`` puts one after some row changes (a
+    table rebuild in the middle of a transaction): the list is in the order of the transaction. A reader
+    from before such change sets refuses one ("SQL changes must come before row changes"), never misapplies
+    it; every earlier change set reads as it did."""
+    changes: list[dict[str, Any]] = []
+    positions = cs.ddl_positions or (0,) * len(cs.ddl)
+    next_ddl = 0
+    for i, ch in enumerate(cs.changes):
+        while next_ddl < len(cs.ddl) and positions[next_ddl] <= i:
+            changes.append({"database": "main", "operation": "SQL", "command": cs.ddl[next_ddl], "args": []})
+            next_ddl += 1
         item: dict[str, Any] = {
             "database": "main",
             "table": ch.table,
@@ -55,6 +62,8 @@ def encode(cs: ChangeSet) -> bytes:
         if ch.indirect:
             item["indirect"] = True
         changes.append(item)
+    for sql in cs.ddl[next_ddl:]:
+        changes.append({"database": "main", "operation": "SQL", "command": sql, "args": []})
     return orjson.dumps(
         {
             "v": FORMAT_VERSION,
@@ -112,16 +121,16 @@ def _change_set(doc: Any, *, exact: bool) -> ChangeSet:
     if not isinstance(raw_changes, list):
         raise DecodeError("changes must be a list")
     ddl: list[str] = []
+    positions: list[int] = []
     changes: list[RowChange] = []
     for i, item in enumerate(raw_changes):
         if not isinstance(item, dict):
             raise DecodeError(f"change {i} is not an object")
         if item.get("operation") == "SQL":
-            if changes:
-                raise DecodeError(f"change {i}: SQL changes must come before row changes")
             if item.get("args"):
                 raise DecodeError(f"change {i}: SQL changes with args are not supported")
             ddl.append(_str(item, "command", f"change {i}"))
+            positions.append(len(changes))
         else:
             changes.append(_row_change(item, f"change {i}", exact))
     return ChangeSet(
@@ -129,6 +138,7 @@ def _change_set(doc: Any, *, exact: bool) -> ChangeSet:
         node=node,
         hlc=hlc,
         ddl=tuple(ddl),
+        ddl_positions=tuple(positions) if any(positions) else (),
         changes=tuple(changes),
         timestamp_ns=_int(doc, "timestamp_ns", 0),
         process_id=_int(doc, "process_id", 0),

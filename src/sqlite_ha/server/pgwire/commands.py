@@ -203,6 +203,30 @@ def _savepoint(session: SessionState, kind: str, sql: str) -> Outcome:
         raise PgError("3B001" if "does not exist" in e.message else sqlstate(e), e.message) from e
 
 
+_SET_CONSTRAINTS = re.compile(r"^\s*set\s+constraints\s+(.+?)\s+(deferred|immediate)\s*;?\s*$", re.I | re.S)
+
+
+def _set_constraints(session: SessionState, mode: str) -> Outcome:
+    """``SET CONSTRAINTS … DEFERRED|IMMEDIATE``. SQLite's deferrable foreign keys are deferred as declared (as
+    Django declares them); IMMEDIATE checks what the transaction did so far, as PostgreSQL checks the pending
+    ones, and fails with 23503 on a violation. Later statements are checked as their constraints are
+    declared: a violation of a deferred one still fails, at COMMIT."""
+    if not session.in_block:
+        session.notice("SET CONSTRAINTS can only be used in transaction blocks", "25P01")
+        return Outcome("SET CONSTRAINTS")
+    tx = session.tx
+    if mode.lower() == "immediate" and tx is not None and session._db().db.spec.foreign_keys:
+        broken = tx.connection.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            table, _, parent, _ = broken[0]
+            raise PgError(
+                "23503",
+                f'insert or update on table "{table}" violates a foreign key constraint: a row references a '
+                f'missing row of "{parent}"',
+            )
+    return Outcome("SET CONSTRAINTS")
+
+
 _OWNER_TO = re.compile(r"^\s*ALTER\s+(.+?)\s+OWNER\s+TO\s+(.+?)\s*;?\s*$", re.I | re.S)
 
 
@@ -221,6 +245,9 @@ def _owner(session: SessionState, sql: str) -> Outcome:
 
 
 def _set(session: SessionState, sql: str) -> Outcome:
+    constraints = _SET_CONSTRAINTS.match(sql)
+    if constraints is not None:
+        return _set_constraints(session, constraints.group(2))
     if isolation.is_set_transaction(sql):
         isolation.set_transaction(session, sql)
         return Outcome("SET")
@@ -311,40 +338,3 @@ def show_label(sql: str) -> str:
     if name == "databases":
         return "database"
     return name.split()[-1] if name.startswith("transaction") else name
-
-
-_ALTER = re.compile(r"\s*ALTER\s+TABLE\b", re.I)
-_RECREATE = "create the table anew {}, copy the rows over, drop the old one and rename the new one"
-_ALTER_UNSUPPORTED = (
-    (
-        re.compile(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b", re.I),
-        "SQLite cannot change a column's type",
-        _RECREATE.format("with the new type"),
-    ),
-    (
-        re.compile(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET|DROP)\s+DEFAULT\b", re.I),
-        "SQLite cannot change a column's default",
-        _RECREATE.format("with the new default"),
-    ),
-    (
-        re.compile(r"\bADD\s+(?:CONSTRAINT\s+\S+\s+)?(?:UNIQUE|PRIMARY\s+KEY)\b", re.I),
-        "SQLite cannot add a UNIQUE or PRIMARY KEY constraint to a table",
-        "CREATE UNIQUE INDEX does the same for UNIQUE",
-    ),
-    (
-        re.compile(r"\bADD\s+(?:CONSTRAINT\s+\S+\s+)?FOREIGN\s+KEY\b", re.I),
-        "SQLite cannot add a foreign key to a table",
-        _RECREATE.format("with the foreign key"),
-    ),
-)
-
-
-def unsupported_alter(sql: str) -> tuple[str, str] | None:
-    """(message, hint) for an ALTER TABLE that SQLite cannot do, which it would answer with a bare syntax
-    error: what it can (ADD/DROP/RENAME COLUMN, SET/DROP NOT NULL, ADD/DROP CONSTRAINT … CHECK) runs."""
-    if _ALTER.match(sql) is None:
-        return None
-    for pattern, message, hint in _ALTER_UNSUPPORTED:
-        if pattern.search(sql):
-            return message, hint
-    return None

@@ -310,9 +310,6 @@ class Session(SessionState):
             raise PgError("0A000", str(e)) from e
         if explained is not None:
             return explain.prepare(self, sql, explained, param_oids, describe=describe)
-        refused = commands.unsupported_alter(sql)
-        if refused is not None:
-            raise PgError("0A000", refused[0], hint=refused[1])
         is_catalog = catalog.is_catalog_query(sql)
         try:
             translation = translate_catalog(catalog.prepare(sql)) if is_catalog else translate(sql)

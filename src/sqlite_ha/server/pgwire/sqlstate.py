@@ -75,6 +75,9 @@ _BY_CODE = {
 
 def sqlstate(error: HAError) -> str:
     code = error.code
+    given = error.fields.get("sqlstate")  # an error that knows PostgreSQL's code for itself
+    if given is not None:
+        return str(given)
     if code == "sql_error":
         sqlite_code = str(error.fields.get("sqlite_code") or "")
         if sqlite_code in _BY_SQLITE_CODE:

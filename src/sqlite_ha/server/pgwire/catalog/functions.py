@@ -30,6 +30,9 @@ def register(conn: apsw.Connection) -> None:
         "pg_type_is_visible": (lambda oid: 1, 1),
         "pg_collation_is_visible": (lambda oid: 1, 1),
         "current_schema": (lambda: "public", 0),
+        # the search path: pg_catalog first, implicitly (pgbench looks its tables up in it)
+        "current_schemas": (lambda implicit: '["pg_catalog", "public"]' if implicit else '["public"]', 1),
+        "array_position": (array_position, -1),
         "to_regtype": (to_regtype, 1),
         "format_type": (format_type, 2),
         "pg_encoding_to_char": (lambda n: "UTF8", 1),
@@ -162,6 +165,17 @@ def array_to_string(array: SQLiteValue, separator: SQLiteValue, null: SQLiteValu
         return None
     texts = (str(v) if v is not None else null for v in arrays.items(array))
     return str(separator).join(str(v) for v in texts if v is not None)
+
+
+def array_position(array: SQLiteValue, element: SQLiteValue, start: SQLiteValue = 1) -> int | None:
+    """The subscript of the first element equal to ``element`` (from ``start``), NULL if none."""
+    if array is None:
+        return None
+    first = _lower(array)
+    for i, value in enumerate(arrays.items(array)):
+        if i + first >= (start if isinstance(start, int) else 1) and value == element and value is not None:
+            return i + first
+    return None
 
 
 def array_length(array: SQLiteValue, dimension: SQLiteValue = 1) -> int | None:

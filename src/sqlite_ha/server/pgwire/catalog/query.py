@@ -69,6 +69,8 @@ _BOOLEAN = (exp.Predicate, exp.Not, exp.Connector, exp.Boolean, exp.LogicalAnd, 
 def rewrite(statement: exp.Expr) -> str:
     """Rewrite ``statement`` in place; return the comment naming its output columns' types (or "")."""
     types = output_types(statement)
+    for select in list(statement.find_all(exp.Select)):
+        _inline_lateral(select)
     for column in list(statement.find_all(exp.Column)):
         if column.name.lower() == "tableoid":
             _rewrite_tableoid(column)
@@ -88,6 +90,29 @@ def rewrite(statement: exp.Expr) -> str:
     if not any(types):
         return ""
     return f"/* pg_types: {','.join(t or '' for t in types)} */ "
+
+
+def _inline_lateral(select: exp.Select) -> None:
+    """``CROSS JOIN LATERAL (SELECT f(x.a)) AS o(n)`` (no FROM: one row): SQLite has no LATERAL, so ``o.n``
+    becomes ``f(x.a)`` where it is used and the join goes (pgbench finds its tables with such a query)."""
+    for join in list(select.args.get("joins") or []):
+        lateral = join.this
+        if not isinstance(lateral, exp.Lateral) or join.args.get("kind", "").upper() not in ("CROSS", ""):
+            continue
+        inner = lateral.this.this if isinstance(lateral.this, exp.Subquery) else None
+        alias = lateral.args.get("alias")
+        if not isinstance(inner, exp.Select) or inner.args.get("from_") or inner.args.get("from"):
+            continue
+        if not isinstance(alias, exp.TableAlias) or not alias.columns:
+            continue
+        names = [c.name for c in alias.columns]
+        if len(names) != len(inner.expressions):
+            continue
+        values = {n: e.unalias() for n, e in zip(names, inner.expressions, strict=True)}
+        join.pop()
+        for column in list(select.find_all(exp.Column)):
+            if column.table == alias.name and column.name in values:
+                column.replace(exp.Paren(this=values[column.name].copy()))
 
 
 def _call(name: str, *args: exp.Expr) -> exp.Anonymous:

@@ -142,7 +142,8 @@ CREATE TABLE pg_catalog.pg_transform(
 CREATE TABLE pg_catalog.pg_event_trigger(
   oid oid PRIMARY KEY, evtname TEXT, evtevent TEXT, evtowner oid, evtfoid oid, evtenabled TEXT,
   evttags "_text");
-CREATE TABLE pg_catalog.pg_partitioned_table(partrelid oid PRIMARY KEY, partclass oidvector);
+CREATE TABLE pg_catalog.pg_partitioned_table(
+  partrelid oid PRIMARY KEY, partstrat TEXT, partnatts INTEGER, partclass oidvector);
 CREATE TABLE pg_catalog.pg_largeobject_metadata(oid oid PRIMARY KEY, lomowner oid, lomacl "_aclitem");
 CREATE TABLE pg_catalog.pg_seclabels(
   objoid oid, classoid oid, objsubid INTEGER, provider TEXT, label TEXT);

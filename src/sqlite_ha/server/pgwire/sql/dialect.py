@@ -45,7 +45,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
-from sqlite_ha.server.pgwire.sql import schemas
+from sqlite_ha.server.pgwire.sql import ddl, schemas
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
@@ -290,6 +290,12 @@ def translate(sql: str) -> Translation:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
     try:
+        head = sql.lstrip()[:7].upper()
+        if head.startswith(("ALTER", "CREATE", "DROP", "VACUUM", "ANALY")):  # schema statements: see ``ddl``
+            special = _schema_statement(sql, head)
+            if isinstance(special, Translation):
+                return special
+            sql = special
         fast = _fast_translate(sql)
         return fast if fast is not None else _translate_with_sqlglot(sql)
     except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
@@ -302,6 +308,32 @@ _schema_generation = 0
 def note_schemas(names: set[str] | frozenset[str]) -> None:
     """Schemas of a served database (``sql/schemas.py``): statements naming one must go through sqlglot."""
     schemas.note(names)
+
+
+def _schema_statement(sql: str, head: str) -> Translation | str:
+    """The translation of an ALTER TABLE SQLite cannot run as it is, or of VACUUM/ANALYZE; else the text to
+    translate as usual (CREATE without storage parameters and operator classes)."""
+    if head.startswith("CREATE"):
+        return ddl.strip_storage(sql)
+    if head.startswith("DROP"):
+        # DROP TABLE a, b: one statement per table, each with its comments (sql/rewrites.py), and tables
+        # of a schema (sql/schemas.py) by their names
+        dropped = ddl.drop_tables(sql) if not schemas.known() else None
+        if dropped is None:
+            return sql
+        return Translation(
+            sql="; ".join(translate(one).sql for one in dropped.split("; ")), param_count=0, translated=True
+        )
+    if head.startswith("ALTER"):
+        if not ddl.needs_rebuild(sql):
+            return sql
+        return Translation(
+            sql=ddl.alter_table(sql, lambda s: translate(s).sql), param_count=0, translated=True
+        )
+    statements = ddl.vacuum(sql)
+    if statements is None:
+        return sql
+    return Translation(sql=statements, param_count=0, translated=True)
 
 
 @functools.lru_cache(maxsize=1024)

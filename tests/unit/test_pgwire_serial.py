@@ -6,6 +6,7 @@ from __future__ import annotations
 import apsw
 import pytest
 
+from sqlite_ha.db import rebuild
 from sqlite_ha.server.pgwire.catalog.tables import Table, _Declared
 from sqlite_ha.server.pgwire.sql.dialect import TranslationError, translate
 
@@ -40,3 +41,19 @@ def test_two_serial_columns_are_refused() -> None:
 def test_constraint_names_of_a_table_with_a_json_column() -> None:
     declared = _Declared.parse("t", "CREATE TABLE t (a INT, doc JSON TEXT, CONSTRAINT t_uq UNIQUE (a, doc))")
     assert declared.uniques == {("a", "doc"): "t_uq"}
+
+
+def test_a_widened_serial_stays_the_rowid_alias_and_shows_its_new_type() -> None:
+    """Django widens an AutoField to bigint (ALTER … TYPE bigint, a table rebuild): still numbered by SQLite,
+    and the catalog shows bigint, as PostgreSQL does."""
+    conn = apsw.Connection(":memory:")
+    for pg in (
+        'CREATE TABLE "a" ("id" serial NOT NULL PRIMARY KEY, "v" text)',
+        'ALTER TABLE "a" ALTER COLUMN "id" TYPE bigint USING "id"::bigint',
+    ):
+        for piece in rebuild.split(translate(pg).sql):
+            conn.execute(piece) if isinstance(piece, str) else rebuild.run(conn, piece)
+    conn.execute("INSERT INTO a (v) VALUES ('y')")
+    assert conn.execute("SELECT id, v FROM a").fetchall() == [(1, "y")]
+    column = Table.read(conn, "table", "a").columns[0]
+    assert (column.declared, column.default) == ("int8", "nextval('a_id_seq'::regclass)")

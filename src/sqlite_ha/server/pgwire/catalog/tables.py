@@ -138,15 +138,12 @@ def _serial_types(sql: str | None) -> dict[str, tuple[str, str]]:
 
 
 def _serial_column(table: str, column: Column, serial: tuple[str, str] | None) -> Column:
-    """A SERIAL column as PostgreSQL describes it: its integer type, and its sequence's nextval as its
-    default (SQLAlchemy reads autoincrement from it); an identity column has no default."""
+    """A SERIAL column with its PostgreSQL integer type. Not PostgreSQL's default
+    ``nextval('t_id_seq'::regclass)``: there is no sequence behind it, and pg_dump would write that default
+    into a dump that then restores nowhere (PostgreSQL lacks the sequence, a node lacks ``nextval``)."""
     if serial is None:
         return column
-    pg_type, kind = serial
-    default = column.default
-    if kind == "serial" and default is None:
-        default = f"nextval('{table}_{column.name}_seq'::regclass)".replace('"', "")
-    return dataclasses.replace(column, declared=pg_type, default=default)
+    return dataclasses.replace(column, declared=serial[0])
 
 
 def _opt(value: Any) -> str | None:

@@ -143,7 +143,9 @@ class PostgresServer:
                 **self._user_kwargs(),
             )
         deadline = time.monotonic() + timeout
-        ready = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        # asked through this server's own socket directory: on 127.0.0.1 another server that took the port
+        # first would answer for it
+        ready = [str(self.bindir / "pg_isready"), "-q", "-h", str(self.root / "sock"), "-p", str(self.port)]
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postgres exited with {self.proc.returncode}:\n{self.logs()}")

@@ -79,7 +79,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
                 members.append(Member(node, pg_port))
                 node.start()
             with members[1].connect() as conn:  # DDL through a follower too
-                conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE, n INTEGER)")
+                conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE, n BIGINT)")
             yield members
         finally:
             for m in members:

@@ -105,6 +105,9 @@ def test_session_functions_and_views(pg: NodeProcess) -> None:
         theirs = next(row for row in activity if row[0] != pid[0])
         assert theirs[4:] == ("idle in transaction", "SELECT count(*) FROM t")
         two.execute("ROLLBACK")
+        assert one.execute("SELECT datname, numbackends, xact_commit FROM pg_stat_database").fetchall() == [
+            ("app.db", 2, None)  # its sessions; the counters are not kept (NULL, not a made-up 0)
+        ]
 
         assert one.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
         assert one.execute("SELECT current_schemas(true)").fetchone() == (["pg_catalog", "public"],)

@@ -13,7 +13,7 @@ from sqlite_ha.db.statement import Result
 from sqlite_ha.server.pgwire import isolation
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.catalog.catalog import Catalog, prepare
-from sqlite_ha.server.pgwire.catalog.functions import format_type, quote_ident, quote_literal
+from sqlite_ha.server.pgwire.catalog.functions import FunctionError, format_type, quote_ident, quote_literal
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.sql.dialect import split_statements, translate, translate_catalog
 from sqlite_ha.server.pgwire.types import values as t
@@ -22,7 +22,7 @@ SCHEMA = [
     "CREATE TABLE authors (id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL UNIQUE, "
     "active BOOLEAN DEFAULT true)",
     "CREATE TABLE books (id BIGINT PRIMARY KEY, author_id BIGINT REFERENCES authors(id), "
-    "price NUMERIC(10,2))",
+    "price NUMERIC(10,2), meta JSON TEXT, CONSTRAINT price_positive CHECK (price >= 0))",
     "CREATE VIEW a_view AS SELECT b.id, a.name FROM books b JOIN authors a ON a.id = b.author_id",
 ]
 
@@ -83,6 +83,19 @@ def test_columns_carry_their_modifiers(catalog: Catalog) -> None:
     assert default == [("true",)]  # as PostgreSQL prints it
 
 
+def test_constraints_of_a_table_with_a_json_column(catalog: Catalog) -> None:
+    """The node declares json columns ``JSON TEXT`` (text affinity), which sqlglot does not read: the
+    named constraints and the CHECKs must not be lost on the way."""
+    rows = query(catalog, "SELECT conname, contype FROM pg_constraint ORDER BY conname").rows
+    assert rows == [
+        ("authors_name_key", "u"),
+        ("authors_pkey", "p"),
+        ("books_author_id_fkey", "f"),
+        ("books_pkey", "p"),
+        ("price_positive", "c"),
+    ]
+
+
 def test_views_depend_on_what_they_read(catalog: Catalog) -> None:
     rows = query(
         catalog,
@@ -127,8 +140,9 @@ def test_session_functions_answer_for_the_session(catalog: Catalog) -> None:
     assert query(catalog, "SELECT current_schemas(false), current_setting('search_path')", ctx).rows == [
         ("{}", "")
     ]
-    with pytest.raises(apsw.SQLError, match="unrecognized configuration parameter"):
+    with pytest.raises(FunctionError, match="unrecognized configuration parameter") as e:
         query(catalog, "SELECT current_setting('no_such')", ctx)
+    assert e.value.code == "42704"
     assert query(catalog, "SELECT current_setting('no_such', true)", ctx).rows == [(None,)]
     settings = query(catalog, "SELECT name, setting, source FROM pg_settings WHERE name = 'search_path'", ctx)
     assert settings.rows == [("search_path", "", "session")]

@@ -180,3 +180,12 @@ def test_views_on_a_dropped_column_stop_it_or_go_with_cascade(conn: apsw.Connect
     run(conn, "ALTER TABLE t DROP COLUMN a CASCADE")
     views = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'view'")}
     assert views == {"vb"}
+
+
+def test_a_quoted_constraint_name_with_a_space_is_a_rebuild() -> None:
+    """pg_dump writes the constraints of a table "Odd Name" as ``ADD CONSTRAINT "Odd Name_pkey" …``."""
+    sql = translate(
+        'ALTER TABLE ONLY public."Odd Name" ADD CONSTRAINT "Odd Name_Mixed_key" UNIQUE ("Mixed")'
+    ).sql
+    assert sql.startswith("SELECT sqlite_ha_rebuild(")
+    assert '"table":"Odd Name"' in sql

@@ -730,3 +730,9 @@ def test_reference_client_statements(conn: apsw.Connection, client: str, sql: st
             conn.execute(statement, (None,) * t.param_count).fetchall()
     finally:
         conn.execute("ROLLBACK")
+
+
+def test_only_is_dropped_as_no_table_inherits() -> None:
+    """``FROM ONLY t`` (pg_dump --inserts reads tables so): without inheritance it is ``FROM t``."""
+    assert translate('SELECT id FROM ONLY public."Odd Name"').sql == 'SELECT id FROM "Odd Name"'
+    assert translate("DELETE FROM ONLY t WHERE id = 1").sql == "DELETE FROM t WHERE id = 1"

@@ -24,6 +24,7 @@ import apsw
 from sqlite_ha.db import rebuild
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.connection import Guarded, Opener, open_query_only
+from sqlite_ha.db.cursor import RowCursor
 from sqlite_ha.db.dsn import DatabaseSpec
 from sqlite_ha.db.group_commit import Execution as Execution  # where every caller looks for it
 from sqlite_ha.db.group_commit import GroupCommit, first_outcome
@@ -382,6 +383,33 @@ class Database(GroupCommit):
         finally:
             self._lent = None
             lent.set()
+
+    async def open_cursor(
+        self, sql: str, bindings: Bindings | None = None, grant: Permission | None = None
+    ) -> RowCursor:
+        """A read of one statement whose rows are taken a batch at a time (``cursor.RowCursor``), on a
+        reader connection of its own. Refused for a statement that writes, and for an in-memory database
+        (its one connection cannot keep a read open for a cursor)."""
+        if self.spec.memory:
+            raise StatementNotAllowed("an in-memory database has no reader connection to give a cursor")
+        if not self.is_read_only([Statement(sql=sql, bindings=bindings, grant=grant)]):
+            raise StatementNotAllowed("a cursor reads: its statement must not write")
+        c = self._take_slow_reader()
+        try:
+            cursor = await on_thread(
+                self._slow, c.conn, c.deadline, RowCursor.open_on, self, c, sql, bindings, grant
+            )
+        except BaseException:
+            if c.conn.in_transaction:
+                c.control("ROLLBACK")
+            self._slow_readers.append(c)
+            raise
+        self.stats.reads += 1
+        return cursor
+
+    def _reader_back(self, c: Guarded) -> None:
+        """A reader connection a cursor used, its read ended: for the next slow read or cursor."""
+        self._slow_readers.append(c)
 
     def read_view(self) -> ReadView:
         """A read transaction of its own, for a REPEATABLE READ block: every read sees one snapshot."""

@@ -8,11 +8,12 @@ on every connection, not only on those serving PostgreSQL clients. They are dete
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import apsw
 
-from sqlite_ha.db import regex
+from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
 # PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
@@ -59,6 +60,79 @@ def _pg_like_glob(*args: SQLiteValue) -> str | None:
     return like_to_glob(*args)
 
 
+UTC_NAMES = frozenset({"utc", "etc/utc", "gmt", "etc/gmt", "z", "zulu", "uct", "+00", "+00:00", "00:00"})
+
+
+def _at_utc(value: SQLiteValue, zone: SQLiteValue) -> SQLiteValue:
+    """``x AT TIME ZONE $1`` (Django binds the zone as a parameter): timestamps are stored in UTC, so for UTC
+    the value is itself; any other zone is refused (the dialect refuses a literal one when translating)."""
+    if value is None or zone is None:
+        return None
+    if str(zone).strip().lower() not in UTC_NAMES:
+        raise apsw.SQLError(f"AT TIME ZONE {str(zone)[:40]!r} is not supported, only 'UTC'")
+    return value
+
+
+_TIME_UNITS = ("day", "hour", "minute", "second")  # truncating to one zeroes what comes after it
+
+
+def _date_trunc(unit: SQLiteValue, value: SQLiteValue) -> SQLiteValue:
+    """``date_trunc($1, x)`` with the unit as a parameter (Django with server-side binding); the dialect
+    translates a literal unit to SQLite's date functions, with the same output: ``YYYY-MM-DD HH:MM:SS``."""
+    if unit is None or value is None:
+        return None
+    field = str(unit).strip().lower()
+    try:
+        stamp = dt.datetime.fromisoformat(str(value))
+    except ValueError as e:
+        raise apsw.SQLError(f"invalid input syntax for type timestamp: {str(value)[:40]!r}") from e
+    if field in ("microseconds", "milliseconds"):
+        micro = stamp.microsecond if field == "microseconds" else stamp.microsecond // 1000 * 1000
+        text = stamp.replace(microsecond=micro, tzinfo=None).isoformat(sep=" ")
+        return text
+    if field in _TIME_UNITS:
+        keep = _TIME_UNITS.index(field)
+        stamp = stamp.replace(
+            hour=stamp.hour if keep >= 1 else 0,
+            minute=stamp.minute if keep >= 2 else 0,
+            second=stamp.second if keep >= 3 else 0,
+            microsecond=0,
+        )
+    elif field in ("week", "month", "quarter", "year", "decade", "century", "millennium"):
+        day = stamp.replace(hour=0, minute=0, second=0, microsecond=0)
+        if field == "week":
+            stamp = day - dt.timedelta(days=day.weekday())
+        elif field == "month":
+            stamp = day.replace(day=1)
+        elif field == "quarter":
+            stamp = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+        else:
+            span = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}[field]
+            if span == 1:
+                year = day.year
+            elif span == 10:
+                year = day.year // 10 * 10
+            else:  # centuries and millennia start at year 1: 2001 for 2024
+                year = (day.year - 1) // span * span + 1
+            stamp = day.replace(year=year, month=1, day=1)
+    else:
+        raise apsw.SQLError(f'unit "{field}" not recognized for type timestamp')
+    return stamp.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_PG_FUNCTIONS: dict[str, tuple[Callable[..., SQLiteValue], int]] = {
+    "pg_jsonb_contains": (jsonb.contains, 2),
+    "pg_jsonb_exists": (jsonb.exists, 2),
+    "pg_jsonb_exists_any": (jsonb.exists_any, 2),
+    "pg_jsonb_exists_all": (jsonb.exists_all, 2),
+    "pg_jsonb_path": (jsonb.path, 2),
+    "pg_jsonb_path_text": (jsonb.path_text, 2),
+    "pg_jsonb_text": (jsonb.text, 1),
+    "pg_at_utc": (_at_utc, 2),
+    "pg_date_trunc": (_date_trunc, 2),
+}
+
+
 def _cast(parse: Callable[[str], str], type_name: str) -> Callable[..., SQLiteValue]:
     """A cast to a date/time type of what is not a literal (a column, an expression): the value in the
     storage form, or PostgreSQL's error (22007) for a text that is no date."""
@@ -94,3 +168,6 @@ def register(conn: apsw.Connection) -> None:
     }
     for name, (parse, type_name) in casts.items():
         conn.create_scalar_function(name, _cast(parse, type_name), 1, flags=apsw.SQLITE_INNOCUOUS)
+    for name, (fn, arity) in _PG_FUNCTIONS.items():
+        conn.create_scalar_function(name, fn, arity, deterministic=True, flags=apsw.SQLITE_INNOCUOUS)
+    conn.create_collation("pg_jsonb", jsonb.collate)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import isolation
+from sqlite_ha.server.pgwire import cursors, isolation
 from sqlite_ha.server.pgwire.copy.operation import Copy, CopyError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.handshake import SERVER_VERSION, check_connect, databases_hint, find_database
@@ -70,6 +70,7 @@ async def run(session: SessionState, prepared: Prepared) -> Outcome:
         return Outcome("RESET")
     if kind == "discard":
         session.statements = {k: v for k, v in session.statements.items() if k == ""}
+        cursors.close_all(session)
         session.portals.clear()
         session.min_seq = 0
         return Outcome("DISCARD ALL")
@@ -77,8 +78,6 @@ async def run(session: SessionState, prepared: Prepared) -> Outcome:
         return Outcome("LISTEN")
     if kind == "unlisten":
         return Outcome("UNLISTEN")
-    if kind == "close":
-        return Outcome("CLOSE CURSOR ALL")
     if kind == "copy":
         return await _copy(session, prepared)
     if kind == "lock":
@@ -150,6 +149,8 @@ async def _copy(session: SessionState, prepared: Prepared) -> Outcome:
 
 async def _end_block(session: SessionState, *, commit: bool) -> Outcome:
     ended = session.block.end(commit=commit)
+    if ended.was_open:
+        cursors.block_ended(session, committed=ended.commit)
     tag = "COMMIT" if ended.commit else "ROLLBACK"
     if not ended.was_open:
         session.notice("there is no transaction in progress", "25P01")

@@ -14,11 +14,12 @@ What each level gives here, so that no level is a name only:
   READ COMMITTED under the name REPEATABLE READ.
 * READ ONLY: a write in the block is refused with 25006, as PostgreSQL does.
 
-``LOCK TABLE`` keeps others from changing the tables until the block ends. ``ACCESS SHARE`` (pg_dump's)
-only keeps out schema changes, which a snapshot block cannot see anyway: there it is granted as it is. Any
-other lock, or any lock in a READ COMMITTED block, takes the database's writer for the rest of the block
-(as the block's first write would), which holds back every change on this node and the log's changes
-from other nodes, so it is never weaker than the mode asked for.
+``LOCK TABLE`` keeps others from changing the tables until the block ends. ``ACCESS SHARE`` (pg_dump's) and
+``ROW SHARE`` only keep out schema changes, which a snapshot block cannot see anyway: there they are granted
+as they are. Any other lock, or any lock in a READ COMMITTED block, takes the database's writer for the rest
+of the block (as the block's first write would), which holds back every change on this node and the log's
+changes from other nodes, so it is never weaker than the mode asked for. A READ ONLY block may take the
+modes up to ROW EXCLUSIVE, as in PostgreSQL (25006 beyond).
 """
 
 from __future__ import annotations
@@ -145,10 +146,13 @@ async def lock_table(session: Session, sql: str) -> None:
         if not db.db.table_types(table):
             raise PgError("42P01", f'relation "{name.strip()}" does not exist')
     mode = " ".join((found.group("mode") or "access exclusive").lower().split())
-    if mode == "access share" and session.mode.snapshot:
+    if mode in ("access share", "row share") and session.mode.snapshot:
         return
+    if session.mode.read_only and mode not in ("access share", "row share", "row exclusive"):
+        raise PgError("25006", "cannot execute LOCK TABLE in a read-only transaction")
     if session.tx is None:
-        refuse_write(session, "LOCK TABLE")
+        if session.mode.snapshot and session.block_read:
+            refuse_write(session, "LOCK TABLE")  # the writer's data may be newer than the snapshot read
         tx = await db.begin()
         for savepoint in session.block.took_writer(tx):
             tx.savepoint(savepoint)

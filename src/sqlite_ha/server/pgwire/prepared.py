@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlite_ha.db.cursor import RowCursor
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.types import values as t
@@ -38,6 +39,7 @@ class Prepared:
     explain: bool = False  # a PostgreSQL EXPLAIN: SQLite's query plan, as lines of one text column
     temp: bool = False  # runs on the session's own TEMP connection (temp.py)
     read_only: bool | None = None  # what SQLite says of the statement, once asked
+    locks: bool = False  # SELECT … FOR UPDATE/SHARE: in a block, it takes the writer as a write does
     verb: str = ""  # the statement's first word, upper case: it makes the command tag
     descriptions: dict[tuple[int, ...], bytes] = field(default_factory=dict)  # RowDescription by formats
 
@@ -79,6 +81,9 @@ class Portal:
     tag: str = ""
     sent: int = 0
     bind: Bind | None = None  # the message that made it, replayed on the writer when it is forwarded
+    cursor: str | None = None  # a DECLAREd cursor (cursors.py): "hold" (WITH HOLD) or "block"; None: Bind's
+    cursor_block: bool = False  # declared inside the transaction block still open
+    lazy: RowCursor | None = None  # a cursor whose rows are read as FETCH asks (else ``rows`` holds them)
 
 
 @dataclass(slots=True)

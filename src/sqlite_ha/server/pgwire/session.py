@@ -36,9 +36,10 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
-from sqlite_ha.server.pgwire import commands, comments, explain, handshake, isolation, temp
+from sqlite_ha.server.pgwire import commands, comments, cursors, explain, handshake, isolation, temp
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
+from sqlite_ha.server.pgwire.catalog.functions import FunctionError
 from sqlite_ha.server.pgwire.errors import PgError
 from sqlite_ha.server.pgwire.forwarding import writer as forwarded
 from sqlite_ha.server.pgwire.forwarding.follower import Forward
@@ -127,6 +128,7 @@ class Session(SessionState):
             pass
         finally:
             cancel_registry.pop((self.pid, self.secret), None)
+            cursors.close_all(self)  # their readers, and the snapshots they keep
             self._abandon()
             temp.close(self)
             if self.forward is not None:
@@ -158,7 +160,10 @@ class Session(SessionState):
     # ------------------------------------------------------------------------------------ messages
     async def loop(self) -> None:
         while True:
-            timeout = self.settings.idle_in_transaction_timeout if self.tx is not None else None
+            # a block holding the writer, or a REPEATABLE READ snapshot (which keeps the WAL from being
+            # checkpointed past it), may not idle forever
+            holding = self.tx is not None or self.read_view is not None
+            timeout = self.settings.idle_in_transaction_timeout if holding else None
             try:
                 msg = await self.next_message(timeout)
             except codec.ProtocolError as e:
@@ -172,10 +177,10 @@ class Session(SessionState):
                     self.send(codec.ready_for_query(self.status()))
                 continue
             except TimeoutError:
+                held = "the database's writer" if self.tx is not None else "a snapshot of the database"
                 raise PgError(
                     "25P03",
-                    "terminating connection due to idle-in-transaction timeout: the transaction held the "
-                    "database's writer",
+                    f"terminating connection due to idle-in-transaction timeout: the transaction held {held}",
                     fatal=True,
                 ) from None
             if msg is None or isinstance(msg, codec.Terminate):
@@ -300,6 +305,10 @@ class Session(SessionState):
             dropped = comments.drop_schema(sql, self._catalog())  # what is in it: the catalog knows
             if dropped is not None:
                 return Prepared(sql=sql, kind="query", run_sql=dropped, param_oids=param_oids, columns=None)
+        if kind == "query" and "pg_cursors" in sql:
+            kind = cursors.classify(sql) or kind
+        if kind in cursors.KINDS:
+            return cursors.prepare(self, sql, kind, param_oids)
         if kind != "query":
             # SHOW answers one text column; every other session command answers no rows
             columns = [t.Column(commands.show_label(sql), t.TEXT, False)] if kind == "show" else None
@@ -327,7 +336,14 @@ class Session(SessionState):
         for i, cast in enumerate(translation.param_types[: len(oids)]):
             if not oids[i] and cast:
                 oids[i] = t.oid_for_declared(cast) or 0  # "$1::int": the cast says the type
-        prepared = Prepared(sql=sql, kind=kind, run_sql=translation.sql, param_oids=oids, catalog=is_catalog)
+        prepared = Prepared(
+            sql=sql,
+            kind=kind,
+            run_sql=translation.sql,
+            param_oids=oids,
+            catalog=is_catalog,
+            locks=translation.locks,
+        )
         prepared.temp = not is_catalog and temp.is_temp(self, sql, translation.sql)
         if describe:
             try:
@@ -510,6 +526,8 @@ class Session(SessionState):
             )
         if prepared.kind == "empty":
             return Outcome("SELECT 0", prepared.columns, [])
+        if prepared.kind in cursors.KINDS:
+            return await cursors.run(self, prepared, params)
         if prepared.kind != "query":
             return await commands.run(self, prepared)
         if prepared.temp:
@@ -546,6 +564,8 @@ class Session(SessionState):
         if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
         if self.mode.snapshot:  # a REPEATABLE READ block reads its snapshot, in _run_query
+            return None
+        if prepared.locks and self.in_block and self.forward is None:  # it takes the writer, in _run_query
             return None
         try:
             db = self._db()
@@ -604,6 +624,8 @@ class Session(SessionState):
         if prepared.catalog:
             try:
                 result = self._catalog().run(prepared.run_sql, params, self._catalog_context(prepared.sql))
+            except FunctionError as e:  # a catalog function's own refusal, with PostgreSQL's SQLSTATE
+                raise PgError(e.code, e.message, hint=e.hint) from e
             except apsw.Error as e:
                 width = catalog.empty_answer(prepared.sql)
                 if width is None:
@@ -619,7 +641,9 @@ class Session(SessionState):
             await db.wait_applied(self.min_seq, self.settings.read_wait)
         if self.tx is not None:
             result = (await self.tx.run([stmt]))[-1]
-        elif self.in_block and not db.is_read_only([stmt]):
+        elif self.in_block and ((prepared.locks and self.forward is None) or not db.is_read_only([stmt])):
+            # a write, or SELECT … FOR UPDATE/SHARE: its row locks are the writer, held to the block's end (in
+            # a writer mode the block's first write checks that nothing changed since its reads: 40001)
             isolation.refuse_write(self, prepared.verb)
             tx = await db.begin()
             for name in self.block.took_writer(tx):

@@ -37,6 +37,7 @@ _BY_MESSAGE = (
     ("division by zero", "22012"),
     ("integer overflow", "22003"),
     ("too many terms", "54001"),
+    ("is not supported", "0A000"),  # a translation's function refusing at run time (pg_at_utc)
 )
 
 # sqlite-ha error codes → SQLSTATE

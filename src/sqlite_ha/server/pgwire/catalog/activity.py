@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import apsw
 
 from sqlite_ha.db.values import SQLiteValue
+from sqlite_ha.server.pgwire.catalog.functions import FunctionError
 
 SERVER_VERSION = "15.0"
 SERVER_VERSION_NUM = "150000"
@@ -192,7 +193,7 @@ class Activity:
     def _current_setting(self, name: SQLiteValue, missing_ok: SQLiteValue = 0) -> str | None:
         value = self.context.setting(str(name)) if self.context else _default(str(name))
         if value is None and not missing_ok:
-            raise apsw.SQLError(f'unrecognized configuration parameter "{name!s}"')
+            raise FunctionError("42704", f'unrecognized configuration parameter "{name!s}"')
         return value
 
     def _set_config(self, name: SQLiteValue, value: SQLiteValue, local: SQLiteValue) -> SQLiteValue:

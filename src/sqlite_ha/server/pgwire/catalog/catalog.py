@@ -45,7 +45,7 @@ _CATALOG_FUNCTIONS = (
     "to_regtype|pg_table_is_visible|current_database|pg_get_userbyid|has_table_privilege|current_setting|"
     "set_config|current_user|session_user|current_role|pg_is_in_recovery|pg_backend_pid|current_schemas|"
     "pg_get_viewdef|pg_postmaster_start_time|inet_server_port|inet_server_addr|txid_current|"
-    "pg_current_xact_id|pg_get_keywords"
+    "pg_current_xact_id|pg_get_keywords|pg_export_snapshot"
 )
 _CATALOG = re.compile(
     rf"\b(?:pg_catalog|information_schema|{'|'.join(sorted(catalog_names(), key=len, reverse=True))}|"

@@ -21,6 +21,25 @@ from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
 
 
+class FunctionError(Exception):
+    """A catalog function refuses, with PostgreSQL's SQLSTATE (SQLite passes the exception through)."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+def export_snapshot() -> str:
+    """``pg_export_snapshot()`` (``pg_dump -j``): a snapshot cannot be shared between connections here."""
+    raise FunctionError(
+        "0A000",
+        "exporting a snapshot to other sessions is not supported",
+        hint="run pg_dump without -j, or with --no-synchronized-snapshots on a database that takes no writes",
+    )
+
+
 def register(conn: apsw.Connection) -> None:
     functions: dict[str, tuple[Callable[..., Any], int]] = {
         "pg_table_is_visible": (lambda oid: 1, 1),
@@ -36,6 +55,7 @@ def register(conn: apsw.Connection) -> None:
         "to_regtype": (to_regtype, 1),
         "format_type": (format_type, 2),
         "pg_encoding_to_char": (lambda n: "UTF8", 1),
+        "pg_export_snapshot": (export_snapshot, 0),
         "pg_tablespace_location": (lambda oid: "", 1),  # the built-in tablespaces: no location
         "obj_description": (lambda *a: None, -1),
         "col_description": (lambda *a: None, 2),

@@ -404,8 +404,10 @@ def _rewrite_set_returning_functions(select: exp.Select, alias: str) -> None:
 
 def _rewrite_table_function(node: exp.Expr) -> None:
     """``FROM unnest(a) WITH ORDINALITY AS u(v, n)`` / ``generate_series(…) s`` → ``json_each``."""
+    others: list[exp.Expr] = []  # unnest(a, b, …): the arrays after the first, read at the first's index
     if isinstance(node, exp.Unnest) and isinstance(node.parent, exp.From | exp.Join) and node.expressions:
         values = _call("pg_json", node.expressions[0])
+        others = [_call("pg_json", e) for e in node.expressions[1:]]
         alias = node.args.get("alias")
         ordinality = node.args.get("offset")
     elif isinstance(node, exp.Table) and isinstance(
@@ -438,20 +440,42 @@ def _rewrite_table_function(node: exp.Expr) -> None:
     )
     if select is None:
         return
-    for column in list(select.find_all(exp.Column)):
+    position = exp.Paren(this=exp.Add(this=exp.column("key", name), expression=exp.Literal.number(1)))
+    named: dict[str, exp.Expr] = {value_name: exp.column("value", name)}
+    for i, other in enumerate(others, start=1):
+        path = exp.DPipe(this=exp.Literal.string("$["), expression=exp.column("key", name))
+        path = exp.DPipe(this=path, expression=exp.Literal.string("]"))
+        named[columns[i] if i < len(columns) else f"unnest_{i}"] = _call("json_extract", other, path)
+    if ordinality_name:
+        named[ordinality_name] = position
+    referenced = list(select.find_all(exp.Column))  # the query's own references, before the star's
+    _expand_star(select, name, named)
+    for column in referenced:
         if column.table not in ("", name):
             continue
-        replacement: exp.Expr | None = None
-        if column.name == value_name:
-            replacement = exp.column("value", name)
-        elif ordinality_name and column.name == ordinality_name:
-            replacement = exp.Paren(
-                this=exp.Add(this=exp.column("key", name), expression=exp.Literal.number(1))
-            )
-        if replacement is not None:
+        if column.name in named:
+            replacement = named[column.name].copy()
             if isinstance(column.parent, exp.Select):  # an output column keeps its name
                 replacement = exp.alias_(replacement, column.name)
             column.replace(replacement)
+
+
+def _expand_star(select: exp.Select, name: str, named: dict[str, exp.Expr]) -> None:
+    """``SELECT * FROM t, unnest(…) u(a, b)``: the star would give json_each's own columns (key, value, …)
+    for ``u``; it becomes ``t.*`` and the unnest's columns by their names (Django's index introspection
+    reads ``idx.key``, ``idx.option`` from such a subquery)."""
+    if not any(isinstance(e, exp.Star) for e in select.expressions):
+        return
+    sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
+    expanded: list[exp.Expr] = []
+    for source in sources:
+        table = source.this if isinstance(source, exp.From | exp.Join) else None
+        if table is None or table.alias_or_name == name:
+            continue
+        expanded.append(exp.Column(this=exp.Star(), table=exp.to_identifier(table.alias_or_name)))
+    for column_name, value in named.items():
+        expanded.append(exp.alias_(value.copy(), column_name, quoted=True))
+    select.set("expressions", [e for e in select.expressions if not isinstance(e, exp.Star)] + expanded)
 
 
 # --- arrays ------------------------------------------------------------------------------------------------

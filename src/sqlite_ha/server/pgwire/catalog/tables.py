@@ -21,6 +21,7 @@ from sqlglot.errors import SqlglotError
 
 from sqlite_ha.server.pgwire.sql import schemas
 
+_TEXT_STORED = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 
 
@@ -114,7 +115,6 @@ class Table:
         )
 
 
-_JSON_TEXT = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
 # the comment the dialect leaves after a SERIAL or IDENTITY column's INTEGER (sql/rewrites.py)
 SERIAL_TYPE = re.compile(
     r'(?:"((?:[^"]|"")+)"|`([^`]+)`|\[([^\]]+)\]|(\w+))\s+INTEGER\s*'
@@ -179,10 +179,8 @@ class _Declared:
     @classmethod
     def parse(cls, table: str, sql: str | None) -> _Declared:
         declared = cls(table)
-        try:
-            # "JSON TEXT" (the dialect's JSON column, TEXT for its affinity) is one type to SQLite, two words
-            # to sqlglot, which then cannot read the table at all
-            tree = sqlglot.parse_one(_JSON_TEXT.sub(r"\1", sql or ""), read="sqlite")
+        try:  # "meta JSON TEXT": how the front end declares a json column (text affinity): sqlglot reads JSON
+            tree = sqlglot.parse_one(_TEXT_STORED.sub(r"\1", sql or ""), read="sqlite")
         except SqlglotError:
             return declared  # a statement beyond sqlglot: PostgreSQL's default names, no CHECKs
         if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Schema):

@@ -29,7 +29,8 @@ _ALTER_TABLE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _REBUILD_ACTION = re.compile(
-    r"^(?:ADD\s+(?:CONSTRAINT\s+\S+\s+)?(?:UNIQUE|PRIMARY\s+KEY|FOREIGN\s+KEY|EXCLUDE)\b"
+    r'^(?:ADD\s+(?:CONSTRAINT\s+(?:"(?:[^"]|"")+"|\S+)\s+)?(?:UNIQUE|PRIMARY\s+KEY|FOREIGN\s+KEY|EXCLUDE)\b'
+    # a quoted constraint name may hold spaces: PostgreSQL names those of a table "Odd Name" so
     r"|DROP\s+CONSTRAINT\b|DROP\s+(?!CONSTRAINT\b)|RENAME\s+CONSTRAINT\b"
     r"|ALTER\s+(?:COLUMN\s+)?\S+\s+(?:(?:SET\s+DATA\s+)?TYPE\b|SET\s+DEFAULT\b|DROP\s+DEFAULT\b))",
     re.IGNORECASE | re.DOTALL,

@@ -28,8 +28,9 @@ Rules the front end relies on:
 * Arrays are JSON text: the front end passes an array parameter as JSON, ``x = ANY($1)`` becomes
   ``x IN (SELECT value FROM json_each(?1))``, ``ARRAY[…]`` becomes ``json_array(…)``.
 * ``ORDER BY`` goes through sqlglot so NULLs sort as in PostgreSQL (last when ascending).
-* Dropped: ``FOR UPDATE``/``FOR SHARE`` (SQLite serialises writers), ``CASCADE`` on ``DROP``, ``USING
-  method`` and ``CONCURRENTLY`` on indexes, the ``public`` and ``pg_catalog`` qualifiers.
+* Dropped: ``FOR UPDATE``/``FOR SHARE`` (``Translation.locks`` says so: in a block the session takes the
+  writer for it), ``CASCADE`` on ``DROP``, ``USING method`` and ``CONCURRENTLY`` on indexes, the ``public``
+  and ``pg_catalog`` qualifiers.
 
 Session commands (``SET``, ``BEGIN``, ``LISTEN``, …) are not translated: ``classify`` names them and the
 session answers them; ``split_statements`` cuts a simple-query message into statements first.
@@ -47,6 +48,7 @@ from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
 from sqlite_ha.server.pgwire.sql import ddl, schemas
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
+from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
     RewriteContext,
@@ -55,6 +57,7 @@ from sqlite_ha.server.pgwire.sql.rewrites import (
     values_aliases_to_ctes,
 )
 from sqlite_ha.server.pgwire.sql.translation import Translation, TranslationError, check_param
+from sqlite_ha.server.pgwire.sql.unnest import rewrite_unnest_tables
 
 __all__ = [
     "Translation",
@@ -108,6 +111,7 @@ _PG_OTHER = (
     "TRUNCATE",
     "CONCURRENTLY",
     "FETCH",
+    "ONLY",
 )
 _PG_WORDS = frozenset((*_PG_TYPES, *_PG_TIME, *_PG_FUNCTIONS, *_PG_STRINGS, *_PG_OTHER))
 _SYMBOL_START = re.compile(r"[?~^\[:#@<]")  # one character class is 3x faster than the alternation
@@ -290,9 +294,11 @@ def translate(sql: str) -> Translation:
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
     try:
-        head = sql.lstrip()[:7].upper()
+        lead = LEADING_NOISE.match(sql)  # comments too: sqlmigrate prints one before each statement
+        body = sql[lead.end() :] if lead is not None else sql
+        head = body[:7].upper()
         if head.startswith(("ALTER", "CREATE", "DROP", "VACUUM", "ANALY")):  # schema statements: see ``ddl``
-            special = _schema_statement(sql, head)
+            special = _schema_statement(body, head)
             if isinstance(special, Translation):
                 return special
             sql = special
@@ -373,6 +379,9 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
         for statement in split_statement(tree):
             values_aliases_to_ctes(statement)
             header = catalog_query.rewrite(statement) if catalog else ""
+            if not catalog:
+                rewrite_unnest_tables(statement)
+                mark_jsonb_comparisons(statement)
             rewrite_tree(statement, ctx)
             _quote_keyword_names(statement)
             try:
@@ -380,7 +389,7 @@ def _translate_with_sqlglot(sql: str, *, catalog: bool = False) -> Translation:
             except SqlglotError as e:
                 raise TranslationError(f"SQLite has no equivalent: {_describe(e)}") from e
     types = tuple(ctx.param_types.get(n) for n in range(1, ctx.highest + 1))
-    return Translation("; ".join(out), ctx.highest, True, types)
+    return Translation("; ".join(out), ctx.highest, True, types, locks=ctx.locks)
 
 
 def _quote_keyword_names(statement: exp.Expr) -> None:

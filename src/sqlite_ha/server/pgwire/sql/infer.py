@@ -135,8 +135,34 @@ def _result_types(
             decl = "INT" if int(value.name) <= 2**31 - 1 else "BIGINT"  # SELECT 1 is an int4
         elif isinstance(value, exp.Placeholder) and value.name[1:].isdigit():
             decl = f"${value.name[1:]}"  # a bare parameter: the session gives it the parameter's type
-        out.append(decl if decl is not None else _computed_type(value))
+        out.append(decl if decl is not None else _computed_type(_source(typed, value)))
     return tuple(out)
+
+
+def _source(query: exp.Query, expression: exp.Expr) -> exp.Expr:
+    """What a column of a derived table computes (``SELECT * FROM (SELECT datetime(…) AS t) AS s``: the
+    ``datetime(…)``), so that its type is told as if it were selected directly; else ``expression``."""
+    for _ in range(8):  # nested derived tables, a few levels deep
+        if not isinstance(expression, exp.Column) or not isinstance(query, exp.Select):
+            return expression
+        sources = [query.args.get("from_"), *(query.args.get("joins") or [])]
+        inner = next(
+            (
+                s.this.this
+                for s in sources
+                if isinstance(s, exp.From | exp.Join)
+                and isinstance(s.this, exp.Subquery)
+                and s.this.alias_or_name == expression.table
+            ),
+            None,
+        )
+        if not isinstance(inner, exp.Select):
+            return expression
+        found = next((e for e in inner.selects if e.alias_or_name == expression.name), None)
+        if found is None:
+            return expression
+        query, expression = inner, found.unalias()
+    return expression
 
 
 _NUMBERED_PARAM = re.compile(r"\?(\d+)")
@@ -152,7 +178,14 @@ def _computed_type(expression: exp.Expr) -> str | None:
         return "TIMESTAMPTZ"
     if isinstance(expression, exp.Anonymous) and expression.name.lower() in _CAST_FUNCTIONS:
         return _CAST_FUNCTIONS[expression.name.lower()]
-    return "TIMESTAMP" if text.upper().startswith("DATETIME(") else None
+    upper = text.upper()
+    if upper.startswith(("DATETIME(", "PG_DATE_TRUNC(")):
+        return "TIMESTAMP"
+    if upper.startswith("DATE("):
+        return "DATE"
+    if upper.startswith(("PG_JSONB_PATH(", "JSON(")):  # json(…): a cast to json or jsonb
+        return "JSONB"
+    return None
 
 
 # what the dialect's casts to date/time types call (``sqlite_ha.db.functions``)

@@ -108,6 +108,7 @@ _SESSION_COMMAND = re.compile(
     r"|(?P<set>SET\b)|(?P<show>SHOW\b)|(?P<reset>RESET\b)|(?P<savepoint>SAVEPOINT\b)|(?P<release>RELEASE\b)"
     r"|(?P<discard>DISCARD\b)|(?P<listen>LISTEN\b)|(?P<unlisten>UNLISTEN\b)|(?P<close>CLOSE\b)"
     r"|(?P<deallocate>DEALLOCATE\b)|(?P<copy>COPY\b)|(?P<lock>LOCK\b)"
+    r"|(?P<declare>DECLARE\b)|(?P<fetch>FETCH\b)|(?P<move>MOVE\b)"
     r"|(?P<enum_type>(?:CREATE|DROP|ALTER)\s+TYPE\b)|(?P<comment>COMMENT\s+ON\b)|(?P<grant>(?:GRANT|REVOKE)\b)"
     r"|(?P<extension>(?:CREATE|DROP)\s+EXTENSION\b)"
     r"|(?P<owner>ALTER\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|SCHEMA|INDEX|TYPE|DATABASE)\s+"

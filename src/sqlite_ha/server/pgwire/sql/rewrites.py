@@ -19,7 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
-from sqlite_ha.server.pgwire.sql import schemas
+from sqlite_ha.server.pgwire.sql import jsonb, schemas
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
 from sqlite_ha.server.pgwire.types import arrays, datetimes
@@ -35,6 +35,7 @@ class RewriteContext:
     param_types: dict[int, str] = field(default_factory=dict)
     # a catalog query: casts to the reg* types become lookups by the catalog's functions
     catalog: bool = False
+    locks: bool = False  # a FOR UPDATE / FOR SHARE was dropped
 
 
 # --- statement rewrites ------------------------------------------------------------------------------------
@@ -246,8 +247,9 @@ def _key_name(key: exp.Expr) -> str:
 
 def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
     """Apply the node rewrites bottom-up, so each sees its operands already translated."""
+    rewrites = _CATALOG_REWRITES if ctx.catalog else _REWRITES
     for node in reversed(list(tree.walk(bfs=False))):
-        rewrite = _REWRITES.get(type(node))
+        rewrite = rewrites.get(type(node))
         if rewrite is None:
             continue
         new = rewrite(node, ctx)
@@ -473,9 +475,9 @@ def _rewrite_interval_arithmetic(node: exp.Add | exp.Sub, ctx: RewriteContext) -
 
 
 _TRUNC = {
-    "second": "strftime('%Y-%m-%d %H:%M:%S', _x_)",
-    "minute": "strftime('%Y-%m-%d %H:%M:00', _x_)",
-    "hour": "strftime('%Y-%m-%d %H:00:00', _x_)",
+    "second": "datetime(strftime('%Y-%m-%d %H:%M:%S', _x_))",  # datetime(…): typed as a timestamp
+    "minute": "datetime(strftime('%Y-%m-%d %H:%M:00', _x_))",
+    "hour": "datetime(strftime('%Y-%m-%d %H:00:00', _x_))",
     "day": "datetime(_x_, 'start of day')",
     "week": "datetime(_x_, 'start of day', '-6 days', 'weekday 1')",  # PostgreSQL weeks start on Monday
     "month": "datetime(_x_, 'start of month')",
@@ -487,6 +489,12 @@ _TRUNC = {
 
 def _rewrite_date_trunc(node: exp.TimestampTrunc | exp.DateTrunc, ctx: RewriteContext) -> exp.Expr:
     unit = node.text("unit").lower()
+    given = node.args.get("unit")
+    if given is not None and (
+        _param_number(given) is not None or not isinstance(given, exp.Literal | exp.Var)
+    ):
+        # a parameter (Django with server-side binding): the unit is known when the statement runs
+        return exp.Anonymous(this="pg_date_trunc", expressions=[given, node.this])
     if unit not in _TRUNC:
         raise TranslationError(f"date_trunc to {unit or node.args.get('unit')!r} is not supported")
     return _fill(_TRUNC[unit], _x_=node.this)
@@ -562,6 +570,8 @@ def _rewrite_array(node: exp.Array, ctx: RewriteContext) -> exp.Expr:
 
 
 def _rewrite_table(node: exp.Table, ctx: RewriteContext) -> exp.Expr:
+    if node.args.get("only"):  # FROM ONLY t (pg_dump --inserts): no table inherits here, so it is t
+        node.set("only", None)
     if isinstance(node.this, exp.ExplodingGenerateSeries | exp.GenerateSeries) and not ctx.catalog:
         return _generate_series(node, node.this)
     return _drop_public_schema(node, ctx)
@@ -668,7 +678,10 @@ def _rewrite_default(node: exp.DefaultColumnConstraint, ctx: RewriteContext) -> 
 
 
 def _drop_locks(node: exp.Select, ctx: RewriteContext) -> exp.Expr:
-    node.set("locks", None)  # FOR UPDATE / FOR SHARE: SQLite serialises writers
+    """FOR UPDATE / FOR SHARE: SQLite has no row locks; the session takes the writer instead (``locks``)."""
+    if node.args.get("locks"):
+        ctx.locks = True
+        node.set("locks", None)
     return node
 
 
@@ -778,3 +791,5 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.ByteString: _as_string,
     exp.RawString: _as_string,
 }
+_CATALOG_REWRITES = dict(_REWRITES)
+_REWRITES.update(jsonb.REWRITES)

@@ -22,13 +22,15 @@ class Translation:
 
     ``translated`` says whether sqlglot rewrote it (False on the fast path, where only ``$n`` changed).
     ``param_types`` has ``param_count`` entries: the PostgreSQL type name (``int4``, ``jsonb``, ``_int4``)
-    of each parameter the SQL casts explicitly, else None.
+    of each parameter the SQL casts explicitly, else None. ``locks``: a SELECT … FOR UPDATE/SHARE, whose
+    row locks the session gives by taking the database's writer (SQLite has no row locks to take).
     """
 
     sql: str
     param_count: int
     translated: bool
     param_types: tuple[str | None, ...] = ()
+    locks: bool = False
 
 
 class TranslationError(HAError):

@@ -49,6 +49,15 @@ ARRAY_TYPES: dict[int, ArrayType] = {
         ArrayType(1021, "_float4", 700),
         ArrayType(1022, "_float8", 701),
         ArrayType(1028, "_oid", 26),
+        # what Django's bulk_create sends as unnest(%s::type[]) with server-side binding
+        ArrayType(1001, "_bytea", 17),
+        ArrayType(1182, "_date", 1082),
+        ArrayType(1115, "_timestamp", 1114),
+        ArrayType(1185, "_timestamptz", 1184),
+        ArrayType(1231, "_numeric", 1700),
+        ArrayType(199, "_json", 114),
+        ArrayType(3807, "_jsonb", 3802),
+        ArrayType(2951, "_uuid", 2950),
     )
 }
 BY_NAME = {a.name: a for a in ARRAY_TYPES.values()}

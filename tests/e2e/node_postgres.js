@@ -77,6 +77,17 @@ async function main() {
   const counted = await client.query("SELECT 1 AS one, 3000000000 AS big, count(*) AS n, sum(n) AS total FROM np");
   out.counted = rows(counted);
   out.counted_types = counted.fields.map((f) => [f.name, f.dataTypeID]);
+  // serial keys are int4 (a JS number), bigserial keys int8 (a string), in simple and extended queries;
+  // their values are the node's to choose (strided, so that nodes never collide): only the types compare
+  const keyTypes = (result) => result.rows.map((row) => typeof row.id);
+  await client.query("CREATE TABLE sq (id serial PRIMARY KEY, v text)");
+  await client.query("CREATE TABLE bsq (id bigserial PRIMARY KEY, v text)");
+  out.serial = keyTypes(await client.query("INSERT INTO sq (v) VALUES ('a'), ('b') RETURNING id"));
+  out.bigserial = keyTypes(await client.query("INSERT INTO bsq (v) VALUES ('a') RETURNING id"));
+  const last = (await client.query("SELECT max(id) AS id FROM sq")).rows[0].id;
+  out.serial_read = keyTypes(await client.query("SELECT id, v FROM sq ORDER BY id"));
+  out.serial_named = keyTypes(await client.query({ name: "get_sq", text: "SELECT id FROM sq WHERE id = $1", values: [last] }));
+  out.bigserial_read = keyTypes(await client.query({ text: "SELECT id FROM bsq WHERE v = $1", values: ["a"] }));
   out.text_mode = rows(await client.query({ text: "SELECT tz, d, ts FROM np WHERE id = 1", rowMode: undefined }));
   await client.end();
   process.stdout.write(JSON.stringify(out));

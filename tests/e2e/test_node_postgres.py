@@ -66,11 +66,15 @@ def test_node_postgres_as_with_postgresql(node_factory: NodeFactory, postgres: P
     # the things an application relies on, spelled out (and then everything at once)
     first = got["rows"][0]
     assert first["i4"] == {"number": 42}
+    assert first["id"] == {"string": "1"}  # a bigint key
     assert first["i8"] == {"string": "9007199254740993"}
     assert first["tz"] == {"Date": "2024-01-02T03:04:05.678Z"}
     assert first["b"] == {"Buffer": "000102ff"}
     assert first["n"] == {"string": "70.40"}
     assert [r["id"] for r in got["rows"]] == [{"string": str(i)} for i in (1, 2, 3, 4)]
+    assert got["serial_read"] == got["serial"] == ["number", "number"]
+    assert got["serial_named"] == ["number"]
+    assert got["bigserial_read"] == got["bigserial"] == ["string"]
     assert got["duplicate"] == "23505"
     assert got["aborted"] == "25P02"
     for key in want:

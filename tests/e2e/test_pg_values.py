@@ -3,7 +3,8 @@
 Random values (a seeded generator: a failure prints its seed) plus the edge cases of each type go into the
 same table on a node and on the session's real PostgreSQL, through psycopg in text and in binary format
 and through asyncpg (binary); every reader (psycopg text, psycopg binary, asyncpg) must then get from the
-node exactly what it gets from PostgreSQL. Input texts of dates and times (offsets, 'T', zone names, the
+node exactly what it gets from PostgreSQL. node-postgres (text) writes and reads rows of its own the same
+way (``node_values.js``). Input texts of dates and times (offsets, 'T', zone names, the
 special words, garbage) must give the same value or the same SQLSTATE. Where sqlite-ha differs on purpose
 (docs/pg.md, Types), the clear error is asserted instead.
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import math
 import os
 import random
 import string
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -51,6 +55,7 @@ COLUMNS = (
     ("ts", "timestamp"),
     ("tz", "timestamptz"),
     ("u", "uuid"),
+    ("iv", "interval"),
     ("j", "json"),
     ("jb", "jsonb"),
 )
@@ -144,6 +149,16 @@ def random_row(rng: random.Random, row_id: int) -> tuple[Any, ...]:
         maybe(lambda: _stamp(rng)),
         maybe(lambda: _stamp(rng).replace(year=rng.randrange(2, 9999), tzinfo=offset)),
         maybe(lambda: uuid.UUID(int=rng.getrandbits(128))),
+        maybe(
+            lambda: rng.choice(
+                [
+                    dt.timedelta(0),
+                    dt.timedelta(days=-1, hours=3),
+                    dt.timedelta(microseconds=1),
+                    dt.timedelta(days=rng.randrange(-400, 400), microseconds=rng.randrange(86400 * 10**6)),
+                ]
+            )
+        ),
         maybe(lambda: _json(rng)),
         maybe(lambda: _json(rng)),
     )
@@ -238,6 +253,8 @@ TEXT_INPUTS = {
         "2024-01-02 03:04:05-0800", "2024-06-01 12:00:00 Europe/Paris", "2024-01-02", "epoch", "infinity",
         "-infinity", "2024-01-02 03:04:05.1234567+00", "2024-02-29 24:00:00", "garbage", "2024-13-01",
         "2023-02-29 10:00", "2024-01-02 25:00", "2024-01-02 03:04:05 Mars/Olympus", "20240102",
+        "1999-01-08 04:05:06 PST", "2024-01-02 03:04:05+16", "2024-01-02 03:04:05+15:59", " Infinity ",
+        "2024-01-02 3:04:05 utc",
     ],
     "timestamp": [
         "2024-01-02 03:04:05", "2024-01-02T03:04:05.000001", "2024-01-02 03:04:05+02", "1999-12-31",
@@ -294,3 +311,69 @@ def test_deliberate_limits_are_clear_errors(pg_node: NodeProcess) -> None:
         assert "cannot be stored exactly" in str(info.value)
         c.execute("INSERT INTO lim VALUES (3, 1, %s)", (Decimal("123456789012.345"),))
         assert c.execute("SELECT amount FROM lim WHERE id = 3").fetchone() == (Decimal("123456789012.345"),)
+
+
+# ---------------------------------------------------------------------------------------- node-postgres
+NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def node_params(row: tuple[Any, ...]) -> list[Any]:
+    """A row as node-postgres would be given it from JSON: numbers, strings (ISO dates, an offset with a
+    timestamptz, big integers and decimals as text), Buffers and JSON documents."""
+
+    def one(name: str, value: Any) -> Any:
+        if name in ("j", "jb") and value is not None:
+            return {"json": value}
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, int):
+            return value if abs(value) < 2**53 else str(value)
+        if isinstance(value, float):
+            return (
+                value
+                if math.isfinite(value)
+                else {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
+            )
+        if isinstance(value, Decimal | uuid.UUID):
+            return str(value)
+        if isinstance(value, bytes):
+            return {"hex": value.hex()}
+        if isinstance(value, dt.timedelta):
+            return f"{value.days} days {value.seconds} seconds {value.microseconds} microseconds"
+        if isinstance(value, dt.date | dt.time):
+            return value.isoformat()
+        raise TypeError(f"no JSON form for {value!r}")
+
+    return [one(name, v) for (name, _), v in zip((("id", ""), *COLUMNS), row, strict=True)]
+
+
+def node_values(url: str, seed: int) -> list[list[Any]]:
+    from tests.e2e.test_node_postgres import MODULES, node_postgres
+
+    spec = {"create": CREATE, "insert": INSERT_ASYNCPG, "select": SELECT}
+    spec["rows"] = [node_params(r) for r in rows(seed, 300, 30)]  # type: ignore[assignment]
+    env = {**os.environ, "NODE_PATH": str(MODULES), "TZ": "UTC"}
+    script = Path(__file__).with_name("node_values.js")
+    done = subprocess.run(
+        [node_postgres(), str(script), url],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    result: list[list[Any]] = json.loads(done.stdout)
+    return result
+
+
+def test_values_through_node_postgres(pg_node: NodeProcess, real_pg: str) -> None:
+    """Random rows written by node-postgres (text) and read back by it: the same JSON as from PostgreSQL."""
+    want, got = node_values(real_pg, SEED), node_values(node_dsn(pg_node), SEED)
+    assert len(got) == len(want) == 30
+    nu = [name for name, _ in COLUMNS].index("nu") + 1
+    for want_row, got_row in zip(want, got, strict=True):
+        for i, (w, g) in enumerate(zip(want_row, got_row, strict=True)):
+            if i == nu and w is not None and g is not None and w.get("string") not in (None, "NaN"):
+                w, g = Decimal(w["string"]).normalize(), Decimal(g["string"]).normalize()  # see above
+            assert g == w, f"row {want_row[0]}, column {i}: {g!r} != {w!r} (seed {SEED})"

@@ -431,7 +431,6 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
     assert made.returncode == 0, made.stderr
     lines = describe_table(pg, "people")
     assert 'Table "public.people"' in lines[0]
-    # a SERIAL is an integer, as in PostgreSQL (which also shows its sequence's nextval as the default)
     assert "id | integer | | not null |" in lines
     assert "name | text | | not null | 'x'" in lines
     assert "email | character varying(100) | | |" in lines

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import apsw
 import pytest
 
-from sqlite_ha.db import rebuild
+from sqlite_ha.db import functions, rebuild
 from sqlite_ha.db.rebuild import Rebuild
 from sqlite_ha.db.tabledef import TableDef, TableDefError
 from sqlite_ha.server.pgwire.sql.dialect import translate
@@ -20,6 +20,7 @@ from sqlite_ha.server.pgwire.sql.translation import TranslationError
 def conn() -> Iterator[apsw.Connection]:
     c = apsw.Connection(":memory:")
     c.config(apsw.SQLITE_DBCONFIG_ENABLE_FKEY, 1)
+    functions.register(c)  # pg_numeric() and the others that every node's connections have
     yield c
     c.close()
 

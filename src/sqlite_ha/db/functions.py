@@ -9,6 +9,7 @@ on every connection, not only on those serving PostgreSQL clients. They are dete
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Callable
 
 import apsw
@@ -17,8 +18,9 @@ from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
 # PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
-from sqlite_ha.server.pgwire.types import datetimes
+from sqlite_ha.server.pgwire.types import datetimes, numeric
 from sqlite_ha.server.pgwire.types.datetimes import DatetimeError
+from sqlite_ha.server.pgwire.types.registry import BadParameter
 
 _GLOB_LITERAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
 
@@ -148,6 +150,22 @@ def _cast(parse: Callable[[str], str], type_name: str) -> Callable[..., SQLiteVa
     return cast
 
 
+def _pg_numeric(*args: SQLiteValue) -> SQLiteValue:
+    """A cast to numeric (``pg_numeric(x[, precision, scale])``): a float, as numeric columns hold them."""
+    value = args[0]
+    if value is None:
+        return None
+    try:
+        d = numeric.to_decimal(value)
+    except (decimal.InvalidOperation, ValueError):
+        shown = value.decode(errors="replace") if isinstance(value, bytes) else value
+        raise BadParameter(f'invalid input syntax for type numeric: "{shown}"') from None
+    if len(args) == 3 and d.is_finite() and isinstance(args[2], int):
+        d = d.quantize(decimal.Decimal(1).scaleb(-args[2]), rounding=decimal.ROUND_HALF_UP)
+    stored = numeric.storable(d, str(d))
+    return float(stored) if isinstance(stored, int) else stored
+
+
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
@@ -166,6 +184,9 @@ def register(conn: apsw.Connection) -> None:
         "pg_date": (datetimes.parse_date, "date"),
         "pg_time": (datetimes.parse_time, "time without time zone"),
     }
+    conn.create_scalar_function(
+        "pg_numeric", _pg_numeric, -1, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
+    )
     for name, (parse, type_name) in casts.items():
         conn.create_scalar_function(name, _cast(parse, type_name), 1, flags=apsw.SQLITE_INNOCUOUS)
     for name, (fn, arity) in _PG_FUNCTIONS.items():

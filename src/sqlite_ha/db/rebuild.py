@@ -46,14 +46,9 @@ if TYPE_CHECKING:
 FUNCTION = "sqlite_ha_rebuild"
 _STATEMENT = re.compile(r"SELECT\s+sqlite_ha_rebuild\('((?:[^']|'')*)'\)\s*;?", re.IGNORECASE)
 _NEW_SUFFIX = "__sqlite_ha_rebuild"
-_PG_TYPE_COMMENT = re.compile(r"/\* pg:(int[248])(?: (serial|identity))? \*/")
-_PG_WIDTH = {
-    "SMALLINT": "int2",
-    "SMALLSERIAL": "int2",
-    "BIGINT": "int8",
-    "BIGSERIAL": "int8",
-    "INTEGER": "int4",
-}
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_PG_INTEGER = {"BIGINT": "int8", "INT8": "int8", "BIGSERIAL": "int8", "SERIAL8": "int8", "SMALLINT": "int2",
+               "INT2": "int2", "SMALLSERIAL": "int2", "SERIAL2": "int2", "INTEGER": "int8"}  # fmt: skip
 _INTEGER_TYPE = re.compile(r"^\s*(?:INT[248]?|INTEGER|SMALLINT|BIGINT|(?:SMALL|BIG)?SERIAL[248]?)\s*$", re.I)
 
 Edit = tuple[Any, ...]  # ("add_constraint", text), ("drop_column", name), … (see ``TableDef``)
@@ -279,17 +274,16 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         column = definition.column(str(edit[1]))
         # INTEGER PRIMARY KEY is the rowid, which numbers new rows: an integer type of any width keeps it so
         # (Django widens an AutoField's id to bigint; "BIGINT PRIMARY KEY" would leave new ids NULL)
-        # (a SERIAL's INTEGER carries its PostgreSQL type in a comment, "/* pg:int4 serial */": see
-        # server/pgwire/sql/rewrites.py; it follows the new width)
-        marker = _PG_TYPE_COMMENT.search(column.type)
-        plain = _PG_TYPE_COMMENT.sub("", column.type).strip()
-        alias = plain.upper() == "INTEGER" and column.constraint("PRIMARY") is not None
-        if not (alias and _INTEGER_TYPE.match(str(edit[2]))):
+        # (the PostgreSQL type rides along in a comment, "INTEGER /*pg:int4*/", which the catalog reads)
+        alias = (
+            _COMMENT.sub("", column.type).strip().upper() == "INTEGER"
+            and column.constraint("PRIMARY") is not None
+        )
+        new_type = _COMMENT.sub("", str(edit[2])).strip()
+        if alias and _INTEGER_TYPE.match(new_type):
+            column.type = f"INTEGER /*pg:{_PG_INTEGER.get(new_type.upper(), 'int4')}*/"
+        else:
             column.type = str(edit[2])
-        elif marker is not None:
-            width = _PG_WIDTH.get(re.sub(r"\d+$", "", str(edit[2]).strip().upper()), "")
-            width = width or {"2": "int2", "4": "int4", "8": "int8"}.get(str(edit[2]).strip()[-1:], "int4")
-            column.type = f"INTEGER /* pg:{width} {marker.group(2) or 'serial'} */"
         if len(edit) > 3 and edit[3]:
             expressions[column.name] = f"({edit[3]})"
     elif op == "set_default":

@@ -288,8 +288,20 @@ def _set(session: SessionState, sql: str) -> Outcome:
         except ValueError:
             raise PgError("22023", f"ha.min_seq must be a sequence number, not {value!r}") from None
         return Outcome("SET")
+    if name in ("time zone", "timezone") and value.lower() not in _UTC_NAMES:
+        # timestamptz values print in UTC whatever the setting: accepting another would pretend
+        raise PgError(
+            "0A000",
+            f"the session time zone is always UTC here, not {value!r}",
+            hint="timestamptz values come with their offset (+00): clients convert them to their own zone",
+        )
     session.params[name] = value
     return Outcome("SET")
+
+
+_UTC_NAMES = frozenset(
+    ("utc", "etc/utc", "gmt", "etc/gmt", "z", "zulu", "uct", "0", "+00", "+00:00", "default", "local")
+)
 
 
 def _show(session: SessionState, sql: str) -> Outcome:

@@ -36,6 +36,7 @@ from sqlite_ha.db.statement import Result, Statement
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
+from sqlite_ha.served import ServedDatabase
 from sqlite_ha.server.pgwire import commands, comments, cursors, explain, handshake, isolation, temp
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
@@ -57,7 +58,7 @@ from sqlite_ha.server.pgwire.sql.dialect import (
     translate,
     translate_catalog,
 )
-from sqlite_ha.server.pgwire.sql.infer import infer, result_types
+from sqlite_ha.server.pgwire.sql.infer import infer, key_types, result_types
 from sqlite_ha.server.pgwire.state import SessionState
 from sqlite_ha.server.pgwire.types import values as t
 from sqlite_ha.server.pgwire.wire import codec
@@ -387,6 +388,8 @@ class Session(SessionState):
             inferred = result_types(prepared.run_sql, db.db.table_types)
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
             declared = [_parameter_type(d, prepared.param_oids) for d in declared]
+        if "INTEGER" in declared:  # a rowid alias: a SERIAL's CREATE TABLE keeps its type (int4)
+            declared = _key_types(db, prepared.run_sql, [name for name, _ in described.columns], declared)
         prepared.columns = [
             t.declared_column(pg_column_name(name, prepared.sql), decl, _guess_oid(name))
             for (name, _), decl in zip(described.columns, declared, strict=True)
@@ -682,6 +685,8 @@ class Session(SessionState):
                 if not all(declared) and self.db is not None:  # expressions: what they compute (1 is int4)
                     inferred = result_types(prepared.run_sql, self.db.db.table_types)
                     declared = [d or _inferred(inferred, i) for i, d in enumerate(declared)]
+                if "INTEGER" in declared and self.db is not None:  # a rowid alias (see _describe_statement)
+                    declared = _key_types(self.db, prepared.run_sql, result.columns, declared)
                 columns = [
                     t.result_column(pg_column_name(name, prepared.sql), decl, result.rows, i)
                     for i, (name, decl) in enumerate(zip(result.columns, declared, strict=True))
@@ -690,9 +695,24 @@ class Session(SessionState):
         return Outcome(tag=prepared.change_tag(result.rows_affected), notices=notices)
 
 
+def _key_types(
+    db: ServedDatabase, sql: str, names: Sequence[str], declared: list[str | None]
+) -> list[str | None]:
+    def create_sql(table: str) -> str | None:
+        rows = db.db.reader_connection.execute(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE", (table,)
+        ).fetchall()
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    kept = key_types(sql, list(names), create_sql)
+    return [k if d == "INTEGER" and k else d for d, k in zip(declared, kept, strict=True)]
+
+
 def _inferred(inferred: list[str | None], i: int) -> str | None:
+    """An inferred type for a column of rows at hand: "TEXT" (what a column without declared type is
+    assumed to be) and parameters are left to the values."""
     found = inferred[i] if i < len(inferred) else None
-    return None if found is None or found.startswith("$") else found  # (no parameters here)
+    return None if found is None or found == "TEXT" or found.startswith("$") else found
 
 
 # Shared by the node's sessions. Keyed by the database object, not its id: a re-bootstrapped database is a new

@@ -8,10 +8,9 @@ Unnamed constraints are named as PostgreSQL names them (``t_pkey``, ``t_a_b_key`
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apsw
@@ -20,8 +19,10 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sqlite_ha.server.pgwire.sql import schemas
+from sqlite_ha.server.pgwire.types.values import pg_type_comments
 
-_TEXT_STORED = re.compile(r"\b(JSONB?)\s+TEXT\b", re.I)
+# the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"), unknown to sqlglot
+_TEXT_STORED = re.compile(r"\b(JSONB?|NUMERIC)\s+(?:TEXT|REAL)\b", re.I)
 _ACTIONS = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
 
 
@@ -88,11 +89,16 @@ class Table:
         if kind != "table":
             query, uses = view_query(_sql(conn, "view", name, schema))
             return cls(name, "v", columns, query=query, uses=uses)
-        sql = _sql(conn, "table", name, schema)
-        serial = _serial_types(sql)
-        if serial:  # a SERIAL rowid alias: declared INTEGER for SQLite, PostgreSQL's integer to clients
-            columns = tuple(_serial_column(name, c, serial.get(c.name.lower())) for c in columns)
-        declared = _declared(name, sql)
+        create_sql = _sql(conn, "table", name, schema)
+        kept = pg_type_comments(create_sql)  # "id INTEGER /*pg:int4*/ PRIMARY KEY": a serial is an int4
+        if kept:
+            columns = tuple(
+                replace(c, declared=kept[c.name.lower()])
+                if c.declared.upper() == "INTEGER" and c.name.lower() in kept
+                else c
+                for c in columns
+            )
+        declared = _declared(name, create_sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared, schema)
         if pk and not any(index.primary for index in indexes):  # the rowid alias: SQLite lists no index
@@ -113,37 +119,6 @@ class Table:
             declared.checks,
             triggers=triggers,
         )
-
-
-# the comment the dialect leaves after a SERIAL or IDENTITY column's INTEGER (sql/rewrites.py)
-SERIAL_TYPE = re.compile(
-    r'(?:"((?:[^"]|"")+)"|`([^`]+)`|\[([^\]]+)\]|(\w+))\s+INTEGER\s*'
-    r"/\* pg:(int[248])(?: (serial|identity))? \*/",
-    re.I,
-)
-
-
-def _serial_types(sql: str | None) -> dict[str, tuple[str, str]]:
-    """Column (lower case) → (PostgreSQL type, serial or identity) of the SERIAL/IDENTITY columns of a
-    CREATE TABLE."""
-    if not sql or "/* pg:" not in sql:
-        return {}
-    return {
-        (m.group(1) or m.group(2) or m.group(3) or m.group(4)).replace('""', '"').lower(): (
-            m.group(5),
-            m.group(6) or "serial",
-        )
-        for m in SERIAL_TYPE.finditer(sql)
-    }
-
-
-def _serial_column(table: str, column: Column, serial: tuple[str, str] | None) -> Column:
-    """A SERIAL column with its PostgreSQL integer type. Not PostgreSQL's default
-    ``nextval('t_id_seq'::regclass)``: there is no sequence behind it, and pg_dump would write that default
-    into a dump that then restores nowhere (PostgreSQL lacks the sequence, a node lacks ``nextval``)."""
-    if serial is None:
-        return column
-    return dataclasses.replace(column, declared=serial[0])
 
 
 def _opt(value: Any) -> str | None:

@@ -20,6 +20,17 @@ _SQL_VALUES = {"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIMESTAMP"}
 # what the catalog calls them
 _RENAMED = {f"pg_{name}": name for name in ("version", "current_user", "session_user", "current_role")}
 _TRANSLATED = {NOW_SQL: "now"}  # what dialect makes of now(): named after the original
+# the dialect's casts to date/time types and numeric (sqlite_ha.db.functions) → PostgreSQL's type name
+_CASTS = {
+    "pg_timestamp": "timestamp",
+    "pg_timestamptz": "timestamptz",
+    "pg_date": "date",
+    "pg_time": "time",
+    "pg_numeric": "numeric",
+}
+_ARGUMENT_COLUMN = re.compile(
+    r"\s*(?:[^\W\d][\w$]*\s*\.\s*)?([^\W\d][\w$]*)\s*[,)]"
+)  # what dialect makes of now(): named after the original
 
 
 def pg_column_name(name: str, sql: str) -> str:
@@ -34,6 +45,9 @@ def pg_column_name(name: str, sql: str) -> str:
     call = _CALL.match(text)
     if call is not None and _closes_at_end(text, call.end() - 1):
         function = call.group(1).lower()
+        if function in _CASTS:  # a cast the dialect made a call: named after the column, else the type
+            column = _ARGUMENT_COLUMN.match(text, call.end())
+            return column.group(1) if column is not None else _CASTS[function]
         if function != "cast":
             return _RENAMED.get(function, function)
         column = _CAST_OF_COLUMN.match(text, call.end())

@@ -51,12 +51,12 @@ from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
 from sqlite_ha.server.pgwire.sql.rewrites import (
-    RewriteContext,
     rewrite_tree,
     split_statement,
     values_aliases_to_ctes,
 )
 from sqlite_ha.server.pgwire.sql.translation import Translation, TranslationError, check_param
+from sqlite_ha.server.pgwire.sql.trees import RewriteContext
 from sqlite_ha.server.pgwire.sql.unnest import rewrite_unnest_tables
 
 __all__ = [

@@ -95,6 +95,17 @@ def infer(sql: str, count: int, table_types: Callable[[str], dict[str, str]]) ->
     return out
 
 
+def key_types(sql: str, names: list[str], create_sql: Callable[[str], str | None]) -> list[str | None]:
+    """The PostgreSQL types of result columns that are a rowid alias declared ``INTEGER /*pg:int4*/``
+    (SERIAL and the like: their CREATE TABLE keeps the type), for a statement over one table; None for
+    the others, which keep SQLite's INTEGER (int8). Over several tables a name could be either's."""
+    tables = {_unquote(m.group(1)).lower() for m in _TABLES.finditer(sql)}
+    if len(tables) != 1:
+        return [None] * len(names)
+    kept = t.pg_type_comments(create_sql(tables.pop()))
+    return [kept.get(name.lower()) for name in names]
+
+
 def result_types(sql: str, table_types: Callable[[str], dict[str, str]]) -> list[str | None]:
     """Declared-type names for a query's result columns, expressions included (``count(*)`` is a bigint):
     SQLite gives no type to expressions, but asyncpg decodes by the type announced before any row exists.
@@ -135,8 +146,47 @@ def _result_types(
             decl = "INT" if int(value.name) <= 2**31 - 1 else "BIGINT"  # SELECT 1 is an int4
         elif isinstance(value, exp.Placeholder) and value.name[1:].isdigit():
             decl = f"${value.name[1:]}"  # a bare parameter: the session gives it the parameter's type
+        elif (
+            decl in ("DOUBLE PRECISION", "NUMERIC") or (decl is None and isinstance(value, _ARITHMETIC))
+        ) and _numeric(value):
+            decl = _numeric_type(value, tables)
         out.append(decl if decl is not None else _computed_type(_source(typed, value)))
     return tuple(out)
+
+
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.Paren)
+_FLOATS = (exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT)
+_DECIMAL = exp.DataType.Type.DECIMAL
+
+
+def _numeric(value: exp.Expr) -> bool:
+    """Whether PostgreSQL computes ``value`` as a numeric: arithmetic over numeric columns, decimal literals
+    (1.5 is a numeric there) and integers, avg() and round() of them; not when a float takes part."""
+    for node in value.walk():
+        if isinstance(node, exp.Column | exp.Cast) and node.type is not None and node.type.this in _FLOATS:
+            return False
+    return any(
+        (
+            isinstance(node, exp.Column)
+            and node.type is not None
+            and node.type.this == exp.DataType.Type.DECIMAL
+        )
+        or (isinstance(node, exp.Literal) and not node.is_string and not node.name.isdigit())
+        or isinstance(node, exp.Avg | exp.Round)
+        or (isinstance(node, exp.Anonymous) and node.name.lower() == "pg_numeric")
+        for node in value.walk()
+    )
+
+
+def _numeric_type(value: exp.Expr, tables: dict[str, object]) -> str:
+    """NUMERIC, with the column's scale where PostgreSQL keeps it (the column itself, max, min, sum)."""
+    inner = value.this if isinstance(value, exp.Max | exp.Min | exp.Sum | exp.Coalesce) else value
+    if isinstance(inner, exp.Column):
+        columns = tables.get(inner.table)
+        declared = columns.get(inner.name) if isinstance(columns, dict) else None
+        if isinstance(declared, str) and declared.upper().startswith(("NUMERIC", "DECIMAL")):
+            return declared
+    return "NUMERIC"
 
 
 def _source(query: exp.Query, expression: exp.Expr) -> exp.Expr:
@@ -177,6 +227,9 @@ def _computed_type(expression: exp.Expr) -> str | None:
     if text == NOW_SQL:
         return "TIMESTAMPTZ"
     if isinstance(expression, exp.Anonymous) and expression.name.lower() in _CAST_FUNCTIONS:
+        args = expression.expressions
+        if expression.name.lower() == "pg_numeric" and len(args) == 3:  # numeric(p, s): its scale shows
+            return f"NUMERIC({args[1].name},{args[2].name})"
         return _CAST_FUNCTIONS[expression.name.lower()]
     upper = text.upper()
     if upper.startswith(("DATETIME(", "PG_DATE_TRUNC(")):
@@ -194,6 +247,7 @@ _CAST_FUNCTIONS = {
     "pg_timestamptz": "TIMESTAMPTZ",
     "pg_date": "DATE",
     "pg_time": "TIME",
+    "pg_numeric": "NUMERIC",
 }
 
 

@@ -87,3 +87,12 @@ def _number(value: float) -> str:
 def _signed(value: float) -> str:
     text = _number(value)
     return text if text.startswith("-") else "+" + text
+
+
+def interval_parts(text: str) -> dict[str, float]:
+    """An interval's text as totals per unit (years, months, days, hours, minutes, seconds); ValueError if
+    it does not parse. The type's codecs (``types/interval.py``) read parameters and stored values with it."""
+    try:
+        return _interval_totals(text)
+    except TranslationError as e:
+        raise ValueError(str(e)) from None

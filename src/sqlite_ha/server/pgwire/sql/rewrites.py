@@ -8,11 +8,8 @@ the ``_REWRITES`` table, applied bottom-up by ``rewrite_tree``. Only the stateme
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
@@ -20,22 +17,19 @@ from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
 from sqlite_ha.server.pgwire.sql import jsonb, schemas
+from sqlite_ha.server.pgwire.sql.casts import interval_value, rewrite_cast
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
-from sqlite_ha.server.pgwire.types import arrays, datetimes
+from sqlite_ha.server.pgwire.sql.trees import (
+    RewriteContext,
+    call,
+    fill,
+    is_call,
+    param_number,
+    template_tree,
+)
 
 DType = exp.DataType.Type
-
-
-@dataclass
-class RewriteContext:
-    """What a rewrite learns while walking one query string."""
-
-    highest: int = 0
-    param_types: dict[int, str] = field(default_factory=dict)
-    # a catalog query: casts to the reg* types become lookups by the catalog's functions
-    catalog: bool = False
-    locks: bool = False  # a FOR UPDATE / FOR SHARE was dropped
 
 
 # --- statement rewrites ------------------------------------------------------------------------------------
@@ -179,7 +173,7 @@ def _schema_statement(tree: exp.Create | exp.Drop) -> exp.Expr:
     if not name or not schemas.is_user_schema(name):
         raise TranslationError(f'schema "{name}" already exists', sqlstate="42P06")
     schemas.note({name})  # statements naming it must now go through sqlglot (their cache is dropped later)
-    view = sqlglot.parse_one(schemas.marker_view(name), read="sqlite")
+    view: exp.Expr = sqlglot.parse_one(schemas.marker_view(name), read="sqlite")
     if tree.args.get("exists"):
         view.set("exists", True)
     return view
@@ -203,16 +197,9 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
             continue
         for constraint in identity:
             constraint.pop()
-        # exactly INTEGER: the rowid alias (announced int8, SQLite's 64-bit integer; see docs/pg.md Types).
-        # The PostgreSQL type it was (serial: integer) stays in a comment SQLite keeps in the schema, which
-        # the catalog reads (catalog/tables.py: SERIAL_TYPE), so reflection sees int4 as PostgreSQL shows it.
-        integer = exp.DataType(this=DType.USERDEFINED, kind="INTEGER")
-        pg_type = _SERIAL_TYPES.get(kind.this) if is_serial and isinstance(kind, exp.DataType) else None
-        if identity and isinstance(kind, exp.DataType):
-            pg_type = _IDENTITY_TYPES.get(kind.this)
-        if pg_type:  # "pg:int4 serial": its default is nextval of its sequence, as PostgreSQL shows it
-            integer.add_comments([f"pg:{pg_type} {'serial' if is_serial else 'identity'}"])
-        column.set("kind", integer)
+        # exactly INTEGER: the rowid alias. The PostgreSQL type stays in a comment that sqlite_schema keeps
+        # and that replicates with the DDL text; the catalog reads it back (types.values.pg_type_comments)
+        column.set("kind", exp.DataType(this=DType.USERDEFINED, kind=f"INTEGER /*pg:{_key_type(kind)}*/"))
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
         # PRIMARY KEY (id), also named: CONSTRAINT t_pk PRIMARY KEY (id)
@@ -237,8 +224,16 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
         column.append("constraints", exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()))
 
 
-_SERIAL_TYPES = {DType.SERIAL: "int4", DType.SMALLSERIAL: "int2", DType.BIGSERIAL: "int8"}
-_IDENTITY_TYPES = {DType.INT: "int4", DType.SMALLINT: "int2", DType.BIGINT: "int8"}
+def _key_type(kind: object) -> str:
+    """The PostgreSQL type of a SERIAL or IDENTITY column (int4 for serial and for an int identity)."""
+    if not isinstance(kind, exp.DataType):
+        return "int4"
+    return {
+        DType.BIGSERIAL: "int8",
+        DType.BIGINT: "int8",
+        DType.SMALLSERIAL: "int2",
+        DType.SMALLINT: "int2",
+    }.get(kind.this, "int4")
 
 
 def _key_name(key: exp.Expr) -> str:
@@ -262,6 +257,9 @@ def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
             f"the subscript {subscript.sql(dialect='postgres')!r} is not supported",
             hint="arrays are JSON text in SQLite: use json_extract(col, '$[0]'); a jsonb takes doc['key']",
         )
+    for interval in list(tree.find_all(exp.Interval)):  # a value of its own: as an interval column stores it
+        if isinstance(interval.this, exp.Literal) and interval is not tree:
+            interval.replace(interval_value(interval))
     leftover = tree.find(exp.Interval, exp.Any, exp.All)
     if leftover is not None:
         raise TranslationError(
@@ -271,35 +269,6 @@ def rewrite_tree(tree: exp.Expr, ctx: RewriteContext) -> None:
 
 
 # --- node rewrites -----------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _template_tree(sql: str) -> exp.Expr:
-    return sqlglot.parse_one(sql, read="sqlite")
-
-
-def _fill(template: str, **args: exp.Expr) -> exp.Expr:
-    """A SQLite expression from a template whose columns ``_x_`` (etc.) are replaced by ``args``."""
-    tree = _template_tree(template).copy()
-    for column in list(tree.find_all(exp.Column)):
-        if column.name in args:
-            column.replace(args[column.name].copy())
-    return tree
-
-
-def _call(name: str, *args: exp.Expr | str) -> exp.Anonymous:
-    values = [exp.Literal.string(a) if isinstance(a, str) else a for a in args]
-    return exp.Anonymous(this=name, expressions=values)
-
-
-def _is_call(node: exp.Expr, name: str) -> bool:
-    return isinstance(node, exp.Anonymous) and node.name.lower() == name
-
-
-def _param_number(node: exp.Expr) -> int | None:
-    if isinstance(node, exp.Var) and node.name.startswith("?") and node.name[1:].isdigit():
-        return int(node.name[1:])
-    return None
 
 
 def _rewrite_parameter(node: exp.Parameter, ctx: RewriteContext) -> exp.Expr:
@@ -317,7 +286,7 @@ _UUID_V4 = (
 
 
 def _now(node: exp.Expr, ctx: RewriteContext) -> exp.Expr:
-    return _template_tree(NOW_SQL).copy()
+    return template_tree(NOW_SQL).copy()
 
 
 def _refuse_version(node: exp.CurrentVersion, ctx: RewriteContext) -> exp.Expr:
@@ -330,134 +299,10 @@ def _refuse_version(node: exp.CurrentVersion, ctx: RewriteContext) -> exp.Expr:
 def _rewrite_anonymous(node: exp.Anonymous, ctx: RewriteContext) -> exp.Expr:
     name = node.name.lower()
     if name == "uuid_generate_v4":
-        return _fill(_UUID_V4)
+        return fill(_UUID_V4)
     if name == "pg_advisory_unlock_all":  # there are no advisory locks to release
         return exp.Null()
     return node
-
-
-# (PostgreSQL type name, how SQLite casts to it)
-_CASTS: dict[Any, tuple[str, str]] = {
-    DType.INT: ("int4", "INTEGER"),
-    DType.BIGINT: ("int8", "INTEGER"),
-    DType.SMALLINT: ("int2", "INTEGER"),
-    DType.TEXT: ("text", "TEXT"),
-    DType.VARCHAR: ("varchar", "TEXT"),
-    DType.CHAR: ("bpchar", "TEXT"),
-    DType.BPCHAR: ("bpchar", "TEXT"),
-    DType.NAME: ("name", "TEXT"),
-    DType.UUID: ("uuid", "TEXT"),
-    DType.DOUBLE: ("float8", "REAL"),
-    DType.FLOAT: ("float4", "REAL"),
-    DType.DECIMAL: ("numeric", "NUMERIC"),
-    DType.VARBINARY: ("bytea", "BLOB"),
-    DType.BOOLEAN: ("bool", "boolean"),
-    DType.JSON: ("json", "json"),
-    DType.JSONB: ("jsonb", "json"),
-    DType.DATE: ("date", "date"),
-    DType.TIMESTAMP: ("timestamp", "timestamp"),
-    DType.TIMESTAMPTZ: ("timestamptz", "timestamptz"),
-    DType.TIME: ("time", "time"),
-    DType.TIMETZ: ("timetz", "time"),
-    DType.DATETIME: ("timestamp", "timestamp"),
-    DType.INTERVAL: ("interval", "interval"),
-}
-_BOOLEAN_CAST = (
-    "CASE WHEN _x_ IS NULL THEN NULL WHEN typeof(_x_) IN ('integer', 'real') THEN _x_ <> 0"
-    " WHEN lower(trim(_x_)) IN ('t', 'true', 'y', 'yes', 'on', '1') THEN 1"
-    " WHEN lower(trim(_x_)) IN ('f', 'false', 'n', 'no', 'off', '0') THEN 0 END"
-)
-
-
-_OID_TYPES = {"oid", "regconfig"}  # the reg* casts that name objects are catalog_query's
-
-
-def _rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
-    to: exp.DataType = node.to
-    value: exp.Expr = node.this
-    if ctx.catalog and to.this == DType.USERDEFINED and to.text("kind").lower() in arrays.BY_NAME:
-        if (n := _param_number(value)) is not None:  # $1::_oid: an array parameter of that type
-            ctx.param_types[n] = to.text("kind").lower()
-        return value  # arrays are JSON text already
-    if ctx.catalog and isinstance(to.this, str):
-        name = to.this.lower()
-        if name in _OID_TYPES:
-            if (n := _param_number(value)) is not None and name == "oid":
-                ctx.param_types[n] = "oid"
-            return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="INTEGER"))
-    if to.this == DType.USERDEFINED and not ctx.catalog:
-        # A type the client created (an enum: SQLAlchemy casts enum parameters to it) or an extension's: its
-        # values are text here, as the columns of that type hold them
-        if (n := _param_number(value)) is not None:
-            ctx.param_types[n] = "text"
-        return (
-            value
-            if isinstance(value, exp.Literal)
-            else exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind="TEXT"))
-        )
-    is_array = to.this == DType.ARRAY
-    element = to.expressions[0] if is_array and to.expressions else to
-    pg_name, strategy = _CASTS.get(element.this, (None, None))
-    n = _param_number(value)
-    if n is not None and pg_name is not None:
-        ctx.param_types[n] = f"_{pg_name}" if is_array else pg_name
-    if is_array:
-        return value  # arrays are JSON text already
-    literal = value.name if isinstance(value, exp.Literal) and value.is_string else None
-    if strategy is None:
-        raise TranslationError(f"a cast to {to.sql(dialect='postgres').lower()} has no SQLite equivalent")
-    if strategy in ("INTEGER", "TEXT", "REAL", "NUMERIC", "BLOB"):
-        if strategy == "TEXT" and literal is not None:
-            return value
-        if strategy == "BLOB" and literal is not None and literal.startswith("\\x"):
-            return exp.HexString(this=literal[2:])
-        return exp.Cast(this=value, to=exp.DataType(this=DType.USERDEFINED, kind=strategy))
-    if strategy == "json":
-        if literal is None:
-            return _call("json", value)
-        try:
-            json.loads(literal)
-        except ValueError as e:
-            raise TranslationError(f"{literal!r} is not valid JSON: {e}") from e
-        return value
-    if strategy == "boolean":
-        return _fill(_BOOLEAN_CAST, _x_=value) if literal is None else _boolean_literal(literal)
-    if strategy == "interval":
-        if literal is None:
-            raise TranslationError("only a literal string can be cast to interval")
-        return exp.Interval(this=value)
-    return _datetime_cast(value, literal, strategy)
-
-
-_DATETIME_PARSERS: dict[str, Callable[[str], str]] = {
-    "timestamp": lambda text: datetimes.parse_timestamp(text, False),
-    "timestamptz": lambda text: datetimes.parse_timestamp(text, True),
-    "date": datetimes.parse_date,
-    "time": datetimes.parse_time,
-}
-
-
-def _datetime_cast(value: exp.Expr, literal: str | None, kind: str) -> exp.Expr:
-    """A cast to a date/time type: a literal becomes its storage form now ('garbage' is PostgreSQL's 22007
-    at once); anything else goes through ``pg_<type>`` (``sqlite_ha.db.functions``) when it runs. A
-    datetime(…) that SQLite computes (now(), interval arithmetic) is in the storage form already."""
-    if literal is not None and literal.strip().lower() not in ("now", "today", "tomorrow", "yesterday"):
-        try:  # (still a call: the result column keeps its type)
-            return _call(f"pg_{kind}", _DATETIME_PARSERS[kind](literal))
-        except datetimes.DatetimeError as e:
-            raise TranslationError(str(e), sqlstate=e.sqlstate) from None
-    if kind != "date" and _is_call(value, "datetime"):
-        return value
-    return _call(f"pg_{kind}", value)
-
-
-def _boolean_literal(text: str) -> exp.Boolean:
-    word = text.strip().lower()
-    if word and ("true".startswith(word) or "yes".startswith(word) or word == "on" or word == "1"):
-        return exp.true()
-    if word and ("false".startswith(word) or "no".startswith(word) or word in ("of", "off", "0")):
-        return exp.false()
-    raise TranslationError(f"invalid input syntax for type boolean: {text!r}")
 
 
 def _rewrite_interval_arithmetic(node: exp.Add | exp.Sub, ctx: RewriteContext) -> exp.Expr:
@@ -469,9 +314,9 @@ def _rewrite_interval_arithmetic(node: exp.Add | exp.Sub, ctx: RewriteContext) -
     else:
         return node
     modifiers = interval_modifiers(interval, -1 if isinstance(node, exp.Sub) else 1)
-    if _is_call(base, "datetime") and base.expressions[1:2] == [exp.Literal.string("subsec")]:
-        return _call("datetime", *base.expressions, *modifiers)  # flatten chained arithmetic
-    return _call("datetime", base, "subsec", *modifiers)
+    if is_call(base, "datetime") and base.expressions[1:2] == [exp.Literal.string("subsec")]:
+        return call("datetime", *base.expressions, *modifiers)  # flatten chained arithmetic
+    return call("datetime", base, "subsec", *modifiers)
 
 
 _TRUNC = {
@@ -491,13 +336,13 @@ def _rewrite_date_trunc(node: exp.TimestampTrunc | exp.DateTrunc, ctx: RewriteCo
     unit = node.text("unit").lower()
     given = node.args.get("unit")
     if given is not None and (
-        _param_number(given) is not None or not isinstance(given, exp.Literal | exp.Var)
+        param_number(given) is not None or not isinstance(given, exp.Literal | exp.Var)
     ):
         # a parameter (Django with server-side binding): the unit is known when the statement runs
         return exp.Anonymous(this="pg_date_trunc", expressions=[given, node.this])
     if unit not in _TRUNC:
         raise TranslationError(f"date_trunc to {unit or node.args.get('unit')!r} is not supported")
-    return _fill(_TRUNC[unit], _x_=node.this)
+    return fill(_TRUNC[unit], _x_=node.this)
 
 
 _EXTRACT_FORMATS = {
@@ -526,7 +371,7 @@ def _rewrite_extract(node: exp.Extract, ctx: RewriteContext) -> exp.Expr:
     part = node.this.name.lower()
     if part not in _EXTRACT:
         raise TranslationError(f"extract({part} from …) is not supported")
-    return _fill(_EXTRACT[part], _x_=node.expression)
+    return fill(_EXTRACT[part], _x_=node.expression)
 
 
 def _rewrite_quantified(node: exp.Binary, ctx: RewriteContext) -> exp.Expr:
@@ -548,16 +393,16 @@ def _rewrite_quantified(node: exp.Binary, ctx: RewriteContext) -> exp.Expr:
         operand = exp.Subquery(this=operand)
     op = type(node)
     if (op is exp.EQ and quantifier == "any") or (op is exp.NEQ and quantifier == "all"):
-        if _is_call(operand, "json_array"):
+        if is_call(operand, "json_array"):
             test: exp.Expr = exp.In(this=node.this, expressions=operand.expressions)
         elif is_query:
             test = exp.In(this=node.this, query=operand)
         else:
-            test = exp.In(this=node.this, query=_fill("(SELECT value FROM json_each(_x_))", _x_=operand))
+            test = exp.In(this=node.this, query=fill("(SELECT value FROM json_each(_x_))", _x_=operand))
         return test if op is exp.EQ else exp.Not(this=test)
     if op in (exp.GT, exp.GTE, exp.LT, exp.LTE) and not is_query:
         smallest = (op in (exp.GT, exp.GTE)) == (quantifier == "any")
-        bound = _fill(f"(SELECT {'min' if smallest else 'max'}(value) FROM json_each(_x_))", _x_=operand)
+        bound = fill(f"(SELECT {'min' if smallest else 'max'}(value) FROM json_each(_x_))", _x_=operand)
         return op(this=node.this, expression=bound)
     symbol = {exp.EQ: "=", exp.NEQ: "<>"}.get(op, "<, <=, >, >=")
     raise TranslationError(
@@ -566,7 +411,7 @@ def _rewrite_quantified(node: exp.Binary, ctx: RewriteContext) -> exp.Expr:
 
 
 def _rewrite_array(node: exp.Array, ctx: RewriteContext) -> exp.Expr:
-    return _call("json_array", *node.expressions)
+    return call("json_array", *node.expressions)
 
 
 def _rewrite_table(node: exp.Table, ctx: RewriteContext) -> exp.Expr:
@@ -595,7 +440,7 @@ def _generate_series(table: exp.Table, series: exp.Expr) -> exp.Expr:
     template = _SERIES.format(
         continues=_CONTINUES.format(x="_start_"), next_continues=_CONTINUES.format(x="v + _step_")
     )
-    rows = _fill(template, _start_=start, _end_=end, _step_=step)
+    rows = fill(template, _start_=start, _end_=end, _step_=step)
     select = rows.this if isinstance(rows, exp.Subquery) else rows
     if not isinstance(select, exp.Select):
         raise TranslationError("generate_series: unexpected template")  # cannot happen: the template is fixed
@@ -660,9 +505,11 @@ def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
         # (PostgreSQL's real is a float4; SQLite's REAL, which it prints, is announced float8)
         name = re.sub(r"^DECIMAL\b", "NUMERIC", re.sub(r"^REAL\b", "FLOAT4", kind.sql(dialect="postgres")))
         primary = any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in node.constraints)
-        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER" if primary else "INT", name)
+        name = re.sub(r"^(?:INT\b|INT4\b)", "INTEGER /*pg:int4*/" if primary else "INT", name)
         if name in ("JSON", "JSONB"):  # TEXT affinity: a document '3.0' must not become the integer 3
             name += " TEXT"
+        elif name.startswith("NUMERIC"):  # REAL affinity: 7 stays 7.0, so 7 / 2 is 3.5 as in PostgreSQL
+            name = "NUMERIC REAL" + name[len("NUMERIC") :]
         node.set("kind", exp.DataType(this=DType.USERDEFINED, kind=name))
     return node
 
@@ -715,7 +562,7 @@ def _rewrite_like(node: exp.Like | exp.ILike | exp.Escape, ctx: RewriteContext) 
         except PatternError as e:
             raise TranslationError(str(e)) from None
     else:
-        glob = _call("pg_like_glob", pattern, escape)
+        glob = call("pg_like_glob", pattern, escape)
     match = exp.Glob(this=subject, expression=glob)
     return exp.Not(this=match) if negate else match
 
@@ -766,10 +613,10 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.ILike: _rewrite_like,
     exp.Escape: _rewrite_like,
     exp.Parameter: _rewrite_parameter,
-    exp.Cast: _rewrite_cast,
+    exp.Cast: rewrite_cast,
     exp.CurrentTimestamp: _now,
     exp.Localtimestamp: _now,
-    exp.Uuid: lambda node, ctx: _fill(_UUID_V4),
+    exp.Uuid: lambda node, ctx: fill(_UUID_V4),
     exp.Anonymous: _rewrite_anonymous,
     exp.CurrentSchema: lambda node, ctx: exp.Literal.string("public"),
     exp.CurrentVersion: _refuse_version,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire.types import arrays, datetimes, numeric
+from sqlite_ha.server.pgwire.types import arrays, datetimes, interval, numeric
 from sqlite_ha.server.pgwire.types import scalars as s
 from sqlite_ha.server.pgwire.types.registry import REGISTRY, BadParameter, Decoder, PgType
 
@@ -233,8 +233,10 @@ for _type in (
         length=16,
         category="T",
         array=1187,
-        text_out=s.text_out,
-        text_in=s.text_in,
+        text_out=interval.text_out,
+        binary_out=interval.binary_out,
+        text_in=interval.text_in,
+        binary_in=interval.binary_in,
     ),
     PgType(
         oid=1700,

@@ -56,6 +56,22 @@ _COMPACT_DATE = re.compile(r"\s*(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})\s*")
 _FAST_FRACTION = re.compile(r"\.\d{7}")  # more than microseconds: PostgreSQL rounds, fromisoformat cuts
 
 
+def _displacement(text: str) -> DatetimeError:
+    return DatetimeError("22009", f'time zone displacement out of range: "{text}"')
+
+
+# PostgreSQL's default abbreviations that zoneinfo does not know as names (its Default timezone_abbreviations)
+_ABBREVIATIONS = {
+    name: dt.timezone(dt.timedelta(hours=hours), name)
+    for name, hours in (
+        ("PST", -8), ("PDT", -7), ("MST", -7), ("MDT", -6), ("CST", -6), ("CDT", -5), ("EST", -5),
+        ("EDT", -4), ("AKST", -9), ("AKDT", -8), ("HST", -10), ("BST", 1), ("CET", 1), ("CEST", 2),
+        ("EET", 2), ("EEST", 3), ("WET", 0), ("WEST", 1), ("MSK", 3), ("IST", 2), ("JST", 9), ("KST", 9),
+        ("AEST", 10), ("AEDT", 11), ("ACST", 9.5), ("AWST", 8), ("NZST", 12), ("NZDT", 13),
+    )
+}  # fmt: skip
+
+
 def _bad(kind: str, text: str) -> DatetimeError:
     return DatetimeError("22007", f'invalid input syntax for type {kind}: "{text}"')
 
@@ -76,9 +92,12 @@ def _zone(name: str, text: str, kind: str) -> dt.tzinfo:
             rest = digits[-2:] if len(digits) in (3, 4) else digits[-4:]
             minutes, seconds = int(rest[:2]), int(rest[2:] or 0)
         if hours > 15 or minutes > 59 or seconds > 59:
-            raise DatetimeError("22015", f'time zone displacement out of range: "{text}"')
+            raise _displacement(text)
         offset = dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
         return dt.timezone(-offset if name[0] == "-" else offset)
+    abbreviation = _ABBREVIATIONS.get(name.upper())
+    if abbreviation is not None:
+        return abbreviation
     try:
         return _named_zone(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -153,12 +172,16 @@ def parse_timestamp(text: str, tz: bool) -> str:
             pass
         else:
             if stamp.tzinfo is not None:
+                offset = stamp.utcoffset()
+                if offset is not None and abs(offset) >= dt.timedelta(hours=16):
+                    raise _displacement(text)
                 if tz:
                     stamp = stamp.astimezone(_UTC)
                 stamp = stamp.replace(tzinfo=None)
             return format_stamp(stamp)
     kind = "timestamp with time zone" if tz else "timestamp without time zone"
-    if text[:1].isalpha() or text[:2] in ("+i", "-i", " i"):
+    head = text.lstrip()[:2]
+    if head[:1].isalpha() or head[1:2].isalpha():
         word = text.strip().lower()
         if word in _INFINITIES:
             return _INFINITIES[word]
@@ -251,7 +274,7 @@ def stored_stamp(value: SQLiteValue, tz: bool) -> str:
     if type(value) is str:
         n = len(value)
         if (
-            (n == 19 or (20 < n < 27 and value[19] == "." and value[20:].isdigit()))
+            (n == 19 or (20 < n < 27 and value[19] == "." and value[20:].isdigit() and value[-1] != "0"))
             and value[10] == " "
             and value[4] == "-"
         ):

@@ -1,11 +1,13 @@
 """NUMERIC: what SQLite can keep of a decimal, and PostgreSQL's text and binary forms of it.
 
-SQLite stores a NUMERIC column's values as 64-bit integers or 8-byte floats. A decimal is stored exactly
-when it is an integer within int64, or when the float nearest to it reads back (by its shortest repr) as
-the same decimal: at most 15 significant digits always are, many with 16-17. Anything else is refused with
-22003 and a hint, never rounded silently. On the way out a float is read by its shortest repr (70.4, not
-70.400000000000006), and a column declared ``numeric(p, s)`` prints with its scale as PostgreSQL does
-(``70.40``).
+A numeric column is declared ``NUMERIC REAL(p, s)`` by the dialect: REAL affinity, so every value is an
+8-byte float (7 stays 7.0, and 7 / 2 is 3.5 as in PostgreSQL, not SQLite's integer 3). A double holds any
+decimal of at most 15 significant digits exactly (by the shortest text that reads back), so that is the
+limit: a parameter with more is refused with 22003 and a hint, never rounded silently. On the way out a
+float is read at 15 significant digits, which gives back every stored value exactly and drops the binary
+drift of arithmetic on them (70.4 - 0.1 is 70.3, not 70.30000000000001); a column declared ``numeric(p, s)``
+prints with its scale, as PostgreSQL does (``70.40``). Integers that SQLite keeps as integers (an older
+NUMERIC column, an integer expression) are exact in full.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from sqlite_ha.server.pgwire.types.registry import BadParameter
 
 _HEADER = struct.Struct(">hhHH")
 _NAN, _PINF, _NINF = 0xC000, 0xD000, 0xF000
-_INT64 = (-(2**63), 2**63 - 1)
 _EXACT = decimal.Context(prec=1000)
-HINT = "sqlite-ha stores a numeric as a 64-bit integer or a double: up to 15 significant digits are exact"
+DIGITS = 15  # significant digits a double holds exactly, whatever the decimal (DBL_DIG)
+HINT = "sqlite-ha stores a numeric as a double: up to 15 significant digits are exact"
 
 
 def typmod_of(precision: int, scale: int) -> int:
@@ -44,7 +46,7 @@ def to_decimal(value: SQLiteValue) -> Decimal:
             return Decimal("NaN")
         if math.isinf(value):
             return Decimal("Infinity" if value > 0 else "-Infinity")
-        return Decimal(repr(value))
+        return Decimal(f"{value:.15g}")
     text = value.decode() if isinstance(value, bytes) else str(value)
     return Decimal(text.strip())
 
@@ -98,11 +100,8 @@ def storable(d: Decimal, text: str) -> SQLiteValue:
         return "NaN"  # SQLite would store a float NaN as NULL
     if d.is_infinite():
         return math.inf if d > 0 else -math.inf
-    if d == d.to_integral_value() and _INT64[0] <= d <= _INT64[1]:
-        return int(d)
-    f = float(d)
-    if math.isfinite(f) and Decimal(repr(f)) == d:
-        return f
+    if len(d.normalize(context=_EXACT).as_tuple().digits) <= DIGITS:
+        return int(d) if d == d.to_integral_value() and abs(d) < 2**63 else float(d)
     raise BadParameter(
         f'numeric value "{text[:60]}" cannot be stored exactly ({HINT}; beyond that, store it as text)',
         "22003",

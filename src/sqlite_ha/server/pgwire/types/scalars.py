@@ -140,7 +140,11 @@ def int_codecs(name: str, bits: int) -> tuple[Any, Any, Any, Any]:
             raise out_of_range()
         return text_out(v)  # not an integer at all: what is stored, as SQLite lets a column hold it
 
+    pack = packer.pack
+
     def binary(v: SQLiteValue) -> bytes:
+        if type(v) is int and low <= v <= high:
+            return pack(v)
         n = as_int(v)
         if low <= n <= high:
             return packer.pack(n)

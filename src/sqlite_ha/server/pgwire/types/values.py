@@ -88,8 +88,9 @@ _DECLARED: dict[str, int] = {
 }
 
 
-# types whose columns the dialect declares with a TEXT suffix, for SQLite's TEXT affinity
-_TEXT_STORED = frozenset(("json", "jsonb"))
+# types whose columns the dialect declares with an affinity word after the name (SQLite reads the affinity
+# from the whole declared type): JSON documents stay text, numerics are always floats (never int / int)
+_AFFINITY_SUFFIX = {"json": "text", "jsonb": "text", "numeric": "real", "decimal": "real"}
 
 
 def oid_for_declared(declared: str | None) -> int | None:
@@ -108,8 +109,9 @@ def declared_type(declared: str) -> tuple[int, int]:
     modifiers, _, after = rest.partition(")")
     if after.strip():  # "timestamp(3) with time zone"
         base = f"{base} {after.strip()}"
-    if base.endswith(" text") and base[:-5] in _TEXT_STORED:  # "JSONB TEXT": a jsonb with TEXT affinity
-        base = base[:-5]
+    first, _, affinity = base.rpartition(" ")
+    if _AFFINITY_SUFFIX.get(first) == affinity:  # "JSONB TEXT": a jsonb with TEXT affinity
+        base = first
     oid = _DECLARED.get(base)
     if oid is None:
         known = REGISTRY.by_name.get(base)
@@ -142,6 +144,25 @@ def _affinity(base: str, t: str) -> int:
             else TIMESTAMP
         )
     return NUMERIC if ("numeric" in base or "decimal" in base) else TEXT
+
+
+_TYPE_COMMENT = re.compile(r'("(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[^\s(,]+)\s+INTEGER\s*/\*pg:(\w+)\*/', re.I)
+
+
+@functools.lru_cache(maxsize=1024)
+def pg_type_comments(create_sql: str | None) -> dict[str, str]:
+    """The PostgreSQL types kept in a CREATE TABLE's comments, by lower-case column name: a SERIAL or
+    integer primary key must be declared exactly INTEGER to be SQLite's rowid alias, so the dialect
+    writes ``id INTEGER /*pg:int4*/ PRIMARY KEY`` and the catalog announces int4 for it, not int8."""
+    out: dict[str, str] = {}
+    if not create_sql or "/*pg:" not in create_sql:
+        return out
+    for m in _TYPE_COMMENT.finditer(create_sql):
+        name = m.group(1)
+        if name[:1] in '"`[':
+            name = name[1:-1].replace('""', '"')
+        out[name.lower()] = m.group(2).lower()
+    return out
 
 
 def oid_for_value(value: SQLiteValue) -> int:
@@ -205,7 +226,7 @@ class Column:
         except NotEncodable:
             raise
         except _ENCODE_ERRORS as e:
-            if not self.binary and not isinstance(e, DatetimeError):
+            if not self.binary:
                 return REGISTRY.by_oid[TEXT].text_out(value)  # text: what is stored, as it is stored
             name = TYPE_INFO.get(self.oid, (str(self.oid),))[0]
             raise NotEncodable(f"{value!r} cannot be sent as {name}: {e}") from e

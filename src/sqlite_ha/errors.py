@@ -59,6 +59,12 @@ class StatementNotAllowed(BadRequest):
     code = "statement_not_allowed"
 
 
+class NotSupported(BadRequest):
+    """A statement asks for something sqlite-ha does not do (PostgreSQL's feature_not_supported)."""
+
+    code = "not_supported"
+
+
 class SQLError(HAError):
     """SQLite refused a statement; ``sqlite_code`` is SQLite's extended error name."""
 

@@ -984,8 +984,8 @@ def test_explain_shows_the_query_plan(pg: NodeProcess) -> None:
 
 def test_migration_statements(pg: NodeProcess) -> None:
     """What migration tools send: what SQLite can do runs, the rest is refused with what to do instead,
-    and statements about things SQLite does not have (comments, grants, built-in extensions) are accepted
-    with a notice."""
+    and statements about things SQLite does not have (grants, built-in extensions, comments on other
+    objects than tables and columns) are accepted with a notice; a table's comment is kept."""
     with psycopg.connect(dsn(pg), autocommit=True) as conn:
         notices: list[str] = []
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
@@ -1008,11 +1008,13 @@ def test_migration_statements(pg: NodeProcess) -> None:
             assert words in f"{refused.value.diag.message_primary} {refused.value.diag.message_hint}"
         for statement, tag in [
             ("COMMENT ON TABLE m IS 'people'", "COMMENT"),
+            ("COMMENT ON INDEX m_pkey IS 'the key'", "COMMENT"),
             ("GRANT SELECT ON m TO ha", "GRANT"),
             ('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"', "CREATE EXTENSION"),
         ]:
             assert conn.execute(statement).statusmessage == tag
         assert len(notices) == 3
+        assert conn.execute("SELECT obj_description('m'::regclass, 'pg_class')").fetchone() == ("people",)
 
 
 def test_pgbench_custom_script(pg: NodeProcess, tmp_path: Path) -> None:

@@ -155,7 +155,6 @@ def test_such_names_are_quoted(sql: str, want: str) -> None:
         "DELETE FROM t WHERE id = $1",
         "CREATE INDEX IF NOT EXISTS ix ON t (v)",
         "DROP INDEX ix",
-        "DROP TABLE IF EXISTS t",
         "SELECT EXISTS (SELECT 1)",
         "INSERT INTO t (a) VALUES (1) ON CONFLICT (a) DO UPDATE SET a = excluded.a",
         "INSERT INTO t (a) VALUES (1) ON CONFLICT DO NOTHING",
@@ -168,6 +167,14 @@ def test_such_names_are_quoted(sql: str, want: str) -> None:
 def test_the_keywords_themselves_keep_the_fast_path(sql: str) -> None:
     """The common statements (every INSERT has VALUES) are not sent to sqlglot for these words."""
     assert not translate(sql).translated
+
+
+def test_drop_table_drops_its_comments_too() -> None:
+    """Not the fast path: the table's comments (pgwire/comments.py) go with it."""
+    assert (
+        translate("DROP TABLE IF EXISTS t").sql
+        == 'DROP TABLE IF EXISTS t; DROP VIEW IF EXISTS "pg_comment:t"'
+    )
 
 
 def test_a_long_statement_full_of_keywords_is_checked_in_linear_time() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import apsw
 
-from sqlite_ha.db import jsonb
+from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
 # PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
@@ -169,6 +169,12 @@ def _pg_numeric(*args: SQLiteValue) -> SQLiteValue:
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
+    )
+    innocuous = apsw.SQLITE_INNOCUOUS
+    conn.create_scalar_function("regexp", regex.regexp, 2, deterministic=True, flags=innocuous)
+    conn.create_scalar_function("regexp_i_like", regex.regexp_i_like, 2, deterministic=True, flags=innocuous)
+    conn.create_scalar_function(
+        "regexp_replace", regex.regexp_replace, -1, deterministic=True, flags=innocuous
     )
     # casts to date/time types (types/datetimes.py holds the storage forms); 'now' makes them
     # non-deterministic, so they are not flagged deterministic

@@ -37,6 +37,7 @@ class Prepared:
     columns: list[t.Column] | None = None  # None: not known before execution (session commands)
     catalog: bool = False  # answered from the catalog database (pg_catalog, information_schema)
     explain: bool = False  # a PostgreSQL EXPLAIN: SQLite's query plan, as lines of one text column
+    temp: bool = False  # runs on the session's own TEMP connection (temp.py)
     read_only: bool | None = None  # what SQLite says of the statement, once asked
     locks: bool = False  # SELECT … FOR UPDATE/SHARE: in a block, it takes the writer as a write does
     verb: str = ""  # the statement's first word, upper case: it makes the command tag

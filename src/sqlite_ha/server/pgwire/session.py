@@ -37,7 +37,7 @@ from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import HAError
 from sqlite_ha.replication.replicated_database import ReplicationPending
 from sqlite_ha.served import ServedDatabase
-from sqlite_ha.server.pgwire import commands, cursors, explain, handshake, isolation
+from sqlite_ha.server.pgwire import commands, comments, cursors, explain, handshake, isolation, temp
 from sqlite_ha.server.pgwire.catalog import catalog
 from sqlite_ha.server.pgwire.catalog.activity import SessionContext, SessionView
 from sqlite_ha.server.pgwire.catalog.functions import FunctionError
@@ -49,6 +49,7 @@ from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
 from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
 from sqlite_ha.server.pgwire.prepared import parameter_type as _parameter_type
+from sqlite_ha.server.pgwire.sql import schemas as schema_names
 from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 from sqlite_ha.server.pgwire.sql.dialect import (
     TranslationError,
@@ -130,6 +131,7 @@ class Session(SessionState):
             cancel_registry.pop((self.pid, self.secret), None)
             cursors.close_all(self)  # their readers, and the snapshots they keep
             self._abandon()
+            temp.close(self)
             if self.forward is not None:
                 await self.forward.close()
             with contextlib.suppress(Exception):
@@ -297,6 +299,13 @@ class Session(SessionState):
     def _prepare(self, sql: str, param_oids: list[int], *, describe: bool = True) -> Prepared:
         self.last_query = sql
         kind = classify(sql)
+        if kind == "comment" and comments.kept(sql):  # written as the table's comment view: a write
+            run_sql = comments.statement(sql, self._catalog())
+            return Prepared(sql=sql, kind="query", run_sql=run_sql, param_oids=param_oids, columns=None)
+        if kind == "query" and sql.lstrip()[:4].upper() == "DROP":
+            dropped = comments.drop_schema(sql, self._catalog())  # what is in it: the catalog knows
+            if dropped is not None:
+                return Prepared(sql=sql, kind="query", run_sql=dropped, param_oids=param_oids, columns=None)
         if kind == "query" and "pg_cursors" in sql:
             kind = cursors.classify(sql) or kind
         if kind in cursors.KINDS:
@@ -336,14 +345,22 @@ class Session(SessionState):
             catalog=is_catalog,
             locks=translation.locks,
         )
+        prepared.temp = not is_catalog and temp.is_temp(self, sql, translation.sql)
         if describe:
-            self._describe_statement(prepared)
+            try:
+                self._describe_statement(prepared)
+            except PgError as e:
+                if schema_names.unknown_schema(e.message) and schema_names.learn(self._db().db):
+                    return self._prepare(sql, param_oids, describe=describe)  # it names a schema now known
+                raise
         return prepared
 
     def _describe_statement(self, prepared: Prepared) -> None:
         """Columns and parameter types without running anything (SQLite prepares, the trace stops it)."""
         db = self._db()
         prepared.descriptions.clear()
+        if prepared.temp:
+            return temp.describe(self, prepared)
         if prepared.catalog:
             try:
                 columns = self._catalog().describe(prepared.run_sql, len(prepared.param_oids))
@@ -495,6 +512,17 @@ class Session(SessionState):
 
     # ------------------------------------------------------------------------------------ running
     async def run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
+        try:
+            return await self._run(prepared, params)
+        except PgError as e:
+            # a schema another node made (or made before this process started): learn it, translate again
+            if not (schema_names.unknown_schema(e.message) and schema_names.learn(self._db().db)):
+                raise
+        fresh = self._prepare(prepared.sql, prepared.param_oids, describe=False)
+        prepared.run_sql, prepared.read_only = fresh.run_sql, None
+        return await self._run(prepared, params)
+
+    async def _run(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome:
         if self.failed and prepared.kind not in ("rollback", "commit", "rollback_to"):
             raise PgError(
                 "25P02", "current transaction is aborted, commands ignored until end of transaction block"
@@ -505,6 +533,8 @@ class Session(SessionState):
             return await cursors.run(self, prepared, params)
         if prepared.kind != "query":
             return await commands.run(self, prepared)
+        if prepared.temp:
+            return temp.run(self, prepared, params)
         try:
             db = self._db()
             if prepared.read_only is None:
@@ -532,7 +562,7 @@ class Session(SessionState):
     def _read_now(self, prepared: Prepared, params: tuple[SQLiteValue, ...]) -> Outcome | None:
         """A read answered without waiting, or None: it needs the task (``run``)."""
         columns = prepared.columns
-        if prepared.kind != "query" or prepared.catalog or columns is None:
+        if prepared.kind != "query" or prepared.catalog or prepared.temp or columns is None:
             return None
         if self.block.tx is not None or self.block.failed or self.min_seq or self.read_level != "none":
             return None
@@ -563,6 +593,10 @@ class Session(SessionState):
         see its own changes, and no other session may see them before COMMIT.
         """
         db = self._db()
+        # a session with TEMP objects sees them listed (inside a write block it sees the block's view)
+        own_temp = temp.visible_catalog(self) if self.temp is not None and self.tx is None else None
+        if own_temp is not None:
+            return own_temp
         if self.tx is not None:
             if self._tx_catalog is None or self._tx_catalog[0] is not self.tx:
                 self._tx_catalog = (self.tx, catalog.Catalog(db.id, self.settings.user))

@@ -47,6 +47,7 @@ _BY_CODE = {
     "bad_request": "08P01",
     "invalid_json": "08P01",
     "statement_not_allowed": "42501",
+    "not_supported": "0A000",
     "permission_denied": "42501",
     "query_timeout": "57014",
     "result_too_large": "54000",

@@ -29,6 +29,7 @@ from sqlite_ha.server.pgwire.wire import codec
 if TYPE_CHECKING:
     from sqlite_ha.server.pgwire.catalog import catalog
     from sqlite_ha.server.pgwire.forwarding.sessions import NodeSessions
+    from sqlite_ha.server.pgwire.temp import SessionTemp
 
 
 class Forwarding(Protocol):
@@ -104,6 +105,7 @@ class SessionState:
         self.forward: Forwarding | None = None  # in a writer mode: runs the session's writes on the writer
         self.forwarded_by: str | None = None  # the node that opened it, on the writer (forwarding/writer.py)
         self.read_seq: int | None = None  # a forwarded block's read position (SET ha.read_seq)
+        self.temp: SessionTemp | None = None  # the session's TEMP tables and views, once it makes one
         self.started = time.time()
         self.last_query = ""  # the last statement prepared, for pg_stat_activity
         self.registry: dict[tuple[int, int], SessionState] = {}  # the node's sessions (set once logged in)

@@ -21,14 +21,16 @@ from typing import Any
 import apsw
 
 from sqlite_ha import __version__
-from sqlite_ha.db.schema import USER_OBJECTS
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
+from sqlite_ha.server.pgwire.catalog import namespaces
 from sqlite_ha.server.pgwire.catalog.activity import Activity, SessionContext, search_path_schemas
 from sqlite_ha.server.pgwire.catalog.names import Names, quote
+from sqlite_ha.server.pgwire.catalog.namespaces import PG_TEMP, PG_TEMP_NAME
 from sqlite_ha.server.pgwire.catalog.schema import SCHEMA, catalog_names
 from sqlite_ha.server.pgwire.catalog.tables import ForeignKey, Index, Table
+from sqlite_ha.server.pgwire.sql import schemas
 from sqlite_ha.server.pgwire.types import arrays
 from sqlite_ha.server.pgwire.types import values as t
 
@@ -60,9 +62,6 @@ _USER_KEYWORD = re.compile(r"\b(current_user|session_user|current_role)\b(?!\s*\
 # what catalog_query.rewrite puts before a translated query: the PostgreSQL types of the output columns
 _TYPES_HEADER = re.compile(r"^/\* pg_types: ([^*]*) \*/ ")
 
-_USER_OBJECTS = (
-    f"SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND {USER_OBJECTS} ORDER BY rowid"
-)
 _PER_DATABASE = (
     "pg_class",
     "pg_attribute",
@@ -78,7 +77,7 @@ _PER_DATABASE = (
 )
 
 
-_AM = {"r": 2, "i": 403}  # heap, btree
+_AM = {"r": 2, "m": 2, "i": 403}  # heap, btree
 
 
 # Catalogs of features SQLite has not (row security, extended statistics, publications, inheritance): always
@@ -150,6 +149,9 @@ class Catalog:
         self._definitions: dict[int, str] = {}  # index and constraint oid → its SQL, for pg_get_*def
         self._index_keys: dict[int, list[str]] = {}
         self._qualified: dict[int, str] = {}  # foreign keys' definitions naming "public.parent"
+        # where the relation being filled lives: namespace oid, its name, relpersistence (namespaces.py)
+        self._namespace: tuple[int, str, str] = (PUBLIC, "public", "p")
+        self._comments: dict[str, dict[str, str]] = {}  # table (lower case) → column ('' the table) → text
 
     def _register(self) -> None:
         catalog_functions.register(self.conn)
@@ -174,6 +176,11 @@ class Catalog:
             "to_regnamespace": (lambda value: self.names.regoid("regnamespace", value), 1),
             "pg_regoid": (self.names.regoid, 2),
             "pg_regname": (self.names.regname, 2),
+            "pg_table_is_visible": (self._visible, 1),
+            "obj_description": (lambda oid, *kind: self._description(oid, 0), -1),
+            "col_description": (self._description, 2),
+            "pg_my_temp_schema": (lambda: PG_TEMP, 0),
+            "pg_is_other_temp_schema": (lambda oid: 0, 1),
         }
         for name, (fn, nargs) in functions.items():
             self.conn.create_scalar_function(name, fn, nargs)
@@ -240,22 +247,57 @@ class Catalog:
         )
         c.execute("UPDATE pg_type SET typstorage = CASE WHEN typlen < 0 THEN 'x' ELSE 'p' END")
 
-    def sync(self, conn: apsw.Connection) -> None:
-        """Rebuild the per-database tables from ``conn``'s schema if it changed since the last time."""
-        version = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])  # type: ignore[arg-type]
+    def sync(self, conn: apsw.Connection, *, temp: bool = False) -> None:
+        """Rebuild the per-database tables from ``conn``'s schema if it changed since the last time.
+
+        ``temp``: ``conn`` is a session's own connection, whose TEMP tables and views are listed too, in the
+        schema ``pg_temp_3`` with ``relpersistence`` ``t``, as PostgreSQL shows a session its own."""
+        version = namespaces.version(conn, temp)
         if version == self.version:
             return
-        tables = [
-            Table.read(conn, str(kind), str(name)) for kind, name in conn.execute(_USER_OBJECTS).fetchall()
-        ]
+        objects = namespaces.read(conn, temp)
         with self.conn:
-            self._fill(tables)
+            self._fill(objects)
         self.version = version
 
-    def _fill(self, tables: list[Table]) -> None:
+    def comments_of(self, table: str) -> dict[str, str]:
+        """The comments of ``table`` (as SQLite names it): column name (``''`` the table's) → text."""
+        return dict(self._comments.get(table.lower(), {}))
+
+    def _description(self, oid: SQLiteValue, sub: SQLiteValue) -> SQLiteValue:
+        found = self.conn.execute(
+            "SELECT description FROM pg_description WHERE objoid = ? AND objsubid = ? AND classoid = 1259",
+            (oid, sub),
+        ).fetchall()
+        return found[0][0] if found else None
+
+    def _visible(self, oid: SQLiteValue) -> int:
+        """pg_table_is_visible: the search path is "$user", public (and the session's pg_temp)."""
+        found = self.conn.execute("SELECT relnamespace FROM pg_class WHERE oid = ?", (oid,)).fetchall()
+        return 1 if not found or found[0][0] in (PUBLIC, PG_TEMP, PG_CATALOG, INFORMATION_SCHEMA) else 0
+
+    def _local(self, name: str) -> str:
+        """A name as its schema shows it: ``"s.t"`` of the schema ``s`` (sql/schemas.py) is ``t`` there."""
+        if self._namespace[0] in (PUBLIC, PG_TEMP):
+            return name
+        prefix = self._namespace[1] + "."
+        return name[len(prefix) :] if name.lower().startswith(prefix.lower()) else name
+
+    def _fill(self, objects: namespaces.Objects) -> None:
         c = self.conn
         for name in _PER_DATABASE:
             c.execute(f"DELETE FROM {name}")
+        c.execute(
+            "DELETE FROM pg_description WHERE classoid IN (1259, 2606)"
+        )  # tables', columns', constraints'
+        c.execute("DELETE FROM pg_namespace WHERE oid = ? OR oid > ?", (PG_TEMP, FIRST_OID))
+        if objects.temp:
+            c.execute(
+                "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (PG_TEMP, PG_TEMP_NAME)
+            )
+        self._comments = objects.comments
+        temps = {id(table) for table in objects.temp}
+        tables = [*objects.tables, *objects.temp]
         self._definitions.clear()
         self._qualified.clear()
         self._index_keys.clear()
@@ -265,11 +307,21 @@ class Catalog:
             (self.database,),
         )
         oids = iter(range(FIRST_OID + 1, 2**31))
+        spaces = {name.lower(): (next(oids), name) for name in objects.schemas}
+        for oid, name in spaces.values():
+            c.execute("INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (oid, name))
         table_oids = {table.name.lower(): next(oids) for table in tables}
         by_name = {table.name.lower(): table for table in tables}
         referenced = {fk.parent.lower() for table in tables for fk in table.foreign_keys}
         for table in tables:
             oid = table_oids[table.name.lower()]
+            schema, _ = schemas.split(table.name, frozenset(spaces))
+            if id(table) in temps:
+                self._namespace = (PG_TEMP, PG_TEMP_NAME, "t")
+            elif schema is not None:
+                self._namespace = (*spaces[schema.lower()], "p")
+            else:
+                self._namespace = (PUBLIC, "public", "p")
             self._relation(
                 oid,
                 table.name,
@@ -281,10 +333,20 @@ class Catalog:
                 checks=len(table.checks),
             )
             c.execute(
-                "INSERT INTO information_schema.tables VALUES (?, 'public', ?, ?)",
-                (self.database, table.name, "BASE TABLE" if table.kind == "r" else "VIEW"),
+                "INSERT INTO information_schema.tables VALUES (?, ?, ?, ?)",
+                (
+                    self.database,
+                    self._namespace[1],
+                    self._local(table.name),
+                    "BASE TABLE" if table.kind == "r" else "VIEW",
+                ),
             )
             self._columns(oid, table, oids)
+            positions = {col.name.lower(): n for n, col in enumerate(table.columns, start=1)}
+            for column, text in self._comments.get(table.name.lower(), {}).items():
+                sub = positions.get(column.lower()) if column else 0
+                if sub is not None and not column.startswith(schemas.CONSTRAINT_KEY):
+                    c.execute("INSERT INTO pg_description VALUES (?, 1259, ?, ?)", (oid, sub, text))
             if table.query is not None:
                 self._definitions[oid] = table.query
             for name, sql in table.triggers:
@@ -315,8 +377,13 @@ class Catalog:
                     parent_keys=[parent_positions.get(col.lower(), 0) for col in fk.parent_columns],
                     actions=(fk.on_update, fk.on_delete),
                 )
-                self._definitions[con_oid] = _foreign_key_definition(fk, "")
-                self._qualified[con_oid] = _foreign_key_definition(fk, "public.")
+                parent_schema, parent_name = schemas.split(fk.parent, frozenset(spaces))
+                if parent_schema is None:
+                    self._definitions[con_oid] = _foreign_key_definition(fk, "", fk.parent)
+                    self._qualified[con_oid] = _foreign_key_definition(fk, "public.", fk.parent)
+                else:  # "s.t" is s.t, as PostgreSQL prints a table outside the search path
+                    prefix = quote(parent_schema) + "."
+                    self._definitions[con_oid] = _foreign_key_definition(fk, prefix, parent_name)
             for check in table.checks:
                 con_oid = next(oids)
                 used = [
@@ -326,7 +393,17 @@ class Catalog:
                 ]
                 self._constraint(con_oid, check.name, "c", oid, keys=used, check=check.expression)
                 self._definitions[con_oid] = f"CHECK ({check.expression})"
+        self._namespace = (PUBLIC, "public", "p")
         self._link_foreign_keys()
+        # constraints' comments (pgwire/comments.py), once the constraints have their OIDs
+        for table in tables:
+            for key, text in self._comments.get(table.name.lower(), {}).items():
+                if key.startswith(schemas.CONSTRAINT_KEY):
+                    c.execute(
+                        "INSERT INTO pg_description SELECT oid, 2606, 0, ? FROM pg_constraint "
+                        "WHERE conrelid = ? AND conname = ?",
+                        (text, table_oids[table.name.lower()], key[len(schemas.CONSTRAINT_KEY) :]),
+                    )
 
     def _link_foreign_keys(self) -> None:
         """A foreign key's ``conindid``: the referenced table's unique index on the referenced columns (JDBC's
@@ -375,10 +452,11 @@ class Catalog:
                     "INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, _default(col.default))
                 )
             c.execute(
-                "INSERT INTO information_schema.columns VALUES (?, 'public', ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO information_schema.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.database,
-                    table.name,
+                    self._namespace[1],
+                    self._local(table.name),
                     col.name,
                     n,
                     _default(col.default),
@@ -424,7 +502,8 @@ class Catalog:
         where = f" WHERE {index.predicate}" if index.predicate else ""  # as pretty-printed: psql shows it
         unique = "UNIQUE " if index.unique else ""
         self._definitions[index_oid] = (
-            f"CREATE {unique}INDEX {quote(index.name)} ON public.{quote(table.name)} "
+            f"CREATE {unique}INDEX {quote(self._local(index.name))} ON {self._namespace[1]}."
+            f"{quote(self._local(table.name))} "
             f"USING btree ({shown}){where}"
         )
         if index.primary or index.constraint:
@@ -451,8 +530,11 @@ class Catalog:
             "INSERT INTO pg_class(oid, relname, relnamespace, reltype, relowner, relam, relkind, "
             "relpersistence, relhasindex, relispartition, reltuples, relchecks, relhasrules, relhastriggers, "
             "relrowsecurity, relforcerowsecurity, reltablespace, reloftype, relreplident, relnatts) "
-            "VALUES (?, ?, ?, 0, 10, ?, ?, 'p', ?, 0, -1, ?, 0, ?, 0, 0, 0, 0, 'd', ?)",
-            (oid, name, PUBLIC, _AM.get(kind, 0), kind, has_index, checks, has_triggers, natts),
+            "VALUES (?, ?, ?, 0, 10, ?, ?, ?, ?, 0, -1, ?, 0, ?, 0, 0, 0, 0, 'd', ?)",
+            (
+                *(oid, self._local(name), self._namespace[0], _AM.get(kind, 0), kind, self._namespace[2]),
+                *(has_index, checks, has_triggers, natts),
+            ),
         )
 
     def _constraint(
@@ -474,8 +556,8 @@ class Catalog:
             "(?, ?, ?, ?, 0, 0, 1, ?, 0, ?, 0, ?, ?, ?, 's', 1, 0, 0, ?, ?, ?)",
             (
                 oid,
-                name,
-                PUBLIC,
+                self._local(name),
+                self._namespace[0],
                 kind,
                 table,
                 index,
@@ -541,7 +623,7 @@ def _default(text: str | None) -> str | None:
     return text
 
 
-def _foreign_key_definition(fk: ForeignKey, schema: str) -> str:
+def _foreign_key_definition(fk: ForeignKey, schema: str, parent: str) -> str:
     """pg_get_constraintdef of a foreign key: ``FOREIGN KEY (a) REFERENCES t(id) ON DELETE CASCADE``."""
     actions = "".join(
         f" ON {event} {_ACTION_NAMES[code]}"
@@ -550,7 +632,7 @@ def _foreign_key_definition(fk: ForeignKey, schema: str) -> str:
     )
     columns = ", ".join(quote(col) for col in fk.columns)
     referenced = ", ".join(quote(col) for col in fk.parent_columns)
-    return f"FOREIGN KEY ({columns}) REFERENCES {schema}{quote(fk.parent)}({referenced}){actions}"
+    return f"FOREIGN KEY ({columns}) REFERENCES {schema}{quote(parent)}({referenced}){actions}"
 
 
 def _typed(sql: str, description: Any) -> list[tuple[str, str | None]]:

@@ -11,7 +11,10 @@ import apsw
 
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
+from sqlite_ha.server.pgwire.catalog.namespaces import PG_TEMP
 from sqlite_ha.server.pgwire.catalog.schema import CATALOG_OIDS
+
+PUBLIC = 2200
 
 
 def quote(name: str) -> str:
@@ -46,7 +49,7 @@ class Names:
         if kind == "regclass" and text.removeprefix("pg_catalog.") in CATALOG_OIDS:
             found = CATALOG_OIDS[text.removeprefix("pg_catalog.")]
         elif kind == "regclass":
-            found = self.lookup("SELECT oid FROM pg_class WHERE relname = ?", name)
+            found = self._regclass(text, name)
         elif kind == "regnamespace":
             found = self.lookup("SELECT oid FROM pg_namespace WHERE nspname = ?", name)
         elif kind == "regrole":
@@ -56,6 +59,25 @@ class Names:
         else:
             found = None
         return found if isinstance(found, int) else None
+
+    def _regclass(self, text: str, name: str) -> SQLiteValue:
+        """A relation named as ``regclass`` input: ``s.t`` in a schema (sql/schemas.py), else ``t`` on the
+        search path: the session's TEMP one first, then public's."""
+        schema, dot, relname = text.partition(".")
+        schema = schema.strip('"')
+        if dot and schema.lower() not in ("public", "pg_catalog"):
+            found = self.conn.execute(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ? AND c.relname = ?",
+                (schema, relname.strip('"')),
+            ).fetchall()
+            return found[0][0] if found else None
+        found = self.conn.execute(
+            "SELECT oid FROM pg_class WHERE relname = ? "
+            "ORDER BY relnamespace = ? DESC, relnamespace = ? DESC",
+            (name, PG_TEMP, PUBLIC),
+        ).fetchall()
+        return found[0][0] if found else None
 
     def regname(self, kind: SQLiteValue, value: SQLiteValue) -> str | None:
         """``value::regclass`` printed or cast to text: the object's name."""

@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from sqlite_ha.server.pgwire.sql import schemas
 from sqlite_ha.server.pgwire.types.values import pg_type_comments
 
 # the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"), unknown to sqlglot
@@ -76,16 +77,19 @@ class Table:
     triggers: tuple[tuple[str, str], ...] = ()  # (name, CREATE TRIGGER text as SQLite keeps it)
 
     @classmethod
-    def read(cls, conn: apsw.Connection, kind: str, name: str) -> Table:
-        info = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (name,))
+    def read(cls, conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> Table:
+        """``schema``: ``main``, or ``temp`` for a session's TEMP table (see ``pgwire/temp.py``)."""
+        info = conn.execute(
+            'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?, ?)', (name, schema)
+        )
         rows = info.fetchall()
         columns = tuple(
             Column(str(r[0]), str(r[1] or ""), bool(r[2]) or bool(r[4]), _opt(r[3])) for r in rows
         )
         if kind != "table":
-            query, uses = view_query(_sql(conn, "view", name))
+            query, uses = view_query(_sql(conn, "view", name, schema))
             return cls(name, "v", columns, query=query, uses=uses)
-        create_sql = _sql(conn, "table", name)
+        create_sql = _sql(conn, "table", name, schema)
         kept = pg_type_comments(create_sql)  # "id INTEGER /*pg:int4*/ PRIMARY KEY": a serial is an int4
         if kept:
             columns = tuple(
@@ -96,7 +100,7 @@ class Table:
             )
         declared = _declared(name, create_sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
-        indexes = _indexes(conn, name, declared)
+        indexes = _indexes(conn, name, declared, schema)
         if pk and not any(index.primary for index in indexes):  # the rowid alias: SQLite lists no index
             indexes.insert(0, Index(declared.primary_key or f"{name}_pkey", pk, True, True, True))
         triggers = tuple(
@@ -121,8 +125,9 @@ def _opt(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _sql(conn: apsw.Connection, kind: str, name: str) -> str | None:
-    found = conn.execute("SELECT sql FROM sqlite_schema WHERE type = ? AND name = ?", (kind, name)).fetchall()
+def _sql(conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> str | None:
+    table = "temp.sqlite_schema" if schema == "temp" else "main.sqlite_schema"
+    found = conn.execute(f"SELECT sql FROM {table} WHERE type = ? AND name = ?", (kind, name)).fetchall()
     return _opt(found[0][0]) if found else None
 
 
@@ -190,20 +195,20 @@ class _Declared:
             )
 
 
-def _indexes(conn: apsw.Connection, table: str, declared: _Declared) -> list[Index]:
+def _indexes(conn: apsw.Connection, table: str, declared: _Declared, schema: str = "main") -> list[Index]:
     indexes: list[Index] = []
     for _, index, unique, origin, partial in conn.execute(
-        'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)', (table,)
+        'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?, ?)', (table, schema)
     ).fetchall():
         keys = conn.execute(
-            'SELECT name, "desc" FROM pragma_index_xinfo(?) WHERE key ORDER BY seqno', (index,)
+            'SELECT name, "desc" FROM pragma_index_xinfo(?, ?) WHERE key ORDER BY seqno', (index, schema)
         ).fetchall()
         columns = tuple(_opt(k[0]) for k in keys)
         descending = tuple(bool(k[1]) for k in keys)
         expressions: tuple[str | None, ...] = ()
         predicate = None
         if origin == "c" and (partial or None in columns):
-            expressions, predicate = _index_parts(_sql(conn, "index", str(index)), len(columns))
+            expressions, predicate = _index_parts(_sql(conn, "index", str(index), schema), len(columns))
         if origin == "pk":
             shown = declared.primary_key or f"{table}_pkey"
         elif origin == "u":
@@ -301,6 +306,9 @@ def view_query(sql: str | None) -> tuple[str | None, tuple[str, ...]]:
             and not table.args.get("db")
             and table.name.lower() not in ctes
         ):
-            table.set("db", exp.to_identifier("public"))
             uses.append(table.name)
+            schema, name = schemas.split(table.name, schemas.known())  # "s.t": s.t (sql/schemas.py)
+            if schema is not None:
+                table.set("this", exp.to_identifier(name))
+            table.set("db", exp.to_identifier(schema or "public"))
     return " " + query.sql(dialect="postgres") + ";", tuple(dict.fromkeys(uses))

@@ -46,7 +46,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
-from sqlite_ha.server.pgwire.sql import ddl
+from sqlite_ha.server.pgwire.sql import ddl, schemas
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
@@ -203,6 +203,7 @@ def _has_pg_syntax(masked: str) -> bool:
         or (_SYMBOL_START.search(masked) is not None and _PG_SYMBOLS.search(masked) is not None)
         or (not _CONTEXT_WORDS.isdisjoint(words) and _PG_IN_CONTEXT.search(upper) is not None)
         or _keyword_used_as_name(upper, words)
+        or schemas.needs_sqlglot(upper, words)
     )
 
 
@@ -279,6 +280,10 @@ def _renumber(code: str) -> tuple[str, int]:
 def translate(sql: str) -> Translation:
     """SQLite text for a PostgreSQL query string (possibly several statements); cached by text, refusals
     too: a client repeating a statement that cannot be translated would otherwise pay sqlglot every time."""
+    global _schema_generation
+    if schemas.generation != _schema_generation:  # a schema appeared: cached fast-path texts may name it
+        _schema_generation = schemas.generation
+        _translated.cache_clear()
     found = _translated(sql)
     if isinstance(found, Translation):
         return found
@@ -303,14 +308,28 @@ def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
         return e.reason, e.hint, e.sqlstate
 
 
+_schema_generation = 0
+
+
+def note_schemas(names: set[str] | frozenset[str]) -> None:
+    """Schemas of a served database (``sql/schemas.py``): statements naming one must go through sqlglot."""
+    schemas.note(names)
+
+
 def _schema_statement(sql: str, head: str) -> Translation | str:
     """The translation of an ALTER TABLE SQLite cannot run as it is, or of VACUUM/ANALYZE; else the text to
     translate as usual (CREATE without storage parameters and operator classes)."""
     if head.startswith("CREATE"):
         return ddl.strip_storage(sql)
     if head.startswith("DROP"):
-        dropped = ddl.drop_tables(sql)
-        return sql if dropped is None else Translation(sql=dropped, param_count=0, translated=True)
+        # DROP TABLE a, b: one statement per table, each with its comments (sql/rewrites.py), and tables
+        # of a schema (sql/schemas.py) by their names
+        dropped = ddl.drop_tables(sql) if not schemas.known() else None
+        if dropped is None:
+            return sql
+        return Translation(
+            sql="; ".join(translate(one).sql for one in dropped.split("; ")), param_count=0, translated=True
+        )
     if head.startswith("ALTER"):
         if not ddl.needs_rebuild(sql):
             return sql

@@ -15,7 +15,7 @@ from typing import Any
 from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
-from sqlite_ha.server.pgwire.sql import jsonb
+from sqlite_ha.server.pgwire.sql import jsonb, objects, schemas
 from sqlite_ha.server.pgwire.sql.casts import interval_value, rewrite_cast
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
@@ -63,16 +63,17 @@ def split_statement(tree: exp.Expr) -> list[exp.Expr]:
     """Statement-level rewrites, some of which turn one statement into several."""
     if isinstance(tree, exp.TruncateTable):  # RESTART IDENTITY is implied for a rowid alias; CASCADE ignored
         return [exp.Delete(this=table.copy()) for table in tree.expressions]
+    if isinstance(tree, exp.Create | exp.Drop) and str(tree.args.get("kind") or "").upper() == "SCHEMA":
+        return [objects.schema_statement(tree)]
+    materialized = objects.materialized_view(tree)
+    if materialized is not None:
+        return materialized
     if isinstance(tree, exp.Drop):
-        tree.set("cascade", False)
-        tree.set("restrict", False)
-        tree.set("concurrently", False)
-        tables = tree.args.get("tables") or []
-        if len(tables) > 1:  # SQLite drops one object per statement
-            drops: list[exp.Expr] = [tree.copy() for _ in tables]
-            for drop, table in zip(drops, tables, strict=True):
-                drop.set("tables", [table.copy()])
-            return drops
+        drops: list[exp.Expr] = list(objects.split_drop(tree))
+        if str(tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+            # and its comments (pgwire/comments.py): a table made again under this name has none
+            return [statement for drop in drops for statement in (drop, objects.drop_comments(drop))]  # type: ignore[arg-type]
+        return drops
     if isinstance(tree, exp.Create):
         tree.set("concurrently", False)
         if isinstance(tree.this, exp.Schema):
@@ -103,6 +104,14 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
         column.set("kind", exp.DataType(this=DType.USERDEFINED, kind=f"INTEGER /*pg:{_key_type(kind)}*/"))
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
+        # PRIMARY KEY (id), also named: CONSTRAINT t_pk PRIMARY KEY (id)
+        table_keys = table_keys + [
+            k
+            for e in schema.expressions
+            if isinstance(e, exp.Constraint)
+            for k in e.expressions
+            if isinstance(k, exp.PrimaryKey)
+        ]
         key_names = [[_key_name(k) for k in key.expressions] for key in table_keys]
         if key_names == [[column.name]]:
             continue  # PRIMARY KEY (id) on an INTEGER column is the rowid alias as well
@@ -347,8 +356,28 @@ def _generate_series(table: exp.Table, series: exp.Expr) -> exp.Expr:
 
 def _drop_public_schema(node: exp.Table | exp.Column, ctx: RewriteContext) -> exp.Expr:
     db = node.args.get("db")
-    if isinstance(db, exp.Identifier) and db.name.lower() == "public" and not node.args.get("catalog"):
+    if not isinstance(db, exp.Identifier) or node.args.get("catalog"):
+        return node
+    if db.name.lower() == "public":
         node.set("db", None)
+    elif not ctx.catalog and schemas.is_user_schema(db.name):
+        # s.t is the table "s.t" (schemas.py); s.t.col a column of it
+        if isinstance(node, exp.Table) and node.name:
+            node.set("this", exp.to_identifier(schemas.prefixed(db.name, node.name), quoted=True))
+            node.set("db", None)
+        elif isinstance(node, exp.Column) and node.table:
+            node.set("table", exp.to_identifier(schemas.prefixed(db.name, node.table), quoted=True))
+            node.set("db", None)
+    return node
+
+
+def _rewrite_index(node: exp.Index, ctx: RewriteContext) -> exp.Expr:
+    """``CREATE INDEX ix ON s.t``: the index is ``"s.ix"``, in its table's schema as in PostgreSQL."""
+    table, name = node.args.get("table"), node.args.get("this")
+    if isinstance(table, exp.Table) and isinstance(name, exp.Identifier):
+        schema, dot, _ = table.name.partition(".")
+        if dot and table.this.args.get("quoted") and schemas.is_user_schema(schema):
+            node.set("this", exp.to_identifier(schemas.prefixed(schema, name.name), quoted=True))
     return node
 
 
@@ -502,6 +531,7 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.Array: _rewrite_array,
     exp.Table: _rewrite_table,
     exp.Column: _drop_public_schema,
+    exp.Index: _rewrite_index,
     exp.OnConflict: _rewrite_on_conflict,
     exp.IndexParameters: _rewrite_index_parameters,
     exp.ColumnDef: _rewrite_column_def,

@@ -195,9 +195,11 @@ class Database(GroupCommit):
                 c.authorizer.unrestrict()
         return Described(columns=seen[0] if seen else [])
 
-    def table_types(self, table: str) -> dict[str, str]:
-        """Declared type of each column of ``table`` (lower-case names), for parameter type inference."""
-        rows = self._reader.conn.execute("SELECT name, type FROM pragma_table_info(?)", (table,)).fetchall()
+    def table_types(self, table: str, *, on_writer: bool = False) -> dict[str, str]:
+        """Declared type of each column of ``table`` (lower-case names), for parameter type inference.
+        ``on_writer`` inside an interactive transaction, which may have created or changed the table."""
+        c = self._writer if on_writer else self._reader
+        rows = c.conn.execute("SELECT name, type FROM pragma_table_info(?)", (table,)).fetchall()
         return {str(name).lower(): str(decl or "") for name, decl in rows}
 
     async def begin_transaction(self) -> WriteTransaction:

@@ -160,8 +160,8 @@ def _pg_numeric(*args: SQLiteValue) -> SQLiteValue:
     except (decimal.InvalidOperation, ValueError):
         shown = value.decode(errors="replace") if isinstance(value, bytes) else value
         raise BadParameter(f'invalid input syntax for type numeric: "{shown}"') from None
-    if len(args) == 3 and d.is_finite() and isinstance(args[2], int):
-        d = d.quantize(decimal.Decimal(1).scaleb(-args[2]), rounding=decimal.ROUND_HALF_UP)
+    if len(args) == 3 and isinstance(args[1], int) and isinstance(args[2], int):
+        d = numeric.constrained(d, args[1], args[2])
     stored = numeric.storable(d, str(d))
     return float(stored) if isinstance(stored, int) else stored
 

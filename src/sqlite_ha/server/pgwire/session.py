@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import apsw
@@ -385,7 +385,7 @@ class Session(SessionState):
             raise PgError.of(e) from e
         declared = [decl for _, decl in described.columns]
         if not all(declared):  # expressions: ask the statement what they compute
-            inferred = result_types(prepared.run_sql, db.db.table_types)
+            inferred = result_types(prepared.run_sql, self._table_types(db))
             declared = [d or (inferred[i] if i < len(inferred) else None) for i, d in enumerate(declared)]
             declared = [_parameter_type(d, prepared.param_oids) for d in declared]
         if "INTEGER" in declared:  # a rowid alias: a SERIAL's CREATE TABLE keeps its type (int4)
@@ -395,7 +395,7 @@ class Session(SessionState):
             for (name, _), decl in zip(described.columns, declared, strict=True)
         ]
         if not all(prepared.param_oids):
-            declared = infer(prepared.run_sql, len(prepared.param_oids), db.db.table_types)
+            declared = infer(prepared.run_sql, len(prepared.param_oids), self._table_types(db))
             for i, decl in enumerate(declared):
                 if not prepared.param_oids[i]:
                     prepared.param_oids[i] = t.oid_for_declared(decl) or t.TEXT
@@ -674,6 +674,12 @@ class Session(SessionState):
             result = execution.results[-1]
         return self._outcome(prepared, result, notices)
 
+    def _table_types(self, db: ServedDatabase) -> Callable[[str], dict[str, str]]:
+        """Declared column types of a table as this session sees them: a write block's own connection may
+        have created or altered it (``CREATE TABLE t …; SELECT t.x + $1 FROM t`` in one block)."""
+        on_writer = self.tx is not None
+        return lambda table: db.db.table_types(table, on_writer=on_writer)
+
     def _outcome(self, prepared: Prepared, result: Result, notices: list[str]) -> Outcome:
         if prepared.explain:
             return Outcome("EXPLAIN", prepared.columns, explain.plan_lines(result.rows), notices)
@@ -683,7 +689,7 @@ class Session(SessionState):
             else:
                 declared = list(result.types)
                 if not all(declared) and self.db is not None:  # expressions: what they compute (1 is int4)
-                    inferred = result_types(prepared.run_sql, self.db.db.table_types)
+                    inferred = result_types(prepared.run_sql, self._table_types(self.db))
                     declared = [d or _inferred(inferred, i) for i, d in enumerate(declared)]
                 if "INTEGER" in declared and self.db is not None:  # a rowid alias (see _describe_statement)
                     declared = _key_types(self.db, prepared.run_sql, result.columns, declared)

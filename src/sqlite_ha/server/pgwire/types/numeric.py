@@ -94,6 +94,23 @@ def scaled(scale: int) -> tuple[Callable[[SQLiteValue], bytes], Callable[[SQLite
     return text, binary
 
 
+def constrained(d: Decimal, precision: int, scale: int) -> Decimal:
+    """``d`` as a ``numeric(precision, scale)`` holds it: rounded half away from zero to the scale, and
+    PostgreSQL's 22003 "numeric field overflow" when more integer digits remain than the type allows."""
+    if not d.is_finite():
+        if d.is_infinite():
+            raise BadParameter("numeric field overflow", "22003")
+        return d
+    d = d.quantize(Decimal(1).scaleb(-scale), rounding=decimal.ROUND_HALF_UP, context=_EXACT)
+    if d and d.adjusted() >= precision - scale:
+        raise BadParameter(
+            f"numeric field overflow: a field with precision {precision}, scale {scale} must round to an"
+            f" absolute value less than 10^{precision - scale}",
+            "22003",
+        )
+    return d
+
+
 def storable(d: Decimal, text: str) -> SQLiteValue:
     """What SQLite stores for the decimal ``d``: an int, a float that reads back as ``d``, or a 22003."""
     if d.is_nan():

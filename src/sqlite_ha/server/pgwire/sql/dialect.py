@@ -112,6 +112,8 @@ _PG_OTHER = (
     "CONCURRENTLY",
     "FETCH",
     "ONLY",
+    "INCLUDE",  # CREATE INDEX … INCLUDE (…): dropped
+    "COLLATE",  # "C" and "POSIX" are BINARY
 )
 _PG_WORDS = frozenset((*_PG_TYPES, *_PG_TIME, *_PG_FUNCTIONS, *_PG_STRINGS, *_PG_OTHER))
 _SYMBOL_START = re.compile(r"[?~^\[:#@<]")  # one character class is 3x faster than the alternation
@@ -120,6 +122,7 @@ _CONTEXT_WORDS = frozenset(
     [
         *("DISTINCT", "ALL", "DEFAULT", "USING", "CASCADE", "RESTRICT", "CONSTRAINT", "PUBLIC", "PG_CATALOG"),
         "INTEGER",
+        "TABLE",
     ]
 )
 _PG_IN_CONTEXT = re.compile(
@@ -128,6 +131,8 @@ _PG_IN_CONTEXT = re.compile(
             # PostgreSQL's integer is int4, declared INT (SQLite's INTEGER, the rowid alias, is int8)
             r"\bINTEGER\b(?!\s+PRIMARY\s+KEY\b)|\bDISTINCT\s+ON\b|\bALL\s*\(|\bLIMIT\s+ALL\b|\bUSING\s+\w+\s*\(|\bON\s+CONSTRAINT\b",
             r"\bDROP\b[^;]*\b(?:CASCADE|RESTRICT)\b|(?:\bPUBLIC|\"PUBLIC\"|\bPG_CATALOG|\"PG_CATALOG\")\s*\.",
+            # CREATE TABLE t (): no columns, which SQLite cannot make (refused after sqlglot reads it)
+            r'\bTABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:"[^"]*"|[^\s(;"]+)(?:\s*\.\s*(?:"[^"]*"|[^\s(;"]+))?\s*\(\s*\)',
             r"\bDEFAULT\s+(?!VALUES\b|NULL\b|TRUE\b|FALSE\b|CURRENT_DATE\b|CURRENT_TIME\b|[-+\d.'(])",
         )
     )

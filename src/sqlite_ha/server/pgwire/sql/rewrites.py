@@ -15,7 +15,7 @@ from typing import Any
 from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
-from sqlite_ha.server.pgwire.sql import jsonb, objects, schemas
+from sqlite_ha.server.pgwire.sql import clauses, jsonb, objects, schemas
 from sqlite_ha.server.pgwire.sql.casts import interval_value, rewrite_cast
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
@@ -392,6 +392,7 @@ def _rewrite_on_conflict(node: exp.OnConflict, ctx: RewriteContext) -> exp.Expr:
 
 
 def _rewrite_index_parameters(node: exp.IndexParameters, ctx: RewriteContext) -> exp.Expr:
+    clauses.drop_include(node)
     node.set("using", None)  # btree is what SQLite has; GIN/GiST become plain indexes
     for column in node.args.get("columns") or []:
         if isinstance(column, exp.Ordered):  # SQLite's own NULL order, so no NULLS FIRST/LAST is printed
@@ -431,7 +432,7 @@ def _drop_locks(node: exp.Select, ctx: RewriteContext) -> exp.Expr:
     if node.args.get("locks"):
         ctx.locks = True
         node.set("locks", None)
-    return node
+    return clauses.rewrite_with_ties(node, ctx)
 
 
 def _as_string(node: exp.ByteString | exp.RawString, ctx: RewriteContext) -> exp.Expr:
@@ -537,6 +538,9 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.ColumnDef: _rewrite_column_def,
     exp.DefaultColumnConstraint: _rewrite_default,
     exp.Select: _drop_locks,
+    exp.Collate: clauses.rewrite_collate,
+    exp.Create: clauses.refuse_no_columns,
+    exp.CollateColumnConstraint: clauses.rewrite_collate,
     exp.ByteString: _as_string,
     exp.RawString: _as_string,
 }

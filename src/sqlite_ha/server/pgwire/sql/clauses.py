@@ -1,0 +1,105 @@
+"""Clauses PostgreSQL has and SQLite spells otherwise or lacks: ``FETCH … WITH TIES``, the collations
+``"C"`` and ``"POSIX"``, ``INCLUDE (…)`` of an index.
+
+Each is translated so that the answer is PostgreSQL's, or refused: sqlglot would print ``FETCH FIRST 2 ROWS
+WITH TIES`` as ``LIMIT 2`` (the ties silently dropped), and SQLite knows no collation named ``POSIX``.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from sqlite_ha.server.pgwire.sql.translation import TranslationError
+from sqlite_ha.server.pgwire.sql.trees import RewriteContext
+
+# C and POSIX order strings by their bytes, which is what SQLite's BINARY collation does (UTF-8 sorts as
+# its code points): the default collation of a database made with initdb --locale=C.
+_BYTE_ORDER = {"c", "posix", "ucs_basic"}
+
+
+def rewrite_collate(node: exp.Collate | exp.CollateColumnConstraint, ctx: RewriteContext) -> exp.Expr:
+    """``x COLLATE "C"`` / ``"POSIX"`` (also a column's) → ``COLLATE BINARY``; other collations are left
+    to SQLite (which knows BINARY, NOCASE and RTRIM) and refused by it when unknown."""
+    part = "expression" if isinstance(node, exp.Collate) else "this"
+    name = node.args.get(part)
+    if isinstance(name, exp.Identifier | exp.Var) and name.name.lower() in _BYTE_ORDER:
+        node.set(part, exp.Var(this="BINARY"))
+    return node
+
+
+def rewrite_with_ties(node: exp.Select, ctx: RewriteContext) -> exp.Expr:
+    """``ORDER BY k … [OFFSET m] FETCH FIRST n ROWS WITH TIES``: the rows up to the n-th after the offset,
+    and those that tie with it on ``k``.
+
+    A row ties with the (m + n)-th exactly when its rank over ``k`` (``rank()``: one plus the rows before
+    it) is at most m + n, so the statement becomes ``LIMIT (SELECT count(*) FROM (SELECT rank() OVER
+    (ORDER BY k) AS r FROM <the same FROM, WHERE, GROUP BY>) WHERE r <= m + n) - m OFFSET m``: same rows,
+    same order, one more scan of the query's source."""
+    fetch = node.args.get("limit")
+    options = fetch.args.get("limit_options") if isinstance(fetch, exp.Fetch) else None
+    if not (isinstance(options, exp.LimitOptions) and options.args.get("with_ties")):
+        return node
+    order = node.args.get("order")
+    if not isinstance(order, exp.Order) or not order.expressions:
+        raise TranslationError("WITH TIES cannot be specified without ORDER BY clause", sqlstate="42P20")
+    if node.args.get("distinct") is not None:
+        raise TranslationError("FETCH … WITH TIES with DISTINCT is not supported", sqlstate="0A000")
+    count = fetch.args.get("count") or exp.Literal.number(1)
+    offset_node = node.args.get("offset")
+    offset = offset_node.expression if isinstance(offset_node, exp.Offset) else exp.Literal.number(0)
+    keys = [_resolved(key.copy(), node) for key in order.expressions]
+    ranked = node.copy()
+    for part in ("limit", "offset", "order"):
+        ranked.set(part, None)
+    rank = exp.Window(this=exp.Anonymous(this="rank", expressions=[]), order=exp.Order(expressions=keys))
+    ranked.set("expressions", [exp.alias_(rank, "_pg_rank")])
+    bound = exp.Add(this=exp.Paren(this=offset.copy()), expression=exp.Paren(this=count.copy()))
+    counted = (
+        exp.select(exp.Count(this=exp.Star()))
+        .from_(exp.Subquery(this=ranked, alias=exp.TableAlias(this=exp.to_identifier("_pg_ranked"))))
+        .where(exp.LTE(this=exp.column("_pg_rank"), expression=bound))
+    )
+    limit = exp.Sub(this=exp.Subquery(this=counted), expression=exp.Paren(this=offset.copy()))
+    node.set("limit", exp.Limit(expression=limit))
+    return node
+
+
+def _resolved(key: exp.Ordered, select: exp.Select) -> exp.Ordered:
+    """An ORDER BY key with a select alias or an ordinal (``ORDER BY 2``) replaced by what it names, so that
+    it means the same inside ``rank() OVER (ORDER BY …)``, where aliases are not visible."""
+    value = key.this
+    outputs = select.expressions
+    if isinstance(value, exp.Literal) and not value.is_string and value.name.isdigit():
+        i = int(value.name) - 1
+        if 0 <= i < len(outputs):
+            key.set("this", outputs[i].unalias().copy())
+    elif isinstance(value, exp.Column) and not value.table:
+        for output in outputs:
+            if isinstance(output, exp.Alias) and output.alias == value.name:
+                key.set("this", output.this.copy())
+                break
+    return key
+
+
+def refuse_no_columns(node: exp.Create, ctx: RewriteContext) -> exp.Expr:
+    """``CREATE TABLE t ()``: PostgreSQL allows a table without columns, SQLite does not. A hidden stand-in
+    column would show in ``SELECT *`` and in every view over the table, so the table is refused."""
+    schema = node.this
+    if (
+        node.kind == "TABLE"
+        and isinstance(schema, exp.Schema)
+        and not schema.expressions
+        and node.args.get("expression") is None
+    ):
+        raise TranslationError(
+            "a table without columns is not supported (a SQLite table has at least one column)",
+            sqlstate="0A000",
+        )
+    return node
+
+
+def drop_include(node: exp.IndexParameters) -> None:
+    """``CREATE [UNIQUE] INDEX … INCLUDE (c, …)``: SQLite has no columns stored in an index without being
+    part of its key. The index is made without them: it finds the same rows (only a covering read of the
+    INCLUDE columns is lost), and a UNIQUE index stays unique on its key columns alone, as in PostgreSQL."""
+    node.set("include", None)

@@ -18,7 +18,7 @@ from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
 # PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
-from sqlite_ha.server.pgwire.types import datetimes, numeric
+from sqlite_ha.server.pgwire.types import datetimes, numeric, timetz
 from sqlite_ha.server.pgwire.types.datetimes import DatetimeError
 from sqlite_ha.server.pgwire.types.registry import BadParameter
 
@@ -183,6 +183,7 @@ def register(conn: apsw.Connection) -> None:
         "pg_timestamptz": (lambda text: datetimes.parse_timestamp(text, True), "timestamp with time zone"),
         "pg_date": (datetimes.parse_date, "date"),
         "pg_time": (datetimes.parse_time, "time without time zone"),
+        "pg_timetz": (timetz.parse_timetz, "time with time zone"),
     }
     conn.create_scalar_function(
         "pg_numeric", _pg_numeric, -1, deterministic=True, flags=apsw.SQLITE_INNOCUOUS

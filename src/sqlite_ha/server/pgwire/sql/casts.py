@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from sqlite_ha.server.pgwire.sql.translation import TranslationError
 from sqlite_ha.server.pgwire.sql.trees import RewriteContext, call, fill, is_call, param_number
-from sqlite_ha.server.pgwire.types import arrays, datetimes
+from sqlite_ha.server.pgwire.types import arrays, datetimes, timetz
 from sqlite_ha.server.pgwire.types.interval import interval_text
 
 DType = exp.DataType.Type
@@ -45,7 +45,7 @@ _CASTS: dict[Any, tuple[str, str]] = {
     DType.TIMESTAMP: ("timestamp", "timestamp"),
     DType.TIMESTAMPTZ: ("timestamptz", "timestamptz"),
     DType.TIME: ("time", "time"),
-    DType.TIMETZ: ("timetz", "time"),
+    DType.TIMETZ: ("timetz", "timetz"),
     DType.DATETIME: ("timestamp", "timestamp"),
     DType.INTERVAL: ("interval", "interval"),
 }
@@ -123,6 +123,7 @@ _DATETIME_PARSERS: dict[str, Callable[[str], str]] = {
     "timestamptz": lambda text: datetimes.parse_timestamp(text, True),
     "date": datetimes.parse_date,
     "time": datetimes.parse_time,
+    "timetz": timetz.parse_timetz,
 }
 
 
@@ -135,7 +136,7 @@ def _datetime_cast(value: exp.Expr, literal: str | None, kind: str) -> exp.Expr:
             return call(f"pg_{kind}", _DATETIME_PARSERS[kind](literal))
         except datetimes.DatetimeError as e:
             raise TranslationError(str(e), sqlstate=e.sqlstate) from None
-    if kind != "date" and is_call(value, "datetime"):
+    if kind not in ("date", "timetz") and is_call(value, "datetime"):
         return value
     return call(f"pg_{kind}", value)
 

@@ -36,12 +36,14 @@ def rewrite_with_ties(node: exp.Select, ctx: RewriteContext) -> exp.Expr:
     (ORDER BY k) AS r FROM <the same FROM, WHERE, GROUP BY>) WHERE r <= m + n) - m OFFSET m``: same rows,
     same order, one more scan of the query's source."""
     fetch = node.args.get("limit")
-    options = fetch.args.get("limit_options") if isinstance(fetch, exp.Fetch) else None
+    if not isinstance(fetch, exp.Fetch):
+        return node
+    options = fetch.args.get("limit_options")
     if not (isinstance(options, exp.LimitOptions) and options.args.get("with_ties")):
         return node
     order = node.args.get("order")
     if not isinstance(order, exp.Order) or not order.expressions:
-        raise TranslationError("WITH TIES cannot be specified without ORDER BY clause", sqlstate="42P20")
+        raise TranslationError("WITH TIES cannot be specified without ORDER BY clause", sqlstate="42601")
     if node.args.get("distinct") is not None:
         raise TranslationError("FETCH … WITH TIES with DISTINCT is not supported", sqlstate="0A000")
     count = fetch.args.get("count") or exp.Literal.number(1)

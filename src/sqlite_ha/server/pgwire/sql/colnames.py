@@ -26,6 +26,7 @@ _CASTS = {
     "pg_timestamptz": "timestamptz",
     "pg_date": "date",
     "pg_time": "time",
+    "pg_timetz": "timetz",
     "pg_numeric": "numeric",
 }
 _ARGUMENT_COLUMN = re.compile(

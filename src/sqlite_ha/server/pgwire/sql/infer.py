@@ -150,6 +150,8 @@ def _result_types(
             decl in ("DOUBLE PRECISION", "NUMERIC") or (decl is None and isinstance(value, _ARITHMETIC))
         ) and _numeric(value):
             decl = _numeric_type(value, tables)
+        elif decl is None and isinstance(value, _ARITHMETIC) and _floating(value):
+            decl = "DOUBLE PRECISION"  # float8 + anything numeric is a float8 (``f + $1``)
         out.append(decl if decl is not None else _computed_type(_source(typed, value)))
     return tuple(out)
 
@@ -174,6 +176,14 @@ def _numeric(value: exp.Expr) -> bool:
         or (isinstance(node, exp.Literal) and not node.is_string and not node.name.isdigit())
         or isinstance(node, exp.Avg | exp.Round)
         or (isinstance(node, exp.Anonymous) and node.name.lower() == "pg_numeric")
+        for node in value.walk()
+    )
+
+
+def _floating(value: exp.Expr) -> bool:
+    """Whether a float column or a cast to a float takes part in ``value``'s arithmetic."""
+    return any(
+        isinstance(node, exp.Column | exp.Cast) and node.type is not None and node.type.this in _FLOATS
         for node in value.walk()
     )
 
@@ -247,6 +257,7 @@ _CAST_FUNCTIONS = {
     "pg_timestamptz": "TIMESTAMPTZ",
     "pg_date": "DATE",
     "pg_time": "TIME",
+    "pg_timetz": "TIMETZ",
     "pg_numeric": "NUMERIC",
 }
 

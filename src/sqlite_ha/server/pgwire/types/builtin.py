@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlite_ha.db.values import SQLiteValue
-from sqlite_ha.server.pgwire.types import arrays, datetimes, interval, numeric
+from sqlite_ha.server.pgwire.types import arrays, datetimes, interval, numeric, timetz
 from sqlite_ha.server.pgwire.types import scalars as s
 from sqlite_ha.server.pgwire.types.registry import REGISTRY, BadParameter, Decoder, PgType
 
@@ -200,6 +200,18 @@ for _type in (
         binary_out=datetimes.time_binary,
         text_in=_datetime_in(datetimes.parse_time),
         binary_in=datetimes.time_recv,
+    ),
+    PgType(
+        oid=1266,
+        name="timetz",
+        sql_name="time with time zone",
+        length=12,
+        category="D",
+        array=1270,
+        text_out=timetz.text_out,
+        binary_out=timetz.binary_out,
+        text_in=timetz.text_in,
+        binary_in=timetz.binary_in,
     ),
     PgType(
         oid=1114,

@@ -350,10 +350,14 @@ def date_binary(value: SQLiteValue) -> bytes:
     return _I4.pack((dt.date.fromisoformat(text) - _EPOCH_DATE).days)
 
 
-def time_binary(value: SQLiteValue) -> bytes:
-    text = stored_time(value)
+def time_micros(text: str) -> int:
+    """Microseconds of the day of a time in the storage form (``HH:MM:SS[.ffffff]``)."""
     micro = int(text[9:].ljust(6, "0")) if len(text) > 9 else 0
-    return _I8.pack(((int(text[0:2]) * 60 + int(text[3:5])) * 60 + int(text[6:8])) * 1_000_000 + micro)
+    return ((int(text[0:2]) * 60 + int(text[3:5])) * 60 + int(text[6:8])) * 1_000_000 + micro
+
+
+def time_binary(value: SQLiteValue) -> bytes:
+    return _I8.pack(time_micros(stored_time(value)))
 
 
 # ---------------------------------------------------------------------------------------- parameters
@@ -387,3 +391,9 @@ def time_recv(data: bytes) -> str:
     if not 0 <= micros <= 86_400_000_000:
         raise DatetimeError("22008", "time out of range")
     return _clock(micros)
+
+
+# what ``timetz`` reads a time with its zone by
+TIME_PATTERN, STAMP_PATTERN = _TIME, _STAMP
+zone = _zone
+clock_text = _clock

@@ -82,9 +82,7 @@ _DECLARED: dict[str, int] = {
     "datetime": TIMESTAMP,
     "timestamp with time zone": TIMESTAMPTZ,
     "timestamp without time zone": TIMESTAMP,
-    "time with time zone": TIME,
     "time without time zone": TIME,
-    "timetz": TIME,
 }
 
 

@@ -19,6 +19,7 @@ from sqlite_ha.testing_pg import PostgresServer
 from tests.conftest import NodeFactory
 
 PASSWORD = "gaps pass"
+DELTA = dt.timedelta(days=1, seconds=4, microseconds=5)  # psycopg sends it as an interval parameter
 
 SETUP = [
     'CREATE TABLE tt (id int PRIMARY KEY, x int, y int, s text COLLATE "C")',
@@ -26,6 +27,9 @@ SETUP = [
     "CREATE TABLE tz (id int PRIMARY KEY, a time with time zone, b timetz)",
     "INSERT INTO tz VALUES (1, '12:57:18+02', '01:02:03.000004-05:30'), (2, '23:59:59 Z', NULL)",
     "CREATE INDEX tt_x ON tt (x) INCLUDE (y)",
+    "CREATE TABLE itv (id int PRIMARY KEY, iv interval(6), ts timestamp, d date, tm time)",
+    "INSERT INTO itv VALUES (1, '2 days 00:00:05', '2024-03-31 12:00:00.000123', '2024-01-31', '23:00:00')",
+    "INSERT INTO itv VALUES (2, make_interval(secs => 86404.5), '2024-02-29 00:00:00', NULL, '00:30:00')",
     "CREATE UNIQUE INDEX tt_y ON tt (y) INCLUDE (x)",
 ]
 # (statement, parameters): same rows, same result types, or the same SQLSTATE
@@ -47,6 +51,10 @@ STATEMENTS: list[tuple[str, tuple[Any, ...]]] = [
     ("SELECT %s::timetz", (dt.time(1, 2, 3, 4, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),)),
     ("SELECT id FROM tz WHERE a = %s", (dt.time(12, 57, 18, tzinfo=dt.timezone(dt.timedelta(hours=2))),)),
     ("SELECT 'garbage'::timetz", ()),
+    ("SELECT iv, iv - %s, ts - %s, %s + ts, d + %s, tm + %s FROM itv ORDER BY id", (DELTA,) * 5),
+    ("SELECT ts + %s, iv + %s FROM itv ORDER BY id", (-DELTA * 40, DELTA)),
+    ("SELECT id FROM itv WHERE ts - %s < '2024-03-01' ORDER BY id", (DELTA,)),
+    ("SELECT %s::timestamp - %s", (dt.datetime(2024, 3, 31, 12, 0, 0, 123), DELTA)),
     ("SELECT 123.456::numeric(4,2)", ()),
     ("SELECT 99.999::numeric(4,2)", ()),
     ("SELECT 0.001::numeric(2,2), -0.005::numeric(3,2)", ()),
@@ -125,5 +133,8 @@ def test_deliberate_refusals(pg_node: NodeProcess) -> None:
         with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
             c.execute("CREATE TABLE empty ()")
         assert "without columns" in str(info.value)
+        # more digits than a double holds, written in the SQL: refused, not rounded (7.00000000000001)
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            c.execute("SELECT CAST(5.02797279921331664759 AS NUMERIC(22, 20)) / CAST(0.7182818 AS NUMERIC)")
         with pytest.raises(psycopg.errors.FeatureNotSupported):
             c.execute("SELECT DISTINCT x FROM (VALUES (1)) AS v (x) ORDER BY x FETCH FIRST 1 ROW WITH TIES")

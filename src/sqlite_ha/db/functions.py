@@ -18,7 +18,7 @@ from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
 # PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
-from sqlite_ha.server.pgwire.types import datetimes, numeric, timetz
+from sqlite_ha.server.pgwire.types import datetimes, interval, numeric, timetz
 from sqlite_ha.server.pgwire.types.datetimes import DatetimeError
 from sqlite_ha.server.pgwire.types.registry import BadParameter
 
@@ -132,6 +132,7 @@ _PG_FUNCTIONS: dict[str, tuple[Callable[..., SQLiteValue], int]] = {
     "pg_jsonb_text": (jsonb.text, 1),
     "pg_at_utc": (_at_utc, 2),
     "pg_date_trunc": (_date_trunc, 2),
+    "pg_interval_add": (interval.add, -1),
 }
 
 

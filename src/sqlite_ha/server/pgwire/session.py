@@ -49,6 +49,7 @@ from sqlite_ha.server.pgwire.prepared import column_field as _field
 from sqlite_ha.server.pgwire.prepared import formats as _formats
 from sqlite_ha.server.pgwire.prepared import guess_oid as _guess_oid
 from sqlite_ha.server.pgwire.prepared import parameter_type as _parameter_type
+from sqlite_ha.server.pgwire.sql import interval_params
 from sqlite_ha.server.pgwire.sql import schemas as schema_names
 from sqlite_ha.server.pgwire.sql.colnames import pg_column_name
 from sqlite_ha.server.pgwire.sql.dialect import (
@@ -340,7 +341,9 @@ class Session(SessionState):
         prepared = Prepared(
             sql=sql,
             kind=kind,
-            run_sql=translation.sql,
+            run_sql=interval_params.rewrite(
+                translation.sql, oids, lambda table: self._table_types(self._db())(table)
+            ),
             param_oids=oids,
             catalog=is_catalog,
             locks=translation.locks,
@@ -673,6 +676,9 @@ class Session(SessionState):
                     forwarded.report_seq(self, seq)
             result = execution.results[-1]
         return self._outcome(prepared, result, notices)
+
+    def _lazy_table_types(self, table: str) -> dict[str, str]:
+        return self._table_types(self._db())(table)
 
     def _table_types(self, db: ServedDatabase) -> Callable[[str], dict[str, str]]:
         """Declared column types of a table as this session sees them: a write block's own connection may

@@ -167,3 +167,29 @@ def interval_value(interval: exp.Interval) -> exp.Expr:
         return exp.Literal.string(interval_text(text))
     except ValueError as e:
         raise TranslationError(str(e), sqlstate="22007") from None
+
+
+_MAKE_INTERVAL_UNITS = ("year", "month", "week", "day", "hour", "minute", "second")
+
+
+def rewrite_make_interval(node: exp.MakeInterval, ctx: RewriteContext) -> exp.Expr:
+    """``make_interval(years, months, weeks, days, hours, mins, secs)`` (positional or ``secs => 1.5``) of
+    constants: the interval's stored text, as a literal ``'…'::interval`` gives it (SQLAlchemy renders an
+    interval literal so). Of anything else: 0A000, as intervals are computed only from constants here."""
+    parts = []
+    for unit in _MAKE_INTERVAL_UNITS:
+        arg = node.args.get(unit)
+        if arg is None:
+            continue
+        value = arg.expression if isinstance(arg, exp.Kwarg) else arg
+        negative = isinstance(value, exp.Neg)
+        literal = value.this if negative else value
+        if not isinstance(literal, exp.Literal) or literal.is_string:
+            raise TranslationError(
+                "make_interval() of non-constant arguments is not supported", sqlstate="0A000"
+            )
+        parts.append(f"{'-' if negative else ''}{literal.name} {unit}s")
+    try:
+        return exp.Literal.string(interval_text(" ".join(parts) or "0 seconds"))
+    except ValueError as e:
+        raise TranslationError(str(e), sqlstate="22007") from None

@@ -105,3 +105,25 @@ def drop_include(node: exp.IndexParameters) -> None:
     part of its key. The index is made without them: it finds the same rows (only a covering read of the
     INCLUDE columns is lost), and a UNIQUE index stays unique on its key columns alone, as in PostgreSQL."""
     node.set("include", None)
+
+
+_EXACT_DIGITS = 15  # what a double holds exactly (types/numeric.py)
+
+
+def check_numeric_literal(node: exp.Literal, ctx: RewriteContext) -> exp.Expr:
+    """A number written in the SQL with more significant digits than a double holds (``5.0279727992133166``,
+    an integer beyond 64 bits): PostgreSQL reads it as an exact numeric, SQLite would round it to a float
+    without a word. Refused with 22003, as a numeric parameter with as many digits is."""
+    if node.is_string:
+        return node
+    text = node.name
+    if "." not in text and "e" not in text.lower() and abs(int(text)) < 2**63:
+        return node  # an integer SQLite keeps exactly
+    digits = text.lower().split("e")[0].replace(".", "").lstrip("0").rstrip("0")
+    if len(digits) > _EXACT_DIGITS:
+        raise TranslationError(
+            f'numeric value "{text[:60]}" cannot be stored exactly (sqlite-ha computes a numeric as a double:'
+            " up to 15 significant digits are exact)",
+            sqlstate="22003",
+        )
+    return node

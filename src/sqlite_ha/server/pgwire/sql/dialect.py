@@ -96,6 +96,7 @@ _PG_FUNCTIONS = (
     "PG_ADVISORY_UNLOCK_ALL",
     "TO_CHAR",
     "GENERATE_SERIES",
+    "MAKE_INTERVAL",
 )
 # LIKE: SQLite's ignores case, PostgreSQL's does not (and escapes with \\ by default)
 _PG_STRINGS = ("LIKE", "ILIKE", "SIMILAR", "POSITION", "SUBSTRING", "CHAR_LENGTH", "CHARACTER_LENGTH")

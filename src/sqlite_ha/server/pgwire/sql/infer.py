@@ -152,6 +152,8 @@ def _result_types(
             decl = _numeric_type(value, tables)
         elif decl is None and isinstance(value, _ARITHMETIC) and _floating(value):
             decl = "DOUBLE PRECISION"  # float8 + anything numeric is a float8 (``f + $1``)
+        if isinstance(value, exp.Anonymous) and value.name.lower() == "pg_interval_add" and value.expressions:
+            decl = _interval_sum_type(value.expressions[0])
         out.append(decl if decl is not None else _computed_type(_source(typed, value)))
     return tuple(out)
 
@@ -178,6 +180,15 @@ def _numeric(value: exp.Expr) -> bool:
         or (isinstance(node, exp.Anonymous) and node.name.lower() == "pg_numeric")
         for node in value.walk()
     )
+
+
+def _interval_sum_type(base: exp.Expr) -> str | None:
+    """The type of ``base ± interval``: base's own (a timestamp, a time, an interval); a date's is a
+    timestamp, as in PostgreSQL."""
+    kind = base.type.this if base.type is not None else None
+    decl = _DTYPES.get(kind.name) if kind is not None else None
+    decl = decl or _computed_type(base)
+    return "TIMESTAMP" if decl == "DATE" else decl
 
 
 def _floating(value: exp.Expr) -> bool:
@@ -277,6 +288,9 @@ _DTYPES = {
     "DATE": "DATE",
     "DATETIME": "TIMESTAMP",
     "TIMESTAMP": "TIMESTAMP",
+    "TIMESTAMPTZ": "TIMESTAMPTZ",
+    "TIME": "TIME",
+    "INTERVAL": "INTERVAL",
     "BLOB": "BYTEA",
     "VARBINARY": "BYTEA",
 }

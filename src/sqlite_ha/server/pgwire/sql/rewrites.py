@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from sqlite_ha.db.functions import PatternError, like_to_glob
 from sqlite_ha.server.pgwire.sql import clauses, jsonb, objects, schemas
-from sqlite_ha.server.pgwire.sql.casts import interval_value, rewrite_cast
+from sqlite_ha.server.pgwire.sql.casts import interval_value, rewrite_cast, rewrite_make_interval
 from sqlite_ha.server.pgwire.sql.intervals import interval_modifiers
 from sqlite_ha.server.pgwire.sql.translation import NOW_SQL, TranslationError, check_param
 from sqlite_ha.server.pgwire.sql.trees import (
@@ -404,6 +404,8 @@ def _rewrite_column_def(node: exp.ColumnDef, ctx: RewriteContext) -> exp.Expr:
     """A column's PostgreSQL type as its declared type, which the wire announces back (``INT`` is int4,
     SQLite's ``INTEGER`` int8). An ``integer PRIMARY KEY`` becomes ``INTEGER``, the rowid alias."""
     kind = node.args.get("kind")
+    if isinstance(kind, exp.DataType) and kind.this == DType.INTERVAL:
+        kind = exp.DataType(this=DType.INTERVAL)  # interval(p): values keep microseconds, PostgreSQL's most
     if isinstance(kind, exp.DataType) and kind.this != DType.USERDEFINED:
         # (PostgreSQL's real is a float4; SQLite's REAL, which it prints, is announced float8)
         name = re.sub(r"^DECIMAL\b", "NUMERIC", re.sub(r"^REAL\b", "FLOAT4", kind.sql(dialect="postgres")))
@@ -539,6 +541,8 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.DefaultColumnConstraint: _rewrite_default,
     exp.Select: _drop_locks,
     exp.Collate: clauses.rewrite_collate,
+    exp.Literal: clauses.check_numeric_literal,
+    exp.MakeInterval: rewrite_make_interval,
     exp.Create: clauses.refuse_no_columns,
     exp.CollateColumnConstraint: clauses.rewrite_collate,
     exp.ByteString: _as_string,

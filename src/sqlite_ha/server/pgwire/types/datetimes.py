@@ -397,3 +397,9 @@ def time_recv(data: bytes) -> str:
 TIME_PATTERN, STAMP_PATTERN = _TIME, _STAMP
 zone = _zone
 clock_text = _clock
+
+
+def parse_stamp(text: str) -> dt.datetime:
+    """A stored date or timestamp (storage form, or any form ``parse_timestamp`` reads) as a datetime."""
+    stored = parse_timestamp(text, False) if len(text) != 10 else text + " 00:00:00"
+    return dt.datetime.fromisoformat(stored)

@@ -10,11 +10,14 @@ as PostgreSQL converts them (a month of 30 days for that).
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import struct
 
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.sql.intervals import interval_parts
-from sqlite_ha.server.pgwire.types.registry import BadParameter
+from sqlite_ha.server.pgwire.types import datetimes
+from sqlite_ha.server.pgwire.types.registry import BadParameter, NotEncodable
 
 _BINARY = struct.Struct(">qii")
 _DAY_MICROS = 86_400_000_000
@@ -84,3 +87,41 @@ def binary_out(value: SQLiteValue) -> bytes:
         return _BINARY.pack(round(value * 1_000_000), 0, 0)
     months, days, micros = _stored(value)
     return _BINARY.pack(micros, days, months)
+
+
+def _add_months(stamp: dt.datetime, months: int) -> dt.datetime:
+    """PostgreSQL's month arithmetic: the same day of the month, or the month's last day if it has fewer."""
+    total = stamp.year * 12 + stamp.month - 1 + months
+    year, month = divmod(total, 12)
+    last = calendar.monthrange(year, month + 1)[1]
+    return stamp.replace(year=year, month=month + 1, day=min(stamp.day, last))
+
+
+def add(base: SQLiteValue, value: SQLiteValue, sign: int, kind: str = "") -> SQLiteValue:
+    """``base ± interval`` as PostgreSQL computes it, for what the dialect cannot type when it translates
+    (``col - $1`` with an interval parameter): a timestamp (or date) gives a timestamp, to the microsecond,
+    months first then days then time; a time of day (``kind`` "time": its text looks like an interval's)
+    wraps around midnight; an interval adds field by field. Anything else is PostgreSQL's 42883."""
+    if base is None or value is None:
+        return None
+    months, days, micros = _stored(value)
+    months, days, micros = sign * months, sign * days, sign * micros
+    text = base.decode() if isinstance(base, bytes) else base
+    if isinstance(text, str):
+        if kind != "time" and len(text) >= 10 and text[4] == "-" and text[7] == "-":  # a date or timestamp
+            stamp = datetimes.parse_stamp(text)
+            try:
+                stamp = _add_months(stamp, months) + dt.timedelta(days=days, microseconds=micros)
+            except (OverflowError, ValueError):
+                raise NotEncodable("timestamp out of range", "22008") from None
+            return datetimes.format_stamp(stamp)
+        if kind == "time":
+            clock = datetimes.time_micros(datetimes.parse_time(text))
+            return datetimes.clock_text((clock + micros) % _DAY_MICROS)
+        try:
+            m, d, us = _fields(text)
+        except BadParameter:
+            pass
+        else:
+            return _text(m + months, d + days, us + micros)
+    raise NotEncodable(f"operator does not exist: {type(base).__name__} + interval", "42883")

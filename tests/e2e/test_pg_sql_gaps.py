@@ -55,6 +55,10 @@ STATEMENTS: list[tuple[str, tuple[Any, ...]]] = [
     ("SELECT ts + %s, iv + %s FROM itv ORDER BY id", (-DELTA * 40, DELTA)),
     ("SELECT id FROM itv WHERE ts - %s < '2024-03-01' ORDER BY id", (DELTA,)),
     ("SELECT %s::timestamp - %s", (dt.datetime(2024, 3, 31, 12, 0, 0, 123), DELTA)),
+    ("SELECT s::boolean FROM tt WHERE id = 1", ()),  # 'a' is no boolean: 22P02, not NULL
+    ("SELECT v::boolean FROM (VALUES ('yes'), (' off '), ('t'), (NULL)) AS b (v)", ()),
+    ("SELECT %s::text::boolean", ("maybe",)),
+    ("SELECT 'maybe'::boolean", ()),
     ("SELECT 123.456::numeric(4,2)", ()),
     ("SELECT 99.999::numeric(4,2)", ()),
     ("SELECT 0.001::numeric(2,2), -0.005::numeric(3,2)", ()),

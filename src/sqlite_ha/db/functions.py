@@ -18,7 +18,7 @@ from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
 # PostgreSQL's date/time input and storage forms: plain functions of a value, no part of the PG front end
-from sqlite_ha.server.pgwire.types import datetimes, interval, numeric, timetz
+from sqlite_ha.server.pgwire.types import datetimes, interval, numeric, scalars, timetz
 from sqlite_ha.server.pgwire.types.datetimes import DatetimeError
 from sqlite_ha.server.pgwire.types.registry import BadParameter
 
@@ -133,6 +133,7 @@ _PG_FUNCTIONS: dict[str, tuple[Callable[..., SQLiteValue], int]] = {
     "pg_at_utc": (_at_utc, 2),
     "pg_date_trunc": (_date_trunc, 2),
     "pg_interval_add": (interval.add, -1),
+    "pg_bool": (scalars.bool_cast, 1),
 }
 
 
@@ -167,6 +168,10 @@ def _pg_numeric(*args: SQLiteValue) -> SQLiteValue:
     return float(stored) if isinstance(stored, int) else stored
 
 
+def _code_point_order(a: str, b: str) -> int:
+    return (a > b) - (a < b)
+
+
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
@@ -194,3 +199,7 @@ def register(conn: apsw.Connection) -> None:
     for name, (fn, arity) in _PG_FUNCTIONS.items():
         conn.create_scalar_function(name, fn, arity, deterministic=True, flags=apsw.SQLITE_INNOCUOUS)
     conn.create_collation("pg_jsonb", jsonb.collate)
+    # PostgreSQL's byte-order collations, for columns declared with them (an expression's COLLATE "C" is
+    # translated to BINARY): UTF-8 byte order is code point order, which is how Python compares strings
+    for name in ("C", "POSIX", "ucs_basic"):
+        conn.create_collation(name, _code_point_order)

@@ -17,7 +17,7 @@ import apsw
 
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog.keywords import QUOTED
-from sqlite_ha.server.pgwire.types import arrays
+from sqlite_ha.server.pgwire.types import arrays, scalars
 from sqlite_ha.server.pgwire.types import values as t
 
 
@@ -94,6 +94,7 @@ def register(conn: apsw.Connection) -> None:
         "pg_subscript": (pg_subscript, -1),
         "pg_element": (pg_element, 2),
         "pg_series": (pg_series, -1),
+        "pg_bool": (scalars.bool_cast, 1),  # what a cast to boolean becomes
     }
     for name, (fn, nargs) in functions.items():
         conn.create_scalar_function(name, fn, nargs, deterministic=True)

@@ -17,9 +17,10 @@ from typing import Any
 from sqlglot import exp
 
 from sqlite_ha.server.pgwire.sql.translation import TranslationError
-from sqlite_ha.server.pgwire.sql.trees import RewriteContext, call, fill, is_call, param_number
+from sqlite_ha.server.pgwire.sql.trees import RewriteContext, call, is_call, param_number
 from sqlite_ha.server.pgwire.types import arrays, datetimes, timetz
 from sqlite_ha.server.pgwire.types.interval import interval_text
+from sqlite_ha.server.pgwire.types.scalars import bool_in
 
 DType = exp.DataType.Type
 
@@ -49,11 +50,6 @@ _CASTS: dict[Any, tuple[str, str]] = {
     DType.DATETIME: ("timestamp", "timestamp"),
     DType.INTERVAL: ("interval", "interval"),
 }
-_BOOLEAN_CAST = (
-    "CASE WHEN _x_ IS NULL THEN NULL WHEN typeof(_x_) IN ('integer', 'real') THEN _x_ <> 0"
-    " WHEN lower(trim(_x_)) IN ('t', 'true', 'y', 'yes', 'on', '1') THEN 1"
-    " WHEN lower(trim(_x_)) IN ('f', 'false', 'n', 'no', 'off', '0') THEN 0 END"
-)
 
 
 _OID_TYPES = {"oid", "regconfig"}  # the reg* casts that name objects are catalog_query's
@@ -110,7 +106,8 @@ def rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
             raise TranslationError(f"{literal!r} is not valid JSON: {e}") from e
         return value
     if strategy == "boolean":
-        return fill(_BOOLEAN_CAST, _x_=value) if literal is None else _boolean_literal(literal)
+        # pg_bool (sqlite_ha.db.functions): a text that is no boolean is 22P02, as in PostgreSQL, not NULL
+        return call("pg_bool", value) if literal is None else _boolean_literal(literal)
     if strategy == "interval":
         if literal is None:
             raise TranslationError("only a literal string can be cast to interval")
@@ -152,12 +149,10 @@ def _numeric_cast(value: exp.Expr, to: exp.DataType) -> exp.Expr:
 
 
 def _boolean_literal(text: str) -> exp.Boolean:
-    word = text.strip().lower()
-    if word and ("true".startswith(word) or "yes".startswith(word) or word == "on" or word == "1"):
-        return exp.true()
-    if word and ("false".startswith(word) or "no".startswith(word) or word in ("of", "off", "0")):
-        return exp.false()
-    raise TranslationError(f"invalid input syntax for type boolean: {text!r}")
+    try:
+        return exp.true() if bool_in(text.encode()) else exp.false()
+    except ValueError:
+        raise TranslationError(f'invalid input syntax for type boolean: "{text}"', sqlstate="22P02") from None
 
 
 def interval_value(interval: exp.Interval) -> exp.Expr:

@@ -17,13 +17,14 @@ from sqlite_ha.server.pgwire.sql.trees import RewriteContext
 _BYTE_ORDER = {"c", "posix", "ucs_basic"}
 
 
-def rewrite_collate(node: exp.Collate | exp.CollateColumnConstraint, ctx: RewriteContext) -> exp.Expr:
-    """``x COLLATE "C"`` / ``"POSIX"`` (also a column's) → ``COLLATE BINARY``; other collations are left
-    to SQLite (which knows BINARY, NOCASE and RTRIM) and refused by it when unknown."""
-    part = "expression" if isinstance(node, exp.Collate) else "this"
-    name = node.args.get(part)
+def rewrite_collate(node: exp.Collate, ctx: RewriteContext) -> exp.Expr:
+    """``x COLLATE "C"`` / ``"POSIX"`` → ``x COLLATE BINARY`` (SQLite's own, in C); other collations are left
+    to SQLite (which knows BINARY, NOCASE and RTRIM) and refused by it when unknown. A column declared
+    ``COLLATE "C"`` keeps the name (the catalog shows it): every connection has collations of these names
+    (``sqlite_ha.db.functions``)."""
+    name = node.expression
     if isinstance(name, exp.Identifier | exp.Var) and name.name.lower() in _BYTE_ORDER:
-        node.set(part, exp.Var(this="BINARY"))
+        node.set("expression", exp.Var(this="BINARY"))
     return node
 
 

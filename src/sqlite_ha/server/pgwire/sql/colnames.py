@@ -27,6 +27,7 @@ _CASTS = {
     "pg_date": "date",
     "pg_time": "time",
     "pg_timetz": "timetz",
+    "pg_bool": "bool",
     "pg_numeric": "numeric",
 }
 _ARGUMENT_COLUMN = re.compile(

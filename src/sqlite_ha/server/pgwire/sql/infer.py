@@ -269,6 +269,7 @@ _CAST_FUNCTIONS = {
     "pg_date": "DATE",
     "pg_time": "TIME",
     "pg_timetz": "TIMETZ",
+    "pg_bool": "BOOLEAN",
     "pg_numeric": "NUMERIC",
 }
 

@@ -544,7 +544,6 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.Literal: clauses.check_numeric_literal,
     exp.MakeInterval: rewrite_make_interval,
     exp.Create: clauses.refuse_no_columns,
-    exp.CollateColumnConstraint: clauses.rewrite_collate,
     exp.ByteString: _as_string,
     exp.RawString: _as_string,
 }

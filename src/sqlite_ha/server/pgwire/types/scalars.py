@@ -113,6 +113,17 @@ def bool_in(data: bytes) -> SQLiteValue:
     raise BadParameter(f'invalid input syntax for type boolean: "{data.decode()}"')
 
 
+def bool_cast(value: SQLiteValue) -> SQLiteValue:
+    """A cast to boolean of a stored value (``pg_bool``: what is not a literal): numbers by zero or not,
+    PostgreSQL's words (``t``, ``yes``, ``off``, …), and 22P02 for any other text, as PostgreSQL refuses
+    it (not NULL)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value != 0)
+    return bool_in(value if isinstance(value, bytes) else value.encode())
+
+
 def bool_recv(data: bytes) -> SQLiteValue:
     if len(data) != 1:
         raise BadParameter("a binary boolean is one byte", "08P01")

@@ -40,6 +40,10 @@ STATEMENTS: list[tuple[str, tuple[Any, ...]]] = [
     ("SELECT x, count(*) FROM tt GROUP BY x ORDER BY 2 DESC FETCH FIRST 1 ROW WITH TIES", ()),
     ("SELECT id FROM tt WHERE x > %s ORDER BY x FETCH FIRST %s ROWS WITH TIES", (1, 2)),
     ("SELECT id FROM tt FETCH FIRST 2 ROWS WITH TIES", ()),
+    ("(SELECT id FROM tt WHERE x = 4 ORDER BY id LIMIT 1) UNION ALL"
+     " (SELECT id FROM tt ORDER BY id DESC LIMIT 1) ORDER BY id", ()),
+    ("(SELECT id FROM tt WHERE id < 3) UNION (SELECT id FROM tt WHERE id > 4) ORDER BY id", ()),
+    ("SELECT * FROM ((SELECT s FROM tt ORDER BY id LIMIT 2) EXCEPT (SELECT 'a')) AS u ORDER BY u.s", ()),
     ("SELECT s FROM tt ORDER BY s COLLATE \"C\"", ()),
     ("SELECT s FROM tt ORDER BY s COLLATE \"POSIX\" DESC", ()),
     ("SELECT 'a' < 'B' COLLATE \"C\", 'a' < 'B' COLLATE \"POSIX\"", ()),

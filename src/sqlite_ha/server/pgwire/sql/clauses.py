@@ -128,3 +128,20 @@ def check_numeric_literal(node: exp.Literal, ctx: RewriteContext) -> exp.Expr:
             sqlstate="22003",
         )
     return node
+
+
+def rewrite_set_operation(node: exp.SetOperation, ctx: RewriteContext) -> exp.Expr:
+    """``(SELECT … ORDER BY … LIMIT n) UNION (SELECT …)``: SQLite takes no parentheses around the members of
+    a compound select, and no ORDER BY or LIMIT inside one. A member with its own ORDER BY, LIMIT or OFFSET
+    becomes ``SELECT * FROM (…)``, which keeps its rows; the parentheses of any other are dropped."""
+    for part in ("this", "expression"):
+        member = node.args.get(part)
+        if not isinstance(member, exp.Subquery) or member.args.get("alias") is not None:
+            continue
+        inner = member.this
+        if isinstance(inner, exp.Select) and any(inner.args.get(k) for k in ("order", "limit", "offset")):
+            alias = exp.TableAlias(this=exp.to_identifier(f"_pg_member_{part}"))
+            node.set(part, exp.select("*").from_(exp.Subquery(this=inner, alias=alias)))
+        elif isinstance(inner, exp.Select | exp.SetOperation):
+            node.set(part, inner)
+    return node

@@ -124,6 +124,7 @@ _CONTEXT_WORDS = frozenset(
         *("DISTINCT", "ALL", "DEFAULT", "USING", "CASCADE", "RESTRICT", "CONSTRAINT", "PUBLIC", "PG_CATALOG"),
         "INTEGER",
         "TABLE",
+        *("UNION", "EXCEPT", "INTERSECT"),
     ]
 )
 _PG_IN_CONTEXT = re.compile(
@@ -132,6 +133,8 @@ _PG_IN_CONTEXT = re.compile(
             # PostgreSQL's integer is int4, declared INT (SQLite's INTEGER, the rowid alias, is int8)
             r"\bINTEGER\b(?!\s+PRIMARY\s+KEY\b)|\bDISTINCT\s+ON\b|\bALL\s*\(|\bLIMIT\s+ALL\b|\bUSING\s+\w+\s*\(|\bON\s+CONSTRAINT\b",
             r"\bDROP\b[^;]*\b(?:CASCADE|RESTRICT)\b|(?:\bPUBLIC|\"PUBLIC\"|\bPG_CATALOG|\"PG_CATALOG\")\s*\.",
+            # (SELECT …) UNION (SELECT …): SQLite takes no parenthesised members
+            r"\)\s*(?:UNION|EXCEPT|INTERSECT)\b|\b(?:UNION|EXCEPT|INTERSECT)(?:\s+ALL|\s+DISTINCT)?\s*\(",
             # CREATE TABLE t (): no columns, which SQLite cannot make (refused after sqlglot reads it)
             r'\bTABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:"[^"]*"|[^\s(;"]+)(?:\s*\.\s*(?:"[^"]*"|[^\s(;"]+))?\s*\(\s*\)',
             r"\bDEFAULT\s+(?!VALUES\b|NULL\b|TRUE\b|FALSE\b|CURRENT_DATE\b|CURRENT_TIME\b|[-+\d.'(])",

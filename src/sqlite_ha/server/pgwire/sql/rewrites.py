@@ -541,6 +541,7 @@ _REWRITES: dict[type[exp.Expr], Callable[[Any, RewriteContext], exp.Expr]] = {
     exp.DefaultColumnConstraint: _rewrite_default,
     exp.Select: _drop_locks,
     exp.Collate: clauses.rewrite_collate,
+    **dict.fromkeys((exp.Union, exp.Except, exp.Intersect), clauses.rewrite_set_operation),
     exp.Literal: clauses.check_numeric_literal,
     exp.MakeInterval: rewrite_make_interval,
     exp.Create: clauses.refuse_no_columns,

@@ -217,9 +217,12 @@ def run_statement(
                 if typed != len(results):
                     # Its first row: SQLite has run the statement, and one prepared before a schema change
                     # (apsw's cache) was prepared again. The types the trace saw may be the old table's, and
-                    # ``description`` keeps them; ``description_full`` reads them anew.
+                    # ``description`` keeps them; ``description_full`` reads them anew. So with the names: a
+                    # view replaced (``CREATE OR REPLACE VIEW``) may have other columns than the old one.
                     typed = len(results)
-                    results[-1].types = [d[1] for d in cur.description_full]
+                    full = cur.description_full
+                    results[-1].columns = [d[0] for d in full]
+                    results[-1].types = [d[1] for d in full]
                 left_rows -= 1
                 if left_rows < 0:
                     raise too_many_rows()

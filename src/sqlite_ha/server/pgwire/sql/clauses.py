@@ -145,3 +145,16 @@ def rewrite_set_operation(node: exp.SetOperation, ctx: RewriteContext) -> exp.Ex
         elif isinstance(inner, exp.Select | exp.SetOperation):
             node.set(part, inner)
     return node
+
+
+def replace_view(tree: exp.Create) -> list[exp.Expr] | None:
+    """``CREATE OR REPLACE VIEW v AS …``: SQLite has no OR REPLACE, so ``DROP VIEW IF EXISTS v`` then
+    ``CREATE VIEW v AS …``, in one statement's run (views over ``v`` read it by name, so they see the new
+    one). Its comments stay, as PostgreSQL keeps them on a replaced view. None for anything else."""
+    if not tree.args.get("replace") or str(tree.args.get("kind") or "").upper() != "VIEW":
+        return None
+    if tree.args.get("materialized") or isinstance(tree.this, exp.Schema):
+        return None  # a column list (v (a, b)) or a materialized view: left to SQLite's own refusal
+    tree.set("replace", False)
+    drop = exp.Drop(tables=[tree.this.copy()], kind="VIEW", exists=True)
+    return [drop, tree]

@@ -124,7 +124,7 @@ _CONTEXT_WORDS = frozenset(
         *("DISTINCT", "ALL", "DEFAULT", "USING", "CASCADE", "RESTRICT", "CONSTRAINT", "PUBLIC", "PG_CATALOG"),
         "INTEGER",
         "TABLE",
-        *("UNION", "EXCEPT", "INTERSECT"),
+        *("UNION", "EXCEPT", "INTERSECT", "REPLACE"),
     ]
 )
 _PG_IN_CONTEXT = re.compile(
@@ -135,6 +135,7 @@ _PG_IN_CONTEXT = re.compile(
             r"\bDROP\b[^;]*\b(?:CASCADE|RESTRICT)\b|(?:\bPUBLIC|\"PUBLIC\"|\bPG_CATALOG|\"PG_CATALOG\")\s*\.",
             # (SELECT …) UNION (SELECT …): SQLite takes no parenthesised members
             r"\)\s*(?:UNION|EXCEPT|INTERSECT)\b|\b(?:UNION|EXCEPT|INTERSECT)(?:\s+ALL|\s+DISTINCT)?\s*\(",
+            r"\bCREATE\s+OR\s+REPLACE\s+VIEW\b",  # SQLite has no OR REPLACE: DROP VIEW IF EXISTS first
             # CREATE TABLE t (): no columns, which SQLite cannot make (refused after sqlglot reads it)
             r'\bTABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:"[^"]*"|[^\s(;"]+)(?:\s*\.\s*(?:"[^"]*"|[^\s(;"]+))?\s*\(\s*\)',
             r"\bDEFAULT\s+(?!VALUES\b|NULL\b|TRUE\b|FALSE\b|CURRENT_DATE\b|CURRENT_TIME\b|[-+\d.'(])",

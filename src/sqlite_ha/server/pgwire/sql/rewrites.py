@@ -78,6 +78,9 @@ def split_statement(tree: exp.Expr) -> list[exp.Expr]:
         tree.set("concurrently", False)
         if isinstance(tree.this, exp.Schema):
             _rewrite_identity_columns(tree.this)
+        replaced = clauses.replace_view(tree)
+        if replaced is not None:
+            return replaced
     return [tree]
 
 

@@ -19,7 +19,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sqlite_ha.server.pgwire.sql import schemas
-from sqlite_ha.server.pgwire.types.values import pg_type_comments
+from sqlite_ha.server.pgwire.types.values import pg_key_numbering, pg_type_comments
 
 # the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"), unknown to sqlglot
 _TEXT_STORED = re.compile(r"\b(JSONB?|NUMERIC)\s+(?:TEXT|REAL)\b", re.I)
@@ -32,6 +32,7 @@ class Column:
     declared: str
     notnull: bool
     default: str | None
+    numbering: str = ""  # a rowid-alias key's: serial, always or default (types.values.pg_key_numbering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,9 @@ class Table:
                 else c
                 for c in columns
             )
+            numbering = pg_key_numbering(create_sql)
+            if numbering:
+                columns = tuple(replace(c, numbering=numbering.get(c.name.lower(), "")) for c in columns)
         declared = _declared(name, create_sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared, schema)

@@ -98,3 +98,73 @@ def test_the_catalog_shows_implicit_sequences_as_postgresql(
     )
     for name in CATALOG:
         assert (name, got[name]) == (name, expected[name])
+
+
+# statements run on both, each answer compared (a single node numbers as PostgreSQL does: its stride is 1)
+SEQUENCE_SCRIPT = (
+    "CREATE SEQUENCE s1",
+    "SELECT nextval('s1'), nextval('s1'), nextval('public.s1'::regclass)",
+    "CREATE SEQUENCE IF NOT EXISTS s2 AS integer START WITH 10 INCREMENT BY 5 MAXVALUE 20 CACHE 4",
+    "SELECT nextval('s2')",
+    "SELECT nextval('s2'), nextval('s2')",
+    "SELECT last_value, is_called FROM s2",
+    "SELECT setval('s2', 11)",
+    "SELECT nextval('s2')",
+    "SELECT setval('s1', 100, false)",
+    "SELECT nextval('s1')",
+    "ALTER SEQUENCE s1 RESTART WITH 7",
+    "SELECT nextval('s1')",
+    "ALTER SEQUENCE s1 RESTART",
+    "SELECT nextval('s1')",
+    "CREATE SEQUENCE s3 INCREMENT BY -2",
+    "SELECT nextval('s3'), nextval('s3')",
+    "CREATE TABLE uses_seq (id BIGINT DEFAULT nextval('s1') PRIMARY KEY, x TEXT)",
+    "INSERT INTO uses_seq (x) VALUES ('a'), ('b') RETURNING id, x",
+    "CREATE TABLE ser (id SERIAL PRIMARY KEY, x TEXT)",
+    "INSERT INTO ser (x) VALUES ('a'), ('b') RETURNING id",
+    "SELECT nextval('ser_id_seq')",
+    "INSERT INTO ser (x) VALUES ('c') RETURNING id",
+    "SELECT setval('ser_id_seq', 50)",
+    "INSERT INTO ser (x) VALUES ('d') RETURNING id",
+    "SELECT nextval(pg_get_serial_sequence('ser', 'id'))",
+    """SELECT c.relname, c.relkind, s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
+              format_type(s.seqtypid, NULL)
+       FROM pg_class c JOIN pg_sequence s ON s.seqrelid = c.oid ORDER BY 1""",
+    "SELECT sequencename, data_type, start_value, increment_by, min_value, max_value FROM pg_sequences"
+    " ORDER BY 1",
+    "SELECT sequence_name, data_type, start_value, increment FROM information_schema.sequences ORDER BY 1",
+    "DROP SEQUENCE s3",
+    "DROP SEQUENCE IF EXISTS s3, s4",
+    "SELECT relname FROM pg_class WHERE relkind = 'S' ORDER BY 1",
+)
+# errors, by SQLSTATE
+SEQUENCE_ERRORS = (
+    ("SELECT nextval('s2')", "2200H"),  # past MAXVALUE 20
+    ("SELECT nextval('nope')", "42P01"),
+    ("DROP SEQUENCE s3", "42P01"),
+)
+
+
+def _run_script(dsn: str) -> list[object]:
+    out: list[object] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in SEQUENCE_SCRIPT:
+            cur = conn.execute(statement)
+            out.append((statement, cur.fetchall() if cur.description else cur.statusmessage))
+        for statement, _ in SEQUENCE_ERRORS:
+            try:
+                conn.execute(statement)
+                out.append((statement, "no error"))
+            except psycopg.Error as e:
+                out.append((statement, e.sqlstate))
+    return out
+
+
+def test_sequences_answer_as_postgresql(
+    pg_node: NodeProcess, postgres: PostgresServer, pg_database: str
+) -> None:
+    expected = _run_script(_pg_dsn(postgres, pg_database))
+    assert [state for _, state in expected[-len(SEQUENCE_ERRORS) :]] == [s for _, s in SEQUENCE_ERRORS]
+    got = _run_script(_node_dsn(pg_node))
+    for want, have in zip(expected, got, strict=True):
+        assert have == want

@@ -26,6 +26,7 @@ import apsw
 
 from sqlite_ha.changes import autokeys
 from sqlite_ha.changes.autokeys import KeyedTable
+from sqlite_ha.changes.sequences import Sequences
 from sqlite_ha.db.authorizer import Authorizer
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import Conflict, NotReady, StatementNotAllowed
@@ -129,7 +130,9 @@ class RowidAllocator:
         self._loaded: set[str] = set()  # tables whose last key stored in the database is in _last
         self._dirty: set[str] = set()  # tables given keys since ``remember`` last stored them
         self.rewritten = 0
+        self._floored = False  # nextval/setval moved a key floor: stride 1 must rewrite inserts too
         conn.create_scalar_function(autokeys.FUNCTION, self._next_rowid, 2)
+        Sequences(conn, self._next_key, self._set_floor)
 
     def sql_for(self, sql: str) -> str:
         """The text to run for ``sql``: the same text unless it inserts rows whose key SQLite would choose.
@@ -140,7 +143,7 @@ class RowidAllocator:
         raises ``NoRowidSlot``), so inserts that give their keys keep working.
         """
         slot = self.rowids.slot
-        if slot is not None and slot.stride == 1:
+        if slot is not None and slot.stride == 1 and not self._floored:
             return sql
         if not autokeys.may_insert(sql):
             return sql
@@ -283,3 +286,22 @@ class RowidAllocator:
         self._last[name] = key
         self._dirty.add(name)
         return key
+
+    # ------------------------------------------------------------------------------------ sequences
+    def _next_key(self, name: str, largest: int) -> int:
+        """``nextval``: the next key of ``name`` (a table, or a standalone sequence's k) above ``largest``
+        and above all this node handed out; remembered, so no insert takes it again."""
+        if name.lower() not in self._loaded:
+            self._load(name.lower())
+        self._floored = True
+        return self._next_rowid(name, largest)
+
+    def _set_floor(self, name: str, last: int) -> None:
+        """``setval``: the next key of ``name`` this node hands out follows ``last`` (a table's floor only
+        rises: SQLite numbers after its largest key whatever it is told)."""
+        key = name.lower()
+        if key not in self._loaded:
+            self._load(key)
+        self._floored = True
+        self._last[key] = last
+        self._dirty.add(key)

@@ -327,6 +327,13 @@ class Catalog:
         for table in tables:
             oid = table_oids[table.name.lower()]
             schema, _ = schemas.split(table.name, frozenset(spaces))
+            if table.sequence is not None:  # a standalone sequence (catalog/sequences.py)
+                self._namespace = (*spaces[schema.lower()], "p") if schema else (PUBLIC, "public", "p")
+                self._relation(oid, table.name, "S", 3)
+                options = sequences.Options(*table.sequence)
+                shown = (self._namespace[1], self._local(table.name))
+                sequences.fill(c, self.database, self.user, shown, options, oid, None)
+                continue
             if id(table) in temps:
                 self._namespace = (PG_TEMP, PG_TEMP_NAME, "t")
             elif schema is not None:
@@ -462,7 +469,15 @@ class Catalog:
                     )
                 seq_oid = next(oids)
                 self._relation(seq_oid, sequence.name, "S", 3)
-                sequences.fill(c, self.database, self.user, sequence, seq_oid, oid, n, None)
+                sequences.fill(
+                    c,
+                    self.database,
+                    self.user,
+                    (sequence.schema, sequence.name),
+                    sequences.Options.of_implicit(sequence),
+                    seq_oid,
+                    (oid, n, "a" if sequence.numbering == "serial" else "i"),
+                )
             c.execute(
                 "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, "
                 "attisdropped, atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, "

@@ -58,43 +58,76 @@ class Implicit:
 
 
 def implicit(table: str, column: str, schema: str, pg_type: str, numbering: str) -> Implicit:
-    """PostgreSQL's name for the sequence of ``table.column`` (each part cut as ChooseRelationName cuts
-    them so that the name fits in 63 bytes)."""
-    table_part, column_part = table, column
-    while len(f"{table_part}_{column_part}_seq".encode()) > 63:
-        if len(table_part.encode()) >= len(column_part.encode()):
-            table_part = table_part[:-1]
-        else:
-            column_part = column_part[:-1]
     return Implicit(
-        f"{table_part}_{column_part}_seq", schema, pg_type if pg_type in _BOUNDS else "int4", numbering
+        t.sequence_name(table, column), schema, pg_type if pg_type in _BOUNDS else "int4", numbering
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What pg_sequence says of a sequence."""
+
+    type_name: str  # smallint, integer or bigint
+    start: int
+    step: int
+    low: int
+    high: int
+    cache: int = 1
+
+    @classmethod
+    def of_implicit(cls, sequence: Implicit) -> Options:
+        type_name, _, _, maximum = _BOUNDS[sequence.pg_type]
+        return cls(type_name, 1, 1, 1, maximum)
+
+
+_BY_NAME = {name: (oid, bits) for name, oid, bits, _ in _BOUNDS.values()}
 
 
 def fill(
     conn: apsw.Connection,
     database: str,
     owner: str,
-    sequence: Implicit,
+    name: tuple[str, str],
+    options: Options,
     oid: int,
-    table_oid: int,
-    attnum: int,
-    last_value: int | None,
+    owned_by: tuple[int, int, str] | None,
 ) -> None:
-    """The rows of one implicit sequence, its ``pg_class`` row excepted (the catalog makes it)."""
-    type_name, type_oid, precision, maximum = _BOUNDS[sequence.pg_type]
-    conn.execute("INSERT INTO pg_sequence VALUES (?, ?, 1, 1, ?, 1, 1, 0)", (oid, type_oid, maximum))
+    """The rows of one sequence, its ``pg_class`` row excepted (the catalog makes it). ``name``: its schema
+    and name; ``owned_by``: the table's OID, the column's number and the dependency (``a`` SERIAL's, ``i``
+    IDENTITY's), for an implicit sequence. ``last_value`` is not shown (NULL): the catalog is rebuilt on
+    schema changes, not on each nextval — ``SELECT last_value FROM s`` reads it."""
+    schema, seq = name
+    type_oid, precision = _BY_NAME.get(options.type_name, (t.INT8, 64))
     conn.execute(
-        "INSERT INTO pg_depend VALUES (1259, ?, 0, 1259, ?, ?, ?)",
-        (oid, table_oid, attnum, "a" if sequence.numbering == "serial" else "i"),
+        "INSERT INTO pg_sequence VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        (oid, type_oid, options.start, options.step, options.high, options.low, options.cache),
     )
+    if owned_by is not None:
+        conn.execute("INSERT INTO pg_depend VALUES (1259, ?, 0, 1259, ?, ?, ?)", (oid, *owned_by))
     conn.execute(
-        "INSERT INTO pg_sequences VALUES (?, ?, ?, ?, 1, 1, ?, 1, 0, 1, ?)",
-        (sequence.schema, sequence.name, owner, type_name, maximum, last_value),
+        "INSERT INTO pg_sequences VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, NULL)",
+        (
+            schema,
+            seq,
+            owner,
+            options.type_name,
+            options.start,
+            options.low,
+            options.high,
+            options.step,
+            options.cache,
+        ),
     )
-    if sequence.numbering != "serial":
+    if owned_by is not None and owned_by[2] == "i":
         return  # PostgreSQL's view leaves out identity columns' sequences (an internal dependency)
     conn.execute(
-        "INSERT INTO information_schema.sequences VALUES (?, ?, ?, ?, ?, 2, 0, '1', '1', ?, '1', 'NO')",
-        (database, sequence.schema, sequence.name, type_name, precision, str(maximum)),
+        "INSERT INTO information_schema.sequences VALUES (?, ?, ?, ?, ?, 2, 0, ?, ?, ?, ?, 'NO')",
+        (
+            database,
+            schema,
+            seq,
+            options.type_name,
+            precision,
+            *map(str, (options.start, options.low, options.high, options.step)),
+        ),
     )

@@ -46,7 +46,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
-from sqlite_ha.server.pgwire.sql import ddl, schemas
+from sqlite_ha.server.pgwire.sql import ddl, schemas, sequences
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
@@ -319,6 +319,8 @@ def note_schemas(names: set[str] | frozenset[str]) -> None:
 def _schema_statement(sql: str, head: str) -> Translation | str:
     """The translation of an ALTER TABLE SQLite cannot run as it is, or of VACUUM/ANALYZE; else the text to
     translate as usual (CREATE without storage parameters and operator classes)."""
+    if sequences.is_sequence_statement(sql):
+        return Translation(sql=sequences.translate(sql), param_count=0, translated=True)
     if head.startswith("CREATE"):
         return ddl.strip_storage(sql)
     if head.startswith("DROP"):

@@ -175,6 +175,18 @@ def pg_key_numbering(create_sql: str | None) -> dict[str, str]:
     return {name: numbering for name, _, numbering in _type_comments(create_sql) if numbering}
 
 
+def sequence_name(table: str, column: str) -> str:
+    """PostgreSQL's name for the implicit sequence of ``table.column``: ``<table>_<column>_seq``, the longer
+    part cut first (ChooseRelationName) so that the name fits in 63 bytes."""
+    table_part, column_part = table, column
+    while len(f"{table_part}_{column_part}_seq".encode()) > 63:
+        if len(table_part.encode()) >= len(column_part.encode()):
+            table_part = table_part[:-1]
+        else:
+            column_part = column_part[:-1]
+    return f"{table_part}_{column_part}_seq"
+
+
 def _type_comments(create_sql: str) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for m in _TYPE_COMMENT.finditer(create_sql):

@@ -207,3 +207,25 @@ def _column_name(sql: str, lower: str) -> str:
 
 def _q(name: str) -> str:
     return name.replace('"', '""')
+
+
+def state(conn: apsw.Connection, name: SQLiteValue) -> tuple[int, bool]:
+    """``(last_value, is_called)`` of a sequence, as ``SELECT last_value, is_called FROM s`` shows it (what
+    pg_dump reads to write its setval): a standalone one's row; an implicit one's from the table's largest
+    key (1 and false for an empty table, as PostgreSQL shows a sequence never used). Any connection."""
+    seq = _name(name)
+    found = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (seq,)).fetchall()
+    if found and MARKER in str(found[0][0] or ""):
+        row = conn.execute(f'SELECT last_value, is_called FROM "{_q(seq)}"').fetchall()
+        return (int(row[0][0]), bool(row[0][1])) if row else (1, False)  # type: ignore[arg-type]
+    schema = tuple(
+        (str(n), str(s or ""))
+        for n, s in conn.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%/*pg:%'"
+        ).fetchall()
+    )
+    implicit = _implicit_sequences(schema).get(seq.lower())
+    if implicit is None:
+        raise NotFound(f'relation "{seq}" does not exist', sqlstate="42P01")
+    largest = conn.execute(f'SELECT max("{_q(implicit.key)}") FROM "{_q(implicit.table)}"').get
+    return (largest, True) if isinstance(largest, int) else (1, False)

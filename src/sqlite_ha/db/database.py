@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CLASSIFY_CACHE_MAX = 4096
+_WRITER_FUNCTIONS = re.compile(r"\b(?:nextval|setval|currval|lastval)\s*\(", re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +168,11 @@ class Database(GroupCommit):
             return Described(
                 columns=[]
             )  # a table rebuild (``rebuild``) returns no rows; SQLite cannot prepare it
+        # the sequence functions (changes/sequences.py) exist on the writer only: a statement calling one is
+        # prepared there (only prepared: SQLite serializes the connection's use)
+        on_writer = on_writer or (
+            ("val(" in sql or "VAL(" in sql) and _WRITER_FUNCTIONS.search(sql) is not None
+        )
         c = self._writer if on_writer else self._reader
         # apsw caches prepared statements by text, and an expired one keeps the column types it was prepared
         # with until it runs (describing never runs it): keyed by the schema version, a text is prepared anew

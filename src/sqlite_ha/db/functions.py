@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import apsw
 
+from sqlite_ha.changes import sequences
 from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
@@ -192,3 +193,13 @@ def register(conn: apsw.Connection) -> None:
     for name, (fn, arity) in _PG_FUNCTIONS.items():
         conn.create_scalar_function(name, fn, arity, deterministic=True, flags=apsw.SQLITE_INNOCUOUS)
     conn.create_collation("pg_jsonb", jsonb.collate)
+
+    # a sequence's state (pg_dump's SELECT last_value, is_called FROM s; sql/sequences.py): reads only
+    def last_value(*args: SQLiteValue) -> int:
+        return sequences.state(conn, args[0])[0]
+
+    def is_called(*args: SQLiteValue) -> int:
+        return int(sequences.state(conn, args[0])[1])
+
+    conn.create_scalar_function("pg_sequence_last_value", last_value, 1)
+    conn.create_scalar_function("pg_sequence_is_called", is_called, 1)

@@ -78,6 +78,7 @@ _PER_DATABASE = (
 )
 
 
+_NEXTVAL = re.compile(r"^nextval\('((?:[^']|'')+)'::regclass\)$")
 _AM = {"r": 2, "m": 2, "i": 403}  # heap, btree
 
 
@@ -183,6 +184,7 @@ class Catalog:
             "col_description": (self._description, 2),
             "pg_my_temp_schema": (lambda: PG_TEMP, 0),
             "pg_get_serial_sequence": (self._serial_sequence, 2),
+            "pg_get_expr": (self._expression, -1),
             "pg_is_other_temp_schema": (lambda oid: 0, 1),
         }
         for name, (fn, nargs) in functions.items():
@@ -273,6 +275,17 @@ class Catalog:
             (oid, sub),
         ).fetchall()
         return found[0][0] if found else None
+
+    def _expression(self, expr: SQLiteValue, *args: SQLiteValue) -> SQLiteValue:
+        """``pg_get_expr``: the text kept, but a SERIAL's ``nextval('t_id_seq'::regclass)`` names the sequence
+        with its schema when the session's search_path lacks public, as PostgreSQL prints it (pg_dump)."""
+        if isinstance(expr, str) and expr.startswith("nextval('") and self.activity.context is not None:
+            context = self.activity.context
+            if "public" not in search_path_schemas(context.setting("search_path"), context.me.user):
+                found = _NEXTVAL.match(expr)
+                if found is not None and "." not in found.group(1):
+                    return f"nextval('public.{found.group(1)}'::regclass)"
+        return expr
 
     def _serial_sequence(self, table: SQLiteValue, column: SQLiteValue) -> str | None:
         """``pg_get_serial_sequence('t', 'id')``: ``public.t_id_seq`` for a SERIAL or IDENTITY key."""
@@ -498,7 +511,12 @@ class Catalog:
                 ),
             )
             if default is not None:
-                c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, default))
+                attrdef = next(oids)
+                c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (attrdef, oid, n, default))
+                if col.numbering == "serial":  # the default uses the sequence: pg_dump sets it after both
+                    c.execute(
+                        "INSERT INTO pg_depend VALUES (2604, ?, 0, 1259, ?, 0, 'n')", (attrdef, seq_oid)
+                    )
             c.execute(
                 "INSERT INTO information_schema.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (

@@ -302,6 +302,8 @@ def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
             if isinstance(special, Translation):
                 return special
             sql = special
+        if "is_called" in body and (state := sequences.state_query(body)) is not None:
+            return _translate_with_sqlglot(state)  # pg_dump's read of a sequence (sql/sequences.py)
         fast = _fast_translate(sql)
         return fast if fast is not None else _translate_with_sqlglot(sql)
     except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
@@ -333,6 +335,10 @@ def _schema_statement(sql: str, head: str) -> Translation | str:
             sql="; ".join(translate(one).sql for one in dropped.split("; ")), param_count=0, translated=True
         )
     if head.startswith("ALTER"):
+        if (identity := sequences.add_identity(sql)) is not None:
+            return Translation(
+                sql="; ".join(translate(one).sql for one in identity), param_count=0, translated=True
+            )
         if not ddl.needs_rebuild(sql):
             return sql
         return Translation(

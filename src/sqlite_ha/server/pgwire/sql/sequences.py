@@ -54,6 +54,65 @@ _TYPE_NAMES = {16: "smallint", 32: "integer", 64: "bigint"}
 _HEAD = re.compile(r"^\s*(?:CREATE\s+(?:(?:TEMP|TEMPORARY|UNLOGGED)\s+)?|ALTER\s+|DROP\s+)SEQUENCE\b", re.I)
 
 
+_STATE = re.compile(
+    rf"^\s*SELECT\s+last_value\s*,\s*is_called\s+FROM\s+(?P<name>{_NAME})\s*;?\s*$", re.IGNORECASE
+)
+
+
+def state_query(sql: str) -> str | None:
+    """pg_dump's ``SELECT last_value, is_called FROM s``, for any sequence: the implicit one of a SERIAL
+    key is no table, so the state comes from functions (``changes/sequences.state``) — one form for both."""
+    found = _STATE.match(sql)
+    if found is None:
+        return None
+    literal = "'" + table_name(found.group("name")).replace("'", "''") + "'"
+    return (
+        f"SELECT pg_sequence_last_value({literal}) AS last_value, "
+        f"pg_sequence_is_called({literal}) = 1 AS is_called"
+    )
+
+
+_ADD_IDENTITY = re.compile(
+    rf"^\s*ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<table>{_NAME})\s+ALTER\s+(?:COLUMN\s+)?"
+    rf"(?P<column>\"(?:[^\"]|\"\")+\"|[\w$]+)\s+ADD\s+GENERATED\s+(?:ALWAYS|BY\s+DEFAULT)\s+AS\s+IDENTITY"
+    r"\s*(?:\((?P<options>[^()]*)\))?\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_SEQUENCE_NAME = re.compile(rf"\bSEQUENCE\s+NAME\s+(?P<name>{_NAME})", re.IGNORECASE)
+
+
+def add_identity(sql: str) -> tuple[str, str] | None:
+    """``ALTER TABLE t ALTER COLUMN c ADD GENERATED … AS IDENTITY (SEQUENCE NAME s …)`` (how pg_dump writes
+    an identity column): ``CREATE SEQUENCE s …`` and the column's ``DEFAULT nextval('s')``, as PostgreSQL
+    statements to translate. The key then takes its values from the sequence (unique across nodes), not
+    from the rowid; GENERATED ALWAYS does not refuse a value given explicitly."""
+    found = _ADD_IDENTITY.match(sql)
+    if found is None:
+        return None
+    options = found.group("options") or ""
+    named = _SEQUENCE_NAME.search(options)
+    table = table_name(found.group("table"))
+    column = (
+        unquote(found.group("column")) if found.group("column").startswith('"') else found.group("column")
+    )
+    name = named.group("name") if named else quote(f"{table}_{column.lower()}_seq")
+    rest = _SEQUENCE_NAME.sub("", options)
+    return (
+        f"CREATE SEQUENCE {name} {rest}",
+        f"ALTER TABLE {found.group('table')} ALTER COLUMN {found.group('column')} "
+        f"SET DEFAULT nextval('{table_name(name).replace(chr(39), chr(39) * 2)}')",
+    )
+
+
+_QUALIFIED_CALL = re.compile(r"\bpg_catalog\s*\.\s*(nextval|setval|currval|lastval)\s*\(", re.IGNORECASE)
+
+
+def sequence_calls(sql: str) -> str:
+    """``pg_catalog.setval(…)`` (pg_dump writes it so) as ``setval(…)``: the sequence functions run on the
+    database's writer (changes/sequences.py), not on the catalog that ``pg_catalog.`` would send it to."""
+    return _QUALIFIED_CALL.sub(r"\1(", sql)
+
+
 def is_sequence_statement(sql: str) -> bool:
     return _HEAD.match(sql) is not None
 

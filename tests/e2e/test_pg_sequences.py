@@ -5,13 +5,14 @@ information_schema.sequences), the column default ``nextval('t_id_seq'::regclass
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from sqlite_ha.testing import NodeProcess, free_port
+from sqlite_ha.testing import NodeProcess, free_port, wait_for
 from sqlite_ha.testing_pg import PostgresServer
 from tests.conftest import NodeFactory
 from tests.e2e.test_pg_dump import _tool
@@ -244,3 +245,67 @@ def test_pg_dump_of_sequences_restores_into_postgresql_and_a_node(
         password=PASSWORD,
     )
     assert _after_restore(_node_dsn(target)) == [want for _, want in AFTER_RESTORE]
+
+
+def test_two_nodes_never_hand_out_the_same_value(node_factory: NodeFactory) -> None:
+    """Two nodes of one cluster (leaderless: each writes), clients on both calling nextval at once on a
+    standalone sequence, on a SERIAL key's implicit one and inserting through a DEFAULT nextval: no value
+    is handed out twice; each node's come from its own residue of the rowid stride."""
+    ports = [free_port(), free_port()]
+    pg = ["--pg-port", str(ports[0]), "--pg-pass", PASSWORD]
+    first = node_factory(args=["app.db", *pg], nats_port=None, name="node1")
+    url = f"nats://127.0.0.1:{first.nats_port}"
+    pg[1] = str(ports[1])
+    second = node_factory(args=["app.db", "--replication-url", url, *pg], name="node2")
+    nodes = [first, second]
+    for node, port in zip(nodes, ports, strict=True):
+        node.pg_port = port  # type: ignore[attr-defined]
+    with psycopg.connect(_node_dsn(first), autocommit=True) as conn:
+        for statement in (
+            "CREATE SEQUENCE shared",
+            "CREATE TABLE keyed (id SERIAL PRIMARY KEY, tag TEXT)",
+            "CREATE TABLE defaulted (id BIGINT PRIMARY KEY DEFAULT nextval('shared'), tag TEXT)",
+        ):
+            conn.execute(statement)
+    with psycopg.connect(_node_dsn(second), autocommit=True) as conn:
+        wait_for(
+            lambda: (
+                conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'defaulted'").fetchone() == (1,)
+            ),
+            30,
+            "the schema to reach node2",
+        )
+    residues = [node.request("GET", "/status").json()["replication"]["rowids"]["residue"] for node in nodes]
+    assert residues[0] != residues[1]
+    got: dict[str, list[tuple[int, int]]] = {"shared": [], "keyed_id_seq": [], "defaulted": []}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        try:
+            with psycopg.connect(_node_dsn(nodes[index]), autocommit=True) as conn:
+                for i in range(15):
+                    for name in ("shared", "keyed_id_seq"):
+                        value = conn.execute("SELECT nextval(%s)", (name,)).fetchone()[0]  # type: ignore[index]
+                        with lock:
+                            got[name].append((index, value))
+                    row = conn.execute(
+                        "INSERT INTO defaulted (tag) VALUES (%s) RETURNING id", (f"{index}.{i}",)
+                    ).fetchone()
+                    with lock:
+                        got["defaulted"].append((index, row[0]))  # type: ignore[index]
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in (0, 1, 0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for name in ("keyed_id_seq",):  # a key: the node's residue of the stride, as its inserts' keys
+        assert all(value % 16 == residues[index] % 16 for index, value in got[name]), name
+    shared = [value for index, value in got["shared"] + got["defaulted"]]
+    assert len(shared) == len(set(shared)) == 120  # one sequence, its nextval and its DEFAULT: all distinct
+    keyed = [value for _, value in got["keyed_id_seq"]]
+    assert len(keyed) == len(set(keyed)) == 60

@@ -168,11 +168,6 @@ class Database(GroupCommit):
             return Described(
                 columns=[]
             )  # a table rebuild (``rebuild``) returns no rows; SQLite cannot prepare it
-        # the sequence functions (changes/sequences.py) exist on the writer only: a statement calling one is
-        # prepared there (only prepared: SQLite serializes the connection's use)
-        on_writer = on_writer or (
-            ("val(" in sql or "VAL(" in sql) and _WRITER_FUNCTIONS.search(sql) is not None
-        )
         c = self._writer if on_writer else self._reader
         # apsw caches prepared statements by text, and an expired one keeps the column types it was prepared
         # with until it runs (describing never runs it): keyed by the schema version, a text is prepared anew
@@ -615,6 +610,8 @@ class Database(GroupCommit):
         None means "could not tell" (a table made earlier in the same request, bad parameters, several
         statements in one text): such requests go to the writer, which reports any real error.
         """
+        if ("val(" in stmt.sql or "VAL(" in stmt.sql) and _WRITER_FUNCTIONS.search(stmt.sql):
+            return False  # nextval()/setval(): the writer's (changes/sequences.py), even in a SELECT
         seen: dict[str, Any] = {}
 
         def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:

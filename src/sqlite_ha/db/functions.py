@@ -167,6 +167,13 @@ def _pg_numeric(*args: SQLiteValue) -> SQLiteValue:
     return float(stored) if isinstance(stored, int) else stored
 
 
+def _writer_only(name: str) -> Callable[..., SQLiteValue]:
+    def refuse(*args: SQLiteValue) -> SQLiteValue:
+        raise apsw.SQLError(f"{name}() runs on the database's writer only")
+
+    return refuse
+
+
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
@@ -201,5 +208,9 @@ def register(conn: apsw.Connection) -> None:
     def is_called(*args: SQLiteValue) -> int:
         return int(sequences.state(conn, args[0])[1])
 
+    # the sequence functions proper run on the writer, which registers them over these (changes/sequences.py);
+    # here they let other connections prepare a statement naming one (an INSERT whose DEFAULT calls nextval)
+    for name in ("nextval", "setval", "currval", "lastval"):
+        conn.create_scalar_function(name, _writer_only(name), -1, flags=apsw.SQLITE_INNOCUOUS)
     conn.create_scalar_function("pg_sequence_last_value", last_value, 1)
     conn.create_scalar_function("pg_sequence_is_called", is_called, 1)

@@ -47,6 +47,7 @@ FUNCTION = "sqlite_ha_rebuild"
 _STATEMENT = re.compile(r"SELECT\s+sqlite_ha_rebuild\('((?:[^']|'')*)'\)\s*;?", re.IGNORECASE)
 _NEW_SUFFIX = "__sqlite_ha_rebuild"
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_NUMBERING = re.compile(r"/\*pg:\w+\s+(\w+)\*/")
 _PG_INTEGER = {"BIGINT": "int8", "INT8": "int8", "BIGSERIAL": "int8", "SERIAL8": "int8", "SMALLINT": "int2",
                "INT2": "int2", "SMALLSERIAL": "int2", "SERIAL2": "int2", "INTEGER": "int8"}  # fmt: skip
 _INTEGER_TYPE = re.compile(r"^\s*(?:INT[248]?|INTEGER|SMALLINT|BIGINT|(?:SMALL|BIG)?SERIAL[248]?)\s*$", re.I)
@@ -281,7 +282,10 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         )
         new_type = _COMMENT.sub("", str(edit[2])).strip()
         if alias and _INTEGER_TYPE.match(new_type):
-            column.type = f"INTEGER /*pg:{_PG_INTEGER.get(new_type.upper(), 'int4')}*/"
+            # and how it is numbered ("/*pg:int4 serial*/": its implicit sequence in the catalog) stays
+            kept = _NUMBERING.search(column.type)
+            numbering = f" {kept.group(1)}" if kept else ""
+            column.type = f"INTEGER /*pg:{_PG_INTEGER.get(new_type.upper(), 'int4')}{numbering}*/"
         else:
             column.type = str(edit[2])
         if len(edit) > 3 and edit[3]:

@@ -262,6 +262,7 @@ CREATE TABLE insp_child (id SERIAL PRIMARY KEY, parent_id BIGINT NOT NULL REFERE
 CREATE INDEX insp_child_at ON insp_child (at);
 """
 
+
 def _inspected(env: dict[str, str], *tables: str) -> str:
     return manage(env, "inspectdb", *tables).stdout
 

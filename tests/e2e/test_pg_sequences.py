@@ -244,7 +244,14 @@ def test_pg_dump_of_sequences_restores_into_postgresql_and_a_node(
         port=port,
         password=PASSWORD,
     )
+    # the keys are the rowid-numbered SERIAL and IDENTITY keys again (db/sequence_keys.py): same schema
+    assert _schema(target) == _schema(pg_node)
     assert _after_restore(_node_dsn(target)) == [want for _, want in AFTER_RESTORE]
+
+
+def _schema(node: NodeProcess) -> list[str]:
+    dump = _tool("pg_dump", "--schema-only", "app", port=node.pg_port, password=PASSWORD)  # type: ignore[attr-defined]
+    return [line for line in dump.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))]
 
 
 def test_two_nodes_never_hand_out_the_same_value(node_factory: NodeFactory) -> None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import orjson
 
-from sqlite_ha.db import tabledef
+from sqlite_ha.db import sequence_keys, tabledef
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.runner import Budget, run_statement
 from sqlite_ha.db.schema import TableInfo, quote, read_table
@@ -212,6 +212,7 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
     dropped: list[str] = []
     for edit in edits:
         _apply(definition, edit, expressions, dropped)
+    adopted = sequence_keys.adopt(conn, name, definition)  # a restored SERIAL key: the rowid alias again
     if old_info.pk_columns and not definition.has_primary_key():
         raise TableDefError(
             f'table "{name}" would lose its primary key, by which its rows are replicated', sqlstate="0A000"
@@ -247,6 +248,8 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
             conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy)
         for _, _, sql in saved:
             conn.execute(sql)
+        if adopted is not None:
+            sequence_keys.drop(conn, adopted)
         if dropped:
             cascade = any(e[0] == "drop_column" and e[3:4] == (True,) for e in edits)
             _dependent_views(conn, name, broken_before, cascade=cascade)

@@ -336,9 +336,10 @@ def _schema_statement(sql: str, head: str) -> Translation | str:
         )
     if head.startswith("ALTER"):
         if (identity := sequences.add_identity(sql)) is not None:
-            return Translation(
-                sql="; ".join(translate(one).sql for one in identity), param_count=0, translated=True
-            )
+            # the sequence marked, so that the primary key added next makes it the rowid-numbered identity
+            mark = f"{sequences.MARKER} /*pg:identity {sequences.identity_kind(sql)}*/"
+            created = translate(identity[0]).sql.replace(sequences.MARKER, mark, 1)
+            return Translation(sql=f"{created}; {translate(identity[1]).sql}", param_count=0, translated=True)
         if not ddl.needs_rebuild(sql):
             return sql
         return Translation(

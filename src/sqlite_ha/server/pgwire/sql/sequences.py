@@ -81,6 +81,11 @@ _ADD_IDENTITY = re.compile(
 _SEQUENCE_NAME = re.compile(rf"\bSEQUENCE\s+NAME\s+(?P<name>{_NAME})", re.IGNORECASE)
 
 
+def identity_kind(sql: str) -> str:
+    """``always`` or ``default``: how an ``ADD GENERATED … AS IDENTITY`` numbers (db/sequence_keys.py)."""
+    return "always" if re.search(r"\bGENERATED\s+ALWAYS\b", sql, re.IGNORECASE) else "default"
+
+
 def add_identity(sql: str) -> tuple[str, str] | None:
     """``ALTER TABLE t ALTER COLUMN c ADD GENERATED … AS IDENTITY (SEQUENCE NAME s …)`` (how pg_dump writes
     an identity column): ``CREATE SEQUENCE s …`` and the column's ``DEFAULT nextval('s')``, as PostgreSQL

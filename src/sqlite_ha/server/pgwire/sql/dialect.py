@@ -324,6 +324,8 @@ def _schema_statement(sql: str, head: str) -> Translation | str:
     if sequences.is_sequence_statement(sql):
         return Translation(sql=sequences.translate(sql), param_count=0, translated=True)
     if head.startswith("CREATE"):
+        if "IDENTITY" in sql.upper():  # its options (sql/sequences.py)
+            sql = sequences.identity_options(sql)
         return ddl.strip_storage(sql)
     if head.startswith("DROP"):
         # DROP TABLE a, b: one statement per table, each with its comments (sql/rewrites.py), and tables

@@ -81,6 +81,35 @@ _ADD_IDENTITY = re.compile(
 _SEQUENCE_NAME = re.compile(rf"\bSEQUENCE\s+NAME\s+(?P<name>{_NAME})", re.IGNORECASE)
 
 
+_IDENTITY_OPTIONS = re.compile(r"(\bAS\s+IDENTITY)\s*\(([^()]*)\)", re.IGNORECASE)
+
+
+def identity_options(sql: str) -> str:
+    """``GENERATED … AS IDENTITY (options)`` in a CREATE TABLE: the key is the rowid, numbered by the node's
+    allocator, so options that are PostgreSQL's defaults (what SQLAlchemy and pg_dump spell out: START WITH
+    1, INCREMENT BY 1, NO MINVALUE/MAXVALUE, CACHE) are dropped, and others refused (0A000) rather than
+    ignored."""
+
+    def check(found: re.Match[str]) -> str:
+        options = _options(_SEQUENCE_NAME.sub("", found.group(2)))
+        top = 2 ** (options.bits - 1) - 1
+        if (
+            options.step not in (None, 1)
+            or options.start not in (None, 1)
+            or options.low not in (None, 1)
+            or options.high not in (None, top, 2**63 - 1)
+            or options.restarted
+        ):
+            raise TranslationError(
+                "identity options other than START WITH 1 INCREMENT BY 1 are not supported",
+                hint="the key is numbered as the table's rowid; setval() after CREATE TABLE moves it on",
+                sqlstate="0A000",
+            )
+        return found.group(1)
+
+    return _IDENTITY_OPTIONS.sub(check, sql)
+
+
 def identity_kind(sql: str) -> str:
     """``always`` or ``default``: how an ``ADD GENERATED … AS IDENTITY`` numbers (db/sequence_keys.py)."""
     return "always" if re.search(r"\bGENERATED\s+ALWAYS\b", sql, re.IGNORECASE) else "default"

@@ -262,23 +262,9 @@ CREATE TABLE insp_child (id SERIAL PRIMARY KEY, parent_id BIGINT NOT NULL REFERE
 CREATE INDEX insp_child_at ON insp_child (at);
 """
 
-# What the catalog does not say yet, taken out of both sides before comparing: an INTEGER PRIMARY KEY's
-# identity (attidentity is empty, so Django prints BigIntegerField(primary_key=True) where PostgreSQL's
-# identity or serial column is a BigAutoField, or an AutoField, which inspectdb leaves out).
-_NOT_YET = [
-    (
-        re.compile(r"\b(?:BigAutoField|AutoField|BigIntegerField|IntegerField)\(primary_key=True\)"),
-        "ID(primary_key=True)",
-    ),
-    (re.compile(r"^ +id = models\.ID\(primary_key=True\)\n", re.M), ""),
-]
-
 
 def _inspected(env: dict[str, str], *tables: str) -> str:
-    text = manage(env, "inspectdb", *tables).stdout
-    for pattern, replacement in _NOT_YET:
-        text = pattern.sub(replacement, text)
-    return text
+    return manage(env, "inspectdb", *tables).stdout
 
 
 def test_inspectdb_as_postgresql(pg_node: NodeProcess, postgres: PostgresServer) -> None:

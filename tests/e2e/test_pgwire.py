@@ -431,7 +431,7 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
     assert made.returncode == 0, made.stderr
     lines = describe_table(pg, "people")
     assert 'Table "public.people"' in lines[0]
-    assert "id | integer | | not null |" in lines
+    assert "id | integer | | not null | nextval('people_id_seq'::regclass)" in lines  # as PostgreSQL's
     assert "name | text | | not null | 'x'" in lines
     assert "email | character varying(100) | | |" in lines
     assert '"people_pkey" PRIMARY KEY, btree (id)' in lines
@@ -460,7 +460,7 @@ def test_psql_describes_tables_databases_and_schemas(pg: NodeProcess) -> None:
         "",
     ]
     plus = describe_table(pg, "people", "\\d+")  # with storage, compression, stats target
-    assert "id | integer | | not null | | plain | | |" in plus
+    assert "id | integer | | not null | nextval('people_id_seq'::regclass) | plain | | |" in plus
     assert "name | text | | not null | 'x' | extended | | |" in plus
     roles = [" ".join(line.split()) for line in psql(pg, "-c", "\\du").stdout.splitlines()]
     assert any(line.startswith("ha | Superuser") for line in roles), roles

@@ -57,3 +57,4 @@ def test_a_widened_serial_stays_the_rowid_alias_and_shows_its_new_type() -> None
     assert conn.execute("SELECT id, v FROM a").fetchall() == [(1, "y")]
     column = Table.read(conn, "table", "a").columns[0]
     assert column.declared == "int8"
+    assert column.numbering == "serial"  # still shown with its implicit sequence (catalog/sequences.py)

@@ -26,6 +26,7 @@ import apsw
 
 from sqlite_ha.changes import autokeys
 from sqlite_ha.changes.autokeys import KeyedTable
+from sqlite_ha.changes.sequences import Sequences
 from sqlite_ha.db.authorizer import Authorizer
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.errors import Conflict, NotReady, StatementNotAllowed
@@ -129,7 +130,11 @@ class RowidAllocator:
         self._loaded: set[str] = set()  # tables whose last key stored in the database is in _last
         self._dirty: set[str] = set()  # tables given keys since ``remember`` last stored them
         self.rewritten = 0
+        # stride 1 (SQLite's own keys, no rewriting) but for the tables whose keys nextval/setval moved:
+        # inserts into those are rewritten too, so that they number after what the sequence handed out
+        self._floored: set[str] = set()
         conn.create_scalar_function(autokeys.FUNCTION, self._next_rowid, 2)
+        Sequences(conn, self._next_key, self._set_floor)
 
     def sql_for(self, sql: str) -> str:
         """The text to run for ``sql``: the same text unless it inserts rows whose key SQLite would choose.
@@ -140,7 +145,7 @@ class RowidAllocator:
         raises ``NoRowidSlot``), so inserts that give their keys keep working.
         """
         slot = self.rowids.slot
-        if slot is not None and slot.stride == 1:
+        if slot is not None and slot.stride == 1 and not self._floored:
             return sql
         if not autokeys.may_insert(sql):
             return sql
@@ -194,15 +199,30 @@ class RowidAllocator:
         self._dirty.clear()
 
     def _forget(self) -> None:
-        """The schema may have changed: what was learnt of tables goes."""
+        """The schema may have changed: what was learnt of tables goes (with SQLite's own keys, the floors of
+        tables dropped since: a table made again under the name starts from 1, as its new sequence does)."""
         self._schema_seen = self._authorizer.schema_changes
         self._cache.clear()
         self._tables.clear()
+        slot = self.rowids.slot
+        if slot is not None and slot.stride == 1 and self._floored:
+            existing = {
+                str(n).lower()
+                for (n,) in self._conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            }
+            for gone in self._floored - existing:
+                self._floored.discard(gone)
+                self._last.pop(gone, None)
 
     def _rewrite(self, sql: str) -> tuple[str, tuple[str, ...]] | None:
         tables: list[str] = []
 
+        slot = self.rowids.slot
+        plain = slot is not None and slot.stride == 1
+
         def lookup(name: str) -> KeyedTable | None:
+            if plain and name.lower() not in self._floored:
+                return None  # SQLite's own key, as without any sequence call
             info = self._lookup(name)
             if info is not None:
                 tables.append(info.name.lower())
@@ -283,3 +303,25 @@ class RowidAllocator:
         self._last[name] = key
         self._dirty.add(name)
         return key
+
+    # ------------------------------------------------------------------------------------ sequences
+    def _next_key(self, name: str, largest: int) -> int:
+        """``nextval``: the next key of ``name`` (a table, or a standalone sequence's k) above ``largest``
+        and above all this node handed out; remembered, so no insert takes it again."""
+        self._floor_table(name.lower())
+        return self._next_rowid(name, largest)
+
+    def _set_floor(self, name: str, last: int) -> None:
+        """``setval``: the next key of ``name`` this node hands out follows ``last`` (a table's floor only
+        rises: SQLite numbers after its largest key whatever it is told)."""
+        key = name.lower()
+        self._floor_table(key)
+        self._last[key] = last
+        self._dirty.add(key)
+
+    def _floor_table(self, key: str) -> None:
+        if key not in self._loaded:
+            self._load(key)
+        if key not in self._floored:
+            self._floored.add(key)
+            self._cache.clear()  # inserts into it, left to SQLite so far, are rewritten from now on

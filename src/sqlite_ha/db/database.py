@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CLASSIFY_CACHE_MAX = 4096
+_WRITER_FUNCTIONS = re.compile(r"\b(?:nextval|setval|currval|lastval)\s*\(", re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -610,6 +612,8 @@ class Database(GroupCommit):
         None means "could not tell" (a table made earlier in the same request, bad parameters, several
         statements in one text): such requests go to the writer, which reports any real error.
         """
+        if ("val(" in stmt.sql or "VAL(" in stmt.sql) and _WRITER_FUNCTIONS.search(stmt.sql):
+            return False  # nextval()/setval(): the writer's (changes/sequences.py), even in a SELECT
         seen: dict[str, Any] = {}
 
         def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:

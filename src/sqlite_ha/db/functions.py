@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import apsw
 
+from sqlite_ha.changes import sequences
 from sqlite_ha.db import jsonb, regex
 from sqlite_ha.db.values import SQLiteValue
 
@@ -172,6 +173,13 @@ def _code_point_order(a: str, b: str) -> int:
     return (a > b) - (a < b)
 
 
+def _writer_only(name: str) -> Callable[..., SQLiteValue]:
+    def refuse(*args: SQLiteValue) -> SQLiteValue:
+        raise apsw.SQLError(f"{name}() runs on the database's writer only")
+
+    return refuse
+
+
 def register(conn: apsw.Connection) -> None:
     conn.create_scalar_function(
         "pg_like_glob", _pg_like_glob, 2, deterministic=True, flags=apsw.SQLITE_INNOCUOUS
@@ -203,3 +211,17 @@ def register(conn: apsw.Connection) -> None:
     # translated to BINARY): UTF-8 byte order is code point order, which is how Python compares strings
     for name in ("C", "POSIX", "ucs_basic"):
         conn.create_collation(name, _code_point_order)
+
+    # a sequence's state (pg_dump's SELECT last_value, is_called FROM s; sql/sequences.py): reads only
+    def last_value(*args: SQLiteValue) -> int:
+        return sequences.state(conn, args[0])[0]
+
+    def is_called(*args: SQLiteValue) -> int:
+        return int(sequences.state(conn, args[0])[1])
+
+    # the sequence functions proper run on the writer, which registers them over these (changes/sequences.py);
+    # here they let other connections prepare a statement naming one (an INSERT whose DEFAULT calls nextval)
+    for name in ("nextval", "setval", "currval", "lastval"):
+        conn.create_scalar_function(name, _writer_only(name), -1, flags=apsw.SQLITE_INNOCUOUS)
+    conn.create_scalar_function("pg_sequence_last_value", last_value, 1)
+    conn.create_scalar_function("pg_sequence_is_called", is_called, 1)

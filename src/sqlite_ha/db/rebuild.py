@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 import orjson
 
-from sqlite_ha.db import tabledef
+from sqlite_ha.db import sequence_keys, tabledef
 from sqlite_ha.db.authorizer import Permission
 from sqlite_ha.db.runner import Budget, run_statement
 from sqlite_ha.db.schema import TableInfo, quote, read_table
@@ -47,6 +47,7 @@ FUNCTION = "sqlite_ha_rebuild"
 _STATEMENT = re.compile(r"SELECT\s+sqlite_ha_rebuild\('((?:[^']|'')*)'\)\s*;?", re.IGNORECASE)
 _NEW_SUFFIX = "__sqlite_ha_rebuild"
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_NUMBERING = re.compile(r"/\*pg:\w+\s+(\w+)\*/")
 _PG_INTEGER = {"BIGINT": "int8", "INT8": "int8", "BIGSERIAL": "int8", "SERIAL8": "int8", "SMALLINT": "int2",
                "INT2": "int2", "SMALLSERIAL": "int2", "SERIAL2": "int2", "INTEGER": "int8"}  # fmt: skip
 _INTEGER_TYPE = re.compile(r"^\s*(?:INT[248]?|INTEGER|SMALLINT|BIGINT|(?:SMALL|BIG)?SERIAL[248]?)\s*$", re.I)
@@ -211,6 +212,7 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
     dropped: list[str] = []
     for edit in edits:
         _apply(definition, edit, expressions, dropped)
+    adopted = sequence_keys.adopt(conn, name, definition)  # a restored SERIAL key: the rowid alias again
     if old_info.pk_columns and not definition.has_primary_key():
         raise TableDefError(
             f'table "{name}" would lose its primary key, by which its rows are replicated', sqlstate="0A000"
@@ -246,6 +248,8 @@ def _rebuild(conn: apsw.Connection, name: str, edits: list[Edit], guard: Guard, 
             conn.config(apsw.SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, legacy)
         for _, _, sql in saved:
             conn.execute(sql)
+        if adopted is not None:
+            sequence_keys.drop(conn, adopted)
         if dropped:
             cascade = any(e[0] == "drop_column" and e[3:4] == (True,) for e in edits)
             _dependent_views(conn, name, broken_before, cascade=cascade)
@@ -281,7 +285,10 @@ def _apply(definition: TableDef, edit: Edit, expressions: dict[str, str], droppe
         )
         new_type = _COMMENT.sub("", str(edit[2])).strip()
         if alias and _INTEGER_TYPE.match(new_type):
-            column.type = f"INTEGER /*pg:{_PG_INTEGER.get(new_type.upper(), 'int4')}*/"
+            # and how it is numbered ("/*pg:int4 serial*/": its implicit sequence in the catalog) stays
+            kept = _NUMBERING.search(column.type)
+            numbering = f" {kept.group(1)}" if kept else ""
+            column.type = f"INTEGER /*pg:{_PG_INTEGER.get(new_type.upper(), 'int4')}{numbering}*/"
         else:
             column.type = str(edit[2])
         if len(edit) > 3 and edit[3]:

@@ -60,6 +60,7 @@ from sqlite_ha.server.pgwire.sql.dialect import (
     translate_catalog,
 )
 from sqlite_ha.server.pgwire.sql.infer import infer, key_types, result_types
+from sqlite_ha.server.pgwire.sql.sequences import sequence_calls
 from sqlite_ha.server.pgwire.state import SessionState
 from sqlite_ha.server.pgwire.types import values as t
 from sqlite_ha.server.pgwire.wire import codec
@@ -321,9 +322,10 @@ class Session(SessionState):
             raise PgError("0A000", str(e)) from e
         if explained is not None:
             return explain.prepare(self, sql, explained, param_oids, describe=describe)
-        is_catalog = catalog.is_catalog_query(sql)
+        run = sequence_calls(sql) if "val" in sql else sql  # pg_catalog.setval(…): on the database
+        is_catalog = catalog.is_catalog_query(run)
         try:
-            translation = translate_catalog(catalog.prepare(sql)) if is_catalog else translate(sql)
+            translation = translate_catalog(catalog.prepare(run)) if is_catalog else translate(run)
         except TranslationError as e:
             width = catalog.empty_answer(sql) if is_catalog else None
             if width is None:

@@ -24,7 +24,7 @@ from sqlite_ha import __version__
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
-from sqlite_ha.server.pgwire.catalog import namespaces
+from sqlite_ha.server.pgwire.catalog import namespaces, sequences
 from sqlite_ha.server.pgwire.catalog.activity import Activity, SessionContext, search_path_schemas
 from sqlite_ha.server.pgwire.catalog.names import Names, quote
 from sqlite_ha.server.pgwire.catalog.namespaces import PG_TEMP, PG_TEMP_NAME
@@ -74,9 +74,11 @@ _PER_DATABASE = (
     "pg_trigger",
     "information_schema.tables",
     "information_schema.columns",
+    *sequences.PER_DATABASE,
 )
 
 
+_NEXTVAL = re.compile(r"^nextval\('((?:[^']|'')+)'::regclass\)$")
 _AM = {"r": 2, "m": 2, "i": 403}  # heap, btree
 
 
@@ -152,6 +154,7 @@ class Catalog:
         # where the relation being filled lives: namespace oid, its name, relpersistence (namespaces.py)
         self._namespace: tuple[int, str, str] = (PUBLIC, "public", "p")
         self._comments: dict[str, dict[str, str]] = {}  # table (lower case) → column ('' the table) → text
+        self._serials: dict[tuple[str, str], str] = {}  # (table, column), lower case → its implicit sequence
 
     def _register(self) -> None:
         catalog_functions.register(self.conn)
@@ -180,6 +183,8 @@ class Catalog:
             "obj_description": (lambda oid, *kind: self._description(oid, 0), -1),
             "col_description": (self._description, 2),
             "pg_my_temp_schema": (lambda: PG_TEMP, 0),
+            "pg_get_serial_sequence": (self._serial_sequence, 2),
+            "pg_get_expr": (self._expression, -1),
             "pg_is_other_temp_schema": (lambda oid: 0, 1),
         }
         for name, (fn, nargs) in functions.items():
@@ -271,6 +276,24 @@ class Catalog:
         ).fetchall()
         return found[0][0] if found else None
 
+    def _expression(self, expr: SQLiteValue, *args: SQLiteValue) -> SQLiteValue:
+        """``pg_get_expr``: the text kept, but a SERIAL's ``nextval('t_id_seq'::regclass)`` names the sequence
+        with its schema when the session's search_path lacks public, as PostgreSQL prints it (pg_dump)."""
+        if isinstance(expr, str) and expr.startswith("nextval('") and self.activity.context is not None:
+            context = self.activity.context
+            if "public" not in search_path_schemas(context.setting("search_path"), context.me.user):
+                found = _NEXTVAL.match(expr)
+                if found is not None and "." not in found.group(1):
+                    return f"nextval('public.{found.group(1)}'::regclass)"
+        return expr
+
+    def _serial_sequence(self, table: SQLiteValue, column: SQLiteValue) -> str | None:
+        """``pg_get_serial_sequence('t', 'id')``: ``public.t_id_seq`` for a SERIAL or IDENTITY key."""
+        name = str(table or "")
+        if name.lower().startswith("public."):
+            name = name[len("public.") :]
+        return self._serials.get((name.strip('"').lower(), str(column or "").strip('"').lower()))
+
     def _visible(self, oid: SQLiteValue) -> int:
         """pg_table_is_visible: the search path is "$user", public (and the session's pg_temp)."""
         found = self.conn.execute("SELECT relnamespace FROM pg_class WHERE oid = ?", (oid,)).fetchall()
@@ -296,6 +319,7 @@ class Catalog:
                 "INSERT INTO pg_namespace(oid, nspname, nspowner) VALUES (?, ?, 10)", (PG_TEMP, PG_TEMP_NAME)
             )
         self._comments = objects.comments
+        self._serials.clear()
         temps = {id(table) for table in objects.temp}
         tables = [*objects.tables, *objects.temp]
         self._definitions.clear()
@@ -316,6 +340,13 @@ class Catalog:
         for table in tables:
             oid = table_oids[table.name.lower()]
             schema, _ = schemas.split(table.name, frozenset(spaces))
+            if table.sequence is not None:  # a standalone sequence (catalog/sequences.py)
+                self._namespace = (*spaces[schema.lower()], "p") if schema else (PUBLIC, "public", "p")
+                self._relation(oid, table.name, "S", 3)
+                options = sequences.Options(*table.sequence)
+                shown = (self._namespace[1], self._local(table.name))
+                sequences.fill(c, self.database, self.user, shown, options, oid, None)
+                continue
             if id(table) in temps:
                 self._namespace = (PG_TEMP, PG_TEMP_NAME, "t")
             elif schema is not None:
@@ -437,20 +468,55 @@ class Catalog:
         c = self.conn
         for n, col in enumerate(table.columns, start=1):
             type_oid, typmod = t.declared_type(col.declared) if col.declared else (t.TEXT, -1)
+            default, identity = _default(col.default), ""
+            if col.numbering:  # a SERIAL or IDENTITY key: its implicit sequence (catalog/sequences.py)
+                local = self._local(table.name)
+                sequence = sequences.implicit(
+                    local, col.name, self._namespace[1], col.declared.lower(), col.numbering
+                )
+                default, identity = sequence.default or default, sequence.identity
+                self._serials[(local.lower(), col.name.lower())] = sequence.qualified
+                if self._namespace[0] != PUBLIC:
+                    self._serials[(f"{self._namespace[1]}.{local}".lower(), col.name.lower())] = (
+                        sequence.qualified
+                    )
+                seq_oid = next(oids)
+                self._relation(seq_oid, sequence.name, "S", 3)
+                sequences.fill(
+                    c,
+                    self.database,
+                    self.user,
+                    (sequence.schema, sequence.name),
+                    sequences.Options.of_implicit(sequence),
+                    seq_oid,
+                    (oid, n, "a" if sequence.numbering == "serial" else "i"),
+                )
             c.execute(
                 "INSERT INTO pg_attribute(attrelid, attname, atttypid, attnum, attnotnull, atthasdef, "
                 "attisdropped, atttypmod, attlen, attidentity, attgenerated, attcollation, attndims, "
                 "attstorage) "
-                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, '', '', 0, 0, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, '', 0, 0, ?)",
                 (
-                    *(oid, col.name, type_oid, n, col.notnull, col.default is not None, typmod),
-                    *(t.type_size(type_oid), "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
+                    *(
+                        oid,
+                        col.name,
+                        type_oid,
+                        n,
+                        col.notnull,
+                        default is not None,
+                        typmod,
+                        t.type_size(type_oid),
+                    ),
+                    *(identity, "p" if t.type_size(type_oid) > 0 else "x"),  # fixed or varlena
                 ),
             )
-            if col.default is not None:
-                c.execute(
-                    "INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (next(oids), oid, n, _default(col.default))
-                )
+            if default is not None:
+                attrdef = next(oids)
+                c.execute("INSERT INTO pg_attrdef VALUES (?, ?, ?, ?)", (attrdef, oid, n, default))
+                if col.numbering == "serial":  # the default uses the sequence: pg_dump sets it after both
+                    c.execute(
+                        "INSERT INTO pg_depend VALUES (2604, ?, 0, 1259, ?, 0, 'n')", (attrdef, seq_oid)
+                    )
             c.execute(
                 "INSERT INTO information_schema.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -459,7 +525,7 @@ class Catalog:
                     self._local(table.name),
                     col.name,
                     n,
-                    _default(col.default),
+                    default,
                     "NO" if col.notnull else "YES",
                     t.SQL_NAMES.get(type_oid, "text"),
                     t.TYPE_INFO.get(type_oid, ("text", -1))[0],

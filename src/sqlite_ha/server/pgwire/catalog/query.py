@@ -62,6 +62,9 @@ _FUNCTION_TYPES = {
     "pg_get_viewdef": "text",
     "format_type": "text",
     "pg_postmaster_start_time": "timestamptz",
+    "pg_get_serial_sequence": "text",
+    "json_build_object": "json",  # SQLAlchemy's identity_options: psycopg must decode it
+    "json_object": "json",
 }
 _BOOLEAN = (exp.Predicate, exp.Not, exp.Connector, exp.Boolean, exp.LogicalAnd, exp.LogicalOr)
 

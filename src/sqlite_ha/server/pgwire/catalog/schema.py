@@ -184,6 +184,14 @@ CREATE TABLE information_schema.tables(
 CREATE TABLE information_schema.columns(
   table_catalog TEXT, table_schema TEXT, table_name TEXT, column_name TEXT, ordinal_position INTEGER,
   column_default TEXT, is_nullable TEXT, data_type TEXT, udt_name TEXT);
+-- sequences (catalog/sequences.py): the implicit ones of SERIAL and IDENTITY keys, and CREATE SEQUENCE's
+CREATE TABLE pg_catalog.pg_sequences(
+  schemaname TEXT, sequencename TEXT, sequenceowner TEXT, data_type regtype, start_value INT8,
+  min_value INT8, max_value INT8, increment_by INT8, cycle BOOLEAN, cache_size INT8, last_value INT8);
+CREATE TABLE information_schema.sequences(
+  sequence_catalog TEXT, sequence_schema TEXT, sequence_name TEXT, data_type TEXT,
+  numeric_precision INTEGER, numeric_precision_radix INTEGER, numeric_scale INTEGER, start_value TEXT,
+  minimum_value TEXT, maximum_value TEXT, increment TEXT, cycle_option TEXT);
 """
 
 

@@ -19,7 +19,8 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sqlite_ha.server.pgwire.sql import schemas
-from sqlite_ha.server.pgwire.types.values import pg_type_comments
+from sqlite_ha.server.pgwire.sql.sequences import MARKER as SEQUENCE_MARKER
+from sqlite_ha.server.pgwire.types.values import pg_key_numbering, pg_type_comments
 
 # the affinity word the dialect adds after a type ("JSONB TEXT", "NUMERIC REAL(10, 2)"), unknown to sqlglot
 _TEXT_STORED = re.compile(r"\b(JSONB?|NUMERIC)\s+(?:TEXT|REAL)\b", re.I)
@@ -32,6 +33,7 @@ class Column:
     declared: str
     notnull: bool
     default: str | None
+    numbering: str = ""  # a rowid-alias key's: serial, always or default (types.values.pg_key_numbering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class Table:
     query: str | None = None  # a view's SELECT, in PostgreSQL syntax, its tables qualified with "public."
     uses: tuple[str, ...] = ()  # the tables and views a view reads
     triggers: tuple[tuple[str, str], ...] = ()  # (name, CREATE TRIGGER text as SQLite keeps it)
+    # a standalone sequence (kind 'S', sql/sequences.py): type name, start, increment, min, max, cache
+    sequence: tuple[str, int, int, int, int, int] | None = None
 
     @classmethod
     def read(cls, conn: apsw.Connection, kind: str, name: str, schema: str = "main") -> Table:
@@ -90,6 +94,8 @@ class Table:
             query, uses = view_query(_sql(conn, "view", name, schema))
             return cls(name, "v", columns, query=query, uses=uses)
         create_sql = _sql(conn, "table", name, schema)
+        if create_sql is not None and SEQUENCE_MARKER in create_sql:
+            return cls(name, "S", (), sequence=_sequence(conn, name, schema))
         kept = pg_type_comments(create_sql)  # "id INTEGER /*pg:int4*/ PRIMARY KEY": a serial is an int4
         if kept:
             columns = tuple(
@@ -98,6 +104,9 @@ class Table:
                 else c
                 for c in columns
             )
+            numbering = pg_key_numbering(create_sql)
+            if numbering:
+                columns = tuple(replace(c, numbering=numbering.get(c.name.lower(), "")) for c in columns)
         declared = _declared(name, create_sql)
         pk = tuple(str(r[0]) for r in sorted((r for r in rows if r[4]), key=lambda r: int(r[4])))  # type: ignore[arg-type]
         indexes = _indexes(conn, name, declared, schema)
@@ -119,6 +128,17 @@ class Table:
             declared.checks,
             triggers=triggers,
         )
+
+
+def _sequence(conn: apsw.Connection, name: str, schema: str) -> tuple[str, int, int, int, int, int]:
+    quoted = '"' + name.replace('"', '""') + '"'
+    listed = "data_type, start_value, increment_by, min_value, max_value, cache_size"
+    rows = conn.execute(f"SELECT {listed} FROM {schema}.{quoted}").fetchall()
+    if not rows:  # its row is written by the writer right after the table: a reader may not see it yet
+        return ("bigint", 1, 1, 1, 2**63 - 1, 1)
+    kind, *numbers = rows[0]
+    start, step, low, high, cache = (int(n) for n in numbers)  # type: ignore[arg-type]
+    return str(kind), start, step, low, high, cache
 
 
 def _opt(value: Any) -> str | None:

@@ -55,6 +55,17 @@ _CASTS: dict[Any, tuple[str, str]] = {
 _OID_TYPES = {"oid", "regconfig"}  # the reg* casts that name objects are catalog_query's
 
 
+_SEQUENCE_FUNCTIONS = frozenset({"nextval", "setval", "currval"})
+
+
+def _names_a_sequence(node: exp.Cast, to: exp.DataType) -> bool:
+    """``'s'::regclass`` (or a parameter) as the first argument of nextval/setval/currval."""
+    if to.sql(dialect="postgres").lower() != "regclass":
+        return False
+    parent = node.parent
+    return isinstance(parent, exp.Anonymous) and parent.name.lower() in _SEQUENCE_FUNCTIONS
+
+
 def rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
     to: exp.DataType = node.to
     value: exp.Expr = node.this
@@ -87,6 +98,8 @@ def rewrite_cast(node: exp.Cast, ctx: RewriteContext) -> exp.Expr:
     if is_array:
         return value  # arrays are JSON text already
     literal = value.name if isinstance(value, exp.Literal) and value.is_string else None
+    if strategy is None and _names_a_sequence(node, to):
+        return value  # nextval('s'::regclass): the functions (changes/sequences.py) take the name
     if strategy is None:
         raise TranslationError(f"a cast to {to.sql(dialect='postgres').lower()} has no SQLite equivalent")
     if strategy == "NUMERIC":

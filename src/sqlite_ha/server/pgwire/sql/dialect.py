@@ -46,7 +46,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
 from sqlite_ha.server.pgwire.catalog import query as catalog_query
-from sqlite_ha.server.pgwire.sql import ddl, schemas
+from sqlite_ha.server.pgwire.sql import ddl, schemas, sequences
 from sqlite_ha.server.pgwire.sql.intervals import normalized_interval
 from sqlite_ha.server.pgwire.sql.jsonb import mark_comparisons as mark_jsonb_comparisons
 from sqlite_ha.server.pgwire.sql.lexer import LEADING_NOISE, classify, is_word_char, lex, split_statements
@@ -312,6 +312,8 @@ def _translated(sql: str) -> Translation | tuple[str, str | None, str]:
             if isinstance(special, Translation):
                 return special
             sql = special
+        if "is_called" in body and (state := sequences.state_query(body)) is not None:
+            return _translate_with_sqlglot(state)  # pg_dump's read of a sequence (sql/sequences.py)
         fast = _fast_translate(sql)
         return fast if fast is not None else _translate_with_sqlglot(sql)
     except TranslationError as e:  # kept as its words: a cached exception object would collect tracebacks
@@ -329,7 +331,11 @@ def note_schemas(names: set[str] | frozenset[str]) -> None:
 def _schema_statement(sql: str, head: str) -> Translation | str:
     """The translation of an ALTER TABLE SQLite cannot run as it is, or of VACUUM/ANALYZE; else the text to
     translate as usual (CREATE without storage parameters and operator classes)."""
+    if sequences.is_sequence_statement(sql):
+        return Translation(sql=sequences.translate(sql), param_count=0, translated=True)
     if head.startswith("CREATE"):
+        if "IDENTITY" in sql.upper():  # its options (sql/sequences.py)
+            sql = sequences.identity_options(sql)
         return ddl.strip_storage(sql)
     if head.startswith("DROP"):
         # DROP TABLE a, b: one statement per table, each with its comments (sql/rewrites.py), and tables
@@ -341,6 +347,11 @@ def _schema_statement(sql: str, head: str) -> Translation | str:
             sql="; ".join(translate(one).sql for one in dropped.split("; ")), param_count=0, translated=True
         )
     if head.startswith("ALTER"):
+        if (identity := sequences.add_identity(sql)) is not None:
+            # the sequence marked, so that the primary key added next makes it the rowid-numbered identity
+            mark = f"{sequences.MARKER} /*pg:identity {sequences.identity_kind(sql)}*/"
+            created = translate(identity[0]).sql.replace(sequences.MARKER, mark, 1)
+            return Translation(sql=f"{created}; {translate(identity[1]).sql}", param_count=0, translated=True)
         if not ddl.needs_rebuild(sql):
             return sql
         return Translation(

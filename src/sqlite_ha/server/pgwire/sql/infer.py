@@ -271,6 +271,12 @@ _CAST_FUNCTIONS = {
     "pg_timetz": "TIMETZ",
     "pg_bool": "BOOLEAN",
     "pg_numeric": "NUMERIC",
+    # the sequence functions (changes/sequences.py) answer a bigint, as PostgreSQL's
+    "nextval": "BIGINT",
+    "setval": "BIGINT",
+    "currval": "BIGINT",
+    "lastval": "BIGINT",
+    "pg_sequence_last_value": "BIGINT",
 }
 
 

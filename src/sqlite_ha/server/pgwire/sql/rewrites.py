@@ -100,11 +100,18 @@ def _rewrite_identity_columns(schema: exp.Schema) -> None:
         )
         if not (is_serial or identity):
             continue
+        # how the key is numbered, for the catalog (its implicit sequence, pg_attrdef, attidentity): serial,
+        # or always/default for GENERATED ALWAYS / BY DEFAULT AS IDENTITY
+        numbering = "serial"
         for constraint in identity:
+            numbering = "always" if constraint.kind.args.get("this") else "default"
             constraint.pop()
         # exactly INTEGER: the rowid alias. The PostgreSQL type stays in a comment that sqlite_schema keeps
         # and that replicates with the DDL text; the catalog reads it back (types.values.pg_type_comments)
-        column.set("kind", exp.DataType(this=DType.USERDEFINED, kind=f"INTEGER /*pg:{_key_type(kind)}*/"))
+        column.set(
+            "kind",
+            exp.DataType(this=DType.USERDEFINED, kind=f"INTEGER /*pg:{_key_type(kind)} {numbering}*/"),
+        )
         if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in column.constraints):
             continue
         # PRIMARY KEY (id), also named: CONSTRAINT t_pk PRIMARY KEY (id)

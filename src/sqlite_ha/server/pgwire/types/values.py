@@ -144,7 +144,9 @@ def _affinity(base: str, t: str) -> int:
     return NUMERIC if ("numeric" in base or "decimal" in base) else TEXT
 
 
-_TYPE_COMMENT = re.compile(r'("(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[^\s(,]+)\s+INTEGER\s*/\*pg:(\w+)\*/', re.I)
+_TYPE_COMMENT = re.compile(
+    r'("(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[^\s(,]+)\s+INTEGER\s*/\*pg:(\w+)(?:\s+(\w+))?\*/', re.I
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -155,11 +157,41 @@ def pg_type_comments(create_sql: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     if not create_sql or "/*pg:" not in create_sql:
         return out
+    for name, kept, _ in _type_comments(create_sql):
+        out[name] = kept
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def pg_key_numbering(create_sql: str | None) -> dict[str, str]:
+    """How the rowid-alias keys of a CREATE TABLE are numbered, by lower-case column name: ``serial``
+    (SERIAL/BIGSERIAL: a default ``nextval`` of an implicit sequence), ``always`` or ``default``
+    (GENERATED ALWAYS / BY DEFAULT AS IDENTITY), kept by the dialect as ``/*pg:int4 serial*/``. A plain
+    ``integer PRIMARY KEY`` (``/*pg:int4*/``) has none, as in PostgreSQL: no sequence, no default."""
+    if not create_sql or "/*pg:" not in create_sql:
+        return {}
+    return {name: numbering for name, _, numbering in _type_comments(create_sql) if numbering}
+
+
+def sequence_name(table: str, column: str) -> str:
+    """PostgreSQL's name for the implicit sequence of ``table.column``: ``<table>_<column>_seq``, the longer
+    part cut first (ChooseRelationName) so that the name fits in 63 bytes."""
+    table_part, column_part = table, column
+    while len(f"{table_part}_{column_part}_seq".encode()) > 63:
+        if len(table_part.encode()) >= len(column_part.encode()):
+            table_part = table_part[:-1]
+        else:
+            column_part = column_part[:-1]
+    return f"{table_part}_{column_part}_seq"
+
+
+def _type_comments(create_sql: str) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
     for m in _TYPE_COMMENT.finditer(create_sql):
         name = m.group(1)
         if name[:1] in '"`[':
             name = name[1:-1].replace('""', '"')
-        out[name.lower()] = m.group(2).lower()
+        out.append((name.lower(), m.group(2).lower(), (m.group(3) or "").lower()))
     return out
 
 

@@ -38,6 +38,7 @@ from sqlite_ha.db.runner import (
     QueryTimeout,
     collect,
     on_thread,
+    prepared_columns,
     run_statement,
     too_many_bytes,
 )
@@ -173,29 +174,18 @@ class Database(GroupCommit):
         # with until it runs (describing never runs it): keyed by the schema version, a text is prepared anew
         # after every schema change. A comment changes nothing else.
         sql = f"{sql}\n/* schema {c.current_schema()} */"
-        seen: list[list[tuple[str, str | None]]] = []
-
-        def trace(cursor: apsw.Cursor, text: str, bindings: Any) -> bool:
-            seen.append([(str(d[0]), d[1]) for d in cursor.description])
-            return False
-
-        cur = c.conn.cursor()
-        cur.exec_trace = trace
         if grant is not None:
             c.authorizer.restrict(c.conn, grant)
         try:
-            cur.execute(sql, (None,) * params if params else None, prepare_flags=CLIENT_PREPARE)
-        except apsw.ExecTraceAbort:
-            pass
+            columns = prepared_columns(c.conn, sql, params, prepare_flags=CLIENT_PREPARE)
         except apsw.AuthError as e:
             raise self._refused(c, e, 0) from e
         except apsw.Error as e:
             raise translate(e) from e
         finally:
-            cur.close(True)
             if grant is not None:
                 c.authorizer.unrestrict()
-        return Described(columns=seen[0] if seen else [])
+        return Described(columns=columns)
 
     def table_types(self, table: str, *, on_writer: bool = False) -> dict[str, str]:
         """Declared type of each column of ``table`` (lower-case names), for parameter type inference.

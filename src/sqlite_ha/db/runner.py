@@ -182,6 +182,29 @@ class Deadline:
         return False
 
 
+def prepared_columns(
+    conn: apsw.Connection, sql: str, params: int, *, prepare_flags: int = 0
+) -> list[tuple[str, str | None]]:
+    """The result columns (name, declared type) of ``sql``'s first statement without running it: SQLite
+    prepares it and the execution trace stops it before the first step (parameters bound as NULL). SQLite's
+    errors propagate."""
+    seen: list[list[tuple[str, str | None]]] = []
+
+    def trace(cursor: apsw.Cursor, text: str, bindings: Any) -> bool:
+        seen.append([(str(d[0]), d[1]) for d in cursor.description])
+        return False
+
+    cur = conn.cursor()
+    cur.exec_trace = trace
+    try:
+        cur.execute(sql, (None,) * params if params else None, prepare_flags=prepare_flags)
+    except apsw.ExecTraceAbort:
+        pass
+    finally:
+        cur.close(True)
+    return seen[0] if seen else []
+
+
 def run_statement(
     conn: apsw.Connection,
     stmt: Statement,

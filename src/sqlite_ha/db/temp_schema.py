@@ -27,6 +27,7 @@ import apsw
 
 from sqlite_ha.db import functions
 from sqlite_ha.db.dsn import DatabaseSpec
+from sqlite_ha.db.runner import prepared_columns
 from sqlite_ha.db.sqlerrors import translate
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
@@ -128,23 +129,10 @@ class TempSchema:
 
     def describe(self, sql: str, params: int) -> list[tuple[str, str | None]]:
         """Result columns (name, declared type) of ``sql`` without running it."""
-        seen: list[list[tuple[str, str | None]]] = []
-
-        def trace(cursor: apsw.Cursor, text: str, bindings: Any) -> bool:
-            seen.append([(str(d[0]), d[1]) for d in cursor.description])
-            return False
-
-        cur = self.conn.cursor()
-        cur.exec_trace = trace
         try:
-            cur.execute(sql, (None,) * params if params else None)
-        except apsw.ExecTraceAbort:
-            pass
+            return prepared_columns(self.conn, sql, params)
         except apsw.Error as e:
             raise self._error(e) from e
-        finally:
-            cur.close(True)
-        return seen[0] if seen else []
 
     def run(self, sql: str, params: tuple[SQLiteValue, ...]) -> Result:
         """Run one statement here, at once (autocommit), and note the TEMP objects it made or dropped."""

@@ -21,6 +21,7 @@ from typing import Any
 import apsw
 
 from sqlite_ha import __version__
+from sqlite_ha.db.runner import prepared_columns
 from sqlite_ha.db.statement import Result
 from sqlite_ha.db.values import SQLiteValue
 from sqlite_ha.server.pgwire.catalog import functions as catalog_functions
@@ -662,21 +663,7 @@ class Catalog:
         return Result(columns=[d[0] for d in description], types=[d[1] for d in description], rows=rows)
 
     def describe(self, sql: str, params: int) -> list[tuple[str, str | None]]:
-        seen: list[tuple[str, str | None]] = []
-
-        def trace(cur: apsw.Cursor, text: str, bindings: Any) -> bool:
-            seen[:] = _typed(sql, cur.description)
-            return False
-
-        cursor = self.conn.cursor()
-        cursor.exec_trace = trace
-        try:
-            cursor.execute(sql, (None,) * params if params else None)
-        except apsw.ExecTraceAbort:
-            pass
-        finally:
-            cursor.close(True)
-        return seen
+        return _typed(sql, prepared_columns(self.conn, sql, params))
 
 
 _ACTION_NAMES = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
